@@ -1,0 +1,48 @@
+# Tusk build, run and test targets. See README.md.
+GO        ?= go
+BIN       := bin/tusk
+PKGS      := $(shell $(GO) list ./... | grep -v /compat-tests)
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: build run test unit compat lint fuzz bench vet clean cluster
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tusk
+
+# A working single node with the embedded defaults (data in ./tusk-data,
+# Kafka on 127.0.0.1:9092, HTTP on 127.0.0.1:9644).
+run: build
+	./$(BIN) serve
+
+# Unit tests under -race (fuzz seed corpora run as ordinary tests), go vet,
+# and the compat tests against real tusk processes.
+test: vet unit compat
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+compat: build
+	TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m ./compat-tests/
+
+lint: vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+
+# Run each fuzz target for FUZZTIME (seed corpora already run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./kafkaproto -run '^$$' -fuzz '^FuzzParseBatch$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./kafkaproto -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz '^FuzzRecover$$' -fuzztime $(FUZZTIME)
+
+# Storage micro-benchmarks and an end-to-end run against a fresh broker.
+bench: build
+	$(GO) test ./storage -run '^$$' -bench . -benchtime 2s
+	./scripts/bench.sh
+
+clean:
+	rm -rf bin

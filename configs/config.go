@@ -1,0 +1,230 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the complete configuration of one Tusk node.
+type Config struct {
+	NodeID    int32         `mapstructure:"node-id"`
+	DataDir   string        `mapstructure:"data-dir"`
+	ReadyFile string        `mapstructure:"ready-file"`
+	Kafka     KafkaConfig   `mapstructure:"kafka"`
+	HTTP      HTTPConfig    `mapstructure:"http"`
+	Log       LogConfig     `mapstructure:"log"`
+	Storage   StorageConfig `mapstructure:"storage"`
+	Topic     TopicDefaults `mapstructure:"topic"`
+	Shutdown  time.Duration `mapstructure:"shutdown-timeout"`
+}
+
+// KafkaConfig is the Kafka listener.
+type KafkaConfig struct {
+	Listen string `mapstructure:"listen"`
+	// Advertised is the host:port given to clients in Metadata; empty
+	// means the bound listener address.
+	Advertised      string `mapstructure:"advertised"`
+	RequestMaxBytes int32  `mapstructure:"request-max-bytes"`
+	MessageMaxBytes int32  `mapstructure:"message-max-bytes"`
+	// MaxInflight bounds pipelined requests per connection.
+	MaxInflight int `mapstructure:"max-inflight"`
+}
+
+// HTTPConfig is the HTTP listener for /healthz and /metrics.
+type HTTPConfig struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// LogConfig selects zerolog's level and output format.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// StorageConfig is the storage engine.
+type StorageConfig struct {
+	Fsync                  string        `mapstructure:"fsync"`
+	FsyncInterval          time.Duration `mapstructure:"fsync-interval"`
+	RetentionCheckInterval time.Duration `mapstructure:"retention-check-interval"`
+}
+
+// TopicDefaults apply to topics that do not override them.
+type TopicDefaults struct {
+	Partitions     int32 `mapstructure:"partitions"`
+	AutoCreate     bool  `mapstructure:"auto-create"`
+	SegmentBytes   int64 `mapstructure:"segment-bytes"`
+	SegmentMs      int64 `mapstructure:"segment-ms"`
+	RetentionMs    int64 `mapstructure:"retention-ms"`
+	RetentionBytes int64 `mapstructure:"retention-bytes"`
+}
+
+// Option documents one configuration key. The flag name is the key with
+// dots replaced by dashes; the environment variable is TUSK_ + the key in
+// upper case with dots and dashes replaced by underscores.
+type Option struct {
+	Key     string
+	Default any
+	Usage   string
+}
+
+// Flag is the command-line flag name of the option.
+func (o Option) Flag() string { return strings.ReplaceAll(o.Key, ".", "-") }
+
+// Env is the environment variable of the option.
+func (o Option) Env() string { return "TUSK_" + envReplacer().Replace(strings.ToUpper(o.Key)) }
+
+func envReplacer() *strings.Replacer { return strings.NewReplacer(".", "_", "-", "_") }
+
+// Options lists every option with its default. It is the single place
+// defaults are defined.
+func Options() []Option {
+	return []Option{
+		{"node-id", int32(1), "broker id of this node"},
+		{"data-dir", "./tusk-data", "directory holding logs and metadata"},
+		{"ready-file", "", "once serving, write a JSON object with the bound addresses here"},
+		{"shutdown-timeout", 30 * time.Second, "how long SIGTERM waits for in-flight requests"},
+		{"kafka.listen", "127.0.0.1:9092", "Kafka listener address (port 0 picks one)"},
+		{"kafka.advertised", "", "host:port advertised to clients (default: the bound listener)"},
+		{"kafka.request-max-bytes", int32(100 << 20), "largest request frame accepted (socket.request.max.bytes)"},
+		{"kafka.message-max-bytes", int32(1048588), "largest record batch accepted (message.max.bytes)"},
+		{"kafka.max-inflight", 64, "pipelined requests per connection before reading pauses"},
+		{"http.listen", "127.0.0.1:9644", "HTTP listener for /healthz and /metrics (empty disables)"},
+		{"log.level", "info", "log level: debug, info, warn, error"},
+		{"log.format", "console", "log format: console or json"},
+		{"storage.fsync", "always", "fsync policy: always (group commit before ack), interval, never"},
+		{"storage.fsync-interval", 100 * time.Millisecond, "sync period for storage.fsync=interval"},
+		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
+		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
+		{"topic.auto-create", true, "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
+		{"topic.segment-bytes", int64(1 << 30), "default segment.bytes"},
+		{"topic.segment-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default segment.ms"},
+		{"topic.retention-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default retention.ms (-1 unlimited)"},
+		{"topic.retention-bytes", int64(-1), "default retention.bytes (-1 unlimited)"},
+	}
+}
+
+// Default returns the configuration with every default applied.
+func Default() Config {
+	v := viper.New()
+	for _, o := range Options() {
+		v.SetDefault(o.Key, o.Default)
+	}
+	c, err := fromViper(v)
+	if err != nil {
+		panic(fmt.Sprintf("configs: defaults do not decode: %v", err)) // programming error
+	}
+	return c
+}
+
+// BindFlags registers one flag per option on fs and binds it into v.
+func BindFlags(fs *pflag.FlagSet, v *viper.Viper) error {
+	for _, o := range Options() {
+		switch d := o.Default.(type) {
+		case string:
+			fs.String(o.Flag(), d, o.Usage)
+		case int:
+			fs.Int(o.Flag(), d, o.Usage)
+		case int32:
+			fs.Int32(o.Flag(), d, o.Usage)
+		case int64:
+			fs.Int64(o.Flag(), d, o.Usage)
+		case bool:
+			fs.Bool(o.Flag(), d, o.Usage)
+		case time.Duration:
+			fs.Duration(o.Flag(), d, o.Usage)
+		default:
+			return fmt.Errorf("configs: option %s has unsupported type %T", o.Key, d)
+		}
+		if err := v.BindPFlag(o.Key, fs.Lookup(o.Flag())); err != nil {
+			return fmt.Errorf("configs: bind flag %s: %w", o.Flag(), err)
+		}
+	}
+	return nil
+}
+
+// Load builds the configuration from v: defaults, then the YAML file named
+// by file (if any), then TUSK_* variables, then flags bound with BindFlags.
+func Load(v *viper.Viper, file string) (Config, error) {
+	for _, o := range Options() {
+		v.SetDefault(o.Key, o.Default)
+	}
+	v.SetEnvPrefix("TUSK")
+	v.SetEnvKeyReplacer(envReplacer())
+	v.AutomaticEnv()
+	if file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("configs: read %s: %w", file, err)
+		}
+	}
+	c, err := fromViper(v)
+	if err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+func fromViper(v *viper.Viper) (Config, error) {
+	var c Config
+	if err := v.Unmarshal(&c); err != nil {
+		return Config{}, fmt.Errorf("configs: decode: %w", err)
+	}
+	return c, nil
+}
+
+// Validate checks the configuration for values the broker cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID < 0 {
+		errs = append(errs, fmt.Errorf("node-id %d is negative", c.NodeID))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Kafka.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("kafka.listen %q: %w", c.Kafka.Listen, err))
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http.listen %q: %w", c.HTTP.Listen, err))
+		}
+	}
+	if c.Kafka.RequestMaxBytes < 1024 {
+		errs = append(errs, fmt.Errorf("kafka.request-max-bytes %d is below 1024", c.Kafka.RequestMaxBytes))
+	}
+	if c.Kafka.MessageMaxBytes < 128 || c.Kafka.MessageMaxBytes > c.Kafka.RequestMaxBytes {
+		errs = append(errs, fmt.Errorf("kafka.message-max-bytes %d must be within [128, request-max-bytes]", c.Kafka.MessageMaxBytes))
+	}
+	if c.Kafka.MaxInflight < 1 {
+		errs = append(errs, fmt.Errorf("kafka.max-inflight %d must be positive", c.Kafka.MaxInflight))
+	}
+	switch c.Storage.Fsync {
+	case "always", "interval", "never":
+	default:
+		errs = append(errs, fmt.Errorf("storage.fsync %q: want always, interval or never", c.Storage.Fsync))
+	}
+	if c.Storage.Fsync == "interval" && c.Storage.FsyncInterval <= 0 {
+		errs = append(errs, fmt.Errorf("storage.fsync-interval %v must be positive", c.Storage.FsyncInterval))
+	}
+	switch c.Log.Format {
+	case "console", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: want console or json", c.Log.Format))
+	}
+	if c.Topic.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("topic.partitions %d must be positive", c.Topic.Partitions))
+	}
+	if c.Topic.SegmentBytes < 1024 {
+		errs = append(errs, fmt.Errorf("topic.segment-bytes %d is below 1024", c.Topic.SegmentBytes))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("configs: invalid configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,10 @@
+// Package configs owns Tusk's configuration: the Config struct, every
+// default in one place (Default and the Options table), Validate, and
+// loading from a YAML file, TUSK_* environment variables and command-line
+// flags with viper. Each option has one key ("kafka.listen"), one flag
+// ("--kafka-listen") and one environment variable ("TUSK_KAFKA_LISTEN").
+//
+// Example files for a single node and a local cluster live beside this file.
+// Nothing here imports other Tusk packages. Config values are plain data and
+// safe to copy.
+package configs

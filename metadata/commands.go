@@ -1,0 +1,212 @@
+package metadata
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+)
+
+// Command is one explicit, versioned change to the metadata. Each carries
+// its own preconditions; apply must not change the state when it fails.
+type Command interface {
+	apply(st *state) error
+	kind() string
+}
+
+// CreateTopic creates a topic; it fails if the name exists.
+type CreateTopic struct {
+	Name       string            `json:"name"`
+	ID         TopicID           `json:"id"`
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+	Internal   bool              `json:"internal,omitempty"`
+}
+
+func (CreateTopic) kind() string { return "create_topic" }
+
+func (c CreateTopic) apply(st *state) error {
+	if c.Name == "" || c.Partitions < 1 || c.ID.IsZero() {
+		return fmt.Errorf("%w: create topic %q with %d partitions", ErrInvalidCommand, c.Name, c.Partitions)
+	}
+	if _, ok := st.Topics[c.Name]; ok {
+		return fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
+	}
+	for _, t := range st.Topics {
+		if t.ID == c.ID {
+			return fmt.Errorf("%w: topic id of %s reused", ErrPreconditionFailed, c.Name)
+		}
+	}
+	st.Topics[c.Name] = &Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal}
+	return nil
+}
+
+// DeleteTopic deletes a topic if its ID still matches.
+type DeleteTopic struct {
+	Name string  `json:"name"`
+	ID   TopicID `json:"id"`
+}
+
+func (DeleteTopic) kind() string { return "delete_topic" }
+
+func (c DeleteTopic) apply(st *state) error {
+	t, ok := st.Topics[c.Name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Name)
+	}
+	if t.ID != c.ID {
+		return fmt.Errorf("%w: topic %s was recreated", ErrPreconditionFailed, c.Name)
+	}
+	delete(st.Topics, c.Name)
+	return nil
+}
+
+// CreatePartitions grows a topic from Expected to Count partitions.
+type CreatePartitions struct {
+	Name     string  `json:"name"`
+	ID       TopicID `json:"id"`
+	Expected int32   `json:"expected"`
+	Count    int32   `json:"count"`
+}
+
+func (CreatePartitions) kind() string { return "create_partitions" }
+
+func (c CreatePartitions) apply(st *state) error {
+	t, ok := st.Topics[c.Name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Name)
+	}
+	if t.ID != c.ID || t.Partitions != c.Expected {
+		return fmt.Errorf("%w: %s has %d partitions, expected %d", ErrPreconditionFailed, c.Name, t.Partitions, c.Expected)
+	}
+	if c.Count <= t.Partitions {
+		return fmt.Errorf("%w: %s partition count %d not above %d", ErrInvalidCommand, c.Name, c.Count, t.Partitions)
+	}
+	t.Partitions = c.Count
+	return nil
+}
+
+// SetTopicConfigs replaces a topic's config overrides (the caller merges
+// incremental changes and passes the whole map it read, as Expected).
+type SetTopicConfigs struct {
+	Name     string            `json:"name"`
+	ID       TopicID           `json:"id"`
+	Expected map[string]string `json:"expected"`
+	Configs  map[string]string `json:"configs"`
+}
+
+func (SetTopicConfigs) kind() string { return "set_topic_configs" }
+
+func (c SetTopicConfigs) apply(st *state) error {
+	t, ok := st.Topics[c.Name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Name)
+	}
+	if t.ID != c.ID || !maps.Equal(t.Configs, c.Expected) {
+		return fmt.Errorf("%w: configs of %s changed concurrently", ErrPreconditionFailed, c.Name)
+	}
+	t.Configs = maps.Clone(c.Configs)
+	return nil
+}
+
+// AllocateProducerIDs reserves [Expected, Expected+Count) for one node.
+type AllocateProducerIDs struct {
+	Expected int64 `json:"expected"`
+	Count    int64 `json:"count"`
+}
+
+func (AllocateProducerIDs) kind() string { return "allocate_producer_ids" }
+
+func (c AllocateProducerIDs) apply(st *state) error {
+	if c.Count < 1 {
+		return fmt.Errorf("%w: allocate %d producer ids", ErrInvalidCommand, c.Count)
+	}
+	if st.NextProducerID != c.Expected {
+		return fmt.Errorf("%w: next producer id is %d, expected %d", ErrPreconditionFailed, st.NextProducerID, c.Expected)
+	}
+	st.NextProducerID += c.Count
+	return nil
+}
+
+// envelope is the versioned wire form of a command.
+type envelope struct {
+	V    int             `json:"v"`
+	Kind string          `json:"kind"`
+	Body json.RawMessage `json:"body"`
+}
+
+// EncodeCommand serializes a command with its kind and format version.
+func EncodeCommand(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: encode %s: %w", c.kind(), err)
+	}
+	return json.Marshal(envelope{V: 1, Kind: c.kind(), Body: body})
+}
+
+// DecodeCommand parses a command written by EncodeCommand.
+func DecodeCommand(b []byte) (Command, error) {
+	var e envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("metadata: decode command: %w", err)
+	}
+	if e.V != 1 {
+		return nil, fmt.Errorf("metadata: decode command: unsupported version %d", e.V)
+	}
+	var c Command
+	switch e.Kind {
+	case "create_topic":
+		c = &CreateTopic{}
+	case "delete_topic":
+		c = &DeleteTopic{}
+	case "create_partitions":
+		c = &CreatePartitions{}
+	case "set_topic_configs":
+		c = &SetTopicConfigs{}
+	case "allocate_producer_ids":
+		c = &AllocateProducerIDs{}
+	case "init_cluster":
+		c = &InitCluster{}
+	default:
+		return nil, fmt.Errorf("metadata: decode command: unknown kind %q", e.Kind)
+	}
+	if err := json.Unmarshal(e.Body, c); err != nil {
+		return nil, fmt.Errorf("metadata: decode %s: %w", e.Kind, err)
+	}
+	return deref(c), nil
+}
+
+func deref(c Command) Command {
+	switch v := c.(type) {
+	case *CreateTopic:
+		return *v
+	case *DeleteTopic:
+		return *v
+	case *CreatePartitions:
+		return *v
+	case *SetTopicConfigs:
+		return *v
+	case *AllocateProducerIDs:
+		return *v
+	case *InitCluster:
+		return *v
+	}
+	return c
+}
+
+// InitCluster sets the cluster ID once.
+type InitCluster struct {
+	ClusterID string `json:"cluster_id"`
+}
+
+func (InitCluster) kind() string { return "init_cluster" }
+
+func (c InitCluster) apply(st *state) error {
+	if c.ClusterID == "" {
+		return fmt.Errorf("%w: empty cluster id", ErrInvalidCommand)
+	}
+	if st.ClusterID != "" {
+		return fmt.Errorf("%w: cluster id already set", ErrPreconditionFailed)
+	}
+	st.ClusterID = c.ClusterID
+	return nil
+}

@@ -1,0 +1,97 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func id(b byte) TopicID { var t TopicID; t[0] = b; t[15] = 1; return t }
+
+func TestCommandsAndPreconditions(t *testing.T) {
+	f := NewFSM()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.Apply(CreateTopic{Name: "a", ID: id(1), Partitions: 3, Configs: map[string]string{"retention.ms": "10"}}))
+	if err := f.Apply(CreateTopic{Name: "a", ID: id(2), Partitions: 1}); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	if err := f.Apply(CreatePartitions{Name: "a", ID: id(1), Expected: 2, Count: 5}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("stale expected count: %v", err)
+	}
+	must(f.Apply(CreatePartitions{Name: "a", ID: id(1), Expected: 3, Count: 5}))
+	if err := f.Apply(SetTopicConfigs{Name: "a", ID: id(1), Expected: nil, Configs: map[string]string{}}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("stale configs: %v", err)
+	}
+	must(f.Apply(SetTopicConfigs{Name: "a", ID: id(1), Expected: map[string]string{"retention.ms": "10"}, Configs: map[string]string{"retention.ms": "20"}}))
+	must(f.Apply(AllocateProducerIDs{Expected: 0, Count: 1000}))
+	if err := f.Apply(AllocateProducerIDs{Expected: 0, Count: 1000}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("stale producer block: %v", err)
+	}
+	tp, ok := f.Topic("a")
+	if !ok || tp.Partitions != 5 || tp.Configs["retention.ms"] != "20" || f.NextProducerID() != 1000 {
+		t.Fatalf("state: %+v next=%d", tp, f.NextProducerID())
+	}
+	if err := f.Apply(DeleteTopic{Name: "a", ID: id(9)}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("delete with wrong id: %v", err)
+	}
+	must(f.Apply(DeleteTopic{Name: "a", ID: id(1)}))
+	if _, ok := f.Topic("a"); ok {
+		t.Fatal("topic still present")
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	cmds := []Command{
+		CreateTopic{Name: "x", ID: id(3), Partitions: 2, Configs: map[string]string{"a": "b"}},
+		DeleteTopic{Name: "x", ID: id(3)},
+		CreatePartitions{Name: "x", ID: id(3), Expected: 1, Count: 2},
+		SetTopicConfigs{Name: "x", ID: id(3), Configs: map[string]string{"k": "v"}},
+		AllocateProducerIDs{Expected: 5, Count: 10},
+	}
+	for _, c := range cmds {
+		b, err := EncodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeCommand(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, _ := EncodeCommand(got)
+		if string(b) != string(b2) {
+			t.Fatalf("round trip: %s != %s", b, b2)
+		}
+	}
+	if _, err := DecodeCommand([]byte(`{"v":2,"kind":"create_topic","body":{}}`)); err == nil {
+		t.Fatal("future version accepted")
+	}
+}
+
+func TestLocalStorePersists(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Apply(ctx, CreateTopic{Name: "t", ID: id(4), Partitions: 6, Configs: map[string]string{"segment.bytes": "1024"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, AllocateProducerIDs{Expected: 0, Count: 100}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, ok := s2.FSM().Topic("t")
+	if !ok || tp.ID != id(4) || tp.Partitions != 6 || tp.Configs["segment.bytes"] != "1024" || s2.FSM().NextProducerID() != 100 {
+		t.Fatalf("reloaded: %+v %d", tp, s2.FSM().NextProducerID())
+	}
+}
