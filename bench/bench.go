@@ -1,0 +1,565 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// MB is the unit of Config.Rate and the MB/s figures in Result: 2^20 bytes,
+// as in kafka-producer-perf-test.
+const MB = 1 << 20
+
+// DefaultTimeout is Config.Timeout when zero.
+const DefaultTimeout = 30 * time.Second
+
+// Config describes one benchmark run. DefaultConfig returns the values the
+// `tusk bench` flags default to.
+type Config struct {
+	Brokers    []string // seed brokers, host:port
+	Topic      string
+	Partitions int32 // partitions when creating the topic; an existing topic keeps its own
+	Records    int64 // records to produce in total
+	RecordSize int   // value size in bytes (records have no key)
+	Producers  int   // producer clients; Records is split evenly over them
+	Acks       string
+	// Acks is "all", "1" or "0".
+	Compression string // "none", "gzip", "snappy", "lz4" or "zstd"
+	Rate        float64
+	// Rate is the total produce target in MB/s; 0 means unlimited.
+	Consume       bool          // also consume everything produced, measuring end-to-end latency
+	Linger        time.Duration // kgo ProducerLinger (0 = send as soon as possible)
+	BatchMaxBytes int32         // kgo ProducerBatchMaxBytes; 0 keeps kgo's default (1 MB)
+	// Idempotent enables idempotent producing. It requires acks=all; with
+	// other acks it is switched off (and Run says so on its log).
+	Idempotent bool
+	// Timeout bounds how long any phase may go without progress (topic
+	// creation, no produce acknowledgement, no consumed record after
+	// producing ended); it is also kgo's record delivery timeout. 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// Progress is the interval of progress lines on the log; 0 means one
+	// second, negative disables them.
+	Progress time.Duration
+}
+
+// DefaultConfig returns the defaults of `tusk bench`.
+func DefaultConfig() Config {
+	return Config{
+		Brokers:       []string{"127.0.0.1:9092"},
+		Topic:         "tusk-bench",
+		Partitions:    6,
+		Records:       1_000_000,
+		RecordSize:    1024,
+		Producers:     4,
+		Acks:          "all",
+		Compression:   "none",
+		Consume:       true,
+		BatchMaxBytes: 1 << 20,
+		Idempotent:    true,
+	}
+}
+
+// Result is what a run measured. Throughputs count record values only.
+type Result struct {
+	Produced             int64 // records acknowledged
+	ProduceMBps          float64
+	ProduceRecordsPerSec float64
+	// P50, P99 and P999 are produce latencies: promise callback minus send.
+	P50, P99, P999 time.Duration
+
+	Consumed             int64 // records consumed (0 if Consume was off)
+	ConsumeMBps          float64
+	ConsumeRecordsPerSec float64
+	// E2EP50, E2EP99 and E2EP999 are end-to-end latencies: consume time
+	// minus the record timestamp the producer set at send time.
+	E2EP50, E2EP99, E2EP999 time.Duration
+
+	Elapsed        time.Duration // first send to last acknowledgement
+	ConsumeElapsed time.Duration // consumer start (just before the first send) to last record needed
+	Errors         int64         // records whose produce failed
+}
+
+// String renders r as a small table.
+func (r Result) String() string {
+	var sb strings.Builder
+	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-13s\trecords\trecords/s\tMB/s\tp50\tp99\tp99.9\telapsed\t\n", "")
+	fmt.Fprintf(tw, "%-13s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
+		"produce", r.Produced, r.ProduceRecordsPerSec, r.ProduceMBps, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtDur(r.Elapsed))
+	if r.Consumed > 0 || r.ConsumeElapsed > 0 {
+		fmt.Fprintf(tw, "%-13s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
+			"consume (e2e)", r.Consumed, r.ConsumeRecordsPerSec, r.ConsumeMBps, fmtDur(r.E2EP50), fmtDur(r.E2EP99), fmtDur(r.E2EP999), fmtDur(r.ConsumeElapsed))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(&sb, "errors: %d\n", r.Errors)
+	return sb.String()
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	default:
+		return d.Round(time.Microsecond).String()
+	}
+}
+
+func (cfg *Config) normalize() error {
+	if cfg.Acks == "" {
+		cfg.Acks = "all"
+	}
+	if cfg.Compression == "" {
+		cfg.Compression = "none"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Progress == 0 {
+		cfg.Progress = time.Second
+	}
+	switch {
+	case len(cfg.Brokers) == 0:
+		return errors.New("bench: no brokers")
+	case cfg.Topic == "":
+		return errors.New("bench: no topic")
+	case cfg.Partitions < 1:
+		return fmt.Errorf("bench: partitions %d < 1", cfg.Partitions)
+	case cfg.Records < 1:
+		return fmt.Errorf("bench: records %d < 1", cfg.Records)
+	case cfg.RecordSize < 0:
+		return fmt.Errorf("bench: record size %d < 0", cfg.RecordSize)
+	case cfg.Producers < 1:
+		return fmt.Errorf("bench: producers %d < 1", cfg.Producers)
+	case cfg.Rate < 0:
+		return fmt.Errorf("bench: rate %v < 0", cfg.Rate)
+	case cfg.Linger < 0:
+		return fmt.Errorf("bench: linger %v < 0", cfg.Linger)
+	case cfg.BatchMaxBytes < 0:
+		return fmt.Errorf("bench: batch max bytes %d < 0", cfg.BatchMaxBytes)
+	case cfg.BatchMaxBytes > 0 && int64(cfg.RecordSize) >= int64(cfg.BatchMaxBytes):
+		return fmt.Errorf("bench: record size %d does not fit batch max bytes %d", cfg.RecordSize, cfg.BatchMaxBytes)
+	}
+	if _, err := acksOpt(cfg.Acks); err != nil {
+		return err
+	}
+	if _, err := codecOpt(cfg.Compression); err != nil {
+		return err
+	}
+	if int64(cfg.Producers) > cfg.Records {
+		cfg.Producers = int(cfg.Records)
+	}
+	return nil
+}
+
+func acksOpt(acks string) (kgo.Acks, error) {
+	switch acks {
+	case "all", "-1":
+		return kgo.AllISRAcks(), nil
+	case "1":
+		return kgo.LeaderAck(), nil
+	case "0":
+		return kgo.NoAck(), nil
+	}
+	return kgo.Acks{}, fmt.Errorf("bench: acks %q: want all, 1 or 0", acks)
+}
+
+func codecOpt(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("bench: compression %q: want none, gzip, snappy, lz4 or zstd", name)
+}
+
+// syncWriter serialises log lines from the run's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) printf(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.w, format+"\n", args...)
+}
+
+// Run executes the benchmark described by cfg, writing progress to log (nil
+// discards it). The Result is filled in as far as the run got even when an
+// error is returned; produce failures are counted in Result.Errors and also
+// reported as an error once the run has finished.
+func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
+	var res Result
+	if err := cfg.normalize(); err != nil {
+		return res, err
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	lw := &syncWriter{w: log}
+	if cfg.Idempotent && cfg.Acks != "all" && cfg.Acks != "-1" {
+		lw.printf("bench: idempotent producing needs acks=all; disabling it for acks=%s", cfg.Acks)
+		cfg.Idempotent = false
+	}
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.DialTimeout(min(cfg.Timeout, 10*time.Second)))
+	if err != nil {
+		return res, fmt.Errorf("bench: admin client: %w", err)
+	}
+	defer admin.Close()
+	adm := kadm.NewClient(admin)
+	if err := ensureTopic(ctx, adm, cfg, lw); err != nil {
+		return res, err
+	}
+	starts, err := endOffsets(ctx, adm, cfg)
+	if err != nil {
+		return res, err
+	}
+	lw.printf("bench: topic %q, %d partitions; producing %d records of %d bytes with %d producers (acks=%s, compression=%s, idempotent=%v)",
+		cfg.Topic, len(starts), cfg.Records, cfg.RecordSize, cfg.Producers, cfg.Acks, cfg.Compression, cfg.Idempotent)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var cons *consumer
+	if cfg.Consume {
+		cons, err = newConsumer(cfg, starts)
+		if err != nil {
+			return res, err
+		}
+		defer cons.cl.Close()
+	}
+	prod, err := newProducers(cfg)
+	if err != nil {
+		return res, err
+	}
+	defer prod.close()
+
+	stopProgress := startProgress(cfg, lw, prod, cons)
+	consDone := make(chan error, 1)
+	if cons != nil {
+		go func() { consDone <- cons.run(runCtx, cfg) }()
+	}
+	perr := prod.run(runCtx, cfg)
+	if cons != nil {
+		cons.produceDone(prod.acked.Load())
+	}
+
+	res.Produced = prod.acked.Load()
+	res.Errors = prod.failed.Load()
+	res.Elapsed = prod.elapsed
+	if secs := res.Elapsed.Seconds(); secs > 0 {
+		res.ProduceRecordsPerSec = float64(res.Produced) / secs
+		res.ProduceMBps = float64(res.Produced) * float64(cfg.RecordSize) / MB / secs
+	}
+	lat := prod.latency()
+	res.P50, res.P99, res.P999 = lat.Quantile(0.5), lat.Quantile(0.99), lat.Quantile(0.999)
+
+	var cerr error
+	if cons != nil {
+		if perr != nil && res.Produced == 0 {
+			cancel() // nothing to wait for
+		}
+		cerr = <-consDone
+		res.Consumed = cons.count
+		res.ConsumeElapsed = cons.elapsed
+		if secs := res.ConsumeElapsed.Seconds(); secs > 0 {
+			res.ConsumeRecordsPerSec = float64(res.Consumed) / secs
+			res.ConsumeMBps = float64(cons.bytes) / MB / secs
+		}
+		res.E2EP50, res.E2EP99, res.E2EP999 = cons.lat.Quantile(0.5), cons.lat.Quantile(0.99), cons.lat.Quantile(0.999)
+	}
+	stopProgress()
+
+	switch {
+	case perr != nil:
+		return res, perr
+	case cerr != nil:
+		return res, cerr
+	case res.Errors > 0:
+		return res, fmt.Errorf("bench: produce: %d of %d records failed, first error: %w", res.Errors, cfg.Records, prod.firstErr())
+	}
+	return res, ctx.Err()
+}
+
+// ensureTopic creates cfg.Topic unless it exists, first with replication
+// factor -1 (broker default, KIP-464), then 1 for brokers that refuse -1.
+func ensureTopic(ctx context.Context, adm *kadm.Client, cfg Config, lw *syncWriter) error {
+	tctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	var err error
+	for _, rf := range []int16{-1, 1} {
+		_, err = adm.CreateTopic(tctx, cfg.Partitions, rf, nil, cfg.Topic)
+		switch {
+		case err == nil:
+			lw.printf("bench: created topic %q with %d partitions", cfg.Topic, cfg.Partitions)
+			return nil
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			lw.printf("bench: topic %q exists; using it as is", cfg.Topic)
+			return nil
+		case rf == -1 && (errors.Is(err, kerr.InvalidReplicationFactor) || errors.Is(err, kerr.InvalidRequest)):
+			continue
+		}
+		break
+	}
+	return fmt.Errorf("bench: create topic %q: %w", cfg.Topic, err)
+}
+
+// endOffsets returns each partition's current end offset, retrying while a
+// freshly created topic's partitions are not yet served.
+func endOffsets(ctx context.Context, adm *kadm.Client, cfg Config) (map[int32]int64, error) {
+	deadline := time.Now().Add(cfg.Timeout)
+	var last error
+	for {
+		lctx, cancel := context.WithDeadline(ctx, deadline)
+		listed, err := adm.ListEndOffsets(lctx, cfg.Topic)
+		cancel()
+		if err == nil {
+			offs := make(map[int32]int64)
+			listed.Each(func(o kadm.ListedOffset) {
+				if o.Err != nil {
+					err = fmt.Errorf("partition %d: %w", o.Partition, o.Err)
+					return
+				}
+				offs[o.Partition] = o.Offset
+			})
+			if err == nil && len(offs) > 0 {
+				return offs, nil
+			}
+			if err == nil {
+				err = errors.New("no partitions listed")
+			}
+		}
+		last = err
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("bench: list end offsets: %w", ctx.Err())
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench: list end offsets of %q: timed out after %v: %w", cfg.Topic, cfg.Timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// payload returns n random uppercase letters from a fixed seed.
+func payload(n int) []byte {
+	rng := rand.New(rand.NewPCG(0x7475736b, 0x62656e63))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'A' + byte(rng.IntN(26))
+	}
+	return b
+}
+
+// producers is the produce side of a run.
+type producers struct {
+	clients []*kgo.Client
+	hists   []*histogram
+	shares  []int64
+
+	sent, acked, failed atomic.Int64
+	// lastProgress is the UnixNano of the latest promise, or of a send
+	// made while nothing was outstanding.
+	lastProgress atomic.Int64
+	mu           sync.Mutex
+	first        error
+	elapsed      time.Duration
+}
+
+func (p *producers) fail(n int64, err error) {
+	p.failed.Add(n)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.first == nil {
+		p.first = err
+	}
+}
+
+func (p *producers) outstanding() int64 {
+	return p.sent.Load() - p.acked.Load() - p.failed.Load()
+}
+
+func newProducers(cfg Config) (*producers, error) {
+	acks, _ := acksOpt(cfg.Acks)
+	codec, _ := codecOpt(cfg.Compression)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(acks),
+		kgo.ProducerBatchCompression(codec),
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.RecordDeliveryTimeout(cfg.Timeout),
+		kgo.MaxBufferedBytes(max(64*MB, 4*cfg.RecordSize)),
+		kgo.DialTimeout(min(cfg.Timeout, 10*time.Second)),
+	}
+	if cfg.BatchMaxBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes))
+	}
+	if !cfg.Idempotent {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	p := &producers{}
+	per, extra := cfg.Records/int64(cfg.Producers), cfg.Records%int64(cfg.Producers)
+	for i := 0; i < cfg.Producers; i++ {
+		cl, err := kgo.NewClient(append(opts, kgo.ClientID(fmt.Sprintf("tusk-bench-%d", i)))...)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("bench: producer client: %w", err)
+		}
+		share := per
+		if int64(i) < extra {
+			share++
+		}
+		p.clients = append(p.clients, cl)
+		p.hists = append(p.hists, new(histogram))
+		p.shares = append(p.shares, share)
+	}
+	return p, nil
+}
+
+func (p *producers) close() {
+	for _, cl := range p.clients {
+		cl.Close()
+	}
+}
+
+func (p *producers) firstErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.first == nil {
+		return errors.New("unknown")
+	}
+	return p.first
+}
+
+func (p *producers) latency() *histogram {
+	var all histogram
+	for _, h := range p.hists {
+		all.Merge(h)
+	}
+	return &all
+}
+
+// run produces every share concurrently, flushes, and returns once all
+// promises have completed, or with an error if acknowledgements stop for
+// cfg.Timeout or ctx ends.
+func (p *producers) run(ctx context.Context, cfg Config) error {
+	value := payload(cfg.RecordSize)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	start := time.Now()
+	p.lastProgress.Store(start.UnixNano())
+	var stalled atomic.Bool
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() { // watchdog: cancel producing if acknowledgements stop
+		t := time.NewTicker(max(min(cfg.Timeout/4, 250*time.Millisecond), time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-pctx.Done():
+				return
+			case now := <-t.C:
+				if p.outstanding() > 0 && now.Sub(time.Unix(0, p.lastProgress.Load())) > cfg.Timeout {
+					stalled.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	var bytesPerSec float64
+	if cfg.Rate > 0 {
+		bytesPerSec = cfg.Rate * MB / float64(cfg.Producers)
+	}
+	var wg sync.WaitGroup
+	for i, cl := range p.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.produce(pctx, cl, p.hists[i], p.shares[i], value, bytesPerSec)
+		}()
+	}
+	wg.Wait()
+	p.elapsed = time.Since(start)
+
+	switch {
+	case stalled.Load():
+		return fmt.Errorf("bench: produce: no acknowledgement for %v (%d of %d records acknowledged, %d failed)",
+			cfg.Timeout, p.acked.Load(), cfg.Records, p.failed.Load())
+	case ctx.Err() != nil:
+		return fmt.Errorf("bench: produce: %w", ctx.Err())
+	}
+	return nil
+}
+
+// produce sends n records on cl, pacing to bytesPerSec if positive, then
+// flushes. The promise is one closure per producer; a record's latency is
+// measured from its Timestamp, set (with a monotonic reading) just before
+// the send.
+func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, n int64, value []byte, bytesPerSec float64) {
+	promise := func(r *kgo.Record, err error) {
+		p.lastProgress.Store(time.Now().UnixNano())
+		if err != nil {
+			p.fail(1, err)
+			return
+		}
+		h.Record(time.Since(r.Timestamp))
+		p.acked.Add(1)
+	}
+	pace := time.NewTimer(time.Hour) // reused: no allocation per paced record
+	pace.Stop()
+	defer pace.Stop()
+	start := time.Now()
+	for i := int64(0); i < n; i++ {
+		if bytesPerSec > 0 {
+			due := start.Add(time.Duration(float64(i) * float64(len(value)) / bytesPerSec * float64(time.Second)))
+			if wait := time.Until(due); wait > 0 {
+				pace.Reset(wait) // Go 1.23+ timers: Reset needs no drain
+				select {
+				case <-ctx.Done():
+				case <-pace.C:
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			// Count what will never be sent, so totals add up.
+			p.sent.Add(n - i)
+			p.fail(n-i, ctx.Err())
+			break
+		}
+		if p.outstanding() == 0 {
+			p.lastProgress.Store(time.Now().UnixNano())
+		}
+		p.sent.Add(1)
+		cl.Produce(ctx, &kgo.Record{Value: value, Timestamp: time.Now()}, promise)
+	}
+	// Flush returns early only if ctx ends; records still buffered then are
+	// failed by Close, whose promises still count them.
+	_ = cl.Flush(ctx)
+}

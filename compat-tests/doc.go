@@ -1,0 +1,13 @@
+// Package compat holds Tusk's client-compatibility test suite: real Kafka
+// clients (franz-go kgo/kadm, IBM/sarama, segmentio/kafka-go, kcat, raw
+// kmsg frames) driven against a real `tusk serve` process on OS-picked
+// loopback ports. All code lives in _test.go files; see README.md.
+//
+// Environment:
+//
+//	TUSK_BIN=path          use this binary instead of building ./cmd/tusk
+//	TUSK_COMPAT_KFAKE=1    build ./compat-tests/internal/kfaketusk instead
+//	                       (franz-go's kfake behind the tusk CLI contract);
+//	                       only for validating the suite itself
+//	TUSK_REQUIRE_TOOLS=1   fail instead of skip when kcat is missing
+package compat

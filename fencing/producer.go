@@ -1,0 +1,161 @@
+package fencing
+
+import (
+	"errors"
+	"math"
+	"sort"
+)
+
+// Errors returned by ProducerStates.Check. Callers map them to the Kafka
+// error codes INVALID_PRODUCER_EPOCH and OUT_OF_ORDER_SEQUENCE_NUMBER.
+var (
+	ErrInvalidProducerEpoch = errors.New("fencing: invalid producer epoch")
+	ErrOutOfOrderSequence   = errors.New("fencing: out of order sequence number")
+)
+
+// MaxRetainedBatches is how many of a producer's most recent batches are
+// remembered for duplicate detection (Kafka's
+// max.in.flight.requests.per.connection limit for idempotence).
+const MaxRetainedBatches = 5
+
+// ProducerBatch is one accepted batch of an idempotent producer.
+type ProducerBatch struct {
+	FirstSeq, LastSeq       int32
+	FirstOffset, LastOffset int64
+}
+
+// ProducerEntry is the state of one producer ID.
+type ProducerEntry struct {
+	ProducerID int64
+	Epoch      int16
+	// Batches holds the last MaxRetainedBatches accepted batches, oldest
+	// first.
+	Batches       []ProducerBatch
+	LastTimestamp int64
+}
+
+// ProducerStates tracks, per producer ID, the epoch and the last accepted
+// batches, to reject stale epochs and out-of-order sequences and to detect
+// retried duplicates.
+//
+// ProducerStates is not safe for concurrent use; the owning log's mutex
+// guards it.
+type ProducerStates struct {
+	m map[int64]*ProducerEntry
+}
+
+// NewProducerStates returns an empty ProducerStates.
+func NewProducerStates() *ProducerStates {
+	return &ProducerStates{m: make(map[int64]*ProducerEntry)}
+}
+
+// LastSeq is the sequence number of the last record of a batch of count
+// records starting at firstSeq; sequences wrap from MaxInt32 to 0.
+func LastSeq(firstSeq, count int32) int32 {
+	return int32((int64(firstSeq) + int64(count) - 1) % (math.MaxInt32 + 1))
+}
+
+// nextSeq is the sequence following seq.
+func nextSeq(seq int32) int32 {
+	if seq == math.MaxInt32 {
+		return 0
+	}
+	return seq + 1
+}
+
+// Check validates a batch from producer pid (epoch, firstSeq, recordCount).
+// It returns (dup, nil) when the batch duplicates one of the last
+// MaxRetainedBatches accepted batches (same epoch, same FirstSeq and
+// LastSeq); the caller then answers success with dup's offsets. It returns
+// ErrInvalidProducerEpoch when epoch is below the known epoch, and
+// ErrOutOfOrderSequence when the sequence does not follow the last accepted
+// one (wrapping at MaxInt32 to 0), or when a new epoch or an unknown producer
+// does not start at 0. (nil, nil) means: append, then call Update.
+func (s *ProducerStates) Check(pid int64, epoch int16, firstSeq int32, count int32) (*ProducerBatch, error) {
+	if count <= 0 || firstSeq < 0 {
+		return nil, ErrOutOfOrderSequence
+	}
+	e, ok := s.m[pid]
+	if !ok || len(e.Batches) == 0 {
+		if firstSeq != 0 {
+			return nil, ErrOutOfOrderSequence
+		}
+		return nil, nil
+	}
+	switch {
+	case epoch < e.Epoch:
+		return nil, ErrInvalidProducerEpoch
+	case epoch > e.Epoch:
+		if firstSeq != 0 {
+			return nil, ErrOutOfOrderSequence
+		}
+		return nil, nil
+	}
+	last := LastSeq(firstSeq, count)
+	for i := range e.Batches {
+		b := &e.Batches[i]
+		if b.FirstSeq == firstSeq && b.LastSeq == last {
+			dup := *b
+			return &dup, nil
+		}
+	}
+	if firstSeq != nextSeq(e.Batches[len(e.Batches)-1].LastSeq) {
+		return nil, ErrOutOfOrderSequence
+	}
+	return nil, nil
+}
+
+// Update records an accepted (appended) batch. A higher epoch than the known
+// one resets the producer's remembered batches.
+func (s *ProducerStates) Update(pid int64, epoch int16, firstSeq int32, count int32, firstOffset, lastOffset int64, ts int64) {
+	e, ok := s.m[pid]
+	if !ok {
+		e = &ProducerEntry{ProducerID: pid, Epoch: epoch, Batches: make([]ProducerBatch, 0, MaxRetainedBatches)}
+		s.m[pid] = e
+	}
+	if epoch != e.Epoch {
+		e.Epoch = epoch
+		e.Batches = e.Batches[:0]
+	}
+	if len(e.Batches) == MaxRetainedBatches {
+		copy(e.Batches, e.Batches[1:])
+		e.Batches = e.Batches[:MaxRetainedBatches-1]
+	}
+	e.Batches = append(e.Batches, ProducerBatch{
+		FirstSeq: firstSeq, LastSeq: LastSeq(firstSeq, count),
+		FirstOffset: firstOffset, LastOffset: lastOffset,
+	})
+	e.LastTimestamp = ts
+}
+
+// Entries returns a deep copy of every producer's state, sorted by
+// producer ID.
+func (s *ProducerStates) Entries() []ProducerEntry {
+	out := make([]ProducerEntry, 0, len(s.m))
+	for _, e := range s.m {
+		c := *e
+		c.Batches = append([]ProducerBatch(nil), e.Batches...)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ProducerID < out[j].ProducerID })
+	return out
+}
+
+// Load replaces the state with a deep copy of entries. Only the newest
+// MaxRetainedBatches batches of an entry are kept.
+func (s *ProducerStates) Load(entries []ProducerEntry) {
+	s.m = make(map[int64]*ProducerEntry, len(entries))
+	for _, e := range entries {
+		c := e
+		bs := e.Batches
+		if len(bs) > MaxRetainedBatches {
+			bs = bs[len(bs)-MaxRetainedBatches:]
+		}
+		c.Batches = make([]ProducerBatch, len(bs), MaxRetainedBatches)
+		copy(c.Batches, bs)
+		s.m[e.ProducerID] = &c
+	}
+}
+
+// Len is the number of known producers.
+func (s *ProducerStates) Len() int { return len(s.m) }
