@@ -1,0 +1,195 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// leaderEpoch is the single node's partition leader epoch. Segment
+// leadership (a later issue) makes it per segment.
+const leaderEpoch int32 = 0
+
+// Produce is advertised from v0: librdkafka 2.0.2 compresses only when it
+// sees v0 (see DESIGN.md). Versions below 3 carry old message sets in
+// practice, which are refused with UNSUPPORTED_FOR_MESSAGE_FORMAT.
+func apiProduce() api {
+	return api{key: kmsg.Produce, min: 0, max: 11, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		return b.handleProduce(rc, rc.req.(*kmsg.ProduceRequest))
+	}}
+}
+
+// pendingAck is an appended partition waiting for durability.
+type pendingAck struct {
+	part *kmsg.ProduceResponseTopicPartition
+	log  *storage.Log
+	last int64
+}
+
+func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
+	resp := kmsg.NewPtrProduceResponse()
+	var waits []pendingAck
+	acksOK := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		nameErr := validTopicName(rt.Topic)
+		topic, topicOK := b.store.FSM().Topic(rt.Topic)
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			sp.LogAppendTime = -1
+			sp.LogStartOffset = -1
+			switch {
+			case !acksOK:
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case req.TransactionID != nil:
+				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+				sp.ErrorMessage = kmsg.StringPtr("transactions are not supported")
+			case nameErr != nil:
+				sp.ErrorCode = kerr.InvalidTopicException.Code
+				sp.ErrorMessage = kmsg.StringPtr(nameErr.Error())
+			case !topicOK:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				l, code := b.partitionLog(rt.Topic, rp.Partition)
+				if code != 0 {
+					sp.ErrorCode = code
+					break
+				}
+				maxBytes := b.topicConfigInt(topic.Configs, "max.message.bytes")
+				last, code, msg := b.appendRecords(l, rp.Records, maxBytes, &sp)
+				sp.ErrorCode = code
+				if msg != "" {
+					sp.ErrorMessage = kmsg.StringPtr(msg)
+				}
+				if code == 0 {
+					waits = append(waits, pendingAck{log: l, last: last})
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if req.Acks == 0 {
+		return nil, nil
+	}
+	// Point the waits at their final positions in the response.
+	wi := 0
+	for ti := range resp.Topics {
+		for pi := range resp.Topics[ti].Partitions {
+			sp := &resp.Topics[ti].Partitions[pi]
+			if wi < len(waits) && sp.ErrorCode == 0 && sp.BaseOffset >= 0 {
+				waits[wi].part = sp
+				wi++
+			}
+		}
+	}
+	if len(waits) == 0 {
+		return resp, nil
+	}
+	return nil, func() kmsg.Response {
+		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		for _, w := range waits {
+			if err := w.log.WaitDurable(ctx, w.last); err != nil {
+				w.part.BaseOffset = -1
+				if errors.Is(err, context.DeadlineExceeded) {
+					w.part.ErrorCode = kerr.RequestTimedOut.Code
+				} else {
+					w.part.ErrorCode = kerr.KafkaStorageError.Code
+					w.part.ErrorMessage = kmsg.StringPtr(err.Error())
+				}
+			}
+		}
+		return resp
+	}
+}
+
+// appendRecords validates every batch of one partition's records and then
+// appends them. It returns the last offset appended, or an error code.
+func (b *Broker) appendRecords(l *storage.Log, records []byte, maxBytes int64, sp *kmsg.ProduceResponseTopicPartition) (int64, int16, string) {
+	if len(records) == 0 {
+		return 0, kerr.CorruptMessage.Code, "no record batch"
+	}
+	type hb struct {
+		b []byte
+		h kafkaproto.BatchHeader
+	}
+	var batches []hb
+	var one [1]hb
+	err := kafkaproto.SplitBatches(records, func(batch []byte, h kafkaproto.BatchHeader) error {
+		if int64(len(batch)) > maxBytes {
+			return fmt.Errorf("%w: %d bytes > max.message.bytes %d", errTooLarge, len(batch), maxBytes)
+		}
+		h, err := kafkaproto.ValidateBatch(batch)
+		if err != nil {
+			return err
+		}
+		if h.IsTransactional() || h.IsControl() {
+			return errTransactional
+		}
+		if batches == nil {
+			batches = one[:0]
+		}
+		batches = append(batches, hb{batch, h})
+		return nil
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, errTooLarge):
+			return 0, kerr.MessageTooLarge.Code, err.Error()
+		case errors.Is(err, kafkaproto.ErrUnsupportedMagic):
+			return 0, kerr.UnsupportedForMessageFormat.Code, "only record batch v2 (magic 2) is supported"
+		case errors.Is(err, errTransactional):
+			return 0, kerr.TransactionalIDAuthorizationFailed.Code, "transactional and control batches are not supported"
+		default:
+			return 0, kerr.CorruptMessage.Code, err.Error()
+		}
+	}
+	var last int64
+	for i, x := range batches {
+		res, err := l.Append(x.b, x.h, leaderEpoch)
+		if err != nil {
+			switch {
+			case errors.Is(err, storage.ErrOutOfOrderSequence):
+				return 0, kerr.OutOfOrderSequenceNumber.Code, err.Error()
+			case errors.Is(err, storage.ErrInvalidProducerEpoch):
+				return 0, kerr.InvalidProducerEpoch.Code, err.Error()
+			case errors.Is(err, storage.ErrClosed):
+				return 0, kerr.NotLeaderForPartition.Code, err.Error()
+			default:
+				return 0, kerr.KafkaStorageError.Code, err.Error()
+			}
+		}
+		if i == 0 {
+			sp.BaseOffset = res.BaseOffset
+		}
+		sp.LogStartOffset = res.LogStartOffset
+		last = res.LastOffset
+		if !res.Duplicate {
+			b.m.producedBytes.Add(float64(len(x.b)))
+			b.m.producedRecs.Add(float64(x.h.RecordCount))
+		}
+	}
+	return last, 0, ""
+}
+
+var (
+	errTooLarge      = errors.New("record batch too large")
+	errTransactional = errors.New("transactional batch")
+)

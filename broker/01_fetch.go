@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Fetch 4-13. Fetch sessions (KIP-227) are declined: every response has
+// session id 0, so clients send full fetch requests. v13 names topics by ID.
+func apiFetch() api {
+	return api{key: kmsg.Fetch, min: 4, max: 13, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		return b.handleFetch(rc, rc.req.(*kmsg.FetchRequest))
+	}}
+}
+
+// fetchPart is one requested partition, resolved.
+type fetchPart struct {
+	resp   *kmsg.FetchResponseTopicPartition
+	log    *storage.Log
+	offset int64
+	max    int
+}
+
+func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response, func() kmsg.Response) {
+	resp := kmsg.NewPtrFetchResponse()
+	if req.SessionID != 0 {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	}
+	var parts []fetchPart
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		st.TopicID = rt.TopicID
+		var topic metadata.Topic
+		var ok bool
+		if req.Version >= 13 {
+			topic, ok = b.store.FSM().TopicByID(metadata.TopicID(rt.TopicID))
+		} else {
+			topic, ok = b.store.FSM().Topic(rt.Topic)
+		}
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark = -1
+			sp.LastStableOffset = -1
+			sp.LogStartOffset = -1
+			sp.PreferredReadReplica = -1
+			if !ok {
+				if req.Version >= 13 {
+					sp.ErrorCode = kerr.UnknownTopicID.Code
+				} else {
+					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				}
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			l, code := b.partitionLog(topic.Name, rp.Partition)
+			if code == 0 {
+				code = checkLeaderEpoch(rp.CurrentLeaderEpoch)
+			}
+			sp.ErrorCode = code
+			st.Partitions = append(st.Partitions, sp)
+			if code == 0 {
+				parts = append(parts, fetchPart{log: l, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes)})
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	// Point parts at their final response positions.
+	pi := 0
+	for ti := range resp.Topics {
+		for i := range resp.Topics[ti].Partitions {
+			sp := &resp.Topics[ti].Partitions[i]
+			if sp.ErrorCode == 0 {
+				parts[pi].resp = sp
+				pi++
+			}
+		}
+	}
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	got := b.readFetch(req, parts)
+	if got >= int(req.MinBytes) || maxWait <= 0 || len(parts) == 0 || b.shuttingDown() {
+		return b.fetchDone(resp, parts), nil
+	}
+	return nil, func() kmsg.Response {
+		deadline := time.NewTimer(maxWait)
+		defer deadline.Stop()
+		wake := make(chan struct{}, 1)
+		for {
+			for _, p := range parts {
+				p.log.AddWaiter(wake)
+			}
+			// Re-check after registering so an append racing with the
+			// first read is not missed.
+			if b.readFetch(req, parts) >= int(req.MinBytes) {
+				return b.fetchDone(resp, parts)
+			}
+			select {
+			case <-wake:
+			case <-deadline.C:
+				b.readFetch(req, parts)
+				return b.fetchDone(resp, parts)
+			case <-b.shutdown:
+				b.readFetch(req, parts)
+				return b.fetchDone(resp, parts)
+			}
+		}
+	}
+}
+
+// readFetch fills every partition's records and offsets from its log and
+// returns the total bytes, honouring the request and partition limits.
+func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart) int {
+	budget := int(req.MaxBytes)
+	if budget <= 0 {
+		budget = 50 << 20
+	}
+	total := 0
+	for _, p := range parts {
+		sp := p.resp
+		sp.ErrorCode = 0
+		// Empty, never null: librdkafka rejects a null record set
+		// ("invalid MessageSetSize -1").
+		sp.RecordBatches = noRecords
+		limit := min(p.max, budget-total)
+		res, err := p.log.Read(p.offset, max(limit, 0), total == 0)
+		sp.HighWatermark = p.log.HighWatermark()
+		sp.LastStableOffset = sp.HighWatermark
+		sp.LogStartOffset = p.log.LogStartOffset()
+		if err != nil {
+			switch {
+			case errors.Is(err, storage.ErrOffsetOutOfRange):
+				sp.ErrorCode = kerr.OffsetOutOfRange.Code
+			case errors.Is(err, storage.ErrClosed):
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+			default:
+				sp.ErrorCode = kerr.KafkaStorageError.Code
+				b.log.Error().Err(err).Msg("fetch read failed")
+			}
+			continue
+		}
+		sp.HighWatermark = res.HighWatermark
+		sp.LastStableOffset = res.HighWatermark
+		sp.LogStartOffset = res.LogStartOffset
+		if len(res.Data) > 0 {
+			sp.RecordBatches = res.Data
+			total += len(res.Data)
+		}
+	}
+	return total
+}
+
+// fetchDone records the bytes a final fetch response carries.
+func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart) kmsg.Response {
+	n := 0
+	for _, p := range parts {
+		n += len(p.resp.RecordBatches)
+	}
+	b.m.fetchedBytes.Add(float64(n))
+	return resp
+}
+
+// noRecords is an empty, non-nil record set.
+var noRecords = []byte{}
+
+// checkLeaderEpoch validates a client's CurrentLeaderEpoch (-1: unknown).
+func checkLeaderEpoch(e int32) int16 {
+	switch {
+	case e < 0 || e == leaderEpoch:
+		return 0
+	case e < leaderEpoch:
+		return kerr.FencedLeaderEpoch.Code
+	default:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+}

@@ -1,0 +1,69 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Special ListOffsets timestamps.
+const (
+	listLatest        = -1
+	listEarliest      = -2
+	listMaxTimestamp  = -3 // v7+
+	listEarliestLocal = -4 // v8+
+)
+
+func apiListOffsets() api {
+	return api{key: kmsg.ListOffsets, min: 1, max: 8, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		return b.handleListOffsets(rc.req.(*kmsg.ListOffsetsRequest)), nil
+	}}
+}
+
+func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
+	resp := kmsg.NewPtrListOffsetsResponse()
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Offset, sp.Timestamp, sp.LeaderEpoch = -1, -1, -1
+			l, code := b.partitionLog(rt.Topic, rp.Partition)
+			if code == 0 {
+				code = checkLeaderEpoch(rp.CurrentLeaderEpoch)
+			}
+			if code != 0 {
+				sp.ErrorCode = code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			switch ts := rp.Timestamp; {
+			case ts == listLatest:
+				sp.Offset = l.HighWatermark()
+				sp.LeaderEpoch = leaderEpoch
+			case ts == listEarliest || ts == listEarliestLocal && req.Version >= 8:
+				sp.Offset = l.LogStartOffset()
+				sp.LeaderEpoch = leaderEpoch
+			case ts == listMaxTimestamp && req.Version >= 7:
+				off, t, found, err := l.MaxTimestamp()
+				if err != nil {
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+				} else if found {
+					sp.Offset, sp.Timestamp, sp.LeaderEpoch = off, t, leaderEpoch
+				}
+			case ts >= 0:
+				off, t, found, err := l.OffsetForTimestamp(ts)
+				if err != nil {
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+				} else if found {
+					sp.Offset, sp.Timestamp, sp.LeaderEpoch = off, t, leaderEpoch
+				}
+			default:
+				sp.ErrorCode = kerr.InvalidRequest.Code
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}

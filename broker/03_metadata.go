@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/metadata"
+)
+
+func apiMetadata() api {
+	return api{key: kmsg.Metadata, min: 0, max: 12, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		return b.handleMetadata(rc, rc.req.(*kmsg.MetadataRequest)), nil
+	}}
+}
+
+func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Response {
+	resp := kmsg.NewPtrMetadataResponse()
+	v := req.Version
+	br := kmsg.NewMetadataResponseBroker()
+	br.NodeID = b.cfg.NodeID
+	br.Host = b.advertise.host
+	br.Port = b.advertise.port
+	resp.Brokers = append(resp.Brokers, br)
+	clusterID := b.store.FSM().ClusterID()
+	resp.ClusterID = &clusterID
+	resp.ControllerID = b.cfg.NodeID
+
+	// v0 lists all topics for an empty list; v1+ for a null list.
+	all := req.Topics == nil || (v == 0 && len(req.Topics) == 0)
+	// Metadata v0-3 have no AllowAutoTopicCreation field and count as allowing it.
+	autoCreate := b.cfg.Topic.AutoCreate && (v < 4 || req.AllowAutoTopicCreation)
+
+	var topics []metadata.Topic
+	var missing []kmsg.MetadataResponseTopic
+	if all {
+		for _, t := range b.store.FSM().Topics() {
+			topics = append(topics, t)
+		}
+	} else {
+		for _, rt := range req.Topics {
+			var t metadata.Topic
+			var ok bool
+			switch {
+			case rt.Topic != nil:
+				t, ok = b.store.FSM().Topic(*rt.Topic)
+			case rt.TopicID != [16]byte{}:
+				t, ok = b.store.FSM().TopicByID(metadata.TopicID(rt.TopicID))
+				if !ok {
+					mt := kmsg.NewMetadataResponseTopic()
+					mt.TopicID = rt.TopicID
+					mt.ErrorCode = kerr.UnknownTopicID.Code
+					missing = append(missing, mt)
+					continue
+				}
+			default:
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.ErrorCode = kerr.InvalidTopicException.Code
+				missing = append(missing, mt)
+				continue
+			}
+			if !ok {
+				name := *rt.Topic
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.Topic = kmsg.StringPtr(name)
+				if err := validTopicName(name); err != nil {
+					mt.ErrorCode = kerr.InvalidTopicException.Code
+					missing = append(missing, mt)
+					continue
+				}
+				if !autoCreate {
+					mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					missing = append(missing, mt)
+					continue
+				}
+				created, code, _ := b.createTopic(rc.ctx(), name, -1, nil, false)
+				switch code {
+				case 0:
+					t = created
+				case kerr.TopicAlreadyExists.Code: // raced with another creator
+					t, ok = b.store.FSM().Topic(name)
+					if !ok {
+						mt.ErrorCode = kerr.LeaderNotAvailable.Code
+						missing = append(missing, mt)
+						continue
+					}
+				default:
+					mt.ErrorCode = code
+					missing = append(missing, mt)
+					continue
+				}
+			}
+			topics = append(topics, t)
+		}
+	}
+	for _, t := range topics {
+		mt := kmsg.NewMetadataResponseTopic()
+		mt.Topic = kmsg.StringPtr(t.Name)
+		mt.TopicID = t.ID
+		mt.IsInternal = t.Internal
+		for p := int32(0); p < t.Partitions; p++ {
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition = p
+			mp.Leader = b.cfg.NodeID
+			mp.LeaderEpoch = leaderEpoch
+			mp.Replicas = []int32{b.cfg.NodeID}
+			mp.ISR = []int32{b.cfg.NodeID}
+			if _, ok := b.engine.Log(b.tp(t.Name, p)); !ok {
+				mp.ErrorCode = kerr.LeaderNotAvailable.Code
+			}
+			mt.Partitions = append(mt.Partitions, mp)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	resp.Topics = append(resp.Topics, missing...)
+	return resp
+}

@@ -1,0 +1,309 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Broker is one Tusk node's Kafka front end.
+type Broker struct {
+	cfg    configs.Config
+	log    zerolog.Logger
+	store  metadata.Store
+	engine *storage.Engine
+	apis   apiTable
+	m      *metrics
+
+	kafkaLn   net.Listener
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	advertise struct {
+		host string
+		port int32
+	}
+
+	// topicMu serializes topic-changing admin operations with the log
+	// opening/deleting that follows them.
+	topicMu sync.Mutex
+
+	pids producerIDs
+
+	// ctx ends when shutdown gives up waiting for in-flight requests.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	shutdown     chan struct{} // closed when Close begins
+	shutdownOnce sync.Once
+
+	connMu sync.Mutex
+	conns  map[*conn]struct{}
+	connWG sync.WaitGroup
+	serveW sync.WaitGroup
+}
+
+// New builds a broker over an open metadata store and storage engine, and
+// opens every partition log the metadata names (deleting orphaned log
+// directories of topics that no longer exist).
+func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *storage.Engine) (*Broker, error) {
+	b := &Broker{
+		cfg:      cfg,
+		log:      log,
+		store:    store,
+		engine:   engine,
+		apis:     newAPITable(),
+		m:        newMetrics(),
+		shutdown: make(chan struct{}),
+		conns:    map[*conn]struct{}{},
+	}
+	b.pids.b = b
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	if err := b.ensureClusterID(); err != nil {
+		return nil, err
+	}
+	if err := b.openAllLogs(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) ensureClusterID() error {
+	if b.store.FSM().ClusterID() != "" {
+		return nil
+	}
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return fmt.Errorf("broker: cluster id: %w", err)
+	}
+	id := "tusk-" + strconv.FormatUint(uint64(raw[0])<<56|uint64(raw[1])<<48|uint64(raw[2])<<40|uint64(raw[3])<<32|uint64(raw[4])<<24|uint64(raw[5])<<16|uint64(raw[6])<<8|uint64(raw[7]), 36)
+	if err := b.store.Apply(context.Background(), metadata.InitCluster{ClusterID: id}); err != nil && !errors.Is(err, metadata.ErrPreconditionFailed) {
+		return fmt.Errorf("broker: init cluster: %w", err)
+	}
+	return nil
+}
+
+// Listen binds the Kafka and HTTP listeners. Port 0 picks a free port.
+func (b *Broker) Listen() error {
+	ln, err := net.Listen("tcp", b.cfg.Kafka.Listen)
+	if err != nil {
+		return fmt.Errorf("broker: listen kafka %s: %w", b.cfg.Kafka.Listen, err)
+	}
+	b.kafkaLn = ln
+	adv := b.cfg.Kafka.Advertised
+	if adv == "" {
+		adv = ln.Addr().String()
+	}
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: advertised address %q: %w", adv, err)
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: advertised port %q: %w", port, err)
+	}
+	b.advertise.host, b.advertise.port = host, int32(p)
+
+	if b.cfg.HTTP.Listen != "" {
+		hl, err := net.Listen("tcp", b.cfg.HTTP.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("broker: listen http %s: %w", b.cfg.HTTP.Listen, err)
+		}
+		b.httpLn = hl
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			select {
+			case <-b.shutdown:
+				http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			default:
+				fmt.Fprintln(w, "ok")
+			}
+		})
+		mux.Handle("/metrics", promhttp.HandlerFor(b.m.reg, promhttp.HandlerOpts{Registry: b.m.reg}))
+		b.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+	return nil
+}
+
+// KafkaAddr is the bound Kafka listener address.
+func (b *Broker) KafkaAddr() string { return b.kafkaLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP listener address, or "".
+func (b *Broker) HTTPAddr() string {
+	if b.httpLn == nil {
+		return ""
+	}
+	return b.httpLn.Addr().String()
+}
+
+// Registry exposes the Prometheus registry (for tests and embedding).
+func (b *Broker) Registry() *prometheus.Registry { return b.m.reg }
+
+// Serve accepts connections until Close. It returns after writing the
+// ready file (if configured) and starting the accept loops.
+func (b *Broker) Serve() error {
+	if b.httpSrv != nil {
+		b.serveW.Add(1)
+		go func() {
+			defer b.serveW.Done()
+			if err := b.httpSrv.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error().Err(err).Msg("http server stopped")
+			}
+		}()
+	}
+	b.serveW.Add(1)
+	go b.acceptLoop()
+	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Int32("node_id", b.cfg.NodeID).
+		Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
+	if b.cfg.ReadyFile != "" {
+		if err := b.writeReadyFile(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Broker) writeReadyFile() error {
+	body, err := json.Marshal(map[string]any{"node_id": b.cfg.NodeID, "kafka": b.KafkaAddr(), "http": b.HTTPAddr()})
+	if err != nil {
+		return fmt.Errorf("broker: ready file: %w", err)
+	}
+	tmp := b.cfg.ReadyFile + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(b.cfg.ReadyFile), 0o755); err != nil {
+		return fmt.Errorf("broker: ready file: %w", err)
+	}
+	if err := os.WriteFile(tmp, body, 0o644); err != nil {
+		return fmt.Errorf("broker: ready file: %w", err)
+	}
+	if err := os.Rename(tmp, b.cfg.ReadyFile); err != nil {
+		return fmt.Errorf("broker: ready file: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) acceptLoop() {
+	defer b.serveW.Done()
+	var backoff time.Duration
+	for {
+		nc, err := b.kafkaLn.Accept()
+		if err != nil {
+			select {
+			case <-b.shutdown:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures such as EMFILE: back off and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			b.log.Warn().Err(err).Dur("backoff", backoff).Msg("accept failed")
+			select {
+			case <-time.After(backoff):
+			case <-b.shutdown:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		c := newConn(b, nc)
+		b.connMu.Lock()
+		select {
+		case <-b.shutdown:
+			b.connMu.Unlock()
+			nc.Close()
+			return
+		default:
+		}
+		b.conns[c] = struct{}{}
+		b.connWG.Add(1)
+		b.connMu.Unlock()
+		go c.serve()
+	}
+}
+
+func (b *Broker) dropConn(c *conn) {
+	b.connMu.Lock()
+	delete(b.conns, c)
+	b.connMu.Unlock()
+	b.connWG.Done()
+}
+
+// Close shuts down gracefully: stop accepting, stop reading new requests,
+// answer the in-flight ones, then close storage (fsync + close segments)
+// and metadata. It is safe to call more than once.
+func (b *Broker) Close(ctx context.Context) error {
+	var err error
+	b.shutdownOnce.Do(func() {
+		close(b.shutdown)
+		if b.kafkaLn != nil {
+			b.kafkaLn.Close()
+		}
+		b.connMu.Lock()
+		for c := range b.conns {
+			c.stopReading()
+		}
+		b.connMu.Unlock()
+		done := make(chan struct{})
+		go func() { b.connWG.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			b.log.Warn().Msg("shutdown timeout: closing connections with requests in flight")
+			b.cancel()
+			b.connMu.Lock()
+			for c := range b.conns {
+				c.nc.Close()
+			}
+			b.connMu.Unlock()
+			<-done
+		}
+		if b.httpSrv != nil {
+			hctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			b.httpSrv.Shutdown(hctx) //nolint:errcheck // best effort; the listener is closed either way
+			cancel()
+		}
+		b.serveW.Wait()
+		b.cancel()
+		if e := b.engine.Close(); e != nil {
+			err = fmt.Errorf("broker: close storage: %w", e)
+		}
+		if e := b.store.Close(); e != nil && err == nil {
+			err = fmt.Errorf("broker: close metadata: %w", e)
+		}
+	})
+	return err
+}
+
+// shuttingDown reports whether Close has begun.
+func (b *Broker) shuttingDown() bool {
+	select {
+	case <-b.shutdown:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,210 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+)
+
+// request is one decoded request travelling through a handler.
+type request struct {
+	hdr      kafkaproto.RequestHeader
+	req      kmsg.Request
+	received time.Time
+	conn     *conn
+}
+
+// slot is one response position in a connection's in-order output queue.
+type slot struct {
+	done  chan struct{}
+	frame []byte
+	api   kmsg.Key
+	start time.Time
+}
+
+type conn struct {
+	b   *Broker
+	nc  net.Conn
+	log zerolog.Logger
+	out chan *slot
+
+	stopOnce sync.Once
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	return &conn{
+		b:   b,
+		nc:  nc,
+		log: b.log.With().Str("remote", nc.RemoteAddr().String()).Logger(),
+		out: make(chan *slot, b.cfg.Kafka.MaxInflight),
+	}
+}
+
+// stopReading makes the read loop stop at its next frame boundary or
+// immediately if it is blocked in a read; pending responses still go out.
+func (c *conn) stopReading() {
+	c.stopOnce.Do(func() { c.nc.SetReadDeadline(time.Now()) }) //nolint:errcheck // a closed conn stops reading anyway
+}
+
+func (c *conn) serve() {
+	defer c.b.dropConn(c)
+	c.b.m.connections.Inc()
+	defer c.b.m.connections.Dec()
+	writerDone := make(chan struct{})
+	go c.writeLoop(writerDone)
+	c.readLoop()
+	close(c.out)
+	<-writerDone
+	c.nc.Close()
+}
+
+func (c *conn) readLoop() {
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	for {
+		if c.b.shuttingDown() {
+			return
+		}
+		frame, err := kafkaproto.ReadFrame(br, c.b.cfg.Kafka.RequestMaxBytes, nil)
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
+			default:
+				c.log.Warn().Err(err).Msg("closing connection: bad frame")
+				c.b.m.badRequests.Inc()
+			}
+			return
+		}
+		if !c.dispatch(frame) {
+			return
+		}
+	}
+}
+
+// dispatch decodes and serves one frame. It returns false when the
+// connection must be closed.
+func (c *conn) dispatch(frame []byte) bool {
+	hdr, req, body, err := kafkaproto.ParseRequest(frame)
+	if err != nil {
+		c.log.Warn().Err(err).Int16("api_key", hdr.APIKey).Int16("api_version", hdr.APIVersion).Msg("closing connection: bad request header")
+		c.b.m.badRequests.Inc()
+		return false
+	}
+	a, ok := c.b.apis[hdr.APIKey]
+	if !ok {
+		c.log.Warn().Int16("api_key", hdr.APIKey).Msg("closing connection: unsupported api")
+		c.b.m.badRequests.Inc()
+		return false
+	}
+	if hdr.APIVersion < a.min || hdr.APIVersion > a.max {
+		if a.key == kmsg.ApiVersions {
+			// KIP-511: answer in v0 with UNSUPPORTED_VERSION and our
+			// ranges so the client can pick a version.
+			resp := c.b.apiVersionsResponse(0)
+			resp.ErrorCode = kerr.UnsupportedVersion.Code
+			c.enqueue(&request{hdr: hdr, req: req, conn: c}, a.key, resp, nil)
+			return true
+		}
+		c.log.Warn().Str("api", a.key.Name()).Int16("api_version", hdr.APIVersion).Msg("closing connection: unsupported api version")
+		c.b.m.badRequests.Inc()
+		return false
+	}
+	if err := req.ReadFrom(body); err != nil {
+		c.log.Warn().Err(err).Str("api", a.key.Name()).Int16("api_version", hdr.APIVersion).Msg("closing connection: malformed request body")
+		c.b.m.badRequests.Inc()
+		return false
+	}
+	rc := &request{hdr: hdr, req: req, received: time.Now(), conn: c}
+	resp, later := a.handle(c.b, rc)
+	if resp == nil && later == nil {
+		c.b.m.observe(a.key, rc.received)
+		return true
+	}
+	c.enqueue(rc, a.key, resp, later)
+	return true
+}
+
+// enqueue reserves the next output slot for rc and fills it now or, for a
+// deferred response, from a new goroutine. It blocks while the connection
+// has max-inflight responses pending.
+func (c *conn) enqueue(rc *request, key kmsg.Key, resp kmsg.Response, later func() kmsg.Response) {
+	s := &slot{done: make(chan struct{}), api: key, start: rc.received}
+	c.out <- s
+	if later == nil {
+		c.fill(s, rc, resp)
+		return
+	}
+	go func() { c.fill(s, rc, later()) }()
+}
+
+func (c *conn) fill(s *slot, rc *request, resp kmsg.Response) {
+	resp.SetVersion(rc.req.GetVersion())
+	if rc.hdr.APIKey == int16(kmsg.ApiVersions) && rc.hdr.APIVersion > c.b.apis[rc.hdr.APIKey].max {
+		resp.SetVersion(0)
+	}
+	s.frame = kafkaproto.AppendResponse(nil, rc.hdr.CorrelationID,
+		kafkaproto.ResponseHeaderFlexible(rc.hdr.APIKey, rc.hdr.Flexible), resp)
+	close(s.done)
+}
+
+func (c *conn) writeLoop(done chan struct{}) {
+	defer close(done)
+	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	failed := false
+	for s := range c.out {
+		select {
+		case <-s.done:
+		default:
+			// Don't hold finished responses back behind a slow one.
+			if !failed {
+				if err := bw.Flush(); err != nil {
+					c.writeFailed(err)
+					failed = true
+				}
+			}
+			<-s.done
+		}
+		c.b.m.observe(s.api, s.start)
+		if failed {
+			continue // drain so deferred handlers never block
+		}
+		if _, err := bw.Write(s.frame); err != nil {
+			c.writeFailed(err)
+			failed = true
+			continue
+		}
+		if len(c.out) == 0 {
+			if err := bw.Flush(); err != nil {
+				c.writeFailed(err)
+				failed = true
+			}
+		}
+	}
+	if !failed {
+		if err := bw.Flush(); err != nil {
+			c.writeFailed(err)
+		}
+	}
+}
+
+func (c *conn) writeFailed(err error) {
+	if !errors.Is(err, net.ErrClosed) {
+		c.log.Debug().Err(err).Msg("write failed; closing connection")
+	}
+	c.stopReading()
+	c.nc.Close()
+}
+
+// ctx is the context admin work for this request runs under; it ends when
+// the broker's shutdown grace period runs out.
+func (rc *request) ctx() context.Context { return rc.conn.b.ctx }

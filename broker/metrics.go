@@ -1,0 +1,58 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// metrics are the broker's Prometheus metrics, in a registry of its own.
+type metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	badRequests   prometheus.Counter
+	connections   prometheus.Gauge
+	producedBytes prometheus.Counter
+	producedRecs  prometheus.Counter
+	fetchedBytes  prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_requests_total", Help: "Kafka requests served, by API.",
+		}, []string{"api"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tusk_request_duration_seconds", Help: "Time from receiving a request to its response being ready.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"api"}),
+		badRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_bad_requests_total", Help: "Requests that closed their connection (malformed, oversized, unsupported).",
+		}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tusk_connections", Help: "Open Kafka connections.",
+		}),
+		producedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_produced_bytes_total", Help: "Record batch bytes appended.",
+		}),
+		producedRecs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_produced_records_total", Help: "Records appended.",
+		}),
+		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_fetched_bytes_total", Help: "Record batch bytes returned by Fetch.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(key kmsg.Key, start time.Time) {
+	name := key.Name()
+	m.requests.WithLabelValues(name).Inc()
+	m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+}

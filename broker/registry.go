@@ -1,0 +1,53 @@
+package broker
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// handleFunc serves one decoded request. It runs on the connection's read
+// goroutine, in request order. It returns either a response, or a deferred
+// function that the connection runs on its own goroutine to build the
+// response later, or neither when no response is sent (acks=0 produce).
+type handleFunc func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response)
+
+// api is one Kafka API as this broker serves it.
+type api struct {
+	key      kmsg.Key
+	min, max int16
+	handle   handleFunc
+}
+
+// registry lists every supported API. It drives dispatch and ApiVersions.
+func registry() []api {
+	return []api{
+		apiProduce(),
+		apiFetch(),
+		apiListOffsets(),
+		apiMetadata(),
+		apiFindCoordinator(),
+		apiApiVersions(),
+		apiCreateTopics(),
+		apiDeleteTopics(),
+		apiDeleteRecords(),
+		apiInitProducerID(),
+		apiDescribeConfigs(),
+		apiAlterConfigs(),
+		apiCreatePartitions(),
+		apiIncrementalAlterConfigs(),
+		apiDescribeCluster(),
+	}
+}
+
+// apiTable indexes the registry by key.
+type apiTable map[int16]api
+
+func newAPITable() apiTable {
+	t := apiTable{}
+	for _, a := range registry() {
+		if a.max > kmsg.RequestForKey(int16(a.key)).MaxVersion() {
+			panic("broker: api " + a.key.Name() + " registered above what kmsg encodes")
+		}
+		t[int16(a.key)] = a
+	}
+	return t
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tuskdb/tusk/bench"
+)
+
+// newBenchCmd returns `tusk bench`: an end-to-end produce/consume load test
+// against any Kafka-compatible address. It prints bench.Result's table on
+// stdout and progress on stderr.
+func newBenchCmd() *cobra.Command {
+	cfg := bench.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Produce (and consume) load against a Kafka-compatible cluster and report throughput and latency",
+		Long: `bench creates the topic if it is missing, produces --records records of
+--record-size bytes from --producers clients, and (with --consume) reads them
+back concurrently. It reports produce throughput, produce latency (send to
+acknowledgement) and end-to-end latency (send to consume) at p50/p99/p99.9.
+MB means 2^20 bytes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := bench.Run(ctx, cfg, cmd.ErrOrStderr())
+			if res.Produced > 0 || res.Errors > 0 {
+				fmt.Fprint(cmd.OutOrStdout(), res.String())
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&cfg.Brokers, "brokers", cfg.Brokers, "seed brokers, host:port (comma separated)")
+	f.StringVar(&cfg.Topic, "topic", cfg.Topic, "topic to produce to; created if missing")
+	f.Int32Var(&cfg.Partitions, "partitions", cfg.Partitions, "partitions when creating the topic")
+	f.Int64Var(&cfg.Records, "records", cfg.Records, "records to produce in total")
+	f.IntVar(&cfg.RecordSize, "record-size", cfg.RecordSize, "record value size in bytes")
+	f.IntVar(&cfg.Producers, "producers", cfg.Producers, "concurrent producer clients")
+	f.StringVar(&cfg.Acks, "acks", cfg.Acks, "required acks: all, 1 or 0")
+	f.StringVar(&cfg.Compression, "compression", cfg.Compression, "batch compression: none, gzip, snappy, lz4 or zstd")
+	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "total produce target in MB/s (0 = unlimited)")
+	f.BoolVar(&cfg.Consume, "consume", cfg.Consume, "consume the records back and measure end-to-end latency")
+	f.DurationVar(&cfg.Linger, "linger", cfg.Linger, "producer linger")
+	f.Int32Var(&cfg.BatchMaxBytes, "batch-max-bytes", cfg.BatchMaxBytes, "producer batch max bytes")
+	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
+	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "give up when a phase makes no progress for this long")
+	return cmd
+}

@@ -1,0 +1,34 @@
+// Command tusk is the Tusk broker binary: serve, version and bench.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	root := &cobra.Command{
+		Use:           "tusk",
+		Short:         "Tusk: a Kafka-wire-compatible streaming broker",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newConfigDocCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "tusk:", err)
+		os.Exit(1)
+	}
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "tusk", version) },
+	}
+}

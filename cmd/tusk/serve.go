@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/tuskdb/tusk/broker"
+	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+func newServeCmd() *cobra.Command {
+	v := viper.New()
+	var file string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a broker node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := configs.Load(v, file)
+			if err != nil {
+				return err
+			}
+			return serve(cfg)
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "", "YAML config file")
+	if err := configs.BindFlags(cmd.Flags(), v); err != nil {
+		panic(err) // programming error in the options table
+	}
+	return cmd
+}
+
+func newLogger(cfg configs.Config) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(cfg.Log.Level))
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("log.level: %w", err)
+	}
+	var l zerolog.Logger
+	if cfg.Log.Format == "json" {
+		l = zerolog.New(os.Stderr)
+	} else {
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339Nano})
+	}
+	return l.Level(lvl).With().Timestamp().Int32("node", cfg.NodeID).Logger(), nil
+}
+
+func serve(cfg configs.Config) error {
+	log, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+	policy, err := storage.ParseFsyncPolicy(cfg.Storage.Fsync)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	engine, err := storage.Open(storage.Options{
+		Dir:                    filepath.Join(cfg.DataDir, "logs"),
+		Fsync:                  policy,
+		FsyncInterval:          cfg.Storage.FsyncInterval,
+		Logger:                 log.With().Str("component", "storage").Logger(),
+		RetentionCheckInterval: cfg.Storage.RetentionCheckInterval,
+	})
+	if err != nil {
+		return err
+	}
+	store, err := metadata.OpenLocal(filepath.Join(cfg.DataDir, "meta"))
+	if err != nil {
+		engine.Close()
+		return err
+	}
+	b, err := broker.New(cfg, log, store, engine)
+	if err != nil {
+		engine.Close()
+		store.Close()
+		return err
+	}
+	if err := b.Listen(); err != nil {
+		b.Close(context.Background())
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if err := b.Serve(); err != nil {
+		b.Close(context.Background())
+		return err
+	}
+	log.Info().Dur("startup", time.Since(started)).Msg("tusk started")
+	sig := <-sigs
+	log.Info().Str("signal", sig.String()).Msg("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		log.Error().Err(err).Msg("shutdown failed")
+		return err
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func newConfigDocCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "config-doc",
+		Short: "Print the configuration reference as a Markdown table",
+		Run: func(cmd *cobra.Command, _ []string) {
+			w := cmd.OutOrStdout()
+			fmt.Fprintln(w, "| flag | config key | environment | default | meaning |")
+			fmt.Fprintln(w, "|---|---|---|---|---|")
+			for _, o := range configs.Options() {
+				fmt.Fprintf(w, "| `--%s` | `%s` | `%s` | `%v` | %s |\n", o.Flag(), o.Key, o.Env(), o.Default, o.Usage)
+			}
+		},
+	}
+}

@@ -1,0 +1,395 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// FsyncPolicy says when appended data is made durable.
+type FsyncPolicy int
+
+const (
+	// FsyncAlways acknowledges (WaitDurable) only after a group-commit
+	// fdatasync, and exposes to consumers only synced records.
+	FsyncAlways FsyncPolicy = iota
+	// FsyncInterval syncs dirty logs every Options.FsyncInterval.
+	FsyncInterval
+	// FsyncNever syncs only when a segment rolls and on Close.
+	FsyncNever
+)
+
+// ParseFsyncPolicy parses "always", "interval" or "never".
+func ParseFsyncPolicy(s string) (FsyncPolicy, error) {
+	switch s {
+	case "always":
+		return FsyncAlways, nil
+	case "interval":
+		return FsyncInterval, nil
+	case "never":
+		return FsyncNever, nil
+	}
+	return 0, fmt.Errorf("storage: fsync policy %q: want always, interval or never", s)
+}
+
+func (p FsyncPolicy) String() string {
+	switch p {
+	case FsyncAlways:
+		return "always"
+	case FsyncInterval:
+		return "interval"
+	case FsyncNever:
+		return "never"
+	}
+	return "FsyncPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Options configure an Engine.
+type Options struct {
+	Dir                    string
+	Fsync                  FsyncPolicy
+	FsyncInterval          time.Duration // for FsyncInterval; <= 0 → 100ms
+	FS                     FS            // nil → OSFS()
+	Logger                 zerolog.Logger
+	RetentionCheckInterval time.Duration    // 0 → 30s
+	Now                    func() time.Time // nil → time.Now
+}
+
+// TopicPartition names a partition log.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+func (tp TopicPartition) String() string { return tp.Topic + "-" + strconv.Itoa(int(tp.Partition)) }
+
+const deletedSuffix = ".deleted"
+
+// maxParallelSyncs bounds how many logs the syncer fdatasyncs at once.
+const maxParallelSyncs = 4
+
+// Engine owns the partition logs under one directory, the group-commit
+// syncer and the retention loop.
+type Engine struct {
+	opts Options
+	fs   FS
+	log  zerolog.Logger
+	now  func() time.Time
+
+	mu     sync.Mutex
+	logs   map[TopicPartition]*Log
+	closed bool
+
+	dirtyMu sync.Mutex
+	dirty   map[*Log]struct{} // logs with appends not yet synced
+
+	kick chan struct{} // pokes the syncer (capacity 1)
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Open prepares the data directory and starts the syncer and retention
+// goroutines. It opens no log.
+func Open(opts Options) (*Engine, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("storage: open: empty Dir")
+	}
+	if opts.FS == nil {
+		opts.FS = OSFS()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RetentionCheckInterval <= 0 {
+		opts.RetentionCheckInterval = 30 * time.Second
+	}
+	if opts.FsyncInterval <= 0 {
+		opts.FsyncInterval = 100 * time.Millisecond
+	}
+	switch opts.Fsync {
+	case FsyncAlways, FsyncInterval, FsyncNever:
+	default:
+		return nil, fmt.Errorf("storage: open: unknown fsync policy %d", opts.Fsync)
+	}
+	opts.Dir = filepath.Clean(opts.Dir)
+	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: open: create %s: %w", opts.Dir, err)
+	}
+	if err := opts.FS.SyncDir(filepath.Dir(opts.Dir)); err != nil {
+		return nil, fmt.Errorf("storage: open: sync parent of %s: %w", opts.Dir, err)
+	}
+	e := &Engine{
+		opts:  opts,
+		fs:    opts.FS,
+		log:   opts.Logger,
+		now:   opts.Now,
+		logs:  map[TopicPartition]*Log{},
+		dirty: map[*Log]struct{}{},
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+	}
+	names, err := e.fs.ReadDir(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open: list %s: %w", opts.Dir, err)
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, deletedSuffix) {
+			if err := e.fs.RemoveAll(filepath.Join(opts.Dir, n)); err != nil {
+				e.log.Warn().Err(err).Str("dir", n).Msg("remove leftover deleted log")
+			}
+		}
+	}
+	if opts.Fsync != FsyncNever {
+		e.wg.Add(1)
+		go e.syncLoop()
+	}
+	e.wg.Add(1)
+	go e.retentionLoop()
+	return e, nil
+}
+
+// parseLogDir splits "<topic>-<partition>" at the last '-'.
+func parseLogDir(name string) (TopicPartition, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 {
+		return TopicPartition{}, false
+	}
+	p, err := strconv.ParseInt(name[i+1:], 10, 32)
+	if err != nil || p < 0 || strconv.FormatInt(p, 10) != name[i+1:] {
+		return TopicPartition{}, false
+	}
+	tp := TopicPartition{Topic: name[:i], Partition: int32(p)}
+	if validTopic(tp.Topic) != nil {
+		return TopicPartition{}, false
+	}
+	return tp, true
+}
+
+func validTopic(t string) error {
+	if t == "" || t == "." || t == ".." || len(t) > 249 {
+		return fmt.Errorf("storage: invalid topic name %q", t)
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("storage: invalid topic name %q", t)
+		}
+	}
+	return nil
+}
+
+// ListLogDirs returns the partitions that have a directory on disk.
+func (e *Engine) ListLogDirs() ([]TopicPartition, error) {
+	names, err := e.fs.ReadDir(e.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: list log dirs in %s: %w", e.opts.Dir, err)
+	}
+	var out []TopicPartition
+	for _, n := range names {
+		if strings.HasSuffix(n, deletedSuffix) {
+			continue
+		}
+		fi, err := e.fs.Stat(filepath.Join(e.opts.Dir, n))
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if tp, ok := parseLogDir(n); ok {
+			out = append(out, tp)
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) logDir(tp TopicPartition) string { return filepath.Join(e.opts.Dir, tp.String()) }
+
+// OpenLog opens (recovering) or creates the partition's log. Opening an
+// open log returns it unchanged.
+func (e *Engine) OpenLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
+	if err := validTopic(tp.Topic); err != nil {
+		return nil, err
+	}
+	if tp.Partition < 0 {
+		return nil, fmt.Errorf("storage: invalid partition %d", tp.Partition)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, fmt.Errorf("storage: open log %s: %w", tp, ErrClosed)
+	}
+	if l, ok := e.logs[tp]; ok {
+		return l, nil
+	}
+	l, err := e.recoverLog(tp, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.logs[tp] = l
+	return l, nil
+}
+
+// Log returns an open log.
+func (e *Engine) Log(tp TopicPartition) (*Log, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, ok := e.logs[tp]
+	return l, ok
+}
+
+// DeleteLog closes the log and removes its directory: it is renamed to a
+// *.deleted name (durably) first, so a crash never leaves half a log.
+func (e *Engine) DeleteLog(tp TopicPartition) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l, ok := e.logs[tp]; ok {
+		delete(e.logs, tp)
+		e.dirtyMu.Lock()
+		delete(e.dirty, l)
+		e.dirtyMu.Unlock()
+		if err := l.close(false); err != nil {
+			e.log.Warn().Err(err).Str("tp", tp.String()).Msg("close deleted log")
+		}
+	}
+	dir := e.logDir(tp)
+	if _, err := e.fs.Stat(dir); err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("storage: delete log %s: %w", tp, err)
+	}
+	gone := fmt.Sprintf("%s.%d%s", dir, e.now().UnixNano(), deletedSuffix)
+	if err := e.fs.Rename(dir, gone); err != nil {
+		return fmt.Errorf("storage: delete log %s: rename: %w", tp, err)
+	}
+	if err := e.fs.SyncDir(e.opts.Dir); err != nil {
+		return fmt.Errorf("storage: delete log %s: sync dir: %w", tp, err)
+	}
+	if err := e.fs.RemoveAll(gone); err != nil {
+		return fmt.Errorf("storage: delete log %s: remove: %w", tp, err)
+	}
+	return nil
+}
+
+// Close stops the syncer and retention loops, then syncs and closes every
+// log. It is idempotent.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	logs := make([]*Log, 0, len(e.logs))
+	for _, l := range e.logs {
+		logs = append(logs, l)
+	}
+	e.mu.Unlock()
+	close(e.stop)
+	e.wg.Wait()
+	var errs []error
+	for _, l := range logs {
+		if err := l.close(true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// markDirty records that l has unsynced appends; kick wakes the syncer.
+func (e *Engine) markDirty(l *Log, kick bool) {
+	e.dirtyMu.Lock()
+	e.dirty[l] = struct{}{}
+	e.dirtyMu.Unlock()
+	if kick {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *Engine) takeDirty() []*Log {
+	e.dirtyMu.Lock()
+	defer e.dirtyMu.Unlock()
+	if len(e.dirty) == 0 {
+		return nil
+	}
+	out := make([]*Log, 0, len(e.dirty))
+	for l := range e.dirty {
+		out = append(out, l)
+	}
+	clear(e.dirty)
+	return out
+}
+
+// syncLoop is the group-commit syncer: every sync covers all appends made
+// to a log before it started.
+func (e *Engine) syncLoop() {
+	defer e.wg.Done()
+	var tick <-chan time.Time
+	if e.opts.Fsync == FsyncInterval {
+		t := time.NewTicker(e.opts.FsyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.kick:
+		case <-tick:
+		}
+		e.syncLogs(e.takeDirty())
+	}
+}
+
+func (e *Engine) syncLogs(logs []*Log) {
+	if len(logs) == 1 {
+		logs[0].syncOnce()
+		return
+	}
+	sem := make(chan struct{}, maxParallelSyncs)
+	var wg sync.WaitGroup
+	for _, l := range logs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.syncOnce()
+			<-sem
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *Engine) retentionLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.opts.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.runRetention()
+		}
+	}
+}
+
+// runRetention applies retention to every open log once.
+func (e *Engine) runRetention() {
+	e.mu.Lock()
+	logs := make([]*Log, 0, len(e.logs))
+	for _, l := range e.logs {
+		logs = append(logs, l)
+	}
+	e.mu.Unlock()
+	now := e.now()
+	for _, l := range logs {
+		l.retain(now)
+	}
+}

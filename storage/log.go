@@ -1,0 +1,818 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tuskdb/tusk/fencing"
+	"github.com/tuskdb/tusk/kafkaproto"
+)
+
+// Errors of the storage engine; test with errors.Is.
+var (
+	ErrOffsetOutOfRange = errors.New("storage: offset out of range")
+	ErrFenced           = errors.New("storage: log fenced after an I/O error")
+	ErrClosed           = errors.New("storage: log closed")
+	// ErrInvalidProducerEpoch and ErrOutOfOrderSequence are fencing's
+	// errors, re-exported so callers need import only storage.
+	ErrInvalidProducerEpoch = fencing.ErrInvalidProducerEpoch
+	ErrOutOfOrderSequence   = fencing.ErrOutOfOrderSequence
+)
+
+const (
+	defaultSegmentBytes  = 1 << 30
+	defaultIndexInterval = 4096
+)
+
+// LogConfig is a partition log's per-topic configuration.
+type LogConfig struct {
+	SegmentBytes       int64 // roll when the active segment would exceed it; <= 0 → 1 GiB
+	SegmentMs          int64 // roll when the active segment's first append is older; 0 = never
+	RetentionBytes     int64 // -1 unlimited
+	RetentionMs        int64 // -1 unlimited
+	IndexIntervalBytes int   // 0 → 4096
+}
+
+func (c LogConfig) segmentBytes() int64 {
+	if c.SegmentBytes <= 0 {
+		return defaultSegmentBytes
+	}
+	return min(c.SegmentBytes, maxSegmentBytes)
+}
+
+func (c LogConfig) indexInterval() int64 {
+	if c.IndexIntervalBytes <= 0 {
+		return defaultIndexInterval
+	}
+	return int64(c.IndexIntervalBytes)
+}
+
+// AppendResult is the outcome of Append.
+type AppendResult struct {
+	BaseOffset, LastOffset, LogStartOffset int64
+	// Duplicate is set when the batch repeated one of its producer's last
+	// five batches; the offsets are the original ones and nothing was
+	// written.
+	Duplicate bool
+}
+
+// ReadResult is the outcome of Read.
+type ReadResult struct {
+	Data                          []byte // whole batches
+	HighWatermark, LogStartOffset int64
+}
+
+type durableWaiter struct {
+	off int64 // waits until durable > off
+	ch  chan error
+}
+
+// Log is one partition's log: an ordered chain of segments, the last of
+// which (the active segment) takes appends. All methods are safe for
+// concurrent use.
+type Log struct {
+	tp     TopicPartition
+	dir    string
+	fs     FS
+	policy FsyncPolicy
+	logger zerolog.Logger
+	now    func() time.Time
+	engine *Engine
+
+	mu        sync.Mutex
+	cfg       LogConfig
+	segs      []*segment // ordered by base; never empty while open
+	logStart  int64
+	leo       int64 // log end offset: next offset to assign
+	durable   int64 // offsets below are fdatasync'ed
+	hw        int64 // offsets below are visible to consumers
+	producers *fencing.ProducerStates
+	waiters   []durableWaiter
+	hwWaiters []chan struct{}
+	fenceErr  error
+	closed    bool
+}
+
+// SetConfig replaces the log's configuration; it applies from the next
+// append or retention pass.
+func (l *Log) SetConfig(cfg LogConfig) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg = cfg
+}
+
+// Config returns the log's configuration.
+func (l *Log) Config() LogConfig {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg
+}
+
+// LogStartOffset is the first offset that may be read.
+func (l *Log) LogStartOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.logStart
+}
+
+// LogEndOffset is the offset the next appended record gets.
+func (l *Log) LogEndOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leo
+}
+
+// HighWatermark is the offset below which records are visible to consumers.
+func (l *Log) HighWatermark() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hw
+}
+
+// Size is the total size of the log's segment files in bytes.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, s := range l.segs {
+		n += s.size
+	}
+	return n
+}
+
+func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
+
+// usableLocked reports why the log cannot take appends, if it cannot.
+func (l *Log) usableLocked() error {
+	if l.closed {
+		return fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
+	}
+	return l.fenceErr
+}
+
+// Append appends one validated batch b (exactly h.Size() bytes), rewriting
+// its BaseOffset and PartitionLeaderEpoch in place. For an idempotent
+// producer's batch that repeats one of its last five, it writes nothing and
+// returns the original offsets with Duplicate set.
+func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (AppendResult, error) {
+	if len(b) != h.Size() || h.LastOffsetDelta < 0 || len(b) < kafkaproto.BatchHeaderSize {
+		return AppendResult{}, fmt.Errorf("storage: append to %s: %d bytes, header says %d (last offset delta %d): %w",
+			l.tp, len(b), h.Size(), h.LastOffsetDelta, kafkaproto.ErrCorruptBatch)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.usableLocked(); err != nil {
+		return AppendResult{}, err
+	}
+	idempotent := h.ProducerID >= 0 && h.BaseSequence >= 0
+	if idempotent {
+		dup, err := l.producers.Check(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount)
+		if err != nil {
+			return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append to %s: producer %d epoch %d sequence %d: %w",
+				l.tp, h.ProducerID, h.ProducerEpoch, h.BaseSequence, err)
+		}
+		if dup != nil {
+			return AppendResult{BaseOffset: dup.FirstOffset, LastOffset: dup.LastOffset, LogStartOffset: l.logStart, Duplicate: true}, nil
+		}
+	}
+	seg := l.active()
+	var now time.Time
+	if seg.size == 0 || l.cfg.SegmentMs > 0 {
+		now = l.now()
+	}
+	if seg.size > 0 && (seg.size+int64(len(b)) > l.cfg.segmentBytes() ||
+		(l.cfg.SegmentMs > 0 && now.Sub(seg.created) >= time.Duration(l.cfg.SegmentMs)*time.Millisecond)) {
+		if err := l.rollLocked(); err != nil {
+			return AppendResult{}, err
+		}
+		seg = l.active()
+	}
+	base := l.leo
+	last := base + int64(h.LastOffsetDelta)
+	kafkaproto.SetBaseOffset(b, base)
+	kafkaproto.SetPartitionLeaderEpoch(b, leaderEpoch)
+	pos := seg.size
+	n, err := seg.f.WriteAt(b, pos)
+	if err == nil && n != len(b) {
+		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(b), io.ErrShortWrite)
+	}
+	if err != nil {
+		l.fenceLocked(fmt.Errorf("storage: append to %s: write segment %d at %d: %w", l.tp, seg.base, pos, err))
+		return AppendResult{}, l.fenceErr
+	}
+	if seg.size == 0 {
+		seg.created = now
+	}
+	seg.track(base, last, h.MaxTimestamp, pos, int64(len(b)), l.cfg.indexInterval())
+	l.leo = last + 1
+	if idempotent {
+		l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, base, last, h.MaxTimestamp)
+	}
+	switch l.policy {
+	case FsyncAlways:
+		l.engine.markDirty(l, true)
+	case FsyncInterval:
+		l.engine.markDirty(l, false)
+		l.advanceHWLocked(l.leo)
+	default:
+		l.advanceHWLocked(l.leo)
+	}
+	return AppendResult{BaseOffset: base, LastOffset: last, LogStartOffset: l.logStart}, nil
+}
+
+// rollLocked seals the active segment (fdatasync it, write its indexes and
+// the producer snapshot) and starts a new one at the log end offset. Any
+// failure fences the log.
+func (l *Log) rollLocked() error {
+	old := l.active()
+	fail := func(what string, err error) error {
+		l.fenceLocked(fmt.Errorf("storage: roll %s at %d: %s: %w", l.tp, l.leo, what, err))
+		return l.fenceErr
+	}
+	if err := old.f.Sync(); err != nil {
+		return fail(fmt.Sprintf("sync segment %d", old.base), err)
+	}
+	old.seal()
+	if err := writeFileSync(l.fs, segName(l.dir, old.base, indexSuffix), encodeIndex(old.index)); err != nil {
+		return fail("write index", err)
+	}
+	if err := writeFileSync(l.fs, segName(l.dir, old.base, timeIndexSuffix), encodeTimeIndex(old.timeIndex)); err != nil {
+		return fail("write time index", err)
+	}
+	if err := writeFileSync(l.fs, segName(l.dir, l.leo, snapshotSuffix), encodeSnapshot(l.producers.Entries())); err != nil {
+		return fail("write producer snapshot", err)
+	}
+	f, err := l.fs.OpenFile(segName(l.dir, l.leo, logSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fail("create segment", err)
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		f.Close()
+		return fail("sync dir", err)
+	}
+	l.segs = append(l.segs, newSegment(l.leo, f, l.cfg.indexInterval()))
+	// Every segment before the new one is synced.
+	l.advanceDurableLocked(l.leo)
+	l.logger.Debug().Str("tp", l.tp.String()).Int64("base", l.leo).Msg("rolled segment")
+	return nil
+}
+
+// fenceLocked stops the log after an I/O error: no more appends, no more
+// durability or high-watermark advances, and every waiter gets the error.
+func (l *Log) fenceLocked(cause error) {
+	if l.fenceErr != nil {
+		return
+	}
+	l.fenceErr = fmt.Errorf("%w: %w", ErrFenced, cause)
+	l.logger.Error().Err(cause).Str("tp", l.tp.String()).Int64("durable", l.durable).Int64("leo", l.leo).Msg("log fenced after I/O error")
+	for _, w := range l.waiters {
+		w.ch <- l.fenceErr
+	}
+	l.waiters = nil
+	l.notifyHWLocked()
+}
+
+func (l *Log) advanceDurableLocked(off int64) {
+	if l.fenceErr != nil || off <= l.durable {
+		return
+	}
+	l.durable = off
+	kept := l.waiters[:0]
+	for _, w := range l.waiters {
+		if w.off < off {
+			w.ch <- nil
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(l.waiters[len(kept):])
+	l.waiters = kept
+	if l.policy == FsyncAlways {
+		l.advanceHWLocked(off)
+	}
+}
+
+func (l *Log) advanceHWLocked(off int64) {
+	if l.fenceErr != nil || off <= l.hw {
+		return
+	}
+	l.hw = off
+	l.notifyHWLocked()
+}
+
+func (l *Log) notifyHWLocked() {
+	for _, ch := range l.hwWaiters {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	clear(l.hwWaiters)
+	l.hwWaiters = l.hwWaiters[:0]
+}
+
+// AddWaiter registers ch for one non-blocking send when the high watermark
+// next advances or the log is fenced, closed or deleted.
+func (l *Log) AddWaiter(ch chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.fenceErr != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+		return
+	}
+	l.hwWaiters = append(l.hwWaiters, ch)
+}
+
+// WaitDurable blocks until every offset up to and including lastOffset is
+// durable per the fsync policy: with FsyncAlways, fdatasync'ed by the group
+// commit; with FsyncInterval and FsyncNever it returns at once. It returns
+// the fence error if a write or sync failed first, ctx.Err() on
+// cancellation.
+func (l *Log) WaitDurable(ctx context.Context, lastOffset int64) error {
+	l.mu.Lock()
+	switch {
+	case l.policy == FsyncAlways && lastOffset < l.durable, l.policy != FsyncAlways && lastOffset < l.hw:
+		l.mu.Unlock()
+		return nil
+	case l.fenceErr != nil:
+		l.mu.Unlock()
+		return l.fenceErr
+	case l.closed:
+		l.mu.Unlock()
+		return fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
+	case l.policy != FsyncAlways:
+		l.mu.Unlock()
+		return nil
+	}
+	ch := make(chan error, 1)
+	l.waiters = append(l.waiters, durableWaiter{off: lastOffset, ch: ch})
+	l.mu.Unlock()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		l.mu.Lock()
+		for i, w := range l.waiters {
+			if w.ch == ch {
+				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+				break
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case err := <-ch:
+			return err
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
+// syncOnce fdatasyncs the active segment up to the current log end offset
+// and then advances the durable offset (and, for FsyncAlways, the HW).
+// Called by the engine's syncer.
+func (l *Log) syncOnce() {
+	l.mu.Lock()
+	if l.closed || l.fenceErr != nil || l.leo <= l.durable {
+		l.mu.Unlock()
+		return
+	}
+	seg, target := l.active(), l.leo
+	seg.closeMu.RLock()
+	l.mu.Unlock()
+	err := seg.f.Sync()
+	seg.closeMu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.fenceLocked(fmt.Errorf("storage: sync %s segment %d: %w", l.tp, seg.base, err))
+		return
+	}
+	l.advanceDurableLocked(target)
+}
+
+// segmentForLocked returns the segment holding offset (logStart <= offset < leo).
+func (l *Log) segmentForLocked(offset int64) *segment {
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset }) - 1
+	if i < 0 {
+		i = 0
+	}
+	for i+1 < len(l.segs) && offset >= l.segs[i].next {
+		i++
+	}
+	return l.segs[i]
+}
+
+// lookupBatch returns the position and base offset of an indexed batch at
+// or before offset in s. The owning log's mu must be held.
+func (s *segment) lookupBatch(offset int64) (pos, at int64) {
+	pos = s.lookup(offset)
+	if pos == 0 {
+		return 0, s.base
+	}
+	rel := offset - s.base
+	i := sort.Search(len(s.index), func(i int) bool { return int64(s.index[i].rel) > rel })
+	return pos, s.base + int64(s.index[i-1].rel)
+}
+
+// Read returns whole batches starting with the one containing offset, all
+// below the high watermark and from one segment, at most maxBytes unless
+// minOneBatch and the first batch alone is bigger. An offset below the log
+// start or above the log end is ErrOffsetOutOfRange; an offset in
+// [HW, LEO] yields no data.
+func (l *Log) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ReadResult{}, fmt.Errorf("storage: read %s: %w", l.tp, ErrClosed)
+	}
+	res := ReadResult{HighWatermark: l.hw, LogStartOffset: l.logStart}
+	if offset < l.logStart || offset > l.leo {
+		err := fmt.Errorf("storage: read %s at %d, log spans [%d, %d]: %w", l.tp, offset, l.logStart, l.leo, ErrOffsetOutOfRange)
+		l.mu.Unlock()
+		return res, err
+	}
+	if offset >= l.hw || (maxBytes <= 0 && !minOneBatch) {
+		l.mu.Unlock()
+		return res, nil
+	}
+	seg := l.segmentForLocked(offset)
+	pos, at := seg.lookupBatch(offset)
+	size, hw := seg.size, l.hw
+	seg.closeMu.RLock()
+	l.mu.Unlock()
+	defer seg.closeMu.RUnlock()
+
+	var first kafkaproto.BatchHeader
+	found := false
+	pos, _, err := scanBatches(seg.f, pos, at, size, false, func(h *kafkaproto.BatchHeader, _ int64) error {
+		if h.LastOffset() >= offset {
+			first, found = *h, true
+			return errStop
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("storage: read %s segment %d: %w", l.tp, seg.base, err)
+	}
+	if !found || first.BaseOffset >= hw {
+		return res, nil
+	}
+	want := int64(maxBytes)
+	if fs := int64(first.Size()); fs > want {
+		if !minOneBatch {
+			return res, nil
+		}
+		want = fs
+	}
+	end := min(size, pos+want)
+	buf := make([]byte, end-pos)
+	if _, err := seg.f.ReadAt(buf, pos); err != nil {
+		return res, fmt.Errorf("storage: read %s segment %d at %d: %w", l.tp, seg.base, pos, err)
+	}
+	cut := 0
+	for len(buf)-cut >= kafkaproto.BatchOverhead {
+		base := int64(binary.BigEndian.Uint64(buf[cut:]))
+		sz := kafkaproto.BatchOverhead + int(binary.BigEndian.Uint32(buf[cut+kafkaproto.BatchLengthOffset:]))
+		if base >= hw || sz > len(buf)-cut {
+			break
+		}
+		cut += sz
+	}
+	res.Data = buf[:cut]
+	return res, nil
+}
+
+// segView is a consistent copy of a segment's bounds taken under l.mu.
+type segView struct {
+	s           *segment
+	size, next  int64
+	maxTs       int64
+	maxTsOffset int64
+}
+
+func (l *Log) views() ([]segView, int64, int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, 0, 0, fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
+	}
+	v := make([]segView, len(l.segs))
+	for i, s := range l.segs {
+		v[i] = segView{s: s, size: s.size, next: s.next, maxTs: s.maxTs, maxTsOffset: s.maxTsOffset}
+	}
+	return v, l.hw, l.logStart, nil
+}
+
+// withSegment runs fn with the segment's file pinned open; ok is false when
+// the segment was deleted meanwhile.
+func withSegment(s *segment, fn func() error) (ok bool, err error) {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return false, nil
+	}
+	return true, fn()
+}
+
+// readBatch reads the complete batch at pos.
+func readBatch(f File, pos int64, h *kafkaproto.BatchHeader) ([]byte, error) {
+	b := make([]byte, h.Size())
+	if _, err := f.ReadAt(b, pos); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// OffsetForTimestamp finds the first record below the high watermark (and
+// at or above the log start) whose timestamp is >= ts.
+func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error) {
+	views, hw, logStart, err := l.views()
+	if err != nil {
+		return -1, -1, false, err
+	}
+	for _, v := range views {
+		if v.maxTs < ts || v.next <= logStart {
+			continue
+		}
+		if v.s.base >= hw {
+			break
+		}
+		done := false
+		// Lock order is l.mu before closeMu: look up before pinning.
+		l.mu.Lock()
+		pos, at := v.s.lookupBatch(v.s.timeLookup(ts))
+		l.mu.Unlock()
+		ok, err := withSegment(v.s, func() error {
+			_, _, err := scanBatches(v.s.f, pos, at, v.size, false, func(h *kafkaproto.BatchHeader, p int64) error {
+				if h.BaseOffset >= hw {
+					done = true
+					return errStop
+				}
+				if h.MaxTimestamp < ts || h.LastOffset() < logStart {
+					return nil
+				}
+				b, err := readBatch(v.s.f, p, h)
+				if err != nil {
+					return err
+				}
+				offs, tss, err := recordTimestamps(b)
+				if err != nil {
+					return err
+				}
+				for i := range offs {
+					if tss[i] >= ts && offs[i] >= logStart && offs[i] < hw {
+						offset, timestamp, found, done = offs[i], tss[i], true, true
+						return errStop
+					}
+				}
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return -1, -1, false, fmt.Errorf("storage: offset for timestamp %d in %s segment %d: %w", ts, l.tp, v.s.base, err)
+		}
+		if ok && done {
+			break
+		}
+	}
+	if !found {
+		return -1, -1, false, nil
+	}
+	return offset, timestamp, true, nil
+}
+
+// MaxTimestamp finds the record with the largest timestamp below the high
+// watermark (the first such); -1, -1, false when there is none.
+func (l *Log) MaxTimestamp() (offset, timestamp int64, found bool, err error) {
+	views, hw, _, err := l.views()
+	if err != nil {
+		return -1, -1, false, err
+	}
+	var best *segView
+	bestTs, bestBatch := int64(-1), int64(-1)
+	for i := range views {
+		v := &views[i]
+		if v.s.base >= hw {
+			break
+		}
+		ts, at := v.maxTs, v.maxTsOffset
+		if at >= hw || v.next > hw {
+			// The segment's maximum may lie above the HW: rescan below it.
+			ts, at = -1, -1
+			_, err := withSegment(v.s, func() error {
+				_, _, err := scanBatches(v.s.f, 0, v.s.base, v.size, false, func(h *kafkaproto.BatchHeader, _ int64) error {
+					if h.BaseOffset >= hw {
+						return errStop
+					}
+					if h.MaxTimestamp > ts {
+						ts, at = h.MaxTimestamp, h.BaseOffset
+					}
+					return nil
+				})
+				return err
+			})
+			if err != nil {
+				return -1, -1, false, fmt.Errorf("storage: max timestamp of %s segment %d: %w", l.tp, v.s.base, err)
+			}
+		}
+		if at >= 0 && ts > bestTs {
+			best, bestTs, bestBatch = v, ts, at
+		}
+	}
+	if best == nil {
+		return -1, -1, false, nil
+	}
+	offset, timestamp = bestBatch, bestTs
+	l.mu.Lock()
+	pos, at := best.s.lookupBatch(bestBatch)
+	l.mu.Unlock()
+	_, err = withSegment(best.s, func() error {
+		_, _, err := scanBatches(best.s.f, pos, at, best.size, false, func(h *kafkaproto.BatchHeader, p int64) error {
+			if h.BaseOffset < bestBatch {
+				return nil
+			}
+			b, err := readBatch(best.s.f, p, h)
+			if err != nil {
+				return err
+			}
+			offs, tss, err := recordTimestamps(b)
+			if err != nil {
+				return err
+			}
+			for i := range offs {
+				if tss[i] == bestTs {
+					offset = offs[i]
+					break
+				}
+			}
+			return errStop
+		})
+		return err
+	})
+	if err != nil {
+		return -1, -1, false, fmt.Errorf("storage: max timestamp of %s: %w", l.tp, err)
+	}
+	return offset, timestamp, true, nil
+}
+
+// DeleteRecordsBefore advances the log start offset to offset (-1 means the
+// high watermark), persists it, and deletes the segments wholly below it.
+// It returns the new log start offset.
+func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return -1, fmt.Errorf("storage: delete records of %s: %w", l.tp, ErrClosed)
+	}
+	if offset == -1 {
+		offset = l.hw
+	}
+	if offset < 0 || offset > l.hw {
+		return l.logStart, fmt.Errorf("storage: delete records of %s before %d, high watermark %d: %w", l.tp, offset, l.hw, ErrOffsetOutOfRange)
+	}
+	if offset <= l.logStart {
+		return l.logStart, nil
+	}
+	if err := writeLogStart(l.fs, l.dir, offset); err != nil {
+		return l.logStart, fmt.Errorf("storage: persist log start %d of %s: %w", offset, l.tp, err)
+	}
+	l.logStart = offset
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n].next <= offset {
+		n++
+	}
+	l.removeFrontLocked(n)
+	return l.logStart, nil
+}
+
+// retain applies retention at now: roll an aged active segment, then delete
+// the oldest sealed segments that are past retention.ms or whose removal
+// keeps the log at or above retention.bytes.
+func (l *Log) retain(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.fenceErr != nil {
+		return
+	}
+	cfg := l.cfg
+	if act := l.active(); cfg.SegmentMs > 0 && act.size > 0 && now.Sub(act.created) >= time.Duration(cfg.SegmentMs)*time.Millisecond {
+		if err := l.rollLocked(); err != nil {
+			return
+		}
+	}
+	sealed := len(l.segs) - 1
+	n := 0
+	if cfg.RetentionMs >= 0 {
+		limit := now.UnixMilli() - cfg.RetentionMs
+		for n < sealed && l.segs[n].maxTs >= 0 && l.segs[n].maxTs < limit {
+			n++
+		}
+	}
+	if cfg.RetentionBytes >= 0 {
+		var excess int64
+		for _, s := range l.segs {
+			excess += s.size
+		}
+		excess -= cfg.RetentionBytes
+		for _, s := range l.segs[:n] {
+			excess -= s.size
+		}
+		for n < sealed && l.segs[n].size <= excess {
+			excess -= l.segs[n].size
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	if start := l.segs[n].base; start > l.logStart {
+		if err := writeLogStart(l.fs, l.dir, start); err != nil {
+			l.logger.Error().Err(err).Str("tp", l.tp.String()).Msg("retention: persist log start offset")
+			return
+		}
+		l.logStart = start
+	}
+	l.logger.Info().Str("tp", l.tp.String()).Int("segments", n).Int64("log_start", l.logStart).Msg("retention deleted segments")
+	l.removeFrontLocked(n)
+}
+
+// removeFrontLocked closes and deletes the first n segments (never the
+// active one). The log start offset must already be persisted past them.
+func (l *Log) removeFrontLocked(n int) {
+	if n <= 0 {
+		return
+	}
+	gone := l.segs[:n]
+	l.segs = append([]*segment(nil), l.segs[n:]...)
+	for _, s := range gone {
+		s.closeFile()
+		for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix, snapshotSuffix} {
+			if err := l.fs.Remove(segName(l.dir, s.base, suf)); err != nil && !isNotExist(err) {
+				l.logger.Warn().Err(err).Str("tp", l.tp.String()).Int64("base", s.base).Msg("delete segment file")
+			}
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		l.logger.Warn().Err(err).Str("tp", l.tp.String()).Msg("sync dir after segment delete")
+	}
+}
+
+// closeFile closes the segment's file once no reader uses it.
+func (s *segment) closeFile() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.f.Close()
+}
+
+// close syncs (unless fenced or sync is false) and closes the log; pending
+// waiters are answered.
+func (l *Log) close(sync bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	var errs []error
+	if sync && l.fenceErr == nil && l.leo > l.durable {
+		act := l.active()
+		if err := act.f.Sync(); err != nil {
+			l.fenceLocked(fmt.Errorf("storage: close %s: sync segment %d: %w", l.tp, act.base, err))
+			errs = append(errs, l.fenceErr)
+		} else {
+			l.advanceDurableLocked(l.leo)
+		}
+	}
+	l.closed = true
+	closedErr := fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
+	for _, w := range l.waiters {
+		w.ch <- closedErr
+	}
+	l.waiters = nil
+	l.notifyHWLocked()
+	for _, s := range l.segs {
+		if err := s.closeFile(); err != nil {
+			errs = append(errs, fmt.Errorf("storage: close %s segment %d: %w", l.tp, s.base, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
