@@ -1,0 +1,276 @@
+package groups
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Config configures a Coordinator. Zero values take Kafka's defaults.
+type Config struct {
+	// MinSessionTimeout and MaxSessionTimeout bound a member's session
+	// timeout (group.min/max.session.timeout.ms: 6s, 30m).
+	MinSessionTimeout, MaxSessionTimeout time.Duration
+	// InitialRebalanceDelay is group.initial.rebalance.delay.ms (Kafka:
+	// 3s). It delays the first rebalance of an Empty group so that more
+	// members can join. Zero means Kafka's 3s; negative disables it.
+	InitialRebalanceDelay time.Duration
+	// NewMemberJoinTimeout bounds how long a member that has never
+	// completed a join may wait in JoinGroup (Kafka: 5m).
+	NewMemberJoinTimeout time.Duration
+	// OffsetsRetention is offsets.retention.minutes (Kafka: 7d).
+	OffsetsRetention time.Duration
+	// MaxMetadataSize is offset.metadata.max.bytes (Kafka: 4096).
+	MaxMetadataSize int
+	// TickInterval is how often a background goroutine calls Tick to
+	// expire sessions and rebalance deadlines. Zero means 100ms; negative
+	// disables the goroutine (tests call Tick themselves).
+	TickInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives state transitions at debug level.
+	Logger zerolog.Logger
+}
+
+func (cfg *Config) fill() {
+	if cfg.MinSessionTimeout == 0 {
+		cfg.MinSessionTimeout = 6 * time.Second
+	}
+	if cfg.MaxSessionTimeout == 0 {
+		cfg.MaxSessionTimeout = 30 * time.Minute
+	}
+	if cfg.InitialRebalanceDelay == 0 {
+		cfg.InitialRebalanceDelay = 3 * time.Second
+	}
+	if cfg.InitialRebalanceDelay < 0 {
+		cfg.InitialRebalanceDelay = 0
+	}
+	if cfg.NewMemberJoinTimeout == 0 {
+		cfg.NewMemberJoinTimeout = 5 * time.Minute
+	}
+	if cfg.OffsetsRetention == 0 {
+		cfg.OffsetsRetention = 7 * 24 * time.Hour
+	}
+	if cfg.MaxMetadataSize == 0 {
+		cfg.MaxMetadataSize = 4096
+	}
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 100 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+}
+
+// Persister durably stores __consumer_offsets records. The coordinator
+// answers success only after Persist returned nil. Persist is called with
+// the group's lock held (never the coordinator-wide lock), so records of one
+// group reach it in order. If the error is (or wraps) a *kerr.Error, that
+// code is returned to the client (e.g. kerr.NotCoordinator when leadership
+// of the partition was lost); any other error becomes
+// COORDINATOR_NOT_AVAILABLE.
+type Persister interface {
+	Persist(ctx context.Context, records []Record) error
+}
+
+// Record is one __consumer_offsets record. Value nil is a tombstone.
+type Record struct {
+	Key, Value []byte
+}
+
+// ClientInfo is the client id (from the request header) and host of the
+// connection a request came from; it is what DescribeGroups shows.
+type ClientInfo struct {
+	ClientID string
+	Host     string
+}
+
+type clientInfoKey struct{}
+
+// WithClientInfo attaches the client id and host of the requesting
+// connection to ctx; JoinGroup records them for DescribeGroups and uses
+// the client id as the prefix of generated member ids.
+func WithClientInfo(ctx context.Context, ci ClientInfo) context.Context {
+	return context.WithValue(ctx, clientInfoKey{}, ci)
+}
+
+func clientInfo(ctx context.Context) ClientInfo {
+	ci, _ := ctx.Value(clientInfoKey{}).(ClientInfo)
+	return ci
+}
+
+// Coordinator is the classic group coordinator for one __consumer_offsets
+// partition (or for any set of groups sharing a Persister). See doc.go.
+type Coordinator struct {
+	cfg Config
+	p   Persister
+	log zerolog.Logger
+
+	mu     sync.Mutex // guards groups only; never held while a group lock is acquired
+	groups map[string]*group
+
+	loading atomic.Bool
+	closed  atomic.Bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New returns a Coordinator in the loading state: every request is answered
+// with COORDINATOR_LOAD_IN_PROGRESS (Kafka's meaning) until the broker has
+// fed the partition's log to Replay and called ReplayDone.
+func New(cfg Config, p Persister) *Coordinator {
+	cfg.fill()
+	c := &Coordinator{
+		cfg:    cfg,
+		p:      p,
+		log:    cfg.Logger,
+		groups: make(map[string]*group),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	c.loading.Store(true)
+	if cfg.TickInterval > 0 {
+		go c.ticker()
+	} else {
+		close(c.done)
+	}
+	return c
+}
+
+func (c *Coordinator) ticker() {
+	defer close(c.done)
+	t := time.NewTicker(c.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.Tick()
+		}
+	}
+}
+
+// Close stops the coordinator (e.g. on losing leadership of the partition).
+// Waiting JoinGroup/SyncGroup calls and all later calls are answered with
+// NOT_COORDINATOR.
+func (c *Coordinator) Close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	close(c.stop)
+	<-c.done
+	for _, g := range c.snapshot() {
+		g.mu.Lock()
+		for _, m := range g.members {
+			g.failWaiters(m, kerr.NotCoordinator.Code)
+		}
+		g.mu.Unlock()
+	}
+}
+
+// Tick expires member sessions, pending (MEMBER_ID_REQUIRED) members,
+// rebalance and initial-rebalance-delay deadlines and pending-sync deadlines
+// against Config.Now. It runs every TickInterval; tests with a fake clock
+// call it directly.
+func (c *Coordinator) Tick() {
+	if c.loading.Load() || c.closed.Load() {
+		return
+	}
+	for _, g := range c.snapshot() {
+		g.mu.Lock()
+		if g.state != StateDead {
+			g.tick(c.cfg.Now())
+		}
+		g.mu.Unlock()
+	}
+}
+
+func (c *Coordinator) snapshot() []*group {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gs := make([]*group, 0, len(c.groups))
+	for _, g := range c.groups {
+		gs = append(gs, g)
+	}
+	sort.Slice(gs, func(i, j int) bool { return gs[i].name < gs[j].name })
+	return gs
+}
+
+func (c *Coordinator) get(name string) *group {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.groups[name]
+}
+
+func (c *Coordinator) getOrCreate(name string) *group {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[name]
+	if g == nil {
+		g = newGroup(c, name)
+		c.groups[name] = g
+	}
+	return g
+}
+
+// remove drops g from the map; called with g.mu held (lock order g.mu → c.mu).
+func (c *Coordinator) remove(g *group) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.groups[g.name] == g {
+		delete(c.groups, g.name)
+	}
+}
+
+// preCheck returns the error code every group API answers before touching
+// a group: NOT_COORDINATOR after Close, COORDINATOR_LOAD_IN_PROGRESS while
+// loading, INVALID_GROUP_ID for an empty id.
+func (c *Coordinator) preCheck(groupID string) int16 {
+	if c.closed.Load() {
+		return kerr.NotCoordinator.Code
+	}
+	if groupID == "" {
+		return kerr.InvalidGroupID.Code
+	}
+	if c.loading.Load() {
+		return kerr.CoordinatorLoadInProgress.Code
+	}
+	return 0
+}
+
+func (c *Coordinator) persist(ctx context.Context, recs []Record) int16 {
+	if len(recs) == 0 {
+		return 0
+	}
+	if c.closed.Load() {
+		return kerr.NotCoordinator.Code
+	}
+	if err := c.p.Persist(ctx, recs); err != nil {
+		c.log.Warn().Err(err).Int("records", len(recs)).Msg("groups: persisting __consumer_offsets records failed")
+		var ke *kerr.Error
+		if errors.As(err, &ke) {
+			return ke.Code
+		}
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	return 0
+}
+
+func newMemberID(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	h := hex.EncodeToString(b[:])
+	return prefix + "-" + h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

@@ -1,0 +1,82 @@
+// Package groups is Tusk's classic (pre-KIP-848) consumer group coordinator,
+// written as a protocol-level state machine with no network and no disk I/O.
+//
+// # What it owns
+//
+// For the groups of one __consumer_offsets partition (the broker creates one
+// Coordinator per partition it leads, and Closes it when leadership moves):
+// membership, the Empty / PreparingRebalance / CompletingRebalance / Stable /
+// Dead state machine, session, rebalance, pending-sync and initial-rebalance
+// delays, static membership (KIP-345, FENCED_INSTANCE_ID, KIP-814
+// SkipAssignment), MEMBER_ID_REQUIRED from JoinGroup v4 only (KIP-394),
+// protocol selection by Kafka's vote, and committed offsets. Request
+// handlers take and return kmsg types (JoinGroup, SyncGroup, Heartbeat,
+// LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups,
+// DeleteGroups, OffsetDelete), with Kafka's error codes and meanings. It is
+// protocol-agnostic: assignor metadata and the leader's assignment bytes are
+// passed through untouched (an empty assignment of protocol type "consumer"
+// is answered as an encoded empty ConsumerMemberAssignment, never as zero
+// bytes). Only for protocol type "consumer" does it decode subscriptions, as
+// Kafka does, to know subscribed topics (OffsetDelete's
+// GROUP_SUBSCRIBED_TO_TOPIC and offset expiration of Stable groups).
+//
+// The broker owns: routing (FindCoordinator, NOT_COORDINATOR for groups
+// hashed to another partition), ACLs, request/response framing, OffsetCommit
+// v10+/OffsetFetch v10+ topic ids, and the __consumer_offsets log itself.
+//
+// # Concurrency contract
+//
+// Each group has its own mutex; the coordinator-wide mutex guards only the
+// name→group map and is never held while a group lock is taken or while
+// anything waits (lock order: group → map). JoinGroup and SyncGroup park the
+// caller on a per-request channel after releasing the group lock and return
+// when the protocol answers them or ctx is done. A cancelled JoinGroup stops
+// counting the member as rejoined; a cancelled SyncGroup is forgotten. All
+// methods are safe for concurrent use.
+//
+// Time comes from Config.Now. Deadlines (member sessions, pending
+// MEMBER_ID_REQUIRED members, the rebalance timeout, the initial rebalance
+// delay and its extensions, the pending-sync timeout) are checked by Tick,
+// which a goroutine runs every Config.TickInterval; tests disable it and
+// call Tick after moving a fake clock, so nothing depends on sleeping.
+// ExpireOffsets is not run automatically: the broker calls it every
+// offsets.retention.check.interval.ms with a topic-existence callback.
+//
+// # Persistence and records
+//
+// Persister.Persist is called with the group's lock held, so one group's
+// records are persisted in order, and the coordinator answers success only
+// after it returns nil. Records use Kafka's __consumer_offsets schemas so
+// Kafka tooling can read the log:
+//
+//   - offset commit: key OffsetCommitKey v1 (group, topic, partition); value
+//     OffsetCommitValue v3 (offset, leader epoch, metadata, commit
+//     timestamp), or v1 when OffsetCommit v2–v4 gave a retention time
+//     (expire timestamp). Written on OffsetCommit.
+//   - group metadata: key GroupMetadataKey v2 (group); value
+//     GroupMetadataValue v3 (protocol type, generation, protocol, leader,
+//     current state timestamp, members with their subscription for the
+//     chosen protocol and assignment). Written when the leader's SyncGroup
+//     completes a rebalance (before anyone gets an assignment), when a
+//     rebalance leaves the group Empty, and when a static member replaces
+//     its member id without a rebalance.
+//   - tombstones (nil value) for offsets on OffsetDelete, DeleteGroups and
+//     expiry, and for the group metadata on DeleteGroups and when an Empty
+//     group has no offsets left.
+//
+// Persist errors: a *kerr.Error (possibly wrapped) is returned to the client
+// as is; anything else becomes COORDINATOR_NOT_AVAILABLE. A failed commit
+// changes nothing; a failed assignment store fails every SyncGroup of the
+// generation and starts a new rebalance, as in Kafka.
+//
+// # Loading
+//
+// New returns a coordinator that is loading: Kafka's answers while loading
+// apply (COORDINATOR_LOAD_IN_PROGRESS; SyncGroup says REBALANCE_IN_PROGRESS
+// and Heartbeat says NONE, as Kafka does for old clients). The broker feeds
+// every record of the partition, in log order, to Replay and then calls
+// ReplayDone. Replay rebuilds committed offsets and each group's generation,
+// protocol, leader and members; groups with members come back Stable (their
+// sessions restart at ReplayDone, so members that are gone expire and the
+// group rebalances), the rest Empty.
+package groups
