@@ -33,9 +33,7 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 	var topics []metadata.Topic
 	var missing []kmsg.MetadataResponseTopic
 	if all {
-		for _, t := range b.store.FSM().Topics() {
-			topics = append(topics, t)
-		}
+		topics = append(topics, b.store.FSM().Topics()...)
 	} else {
 		for _, rt := range req.Topics {
 			var t metadata.Topic

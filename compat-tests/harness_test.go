@@ -122,9 +122,6 @@ func withFlag(name, value string) startOpt {
 	return func(o *startOpts) { o.args = append(o.args, "--"+name, value) }
 }
 
-// withEnv adds KEY=VALUE to the process environment.
-func withEnv(kv string) startOpt { return func(o *startOpts) { o.env = append(o.env, kv) } }
-
 type readyInfo struct {
 	NodeID int32  `json:"node_id"`
 	Kafka  string `json:"kafka"`
@@ -140,7 +137,6 @@ type node struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
-	stopped bool
 }
 
 // startTusk launches `tusk serve` and waits until its ready file appears.

@@ -22,10 +22,6 @@ const (
 
 	indexEntrySize     = 8
 	timeIndexEntrySize = 12
-	// headerPrefix is how much of a batch header locating a batch needs:
-	// BaseOffset, BatchLength, PartitionLeaderEpoch, Magic, CRC,
-	// Attributes and LastOffsetDelta.
-	headerPrefix = 27
 	// maxSegmentBytes keeps file positions within the index's uint32.
 	maxSegmentBytes = 1<<32 - 1
 )
