@@ -61,6 +61,9 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 				sp.ErrorMessage = kmsg.StringPtr(nameErr.Error())
 			case !topicOK:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case topic.Internal:
+				sp.ErrorCode = kerr.InvalidTopicException.Code
+				sp.ErrorMessage = kmsg.StringPtr("cannot produce to an internal topic")
 			default:
 				l, code := b.partitionLog(rt.Topic, rp.Partition)
 				if code != 0 {

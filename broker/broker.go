@@ -45,6 +45,7 @@ type Broker struct {
 	topicMu sync.Mutex
 
 	pids producerIDs
+	gc   *groupCoordinators
 
 	// ctx ends when shutdown gives up waiting for in-flight requests.
 	ctx    context.Context
@@ -79,6 +80,9 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		return nil, err
 	}
 	if err := b.openAllLogs(); err != nil {
+		return nil, err
+	}
+	if err := b.startGroups(); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -267,6 +271,9 @@ func (b *Broker) Close(ctx context.Context) error {
 			c.stopReading()
 		}
 		b.connMu.Unlock()
+		// Answer parked JoinGroup/SyncGroup calls (NOT_COORDINATOR) so
+		// their connections can drain.
+		b.gc.close()
 		done := make(chan struct{})
 		go func() { b.connWG.Wait(); close(done) }()
 		select {

@@ -35,6 +35,16 @@ func registry() []api {
 		apiCreatePartitions(),
 		apiIncrementalAlterConfigs(),
 		apiDescribeCluster(),
+		apiOffsetCommit(),
+		apiOffsetFetch(),
+		apiJoinGroup(),
+		apiHeartbeat(),
+		apiLeaveGroup(),
+		apiSyncGroup(),
+		apiDescribeGroups(),
+		apiListGroups(),
+		apiDeleteGroups(),
+		apiOffsetDelete(),
 	}
 }
 

@@ -21,6 +21,7 @@ type Config struct {
 	Log       LogConfig     `mapstructure:"log"`
 	Storage   StorageConfig `mapstructure:"storage"`
 	Topic     TopicDefaults `mapstructure:"topic"`
+	Groups    GroupsConfig  `mapstructure:"groups"`
 	Shutdown  time.Duration `mapstructure:"shutdown-timeout"`
 }
 
@@ -62,6 +63,16 @@ type TopicDefaults struct {
 	SegmentMs      int64 `mapstructure:"segment-ms"`
 	RetentionMs    int64 `mapstructure:"retention-ms"`
 	RetentionBytes int64 `mapstructure:"retention-bytes"`
+}
+
+// GroupsConfig is the consumer-group coordinator.
+type GroupsConfig struct {
+	OffsetsPartitions     int32         `mapstructure:"offsets-partitions"`
+	InitialRebalanceDelay time.Duration `mapstructure:"initial-rebalance-delay"`
+	MinSessionTimeout     time.Duration `mapstructure:"min-session-timeout"`
+	MaxSessionTimeout     time.Duration `mapstructure:"max-session-timeout"`
+	OffsetsRetention      time.Duration `mapstructure:"offsets-retention"`
+	OffsetsExpireInterval time.Duration `mapstructure:"offsets-expire-interval"`
 }
 
 // Option documents one configuration key. The flag name is the key with
@@ -106,6 +117,12 @@ func Options() []Option {
 		{"topic.segment-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default segment.ms"},
 		{"topic.retention-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default retention.ms (-1 unlimited)"},
 		{"topic.retention-bytes", int64(-1), "default retention.bytes (-1 unlimited)"},
+		{"groups.offsets-partitions", int32(8), "partitions of __consumer_offsets, fixed when it is first created (offsets.topic.num.partitions)"},
+		{"groups.initial-rebalance-delay", 3 * time.Second, "wait for more members before a new group's first rebalance (group.initial.rebalance.delay.ms; 0 disables)"},
+		{"groups.min-session-timeout", 6 * time.Second, "smallest session timeout a member may ask for (group.min.session.timeout.ms)"},
+		{"groups.max-session-timeout", 30 * time.Minute, "largest session timeout a member may ask for (group.max.session.timeout.ms)"},
+		{"groups.offsets-retention", 7 * 24 * time.Hour, "committed offsets of empty groups and deleted topics expire after this (offsets.retention.minutes)"},
+		{"groups.offsets-expire-interval", 10 * time.Minute, "how often offset expiry runs (offsets.retention.check.interval.ms)"},
 	}
 }
 
@@ -222,6 +239,15 @@ func (c Config) Validate() error {
 	}
 	if c.Topic.SegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("topic.segment-bytes %d is below 1024", c.Topic.SegmentBytes))
+	}
+	if c.Groups.OffsetsPartitions < 1 || c.Groups.OffsetsPartitions > 1000 {
+		errs = append(errs, fmt.Errorf("groups.offsets-partitions %d must be in [1, 1000]", c.Groups.OffsetsPartitions))
+	}
+	if c.Groups.MinSessionTimeout <= 0 || c.Groups.MaxSessionTimeout < c.Groups.MinSessionTimeout {
+		errs = append(errs, fmt.Errorf("groups session timeouts [%v, %v] are invalid", c.Groups.MinSessionTimeout, c.Groups.MaxSessionTimeout))
+	}
+	if c.Groups.OffsetsRetention <= 0 || c.Groups.OffsetsExpireInterval <= 0 {
+		errs = append(errs, errors.New("groups.offsets-retention and groups.offsets-expire-interval must be positive"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("configs: invalid configuration: %w", errors.Join(errs...))

@@ -290,66 +290,90 @@ func xerialBlock(b []byte) (blk, rest []byte, err error) {
 // left over. It allocates in proportion to the records section, never to a
 // count claimed by the input. Meant for look-ups off the hot path.
 func (d *Decompressor) RecordTimestamps(batch []byte) (offsets []int64, timestamps []int64, err error) {
-	h, err := ParseBatchHeader(batch)
+	recs, err := d.Records(batch)
 	if err != nil {
 		return nil, nil, err
+	}
+	offsets = make([]int64, len(recs))
+	timestamps = make([]int64, len(recs))
+	for i, r := range recs {
+		offsets[i], timestamps[i] = r.Offset, r.Timestamp
+	}
+	return offsets, timestamps, nil
+}
+
+// Record is one decoded record. Key and Value alias the (decompressed)
+// batch; nil means null. Headers are validated but not returned.
+type Record struct {
+	Offset    int64
+	Timestamp int64
+	Key       []byte
+	Value     []byte
+}
+
+// Records decodes one whole batch's records with the same strict validation
+// as RecordTimestamps. Off the hot path only (group metadata replay,
+// timestamp look-ups).
+func (d *Decompressor) Records(batch []byte) ([]Record, error) {
+	h, err := ParseBatchHeader(batch)
+	if err != nil {
+		return nil, err
 	}
 	if h.Size() != len(batch) {
 		if h.Size() > len(batch) {
-			return nil, nil, ErrShortBatch
+			return nil, ErrShortBatch
 		}
-		return nil, nil, fmt.Errorf("%w: batch length %d does not match %d bytes", ErrCorruptBatch, h.Size(), len(batch))
+		return nil, fmt.Errorf("%w: batch length %d does not match %d bytes", ErrCorruptBatch, h.Size(), len(batch))
 	}
 	if err := VerifyCRC(batch, &h); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if h.RecordCount < 0 {
-		return nil, nil, fmt.Errorf("%w: negative record count %d", ErrCorruptBatch, h.RecordCount)
+		return nil, fmt.Errorf("%w: negative record count %d", ErrCorruptBatch, h.RecordCount)
 	}
 	if h.RecordCount > 0 && h.LastOffsetDelta < h.RecordCount-1 {
-		return nil, nil, fmt.Errorf("%w: record count %d exceeds last offset delta %d + 1", ErrCorruptBatch, h.RecordCount, h.LastOffsetDelta)
+		return nil, fmt.Errorf("%w: record count %d exceeds last offset delta %d + 1", ErrCorruptBatch, h.RecordCount, h.LastOffsetDelta)
 	}
 	if h.RecordCount > 0 && h.BaseOffset > math.MaxInt64-int64(h.LastOffsetDelta) {
-		return nil, nil, fmt.Errorf("%w: base offset %d + last offset delta %d overflows", ErrCorruptBatch, h.BaseOffset, h.LastOffsetDelta)
+		return nil, fmt.Errorf("%w: base offset %d + last offset delta %d overflows", ErrCorruptBatch, h.BaseOffset, h.LastOffsetDelta)
 	}
 	recs, err := d.DecompressRecords(batch, h)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	n := int(h.RecordCount)
 	if n > len(recs)/minRecordSize {
-		return nil, nil, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrCorruptBatch, n, len(recs))
+		return nil, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrCorruptBatch, n, len(recs))
 	}
-	offsets = make([]int64, 0, n)
-	timestamps = make([]int64, 0, n)
+	out := make([]Record, 0, n)
 	logAppend := h.Attributes&AttrTimestampType != 0
 	prevDelta := int32(-1)
 	for i := 0; i < n; i++ {
 		var r recordMeta
 		r, recs, err = decodeRecord(recs)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: record %d: %v", ErrCorruptBatch, i, err)
+			return nil, fmt.Errorf("%w: record %d: %v", ErrCorruptBatch, i, err)
 		}
 		if r.offsetDelta <= prevDelta || r.offsetDelta > h.LastOffsetDelta {
-			return nil, nil, fmt.Errorf("%w: record %d: offset delta %d out of order (previous %d, last %d)", ErrCorruptBatch, i, r.offsetDelta, prevDelta, h.LastOffsetDelta)
+			return nil, fmt.Errorf("%w: record %d: offset delta %d out of order (previous %d, last %d)", ErrCorruptBatch, i, r.offsetDelta, prevDelta, h.LastOffsetDelta)
 		}
 		prevDelta = r.offsetDelta
-		offsets = append(offsets, h.BaseOffset+int64(r.offsetDelta))
+		rec := Record{Offset: h.BaseOffset + int64(r.offsetDelta), Timestamp: h.FirstTimestamp + r.timestampDelta, Key: r.key, Value: r.value}
 		if logAppend {
-			timestamps = append(timestamps, h.MaxTimestamp)
-		} else {
-			timestamps = append(timestamps, h.FirstTimestamp+r.timestampDelta)
+			rec.Timestamp = h.MaxTimestamp
 		}
+		out = append(out, rec)
 	}
 	if len(recs) != 0 {
-		return nil, nil, fmt.Errorf("%w: %d bytes left after %d records", ErrCorruptBatch, len(recs), n)
+		return nil, fmt.Errorf("%w: %d bytes left after %d records", ErrCorruptBatch, len(recs), n)
 	}
-	return offsets, timestamps, nil
+	return out, nil
 }
 
 type recordMeta struct {
 	timestampDelta int64
 	offsetDelta    int32
+	key, value     []byte
 }
 
 var (
@@ -375,10 +399,10 @@ func decodeRecord(b []byte) (recordMeta, []byte, error) {
 	if r.offsetDelta, body, err = varint32(body); err != nil {
 		return r, nil, fmt.Errorf("offset delta: %w", err)
 	}
-	if body, err = skipBytes(body, true); err != nil {
+	if r.key, body, err = readBytes(body, true); err != nil {
 		return r, nil, fmt.Errorf("key: %w", err)
 	}
-	if body, err = skipBytes(body, true); err != nil {
+	if r.value, body, err = readBytes(body, true); err != nil {
 		return r, nil, fmt.Errorf("value: %w", err)
 	}
 	var nh int32
@@ -406,17 +430,24 @@ func decodeRecord(b []byte) (recordMeta, []byte, error) {
 // skipBytes skips a varint-length-prefixed byte string; -1 is null and is
 // allowed only if nullable.
 func skipBytes(b []byte, nullable bool) ([]byte, error) {
+	_, rest, err := readBytes(b, nullable)
+	return rest, err
+}
+
+// readBytes reads a varint-length-prefixed byte string (nil for null, which
+// is allowed only if nullable) and returns it with the rest of b.
+func readBytes(b []byte, nullable bool) ([]byte, []byte, error) {
 	n, b, err := varint32(b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if n == -1 && nullable {
-		return b, nil
+		return nil, b, nil
 	}
 	if n < 0 || int64(n) > int64(len(b)) {
-		return nil, fmt.Errorf("length %d outside [0, %d]", n, len(b))
+		return nil, nil, fmt.Errorf("length %d outside [0, %d]", n, len(b))
 	}
-	return b[n:], nil
+	return b[:n:n], b[n:], nil
 }
 
 // varint32 reads a zigzag varint of at most 5 bytes that fits an int32.
