@@ -1,10 +1,14 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,29 +31,154 @@ type groupCoordinators struct {
 	wg    sync.WaitGroup
 }
 
-// offsetsPersister appends coordinator records to one partition's log and
-// waits until they are durable per the fsync policy.
-type offsetsPersister struct {
-	log *storage.Log
-	now func() time.Time
+// offsetsLog is one __consumer_offsets partition as the coordinator's
+// Persister. It appends records and waits until they are durable per the
+// fsync policy, and it bounds the log by checkpointing: it tracks the latest
+// value of every live key, and once the bytes appended since the last
+// checkpoint exceed checkpointBytes and twice the live set, it appends the
+// whole live set again and deletes every record before it. Replay of the
+// remaining log gives the same state, because each key's latest value is at
+// or after the checkpoint's first offset.
+type offsetsLog struct {
+	log             *storage.Log
+	now             func() time.Time
+	checkpointBytes int64
+
+	mu              sync.Mutex // orders appends with checkpoints; guards the fields below
+	live            map[string][]byte
+	liveBytes       int64
+	sinceCheckpoint int64
+	checkpointing   bool
 }
 
-func (p offsetsPersister) Persist(ctx context.Context, recs []groups.Record) error {
+func newOffsetsLog(l *storage.Log, checkpointBytes int64) *offsetsLog {
+	return &offsetsLog{log: l, now: time.Now, checkpointBytes: checkpointBytes, live: map[string][]byte{}}
+}
+
+// track records the latest value of a key (nil: deleted). p.mu held.
+func (p *offsetsLog) track(key, value []byte) {
+	if old, ok := p.live[string(key)]; ok {
+		p.liveBytes -= int64(len(key) + len(old))
+		delete(p.live, string(key))
+	}
+	if value != nil {
+		p.live[string(key)] = value
+		p.liveBytes += int64(len(key) + len(value))
+	}
+}
+
+// appendLocked encodes kvs as one batch and appends it. p.mu held.
+func (p *offsetsLog) appendLocked(kvs []kafkaproto.KV) (storage.AppendResult, error) {
+	batch := kafkaproto.AppendBatch(nil, p.now().UnixMilli(), kvs)
+	h, err := kafkaproto.ValidateBatch(batch)
+	if err != nil {
+		return storage.AppendResult{}, fmt.Errorf("broker: encode group records: %w", err)
+	}
+	res, err := p.log.Append(batch, h, leaderEpoch)
+	if err != nil {
+		return res, fmt.Errorf("broker: persist group records: %w", err)
+	}
+	p.sinceCheckpoint += int64(len(batch))
+	return res, nil
+}
+
+// Persist implements groups.Persister.
+func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	kvs := make([]kafkaproto.KV, len(recs))
 	for i, r := range recs {
 		kvs[i] = kafkaproto.KV{Key: r.Key, Value: r.Value}
 	}
-	batch := kafkaproto.AppendBatch(nil, p.now().UnixMilli(), kvs)
-	h, err := kafkaproto.ValidateBatch(batch)
-	if err != nil {
-		return fmt.Errorf("broker: encode group records: %w", err)
+	p.mu.Lock()
+	res, err := p.appendLocked(kvs)
+	if err == nil {
+		for _, r := range recs {
+			p.track(r.Key, r.Value)
+		}
 	}
-	res, err := p.log.Append(batch, h, leaderEpoch)
+	due := err == nil && !p.checkpointing && p.sinceCheckpoint > p.checkpointBytes && p.sinceCheckpoint > 2*p.liveBytes
+	p.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("broker: persist group records: %w", err)
+		return err
 	}
 	if err := p.log.WaitDurable(ctx, res.LastOffset); err != nil {
 		return fmt.Errorf("broker: persist group records: %w", err)
+	}
+	if due {
+		// The commit is durable whatever happens here; a failed
+		// checkpoint only leaves the log longer.
+		_ = p.checkpoint(ctx)
+	}
+	return nil
+}
+
+// checkpoint appends the live set and deletes everything before it.
+func (p *offsetsLog) checkpoint(ctx context.Context) error {
+	p.mu.Lock()
+	p.checkpointing = true
+	defer func() {
+		p.mu.Lock()
+		p.checkpointing = false
+		p.mu.Unlock()
+	}()
+	keys := make([]string, 0, len(p.live))
+	for k := range p.live {
+		keys = append(keys, k)
+	}
+	// Group metadata (key version 2) before offsets, then by key, so the
+	// checkpoint replays like the original log.
+	slices.SortFunc(keys, func(a, b string) int {
+		ga, gb := len(a) >= 2 && a[1] == 2, len(b) >= 2 && b[1] == 2
+		if ga != gb {
+			if ga {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	first, last := int64(-1), int64(-1)
+	var kvs []kafkaproto.KV
+	size := 0
+	flush := func() error {
+		if len(kvs) == 0 {
+			return nil
+		}
+		res, err := p.appendLocked(kvs)
+		if err != nil {
+			return err
+		}
+		if first < 0 {
+			first = res.BaseOffset
+		}
+		last = res.LastOffset
+		kvs, size = kvs[:0], 0
+		return nil
+	}
+	var err error
+	for _, k := range keys {
+		v := p.live[k]
+		kvs = append(kvs, kafkaproto.KV{Key: []byte(k), Value: v})
+		if size += len(k) + len(v); size >= 1<<20 {
+			if err = flush(); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = flush()
+	}
+	p.sinceCheckpoint = 0
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if first < 0 { // nothing live: everything before the end can go
+		first = p.log.LogEndOffset()
+	} else if err := p.log.WaitDurable(ctx, last); err != nil {
+		return fmt.Errorf("broker: checkpoint group records: %w", err)
+	}
+	if _, err := p.log.DeleteRecordsBefore(first); err != nil {
+		return fmt.Errorf("broker: checkpoint group records: %w", err)
 	}
 	return nil
 }
@@ -63,10 +192,13 @@ func (b *Broker) startGroups() error {
 		if err != nil {
 			return err
 		}
-		// Not compacted yet: retention is disabled so no offset is ever
-		// lost, and the log grows with commits (see README).
+		// Time and size retention are off: the log is bounded by the
+		// coordinators' checkpoints instead (offsetsLog).
+		// Segments no larger than a checkpoint interval, so that the
+		// records a checkpoint supersedes are in segments it can delete.
+		segBytes := min(16<<20, max(4096, b.cfg.Groups.OffsetsCheckpointBytes))
 		cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true,
-			Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": "104857600"}}
+			Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segBytes, 10)}}
 		if err := b.store.Apply(b.ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
 			return fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
 		}
@@ -94,8 +226,9 @@ func (b *Broker) startGroups() error {
 			gc.close()
 			return fmt.Errorf("broker: %s-%d has no log", offsetsTopic, p)
 		}
-		c := groups.New(cfg, offsetsPersister{log: l, now: time.Now})
-		n, err := replayOffsets(l, c)
+		ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes)
+		c := groups.New(cfg, ol)
+		n, err := replayOffsets(l, c, ol)
 		if err != nil {
 			c.Close()
 			gc.close()
@@ -127,8 +260,8 @@ func (b *Broker) startGroups() error {
 	return nil
 }
 
-// replayOffsets feeds every record of l, in order, to c.
-func replayOffsets(l *storage.Log, c *groups.Coordinator) (int, error) {
+// replayOffsets feeds every record of l, in order, to c and ol.
+func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, error) {
 	var d kafkaproto.Decompressor
 	defer d.Close()
 	n := 0
@@ -152,8 +285,14 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator) (int, error) {
 				if err := c.Replay(groups.Record{Key: r.Key, Value: r.Value}); err != nil {
 					return fmt.Errorf("record %d: %w", r.Offset, err)
 				}
+				ol.mu.Lock()
+				ol.track(bytes.Clone(r.Key), bytes.Clone(r.Value))
+				ol.mu.Unlock()
 				n++
 			}
+			ol.mu.Lock()
+			ol.sinceCheckpoint += int64(len(batch))
+			ol.mu.Unlock()
 			off = h.LastOffset() + 1
 			return nil
 		})

@@ -102,3 +102,65 @@ func TestGroupConsumeCommitRestart(t *testing.T) {
 		t.Fatalf("committed offsets sum %d, want %d", sum, n)
 	}
 }
+
+// TestOffsetsCheckpointBoundsLog: thousands of commits to the same offsets
+// keep __consumer_offsets small, and the last commit survives a restart.
+func TestOffsetsCheckpointBoundsLog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *configs.Config) {
+		c.Groups.OffsetsPartitions = 1
+		c.Groups.OffsetsCheckpointBytes = 4096
+		c.Groups.InitialRebalanceDelay = 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const commits = 2000
+	func() {
+		b := startBroker(t, dir, cfg)
+		adm := kadm.NewClient(newClient(t, b))
+		if _, err := adm.CreateTopic(ctx, 3, 1, nil, "ck"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= commits; i++ {
+			var os kadm.Offsets
+			for p := int32(0); p < 3; p++ {
+				os.Add(kadm.Offset{Topic: "ck", Partition: p, At: int64(i*10) + int64(p), LeaderEpoch: -1})
+			}
+			// A second group whose offsets never change must survive
+			// every checkpoint too.
+			if i == 1 {
+				if _, err := adm.CommitOffsets(ctx, "steady", os); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r, err := adm.CommitOffsets(ctx, "busy", os)
+			if err != nil || r.Error() != nil {
+				t.Fatalf("commit %d: %v %v", i, err, r.Error())
+			}
+		}
+		l, _ := b.partitionLog(offsetsTopic, 0)
+		if l.LogStartOffset() == 0 {
+			t.Fatalf("no checkpoint happened: log start 0, end %d", l.LogEndOffset())
+		}
+		if size := l.Size(); size > 64<<10 {
+			t.Fatalf("__consumer_offsets-0 is %d bytes after %d commits", size, commits)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	b := startBroker(t, dir, cfg)
+	adm := kadm.NewClient(newClient(t, b))
+	for group, round := range map[string]int{"busy": commits, "steady": 1} {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := int32(0); p < 3; p++ {
+			o, ok := offs.Lookup("ck", p)
+			if want := int64(round*10) + int64(p); !ok || o.At != want {
+				t.Errorf("%s partition %d: committed %+v, want %d", group, p, o, want)
+			}
+		}
+	}
+}

@@ -73,6 +73,10 @@ type GroupsConfig struct {
 	MaxSessionTimeout     time.Duration `mapstructure:"max-session-timeout"`
 	OffsetsRetention      time.Duration `mapstructure:"offsets-retention"`
 	OffsetsExpireInterval time.Duration `mapstructure:"offsets-expire-interval"`
+	// OffsetsCheckpointBytes bounds each __consumer_offsets partition:
+	// past this many bytes since the last checkpoint, its live records are
+	// rewritten and everything before them deleted.
+	OffsetsCheckpointBytes int64 `mapstructure:"offsets-checkpoint-bytes"`
 }
 
 // Option documents one configuration key. The flag name is the key with
@@ -123,6 +127,7 @@ func Options() []Option {
 		{"groups.max-session-timeout", 30 * time.Minute, "largest session timeout a member may ask for (group.max.session.timeout.ms)"},
 		{"groups.offsets-retention", 7 * 24 * time.Hour, "committed offsets of empty groups and deleted topics expire after this (offsets.retention.minutes)"},
 		{"groups.offsets-expire-interval", 10 * time.Minute, "how often offset expiry runs (offsets.retention.check.interval.ms)"},
+		{"groups.offsets-checkpoint-bytes", int64(64 << 20), "rewrite a __consumer_offsets partition's live records and drop older ones once this many bytes were appended since the last rewrite"},
 	}
 }
 
@@ -245,6 +250,9 @@ func (c Config) Validate() error {
 	}
 	if c.Groups.MinSessionTimeout <= 0 || c.Groups.MaxSessionTimeout < c.Groups.MinSessionTimeout {
 		errs = append(errs, fmt.Errorf("groups session timeouts [%v, %v] are invalid", c.Groups.MinSessionTimeout, c.Groups.MaxSessionTimeout))
+	}
+	if c.Groups.OffsetsCheckpointBytes < 1024 {
+		errs = append(errs, fmt.Errorf("groups.offsets-checkpoint-bytes %d is below 1024", c.Groups.OffsetsCheckpointBytes))
 	}
 	if c.Groups.OffsetsRetention <= 0 || c.Groups.OffsetsExpireInterval <= 0 {
 		errs = append(errs, errors.New("groups.offsets-retention and groups.offsets-expire-interval must be positive"))
