@@ -6,7 +6,7 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func apiDeleteGroups() api {
 	return api{key: kmsg.DeleteGroups, min: 0, max: 2, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.DeleteGroupsRequest)
-		return nil, func() kmsg.Response {
+		return nil, rc.inGroupOrder(func() kmsg.Response {
 			resp := kmsg.NewPtrDeleteGroupsResponse()
 			for _, g := range req.Groups {
 				sub := *req
@@ -15,6 +15,6 @@ func apiDeleteGroups() api {
 				resp.Groups = append(resp.Groups, r.Groups...)
 			}
 			return resp
-		}
+		})
 	}}
 }

@@ -39,16 +39,23 @@ type conn struct {
 	log zerolog.Logger
 	out chan *slot
 
+	// groupTail is closed when the connection's latest group request has
+	// been served; only the read goroutine touches the field.
+	groupTail chan struct{}
+
 	stopOnce sync.Once
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{
-		b:   b,
-		nc:  nc,
-		log: b.log.With().Str("remote", nc.RemoteAddr().String()).Logger(),
-		out: make(chan *slot, b.cfg.Kafka.MaxInflight),
+	c := &conn{
+		b:         b,
+		nc:        nc,
+		log:       b.log.With().Str("remote", nc.RemoteAddr().String()).Logger(),
+		out:       make(chan *slot, b.cfg.Kafka.MaxInflight),
+		groupTail: make(chan struct{}),
 	}
+	close(c.groupTail)
+	return c
 }
 
 // stopReading makes the read loop stop at its next frame boundary or
@@ -208,3 +215,18 @@ func (c *conn) writeFailed(err error) {
 // ctx is the context admin work for this request runs under; it ends when
 // the broker's shutdown grace period runs out.
 func (rc *request) ctx() context.Context { return rc.conn.b.ctx }
+
+// inGroupOrder defers fn so that it runs after every earlier group request
+// of this connection has been served. Group requests (which may park, like
+// JoinGroup) thus take effect in the order the client sent them, as Kafka
+// serves one request of a connection at a time; other requests are not held
+// up behind a parked JoinGroup.
+func (rc *request) inGroupOrder(fn func() kmsg.Response) func() kmsg.Response {
+	prev, done := rc.conn.groupTail, make(chan struct{})
+	rc.conn.groupTail = done
+	return func() kmsg.Response {
+		defer close(done)
+		<-prev
+		return fn()
+	}
+}
