@@ -159,7 +159,7 @@ func (c *conn) fill(s *slot, rc *request, resp kmsg.Response) {
 	if rc.hdr.APIKey == int16(kmsg.ApiVersions) && rc.hdr.APIVersion > c.b.apis[rc.hdr.APIKey].max {
 		resp.SetVersion(0)
 	}
-	s.frame = kafkaproto.AppendResponse(nil, rc.hdr.CorrelationID,
+	s.frame = kafkaproto.AppendResponse(make([]byte, 0, sizeHint(resp)), rc.hdr.CorrelationID,
 		kafkaproto.ResponseHeaderFlexible(rc.hdr.APIKey, rc.hdr.Flexible), resp)
 	close(s.done)
 }
@@ -229,4 +229,21 @@ func (rc *request) inGroupOrder(fn func() kmsg.Response) func() kmsg.Response {
 		<-prev
 		return fn()
 	}
+}
+
+// sizeHint guesses an encoded response's size so that encoding allocates
+// once: fetch responses are dominated by their record bytes.
+func sizeHint(resp kmsg.Response) int {
+	f, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 512
+	}
+	n := 256
+	for i := range f.Topics {
+		n += 64 + len(f.Topics[i].Topic)
+		for j := range f.Topics[i].Partitions {
+			n += 96 + len(f.Topics[i].Partitions[j].RecordBatches)
+		}
+	}
+	return n
 }
