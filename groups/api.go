@@ -57,22 +57,12 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 	if resp != nil {
 		return resp
 	}
-	select {
-	case r := <-w.ch:
-		return r
-	case <-ctx.Done():
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	select {
-	case r := <-w.ch:
-		return r
-	default:
-	}
-	for _, m := range g.members {
+	if r, ok := awaitParked(ctx, g, w.ch, func(m *member) {
 		if m.join == w {
 			m.join = nil
 		}
+	}); ok {
+		return r
 	}
 	return joinError(v, req.MemberID, kerr.RebalanceInProgress.Code)
 }
@@ -106,24 +96,37 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 	if resp != nil {
 		return resp
 	}
-	select {
-	case r := <-w.ch:
+	if r, ok := awaitParked(ctx, g, w.ch, func(m *member) {
+		if m.sync == w {
+			m.sync = nil
+		}
+	}); ok {
 		return r
+	}
+	return syncResponse(v, kerr.RebalanceInProgress.Code)
+}
+
+// awaitParked waits for a parked JoinGroup or SyncGroup answer. If ctx ends
+// first it takes the group lock, returns an answer that raced in, or else
+// lets forget drop the waiter from every member and reports false.
+func awaitParked[T any](ctx context.Context, g *group, ch <-chan T, forget func(*member)) (T, bool) {
+	select {
+	case r := <-ch:
+		return r, true
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	select {
-	case r := <-w.ch:
-		return r
+	case r := <-ch:
+		return r, true
 	default:
 	}
 	for _, m := range g.members {
-		if m.sync == w {
-			m.sync = nil
-		}
+		forget(m)
 	}
-	return syncResponse(v, kerr.RebalanceInProgress.Code)
+	var zero T
+	return zero, false
 }
 
 // Heartbeat handles Heartbeat v0–v4.
