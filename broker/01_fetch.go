@@ -131,9 +131,10 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart) int {
 		sp.RecordBatches = noRecords
 		limit := min(p.max, budget-total)
 		res, err := p.log.Read(p.offset, max(limit, 0), total == 0)
-		sp.HighWatermark = p.log.HighWatermark()
-		sp.LastStableOffset = sp.HighWatermark
-		sp.LogStartOffset = p.log.LogStartOffset()
+		// Read reports the offsets with an out-of-range error too.
+		sp.HighWatermark = res.HighWatermark
+		sp.LastStableOffset = res.HighWatermark
+		sp.LogStartOffset = res.LogStartOffset
 		if err != nil {
 			switch {
 			case errors.Is(err, storage.ErrOffsetOutOfRange):
@@ -146,9 +147,6 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart) int {
 			}
 			continue
 		}
-		sp.HighWatermark = res.HighWatermark
-		sp.LastStableOffset = res.HighWatermark
-		sp.LogStartOffset = res.LogStartOffset
 		if len(res.Data) > 0 {
 			sp.RecordBatches = res.Data
 			total += len(res.Data)
