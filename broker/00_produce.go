@@ -43,9 +43,12 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		st.Topic = rt.Topic
 		nameErr := validTopicName(rt.Topic)
 		topic, topicOK := b.store.FSM().Topic(rt.Topic)
+		// Sized up front: waits keep pointers into this array.
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]
-			sp := kmsg.NewProduceResponseTopicPartition()
+			sp := &st.Partitions[pi]
+			*sp = kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.BaseOffset = -1
 			sp.LogAppendTime = -1
@@ -71,32 +74,20 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 					break
 				}
 				maxBytes := b.topicConfigInt(topic.Configs, "max.message.bytes")
-				last, code, msg := b.appendRecords(l, rp.Records, maxBytes, &sp)
+				last, code, msg := b.appendRecords(l, rp.Records, maxBytes, sp)
 				sp.ErrorCode = code
 				if msg != "" {
 					sp.ErrorMessage = kmsg.StringPtr(msg)
 				}
 				if code == 0 {
-					waits = append(waits, pendingAck{log: l, last: last})
+					waits = append(waits, pendingAck{part: sp, log: l, last: last})
 				}
 			}
-			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
 	if req.Acks == 0 {
 		return nil, nil
-	}
-	// Point the waits at their final positions in the response.
-	wi := 0
-	for ti := range resp.Topics {
-		for pi := range resp.Topics[ti].Partitions {
-			sp := &resp.Topics[ti].Partitions[pi]
-			if wi < len(waits) && sp.ErrorCode == 0 && sp.BaseOffset >= 0 {
-				waits[wi].part = sp
-				wi++
-			}
-		}
 	}
 	if len(waits) == 0 {
 		return resp, nil
@@ -134,7 +125,6 @@ func (b *Broker) appendRecords(l *storage.Log, records []byte, maxBytes int64, s
 		h kafkaproto.BatchHeader
 	}
 	var batches []hb
-	var one [1]hb
 	err := kafkaproto.SplitBatches(records, func(batch []byte, h kafkaproto.BatchHeader) error {
 		if int64(len(batch)) > maxBytes {
 			return fmt.Errorf("%w: %d bytes > max.message.bytes %d", errTooLarge, len(batch), maxBytes)
@@ -145,9 +135,6 @@ func (b *Broker) appendRecords(l *storage.Log, records []byte, maxBytes int64, s
 		}
 		if h.IsTransactional() || h.IsControl() {
 			return errTransactional
-		}
-		if batches == nil {
-			batches = one[:0]
 		}
 		batches = append(batches, hb{batch, h})
 		return nil

@@ -45,8 +45,11 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		} else {
 			topic, ok = b.store.FSM().Topic(rt.Topic)
 		}
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewFetchResponseTopicPartition()
+		// Sized up front: parts keep pointers into this array.
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for i, rp := range rt.Partitions {
+			sp := &st.Partitions[i]
+			*sp = kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark = -1
 			sp.LastStableOffset = -1
@@ -58,7 +61,6 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				} else {
 					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				}
-				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
 			l, code := b.partitionLog(topic.Name, rp.Partition)
@@ -66,23 +68,11 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch)
 			}
 			sp.ErrorCode = code
-			st.Partitions = append(st.Partitions, sp)
 			if code == 0 {
-				parts = append(parts, fetchPart{log: l, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes)})
+				parts = append(parts, fetchPart{resp: sp, log: l, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes)})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
-	}
-	// Point parts at their final response positions.
-	pi := 0
-	for ti := range resp.Topics {
-		for i := range resp.Topics[ti].Partitions {
-			sp := &resp.Topics[ti].Partitions[i]
-			if sp.ErrorCode == 0 {
-				parts[pi].resp = sp
-				pi++
-			}
-		}
 	}
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	got := b.readFetch(req, parts)

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,11 +94,11 @@ func (b *Broker) ensureClusterID() error {
 	if b.store.FSM().ClusterID() != "" {
 		return nil
 	}
-	var raw [16]byte
+	var raw [8]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return fmt.Errorf("broker: cluster id: %w", err)
 	}
-	id := "tusk-" + strconv.FormatUint(uint64(raw[0])<<56|uint64(raw[1])<<48|uint64(raw[2])<<40|uint64(raw[3])<<32|uint64(raw[4])<<24|uint64(raw[5])<<16|uint64(raw[6])<<8|uint64(raw[7]), 36)
+	id := "tusk-" + strconv.FormatUint(binary.BigEndian.Uint64(raw[:]), 36)
 	if err := b.store.Apply(context.Background(), metadata.InitCluster{ClusterID: id}); err != nil && !errors.Is(err, metadata.ErrPreconditionFailed) {
 		return fmt.Errorf("broker: init cluster: %w", err)
 	}
