@@ -110,6 +110,9 @@ type startOpts struct {
 	dataDir string
 	args    []string
 	env     []string
+	name    string // label of the process in log dumps
+	managed bool   // stopped by its cluster's cleanup, not its own
+	logTail int    // bytes of log dumped on failure (default 64 KiB)
 }
 
 type startOpt func(*startOpts)
@@ -117,21 +120,38 @@ type startOpt func(*startOpts)
 // withDataDir reuses an existing data directory (restarts).
 func withDataDir(dir string) startOpt { return func(o *startOpts) { o.dataDir = dir } }
 
-// withFlag appends `--name value` to the serve command line.
+// withFlag appends `--name value` to the serve command line. A later
+// occurrence of the same flag overrides an earlier one.
 func withFlag(name, value string) startOpt {
 	return func(o *startOpts) { o.args = append(o.args, "--"+name, value) }
 }
 
+// withName labels the process in log dumps (e.g. "node2").
+func withName(name string) startOpt { return func(o *startOpts) { o.name = name } }
+
+// withManagedStop leaves stopping the process to its owner (a cluster,
+// which stops all its nodes at once); the per-process cleanup then only
+// dumps the log on failure.
+func withManagedStop() startOpt { return func(o *startOpts) { o.managed = true } }
+
+// withLogTail sets how many bytes of the log are dumped on failure.
+func withLogTail(n int) startOpt { return func(o *startOpts) { o.logTail = n } }
+
 type readyInfo struct {
-	NodeID int32  `json:"node_id"`
-	Kafka  string `json:"kafka"`
-	HTTP   string `json:"http"`
+	NodeID   int32  `json:"node_id"`
+	Kafka    string `json:"kafka"`
+	HTTP     string `json:"http"`
+	Internal string `json:"internal,omitempty"` // cluster nodes
+	Raft     string `json:"raft,omitempty"`     // cluster nodes
 }
 
 type node struct {
 	readyInfo
-	DataDir string
-	LogPath string
+	Name      string
+	DataDir   string
+	LogPath   string
+	readyPath string
+	started   time.Time
 
 	opts    []startOpt
 	cmd     *exec.Cmd
@@ -144,6 +164,21 @@ type node struct {
 // dumps its log on failure.
 func startTusk(t *testing.T, opts ...startOpt) *node {
 	t.Helper()
+	n, err := launchTusk(t, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.waitReady(time.Now().Add(readyTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// launchTusk starts `tusk serve` without waiting for it to become ready
+// (see waitReady). Cluster nodes are launched together because a node may
+// wait for its peers before it serves.
+func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
+	t.Helper()
 	bin := tuskBinary(t)
 	var o startOpts
 	for _, opt := range opts {
@@ -152,12 +187,15 @@ func startTusk(t *testing.T, opts ...startOpt) *node {
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
 	}
+	if o.logTail <= 0 {
+		o.logTail = 64 << 10
+	}
 	runDir := t.TempDir()
 	ready := filepath.Join(runDir, "ready.json")
 	logPath := filepath.Join(runDir, "tusk.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	args := []string{"serve",
 		"--data-dir", o.dataDir,
@@ -172,46 +210,48 @@ func startTusk(t *testing.T, opts ...startOpt) *node {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	n := &node{DataDir: o.dataDir, LogPath: logPath, opts: opts, cmd: cmd, done: make(chan struct{})}
+	n := &node{Name: o.name, DataDir: o.dataDir, LogPath: logPath, readyPath: ready, opts: opts, cmd: cmd, done: make(chan struct{})}
+	label := o.name
+	if label == "" {
+		label = "tusk"
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			const max = 64 << 10
-			if len(b) > max {
-				b = append([]byte("...[truncated]...\n"), b[len(b)-max:]...)
+			if len(b) > o.logTail {
+				b = append([]byte("...[truncated]...\n"), b[len(b)-o.logTail:]...)
 			}
-			t.Logf("---- tusk log %s (%s) ----\n%s\n---- end of tusk log ----", strings.Join(args, " "), logPath, b)
+			t.Logf("---- %s log %s (%s) ----\n%s\n---- end of %s log ----", label, strings.Join(args, " "), logPath, b, label)
 		}
 	})
+	n.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		t.Fatalf("start tusk: %v", err)
+		return nil, fmt.Errorf("start tusk: %v", err)
 	}
 	go func() {
 		n.waitErr = cmd.Wait()
 		logf.Close()
 		close(n.done)
 	}()
-	t.Cleanup(func() {
-		if n.exited() {
-			return
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-n.done:
-			if n.waitErr != nil {
-				t.Errorf("tusk exited uncleanly on cleanup SIGTERM: %v", n.waitErr)
+	if !o.managed {
+		t.Cleanup(func() {
+			if err := n.stopQuietly(); err != nil {
+				t.Error(err)
 			}
-		case <-time.After(stopTimeout):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-n.done
-			t.Errorf("tusk did not stop within %v of SIGTERM; killed", stopTimeout)
-		}
-	})
+		})
+	}
+	return n, nil
+}
 
-	deadline := time.Now().Add(readyTimeout)
+// errExitedEarly is returned by waitReady when the process died first.
+var errExitedEarly = errors.New("tusk exited before becoming ready")
+
+// waitReady polls the ready file until it holds a valid address set, the
+// process exits, or the deadline passes.
+func (n *node) waitReady(deadline time.Time) error {
 	for {
-		if b, err := os.ReadFile(ready); err == nil {
+		if b, err := os.ReadFile(n.readyPath); err == nil {
 			var ri readyInfo
 			if json.Unmarshal(b, &ri) == nil && ri.Kafka != "" {
 				n.readyInfo = ri
@@ -219,17 +259,44 @@ func startTusk(t *testing.T, opts ...startOpt) *node {
 			}
 		}
 		if n.exited() {
-			t.Fatalf("tusk exited before becoming ready: %v", n.waitErr)
+			return fmt.Errorf("%s %w: %v", n.label(), errExitedEarly, n.waitErr)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tusk not ready after %v (no valid %s)", readyTimeout, ready)
+			return fmt.Errorf("%s not ready after %v (no valid %s)", n.label(), time.Since(n.started).Round(time.Millisecond), n.readyPath)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !strings.HasPrefix(n.Kafka, "127.0.0.1:") || strings.HasSuffix(n.Kafka, ":0") {
-		t.Fatalf("ready file kafka address %q: want 127.0.0.1:<bound port>", n.Kafka)
+		return fmt.Errorf("%s ready file kafka address %q: want 127.0.0.1:<bound port>", n.label(), n.Kafka)
 	}
-	return n
+	return nil
+}
+
+func (n *node) label() string {
+	if n.Name != "" {
+		return n.Name
+	}
+	return "tusk"
+}
+
+// stopQuietly is the cleanup stop: SIGTERM, then SIGKILL after
+// stopTimeout. It returns an error for an unclean or forced exit.
+func (n *node) stopQuietly() error {
+	if n.exited() {
+		return nil
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+		if n.waitErr != nil {
+			return fmt.Errorf("%s exited uncleanly on cleanup SIGTERM: %v", n.label(), n.waitErr)
+		}
+	case <-time.After(stopTimeout):
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		<-n.done
+		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed", n.label(), stopTimeout)
+	}
+	return nil
 }
 
 func (n *node) exited() bool {
@@ -283,6 +350,17 @@ func (n *node) Restart(t *testing.T) *node {
 	}
 	opts := append(append([]startOpt(nil), n.opts...), withDataDir(n.DataDir))
 	return startTusk(t, opts...)
+}
+
+// relaunch is Restart without waiting for readiness; extra options are
+// applied after the original ones (a repeated flag overrides).
+func (n *node) relaunch(t *testing.T, extra ...startOpt) (*node, error) {
+	t.Helper()
+	if !n.exited() {
+		return nil, fmt.Errorf("relaunch %s: previous process still running", n.label())
+	}
+	opts := append(append([]startOpt(nil), n.opts...), withDataDir(n.DataDir))
+	return launchTusk(t, append(opts, extra...)...)
 }
 
 // healthz returns the HTTP status of GET /healthz.

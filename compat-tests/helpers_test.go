@@ -244,11 +244,16 @@ func (rc *rawConn) readFrame(d time.Duration) ([]byte, error) {
 // roundTrip sends req and decodes the response (header v0, or v1 for
 // flexible responses other than ApiVersions).
 func (rc *rawConn) roundTrip(req kmsg.Request) (kmsg.Response, error) {
+	return rc.roundTripWithin(req, 15*time.Second)
+}
+
+// roundTripWithin is roundTrip waiting at most d for the response.
+func (rc *rawConn) roundTripWithin(req kmsg.Request, d time.Duration) (kmsg.Response, error) {
 	corr, err := rc.send(req)
 	if err != nil {
 		return nil, err
 	}
-	body, err := rc.readFrame(15 * time.Second)
+	body, err := rc.readFrame(d)
 	if err != nil {
 		return nil, err
 	}
