@@ -14,6 +14,12 @@ build:
 run: build
 	./$(BIN) serve
 
+# A 3-node cluster on loopback (configs/cluster-node{1,2,3}.yaml): data in
+# ./tusk-cluster/node{1,2,3}, Kafka on 127.0.0.1:9192, :9292, :9392. Prints
+# the nodes' addresses; Ctrl-C (or SIGTERM) stops all three.
+cluster: build
+	BIN=$(BIN) ./scripts/cluster.sh
+
 # Unit tests under -race (fuzz seed corpora run as ordinary tests), go vet,
 # and the compat tests against real tusk processes.
 test: vet unit compat
