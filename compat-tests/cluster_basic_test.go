@@ -299,6 +299,13 @@ func testClusterMembership(t *testing.T, c *cluster) {
 		t.Fatal(err)
 	}
 	c.setNode(id4, n4)
+	// Node 4's data dir belongs to this subtest: stop it when the subtest
+	// ends (before the dir is removed), not with the cluster.
+	t.Cleanup(func() {
+		for _, err := range c.stopNodes([]int32{id4}) {
+			t.Error(err)
+		}
+	})
 
 	out := c.cli(t, "cluster", "add-node", "--server", c.node(1).Internal, "--node-id", "4", "--raft-addr", raft4)
 	t.Logf("tusk cluster add-node: %s", out)

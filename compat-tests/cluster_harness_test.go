@@ -201,6 +201,10 @@ func tryStartCluster(t *testing.T, size int) (*cluster, error) {
 		vs = append(vs, fmt.Sprintf("%d=%s", id, a))
 	}
 	c.voters = strings.Join(vs, ",")
+	// The first TempDir call registers the removal of the test's temp
+	// dirs; doing it before registering the cluster's stop makes the
+	// nodes stop before their data dirs are removed (cleanups run LIFO).
+	_ = t.TempDir()
 	t.Cleanup(func() { c.cleanup(t) })
 	for id := int32(1); id <= int32(size); id++ {
 		n, err := launchTusk(t, c.nodeOpts(id, c.raft[id])...)
