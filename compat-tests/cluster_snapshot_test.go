@@ -27,8 +27,14 @@ func TestClusterSnapshot(t *testing.T) {
 	for _, id := range ids {
 		clients[id] = c.raw(t, id)
 	}
+	// The whole create + delete phase must fit the CI budget; fail with
+	// the progress made rather than run on.
+	const phaseLimit = 120 * time.Second
 	began := time.Now()
 	for b := 0; b < total/batch; b++ {
+		if el := time.Since(began); el > phaseLimit {
+			t.Fatalf("creating topics: only %d of %d created after %v (limit %v for creating and deleting)", b*batch, total, el.Round(time.Millisecond), phaseLimit)
+		}
 		via := ids[b%len(ids)]
 		var names []string
 		for i := b * batch; i < (b+1)*batch; i++ {
@@ -54,15 +60,18 @@ func TestClusterSnapshot(t *testing.T) {
 			drop = append(drop, name(i))
 		}
 	}
-	began = time.Now()
+	created := time.Since(began)
 	for b := 0; b*batch < len(drop); b++ {
+		if el := time.Since(began); el > phaseLimit {
+			t.Fatalf("deleting topics: only %d of %d deleted after %v in all (limit %v for creating and deleting)", b*batch, len(drop), el.Round(time.Millisecond), phaseLimit)
+		}
 		via := ids[(b+1)%len(ids)]
 		names := drop[b*batch : min((b+1)*batch, len(drop))]
 		retryBatch(t, "DeleteTopics", via, names, func(pending []string) (map[string]int16, error) {
 			return clients[via].deleteTopics(pending, 30*time.Second)
 		}, 3) // UNKNOWN_TOPIC_OR_PARTITION after a retried request is success
 	}
-	t.Logf("measure: deleted %d topics in %v", len(drop), time.Since(began).Round(time.Millisecond))
+	t.Logf("measure: deleted %d topics in %v", len(drop), (time.Since(began) - created).Round(time.Millisecond))
 
 	wantTopics := map[string]int{}
 	for _, tp := range keep {
