@@ -16,14 +16,22 @@ func apiMetadata() api {
 func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
 	v := req.Version
-	br := kmsg.NewMetadataResponseBroker()
-	br.NodeID = b.cfg.NodeID
-	br.Host = b.advertise.host
-	br.Port = b.advertise.port
-	resp.Brokers = append(resp.Brokers, br)
+	alive := b.aliveBrokers()
+	for _, mb := range b.store.FSM().Brokers() {
+		if _, ok := alive[mb.ID]; !ok {
+			continue
+		}
+		br := kmsg.NewMetadataResponseBroker()
+		br.NodeID = mb.ID
+		br.Host, br.Port = hostPort(mb.Kafka)
+		if mb.Rack != "" {
+			br.Rack = kmsg.StringPtr(mb.Rack)
+		}
+		resp.Brokers = append(resp.Brokers, br)
+	}
 	clusterID := b.store.FSM().ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = b.cfg.NodeID
+	resp.ControllerID = b.store.Leader()
 
 	// v0 lists all topics for an empty list; v1+ for a null list.
 	all := req.Topics == nil || (v == 0 && len(req.Topics) == 0)
@@ -96,13 +104,22 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 		mt.TopicID = t.ID
 		mt.IsInternal = t.Internal
 		for p := int32(0); p < t.Partitions; p++ {
+			seg := t.Parts[p].Active()
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition = p
-			mp.Leader = b.cfg.NodeID
-			mp.LeaderEpoch = leaderEpoch
-			mp.Replicas = []int32{b.cfg.NodeID}
-			mp.ISR = []int32{b.cfg.NodeID}
-			if _, ok := b.engine.Log(b.tp(t.Name, p)); !ok {
+			mp.Leader = seg.Leader
+			mp.LeaderEpoch = seg.Epoch
+			mp.Replicas = seg.Replicas
+			mp.ISR = []int32{}
+			for _, r := range seg.Replicas {
+				if _, ok := alive[r]; ok {
+					mp.ISR = append(mp.ISR, r)
+				} else {
+					mp.OfflineReplicas = append(mp.OfflineReplicas, r)
+				}
+			}
+			if _, ok := alive[seg.Leader]; !ok {
+				mp.Leader = -1
 				mp.ErrorCode = kerr.LeaderNotAvailable.Code
 			}
 			mt.Partitions = append(mt.Partitions, mp)

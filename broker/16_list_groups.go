@@ -7,7 +7,7 @@ func apiListGroups() api {
 	return api{key: kmsg.ListGroups, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ListGroupsRequest)
 		resp := kmsg.NewPtrListGroupsResponse()
-		for _, c := range b.gc.parts {
+		for _, c := range b.gc.local() {
 			r := c.ListGroups(rc.groupCtx(), req)
 			if r.ErrorCode != 0 && resp.ErrorCode == 0 {
 				resp.ErrorCode = r.ErrorCode

@@ -79,11 +79,9 @@ func (b *Broker) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceT
 			continue
 		}
 		if err != nil {
-			return kerr.UnknownServerError.Code, err.Error()
+			return applyErrorCode(err), err.Error()
 		}
-		if t, ok := b.store.FSM().Topic(name); ok {
-			b.applyTopicConfigs(t)
-		}
+		b.reconcile() // pushes the new configs to this node's logs
 		return 0, ""
 	}
 	return kerr.ConcurrentTransactions.Code, "configs changed concurrently; retry"

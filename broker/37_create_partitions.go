@@ -50,16 +50,17 @@ func (b *Broker) createPartitions(rc *request, rt kmsg.CreatePartitionsRequestTo
 	if validateOnly {
 		return 0, ""
 	}
-	err := b.store.Apply(rc.ctx(), metadata.CreatePartitions{Name: t.Name, ID: t.ID, Expected: t.Partitions, Count: rt.Count})
+	cmd := metadata.CreatePartitions{Name: t.Name, ID: t.ID, Expected: t.Partitions, Count: rt.Count}
+	for _, a := range rt.Assignment {
+		cmd.Assignments = append(cmd.Assignments, a.Replicas)
+	}
+	err := b.store.Apply(rc.ctx(), cmd)
 	if errors.Is(err, metadata.ErrPreconditionFailed) {
 		return kerr.InvalidPartitions.Code, err.Error()
 	}
 	if err != nil {
-		return kerr.UnknownServerError.Code, err.Error()
+		return applyErrorCode(err), err.Error()
 	}
-	t, _ = b.store.FSM().Topic(t.Name)
-	if err := b.openTopicLogs(t); err != nil {
-		return kerr.KafkaStorageError.Code, err.Error()
-	}
+	b.reconcile() // opens the new partitions this node leads
 	return 0, ""
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +30,7 @@ import (
 type Broker struct {
 	cfg    configs.Config
 	log    zerolog.Logger
-	store  metadata.Store
+	store  *metadata.RaftStore
 	engine *storage.Engine
 	apis   apiTable
 	m      *metrics
@@ -49,6 +50,20 @@ type Broker struct {
 	pids producerIDs
 	gc   *groupCoordinators
 
+	internalLn     net.Listener
+	internalSrv    *http.Server
+	internalClient *http.Client
+
+	// caughtUp is set once the controller registered this node and the
+	// local metadata reached the controller's; only then does reconcile
+	// delete anything.
+	caughtUp   atomic.Bool
+	leaseUntil atomic.Int64 // unix nanos; the lease counts from the heartbeat's send time
+
+	reconcileMu   sync.Mutex // one reconcile pass at a time
+	reconcileKick chan struct{}
+	bgWG          sync.WaitGroup // heartbeat and reconcile loops
+
 	// ctx ends when shutdown gives up waiting for in-flight requests.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -62,35 +77,33 @@ type Broker struct {
 	serveW sync.WaitGroup
 }
 
-// New builds a broker over an open metadata store and storage engine, and
-// opens every partition log the metadata names (deleting orphaned log
-// directories of topics that no longer exist).
-func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *storage.Engine) (*Broker, error) {
+// New builds a broker over a metadata store and a storage engine. Logs are
+// opened (and logs of deleted topics removed) by the reconcile loop that
+// Serve starts, as the metadata says which partitions this node leads.
+// The broker becomes the store's Forwarder.
+func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engine *storage.Engine) (*Broker, error) {
 	b := &Broker{
-		cfg:      cfg,
-		log:      log,
-		store:    store,
-		engine:   engine,
-		apis:     newAPITable(),
-		m:        newMetrics(),
-		shutdown: make(chan struct{}),
-		conns:    map[*conn]struct{}{},
+		cfg:            cfg,
+		log:            log,
+		store:          store,
+		engine:         engine,
+		apis:           newAPITable(),
+		m:              newMetrics(),
+		shutdown:       make(chan struct{}),
+		conns:          map[*conn]struct{}{},
+		internalClient: newInternalClient(),
+		reconcileKick:  make(chan struct{}, 1),
 	}
 	b.pids.b = b
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	if err := b.ensureClusterID(); err != nil {
-		return nil, err
-	}
-	if err := b.openAllLogs(); err != nil {
-		return nil, err
-	}
-	if err := b.startGroups(); err != nil {
-		return nil, err
-	}
+	b.gc = b.newGroupCoordinators()
+	store.SetForwarder(b)
 	return b, nil
 }
 
-func (b *Broker) ensureClusterID() error {
+// ensureClusterID gives the cluster its ID once (any node may; the
+// command is compare-and-set).
+func (b *Broker) ensureClusterID(ctx context.Context) error {
 	if b.store.FSM().ClusterID() != "" {
 		return nil
 	}
@@ -99,7 +112,7 @@ func (b *Broker) ensureClusterID() error {
 		return fmt.Errorf("broker: cluster id: %w", err)
 	}
 	id := "tusk-" + strconv.FormatUint(binary.BigEndian.Uint64(raw[:]), 36)
-	if err := b.store.Apply(context.Background(), metadata.InitCluster{ClusterID: id}); err != nil && !errors.Is(err, metadata.ErrPreconditionFailed) {
+	if err := b.store.Apply(ctx, metadata.InitCluster{ClusterID: id}); err != nil && !errors.Is(err, metadata.ErrPreconditionFailed) {
 		return fmt.Errorf("broker: init cluster: %w", err)
 	}
 	return nil
@@ -128,10 +141,19 @@ func (b *Broker) Listen() error {
 	}
 	b.advertise.host, b.advertise.port = host, int32(p)
 
+	il, err := net.Listen("tcp", b.cfg.Internal.Listen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("broker: listen internal %s: %w", b.cfg.Internal.Listen, err)
+	}
+	b.internalLn = il
+	b.internalSrv = &http.Server{Handler: b.internalMux(), ReadHeaderTimeout: 10 * time.Second}
+
 	if b.cfg.HTTP.Listen != "" {
 		hl, err := net.Listen("tcp", b.cfg.HTTP.Listen)
 		if err != nil {
 			ln.Close()
+			il.Close()
 			return fmt.Errorf("broker: listen http %s: %w", b.cfg.HTTP.Listen, err)
 		}
 		b.httpLn = hl
@@ -165,6 +187,9 @@ func (b *Broker) HTTPAddr() string {
 	return b.httpLn.Addr().String()
 }
 
+// InternalAddr is the bound internal listener address.
+func (b *Broker) InternalAddr() string { return b.internalLn.Addr().String() }
+
 // Registry exposes the Prometheus registry (for tests and embedding).
 func (b *Broker) Registry() *prometheus.Registry { return b.m.reg }
 
@@ -181,9 +206,29 @@ func (b *Broker) Serve() error {
 		}()
 	}
 	b.serveW.Add(1)
+	go func() {
+		defer b.serveW.Done()
+		if err := b.internalSrv.Serve(b.internalLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.log.Error().Err(err).Msg("internal server stopped")
+		}
+	}()
+	b.bgWG.Add(2)
+	go b.heartbeatLoop()
+	go b.reconcileLoop()
+	if b.single() {
+		// A cluster of one elects and registers itself at once; report
+		// ready only when it serves its partitions.
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		err := b.waitRegistered(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	b.serveW.Add(1)
 	go b.acceptLoop()
-	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Int32("node_id", b.cfg.NodeID).
-		Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
+	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
+		Str("raft", b.store.RaftAddr()).Int32("node_id", b.cfg.NodeID).Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
 	if b.cfg.ReadyFile != "" {
 		if err := b.writeReadyFile(); err != nil {
 			return err
@@ -193,7 +238,8 @@ func (b *Broker) Serve() error {
 }
 
 func (b *Broker) writeReadyFile() error {
-	body, err := json.Marshal(map[string]any{"node_id": b.cfg.NodeID, "kafka": b.KafkaAddr(), "http": b.HTTPAddr()})
+	body, err := json.Marshal(map[string]any{"node_id": b.cfg.NodeID, "kafka": b.KafkaAddr(), "http": b.HTTPAddr(),
+		"internal": b.InternalAddr(), "raft": b.store.RaftAddr()})
 	if err != nil {
 		return fmt.Errorf("broker: ready file: %w", err)
 	}
@@ -299,6 +345,12 @@ func (b *Broker) Close(ctx context.Context) error {
 			b.httpSrv.Shutdown(hctx) //nolint:errcheck // best effort; the listener is closed either way
 			cancel()
 		}
+		if b.internalSrv != nil {
+			hctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			b.internalSrv.Shutdown(hctx) //nolint:errcheck // as above
+			cancel()
+		}
+		b.bgWG.Wait()
 		b.serveW.Wait()
 		b.cancel()
 		if e := b.engine.Close(); e != nil {

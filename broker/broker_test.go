@@ -40,7 +40,8 @@ func startBroker(t *testing.T, dir string, mutate ...func(*configs.Config)) *Bro
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := metadata.OpenLocal(filepath.Join(dir, "meta"))
+	store, err := metadata.OpenRaft(metadata.RaftOptions{NodeID: cfg.NodeID, Dir: filepath.Join(dir, "raft"),
+		LeaseTimeout: cfg.Lease.Timeout, LeaseRenew: cfg.Lease.Renew, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,13 +22,21 @@ import (
 // Kafka's own __consumer_offsets schemas.
 const offsetsTopic = "__consumer_offsets"
 
-// groupCoordinators is one groups.Coordinator per __consumer_offsets
-// partition; a group lives on partition abs(javaHash(group)) % N, as in
-// Kafka. On a single node this node leads every partition.
+// groupCoordinators holds one groups.Coordinator per __consumer_offsets
+// partition this node leads; a group lives on partition
+// abs(javaHash(group)) % N, as in Kafka, and its coordinator is that
+// partition's leader.
 type groupCoordinators struct {
-	parts []*groups.Coordinator
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	cfg     groups.Config
+	notHere *groups.Coordinator // closed: answers NOT_COORDINATOR
+
+	mu     sync.Mutex
+	n      int32 // partitions of __consumer_offsets, 0 before it exists
+	parts  map[int32]*groups.Coordinator
+	closed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // offsetsLog is one __consumer_offsets partition as the coordinator's
@@ -183,31 +191,8 @@ func (p *offsetsLog) checkpoint(ctx context.Context) error {
 	return nil
 }
 
-// startGroups creates __consumer_offsets when missing, rebuilds every
-// coordinator from its partition and starts offset expiry.
-func (b *Broker) startGroups() error {
-	t, ok := b.store.FSM().Topic(offsetsTopic)
-	if !ok {
-		id, err := newTopicID()
-		if err != nil {
-			return err
-		}
-		// Time and size retention are off: the log is bounded by the
-		// coordinators' checkpoints instead (offsetsLog).
-		// Segments no larger than a checkpoint interval, so that the
-		// records a checkpoint supersedes are in segments it can delete.
-		segBytes := min(16<<20, max(4096, b.cfg.Groups.OffsetsCheckpointBytes))
-		cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true,
-			Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segBytes, 10)}}
-		if err := b.store.Apply(b.ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
-			return fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
-		}
-		t, _ = b.store.FSM().Topic(offsetsTopic)
-		if err := b.openTopicLogs(t); err != nil {
-			return err
-		}
-	}
-	gc := &groupCoordinators{stop: make(chan struct{})}
+// groupsConfig is the coordinators' configuration.
+func (b *Broker) groupsConfig() groups.Config {
 	cfg := groups.Config{
 		MinSessionTimeout:     b.cfg.Groups.MinSessionTimeout,
 		MaxSessionTimeout:     b.cfg.Groups.MaxSessionTimeout,
@@ -218,27 +203,15 @@ func (b *Broker) startGroups() error {
 	if cfg.InitialRebalanceDelay == 0 {
 		cfg.InitialRebalanceDelay = -1 // groups: negative disables, zero means Kafka's 3s
 	}
-	started := time.Now()
-	records := 0
-	for p := int32(0); p < t.Partitions; p++ {
-		l, code := b.partitionLog(offsetsTopic, p)
-		if code != 0 {
-			gc.close()
-			return fmt.Errorf("broker: %s-%d has no log", offsetsTopic, p)
-		}
-		ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes)
-		c := groups.New(cfg, ol)
-		n, err := replayOffsets(l, c, ol)
-		if err != nil {
-			c.Close()
-			gc.close()
-			return fmt.Errorf("broker: replay %s-%d: %w", offsetsTopic, p, err)
-		}
-		records += n
-		c.ReplayDone()
-		gc.parts = append(gc.parts, c)
-	}
-	b.log.Info().Int("records", records).Dur("took", time.Since(started)).Msg("group coordinators loaded")
+	return cfg
+}
+
+// newGroupCoordinators starts offset expiry; coordinators are loaded by
+// reconcile as this node comes to lead __consumer_offsets partitions.
+func (b *Broker) newGroupCoordinators() *groupCoordinators {
+	gc := &groupCoordinators{stop: make(chan struct{}), parts: map[int32]*groups.Coordinator{}, cfg: b.groupsConfig()}
+	gc.notHere = groups.New(gc.cfg, nil)
+	gc.notHere.Close() // answers NOT_COORDINATOR
 	gc.wg.Add(1)
 	go func() {
 		defer gc.wg.Done()
@@ -250,14 +223,94 @@ func (b *Broker) startGroups() error {
 				return
 			case <-t.C:
 				exists := func(topic string) bool { _, ok := b.store.FSM().Topic(topic); return ok }
-				for _, c := range gc.parts {
+				for _, c := range gc.local() {
 					c.ExpireOffsets(exists)
 				}
 			}
 		}
 	}()
-	b.gc = gc
+	return gc
+}
+
+// load rebuilds the coordinator of __consumer_offsets partition p (of n)
+// from its log, unless it is loaded already.
+func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log) error {
+	gc.mu.Lock()
+	if _, ok := gc.parts[p]; ok || gc.closed {
+		gc.mu.Unlock()
+		return nil
+	}
+	gc.n = n
+	gc.mu.Unlock()
+	started := time.Now()
+	ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes)
+	c := groups.New(gc.cfg, ol)
+	records, err := replayOffsets(l, c, ol)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("broker: replay %s-%d: %w", offsetsTopic, p, err)
+	}
+	c.ReplayDone()
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	if gc.closed {
+		c.Close()
+		return nil
+	}
+	gc.parts[p] = c
+	b.log.Info().Int32("partition", p).Int("records", records).Dur("took", time.Since(started)).Msg("group coordinator loaded")
 	return nil
+}
+
+// unload stops the coordinator of partition p.
+func (gc *groupCoordinators) unload(p int32) {
+	gc.mu.Lock()
+	c := gc.parts[p]
+	delete(gc.parts, p)
+	gc.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// local returns the loaded coordinators.
+func (gc *groupCoordinators) local() []*groups.Coordinator {
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	out := make([]*groups.Coordinator, 0, len(gc.parts))
+	for _, c := range gc.parts {
+		out = append(out, c)
+	}
+	return out
+}
+
+// ensureOffsetsTopic creates __consumer_offsets when missing (the first
+// FindCoordinator does, as in Kafka), placed by the controller over the
+// live brokers.
+func (b *Broker) ensureOffsetsTopic(ctx context.Context) (metadata.Topic, error) {
+	if t, ok := b.store.FSM().Topic(offsetsTopic); ok {
+		return t, nil
+	}
+	id, err := newTopicID()
+	if err != nil {
+		return metadata.Topic{}, err
+	}
+	// Time and size retention are off: the log is bounded by the
+	// coordinators' checkpoints instead (offsetsLog). Segments are no
+	// larger than a checkpoint interval, so that the records a checkpoint
+	// supersedes are in segments it can delete.
+	segBytes := min(16<<20, max(4096, b.cfg.Groups.OffsetsCheckpointBytes))
+	cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true,
+		Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segBytes, 10)}}
+	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
+		return metadata.Topic{}, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
+	}
+	b.reconcile()
+	t, ok := b.store.FSM().Topic(offsetsTopic)
+	if !ok {
+		return metadata.Topic{}, fmt.Errorf("broker: %s vanished after creation", offsetsTopic)
+	}
+	return t, nil
 }
 
 // replayOffsets feeds every record of l, in order, to c and ol.
@@ -304,14 +357,18 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, 
 }
 
 func (gc *groupCoordinators) close() {
-	select {
-	case <-gc.stop:
+	gc.mu.Lock()
+	if gc.closed {
+		gc.mu.Unlock()
 		return
-	default:
 	}
+	gc.closed = true
+	parts := gc.parts
+	gc.parts = map[int32]*groups.Coordinator{}
+	gc.mu.Unlock()
 	close(gc.stop)
 	gc.wg.Wait()
-	for _, c := range gc.parts {
+	for _, c := range parts {
 		c.Close()
 	}
 }
@@ -332,8 +389,8 @@ func javaStringHash(s string) int32 {
 	return h
 }
 
-// coordinatorFor returns the coordinator of a group.
-func (b *Broker) coordinatorFor(group string) *groups.Coordinator {
+// groupPartition is the __consumer_offsets partition of a group (of n).
+func groupPartition(group string, n int32) int32 {
 	h := javaStringHash(group)
 	if h < 0 {
 		h = -h
@@ -341,7 +398,20 @@ func (b *Broker) coordinatorFor(group string) *groups.Coordinator {
 			h = 0
 		}
 	}
-	return b.gc.parts[int(h)%len(b.gc.parts)]
+	return h % n
+}
+
+// coordinatorFor returns the coordinator of a group, or one that answers
+// NOT_COORDINATOR when this node does not lead the group's partition.
+func (b *Broker) coordinatorFor(group string) *groups.Coordinator {
+	b.gc.mu.Lock()
+	defer b.gc.mu.Unlock()
+	if b.gc.n > 0 {
+		if c, ok := b.gc.parts[groupPartition(group, b.gc.n)]; ok {
+			return c
+		}
+	}
+	return b.gc.notHere
 }
 
 // groupCtx is the context group calls run under: it carries the client's

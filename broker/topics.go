@@ -46,65 +46,24 @@ func (b *Broker) tp(topic string, p int32) storage.TopicPartition {
 	return storage.TopicPartition{Topic: topic, Partition: p}
 }
 
-// partitionLog returns the log of topic/partition, or an error code.
+// partitionLog returns the log of topic/partition, or an error code:
+// UNKNOWN_TOPIC_OR_PARTITION when the metadata has no such partition,
+// NOT_LEADER_OR_FOLLOWER when another node leads it (or this node has not
+// opened it yet).
 func (b *Broker) partitionLog(topic string, p int32) (*storage.Log, int16) {
 	if l, ok := b.engine.Log(b.tp(topic, p)); ok {
 		return l, 0
 	}
-	return nil, kerr.UnknownTopicOrPartition.Code
+	t, ok := b.store.FSM().Topic(topic)
+	if !ok || p < 0 || p >= t.Partitions {
+		return nil, kerr.UnknownTopicOrPartition.Code
+	}
+	return nil, kerr.NotLeaderForPartition.Code
 }
 
-// openAllLogs opens every partition the metadata names and removes log
-// directories of topics that no longer exist (a crash between deleting a
-// topic's metadata and its files).
-func (b *Broker) openAllLogs() error {
-	fsm := b.store.FSM()
-	want := map[storage.TopicPartition]bool{}
-	for _, t := range fsm.Topics() {
-		for p := int32(0); p < t.Partitions; p++ {
-			want[b.tp(t.Name, p)] = true
-		}
-		if err := b.openTopicLogs(t); err != nil {
-			return err
-		}
-	}
-	dirs, err := b.engine.ListLogDirs()
-	if err != nil {
-		return fmt.Errorf("broker: list log dirs: %w", err)
-	}
-	for _, tp := range dirs {
-		if !want[tp] {
-			b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
-			if err := b.engine.DeleteLog(tp); err != nil {
-				return fmt.Errorf("broker: remove orphaned log %s-%d: %w", tp.Topic, tp.Partition, err)
-			}
-		}
-	}
-	return nil
-}
-
-func (b *Broker) openTopicLogs(t metadata.Topic) error {
-	cfg := b.logConfig(t.Configs)
-	for p := int32(0); p < t.Partitions; p++ {
-		if _, err := b.engine.OpenLog(b.tp(t.Name, p), cfg); err != nil {
-			return fmt.Errorf("broker: open log %s-%d: %w", t.Name, p, err)
-		}
-	}
-	return nil
-}
-
-// applyTopicConfigs pushes a topic's current configs to its open logs.
-func (b *Broker) applyTopicConfigs(t metadata.Topic) {
-	cfg := b.logConfig(t.Configs)
-	for p := int32(0); p < t.Partitions; p++ {
-		if l, ok := b.engine.Log(b.tp(t.Name, p)); ok {
-			l.SetConfig(cfg)
-		}
-	}
-}
-
-// createTopic validates and creates a topic, then opens its logs. It
-// returns a Kafka error code and message.
+// createTopic validates a topic and has the controller place and create
+// it; it returns once the local metadata shows it (and this node opened
+// the partitions it leads), with a Kafka error code and message.
 func (b *Broker) createTopic(ctx context.Context, name string, partitions int32, configs map[string]string, validateOnly bool) (metadata.Topic, int16, string) {
 	if err := validTopicName(name); err != nil {
 		return metadata.Topic{}, kerr.InvalidTopicException.Code, err.Error()
@@ -136,16 +95,16 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 		return metadata.Topic{}, kerr.UnknownServerError.Code, err.Error()
 	}
 	if err := b.store.Apply(ctx, metadata.CreateTopic{Name: name, ID: id, Partitions: partitions, Configs: configs}); err != nil {
-		if errors.Is(err, metadata.ErrTopicExists) {
-			return metadata.Topic{}, kerr.TopicAlreadyExists.Code, err.Error()
+		code := applyErrorCode(err)
+		if code == kerr.UnknownServerError.Code {
+			b.log.Error().Err(err).Str("topic", name).Msg("create topic failed")
 		}
-		b.log.Error().Err(err).Str("topic", name).Msg("create topic failed")
-		return metadata.Topic{}, kerr.UnknownServerError.Code, err.Error()
+		return metadata.Topic{}, code, err.Error()
 	}
-	t, _ := b.store.FSM().Topic(name)
-	if err := b.openTopicLogs(t); err != nil {
-		b.log.Error().Err(err).Str("topic", name).Msg("open logs of new topic failed")
-		return metadata.Topic{}, kerr.KafkaStorageError.Code, err.Error()
+	b.reconcile()
+	t, ok := b.store.FSM().Topic(name)
+	if !ok || t.ID != id {
+		return metadata.Topic{}, kerr.UnknownTopicOrPartition.Code, "topic was deleted right after creation"
 	}
 	b.log.Info().Str("topic", name).Int32("partitions", partitions).Msg("topic created")
 	return t, 0, ""
@@ -163,7 +122,22 @@ func (b *Broker) collidingTopic(name string) string {
 	return ""
 }
 
-// deleteTopic deletes a topic's metadata and then its logs.
+// applyErrorCode maps a failed metadata command to a Kafka error code.
+func applyErrorCode(err error) int16 {
+	switch {
+	case errors.Is(err, metadata.ErrTopicExists):
+		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, metadata.ErrUnknownTopic):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, metadata.ErrNotEnoughBrokers):
+		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, metadata.ErrNotLeader), errors.Is(err, metadata.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// deleteTopic deletes a topic's metadata, and then its logs.
 func (b *Broker) deleteTopic(ctx context.Context, t metadata.Topic) (int16, string) {
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
@@ -171,14 +145,11 @@ func (b *Broker) deleteTopic(ctx context.Context, t metadata.Topic) (int16, stri
 		if errors.Is(err, metadata.ErrUnknownTopic) || errors.Is(err, metadata.ErrPreconditionFailed) {
 			return kerr.UnknownTopicOrPartition.Code, err.Error()
 		}
-		return kerr.UnknownServerError.Code, err.Error()
+		return applyErrorCode(err), err.Error()
 	}
-	for p := int32(0); p < t.Partitions; p++ {
-		if err := b.engine.DeleteLog(b.tp(t.Name, p)); err != nil {
-			// The metadata is gone; the next start removes the orphan.
-			b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("delete log failed")
-		}
-	}
+	// Every node removes its logs of the topic in its reconcile pass; this
+	// one does it before answering.
+	b.reconcile()
 	b.log.Info().Str("topic", t.Name).Msg("topic deleted")
 	return 0, ""
 }

@@ -23,6 +23,36 @@ type Config struct {
 	Topic     TopicDefaults `mapstructure:"topic"`
 	Groups    GroupsConfig  `mapstructure:"groups"`
 	Shutdown  time.Duration `mapstructure:"shutdown-timeout"`
+	// Voters lists the initial Raft voters as "id=host:port,...";
+	// empty makes this node a cluster of one.
+	Voters   string         `mapstructure:"voters"`
+	Rack     string         `mapstructure:"rack"`
+	Raft     RaftConfig     `mapstructure:"raft"`
+	Internal InternalConfig `mapstructure:"internal"`
+	Lease    LeaseConfig    `mapstructure:"lease"`
+}
+
+// RaftConfig is the metadata Raft group.
+type RaftConfig struct {
+	// Listen is the Raft TCP address; empty runs a single node on an
+	// in-memory transport.
+	Listen            string        `mapstructure:"listen"`
+	HeartbeatTimeout  time.Duration `mapstructure:"heartbeat-timeout"`
+	ElectionTimeout   time.Duration `mapstructure:"election-timeout"`
+	SnapshotThreshold int           `mapstructure:"snapshot-threshold"`
+	SnapshotInterval  time.Duration `mapstructure:"snapshot-interval"`
+}
+
+// InternalConfig is the node-to-node listener (forwarding, heartbeats,
+// cluster admin).
+type InternalConfig struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// LeaseConfig times broker heartbeats and the leases they earn.
+type LeaseConfig struct {
+	Timeout time.Duration `mapstructure:"timeout"`
+	Renew   time.Duration `mapstructure:"renew"`
 }
 
 // KafkaConfig is the Kafka listener.
@@ -128,6 +158,16 @@ func Options() []Option {
 		{"groups.offsets-retention", 7 * 24 * time.Hour, "committed offsets of empty groups and deleted topics expire after this (offsets.retention.minutes)"},
 		{"groups.offsets-expire-interval", 10 * time.Minute, "how often offset expiry runs (offsets.retention.check.interval.ms)"},
 		{"groups.offsets-checkpoint-bytes", int64(64 << 20), "rewrite a __consumer_offsets partition's live records and drop older ones once this many bytes were appended since the last rewrite"},
+		{"voters", "", "initial Raft voters as id=host:port,... (the same list on every initial node); empty: a cluster of one"},
+		{"rack", "", "rack of this node, for rack-aware placement (broker.rack)"},
+		{"raft.listen", "", "Raft TCP address (must match this node's entry in voters); empty: in-memory, single node"},
+		{"raft.heartbeat-timeout", 500 * time.Millisecond, "Raft heartbeat timeout"},
+		{"raft.election-timeout", 500 * time.Millisecond, "Raft election timeout"},
+		{"raft.snapshot-threshold", 8192, "Raft log entries between snapshots"},
+		{"raft.snapshot-interval", 2 * time.Minute, "how often Raft checks whether to snapshot"},
+		{"internal.listen", "127.0.0.1:0", "node-to-node listener: forwarding, heartbeats, cluster admin (port 0 picks one)"},
+		{"lease.timeout", 2 * time.Second, "a broker counts as alive this long after a heartbeat; must exceed the election timeout plus two renewals"},
+		{"lease.renew", 250 * time.Millisecond, "heartbeat interval of brokers to the controller"},
 	}
 }
 
@@ -238,6 +278,22 @@ func (c Config) Validate() error {
 	case "console", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want console or json", c.Log.Format))
+	}
+	if c.Internal.Listen == "" {
+		errs = append(errs, errors.New("internal.listen is empty"))
+	} else if _, _, err := net.SplitHostPort(c.Internal.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("internal.listen %q: %w", c.Internal.Listen, err))
+	}
+	if c.Raft.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Raft.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("raft.listen %q: %w", c.Raft.Listen, err))
+		}
+	}
+	if c.Voters != "" && c.Raft.Listen == "" {
+		errs = append(errs, errors.New("voters are set but raft.listen is empty"))
+	}
+	if c.Lease.Renew <= 0 || c.Lease.Timeout <= c.Raft.ElectionTimeout+2*c.Lease.Renew {
+		errs = append(errs, fmt.Errorf("lease.timeout %v must exceed raft.election-timeout %v plus two lease.renew (%v)", c.Lease.Timeout, c.Raft.ElectionTimeout, c.Lease.Renew))
 	}
 	if c.Topic.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("topic.partitions %d must be positive", c.Topic.Partitions))

@@ -13,13 +13,18 @@ type Command interface {
 	kind() string
 }
 
-// CreateTopic creates a topic; it fails if the name exists.
+// CreateTopic creates a topic; it fails if the name exists. Assignments
+// lists each partition's replicas, leader first; a proposal may leave it
+// empty and the controller places the partitions before committing
+// (ReplicationFactor, 0 for one replica, says how many each gets).
 type CreateTopic struct {
-	Name       string            `json:"name"`
-	ID         TopicID           `json:"id"`
-	Partitions int32             `json:"partitions"`
-	Configs    map[string]string `json:"configs,omitempty"`
-	Internal   bool              `json:"internal,omitempty"`
+	Name              string            `json:"name"`
+	ID                TopicID           `json:"id"`
+	Partitions        int32             `json:"partitions"`
+	Configs           map[string]string `json:"configs,omitempty"`
+	Internal          bool              `json:"internal,omitempty"`
+	ReplicationFactor int16             `json:"replication_factor,omitempty"`
+	Assignments       [][]int32         `json:"assignments,omitempty"`
 }
 
 func (CreateTopic) kind() string { return "create_topic" }
@@ -36,7 +41,15 @@ func (c CreateTopic) apply(st *state) error {
 			return fmt.Errorf("%w: topic id of %s reused", ErrPreconditionFailed, c.Name)
 		}
 	}
-	st.Topics[c.Name] = &Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal}
+	if len(c.Assignments) != int(c.Partitions) {
+		return fmt.Errorf("%w: create topic %q: %d assignments for %d partitions", ErrInvalidCommand, c.Name, len(c.Assignments), c.Partitions)
+	}
+	parts, err := newPartitions(st, c.Assignments)
+	if err != nil {
+		return err
+	}
+	st.NextSegmentID += int64(len(parts))
+	st.Topics[c.Name] = &Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal, Parts: parts}
 	return nil
 }
 
@@ -61,11 +74,15 @@ func (c DeleteTopic) apply(st *state) error {
 }
 
 // CreatePartitions grows a topic from Expected to Count partitions.
+// Assignments places the new partitions (see CreateTopic); a proposal may
+// leave it empty for the controller to fill.
 type CreatePartitions struct {
-	Name     string  `json:"name"`
-	ID       TopicID `json:"id"`
-	Expected int32   `json:"expected"`
-	Count    int32   `json:"count"`
+	Name              string    `json:"name"`
+	ID                TopicID   `json:"id"`
+	Expected          int32     `json:"expected"`
+	Count             int32     `json:"count"`
+	ReplicationFactor int16     `json:"replication_factor,omitempty"`
+	Assignments       [][]int32 `json:"assignments,omitempty"`
 }
 
 func (CreatePartitions) kind() string { return "create_partitions" }
@@ -81,6 +98,15 @@ func (c CreatePartitions) apply(st *state) error {
 	if c.Count <= t.Partitions {
 		return fmt.Errorf("%w: %s partition count %d not above %d", ErrInvalidCommand, c.Name, c.Count, t.Partitions)
 	}
+	if len(c.Assignments) != int(c.Count-t.Partitions) {
+		return fmt.Errorf("%w: %s: %d assignments for %d new partitions", ErrInvalidCommand, c.Name, len(c.Assignments), c.Count-t.Partitions)
+	}
+	parts, err := newPartitions(st, c.Assignments)
+	if err != nil {
+		return err
+	}
+	st.NextSegmentID += int64(len(parts))
+	t.Parts = append(t.Parts, parts...)
 	t.Partitions = c.Count
 	return nil
 }
@@ -166,6 +192,14 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &AllocateProducerIDs{}
 	case "init_cluster":
 		c = &InitCluster{}
+	case "register_broker":
+		c = &RegisterBroker{}
+	case "set_broker_state":
+		c = &SetBrokerState{}
+	case "unregister_broker":
+		c = &UnregisterBroker{}
+	case "set_cluster_configs":
+		c = &SetClusterConfigs{}
 	default:
 		return nil, fmt.Errorf("metadata: decode command: unknown kind %q", e.Kind)
 	}
@@ -188,6 +222,14 @@ func deref(c Command) Command {
 	case *AllocateProducerIDs:
 		return *v
 	case *InitCluster:
+		return *v
+	case *RegisterBroker:
+		return *v
+	case *SetBrokerState:
+		return *v
+	case *UnregisterBroker:
+		return *v
+	case *SetClusterConfigs:
 		return *v
 	}
 	return c

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,34 +28,148 @@ func (id TopicID) IsZero() bool { return id == TopicID{} }
 type Topic struct {
 	Name       string            `json:"name"`
 	ID         TopicID           `json:"id"`
-	Partitions int32             `json:"partitions"`
+	Partitions int32             `json:"partitions"` // len(Parts)
 	Configs    map[string]string `json:"configs,omitempty"`
 	Internal   bool              `json:"internal,omitempty"`
+	Parts      []Partition       `json:"parts"`
 }
 
 func (t *Topic) clone() *Topic {
 	c := *t
 	c.Configs = maps.Clone(t.Configs)
+	c.Parts = make([]Partition, len(t.Parts))
+	for i, p := range t.Parts {
+		c.Parts[i] = p.clone()
+	}
 	return &c
 }
+
+// Leader returns partition p's leader and leader epoch (its active
+// segment's), or -1, -1.
+func (t Topic) Leader(p int32) (leader, epoch int32) {
+	if p < 0 || int(p) >= len(t.Parts) {
+		return -1, -1
+	}
+	a := t.Parts[p].Active()
+	return a.Leader, a.Epoch
+}
+
+// stateVersion is the snapshot format version.
+const stateVersion = 2
 
 // state is the serializable FSM state.
 type state struct {
 	Version        int               `json:"version"`
 	Topics         map[string]*Topic `json:"topics"`
 	NextProducerID int64             `json:"next_producer_id"`
+	NextSegmentID  int64             `json:"next_segment_id"`
 	ClusterID      string            `json:"cluster_id"`
+	Brokers        map[int32]*Broker `json:"brokers"`
+	Configs        map[string]string `json:"configs,omitempty"`
 }
 
 // FSM is the metadata state machine.
 type FSM struct {
-	mu sync.RWMutex
-	st state
+	mu      sync.RWMutex
+	st      state
+	applied uint64        // index of the last applied log entry
+	changed chan struct{} // closed and replaced on every change
 }
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{st: state{Version: 1, Topics: map[string]*Topic{}}}
+	return &FSM{st: emptyState(), changed: make(chan struct{})}
+}
+
+func emptyState() state {
+	return state{Version: stateVersion, Topics: map[string]*Topic{}, Brokers: map[int32]*Broker{}}
+}
+
+// Changed returns a channel that is closed at the next change of the state
+// (an applied command or a restore).
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// AppliedIndex is the log index of the last applied entry.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// notify wakes Changed waiters. f.mu held for writing.
+func (f *FSM) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// WaitApplied waits until the FSM has applied log index.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.mu.RLock()
+		applied, ch := f.applied, f.changed
+		f.mu.RUnlock()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("metadata: wait for index %d (applied %d): %w", index, applied, ctx.Err())
+		}
+	}
+}
+
+func (f *FSM) activeReplicas(id int32) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return activeReplicas(&f.st, id)
+}
+
+// Broker returns a copy of one broker's registration.
+func (f *FSM) Broker(id int32) (Broker, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, ok := f.st.Brokers[id]
+	if !ok {
+		return Broker{}, false
+	}
+	return *b, true
+}
+
+// Brokers returns copies of all registered brokers sorted by id.
+func (f *FSM) Brokers() []Broker {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Broker, 0, len(f.st.Brokers))
+	for _, b := range f.st.Brokers {
+		out = append(out, *b)
+	}
+	slices.SortFunc(out, func(a, b Broker) int { return int(a.ID) - int(b.ID) })
+	return out
+}
+
+// ClusterConfigs returns a copy of the cluster-wide config overrides.
+func (f *FSM) ClusterConfigs() map[string]string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return maps.Clone(f.st.Configs)
+}
+
+// Loads counts, per broker, the active segments it leads.
+func (f *FSM) Loads() map[int32]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := map[int32]int{}
+	for _, t := range f.st.Topics {
+		for _, p := range t.Parts {
+			out[p.Active().Leader]++
+		}
+	}
+	return out
 }
 
 // Topic returns a copy of the named topic.
@@ -117,9 +232,21 @@ func (f *FSM) ClusterID() string {
 // Apply applies one command. It is deterministic: the same commands in the
 // same order give the same state on every node.
 func (f *FSM) Apply(c Command) error {
+	return f.ApplyAt(c, 0)
+}
+
+// ApplyAt applies one command as log entry index (0: the next index). An
+// entry whose command fails its preconditions still counts as applied.
+func (f *FSM) ApplyAt(c Command, index uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return c.apply(&f.st)
+	if index == 0 {
+		index = f.applied + 1
+	}
+	err := c.apply(&f.st)
+	f.applied = index
+	f.notify()
+	return err
 }
 
 // Snapshot serializes the state.
@@ -139,14 +266,47 @@ func (f *FSM) Restore(b []byte) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("metadata: restore: %w", err)
 	}
-	if st.Version != 1 {
+	if st.Version != stateVersion {
 		return fmt.Errorf("metadata: restore: unsupported snapshot version %d", st.Version)
 	}
 	if st.Topics == nil {
 		st.Topics = map[string]*Topic{}
 	}
+	if st.Brokers == nil {
+		st.Brokers = map[int32]*Broker{}
+	}
 	f.mu.Lock()
 	f.st = st
+	f.notify()
 	f.mu.Unlock()
 	return nil
+}
+
+// Dump renders the metadata canonically (sorted keys, indented) for
+// comparisons across nodes and restarts. Broker addresses and liveness,
+// which change with every start, are left out; broker ids and racks stay.
+func (f *FSM) Dump() []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	type dumpBroker struct {
+		ID   int32  `json:"id"`
+		Rack string `json:"rack,omitempty"`
+	}
+	d := struct {
+		ClusterID      string            `json:"cluster_id"`
+		NextProducerID int64             `json:"next_producer_id"`
+		NextSegmentID  int64             `json:"next_segment_id"`
+		Configs        map[string]string `json:"configs"`
+		Brokers        []dumpBroker      `json:"brokers"`
+		Topics         map[string]*Topic `json:"topics"`
+	}{f.st.ClusterID, f.st.NextProducerID, f.st.NextSegmentID, f.st.Configs, nil, f.st.Topics}
+	for _, b := range f.st.Brokers {
+		d.Brokers = append(d.Brokers, dumpBroker{b.ID, b.Rack})
+	}
+	slices.SortFunc(d.Brokers, func(a, b dumpBroker) int { return int(a.ID) - int(b.ID) })
+	out, err := json.MarshalIndent(d, "", " ")
+	if err != nil { // only plain data: cannot fail
+		panic(fmt.Sprintf("metadata: dump: %v", err))
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package metadata
 
 import (
-	"context"
 	"errors"
 	"testing"
 )
@@ -16,14 +15,15 @@ func TestCommandsAndPreconditions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(f.Apply(CreateTopic{Name: "a", ID: id(1), Partitions: 3, Configs: map[string]string{"retention.ms": "10"}}))
-	if err := f.Apply(CreateTopic{Name: "a", ID: id(2), Partitions: 1}); !errors.Is(err, ErrTopicExists) {
+	must(f.Apply(RegisterBroker{Broker: Broker{ID: 1, Kafka: "h:1"}}))
+	must(f.Apply(CreateTopic{Name: "a", ID: id(1), Partitions: 3, Configs: map[string]string{"retention.ms": "10"}, Assignments: [][]int32{{1}, {1}, {1}}}))
+	if err := f.Apply(CreateTopic{Name: "a", ID: id(2), Partitions: 1, Assignments: [][]int32{{1}}}); !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("duplicate create: %v", err)
 	}
 	if err := f.Apply(CreatePartitions{Name: "a", ID: id(1), Expected: 2, Count: 5}); !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("stale expected count: %v", err)
 	}
-	must(f.Apply(CreatePartitions{Name: "a", ID: id(1), Expected: 3, Count: 5}))
+	must(f.Apply(CreatePartitions{Name: "a", ID: id(1), Expected: 3, Count: 5, Assignments: [][]int32{{1}, {1}}}))
 	if err := f.Apply(SetTopicConfigs{Name: "a", ID: id(1), Expected: nil, Configs: map[string]string{}}); !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("stale configs: %v", err)
 	}
@@ -69,29 +69,5 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeCommand([]byte(`{"v":2,"kind":"create_topic","body":{}}`)); err == nil {
 		t.Fatal("future version accepted")
-	}
-}
-
-func TestLocalStorePersists(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := s.Apply(ctx, CreateTopic{Name: "t", ID: id(4), Partitions: 6, Configs: map[string]string{"segment.bytes": "1024"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Apply(ctx, AllocateProducerIDs{Expected: 0, Count: 100}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s2, err := OpenLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp, ok := s2.FSM().Topic("t")
-	if !ok || tp.ID != id(4) || tp.Partitions != 6 || tp.Configs["segment.bytes"] != "1024" || s2.FSM().NextProducerID() != 100 {
-		t.Fatalf("reloaded: %+v %d", tp, s2.FSM().NextProducerID())
 	}
 }

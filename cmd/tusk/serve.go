@@ -76,7 +76,24 @@ func serve(cfg configs.Config) error {
 	if err != nil {
 		return err
 	}
-	store, err := metadata.OpenLocal(filepath.Join(cfg.DataDir, "meta"))
+	voters, err := metadata.ParseVoters(cfg.Voters)
+	if err != nil {
+		engine.Close()
+		return err
+	}
+	store, err := metadata.OpenRaft(metadata.RaftOptions{
+		NodeID:            cfg.NodeID,
+		Dir:               filepath.Join(cfg.DataDir, "raft"),
+		Bind:              cfg.Raft.Listen,
+		Voters:            voters,
+		HeartbeatTimeout:  cfg.Raft.HeartbeatTimeout,
+		ElectionTimeout:   cfg.Raft.ElectionTimeout,
+		SnapshotThreshold: uint64(cfg.Raft.SnapshotThreshold),
+		SnapshotInterval:  cfg.Raft.SnapshotInterval,
+		LeaseTimeout:      cfg.Lease.Timeout,
+		LeaseRenew:        cfg.Lease.Renew,
+		Logger:            log.With().Str("component", "metadata").Logger(),
+	})
 	if err != nil {
 		engine.Close()
 		return err

@@ -1,0 +1,264 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// This file is the broker's side of the cluster: heartbeats to the
+// controller (which register the node and earn its lease), and the
+// reconcile loop that makes the local logs and group coordinators follow
+// the metadata (open the partitions this node leads, delete the logs of
+// deleted topics).
+
+// heartbeat builds this node's heartbeat.
+func (b *Broker) heartbeat() metadata.Heartbeat {
+	return metadata.Heartbeat{
+		ID:       b.cfg.NodeID,
+		Kafka:    fmt.Sprintf("%s:%d", b.advertise.host, b.advertise.port),
+		Internal: b.InternalAddr(),
+		Raft:     b.store.RaftAddr(),
+		Rack:     b.cfg.Rack,
+	}
+}
+
+// heartbeatLoop heartbeats the controller every lease.renew.
+func (b *Broker) heartbeatLoop() {
+	defer b.bgWG.Done()
+	t := time.NewTicker(b.cfg.Lease.Renew)
+	defer t.Stop()
+	var failing bool
+	for {
+		err := b.heartbeatOnce()
+		switch {
+		case err != nil && !failing:
+			failing = true
+			b.log.Warn().Err(err).Msg("heartbeat to controller failed")
+		case err == nil && failing:
+			failing = false
+			b.log.Info().Int32("controller", b.store.Leader()).Msg("heartbeat to controller restored")
+		}
+		select {
+		case <-b.shutdown:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Broker) heartbeatOnce() error {
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Lease.Timeout)
+	defer cancel()
+	sent := time.Now()
+	hb := b.heartbeat()
+	var lease metadata.Lease
+	var err error
+	if b.store.IsLeader() {
+		lease, err = b.store.Heartbeat(ctx, hb)
+	} else {
+		var addr string
+		if addr, err = b.controllerAddr(); err == nil {
+			body, _ := json.Marshal(hb)
+			err = b.call(ctx, addr, "/v1/heartbeat", body, &lease)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	b.leaseUntil.Store(sent.Add(lease.Timeout).UnixNano())
+	if !b.caughtUp.Load() && b.store.RaftAppliedIndex() >= lease.AppliedIndex {
+		if cur, ok := b.store.FSM().Broker(b.cfg.NodeID); ok && cur.State == metadata.BrokerAlive && cur.Kafka == hb.Kafka {
+			b.caughtUp.Store(true)
+			b.log.Info().Int32("controller", lease.Controller).Msg("registered with the controller")
+			b.kickReconcile()
+		}
+	}
+	return nil
+}
+
+// leaseValid reports whether this node holds an unexpired lease.
+func (b *Broker) leaseValid() bool {
+	return time.Now().UnixNano() < b.leaseUntil.Load()
+}
+
+// kickReconcile asks the reconcile loop for a pass.
+func (b *Broker) kickReconcile() {
+	select {
+	case b.reconcileKick <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileLoop runs reconcile after every metadata change.
+func (b *Broker) reconcileLoop() {
+	defer b.bgWG.Done()
+	for {
+		changed := b.store.FSM().Changed()
+		if b.caughtUp.Load() && b.store.FSM().ClusterID() == "" {
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Lease.Timeout)
+			if err := b.ensureClusterID(ctx); err != nil {
+				b.log.Warn().Err(err).Msg("set cluster id")
+			}
+			cancel()
+		}
+		b.reconcile()
+		select {
+		case <-b.shutdown:
+			return
+		case <-changed:
+		case <-b.reconcileKick:
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// reconcile opens the logs of the partitions this node leads, pushes topic
+// configs to them, starts group coordinators of local __consumer_offsets
+// partitions, and, once this node has caught up with the metadata, deletes
+// logs whose topic is gone. Before catching up it deletes nothing: a stale
+// view must never remove data.
+func (b *Broker) reconcile() {
+	b.reconcileMu.Lock()
+	defer b.reconcileMu.Unlock()
+	if b.shuttingDown() {
+		return
+	}
+	caughtUp := b.caughtUp.Load()
+	want := map[storage.TopicPartition]metadata.TopicID{}
+	for _, t := range b.store.FSM().Topics() {
+		cfg := b.logConfig(t.Configs)
+		for p := int32(0); p < t.Partitions; p++ {
+			tp := b.tp(t.Name, p)
+			want[tp] = t.ID
+			if leader, _ := t.Leader(p); leader != b.cfg.NodeID {
+				continue
+			}
+			l, ok := b.engine.Log(tp)
+			if !ok {
+				var err error
+				if l, err = b.openPartition(tp, t.ID, cfg, caughtUp); err != nil {
+					b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("open partition log")
+					continue
+				}
+				if l == nil {
+					continue
+				}
+			} else {
+				l.SetConfig(cfg)
+			}
+			if t.Name == offsetsTopic {
+				if err := b.gc.load(b, t.Partitions, p, l); err != nil {
+					b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
+				}
+			}
+		}
+	}
+	if !caughtUp {
+		return
+	}
+	dirs, err := b.engine.ListLogDirs()
+	if err != nil {
+		b.log.Error().Err(err).Msg("list log dirs")
+		return
+	}
+	for _, tp := range dirs {
+		id, ok := want[tp]
+		if ok {
+			if have, known, err := b.engine.LogTopicID(tp); err != nil || !known || have == id {
+				continue
+			}
+		}
+		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
+		if tp.Topic == offsetsTopic {
+			b.gc.unload(tp.Partition)
+		}
+		if err := b.engine.DeleteLog(tp); err != nil {
+			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
+		}
+	}
+}
+
+// openPartition opens (creating if needed) a partition's log and checks it
+// belongs to topic id. A log recorded for another incarnation of the topic
+// is replaced, but only once caught up (otherwise nil, nil: try later).
+func (b *Broker) openPartition(tp storage.TopicPartition, id metadata.TopicID, cfg storage.LogConfig, caughtUp bool) (*storage.Log, error) {
+	have, known, err := b.engine.LogTopicID(tp)
+	if err != nil {
+		return nil, err
+	}
+	if known && have != id {
+		if !caughtUp {
+			return nil, nil
+		}
+		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("replacing the log of an earlier topic with the same name")
+		if err := b.engine.DeleteLog(tp); err != nil {
+			return nil, err
+		}
+		known = false
+	}
+	l, err := b.engine.OpenLog(tp, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
+		if err := b.engine.SetLogTopicID(tp, id); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// waitRegistered waits until the controller has registered this node and
+// its metadata has caught up (single-node start-up waits for it before
+// reporting ready).
+func (b *Broker) waitRegistered(ctx context.Context) error {
+	for !b.caughtUp.Load() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: registering with the controller: %w", ctx.Err())
+		case <-b.shutdown:
+			return errors.New("broker: shut down while registering")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	b.reconcile()
+	return nil
+}
+
+// single reports a cluster of one (no voters, or only this node).
+func (b *Broker) single() bool {
+	voters, err := metadata.ParseVoters(b.cfg.Voters)
+	return err == nil && len(voters) <= 1
+}
+
+// aliveBrokers returns the registered brokers that are not fenced, by id.
+func (b *Broker) aliveBrokers() map[int32]metadata.Broker {
+	out := map[int32]metadata.Broker{}
+	for _, br := range b.store.FSM().Brokers() {
+		if br.State == metadata.BrokerAlive {
+			out[br.ID] = br
+		}
+	}
+	return out
+}
+
+// hostPort splits a registered Kafka address for Metadata responses.
+func hostPort(addr string) (string, int32) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", -1
+	}
+	p, err := strconv.ParseInt(port, 10, 32)
+	if err != nil {
+		return "", -1
+	}
+	return host, int32(p)
+}

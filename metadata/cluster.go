@@ -1,0 +1,188 @@
+package metadata
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// BrokerState is a broker's liveness as the controller last committed it.
+type BrokerState string
+
+// Broker states. Only alive brokers are listed in Metadata and lead
+// partitions; the controller fences a broker whose heartbeats stopped and
+// unfences it when they resume.
+const (
+	BrokerAlive  BrokerState = "alive"
+	BrokerFenced BrokerState = "fenced"
+)
+
+// Broker is one node's registration.
+type Broker struct {
+	ID       int32       `json:"id"`
+	Kafka    string      `json:"kafka"`    // advertised Kafka listener host:port
+	Internal string      `json:"internal"` // internal (node-to-node) listener host:port
+	Raft     string      `json:"raft"`     // Raft address
+	Rack     string      `json:"rack,omitempty"`
+	State    BrokerState `json:"state"`
+}
+
+// SegmentState is active (accepting appends) or sealed (immutable).
+type SegmentState string
+
+// Segment states.
+const (
+	SegmentActive SegmentState = "active"
+	SegmentSealed SegmentState = "sealed"
+)
+
+// Segment is one link of a partition's chain. The partition's leader and
+// leader epoch are its active segment's.
+type Segment struct {
+	ID         int64        `json:"id"`
+	BaseOffset int64        `json:"base"`
+	EndOffset  int64        `json:"end"` // -1 while active
+	Epoch      int32        `json:"epoch"`
+	Leader     int32        `json:"leader"`
+	Replicas   []int32      `json:"replicas"`
+	State      SegmentState `json:"state"`
+}
+
+// Partition is an ordered chain of segments; the last one is active.
+type Partition struct {
+	Segments []Segment `json:"segments"`
+}
+
+// Active returns the partition's active segment.
+func (p Partition) Active() Segment {
+	if len(p.Segments) == 0 {
+		return Segment{Leader: -1, Epoch: -1, EndOffset: -1}
+	}
+	return p.Segments[len(p.Segments)-1]
+}
+
+func (p Partition) clone() Partition {
+	c := Partition{Segments: slices.Clone(p.Segments)}
+	for i := range c.Segments {
+		c.Segments[i].Replicas = slices.Clone(c.Segments[i].Replicas)
+	}
+	return c
+}
+
+// RegisterBroker adds a broker or updates its addresses, and marks it
+// alive. The controller commits it when a member's heartbeat shows
+// addresses that differ from the registered ones, or a fenced broker is
+// heard again.
+type RegisterBroker struct {
+	Broker Broker `json:"broker"`
+}
+
+func (RegisterBroker) kind() string { return "register_broker" }
+
+func (c RegisterBroker) apply(st *state) error {
+	b := c.Broker
+	if b.ID < 0 || b.Kafka == "" {
+		return fmt.Errorf("%w: register broker %d without a Kafka address", ErrInvalidCommand, b.ID)
+	}
+	b.State = BrokerAlive
+	st.Brokers[b.ID] = &b
+	return nil
+}
+
+// SetBrokerState moves a broker from one state to another (fence or
+// unfence); it fails if the broker is no longer in From.
+type SetBrokerState struct {
+	ID   int32       `json:"id"`
+	From BrokerState `json:"from"`
+	To   BrokerState `json:"to"`
+}
+
+func (SetBrokerState) kind() string { return "set_broker_state" }
+
+func (c SetBrokerState) apply(st *state) error {
+	if c.To != BrokerAlive && c.To != BrokerFenced {
+		return fmt.Errorf("%w: broker state %q", ErrInvalidCommand, c.To)
+	}
+	b, ok := st.Brokers[c.ID]
+	if !ok {
+		return fmt.Errorf("%w: unknown broker %d", ErrPreconditionFailed, c.ID)
+	}
+	if b.State != c.From {
+		return fmt.Errorf("%w: broker %d is %s, expected %s", ErrPreconditionFailed, c.ID, b.State, c.From)
+	}
+	b.State = c.To
+	return nil
+}
+
+// UnregisterBroker removes a broker that holds no replica of any active
+// segment.
+type UnregisterBroker struct {
+	ID int32 `json:"id"`
+}
+
+func (UnregisterBroker) kind() string { return "unregister_broker" }
+
+func (c UnregisterBroker) apply(st *state) error {
+	if _, ok := st.Brokers[c.ID]; !ok {
+		return fmt.Errorf("%w: unknown broker %d", ErrPreconditionFailed, c.ID)
+	}
+	if n := activeReplicas(st, c.ID); n > 0 {
+		return fmt.Errorf("%w: broker %d still holds %d active segments", ErrPreconditionFailed, c.ID, n)
+	}
+	delete(st.Brokers, c.ID)
+	return nil
+}
+
+func activeReplicas(st *state, id int32) int {
+	n := 0
+	for _, t := range st.Topics {
+		for _, p := range t.Parts {
+			if slices.Contains(p.Active().Replicas, id) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// SetClusterConfigs replaces the cluster-wide config overrides if they
+// still equal Expected.
+type SetClusterConfigs struct {
+	Expected map[string]string `json:"expected"`
+	Configs  map[string]string `json:"configs"`
+}
+
+func (SetClusterConfigs) kind() string { return "set_cluster_configs" }
+
+func (c SetClusterConfigs) apply(st *state) error {
+	if !maps.Equal(st.Configs, c.Expected) {
+		return fmt.Errorf("%w: cluster configs changed concurrently", ErrPreconditionFailed)
+	}
+	st.Configs = maps.Clone(c.Configs)
+	return nil
+}
+
+// newPartitions builds one active segment per assignment.
+func newPartitions(st *state, assignments [][]int32) ([]Partition, error) {
+	parts := make([]Partition, len(assignments))
+	for i, replicas := range assignments {
+		if len(replicas) == 0 {
+			return nil, fmt.Errorf("%w: partition %d has no replicas", ErrInvalidCommand, i)
+		}
+		seen := map[int32]bool{}
+		for _, r := range replicas {
+			if _, ok := st.Brokers[r]; !ok {
+				return nil, fmt.Errorf("%w: partition %d placed on unknown broker %d", ErrPreconditionFailed, i, r)
+			}
+			if seen[r] {
+				return nil, fmt.Errorf("%w: partition %d lists broker %d twice", ErrInvalidCommand, i, r)
+			}
+			seen[r] = true
+		}
+		parts[i] = Partition{Segments: []Segment{{
+			ID: st.NextSegmentID + int64(i), BaseOffset: 0, EndOffset: -1, Epoch: 0,
+			Leader: replicas[0], Replicas: slices.Clone(replicas), State: SegmentActive,
+		}}}
+	}
+	return parts, nil
+}

@@ -1,0 +1,260 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ErrNotMember refuses heartbeats from nodes outside the Raft
+// configuration (not yet added, or removed).
+var ErrNotMember = errors.New("metadata: node is not a cluster member")
+
+// Heartbeat is a broker's periodic report to the controller; it carries
+// the broker's current addresses, so it doubles as registration.
+type Heartbeat struct {
+	ID       int32  `json:"id"`
+	Kafka    string `json:"kafka"`
+	Internal string `json:"internal"`
+	Raft     string `json:"raft"`
+	Rack     string `json:"rack,omitempty"`
+}
+
+// Lease is the controller's answer to a heartbeat: the broker may act as
+// alive for Timeout, counted from when it sent the heartbeat.
+type Lease struct {
+	Controller int32         `json:"controller"`
+	Timeout    time.Duration `json:"timeout"`
+	// AppliedIndex is the controller's applied Raft index; a broker
+	// whose own applied index reaches it has seen every change committed
+	// before its heartbeat.
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// controller is the liveness and placement logic that runs on the Raft
+// leader. Heartbeats are not log entries; only liveness changes are.
+type controller struct {
+	s *RaftStore
+
+	mu          sync.Mutex
+	leaderSince time.Time               // zero while not leader
+	heard       map[int32]time.Time     // last heartbeat received, this term
+	now         func() time.Time        // tests may replace it
+	registering map[int32]chan struct{} // one registration in flight per broker
+}
+
+func newController(s *RaftStore) *controller {
+	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}}
+}
+
+// margin is added to the lease on the controller's side, covering clock
+// drift and the heartbeat's transit (DESIGN.md, Leases).
+func (c *controller) margin() time.Duration { return 2 * c.s.opts.LeaseRenew }
+
+func (c *controller) run() {
+	defer c.s.wg.Done()
+	t := time.NewTicker(c.s.opts.LeaseRenew / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.s.stop:
+			return
+		case <-t.C:
+		}
+		leader := c.s.IsLeader()
+		c.mu.Lock()
+		switch {
+		case leader && c.leaderSince.IsZero():
+			c.mu.Unlock()
+			// Apply everything earlier terms committed before acting on
+			// the state (and before telling brokers they caught up).
+			if err := c.s.raft.Barrier(c.s.opts.LeaseTimeout).Error(); err != nil {
+				c.s.log.Warn().Err(err).Msg("controller barrier")
+				continue
+			}
+			c.mu.Lock()
+			c.leaderSince = c.now()
+			clear(c.heard)
+			c.s.log.Info().Msg("became controller")
+		case !leader && !c.leaderSince.IsZero():
+			c.leaderSince = time.Time{}
+			c.s.log.Info().Msg("no longer controller")
+		}
+		c.mu.Unlock()
+		if leader {
+			c.fenceSilent()
+		}
+	}
+}
+
+// lastHeard is when broker id was last heard from, counting the start of
+// this controller's term as a heartbeat (so a new controller honours the
+// leases its predecessor granted). c.mu held.
+func (c *controller) lastHeard(id int32) time.Time {
+	if t, ok := c.heard[id]; ok && t.After(c.leaderSince) {
+		return t
+	}
+	return c.leaderSince
+}
+
+// fenceSilent fences alive brokers whose lease has run out.
+func (c *controller) fenceSilent() {
+	deadline := c.s.opts.LeaseTimeout + c.margin()
+	var dead []int32
+	c.mu.Lock()
+	now := c.now()
+	if c.leaderSince.IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	for _, b := range c.s.fsm.Brokers() {
+		if b.State == BrokerAlive && b.ID != c.s.opts.NodeID && now.Sub(c.lastHeard(b.ID)) > deadline {
+			dead = append(dead, b.ID)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range dead {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+		_, err := c.s.applyCommand(ctx, SetBrokerState{ID: id, From: BrokerAlive, To: BrokerFenced})
+		cancel()
+		if err != nil {
+			c.s.log.Warn().Err(err).Int32("broker", id).Msg("fence broker")
+			continue
+		}
+		c.s.log.Warn().Int32("broker", id).Dur("silent_for", deadline).Msg("broker fenced: no heartbeat")
+	}
+}
+
+// heartbeat records a broker's heartbeat, registers or unfences it when
+// needed, and grants a lease.
+func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) (Lease, error) {
+	c.mu.Lock()
+	ready := !c.leaderSince.IsZero()
+	c.mu.Unlock()
+	if !ready || !c.s.IsLeader() {
+		return Lease{}, ErrNotLeader
+	}
+	members, err := c.s.Members()
+	if err != nil {
+		return Lease{}, err
+	}
+	if !slices.ContainsFunc(members, func(m Member) bool { return m.ID == hb.ID }) {
+		return Lease{}, fmt.Errorf("%w: node %d", ErrNotMember, hb.ID)
+	}
+	c.mu.Lock()
+	c.heard[hb.ID] = c.now()
+	c.mu.Unlock()
+	cur, ok := c.s.fsm.Broker(hb.ID)
+	want := Broker{ID: hb.ID, Kafka: hb.Kafka, Internal: hb.Internal, Raft: hb.Raft, Rack: hb.Rack, State: BrokerAlive}
+	if !ok || cur != want {
+		if err := c.register(ctx, want); err != nil {
+			return Lease{}, err
+		}
+	}
+	return Lease{Controller: c.s.opts.NodeID, Timeout: c.s.opts.LeaseTimeout, AppliedIndex: c.s.raft.AppliedIndex()}, nil
+}
+
+// register commits a broker's registration, one at a time per broker.
+func (c *controller) register(ctx context.Context, b Broker) error {
+	c.mu.Lock()
+	if ch, busy := c.registering[b.ID]; busy {
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ch := make(chan struct{})
+	c.registering[b.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.registering, b.ID)
+		close(ch)
+		c.mu.Unlock()
+	}()
+	_, err := c.s.applyCommand(ctx, RegisterBroker{Broker: b})
+	if err == nil {
+		c.s.log.Info().Int32("broker", b.ID).Str("kafka", b.Kafka).Str("internal", b.Internal).Msg("broker registered")
+	}
+	return err
+}
+
+func (c *controller) forget(id int32) {
+	c.mu.Lock()
+	delete(c.heard, id)
+	c.mu.Unlock()
+}
+
+// live returns the brokers that may be given new partitions: alive in the
+// metadata and heard from within a lease. Right after an election it first
+// waits two heartbeat intervals so every live broker has been heard.
+func (c *controller) live(ctx context.Context) ([]Broker, error) {
+	c.mu.Lock()
+	since := c.leaderSince
+	c.mu.Unlock()
+	if since.IsZero() {
+		return nil, ErrNotLeader
+	}
+	if wait := time.Until(since.Add(2 * c.s.opts.LeaseRenew)); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	var out []Broker
+	for _, b := range c.s.fsm.Brokers() {
+		if b.State != BrokerAlive {
+			continue
+		}
+		if t, ok := c.heard[b.ID]; (ok && now.Sub(t) <= c.s.opts.LeaseTimeout) || b.ID == c.s.opts.NodeID {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// resolve fills in the placement of proposals that leave it to the
+// controller.
+func (c *controller) resolve(ctx context.Context, cmd Command) (Command, error) {
+	switch v := cmd.(type) {
+	case CreateTopic:
+		if len(v.Assignments) > 0 {
+			return v, nil
+		}
+		a, err := c.place(ctx, int(v.Partitions), int(v.ReplicationFactor))
+		if err != nil {
+			return nil, err
+		}
+		v.Assignments = a
+		return v, nil
+	case CreatePartitions:
+		if len(v.Assignments) > 0 || v.Count <= v.Expected {
+			return v, nil
+		}
+		a, err := c.place(ctx, int(v.Count-v.Expected), int(v.ReplicationFactor))
+		if err != nil {
+			return nil, err
+		}
+		v.Assignments = a
+		return v, nil
+	}
+	return cmd, nil
+}
+
+func (c *controller) place(ctx context.Context, n, rf int) ([][]int32, error) {
+	live, err := c.live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Place(live, c.s.fsm.Loads(), n, rf)
+}

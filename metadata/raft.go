@@ -1,0 +1,569 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/rs/zerolog"
+)
+
+// ErrNotLeader is returned by operations only the controller (the Raft
+// leader) performs, when this node is not it and no forwarder is set.
+var ErrNotLeader = errors.New("metadata: not the controller")
+
+// Voter is one initial voter: node id and Raft address.
+type Voter struct {
+	ID   int32
+	Addr string
+}
+
+// ParseVoters parses "1=host:port,2=host:port".
+func ParseVoters(s string) ([]Voter, error) {
+	var out []Voter
+	if s == "" {
+		return nil, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		i := strings.IndexByte(part, '=')
+		if i <= 0 {
+			return nil, fmt.Errorf("metadata: voter %q: want id=host:port", part)
+		}
+		id, err := strconv.ParseInt(part[:i], 10, 32)
+		if err != nil || id < 0 {
+			return nil, fmt.Errorf("metadata: voter %q: bad node id", part)
+		}
+		if _, _, err := net.SplitHostPort(part[i+1:]); err != nil {
+			return nil, fmt.Errorf("metadata: voter %q: %w", part, err)
+		}
+		for _, v := range out {
+			if v.ID == int32(id) {
+				return nil, fmt.Errorf("metadata: voter id %d listed twice", id)
+			}
+		}
+		out = append(out, Voter{ID: int32(id), Addr: part[i+1:]})
+	}
+	return out, nil
+}
+
+// Forwarder sends work to the controller on another node. The broker
+// implements it over the internal listener.
+type Forwarder interface {
+	// ForwardApply has the controller (node leader) commit an encoded
+	// command; it returns the command's log index.
+	ForwardApply(ctx context.Context, leader int32, cmd []byte) (uint64, error)
+}
+
+// RaftOptions configure a RaftStore. Zero timing fields take the
+// DefaultRaftOptions values.
+type RaftOptions struct {
+	NodeID int32
+	Dir    string
+	// Bind is the Raft TCP listen address; "" runs an in-memory transport
+	// (a single node that no other node can join).
+	Bind string
+	// Voters are the initial voters. A node that is one of them and has
+	// no Raft state bootstraps the cluster with exactly this list (every
+	// initial node does the same; no node is special). Empty: this node
+	// alone.
+	Voters []Voter
+
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
+	// LeaseTimeout is how long a heartbeat keeps a broker alive, and how
+	// long a new controller waits before fencing anyone. LeaseRenew is
+	// the brokers' heartbeat interval.
+	LeaseTimeout time.Duration
+	LeaseRenew   time.Duration
+
+	Logger    zerolog.Logger
+	Forwarder Forwarder
+	// Transport overrides Bind (tests use raft.InmemTransport).
+	Transport raft.Transport
+	// InMemory keeps the Raft log and snapshots in memory (tests).
+	InMemory bool
+}
+
+// DefaultRaftOptions holds the timing defaults (the config package passes
+// its own values; these serve tests and embedders).
+func DefaultRaftOptions() RaftOptions {
+	return RaftOptions{
+		HeartbeatTimeout:  500 * time.Millisecond,
+		ElectionTimeout:   500 * time.Millisecond,
+		SnapshotThreshold: 8192,
+		SnapshotInterval:  2 * time.Minute,
+		TrailingLogs:      10240,
+		LeaseTimeout:      2 * time.Second,
+		LeaseRenew:        250 * time.Millisecond,
+	}
+}
+
+// ValidateRaftOptions checks the timing rule of DESIGN.md: a lease outlives
+// an election plus two renewals, so a controller failover fences no one.
+func ValidateRaftOptions(o RaftOptions) error {
+	if o.LeaseRenew <= 0 || o.LeaseTimeout <= 0 {
+		return errors.New("metadata: lease timeout and renew interval must be positive")
+	}
+	if o.LeaseTimeout <= o.ElectionTimeout+2*o.LeaseRenew {
+		return fmt.Errorf("metadata: lease timeout %v must exceed the election timeout %v plus two renewals (%v)", o.LeaseTimeout, o.ElectionTimeout, 2*o.LeaseRenew)
+	}
+	if o.HeartbeatTimeout < 5*time.Millisecond || o.ElectionTimeout < 5*time.Millisecond {
+		return errors.New("metadata: raft timeouts below 5ms")
+	}
+	return nil
+}
+
+// RaftStore is the metadata Store of a cluster node: the FSM replicated by
+// hashicorp/raft, with the controller (liveness, placement, fencing) running
+// on whichever node is the Raft leader.
+type RaftStore struct {
+	opts  RaftOptions
+	log   zerolog.Logger
+	fsm   *FSM
+	raft  *raft.Raft
+	trans raft.Transport
+	bolt  *raftboltdb.BoltStore // nil in memory
+	addr  raft.ServerAddress
+
+	ctrl *controller
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// OpenRaft starts the Raft node in opts.Dir and, on a node of the initial
+// voters without state, bootstraps the cluster.
+func OpenRaft(opts RaftOptions) (*RaftStore, error) {
+	d := DefaultRaftOptions()
+	if opts.HeartbeatTimeout == 0 {
+		opts.HeartbeatTimeout = d.HeartbeatTimeout
+	}
+	if opts.ElectionTimeout == 0 {
+		opts.ElectionTimeout = d.ElectionTimeout
+	}
+	if opts.SnapshotThreshold == 0 {
+		opts.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if opts.SnapshotInterval == 0 {
+		opts.SnapshotInterval = d.SnapshotInterval
+	}
+	if opts.TrailingLogs == 0 {
+		opts.TrailingLogs = d.TrailingLogs
+	}
+	if opts.LeaseTimeout == 0 {
+		opts.LeaseTimeout = d.LeaseTimeout
+	}
+	if opts.LeaseRenew == 0 {
+		opts.LeaseRenew = d.LeaseRenew
+	}
+	if opts.Bind == "" && opts.Transport == nil {
+		// A node alone on an in-memory transport can never gain peers:
+		// elect it at once instead of after a network-sized timeout.
+		opts.HeartbeatTimeout = min(opts.HeartbeatTimeout, 50*time.Millisecond)
+		opts.ElectionTimeout = min(opts.ElectionTimeout, 50*time.Millisecond)
+	}
+	if err := ValidateRaftOptions(opts); err != nil {
+		return nil, err
+	}
+	s := &RaftStore{opts: opts, log: opts.Logger, fsm: NewFSM(), stop: make(chan struct{})}
+	s.ctrl = newController(s)
+
+	conf := raft.DefaultConfig()
+	conf.LocalID = serverID(opts.NodeID)
+	conf.HeartbeatTimeout = opts.HeartbeatTimeout
+	conf.ElectionTimeout = opts.ElectionTimeout
+	conf.LeaderLeaseTimeout = opts.HeartbeatTimeout / 2
+	conf.CommitTimeout = 10 * time.Millisecond
+	conf.SnapshotThreshold = opts.SnapshotThreshold
+	conf.SnapshotInterval = opts.SnapshotInterval
+	conf.TrailingLogs = opts.TrailingLogs
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: zerologWriter{opts.Logger}})
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		err    error
+	)
+	if opts.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("metadata: create %s: %w", opts.Dir, err)
+		}
+		s.bolt, err = raftboltdb.NewBoltStore(filepath.Join(opts.Dir, "raft.db"))
+		if err != nil {
+			return nil, fmt.Errorf("metadata: open raft log: %w", err)
+		}
+		logs, stable = s.bolt, s.bolt
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(opts.Dir, 2, conf.Logger)
+		if err != nil {
+			s.bolt.Close()
+			return nil, fmt.Errorf("metadata: open raft snapshots: %w", err)
+		}
+	}
+
+	switch {
+	case opts.Transport != nil:
+		s.trans = opts.Transport
+	case opts.Bind == "":
+		_, s.trans = raft.NewInmemTransport(raft.ServerAddress("inmem-" + strconv.Itoa(int(opts.NodeID))))
+	default:
+		adv, err := net.ResolveTCPAddr("tcp", opts.Bind)
+		if err != nil {
+			s.closeStores()
+			return nil, fmt.Errorf("metadata: raft address %s: %w", opts.Bind, err)
+		}
+		s.trans, err = raft.NewTCPTransportWithLogger(opts.Bind, adv, 3, 5*time.Second, conf.Logger)
+		if err != nil {
+			s.closeStores()
+			return nil, fmt.Errorf("metadata: raft listen %s: %w", opts.Bind, err)
+		}
+	}
+	s.addr = s.trans.LocalAddr()
+
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("metadata: read raft state: %w", err)
+	}
+	if !has {
+		var servers []raft.Server
+		if len(opts.Voters) == 0 {
+			servers = []raft.Server{{Suffrage: raft.Voter, ID: conf.LocalID, Address: s.addr}}
+		} else if slices.ContainsFunc(opts.Voters, func(v Voter) bool { return v.ID == opts.NodeID }) {
+			for _, v := range opts.Voters {
+				servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: serverID(v.ID), Address: raft.ServerAddress(v.Addr)})
+			}
+		}
+		if servers != nil {
+			if err := raft.BootstrapCluster(conf, logs, stable, snaps, s.trans, raft.Configuration{Servers: servers}); err != nil {
+				s.closeAll()
+				return nil, fmt.Errorf("metadata: bootstrap raft: %w", err)
+			}
+			s.log.Info().Int("voters", len(servers)).Msg("bootstrapped raft cluster")
+		} else {
+			s.log.Info().Msg("not an initial voter: waiting to be added (tusk cluster add-node)")
+		}
+	}
+	s.raft, err = raft.NewRaft(conf, (*raftFSM)(s), logs, stable, snaps, s.trans)
+	if err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("metadata: start raft: %w", err)
+	}
+	s.wg.Add(1)
+	go s.ctrl.run()
+	return s, nil
+}
+
+func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
+
+func (s *RaftStore) closeStores() {
+	if s.bolt != nil {
+		s.bolt.Close()
+	}
+}
+
+func (s *RaftStore) closeAll() {
+	if c, ok := s.trans.(io.Closer); ok {
+		c.Close()
+	}
+	s.closeStores()
+}
+
+// FSM returns the local replica of the state.
+func (s *RaftStore) FSM() *FSM { return s.fsm }
+
+// RaftAddr is this node's Raft address.
+func (s *RaftStore) RaftAddr() string { return string(s.addr) }
+
+// IsLeader reports whether this node is the controller.
+func (s *RaftStore) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the controller's node id, or -1 when unknown.
+func (s *RaftStore) Leader() int32 {
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return -1
+	}
+	n, err := strconv.ParseInt(string(id), 10, 32)
+	if err != nil {
+		return -1
+	}
+	return int32(n)
+}
+
+// Apply commits c through the controller and returns once this node's FSM
+// has applied it, so a caller reads its own write. On a follower it is
+// forwarded; it retries through leader changes until ctx ends.
+func (s *RaftStore) Apply(ctx context.Context, c Command) error {
+	data, err := EncodeCommand(c)
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for {
+		var index uint64
+		var err error
+		if s.IsLeader() {
+			index, err = s.ApplyLocal(ctx, data)
+		} else if leader := s.Leader(); leader >= 0 && s.opts.Forwarder != nil {
+			index, err = s.opts.Forwarder.ForwardApply(ctx, leader, data)
+		} else {
+			err = ErrNotLeader
+		}
+		if err == nil {
+			return s.fsm.WaitApplied(ctx, index)
+		}
+		if !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("metadata: apply %s: %w (last error: %v)", c.kind(), ctx.Err(), err)
+		case <-s.stop:
+			return errors.New("metadata: store closed")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+		errors.Is(err, raft.ErrLeadershipTransferInProgress) || errors.Is(err, ErrUnreachable)
+}
+
+// ErrUnreachable wraps transport failures of forwarded calls (retried).
+var ErrUnreachable = errors.New("metadata: controller unreachable")
+
+// ApplyLocal commits an encoded command on the leader, after resolving
+// placement for proposals that leave it to the controller. It returns the
+// entry's index, or the command's precondition error.
+func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
+	if !s.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	c, err := DecodeCommand(data)
+	if err != nil {
+		return 0, err
+	}
+	if c, err = s.ctrl.resolve(ctx, c); err != nil {
+		return 0, err
+	}
+	if data, err = EncodeCommand(c); err != nil {
+		return 0, err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return 0, fmt.Errorf("metadata: commit %s: %w", c.kind(), err)
+	}
+	if err, _ := f.Response().(error); err != nil {
+		return f.Index(), err
+	}
+	return f.Index(), nil
+}
+
+// Snapshot forces a Raft snapshot on this node.
+func (s *RaftStore) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("metadata: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID    int32  `json:"id"`
+	Raft  string `json:"raft"`
+	Voter bool   `json:"voter"`
+}
+
+// Members lists the Raft configuration.
+func (s *RaftStore) Members() ([]Member, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("metadata: raft configuration: %w", err)
+	}
+	var out []Member
+	for _, srv := range f.Configuration().Servers {
+		id, err := strconv.ParseInt(string(srv.ID), 10, 32)
+		if err != nil {
+			continue
+		}
+		out = append(out, Member{ID: int32(id), Raft: string(srv.Address), Voter: srv.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddNode adds a voter (controller only).
+func (s *RaftStore) AddNode(id int32, addr string) error {
+	if !s.IsLeader() {
+		return ErrNotLeader
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%w: raft address %q: %v", ErrInvalidCommand, addr, err)
+	}
+	if err := s.raft.AddVoter(serverID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
+		return fmt.Errorf("metadata: add node %d: %w", id, err)
+	}
+	s.log.Info().Int32("id", id).Str("raft", addr).Msg("node added")
+	return nil
+}
+
+// RemoveNode removes a node that leads no partition from the Raft
+// configuration and unregisters it (controller only). Removing the
+// controller itself first hands leadership to another voter.
+func (s *RaftStore) RemoveNode(ctx context.Context, id int32) error {
+	if !s.IsLeader() {
+		return ErrNotLeader
+	}
+	if n := s.fsm.activeReplicas(id); n > 0 {
+		return fmt.Errorf("%w: node %d still holds %d active segments", ErrPreconditionFailed, id, n)
+	}
+	if id == s.opts.NodeID {
+		if err := s.raft.LeadershipTransfer().Error(); err != nil {
+			return fmt.Errorf("metadata: hand over leadership: %w", err)
+		}
+		return ErrNotLeader
+	}
+	if err := s.raft.RemoveServer(serverID(id), 0, 10*time.Second).Error(); err != nil {
+		return fmt.Errorf("metadata: remove node %d: %w", id, err)
+	}
+	s.ctrl.forget(id)
+	if _, ok := s.fsm.Broker(id); ok {
+		data, err := EncodeCommand(UnregisterBroker{ID: id})
+		if err != nil {
+			return err
+		}
+		if _, err := s.ApplyLocal(ctx, data); err != nil {
+			return fmt.Errorf("metadata: node %d left raft but stays registered: %w", id, err)
+		}
+	}
+	s.log.Info().Int32("id", id).Msg("node removed")
+	return nil
+}
+
+// Close stops the controller and Raft.
+func (s *RaftStore) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	close(s.stop)
+	s.wg.Wait()
+	err := s.raft.Shutdown().Error()
+	s.closeAll()
+	if err != nil {
+		return fmt.Errorf("metadata: raft shutdown: %w", err)
+	}
+	return nil
+}
+
+// raftFSM adapts the FSM to raft.FSM.
+type raftFSM RaftStore
+
+func (r *raftFSM) Apply(l *raft.Log) any {
+	c, err := DecodeCommand(l.Data)
+	if err != nil {
+		// Cannot happen for entries this code wrote; record and skip.
+		r.log.Error().Err(err).Uint64("index", l.Index).Msg("undecodable raft entry")
+		r.fsm.mu.Lock()
+		r.fsm.applied = l.Index
+		r.fsm.notify()
+		r.fsm.mu.Unlock()
+		return err
+	}
+	return r.fsm.ApplyAt(c, l.Index)
+}
+
+func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	b, err := r.fsm.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return fsmSnapshot(b), nil
+}
+
+func (r *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("metadata: read snapshot: %w", err)
+	}
+	return r.fsm.Restore(b)
+}
+
+type fsmSnapshot []byte
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("metadata: write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (fsmSnapshot) Release() {}
+
+// zerologWriter feeds hclog's lines to zerolog.
+type zerologWriter struct{ l zerolog.Logger }
+
+func (w zerologWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for n > 0 && p[n-1] == '\n' {
+		n--
+	}
+	w.l.Warn().Str("component", "raft").Msg(string(p[:n]))
+	return len(p), nil
+}
+
+// applyCommand commits a command on the leader.
+func (s *RaftStore) applyCommand(ctx context.Context, c Command) (uint64, error) {
+	data, err := EncodeCommand(c)
+	if err != nil {
+		return 0, err
+	}
+	return s.ApplyLocal(ctx, data)
+}
+
+// Heartbeat handles a broker's heartbeat on the controller.
+func (s *RaftStore) Heartbeat(ctx context.Context, hb Heartbeat) (Lease, error) {
+	return s.ctrl.heartbeat(ctx, hb)
+}
+
+// RaftAppliedIndex is the index of the last Raft entry (of any type) this
+// node applied.
+func (s *RaftStore) RaftAppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
+// Options returns the store's effective options.
+func (s *RaftStore) Options() RaftOptions { return s.opts }
+
+// SetForwarder sets the Forwarder; call it before the first Apply.
+func (s *RaftStore) SetForwarder(f Forwarder) { s.opts.Forwarder = f }

@@ -1,0 +1,75 @@
+package storage
+
+import (
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// topicIDFile records, in each log directory, the ID of the topic the log
+// belongs to (Kafka's partition.metadata), so a log left behind by a
+// deleted topic is never mistaken for a new topic of the same name.
+const topicIDFile = "partition.metadata"
+
+// LogTopicID reads the topic ID recorded for tp; ok is false when none is.
+func (e *Engine) LogTopicID(tp TopicPartition) (id [16]byte, ok bool, err error) {
+	name := filepath.Join(e.logDir(tp), topicIDFile)
+	f, err := e.fs.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		if isNotExist(err) {
+			return id, false, nil
+		}
+		return id, false, fmt.Errorf("storage: read topic id of %s: %w", tp, err)
+	}
+	defer f.Close()
+	buf := make([]byte, 128)
+	n, err := f.ReadAt(buf, 0)
+	if n == 0 && err != nil {
+		return id, false, fmt.Errorf("storage: read topic id of %s: %w", tp, err)
+	}
+	var hexID string
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if v, found := strings.CutPrefix(line, "topic_id: "); found {
+			hexID = strings.TrimSpace(v)
+		}
+	}
+	b, err := hex.DecodeString(hexID)
+	if err != nil || len(b) != 16 {
+		return id, false, fmt.Errorf("storage: topic id of %s: malformed %q", tp, hexID)
+	}
+	copy(id[:], b)
+	return id, true, nil
+}
+
+// SetLogTopicID durably records the topic ID of tp's log, which must be
+// open.
+func (e *Engine) SetLogTopicID(tp TopicPartition, id [16]byte) error {
+	dir := e.logDir(tp)
+	name := filepath.Join(dir, topicIDFile)
+	tmp := name + ".tmp"
+	body := []byte("version: 0\ntopic_id: " + hex.EncodeToString(id[:]) + "\n")
+	f, err := e.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("storage: write topic id of %s: %w", tp, err)
+	}
+	if _, err := f.WriteAt(body, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("storage: write topic id of %s: %w", tp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("storage: sync topic id of %s: %w", tp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("storage: close topic id of %s: %w", tp, err)
+	}
+	if err := e.fs.Rename(tmp, name); err != nil {
+		return fmt.Errorf("storage: rename topic id of %s: %w", tp, err)
+	}
+	if err := e.fs.SyncDir(dir); err != nil {
+		return fmt.Errorf("storage: sync dir of %s: %w", tp, err)
+	}
+	return nil
+}
