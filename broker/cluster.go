@@ -74,7 +74,7 @@ func (b *Broker) heartbeatOnce() error {
 		return err
 	}
 	b.leaseUntil.Store(sent.Add(lease.Timeout).UnixNano())
-	if !b.caughtUp.Load() && b.store.RaftAppliedIndex() >= lease.AppliedIndex {
+	if !b.caughtUp.Load() && b.store.FSM().AppliedIndex() >= lease.AppliedIndex {
 		if cur, ok := b.store.FSM().Broker(b.cfg.NodeID); ok && cur.State == metadata.BrokerAlive && cur.Kafka == hb.Kafka {
 			b.caughtUp.Store(true)
 			b.log.Info().Int32("controller", lease.Controller).Msg("registered with the controller")

@@ -44,10 +44,19 @@ type controller struct {
 	heard       map[int32]time.Time     // last heartbeat received, this term
 	now         func() time.Time        // tests may replace it
 	registering map[int32]chan struct{} // one registration in flight per broker
+	term        uint64                  // Raft term leaderSince belongs to
+	removing    map[int32]bool          // nodes being removed: heartbeats refused
 }
 
 func newController(s *RaftStore) *controller {
-	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}}
+	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}, removing: map[int32]bool{}}
+}
+
+// nowLocked reads the clock under c.mu (tests replace c.now).
+func (c *controller) nowLocked() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now()
 }
 
 // margin is added to the lease on the controller's side, covering clock
@@ -65,7 +74,13 @@ func (c *controller) run() {
 		case <-t.C:
 		}
 		leader := c.s.IsLeader()
+		term := c.s.raft.CurrentTerm()
 		c.mu.Lock()
+		if leader && !c.leaderSince.IsZero() && term != c.term {
+			// Lost and regained leadership between two ticks: a new term
+			// starts its lease bookkeeping afresh.
+			c.leaderSince = time.Time{}
+		}
 		switch {
 		case leader && c.leaderSince.IsZero():
 			c.mu.Unlock()
@@ -77,6 +92,7 @@ func (c *controller) run() {
 			}
 			c.mu.Lock()
 			c.leaderSince = c.now()
+			c.term = term
 			clear(c.heard)
 			c.s.log.Info().Msg("became controller")
 		case !leader && !c.leaderSince.IsZero():
@@ -141,7 +157,10 @@ func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) (Lease, error)
 	if err != nil {
 		return Lease{}, err
 	}
-	if !slices.ContainsFunc(members, func(m Member) bool { return m.ID == hb.ID }) {
+	c.mu.Lock()
+	removing := c.removing[hb.ID]
+	c.mu.Unlock()
+	if removing || !slices.ContainsFunc(members, func(m Member) bool { return m.ID == hb.ID }) {
 		return Lease{}, fmt.Errorf("%w: node %d", ErrNotMember, hb.ID)
 	}
 	c.mu.Lock()
@@ -154,7 +173,7 @@ func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) (Lease, error)
 			return Lease{}, err
 		}
 	}
-	return Lease{Controller: c.s.opts.NodeID, Timeout: c.s.opts.LeaseTimeout, AppliedIndex: c.s.raft.AppliedIndex()}, nil
+	return Lease{Controller: c.s.opts.NodeID, Timeout: c.s.opts.LeaseTimeout, AppliedIndex: c.s.fsm.AppliedIndex()}, nil
 }
 
 // register commits a broker's registration, one at a time per broker.
@@ -185,6 +204,16 @@ func (c *controller) register(ctx context.Context, b Broker) error {
 	return err
 }
 
+func (c *controller) setRemoving(id int32, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		c.removing[id] = true
+	} else {
+		delete(c.removing, id)
+	}
+}
+
 func (c *controller) forget(id int32) {
 	c.mu.Lock()
 	delete(c.heard, id)
@@ -201,7 +230,7 @@ func (c *controller) live(ctx context.Context) ([]Broker, error) {
 	if since.IsZero() {
 		return nil, ErrNotLeader
 	}
-	if wait := time.Until(since.Add(2 * c.s.opts.LeaseRenew)); wait > 0 {
+	if wait := since.Add(2 * c.s.opts.LeaseRenew).Sub(c.nowLocked()); wait > 0 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

@@ -38,6 +38,7 @@ func Place(live []Broker, loads map[int32]int, n, rf int) ([][]int32, error) {
 			}
 		}
 		lead[leader.ID]++
+		repl[leader.ID]++
 		replicas := []int32{leader.ID}
 		racks := map[string]bool{leader.Rack: true}
 		for len(replicas) < rf {

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -381,7 +382,7 @@ func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error)
 	}
 	f := s.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
-		return 0, fmt.Errorf("metadata: commit %s: %w", c.kind(), err)
+		return 0, fmt.Errorf("metadata: commit %s: %w", c.kind(), leaderErr(err))
 	}
 	if err, _ := f.Response().(error); err != nil {
 		return f.Index(), err
@@ -430,7 +431,7 @@ func (s *RaftStore) AddNode(id int32, addr string) error {
 		return fmt.Errorf("%w: raft address %q: %v", ErrInvalidCommand, addr, err)
 	}
 	if err := s.raft.AddVoter(serverID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error(); err != nil {
-		return fmt.Errorf("metadata: add node %d: %w", id, err)
+		return fmt.Errorf("metadata: add node %d: %w", id, leaderErr(err))
 	}
 	s.log.Info().Int32("id", id).Str("raft", addr).Msg("node added")
 	return nil
@@ -448,12 +449,16 @@ func (s *RaftStore) RemoveNode(ctx context.Context, id int32) error {
 	}
 	if id == s.opts.NodeID {
 		if err := s.raft.LeadershipTransfer().Error(); err != nil {
-			return fmt.Errorf("metadata: hand over leadership: %w", err)
+			return fmt.Errorf("metadata: hand over leadership: %w", leaderErr(err))
 		}
 		return ErrNotLeader
 	}
+	// Refuse the node's heartbeats from now on, so none re-registers it
+	// between leaving Raft and being unregistered.
+	s.ctrl.setRemoving(id, true)
+	defer s.ctrl.setRemoving(id, false)
 	if err := s.raft.RemoveServer(serverID(id), 0, 10*time.Second).Error(); err != nil {
-		return fmt.Errorf("metadata: remove node %d: %w", id, err)
+		return fmt.Errorf("metadata: remove node %d: %w", id, leaderErr(err))
 	}
 	s.ctrl.forget(id)
 	if _, ok := s.fsm.Broker(id); ok {
@@ -467,6 +472,15 @@ func (s *RaftStore) RemoveNode(ctx context.Context, id int32) error {
 	}
 	s.log.Info().Int32("id", id).Msg("node removed")
 	return nil
+}
+
+// leaderErr maps raft's leadership errors to ErrNotLeader (retried by
+// callers against the new controller).
+func leaderErr(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return err
 }
 
 // Close stops the controller and Raft.
@@ -503,12 +517,18 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 	return r.fsm.ApplyAt(c, l.Index)
 }
 
+// Snapshot persists the FSM's applied index (8 bytes, big endian) and then
+// its JSON state, so a node restored from a snapshot knows which command
+// entries it covers.
 func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	r.fsm.mu.RLock()
+	applied := r.fsm.applied
+	r.fsm.mu.RUnlock()
 	b, err := r.fsm.Snapshot()
 	if err != nil {
 		return nil, err
 	}
-	return fsmSnapshot(b), nil
+	return fsmSnapshot(append(binary.BigEndian.AppendUint64(nil, applied), b...)), nil
 }
 
 func (r *raftFSM) Restore(rc io.ReadCloser) error {
@@ -517,7 +537,17 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("metadata: read snapshot: %w", err)
 	}
-	return r.fsm.Restore(b)
+	if len(b) < 8 {
+		return fmt.Errorf("metadata: restore: snapshot of %d bytes", len(b))
+	}
+	if err := r.fsm.Restore(b[8:]); err != nil {
+		return err
+	}
+	r.fsm.mu.Lock()
+	r.fsm.applied = binary.BigEndian.Uint64(b[:8])
+	r.fsm.notify()
+	r.fsm.mu.Unlock()
+	return nil
 }
 
 type fsmSnapshot []byte
@@ -557,10 +587,6 @@ func (s *RaftStore) applyCommand(ctx context.Context, c Command) (uint64, error)
 func (s *RaftStore) Heartbeat(ctx context.Context, hb Heartbeat) (Lease, error) {
 	return s.ctrl.heartbeat(ctx, hb)
 }
-
-// RaftAppliedIndex is the index of the last Raft entry (of any type) this
-// node applied.
-func (s *RaftStore) RaftAppliedIndex() uint64 { return s.raft.AppliedIndex() }
 
 // Options returns the store's effective options.
 func (s *RaftStore) Options() RaftOptions { return s.opts }

@@ -1,4 +1,4 @@
-// Command tusk is the Tusk broker binary: serve, version and bench.
+// Command tusk is the Tusk broker binary: serve, cluster admin, version and bench.
 package main
 
 import (
@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newConfigDocCmd())
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newConfigDocCmd(), newClusterCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tusk:", err)
 		os.Exit(1)
