@@ -63,10 +63,16 @@ func TestClusterDurability(t *testing.T) {
 	for _, id := range ids {
 		c.waitTopicsOn(t, id, partCount, 10*time.Second)
 	}
-	cfg := topicConfig(t, admVia(1), "dur-c")
-	wantConfig(t, cfg, "retention.ms", "7200000", kmsg.ConfigSourceDynamicTopicConfig)
-	cfg = topicConfig(t, admVia(3), "dur-a")
-	wantConfig(t, cfg, "segment.bytes", "1048576", kmsg.ConfigSourceDynamicTopicConfig)
+	// Other nodes apply the committed change a moment later (as Kafka
+	// brokers do): poll for it, within the 1 s visibility bound.
+	for _, id := range ids {
+		a := admVia(id)
+		waitFor(t, time.Second, fmt.Sprintf("altered retention.ms of dur-c visible via node %d", id), func() (bool, string) {
+			c := topicConfig(t, a, "dur-c")["retention.ms"]
+			return c.MaybeValue() == "7200000" && c.Source == kmsg.ConfigSourceDynamicTopicConfig, fmt.Sprintf("%s (%v)", c.MaybeValue(), c.Source)
+		})
+	}
+	wantConfig(t, topicConfig(t, admVia(3), "dur-a"), "segment.bytes", "1048576", kmsg.ConfigSourceDynamicTopicConfig)
 
 	for i, tp := range topics {
 		var parts []int32

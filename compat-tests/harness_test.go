@@ -209,7 +209,10 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed from outside (go test -timeout,
+	// Ctrl-C) runs no cleanups; without it the nodes, in their own
+	// process groups, would live on as orphans.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	n := &node{Name: o.name, DataDir: o.dataDir, LogPath: logPath, readyPath: ready, opts: opts, cmd: cmd, done: make(chan struct{})}
 	label := o.name
 	if label == "" {
