@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"sync"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -17,39 +19,45 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 	for _, rt := range req.Topics {
 		seen[rt.Topic]++
 	}
-	for _, rt := range req.Topics {
-		st := kmsg.NewCreateTopicsResponseTopic()
+	resp.Topics = make([]kmsg.CreateTopicsResponseTopic, len(req.Topics))
+	// Topics of one request are created concurrently, so Raft commits
+	// them in batches.
+	parallel(len(req.Topics), 64, func(i int) {
+		rt := req.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
 		st.NumPartitions, st.ReplicationFactor = -1, -1
 		fail := func(code int16, msg string) {
 			st.ErrorCode = code
 			st.ErrorMessage = kmsg.StringPtr(msg)
-			resp.Topics = append(resp.Topics, st)
 		}
 		if seen[rt.Topic] > 1 {
 			fail(kerr.InvalidRequest.Code, "topic named more than once in the request")
-			continue
+			return
 		}
 		partitions := rt.NumPartitions
+		var assignments [][]int32
 		if len(rt.ReplicaAssignment) > 0 {
 			if rt.NumPartitions != -1 || rt.ReplicationFactor != -1 {
 				fail(kerr.InvalidRequest.Code, "replica assignment given with partition count or replication factor")
-				continue
+				return
 			}
 			partitions = int32(len(rt.ReplicaAssignment))
-			bad := false
 			for _, a := range rt.ReplicaAssignment {
-				if len(a.Replicas) != 1 || a.Replicas[0] != b.cfg.NodeID {
-					bad = true
+				if len(a.Replicas) != 1 {
+					fail(kerr.InvalidReplicaAssignment.Code, "each partition has exactly one replica until segment replication lands")
+					return
 				}
-			}
-			if bad {
-				fail(kerr.InvalidReplicaAssignment.Code, "replicas must name this single broker")
-				continue
+				if _, ok := b.store.FSM().Broker(a.Replicas[0]); !ok {
+					fail(kerr.InvalidReplicaAssignment.Code, "replica assignment names an unknown broker")
+					return
+				}
+				assignments = append(assignments, a.Replicas)
 			}
 		} else if rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1 {
-			fail(kerr.InvalidReplicationFactor.Code, "replication factor must be 1 (or -1) on a single broker")
-			continue
+			fail(kerr.InvalidReplicationFactor.Code, "replication factor must be 1 (or -1): each partition lives on one node until segment replication lands")
+			return
 		}
 		configs := map[string]string{}
 		for _, c := range rt.Configs {
@@ -61,10 +69,10 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		if len(configs) == 0 {
 			configs = nil
 		}
-		t, code, msg := b.createTopic(rc.ctx(), rt.Topic, partitions, configs, req.ValidateOnly)
+		t, code, msg := b.createTopic(rc.ctx(), rt.Topic, partitions, configs, assignments, req.ValidateOnly)
 		if code != 0 {
 			fail(code, msg)
-			continue
+			return
 		}
 		st.TopicID = t.ID
 		st.NumPartitions = t.Partitions
@@ -78,7 +86,25 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 			c.IsSensitive = e.IsSensitive
 			st.Configs = append(st.Configs, c)
 		}
-		resp.Topics = append(resp.Topics, st)
-	}
+	})
 	return resp
+}
+
+// parallel runs f(0..n-1) on at most limit goroutines and waits.
+func parallel(n, limit int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }

@@ -29,8 +29,11 @@ func (b *Broker) handleDeleteTopics(rc *request, req *kmsg.DeleteTopicsRequest) 
 			targets = append(targets, target{kmsg.StringPtr(n), [16]byte{}})
 		}
 	}
-	for _, tg := range targets {
-		st := kmsg.NewDeleteTopicsResponseTopic()
+	resp.Topics = make([]kmsg.DeleteTopicsResponseTopic, len(targets))
+	parallel(len(targets), 64, func(i int) {
+		tg := targets[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewDeleteTopicsResponseTopic()
 		st.Topic = tg.name
 		st.TopicID = tg.id
 		var t metadata.Topic
@@ -57,7 +60,6 @@ func (b *Broker) handleDeleteTopics(rc *request, req *kmsg.DeleteTopicsRequest) 
 				st.ErrorMessage = kmsg.StringPtr(msg)
 			}
 		}
-		resp.Topics = append(resp.Topics, st)
-	}
+	})
 	return resp
 }

@@ -81,7 +81,7 @@ func (b *Broker) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceT
 		if err != nil {
 			return applyErrorCode(err), err.Error()
 		}
-		b.reconcile() // pushes the new configs to this node's logs
+		b.reconcileTopic(name) // pushes the new configs to this node's logs
 		return 0, ""
 	}
 	return kerr.ConcurrentTransactions.Code, "configs changed concurrently; retry"

@@ -32,8 +32,6 @@ func (b *Broker) handleCreatePartitions(rc *request, req *kmsg.CreatePartitionsR
 }
 
 func (b *Broker) createPartitions(rc *request, rt kmsg.CreatePartitionsRequestTopic, validateOnly bool) (int16, string) {
-	b.topicMu.Lock()
-	defer b.topicMu.Unlock()
 	t, ok := b.store.FSM().Topic(rt.Topic)
 	if !ok {
 		return kerr.UnknownTopicOrPartition.Code, ""
@@ -61,6 +59,6 @@ func (b *Broker) createPartitions(rc *request, rt kmsg.CreatePartitionsRequestTo
 	if err != nil {
 		return applyErrorCode(err), err.Error()
 	}
-	b.reconcile() // opens the new partitions this node leads
+	b.reconcileTopic(t.Name) // opens the new partitions this node leads
 	return 0, ""
 }

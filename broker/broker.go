@@ -43,10 +43,6 @@ type Broker struct {
 		port int32
 	}
 
-	// topicMu serializes topic-changing admin operations with the log
-	// opening/deleting that follows them.
-	topicMu sync.Mutex
-
 	pids producerIDs
 	gc   *groupCoordinators
 

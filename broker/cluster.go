@@ -134,32 +134,10 @@ func (b *Broker) reconcile() {
 	caughtUp := b.caughtUp.Load()
 	want := map[storage.TopicPartition]metadata.TopicID{}
 	for _, t := range b.store.FSM().Topics() {
-		cfg := b.logConfig(t.Configs)
 		for p := int32(0); p < t.Partitions; p++ {
-			tp := b.tp(t.Name, p)
-			want[tp] = t.ID
-			if leader, _ := t.Leader(p); leader != b.cfg.NodeID {
-				continue
-			}
-			l, ok := b.engine.Log(tp)
-			if !ok {
-				var err error
-				if l, err = b.openPartition(tp, t.ID, cfg, caughtUp); err != nil {
-					b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("open partition log")
-					continue
-				}
-				if l == nil {
-					continue
-				}
-			} else {
-				l.SetConfig(cfg)
-			}
-			if t.Name == offsetsTopic {
-				if err := b.gc.load(b, t.Partitions, p, l); err != nil {
-					b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
-				}
-			}
+			want[b.tp(t.Name, p)] = t.ID
 		}
+		b.reconcileLocal(t, caughtUp)
 	}
 	if !caughtUp {
 		return
@@ -182,6 +160,67 @@ func (b *Broker) reconcile() {
 		}
 		if err := b.engine.DeleteLog(tp); err != nil {
 			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
+		}
+	}
+}
+
+// reconcileTopic is reconcile for one topic that was just created or
+// changed through this node (it deletes nothing).
+func (b *Broker) reconcileTopic(name string) {
+	t, ok := b.store.FSM().Topic(name)
+	if !ok {
+		return
+	}
+	b.reconcileMu.Lock()
+	defer b.reconcileMu.Unlock()
+	if !b.shuttingDown() {
+		b.reconcileLocal(t, b.caughtUp.Load())
+	}
+}
+
+// reconcileLocal opens the partitions of t this node leads and pushes t's
+// configs to them. b.reconcileMu held.
+func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
+	cfg := b.logConfig(t.Configs)
+	for p := int32(0); p < t.Partitions; p++ {
+		if leader, _ := t.Leader(p); leader != b.cfg.NodeID {
+			continue
+		}
+		tp := b.tp(t.Name, p)
+		l, ok := b.engine.Log(tp)
+		if !ok {
+			var err error
+			if l, err = b.openPartition(tp, t.ID, cfg, caughtUp); err != nil {
+				b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("open partition log")
+				continue
+			}
+			if l == nil {
+				continue
+			}
+		} else {
+			l.SetConfig(cfg)
+		}
+		if t.Name == offsetsTopic {
+			if err := b.gc.load(b, t.Partitions, p, l); err != nil {
+				b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
+			}
+		}
+	}
+}
+
+// deleteTopicLogs removes this node's logs of a deleted topic (those
+// recorded for its ID).
+func (b *Broker) deleteTopicLogs(t metadata.Topic) {
+	b.reconcileMu.Lock()
+	defer b.reconcileMu.Unlock()
+	for p := int32(0); p < t.Partitions; p++ {
+		tp := b.tp(t.Name, p)
+		if id, known, err := b.engine.LogTopicID(tp); err != nil || (known && id != t.ID) {
+			continue
+		}
+		if err := b.engine.DeleteLog(tp); err != nil {
+			// Reconcile retries once caught up.
+			b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("delete log failed")
 		}
 	}
 }

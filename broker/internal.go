@@ -32,6 +32,7 @@ var errorKinds = []struct {
 	err  error
 }{
 	{"topic_exists", metadata.ErrTopicExists},
+	{"topic_collision", metadata.ErrTopicCollision},
 	{"unknown_topic", metadata.ErrUnknownTopic},
 	{"precondition", metadata.ErrPreconditionFailed},
 	{"invalid", metadata.ErrInvalidCommand},

@@ -64,7 +64,7 @@ func (b *Broker) partitionLog(topic string, p int32) (*storage.Log, int16) {
 // createTopic validates a topic and has the controller place and create
 // it; it returns once the local metadata shows it (and this node opened
 // the partitions it leads), with a Kafka error code and message.
-func (b *Broker) createTopic(ctx context.Context, name string, partitions int32, configs map[string]string, validateOnly bool) (metadata.Topic, int16, string) {
+func (b *Broker) createTopic(ctx context.Context, name string, partitions int32, configs map[string]string, assignments [][]int32, validateOnly bool) (metadata.Topic, int16, string) {
 	if err := validTopicName(name); err != nil {
 		return metadata.Topic{}, kerr.InvalidTopicException.Code, err.Error()
 	}
@@ -79,8 +79,6 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 			return metadata.Topic{}, kerr.InvalidConfig.Code, err.Error()
 		}
 	}
-	b.topicMu.Lock()
-	defer b.topicMu.Unlock()
 	if _, ok := b.store.FSM().Topic(name); ok {
 		return metadata.Topic{}, kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", name)
 	}
@@ -94,14 +92,14 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 	if err != nil {
 		return metadata.Topic{}, kerr.UnknownServerError.Code, err.Error()
 	}
-	if err := b.store.Apply(ctx, metadata.CreateTopic{Name: name, ID: id, Partitions: partitions, Configs: configs}); err != nil {
+	if err := b.store.Apply(ctx, metadata.CreateTopic{Name: name, ID: id, Partitions: partitions, Configs: configs, Assignments: assignments}); err != nil {
 		code := applyErrorCode(err)
 		if code == kerr.UnknownServerError.Code {
 			b.log.Error().Err(err).Str("topic", name).Msg("create topic failed")
 		}
 		return metadata.Topic{}, code, err.Error()
 	}
-	b.reconcile()
+	b.reconcileTopic(name)
 	t, ok := b.store.FSM().Topic(name)
 	if !ok || t.ID != id {
 		return metadata.Topic{}, kerr.UnknownTopicOrPartition.Code, "topic was deleted right after creation"
@@ -127,6 +125,8 @@ func applyErrorCode(err error) int16 {
 	switch {
 	case errors.Is(err, metadata.ErrTopicExists):
 		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, metadata.ErrTopicCollision):
+		return kerr.InvalidTopicException.Code
 	case errors.Is(err, metadata.ErrUnknownTopic):
 		return kerr.UnknownTopicOrPartition.Code
 	case errors.Is(err, metadata.ErrNotEnoughBrokers):
@@ -139,8 +139,6 @@ func applyErrorCode(err error) int16 {
 
 // deleteTopic deletes a topic's metadata, and then its logs.
 func (b *Broker) deleteTopic(ctx context.Context, t metadata.Topic) (int16, string) {
-	b.topicMu.Lock()
-	defer b.topicMu.Unlock()
 	if err := b.store.Apply(ctx, metadata.DeleteTopic{Name: t.Name, ID: t.ID}); err != nil {
 		if errors.Is(err, metadata.ErrUnknownTopic) || errors.Is(err, metadata.ErrPreconditionFailed) {
 			return kerr.UnknownTopicOrPartition.Code, err.Error()
@@ -149,7 +147,7 @@ func (b *Broker) deleteTopic(ctx context.Context, t metadata.Topic) (int16, stri
 	}
 	// Every node removes its logs of the topic in its reconcile pass; this
 	// one does it before answering.
-	b.reconcile()
+	b.deleteTopicLogs(t)
 	b.log.Info().Str("topic", t.Name).Msg("topic deleted")
 	return 0, ""
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strings"
 )
 
 // Command is one explicit, versioned change to the metadata. Each carries
@@ -36,9 +37,13 @@ func (c CreateTopic) apply(st *state) error {
 	if _, ok := st.Topics[c.Name]; ok {
 		return fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
 	}
+	norm := strings.ReplaceAll(c.Name, ".", "_")
 	for _, t := range st.Topics {
 		if t.ID == c.ID {
 			return fmt.Errorf("%w: topic id of %s reused", ErrPreconditionFailed, c.Name)
+		}
+		if strings.ReplaceAll(t.Name, ".", "_") == norm {
+			return fmt.Errorf("%w: topic %q collides with existing topic %q ('.' and '_' are equivalent in metric names)", ErrTopicCollision, c.Name, t.Name)
 		}
 	}
 	if len(c.Assignments) != int(c.Partitions) {

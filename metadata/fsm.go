@@ -16,6 +16,7 @@ var (
 	ErrUnknownTopic       = errors.New("metadata: unknown topic")
 	ErrPreconditionFailed = errors.New("metadata: precondition failed")
 	ErrInvalidCommand     = errors.New("metadata: invalid command")
+	ErrTopicCollision     = errors.New("metadata: topic name collision")
 )
 
 // TopicID is a topic's UUID.
