@@ -65,10 +65,13 @@ type ioBackend interface {
 	close() error
 }
 
-// ioFault lets tests rewrite an io_uring completion result (a byte count
-// or a negated errno) before the backend interprets it. op is "write",
-// "read" or "fdatasync".
-type ioFault func(op, path string, res int32) int32
+// ioFault lets tests inject faults into io_uring ops. It is called before
+// an op on path is submitted (op is "write", "read" or "fdatasync"; size is
+// the bytes asked for) and returns how many bytes to really submit, and an
+// errno that replaces the completion's result (0: keep it). A failed write
+// thus submits 0 bytes and completes with -errno; a short write submits
+// half.
+type ioFault func(op, path string, size int) (submit int, errno syscall.Errno)
 
 // newBackend builds the backend for mode; for IOAuto it probes io_uring and
 // falls back to syscalls (the returned note says why).
@@ -103,9 +106,9 @@ const ringEntries = 256
 // syscallBackend is plain pwrite/pread/fdatasync through File.
 type syscallBackend struct{}
 
-func (syscallBackend) wrap(f File) File  { return f }
-func (syscallBackend) describe() string  { return "syscall" }
-func (syscallBackend) close() error      { return nil }
+func (syscallBackend) wrap(f File) File { return f }
+func (syscallBackend) describe() string { return "syscall" }
+func (syscallBackend) close() error     { return nil }
 func (syscallBackend) syncFiles(files []File, errs []error) {
 	syncParallel(files, errs, func(f File) error { return f.Sync() })
 }
@@ -171,11 +174,14 @@ func (b *uringBackend) wrap(f File) File {
 func (b *uringBackend) syncFiles(files []File, errs []error) {
 	var ops []uring.Op
 	var idx []int
+	var injected []syscall.Errno
 	var other []int
 	for i, f := range files {
 		if uf, ok := f.(*uringFile); ok {
+			_, errno := uf.inject("fdatasync", 0)
 			ops = append(ops, uring.Fdatasync(uf.fd()))
 			idx = append(idx, i)
+			injected = append(injected, errno)
 		} else {
 			other = append(other, i)
 		}
@@ -185,9 +191,9 @@ func (b *uringBackend) syncFiles(files []File, errs []error) {
 		for k, i := range idx {
 			uf := files[i].(*uringFile)
 			if err != nil {
-				errs[i] = fmt.Errorf("storage: uring submit: %w", err)
+				errs[i] = fmt.Errorf("storage: uring submit fdatasync %s: %w", uf.os.Name(), err)
 			} else {
-				errs[i] = uf.result("fdatasync", ops[k].Res)
+				errs[i] = uf.result("fdatasync", ops[k].Res, injected[k])
 			}
 			runtime.KeepAlive(uf.os)
 		}
@@ -206,11 +212,19 @@ type uringFile struct {
 
 func (f *uringFile) fd() int { return int(f.os.Fd()) }
 
+// inject consults the test fault hook for an op of size bytes.
+func (f *uringFile) inject(op string, size int) (submit int, errno syscall.Errno) {
+	if f.b.fault == nil {
+		return size, 0
+	}
+	return f.b.fault(op, f.os.Name(), size)
+}
+
 // result maps a completion result to the error the syscall path would
 // return: a negative result is the errno, wrapped in *os.PathError.
-func (f *uringFile) result(op string, res int32) error {
-	if f.b.fault != nil {
-		res = f.b.fault(op, f.os.Name(), res)
+func (f *uringFile) result(op string, res int32, injected syscall.Errno) error {
+	if injected != 0 {
+		res = -int32(injected)
 	}
 	if res < 0 {
 		return &os.PathError{Op: op, Path: f.os.Name(), Err: syscall.Errno(-res)}
@@ -218,21 +232,25 @@ func (f *uringFile) result(op string, res int32) error {
 	return nil
 }
 
-// do runs one op through the ring and returns its (fault-adjusted) result.
-func (f *uringFile) do(op uring.Op, name string) (int32, error) {
-	ops := []uring.Op{op}
+// rw runs one read or write of p at off through the ring and returns the
+// bytes transferred.
+func (f *uringFile) rw(op string, p []byte, off int64) (int, error) {
+	n, errno := f.inject(op, len(p))
+	var o uring.Op
+	if op == "write" {
+		o = uring.Write(f.fd(), p[:n], off)
+	} else {
+		o = uring.Read(f.fd(), p[:n], off)
+	}
+	ops := []uring.Op{o}
 	if err := f.b.ring.Do(ops); err != nil {
-		return 0, fmt.Errorf("storage: uring submit %s %s: %w", name, f.os.Name(), err)
+		return 0, fmt.Errorf("storage: uring submit %s %s: %w", op, f.os.Name(), err)
 	}
 	runtime.KeepAlive(f.os)
-	res := ops[0].Res
-	if f.b.fault != nil {
-		res = f.b.fault(name, f.os.Name(), res)
+	if err := f.result(op, ops[0].Res, errno); err != nil {
+		return 0, err
 	}
-	if res < 0 {
-		return 0, &os.PathError{Op: name, Path: f.os.Name(), Err: syscall.Errno(-res)}
-	}
-	return res, nil
+	return int(ops[0].Res), nil
 }
 
 // WriteAt writes p at off with one ring op. A short completion is not
@@ -242,14 +260,14 @@ func (f *uringFile) WriteAt(p []byte, off int64) (int, error) {
 	if !f.b.ringWrites {
 		return f.File.WriteAt(p, off)
 	}
-	res, err := f.do(uring.Write(f.fd(), p, off), "write")
+	n, err := f.rw("write", p, off)
 	if err != nil {
 		return 0, err
 	}
-	if int(res) < len(p) {
-		return int(res), fmt.Errorf("storage: uring write %s: %d of %d bytes: %w", f.os.Name(), res, len(p), io.ErrShortWrite)
+	if n < len(p) {
+		return n, fmt.Errorf("storage: uring write %s: %d of %d bytes: %w", f.os.Name(), n, len(p), io.ErrShortWrite)
 	}
-	return int(res), nil
+	return n, nil
 }
 
 // ReadAt reads len(p) bytes at off (as io.ReaderAt: io.EOF if the file
@@ -260,24 +278,25 @@ func (f *uringFile) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		res, err := f.do(uring.Read(f.fd(), p[n:], off+int64(n)), "read")
+		k, err := f.rw("read", p[n:], off+int64(n))
 		if err != nil {
 			return n, err
 		}
-		if res == 0 {
+		if k == 0 {
 			return n, io.EOF
 		}
-		n += int(res)
+		n += k
 	}
 	return n, nil
 }
 
 // Sync fdatasyncs the file through the ring.
 func (f *uringFile) Sync() error {
+	_, errno := f.inject("fdatasync", 0)
 	ops := []uring.Op{uring.Fdatasync(f.fd())}
 	if err := f.b.ring.Do(ops); err != nil {
 		return fmt.Errorf("storage: uring submit fdatasync %s: %w", f.os.Name(), err)
 	}
 	runtime.KeepAlive(f.os)
-	return f.result("fdatasync", ops[0].Res)
+	return f.result("fdatasync", ops[0].Res, errno)
 }

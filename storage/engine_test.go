@@ -23,8 +23,10 @@ func TestParseFsyncPolicy(t *testing.T) {
 	}
 }
 
-func TestEngineLogsListDelete(t *testing.T) {
-	fsys := NewCrashFS()
+func TestEngineLogsListDelete(t *testing.T) { forEachIO(t, testEngineLogsListDelete) }
+
+func testEngineLogsListDelete(t *testing.T, env ioEnv) {
+	fsys := env.newFS(t)
 	e := openEngine(t, fsys, FsyncInterval, nil)
 	tps := []TopicPartition{{"a-b-c", 0}, {"a-b-c", 12}, {"x.y_z", 1}}
 	for _, tp := range tps {
