@@ -161,7 +161,9 @@ func testRetentionMsAndSegmentMs(t *testing.T, env ioEnv) {
 	}
 }
 
-func TestOffsetForTimestampAndMaxTimestamp(t *testing.T) { forEachIO(t, testOffsetForTimestampAndMaxTimestamp) }
+func TestOffsetForTimestampAndMaxTimestamp(t *testing.T) {
+	forEachIO(t, testOffsetForTimestampAndMaxTimestamp)
+}
 
 func testOffsetForTimestampAndMaxTimestamp(t *testing.T, env ioEnv) {
 	g := newGateFS(env.newFS(t))
@@ -243,7 +245,9 @@ func testOffsetForTimestampAndMaxTimestamp(t *testing.T, env ioEnv) {
 	check2(801, bases[12], 10_000)
 }
 
-func TestConcurrentReadsAppendsRetention(t *testing.T) { forEachIO(t, testConcurrentReadsAppendsRetention) }
+func TestConcurrentReadsAppendsRetention(t *testing.T) {
+	forEachIO(t, testConcurrentReadsAppendsRetention)
+}
 
 func testConcurrentReadsAppendsRetention(t *testing.T, env ioEnv) {
 	e := openEngine(t, env.newFS(t), FsyncAlways, nil)

@@ -452,7 +452,9 @@ func checkValidLog(t testing.TB, l *Log) [][]byte {
 	return out
 }
 
-func TestTornTailTruncated(t *testing.T) {
+func TestTornTailTruncated(t *testing.T) { forEachIO(t, testTornTailTruncated) }
+
+func testTornTailTruncated(t *testing.T, env ioEnv) {
 	good := makeBatch(plain(2, 30, 5, 0xaa))
 	badCRC := slices.Clone(good)
 	badCRC[len(badCRC)-3] ^= 0xff
@@ -471,7 +473,7 @@ func TestTornTailTruncated(t *testing.T) {
 	}
 	for name, tail := range cases {
 		t.Run(name, func(t *testing.T) {
-			fsys := NewCrashFS()
+			fsys := env.newFS(t)
 			e := openEngine(t, fsys, FsyncAlways, nil)
 			cfg := LogConfig{SegmentBytes: 700, RetentionBytes: -1, RetentionMs: -1}
 			l := openLog(t, e, cfg)
