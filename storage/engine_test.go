@@ -198,37 +198,3 @@ func FuzzRecover(f *testing.F) {
 		}
 	})
 }
-
-func BenchmarkAppend(b *testing.B) {
-	for _, p := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
-		b.Run(p.String(), func(b *testing.B) {
-			e, err := Open(Options{Dir: b.TempDir(), Fsync: p, FsyncInterval: 10 * time.Millisecond, Logger: zerolog.Nop()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			l, err := e.OpenLog(tp0, LogConfig{SegmentBytes: 64 << 20, RetentionBytes: -1, RetentionMs: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			proto := makeBatch(plain(16, 1000, 1, 1)) // ~16 KiB
-			b.SetBytes(int64(len(proto)))
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				buf := append([]byte(nil), proto...)
-				h, _ := validate(buf)
-				for pb.Next() {
-					res, err := l.Append(buf, h, 1)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := l.WaitDurable(context.Background(), res.LastOffset); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
-	}
-}
