@@ -176,3 +176,29 @@ func (r *ringFaults) hook(op, path string, size int) (int, syscall.Errno) {
 	}
 	return size, 0
 }
+
+func TestIOBackendSelection(t *testing.T) {
+	if _, err := ParseIOMode("epoll"); err == nil {
+		t.Fatal("bad io mode accepted")
+	}
+	want := map[IOMode]string{IOSyscall: "syscall", IOUring: "uring", IOAuto: "uring (fdatasync), syscall (write, read)"}
+	for _, s := range []string{"syscall", "uring", "auto"} {
+		m, err := ParseIOMode(s)
+		if err != nil || m.String() != s {
+			t.Fatalf("parse %q: %v %v", s, m, err)
+		}
+		if m != IOSyscall {
+			skipWithoutUring(t)
+		}
+		e, err := Open(Options{Dir: t.TempDir(), Fsync: FsyncAlways, IO: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.IOBackend(); got != want[m] {
+			t.Errorf("io=%s: backend %q, want %q", s, got, want[m])
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
