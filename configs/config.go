@@ -82,6 +82,7 @@ type LogConfig struct {
 type StorageConfig struct {
 	Fsync                  string        `mapstructure:"fsync"`
 	FsyncInterval          time.Duration `mapstructure:"fsync-interval"`
+	IO                     string        `mapstructure:"io"`
 	RetentionCheckInterval time.Duration `mapstructure:"retention-check-interval"`
 }
 
@@ -144,6 +145,7 @@ func Options() []Option {
 		{"log.format", "console", "log format: console or json"},
 		{"storage.fsync", "always", "fsync policy: always (group commit before ack), interval, never"},
 		{"storage.fsync-interval", 100 * time.Millisecond, "sync period for storage.fsync=interval"},
+		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group-commit fdatasyncs if available, syscalls for writes and reads), uring, syscall"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
 		{"topic.auto-create", true, "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
@@ -270,6 +272,11 @@ func (c Config) Validate() error {
 	case "always", "interval", "never":
 	default:
 		errs = append(errs, fmt.Errorf("storage.fsync %q: want always, interval or never", c.Storage.Fsync))
+	}
+	switch c.Storage.IO {
+	case "auto", "uring", "syscall":
+	default:
+		errs = append(errs, fmt.Errorf("storage.io %q: want auto, uring or syscall", c.Storage.IO))
 	}
 	if c.Storage.Fsync == "interval" && c.Storage.FsyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("storage.fsync-interval %v must be positive", c.Storage.FsyncInterval))

@@ -18,14 +18,54 @@
 //
 // One syncer goroutine per Engine does group commit: Append marks its log
 // dirty and pokes the syncer; the syncer takes every dirty log, captures its
-// log end offset, fdatasyncs (up to 4 logs at once) and then advances the
-// durable offset, waking WaitDurable callers and AddWaiter channels. With
+// log end offset and pins its active segment, hands all those files to the
+// I/O backend in one batch (see below) and then advances each durable offset, waking WaitDurable callers and AddWaiter channels. With
 // FsyncAlways the high watermark is the durable offset, so consumers never
 // see a record a crash could remove; with FsyncInterval (a ticker) and
 // FsyncNever it is the log end offset. A failed or short write, or a failed
 // fsync, fences the log: later appends fail with ErrFenced, pending waiters
 // get the error, and the durable offset and high watermark never move again.
 // A retention goroutine applies segment.ms rolls and retention deletes.
+//
+// # I/O backends
+//
+// Segment (.log) files are opened through the FS and then wrapped by the
+// engine's I/O backend (Options.IO, config storage.io), so appends, reads,
+// recovery scans and fdatasyncs go through it; index, snapshot and
+// checkpoint files use the FS directly. There are two backends:
+//
+//   - syscall: pwrite, pread and fdatasync; a group commit runs up to 4
+//     fdatasyncs in parallel goroutines.
+//   - uring: one io_uring ring per Engine (package storage/internal/uring,
+//     256 SQ entries). A group commit submits the fdatasyncs of all dirty
+//     logs with one io_uring_enter and waits for all completions; the
+//     kernel runs them concurrently in its io-wq workers. With
+//     storage.io=uring, writes and reads go through the ring too.
+//
+// storage.io=auto (the default) probes io_uring at Open (a ring and a NOP;
+// it fails on old kernels, under seccomp and with kernel.io_uring_disabled)
+// and logs a warning and uses syscall if it is unavailable. If it is
+// available, auto uses the ring for group-commit fdatasyncs only and plain
+// pwrite/pread for writes and reads, because that measured fastest on the
+// 2-core ext4 development machine (kernel 6.18):
+//
+//	4 KiB buffered write:  io_uring 68 µs (ext4 punts buffered writes to
+//	                       io-wq), pwrite 5 µs
+//	4 KiB page-cache read: io_uring 4.4 µs, pread 3.3 µs
+//	group commit of 6 files (4 KiB each): uring 1.57 ms (3,815 fsyncs/s),
+//	                       4 goroutines 2.63 ms (2,279 fsyncs/s)
+//	group commit of 64 files: uring 3,907 fsyncs/s, syscall 3,071
+//
+// (go test ./storage/internal/uring -bench . and
+// go test ./storage -bench 'GroupCommitSync|Append|Read|Recovery').
+// Appends are written synchronously by Append, so one submission carries
+// the fdatasyncs of many partitions but not their writes.
+//
+// Fault handling is identical: a negative completion result becomes the
+// same *os.PathError (with the errno) that the syscall returns, and a short
+// write is io.ErrShortWrite; either fails the append or the waiters and
+// fences the log. The suite runs over CrashFS and real files with both
+// backends; with uring, faults are injected into the ring's ops.
 //
 // # On-disk format
 //

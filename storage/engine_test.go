@@ -23,8 +23,10 @@ func TestParseFsyncPolicy(t *testing.T) {
 	}
 }
 
-func TestEngineLogsListDelete(t *testing.T) {
-	fsys := NewCrashFS()
+func TestEngineLogsListDelete(t *testing.T) { forEachIO(t, testEngineLogsListDelete) }
+
+func testEngineLogsListDelete(t *testing.T, env ioEnv) {
+	fsys := env.newFS(t)
 	e := openEngine(t, fsys, FsyncInterval, nil)
 	tps := []TopicPartition{{"a-b-c", 0}, {"a-b-c", 12}, {"x.y_z", 1}}
 	for _, tp := range tps {
@@ -195,38 +197,4 @@ func FuzzRecover(f *testing.F) {
 			t.Fatalf("file %d bytes, log %d, batches %d", st.Size(), l2.Size(), total)
 		}
 	})
-}
-
-func BenchmarkAppend(b *testing.B) {
-	for _, p := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
-		b.Run(p.String(), func(b *testing.B) {
-			e, err := Open(Options{Dir: b.TempDir(), Fsync: p, FsyncInterval: 10 * time.Millisecond, Logger: zerolog.Nop()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			l, err := e.OpenLog(tp0, LogConfig{SegmentBytes: 64 << 20, RetentionBytes: -1, RetentionMs: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			proto := makeBatch(plain(16, 1000, 1, 1)) // ~16 KiB
-			b.SetBytes(int64(len(proto)))
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				buf := append([]byte(nil), proto...)
-				h, _ := validate(buf)
-				for pb.Next() {
-					res, err := l.Append(buf, h, 1)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := l.WaitDurable(context.Background(), res.LastOffset); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
-	}
 }

@@ -10,15 +10,16 @@ import (
 	"github.com/tuskdb/tusk/kafkaproto"
 )
 
-func TestWriteErrorFencesLog(t *testing.T) {
+func TestWriteErrorFencesLog(t *testing.T) { forEachIO(t, testWriteErrorFencesLog) }
+
+func testWriteErrorFencesLog(t *testing.T, env ioEnv) {
 	for _, short := range []bool{false, true} {
 		name := "EIO"
 		if short {
 			name = "short"
 		}
 		t.Run(name, func(t *testing.T) {
-			inner := NewCrashFS()
-			ffs := NewFaultFS(inner)
+			ffs, inner, inj := env.faultFS(t)
 			e := openEngine(t, ffs, FsyncAlways, nil)
 			l := openLog(t, e, LogConfig{RetentionBytes: -1, RetentionMs: -1})
 			res, _ := appendSpec(t, l, plain(2, 20, 1, 1))
@@ -28,9 +29,9 @@ func TestWriteErrorFencesLog(t *testing.T) {
 			hwCh := make(chan struct{}, 1)
 			l.AddWaiter(hwCh)
 			if short {
-				ffs.ShortNextWrite(".log")
+				inj.ShortNextWrite(".log")
 			} else {
-				ffs.FailNextWrite(".log", syscall.EIO)
+				inj.FailNextWrite(".log", syscall.EIO)
 			}
 			b := makeBatch(plain(1, 20, 1, 2))
 			h, _ := kafkaproto.ValidateBatch(b)
@@ -41,8 +42,8 @@ func TestWriteErrorFencesLog(t *testing.T) {
 			if short && !errors.Is(err, io.ErrShortWrite) || !short && !errors.Is(err, syscall.EIO) {
 				t.Fatalf("cause not wrapped: %v", err)
 			}
-			if ffs.Fired() != 1 {
-				t.Fatalf("fault fired %d times", ffs.Fired())
+			if inj.Fired() != 1 {
+				t.Fatalf("fault fired %d times", inj.Fired())
 			}
 			select {
 			case <-hwCh:
@@ -78,8 +79,10 @@ func TestWriteErrorFencesLog(t *testing.T) {
 	}
 }
 
-func TestSyncErrorFencesLog(t *testing.T) {
-	ffs := NewFaultFS(NewCrashFS())
+func TestSyncErrorFencesLog(t *testing.T) { forEachIO(t, testSyncErrorFencesLog) }
+
+func testSyncErrorFencesLog(t *testing.T, env ioEnv) {
+	ffs, _, inj := env.faultFS(t)
 	e := openEngine(t, ffs, FsyncAlways, nil)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{RetentionBytes: -1, RetentionMs: -1})
@@ -87,7 +90,7 @@ func TestSyncErrorFencesLog(t *testing.T) {
 	if err := l.WaitDurable(context.Background(), res.LastOffset); err != nil {
 		t.Fatal(err)
 	}
-	ffs.FailNextSync(".log", syscall.EIO)
+	inj.FailNextSync(".log", syscall.EIO)
 	res, _ = appendSpec(t, l, plain(1, 20, 1, 2))
 	err := l.WaitDurable(context.Background(), res.LastOffset)
 	if !errors.Is(err, ErrFenced) || !errors.Is(err, syscall.EIO) {
@@ -113,13 +116,15 @@ func TestSyncErrorFencesLog(t *testing.T) {
 	}
 }
 
-func TestRollSyncErrorFences(t *testing.T) {
-	ffs := NewFaultFS(NewCrashFS())
+func TestRollSyncErrorFences(t *testing.T) { forEachIO(t, testRollSyncErrorFences) }
+
+func testRollSyncErrorFences(t *testing.T, env ioEnv) {
+	ffs, _, inj := env.faultFS(t)
 	e := openEngine(t, ffs, FsyncNever, nil)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{SegmentBytes: 100, RetentionBytes: -1, RetentionMs: -1})
 	appendSpec(t, l, plain(1, 60, 1, 1))
-	ffs.FailNextSync(".log", syscall.EIO)
+	inj.FailNextSync(".log", syscall.EIO)
 	b := makeBatch(plain(1, 60, 1, 2))
 	h, _ := kafkaproto.ValidateBatch(b)
 	if _, err := l.Append(b, h, 0); !errors.Is(err, ErrFenced) || !errors.Is(err, syscall.EIO) {

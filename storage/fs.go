@@ -85,6 +85,7 @@ type osFile struct{ f *os.File }
 func (o osFile) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off) }
 func (o osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
 func (o osFile) Close() error                             { return o.f.Close() }
+func (o osFile) osHandle() *os.File                       { return o.f }
 func (o osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
 
 func (o osFile) Sync() error {

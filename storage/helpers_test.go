@@ -87,7 +87,9 @@ const testDir = "/data"
 
 func openEngine(t testing.TB, fsys FS, policy FsyncPolicy, now func() time.Time) *Engine {
 	t.Helper()
-	e, err := Open(Options{Dir: testDir, Fsync: policy, FS: fsys, Logger: zerolog.Nop(), Now: now, RetentionCheckInterval: time.Hour, FsyncInterval: time.Millisecond})
+	mode, fault := ioOptsOf(fsys)
+	e, err := Open(Options{Dir: testDir, Fsync: policy, FS: fsys, Logger: zerolog.Nop(), Now: now, RetentionCheckInterval: time.Hour, FsyncInterval: time.Millisecond,
+		IO: mode, ioFault: fault})
 	if err != nil {
 		t.Fatalf("open engine: %v", err)
 	}

@@ -217,6 +217,7 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	if idempotent {
 		l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, base, last, h.MaxTimestamp)
 	}
+	l.engine.stats.appends.Add(1)
 	switch l.policy {
 	case FsyncAlways:
 		l.engine.markDirty(l, true)
@@ -251,7 +252,7 @@ func (l *Log) rollLocked() error {
 	if err := writeFileSync(l.fs, segName(l.dir, l.leo, snapshotSuffix), encodeSnapshot(l.producers.Entries())); err != nil {
 		return fail("write producer snapshot", err)
 	}
-	f, err := l.fs.OpenFile(segName(l.dir, l.leo, logSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := l.openSegFile(l.leo, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return fail("create segment", err)
 	}
@@ -380,27 +381,49 @@ func (l *Log) WaitDurable(ctx context.Context, lastOffset int64) error {
 	}
 }
 
-// syncOnce fdatasyncs the active segment up to the current log end offset
-// and then advances the durable offset (and, for FsyncAlways, the HW).
-// Called by the engine's syncer.
-func (l *Log) syncOnce() {
+// syncTicket is one log's part in a group commit: its active segment
+// (pinned open) and the log end offset the sync will cover.
+type syncTicket struct {
+	l      *Log
+	seg    *segment
+	target int64
+}
+
+// beginSync pins the active segment for an fdatasync covering everything
+// appended so far; ok is false when there is nothing to sync. The caller
+// syncs t.seg.f and then calls endSync.
+func (l *Log) beginSync() (t syncTicket, ok bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed || l.fenceErr != nil || l.leo <= l.durable {
-		l.mu.Unlock()
-		return
+		return syncTicket{}, false
 	}
-	seg, target := l.active(), l.leo
+	seg := l.active()
 	seg.closeMu.RLock()
-	l.mu.Unlock()
-	err := seg.f.Sync()
-	seg.closeMu.RUnlock()
+	return syncTicket{l: l, seg: seg, target: l.leo}, true
+}
+
+// endSync unpins the segment and, if the sync succeeded, advances the
+// durable offset (and, for FsyncAlways, the HW); a failed sync fences.
+func (l *Log) endSync(t syncTicket, err error) {
+	t.seg.closeMu.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.fenceLocked(fmt.Errorf("storage: sync %s segment %d: %w", l.tp, seg.base, err))
+		l.fenceLocked(fmt.Errorf("storage: sync %s segment %d: %w", l.tp, t.seg.base, err))
 		return
 	}
-	l.advanceDurableLocked(target)
+	l.advanceDurableLocked(t.target)
+}
+
+// openSegFile opens the segment file at base through the engine's I/O
+// backend.
+func (l *Log) openSegFile(base int64, flag int) (File, error) {
+	f, err := l.fs.OpenFile(segName(l.dir, base, logSuffix), flag, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return l.engine.io.wrap(f), nil
 }
 
 // segmentForLocked returns the segment holding offset (logStart <= offset < leo).

@@ -21,9 +21,11 @@ func appendErr(l *Log, s batchSpec) (AppendResult, error) {
 	return l.Append(b, h, 1)
 }
 
-func TestIdempotentProducer(t *testing.T) {
+func TestIdempotentProducer(t *testing.T) { forEachIO(t, testIdempotentProducer) }
+
+func testIdempotentProducer(t *testing.T, env ioEnv) {
 	for _, dropSnapshots := range []bool{false, true} {
-		fsys := NewCrashFS()
+		fsys := env.newFS(t)
 		e := openEngine(t, fsys, FsyncAlways, nil)
 		cfg := LogConfig{SegmentBytes: 500, RetentionBytes: -1, RetentionMs: -1}
 		l := openLog(t, e, cfg)

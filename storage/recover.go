@@ -182,7 +182,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		if err := l.createEmptySegment(logStart); err != nil {
 			return fail(err)
 		}
-		f, err := e.fs.OpenFile(segName(dir, logStart, logSuffix), os.O_RDWR, 0)
+		f, err := l.openSegFile(logStart, os.O_RDWR)
 		if err != nil {
 			return fail(err)
 		}
@@ -226,7 +226,7 @@ func (l *Log) removeSegFiles(base int64) {
 // rewrites them. It returns nil when the segment itself is damaged (it does
 // not reach next), leaving the caller to truncate there.
 func (l *Log) openSealed(base, next, interval int64) (*segment, error) {
-	f, err := l.fs.OpenFile(segName(l.dir, base, logSuffix), os.O_RDWR, 0)
+	f, err := l.openSegFile(base, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}
@@ -300,7 +300,7 @@ func (l *Log) loadIndexes(s *segment) bool {
 // contiguous offsets, CRC-32C), truncates at the first bad one, and rebuilds
 // its in-memory indexes. replay sees every valid batch header.
 func (l *Log) openActive(base, interval int64, replay func(*kafkaproto.BatchHeader)) (*segment, error) {
-	f, err := l.fs.OpenFile(segName(l.dir, base, logSuffix), os.O_RDWR, 0)
+	f, err := l.openSegFile(base, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}

@@ -25,8 +25,10 @@ func twentyBatches(t *testing.T, l *Log) {
 	}
 }
 
-func TestDeleteRecordsBefore(t *testing.T) {
-	fsys := NewCrashFS()
+func TestDeleteRecordsBefore(t *testing.T) { forEachIO(t, testDeleteRecordsBefore) }
+
+func testDeleteRecordsBefore(t *testing.T, env ioEnv) {
+	fsys := env.newFS(t)
 	e := openEngine(t, fsys, FsyncAlways, nil)
 	cfg := LogConfig{SegmentBytes: 600, RetentionBytes: -1, RetentionMs: -1}
 	l := openLog(t, e, cfg)
@@ -90,8 +92,10 @@ type fakeClock struct{ ms atomic.Int64 }
 
 func (c *fakeClock) now() time.Time { return time.UnixMilli(c.ms.Load()) }
 
-func TestRetentionBytes(t *testing.T) {
-	fsys := NewCrashFS()
+func TestRetentionBytes(t *testing.T) { forEachIO(t, testRetentionBytes) }
+
+func testRetentionBytes(t *testing.T, env ioEnv) {
+	fsys := env.newFS(t)
 	e := openEngine(t, fsys, FsyncNever, nil)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{SegmentBytes: 600, RetentionBytes: 1000, RetentionMs: -1})
@@ -114,10 +118,12 @@ func TestRetentionBytes(t *testing.T) {
 	}
 }
 
-func TestRetentionMsAndSegmentMs(t *testing.T) {
+func TestRetentionMsAndSegmentMs(t *testing.T) { forEachIO(t, testRetentionMsAndSegmentMs) }
+
+func testRetentionMsAndSegmentMs(t *testing.T, env ioEnv) {
 	clk := &fakeClock{}
 	clk.ms.Store(1_000_000)
-	fsys := NewCrashFS()
+	fsys := env.newFS(t)
 	e := openEngine(t, fsys, FsyncNever, clk.now)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{SegmentBytes: 600, RetentionBytes: -1, RetentionMs: 1000})
@@ -156,7 +162,11 @@ func TestRetentionMsAndSegmentMs(t *testing.T) {
 }
 
 func TestOffsetForTimestampAndMaxTimestamp(t *testing.T) {
-	g := newGateFS(NewCrashFS())
+	forEachIO(t, testOffsetForTimestampAndMaxTimestamp)
+}
+
+func testOffsetForTimestampAndMaxTimestamp(t *testing.T, env ioEnv) {
+	g := newGateFS(env.newFS(t))
 	e := openEngine(t, g, FsyncAlways, nil)
 	cfg := LogConfig{SegmentBytes: 600, RetentionBytes: -1, RetentionMs: -1, IndexIntervalBytes: 1}
 	l := openLog(t, e, cfg)
@@ -236,7 +246,11 @@ func TestOffsetForTimestampAndMaxTimestamp(t *testing.T) {
 }
 
 func TestConcurrentReadsAppendsRetention(t *testing.T) {
-	e := openEngine(t, NewCrashFS(), FsyncAlways, nil)
+	forEachIO(t, testConcurrentReadsAppendsRetention)
+}
+
+func testConcurrentReadsAppendsRetention(t *testing.T, env ioEnv) {
+	e := openEngine(t, env.newFS(t), FsyncAlways, nil)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{SegmentBytes: 800, RetentionBytes: 2500, RetentionMs: -1, IndexIntervalBytes: 100})
 	done := make(chan struct{})

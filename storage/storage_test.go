@@ -60,8 +60,10 @@ func segFiles(t *testing.T, fsys FS, suffix string) []int64 {
 	return out
 }
 
-func TestAppendReadAcrossRolls(t *testing.T) {
-	fsys := NewCrashFS()
+func TestAppendReadAcrossRolls(t *testing.T) { forEachIO(t, testAppendReadAcrossRolls) }
+
+func testAppendReadAcrossRolls(t *testing.T, env ioEnv) {
+	fsys := env.newFS(t)
 	e := openEngine(t, fsys, FsyncAlways, nil)
 	cfg := LogConfig{SegmentBytes: 1000, RetentionBytes: -1, RetentionMs: -1, IndexIntervalBytes: 200}
 	l := openLog(t, e, cfg)
@@ -200,8 +202,10 @@ func TestAppendReadAcrossRolls(t *testing.T) {
 	}
 }
 
-func TestReadLimitsAndHighWatermark(t *testing.T) {
-	g := newGateFS(NewCrashFS())
+func TestReadLimitsAndHighWatermark(t *testing.T) { forEachIO(t, testReadLimitsAndHighWatermark) }
+
+func testReadLimitsAndHighWatermark(t *testing.T, env ioEnv) {
+	g := newGateFS(env.newFS(t))
 	e := openEngine(t, g, FsyncAlways, nil)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{SegmentBytes: 1 << 20, RetentionBytes: -1, RetentionMs: -1})
@@ -279,8 +283,10 @@ func TestReadLimitsAndHighWatermark(t *testing.T) {
 	}
 }
 
-func TestGroupCommitSharesFsync(t *testing.T) {
-	g := newGateFS(NewCrashFS())
+func TestGroupCommitSharesFsync(t *testing.T) { forEachIO(t, testGroupCommitSharesFsync) }
+
+func testGroupCommitSharesFsync(t *testing.T, env ioEnv) {
+	g := newGateFS(env.newFS(t))
 	e := openEngine(t, g, FsyncAlways, nil)
 	defer e.Close()
 	l := openLog(t, e, LogConfig{RetentionBytes: -1, RetentionMs: -1})
@@ -308,8 +314,10 @@ func TestGroupCommitSharesFsync(t *testing.T) {
 	}
 }
 
-func TestWaitDurableContextCancel(t *testing.T) {
-	g := newGateFS(NewCrashFS())
+func TestWaitDurableContextCancel(t *testing.T) { forEachIO(t, testWaitDurableContextCancel) }
+
+func testWaitDurableContextCancel(t *testing.T, env ioEnv) {
+	g := newGateFS(env.newFS(t))
 	e := openEngine(t, g, FsyncAlways, nil)
 	defer func() { g.setBlocked(false); e.Close() }()
 	l := openLog(t, e, LogConfig{RetentionBytes: -1, RetentionMs: -1})
@@ -444,7 +452,9 @@ func checkValidLog(t testing.TB, l *Log) [][]byte {
 	return out
 }
 
-func TestTornTailTruncated(t *testing.T) {
+func TestTornTailTruncated(t *testing.T) { forEachIO(t, testTornTailTruncated) }
+
+func testTornTailTruncated(t *testing.T, env ioEnv) {
 	good := makeBatch(plain(2, 30, 5, 0xaa))
 	badCRC := slices.Clone(good)
 	badCRC[len(badCRC)-3] ^= 0xff
@@ -463,7 +473,7 @@ func TestTornTailTruncated(t *testing.T) {
 	}
 	for name, tail := range cases {
 		t.Run(name, func(t *testing.T) {
-			fsys := NewCrashFS()
+			fsys := env.newFS(t)
 			e := openEngine(t, fsys, FsyncAlways, nil)
 			cfg := LogConfig{SegmentBytes: 700, RetentionBytes: -1, RetentionMs: -1}
 			l := openLog(t, e, cfg)

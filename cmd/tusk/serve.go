@@ -65,11 +65,16 @@ func serve(cfg configs.Config) error {
 	if err != nil {
 		return err
 	}
+	ioMode, err := storage.ParseIOMode(cfg.Storage.IO)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 	engine, err := storage.Open(storage.Options{
 		Dir:                    filepath.Join(cfg.DataDir, "logs"),
 		Fsync:                  policy,
 		FsyncInterval:          cfg.Storage.FsyncInterval,
+		IO:                     ioMode,
 		Logger:                 log.With().Str("component", "storage").Logger(),
 		RetentionCheckInterval: cfg.Storage.RetentionCheckInterval,
 	})
@@ -114,7 +119,7 @@ func serve(cfg configs.Config) error {
 		b.Close(context.Background())
 		return err
 	}
-	log.Info().Dur("startup", time.Since(started)).Msg("tusk started")
+	log.Info().Dur("startup", time.Since(started)).Str("storage_io", engine.IOBackend()).Msg("tusk started")
 	sig := <-sigs
 	log.Info().Str("signal", sig.String()).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
