@@ -77,6 +77,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		conns:    map[*conn]struct{}{},
 	}
 	b.pids.b = b
+	b.m.addStorage(engine)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.ensureClusterID(); err != nil {
 		return nil, err

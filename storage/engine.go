@@ -89,6 +89,8 @@ type Engine struct {
 	dirtyMu sync.Mutex
 	dirty   map[*Log]struct{} // logs with appends not yet synced
 
+	stats engineStats
+
 	kick chan struct{} // pokes the syncer (capacity 1)
 	stop chan struct{}
 	wg   sync.WaitGroup
