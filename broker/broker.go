@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,10 @@ type Broker struct {
 
 	shutdown     chan struct{} // closed when Close begins
 	shutdownOnce sync.Once
+
+	// sendfileOff makes Fetch copy record bytes even on TCP connections
+	// (tests compare both paths).
+	sendfileOff atomic.Bool
 
 	connMu sync.Mutex
 	conns  map[*conn]struct{}
