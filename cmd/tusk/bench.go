@@ -29,7 +29,7 @@ MB means 2^20 bytes.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := bench.Run(ctx, cfg, cmd.ErrOrStderr())
-			if res.Produced > 0 || res.Errors > 0 {
+			if res.Produced > 0 || res.Errors > 0 || res.Consumed > 0 {
 				fmt.Fprint(cmd.OutOrStdout(), res.String())
 			}
 			return err
@@ -46,6 +46,7 @@ MB means 2^20 bytes.`,
 	f.StringVar(&cfg.Compression, "compression", cfg.Compression, "batch compression: none, gzip, snappy, lz4 or zstd")
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "total produce target in MB/s (0 = unlimited)")
 	f.BoolVar(&cfg.Consume, "consume", cfg.Consume, "consume the records back and measure end-to-end latency")
+	f.BoolVar(&cfg.ConsumeOnly, "consume-only", cfg.ConsumeOnly, "produce nothing: read the topic's existing records (log start to end) and report consume throughput")
 	f.DurationVar(&cfg.Linger, "linger", cfg.Linger, "producer linger")
 	f.Int32Var(&cfg.BatchMaxBytes, "batch-max-bytes", cfg.BatchMaxBytes, "producer batch max bytes")
 	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
