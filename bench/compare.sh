@@ -10,7 +10,7 @@
 #        RECORDS, RATE_RECORDS, RECOVERY_MB, RECOVERY_PARTITIONS,
 #        BIG_PARTITIONS, PRODUCERS, DD_MB, OUT   override the sizes below
 # Needs: go, dd, curl, jq.
-set -euo pipefail
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 QUICK=${QUICK:-0}
@@ -33,6 +33,11 @@ cleanup() {
   rm -rf "$work" "$DATA_ROOT"/cmp-*
 }
 trap cleanup EXIT
+on_err() {
+  echo "compare: failed at line $1; last log lines:" >&2
+  tail -n 20 "${dir:-/nonexistent}/bench.log" "${dir:-/nonexistent}/server.log" >&2 2>/dev/null || true
+}
+trap 'on_err $LINENO' ERR
 began=$(date +%s)
 log() { echo "compare: $(( $(date +%s) - began ))s $*" >&2; }
 
@@ -44,9 +49,9 @@ go build -o "$work/probe" ./bench/cmd/probe
 go build -o "$work/kfake" ./compat-tests/internal/kfaketusk
 TUSK=$work/tusk
 
-cmds=()   # the exact commands, for RESULTS.md
 rows=()   # table rows
-note() { cmds+=("$*"); }
+# note records an exact command for RESULTS.md (a file: bench runs in $(...)).
+note() { echo "$*" >>"$work/cmds.txt"; }
 row() { rows+=("| $1 | $2 | $3 | $4 |"); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100*a/b; else print "n/a" }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
@@ -76,7 +81,7 @@ log "fdatasync probe"
 mkdir -p "$DATA_ROOT/cmp-probe"
 c="probe fsync -dir $DATA_ROOT/cmp-probe -n $FSYNC_OPS -size 4096"
 note "$c"
-fs=$("$work/$c")
+fs=$($work/$c)
 fs_p50=$(echo "$fs" | sed -E 's/.*p50_us=([0-9]+).*/\1/')
 fs_p99=$(echo "$fs" | sed -E 's/.*p99_us=([0-9]+).*/\1/')
 row "4 KiB write+fdatasync p50 / p99" "$fs_p50 µs / $fs_p99 µs" "latency limit" "-"
@@ -84,7 +89,7 @@ row "4 KiB write+fdatasync p50 / p99" "$fs_p50 µs / $fs_p99 µs" "latency limit
 log "loopback tcp"
 c="probe tcp -secs $TCP_SECS -size 1048576"
 note "$c"
-tcp_mbps=$("$work/$c" | sed -E 's/.*mbps=([0-9.]+).*/\1/')
+tcp_mbps=$($work/$c | sed -E 's/.*mbps=([0-9.]+).*/\1/')
 row "loopback TCP, one stream, 1 MiB writes" "$tcp_mbps MB/s" "network limit" "-"
 
 # ---- servers
@@ -237,7 +242,7 @@ log "done in ${total}s; writing $OUT"
   echo "ADDR is the server's Kafka address from its ready file; \`probe\` is \`go build ./bench/cmd/probe\`; kfake is \`go build ./compat-tests/internal/kfaketusk\` (kfake from the module cache behind tusk's \`serve\` flags)."
   echo
   echo '```'
-  printf '%s\n' "${cmds[@]}"
+  cat "$work/cmds.txt"
   echo '```'
 } >"$OUT"
 cat "$OUT"
