@@ -38,7 +38,11 @@ type Config struct {
 	Compression string // "none", "gzip", "snappy", "lz4" or "zstd"
 	Rate        float64
 	// Rate is the total produce target in MB/s; 0 means unlimited.
-	Consume       bool          // also consume everything produced, measuring end-to-end latency
+	Consume bool // also consume everything produced, measuring end-to-end latency
+	// ConsumeOnly skips producing: it reads the topic's existing records,
+	// from each partition's log start to its end offset, and reports
+	// consume throughput (end-to-end latency is then meaningless).
+	ConsumeOnly   bool
 	Linger        time.Duration // kgo ProducerLinger (0 = send as soon as possible)
 	BatchMaxBytes int32         // kgo ProducerBatchMaxBytes; 0 keeps kgo's default (1 MB)
 	// Idempotent enables idempotent producing. It requires acks=all; with
@@ -96,8 +100,10 @@ func (r Result) String() string {
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-13s\trecords\trecords/s\tMB/s\tp50\tp99\tp99.9\telapsed\t\n", "")
-	fmt.Fprintf(tw, "%-13s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
-		"produce", r.Produced, r.ProduceRecordsPerSec, r.ProduceMBps, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtDur(r.Elapsed))
+	if r.Produced > 0 || r.Errors > 0 || r.Consumed == 0 {
+		fmt.Fprintf(tw, "%-13s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
+			"produce", r.Produced, r.ProduceRecordsPerSec, r.ProduceMBps, fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.P999), fmtDur(r.Elapsed))
+	}
 	if r.Consumed > 0 || r.ConsumeElapsed > 0 {
 		fmt.Fprintf(tw, "%-13s\t%d\t%.1f\t%.2f\t%s\t%s\t%s\t%s\t\n",
 			"consume (e2e)", r.Consumed, r.ConsumeRecordsPerSec, r.ConsumeMBps, fmtDur(r.E2EP50), fmtDur(r.E2EP99), fmtDur(r.E2EP999), fmtDur(r.ConsumeElapsed))
@@ -241,6 +247,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if cfg.ConsumeOnly {
+		return consumeOnly(runCtx, cfg, adm, starts, lw)
+	}
 
 	var cons *consumer
 	if cfg.Consume {
@@ -301,6 +310,46 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 		return res, fmt.Errorf("bench: produce: %d of %d records failed, first error: %w", res.Errors, cfg.Records, prod.firstErr())
 	}
 	return res, ctx.Err()
+}
+
+// consumeOnly reads every record between each partition's log start and
+// its end offset ends.
+func consumeOnly(ctx context.Context, cfg Config, adm *kadm.Client, ends map[int32]int64, lw *syncWriter) (Result, error) {
+	var res Result
+	listed, err := adm.ListStartOffsets(ctx, cfg.Topic)
+	if err != nil {
+		return res, fmt.Errorf("bench: list start offsets of %q: %w", cfg.Topic, err)
+	}
+	starts := map[int32]int64{}
+	var total int64
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil && err == nil {
+			err = fmt.Errorf("bench: start offset of partition %d: %w", o.Partition, o.Err)
+		}
+		starts[o.Partition] = o.Offset
+		total += ends[o.Partition] - o.Offset
+	})
+	if err != nil {
+		return res, err
+	}
+	if total <= 0 {
+		return res, fmt.Errorf("bench: consume: topic %q holds no records", cfg.Topic)
+	}
+	lw.printf("bench: consuming the %d records of %q", total, cfg.Topic)
+	cons, err := newConsumer(cfg, starts)
+	if err != nil {
+		return res, err
+	}
+	defer cons.cl.Close()
+	cons.produceDone(total)
+	err = cons.run(ctx, cfg)
+	res.Consumed = cons.count
+	res.ConsumeElapsed = cons.elapsed
+	if secs := res.ConsumeElapsed.Seconds(); secs > 0 {
+		res.ConsumeRecordsPerSec = float64(res.Consumed) / secs
+		res.ConsumeMBps = float64(cons.bytes) / MB / secs
+	}
+	return res, err
 }
 
 // ensureTopic creates cfg.Topic unless it exists, first with replication

@@ -25,6 +25,9 @@ type fetchPart struct {
 	log    *storage.Log
 	offset int64
 	max    int
+	// sec holds the partition's records instead of resp.RecordBatches
+	// when they are served from the segment file (sendfile).
+	sec *storage.Section
 }
 
 func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response, func() kmsg.Response) {
@@ -75,7 +78,8 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		resp.Topics = append(resp.Topics, st)
 	}
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
-	got := b.readFetch(req, parts)
+	rf := func() int { return b.readFetch(req, parts, rc.conn.sendfile && !b.sendfileOff.Load()) }
+	got := rf()
 	if got >= int(req.MinBytes) || maxWait <= 0 || len(parts) == 0 || b.shuttingDown() {
 		return b.fetchDone(resp, parts), nil
 	}
@@ -89,16 +93,16 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			// Re-check after registering so an append racing with the
 			// first read is not missed.
-			if b.readFetch(req, parts) >= int(req.MinBytes) {
+			if rf() >= int(req.MinBytes) {
 				return b.fetchDone(resp, parts)
 			}
 			select {
 			case <-wake:
 			case <-deadline.C:
-				b.readFetch(req, parts)
+				rf()
 				return b.fetchDone(resp, parts)
 			case <-b.shutdown:
-				b.readFetch(req, parts)
+				rf()
 				return b.fetchDone(resp, parts)
 			}
 		}
@@ -107,20 +111,30 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 
 // readFetch fills every partition's records and offsets from its log and
 // returns the total bytes, honouring the request and partition limits.
-func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart) int {
+// With sections, records come back as file sections to be sent with
+// sendfile (storage.Log.ReadSection) rather than copied into memory.
+func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections bool) int {
 	budget := int(req.MaxBytes)
 	if budget <= 0 {
 		budget = 50 << 20
 	}
 	total := 0
-	for _, p := range parts {
+	for i := range parts {
+		p := &parts[i]
 		sp := p.resp
 		sp.ErrorCode = 0
 		// Empty, never null: librdkafka rejects a null record set
 		// ("invalid MessageSetSize -1").
 		sp.RecordBatches = noRecords
+		p.closeSection(b)
 		limit := min(p.max, budget-total)
-		res, err := p.log.Read(p.offset, max(limit, 0), total == 0)
+		var res storage.ReadResult
+		var err error
+		if sections {
+			res, err = p.log.ReadSection(p.offset, max(limit, 0), total == 0)
+		} else {
+			res, err = p.log.Read(p.offset, max(limit, 0), total == 0)
+		}
 		// Read reports the offsets with an out-of-range error too.
 		sp.HighWatermark = res.HighWatermark
 		sp.LastStableOffset = res.HighWatermark
@@ -137,7 +151,10 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart) int {
 			}
 			continue
 		}
-		if len(res.Data) > 0 {
+		if res.Section != nil {
+			p.sec = res.Section
+			total += int(res.Section.Len())
+		} else if len(res.Data) > 0 {
 			sp.RecordBatches = res.Data
 			total += len(res.Data)
 		}
@@ -145,13 +162,34 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart) int {
 	return total
 }
 
-// fetchDone records the bytes a final fetch response carries.
+// closeSection drops the partition's section from an earlier read.
+func (p *fetchPart) closeSection(b *Broker) {
+	if p.sec == nil {
+		return
+	}
+	if err := p.sec.Close(); err != nil {
+		b.log.Warn().Err(err).Msg("fetch: close section")
+	}
+	p.sec = nil
+}
+
+// fetchDone records the bytes a final fetch response carries. A response
+// with file sections travels as a *splicedFetch, which the connection
+// writes with sendfile.
 func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart) kmsg.Response {
 	n := 0
+	var secs []fetchSection
 	for _, p := range parts {
 		n += len(p.resp.RecordBatches)
+		if p.sec != nil {
+			n += int(p.sec.Len())
+			secs = append(secs, fetchSection{part: p.resp, sec: p.sec})
+		}
 	}
 	b.m.fetchedBytes.Add(float64(n))
+	if len(secs) > 0 {
+		return &splicedFetch{FetchResponse: resp, secs: secs}
+	}
 	return resp
 }
 

@@ -67,6 +67,10 @@ type Broker struct {
 	shutdown     chan struct{} // closed when Close begins
 	shutdownOnce sync.Once
 
+	// sendfileOff makes Fetch copy record bytes even on TCP connections
+	// (tests compare both paths).
+	sendfileOff atomic.Bool
+
 	connMu sync.Mutex
 	conns  map[*conn]struct{}
 	connWG sync.WaitGroup
@@ -91,6 +95,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 		reconcileKick:  make(chan struct{}, 1),
 	}
 	b.pids.b = b
+	b.m.addStorage(engine)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
 	store.SetForwarder(b)

@@ -29,8 +29,11 @@ type request struct {
 type slot struct {
 	done  chan struct{}
 	frame []byte
-	api   kmsg.Key
-	start time.Time
+	// splices are file sections sent into frame at their positions
+	// (zero-copy Fetch); the writer closes them.
+	splices []splice
+	api     kmsg.Key
+	start   time.Time
 }
 
 type conn struct {
@@ -38,6 +41,9 @@ type conn struct {
 	nc  net.Conn
 	log zerolog.Logger
 	out chan *slot
+	// sendfile is set for plaintext TCP connections, to which Fetch
+	// sends record bytes straight from segment files.
+	sendfile bool
 
 	// groupTail is closed when the connection's latest group request has
 	// been served; only the read goroutine touches the field.
@@ -55,6 +61,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		groupTail: make(chan struct{}),
 	}
 	close(c.groupTail)
+	_, c.sendfile = nc.(*net.TCPConn)
 	return c
 }
 
@@ -159,9 +166,54 @@ func (c *conn) fill(s *slot, rc *request, resp kmsg.Response) {
 	if rc.hdr.APIKey == int16(kmsg.ApiVersions) && rc.hdr.APIVersion > c.b.apis[rc.hdr.APIKey].max {
 		resp.SetVersion(0)
 	}
-	s.frame = kafkaproto.AppendResponse(make([]byte, 0, sizeHint(resp)), rc.hdr.CorrelationID,
-		kafkaproto.ResponseHeaderFlexible(rc.hdr.APIKey, rc.hdr.Flexible), resp)
+	flexHeader := kafkaproto.ResponseHeaderFlexible(rc.hdr.APIKey, rc.hdr.Flexible)
+	if z, ok := resp.(*splicedFetch); ok {
+		frame, splices, err := z.encode(rc.hdr.CorrelationID, flexHeader)
+		if err == nil {
+			s.frame, s.splices = frame, splices
+			close(s.done)
+			return
+		}
+		c.log.Warn().Err(err).Msg("fetch: zero-copy encoding failed; copying records")
+		if err := z.copyIn(); err != nil {
+			c.log.Error().Err(err).Msg("fetch: read records of a section")
+		}
+		resp = z.FetchResponse
+	}
+	s.frame = kafkaproto.AppendResponse(make([]byte, 0, sizeHint(resp)), rc.hdr.CorrelationID, flexHeader, resp)
 	close(s.done)
+}
+
+// write writes a slot's frame, sending its sections (if any) with
+// sendfile between the encoded pieces.
+func (c *conn) write(bw *bufio.Writer, s *slot) error {
+	prev := 0
+	for _, sp := range s.splices {
+		if _, err := bw.Write(s.frame[prev:sp.at]); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		n, err := sp.sec.WriteTo(c.nc)
+		if err != nil {
+			return err
+		}
+		c.b.m.sendfileBytes.Add(float64(n))
+		prev = sp.at
+	}
+	_, err := bw.Write(s.frame[prev:])
+	return err
+}
+
+// release closes a written (or abandoned) slot's sections.
+func (c *conn) release(s *slot) {
+	for _, sp := range s.splices {
+		if err := sp.sec.Close(); err != nil {
+			c.log.Warn().Err(err).Msg("fetch: close section")
+		}
+	}
+	s.splices = nil
 }
 
 func (c *conn) writeLoop(done chan struct{}) {
@@ -183,9 +235,12 @@ func (c *conn) writeLoop(done chan struct{}) {
 		}
 		c.b.m.observe(s.api, s.start)
 		if failed {
+			c.release(s)
 			continue // drain so deferred handlers never block
 		}
-		if _, err := bw.Write(s.frame); err != nil {
+		err := c.write(bw, s)
+		c.release(s)
+		if err != nil {
 			c.writeFailed(err)
 			failed = true
 			continue

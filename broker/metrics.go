@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/storage"
 )
 
 // metrics are the broker's Prometheus metrics, in a registry of its own.
@@ -18,6 +20,7 @@ type metrics struct {
 	producedBytes prometheus.Counter
 	producedRecs  prometheus.Counter
 	fetchedBytes  prometheus.Counter
+	sendfileBytes prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -45,10 +48,25 @@ func newMetrics() *metrics {
 		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_fetched_bytes_total", Help: "Record batch bytes returned by Fetch.",
 		}),
+		sendfileBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_fetch_sendfile_bytes_total", Help: "Record batch bytes Fetch sent straight from segment files (sendfile), not copied.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes,
+	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// addStorage exports the storage engine's counters.
+func (m *metrics) addStorage(e *storage.Engine) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_fsyncs_total", Help: "fdatasyncs of segment files that made appended batches durable (group commits, interval syncs, rolls).",
+		}, func() float64 { return float64(e.Stats().Fsyncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_fsync_batches_total", Help: "Appended batches made durable by those fsyncs; divide by tusk_storage_fsyncs_total for batches per fsync.",
+		}, func() float64 { return float64(e.Stats().FsyncBatches) }),
+	)
 }
 
 func (m *metrics) observe(key kmsg.Key, start time.Time) {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -92,7 +91,7 @@ type Engine struct {
 	dirtyMu sync.Mutex
 	dirty   map[*Log]struct{} // logs with appends not yet synced
 
-	stats struct{ appends, commits, fsyncs atomic.Int64 }
+	stats engineStats
 
 	kick chan struct{} // pokes the syncer (capacity 1)
 	stop chan struct{}
@@ -393,7 +392,6 @@ func (e *Engine) syncLogs(logs []*Log) {
 		t.l.endSync(t, errs[i])
 	}
 	e.stats.commits.Add(1)
-	e.stats.fsyncs.Add(int64(len(files)))
 }
 
 // SyncStats counts group-commit work since Open.

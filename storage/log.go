@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -67,7 +66,10 @@ type AppendResult struct {
 
 // ReadResult is the outcome of Read.
 type ReadResult struct {
-	Data                          []byte // whole batches
+	Data []byte // whole batches (Read, and ReadSection's copying fallback)
+	// Section holds the batches instead of Data when ReadSection can
+	// serve them from the segment file; the caller closes it.
+	Section                       *Section
 	HighWatermark, LogStartOffset int64
 }
 
@@ -100,6 +102,9 @@ type Log struct {
 	hwWaiters []chan struct{}
 	fenceErr  error
 	closed    bool
+	// unsynced counts batches appended since the last fdatasync, for
+	// the engine's batches-per-fsync statistic.
+	unsynced int64
 }
 
 // SetConfig replaces the log's configuration; it applies from the next
@@ -214,6 +219,7 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	}
 	seg.track(base, last, h.MaxTimestamp, pos, int64(len(b)), l.cfg.indexInterval())
 	l.leo = last + 1
+	l.unsynced++
 	if idempotent {
 		l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, base, last, h.MaxTimestamp)
 	}
@@ -242,6 +248,8 @@ func (l *Log) rollLocked() error {
 	if err := old.f.Sync(); err != nil {
 		return fail(fmt.Sprintf("sync segment %d", old.base), err)
 	}
+	l.engine.stats.synced(l.unsynced)
+	l.unsynced = 0
 	old.seal()
 	if err := writeFileSync(l.fs, segName(l.dir, old.base, indexSuffix), encodeIndex(old.index)); err != nil {
 		return fail("write index", err)
@@ -384,9 +392,10 @@ func (l *Log) WaitDurable(ctx context.Context, lastOffset int64) error {
 // syncTicket is one log's part in a group commit: its active segment
 // (pinned open) and the log end offset the sync will cover.
 type syncTicket struct {
-	l      *Log
-	seg    *segment
-	target int64
+	l       *Log
+	seg     *segment
+	target  int64
+	batches int64 // appended batches the sync covers (stats)
 }
 
 // beginSync pins the active segment for an fdatasync covering everything
@@ -398,9 +407,10 @@ func (l *Log) beginSync() (t syncTicket, ok bool) {
 	if l.closed || l.fenceErr != nil || l.leo <= l.durable {
 		return syncTicket{}, false
 	}
-	seg := l.active()
+	seg, batches := l.active(), l.unsynced
+	l.unsynced = 0
 	seg.closeMu.RLock()
-	return syncTicket{l: l, seg: seg, target: l.leo}, true
+	return syncTicket{l: l, seg: seg, target: l.leo, batches: batches}, true
 }
 
 // endSync unpins the segment and, if the sync succeeded, advances the
@@ -413,6 +423,7 @@ func (l *Log) endSync(t syncTicket, err error) {
 		l.fenceLocked(fmt.Errorf("storage: sync %s segment %d: %w", l.tp, t.seg.base, err))
 		return
 	}
+	l.engine.stats.synced(t.batches)
 	l.advanceDurableLocked(t.target)
 }
 
@@ -456,31 +467,77 @@ func (s *segment) lookupBatch(offset int64) (pos, at int64) {
 // start or above the log end is ErrOffsetOutOfRange; an offset in
 // [HW, LEO] yields no data.
 func (l *Log) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
+	loc, res, err := l.locate(offset, maxBytes, minOneBatch)
+	if err != nil || loc.seg == nil {
+		return res, err
+	}
+	defer loc.seg.closeMu.RUnlock()
+	buf := make([]byte, loc.n)
+	if _, err := loc.seg.f.ReadAt(buf, loc.pos); err != nil {
+		return res, fmt.Errorf("storage: read %s segment %d at %d: %w", l.tp, loc.seg.base, loc.pos, err)
+	}
+	res.Data = buf
+	return res, nil
+}
+
+// readLoc is where the batches a read returns lie: n > 0 bytes at pos of
+// seg, whose closeMu the reader holds shared.
+type readLoc struct {
+	seg    *segment
+	pos, n int64
+}
+
+// locate finds the bytes Read would return. When it returns a segment, its
+// closeMu is held shared and the caller must release it; a nil segment
+// means no data (res holds the offsets either way).
+func (l *Log) locate(offset int64, maxBytes int, minOneBatch bool) (readLoc, ReadResult, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return ReadResult{}, fmt.Errorf("storage: read %s: %w", l.tp, ErrClosed)
+		return readLoc{}, ReadResult{}, fmt.Errorf("storage: read %s: %w", l.tp, ErrClosed)
 	}
 	res := ReadResult{HighWatermark: l.hw, LogStartOffset: l.logStart}
 	if offset < l.logStart || offset > l.leo {
 		err := fmt.Errorf("storage: read %s at %d, log spans [%d, %d]: %w", l.tp, offset, l.logStart, l.leo, ErrOffsetOutOfRange)
 		l.mu.Unlock()
-		return res, err
+		return readLoc{}, res, err
 	}
 	if offset >= l.hw || (maxBytes <= 0 && !minOneBatch) {
 		l.mu.Unlock()
-		return res, nil
+		return readLoc{}, res, nil
 	}
 	seg := l.segmentForLocked(offset)
 	pos, at := seg.lookupBatch(offset)
 	size, hw := seg.size, l.hw
+	// Entries below len(index) never change; appends go past it.
+	index := seg.index
 	seg.closeMu.RLock()
 	l.mu.Unlock()
-	defer seg.closeMu.RUnlock()
+	if seg.closed {
+		// Deleted by retention meanwhile: the next fetch sees the new
+		// log start offset.
+		seg.closeMu.RUnlock()
+		return readLoc{}, res, nil
+	}
+	loc, err := seg.span(index, offset, pos, at, size, hw, int64(maxBytes), minOneBatch)
+	if err != nil || loc.seg == nil {
+		seg.closeMu.RUnlock()
+		if err != nil {
+			err = fmt.Errorf("storage: read %s segment %d: %w", l.tp, seg.base, err)
+		}
+		return readLoc{}, res, err
+	}
+	return loc, res, nil
+}
 
+// span finds, in s (whose closeMu the caller holds shared), the whole
+// batches from the one containing offset, scanning from the batch at pos
+// (base offset at), that end within want bytes (or the first batch alone,
+// if minOneBatch), within size and below hw.
+func (s *segment) span(index []indexEntry, offset, pos, at, size, hw, want int64, minOneBatch bool) (readLoc, error) {
 	var first kafkaproto.BatchHeader
 	found := false
-	pos, _, err := scanBatches(seg.f, pos, at, size, false, func(h *kafkaproto.BatchHeader, _ int64) error {
+	pos, _, err := scanBatches(s.f, pos, at, size, false, func(h *kafkaproto.BatchHeader, _ int64) error {
 		if h.LastOffset() >= offset {
 			first, found = *h, true
 			return errStop
@@ -488,34 +545,38 @@ func (l *Log) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, er
 		return nil
 	})
 	if err != nil {
-		return res, fmt.Errorf("storage: read %s segment %d: %w", l.tp, seg.base, err)
+		return readLoc{}, err
 	}
 	if !found || first.BaseOffset >= hw {
-		return res, nil
+		return readLoc{}, nil
 	}
-	want := int64(maxBytes)
 	if fs := int64(first.Size()); fs > want {
 		if !minOneBatch {
-			return res, nil
+			return readLoc{}, nil
 		}
 		want = fs
 	}
-	end := min(size, pos+want)
-	buf := make([]byte, end-pos)
-	if _, err := seg.f.ReadAt(buf, pos); err != nil {
-		return res, fmt.Errorf("storage: read %s segment %d at %d: %w", l.tp, seg.base, pos, err)
+	limit := min(size, pos+want)
+	// Start the scan for the last batch that fits at the last index entry
+	// inside [pos, limit] below hw, so it reads few headers.
+	from, next := pos, first.BaseOffset
+	i := sort.Search(len(index), func(i int) bool {
+		return int64(index[i].pos) > limit || s.base+int64(index[i].rel) >= hw
+	}) - 1
+	if i >= 0 && int64(index[i].pos) > pos {
+		from, next = int64(index[i].pos), s.base+int64(index[i].rel)
 	}
-	cut := 0
-	for len(buf)-cut >= kafkaproto.BatchOverhead {
-		base := int64(binary.BigEndian.Uint64(buf[cut:]))
-		sz := kafkaproto.BatchOverhead + int(binary.BigEndian.Uint32(buf[cut+kafkaproto.BatchLengthOffset:]))
-		if base >= hw || sz > len(buf)-cut {
-			break
+	end := from
+	if _, _, err := scanBatches(s.f, from, next, size, false, func(h *kafkaproto.BatchHeader, p int64) error {
+		if h.BaseOffset >= hw || p+int64(h.Size()) > limit {
+			return errStop
 		}
-		cut += sz
+		end = p + int64(h.Size())
+		return nil
+	}); err != nil {
+		return readLoc{}, err
 	}
-	res.Data = buf[:cut]
-	return res, nil
+	return readLoc{seg: s, pos: pos, n: end - pos}, nil
 }
 
 // segView is a consistent copy of a segment's bounds taken under l.mu.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,6 +18,7 @@ import (
 // stdout and progress on stderr.
 func newBenchCmd() *cobra.Command {
 	cfg := bench.DefaultConfig()
+	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Produce (and consume) load against a Kafka-compatible cluster and report throughput and latency",
@@ -29,7 +32,15 @@ MB means 2^20 bytes.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := bench.Run(ctx, cfg, cmd.ErrOrStderr())
-			if res.Produced > 0 || res.Errors > 0 {
+			switch {
+			case jsonOut:
+				// Durations in nanoseconds; printed even after a failed run.
+				b, jerr := json.Marshal(res)
+				if jerr != nil {
+					return errors.Join(err, fmt.Errorf("bench: encode result: %w", jerr))
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			case res.Produced > 0 || res.Errors > 0 || res.Consumed > 0:
 				fmt.Fprint(cmd.OutOrStdout(), res.String())
 			}
 			return err
@@ -46,9 +57,11 @@ MB means 2^20 bytes.`,
 	f.StringVar(&cfg.Compression, "compression", cfg.Compression, "batch compression: none, gzip, snappy, lz4 or zstd")
 	f.Float64Var(&cfg.Rate, "rate", cfg.Rate, "total produce target in MB/s (0 = unlimited)")
 	f.BoolVar(&cfg.Consume, "consume", cfg.Consume, "consume the records back and measure end-to-end latency")
+	f.BoolVar(&cfg.ConsumeOnly, "consume-only", cfg.ConsumeOnly, "produce nothing: read the topic's existing records (log start to end) and report consume throughput")
 	f.DurationVar(&cfg.Linger, "linger", cfg.Linger, "producer linger")
 	f.Int32Var(&cfg.BatchMaxBytes, "batch-max-bytes", cfg.BatchMaxBytes, "producer batch max bytes")
 	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
+	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object (durations in nanoseconds) instead of a table")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "give up when a phase makes no progress for this long")
 	return cmd
 }

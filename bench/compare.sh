@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# bench/compare.sh: measure this machine's limits, kfake and tusk side by
+# side in one run, and write bench/RESULTS.md (a Markdown table with each
+# figure beside its target, the machine and the exact commands).
+#
+# Usage: bench/compare.sh            full run (about 6-9 minutes)
+#        QUICK=1 bench/compare.sh    smoke run (about 2 minutes), small sizes
+# Env:   DATA_ROOT=dir   where data dirs go (default: a temp dir under
+#                        $TMPDIR); the disk figures are for its file system
+#        RECORDS, RATE_RECORDS, RECOVERY_MB, RECOVERY_PARTITIONS,
+#        BIG_PARTITIONS, PRODUCERS, DD_MB, OUT   override the sizes below
+# Needs: go, dd, curl, jq.
+set -eEuo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  : "${RECORDS:=100000}" "${RATE_RECORDS:=40000}" "${RECOVERY_MB:=100}" "${RECOVERY_PARTITIONS:=1000}"
+  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=256}" "${FSYNC_OPS:=200}" "${TCP_SECS:=1}"
+else
+  : "${RECORDS:=500000}" "${RATE_RECORDS:=200000}" "${RECOVERY_MB:=1024}" "${RECOVERY_PARTITIONS:=1000}"
+  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=1024}" "${FSYNC_OPS:=500}" "${TCP_SECS:=3}"
+fi
+: "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
+for t in go dd curl jq; do command -v "$t" >/dev/null || { echo "compare.sh: $t not found" >&2; exit 1; }; done
+
+work=$(mktemp -d)
+DATA_ROOT=${DATA_ROOT:-$(mktemp -d)}
+mkdir -p "$DATA_ROOT"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work" "$DATA_ROOT"/cmp-*
+}
+trap cleanup EXIT
+on_err() {
+  echo "compare: failed at line $1; last log lines:" >&2
+  tail -n 20 "${dir:-/nonexistent}/bench.log" "${dir:-/nonexistent}/server.log" >&2 2>/dev/null || true
+}
+trap 'on_err $LINENO' ERR
+began=$(date +%s)
+log() { echo "compare: $(( $(date +%s) - began ))s $*" >&2; }
+
+log "building"
+go build -o "$work/tusk" ./cmd/tusk
+go build -o "$work/probe" ./bench/cmd/probe
+# kfake comes from the module cache (github.com/twmb/franz-go/pkg/kfake, the
+# version in go.mod) behind the same `serve` command line as tusk.
+go build -o "$work/kfake" ./compat-tests/internal/kfaketusk
+TUSK=$work/tusk
+
+rows=()   # table rows
+# note records an exact command for RESULTS.md (a file: bench runs in $(...)).
+note() { echo "$*" >>"$work/cmds.txt"; }
+row() { rows+=("| $1 | $2 | $3 | $4 |"); }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100*a/b; else print "n/a" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+ms() { awk -v ns="$1" 'BEGIN { printf "%.2f ms", ns/1e6 }'; }
+verdict() { if ge "$1" "$2"; then echo "met"; else echo "**missed**"; fi; }
+
+# ---- machine
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2/1048576 }' /proc/meminfo)
+fsline=$(df -T "$DATA_ROOT" | awk 'NR==2 { print $1 " (" $2 ")" }')
+dev=$(df "$DATA_ROOT" | awk 'NR==2 { print $1 }' | sed 's#/dev/##; s/[0-9]*$//; s/p$//')
+rot=$(cat "/sys/block/$dev/queue/rotational" 2>/dev/null || echo "?")
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- limits
+log "dd ($DD_MB MiB)"
+c="dd if=/dev/zero of=$DATA_ROOT/cmp-dd bs=1M count=$DD_MB conv=fdatasync"
+note "$c"
+ddout=$($c 2>&1 | tail -1)
+rm -f "$DATA_ROOT/cmp-dd"
+dd_bytes=$(echo "$ddout" | awk '{ print $1 }')
+dd_secs=$(echo "$ddout" | sed -E 's/.* ([0-9.]+) s,.*/\1/')
+dd_mbps=$(awk -v b="$dd_bytes" -v s="$dd_secs" 'BEGIN { printf "%.1f", b/1048576/s }')
+row "dd sequential write + fdatasync" "$dd_mbps MB/s" "disk limit" "-"
+
+log "fdatasync probe"
+mkdir -p "$DATA_ROOT/cmp-probe"
+c="probe fsync -dir $DATA_ROOT/cmp-probe -n $FSYNC_OPS -size 4096"
+note "$c"
+fs=$($work/$c)
+fs_p50=$(echo "$fs" | sed -E 's/.*p50_us=([0-9]+).*/\1/')
+fs_p99=$(echo "$fs" | sed -E 's/.*p99_us=([0-9]+).*/\1/')
+row "4 KiB write+fdatasync p50 / p99" "$fs_p50 µs / $fs_p99 µs" "latency limit" "-"
+
+log "loopback tcp"
+c="probe tcp -secs $TCP_SECS -size 1048576"
+note "$c"
+tcp_mbps=$($work/$c | sed -E 's/.*mbps=([0-9.]+).*/\1/')
+row "loopback TCP, one stream, 1 MiB writes" "$tcp_mbps MB/s" "network limit" "-"
+
+# ---- servers
+# start NAME BIN FSYNC [extra serve flags...]: starts a fresh server; sets
+# pid, addr, http, dir.
+start() {
+  local name=$1 bin=$2 fsync=$3; shift 3
+  dir=$DATA_ROOT/cmp-$name
+  rm -rf "$dir"; mkdir -p "$dir"
+  note "$(basename "$bin") serve --data-dir $dir/data --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ready-file $dir/ready.json --storage-fsync $fsync --log-level warn $*"
+  "$bin" serve --data-dir "$dir/data" --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+    --ready-file "$dir/ready.json" --storage-fsync "$fsync" --log-level warn "$@" >"$dir/server.log" 2>&1 &
+  pid=$!
+  wait_ready "$dir/ready.json"
+}
+wait_ready() {
+  for _ in $(seq 1 3000); do [ -s "$1" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+  [ -s "$1" ] || { echo "compare: server did not become ready; log:" >&2; cat "$dir/server.log" >&2; exit 1; }
+  addr=$(jq -r .kafka "$1")
+  http=$(jq -r '.http // empty' "$1")
+}
+stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
+# bench ARGS...: runs tusk bench against $addr; prints its JSON result.
+bench() {
+  note "tusk bench --brokers ADDR --json --partitions 6 --record-size 1024 --producers $PRODUCERS $*"
+  "$TUSK" bench --brokers "$addr" --json --partitions 6 --record-size 1024 --producers "$PRODUCERS" "$@" 2>>"$dir/bench.log"
+}
+metric() { curl -fsS "http://$http/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+j() { echo "$1" | jq -r "$2"; }
+
+log "kfake: produce acks=1"
+start kfake "$work/kfake" interval --topic-partitions 6
+r=$(bench --topic t1 --records "$RECORDS" --acks 1 --consume=false)
+kfake_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
+row "kfake produce acks=1 (no fsync)" "$kfake_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" "reference" "-"
+r=$(bench --topic t1 --consume-only)
+row "kfake consume (page cache)" "$(j "$r" '.ConsumeMBps | . * 10 | round / 10') MB/s" "reference" "-"
+stop
+
+# --storage-io arrives with the io_uring backend; use it only if present.
+if "$TUSK" serve --help 2>&1 | grep -q -- '--storage-io'; then
+  modes=(syscall uring)
+else
+  modes=(default)
+  row "tusk --storage-io uring" "skipped" "this build has no --storage-io flag" "-"
+fi
+for mode in "${modes[@]}"; do
+  io=(); label="tusk"
+  if [ "$mode" != default ]; then io=(--storage-io "$mode"); label="tusk io=$mode"; fi
+
+  log "$label: produce acks=1 fsync=interval, consume"
+  start "tusk-$mode-interval" "$TUSK" interval "${io[@]}"
+  r=$(bench --topic t1 --records "$RECORDS" --acks 1 --consume=false)
+  int_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
+  row "$label produce acks=1 fsync=interval" "$int_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" \
+    "≥ 2× kfake ($(ratio "$int_mbps" "$kfake_mbps") of kfake); ≥ 50% of dd ($(ratio "$int_mbps" "$dd_mbps"))" \
+    "$(if ge "$int_mbps" "$(awk -v k="$kfake_mbps" 'BEGIN{print 2*k}')" && ge "$int_mbps" "$(awk -v d="$dd_mbps" 'BEGIN{print d/2}')"; then echo met; else echo '**missed**'; fi)"
+  sf0=$(metric tusk_fetch_sendfile_bytes_total)
+  r=$(bench --topic t1 --consume-only)
+  cons_mbps=$(j "$r" '.ConsumeMBps | . * 10 | round / 10')
+  sf1=$(metric tusk_fetch_sendfile_bytes_total)
+  row "$label consume from page cache" "$cons_mbps MB/s ($(awk -v a="$sf0" -v b="$sf1" 'BEGIN{printf "%.0f", (b-a)/1048576}') MiB by sendfile)" \
+    "≥ 70% of loopback ($(ratio "$cons_mbps" "$tcp_mbps"))" "$(verdict "$cons_mbps" "$(awk -v t="$tcp_mbps" 'BEGIN{print 0.7*t}')")"
+  stop
+
+  log "$label: produce acks=all fsync=always"
+  start "tusk-$mode-always" "$TUSK" always "${io[@]}"
+  f0=$(metric tusk_storage_fsyncs_total); b0=$(metric tusk_storage_fsync_batches_total)
+  r=$(bench --topic t2 --records "$RECORDS" --acks all --consume=false)
+  f1=$(metric tusk_storage_fsyncs_total); b1=$(metric tusk_storage_fsync_batches_total)
+  al_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
+  secs=$(j "$r" '.Elapsed / 1e9')
+  fps=$(awk -v a="$f0" -v b="$f1" -v s="$secs" 'BEGIN { printf "%.0f", (b-a)/s }')
+  bpf=$(awk -v a="$f0" -v b="$f1" -v c="$b0" -v d="$b1" 'BEGIN { if (b > a) printf "%.1f", (d-c)/(b-a); else print "n/a" }')
+  row "$label produce acks=all fsync=always" "$al_mbps MB/s, p99 $(ms "$(j "$r" .P99)"); $fps fsyncs/s, $bpf batches per fsync" \
+    "≥ 60% of interval ($(ratio "$al_mbps" "$int_mbps"))" "$(verdict "$al_mbps" "$(awk -v i="$int_mbps" 'BEGIN{print 0.6*i}')")"
+
+  log "$label: p99 at 20 MB/s, fsync=always"
+  r=$(bench --topic t3 --records "$RATE_RECORDS" --acks all --rate 20 --consume=true)
+  p99_us=$(j "$r" '.P99 / 1000 | round')
+  row "$label produce p99 at 20 MB/s offered, fsync=always" \
+    "p50 $(ms "$(j "$r" .P50)"), p99 $(ms "$(j "$r" .P99)"), p99.9 $(ms "$(j "$r" .P999)"); e2e p99 $(ms "$(j "$r" .E2EP99)")" \
+    "≤ 3× fdatasync p99 ($(awk -v p="$p99_us" -v f="$fs_p99" 'BEGIN { if (f > 0) printf "%.1f×", p/f; else print "n/a" }'))" \
+    "$(verdict "$(awk -v f="$fs_p99" 'BEGIN{print 3*f}')" "$p99_us")"
+  stop
+done
+
+log "recovery: $RECOVERY_MB MiB across $RECOVERY_PARTITIONS partitions, kill -9"
+start recovery "$TUSK" interval
+recs=$(( RECOVERY_MB * 1024 ))
+note "tusk bench --brokers ADDR --json --topic rec --partitions $RECOVERY_PARTITIONS --records $recs --record-size 1024 --acks 1 --consume=false --producers $PRODUCERS --linger 5ms"
+"$TUSK" bench --brokers "$addr" --json --topic rec --partitions "$RECOVERY_PARTITIONS" --records "$recs" --record-size 1024 \
+  --acks 1 --consume=false --producers "$PRODUCERS" --linger 5ms >/dev/null 2>>"$dir/bench.log"
+sync
+kill -KILL "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+size=$(du -sm "$dir/data" | cut -f1)
+rm -f "$dir/ready.json"
+note "kill -9 PID; tusk serve --data-dir $dir/data ... (same flags); time until the ready file appears"
+t0=$(date +%s%N)
+"$TUSK" serve --data-dir "$dir/data" --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  --ready-file "$dir/ready.json" --storage-fsync interval --log-level warn >>"$dir/server.log" 2>&1 &
+pid=$!
+wait_ready "$dir/ready.json"
+t1=$(date +%s%N)
+rec_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b-a)/1e9 }')
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$http/healthz")
+row "recovery after kill -9: $size MiB on disk, $RECOVERY_PARTITIONS partitions" "$rec_s s to serving (/healthz $code)" \
+  "< 5 s (target is for 10 GB; RECOVERY_MB=10240 measures that)" "$(verdict 5 "$rec_s")"
+stop
+
+log "$BIG_PARTITIONS partitions"
+start big "$TUSK" interval
+t0=$(date +%s%N)
+note "tusk bench --brokers ADDR --json --topic big --partitions $BIG_PARTITIONS --records 1000 --record-size 1024 --acks 1 --producers 1"
+r=$("$TUSK" bench --brokers "$addr" --json --topic big --partitions "$BIG_PARTITIONS" --records 1000 --record-size 1024 \
+  --acks 1 --producers 1 --timeout 120s 2>>"$dir/bench.log")
+t1=$(date +%s%N)
+rss=$(awk '/VmRSS/ { printf "%.0f MiB", $2/1024 }' "/proc/$pid/status")
+row "$BIG_PARTITIONS partitions on one node" "serves (produced $(j "$r" .Produced), consumed $(j "$r" .Consumed) in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", (b-a)/1e9}') s incl. topic creation); RSS $rss" "starts, serves, RSS reported" "met"
+stop
+
+total=$(( $(date +%s) - began ))
+log "done in ${total}s; writing $OUT"
+{
+  echo "# Tusk benchmark results"
+  echo
+  echo "Written by \`bench/compare.sh\`$( [ "$QUICK" = 1 ] && echo ' with QUICK=1 (smoke run: small sizes, not the reference figures)') on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s."
+  echo "Single node, 1 KiB records, 6 partitions, $PRODUCERS producer clients on the same machine as the broker. MB = 2^20 bytes."
+  echo
+  echo "## Machine"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| CPU | $cpu, $(nproc) cores visible |"
+  echo "| memory | $mem |"
+  echo "| kernel | $(uname -sr) |"
+  echo "| data dir | $fsline, rotational=$rot |"
+  echo "| go | $(go version | cut -d' ' -f3-) |"
+  echo "| load average at start | $load |"
+  echo "| commit | $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ' (dirty)') |"
+  echo
+  echo "## Results"
+  echo
+  echo "| measurement | result | target / reference | verdict |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "## Commands"
+  echo
+  echo "ADDR is the server's Kafka address from its ready file; \`probe\` is \`go build ./bench/cmd/probe\`; kfake is \`go build ./compat-tests/internal/kfaketusk\` (kfake from the module cache behind tusk's \`serve\` flags)."
+  echo
+  echo '```'
+  cat "$work/cmds.txt"
+  echo '```'
+} >"$OUT"
+cat "$OUT"
