@@ -84,11 +84,6 @@ func (b *Broker) heartbeatOnce() error {
 	return nil
 }
 
-// leaseValid reports whether this node holds an unexpired lease.
-func (b *Broker) leaseValid() bool {
-	return time.Now().UnixNano() < b.leaseUntil.Load()
-}
-
 // kickReconcile asks the reconcile loop for a pass.
 func (b *Broker) kickReconcile() {
 	select {
