@@ -26,6 +26,51 @@
 // UNSUPPORTED_VERSION) close the connection with a log line. Errors in a
 // request's content are answered with Kafka error codes.
 //
+// # Cluster
+//
+// Metadata lives in the Raft FSM (package metadata); every node answers
+// Metadata, DescribeCluster and FindCoordinator from its local replica.
+// Write-type admin requests (CreateTopics, DeleteTopics, CreatePartitions,
+// AlterConfigs, IncrementalAlterConfigs, producer-id blocks) become Raft
+// commands that a follower forwards to the controller; the request is
+// answered once this node's FSM has applied the command, so a client reads
+// its own write from the node it asked. Produce, Fetch and the other
+// partition APIs are served by the partition's leader (the leader of its
+// active segment); other nodes answer NOT_LEADER_OR_FOLLOWER.
+//
+// Two loops run beside the listeners (cluster.go):
+//   - heartbeat: every lease.renew the node reports its id and addresses to
+//     the controller. The controller registers the node (or updates its
+//     addresses, or unfences it) through Raft when they differ from the
+//     FSM, and grants a lease of lease.timeout counted from the send time.
+//     The answer carries the controller's applied index; once the local
+//     FSM reaches it the node has "caught up".
+//   - reconcile: after every FSM change, open the logs of the partitions
+//     this node leads (recording the topic ID in the log directory), push
+//     topic configs, load group coordinators of local __consumer_offsets
+//     partitions, and, only once caught up, delete logs whose topic is gone
+//     or was recreated under another ID. A stale view never deletes data.
+//
+// # Internal protocol
+//
+// Node-to-node calls and `tusk cluster` use HTTP/1.1 with JSON bodies on
+// the internal listener (internal.listen). Every error is a JSON object
+// {"kind": ..., "error": ...} with 409 (precondition kinds: topic_exists,
+// topic_collision, unknown_topic, precondition, invalid,
+// not_enough_brokers, not_member), 421 (not_leader: ask the controller) or
+// 500; callers map kinds back to the metadata sentinel errors and retry
+// not_leader and transport failures until their deadline.
+//
+//	POST /v1/apply        body: an encoded metadata command (metadata.EncodeCommand)
+//	                      → {"index": n}; controller only. Placement-free proposals
+//	                      (CreateTopic without assignments) are placed there.
+//	POST /v1/heartbeat    body: metadata.Heartbeat → metadata.Lease; controller only
+//	GET  /v1/status       → {"node","leader","voters":[{id,raft,voter}],"brokers":[...]}
+//	GET  /v1/dump         → the canonical metadata dump (metadata.FSM.Dump)
+//	POST /v1/snapshot     forces a Raft snapshot on this node
+//	POST /v1/add-node     {"id","raft"}: add a Raft voter; forwarded to the controller
+//	POST /v1/remove-node  {"id"}: remove a node leading no partition; forwarded
+//
 // # Shutdown
 //
 // Close stops the listeners, stops reading new requests, waits for every

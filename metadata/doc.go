@@ -1,15 +1,43 @@
-// Package metadata owns cluster metadata: topics (with topic IDs and
-// configs), their partitions, producer-ID blocks, and the commands that
-// change them.
+// Package metadata owns cluster metadata and the controller: brokers,
+// topics (with topic IDs and configs), partitions as chains of segments,
+// producer-ID blocks and cluster configs; the commands that change them;
+// the Raft node that replicates them; and the controller logic that runs
+// on the Raft leader.
+//
+// # State machine
 //
 // The state is a deterministic state machine (FSM): every change is an
 // explicit, versioned Command with compare-and-set preconditions, applied in
-// one order, and the FSM never consults clocks or node-local counters. This
-// is the shape the Raft FSM takes once the cluster issue lands; today a
-// single node persists it with LocalStore, which applies a command and then
-// durably rewrites a snapshot (write temporary file, fsync, rename, fsync
-// directory) before the command is acknowledged.
+// log order, and the FSM never consults clocks or node-local counters. A
+// command that fails its preconditions changes nothing (but still counts as
+// applied). Snapshots are the JSON state prefixed by the applied index.
 //
-// Concurrency: FSM reads (Topic, Topics, ...) are safe from any goroutine and
-// return copies. Apply is serialized by the store.
+// # Raft
+//
+// RaftStore runs hashicorp/raft with raft-boltdb/v2 as log and stable store
+// and file snapshots under <data-dir>/raft. Every node of the initial
+// cluster is started with the same voter list and bootstraps with exactly
+// that list when it has no Raft state, so no node is special; a node not in
+// the list waits to be added (AddNode). With no voters a node is a cluster
+// of one; without a Raft listener it uses an in-memory transport.
+//
+// Apply commits a command through the controller: on the leader directly,
+// on a follower through the Forwarder (the broker's internal listener). It
+// returns once the local FSM has applied the command.
+//
+// # Controller
+//
+// The Raft leader is the controller. Brokers heartbeat it (not Raft
+// entries); a heartbeat registers the broker or updates its addresses when
+// they differ from the FSM, and grants a lease. The controller fences a
+// broker (a Raft entry) whose heartbeats stopped for lease.timeout plus a
+// margin of two renewals, and a fenced broker's next heartbeat unfences it.
+// A new controller counts its own election as everyone's last heartbeat, so
+// it honours the leases its predecessor granted. New partitions are placed
+// on live brokers (alive and heard within a lease): leaders on the least
+// loaded, further replicas rack-aware (Place).
+//
+// Concurrency: FSM reads (Topic, Topics, Brokers, ...) are safe from any
+// goroutine and return copies; Changed and WaitApplied let readers follow
+// the state. RaftStore methods are safe for concurrent use.
 package metadata
