@@ -147,7 +147,8 @@ func TestClusterDurability(t *testing.T) {
 	for _, id := range ids {
 		c.waitTopicsOn(t, id, partCount, 30*time.Second)
 	}
-	t.Logf("measure: restart of all three nodes (first process start → every node lists 3 brokers and the topics led): %v", time.Since(start).Round(time.Millisecond))
+	c.waitLeader(t, ids, ids, 30*time.Second)
+	t.Logf("measure: restart of all three nodes (first process start → every node lists 3 brokers and the topics led, Raft leader agreed): %v", time.Since(start).Round(time.Millisecond))
 	for _, via := range ids {
 		after := capture(via)
 		if !reflect.DeepEqual(before.Names, after.Names) {
