@@ -39,9 +39,11 @@ func (b *Broker) handleDeleteTopics(rc *request, req *kmsg.DeleteTopicsRequest) 
 		var t metadata.Topic
 		var ok bool
 		if tg.name != nil {
-			t, ok = b.store.FSM().Topic(*tg.name)
+			t, ok = b.topicSynced(rc.ctx(), *tg.name)
 		} else {
-			t, ok = b.store.FSM().TopicByID(metadata.TopicID(tg.id))
+			if t, ok = b.store.FSM().TopicByID(metadata.TopicID(tg.id)); !ok && b.syncWithController(rc.ctx()) == nil {
+				t, ok = b.store.FSM().TopicByID(metadata.TopicID(tg.id))
+			}
 		}
 		switch {
 		case !ok && tg.name == nil:

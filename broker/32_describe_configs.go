@@ -16,11 +16,11 @@ const (
 
 func apiDescribeConfigs() api {
 	return api{key: kmsg.DescribeConfigs, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleDescribeConfigs(rc.req.(*kmsg.DescribeConfigsRequest)), nil
+		return b.handleDescribeConfigs(rc, rc.req.(*kmsg.DescribeConfigsRequest)), nil
 	}}
 }
 
-func (b *Broker) handleDescribeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response {
+func (b *Broker) handleDescribeConfigs(rc *request, req *kmsg.DescribeConfigsRequest) kmsg.Response {
 	resp := kmsg.NewPtrDescribeConfigsResponse()
 	for _, r := range req.Resources {
 		rr := kmsg.NewDescribeConfigsResponseResource()
@@ -28,7 +28,7 @@ func (b *Broker) handleDescribeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Re
 		rr.ResourceName = r.ResourceName
 		switch r.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
-			t, ok := b.store.FSM().Topic(r.ResourceName)
+			t, ok := b.topicSynced(rc.ctx(), r.ResourceName)
 			if !ok {
 				rr.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				break

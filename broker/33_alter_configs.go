@@ -55,7 +55,7 @@ func (b *Broker) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceT
 		return kerr.InvalidRequest.Code, "unsupported resource type"
 	}
 	for attempt := 0; attempt < 10; attempt++ {
-		t, ok := b.store.FSM().Topic(name)
+		t, ok := b.topicSynced(ctx, name)
 		if !ok {
 			return kerr.UnknownTopicOrPartition.Code, ""
 		}

@@ -32,7 +32,7 @@ func (b *Broker) handleCreatePartitions(rc *request, req *kmsg.CreatePartitionsR
 }
 
 func (b *Broker) createPartitions(rc *request, rt kmsg.CreatePartitionsRequestTopic, validateOnly bool) (int16, string) {
-	t, ok := b.store.FSM().Topic(rt.Topic)
+	t, ok := b.topicSynced(rc.ctx(), rt.Topic)
 	if !ok {
 		return kerr.UnknownTopicOrPartition.Code, ""
 	}

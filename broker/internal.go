@@ -72,6 +72,12 @@ func (b *Broker) internalMux() *http.ServeMux {
 		}
 		return b.store.Heartbeat(ctx, hb)
 	}))
+	mux.HandleFunc("POST /v1/applied", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
+		if !b.store.IsLeader() {
+			return nil, metadata.ErrNotLeader
+		}
+		return map[string]uint64{"index": b.store.FSM().AppliedIndex()}, nil
+	}))
 	mux.HandleFunc("GET /v1/status", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
 		return b.clusterStatus()
 	}))
@@ -206,6 +212,41 @@ func (b *Broker) call(ctx context.Context, addr, path string, body []byte, out a
 		return fmt.Errorf("broker: internal call %s%s: decode: %w", addr, path, err)
 	}
 	return nil
+}
+
+// syncWithController waits until the local metadata has applied everything
+// the controller had applied when asked, so a topic created or changed
+// through another node a moment ago is visible here (read-your-writes for
+// admin requests). On the controller itself it returns at once.
+func (b *Broker) syncWithController(ctx context.Context) error {
+	if b.store.IsLeader() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addr, err := b.controllerAddr()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Index uint64 `json:"index"`
+	}
+	if err := b.call(ctx, addr, "/v1/applied", nil, &out); err != nil {
+		return err
+	}
+	return b.store.FSM().WaitApplied(ctx, out.Index)
+}
+
+// topicSynced looks a topic up locally and, if it is missing, once more
+// after syncWithController.
+func (b *Broker) topicSynced(ctx context.Context, name string) (metadata.Topic, bool) {
+	if t, ok := b.store.FSM().Topic(name); ok {
+		return t, true
+	}
+	if err := b.syncWithController(ctx); err != nil {
+		b.log.Debug().Err(err).Msg("sync metadata with the controller")
+	}
+	return b.store.FSM().Topic(name)
 }
 
 // ForwardApply implements metadata.Forwarder.

@@ -47,7 +47,10 @@ func TestClusterDurability(t *testing.T) {
 	// through node 3.
 	ar, err := admVia(2).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: strp("7200000")}}, "dur-c")
 	if err == nil {
-		_, err = ar.On("dur-c", nil)
+		var r kadm.AlterConfigsResponse
+		if r, err = ar.On("dur-c", nil); err == nil {
+			err = r.Err
+		}
 	}
 	if err != nil {
 		t.Fatalf("IncrementalAlterConfigs dur-c via node 2: %v", err)
