@@ -13,10 +13,6 @@ import (
 	"github.com/tuskdb/tusk/storage"
 )
 
-// leaderEpoch is the single node's partition leader epoch. Segment
-// leadership (a later issue) makes it per segment.
-const leaderEpoch int32 = 0
-
 // Produce is advertised from v0: librdkafka 2.0.2 compresses only when it
 // sees v0 (see DESIGN.md). Versions below 3 carry old message sets in
 // practice, which are refused with UNSUPPORTED_FOR_MESSAGE_FORMAT.
@@ -74,7 +70,8 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 					break
 				}
 				maxBytes := b.topicConfigInt(topic.Configs, "max.message.bytes")
-				last, code, msg := b.appendRecords(l, rp.Records, maxBytes, sp)
+				_, epoch := topic.Leader(rp.Partition)
+				last, code, msg := b.appendRecords(l, epoch, rp.Records, maxBytes, sp)
 				sp.ErrorCode = code
 				if msg != "" {
 					sp.ErrorMessage = kmsg.StringPtr(msg)
@@ -116,7 +113,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 
 // appendRecords validates every batch of one partition's records and then
 // appends them. It returns the last offset appended, or an error code.
-func (b *Broker) appendRecords(l *storage.Log, records []byte, maxBytes int64, sp *kmsg.ProduceResponseTopicPartition) (int64, int16, string) {
+func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, maxBytes int64, sp *kmsg.ProduceResponseTopicPartition) (int64, int16, string) {
 	if len(records) == 0 {
 		return 0, kerr.CorruptMessage.Code, "no record batch"
 	}
@@ -153,7 +150,7 @@ func (b *Broker) appendRecords(l *storage.Log, records []byte, maxBytes int64, s
 	}
 	var last int64
 	for i, x := range batches {
-		res, err := l.Append(x.b, x.h, leaderEpoch)
+		res, err := l.Append(x.b, x.h, epoch)
 		if err != nil {
 			switch {
 			case errors.Is(err, storage.ErrOutOfOrderSequence):

@@ -68,7 +68,8 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			l, code := b.partitionLog(topic.Name, rp.Partition)
 			if code == 0 {
-				code = checkLeaderEpoch(rp.CurrentLeaderEpoch)
+				_, epoch := topic.Leader(rp.Partition)
+				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
 			}
 			sp.ErrorCode = code
 			if code == 0 {
@@ -196,12 +197,15 @@ func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart) kmsg.Res
 // noRecords is an empty, non-nil record set.
 var noRecords = []byte{}
 
-// checkLeaderEpoch validates a client's CurrentLeaderEpoch (-1: unknown).
-func checkLeaderEpoch(e int32) int16 {
+// checkLeaderEpoch validates a client's CurrentLeaderEpoch (-1: unknown)
+// against the partition's (its active segment's): an older one is
+// FENCED_LEADER_EPOCH (the client's metadata is stale), a newer one
+// UNKNOWN_LEADER_EPOCH (this node's metadata is behind).
+func checkLeaderEpoch(requested, current int32) int16 {
 	switch {
-	case e < 0 || e == leaderEpoch:
+	case requested < 0 || requested == current:
 		return 0
-	case e < leaderEpoch:
+	case requested < current:
 		return kerr.FencedLeaderEpoch.Code
 	default:
 		return kerr.UnknownLeaderEpoch.Code

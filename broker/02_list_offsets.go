@@ -24,13 +24,15 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
+		topic, _ := b.store.FSM().Topic(rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Offset, sp.Timestamp, sp.LeaderEpoch = -1, -1, -1
 			l, code := b.partitionLog(rt.Topic, rp.Partition)
+			_, leaderEpoch := topic.Leader(rp.Partition)
 			if code == 0 {
-				code = checkLeaderEpoch(rp.CurrentLeaderEpoch)
+				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, leaderEpoch)
 			}
 			if code != 0 {
 				sp.ErrorCode = code

@@ -235,3 +235,65 @@ func TestProduceErrors(t *testing.T) {
 		t.Errorf("invalid name: code %d", c)
 	}
 }
+
+func TestEpochEndOffset(t *testing.T) {
+	p := metadata.Partition{Segments: []metadata.Segment{
+		{BaseOffset: 0, Epoch: 2}, {BaseOffset: 100, Epoch: 3}, {BaseOffset: 250, Epoch: 7},
+	}}
+	for _, c := range []struct {
+		req       int32
+		epoch     int32
+		endOffset int64
+	}{
+		{-1, -1, -1}, // undefined
+		{0, 0, 0},    // older than every segment: the first segment's base
+		{2, 2, 100},  // an old epoch ends where the next begins
+		{5, 3, 250},  // between epochs: the floor epoch, the next base
+		{7, 7, 300},  // current: the log end offset
+		{8, -1, -1},  // newer than the current epoch
+	} {
+		e, off := epochEndOffset(p, c.req, 300)
+		if e != c.epoch || off != c.endOffset {
+			t.Errorf("epoch %d: got (%d, %d), want (%d, %d)", c.req, e, off, c.epoch, c.endOffset)
+		}
+	}
+}
+
+func TestOffsetForLeaderEpochAndFencing(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := newClient(t, b, kgo.DefaultProduceTopic("ofle"))
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "ofle"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func(current, epoch int32) kmsg.OffsetForLeaderEpochResponseTopicPartition {
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		req.ReplicaID = -1
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = "ofle"
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.CurrentLeaderEpoch, rp.LeaderEpoch = current, epoch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	if p := ask(-1, 0); p.ErrorCode != 0 || p.LeaderEpoch != 0 || p.EndOffset != 5 {
+		t.Fatalf("current epoch: %+v", p)
+	}
+	if p := ask(1, 0); p.ErrorCode != kerr.UnknownLeaderEpoch.Code {
+		t.Fatalf("future current epoch: %+v", p)
+	}
+	if p := ask(-1, 3); p.ErrorCode != 0 || p.LeaderEpoch != -1 || p.EndOffset != -1 {
+		t.Fatalf("unknown epoch: %+v", p)
+	}
+}

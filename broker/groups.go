@@ -50,6 +50,7 @@ type groupCoordinators struct {
 type offsetsLog struct {
 	log             *storage.Log
 	now             func() time.Time
+	epoch           func() int32 // the partition's leader epoch, stamped into batches
 	checkpointBytes int64
 
 	mu              sync.Mutex // orders appends with checkpoints; guards the fields below
@@ -59,8 +60,8 @@ type offsetsLog struct {
 	checkpointing   bool
 }
 
-func newOffsetsLog(l *storage.Log, checkpointBytes int64) *offsetsLog {
-	return &offsetsLog{log: l, now: time.Now, checkpointBytes: checkpointBytes, live: map[string][]byte{}}
+func newOffsetsLog(l *storage.Log, checkpointBytes int64, epoch func() int32) *offsetsLog {
+	return &offsetsLog{log: l, now: time.Now, checkpointBytes: checkpointBytes, live: map[string][]byte{}, epoch: epoch}
 }
 
 // track records the latest value of a key (nil: deleted). p.mu held.
@@ -82,7 +83,7 @@ func (p *offsetsLog) appendLocked(kvs []kafkaproto.KV) (storage.AppendResult, er
 	if err != nil {
 		return storage.AppendResult{}, fmt.Errorf("broker: encode group records: %w", err)
 	}
-	res, err := p.log.Append(batch, h, leaderEpoch)
+	res, err := p.log.Append(batch, h, p.epoch())
 	if err != nil {
 		return res, fmt.Errorf("broker: persist group records: %w", err)
 	}
@@ -243,7 +244,11 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log) error {
 	gc.n = n
 	gc.mu.Unlock()
 	started := time.Now()
-	ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes)
+	ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes, func() int32 {
+		t, _ := b.store.FSM().Topic(offsetsTopic)
+		_, e := t.Leader(p)
+		return max(e, 0)
+	})
 	c := groups.New(gc.cfg, ol)
 	records, err := replayOffsets(l, c, ol)
 	if err != nil {

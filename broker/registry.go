@@ -45,6 +45,7 @@ func registry() []api {
 		apiListGroups(),
 		apiDeleteGroups(),
 		apiOffsetDelete(),
+		apiOffsetForLeaderEpoch(),
 	}
 }
 
