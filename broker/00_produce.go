@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ type pendingAck struct {
 func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := kmsg.NewPtrProduceResponse()
 	var waits []pendingAck
+	fwd := produceForward{b: b, req: req}
 	acksOK := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
@@ -65,6 +67,17 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 				sp.ErrorMessage = kmsg.StringPtr("cannot produce to an internal topic")
 			default:
 				l, code := b.partitionLog(rt.Topic, rp.Partition)
+				if code == kerr.NotLeaderForPartition.Code {
+					if b.mayForward(rc) {
+						fp := *rp
+						fp.Records = bytes.Clone(rp.Records) // sent after this handler returns
+						if fwd.add(topic, &fp, sp) {
+							break
+						}
+					}
+					b.notLeader(resp, req.Version, topic, rp.Partition, sp)
+					break
+				}
 				if code != 0 {
 					sp.ErrorCode = code
 					break
@@ -84,9 +97,16 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		resp.Topics = append(resp.Topics, st)
 	}
 	if req.Acks == 0 {
+		if fwd.pending() {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				fwd.send(ctx)
+			}()
+		}
 		return nil, nil
 	}
-	if len(waits) == 0 {
+	if len(waits) == 0 && !fwd.pending() {
 		return resp, nil
 	}
 	return nil, func() kmsg.Response {
@@ -96,6 +116,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		fwd.send(ctx)
 		for _, w := range waits {
 			if err := w.log.WaitDurable(ctx, w.last); err != nil {
 				w.part.BaseOffset = -1

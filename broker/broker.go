@@ -45,6 +45,7 @@ type Broker struct {
 
 	pids producerIDs
 	gc   *groupCoordinators
+	fwd  forwarders // clients for forwarded Produce requests
 
 	internalLn     net.Listener
 	internalSrv    *http.Server
@@ -352,6 +353,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			cancel()
 		}
 		b.bgWG.Wait()
+		b.fwd.close()
 		b.serveW.Wait()
 		b.cancel()
 		if e := b.engine.Close(); e != nil {

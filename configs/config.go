@@ -30,6 +30,15 @@ type Config struct {
 	Raft     RaftConfig     `mapstructure:"raft"`
 	Internal InternalConfig `mapstructure:"internal"`
 	Lease    LeaseConfig    `mapstructure:"lease"`
+	Produce  ProduceConfig  `mapstructure:"produce"`
+}
+
+// ProduceConfig is how Produce requests for other nodes' partitions are
+// handled.
+type ProduceConfig struct {
+	// Forward sends them on to the partition's leader; off, they are
+	// answered NOT_LEADER_OR_FOLLOWER with KIP-951 leader hints.
+	Forward bool `mapstructure:"forward"`
 }
 
 // RaftConfig is the metadata Raft group.
@@ -170,6 +179,7 @@ func Options() []Option {
 		{"internal.listen", "127.0.0.1:0", "node-to-node listener: forwarding, heartbeats, cluster admin (port 0 picks one)"},
 		{"lease.timeout", 2 * time.Second, "a broker counts as alive this long after a heartbeat; must exceed the election timeout plus two renewals"},
 		{"lease.renew", 250 * time.Millisecond, "heartbeat interval of brokers to the controller"},
+		{"produce.forward", true, "forward a Produce for a partition another node leads to that leader (off: NOT_LEADER_OR_FOLLOWER with KIP-951 hints on v10+)"},
 	}
 }
 

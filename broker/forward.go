@@ -1,0 +1,204 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/metadata"
+)
+
+// Produce forwarding (DESIGN.md, write path step 1): a Produce for a
+// partition another node leads is sent on to that leader and its answer
+// passed back, because most clients do not follow KIP-951 leader hints.
+// With produce.forward off, the partition is answered
+// NOT_LEADER_OR_FOLLOWER, with the KIP-951 CurrentLeader and the leader's
+// endpoint on Produce v10+. A forwarded request is never forwarded again
+// (it carries forwardClientID), so stale metadata cannot make a loop.
+
+// forwardClientID marks requests one node forwards to another.
+const forwardClientID = "tusk-forwarder"
+
+// forwarders holds one Kafka client per leader address.
+type forwarders struct {
+	mu      sync.Mutex
+	clients map[string]*kgo.Client
+	closed  bool
+}
+
+func (f *forwarders) client(addr string) (*kgo.Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, fmt.Errorf("broker: forwarders closed")
+	}
+	if cl, ok := f.clients[addr]; ok {
+		return cl, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(forwardClientID), kgo.MetadataMinAge(0))
+	if err != nil {
+		return nil, fmt.Errorf("broker: forward client for %s: %w", addr, err)
+	}
+	if f.clients == nil {
+		f.clients = map[string]*kgo.Client{}
+	}
+	f.clients[addr] = cl
+	return cl, nil
+}
+
+func (f *forwarders) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for _, cl := range f.clients {
+		cl.Close()
+	}
+	f.clients = nil
+}
+
+// produceForward collects the partitions of one Produce request that
+// other nodes lead, one sub-request per leader.
+type produceForward struct {
+	b     *Broker
+	req   *kmsg.ProduceRequest
+	byLdr map[int32]*forwardedProduce
+}
+
+type forwardedProduce struct {
+	addr  string
+	req   *kmsg.ProduceRequest
+	parts map[string]map[int32]*kmsg.ProduceResponseTopicPartition
+}
+
+// mayForward reports whether this request may be forwarded at all.
+func (b *Broker) mayForward(rc *request) bool {
+	return b.cfg.Produce.Forward && rc.hdr.ClientID != forwardClientID
+}
+
+// notLeader fills a NOT_LEADER_OR_FOLLOWER answer for a partition of t,
+// with the KIP-951 hint on v10+ (and the leader's endpoint in resp).
+func (b *Broker) notLeader(resp *kmsg.ProduceResponse, version int16, t metadata.Topic, p int32, sp *kmsg.ProduceResponseTopicPartition) {
+	sp.ErrorCode = kerr.NotLeaderForPartition.Code
+	if version < 10 {
+		return
+	}
+	leader, epoch := t.Leader(p)
+	br, ok := b.store.FSM().Broker(leader)
+	if !ok || br.State != metadata.BrokerAlive {
+		return
+	}
+	sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
+	for _, e := range resp.Brokers {
+		if e.NodeID == leader {
+			return
+		}
+	}
+	e := kmsg.NewProduceResponseBroker()
+	e.NodeID = leader
+	e.Host, e.Port = hostPort(br.Kafka)
+	if br.Rack != "" {
+		e.Rack = kmsg.StringPtr(br.Rack)
+	}
+	resp.Brokers = append(resp.Brokers, e)
+}
+
+// add routes partition rp of topic to its leader, if that is another live
+// node; it reports false when the partition cannot be forwarded.
+func (f *produceForward) add(t metadata.Topic, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition) bool {
+	leader, _ := t.Leader(rp.Partition)
+	if leader < 0 || leader == f.b.cfg.NodeID {
+		return false
+	}
+	br, ok := f.b.store.FSM().Broker(leader)
+	if !ok || br.State != metadata.BrokerAlive {
+		return false
+	}
+	if f.byLdr == nil {
+		f.byLdr = map[int32]*forwardedProduce{}
+	}
+	fp, ok := f.byLdr[leader]
+	if !ok {
+		r := kmsg.NewPtrProduceRequest()
+		r.Version = f.req.Version
+		r.Acks, r.TimeoutMillis, r.TransactionID = f.req.Acks, f.req.TimeoutMillis, f.req.TransactionID
+		fp = &forwardedProduce{addr: br.Kafka, req: r, parts: map[string]map[int32]*kmsg.ProduceResponseTopicPartition{}}
+		f.byLdr[leader] = fp
+	}
+	var rt *kmsg.ProduceRequestTopic
+	for i := range fp.req.Topics {
+		if fp.req.Topics[i].Topic == t.Name {
+			rt = &fp.req.Topics[i]
+		}
+	}
+	if rt == nil {
+		nt := kmsg.NewProduceRequestTopic()
+		nt.Topic = t.Name
+		nt.TopicID = t.ID
+		fp.req.Topics = append(fp.req.Topics, nt)
+		rt = &fp.req.Topics[len(fp.req.Topics)-1]
+	}
+	rt.Partitions = append(rt.Partitions, *rp)
+	if fp.parts[t.Name] == nil {
+		fp.parts[t.Name] = map[int32]*kmsg.ProduceResponseTopicPartition{}
+	}
+	fp.parts[t.Name][rp.Partition] = sp
+	return true
+}
+
+// pending reports whether any partition was routed elsewhere.
+func (f *produceForward) pending() bool { return len(f.byLdr) > 0 }
+
+// send forwards every sub-request concurrently and copies the leaders'
+// per-partition answers into the response. A leader that cannot be
+// reached leaves its partitions NOT_LEADER_OR_FOLLOWER, which clients
+// retry after refreshing their metadata.
+func (f *produceForward) send(ctx context.Context) {
+	var wg sync.WaitGroup
+	for leader, fp := range f.byLdr {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail := func(code int16, msg string) {
+				for _, ps := range fp.parts {
+					for _, sp := range ps {
+						sp.ErrorCode = code
+						sp.ErrorMessage = kmsg.StringPtr(msg)
+					}
+				}
+			}
+			cl, err := f.b.fwd.client(fp.addr)
+			if err != nil {
+				fail(kerr.NotLeaderForPartition.Code, err.Error())
+				return
+			}
+			seeds := cl.SeedBrokers()
+			if len(seeds) == 0 {
+				fail(kerr.NotLeaderForPartition.Code, "no connection to the leader")
+				return
+			}
+			kresp, err := seeds[0].Request(ctx, fp.req)
+			if err != nil {
+				f.b.log.Debug().Err(err).Int32("leader", leader).Msg("forward produce")
+				fail(kerr.NotLeaderForPartition.Code, "forwarding to leader "+strconv.Itoa(int(leader))+" failed: "+err.Error())
+				return
+			}
+			if fp.req.Acks == 0 {
+				return
+			}
+			got := kresp.(*kmsg.ProduceResponse)
+			for _, rt := range got.Topics {
+				for _, rp := range rt.Partitions {
+					if sp := fp.parts[rt.Topic][rp.Partition]; sp != nil {
+						*sp = rp
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
