@@ -44,7 +44,9 @@ type Broker struct {
 	}
 
 	pids producerIDs
-	gc   *groupCoordinators
+	// frames recycles Produce request frames (see framePool).
+	frames framePool
+	gc     *groupCoordinators
 
 	internalLn     net.Listener
 	internalSrv    *http.Server
