@@ -89,7 +89,18 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 	if req.Acks == 0 {
 		return nil, nil
 	}
-	if len(waits) == 0 {
+	// Answer at once what is durable already (always so with
+	// fsync=interval or never): a deferred response costs a goroutine and
+	// a handoff per request.
+	pending := waits[:0]
+	for _, w := range waits {
+		if done, err := w.log.Durable(w.last); !done {
+			pending = append(pending, w)
+		} else if err != nil {
+			w.fail(err)
+		}
+	}
+	if len(pending) == 0 {
 		return resp, nil
 	}
 	return nil, func() kmsg.Response {
@@ -99,18 +110,23 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		for _, w := range waits {
+		for _, w := range pending {
 			if err := w.log.WaitDurable(ctx, w.last); err != nil {
-				w.part.BaseOffset = -1
-				if errors.Is(err, context.DeadlineExceeded) {
-					w.part.ErrorCode = kerr.RequestTimedOut.Code
-				} else {
-					w.part.ErrorCode = kerr.KafkaStorageError.Code
-					w.part.ErrorMessage = kmsg.StringPtr(err.Error())
-				}
+				w.fail(err)
 			}
 		}
 		return resp
+	}
+}
+
+// fail answers a partition whose records did not become durable.
+func (w pendingAck) fail(err error) {
+	w.part.BaseOffset = -1
+	if errors.Is(err, context.DeadlineExceeded) {
+		w.part.ErrorCode = kerr.RequestTimedOut.Code
+	} else {
+		w.part.ErrorCode = kerr.KafkaStorageError.Code
+		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
 	}
 }
 
