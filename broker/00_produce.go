@@ -42,7 +42,8 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		nameErr := validTopicName(rt.Topic)
-		topic, topicOK := b.store.FSM().Topic(rt.Topic)
+		maxOverride, maxSet, internal, topicOK := b.store.FSM().TopicConfigValue(rt.Topic, "max.message.bytes")
+		maxBytes := int64(-1) // parsed once per topic, when needed
 		// Sized up front: waits keep pointers into this array.
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi := range rt.Partitions {
@@ -64,7 +65,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 				sp.ErrorMessage = kmsg.StringPtr(nameErr.Error())
 			case !topicOK:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case topic.Internal:
+			case internal:
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				sp.ErrorMessage = kmsg.StringPtr("cannot produce to an internal topic")
 			default:
@@ -73,7 +74,9 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 					sp.ErrorCode = code
 					break
 				}
-				maxBytes := b.topicConfigInt(topic.Configs, "max.message.bytes")
+				if maxBytes < 0 {
+					maxBytes = b.maxMessageBytes(maxOverride, maxSet)
+				}
 				last, code, msg := b.appendRecords(l, rp.Records, maxBytes, sp)
 				sp.ErrorCode = code
 				if msg != "" {
@@ -128,6 +131,15 @@ func (w pendingAck) fail(err error) {
 		w.part.ErrorCode = kerr.KafkaStorageError.Code
 		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
 	}
+}
+
+// maxMessageBytes is a topic's max.message.bytes: its override if set,
+// else the default.
+func (b *Broker) maxMessageBytes(override string, set bool) int64 {
+	if set {
+		return b.topicConfigInt(map[string]string{"max.message.bytes": override}, "max.message.bytes")
+	}
+	return b.topicConfigInt(nil, "max.message.bytes")
 }
 
 // appendRecords validates every batch of one partition's records and then

@@ -184,6 +184,21 @@ func (f *FSM) Topic(name string) (Topic, bool) {
 	return *t.clone(), true
 }
 
+// TopicConfigValue reads, without copying the topic as Topic does, the
+// named topic's override of config key (set is false when it has none) and
+// whether the topic is internal; ok is false if there is no such topic. It
+// is the produce path's per-request lookup.
+func (f *FSM) TopicConfigValue(name, key string) (value string, set, internal, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if !ok {
+		return "", false, false, false
+	}
+	value, set = t.Configs[key]
+	return value, set, t.Internal, true
+}
+
 // TopicByID returns a copy of the topic with the given ID.
 func (f *FSM) TopicByID(id TopicID) (Topic, bool) {
 	f.mu.RLock()
