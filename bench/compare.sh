@@ -52,7 +52,8 @@ TUSK=$work/tusk
 rows=()   # table rows
 # note records an exact command for RESULTS.md (a file: bench runs in $(...)).
 note() { echo "$*" >>"$work/cmds.txt"; }
-row() { rows+=("| $1 | $2 | $3 | $4 |"); }
+# row MEASUREMENT RESULT TARGET VERDICT [BROKER_CPU]
+row() { rows+=("| $1 | $2 | ${5:--} | $3 | $4 |"); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100*a/b; else print "n/a" }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 ms() { awk -v ns="$1" 'BEGIN { printf "%.2f ms", ns/1e6 }'; }
@@ -117,16 +118,27 @@ bench() {
   note "tusk bench --brokers ADDR --json --partitions 6 --record-size 1024 --producers $PRODUCERS $*"
   "$TUSK" bench --brokers "$addr" --json --partitions 6 --record-size 1024 --producers "$PRODUCERS" "$@" 2>>"$dir/bench.log"
 }
+# cpu_ticks: the server's user+system CPU time so far, in clock ticks
+# (/proc/PID/stat fields 14 and 15, counted after the parenthesised name).
+cpu_ticks() { awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+# cpu_per_gb T0 T1 RECORDS: the server's CPU-seconds per GiB of record
+# values (1 KiB each) between two cpu_ticks readings. Unlike MB/s it hardly
+# depends on what else the machine runs.
+cpu_per_gb() { awk -v a="$1" -v b="$2" -v n="$3" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.2f", (b-a)/hz/(n*1024/1073741824); else print "n/a" }'; }
 metric() { curl -fsS "http://$http/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 j() { echo "$1" | jq -r "$2"; }
 
 log "kfake: produce acks=1"
 start kfake "$work/kfake" interval --topic-partitions 6
+c0=$(cpu_ticks)
 r=$(bench --topic t1 --records "$RECORDS" --acks 1 --consume=false)
+c1=$(cpu_ticks)
 kfake_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
-row "kfake produce acks=1 (no fsync)" "$kfake_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" "reference" "-"
+row "kfake produce acks=1 (no fsync)" "$kfake_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" "reference" "-" "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")"
 r=$(bench --topic t1 --consume-only)
-row "kfake consume (page cache)" "$(j "$r" '.ConsumeMBps | . * 10 | round / 10') MB/s" "reference" "-"
+c2=$(cpu_ticks)
+row "kfake consume (page cache)" "$(j "$r" '.ConsumeMBps | . * 10 | round / 10') MB/s" "reference" "-" "$(cpu_per_gb "$c1" "$c2" "$(j "$r" .Consumed)")"
 stop
 
 # --storage-io arrives with the io_uring backend; use it only if present.
@@ -142,38 +154,50 @@ for mode in "${modes[@]}"; do
 
   log "$label: produce acks=1 fsync=interval, consume"
   start "tusk-$mode-interval" "$TUSK" interval "${io[@]}"
+  c0=$(cpu_ticks)
   r=$(bench --topic t1 --records "$RECORDS" --acks 1 --consume=false)
+  c1=$(cpu_ticks)
   int_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
   row "$label produce acks=1 fsync=interval" "$int_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" \
     "≥ 2× kfake ($(ratio "$int_mbps" "$kfake_mbps") of kfake); ≥ 50% of dd ($(ratio "$int_mbps" "$dd_mbps"))" \
-    "$(if ge "$int_mbps" "$(awk -v k="$kfake_mbps" 'BEGIN{print 2*k}')" && ge "$int_mbps" "$(awk -v d="$dd_mbps" 'BEGIN{print d/2}')"; then echo met; else echo '**missed**'; fi)"
+    "$(if ge "$int_mbps" "$(awk -v k="$kfake_mbps" 'BEGIN{print 2*k}')" && ge "$int_mbps" "$(awk -v d="$dd_mbps" 'BEGIN{print d/2}')"; then echo met; else echo '**missed**'; fi)" \
+    "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")"
   sf0=$(metric tusk_fetch_sendfile_bytes_total)
+  c1=$(cpu_ticks)
   r=$(bench --topic t1 --consume-only)
+  c2=$(cpu_ticks)
   cons_mbps=$(j "$r" '.ConsumeMBps | . * 10 | round / 10')
   sf1=$(metric tusk_fetch_sendfile_bytes_total)
   row "$label consume from page cache" "$cons_mbps MB/s ($(awk -v a="$sf0" -v b="$sf1" 'BEGIN{printf "%.0f", (b-a)/1048576}') MiB by sendfile)" \
-    "≥ 70% of loopback ($(ratio "$cons_mbps" "$tcp_mbps"))" "$(verdict "$cons_mbps" "$(awk -v t="$tcp_mbps" 'BEGIN{print 0.7*t}')")"
+    "≥ 70% of loopback ($(ratio "$cons_mbps" "$tcp_mbps"))" "$(verdict "$cons_mbps" "$(awk -v t="$tcp_mbps" 'BEGIN{print 0.7*t}')")" \
+    "$(cpu_per_gb "$c1" "$c2" "$(j "$r" .Consumed)")"
   stop
 
   log "$label: produce acks=all fsync=always"
   start "tusk-$mode-always" "$TUSK" always "${io[@]}"
   f0=$(metric tusk_storage_fsyncs_total); b0=$(metric tusk_storage_fsync_batches_total)
+  c0=$(cpu_ticks)
   r=$(bench --topic t2 --records "$RECORDS" --acks all --consume=false)
+  c1=$(cpu_ticks)
   f1=$(metric tusk_storage_fsyncs_total); b1=$(metric tusk_storage_fsync_batches_total)
   al_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
   secs=$(j "$r" '.Elapsed / 1e9')
   fps=$(awk -v a="$f0" -v b="$f1" -v s="$secs" 'BEGIN { printf "%.0f", (b-a)/s }')
   bpf=$(awk -v a="$f0" -v b="$f1" -v c="$b0" -v d="$b1" 'BEGIN { if (b > a) printf "%.1f", (d-c)/(b-a); else print "n/a" }')
   row "$label produce acks=all fsync=always" "$al_mbps MB/s, p99 $(ms "$(j "$r" .P99)"); $fps fsyncs/s, $bpf batches per fsync" \
-    "≥ 60% of interval ($(ratio "$al_mbps" "$int_mbps"))" "$(verdict "$al_mbps" "$(awk -v i="$int_mbps" 'BEGIN{print 0.6*i}')")"
+    "≥ 60% of interval ($(ratio "$al_mbps" "$int_mbps"))" "$(verdict "$al_mbps" "$(awk -v i="$int_mbps" 'BEGIN{print 0.6*i}')")" \
+    "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")"
 
   log "$label: p99 at 20 MB/s, fsync=always"
+  c0=$(cpu_ticks)
   r=$(bench --topic t3 --records "$RATE_RECORDS" --acks all --rate 20 --consume=true)
+  c1=$(cpu_ticks)
   p99_us=$(j "$r" '.P99 / 1000 | round')
   row "$label produce p99 at 20 MB/s offered, fsync=always" \
     "p50 $(ms "$(j "$r" .P50)"), p99 $(ms "$(j "$r" .P99)"), p99.9 $(ms "$(j "$r" .P999)"); e2e p99 $(ms "$(j "$r" .E2EP99)")" \
     "≤ 3× fdatasync p99 ($(awk -v p="$p99_us" -v f="$fs_p99" 'BEGIN { if (f > 0) printf "%.1f×", p/f; else print "n/a" }'))" \
-    "$(verdict "$(awk -v f="$fs_p99" 'BEGIN{print 3*f}')" "$p99_us")"
+    "$(verdict "$(awk -v f="$fs_p99" 'BEGIN{print 3*f}')" "$p99_us")" \
+    "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)") (incl. consume)"
   stop
 done
 
@@ -233,8 +257,10 @@ log "done in ${total}s; writing $OUT"
   echo
   echo "## Results"
   echo
-  echo "| measurement | result | target / reference | verdict |"
-  echo "|---|---|---|---|"
+  echo "Broker CPU-s/GB is the server process's user+system CPU time (/proc/PID/stat) during the run, per GiB of record values produced or consumed. The client shares the machine's cores, so this, not MB/s, is the lever for throughput, and it hardly depends on other load."
+  echo
+  echo "| measurement | result | broker CPU-s/GB | target / reference | verdict |"
+  echo "|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "## Commands"

@@ -40,7 +40,8 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		nameErr := validTopicName(rt.Topic)
-		topic, topicOK := b.store.FSM().Topic(rt.Topic)
+		maxOverride, maxSet, internal, topicOK := b.store.FSM().TopicConfigValue(rt.Topic, "max.message.bytes")
+		maxBytes := int64(-1) // parsed once per topic, when needed
 		// Sized up front: waits keep pointers into this array.
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi := range rt.Partitions {
@@ -62,12 +63,13 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 				sp.ErrorMessage = kmsg.StringPtr(nameErr.Error())
 			case !topicOK:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case topic.Internal:
+			case internal:
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				sp.ErrorMessage = kmsg.StringPtr("cannot produce to an internal topic")
 			default:
 				l, code := b.partitionLog(rt.Topic, rp.Partition)
 				if code == kerr.NotLeaderForPartition.Code {
+					topic, _ := b.store.FSM().Topic(rt.Topic) // rare path: a full copy is fine
 					if b.mayForward(rc) {
 						fp := *rp
 						fp.Records = bytes.Clone(rp.Records) // sent after this handler returns
@@ -82,9 +84,11 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 					sp.ErrorCode = code
 					break
 				}
-				maxBytes := b.topicConfigInt(topic.Configs, "max.message.bytes")
-				_, epoch := topic.Leader(rp.Partition)
-				last, code, msg := b.appendRecords(l, epoch, rp.Records, maxBytes, sp)
+				if maxBytes < 0 {
+					maxBytes = b.maxMessageBytes(maxOverride, maxSet)
+				}
+				_, epoch, _ := b.store.FSM().PartitionLeader(rt.Topic, rp.Partition)
+				last, code, msg := b.appendRecords(l, max(epoch, 0), rp.Records, maxBytes, sp)
 				sp.ErrorCode = code
 				if msg != "" {
 					sp.ErrorMessage = kmsg.StringPtr(msg)
@@ -106,7 +110,18 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		}
 		return nil, nil
 	}
-	if len(waits) == 0 && !fwd.pending() {
+	// Answer at once what is durable already (always so with
+	// fsync=interval or never): a deferred response costs a goroutine and
+	// a handoff per request.
+	pending := waits[:0]
+	for _, w := range waits {
+		if done, err := w.log.Durable(w.last); !done {
+			pending = append(pending, w)
+		} else if err != nil {
+			w.fail(err)
+		}
+	}
+	if len(pending) == 0 && !fwd.pending() {
 		return resp, nil
 	}
 	return nil, func() kmsg.Response {
@@ -117,19 +132,33 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		fwd.send(ctx)
-		for _, w := range waits {
+		for _, w := range pending {
 			if err := w.log.WaitDurable(ctx, w.last); err != nil {
-				w.part.BaseOffset = -1
-				if errors.Is(err, context.DeadlineExceeded) {
-					w.part.ErrorCode = kerr.RequestTimedOut.Code
-				} else {
-					w.part.ErrorCode = kerr.KafkaStorageError.Code
-					w.part.ErrorMessage = kmsg.StringPtr(err.Error())
-				}
+				w.fail(err)
 			}
 		}
 		return resp
 	}
+}
+
+// fail answers a partition whose records did not become durable.
+func (w pendingAck) fail(err error) {
+	w.part.BaseOffset = -1
+	if errors.Is(err, context.DeadlineExceeded) {
+		w.part.ErrorCode = kerr.RequestTimedOut.Code
+	} else {
+		w.part.ErrorCode = kerr.KafkaStorageError.Code
+		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
+	}
+}
+
+// maxMessageBytes is a topic's max.message.bytes: its override if set,
+// else the default.
+func (b *Broker) maxMessageBytes(override string, set bool) int64 {
+	if set {
+		return b.topicConfigInt(map[string]string{"max.message.bytes": override}, "max.message.bytes")
+	}
+	return b.topicConfigInt(nil, "max.message.bytes")
 }
 
 // appendRecords validates every batch of one partition's records and then

@@ -44,8 +44,10 @@ type Broker struct {
 	}
 
 	pids producerIDs
-	gc   *groupCoordinators
-	fwd  forwarders // clients for forwarded Produce requests
+	// frames recycles Produce request frames (see framePool).
+	frames framePool
+	gc     *groupCoordinators
+	fwd    forwarders // clients for forwarded Produce requests
 
 	internalLn     net.Listener
 	internalSrv    *http.Server

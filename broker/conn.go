@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -89,7 +90,8 @@ func (c *conn) readLoop() {
 		if c.b.shuttingDown() {
 			return
 		}
-		frame, err := kafkaproto.ReadFrame(br, c.b.cfg.Kafka.RequestMaxBytes, nil)
+		buf := c.produceFrameBuf(br)
+		frame, err := kafkaproto.ReadFrame(br, c.b.cfg.Kafka.RequestMaxBytes, buf)
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
@@ -99,10 +101,29 @@ func (c *conn) readLoop() {
 			}
 			return
 		}
-		if !c.dispatch(frame) {
+		ok := c.dispatch(frame)
+		if buf != nil {
+			c.b.frames.put(frame)
+		}
+		if !ok {
 			return
 		}
 	}
+}
+
+// produceFrameBuf returns a pooled buffer for the next frame if it is a
+// Produce request (see framePool), else nil (ReadFrame allocates). It peeks
+// at the frame's size and API key without consuming them.
+func (c *conn) produceFrameBuf(br *bufio.Reader) []byte {
+	head, err := br.Peek(6)
+	if err != nil || int16(binary.BigEndian.Uint16(head[4:])) != int16(kmsg.Produce) {
+		return nil
+	}
+	n := int32(binary.BigEndian.Uint32(head))
+	if n < 0 || n > c.b.cfg.Kafka.RequestMaxBytes {
+		return nil // ReadFrame rejects it
+	}
+	return c.b.frames.get(int(n))
 }
 
 // dispatch decodes and serves one frame. It returns false when the

@@ -184,6 +184,34 @@ func (f *FSM) Topic(name string) (Topic, bool) {
 	return *t.clone(), true
 }
 
+// TopicConfigValue reads, without copying the topic as Topic does, the
+// named topic's override of config key (set is false when it has none) and
+// whether the topic is internal; ok is false if there is no such topic. It
+// is the produce path's per-request lookup.
+func (f *FSM) TopicConfigValue(name, key string) (value string, set, internal, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if !ok {
+		return "", false, false, false
+	}
+	value, set = t.Configs[key]
+	return value, set, t.Internal, true
+}
+
+// PartitionLeader returns a partition's leader and leader epoch (its
+// active segment's) without copying the topic.
+func (f *FSM) PartitionLeader(name string, p int32) (leader, epoch int32, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if !ok || p < 0 || int(p) >= len(t.Parts) {
+		return -1, -1, false
+	}
+	a := t.Parts[p].Active()
+	return a.Leader, a.Epoch, true
+}
+
 // TopicByID returns a copy of the topic with the given ID.
 func (f *FSM) TopicByID(id TopicID) (Topic, bool) {
 	f.mu.RLock()

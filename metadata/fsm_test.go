@@ -36,6 +36,15 @@ func TestCommandsAndPreconditions(t *testing.T) {
 	if !ok || tp.Partitions != 5 || tp.Configs["retention.ms"] != "20" || f.NextProducerID() != 1000 {
 		t.Fatalf("state: %+v next=%d", tp, f.NextProducerID())
 	}
+	if v, set, internal, ok := f.TopicConfigValue("a", "retention.ms"); !ok || !set || v != "20" || internal {
+		t.Fatalf("TopicConfigValue(a, retention.ms) = %q %v %v %v", v, set, internal, ok)
+	}
+	if v, set, _, ok := f.TopicConfigValue("a", "segment.ms"); !ok || set || v != "" {
+		t.Fatalf("TopicConfigValue(a, segment.ms) = %q %v %v", v, set, ok)
+	}
+	if _, _, _, ok := f.TopicConfigValue("nope", "retention.ms"); ok {
+		t.Fatal("TopicConfigValue of a missing topic: ok")
+	}
 	if err := f.Apply(DeleteTopic{Name: "a", ID: id(9)}); !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("delete with wrong id: %v", err)
 	}

@@ -351,19 +351,9 @@ func (l *Log) AddWaiter(ch chan struct{}) {
 // cancellation.
 func (l *Log) WaitDurable(ctx context.Context, lastOffset int64) error {
 	l.mu.Lock()
-	switch {
-	case l.policy == FsyncAlways && lastOffset < l.durable, l.policy != FsyncAlways && lastOffset < l.hw:
+	if done, err := l.durableLocked(lastOffset); done {
 		l.mu.Unlock()
-		return nil
-	case l.fenceErr != nil:
-		l.mu.Unlock()
-		return l.fenceErr
-	case l.closed:
-		l.mu.Unlock()
-		return fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
-	case l.policy != FsyncAlways:
-		l.mu.Unlock()
-		return nil
+		return err
 	}
 	ch := make(chan error, 1)
 	l.waiters = append(l.waiters, durableWaiter{off: lastOffset, ch: ch})
@@ -387,6 +377,30 @@ func (l *Log) WaitDurable(ctx context.Context, lastOffset int64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Durable is WaitDurable without blocking: done reports whether
+// WaitDurable(ctx, lastOffset) would return at once, and err is what it
+// would return.
+func (l *Log) Durable(lastOffset int64) (done bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durableLocked(lastOffset)
+}
+
+// durableLocked is the non-blocking part of WaitDurable.
+func (l *Log) durableLocked(lastOffset int64) (bool, error) {
+	switch {
+	case l.policy == FsyncAlways && lastOffset < l.durable, l.policy != FsyncAlways && lastOffset < l.hw:
+		return true, nil
+	case l.fenceErr != nil:
+		return true, l.fenceErr
+	case l.closed:
+		return true, fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
+	case l.policy != FsyncAlways:
+		return true, nil
+	}
+	return false, nil
 }
 
 // syncTicket is one log's part in a group commit: its active segment
