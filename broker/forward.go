@@ -40,7 +40,7 @@ func (f *forwarders) client(addr string) (*kgo.Client, error) {
 	if cl, ok := f.clients[addr]; ok {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(forwardClientID), kgo.MetadataMinAge(0))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(forwardClientID))
 	if err != nil {
 		return nil, fmt.Errorf("broker: forward client for %s: %w", addr, err)
 	}
@@ -164,6 +164,7 @@ func (f *produceForward) send(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			fail := func(code int16, msg string) {
+				f.b.log.Warn().Int32("leader", leader).Str("error", msg).Msg("forward produce failed")
 				for _, ps := range fp.parts {
 					for _, sp := range ps {
 						sp.ErrorCode = code
@@ -183,7 +184,6 @@ func (f *produceForward) send(ctx context.Context) {
 			}
 			kresp, err := seeds[0].Request(ctx, fp.req)
 			if err != nil {
-				f.b.log.Debug().Err(err).Int32("leader", leader).Msg("forward produce")
 				fail(kerr.NotLeaderForPartition.Code, "forwarding to leader "+strconv.Itoa(int(leader))+" failed: "+err.Error())
 				return
 			}
