@@ -27,6 +27,42 @@
 // get the error, and the durable offset and high watermark never move again.
 // A retention goroutine applies segment.ms rolls and retention deletes.
 //
+// # Replication API
+//
+// The storage layer knows nothing of replicas or leases; it offers the
+// primitives the broker's replication layer drives:
+//
+//   - Replicated HW mode (LogConfig.Replicated, honoured by OpenLog and
+//     SetConfig). The HW is then min(bound, local), where bound is the
+//     largest value given to AdvanceHighWatermark (on a leader: the minimum
+//     offset its replicas acknowledged; on a follower: the leader's HW) and
+//     local is the durable offset under FsyncAlways, else the LEO. The HW
+//     never moves backwards, never passes the LEO, and never moves once the
+//     log is fenced. A replicated log opens with HW = log start offset
+//     (nothing is known to be replicated; no HW checkpoint), which also
+//     lets a node that comes back truncate to a sealed end offset. Under
+//     FsyncAlways a follower should acknowledge DurableOffset, not its LEO.
+//     With the mode off the HW follows local durability exactly as before.
+//   - Read and ReadSection stop at the HW; ReadUncommitted and
+//     ReadSectionUncommitted (replica fetchers) stop at the LEO. In
+//     replicated mode AddWaiter channels are also signalled when the LEO
+//     advances, so replica fetchers' long polls wake.
+//   - WaitHighWatermark (acks=all) returns once the HW passes an offset;
+//     it fails on fence, close, or when TruncateTo removes the offset
+//     (ErrTruncated). WaitDurable stays the acks=1 wait.
+//   - AppendReplica writes whole batches copied from the leader, unchanged:
+//     validated (CRC-32C), starting at the LEO and contiguous
+//     (ErrOffsetMismatch), epochs never below the log's latest
+//     (ErrStaleEpoch); nothing is written on a validation error. Indexes,
+//     epochs and producer state are updated as by Append, so a follower can
+//     take over as leader with the same idempotent-producer state.
+//   - TruncateTo(off) drops the batches holding offsets >= off (the LEO
+//     becomes off, or the base of a batch straddling off); it refuses to
+//     go below the HW (ErrBelowHighWatermark, invariant I3).
+//   - EndOffsetForEpoch answers OffsetForLeaderEpoch from the epoch cache.
+//   - SegmentChecksum(base, end) is the CRC-32C and length of the stored
+//     bytes of the batches in [base, end), for invariant I4.
+//
 // # I/O backends
 //
 // Segment (.log) files are opened through the FS and then wrapped by the
@@ -77,11 +113,14 @@
 //	    00000000000000001234.log        next segment, base offset 1234
 //	    00000000000000001234.snapshot   producer state as of offset 1234
 //	    log-start-offset                checkpoint
+//	    leader-epoch-checkpoint         epoch cache below the active segment
+//	    truncate-to                     only while a TruncateTo runs
 //	  <topic>-<partition>.<ns>.deleted  a log being deleted
 //
 // A .log file holds Kafka v2 record batches exactly as produced, except
 // that BaseOffset and PartitionLeaderEpoch (both outside the CRC) are
-// rewritten on append. Offsets are contiguous across batches and segments:
+// rewritten by Append; AppendReplica stores the leader's bytes unchanged,
+// so replicas hold identical bytes. Offsets are contiguous across batches and segments:
 // a segment's first batch starts at the segment's base offset (its name),
 // and its last batch ends just before the next segment's base.
 //
@@ -108,6 +147,13 @@
 //	                                   firstOffset i64 | lastOffset i64 } } |
 //	            CRC-32C u32 of everything before it
 //	log-start-offset  "TSKL" | offset i64 | CRC-32C u32   (16 bytes)
+//	truncate-to       "TSKT" | offset i64 | CRC-32C u32   (16 bytes)
+//	leader-epoch-checkpoint
+//	            "TSKE" | version u16 (1) | end i64 | count u32 |
+//	            count × { epoch i32 | startOffset i64 } | CRC-32C u32
+//	            (entries in increasing epoch and start order; they
+//	            describe the log below end, the active segment's base
+//	            when written)
 //
 // All integers are big-endian.
 //
@@ -118,6 +164,24 @@
 // .log and fsyncs the directory, so sealed segments are always durable and
 // indexed. log-start-offset is replaced atomically (write .tmp, fsync,
 // rename, fsync directory) before any segment below it is deleted.
+//
+// The leader-epoch-checkpoint is rewritten (write .tmp, fsync, rename) at
+// every roll, before the new segment is created, and made durable by the
+// roll's directory fsync. The epoch cache itself lives in memory: one
+// entry per epoch (epoch, first offset stamped with it), added by Append
+// (when its leaderEpoch exceeds the latest) and AppendReplica, cut by
+// TruncateTo, trimmed below the log start by retention and DeleteRecords.
+//
+// TruncateTo is made crash-safe by a redo record: (1) write truncate-to
+// (.tmp, fsync, rename, fsync directory), the commit point; (2) delete
+// the later segments' files and the new active segment's index files; (3)
+// cut the segment file, fdatasync it, fsync the directory; (4) remove
+// truncate-to and fsync the directory, all under the log mutex, before any
+// new append. A crash before (1) is durable leaves the old log; after it,
+// recovery redoes the truncation. Producer state is rebuilt from the
+// newest snapshot at or below the new active segment's base plus a replay.
+// An I/O error in TruncateTo fences the log. A group commit that began
+// before a truncation does not advance the durable offset afterwards.
 //
 // # Recovery
 //
@@ -132,4 +196,12 @@
 // corrupt or short batch; its indexes are rebuilt in memory. Producer state
 // is the newest valid .snapshot at or below the active segment's base, plus
 // a replay of the batch headers after it.
+//
+// A truncate-to record is applied first: segment files above its offset
+// are deleted and the active segment's scan stops at it; the record is
+// removed once that is durable. The epoch cache is the checkpoint's
+// entries below both its end and the active segment's base, then a header
+// scan of any sealed segments from there (all of them when the checkpoint
+// is missing or corrupt, e.g. data written before it existed), then the
+// active segment's scan.
 package storage

@@ -39,6 +39,11 @@ type LogConfig struct {
 	RetentionBytes     int64 // -1 unlimited
 	RetentionMs        int64 // -1 unlimited
 	IndexIntervalBytes int   // 0 → 4096
+	// Replicated switches the high watermark to replicated mode (see
+	// AdvanceHighWatermark): it then also waits for the replication
+	// layer. Honoured by OpenLog (the HW then starts at the log start
+	// offset) and by SetConfig, so every SetConfig must carry it.
+	Replicated bool
 }
 
 func (c LogConfig) segmentBytes() int64 {
@@ -105,6 +110,13 @@ type Log struct {
 	// unsynced counts batches appended since the last fdatasync, for
 	// the engine's batches-per-fsync statistic.
 	unsynced int64
+
+	// Replication (replica.go, epochs.go, truncate.go).
+	replicated   bool
+	replicaHW    int64           // replicated mode: the HW may not pass it
+	hwOffWaiters []durableWaiter // WaitHighWatermark: wait until hw > off
+	epochs       epochCache      // leader epoch → start offset
+	truncGen     uint64          // bumped by every TruncateTo
 }
 
 // SetConfig replaces the log's configuration; it applies from the next
@@ -113,6 +125,7 @@ func (l *Log) SetConfig(cfg LogConfig) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.cfg = cfg
+	l.setReplicatedLocked(cfg.Replicated)
 }
 
 // Config returns the log's configuration.
@@ -223,6 +236,9 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	if idempotent {
 		l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, base, last, h.MaxTimestamp)
 	}
+	if leaderEpoch > l.epochs.latest {
+		l.epochs.assign(leaderEpoch, base)
+	}
 	l.engine.stats.appends.Add(1)
 	switch l.policy {
 	case FsyncAlways:
@@ -232,6 +248,10 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 		l.advanceHWLocked(l.leo)
 	default:
 		l.advanceHWLocked(l.leo)
+	}
+	if l.replicated {
+		// Replica fetchers read up to the LEO: wake their long polls.
+		l.notifyHWLocked()
 	}
 	return AppendResult{BaseOffset: base, LastOffset: last, LogStartOffset: l.logStart}, nil
 }
@@ -260,6 +280,10 @@ func (l *Log) rollLocked() error {
 	if err := writeFileSync(l.fs, segName(l.dir, l.leo, snapshotSuffix), encodeSnapshot(l.producers.Entries())); err != nil {
 		return fail("write producer snapshot", err)
 	}
+	// Made durable by the directory sync below (see doc.go).
+	if err := writeEpochCheckpoint(l.fs, l.dir, l.epochs.entries, l.leo); err != nil {
+		return fail("write leader epoch checkpoint", err)
+	}
 	f, err := l.openSegFile(l.leo, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return fail("create segment", err)
@@ -287,6 +311,7 @@ func (l *Log) fenceLocked(cause error) {
 		w.ch <- l.fenceErr
 	}
 	l.waiters = nil
+	l.failHWWaitersLocked(-1, l.fenceErr)
 	l.notifyHWLocked()
 }
 
@@ -311,11 +336,17 @@ func (l *Log) advanceDurableLocked(off int64) {
 }
 
 func (l *Log) advanceHWLocked(off int64) {
+	if l.replicated && off > l.replicaHW {
+		off = l.replicaHW
+	}
 	if l.fenceErr != nil || off <= l.hw {
 		return
 	}
 	l.hw = off
 	l.notifyHWLocked()
+	if len(l.hwOffWaiters) > 0 {
+		l.wakeHWWaitersLocked()
+	}
 }
 
 func (l *Log) notifyHWLocked() {
@@ -409,7 +440,8 @@ type syncTicket struct {
 	l       *Log
 	seg     *segment
 	target  int64
-	batches int64 // appended batches the sync covers (stats)
+	batches int64  // appended batches the sync covers (stats)
+	gen     uint64 // l.truncGen when the sync began
 }
 
 // beginSync pins the active segment for an fdatasync covering everything
@@ -424,7 +456,7 @@ func (l *Log) beginSync() (t syncTicket, ok bool) {
 	seg, batches := l.active(), l.unsynced
 	l.unsynced = 0
 	seg.closeMu.RLock()
-	return syncTicket{l: l, seg: seg, target: l.leo, batches: batches}, true
+	return syncTicket{l: l, seg: seg, target: l.leo, batches: batches, gen: l.truncGen}, true
 }
 
 // endSync unpins the segment and, if the sync succeeded, advances the
@@ -438,6 +470,11 @@ func (l *Log) endSync(t syncTicket, err error) {
 		return
 	}
 	l.engine.stats.synced(t.batches)
+	if t.gen != l.truncGen {
+		// A TruncateTo ran meanwhile: it synced what it kept, and the
+		// offsets above it may now hold newer, unsynced batches.
+		return
+	}
 	l.advanceDurableLocked(t.target)
 }
 
@@ -481,7 +518,11 @@ func (s *segment) lookupBatch(offset int64) (pos, at int64) {
 // start or above the log end is ErrOffsetOutOfRange; an offset in
 // [HW, LEO] yields no data.
 func (l *Log) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
-	loc, res, err := l.locate(offset, maxBytes, minOneBatch)
+	return l.read(offset, maxBytes, minOneBatch, false)
+}
+
+func (l *Log) read(offset int64, maxBytes int, minOneBatch, uncommitted bool) (ReadResult, error) {
+	loc, res, err := l.locate(offset, maxBytes, minOneBatch, uncommitted)
 	if err != nil || loc.seg == nil {
 		return res, err
 	}
@@ -503,8 +544,9 @@ type readLoc struct {
 
 // locate finds the bytes Read would return. When it returns a segment, its
 // closeMu is held shared and the caller must release it; a nil segment
-// means no data (res holds the offsets either way).
-func (l *Log) locate(offset int64, maxBytes int, minOneBatch bool) (readLoc, ReadResult, error) {
+// means no data (res holds the offsets either way). Batches end below the
+// high watermark, or below the log end offset if uncommitted.
+func (l *Log) locate(offset int64, maxBytes int, minOneBatch, uncommitted bool) (readLoc, ReadResult, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -516,14 +558,19 @@ func (l *Log) locate(offset int64, maxBytes int, minOneBatch bool) (readLoc, Rea
 		l.mu.Unlock()
 		return readLoc{}, res, err
 	}
-	if offset >= l.hw || (maxBytes <= 0 && !minOneBatch) {
+	hw := l.hw
+	if uncommitted {
+		hw = l.leo
+	}
+	if offset >= hw || (maxBytes <= 0 && !minOneBatch) {
 		l.mu.Unlock()
 		return readLoc{}, res, nil
 	}
 	seg := l.segmentForLocked(offset)
 	pos, at := seg.lookupBatch(offset)
-	size, hw := seg.size, l.hw
-	// Entries below len(index) never change; appends go past it.
+	size := seg.size
+	// Entries below len(index) never change; appends go past it, and
+	// TruncateTo replaces the slice.
 	index := seg.index
 	seg.closeMu.RLock()
 	l.mu.Unlock()
@@ -856,6 +903,7 @@ func (l *Log) removeFrontLocked(n int) {
 	}
 	gone := l.segs[:n]
 	l.segs = append([]*segment(nil), l.segs[n:]...)
+	l.epochs.trimFront(l.logStart)
 	for _, s := range gone {
 		s.closeFile()
 		for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix, snapshotSuffix} {
@@ -904,6 +952,7 @@ func (l *Log) close(sync bool) error {
 		w.ch <- closedErr
 	}
 	l.waiters = nil
+	l.failHWWaitersLocked(-1, closedErr)
 	l.notifyHWLocked()
 	for _, s := range l.segs {
 		if err := s.closeFile(); err != nil {

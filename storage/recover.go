@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -77,6 +78,22 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i] < snaps[j] })
 
+	// An unfinished TruncateTo: redo it (see doc.go). Segments above the
+	// target go; the active segment's scan below stops at it.
+	truncTo, haveTrunc, err := readTruncateMarker(e.fs, dir)
+	if err != nil {
+		return fail(fmt.Errorf("read truncate-to record: %w", err))
+	}
+	limit := int64(math.MaxInt64)
+	if haveTrunc {
+		l.logger.Warn().Int64("offset", truncTo).Msg("completing an interrupted truncation")
+		limit = truncTo
+		for len(bases) > 1 && bases[len(bases)-1] > truncTo {
+			l.removeSegFiles(bases[len(bases)-1])
+			bases = bases[:len(bases)-1]
+		}
+	}
+
 	logStart, haveStart, err := readLogStart(e.fs, dir)
 	if err != nil {
 		l.logger.Warn().Err(err).Msg("ignoring unreadable log-start-offset checkpoint")
@@ -126,6 +143,9 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	// Producer state: newest valid snapshot at or below the active base,
 	// then replay of the batch headers after it.
 	activeBase := bases[len(bases)-1]
+	if err := l.recoverEpochs(activeBase); err != nil {
+		return fail(err)
+	}
 	replayFrom := int64(-1)
 	for i := len(snaps) - 1; i >= 0; i-- {
 		if snaps[i] > activeBase {
@@ -163,9 +183,25 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	}
 
 	// The active segment: verify every batch, truncate a torn tail.
-	act, err := l.openActive(activeBase, interval, replay)
+	act, err := l.openActive(activeBase, interval, limit, func(h *kafkaproto.BatchHeader) {
+		replay(h)
+		l.epochs.observe(h)
+	})
 	if err != nil {
 		return fail(err)
+	}
+	if haveTrunc {
+		// The cut is synced (openActive); make the deletions durable,
+		// then drop the record.
+		if err := e.fs.SyncDir(dir); err != nil {
+			return fail(err)
+		}
+		if err := e.fs.Remove(filepath.Join(dir, truncateFile)); err != nil {
+			return fail(fmt.Errorf("remove truncate-to record: %w", err))
+		}
+		if err := e.fs.SyncDir(dir); err != nil {
+			return fail(err)
+		}
 	}
 	l.segs = append(l.segs, act)
 	l.leo = act.next
@@ -188,9 +224,16 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		}
 		l.segs = []*segment{newSegment(logStart, f, interval)}
 		l.leo = logStart
+		l.epochs.reset()
 	}
 	l.logStart = logStart
+	l.epochs.trimFront(logStart)
 	l.durable, l.hw = l.leo, l.leo
+	if cfg.Replicated {
+		// Nothing is known to be replicated until the replication layer
+		// says so (AdvanceHighWatermark).
+		l.replicated, l.hw, l.replicaHW = true, logStart, logStart
+	}
 	l.logger.Info().Int64("log_start", l.logStart).Int64("leo", l.leo).Int("segments", len(l.segs)).Int("producers", l.producers.Len()).Msg("opened log")
 	return l, nil
 }
@@ -298,8 +341,9 @@ func (l *Log) loadIndexes(s *segment) bool {
 
 // openActive opens the last segment, verifies every batch (structure,
 // contiguous offsets, CRC-32C), truncates at the first bad one, and rebuilds
-// its in-memory indexes. replay sees every valid batch header.
-func (l *Log) openActive(base, interval int64, replay func(*kafkaproto.BatchHeader)) (*segment, error) {
+// its in-memory indexes. replay sees every valid batch header. A batch at
+// or above limit (an interrupted TruncateTo's target) ends the segment too.
+func (l *Log) openActive(base, interval, limit int64, replay func(*kafkaproto.BatchHeader)) (*segment, error) {
 	f, err := l.openSegFile(base, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
@@ -311,6 +355,9 @@ func (l *Log) openActive(base, interval int64, replay func(*kafkaproto.BatchHead
 	}
 	s := newSegment(base, f, interval)
 	endPos, _, scanErr := scanBatches(f, 0, base, size, true, func(h *kafkaproto.BatchHeader, pos int64) error {
+		if h.BaseOffset >= limit {
+			return errStop
+		}
 		s.track(h.BaseOffset, h.LastOffset(), h.MaxTimestamp, pos, int64(h.Size()), interval)
 		replay(h)
 		return nil
