@@ -28,6 +28,23 @@ type pendingAck struct {
 	part *kmsg.ProduceResponseTopicPartition
 	log  *storage.Log
 	last int64
+	hw   bool // acks=all on a replicated partition: wait for the high watermark
+}
+
+// done reports whether the ack can be sent now.
+func (w pendingAck) done() (bool, error) {
+	if w.hw {
+		return w.log.HighWatermark() > w.last, nil
+	}
+	return w.log.Durable(w.last)
+}
+
+// wait blocks until the ack can be sent.
+func (w pendingAck) wait(ctx context.Context) error {
+	if w.hw {
+		return w.log.WaitHighWatermark(ctx, w.last)
+	}
+	return w.log.WaitDurable(ctx, w.last)
 }
 
 func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
@@ -94,7 +111,8 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 					sp.ErrorMessage = kmsg.StringPtr(msg)
 				}
 				if code == 0 {
-					waits = append(waits, pendingAck{part: sp, log: l, last: last})
+					replicated := l.Replicated()
+					waits = append(waits, pendingAck{part: sp, log: l, last: last, hw: replicated && req.Acks == -1})
 				}
 			}
 		}
@@ -115,7 +133,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 	// a handoff per request.
 	pending := waits[:0]
 	for _, w := range waits {
-		if done, err := w.log.Durable(w.last); !done {
+		if done, err := w.done(); !done {
 			pending = append(pending, w)
 		} else if err != nil {
 			w.fail(err)
@@ -133,7 +151,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		defer cancel()
 		fwd.send(ctx)
 		for _, w := range pending {
-			if err := w.log.WaitDurable(ctx, w.last); err != nil {
+			if err := w.wait(ctx); err != nil {
 				w.fail(err)
 			}
 		}

@@ -21,10 +21,12 @@ func apiFetch() api {
 
 // fetchPart is one requested partition, resolved.
 type fetchPart struct {
-	resp   *kmsg.FetchResponseTopicPartition
-	log    *storage.Log
-	offset int64
-	max    int
+	resp    *kmsg.FetchResponseTopicPartition
+	log     *storage.Log
+	tp      storage.TopicPartition
+	offset  int64
+	max     int
+	replica bool // a follower's fetch: reads up to the log end offset
 	// sec holds the partition's records instead of resp.RecordBatches
 	// when they are served from the segment file (sendfile).
 	sec *storage.Section
@@ -37,6 +39,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		return resp, nil
 	}
 	var parts []fetchPart
+	replica := isReplicaFetch(req)
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
@@ -71,9 +74,13 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				_, epoch := topic.Leader(rp.Partition)
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
 			}
+			tp := b.tp(topic.Name, rp.Partition)
+			if code == 0 && replica && !b.repl.fetched(tp, l, req.ReplicaID, rp.FetchOffset) {
+				code = kerr.NotLeaderForPartition.Code // not a replica of this partition
+			}
 			sp.ErrorCode = code
 			if code == 0 {
-				parts = append(parts, fetchPart{resp: sp, log: l, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes)})
+				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -90,6 +97,8 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		wake := make(chan struct{}, 1)
 		for {
 			for _, p := range parts {
+				// On a replicated log this also wakes when the log end
+				// offset grows, which is what a follower waits for.
 				p.log.AddWaiter(wake)
 			}
 			// Re-check after registering so an append racing with the
@@ -131,9 +140,14 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		limit := min(p.max, budget-total)
 		var res storage.ReadResult
 		var err error
-		if sections {
+		switch {
+		case p.replica && sections:
+			res, err = p.log.ReadSectionUncommitted(p.offset, max(limit, 0), total == 0)
+		case p.replica:
+			res, err = p.log.ReadUncommitted(p.offset, max(limit, 0), total == 0)
+		case sections:
 			res, err = p.log.ReadSection(p.offset, max(limit, 0), total == 0)
-		} else {
+		default:
 			res, err = p.log.Read(p.offset, max(limit, 0), total == 0)
 		}
 		// Read reports the offsets with an out-of-range error too.

@@ -45,18 +45,25 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 			}
 			partitions = int32(len(rt.ReplicaAssignment))
 			for _, a := range rt.ReplicaAssignment {
-				if len(a.Replicas) != 1 {
-					fail(kerr.InvalidReplicaAssignment.Code, "each partition has exactly one replica until segment replication lands")
+				if len(a.Replicas) == 0 {
+					fail(kerr.InvalidReplicaAssignment.Code, "a partition has no replicas")
 					return
 				}
-				if _, ok := b.store.FSM().Broker(a.Replicas[0]); !ok {
-					fail(kerr.InvalidReplicaAssignment.Code, "replica assignment names an unknown broker")
-					return
+				for _, r := range a.Replicas {
+					if _, ok := b.store.FSM().Broker(r); !ok {
+						fail(kerr.InvalidReplicaAssignment.Code, "replica assignment names an unknown broker")
+						return
+					}
 				}
 				assignments = append(assignments, a.Replicas)
 			}
-		} else if rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1 {
-			fail(kerr.InvalidReplicationFactor.Code, "replication factor must be 1 (or -1): each partition lives on one node until segment replication lands")
+		}
+		rf := rt.ReplicationFactor
+		if rf == -1 {
+			rf = int16(b.cfg.Topic.ReplicationFactor)
+		}
+		if len(assignments) == 0 && (rf < 1 || rf > 16) {
+			fail(kerr.InvalidReplicationFactor.Code, "replication factor must be in [1, 16] (or -1 for topic.replication-factor)")
 			return
 		}
 		configs := map[string]string{}
@@ -69,14 +76,14 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		if len(configs) == 0 {
 			configs = nil
 		}
-		t, code, msg := b.createTopic(rc.ctx(), rt.Topic, partitions, configs, assignments, req.ValidateOnly)
+		t, code, msg := b.createTopic(rc.ctx(), rt.Topic, partitions, rf, configs, assignments, req.ValidateOnly)
 		if code != 0 {
 			fail(code, msg)
 			return
 		}
 		st.TopicID = t.ID
 		st.NumPartitions = t.Partitions
-		st.ReplicationFactor = 1
+		st.ReplicationFactor = int16(len(t.Parts[0].Active().Replicas))
 		for _, e := range b.describeTopicConfigs(t.Configs, nil, false, false) {
 			c := kmsg.NewCreateTopicsResponseTopicConfig()
 			c.Name = e.Name

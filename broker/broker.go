@@ -47,7 +47,8 @@ type Broker struct {
 	// frames recycles Produce request frames (see framePool).
 	frames framePool
 	gc     *groupCoordinators
-	fwd    forwarders // clients for forwarded Produce requests
+	fwd    forwarders // clients for forwarded Produce requests and replica fetches
+	repl   *replication
 
 	internalLn     net.Listener
 	internalSrv    *http.Server
@@ -101,6 +102,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 	b.m.addStorage(engine)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
+	b.repl = newReplication(b)
 	store.SetForwarder(b)
 	return b, nil
 }
@@ -354,6 +356,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			b.internalSrv.Shutdown(hctx) //nolint:errcheck // as above
 			cancel()
 		}
+		b.repl.stopAll()
 		b.bgWG.Wait()
 		b.fwd.close()
 		b.serveW.Wait()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -176,11 +177,14 @@ func (b *Broker) reconcileTopic(name string) {
 // reconcileLocal opens the partitions of t this node leads and pushes t's
 // configs to them. b.reconcileMu held.
 func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
-	cfg := b.logConfig(t.Configs)
+	base := b.logConfig(t.Configs)
 	for p := int32(0); p < t.Partitions; p++ {
-		if leader, _ := t.Leader(p); leader != b.cfg.NodeID {
+		seg := t.Parts[p].Active()
+		if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
 			continue
 		}
+		cfg := base
+		cfg.Replicated = len(seg.Replicas) > 1
 		tp := b.tp(t.Name, p)
 		l, ok := b.engine.Log(tp)
 		if !ok {
@@ -194,6 +198,17 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 			}
 		} else {
 			l.SetConfig(cfg)
+		}
+		if cfg.Replicated {
+			if seg.Leader == b.cfg.NodeID {
+				b.repl.lead(tp, seg.Replicas)
+			} else {
+				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
+				continue
+			}
+		}
+		if seg.Leader != b.cfg.NodeID {
+			continue
 		}
 		if t.Name == offsetsTopic {
 			if err := b.gc.load(b, t.Partitions, p, l); err != nil {

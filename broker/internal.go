@@ -78,6 +78,26 @@ func (b *Broker) internalMux() *http.ServeMux {
 		}
 		return map[string]uint64{"index": b.store.FSM().AppliedIndex()}, nil
 	}))
+	mux.HandleFunc("POST /v1/log-checksum", b.rpc(func(ctx context.Context, body []byte) (any, error) {
+		var req struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			End       int64  `json:"end"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: log-checksum: %v", metadata.ErrInvalidCommand, err)
+		}
+		l, ok := b.engine.Log(b.tp(req.Topic, req.Partition))
+		if !ok {
+			return nil, fmt.Errorf("%w: no local log of %s-%d", metadata.ErrUnknownTopic, req.Topic, req.Partition)
+		}
+		start := l.LogStartOffset()
+		crc, n, err := l.SegmentChecksum(start, req.End)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]int64{"start": start, "end": req.End, "crc32c": int64(crc), "bytes": n, "leo": l.LogEndOffset(), "hw": l.HighWatermark()}, nil
+	}))
 	mux.HandleFunc("GET /v1/status", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
 		return b.clusterStatus()
 	}))

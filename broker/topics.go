@@ -51,20 +51,23 @@ func (b *Broker) tp(topic string, p int32) storage.TopicPartition {
 // NOT_LEADER_OR_FOLLOWER when another node leads it (or this node has not
 // opened it yet).
 func (b *Broker) partitionLog(topic string, p int32) (*storage.Log, int16) {
+	leader, _, ok := b.store.FSM().PartitionLeader(topic, p)
+	if !ok {
+		return nil, kerr.UnknownTopicOrPartition.Code
+	}
+	if leader != b.cfg.NodeID {
+		return nil, kerr.NotLeaderForPartition.Code
+	}
 	if l, ok := b.engine.Log(b.tp(topic, p)); ok {
 		return l, 0
 	}
-	t, ok := b.store.FSM().Topic(topic)
-	if !ok || p < 0 || p >= t.Partitions {
-		return nil, kerr.UnknownTopicOrPartition.Code
-	}
-	return nil, kerr.NotLeaderForPartition.Code
+	return nil, kerr.NotLeaderForPartition.Code // not opened yet
 }
 
 // createTopic validates a topic and has the controller place and create
 // it; it returns once the local metadata shows it (and this node opened
 // the partitions it leads), with a Kafka error code and message.
-func (b *Broker) createTopic(ctx context.Context, name string, partitions int32, configs map[string]string, assignments [][]int32, validateOnly bool) (metadata.Topic, int16, string) {
+func (b *Broker) createTopic(ctx context.Context, name string, partitions int32, rf int16, configs map[string]string, assignments [][]int32, validateOnly bool) (metadata.Topic, int16, string) {
 	if err := validTopicName(name); err != nil {
 		return metadata.Topic{}, kerr.InvalidTopicException.Code, err.Error()
 	}
@@ -92,7 +95,7 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 	if err != nil {
 		return metadata.Topic{}, kerr.UnknownServerError.Code, err.Error()
 	}
-	if err := b.store.Apply(ctx, metadata.CreateTopic{Name: name, ID: id, Partitions: partitions, Configs: configs, Assignments: assignments}); err != nil {
+	if err := b.store.Apply(ctx, metadata.CreateTopic{Name: name, ID: id, Partitions: partitions, ReplicationFactor: rf, Configs: configs, Assignments: assignments}); err != nil {
 		code := applyErrorCode(err)
 		if code == kerr.UnknownServerError.Code {
 			b.log.Error().Err(err).Str("topic", name).Msg("create topic failed")

@@ -24,6 +24,7 @@ func TestClusterBasic(t *testing.T) {
 	t.Run("any-bootstrap", func(t *testing.T) { testClusterAnyBootstrap(t, c) })
 	t.Run("coordinator", func(t *testing.T) { testClusterCoordinator(t, c) })
 	t.Run("forward", func(t *testing.T) { testClusterForward(t, c) })
+	t.Run("replication", func(t *testing.T) { testClusterReplication(t, c) })
 	t.Run("membership", func(t *testing.T) { testClusterMembership(t, c) })
 }
 

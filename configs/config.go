@@ -97,12 +97,13 @@ type StorageConfig struct {
 
 // TopicDefaults apply to topics that do not override them.
 type TopicDefaults struct {
-	Partitions     int32 `mapstructure:"partitions"`
-	AutoCreate     bool  `mapstructure:"auto-create"`
-	SegmentBytes   int64 `mapstructure:"segment-bytes"`
-	SegmentMs      int64 `mapstructure:"segment-ms"`
-	RetentionMs    int64 `mapstructure:"retention-ms"`
-	RetentionBytes int64 `mapstructure:"retention-bytes"`
+	Partitions        int32 `mapstructure:"partitions"`
+	ReplicationFactor int32 `mapstructure:"replication-factor"`
+	AutoCreate        bool  `mapstructure:"auto-create"`
+	SegmentBytes      int64 `mapstructure:"segment-bytes"`
+	SegmentMs         int64 `mapstructure:"segment-ms"`
+	RetentionMs       int64 `mapstructure:"retention-ms"`
+	RetentionBytes    int64 `mapstructure:"retention-bytes"`
 }
 
 // GroupsConfig is the consumer-group coordinator.
@@ -157,6 +158,7 @@ func Options() []Option {
 		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group-commit fdatasyncs if available, syscalls for writes and reads), uring, syscall"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
+		{"topic.replication-factor", int32(1), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); replication has no failover yet, see README"},
 		{"topic.auto-create", true, "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
 		{"topic.segment-bytes", int64(1 << 30), "default segment.bytes"},
 		{"topic.segment-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default segment.ms"},

@@ -1,0 +1,314 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Replication of the active segment (DESIGN.md, write path steps 4-5;
+// docs/replication.md step 1). For a partition with more than one replica:
+//   - the leader's log is in replicated high-watermark mode: its HW is the
+//     minimum offset its followers have fetched (and, under
+//     storage.fsync=always, its own durable offset);
+//   - every follower runs one fetcher per leader node, which fetches with
+//     its ReplicaID set from its log end offset, appends the leader's
+//     batches unchanged (offsets and epochs kept), waits for them to be
+//     durable under fsync=always before fetching on, and takes the leader's
+//     HW as its own bound;
+//   - acks=all waits for the HW, acks=1 for the leader's own log;
+//     consumers read below the HW only.
+// Leadership does not move yet: rolls, failover and repair are the next
+// steps of docs/replication.md.
+
+// replication is this node's replication state.
+type replication struct {
+	b *Broker
+
+	mu       sync.Mutex
+	leading  map[storage.TopicPartition]*leaderPart
+	fetchers map[int32]*fetcher // by leader node
+}
+
+// leaderPart is a leader's view of one replicated partition.
+type leaderPart struct {
+	mu       sync.Mutex
+	replicas []int32         // the active segment's replica set
+	acked    map[int32]int64 // follower → the offset it fetched from last
+}
+
+func newReplication(b *Broker) *replication {
+	return &replication{b: b, leading: map[storage.TopicPartition]*leaderPart{}, fetchers: map[int32]*fetcher{}}
+}
+
+// lead records that this node leads tp with the given replica set.
+func (r *replication) lead(tp storage.TopicPartition, replicas []int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lp, ok := r.leading[tp]
+	if !ok {
+		lp = &leaderPart{acked: map[int32]int64{}}
+		r.leading[tp] = lp
+	}
+	lp.mu.Lock()
+	lp.replicas = slices.Clone(replicas)
+	lp.mu.Unlock()
+}
+
+func (r *replication) leader(tp storage.TopicPartition) *leaderPart {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leading[tp]
+}
+
+// fetched records that follower replica has everything below offset of tp
+// and advances the leader's HW to the minimum over the followers. It
+// reports false when replica is not in tp's replica set.
+func (r *replication) fetched(tp storage.TopicPartition, l *storage.Log, replica int32, offset int64) bool {
+	lp := r.leader(tp)
+	if lp == nil {
+		return false
+	}
+	lp.mu.Lock()
+	if !slices.Contains(lp.replicas, replica) || replica == r.b.cfg.NodeID {
+		lp.mu.Unlock()
+		return false
+	}
+	lp.acked[replica] = offset
+	bound := int64(-1)
+	for _, id := range lp.replicas {
+		if id == r.b.cfg.NodeID {
+			continue
+		}
+		off, ok := lp.acked[id]
+		if !ok {
+			bound = -1
+			break
+		}
+		if bound < 0 || off < bound {
+			bound = off
+		}
+	}
+	lp.mu.Unlock()
+	if bound >= 0 {
+		l.AdvanceHighWatermark(bound)
+	}
+	return true
+}
+
+// follow makes this node fetch tp from leader.
+func (r *replication) follow(tp storage.TopicPartition, id metadata.TopicID, leader, epoch int32, l *storage.Log) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for lid, f := range r.fetchers {
+		if lid != leader {
+			f.drop(tp)
+		}
+	}
+	f, ok := r.fetchers[leader]
+	if !ok {
+		f = &fetcher{r: r, leader: leader, parts: map[storage.TopicPartition]*followed{}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		r.fetchers[leader] = f
+		r.b.bgWG.Add(1)
+		go f.run()
+	}
+	f.add(tp, &followed{id: id, epoch: epoch, log: l})
+}
+
+// stopAll stops the fetchers (shutdown).
+func (r *replication) stopAll() {
+	r.mu.Lock()
+	fs := r.fetchers
+	r.fetchers = map[int32]*fetcher{}
+	r.mu.Unlock()
+	for _, f := range fs {
+		close(f.stop)
+	}
+}
+
+// followed is one partition a fetcher replicates.
+type followed struct {
+	id    metadata.TopicID
+	epoch int32
+	log   *storage.Log
+}
+
+// fetcher replicates every partition this node follows from one leader.
+type fetcher struct {
+	r      *replication
+	leader int32
+
+	mu    sync.Mutex
+	parts map[storage.TopicPartition]*followed
+
+	kick chan struct{}
+	stop chan struct{}
+}
+
+func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
+	f.mu.Lock()
+	f.parts[tp] = p
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fetcher) drop(tp storage.TopicPartition) {
+	f.mu.Lock()
+	delete(f.parts, tp)
+	f.mu.Unlock()
+}
+
+func (f *fetcher) snapshot() map[storage.TopicPartition]*followed {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[storage.TopicPartition]*followed, len(f.parts))
+	for k, v := range f.parts {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *fetcher) run() {
+	b := f.r.b
+	defer b.bgWG.Done()
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-b.shutdown:
+			return
+		default:
+		}
+		parts := f.snapshot()
+		if len(parts) == 0 {
+			select {
+			case <-f.kick:
+			case <-f.stop:
+				return
+			case <-b.shutdown:
+				return
+			}
+			continue
+		}
+		err := f.fetchOnce(parts)
+		if err == nil {
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, 20*time.Millisecond), time.Second)
+		b.log.Debug().Err(err).Int32("leader", f.leader).Msg("replica fetch")
+		select {
+		case <-time.After(backoff):
+		case <-f.stop:
+			return
+		case <-b.shutdown:
+			return
+		}
+	}
+}
+
+// fetchOnce sends one Fetch to the leader for every followed partition and
+// appends what comes back.
+func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
+	b := f.r.b
+	br, ok := b.store.FSM().Broker(f.leader)
+	if !ok || br.State != metadata.BrokerAlive {
+		return errors.New("leader not alive")
+	}
+	cl, err := b.fwd.client(br.Kafka)
+	if err != nil {
+		return err
+	}
+	seeds := cl.SeedBrokers()
+	if len(seeds) == 0 {
+		return errors.New("no connection to the leader")
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = b.cfg.NodeID
+	req.MaxWaitMillis = 500
+	req.MinBytes = 1
+	req.MaxBytes = 16 << 20
+	byTopic := map[string]int{}
+	byID := map[[16]byte]string{}
+	for tp, p := range parts {
+		i, ok := byTopic[tp.Topic]
+		if !ok {
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic, rt.TopicID = tp.Topic, p.id
+			req.Topics = append(req.Topics, rt)
+			i = len(req.Topics) - 1
+			byTopic[tp.Topic] = i
+			byID[p.id] = tp.Topic
+		}
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = tp.Partition
+		rp.FetchOffset = p.log.LogEndOffset()
+		rp.CurrentLeaderEpoch = p.epoch
+		rp.PartitionMaxBytes = 4 << 20
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := seeds[0].Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if resp.ErrorCode != 0 {
+		return kerr.ErrorForCode(resp.ErrorCode)
+	}
+	var firstErr error
+	for _, rt := range resp.Topics {
+		topic := rt.Topic
+		if n, ok := byID[rt.TopicID]; ok && topic == "" {
+			topic = n
+		}
+		for _, rp := range rt.Partitions {
+			tp := storage.TopicPartition{Topic: topic, Partition: rp.Partition}
+			p := parts[tp]
+			if p == nil {
+				continue
+			}
+			if rp.ErrorCode != 0 {
+				if firstErr == nil {
+					firstErr = kerr.ErrorForCode(rp.ErrorCode)
+				}
+				continue
+			}
+			if len(rp.RecordBatches) > 0 {
+				res, err := p.log.AppendReplica(rp.RecordBatches)
+				if err != nil {
+					b.log.Warn().Err(err).Str("tp", tp.String()).Msg("replica append failed")
+					if firstErr == nil {
+						firstErr = err
+					}
+					continue
+				}
+				// The next fetch tells the leader we hold everything below
+				// our log end offset: under fsync=always that must be durable.
+				if b.cfg.Storage.Fsync == "always" {
+					if err := p.log.WaitDurable(ctx, res.LastOffset); err != nil {
+						return err
+					}
+				}
+			}
+			p.log.AdvanceHighWatermark(rp.HighWatermark)
+		}
+	}
+	return firstErr
+}
+
+// isReplicaFetch reports a follower's fetch.
+func isReplicaFetch(req *kmsg.FetchRequest) bool { return req.ReplicaID >= 0 }
