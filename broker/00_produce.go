@@ -50,7 +50,7 @@ func (w pendingAck) wait(ctx context.Context) error {
 func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := kmsg.NewPtrProduceResponse()
 	var waits []pendingAck
-	fwd := produceForward{b: b, req: req}
+	fwd := produceForward{b: b, req: req, resp: resp}
 	acksOK := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
@@ -84,46 +84,41 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				sp.ErrorMessage = kmsg.StringPtr("cannot produce to an internal topic")
 			default:
-				l, code := b.partitionLog(rt.Topic, rp.Partition)
-				if code == kerr.NotLeaderForPartition.Code {
-					topic, _ := b.store.FSM().Topic(rt.Topic) // rare path: a full copy is fine
-					if b.mayForward(rc) {
-						fp := *rp
-						fp.Records = bytes.Clone(rp.Records) // sent after this handler returns
-						if fwd.add(topic, &fp, sp) {
-							break
-						}
-					}
-					b.notLeader(resp, req.Version, topic, rp.Partition, sp)
-					break
-				}
-				if code != 0 {
-					sp.ErrorCode = code
-					break
-				}
 				if maxBytes < 0 {
 					maxBytes = b.maxMessageBytes(maxOverride, maxSet)
 				}
-				_, epoch, _ := b.store.FSM().PartitionLeader(rt.Topic, rp.Partition)
-				last, code, msg := b.appendRecords(l, max(epoch, 0), rp.Records, maxBytes, sp)
-				sp.ErrorCode = code
-				if msg != "" {
-					sp.ErrorMessage = kmsg.StringPtr(msg)
-				}
-				if code == 0 {
-					replicated := l.Replicated()
-					waits = append(waits, pendingAck{part: sp, log: l, last: last, hw: replicated && req.Acks == -1})
+				if w, ok := b.producePartition(rc, req, resp, &fwd, rt.Topic, rp, sp, maxBytes); ok {
+					waits = append(waits, w)
 				}
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
+	}
+	// Forwarded requests of one connection reach the leader in request
+	// order (an idempotent producer's pipelined batches must not pass one
+	// another): each waits until the previous one was answered.
+	var fwdPrev, fwdDone chan struct{}
+	if fwd.pending() {
+		fwdPrev, fwdDone = rc.conn.fwdTail, make(chan struct{})
+		rc.conn.fwdTail = fwdDone
+	}
+	sendForwarded := func(ctx context.Context) {
+		if fwdDone == nil {
+			return
+		}
+		select {
+		case <-fwdPrev:
+		case <-ctx.Done():
+		}
+		fwd.send(ctx)
+		close(fwdDone)
 	}
 	if req.Acks == 0 {
 		if fwd.pending() {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				fwd.send(ctx)
+				sendForwarded(ctx)
 			}()
 		}
 		return nil, nil
@@ -149,13 +144,89 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		fwd.send(ctx)
+		sendForwarded(ctx)
 		for _, w := range pending {
 			if err := w.wait(ctx); err != nil {
 				w.fail(err)
 			}
 		}
 		return resp
+	}
+}
+
+// rollWait bounds how long a Produce waits for a roll of its partition to
+// finish before it is answered NOT_LEADER_OR_FOLLOWER.
+const rollWait = 5 * time.Second
+
+// producePartition appends one partition's records if this node leads it,
+// or routes them to the leader (forward, or NOT_LEADER_OR_FOLLOWER with
+// KIP-951 hints). A Produce that meets a roll of its partition waits for
+// the roll and then follows the partition to its new leader, so producers
+// do not see the handover. It returns the ack to wait for, if any.
+func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, fwd *produceForward,
+	topic string, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, maxBytes int64) (pendingAck, bool) {
+	for attempt := 0; ; attempt++ {
+		l, code := b.partitionLog(topic, rp.Partition)
+		if code == kerr.NotLeaderForPartition.Code {
+			t, _ := b.store.FSM().Topic(topic) // rare path: a full copy is fine
+			if b.mayForward(rc) {
+				fp := *rp
+				fp.Records = bytes.Clone(rp.Records) // sent after this handler returns
+				if fwd.add(t, &fp, sp) {
+					return pendingAck{}, false
+				}
+			}
+			b.notLeader(resp, req.Version, t, rp.Partition, sp)
+			return pendingAck{}, false
+		}
+		if code != 0 {
+			sp.ErrorCode = code
+			return pendingAck{}, false
+		}
+		var last int64
+		var msg string
+		if lp := b.repl.leader(b.tp(topic, rp.Partition)); lp != nil {
+			// A replicated partition: the append must not race a roll.
+			lp.rollMu.RLock()
+			if lp.rolling {
+				done := lp.rollDone
+				lp.rollMu.RUnlock()
+				if attempt > 0 {
+					sp.ErrorCode = kerr.NotLeaderForPartition.Code
+					return pendingAck{}, false
+				}
+				select {
+				case <-done:
+				case <-time.After(rollWait):
+				case <-b.shutdown:
+				}
+				continue
+			}
+			last, code, msg = b.appendRecords(l, lp.epoch, rp.Records, maxBytes, sp)
+			due := false
+			if code == 0 {
+				lp.bytes += int64(len(rp.Records))
+				due = lp.segBytes > 0 && lp.bytes >= lp.segBytes
+			}
+			lp.rollMu.RUnlock()
+			if due {
+				select {
+				case b.repl.rollKick <- struct{}{}:
+				default:
+				}
+			}
+		} else {
+			_, epoch, _ := b.store.FSM().PartitionLeader(topic, rp.Partition)
+			last, code, msg = b.appendRecords(l, max(epoch, 0), rp.Records, maxBytes, sp)
+		}
+		sp.ErrorCode = code
+		if msg != "" {
+			sp.ErrorMessage = kmsg.StringPtr(msg)
+		}
+		if code != 0 {
+			return pendingAck{}, false
+		}
+		return pendingAck{part: sp, log: l, last: last, hw: l.Replicated() && req.Acks == -1}, true
 	}
 }
 

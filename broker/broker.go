@@ -218,9 +218,10 @@ func (b *Broker) Serve() error {
 			b.log.Error().Err(err).Msg("internal server stopped")
 		}
 	}()
-	b.bgWG.Add(2)
+	b.bgWG.Add(3)
 	go b.heartbeatLoop()
 	go b.reconcileLoop()
+	go b.rotationLoop()
 	if b.single() {
 		// A cluster of one elects and registers itself at once; report
 		// ready only when it serves its partitions.

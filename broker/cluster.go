@@ -201,8 +201,9 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 		}
 		if cfg.Replicated {
 			if seg.Leader == b.cfg.NodeID {
-				b.repl.lead(tp, seg.Replicas)
+				b.repl.lead(tp, seg, cfg.SegmentBytes, cfg.SegmentMs)
 			} else {
+				b.repl.unlead(tp)
 				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
 				continue
 			}

@@ -49,6 +49,9 @@ type conn struct {
 	// groupTail is closed when the connection's latest group request has
 	// been served; only the read goroutine touches the field.
 	groupTail chan struct{}
+	// fwdTail is closed when the connection's latest forwarded Produce was
+	// answered; only the read goroutine touches the field.
+	fwdTail chan struct{}
 
 	stopOnce sync.Once
 }
@@ -62,6 +65,8 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		groupTail: make(chan struct{}),
 	}
 	close(c.groupTail)
+	c.fwdTail = make(chan struct{})
+	close(c.fwdTail)
 	_, c.sendfile = nc.(*net.TCPConn)
 	return c
 }

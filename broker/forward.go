@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -66,6 +67,7 @@ func (f *forwarders) close() {
 type produceForward struct {
 	b     *Broker
 	req   *kmsg.ProduceRequest
+	resp  *kmsg.ProduceResponse // gets the leaders' KIP-951 endpoints
 	byLdr map[int32]*forwardedProduce
 }
 
@@ -159,6 +161,7 @@ func (f *produceForward) pending() bool { return len(f.byLdr) > 0 }
 // retry after refreshing their metadata.
 func (f *produceForward) send(ctx context.Context) {
 	var wg sync.WaitGroup
+	var respMu sync.Mutex // guards f.resp.Brokers
 	for leader, fp := range f.byLdr {
 		wg.Add(1)
 		go func() {
@@ -191,6 +194,15 @@ func (f *produceForward) send(ctx context.Context) {
 				return
 			}
 			got := kresp.(*kmsg.ProduceResponse)
+			if f.req.Version >= 10 && len(got.Brokers) > 0 {
+				respMu.Lock()
+				for _, e := range got.Brokers {
+					if !slices.ContainsFunc(f.resp.Brokers, func(x kmsg.ProduceResponseBroker) bool { return x.NodeID == e.NodeID }) {
+						f.resp.Brokers = append(f.resp.Brokers, e)
+					}
+				}
+				respMu.Unlock()
+			}
 			for _, rt := range got.Topics {
 				for _, rp := range rt.Partitions {
 					if sp := fp.parts[rt.Topic][rp.Partition]; sp != nil {

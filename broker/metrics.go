@@ -20,6 +20,7 @@ type metrics struct {
 	producedBytes prometheus.Counter
 	producedRecs  prometheus.Counter
 	fetchedBytes  prometheus.Counter
+	rolls         prometheus.Counter
 	sendfileBytes prometheus.Counter
 }
 
@@ -48,11 +49,14 @@ func newMetrics() *metrics {
 		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_fetched_bytes_total", Help: "Record batch bytes returned by Fetch.",
 		}),
+		rolls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_segment_rolls_total", Help: "Active segments this node sealed and handed on (planned rolls).",
+		}),
 		sendfileBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_fetch_sendfile_bytes_total", Help: "Record batch bytes Fetch sent straight from segment files (sendfile), not copied.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes,
+	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

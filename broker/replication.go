@@ -33,6 +33,9 @@ import (
 type replication struct {
 	b *Broker
 
+	// rollKick wakes the rotation loop when an append crossed segment.bytes.
+	rollKick chan struct{}
+
 	mu       sync.Mutex
 	leading  map[storage.TopicPartition]*leaderPart
 	fetchers map[int32]*fetcher // by leader node
@@ -43,24 +46,50 @@ type leaderPart struct {
 	mu       sync.Mutex
 	replicas []int32         // the active segment's replica set
 	acked    map[int32]int64 // follower → the offset it fetched from last
+
+	// rollMu orders appends with a roll: Produce holds it shared across
+	// its append, a roll exclusively while it freezes the end offset.
+	rollMu   sync.RWMutex
+	rolling  bool          // set by a roll: appends wait for rollDone
+	rollDone chan struct{} // closed when the roll in progress ends
+	bytes    int64         // appended since this node began leading the segment
+	since    time.Time     // when it began
+	segment  int64         // the active segment this leadership belongs to
+	epoch    int32
+	// limits: the topic's segment.bytes and segment.ms (set by reconcile)
+	segBytes, segMs int64
 }
 
 func newReplication(b *Broker) *replication {
-	return &replication{b: b, leading: map[storage.TopicPartition]*leaderPart{}, fetchers: map[int32]*fetcher{}}
+	return &replication{b: b, leading: map[storage.TopicPartition]*leaderPart{}, fetchers: map[int32]*fetcher{}, rollKick: make(chan struct{}, 1)}
 }
 
-// lead records that this node leads tp with the given replica set.
-func (r *replication) lead(tp storage.TopicPartition, replicas []int32) {
+// lead records that this node leads tp's active segment seg (and no
+// longer fetches tp from anyone).
+func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, segBytes, segMs int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for _, f := range r.fetchers {
+		f.drop(tp)
+	}
 	lp, ok := r.leading[tp]
-	if !ok {
-		lp = &leaderPart{acked: map[int32]int64{}}
+	if !ok || lp.segment != seg.ID {
+		lp = &leaderPart{acked: map[int32]int64{}, since: time.Now(), segment: seg.ID, epoch: seg.Epoch}
 		r.leading[tp] = lp
 	}
 	lp.mu.Lock()
-	lp.replicas = slices.Clone(replicas)
+	lp.replicas = slices.Clone(seg.Replicas)
 	lp.mu.Unlock()
+	lp.rollMu.Lock()
+	lp.segBytes, lp.segMs = segBytes, segMs
+	lp.rollMu.Unlock()
+}
+
+// unlead forgets tp's leadership (another node leads it now).
+func (r *replication) unlead(tp storage.TopicPartition) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.leading, tp)
 }
 
 func (r *replication) leader(tp storage.TopicPartition) *leaderPart {
@@ -279,6 +308,14 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 			tp := storage.TopicPartition{Topic: topic, Partition: rp.Partition}
 			p := parts[tp]
 			if p == nil {
+				continue
+			}
+			// Skip answers for partitions this fetcher no longer follows
+			// (leadership moved while the fetch was in flight).
+			f.mu.Lock()
+			current := f.parts[tp] == p
+			f.mu.Unlock()
+			if !current {
 				continue
 			}
 			if rp.ErrorCode != 0 {

@@ -50,6 +50,7 @@ func topicConfigDefs() []topicConfigDef {
 		{name: "retention.bytes", typ: ctLong, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.RetentionBytes, 10) }, enforced: true, doc: "delete oldest sealed segments above this size (-1 unlimited)"},
 		{name: "segment.bytes", typ: ctInt, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.SegmentBytes, 10) }, enforced: true, doc: "roll the active segment at this size"},
 		{name: "segment.ms", typ: ctLong, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.SegmentMs, 10) }, enforced: true, doc: "roll the active segment at this age"},
+		{name: "segment.rotate", typ: ctBoolean, def: constDef("true"), allowed: []string{"true", "false"}, enforced: true, doc: "Tusk: at each roll of a replicated partition, leadership moves to the least loaded replica (internal topics never rotate)"},
 		{name: "index.interval.bytes", typ: ctInt, def: constDef("4096"), enforced: true, doc: "bytes between offset index entries"},
 		{name: "min.insync.replicas", typ: ctInt, def: constDef("1"), doc: "stored; single node"},
 		{name: "unclean.leader.election.enable", typ: ctBoolean, def: constDef("false"), doc: "stored only"},

@@ -46,6 +46,10 @@ type Segment struct {
 	Leader     int32        `json:"leader"`
 	Replicas   []int32      `json:"replicas"`
 	State      SegmentState `json:"state"`
+	// Checksum (CRC-32C) and Bytes of a sealed segment's range, as its
+	// leader sealed it (0 when not recorded).
+	Checksum uint32 `json:"checksum,omitempty"`
+	Bytes    int64  `json:"bytes,omitempty"`
 }
 
 // Partition is an ordered chain of segments; the last one is active.

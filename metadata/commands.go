@@ -205,6 +205,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &UnregisterBroker{}
 	case "set_cluster_configs":
 		c = &SetClusterConfigs{}
+	case "roll_segment":
+		c = &RollSegment{}
 	default:
 		return nil, fmt.Errorf("metadata: decode command: unknown kind %q", e.Kind)
 	}
@@ -235,6 +237,8 @@ func deref(c Command) Command {
 	case *UnregisterBroker:
 		return *v
 	case *SetClusterConfigs:
+		return *v
+	case *RollSegment:
 		return *v
 	}
 	return c

@@ -266,6 +266,16 @@ func (c *controller) resolve(ctx context.Context, cmd Command) (Command, error) 
 		}
 		v.Assignments = a
 		return v, nil
+	case RollSegment:
+		if v.NextLeader >= 0 {
+			return v, nil
+		}
+		next, err := c.nextLeader(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		v.NextLeader = next
+		return v, nil
 	case CreatePartitions:
 		if len(v.Assignments) > 0 || v.Count <= v.Expected {
 			return v, nil
@@ -286,4 +296,44 @@ func (c *controller) place(ctx context.Context, n, rf int) ([][]int32, error) {
 		return nil, err
 	}
 	return Place(live, c.s.fsm.Loads(), n, rf)
+}
+
+// nextLeader picks the next leader of a roll: the least loaded live
+// replica of the sealed segment that is also in the next replica set,
+// preferring one other than the current leader, so leadership wanders.
+func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, error) {
+	t, ok := c.s.fsm.Topic(r.Topic)
+	if !ok || r.Partition < 0 || r.Partition >= t.Partitions {
+		return -1, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, r.Topic, r.Partition)
+	}
+	cur := t.Parts[r.Partition].Active()
+	live, err := c.live(ctx)
+	if err != nil {
+		return -1, err
+	}
+	alive := map[int32]bool{}
+	for _, b := range live {
+		alive[b.ID] = true
+	}
+	loads := c.s.fsm.Loads()
+	best := int32(-1)
+	for _, id := range cur.Replicas {
+		if !alive[id] || !slices.Contains(r.NextReplicas, id) {
+			continue
+		}
+		switch {
+		case best < 0:
+			best = id
+		case (id != cur.Leader) != (best != cur.Leader):
+			if id != cur.Leader {
+				best = id
+			}
+		case loads[id] < loads[best] || (loads[id] == loads[best] && id < best):
+			best = id
+		}
+	}
+	if best < 0 {
+		return -1, fmt.Errorf("%w: no live replica of %s-%d to lead the next segment", ErrNotEnoughBrokers, r.Topic, r.Partition)
+	}
+	return best, nil
 }

@@ -1,0 +1,144 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Rotation (DESIGN.md, planned roll): when a replicated partition's active
+// segment reaches segment.bytes or segment.ms on its leader, the leader
+// stops appending, waits until every replica holds everything it has,
+// and asks the controller to commit RollSegment (a compare-and-set on the
+// segment and epoch) sealing the segment at its log end offset. The
+// controller picks the next leader among the sealed segment's live
+// replicas, the least loaded one other than the current leader, so write
+// load wanders over the cluster. Every node's reconcile pass then swaps
+// roles: the new leader stops fetching and accepts writes at the next
+// epoch (its log already holds the sealed bytes and, through
+// AppendReplica, the producer state); the old leader fetches from it.
+// Produce requests that reach the old leader meanwhile are answered
+// NOT_LEADER_OR_FOLLOWER, or forwarded once the metadata moved on.
+
+// rollWaitReplicas bounds how long a roll waits for replicas to catch up
+// before giving up (and resuming appends).
+const rollWaitReplicas = 5 * time.Second
+
+// rotationLoop checks the partitions this node leads for due rolls.
+func (b *Broker) rotationLoop() {
+	defer b.bgWG.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	busy := map[storage.TopicPartition]bool{}
+	done := make(chan storage.TopicPartition, 16)
+	for {
+		select {
+		case <-b.shutdown:
+			return
+		case tp := <-done:
+			delete(busy, tp)
+			continue
+		case <-t.C:
+		case <-b.repl.rollKick:
+		}
+		for tp, lp := range b.repl.snapshotLeading() {
+			if busy[tp] || !b.rollDue(tp, lp) {
+				continue
+			}
+			busy[tp] = true
+			b.bgWG.Add(1)
+			go func() {
+				defer b.bgWG.Done()
+				b.roll(tp, lp)
+				select {
+				case done <- tp:
+				case <-b.shutdown:
+				}
+			}()
+		}
+	}
+}
+
+// snapshotLeading copies the set of replicated partitions this node leads.
+func (r *replication) snapshotLeading() map[storage.TopicPartition]*leaderPart {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[storage.TopicPartition]*leaderPart, len(r.leading))
+	for k, v := range r.leading {
+		out[k] = v
+	}
+	return out
+}
+
+// rollDue reports whether tp's active segment reached segment.bytes or
+// segment.ms and its topic rotates.
+func (b *Broker) rollDue(tp storage.TopicPartition, lp *leaderPart) bool {
+	v, set, internal, ok := b.store.FSM().TopicConfigValue(tp.Topic, "segment.rotate")
+	if !ok || internal || (set && v == "false") {
+		return false
+	}
+	lp.rollMu.RLock()
+	bytes, since, rolling, segBytes, segMs := lp.bytes, lp.since, lp.rolling, lp.segBytes, lp.segMs
+	lp.rollMu.RUnlock()
+	if rolling || bytes == 0 {
+		return false
+	}
+	return (segBytes > 0 && bytes >= segBytes) || (segMs > 0 && time.Since(since) >= time.Duration(segMs)*time.Millisecond)
+}
+
+// roll seals tp's active segment and hands leadership on (see above).
+func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
+	t, ok := b.store.FSM().Topic(tp.Topic)
+	if !ok || tp.Partition >= t.Partitions {
+		return
+	}
+	seg := t.Parts[tp.Partition].Active()
+	l, ok := b.engine.Log(tp)
+	if !ok || seg.Leader != b.cfg.NodeID || seg.ID != lp.segment || len(seg.Replicas) < 2 {
+		return
+	}
+	began := time.Now()
+	lp.rollMu.Lock()
+	lp.rolling = true
+	lp.rollDone = make(chan struct{})
+	end := l.LogEndOffset()
+	lp.rollMu.Unlock()
+	// Produce requests parked on the roll go on once it ends: to the new
+	// leader after a commit, here after an abandoned roll.
+	defer close(lp.rollDone)
+	resume := func(why string, err error) {
+		lp.rollMu.Lock()
+		lp.rolling = false
+		lp.rollMu.Unlock()
+		b.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Msg("roll abandoned: " + why)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, rollWaitReplicas)
+	defer cancel()
+	if end > seg.BaseOffset {
+		if err := l.WaitHighWatermark(ctx, end-1); err != nil {
+			resume("replicas did not catch up", err)
+			return
+		}
+	}
+	cmd := metadata.RollSegment{
+		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
+		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
+		NextLeader: -1, NextReplicas: seg.Replicas,
+	}
+	if start := max(seg.BaseOffset, l.LogStartOffset()); end > start {
+		if crc, n, err := l.SegmentChecksum(start, end); err == nil && start == seg.BaseOffset {
+			cmd.Checksum, cmd.Bytes = crc, n
+		}
+	}
+	actx, acancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer acancel()
+	if err := b.store.Apply(actx, cmd); err != nil {
+		resume("commit failed", err)
+		return
+	}
+	b.m.rolls.Inc()
+	b.log.Info().Str("tp", tp.String()).Int64("segment", seg.ID).Int64("end", end).Dur("took", time.Since(began)).Msg("segment rolled")
+	b.kickReconcile()
+}

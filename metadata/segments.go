@@ -1,0 +1,80 @@
+package metadata
+
+import (
+	"fmt"
+	"slices"
+)
+
+// RollSegment seals a partition's active segment at EndOffset and opens
+// the next one at that offset with the next epoch (DESIGN.md, planned
+// roll). It is a compare-and-set: it fails unless the active segment is
+// still ExpectedSegment at ExpectedEpoch. The next leader must be one of
+// the sealed segment's replicas (it holds the sealed bytes and the
+// producer state) and a member of NextReplicas. A proposal may leave
+// NextLeader at -1 for the controller to choose by load.
+type RollSegment struct {
+	Topic           string  `json:"topic"`
+	ID              TopicID `json:"id"`
+	Partition       int32   `json:"partition"`
+	ExpectedSegment int64   `json:"expected_segment"`
+	ExpectedEpoch   int32   `json:"expected_epoch"`
+	EndOffset       int64   `json:"end_offset"`
+	NextLeader      int32   `json:"next_leader"`
+	NextReplicas    []int32 `json:"next_replicas,omitempty"`
+	// Checksum and Bytes describe the sealed range [base, end) as the
+	// leader holds it (invariant I4); Bytes is 0 when not computed.
+	Checksum uint32 `json:"checksum,omitempty"`
+	Bytes    int64  `json:"bytes,omitempty"`
+}
+
+func (RollSegment) kind() string { return "roll_segment" }
+
+func (c RollSegment) apply(st *state) error {
+	t, ok := st.Topics[c.Topic]
+	if !ok || t.ID != c.ID {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) {
+		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
+	}
+	p := &t.Parts[c.Partition]
+	if len(p.Segments) == 0 {
+		return fmt.Errorf("%w: %s-%d has no segments", ErrInvalidCommand, c.Topic, c.Partition)
+	}
+	cur := &p.Segments[len(p.Segments)-1]
+	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || cur.State != SegmentActive {
+		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d, expected %d epoch %d",
+			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, c.ExpectedSegment, c.ExpectedEpoch)
+	}
+	if c.EndOffset < cur.BaseOffset {
+		return fmt.Errorf("%w: end offset %d below the segment's base %d", ErrInvalidCommand, c.EndOffset, cur.BaseOffset)
+	}
+	if !slices.Contains(cur.Replicas, c.NextLeader) || !slices.Contains(c.NextReplicas, c.NextLeader) {
+		return fmt.Errorf("%w: next leader %d must be a replica of the sealed segment and of the next", ErrInvalidCommand, c.NextLeader)
+	}
+	for _, r := range c.NextReplicas {
+		if _, ok := st.Brokers[r]; !ok {
+			return fmt.Errorf("%w: next replica %d is not a broker", ErrPreconditionFailed, r)
+		}
+	}
+	cur.EndOffset = c.EndOffset
+	cur.State = SegmentSealed
+	cur.Checksum, cur.Bytes = c.Checksum, c.Bytes
+	next := Segment{
+		ID: st.NextSegmentID, BaseOffset: c.EndOffset, EndOffset: -1, Epoch: cur.Epoch + 1,
+		Leader: c.NextLeader, Replicas: append([]int32{c.NextLeader}, without(c.NextReplicas, c.NextLeader)...), State: SegmentActive,
+	}
+	st.NextSegmentID++
+	p.Segments = append(p.Segments, next)
+	return nil
+}
+
+func without(ids []int32, drop int32) []int32 {
+	out := make([]int32, 0, len(ids))
+	for _, id := range ids {
+		if id != drop {
+			out = append(out, id)
+		}
+	}
+	return out
+}
