@@ -555,3 +555,59 @@ func TestDumpIsCanonicalAndIgnoresLiveness(t *testing.T) {
 		t.Fatalf("Dump content:\n%s", d)
 	}
 }
+
+func TestRollSegment(t *testing.T) {
+	f := NewFSM()
+	for _, id := range []int32{1, 2, 3} {
+		if err := f.Apply(RegisterBroker{Broker: Broker{ID: id, Kafka: "h:1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Apply(CreateTopic{Name: "r", ID: id(7), Partitions: 1, Assignments: [][]int32{{1, 2, 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := f.Topic("r")
+	first := tp.Parts[0].Active()
+	roll := RollSegment{Topic: "r", ID: id(7), Partition: 0, ExpectedSegment: first.ID, ExpectedEpoch: first.Epoch,
+		EndOffset: 100, NextLeader: 2, NextReplicas: []int32{1, 2, 3}, Checksum: 0xabcd, Bytes: 4096}
+	before, _ := f.Snapshot()
+	for name, bad := range map[string]RollSegment{
+		"stale segment":     func() RollSegment { r := roll; r.ExpectedSegment++; return r }(),
+		"stale epoch":       func() RollSegment { r := roll; r.ExpectedEpoch++; return r }(),
+		"end below base":    func() RollSegment { r := roll; r.EndOffset = -1; return r }(),
+		"leader not repl":   func() RollSegment { r := roll; r.NextLeader = 9; return r }(),
+		"unknown replica":   func() RollSegment { r := roll; r.NextReplicas = []int32{2, 9}; return r }(),
+		"wrong topic id":    func() RollSegment { r := roll; r.ID = id(8); return r }(),
+		"no such partition": func() RollSegment { r := roll; r.Partition = 1; return r }(),
+	} {
+		if err := f.Apply(bad); err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+		if after, _ := f.Snapshot(); string(after) != string(before) {
+			t.Fatalf("%s: failed roll changed the state", name)
+		}
+	}
+	if err := f.Apply(roll); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ = f.Topic("r")
+	segs := tp.Parts[0].Segments
+	if len(segs) != 2 {
+		t.Fatalf("segments after roll: %+v", segs)
+	}
+	sealed, next := segs[0], segs[1]
+	if sealed.State != SegmentSealed || sealed.EndOffset != 100 || sealed.Checksum != 0xabcd || sealed.Bytes != 4096 {
+		t.Fatalf("sealed segment: %+v", sealed)
+	}
+	if next.State != SegmentActive || next.BaseOffset != 100 || next.EndOffset != -1 || next.Epoch != first.Epoch+1 ||
+		next.Leader != 2 || next.Replicas[0] != 2 || len(next.Replicas) != 3 || next.ID <= sealed.ID {
+		t.Fatalf("next segment: %+v", next)
+	}
+	if l, e := tp.Leader(0); l != 2 || e != first.Epoch+1 {
+		t.Fatalf("leader after roll: %d epoch %d", l, e)
+	}
+	// The same roll again is stale now.
+	if err := f.Apply(roll); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("repeated roll: %v", err)
+	}
+}
