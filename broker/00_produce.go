@@ -186,7 +186,13 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		var last int64
 		var msg string
 		if lp := b.repl.leader(b.tp(topic, rp.Partition)); lp != nil {
-			// A replicated partition: the append must not race a roll.
+			// A replicated partition: only a leader holding a live lease
+			// appends (DESIGN.md, leases), and not during a roll.
+			if !b.leaseValid() {
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				sp.ErrorMessage = kmsg.StringPtr("this node's lease expired")
+				return pendingAck{}, false
+			}
 			lp.rollMu.RLock()
 			if lp.rolling {
 				done := lp.rollDone

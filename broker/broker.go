@@ -104,6 +104,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 	b.gc = b.newGroupCoordinators()
 	b.repl = newReplication(b)
 	store.SetForwarder(b)
+	store.SetProber(b)
 	return b, nil
 }
 

@@ -85,6 +85,12 @@ func (b *Broker) heartbeatOnce() error {
 	return nil
 }
 
+// leaseValid reports whether this node holds an unexpired lease (counted
+// from the send time of the heartbeat that earned it).
+func (b *Broker) leaseValid() bool {
+	return time.Now().UnixNano() < b.leaseUntil.Load()
+}
+
 // kickReconcile asks the reconcile loop for a pass.
 func (b *Broker) kickReconcile() {
 	select {
@@ -180,12 +186,16 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 	base := b.logConfig(t.Configs)
 	for p := int32(0); p < t.Partitions; p++ {
 		seg := t.Parts[p].Active()
+		tp := b.tp(t.Name, p)
 		if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
+			// Not (or no longer) a replica of the active segment, e.g. a
+			// leader replaced by failover: neither lead nor follow.
+			b.repl.unlead(tp)
+			b.repl.unfollow(tp)
 			continue
 		}
 		cfg := base
 		cfg.Replicated = len(seg.Replicas) > 1
-		tp := b.tp(t.Name, p)
 		l, ok := b.engine.Log(tp)
 		if !ok {
 			var err error
@@ -200,6 +210,24 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 			l.SetConfig(cfg)
 		}
 		if cfg.Replicated {
+			if seg.State == metadata.SegmentFenced {
+				// Failing over: nobody appends or fetches until the
+				// controller seals the segment.
+				b.repl.unlead(tp)
+				b.repl.unfollow(tp)
+				continue
+			}
+			// Records above the segment's base that carry an older epoch
+			// are leftovers of the previous segment beyond where it was
+			// sealed (a failover sealed below this log's end): drop them
+			// before leading or following the segment.
+			if l.LatestEpoch() < seg.Epoch && l.LogEndOffset() > seg.BaseOffset {
+				if err := l.TruncateTo(seg.BaseOffset); err != nil {
+					b.log.Error().Err(err).Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncate to the segment's base")
+					continue
+				}
+				b.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
+			}
 			if seg.Leader == b.cfg.NodeID {
 				b.repl.lead(tp, seg, cfg.SegmentBytes, cfg.SegmentMs)
 			} else {
@@ -207,6 +235,10 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
 				continue
 			}
+		}
+		if !cfg.Replicated {
+			b.repl.unlead(tp) // a segment down to one replica
+			b.repl.unfollow(tp)
 		}
 		if seg.Leader != b.cfg.NodeID {
 			continue

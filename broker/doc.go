@@ -71,6 +71,9 @@
 //	POST /v1/add-node     {"id","raft"}: add a Raft voter; forwarded to the controller
 //	POST /v1/remove-node  {"id"}: remove a node leading no partition; forwarded
 //	POST /v1/applied      → {"index"}: the controller's applied index (read-your-writes)
+//	POST /v1/replica-leo  {"topic","partition","segment","epoch","fence_index"} → {"leo"}:
+//	                      failover probe; answered once the node applied the fence and
+//	                      stopped fetching the partition
 //	POST /v1/log-checksum {"topic","partition","end"} → CRC-32C and length of this
 //	                      node's copy of [log start, end): replicas compare them (I1, I4)
 //

@@ -78,6 +78,14 @@ func (b *Broker) internalMux() *http.ServeMux {
 		}
 		return map[string]uint64{"index": b.store.FSM().AppliedIndex()}, nil
 	}))
+	mux.HandleFunc("POST /v1/replica-leo", b.rpc(func(ctx context.Context, body []byte) (any, error) {
+		var req replicaLEORequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: replica-leo: %v", metadata.ErrInvalidCommand, err)
+		}
+		leo, err := b.localReplicaLEO(ctx, req.Topic, req.Partition, req.FenceIndex)
+		return map[string]int64{"leo": leo}, err
+	}))
 	mux.HandleFunc("POST /v1/log-checksum", b.rpc(func(ctx context.Context, body []byte) (any, error) {
 		var req struct {
 			Topic     string `json:"topic"`

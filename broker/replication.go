@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -44,8 +46,9 @@ type replication struct {
 // leaderPart is a leader's view of one replicated partition.
 type leaderPart struct {
 	mu       sync.Mutex
-	replicas []int32         // the active segment's replica set
-	acked    map[int32]int64 // follower → the offset it fetched from last
+	replicas []int32             // the active segment's replicas that count for the HW
+	acked    map[int32]int64     // follower → the offset it fetched from last
+	fetched  map[int32]time.Time // follower → when it last fetched
 
 	// rollMu orders appends with a roll: Produce holds it shared across
 	// its append, a roll exclusively while it freezes the end offset.
@@ -74,7 +77,7 @@ func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, segB
 	}
 	lp, ok := r.leading[tp]
 	if !ok || lp.segment != seg.ID {
-		lp = &leaderPart{acked: map[int32]int64{}, since: time.Now(), segment: seg.ID, epoch: seg.Epoch}
+		lp = &leaderPart{acked: map[int32]int64{}, fetched: map[int32]time.Time{}, since: time.Now(), segment: seg.ID, epoch: seg.Epoch}
 		r.leading[tp] = lp
 	}
 	lp.mu.Lock()
@@ -112,25 +115,68 @@ func (r *replication) fetched(tp storage.TopicPartition, l *storage.Log, replica
 		return false
 	}
 	lp.acked[replica] = offset
-	bound := int64(-1)
-	for _, id := range lp.replicas {
-		if id == r.b.cfg.NodeID {
-			continue
-		}
-		off, ok := lp.acked[id]
-		if !ok {
-			bound = -1
-			break
-		}
-		if bound < 0 || off < bound {
-			bound = off
-		}
-	}
+	lp.fetched[replica] = time.Now()
+	bound := lp.boundLocked(r.b.cfg.NodeID)
 	lp.mu.Unlock()
 	if bound >= 0 {
 		l.AdvanceHighWatermark(bound)
 	}
 	return true
+}
+
+// boundLocked is the minimum offset the counted followers acknowledged, or
+// -1 while one of them has not fetched yet. lp.mu held.
+func (lp *leaderPart) boundLocked(self int32) int64 {
+	bound := int64(-1)
+	for _, id := range lp.replicas {
+		if id == self {
+			continue
+		}
+		off, ok := lp.acked[id]
+		if !ok {
+			return -1
+		}
+		if bound < 0 || off < bound {
+			bound = off
+		}
+	}
+	if bound < 0 { // no followers left: the leader alone
+		return 1<<63 - 1
+	}
+	return bound
+}
+
+// laggards returns the counted followers that have not fetched for lagMax
+// (counting from when this node began leading the segment).
+func (lp *leaderPart) laggards(self int32, lagMax time.Duration) []int32 {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	var out []int32
+	for _, id := range lp.replicas {
+		if id == self {
+			continue
+		}
+		last, ok := lp.fetched[id]
+		if !ok {
+			last = lp.since
+		}
+		if time.Since(last) > lagMax {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// drop stops counting replicas for the HW (a roll is about to seal the
+// segment without them) and re-evaluates the HW.
+func (lp *leaderPart) drop(l *storage.Log, self int32, gone []int32) {
+	lp.mu.Lock()
+	lp.replicas = slices.DeleteFunc(lp.replicas, func(id int32) bool { return slices.Contains(gone, id) })
+	bound := lp.boundLocked(self)
+	lp.mu.Unlock()
+	if bound >= 0 {
+		l.AdvanceHighWatermark(bound)
+	}
 }
 
 // follow makes this node fetch tp from leader.
@@ -150,6 +196,16 @@ func (r *replication) follow(tp storage.TopicPartition, id metadata.TopicID, lea
 		go f.run()
 	}
 	f.add(tp, &followed{id: id, epoch: epoch, log: l})
+}
+
+// unfollow stops fetching tp from anyone; once it returns no fetcher
+// appends to tp.
+func (r *replication) unfollow(tp storage.TopicPartition) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.fetchers {
+		f.drop(tp)
+	}
 }
 
 // stopAll stops the fetchers (shutdown).
@@ -184,6 +240,10 @@ type fetcher struct {
 
 func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 	f.mu.Lock()
+	if cur, ok := f.parts[tp]; ok && *cur == *p {
+		f.mu.Unlock()
+		return // unchanged: keep in-flight answers valid
+	}
 	f.parts[tp] = p
 	f.mu.Unlock()
 	select {
@@ -310,14 +370,6 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 			if p == nil {
 				continue
 			}
-			// Skip answers for partitions this fetcher no longer follows
-			// (leadership moved while the fetch was in flight).
-			f.mu.Lock()
-			current := f.parts[tp] == p
-			f.mu.Unlock()
-			if !current {
-				continue
-			}
 			if rp.ErrorCode != 0 {
 				if firstErr == nil {
 					firstErr = kerr.ErrorForCode(rp.ErrorCode)
@@ -325,7 +377,16 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 				continue
 			}
 			if len(rp.RecordBatches) > 0 {
+				// Append only while this fetcher still follows the
+				// partition: a drop (leadership moved, or a failover's
+				// fence) holds f.mu, so nothing is appended after it.
+				f.mu.Lock()
+				if f.parts[tp] != p {
+					f.mu.Unlock()
+					continue
+				}
 				res, err := p.log.AppendReplica(rp.RecordBatches)
+				f.mu.Unlock()
 				if err != nil {
 					b.log.Warn().Err(err).Str("tp", tp.String()).Msg("replica append failed")
 					if firstErr == nil {
@@ -349,3 +410,49 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 
 // isReplicaFetch reports a follower's fetch.
 func isReplicaFetch(req *kmsg.FetchRequest) bool { return req.ReplicaID >= 0 }
+
+// ReplicaLEO implements metadata.ReplicaProber: node's log end offset of
+// a partition once it applied the fence (fenceIndex) and stopped fetching.
+func (b *Broker) ReplicaLEO(ctx context.Context, node int32, topic string, partition int32, segment int64, epoch int32, fenceIndex uint64) (int64, error) {
+	if node == b.cfg.NodeID {
+		return b.localReplicaLEO(ctx, topic, partition, fenceIndex)
+	}
+	br, ok := b.store.FSM().Broker(node)
+	if !ok || br.Internal == "" {
+		return 0, fmt.Errorf("%w: node %d has no internal address", metadata.ErrUnreachable, node)
+	}
+	body, err := json.Marshal(replicaLEORequest{Topic: topic, Partition: partition, Segment: segment, Epoch: epoch, FenceIndex: fenceIndex})
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		LEO int64 `json:"leo"`
+	}
+	if err := b.call(ctx, br.Internal, "/v1/replica-leo", body, &out); err != nil {
+		return 0, err
+	}
+	return out.LEO, nil
+}
+
+type replicaLEORequest struct {
+	Topic      string `json:"topic"`
+	Partition  int32  `json:"partition"`
+	Segment    int64  `json:"segment"`
+	Epoch      int32  `json:"epoch"`
+	FenceIndex uint64 `json:"fence_index"`
+}
+
+// localReplicaLEO waits for the fence, stops fetching the partition and
+// reports the log end offset.
+func (b *Broker) localReplicaLEO(ctx context.Context, topic string, partition int32, fenceIndex uint64) (int64, error) {
+	if err := b.store.FSM().WaitApplied(ctx, fenceIndex); err != nil {
+		return 0, err
+	}
+	tp := b.tp(topic, partition)
+	b.repl.unfollow(tp)
+	l, ok := b.engine.Log(tp)
+	if !ok {
+		return 0, fmt.Errorf("%w: no local log of %s", metadata.ErrUnknownTopic, tp)
+	}
+	return l.LogEndOffset(), nil
+}

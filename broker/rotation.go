@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/tuskdb/tusk/metadata"
@@ -76,13 +77,22 @@ func (r *replication) snapshotLeading() map[storage.TopicPartition]*leaderPart {
 // segment.ms and its topic rotates.
 func (b *Broker) rollDue(tp storage.TopicPartition, lp *leaderPart) bool {
 	v, set, internal, ok := b.store.FSM().TopicConfigValue(tp.Topic, "segment.rotate")
-	if !ok || internal || (set && v == "false") {
+	if !ok {
 		return false
+	}
+	if internal || (set && v == "false") {
+		return len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0
 	}
 	lp.rollMu.RLock()
 	bytes, since, rolling, segBytes, segMs := lp.bytes, lp.since, lp.rolling, lp.segBytes, lp.segMs
 	lp.rollMu.RUnlock()
-	if rolling || bytes == 0 {
+	if rolling {
+		return false
+	}
+	if len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0 {
+		return true // roll to a segment without the laggards, rotation or not
+	}
+	if bytes == 0 {
 		return false
 	}
 	return (segBytes > 0 && bytes >= segBytes) || (segMs > 0 && time.Since(since) >= time.Duration(segMs)*time.Millisecond)
@@ -114,6 +124,14 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 		lp.rollMu.Unlock()
 		b.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Msg("roll abandoned: " + why)
 	}
+	// Followers that stopped fetching are left out of the sealed segment
+	// and of the next one (DESIGN.md: rolling replaces ISR shrinking).
+	lagging := lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)
+	healthy := slices.DeleteFunc(slices.Clone(seg.Replicas), func(id int32) bool { return slices.Contains(lagging, id) })
+	if len(lagging) > 0 {
+		lp.drop(l, b.cfg.NodeID, lagging)
+		b.log.Warn().Str("tp", tp.String()).Ints32("laggards", lagging).Dur("lag_time_max", b.cfg.Replica.LagTimeMax).Msg("rolling to a segment without lagging replicas")
+	}
 	ctx, cancel := context.WithTimeout(b.ctx, rollWaitReplicas)
 	defer cancel()
 	if end > seg.BaseOffset {
@@ -125,7 +143,10 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 	cmd := metadata.RollSegment{
 		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
 		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
-		NextLeader: -1, NextReplicas: seg.Replicas,
+		NextLeader: -1, NextReplicas: healthy,
+	}
+	if len(lagging) > 0 {
+		cmd.SealedReplicas = healthy
 	}
 	if start := max(seg.BaseOffset, l.LogStartOffset()); end > start {
 		if crc, n, err := l.SegmentChecksum(start, end); err == nil && start == seg.BaseOffset {

@@ -31,6 +31,14 @@ type Config struct {
 	Internal InternalConfig `mapstructure:"internal"`
 	Lease    LeaseConfig    `mapstructure:"lease"`
 	Produce  ProduceConfig  `mapstructure:"produce"`
+	Replica  ReplicaConfig  `mapstructure:"replica"`
+}
+
+// ReplicaConfig tunes replication of the active segment.
+type ReplicaConfig struct {
+	// LagTimeMax: a follower that has not fetched for this long makes the
+	// leader roll to a segment without it (replica.lag.time.max.ms).
+	LagTimeMax time.Duration `mapstructure:"lag-time-max"`
 }
 
 // ProduceConfig is how Produce requests for other nodes' partitions are
@@ -181,6 +189,7 @@ func Options() []Option {
 		{"internal.listen", "127.0.0.1:0", "node-to-node listener: forwarding, heartbeats, cluster admin (port 0 picks one)"},
 		{"lease.timeout", 2 * time.Second, "a broker counts as alive this long after a heartbeat; must exceed the election timeout plus two renewals"},
 		{"lease.renew", 250 * time.Millisecond, "heartbeat interval of brokers to the controller"},
+		{"replica.lag-time-max", 10 * time.Second, "a follower that has not fetched for this long is dropped by a roll to a segment without it (replica.lag.time.max.ms); until re-replication lands the partition then has fewer replicas"},
 		{"produce.forward", true, "forward a Produce for a partition another node leads to that leader (off: NOT_LEADER_OR_FOLLOWER with KIP-951 hints on v10+)"},
 	}
 }

@@ -57,7 +57,7 @@ type Partition struct {
 	Segments []Segment `json:"segments"`
 }
 
-// Active returns the partition's active segment.
+// Active returns the partition's active (or fenced, failing over) segment.
 func (p Partition) Active() Segment {
 	if len(p.Segments) == 0 {
 		return Segment{Leader: -1, Epoch: -1, EndOffset: -1}

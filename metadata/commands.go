@@ -207,6 +207,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &SetClusterConfigs{}
 	case "roll_segment":
 		c = &RollSegment{}
+	case "fence_segment":
+		c = &FenceSegment{}
 	default:
 		return nil, fmt.Errorf("metadata: decode command: unknown kind %q", e.Kind)
 	}
@@ -239,6 +241,8 @@ func deref(c Command) Command {
 	case *SetClusterConfigs:
 		return *v
 	case *RollSegment:
+		return *v
+	case *FenceSegment:
 		return *v
 	}
 	return c

@@ -46,10 +46,12 @@ type controller struct {
 	registering map[int32]chan struct{} // one registration in flight per broker
 	term        uint64                  // Raft term leaderSince belongs to
 	removing    map[int32]bool          // nodes being removed: heartbeats refused
+	failing     map[string]bool         // partitions with a failover in progress
+	scans       int                     // failover scans (ticks), for pacing
 }
 
 func newController(s *RaftStore) *controller {
-	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}, removing: map[int32]bool{}}
+	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}, removing: map[int32]bool{}, failing: map[string]bool{}}
 }
 
 // nowLocked reads the clock under c.mu (tests replace c.now).
@@ -102,6 +104,7 @@ func (c *controller) run() {
 		c.mu.Unlock()
 		if leader {
 			c.fenceSilent()
+			c.failovers()
 		}
 	}
 }
@@ -318,7 +321,7 @@ func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, erro
 	loads := c.s.fsm.Loads()
 	best := int32(-1)
 	for _, id := range cur.Replicas {
-		if !alive[id] || !slices.Contains(r.NextReplicas, id) {
+		if !alive[id] || !slices.Contains(r.NextReplicas, id) || (len(r.SealedReplicas) > 0 && !slices.Contains(r.SealedReplicas, id)) {
 			continue
 		}
 		switch {
@@ -336,4 +339,135 @@ func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, erro
 		return -1, fmt.Errorf("%w: no live replica of %s-%d to lead the next segment", ErrNotEnoughBrokers, r.Topic, r.Partition)
 	}
 	return best, nil
+}
+
+// ReplicaProber asks a replica for its log end offset of a partition once
+// it has applied a FenceSegment and stopped fetching the fenced segment
+// (failover step 3). The broker implements it over the internal listener.
+type ReplicaProber interface {
+	ReplicaLEO(ctx context.Context, node int32, topic string, partition int32, segment int64, epoch int32, fenceIndex uint64) (int64, error)
+}
+
+// failovers starts a failover for every replicated partition whose active
+// segment is led by a fenced broker or is fenced already (a retry, or a
+// predecessor's unfinished failover). One runs per partition at a time.
+func (c *controller) failovers() {
+	if c.s.prober.Load() == nil {
+		return
+	}
+	fenced := map[int32]bool{}
+	for _, b := range c.s.fsm.Brokers() {
+		if b.State == BrokerFenced {
+			fenced[b.ID] = true
+		}
+	}
+	c.mu.Lock()
+	c.scans++
+	// Without fenced brokers only leftover fenced segments need a look;
+	// scan for those every 16 ticks.
+	skip := len(fenced) == 0 && c.scans%16 != 0
+	c.mu.Unlock()
+	if skip {
+		return
+	}
+	for _, t := range c.s.fsm.Topics() {
+		for p := range t.Parts {
+			seg := t.Parts[p].Active()
+			if len(seg.Replicas) < 2 || !(fenced[seg.Leader] || seg.State == SegmentFenced) {
+				continue
+			}
+			key := fmt.Sprintf("%s-%d", t.Name, p)
+			c.mu.Lock()
+			busy := c.failing[key]
+			c.failing[key] = true
+			c.mu.Unlock()
+			if busy {
+				continue
+			}
+			c.s.wg.Add(1)
+			go func() {
+				defer c.s.wg.Done()
+				defer func() { c.mu.Lock(); delete(c.failing, key); c.mu.Unlock() }()
+				if err := c.failover(t, int32(p), seg); err != nil {
+					c.s.log.Warn().Err(err).Str("partition", key).Msg("failover incomplete; retrying")
+				}
+			}()
+		}
+	}
+}
+
+// failover replaces a dead segment leader (DESIGN.md, failover): fence the
+// segment through Raft, ask the live replicas for their log end offsets
+// (each answers after it stopped fetching), seal at the smallest one —
+// at or above the frozen high watermark, so every acknowledged record is
+// kept — and open the next segment on the least loaded of them. With no
+// replica answering the partition stays unavailable rather than losing
+// data.
+func (c *controller) failover(t Topic, p int32, seg Segment) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.s.opts.LeaseTimeout)
+	defer cancel()
+	var fenceIndex uint64
+	if seg.State != SegmentFenced {
+		idx, err := c.s.applyCommand(ctx, FenceSegment{Topic: t.Name, ID: t.ID, Partition: p, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch})
+		if err != nil {
+			return fmt.Errorf("fence segment %d: %w", seg.ID, err)
+		}
+		fenceIndex = idx
+	} else {
+		fenceIndex = c.s.fsm.AppliedIndex()
+	}
+	alive := map[int32]bool{}
+	for _, b := range c.s.fsm.Brokers() {
+		alive[b.ID] = b.State == BrokerAlive
+	}
+	type answer struct {
+		id  int32
+		leo int64
+		err error
+	}
+	var asked []int32
+	for _, r := range seg.Replicas {
+		if r != seg.Leader && alive[r] {
+			asked = append(asked, r)
+		}
+	}
+	answers := make(chan answer, len(asked))
+	for _, r := range asked {
+		go func() {
+			leo, err := c.s.prober.Load().ReplicaLEO(ctx, r, t.Name, p, seg.ID, seg.Epoch, fenceIndex)
+			answers <- answer{r, leo, err}
+		}()
+	}
+	end := int64(-1)
+	var live []int32
+	for range asked {
+		a := <-answers
+		if a.err != nil {
+			c.s.log.Warn().Err(a.err).Int32("replica", a.id).Str("topic", t.Name).Int32("partition", p).Msg("failover: replica did not answer")
+			continue
+		}
+		live = append(live, a.id)
+		if end < 0 || a.leo < end {
+			end = a.leo
+		}
+	}
+	if len(live) == 0 {
+		return fmt.Errorf("%w: no live replica of %s-%d answered", ErrNotEnoughBrokers, t.Name, p)
+	}
+	end = max(end, seg.BaseOffset)
+	loads := c.s.fsm.Loads()
+	slices.SortFunc(live, func(a, b int32) int {
+		if loads[a] != loads[b] {
+			return loads[a] - loads[b]
+		}
+		return int(a - b)
+	})
+	roll := RollSegment{Topic: t.Name, ID: t.ID, Partition: p, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
+		EndOffset: end, NextLeader: live[0], NextReplicas: live}
+	if _, err := c.s.applyCommand(ctx, roll); err != nil {
+		return fmt.Errorf("seal segment %d at %d: %w", seg.ID, end, err)
+	}
+	c.s.log.Warn().Str("topic", t.Name).Int32("partition", p).Int32("dead_leader", seg.Leader).Int32("new_leader", live[0]).
+		Int64("sealed_at", end).Ints32("replicas", live).Msg("failover: segment sealed, next segment opened")
+	return nil
 }

@@ -209,6 +209,9 @@ func (f *FSM) PartitionLeader(name string, p int32) (leader, epoch int32, ok boo
 		return -1, -1, false
 	}
 	a := t.Parts[p].Active()
+	if a.State == SegmentFenced {
+		return -1, a.Epoch, true // failing over: no one may append
+	}
 	return a.Leader, a.Epoch, true
 }
 

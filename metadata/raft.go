@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -143,7 +144,8 @@ type RaftStore struct {
 	bolt  *raftboltdb.BoltStore // nil in memory
 	addr  raft.ServerAddress
 
-	ctrl *controller
+	ctrl   *controller
+	prober atomic.Pointer[proberBox] // set by SetProber
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -590,6 +592,11 @@ func (s *RaftStore) Heartbeat(ctx context.Context, hb Heartbeat) (Lease, error) 
 
 // Options returns the store's effective options.
 func (s *RaftStore) Options() RaftOptions { return s.opts }
+
+// SetProber sets the ReplicaProber failover uses; call it at start-up.
+func (s *RaftStore) SetProber(p ReplicaProber) { s.prober.Store(&proberBox{p}) }
+
+type proberBox struct{ ReplicaProber }
 
 // SetForwarder sets the Forwarder; call it before the first Apply.
 func (s *RaftStore) SetForwarder(f Forwarder) { s.opts.Forwarder = f }

@@ -21,6 +21,10 @@ type RollSegment struct {
 	EndOffset       int64   `json:"end_offset"`
 	NextLeader      int32   `json:"next_leader"`
 	NextReplicas    []int32 `json:"next_replicas,omitempty"`
+	// SealedReplicas, when set, replaces the sealed segment's replica set:
+	// a roll that drops a lagging follower records that only the others
+	// hold the sealed bytes (a subset of the segment's replicas).
+	SealedReplicas []int32 `json:"sealed_replicas,omitempty"`
 	// Checksum and Bytes describe the sealed range [base, end) as the
 	// leader holds it (invariant I4); Bytes is 0 when not computed.
 	Checksum uint32 `json:"checksum,omitempty"`
@@ -42,14 +46,23 @@ func (c RollSegment) apply(st *state) error {
 		return fmt.Errorf("%w: %s-%d has no segments", ErrInvalidCommand, c.Topic, c.Partition)
 	}
 	cur := &p.Segments[len(p.Segments)-1]
-	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || cur.State != SegmentActive {
+	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || (cur.State != SegmentActive && cur.State != SegmentFenced) {
 		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d, expected %d epoch %d",
 			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, c.ExpectedSegment, c.ExpectedEpoch)
 	}
 	if c.EndOffset < cur.BaseOffset {
 		return fmt.Errorf("%w: end offset %d below the segment's base %d", ErrInvalidCommand, c.EndOffset, cur.BaseOffset)
 	}
-	if !slices.Contains(cur.Replicas, c.NextLeader) || !slices.Contains(c.NextReplicas, c.NextLeader) {
+	sealed := cur.Replicas
+	if len(c.SealedReplicas) > 0 {
+		for _, r := range c.SealedReplicas {
+			if !slices.Contains(cur.Replicas, r) {
+				return fmt.Errorf("%w: sealed replica %d is not a replica of the segment", ErrInvalidCommand, r)
+			}
+		}
+		sealed = c.SealedReplicas
+	}
+	if !slices.Contains(sealed, c.NextLeader) || !slices.Contains(c.NextReplicas, c.NextLeader) {
 		return fmt.Errorf("%w: next leader %d must be a replica of the sealed segment and of the next", ErrInvalidCommand, c.NextLeader)
 	}
 	for _, r := range c.NextReplicas {
@@ -59,6 +72,7 @@ func (c RollSegment) apply(st *state) error {
 	}
 	cur.EndOffset = c.EndOffset
 	cur.State = SegmentSealed
+	cur.Replicas = slices.Clone(sealed)
 	cur.Checksum, cur.Bytes = c.Checksum, c.Bytes
 	next := Segment{
 		ID: st.NextSegmentID, BaseOffset: c.EndOffset, EndOffset: -1, Epoch: cur.Epoch + 1,
@@ -77,4 +91,38 @@ func without(ids []int32, drop int32) []int32 {
 		}
 	}
 	return out
+}
+
+// SegmentFenced marks an active segment whose leader lost its lease: no
+// node appends to it or fetches from it any more; failover seals it.
+const SegmentFenced SegmentState = "fenced"
+
+// FenceSegment fences a partition's active segment (failover step 1). It
+// is a compare-and-set on the segment and epoch.
+type FenceSegment struct {
+	Topic           string  `json:"topic"`
+	ID              TopicID `json:"id"`
+	Partition       int32   `json:"partition"`
+	ExpectedSegment int64   `json:"expected_segment"`
+	ExpectedEpoch   int32   `json:"expected_epoch"`
+}
+
+func (FenceSegment) kind() string { return "fence_segment" }
+
+func (c FenceSegment) apply(st *state) error {
+	t, ok := st.Topics[c.Topic]
+	if !ok || t.ID != c.ID {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) || len(t.Parts[c.Partition].Segments) == 0 {
+		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
+	}
+	segs := t.Parts[c.Partition].Segments
+	cur := &segs[len(segs)-1]
+	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || cur.State != SegmentActive {
+		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d (%s), expected %d epoch %d",
+			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, cur.State, c.ExpectedSegment, c.ExpectedEpoch)
+	}
+	cur.State = SegmentFenced
+	return nil
 }
