@@ -3,12 +3,13 @@
 # side in one run, and write bench/RESULTS.md (a Markdown table with each
 # figure beside its target, the machine and the exact commands).
 #
-# Usage: bench/compare.sh            full run (about 6-9 minutes)
-#        QUICK=1 bench/compare.sh    smoke run (about 2 minutes), small sizes
+# Usage: bench/compare.sh            full run (about 2-3 minutes here)
+#        QUICK=1 bench/compare.sh    smoke run (about 1.5 minutes), small sizes
 # Env:   DATA_ROOT=dir   where data dirs go (default: a temp dir under
 #                        $TMPDIR); the disk figures are for its file system
 #        RECORDS, RATE_RECORDS, RECOVERY_MB, RECOVERY_PARTITIONS,
 #        BIG_PARTITIONS, PRODUCERS, DD_MB, OUT   override the sizes below
+#        MODES="auto syscall uring"   storage.io modes to run, in this order
 # Needs: go, dd, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
@@ -143,7 +144,7 @@ stop
 
 # --storage-io arrives with the io_uring backend; use it only if present.
 if "$TUSK" serve --help 2>&1 | grep -q -- '--storage-io'; then
-  modes=(syscall uring)
+  modes=(${MODES:-auto syscall uring})  # auto is the default: ring for group-commit fdatasyncs, pwrite for writes
 else
   modes=(default)
   row "tusk --storage-io uring" "skipped" "this build has no --storage-io flag" "-"

@@ -134,8 +134,10 @@ func (b *Broker) reconcile() {
 		return
 	}
 	caughtUp := b.caughtUp.Load()
+	topics := b.store.FSM().Topics()
+	b.openMissing(topics, caughtUp)
 	want := map[storage.TopicPartition]metadata.TopicID{}
-	for _, t := range b.store.FSM().Topics() {
+	for _, t := range topics {
 		for p := int32(0); p < t.Partitions; p++ {
 			want[b.tp(t.Name, p)] = t.ID
 		}
@@ -164,6 +166,40 @@ func (b *Broker) reconcile() {
 			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
 		}
 	}
+}
+
+// openMissing opens, four at a time, the logs of partitions this node
+// holds a replica of that are not open yet (a restart recovers them in
+// parallel). Failures are left to reconcileLocal, which logs them.
+func (b *Broker) openMissing(topics []metadata.Topic, caughtUp bool) {
+	type job struct {
+		tp  storage.TopicPartition
+		id  metadata.TopicID
+		cfg storage.LogConfig
+	}
+	var jobs []job
+	for _, t := range topics {
+		base := b.logConfig(t.Configs)
+		for p := int32(0); p < t.Partitions; p++ {
+			seg := t.Parts[p].Active()
+			tp := b.tp(t.Name, p)
+			if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
+				continue
+			}
+			if _, ok := b.engine.Log(tp); ok {
+				continue
+			}
+			cfg := base
+			cfg.Replicated = len(seg.Replicas) > 1
+			jobs = append(jobs, job{tp, t.ID, cfg})
+		}
+	}
+	if len(jobs) < 2 {
+		return
+	}
+	parallel(len(jobs), 4, func(i int) {
+		_, _ = b.openPartition(jobs[i].tp, jobs[i].id, jobs[i].cfg, caughtUp) // reconcileLocal retries and logs failures
+	})
 }
 
 // reconcileTopic is reconcile for one topic that was just created or

@@ -84,9 +84,10 @@ type Engine struct {
 	log  zerolog.Logger
 	now  func() time.Time
 
-	mu     sync.Mutex
-	logs   map[TopicPartition]*Log
-	closed bool
+	mu      sync.Mutex
+	logs    map[TopicPartition]*Log
+	opening map[TopicPartition]chan struct{} // recoveries in progress (closed when done)
+	closed  bool
 
 	dirtyMu sync.Mutex
 	dirty   map[*Log]struct{} // logs with appends not yet synced
@@ -232,20 +233,50 @@ func (e *Engine) OpenLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	if tp.Partition < 0 {
 		return nil, fmt.Errorf("storage: invalid partition %d", tp.Partition)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return nil, fmt.Errorf("storage: open log %s: %w", tp, ErrClosed)
-	}
-	if l, ok := e.logs[tp]; ok {
+	// Recovery runs without e.mu, so logs of different partitions open
+	// in parallel (restart time after a crash); one of the same partition
+	// waits for the other.
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, fmt.Errorf("storage: open log %s: %w", tp, ErrClosed)
+		}
+		if l, ok := e.logs[tp]; ok {
+			e.mu.Unlock()
+			return l, nil
+		}
+		if ch, busy := e.opening[tp]; busy {
+			e.mu.Unlock()
+			<-ch
+			continue
+		}
+		ch := make(chan struct{})
+		if e.opening == nil {
+			e.opening = map[TopicPartition]chan struct{}{}
+		}
+		e.opening[tp] = ch
+		e.mu.Unlock()
+
+		l, err := e.recoverLog(tp, cfg)
+
+		e.mu.Lock()
+		delete(e.opening, tp)
+		close(ch)
+		if err == nil && e.closed {
+			err = fmt.Errorf("storage: open log %s: %w", tp, ErrClosed)
+			if cerr := l.close(false); cerr != nil {
+				e.log.Warn().Err(cerr).Str("tp", tp.String()).Msg("close log opened during shutdown")
+			}
+		}
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		e.logs[tp] = l
+		e.mu.Unlock()
 		return l, nil
 	}
-	l, err := e.recoverLog(tp, cfg)
-	if err != nil {
-		return nil, err
-	}
-	e.logs[tp] = l
-	return l, nil
 }
 
 // Log returns an open log.
@@ -260,6 +291,12 @@ func (e *Engine) Log(tp TopicPartition) (*Log, bool) {
 // *.deleted name (durably) first, so a crash never leaves half a log.
 func (e *Engine) DeleteLog(tp TopicPartition) error {
 	e.mu.Lock()
+	for e.opening[tp] != nil { // let a recovery of tp finish first
+		ch := e.opening[tp]
+		e.mu.Unlock()
+		<-ch
+		e.mu.Lock()
+	}
 	defer e.mu.Unlock()
 	if l, ok := e.logs[tp]; ok {
 		delete(e.logs, tp)
