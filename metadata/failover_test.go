@@ -1,0 +1,138 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeProber answers failover probes with fixed log end offsets; nodes
+// listed in down do not answer.
+type fakeProber struct {
+	mu     sync.Mutex
+	leos   map[int32]int64
+	down   map[int32]bool
+	probed []int32
+}
+
+func (p *fakeProber) ReplicaLEO(_ context.Context, node int32, _ string, _ int32, _ int64, _ int32, _ uint64) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.probed = append(p.probed, node)
+	if p.down[node] {
+		return 0, fmt.Errorf("%w: node %d", ErrUnreachable, node)
+	}
+	return p.leos[node], nil
+}
+
+// TestControllerFailover: the leader of a replicated partition stops
+// heartbeating; the controller fences its segment, probes the other
+// replicas, seals at the smallest answer and opens the next segment on a
+// survivor with the survivors as replicas. The dead leader is never
+// probed, and a partition led by a live broker is left alone.
+func TestControllerFailover(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.waitLeader()
+	c.startHeartbeats(1, 2, 3)
+	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
+	victim := c.followers(leader.id)[0].id
+	var survivors []int32
+	for _, n := range c.all() {
+		if n.id != victim {
+			survivors = append(survivors, n.id)
+		}
+	}
+	slices.Sort(survivors)
+	prober := &fakeProber{leos: map[int32]int64{survivors[0]: 120, survivors[1]: 95}}
+	for _, n := range c.all() {
+		n.store.SetProber(prober)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	// Partition 0 led by the victim, partition 1 by a survivor.
+	all := append([]int32{victim}, survivors...)
+	other := append([]int32{survivors[0]}, victim, survivors[1])
+	if err := leader.store.Apply(ctx, CreateTopic{Name: "fo", ID: topicID(9), Partitions: 2, Assignments: [][]int32{all, other}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := leader.store.FSM().Topic("fo")
+	first := before.Parts[0].Active()
+
+	c.pause(victim, true)
+	var tp Topic
+	eventually(t, 10*time.Second, "failover of partition 0", func() error {
+		l := c.waitLeader()
+		tp, _ = l.store.FSM().Topic("fo")
+		if n := len(tp.Parts[0].Segments); n != 2 {
+			return fmt.Errorf("%d segments", n)
+		}
+		return nil
+	})
+	sealed, next := tp.Parts[0].Segments[0], tp.Parts[0].Segments[1]
+	if sealed.ID != first.ID || sealed.State != SegmentSealed || sealed.EndOffset != 95 {
+		t.Fatalf("sealed segment %+v, want segment %d sealed at 95 (the smallest survivor LEO)", sealed, first.ID)
+	}
+	if next.State != SegmentActive || next.BaseOffset != 95 || next.Epoch != first.Epoch+1 ||
+		!slices.Contains(survivors, next.Leader) || len(next.Replicas) != 2 || slices.Contains(next.Replicas, victim) {
+		t.Fatalf("next segment %+v, want active at 95, epoch %d, led and replicated by %v", next, first.Epoch+1, survivors)
+	}
+	if n := len(tp.Parts[1].Segments); n != 1 {
+		t.Fatalf("partition 1 (live leader) has %d segments", n)
+	}
+	prober.mu.Lock()
+	probedVictim := slices.Contains(prober.probed, victim)
+	prober.mu.Unlock()
+	if probedVictim {
+		t.Fatal("the dead leader was probed")
+	}
+}
+
+// TestControllerFailoverNoReplicaAnswers: with no survivor answering, the
+// segment stays fenced (unavailable) instead of being sealed at a guess.
+func TestControllerFailoverNoReplicaAnswers(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.waitLeader()
+	c.startHeartbeats(1, 2, 3)
+	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
+	victim := c.followers(leader.id)[0].id
+	var survivors []int32
+	for _, n := range c.all() {
+		if n.id != victim {
+			survivors = append(survivors, n.id)
+		}
+	}
+	prober := &fakeProber{down: map[int32]bool{survivors[0]: true, survivors[1]: true}}
+	for _, n := range c.all() {
+		n.store.SetProber(prober)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	if err := leader.store.Apply(ctx, CreateTopic{Name: "fo2", ID: topicID(10), Partitions: 1, Assignments: [][]int32{append([]int32{victim}, survivors...)}}); err != nil {
+		t.Fatal(err)
+	}
+	c.pause(victim, true)
+	eventually(t, 10*time.Second, "segment fenced", func() error {
+		tp, _ := c.waitLeader().store.FSM().Topic("fo2")
+		if s := tp.Parts[0].Active(); s.State != SegmentFenced {
+			return errors.New(string(s.State))
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, "survivors probed", func() error {
+		prober.mu.Lock()
+		defer prober.mu.Unlock()
+		if len(prober.probed) < 2 {
+			return fmt.Errorf("%d probes", len(prober.probed))
+		}
+		return nil
+	})
+	tp, _ := c.waitLeader().store.FSM().Topic("fo2")
+	if n := len(tp.Parts[0].Segments); n != 1 {
+		t.Fatalf("segment sealed without any replica answering: %+v", tp.Parts[0].Segments)
+	}
+	if l, _, _ := c.waitLeader().store.FSM().PartitionLeader("fo2", 0); l != -1 {
+		t.Fatalf("fenced segment reports leader %d, want -1", l)
+	}
+}
