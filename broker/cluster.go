@@ -190,7 +190,7 @@ func (b *Broker) openMissing(topics []metadata.Topic, caughtUp bool) {
 				continue
 			}
 			cfg := base
-			cfg.Replicated = len(seg.Replicas) > 1
+			cfg.Replicated = t.ReplicationFactor() > 1
 			jobs = append(jobs, job{tp, t.ID, cfg})
 		}
 	}
@@ -223,15 +223,19 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 	for p := int32(0); p < t.Partitions; p++ {
 		seg := t.Parts[p].Active()
 		tp := b.tp(t.Name, p)
+		wantRF := t.ReplicationFactor()
 		if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
 			// Not (or no longer) a replica of the active segment, e.g. a
-			// leader replaced by failover: neither lead nor follow.
+			// leader replaced by failover: neither lead nor follow, but
+			// catch up as a learner if the partition lacks replicas.
 			b.repl.unlead(tp)
-			b.repl.unfollow(tp)
+			if !b.learn(t, p, seg, wantRF, base, caughtUp) {
+				b.repl.unfollow(tp)
+			}
 			continue
 		}
 		cfg := base
-		cfg.Replicated = len(seg.Replicas) > 1
+		cfg.Replicated = wantRF > 1
 		l, ok := b.engine.Log(tp)
 		if !ok {
 			var err error
@@ -265,7 +269,7 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 				b.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
 			}
 			if seg.Leader == b.cfg.NodeID {
-				b.repl.lead(tp, seg, cfg.SegmentBytes, cfg.SegmentMs)
+				b.repl.lead(tp, seg, wantRF, cfg.SegmentBytes, cfg.SegmentMs)
 			} else {
 				b.repl.unlead(tp)
 				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
@@ -285,6 +289,57 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 			}
 		}
 	}
+}
+
+// learn makes this node, a former replica of t/p that still holds its
+// log, fetch from the leader without counting for the high watermark,
+// when the active segment has fewer replicas than the partition's
+// replication factor. Once caught up, the leader's next roll takes it back
+// into the replica set (rotation.go). First it drops what it holds beyond
+// the sealed end of the segment its newest batch belongs to (a deposed
+// leader's unacknowledged tail). It reports whether it is learning.
+func (b *Broker) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF int, base storage.LogConfig, caughtUp bool) bool {
+	if !caughtUp || wantRF < 2 || len(seg.Replicas) >= wantRF || seg.State != metadata.SegmentActive || seg.Leader < 0 {
+		return false
+	}
+	if br, ok := b.store.FSM().Broker(seg.Leader); !ok || br.State != metadata.BrokerAlive {
+		return false
+	}
+	tp := b.tp(t.Name, p)
+	if id, known, err := b.engine.LogTopicID(tp); err != nil || !known || id != t.ID {
+		return false // only a node that held this partition rejoins
+	}
+	cfg := base
+	cfg.Replicated = true
+	l, ok := b.engine.Log(tp)
+	if !ok {
+		var err error
+		if l, err = b.openPartition(tp, t.ID, cfg, caughtUp); err != nil || l == nil {
+			return false
+		}
+	} else {
+		l.SetConfig(cfg)
+	}
+	e := l.LatestEpoch()
+	var mine *metadata.Segment
+	for i := range t.Parts[p].Segments {
+		if t.Parts[p].Segments[i].Epoch == e {
+			mine = &t.Parts[p].Segments[i]
+		}
+	}
+	if e >= 0 && mine == nil {
+		return false // an epoch the metadata does not know: do not guess
+	}
+	if mine != nil && mine.State == metadata.SegmentSealed && l.LogEndOffset() > mine.EndOffset {
+		if err := l.TruncateTo(mine.EndOffset); err != nil {
+			b.log.Error().Err(err).Str("tp", tp.String()).Int64("end", mine.EndOffset).Msg("learner: truncate to the sealed end")
+			return false
+		}
+		b.log.Warn().Str("tp", tp.String()).Int64("end", mine.EndOffset).Int32("epoch", e).Msg("learner: dropped records past the sealed end of its last segment")
+	}
+	b.log.Debug().Str("tp", tp.String()).Int64("leo", l.LogEndOffset()).Msg("learner: fetching to rejoin")
+	b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
+	return true
 }
 
 // deleteTopicLogs removes this node's logs of a deleted topic (those

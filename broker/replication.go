@@ -49,6 +49,8 @@ type leaderPart struct {
 	replicas []int32             // the active segment's replicas that count for the HW
 	acked    map[int32]int64     // follower → the offset it fetched from last
 	fetched  map[int32]time.Time // follower → when it last fetched
+	learners map[int32]int64     // former replicas catching up (not counted for the HW)
+	wantRF   int                 // the partition's replication factor
 
 	// rollMu orders appends with a roll: Produce holds it shared across
 	// its append, a roll exclusively while it freezes the end offset.
@@ -69,7 +71,7 @@ func newReplication(b *Broker) *replication {
 
 // lead records that this node leads tp's active segment seg (and no
 // longer fetches tp from anyone).
-func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, segBytes, segMs int64) {
+func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, wantRF int, segBytes, segMs int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, f := range r.fetchers {
@@ -77,11 +79,12 @@ func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, segB
 	}
 	lp, ok := r.leading[tp]
 	if !ok || lp.segment != seg.ID {
-		lp = &leaderPart{acked: map[int32]int64{}, fetched: map[int32]time.Time{}, since: time.Now(), segment: seg.ID, epoch: seg.Epoch}
+		lp = &leaderPart{acked: map[int32]int64{}, fetched: map[int32]time.Time{}, learners: map[int32]int64{}, since: time.Now(), segment: seg.ID, epoch: seg.Epoch}
 		r.leading[tp] = lp
 	}
 	lp.mu.Lock()
 	lp.replicas = slices.Clone(seg.Replicas)
+	lp.wantRF = wantRF
 	lp.mu.Unlock()
 	lp.rollMu.Lock()
 	lp.segBytes, lp.segMs = segBytes, segMs
@@ -110,9 +113,19 @@ func (r *replication) fetched(tp storage.TopicPartition, l *storage.Log, replica
 		return false
 	}
 	lp.mu.Lock()
-	if !slices.Contains(lp.replicas, replica) || replica == r.b.cfg.NodeID {
+	if replica == r.b.cfg.NodeID {
 		lp.mu.Unlock()
 		return false
+	}
+	if !slices.Contains(lp.replicas, replica) {
+		// A former replica catching up to rejoin: served, not counted.
+		if len(lp.replicas) >= lp.wantRF {
+			lp.mu.Unlock()
+			return false
+		}
+		lp.learners[replica] = offset
+		lp.mu.Unlock()
+		return true
 	}
 	lp.acked[replica] = offset
 	lp.fetched[replica] = time.Now()
@@ -165,6 +178,37 @@ func (lp *leaderPart) laggards(self int32, lagMax time.Duration) []int32 {
 		}
 	}
 	return out
+}
+
+// learnerSlack is how far (in offsets) behind the log end a learner may
+// be for a roll to take it back; the roll then waits for it to catch up
+// fully while appends pause.
+const learnerSlack = 10000
+
+// caughtUpLearners returns learners whose fetch offset is within
+// learnerSlack of leo, at most as many as the replica set lacks.
+func (lp *leaderPart) caughtUpLearners(leo int64) []int32 {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	room := lp.wantRF - len(lp.replicas)
+	var out []int32
+	for id, off := range lp.learners {
+		if off >= leo-learnerSlack && len(out) < room {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// learnerAt is the fetch offset a learner last reported (-1: none).
+func (lp *leaderPart) learnerAt(id int32) int64 {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if off, ok := lp.learners[id]; ok {
+		return off
+	}
+	return -1
 }
 
 // drop stops counting replicas for the HW (a roll is about to seal the

@@ -81,7 +81,11 @@ func (b *Broker) rollDue(tp storage.TopicPartition, lp *leaderPart) bool {
 		return false
 	}
 	if internal || (set && v == "false") {
-		return len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0
+		if len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0 {
+			return true
+		}
+		l, ok := b.engine.Log(tp)
+		return ok && len(lp.caughtUpLearners(l.LogEndOffset())) > 0
 	}
 	lp.rollMu.RLock()
 	bytes, since, rolling, segBytes, segMs := lp.bytes, lp.since, lp.rolling, lp.segBytes, lp.segMs
@@ -91,6 +95,9 @@ func (b *Broker) rollDue(tp storage.TopicPartition, lp *leaderPart) bool {
 	}
 	if len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0 {
 		return true // roll to a segment without the laggards, rotation or not
+	}
+	if l, ok := b.engine.Log(tp); ok && len(lp.caughtUpLearners(l.LogEndOffset())) > 0 {
+		return true // take a caught-up former replica back
 	}
 	if bytes == 0 {
 		return false
@@ -106,7 +113,11 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 	}
 	seg := t.Parts[tp.Partition].Active()
 	l, ok := b.engine.Log(tp)
-	if !ok || seg.Leader != b.cfg.NodeID || seg.ID != lp.segment || len(seg.Replicas) < 2 {
+	if !ok || seg.Leader != b.cfg.NodeID || seg.ID != lp.segment {
+		return
+	}
+	joining := lp.caughtUpLearners(l.LogEndOffset())
+	if len(seg.Replicas) < 2 && len(joining) == 0 {
 		return
 	}
 	began := time.Now()
@@ -140,13 +151,29 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 			return
 		}
 	}
+	// Former replicas rejoining must hold everything up to the end too.
+	for _, id := range joining {
+		for lp.learnerAt(id) < end {
+			select {
+			case <-ctx.Done():
+				resume("a rejoining replica did not catch up", ctx.Err())
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	sealedBy := slices.Clone(healthy) // who holds the sealed segment as a replica
+	if len(joining) > 0 {
+		healthy = append(healthy, joining...)
+		b.log.Info().Str("tp", tp.String()).Ints32("rejoining", joining).Msg("rolling to take former replicas back")
+	}
 	cmd := metadata.RollSegment{
 		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
 		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
 		NextLeader: -1, NextReplicas: healthy,
 	}
 	if len(lagging) > 0 {
-		cmd.SealedReplicas = healthy
+		cmd.SealedReplicas = sealedBy
 	}
 	if start := max(seg.BaseOffset, l.LogStartOffset()); end > start {
 		if crc, n, err := l.SegmentChecksum(start, end); err == nil && start == seg.BaseOffset {

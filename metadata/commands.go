@@ -54,7 +54,7 @@ func (c CreateTopic) apply(st *state) error {
 		return err
 	}
 	st.NextSegmentID += int64(len(parts))
-	st.Topics[c.Name] = &Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal, Parts: parts}
+	st.Topics[c.Name] = &Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal, Parts: parts, RF: len(c.Assignments[0])}
 	return nil
 }
 

@@ -33,6 +33,23 @@ type Topic struct {
 	Configs    map[string]string `json:"configs,omitempty"`
 	Internal   bool              `json:"internal,omitempty"`
 	Parts      []Partition       `json:"parts"`
+	// RF is the replication factor the topic was created with (0 in
+	// metadata written before it was recorded: see ReplicationFactor).
+	RF int `json:"rf,omitempty"`
+}
+
+// ReplicationFactor is how many replicas each partition should have.
+func (t Topic) ReplicationFactor() int {
+	if t.RF > 0 {
+		return t.RF
+	}
+	rf := 1
+	for _, p := range t.Parts {
+		for _, s := range p.Segments {
+			rf = max(rf, len(s.Replicas))
+		}
+	}
+	return rf
 }
 
 func (t *Topic) clone() *Topic {

@@ -1,0 +1,144 @@
+package compat
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// TestClusterFollowerLossAndRejoin: RF=3, 1 s lease, 1 s replica lag.
+// A follower is killed with SIGKILL: the leader rolls to a segment
+// without it and acks=all writes go on. The follower restarts, catches up
+// as a learner and a roll takes it back, so the active segment has three
+// replicas again and its copy of the log is byte-identical to the
+// leader's. Every acknowledged record is read back exactly.
+func TestClusterFollowerLossAndRejoin(t *testing.T) {
+	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
+	t.Setenv("TUSK_LEASE_RENEW", "200ms")
+	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
+	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
+	c := startCluster(t, 3)
+	done()
+	card(t, "franz-go kgo + kill -9", "cluster: RF=3 follower killed, writes go on, it rejoins the replica set")
+	const topic = "rejoin"
+	parts := []int32{0}
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	ctx := ctxTimeout(t, 30*time.Second)
+	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.rotate": strp("false")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	}
+	activeReplicas := func() (int32, []int32) {
+		_, raw, err := c.dump(t, c.metadataOf(t, c.ids()[0], nil).Controller)
+		if err != nil {
+			return -1, nil
+		}
+		var d struct {
+			Topics map[string]struct {
+				Parts []struct {
+					Segments []struct {
+						Leader   int32   `json:"leader"`
+						Replicas []int32 `json:"replicas"`
+					} `json:"segments"`
+				} `json:"parts"`
+			} `json:"topics"`
+		}
+		if json.Unmarshal([]byte(raw), &d) != nil || len(d.Topics[topic].Parts) == 0 {
+			return -1, nil
+		}
+		segs := d.Topics[topic].Parts[0].Segments
+		a := segs[len(segs)-1]
+		return a.Leader, a.Replicas
+	}
+	lp := startLiveProducer(t, c.kafkaAddrs(c.ids()...), topic, parts)
+	waitRounds := func(what string, more int, timeout time.Duration) {
+		t.Helper()
+		r0, _ := lp.progress()
+		waitFor(t, timeout, what, func() (bool, string) {
+			r, errs := lp.progress()
+			return r >= r0+more, fmt.Sprintf("%d rounds (from %d), %d failed acks", r, r0, errs)
+		})
+	}
+	waitRounds("producer warm-up", 50, 20*time.Second)
+	leader, _ := activeReplicas()
+	var victim int32 = -1
+	for _, id := range c.ids() {
+		if id != leader {
+			victim = id
+			break
+		}
+	}
+	c.node(victim).Kill9(t)
+	t.Logf("killed follower %d (leader %d)", victim, leader)
+	waitFor(t, 15*time.Second, "a segment without the killed follower", func() (bool, string) {
+		_, r := activeReplicas()
+		return len(r) == 2 && !slices.Contains(r, victim), fmt.Sprintf("replicas %v", r)
+	})
+	waitRounds("producer progress without the follower", 50, 20*time.Second)
+	c.restartNode(t, victim)
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(c.node(victim).LogPath); err == nil {
+				t.Logf("restarted node %d log:\n%s", victim, b)
+			}
+		}
+	})
+	waitFor(t, 20*time.Second, "the restarted follower back in the replica set", func() (bool, string) {
+		_, r := activeReplicas()
+		return len(r) == 3 && slices.Contains(r, victim), fmt.Sprintf("replicas %v", r)
+	})
+	waitRounds("producer progress after the rejoin", 50, 20*time.Second)
+	lp.halt()
+	lp.mu.Lock()
+	errs := lp.errs
+	acked := sortedRecs(lp.acked[0])
+	longest := lp.longest
+	lp.mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("%d failed acknowledgements, first: %s", len(errs), errs[0])
+	}
+	t.Logf("measure: longest produce round (stall) %v; %d records acknowledged", longest.Round(time.Millisecond), len(acked))
+	got := readPartitions(t, c.kafkaAddrs(c.ids()...), topic, map[int32]int64{0: 0}, map[int32]int{0: len(acked)}, 30*time.Second)
+	sameRecords(t, topic+"/0", acked, got[0])
+	// The rejoined replica's log equals the leader's up to the end.
+	end := int64(len(acked))
+	var sums []string
+	for _, id := range c.ids() {
+		var out struct {
+			CRC   int64 `json:"crc32c"`
+			Bytes int64 `json:"bytes"`
+		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d holds %s/0 up to %d", id, topic, end), func() (bool, string) {
+			body, _ := json.Marshal(map[string]any{"topic": topic, "partition": 0, "end": end})
+			r, err := http.Post("http://"+c.node(id).Internal+"/v1/log-checksum", "application/json", bytes.NewReader(body))
+			if err != nil {
+				return false, err.Error()
+			}
+			defer r.Body.Close()
+			if r.StatusCode != http.StatusOK {
+				return false, r.Status
+			}
+			return json.NewDecoder(r.Body).Decode(&out) == nil, "decoded"
+		})
+		sums = append(sums, fmt.Sprintf("%08x/%d", out.CRC, out.Bytes))
+	}
+	for _, s := range sums[1:] {
+		if s != sums[0] {
+			t.Fatalf("replicas differ up to offset %d: %v", end, sums)
+		}
+	}
+	t.Logf("measure: all 3 replicas identical up to %d: %s", end, sums[0])
+}
