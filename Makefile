@@ -4,7 +4,7 @@ BIN       := bin/tusk
 PKGS      := $(shell $(GO) list ./... | grep -v /compat-tests)
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build run test unit compat lint fuzz bench vet clean cluster
+.PHONY: build run test unit compat lint fuzz bench vet clean cluster test-faults
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tusk
@@ -39,6 +39,13 @@ lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+
+# Fault scenarios against real 3-node clusters (kill -9 of controllers,
+# segment leaders and followers; rotation), each repeated FAULT_COUNT times.
+FAULT_COUNT ?= 3
+test-faults: build
+	TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 30m -v \
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation' ./compat-tests/
 
 # Run each fuzz target for FUZZTIME (seed corpora already run in `make test`).
 FUZZTIME ?= 30s
