@@ -193,6 +193,11 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 				sp.ErrorMessage = kmsg.StringPtr("this node's lease expired")
 				return pendingAck{}, false
 			}
+			if req.Acks == -1 && !lp.enoughReplicas() {
+				sp.ErrorCode = kerr.NotEnoughReplicas.Code
+				sp.ErrorMessage = kmsg.StringPtr("the active segment has fewer replicas than min.insync.replicas")
+				return pendingAck{}, false
+			}
 			lp.rollMu.RLock()
 			if lp.rolling {
 				done := lp.rollDone

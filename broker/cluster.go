@@ -269,7 +269,7 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 				b.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
 			}
 			if seg.Leader == b.cfg.NodeID {
-				b.repl.lead(tp, seg, wantRF, cfg.SegmentBytes, cfg.SegmentMs)
+				b.repl.lead(tp, seg, wantRF, int(b.topicConfigInt(t.Configs, "min.insync.replicas")), cfg.SegmentBytes, cfg.SegmentMs)
 			} else {
 				b.repl.unlead(tp)
 				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)

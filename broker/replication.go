@@ -51,6 +51,7 @@ type leaderPart struct {
 	fetched  map[int32]time.Time // follower → when it last fetched
 	learners map[int32]int64     // former replicas catching up (not counted for the HW)
 	wantRF   int                 // the partition's replication factor
+	minISR   int                 // min.insync.replicas: fewer counted replicas refuse acks=all
 
 	// rollMu orders appends with a roll: Produce holds it shared across
 	// its append, a roll exclusively while it freezes the end offset.
@@ -71,7 +72,7 @@ func newReplication(b *Broker) *replication {
 
 // lead records that this node leads tp's active segment seg (and no
 // longer fetches tp from anyone).
-func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, wantRF int, segBytes, segMs int64) {
+func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, wantRF, minISR int, segBytes, segMs int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, f := range r.fetchers {
@@ -84,7 +85,7 @@ func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, want
 	}
 	lp.mu.Lock()
 	lp.replicas = slices.Clone(seg.Replicas)
-	lp.wantRF = wantRF
+	lp.wantRF, lp.minISR = wantRF, minISR
 	lp.mu.Unlock()
 	lp.rollMu.Lock()
 	lp.segBytes, lp.segMs = segBytes, segMs
@@ -178,6 +179,14 @@ func (lp *leaderPart) laggards(self int32, lagMax time.Duration) []int32 {
 		}
 	}
 	return out
+}
+
+// enoughReplicas reports whether the replicas counted for the HW (the
+// leader included) reach min.insync.replicas.
+func (lp *leaderPart) enoughReplicas() bool {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return len(lp.replicas) >= lp.minISR
 }
 
 // learnerSlack is how far (in offsets) behind the log end a learner may

@@ -52,7 +52,7 @@ func topicConfigDefs() []topicConfigDef {
 		{name: "segment.ms", typ: ctLong, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.SegmentMs, 10) }, enforced: true, doc: "roll the active segment at this age"},
 		{name: "segment.rotate", typ: ctBoolean, def: constDef("true"), allowed: []string{"true", "false"}, enforced: true, doc: "Tusk: at each roll of a replicated partition, leadership moves to the least loaded replica (internal topics never rotate)"},
 		{name: "index.interval.bytes", typ: ctInt, def: constDef("4096"), enforced: true, doc: "bytes between offset index entries"},
-		{name: "min.insync.replicas", typ: ctInt, def: constDef("1"), doc: "stored; single node"},
+		{name: "min.insync.replicas", typ: ctInt, def: constDef("1"), enforced: true, doc: "acks=all is refused (NOT_ENOUGH_REPLICAS) while the active segment has fewer replicas"},
 		{name: "unclean.leader.election.enable", typ: ctBoolean, def: constDef("false"), doc: "stored only"},
 		{name: "flush.messages", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only; see storage.fsync"},
 		{name: "flush.ms", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only; see storage.fsync"},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // TestClusterFollowerLossAndRejoin: RF=3, 1 s lease, 1 s replica lag.
@@ -38,11 +39,24 @@ func TestClusterFollowerLossAndRejoin(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create %s: %v", topic, err)
 	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	// A second topic requires all three replicas for acks=all.
+	resp, err = adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.rotate": strp("false"), "min.insync.replicas": strp("3")}, "rejoin-misr")
+	if err == nil {
+		err = resp.Err
 	}
+	if err != nil {
+		t.Fatalf("create rejoin-misr: %v", err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1, "rejoin-misr": 1}, 10*time.Second)
+	}
+	var victim int32 = -1
 	activeReplicas := func() (int32, []int32) {
-		_, raw, err := c.dump(t, c.metadataOf(t, c.ids()[0], nil).Controller)
+		via := c.ids()[0]
+		if via == victim {
+			via = c.ids()[1]
+		}
+		_, raw, err := c.dump(t, via) // that node's metadata; polled until it converges
 		if err != nil {
 			return -1, nil
 		}
@@ -74,7 +88,6 @@ func TestClusterFollowerLossAndRejoin(t *testing.T) {
 	}
 	waitRounds("producer warm-up", 50, 20*time.Second)
 	leader, _ := activeReplicas()
-	var victim int32 = -1
 	for _, id := range c.ids() {
 		if id != leader {
 			victim = id
@@ -88,6 +101,19 @@ func TestClusterFollowerLossAndRejoin(t *testing.T) {
 		return len(r) == 2 && !slices.Contains(r, victim), fmt.Sprintf("replicas %v", r)
 	})
 	waitRounds("producer progress without the follower", 50, 20*time.Second)
+	// With two replicas left, acks=all to the min.insync.replicas=3 topic
+	// is refused once its leader rolled the dead follower out.
+	waitFor(t, 15*time.Second, "NOT_ENOUGH_REPLICAS from the min.insync.replicas=3 topic", func() (bool, string) {
+		md := c.metadataOf(t, leader, []string{"rejoin-misr"})
+		l := md.Topics["rejoin-misr"].Leaders[0]
+		if l < 0 || l == victim {
+			return false, fmt.Sprintf("leader %d", l)
+		}
+		rc := dialRaw(t, c.node(l).Kafka)
+		defer rc.c.Close()
+		code, _ := produceRaw(t, rc, 9, "rejoin-misr", 0, buildBatch([][]byte{[]byte("x")}, time.Now().UnixMilli()))
+		return code == kerr.NotEnoughReplicas.Code, errName(code)
+	})
 	c.restartNode(t, victim)
 	t.Cleanup(func() {
 		if t.Failed() {
