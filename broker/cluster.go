@@ -74,6 +74,12 @@ func (b *Broker) heartbeatOnce() error {
 	if err != nil {
 		return err
 	}
+	// A lease counts only once the local metadata has caught up with the
+	// controller's: a node that was cut off must first learn that its
+	// segments moved on before it may append again.
+	if err := b.store.FSM().WaitApplied(ctx, lease.AppliedIndex); err != nil {
+		return fmt.Errorf("broker: catch up with the controller's metadata: %w", err)
+	}
 	b.leaseUntil.Store(sent.Add(lease.Timeout).UnixNano())
 	if !b.caughtUp.Load() && b.store.FSM().AppliedIndex() >= lease.AppliedIndex {
 		if cur, ok := b.store.FSM().Broker(b.cfg.NodeID); ok && cur.State == metadata.BrokerAlive && cur.Kafka == hb.Kafka {
