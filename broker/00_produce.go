@@ -28,23 +28,45 @@ type pendingAck struct {
 	part *kmsg.ProduceResponseTopicPartition
 	log  *storage.Log
 	last int64
-	hw   bool // acks=all on a replicated partition: wait for the high watermark
+	hw   bool        // acks=all on a replicated partition: wait for the high watermark
+	lp   *leaderPart // the leadership the append was made under (replicated only)
 }
 
 // done reports whether the ack can be sent now.
 func (w pendingAck) done() (bool, error) {
 	if w.hw {
+		if w.lp != nil && w.lp.isDeposed() {
+			return true, errDeposed
+		}
 		return w.log.HighWatermark() > w.last, nil
 	}
 	return w.log.Durable(w.last)
 }
 
-// wait blocks until the ack can be sent.
+// wait blocks until the ack can be sent. An acks=all wait fails if the
+// leadership it was appended under ends first, or ended by the time the
+// high watermark covers it: a deposed leader acknowledges nothing.
 func (w pendingAck) wait(ctx context.Context) error {
-	if w.hw {
+	if !w.hw {
+		return w.log.WaitDurable(ctx, w.last)
+	}
+	if w.lp == nil {
 		return w.log.WaitHighWatermark(ctx, w.last)
 	}
-	return w.log.WaitDurable(ctx, w.last)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.lp.deposedCh:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	err := w.log.WaitHighWatermark(wctx, w.last)
+	if w.lp.isDeposed() {
+		return errDeposed
+	}
+	return err
 }
 
 func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
@@ -185,7 +207,9 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		}
 		var last int64
 		var msg string
+		var lpUsed *leaderPart
 		if lp := b.repl.leader(b.tp(topic, rp.Partition)); lp != nil {
+			lpUsed = lp
 			// A replicated partition: only a leader holding a live lease
 			// appends (DESIGN.md, leases), and not during a roll.
 			if !b.leaseValid() {
@@ -199,6 +223,11 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 				return pendingAck{}, false
 			}
 			lp.rollMu.RLock()
+			if lp.deposed {
+				lp.rollMu.RUnlock()
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				return pendingAck{}, false
+			}
 			if lp.rolling {
 				done := lp.rollDone
 				lp.rollMu.RUnlock()
@@ -237,13 +266,18 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		if code != 0 {
 			return pendingAck{}, false
 		}
-		return pendingAck{part: sp, log: l, last: last, hw: l.Replicated() && req.Acks == -1}, true
+		return pendingAck{part: sp, log: l, last: last, hw: l.Replicated() && req.Acks == -1, lp: lpUsed}, true
 	}
 }
 
 // fail answers a partition whose records did not become durable.
 func (w pendingAck) fail(err error) {
 	w.part.BaseOffset = -1
+	if errors.Is(err, errDeposed) {
+		w.part.ErrorCode = kerr.NotLeaderForPartition.Code
+		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
+		return
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		w.part.ErrorCode = kerr.RequestTimedOut.Code
 	} else {

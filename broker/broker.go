@@ -60,6 +60,11 @@ type Broker struct {
 	caughtUp   atomic.Bool
 	leaseUntil atomic.Int64 // unix nanos; the lease counts from the heartbeat's send time
 
+	// bgCtx ends when Close begins: the heartbeat, reconcile, rotation
+	// and replica-fetch loops stop waiting on the network at once.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+
 	reconcileMu   sync.Mutex // one reconcile pass at a time
 	reconcileKick chan struct{}
 	bgWG          sync.WaitGroup // heartbeat and reconcile loops
@@ -101,6 +106,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 	b.pids.b = b
 	b.m.addStorage(engine)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
 	b.repl = newReplication(b)
 	store.SetForwarder(b)
@@ -358,6 +364,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			b.internalSrv.Shutdown(hctx) //nolint:errcheck // as above
 			cancel()
 		}
+		b.bgCancel()
 		b.repl.stopAll()
 		b.bgWG.Wait()
 		b.fwd.close()

@@ -56,7 +56,7 @@ func (b *Broker) heartbeatLoop() {
 }
 
 func (b *Broker) heartbeatOnce() error {
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Lease.Timeout)
+	ctx, cancel := context.WithTimeout(b.bgCtx, b.cfg.Lease.Timeout)
 	defer cancel()
 	sent := time.Now()
 	hb := b.heartbeat()
@@ -111,7 +111,7 @@ func (b *Broker) reconcileLoop() {
 	for {
 		changed := b.store.FSM().Changed()
 		if b.caughtUp.Load() && b.store.FSM().ClusterID() == "" {
-			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Lease.Timeout)
+			ctx, cancel := context.WithTimeout(b.bgCtx, b.cfg.Lease.Timeout)
 			if err := b.ensureClusterID(ctx); err != nil {
 				b.log.Warn().Err(err).Msg("set cluster id")
 			}

@@ -55,13 +55,15 @@ type leaderPart struct {
 
 	// rollMu orders appends with a roll: Produce holds it shared across
 	// its append, a roll exclusively while it freezes the end offset.
-	rollMu   sync.RWMutex
-	rolling  bool          // set by a roll: appends wait for rollDone
-	rollDone chan struct{} // closed when the roll in progress ends
-	bytes    int64         // appended since this node began leading the segment
-	since    time.Time     // when it began
-	segment  int64         // the active segment this leadership belongs to
-	epoch    int32
+	rollMu    sync.RWMutex
+	rolling   bool          // set by a roll: appends wait for rollDone
+	rollDone  chan struct{} // closed when the roll in progress ends
+	deposed   bool          // leadership ended (unlead): appends refused
+	deposedCh chan struct{} // closed when deposed
+	bytes     int64         // appended since this node began leading the segment
+	since     time.Time     // when it began
+	segment   int64         // the active segment this leadership belongs to
+	epoch     int32
 	// limits: the topic's segment.bytes and segment.ms (set by reconcile)
 	segBytes, segMs int64
 }
@@ -80,7 +82,12 @@ func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, want
 	}
 	lp, ok := r.leading[tp]
 	if !ok || lp.segment != seg.ID {
-		lp = &leaderPart{acked: map[int32]int64{}, fetched: map[int32]time.Time{}, learners: map[int32]int64{}, since: time.Now(), segment: seg.ID, epoch: seg.Epoch}
+		lp = &leaderPart{acked: map[int32]int64{}, fetched: map[int32]time.Time{}, learners: map[int32]int64{}, since: time.Now(),
+			segment: seg.ID, epoch: seg.Epoch, deposedCh: make(chan struct{})}
+		if ok {
+			old := r.leading[tp]
+			defer old.depose() // a newer segment of this node replaces it
+		}
 		r.leading[tp] = lp
 	}
 	lp.mu.Lock()
@@ -95,9 +102,39 @@ func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, want
 // unlead forgets tp's leadership (another node leads it now).
 func (r *replication) unlead(tp storage.TopicPartition) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	lp := r.leading[tp]
 	delete(r.leading, tp)
+	r.mu.Unlock()
+	if lp != nil {
+		lp.depose()
+	}
 }
+
+// depose ends this leadership: no append starts after it returns (an
+// append in progress holds rollMu shared), and acks=all waits for appends
+// made under it fail instead of being released by a high watermark the
+// node learns later as a follower or learner.
+func (lp *leaderPart) depose() {
+	lp.rollMu.Lock()
+	defer lp.rollMu.Unlock()
+	if !lp.deposed {
+		lp.deposed = true
+		close(lp.deposedCh)
+	}
+}
+
+// isDeposed reports whether the leadership ended.
+func (lp *leaderPart) isDeposed() bool {
+	select {
+	case <-lp.deposedCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// errDeposed fails acks=all waits of a leadership that ended.
+var errDeposed = errors.New("broker: no longer the leader of this segment")
 
 func (r *replication) leader(tp storage.TopicPartition) *leaderPart {
 	r.mu.Lock()
@@ -401,7 +438,7 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 		rp.PartitionMaxBytes = 4 << 20
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(b.bgCtx, 10*time.Second)
 	defer cancel()
 	kresp, err := seeds[0].Request(ctx, req)
 	if err != nil {

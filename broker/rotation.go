@@ -143,7 +143,7 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 		lp.drop(l, b.cfg.NodeID, lagging)
 		b.log.Warn().Str("tp", tp.String()).Ints32("laggards", lagging).Dur("lag_time_max", b.cfg.Replica.LagTimeMax).Msg("rolling to a segment without lagging replicas")
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, rollWaitReplicas)
+	ctx, cancel := context.WithTimeout(b.bgCtx, rollWaitReplicas)
 	defer cancel()
 	if end > seg.BaseOffset {
 		if err := l.WaitHighWatermark(ctx, end-1); err != nil {
@@ -180,7 +180,7 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 			cmd.Checksum, cmd.Bytes = crc, n
 		}
 	}
-	actx, acancel := context.WithTimeout(b.ctx, 10*time.Second)
+	actx, acancel := context.WithTimeout(b.bgCtx, 10*time.Second)
 	defer acancel()
 	if err := b.store.Apply(actx, cmd); err != nil {
 		resume("commit failed", err)
