@@ -41,11 +41,12 @@ lint: vet
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
 # Fault scenarios against real 3-node clusters (kill -9 of controllers,
-# segment leaders and followers; rotation), each repeated FAULT_COUNT times.
+# segment leaders and followers, five leader kills in a row, a frozen
+# leader; rotation), each repeated FAULT_COUNT times.
 FAULT_COUNT ?= 3
 test-faults: build
-	TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 30m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader' ./compat-tests/
+	TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 30m -v \
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss' ./compat-tests/
 
 # Run each fuzz target for FUZZTIME (seed corpora already run in `make test`).
 FUZZTIME ?= 30s

@@ -1,0 +1,137 @@
+package compat
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// TestClusterRepeatedLeaderLoss (make test-faults; skipped in make test
+// unless TUSK_LONG_FAULTS=1): five times in a row, the segment leader of a
+// replication-factor-3 partition is killed with SIGKILL and restarted once
+// a new leader serves; it rejoins the replica set before the next round.
+// An idempotent acks=all producer runs throughout with no failed
+// acknowledgement; every acknowledged record is read back exactly once,
+// in offset order. The seed picking which partition's leader dies is
+// logged.
+func TestClusterRepeatedLeaderLoss(t *testing.T) {
+	if os.Getenv("TUSK_LONG_FAULTS") != "1" {
+		t.Skip("long fault scenario: run with make test-faults (TUSK_LONG_FAULTS=1)")
+	}
+	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
+	t.Setenv("TUSK_LEASE_RENEW", "200ms")
+	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
+	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
+	c := startCluster(t, 3)
+	done()
+	card(t, "franz-go kgo + kill -9 ×5", "cluster: five segment-leader kills in a row, no failed or lost acks")
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewSource(seed))
+	t.Logf("seed %d", seed)
+	const topic = "kill5"
+	parts := []int32{0, 1, 2}
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	ctx := ctxTimeout(t, 30*time.Second)
+	resp, err := adm.CreateTopic(ctx, int32(len(parts)), 3, map[string]*string{"segment.rotate": strp("false")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: len(parts)}, 10*time.Second)
+	}
+	replicasOf := func(via int32, p int) []int32 {
+		_, raw, err := c.dump(t, via)
+		if err != nil {
+			return nil
+		}
+		var d struct {
+			Topics map[string]struct {
+				Parts []struct {
+					Segments []struct {
+						Replicas []int32 `json:"replicas"`
+					} `json:"segments"`
+				} `json:"parts"`
+			} `json:"topics"`
+		}
+		if json.Unmarshal([]byte(raw), &d) != nil || len(d.Topics[topic].Parts) <= p {
+			return nil
+		}
+		segs := d.Topics[topic].Parts[p].Segments
+		return segs[len(segs)-1].Replicas
+	}
+	lp := startLiveProducer(t, c.kafkaAddrs(c.ids()...), topic, parts)
+	waitRounds := func(what string, more int) {
+		t.Helper()
+		r0, _ := lp.progress()
+		waitFor(t, 30*time.Second, what, func() (bool, string) {
+			r, errs := lp.progress()
+			return r >= r0+more, fmt.Sprintf("%d rounds (from %d), %d failed acks", r, r0, errs)
+		})
+	}
+	waitRounds("producer warm-up", 30)
+	var longestFailover time.Duration
+	for round := 1; round <= 5; round++ {
+		p := rng.Intn(len(parts))
+		victim := c.metadataOf(t, c.ids()[0], []string{topic}).Topics[topic].Leaders[int32(p)]
+		if victim < 0 {
+			t.Fatalf("round %d: partition %d has no leader", round, p)
+		}
+		var others []int32
+		for _, id := range c.ids() {
+			if id != victim {
+				others = append(others, id)
+			}
+		}
+		killed := time.Now()
+		c.node(victim).Kill9(t)
+		waitFor(t, 20*time.Second, fmt.Sprintf("round %d: a new leader for partition %d", round, p), func() (bool, string) {
+			l := c.metadataOf(t, others[0], []string{topic}).Topics[topic].Leaders[int32(p)]
+			return l >= 0 && l != victim, fmt.Sprintf("leader %d", l)
+		})
+		longestFailover = max(longestFailover, time.Since(killed))
+		waitRounds(fmt.Sprintf("round %d: progress after killing node %d", round, victim), 20)
+		c.restartNode(t, victim)
+		waitFor(t, 30*time.Second, fmt.Sprintf("round %d: node %d back in every replica set", round, victim), func() (bool, string) {
+			for q := range parts {
+				if r := replicasOf(others[0], q); len(r) != 3 || !slices.Contains(r, victim) {
+					return false, fmt.Sprintf("partition %d replicas %v", q, r)
+				}
+			}
+			return true, ""
+		})
+		waitRounds(fmt.Sprintf("round %d: progress after the rejoin", round), 20)
+		t.Logf("round %d: killed node %d (leader of partition %d); round done (new leader, restart, rejoin) after %v", round, victim, p, time.Since(killed).Round(time.Millisecond))
+	}
+	lp.halt()
+	lp.mu.Lock()
+	errs, longest := lp.errs, lp.longest
+	acked := map[int32][]prodRec{}
+	for q, recs := range lp.acked {
+		acked[q] = sortedRecs(recs)
+	}
+	lp.mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("%d failed acknowledgements, first: %s", len(errs), errs[0])
+	}
+	want, start := map[int32]int{}, map[int32]int64{}
+	total := 0
+	for _, q := range parts {
+		want[q], start[q] = len(acked[q]), 0
+		total += len(acked[q])
+	}
+	got := readPartitions(t, c.kafkaAddrs(c.ids()...), topic, start, want, 30*time.Second)
+	for _, q := range parts {
+		sameRecords(t, fmt.Sprintf("%s/%d", topic, q), acked[q], got[q])
+	}
+	t.Logf("measure: 5 leader kills; %d acknowledged records read back exactly; longest produce stall %v; slowest new leader %v",
+		total, longest.Round(time.Millisecond), longestFailover.Round(time.Millisecond))
+}
