@@ -38,7 +38,7 @@ type replication struct {
 	// rollKick wakes the rotation loop when an append crossed segment.bytes.
 	rollKick chan struct{}
 
-	mu       sync.Mutex
+	mu       sync.RWMutex // read-locked on the produce path (leader)
 	leading  map[storage.TopicPartition]*leaderPart
 	fetchers map[int32]*fetcher // by leader node
 }
@@ -137,8 +137,8 @@ func (lp *leaderPart) isDeposed() bool {
 var errDeposed = errors.New("broker: no longer the leader of this segment")
 
 func (r *replication) leader(tp storage.TopicPartition) *leaderPart {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	return r.leading[tp]
 }
 
