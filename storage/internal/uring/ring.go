@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -193,6 +194,7 @@ type Ring struct {
 
 	cqMu       sync.Mutex // serializes reaping the CQ
 	unmapped   bool       // guarded by cqMu: the rings are gone
+	stopSeen   bool       // guarded by cqMu: a stop NOP was reaped (by anyone)
 	reaperDone chan struct{}
 }
 
@@ -445,7 +447,10 @@ func (r *Ring) reap() (stop bool) {
 	for ; head != tail; head++ {
 		c := r.cqes[head&r.cqMask]
 		if c.userData == stopTag {
+			// A submitter reaping inline may consume the stop meant for
+			// the reaper; record it so the reaper still stops.
 			stop = true
+			r.stopSeen = true
 			continue
 		}
 		r.completeLocked(uint32(c.userData-1), c.res)
@@ -456,11 +461,18 @@ func (r *Ring) reap() (stop bool) {
 	return stop
 }
 
+// sawStop reports whether any reap consumed a stop NOP.
+func (r *Ring) sawStop() bool {
+	r.cqMu.Lock()
+	defer r.cqMu.Unlock()
+	return r.stopSeen
+}
+
 // reaper waits for completions until the stop NOP arrives.
 func (r *Ring) reaper() {
 	defer close(r.reaperDone)
 	for {
-		if r.reap() {
+		if r.reap() || r.sawStop() {
 			return
 		}
 		if _, err := enter(r.fd, 0, 1, enterGetEvents); err != nil && err != unix.EINTR && err != unix.EAGAIN && err != unix.EBUSY {
@@ -497,7 +509,24 @@ func (r *Ring) Close() error {
 	}
 	reapErr := r.reapErr
 	r.mu.Unlock()
-	<-r.reaperDone
+	// If a submitter's inline reap took the stop completion, the reaper may
+	// sleep in io_uring_enter with nothing left to wake it: post another
+	// stop NOP now and then until it is gone.
+	for stopped := false; !stopped; {
+		select {
+		case <-r.reaperDone:
+			stopped = true
+		case <-time.After(20 * time.Millisecond):
+			r.mu.Lock()
+			r.sqes[r.tail&r.sqMask] = sqe{opcode: opNop, fd: -1, userData: stopTag}
+			r.tail++
+			if err := r.flushLocked(); err != nil {
+				r.mu.Unlock()
+				return fmt.Errorf("uring: close: stop reaper: %w", err)
+			}
+			r.mu.Unlock()
+		}
+	}
 	r.cqMu.Lock()
 	r.unmapped = true
 	r.unmap()
