@@ -590,9 +590,6 @@ func (s *RaftStore) Heartbeat(ctx context.Context, hb Heartbeat) (Lease, error) 
 	return s.ctrl.heartbeat(ctx, hb)
 }
 
-// Options returns the store's effective options.
-func (s *RaftStore) Options() RaftOptions { return s.opts }
-
 // SetProber sets the ReplicaProber failover uses; call it at start-up.
 func (s *RaftStore) SetProber(p ReplicaProber) { s.prober.Store(&proberBox{p}) }
 
