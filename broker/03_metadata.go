@@ -78,7 +78,7 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 					missing = append(missing, mt)
 					continue
 				}
-				created, code, _ := b.createTopic(rc.ctx(), name, -1, int16(b.cfg.Topic.ReplicationFactor), nil, nil, false)
+				created, code, _ := b.createTopic(rc.ctx(), name, -1, b.defaultRF(), nil, nil, false)
 				switch code {
 				case 0:
 					t = created

@@ -60,7 +60,7 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		}
 		rf := rt.ReplicationFactor
 		if rf == -1 {
-			rf = int16(b.cfg.Topic.ReplicationFactor)
+			rf = b.defaultRF()
 		}
 		if len(assignments) == 0 && (rf < 1 || rf > 16) {
 			fail(kerr.InvalidReplicationFactor.Code, "replication factor must be in [1, 16] (or -1 for topic.replication-factor)")

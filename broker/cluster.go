@@ -237,6 +237,7 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 			b.repl.unlead(tp)
 			if !b.learn(t, p, seg, wantRF, base, caughtUp) {
 				b.repl.unfollow(tp)
+				b.dropUnlisted(t, p, wantRF, caughtUp)
 			}
 			continue
 		}
@@ -312,8 +313,11 @@ func (b *Broker) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF i
 		return false
 	}
 	tp := b.tp(t.Name, p)
-	if id, known, err := b.engine.LogTopicID(tp); err != nil || !known || id != t.ID {
-		return false // only a node that held this partition rejoins
+	// A node the controller assigned (re-replication) copies the whole
+	// partition; otherwise only a node that held it rejoins.
+	assigned := slices.Contains(seg.Learners, b.cfg.NodeID)
+	if id, known, err := b.engine.LogTopicID(tp); !assigned && (err != nil || !known || id != t.ID) {
+		return false
 	}
 	cfg := base
 	cfg.Replicated = true
@@ -346,6 +350,68 @@ func (b *Broker) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF i
 	b.log.Debug().Str("tp", tp.String()).Int64("leo", l.LogEndOffset()).Msg("learner: fetching to rejoin")
 	b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
 	return true
+}
+
+// dropUnlisted deletes this node's log of t/p once no segment of the
+// partition lists this node as a replica any more and the active segment
+// has its full replica set: re-replication put the data elsewhere, and
+// nobody will read it here.
+func (b *Broker) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp bool) {
+	seg := t.Parts[p].Active()
+	if !caughtUp || wantRF < 2 || len(seg.Replicas) < wantRF || seg.State != metadata.SegmentActive || slices.Contains(seg.Learners, b.cfg.NodeID) {
+		return
+	}
+	for _, s := range t.Parts[p].Segments {
+		if slices.Contains(s.Replicas, b.cfg.NodeID) {
+			return
+		}
+	}
+	tp := b.tp(t.Name, p)
+	if id, known, err := b.engine.LogTopicID(tp); err != nil || !known || id != t.ID {
+		return
+	}
+	if err := b.engine.DeleteLog(tp); err != nil {
+		b.log.Error().Err(err).Str("tp", tp.String()).Msg("delete the log of a partition this node no longer holds")
+		return
+	}
+	b.log.Info().Str("tp", tp.String()).Ints32("replicas", seg.Replicas).Msg("deleted the log of a partition re-replicated elsewhere")
+}
+
+// restartLearner replaces this node's log of tp, which ends below start,
+// the leader's log start offset, with an empty one beginning there: a
+// learner copying a partition whose older records the leader no longer
+// has (retention). It never touches the log of a replica of the active
+// segment.
+func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64) {
+	defer b.kickReconcile()
+	b.reconcileMu.Lock()
+	defer b.reconcileMu.Unlock()
+	t, ok := b.store.FSM().Topic(tp.Topic)
+	if !ok || t.ID != id || tp.Partition >= t.Partitions || b.shuttingDown() {
+		return
+	}
+	if slices.Contains(t.Parts[tp.Partition].Active().Replicas, b.cfg.NodeID) {
+		return
+	}
+	if l, ok := b.engine.Log(tp); ok && l.LogEndOffset() >= start {
+		return
+	}
+	b.repl.unfollow(tp)
+	cfg := b.logConfig(t.Configs)
+	cfg.Replicated = true
+	if err := b.engine.DeleteLog(tp); err != nil {
+		b.log.Error().Err(err).Str("tp", tp.String()).Msg("learner: drop the log to restart at the leader's log start")
+		return
+	}
+	if _, err := b.engine.CreateLogAt(tp, cfg, start); err != nil {
+		b.log.Error().Err(err).Str("tp", tp.String()).Msg("learner: create log at the leader's log start")
+		return
+	}
+	if err := b.engine.SetLogTopicID(tp, id); err != nil {
+		b.log.Error().Err(err).Str("tp", tp.String()).Msg("learner: record topic id")
+		return
+	}
+	b.log.Info().Str("tp", tp.String()).Int64("start", start).Msg("learner: copying from the leader's log start")
 }
 
 // deleteTopicLogs removes this node's logs of a deleted topic (those

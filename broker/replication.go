@@ -460,6 +460,17 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 			if p == nil {
 				continue
 			}
+			if rp.ErrorCode == kerr.OffsetOutOfRange.Code && rp.LogStartOffset > p.log.LogEndOffset() {
+				// The leader no longer has what this node lacks: a
+				// learner restarts its copy at the leader's log start
+				// (restartLearner leaves a replica's log alone).
+				f.drop(tp)
+				b.bgWG.Add(1)
+				go func() {
+					defer b.bgWG.Done()
+					b.restartLearner(tp, p.id, rp.LogStartOffset)
+				}()
+			}
 			if rp.ErrorCode != 0 {
 				if firstErr == nil {
 					firstErr = kerr.ErrorForCode(rp.ErrorCode)

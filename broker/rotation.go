@@ -175,6 +175,11 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 	if len(lagging) > 0 {
 		cmd.SealedReplicas = sealedBy
 	}
+	if len(joining) > 0 {
+		// They copied the partition from this log's start: replicas of
+		// the sealed segments above it too (re-replication).
+		cmd.Joined, cmd.JoinedFrom = joining, l.LogStartOffset()
+	}
 	if start := max(seg.BaseOffset, l.LogStartOffset()); end > start {
 		if crc, n, err := l.SegmentChecksum(start, end); err == nil && start == seg.BaseOffset {
 			cmd.Checksum, cmd.Bytes = crc, n

@@ -123,6 +123,16 @@ func (b *Broker) collidingTopic(name string) string {
 	return ""
 }
 
+// defaultRF is the replication factor of a topic whose creator left it to
+// the broker: topic.replication-factor, or with 0 there min(3, live
+// brokers) (DESIGN.md).
+func (b *Broker) defaultRF() int16 {
+	if rf := b.cfg.Topic.ReplicationFactor; rf > 0 {
+		return int16(rf)
+	}
+	return int16(max(1, min(3, len(b.aliveBrokers()))))
+}
+
 // applyErrorCode maps a failed metadata command to a Kafka error code.
 func applyErrorCode(err error) int16 {
 	switch {

@@ -39,6 +39,10 @@ type ReplicaConfig struct {
 	// LagTimeMax: a follower that has not fetched for this long makes the
 	// leader roll to a segment without it (replica.lag.time.max.ms).
 	LagTimeMax time.Duration `mapstructure:"lag-time-max"`
+	// Restore: a partition whose active segment has had fewer replicas
+	// than its replication factor for this long is copied to other live
+	// nodes (0 disables it).
+	Restore time.Duration `mapstructure:"restore"`
 }
 
 // ProduceConfig is how Produce requests for other nodes' partitions are
@@ -166,7 +170,7 @@ func Options() []Option {
 		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group-commit fdatasyncs if available, syscalls for writes and reads), uring, syscall"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
-		{"topic.replication-factor", int32(1), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); replication has no failover yet, see README"},
+		{"topic.replication-factor", int32(0), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); 0: min(3, live brokers)"},
 		{"topic.auto-create", true, "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
 		{"topic.segment-bytes", int64(1 << 30), "default segment.bytes"},
 		{"topic.segment-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default segment.ms"},
@@ -189,7 +193,8 @@ func Options() []Option {
 		{"internal.listen", "127.0.0.1:0", "node-to-node listener: forwarding, heartbeats, cluster admin (port 0 picks one)"},
 		{"lease.timeout", 2 * time.Second, "a broker counts as alive this long after a heartbeat; must exceed the election timeout plus two renewals"},
 		{"lease.renew", 250 * time.Millisecond, "heartbeat interval of brokers to the controller"},
-		{"replica.lag-time-max", 10 * time.Second, "a follower that has not fetched for this long is dropped by a roll to a segment without it (replica.lag.time.max.ms); until re-replication lands the partition then has fewer replicas"},
+		{"replica.lag-time-max", 10 * time.Second, "a follower that has not fetched for this long is dropped by a roll to a segment without it (replica.lag.time.max.ms)"},
+		{"replica.restore", 30 * time.Second, "a partition short of replicas for this long is copied to other live nodes, which a roll then takes into the replica set (0: never)"},
 		{"produce.forward", true, "forward a Produce for a partition another node leads to that leader (off: NOT_LEADER_OR_FOLLOWER with KIP-951 hints on v10+)"},
 	}
 }
@@ -325,6 +330,12 @@ func (c Config) Validate() error {
 	}
 	if c.Topic.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("topic.partitions %d must be positive", c.Topic.Partitions))
+	}
+	if c.Topic.ReplicationFactor < 0 || c.Topic.ReplicationFactor > 16 {
+		errs = append(errs, fmt.Errorf("topic.replication-factor %d must be in [0, 16] (0: min(3, live brokers))", c.Topic.ReplicationFactor))
+	}
+	if c.Replica.Restore < 0 {
+		errs = append(errs, fmt.Errorf("replica.restore %v is negative", c.Replica.Restore))
 	}
 	if c.Topic.SegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("topic.segment-bytes %d is below 1024", c.Topic.SegmentBytes))

@@ -50,6 +50,13 @@ type Segment struct {
 	// leader sealed it (0 when not recorded).
 	Checksum uint32 `json:"checksum,omitempty"`
 	Bytes    int64  `json:"bytes,omitempty"`
+	// Learners of an active segment are nodes the controller chose to
+	// copy the partition (from the leader's log start) because the
+	// segment had fewer replicas than the topic's replication factor for
+	// longer than replica.restore (DESIGN.md, re-replication). They do
+	// not count for the high watermark; a roll takes them in once caught
+	// up (RollSegment.Joined).
+	Learners []int32 `json:"learners,omitempty"`
 }
 
 // Partition is an ordered chain of segments; the last one is active.
@@ -69,6 +76,7 @@ func (p Partition) clone() Partition {
 	c := Partition{Segments: slices.Clone(p.Segments)}
 	for i := range c.Segments {
 		c.Segments[i].Replicas = slices.Clone(c.Segments[i].Replicas)
+		c.Segments[i].Learners = slices.Clone(c.Segments[i].Learners)
 	}
 	return c
 }

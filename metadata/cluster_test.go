@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -384,6 +385,9 @@ func allCommands() []Command {
 		SetBrokerState{ID: 3, From: BrokerAlive, To: BrokerFenced},
 		UnregisterBroker{ID: 3},
 		SetClusterConfigs{Expected: map[string]string{"a": "1"}, Configs: map[string]string{"a": "2"}},
+		RollSegment{Topic: "x", ID: topicID(3), ExpectedSegment: 1, ExpectedEpoch: 2, EndOffset: 9, NextLeader: 2, NextReplicas: []int32{2, 3}, Joined: []int32{3}, JoinedFrom: 4},
+		FenceSegment{Topic: "x", ID: topicID(3), ExpectedSegment: 1, ExpectedEpoch: 2},
+		AssignLearners{Topic: "x", ID: topicID(3), ExpectedSegment: 1, ExpectedEpoch: 2, Learners: []int32{4}},
 	}
 }
 
@@ -406,12 +410,13 @@ func TestEncodeDecodeAllKinds(t *testing.T) {
 		}
 		kinds[c.kind()] = true
 	}
-	if len(kinds) != 10 {
+	if len(kinds) != 13 {
 		t.Fatalf("%d distinct kinds", len(kinds))
 	}
 	// Every kind DecodeCommand knows is covered above.
 	for _, k := range []string{"create_topic", "delete_topic", "create_partitions", "set_topic_configs", "allocate_producer_ids",
-		"init_cluster", "register_broker", "set_broker_state", "unregister_broker", "set_cluster_configs"} {
+		"init_cluster", "register_broker", "set_broker_state", "unregister_broker", "set_cluster_configs",
+		"roll_segment", "fence_segment", "assign_learners"} {
 		if !kinds[k] {
 			t.Fatalf("kind %s not covered", k)
 		}
@@ -609,5 +614,57 @@ func TestRollSegment(t *testing.T) {
 	// The same roll again is stale now.
 	if err := f.Apply(roll); !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("repeated roll: %v", err)
+	}
+}
+
+// TestRollJoinedRewritesSealedReplicas: learners a roll takes in become
+// replicas of every sealed segment above JoinedFrom; a sealed segment with
+// more replicas than the replication factor drops its fenced members, and
+// learners not joined carry over to the next segment.
+func TestRollJoinedRewritesSealedReplicas(t *testing.T) {
+	f := NewFSM()
+	for _, id := range []int32{1, 2, 3, 4, 5} {
+		mustApply(t, f, RegisterBroker{Broker: Broker{ID: id, Kafka: "h:1"}})
+	}
+	mustApply(t, f, CreateTopic{Name: "j", ID: id(3), Partitions: 1, ReplicationFactor: 3, Assignments: [][]int32{{1, 2, 3}}})
+	active := func() Segment { tp, _ := f.Topic("j"); return tp.Parts[0].Active() }
+	s := active()
+	mustApply(t, f, RollSegment{Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, EndOffset: 10, NextLeader: 2, NextReplicas: []int32{1, 2, 3}})
+	s = active()
+	// Node 3 dies; the next roll leaves it out.
+	mustApply(t, f, SetBrokerState{ID: 3, From: BrokerAlive, To: BrokerFenced})
+	mustApply(t, f, RollSegment{Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, EndOffset: 20, NextLeader: 1, NextReplicas: []int32{1, 2}, SealedReplicas: []int32{1, 2}})
+	s = active()
+	for name, bad := range map[string]AssignLearners{
+		"replica as learner": {Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, Learners: []int32{1}},
+		"unknown broker":     {Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, Learners: []int32{9}},
+		"stale segment":      {Topic: "j", ID: id(3), ExpectedSegment: s.ID - 1, ExpectedEpoch: s.Epoch, Learners: []int32{4}},
+		"twice":              {Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, Learners: []int32{4, 4}},
+	} {
+		if err := f.Apply(bad); err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+	}
+	mustApply(t, f, AssignLearners{Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, Learners: []int32{4, 5}})
+	if a := active(); !slices.Equal(a.Learners, []int32{4, 5}) {
+		t.Fatalf("learners %v", a.Learners)
+	}
+	bad := RollSegment{Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, EndOffset: 30, NextLeader: 2, NextReplicas: []int32{1, 2}, Joined: []int32{4}}
+	if err := f.Apply(bad); !errors.Is(err, ErrInvalidCommand) {
+		t.Fatalf("joined outside the next replicas: %v", err)
+	}
+	// Node 4 copied from offset 5 (the leader's log start) and joins.
+	mustApply(t, f, RollSegment{Topic: "j", ID: id(3), ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch, EndOffset: 30, NextLeader: 2,
+		NextReplicas: []int32{1, 2, 4}, Joined: []int32{4}, JoinedFrom: 5})
+	tp, _ := f.Topic("j")
+	segs := tp.Parts[0].Segments
+	want := [][]int32{{1, 2, 4}, {1, 2, 4}, {1, 2, 4}}
+	for i, w := range want {
+		if !slices.Equal(segs[i].Replicas, w) {
+			t.Fatalf("sealed segment %d replicas %v, want %v (fenced 3 dropped, 4 added)", i, segs[i].Replicas, w)
+		}
+	}
+	if a := segs[3]; a.State != SegmentActive || !slices.Equal(a.Learners, []int32{5}) || len(a.Replicas) != 3 {
+		t.Fatalf("next segment %+v: want learner 5 carried over", a)
 	}
 }

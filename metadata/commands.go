@@ -209,6 +209,8 @@ func DecodeCommand(b []byte) (Command, error) {
 		c = &RollSegment{}
 	case "fence_segment":
 		c = &FenceSegment{}
+	case "assign_learners":
+		c = &AssignLearners{}
 	default:
 		return nil, fmt.Errorf("metadata: decode command: unknown kind %q", e.Kind)
 	}
@@ -243,6 +245,8 @@ func deref(c Command) Command {
 	case *RollSegment:
 		return *v
 	case *FenceSegment:
+		return *v
+	case *AssignLearners:
 		return *v
 	}
 	return c

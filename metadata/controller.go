@@ -48,10 +48,11 @@ type controller struct {
 	removing    map[int32]bool          // nodes being removed: heartbeats refused
 	failing     map[string]bool         // partitions with a failover in progress
 	scans       int                     // failover scans (ticks), for pacing
+	under       map[string]time.Time    // under-replicated partition → since when (this term)
 }
 
 func newController(s *RaftStore) *controller {
-	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}, removing: map[int32]bool{}, failing: map[string]bool{}}
+	return &controller{s: s, heard: map[int32]time.Time{}, now: time.Now, registering: map[int32]chan struct{}{}, removing: map[int32]bool{}, failing: map[string]bool{}, under: map[string]time.Time{}}
 }
 
 // nowLocked reads the clock under c.mu (tests replace c.now).
@@ -96,6 +97,7 @@ func (c *controller) run() {
 			c.leaderSince = c.now()
 			c.term = term
 			clear(c.heard)
+			clear(c.under)
 			c.s.log.Info().Msg("became controller")
 		case !leader && !c.leaderSince.IsZero():
 			c.leaderSince = time.Time{}
@@ -105,6 +107,7 @@ func (c *controller) run() {
 		if leader {
 			c.fenceSilent()
 			c.failovers()
+			c.restoreReplicas()
 		}
 	}
 }
@@ -470,4 +473,120 @@ func (c *controller) failover(t Topic, p int32, seg Segment) error {
 	c.s.log.Warn().Str("topic", t.Name).Int32("partition", p).Int32("dead_leader", seg.Leader).Int32("new_leader", live[0]).
 		Int64("sealed_at", end).Ints32("replicas", live).Msg("failover: segment sealed, next segment opened")
 	return nil
+}
+
+// restoreReplicas has live nodes copy partitions whose active segment has
+// had fewer replicas than the topic's replication factor for
+// ReplicaRestore (a replica died, or a lagging one was rolled out and has
+// not rejoined): it names learners (AssignLearners), chosen like
+// placement's followers — a rack the set lacks first, then the fewest
+// replicas. Learners that are no longer alive are replaced. It scans once
+// every 8 ticks (about 1 s with the default renewal).
+func (c *controller) restoreReplicas() {
+	wait := c.s.opts.ReplicaRestore
+	c.mu.Lock()
+	skip := wait <= 0 || c.leaderSince.IsZero() || c.scans%8 != 0
+	c.mu.Unlock()
+	if skip {
+		return
+	}
+	brokers := map[int32]Broker{}
+	for _, b := range c.s.fsm.Brokers() {
+		brokers[b.ID] = b
+	}
+	var live []Broker
+	c.mu.Lock()
+	now := c.now()
+	for _, b := range brokers {
+		if t, ok := c.heard[b.ID]; b.State == BrokerAlive && ((ok && now.Sub(t) <= c.s.opts.LeaseTimeout) || b.ID == c.s.opts.NodeID) {
+			live = append(live, b)
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(live, func(a, b Broker) int { return int(a.ID - b.ID) })
+	replicasOf := map[int32]int{}
+	topics := c.s.fsm.Topics()
+	for _, t := range topics {
+		for _, p := range t.Parts {
+			for _, r := range p.Active().Replicas {
+				replicasOf[r]++
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, t := range topics {
+		rf := t.ReplicationFactor()
+		if rf < 2 {
+			continue
+		}
+		for p := range t.Parts {
+			seg := t.Parts[p].Active()
+			var learners []int32
+			for _, id := range seg.Learners {
+				if b, ok := brokers[id]; ok && b.State == BrokerAlive {
+					learners = append(learners, id)
+				}
+			}
+			if seg.State != SegmentActive || len(seg.Replicas)+len(learners) >= rf && len(learners) == len(seg.Learners) {
+				continue
+			}
+			key := fmt.Sprintf("%s-%d", t.Name, p)
+			seen[key] = true
+			c.mu.Lock()
+			since, ok := c.under[key]
+			if !ok {
+				c.under[key] = now
+				since = now
+			}
+			c.mu.Unlock()
+			if now.Sub(since) < wait {
+				continue
+			}
+			racks := map[string]bool{}
+			for _, id := range append(slices.Clone(seg.Replicas), learners...) {
+				racks[brokers[id].Rack] = true
+			}
+			for len(seg.Replicas)+len(learners) < rf {
+				var best *Broker
+				for i := range live {
+					b := &live[i]
+					if slices.Contains(seg.Replicas, b.ID) || slices.Contains(learners, b.ID) {
+						continue
+					}
+					if best == nil || better(b, best, racks, replicasOf) {
+						best = b
+					}
+				}
+				if best == nil {
+					break
+				}
+				learners = append(learners, best.ID)
+				racks[best.Rack] = true
+				replicasOf[best.ID]++
+			}
+			if slices.Equal(learners, seg.Learners) {
+				continue // no live node to add
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+			_, err := c.s.applyCommand(ctx, AssignLearners{Topic: t.Name, ID: t.ID, Partition: int32(p),
+				ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: learners})
+			cancel()
+			if err != nil {
+				c.s.log.Warn().Err(err).Str("partition", key).Msg("assign learners")
+				continue
+			}
+			c.mu.Lock()
+			delete(c.under, key)
+			c.mu.Unlock()
+			c.s.log.Info().Str("partition", key).Ints32("replicas", seg.Replicas).Ints32("learners", learners).
+				Dur("under_replicated_for", now.Sub(since)).Msg("re-replicating: learners assigned")
+		}
+	}
+	c.mu.Lock()
+	for k := range c.under {
+		if !seen[k] {
+			delete(c.under, k)
+		}
+	}
+	c.mu.Unlock()
 }

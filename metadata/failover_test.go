@@ -136,3 +136,71 @@ func TestControllerFailoverNoReplicaAnswers(t *testing.T) {
 		t.Fatalf("fenced segment reports leader %d, want -1", l)
 	}
 }
+
+// TestControllerRestoresReplicas: a partition whose active segment has
+// fewer replicas than its replication factor gets a learner once it has
+// been short for ReplicaRestore: a live node outside the replica set, never
+// a fenced one. A roll that takes the learner in makes it a replica of the
+// sealed segments too.
+func TestControllerRestoresReplicas(t *testing.T) {
+	c := newCluster(t, 4)
+	leader := c.waitLeader()
+	c.startHeartbeats(1, 2, 3, 4)
+	waitBrokers(t, leader, BrokerAlive, 1, 2, 3, 4)
+	others := c.followers(leader.id)
+	dead, spare := others[0].id, others[1].id
+	holders := []int32{leader.id, others[2].id}
+	c.pause(dead, true)
+	eventually(t, 5*time.Second, "dead node fenced", func() error {
+		if st := brokerState(leader, dead); st != BrokerFenced {
+			return fmt.Errorf("broker %d is %s", dead, st)
+		}
+		return nil
+	})
+	ctx := ctxT(t, 20*time.Second)
+	began := time.Now()
+	if err := leader.store.Apply(ctx, CreateTopic{Name: "rr", ID: topicID(11), Partitions: 1, Assignments: [][]int32{append(slices.Clone(holders), dead)}}); err != nil {
+		t.Fatal(err)
+	}
+	// The leader rolls without the dead follower (a laggard).
+	tp, _ := leader.store.FSM().Topic("rr")
+	first := tp.Parts[0].Active()
+	if err := leader.store.Apply(ctx, RollSegment{Topic: "rr", ID: topicID(11), ExpectedSegment: first.ID, ExpectedEpoch: first.Epoch,
+		EndOffset: 20, NextLeader: holders[0], NextReplicas: holders, SealedReplicas: holders}); err != nil {
+		t.Fatal(err)
+	}
+	var seg Segment
+	eventually(t, 10*time.Second, "learner assigned", func() error {
+		tp, _ := leader.store.FSM().Topic("rr")
+		seg = tp.Parts[0].Active()
+		if len(seg.Learners) == 0 {
+			return errors.New("no learners")
+		}
+		return nil
+	})
+	if took := time.Since(began); took < tRestore {
+		t.Fatalf("learner assigned after %v, before replica.restore (%v)", took, tRestore)
+	}
+	if !slices.Equal(seg.Learners, []int32{spare}) {
+		t.Fatalf("learners %v, want [%d] (the live non-replica; %d is fenced)", seg.Learners, spare, dead)
+	}
+	// The leader's roll takes the learner in.
+	roll := RollSegment{Topic: "rr", ID: topicID(11), Partition: 0, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
+		EndOffset: 50, NextLeader: holders[1], NextReplicas: append(slices.Clone(holders), spare), Joined: []int32{spare}}
+	if err := leader.store.Apply(ctx, roll); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ = leader.store.FSM().Topic("rr")
+	segs := tp.Parts[0].Segments
+	sealed, next := segs[1], segs[2]
+	if !slices.Contains(sealed.Replicas, spare) || len(sealed.Replicas) != 3 || len(next.Replicas) != 3 || len(next.Learners) != 0 ||
+		!slices.Equal(segs[0].Replicas, append(slices.Clone(holders), spare)) {
+		t.Fatalf("after the roll: sealed %+v, next %+v", sealed, next)
+	}
+	// Full now: no more learners, even after another restore period.
+	time.Sleep(2 * tRestore) // waiting for something not to happen
+	tp, _ = leader.store.FSM().Topic("rr")
+	if a := tp.Parts[0].Active(); len(a.Learners) != 0 || len(tp.Parts[0].Segments) != 3 {
+		t.Fatalf("a fully replicated partition got learners: %+v", tp.Parts[0].Segments)
+	}
+}

@@ -94,6 +94,10 @@ type RaftOptions struct {
 	// the brokers' heartbeat interval.
 	LeaseTimeout time.Duration
 	LeaseRenew   time.Duration
+	// ReplicaRestore is how long an active segment may have fewer
+	// replicas than its topic's replication factor before the controller
+	// has live non-replicas copy the partition (0: never).
+	ReplicaRestore time.Duration
 
 	Logger    zerolog.Logger
 	Forwarder Forwarder

@@ -25,6 +25,7 @@ const (
 	tElection     = 100 * time.Millisecond
 	tLeaseRenew   = 25 * time.Millisecond
 	tLeaseTimeout = 400 * time.Millisecond
+	tRestore      = 600 * time.Millisecond
 	tMargin       = 2 * tLeaseRenew // controller.margin()
 )
 
@@ -43,6 +44,7 @@ func fastOpts(id int32) RaftOptions {
 		ElectionTimeout:  tElection,
 		LeaseRenew:       tLeaseRenew,
 		LeaseTimeout:     tLeaseTimeout,
+		ReplicaRestore:   tRestore,
 		Logger:           testLogger(),
 	}
 }

@@ -29,6 +29,13 @@ type RollSegment struct {
 	// leader holds it (invariant I4); Bytes is 0 when not computed.
 	Checksum uint32 `json:"checksum,omitempty"`
 	Bytes    int64  `json:"bytes,omitempty"`
+	// Joined are learners the roll takes into NextReplicas. Each holds
+	// the partition from JoinedFrom (the leader's log start) up to
+	// EndOffset, so it becomes a replica of every sealed segment above
+	// JoinedFrom as well (re-replication); a sealed segment that then has
+	// more replicas than the replication factor drops fenced members.
+	Joined     []int32 `json:"joined,omitempty"`
+	JoinedFrom int64   `json:"joined_from,omitempty"`
 }
 
 func (RollSegment) kind() string { return "roll_segment" }
@@ -70,16 +77,84 @@ func (c RollSegment) apply(st *state) error {
 			return fmt.Errorf("%w: next replica %d is not a broker", ErrPreconditionFailed, r)
 		}
 	}
+	for _, r := range c.Joined {
+		if !slices.Contains(c.NextReplicas, r) || slices.Contains(cur.Replicas, r) {
+			return fmt.Errorf("%w: joined replica %d must be a new member of the next replica set", ErrInvalidCommand, r)
+		}
+	}
 	cur.EndOffset = c.EndOffset
 	cur.State = SegmentSealed
 	cur.Replicas = slices.Clone(sealed)
 	cur.Checksum, cur.Bytes = c.Checksum, c.Bytes
+	learners := slices.DeleteFunc(slices.Clone(cur.Learners), func(id int32) bool { return slices.Contains(c.NextReplicas, id) })
+	cur.Learners = nil
+	if len(c.Joined) > 0 {
+		rf := t.ReplicationFactor()
+		for i := range p.Segments {
+			s := &p.Segments[i]
+			if s.State != SegmentSealed || s.EndOffset <= c.JoinedFrom || s.EndOffset <= s.BaseOffset {
+				continue
+			}
+			for _, r := range c.Joined {
+				if !slices.Contains(s.Replicas, r) {
+					s.Replicas = append(s.Replicas, r)
+				}
+			}
+			for j := len(s.Replicas) - 1; j >= 0 && len(s.Replicas) > rf; j-- {
+				if b, ok := st.Brokers[s.Replicas[j]]; !ok || b.State != BrokerAlive {
+					s.Replicas = slices.Delete(s.Replicas, j, j+1)
+				}
+			}
+		}
+	}
 	next := Segment{
 		ID: st.NextSegmentID, BaseOffset: c.EndOffset, EndOffset: -1, Epoch: cur.Epoch + 1,
 		Leader: c.NextLeader, Replicas: append([]int32{c.NextLeader}, without(c.NextReplicas, c.NextLeader)...), State: SegmentActive,
+		Learners: learners,
 	}
 	st.NextSegmentID++
 	p.Segments = append(p.Segments, next)
+	return nil
+}
+
+// AssignLearners names the nodes that copy a partition whose active
+// segment lacks replicas (DESIGN.md: a segment short of replicas for
+// replica.restore is copied to another live node). It is a compare-and-set
+// on the active segment and epoch and replaces the segment's learners.
+type AssignLearners struct {
+	Topic           string  `json:"topic"`
+	ID              TopicID `json:"id"`
+	Partition       int32   `json:"partition"`
+	ExpectedSegment int64   `json:"expected_segment"`
+	ExpectedEpoch   int32   `json:"expected_epoch"`
+	Learners        []int32 `json:"learners"`
+}
+
+func (AssignLearners) kind() string { return "assign_learners" }
+
+func (c AssignLearners) apply(st *state) error {
+	t, ok := st.Topics[c.Topic]
+	if !ok || t.ID != c.ID {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) || len(t.Parts[c.Partition].Segments) == 0 {
+		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
+	}
+	segs := t.Parts[c.Partition].Segments
+	cur := &segs[len(segs)-1]
+	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || cur.State != SegmentActive {
+		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d (%s), expected %d epoch %d",
+			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, cur.State, c.ExpectedSegment, c.ExpectedEpoch)
+	}
+	for i, r := range c.Learners {
+		if _, ok := st.Brokers[r]; !ok {
+			return fmt.Errorf("%w: learner %d is not a broker", ErrPreconditionFailed, r)
+		}
+		if slices.Contains(cur.Replicas, r) || slices.Contains(c.Learners[:i], r) {
+			return fmt.Errorf("%w: learner %d is a replica already or listed twice", ErrInvalidCommand, r)
+		}
+	}
+	cur.Learners = slices.Clone(c.Learners)
 	return nil
 }
 

@@ -279,6 +279,43 @@ func (e *Engine) OpenLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	}
 }
 
+// CreateLogAt creates a new, empty log of tp whose first offset is start
+// (a replica that copies a partition from a leader whose log no longer
+// begins at 0) and opens it. The partition must have no log directory.
+func (e *Engine) CreateLogAt(tp TopicPartition, cfg LogConfig, start int64) (*Log, error) {
+	if err := validTopic(tp.Topic); err != nil {
+		return nil, err
+	}
+	if tp.Partition < 0 || start < 0 {
+		return nil, fmt.Errorf("storage: create log %s at %d: invalid partition or offset", tp, start)
+	}
+	dir := e.logDir(tp)
+	e.mu.Lock()
+	_, open := e.logs[tp]
+	busy := e.opening[tp] != nil
+	e.mu.Unlock()
+	if open || busy {
+		return nil, fmt.Errorf("storage: create log %s at %d: the log is open", tp, start)
+	}
+	if _, err := e.fs.Stat(dir); err == nil {
+		return nil, fmt.Errorf("storage: create log %s at %d: a log directory exists", tp, start)
+	} else if !isNotExist(err) {
+		return nil, fmt.Errorf("storage: create log %s at %d: %w", tp, start, err)
+	}
+	// The log-start checkpoint comes first: recovery of a directory with
+	// it and no segment creates the empty segment at start.
+	if err := e.fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: create log %s at %d: %w", tp, start, err)
+	}
+	if err := writeLogStart(e.fs, dir, start); err != nil {
+		return nil, fmt.Errorf("storage: create log %s at %d: %w", tp, start, err)
+	}
+	if err := e.fs.SyncDir(e.opts.Dir); err != nil {
+		return nil, fmt.Errorf("storage: create log %s at %d: sync dir: %w", tp, start, err)
+	}
+	return e.OpenLog(tp, cfg)
+}
+
 // Log returns an open log.
 func (e *Engine) Log(tp TopicPartition) (*Log, bool) {
 	e.mu.Lock()

@@ -872,3 +872,61 @@ func TestSegmentChecksumBounds(t *testing.T) {
 		t.Fatalf("checksum [4, 14) = %08x/%d", c, n)
 	}
 }
+
+// TestCreateLogAt: a learner's log that begins where the leader's log
+// starts after retention copies the rest byte for byte, and keeps its
+// start across a restart; an existing directory is refused.
+func TestCreateLogAt(t *testing.T) {
+	le := openEngine(t, NewCrashFS(), FsyncAlways, nil)
+	defer le.Close()
+	leader := openLog(t, le, replicaCfg)
+	buildLeader(t, leader)
+	leo := leader.LogEndOffset()
+	// The leader's log start moves to a batch boundary well inside.
+	r, err := leader.ReadUncommitted(leo/2, 1, true)
+	if err != nil || len(r.Data) == 0 {
+		t.Fatalf("read at %d: %v", leo/2, err)
+	}
+	h, err := kafkaproto.ParseBatchHeader(r.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := h.BaseOffset
+	leader.AdvanceHighWatermark(leo)
+	if got, err := leader.DeleteRecordsBefore(start); err != nil || got != start {
+		t.Fatalf("delete records before %d: %d, %v", start, got, err)
+	}
+
+	ffs := NewCrashFS()
+	fe := openEngine(t, ffs, FsyncAlways, nil)
+	if _, err := fe.OpenLog(tp0, replicaCfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fe.CreateLogAt(tp0, replicaCfg, start); err == nil {
+		t.Fatal("CreateLogAt over an open log succeeded")
+	}
+	if err := fe.DeleteLog(tp0); err != nil {
+		t.Fatal(err)
+	}
+	follower, err := fe.CreateLogAt(tp0, replicaCfg, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if follower.LogStartOffset() != start || follower.LogEndOffset() != start {
+		t.Fatalf("new log start %d end %d, want %d", follower.LogStartOffset(), follower.LogEndOffset(), start)
+	}
+	copyLog(t, leader, follower, 700)
+	want := readRange(t, leader, start, leo, true)
+	if got := readRange(t, follower, start, leo, true); !bytes.Equal(got, want) {
+		t.Fatalf("copied bytes differ: %d vs %d", len(got), len(want))
+	}
+	if err := fe.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fe = openEngine(t, ffs, FsyncAlways, nil)
+	defer fe.Close()
+	follower = openLog(t, fe, replicaCfg)
+	if follower.LogStartOffset() != start || follower.LogEndOffset() != leo {
+		t.Fatalf("after restart: start %d end %d, want %d and %d", follower.LogStartOffset(), follower.LogEndOffset(), start, leo)
+	}
+}

@@ -96,6 +96,7 @@ func serve(cfg configs.Config) error {
 		SnapshotThreshold: uint64(cfg.Raft.SnapshotThreshold),
 		SnapshotInterval:  cfg.Raft.SnapshotInterval,
 		LeaseTimeout:      cfg.Lease.Timeout,
+		ReplicaRestore:    cfg.Replica.Restore,
 		LeaseRenew:        cfg.Lease.Renew,
 		Logger:            log.With().Str("component", "metadata").Logger(),
 	})
