@@ -27,6 +27,9 @@ type fetchPart struct {
 	offset  int64
 	max     int
 	replica bool // a follower's fetch: reads up to the log end offset
+	// sealedEnd >= 0: a consumer fetch this node serves as a replica of a
+	// sealed segment ending there (sealed_reads.go); reads stop at it.
+	sealedEnd int64
 	// sec holds the partition's records instead of resp.RecordBatches
 	// when they are served from the segment file (sendfile).
 	sec *storage.Section
@@ -70,9 +73,27 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				continue
 			}
 			l, code := b.partitionLog(topic.Name, rp.Partition)
+			leader, epoch := topic.Leader(rp.Partition)
+			sealedEnd := int64(-1)
+			if code == kerr.NotLeaderForPartition.Code && !replica {
+				// Not the leader: serve a sealed range held here, or
+				// point the consumer at the leader (sealed_reads.go).
+				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok {
+					l, code, sealedEnd = sr.log, 0, sr.seg.EndOffset
+				} else if req.Version >= 11 && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive {
+					sp.PreferredReadReplica = leader
+					continue
+				}
+			}
 			if code == 0 {
-				_, epoch := topic.Leader(rp.Partition)
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
+			}
+			if code == 0 && !replica && sealedEnd < 0 && req.Version >= 11 {
+				if pr := b.preferredReplica(topic, rp.Partition, rp.FetchOffset, req.Rack); pr >= 0 {
+					sp.PreferredReadReplica = pr
+					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = l.HighWatermark(), l.HighWatermark(), l.LogStartOffset()
+					continue
+				}
 			}
 			tp := b.tp(topic.Name, rp.Partition)
 			if code == 0 && replica && !b.repl.fetched(tp, l, req.ReplicaID, rp.FetchOffset) {
@@ -80,7 +101,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			sp.ErrorCode = code
 			if code == 0 {
-				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica})
+				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica, sealedEnd: sealedEnd})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -141,6 +162,12 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		var res storage.ReadResult
 		var err error
 		switch {
+		case p.sealedEnd >= 0:
+			// The sealed range is committed; this log's own high
+			// watermark may lag behind the leader's.
+			res, err = p.log.ReadUncommitted(p.offset, max(limit, 0), total == 0)
+			res.Data = trimTo(res.Data, p.sealedEnd)
+			res.HighWatermark = max(res.HighWatermark, p.sealedEnd)
 		case p.replica && sections:
 			res, err = p.log.ReadSectionUncommitted(p.offset, max(limit, 0), total == 0)
 		case p.replica:

@@ -49,6 +49,7 @@ type Broker struct {
 	gc     *groupCoordinators
 	fwd    forwarders // clients for forwarded Produce requests and replica fetches
 	repl   *replication
+	sealed sealedChecks // sealed segments verified for reads from this replica
 
 	internalLn     net.Listener
 	internalSrv    *http.Server

@@ -75,6 +75,8 @@ type cluster struct {
 	raft   map[int32]string // node id → Raft address
 	mu     sync.Mutex
 	nodes  map[int32]*node // node id → current process
+	// extra adds serve options per node (e.g. a rack); nil: none.
+	extra func(id int32) []startOpt
 }
 
 // skipClusterInKfakeMode: the kfake stand-in has no Raft or cluster CLI.
@@ -157,7 +159,7 @@ func (c *cluster) kafkaAddrs(ids ...int32) []string {
 
 // nodeOpts are the serve options of cluster node id.
 func (c *cluster) nodeOpts(id int32, raftAddr string) []startOpt {
-	return []startOpt{
+	opts := []startOpt{
 		withName(fmt.Sprintf("node%d", id)),
 		withManagedStop(),
 		withLogTail(clusterLogTail),
@@ -166,6 +168,10 @@ func (c *cluster) nodeOpts(id int32, raftAddr string) []startOpt {
 		withFlag("internal-listen", "127.0.0.1:0"),
 		withFlag("voters", c.voters),
 	}
+	if c.extra != nil {
+		opts = append(opts, c.extra(id)...)
+	}
+	return opts
 }
 
 // startCluster starts size nodes (ids 1..size, all initial voters) and
@@ -173,9 +179,15 @@ func (c *cluster) nodeOpts(id int32, raftAddr string) []startOpt {
 // fails to bind its pre-picked Raft port makes the whole start retry once.
 func startCluster(t *testing.T, size int) *cluster {
 	t.Helper()
+	return startClusterWith(t, size, nil)
+}
+
+// startClusterWith is startCluster with extra serve options per node.
+func startClusterWith(t *testing.T, size int, extra func(id int32) []startOpt) *cluster {
+	t.Helper()
 	skipClusterInKfakeMode(t)
 	for attempt := 1; ; attempt++ {
-		c, err := tryStartCluster(t, size)
+		c, err := tryStartCluster(t, size, extra)
 		if err == nil {
 			c.waitBrokers(t, c.ids(), c.ids(), clusterFormTimeout)
 			return c
@@ -190,10 +202,10 @@ func startCluster(t *testing.T, size int) *cluster {
 
 var errBindRace = errors.New("pre-picked port taken")
 
-func tryStartCluster(t *testing.T, size int) (*cluster, error) {
+func tryStartCluster(t *testing.T, size int, extra func(id int32) []startOpt) (*cluster, error) {
 	t.Helper()
 	addrs := freeAddrs(t, size)
-	c := &cluster{t: t, raft: map[int32]string{}, nodes: map[int32]*node{}}
+	c := &cluster{t: t, raft: map[int32]string{}, nodes: map[int32]*node{}, extra: extra}
 	var vs []string
 	for i, a := range addrs {
 		id := int32(i + 1)
@@ -980,7 +992,7 @@ func producePartitions(t *testing.T, seeds []string, topic string, parts []int32
 // readPartitions consumes each partition p from start[p] until it holds
 // want[p] records, with a client seeded only with seeds. Any fetch error
 // or a record beyond start+want fails the test.
-func readPartitions(t *testing.T, seeds []string, topic string, start map[int32]int64, want map[int32]int, timeout time.Duration) map[int32][]*kgo.Record {
+func readPartitions(t *testing.T, seeds []string, topic string, start map[int32]int64, want map[int32]int, timeout time.Duration, opts ...kgo.Opt) map[int32][]*kgo.Record {
 	t.Helper()
 	offs := map[int32]kgo.Offset{}
 	total := 0
@@ -992,10 +1004,10 @@ func readPartitions(t *testing.T, seeds []string, topic string, start map[int32]
 	if total == 0 {
 		return out
 	}
-	cl := newClusterClient(t, seeds,
+	cl := newClusterClient(t, seeds, append([]kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)
+		kgo.FetchMaxWait(200 * time.Millisecond),
+	}, opts...)...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
