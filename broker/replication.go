@@ -218,6 +218,15 @@ func (lp *leaderPart) laggards(self int32, lagMax time.Duration) []int32 {
 	return out
 }
 
+// fetchingNow reports whether follower id of the active segment fetched
+// within lagMax.
+func (lp *leaderPart) fetchingNow(id int32, lagMax time.Duration) bool {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	last, ok := lp.fetched[id]
+	return ok && slices.Contains(lp.replicas, id) && time.Since(last) <= lagMax
+}
+
 // enoughReplicas reports whether the replicas counted for the HW (the
 // leader included) reach min.insync.replicas.
 func (lp *leaderPart) enoughReplicas() bool {

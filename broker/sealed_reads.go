@@ -22,9 +22,9 @@ import (
 //     NOT_LEADER_OR_FOLLOWER (older versions), never an empty long poll.
 //   - KIP-392: the leader answers a consumer that sends a rack id, and
 //     fetches from a sealed segment, with PreferredReadReplica = a live
-//     replica of that segment in the consumer's rack that is also in the
-//     active segment's replica set (Metadata lists it), unless the leader
-//     is in that rack itself.
+//     replica of that segment in the consumer's rack that is also a
+//     follower of the active segment fetching now (Metadata lists it),
+//     unless the leader is in that rack itself.
 //
 // Verification reads the segment once per node and log (sealedChecks);
 // until it has passed, the node sends the consumer to the leader.
@@ -76,9 +76,16 @@ func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack 
 		return -1
 	}
 	active := t.Parts[p].Active()
+	lp := b.repl.leader(b.tp(t.Name, p))
+	if lp == nil {
+		return -1
+	}
 	best := int32(-1)
 	for _, id := range s.Replicas {
-		if id == b.cfg.NodeID || !slices.Contains(active.Replicas, id) || (best >= 0 && id > best) {
+		// Only a follower fetching now: it holds the sealed range, and a
+		// consumer sent to one that cannot serve would bounce between it
+		// and the leader.
+		if id == b.cfg.NodeID || !slices.Contains(active.Replicas, id) || (best >= 0 && id > best) || !lp.fetchingNow(id, b.cfg.Replica.LagTimeMax) {
 			continue
 		}
 		if br, ok := b.store.FSM().Broker(id); ok && br.State == metadata.BrokerAlive && br.Rack == rack {

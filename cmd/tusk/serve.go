@@ -47,11 +47,15 @@ func newLogger(cfg configs.Config) (zerolog.Logger, error) {
 	if err != nil {
 		return zerolog.Logger{}, fmt.Errorf("log.level: %w", err)
 	}
+	// Millisecond timestamps: failovers and rolls are read off the logs.
+	// (zerolog keeps the field format process-wide; this is the binary's
+	// entry point, which owns it.)
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	var l zerolog.Logger
 	if cfg.Log.Format == "json" {
 		l = zerolog.New(os.Stderr)
 	} else {
-		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339Nano})
+		l = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "2006-01-02T15:04:05.000Z07:00"})
 	}
 	return l.Level(lvl).With().Timestamp().Int32("node", cfg.NodeID).Logger(), nil
 }
