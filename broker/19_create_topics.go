@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/metadata"
 )
 
 func apiCreateTopics() api {
@@ -62,7 +64,7 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		if rf == -1 {
 			rf = b.defaultRF()
 		}
-		if len(assignments) == 0 && (rf < 1 || rf > 16) {
+		if len(assignments) == 0 && (rf < 1 || rf > 16) && rf != metadata.AutoReplicationFactor {
 			fail(kerr.InvalidReplicationFactor.Code, "replication factor must be in [1, 16] (or -1 for topic.replication-factor)")
 			return
 		}
@@ -83,7 +85,11 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		}
 		st.TopicID = t.ID
 		st.NumPartitions = t.Partitions
-		st.ReplicationFactor = int16(len(t.Parts[0].Active().Replicas))
+		if len(t.Parts) > 0 {
+			st.ReplicationFactor = int16(len(t.Parts[0].Active().Replicas))
+		} else { // validate only
+			st.ReplicationFactor = rf
+		}
 		for _, e := range b.describeTopicConfigs(t.Configs, nil, false, false) {
 			c := kmsg.NewCreateTopicsResponseTopicConfig()
 			c.Name = e.Name

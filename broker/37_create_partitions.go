@@ -48,7 +48,7 @@ func (b *Broker) createPartitions(rc *request, rt kmsg.CreatePartitionsRequestTo
 	if validateOnly {
 		return 0, ""
 	}
-	cmd := metadata.CreatePartitions{Name: t.Name, ID: t.ID, Expected: t.Partitions, Count: rt.Count}
+	cmd := metadata.CreatePartitions{Name: t.Name, ID: t.ID, Expected: t.Partitions, Count: rt.Count, ReplicationFactor: int16(t.ReplicationFactor())}
 	for _, a := range rt.Assignment {
 		cmd.Assignments = append(cmd.Assignments, a.Replicas)
 	}

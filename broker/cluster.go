@@ -230,6 +230,9 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 		seg := t.Parts[p].Active()
 		tp := b.tp(t.Name, p)
 		wantRF := t.ReplicationFactor()
+		if t.Name == offsetsTopic && (seg.Leader != b.cfg.NodeID || seg.State != metadata.SegmentActive) {
+			b.gc.unload(p) // another node coordinates these groups now
+		}
 		if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
 			// Not (or no longer) a replica of the active segment, e.g. a
 			// leader replaced by failover: neither lead nor follow, but
@@ -276,7 +279,7 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 				b.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
 			}
 			if seg.Leader == b.cfg.NodeID {
-				b.repl.lead(tp, seg, wantRF, int(b.topicConfigInt(t.Configs, "min.insync.replicas")), cfg.SegmentBytes, cfg.SegmentMs)
+				b.repl.lead(tp, l, seg, wantRF, int(b.topicConfigInt(t.Configs, "min.insync.replicas")), cfg.SegmentBytes, cfg.SegmentMs)
 			} else {
 				b.repl.unlead(tp)
 				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
@@ -291,7 +294,7 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 			continue
 		}
 		if t.Name == offsetsTopic {
-			if err := b.gc.load(b, t.Partitions, p, l); err != nil {
+			if err := b.gc.load(b, t.Partitions, p, l, t.Parts[p].Segments); err != nil {
 				b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/tuskdb/tusk/groups"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
@@ -33,6 +35,7 @@ type groupCoordinators struct {
 	mu     sync.Mutex
 	n      int32 // partitions of __consumer_offsets, 0 before it exists
 	parts  map[int32]*groups.Coordinator
+	since  map[int32]int64 // partition → the segment its coordinator was loaded in
 	closed bool
 
 	stop chan struct{}
@@ -47,11 +50,21 @@ type groupCoordinators struct {
 // whole live set again and deletes every record before it. Replay of the
 // remaining log gives the same state, because each key's latest value is at
 // or after the checkpoint's first offset.
+//
+// On a replicated partition records are appended only under this node's
+// leadership of the active segment with a live lease (never during a
+// roll), and Persist returns once the high watermark covers them, so a
+// committed offset is on every replica and survives a failover; a
+// leadership that ends first answers NOT_COORDINATOR.
 type offsetsLog struct {
 	log             *storage.Log
 	now             func() time.Time
 	epoch           func() int32 // the partition's leader epoch, stamped into batches
 	checkpointBytes int64
+	// leader returns this node's leadership of the partition (nil when
+	// it has none); leaseOK reports a live lease. Both nil: unreplicated.
+	leader  func() *leaderPart
+	leaseOK func() bool
 
 	mu              sync.Mutex // orders appends with checkpoints; guards the fields below
 	live            map[string][]byte
@@ -76,14 +89,68 @@ func (p *offsetsLog) track(key, value []byte) {
 	}
 }
 
-// appendLocked encodes kvs as one batch and appends it. p.mu held.
-func (p *offsetsLog) appendLocked(kvs []kafkaproto.KV) (storage.AppendResult, error) {
+// begin returns the leadership to append under, holding its rollMu
+// shared (release it with lp.rollMu.RUnlock), or nil for an unreplicated
+// partition. A roll in progress is waited for once.
+func (p *offsetsLog) begin(ctx context.Context) (*leaderPart, error) {
+	if p.leader == nil || !p.log.Replicated() {
+		return nil, nil
+	}
+	for attempt := 0; ; attempt++ {
+		lp := p.leader()
+		if lp == nil || !p.leaseOK() {
+			return nil, kerr.NotCoordinator
+		}
+		lp.rollMu.RLock()
+		if lp.deposed {
+			lp.rollMu.RUnlock()
+			return nil, kerr.NotCoordinator
+		}
+		if !lp.rolling {
+			return lp, nil
+		}
+		done := lp.rollDone
+		lp.rollMu.RUnlock()
+		if attempt > 0 {
+			return nil, kerr.NotCoordinator
+		}
+		select {
+		case <-done:
+		case <-time.After(rollWait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// wait returns once records up to last are durable (unreplicated) or
+// under the high watermark (replicated, appended under lp).
+func (p *offsetsLog) wait(ctx context.Context, lp *leaderPart, last int64) error {
+	if lp == nil {
+		return p.log.WaitDurable(ctx, last)
+	}
+	err := pendingAck{log: p.log, last: last, hw: true, lp: lp}.wait(ctx)
+	if errors.Is(err, errDeposed) {
+		return fmt.Errorf("%w: %w", kerr.NotCoordinator, err)
+	}
+	return err
+}
+
+// appendLocked encodes kvs as one batch and appends it (under lp's epoch
+// when replicated). p.mu held.
+func (p *offsetsLog) appendLocked(lp *leaderPart, kvs []kafkaproto.KV) (storage.AppendResult, error) {
 	batch := kafkaproto.AppendBatch(nil, p.now().UnixMilli(), kvs)
 	h, err := kafkaproto.ValidateBatch(batch)
 	if err != nil {
 		return storage.AppendResult{}, fmt.Errorf("broker: encode group records: %w", err)
 	}
-	res, err := p.log.Append(batch, h, p.epoch())
+	epoch := int32(0)
+	if lp != nil {
+		epoch = lp.epoch
+	} else if p.epoch != nil {
+		epoch = p.epoch()
+	}
+	res, err := p.log.Append(batch, h, epoch)
 	if err != nil {
 		return res, fmt.Errorf("broker: persist group records: %w", err)
 	}
@@ -97,8 +164,12 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	for i, r := range recs {
 		kvs[i] = kafkaproto.KV{Key: r.Key, Value: r.Value}
 	}
+	lp, err := p.begin(ctx)
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
-	res, err := p.appendLocked(kvs)
+	res, err := p.appendLocked(lp, kvs)
 	if err == nil {
 		for _, r := range recs {
 			p.track(r.Key, r.Value)
@@ -106,10 +177,13 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	}
 	due := err == nil && !p.checkpointing && p.sinceCheckpoint > p.checkpointBytes && p.sinceCheckpoint > 2*p.liveBytes
 	p.mu.Unlock()
+	if lp != nil {
+		lp.rollMu.RUnlock()
+	}
 	if err != nil {
 		return err
 	}
-	if err := p.log.WaitDurable(ctx, res.LastOffset); err != nil {
+	if err := p.wait(ctx, lp, res.LastOffset); err != nil {
 		return fmt.Errorf("broker: persist group records: %w", err)
 	}
 	if due {
@@ -122,6 +196,10 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 
 // checkpoint appends the live set and deletes everything before it.
 func (p *offsetsLog) checkpoint(ctx context.Context) error {
+	lp, err := p.begin(ctx)
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
 	p.checkpointing = true
 	defer func() {
@@ -152,7 +230,7 @@ func (p *offsetsLog) checkpoint(ctx context.Context) error {
 		if len(kvs) == 0 {
 			return nil
 		}
-		res, err := p.appendLocked(kvs)
+		res, err := p.appendLocked(lp, kvs)
 		if err != nil {
 			return err
 		}
@@ -163,7 +241,6 @@ func (p *offsetsLog) checkpoint(ctx context.Context) error {
 		kvs, size = kvs[:0], 0
 		return nil
 	}
-	var err error
 	for _, k := range keys {
 		v := p.live[k]
 		kvs = append(kvs, kafkaproto.KV{Key: []byte(k), Value: v})
@@ -177,13 +254,20 @@ func (p *offsetsLog) checkpoint(ctx context.Context) error {
 		err = flush()
 	}
 	p.sinceCheckpoint = 0
+	end := p.log.LogEndOffset()
 	p.mu.Unlock()
+	if lp != nil {
+		lp.rollMu.RUnlock()
+	}
 	if err != nil {
 		return err
 	}
 	if first < 0 { // nothing live: everything before the end can go
-		first = p.log.LogEndOffset()
-	} else if err := p.log.WaitDurable(ctx, last); err != nil {
+		first = end
+		if err := p.wait(ctx, lp, end-1); err != nil {
+			return fmt.Errorf("broker: checkpoint group records: %w", err)
+		}
+	} else if err := p.wait(ctx, lp, last); err != nil {
 		return fmt.Errorf("broker: checkpoint group records: %w", err)
 	}
 	if _, err := p.log.DeleteRecordsBefore(first); err != nil {
@@ -210,7 +294,7 @@ func (b *Broker) groupsConfig() groups.Config {
 // newGroupCoordinators starts offset expiry; coordinators are loaded by
 // reconcile as this node comes to lead __consumer_offsets partitions.
 func (b *Broker) newGroupCoordinators() *groupCoordinators {
-	gc := &groupCoordinators{stop: make(chan struct{}), parts: map[int32]*groups.Coordinator{}, cfg: b.groupsConfig()}
+	gc := &groupCoordinators{stop: make(chan struct{}), parts: map[int32]*groups.Coordinator{}, since: map[int32]int64{}, cfg: b.groupsConfig()}
 	gc.notHere = groups.New(gc.cfg, nil)
 	gc.notHere.Close() // answers NOT_COORDINATOR
 	gc.wg.Add(1)
@@ -234,21 +318,45 @@ func (b *Broker) newGroupCoordinators() *groupCoordinators {
 }
 
 // load rebuilds the coordinator of __consumer_offsets partition p (of n)
-// from its log, unless it is loaded already.
-func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log) error {
+// from its log, unless it is loaded already and this node has led every
+// segment since (segs is the partition's chain, the last one led here);
+// a coordinator loaded before another node led the partition is stale
+// and is replaced.
+func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []metadata.Segment) error {
+	cur := segs[len(segs)-1].ID
 	gc.mu.Lock()
-	if _, ok := gc.parts[p]; ok || gc.closed {
+	if gc.closed {
 		gc.mu.Unlock()
 		return nil
+	}
+	if _, ok := gc.parts[p]; ok {
+		fresh := true
+		for _, s := range segs {
+			if s.ID > gc.since[p] && s.Leader != b.cfg.NodeID {
+				fresh = false
+			}
+		}
+		if fresh {
+			gc.since[p] = cur
+			gc.mu.Unlock()
+			return nil
+		}
+		gc.mu.Unlock()
+		b.log.Info().Int32("partition", p).Msg("group coordinator stale: another node led the partition since it was loaded")
+		gc.unload(p)
+		gc.mu.Lock()
 	}
 	gc.n = n
 	gc.mu.Unlock()
 	started := time.Now()
+	tp := b.tp(offsetsTopic, p)
 	ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes, func() int32 {
 		t, _ := b.store.FSM().Topic(offsetsTopic)
 		_, e := t.Leader(p)
 		return max(e, 0)
 	})
+	ol.leader = func() *leaderPart { return b.repl.leader(tp) }
+	ol.leaseOK = b.leaseValid
 	c := groups.New(gc.cfg, ol)
 	records, err := replayOffsets(l, c, ol)
 	if err != nil {
@@ -263,6 +371,7 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log) error {
 		return nil
 	}
 	gc.parts[p] = c
+	gc.since[p] = cur
 	b.log.Info().Int32("partition", p).Int("records", records).Dur("took", time.Since(started)).Msg("group coordinator loaded")
 	return nil
 }
@@ -272,6 +381,7 @@ func (gc *groupCoordinators) unload(p int32) {
 	gc.mu.Lock()
 	c := gc.parts[p]
 	delete(gc.parts, p)
+	delete(gc.since, p)
 	gc.mu.Unlock()
 	if c != nil {
 		c.Close()
@@ -305,7 +415,11 @@ func (b *Broker) ensureOffsetsTopic(ctx context.Context) (metadata.Topic, error)
 	// larger than a checkpoint interval, so that the records a checkpoint
 	// supersedes are in segments it can delete.
 	segBytes := min(16<<20, max(4096, b.cfg.Groups.OffsetsCheckpointBytes))
-	cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true,
+	rf := int16(b.cfg.Groups.OffsetsRF)
+	if rf == 0 {
+		rf = metadata.AutoReplicationFactor
+	}
+	cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true, ReplicationFactor: rf,
 		Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segBytes, 10)}}
 	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
 		return metadata.Topic{}, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
@@ -323,8 +437,15 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, 
 	var d kafkaproto.Decompressor
 	defer d.Close()
 	n := 0
-	for off := l.LogStartOffset(); off < l.HighWatermark(); {
-		res, err := l.Read(off, 1<<20, true)
+	// A new leader's own high watermark may lag the one its predecessor
+	// acknowledged commits under; everything in its log is committed
+	// (sealed, or truncated on taking over), so it replays to the end.
+	end, read := l.HighWatermark(), l.Read
+	if l.Replicated() {
+		end, read = l.LogEndOffset(), l.ReadUncommitted
+	}
+	for off := l.LogStartOffset(); off < end; {
+		res, err := read(off, 1<<20, true)
 		if err != nil {
 			return n, err
 		}

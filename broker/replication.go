@@ -74,7 +74,7 @@ func newReplication(b *Broker) *replication {
 
 // lead records that this node leads tp's active segment seg (and no
 // longer fetches tp from anyone).
-func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, wantRF, minISR int, segBytes, segMs int64) {
+func (r *replication) lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int, segBytes, segMs int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, f := range r.fetchers {
@@ -93,7 +93,14 @@ func (r *replication) lead(tp storage.TopicPartition, seg metadata.Segment, want
 	lp.mu.Lock()
 	lp.replicas = slices.Clone(seg.Replicas)
 	lp.wantRF, lp.minISR = wantRF, minISR
+	bound := lp.boundLocked(r.b.cfg.NodeID)
 	lp.mu.Unlock()
+	if bound >= 0 {
+		// No followers (a segment down to its leader): the high
+		// watermark follows the leader's own log, or acks=all and rolls
+		// would wait for a fetch that never comes.
+		l.AdvanceHighWatermark(bound)
+	}
 	lp.rollMu.Lock()
 	lp.segBytes, lp.segMs = segBytes, segMs
 	lp.rollMu.Unlock()
@@ -513,6 +520,13 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 				}
 			}
 			p.log.AdvanceHighWatermark(rp.HighWatermark)
+			// The leader's log start (retention, DeleteRecords, group
+			// checkpoints) moves here too, within what is committed.
+			if start := min(rp.LogStartOffset, p.log.HighWatermark()); start > p.log.LogStartOffset() {
+				if _, err := p.log.DeleteRecordsBefore(start); err != nil {
+					b.log.Warn().Err(err).Str("tp", tp.String()).Int64("start", start).Msg("follow the leader's log start")
+				}
+			}
 		}
 	}
 	return firstErr

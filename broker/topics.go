@@ -124,13 +124,14 @@ func (b *Broker) collidingTopic(name string) string {
 }
 
 // defaultRF is the replication factor of a topic whose creator left it to
-// the broker: topic.replication-factor, or with 0 there min(3, live
-// brokers) (DESIGN.md).
+// the broker: topic.replication-factor, or with 0 there
+// metadata.AutoReplicationFactor, min(3, live brokers) as the controller
+// counts them (DESIGN.md).
 func (b *Broker) defaultRF() int16 {
 	if rf := b.cfg.Topic.ReplicationFactor; rf > 0 {
 		return int16(rf)
 	}
-	return int16(max(1, min(3, len(b.aliveBrokers()))))
+	return metadata.AutoReplicationFactor
 }
 
 // applyErrorCode maps a failed metadata command to a Kafka error code.

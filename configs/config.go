@@ -121,6 +121,7 @@ type TopicDefaults struct {
 // GroupsConfig is the consumer-group coordinator.
 type GroupsConfig struct {
 	OffsetsPartitions     int32         `mapstructure:"offsets-partitions"`
+	OffsetsRF             int32         `mapstructure:"offsets-replication-factor"`
 	InitialRebalanceDelay time.Duration `mapstructure:"initial-rebalance-delay"`
 	MinSessionTimeout     time.Duration `mapstructure:"min-session-timeout"`
 	MaxSessionTimeout     time.Duration `mapstructure:"max-session-timeout"`
@@ -177,6 +178,7 @@ func Options() []Option {
 		{"topic.retention-ms", int64(7 * 24 * time.Hour / time.Millisecond), "default retention.ms (-1 unlimited)"},
 		{"topic.retention-bytes", int64(-1), "default retention.bytes (-1 unlimited)"},
 		{"groups.offsets-partitions", int32(8), "partitions of __consumer_offsets, fixed when it is first created (offsets.topic.num.partitions)"},
+		{"groups.offsets-replication-factor", int32(0), "replicas of __consumer_offsets partitions, fixed when it is first created (offsets.topic.replication.factor); 0: min(3, live brokers)"},
 		{"groups.initial-rebalance-delay", 3 * time.Second, "wait for more members before a new group's first rebalance (group.initial.rebalance.delay.ms; 0 disables)"},
 		{"groups.min-session-timeout", 6 * time.Second, "smallest session timeout a member may ask for (group.min.session.timeout.ms)"},
 		{"groups.max-session-timeout", 30 * time.Minute, "largest session timeout a member may ask for (group.max.session.timeout.ms)"},
@@ -339,6 +341,9 @@ func (c Config) Validate() error {
 	}
 	if c.Topic.SegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("topic.segment-bytes %d is below 1024", c.Topic.SegmentBytes))
+	}
+	if c.Groups.OffsetsRF < 0 || c.Groups.OffsetsRF > 16 {
+		errs = append(errs, fmt.Errorf("groups.offsets-replication-factor %d must be in [0, 16] (0: min(3, live brokers))", c.Groups.OffsetsRF))
 	}
 	if c.Groups.OffsetsPartitions < 1 || c.Groups.OffsetsPartitions > 1000 {
 		errs = append(errs, fmt.Errorf("groups.offsets-partitions %d must be in [1, 1000]", c.Groups.OffsetsPartitions))

@@ -17,7 +17,8 @@ type Command interface {
 // CreateTopic creates a topic; it fails if the name exists. Assignments
 // lists each partition's replicas, leader first; a proposal may leave it
 // empty and the controller places the partitions before committing
-// (ReplicationFactor, 0 for one replica, says how many each gets).
+// (ReplicationFactor, 0 for one replica, AutoReplicationFactor for
+// min(3, live brokers), says how many each gets).
 type CreateTopic struct {
 	Name              string            `json:"name"`
 	ID                TopicID           `json:"id"`

@@ -301,8 +301,15 @@ func (c *controller) place(ctx context.Context, n, rf int) ([][]int32, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rf == AutoReplicationFactor {
+		rf = max(1, min(3, len(live)))
+	}
 	return Place(live, c.s.fsm.Loads(), n, rf)
 }
+
+// AutoReplicationFactor in CreateTopic or CreatePartitions leaves the
+// replication factor to the controller: min(3, live brokers) (DESIGN.md).
+const AutoReplicationFactor = -1
 
 // nextLeader picks the next leader of a roll: the least loaded live
 // replica of the sealed segment that is also in the next replica set,
@@ -321,10 +328,18 @@ func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, erro
 	for _, b := range live {
 		alive[b.ID] = true
 	}
+	eligible := func(id int32) bool {
+		return alive[id] && slices.Contains(r.NextReplicas, id) && (len(r.SealedReplicas) == 0 || slices.Contains(r.SealedReplicas, id))
+	}
+	if t.Internal && eligible(cur.Leader) {
+		// Internal topics move only on failure (DESIGN.md): a roll that
+		// drops a laggard or takes a learner in keeps their leader.
+		return cur.Leader, nil
+	}
 	loads := c.s.fsm.Loads()
 	best := int32(-1)
 	for _, id := range cur.Replicas {
-		if !alive[id] || !slices.Contains(r.NextReplicas, id) || (len(r.SealedReplicas) > 0 && !slices.Contains(r.SealedReplicas, id)) {
+		if !eligible(id) {
 			continue
 		}
 		switch {

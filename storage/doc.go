@@ -113,6 +113,7 @@
 //	    00000000000000001234.log        next segment, base offset 1234
 //	    00000000000000001234.snapshot   producer state as of offset 1234
 //	    log-start-offset                checkpoint
+//	    high-watermark                  replicated logs: HW at the last clean close
 //	    leader-epoch-checkpoint         epoch cache below the active segment
 //	    truncate-to                     only while a TruncateTo runs
 //	  <topic>-<partition>.<ns>.deleted  a log being deleted
@@ -148,6 +149,7 @@
 //	            CRC-32C u32 of everything before it
 //	log-start-offset  "TSKL" | offset i64 | CRC-32C u32   (16 bytes)
 //	truncate-to       "TSKT" | offset i64 | CRC-32C u32   (16 bytes)
+//	high-watermark    "TSKH" | offset i64 | CRC-32C u32   (16 bytes)
 //	leader-epoch-checkpoint
 //	            "TSKE" | version u16 (1) | end i64 | count u32 |
 //	            count × { epoch i32 | startOffset i64 } | CRC-32C u32
@@ -164,6 +166,11 @@
 // .log and fsyncs the directory, so sealed segments are always durable and
 // indexed. log-start-offset is replaced atomically (write .tmp, fsync,
 // rename, fsync directory) before any segment below it is deleted.
+// high-watermark is written the same way when a replicated log closes
+// cleanly; the next open starts its HW there (clamped to the log), as
+// Kafka's HW checkpoint does. Without one a replicated log opens with the
+// HW at its start. The recorded HW was committed, and TruncateTo never
+// goes below the HW, so it stays true across later crashes.
 //
 // The leader-epoch-checkpoint is rewritten (write .tmp, fsync, rename) at
 // every roll, before the new segment is created, and made durable by the

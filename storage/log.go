@@ -946,6 +946,14 @@ func (l *Log) close(sync bool) error {
 			l.advanceDurableLocked(l.leo)
 		}
 	}
+	if sync && l.replicated && l.fenceErr == nil {
+		// The next open starts from this high watermark, not from the
+		// log start (consumers would see the log shrink until the
+		// followers fetched again).
+		if err := writeOffsetFile(l.fs, l.dir, hwFile, hwMagic, l.hw); err != nil {
+			errs = append(errs, fmt.Errorf("storage: close %s: write high-watermark checkpoint: %w", l.tp, err))
+		}
+	}
 	l.closed = true
 	closedErr := fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
 	for _, w := range l.waiters {

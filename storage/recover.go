@@ -231,8 +231,16 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	l.durable, l.hw = l.leo, l.leo
 	if cfg.Replicated {
 		// Nothing is known to be replicated until the replication layer
-		// says so (AdvanceHighWatermark).
-		l.replicated, l.hw, l.replicaHW = true, logStart, logStart
+		// says so (AdvanceHighWatermark), except what a clean close
+		// recorded: that was committed, and truncation never goes below
+		// a high watermark, so it still is (Kafka's HW checkpoint).
+		hw := logStart
+		if off, found, err := readOffsetFile(e.fs, dir, hwFile, hwMagic); err != nil {
+			l.logger.Warn().Err(err).Msg("ignoring unreadable high-watermark checkpoint")
+		} else if found {
+			hw = min(max(off, logStart), l.leo)
+		}
+		l.replicated, l.hw, l.replicaHW = true, hw, hw
 	}
 	l.logger.Info().Int64("log_start", l.logStart).Int64("leo", l.leo).Int("segments", len(l.segs)).Int("producers", l.producers.Len()).Msg("opened log")
 	return l, nil

@@ -640,10 +640,27 @@ func testTruncateTo(t *testing.T, env ioEnv) {
 	if !reflect.DeepEqual(epochEntries(l2), epochs) || !reflect.DeepEqual(producerEntries(l2), producers) {
 		t.Fatalf("state after reopen: epochs %v vs %v", epochEntries(l2), epochs)
 	}
-	// Replicated logs reopen with the HW at the log start, so a node that
-	// comes back can truncate to the sealed end.
+	// A clean close recorded the HW: the log reopens with it, and a
+	// truncation below it is refused (I3).
+	if hw := l2.HighWatermark(); hw != batchBase(batches[8]) {
+		t.Fatalf("hw after reopen %d, want the recorded %d", hw, batchBase(batches[8]))
+	}
+	if err := l2.TruncateTo(batchBase(batches[3])); !errors.Is(err, ErrBelowHighWatermark) {
+		t.Fatalf("truncate below the recorded hw: %v", err)
+	}
+	// Without the record (a log that was never closed cleanly) the log
+	// reopens with the HW at its start.
+	if err := e2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Remove(filepath.Join(l2.dir, hwFile)); err != nil {
+		t.Fatal(err)
+	}
+	e2 = openEngine(t, fsys, FsyncAlways, nil)
+	defer e2.Close()
+	l2 = openLog(t, e2, replicaCfg)
 	if l2.HighWatermark() != 0 {
-		t.Fatalf("hw after reopen %d", l2.HighWatermark())
+		t.Fatalf("hw after reopen without a record %d", l2.HighWatermark())
 	}
 	if err := l2.TruncateTo(batchBase(batches[3])); err != nil {
 		t.Fatal(err)
@@ -928,5 +945,44 @@ func TestCreateLogAt(t *testing.T) {
 	follower = openLog(t, fe, replicaCfg)
 	if follower.LogStartOffset() != start || follower.LogEndOffset() != leo {
 		t.Fatalf("after restart: start %d end %d, want %d and %d", follower.LogStartOffset(), follower.LogEndOffset(), start, leo)
+	}
+}
+
+// TestReplicatedHighWatermarkCheckpoint: a clean close records a
+// replicated log's high watermark and the next open starts from it; after
+// a crash (no close) the log starts from the checkpoint of the last clean
+// close, never above its log end.
+func TestReplicatedHighWatermarkCheckpoint(t *testing.T) {
+	fsys := NewCrashFS()
+	e := openEngine(t, fsys, FsyncAlways, nil)
+	l := openLog(t, e, replicaCfg)
+	for i := 0; i < 4; i++ { // offsets 0..7
+		appendEpoch(t, l, plain(2, 20, 1, byte(i)), 1)
+	}
+	waitFor(t, "durable", func() bool { return l.DurableOffset() == 8 })
+	if hw := l.AdvanceHighWatermark(6); hw != 6 {
+		t.Fatalf("hw %d, want 6", hw)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = openEngine(t, fsys, FsyncAlways, nil)
+	l = openLog(t, e, replicaCfg)
+	if l.HighWatermark() != 6 || l.LogEndOffset() != 8 {
+		t.Fatalf("after a clean close: hw %d leo %d, want 6 and 8", l.HighWatermark(), l.LogEndOffset())
+	}
+	if r, err := l.Read(0, 1<<20, true); err != nil || len(r.Data) == 0 {
+		t.Fatalf("committed records not readable after restart: %v", err)
+	}
+	// Moves on, then crashes: the last clean close's checkpoint holds.
+	l.AdvanceHighWatermark(8)
+	running := e
+	fsys = fsys.Crash()
+	e = openEngine(t, fsys, FsyncAlways, nil)
+	defer e.Close()
+	defer running.Close() // on the pre-crash file system
+	l = openLog(t, e, replicaCfg)
+	if l.HighWatermark() != 6 {
+		t.Fatalf("after a crash: hw %d, want the checkpointed 6", l.HighWatermark())
 	}
 }

@@ -17,6 +17,8 @@ const (
 	snapshotVersion = 1
 	logStartFile    = "log-start-offset"
 	logStartMagic   = "TSKL"
+	hwFile          = "high-watermark" // replicated logs, written on a clean close
+	hwMagic         = "TSKH"
 )
 
 var errBadChecksum = errors.New("checksum mismatch")
@@ -91,14 +93,25 @@ func decodeSnapshot(b []byte) ([]fencing.ProducerEntry, error) {
 	return entries, nil
 }
 
-// writeLogStart atomically persists the log start offset: write a temporary
-// file, fsync it, rename it over the checkpoint, fsync the directory.
+// writeLogStart atomically persists the log start offset.
 func writeLogStart(fsys FS, dir string, off int64) error {
+	return writeOffsetFile(fsys, dir, logStartFile, logStartMagic, off)
+}
+
+// readLogStart loads the checkpoint; found is false when there is none.
+func readLogStart(fsys FS, dir string) (off int64, found bool, err error) {
+	return readOffsetFile(fsys, dir, logStartFile, logStartMagic)
+}
+
+// writeOffsetFile atomically persists one offset (magic, offset, CRC-32C):
+// write a temporary file, fsync it, rename it over the checkpoint, fsync
+// the directory.
+func writeOffsetFile(fsys FS, dir, file, magic string, off int64) error {
 	b := make([]byte, 0, 16)
-	b = append(b, logStartMagic...)
+	b = append(b, magic...)
 	b = binary.BigEndian.AppendUint64(b, uint64(off))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	name := filepath.Join(dir, logStartFile)
+	name := filepath.Join(dir, file)
 	if err := writeFileSync(fsys, name+".tmp", b); err != nil {
 		return err
 	}
@@ -108,20 +121,21 @@ func writeLogStart(fsys FS, dir string, off int64) error {
 	return fsys.SyncDir(dir)
 }
 
-// readLogStart loads the checkpoint; found is false when there is none.
-func readLogStart(fsys FS, dir string) (off int64, found bool, err error) {
-	b, err := readWhole(fsys, filepath.Join(dir, logStartFile))
+// readOffsetFile loads an offset checkpoint; found is false when there is
+// none.
+func readOffsetFile(fsys FS, dir, file, magic string) (off int64, found bool, err error) {
+	b, err := readWhole(fsys, filepath.Join(dir, file))
 	if err != nil {
 		if isNotExist(err) {
 			return 0, false, nil
 		}
 		return 0, false, err
 	}
-	if len(b) != 16 || string(b[:4]) != logStartMagic {
-		return 0, false, errors.New("log-start-offset: bad format")
+	if len(b) != 16 || string(b[:4]) != magic {
+		return 0, false, fmt.Errorf("%s: bad format", file)
 	}
 	if crc32.Checksum(b[:12], castagnoli) != binary.BigEndian.Uint32(b[12:]) {
-		return 0, false, fmt.Errorf("log-start-offset: %w", errBadChecksum)
+		return 0, false, fmt.Errorf("%s: %w", file, errBadChecksum)
 	}
 	return int64(binary.BigEndian.Uint64(b[4:])), true, nil
 }
