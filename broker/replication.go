@@ -339,6 +339,9 @@ type fetcher struct {
 
 	mu    sync.Mutex
 	parts map[storage.TopicPartition]*followed
+	// inflight cancels the fetch in flight (a long poll that does not
+	// carry a partition just added or changed); nil between fetches.
+	inflight context.CancelFunc
 
 	kick chan struct{}
 	stop chan struct{}
@@ -351,6 +354,9 @@ func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 		return // unchanged: keep in-flight answers valid
 	}
 	f.parts[tp] = p
+	if f.inflight != nil {
+		f.inflight() // re-fetch at once with the new partition or epoch
+	}
 	f.mu.Unlock()
 	select {
 	case f.kick <- struct{}{}:
@@ -397,15 +403,18 @@ func (f *fetcher) run() {
 			}
 			continue
 		}
-		err := f.fetchOnce(parts)
-		if err == nil {
+		progressed, err := f.fetchOnce(parts)
+		if err == nil || progressed || errors.Is(err, context.Canceled) {
+			// Some partitions moved on, or the set changed: go on at
+			// once (a partition that failed is retried next round).
 			backoff = 0
 			continue
 		}
-		backoff = min(max(2*backoff, 20*time.Millisecond), time.Second)
+		backoff = min(max(2*backoff, 10*time.Millisecond), 500*time.Millisecond)
 		b.log.Debug().Err(err).Int32("leader", f.leader).Msg("replica fetch")
 		select {
 		case <-time.After(backoff):
+		case <-f.kick: // the metadata moved on (new epoch, new partition)
 		case <-f.stop:
 			return
 		case <-b.shutdown:
@@ -415,20 +424,22 @@ func (f *fetcher) run() {
 }
 
 // fetchOnce sends one Fetch to the leader for every followed partition and
-// appends what comes back.
-func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
+// appends what comes back. It reports whether any partition was answered
+// without an error (then the fetcher goes on without backing off), and
+// the first error.
+func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progressed bool, err error) {
 	b := f.r.b
 	br, ok := b.store.FSM().Broker(f.leader)
 	if !ok || br.State != metadata.BrokerAlive {
-		return errors.New("leader not alive")
+		return false, errors.New("leader not alive")
 	}
 	cl, err := b.fwd.client(br.Kafka)
 	if err != nil {
-		return err
+		return false, err
 	}
 	seeds := cl.SeedBrokers()
 	if len(seeds) == 0 {
-		return errors.New("no connection to the leader")
+		return false, errors.New("no connection to the leader")
 	}
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = b.cfg.NodeID
@@ -456,13 +467,30 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 	}
 	ctx, cancel := context.WithTimeout(b.bgCtx, 10*time.Second)
 	defer cancel()
+	f.mu.Lock()
+	same := len(f.parts) == len(parts)
+	for tp, p := range parts {
+		same = same && f.parts[tp] == p
+	}
+	if !same {
+		f.mu.Unlock()
+		return false, context.Canceled // changed since the snapshot
+	}
+	f.inflight = cancel
+	f.mu.Unlock()
 	kresp, err := seeds[0].Request(ctx, req)
+	f.mu.Lock()
+	f.inflight = nil
+	f.mu.Unlock()
 	if err != nil {
-		return err
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return false, context.Canceled
+		}
+		return false, err
 	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if resp.ErrorCode != 0 {
-		return kerr.ErrorForCode(resp.ErrorCode)
+		return false, kerr.ErrorForCode(resp.ErrorCode)
 	}
 	var firstErr error
 	for _, rt := range resp.Topics {
@@ -511,15 +539,17 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 					}
 					continue
 				}
+				progressed = true
 				// The next fetch tells the leader we hold everything below
 				// our log end offset: under fsync=always that must be durable.
 				if b.cfg.Storage.Fsync == "always" {
 					if err := p.log.WaitDurable(ctx, res.LastOffset); err != nil {
-						return err
+						return progressed, err
 					}
 				}
 			}
 			p.log.AdvanceHighWatermark(rp.HighWatermark)
+			progressed = true // this partition is healthy
 			// The leader's log start (retention, DeleteRecords, group
 			// checkpoints) moves here too, within what is committed.
 			if start := min(rp.LogStartOffset, p.log.HighWatermark()); start > p.log.LogStartOffset() {
@@ -529,7 +559,7 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) error {
 			}
 		}
 	}
-	return firstErr
+	return progressed, firstErr
 }
 
 // isReplicaFetch reports a follower's fetch.

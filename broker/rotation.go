@@ -62,6 +62,25 @@ func (b *Broker) rotationLoop() {
 	}
 }
 
+// laggards are the followers a roll should leave out: those that have not
+// fetched for replica.lag-time-max, and those whose broker the controller
+// has fenced (its lease ran out: no need to wait for the lag limit).
+func (b *Broker) laggards(lp *leaderPart) []int32 {
+	out := lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)
+	lp.mu.Lock()
+	replicas := slices.Clone(lp.replicas)
+	lp.mu.Unlock()
+	for _, id := range replicas {
+		if id == b.cfg.NodeID || slices.Contains(out, id) {
+			continue
+		}
+		if br, ok := b.store.FSM().Broker(id); !ok || br.State != metadata.BrokerAlive {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // snapshotLeading copies the set of replicated partitions this node leads.
 func (r *replication) snapshotLeading() map[storage.TopicPartition]*leaderPart {
 	r.mu.Lock()
@@ -81,28 +100,37 @@ func (b *Broker) rollDue(tp storage.TopicPartition, lp *leaderPart) bool {
 		return false
 	}
 	if internal || (set && v == "false") {
-		if len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0 {
+		if len(b.laggards(lp)) > 0 {
 			return true
 		}
 		l, ok := b.engine.Log(tp)
 		return ok && len(lp.caughtUpLearners(l.LogEndOffset())) > 0
 	}
 	lp.rollMu.RLock()
-	bytes, since, rolling, segBytes, segMs := lp.bytes, lp.since, lp.rolling, lp.segBytes, lp.segMs
+	rolling := lp.rolling
 	lp.rollMu.RUnlock()
 	if rolling {
 		return false
 	}
-	if len(lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)) > 0 {
+	if len(b.laggards(lp)) > 0 {
 		return true // roll to a segment without the laggards, rotation or not
 	}
 	if l, ok := b.engine.Log(tp); ok && len(lp.caughtUpLearners(l.LogEndOffset())) > 0 {
 		return true // take a caught-up former replica back
 	}
-	if bytes == 0 {
+	return lp.full()
+}
+
+// full reports whether the active segment reached segment.bytes or
+// segment.ms (a rotating topic's roll moves leadership on; other rolls
+// keep it).
+func (lp *leaderPart) full() bool {
+	lp.rollMu.RLock()
+	defer lp.rollMu.RUnlock()
+	if lp.bytes == 0 {
 		return false
 	}
-	return (segBytes > 0 && bytes >= segBytes) || (segMs > 0 && time.Since(since) >= time.Duration(segMs)*time.Millisecond)
+	return (lp.segBytes > 0 && lp.bytes >= lp.segBytes) || (lp.segMs > 0 && time.Since(lp.since) >= time.Duration(lp.segMs)*time.Millisecond)
 }
 
 // roll seals tp's active segment and hands leadership on (see above).
@@ -137,7 +165,7 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 	}
 	// Followers that stopped fetching are left out of the sealed segment
 	// and of the next one (DESIGN.md: rolling replaces ISR shrinking).
-	lagging := lp.laggards(b.cfg.NodeID, b.cfg.Replica.LagTimeMax)
+	lagging := b.laggards(lp)
 	healthy := slices.DeleteFunc(slices.Clone(seg.Replicas), func(id int32) bool { return slices.Contains(lagging, id) })
 	if len(lagging) > 0 {
 		lp.drop(l, b.cfg.NodeID, lagging)
@@ -167,10 +195,17 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 		healthy = append(healthy, joining...)
 		b.log.Info().Str("tp", tp.String()).Ints32("rejoining", joining).Msg("rolling to take former replicas back")
 	}
+	// A rotation hands leadership on (the controller picks by load); a
+	// roll that only drops laggards or takes learners in keeps it here,
+	// so producers need not move.
+	next := b.cfg.NodeID
+	if v, set, internal, _ := b.store.FSM().TopicConfigValue(tp.Topic, "segment.rotate"); !internal && !(set && v == "false") && lp.full() {
+		next = -1
+	}
 	cmd := metadata.RollSegment{
 		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
 		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
-		NextLeader: -1, NextReplicas: healthy,
+		NextLeader: next, NextReplicas: healthy,
 	}
 	if len(lagging) > 0 {
 		cmd.SealedReplicas = sealedBy
@@ -192,6 +227,10 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 		return
 	}
 	b.m.rolls.Inc()
+	// Install the new segment's roles before the parked Produce requests
+	// go on (deferred close of rollDone): they then append under the new
+	// leadership here, or are forwarded to the new leader, instead of
+	// meeting the old one's end.
+	b.reconcileTopic(tp.Topic)
 	b.log.Info().Str("tp", tp.String()).Int64("segment", seg.ID).Int64("end", end).Dur("took", time.Since(began)).Msg("segment rolled")
-	b.kickReconcile()
 }

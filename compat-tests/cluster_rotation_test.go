@@ -1,18 +1,24 @@
 package compat
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestClusterRotation: a replication-factor-3 topic with a small
 // segment.bytes on a 3-node cluster. An idempotent kgo producer
-// (acks=all) writes through many rolls; every acknowledgement is read back
-// exactly once, in offset order, byte for byte; the metadata shows the
+// (acks=all) writes through many rolls while a consumer group reads and
+// commits; every acknowledgement is read back exactly once, in offset
+// order, byte for byte, by a plain consumer and by the group, and the
+// group's commits reach the end; the metadata shows the
 // rolls, each sealed at the next segment's base with the epoch going up by
 // one, and leadership spread over all three nodes.
 func TestClusterRotation(t *testing.T) {
@@ -37,6 +43,30 @@ func TestClusterRotation(t *testing.T) {
 	}
 	ps := []int32{0, 1, 2}
 	start := map[int32]int64{0: 0, 1: 0, 2: 0}
+	// A consumer group reads throughout (its coordinator's partition of
+	// __consumer_offsets is replicated too) and commits as it goes.
+	const group = "rot-group"
+	gcl := newClusterClient(t, c.kafkaAddrs(c.ids()...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.AutoCommitInterval(200*time.Millisecond))
+	var gmu sync.Mutex
+	seen := map[int32]map[int64]*kgo.Record{}
+	gctx, gcancel := context.WithCancel(context.Background())
+	gdone := make(chan struct{})
+	go func() {
+		defer close(gdone)
+		for gctx.Err() == nil {
+			fs := gcl.PollFetches(gctx)
+			gmu.Lock()
+			fs.EachRecord(func(r *kgo.Record) {
+				if seen[r.Partition] == nil {
+					seen[r.Partition] = map[int64]*kgo.Record{}
+				}
+				seen[r.Partition][r.Offset] = r
+			})
+			gmu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { gcancel(); <-gdone; gcl.Close() })
 	began := time.Now()
 	// Rounds of produce (a fresh idempotent producer each), so rolls
 	// happen while producers come and go, as in a real workload.
@@ -54,6 +84,31 @@ func TestClusterRotation(t *testing.T) {
 	got := readPartitions(t, c.kafkaAddrs(c.ids()...), topic, start, map[int32]int{0: n, 1: n, 2: n}, 30*time.Second)
 	for _, p := range ps {
 		sameRecords(t, fmt.Sprintf("%s/%d", topic, p), acked[p], got[p])
+	}
+	// The group saw every acknowledged record, and committed to the end.
+	waitFor(t, 30*time.Second, "the consumer group read every record", func() (bool, string) {
+		gmu.Lock()
+		defer gmu.Unlock()
+		have := 0
+		for _, p := range ps {
+			have += len(seen[p])
+		}
+		return have == parts*n, fmt.Sprintf("%d of %d", have, parts*n)
+	})
+	gmu.Lock()
+	for _, p := range ps {
+		var recs []*kgo.Record
+		for off := int64(0); off < n; off++ {
+			recs = append(recs, seen[p][off])
+		}
+		sameRecords(t, fmt.Sprintf("%s/%d via the group", topic, p), acked[p], recs)
+	}
+	gmu.Unlock()
+	if err := gcl.CommitUncommittedOffsets(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatalf("group commit: %v", err)
+	}
+	if have, want := committedOffsets(t, adm, group, topic), (map[int32]int64{0: n, 1: n, 2: n}); !maps.Equal(have, want) {
+		t.Fatalf("group %s committed %v, want %v", group, have, want)
 	}
 
 	_, raw, err := c.dump(t, 1)
