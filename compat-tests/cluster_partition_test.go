@@ -23,7 +23,7 @@ const (
 	// partitionAckMargin: how late after isolation + lease an answer the
 	// leader decided before its lease ran out may still reach a client
 	// over the leader's own loopback.
-	partitionAckMargin = 500 * time.Millisecond
+	partitionAckMargin = 250 * time.Millisecond
 )
 
 // TestClusterPartitionedLeader: each node of a 3-node cluster runs in its
@@ -32,7 +32,7 @@ const (
 // (its veth leaves the bridge) while a producer inside its namespace stays
 // connected to it and keeps writing to the partitions it leads. Asserted:
 //   - the isolated leader acknowledges nothing after isolation + lease
-//     timeout (+ 500 ms), and nothing that reached it after the cut;
+//     timeout (+ 250 ms), and nothing that reached it after the cut;
 //   - the majority fails its partitions over (new leaders in their
 //     Metadata) and a producer through the bridge carries on there, and on
 //     the other partitions, without a failed acknowledgement;
@@ -178,7 +178,8 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	lab.heal(victim)
 	healAt := time.Now()
 	c.waitBrokers(t, all, all, 30*time.Second)
-	waitFor(t, 30*time.Second, fmt.Sprintf("node %d sees the new leaders and is back in every replica set", victim), func() (bool, string) {
+	// Not fatal: what the records read back below say matters more.
+	rejoined := pollFor(30*time.Second, fmt.Sprintf("node %d sees the new leaders and is back in every replica set", victim), t.Errorf, func() (bool, string) {
 		v := c.metadataOf(t, victim, []string{topic}).Topics[topic]
 		for _, p := range victimParts {
 			if l := v.Leaders[p]; l < 0 || l == victim {
@@ -192,9 +193,11 @@ func TestClusterPartitionedLeader(t *testing.T) {
 		}
 		return true, ""
 	})
-	t.Logf("measure: node %d rejoined (Metadata of every node, every replica set) %v after healing", victim, time.Since(healAt).Round(time.Millisecond))
-	waitRounds(lpMoved, "progress on the failed-over partitions after the rejoin", 20)
-	waitRounds(lpOthers, "progress on the other partitions after the rejoin", 20)
+	if rejoined {
+		t.Logf("measure: node %d rejoined (Metadata of every node, every replica set) %v after healing", victim, time.Since(healAt).Round(time.Millisecond))
+		waitRounds(lpMoved, "progress on the failed-over partitions after the rejoin", 20)
+		waitRounds(lpOthers, "progress on the other partitions after the rejoin", 20)
+	}
 
 	// Everything acknowledged, nothing else but pre-cut strays.
 	acked := map[int32]map[string]prodRec{}
@@ -299,6 +302,23 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	}
 	t.Logf("measure: read back %d acknowledged records exactly (+%d unacknowledged ones sent before the cut; per partition acked+strays: %s); none of the %d records sent to the isolated leader after the cut; test took %v",
 		total, totalStrays, strings.Join(summary, ", "), len(forbidden), time.Since(testStart).Round(time.Millisecond))
+}
+
+// pollFor is waitFor that reports a timeout through fail and returns
+// false instead of ending the test.
+func pollFor(timeout time.Duration, what string, fail func(string, ...any), cond func() (bool, string)) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, desc := cond()
+		if ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			fail("%s: not reached within %v: %s", what, timeout, desc)
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // activeReplicas is the replica set of the active segment of partition p,
