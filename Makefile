@@ -42,11 +42,12 @@ lint: vet
 
 # Fault scenarios against real 3-node clusters (kill -9 of controllers,
 # segment leaders and followers, five leader kills in a row, a frozen
-# leader; rotation), each repeated FAULT_COUNT times.
+# leader, a leader partitioned off with network namespaces (root only);
+# rotation), each repeated FAULT_COUNT times.
 FAULT_COUNT ?= 3
 test-faults: build
 	TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 30m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss' ./compat-tests/
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader' ./compat-tests/
 
 # Run each fuzz target for FUZZTIME (seed corpora already run in `make test`).
 FUZZTIME ?= 30s

@@ -273,15 +273,32 @@ func (lp *leaderPart) learnerAt(id int32) int64 {
 	return -1
 }
 
-// drop stops counting replicas for the HW (a roll is about to seal the
-// segment without them) and re-evaluates the HW.
-func (lp *leaderPart) drop(l *storage.Log, self int32, gone []int32) {
-	lp.mu.Lock()
-	lp.replicas = slices.DeleteFunc(lp.replicas, func(id int32) bool { return slices.Contains(gone, id) })
-	bound := lp.boundLocked(self)
-	lp.mu.Unlock()
-	if bound >= 0 {
-		l.AdvanceHighWatermark(bound)
+// waitFollowers waits until every follower among ids (self excepted) has
+// fetched from offset end or beyond, i.e. holds everything below end. It
+// does not touch the HW: a roll that leaves laggards out waits with it
+// and advances the HW only once the smaller replica set is committed.
+func (lp *leaderPart) waitFollowers(ctx context.Context, self int32, ids []int32, end int64) error {
+	for {
+		lp.mu.Lock()
+		behind := int32(-1)
+		for _, id := range ids {
+			if id == self {
+				continue
+			}
+			if off, ok := lp.acked[id]; !ok || off < end {
+				behind = id
+				break
+			}
+		}
+		lp.mu.Unlock()
+		if behind < 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica %d short of offset %d: %w", behind, end, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

@@ -168,13 +168,24 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 	lagging := b.laggards(lp)
 	healthy := slices.DeleteFunc(slices.Clone(seg.Replicas), func(id int32) bool { return slices.Contains(lagging, id) })
 	if len(lagging) > 0 {
-		lp.drop(l, b.cfg.NodeID, lagging)
 		b.log.Warn().Str("tp", tp.String()).Ints32("laggards", lagging).Dur("lag_time_max", b.cfg.Replica.LagTimeMax).Msg("rolling to a segment without lagging replicas")
 	}
 	ctx, cancel := context.WithTimeout(b.bgCtx, rollWaitReplicas)
 	defer cancel()
 	if end > seg.BaseOffset {
-		if err := l.WaitHighWatermark(ctx, end-1); err != nil {
+		var err error
+		if len(lagging) == 0 {
+			err = l.WaitHighWatermark(ctx, end-1)
+		} else {
+			// Only the healthy replicas must hold [base, end). The HW
+			// still counts the laggards until the roll commits: until
+			// then an acknowledgement must mean "on every replica of the
+			// segment" (a leader cut off from all its followers would
+			// otherwise acknowledge records that only it holds, and that
+			// a failover seals away).
+			err = lp.waitFollowers(ctx, b.cfg.NodeID, healthy, end)
+		}
+		if err != nil {
 			resume("replicas did not catch up", err)
 			return
 		}
@@ -225,6 +236,11 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 	if err := b.store.Apply(actx, cmd); err != nil {
 		resume("commit failed", err)
 		return
+	}
+	if len(lagging) > 0 {
+		// Committed: the sealed segment's replicas are the healthy ones,
+		// and they hold everything below end.
+		l.AdvanceHighWatermark(end)
 	}
 	b.m.rolls.Inc()
 	// Install the new segment's roles before the parked Produce requests

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -113,6 +114,9 @@ type startOpts struct {
 	name    string // label of the process in log dumps
 	managed bool   // stopped by its cluster's cleanup, not its own
 	logTail int    // bytes of log dumped on failure (default 64 KiB)
+
+	prefix []string // command run in front of the binary (e.g. ip netns exec NS)
+	host   string   // listen host of the default listeners (default 127.0.0.1)
 }
 
 type startOpt func(*startOpts)
@@ -137,6 +141,16 @@ func withManagedStop() startOpt { return func(o *startOpts) { o.managed = true }
 // withLogTail sets how many bytes of the log are dumped on failure.
 func withLogTail(n int) startOpt { return func(o *startOpts) { o.logTail = n } }
 
+// withCommandPrefix runs the binary through a command that execs it (e.g.
+// "ip", "netns", "exec", NS), so the process id is still tusk's.
+func withCommandPrefix(args ...string) startOpt {
+	return func(o *startOpts) { o.prefix = append([]string(nil), args...) }
+}
+
+// withListenHost binds the default Kafka and HTTP listeners (port 0) on
+// host instead of 127.0.0.1; the ready file must report that host.
+func withListenHost(host string) startOpt { return func(o *startOpts) { o.host = host } }
+
 type readyInfo struct {
 	NodeID   int32  `json:"node_id"`
 	Kafka    string `json:"kafka"`
@@ -152,6 +166,8 @@ type node struct {
 	LogPath   string
 	readyPath string
 	started   time.Time
+
+	listenHost string // what the ready file's Kafka address must start with
 
 	opts    []startOpt
 	cmd     *exec.Cmd
@@ -197,15 +213,19 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.host == "" {
+		o.host = "127.0.0.1"
+	}
 	args := []string{"serve",
 		"--data-dir", o.dataDir,
-		"--kafka-listen", "127.0.0.1:0",
-		"--http-listen", "127.0.0.1:0",
+		"--kafka-listen", net.JoinHostPort(o.host, "0"),
+		"--http-listen", net.JoinHostPort(o.host, "0"),
 		"--ready-file", ready,
 		"--log-level", "info",
 	}
 	args = append(args, o.args...)
-	cmd := exec.Command(bin, args...)
+	cmdline := append(append(append([]string(nil), o.prefix...), bin), args...)
+	cmd := exec.Command(cmdline[0], cmdline[1:]...)
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -213,7 +233,7 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	// Ctrl-C) runs no cleanups; without it the nodes, in their own
 	// process groups, would live on as orphans.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	n := &node{Name: o.name, DataDir: o.dataDir, LogPath: logPath, readyPath: ready, opts: opts, cmd: cmd, done: make(chan struct{})}
+	n := &node{Name: o.name, DataDir: o.dataDir, listenHost: o.host, LogPath: logPath, readyPath: ready, opts: opts, cmd: cmd, done: make(chan struct{})}
 	label := o.name
 	if label == "" {
 		label = "tusk"
@@ -269,8 +289,12 @@ func (n *node) waitReady(deadline time.Time) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.HasPrefix(n.Kafka, "127.0.0.1:") || strings.HasSuffix(n.Kafka, ":0") {
-		return fmt.Errorf("%s ready file kafka address %q: want 127.0.0.1:<bound port>", n.label(), n.Kafka)
+	host := n.listenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if !strings.HasPrefix(n.Kafka, host+":") || strings.HasSuffix(n.Kafka, ":0") {
+		return fmt.Errorf("%s ready file kafka address %q: want %s:<bound port>", n.label(), n.Kafka, host)
 	}
 	return nil
 }
