@@ -36,6 +36,9 @@ type pendingAck struct {
 func (w pendingAck) done() (bool, error) {
 	if w.hw {
 		if w.lp != nil && w.lp.isDeposed() {
+			if w.lp.sealedByOwnRoll(w.last) {
+				return true, nil
+			}
 			return true, errDeposed
 		}
 		return w.log.HighWatermark() > w.last, nil
@@ -64,6 +67,9 @@ func (w pendingAck) wait(ctx context.Context) error {
 	}()
 	err := w.log.WaitHighWatermark(wctx, w.last)
 	if w.lp.isDeposed() {
+		if w.lp.sealedByOwnRoll(w.last) {
+			return nil
+		}
 		return errDeposed
 	}
 	return err
@@ -213,6 +219,13 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 			// A replicated partition: only a leader holding a live lease
 			// appends (DESIGN.md, leases), and not during a roll.
 			if !b.leaseValid() {
+				// Nothing is appended without a lease; a Produce waits a
+				// little for its renewal (after a controller failover,
+				// say) rather than sending the client into a metadata
+				// refresh and retry backoff.
+				if attempt == 0 && b.waitLease(rc.ctx(), b.cfg.Lease.Timeout) {
+					continue
+				}
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 				sp.ErrorMessage = kmsg.StringPtr("this node's lease expired")
 				return pendingAck{}, false

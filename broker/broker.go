@@ -60,6 +60,8 @@ type Broker struct {
 	// delete anything.
 	caughtUp   atomic.Bool
 	leaseUntil atomic.Int64 // unix nanos; the lease counts from the heartbeat's send time
+	leaseMu    sync.Mutex
+	leaseCh    chan struct{} // closed and replaced at every lease renewal
 
 	// bgCtx ends when Close begins: the heartbeat, reconcile, rotation
 	// and replica-fetch loops stop waiting on the network at once.
@@ -103,6 +105,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 		conns:          map[*conn]struct{}{},
 		internalClient: newInternalClient(),
 		reconcileKick:  make(chan struct{}, 1),
+		leaseCh:        make(chan struct{}),
 	}
 	b.pids.b = b
 	b.m.addStorage(engine)

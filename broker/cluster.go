@@ -81,6 +81,10 @@ func (b *Broker) heartbeatOnce() error {
 		return fmt.Errorf("broker: catch up with the controller's metadata: %w", err)
 	}
 	b.leaseUntil.Store(sent.Add(lease.Timeout).UnixNano())
+	b.leaseMu.Lock()
+	close(b.leaseCh)
+	b.leaseCh = make(chan struct{})
+	b.leaseMu.Unlock()
 	if !b.caughtUp.Load() && b.store.FSM().AppliedIndex() >= lease.AppliedIndex {
 		if cur, ok := b.store.FSM().Broker(b.cfg.NodeID); ok && cur.State == metadata.BrokerAlive && cur.Kafka == hb.Kafka {
 			b.caughtUp.Store(true)
@@ -95,6 +99,31 @@ func (b *Broker) heartbeatOnce() error {
 // from the send time of the heartbeat that earned it).
 func (b *Broker) leaseValid() bool {
 	return time.Now().UnixNano() < b.leaseUntil.Load()
+}
+
+// waitLease waits up to d for a live lease (one that ran out while the
+// controller moved, say, is usually renewed within a heartbeat or two).
+func (b *Broker) waitLease(ctx context.Context, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for !b.leaseValid() {
+		b.leaseMu.Lock()
+		ch := b.leaseCh
+		b.leaseMu.Unlock()
+		if b.leaseValid() {
+			break
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-b.shutdown:
+			return false
+		}
+	}
+	return true
 }
 
 // kickReconcile asks the reconcile loop for a pass.

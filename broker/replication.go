@@ -64,6 +64,8 @@ type leaderPart struct {
 	since     time.Time     // when it began
 	segment   int64         // the active segment this leadership belongs to
 	epoch     int32
+	base      int64       // the segment's base offset
+	next      *leaderPart // this node's leadership of the next segment, once installed (rollMu)
 	// limits: the topic's segment.bytes and segment.ms (set by reconcile)
 	segBytes, segMs int64
 }
@@ -83,9 +85,12 @@ func (r *replication) lead(tp storage.TopicPartition, l *storage.Log, seg metada
 	lp, ok := r.leading[tp]
 	if !ok || lp.segment != seg.ID {
 		lp = &leaderPart{acked: map[int32]int64{}, fetched: map[int32]time.Time{}, learners: map[int32]int64{}, since: time.Now(),
-			segment: seg.ID, epoch: seg.Epoch, deposedCh: make(chan struct{})}
+			segment: seg.ID, epoch: seg.Epoch, base: seg.BaseOffset, deposedCh: make(chan struct{})}
 		if ok {
 			old := r.leading[tp]
+			old.rollMu.Lock()
+			old.next = lp
+			old.rollMu.Unlock()
 			defer old.depose() // a newer segment of this node replaces it
 		}
 		r.leading[tp] = lp
@@ -140,6 +145,19 @@ func (lp *leaderPart) isDeposed() bool {
 	}
 }
 
+// sealedByOwnRoll reports whether a record at or below last, appended
+// under this (now deposed) leadership, lies in the segment this node
+// sealed by a roll that kept it the leader: the next segment's epoch is
+// one higher and starts above last. Such a roll committed only once every
+// replica of the sealed segment held it, so the record is acknowledged.
+// (A failover never hands the next segment to the deposed leader.)
+func (lp *leaderPart) sealedByOwnRoll(last int64) bool {
+	lp.rollMu.RLock()
+	n := lp.next
+	lp.rollMu.RUnlock()
+	return n != nil && n.epoch == lp.epoch+1 && last < n.base
+}
+
 // errDeposed fails acks=all waits of a leadership that ended.
 var errDeposed = errors.New("broker: no longer the leader of this segment")
 
@@ -176,7 +194,10 @@ func (r *replication) fetched(tp storage.TopicPartition, l *storage.Log, replica
 	lp.fetched[replica] = time.Now()
 	bound := lp.boundLocked(r.b.cfg.NodeID)
 	lp.mu.Unlock()
-	if bound >= 0 {
+	// Without a live lease the high watermark stays frozen (DESIGN.md,
+	// leases): nothing is acknowledged by a leader that may have been
+	// replaced; the next fetch after a renewal moves it on.
+	if bound >= 0 && r.b.leaseValid() {
 		l.AdvanceHighWatermark(bound)
 	}
 	return true
