@@ -40,14 +40,16 @@ lint: vet
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
 
-# Fault scenarios against real 3-node clusters (kill -9 of controllers,
-# segment leaders and followers, five leader kills in a row, a frozen
-# leader, a leader partitioned off with network namespaces (root only);
-# rotation), each repeated FAULT_COUNT times.
+# Fault scenarios against real 3- and 4-node clusters (kill -9 of
+# controllers, segment leaders, followers and group coordinators, five
+# leader kills in a row, a frozen leader, a leader partitioned off with
+# network namespaces (root only), re-replication to a spare node, sealed
+# reads with the first leader down; rotation with a consumer group), each
+# repeated FAULT_COUNT times.
 FAULT_COUNT ?= 3
 test-faults: build
 	TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 30m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader' ./compat-tests/
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover' ./compat-tests/
 
 # Run each fuzz target for FUZZTIME (seed corpora already run in `make test`).
 FUZZTIME ?= 30s
