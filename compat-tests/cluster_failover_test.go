@@ -32,14 +32,14 @@ type liveProducer struct {
 	done     chan struct{}
 }
 
-func startLiveProducer(t *testing.T, seeds []string, topic string, parts []int32) *liveProducer {
+func startLiveProducer(t *testing.T, seeds []string, topic string, parts []int32, opts ...kgo.Opt) *liveProducer {
 	lp := &liveProducer{
-		cl: newClusterClient(t, seeds,
+		cl: newClusterClient(t, seeds, append([]kgo.Opt{
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.RecordDeliveryTimeout(10*time.Second),
+			kgo.RecordDeliveryTimeout(10 * time.Second),
 			kgo.ProducerLinger(0),
-		),
+		}, opts...)...),
 		topic: topic, parts: parts,
 		acked: map[int32][]prodRec{},
 		stop:  make(chan struct{}), done: make(chan struct{}),
