@@ -80,7 +80,11 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				// point the consumer at the leader (sealed_reads.go).
 				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok {
 					l, code, sealedEnd = sr.log, 0, sr.seg.EndOffset
-				} else if req.Version >= 11 && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive {
+				} else if req.Version >= 11 && req.Rack != "" && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive {
+					// Only a client that opted into KIP-392 (it sent
+					// a rack) is told where to go; others get
+					// NOT_LEADER_OR_FOLLOWER and refresh their
+					// metadata, as they expect.
 					sp.PreferredReadReplica = leader
 					continue
 				}

@@ -18,8 +18,9 @@ import (
 //     in a sealed segment that lists this node as a replica and whose
 //     bytes this node has verified against the checksum in metadata. The
 //     read stops at the segment's end. Beyond what it can serve the node
-//     answers PreferredReadReplica = the active leader (Fetch v11+) or
-//     NOT_LEADER_OR_FOLLOWER (older versions), never an empty long poll.
+//     answers PreferredReadReplica = the active leader to a client that
+//     sent a rack id (KIP-392, Fetch v11+), otherwise
+//     NOT_LEADER_OR_FOLLOWER, never an empty long poll.
 //   - KIP-392: the leader answers a consumer that sends a rack id, and
 //     fetches from a sealed segment, with PreferredReadReplica = a live
 //     replica of that segment in the consumer's rack that is also a

@@ -71,8 +71,8 @@ func rawFetch(t *testing.T, r *rawClient, v int16, topic string, offset int64, r
 
 // TestClusterSealedReads: a 3-node cluster whose nodes sit in racks r1-r3,
 // an RF=3 topic that rolls every KiB. A follower serves a sealed range
-// itself (Fetch v10: records; at the sealed end NOT_LEADER_OR_FOLLOWER;
-// v11+: PreferredReadReplica = the leader). The leader sends a consumer
+// itself (Fetch v10: records; at the sealed end NOT_LEADER_OR_FOLLOWER,
+// or PreferredReadReplica = the leader for a v11+ client with a rack). The leader sends a consumer
 // of another rack to the follower there (KIP-392). A kgo consumer with
 // that rack reads every record exactly, part of them from the follower.
 // Then the first segment's leader is killed and consumers with and
@@ -139,8 +139,11 @@ func TestClusterSealedReads(t *testing.T) {
 	if got, err = rawFetch(t, fr, 10, topic, sealedEnd, ""); err != nil || got.ErrorCode != kerr.NotLeaderForPartition.Code {
 		t.Fatalf("follower at the sealed end (v10): %s, %v; want NOT_LEADER_OR_FOLLOWER", errName(got.ErrorCode), err)
 	}
-	if got, err = rawFetch(t, fr, 11, topic, sealedEnd, ""); err != nil || got.ErrorCode != 0 || got.PreferredReadReplica != leader || len(got.RecordBatches) != 0 {
-		t.Fatalf("follower at the sealed end (v11): %s, preferred %d, %d bytes, %v; want the leader %d", errName(got.ErrorCode), got.PreferredReadReplica, len(got.RecordBatches), err, leader)
+	if got, err = rawFetch(t, fr, 11, topic, sealedEnd, "r9"); err != nil || got.ErrorCode != 0 || got.PreferredReadReplica != leader || len(got.RecordBatches) != 0 {
+		t.Fatalf("follower at the sealed end (v11, rack r9): %s, preferred %d, %d bytes, %v; want the leader %d", errName(got.ErrorCode), got.PreferredReadReplica, len(got.RecordBatches), err, leader)
+	}
+	if got, err = rawFetch(t, fr, 11, topic, sealedEnd, ""); err != nil || got.ErrorCode != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("follower at the sealed end (v11, no rack): %s, %v; want NOT_LEADER_OR_FOLLOWER", errName(got.ErrorCode), err)
 	}
 	lr := newRawClient(t, c.node(leader).Kafka)
 	rack := fmt.Sprintf("r%d", follower)
