@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -354,7 +355,8 @@ func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, maxB
 				return 0, kerr.OutOfOrderSequenceNumber.Code, err.Error()
 			case errors.Is(err, storage.ErrInvalidProducerEpoch):
 				return 0, kerr.InvalidProducerEpoch.Code, err.Error()
-			case errors.Is(err, storage.ErrClosed):
+			case errors.Is(err, storage.ErrClosed), errors.Is(err, fencing.ErrNotWriter), errors.Is(err, fencing.ErrLeaseExpired),
+				errors.Is(err, fencing.ErrStaleEpoch), errors.Is(err, fencing.ErrUnknownEpoch):
 				return 0, kerr.NotLeaderForPartition.Code, err.Error()
 			default:
 				return 0, kerr.KafkaStorageError.Code, err.Error()

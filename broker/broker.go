@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -59,9 +60,9 @@ type Broker struct {
 	// local metadata reached the controller's; only then does reconcile
 	// delete anything.
 	caughtUp   atomic.Bool
-	leaseUntil atomic.Int64 // unix nanos; the lease counts from the heartbeat's send time
-	leaseMu    sync.Mutex
-	leaseCh    chan struct{} // closed and replaced at every lease renewal
+	leaseMu sync.Mutex
+	lease   fencing.Lease // from the controller, timed from each heartbeat's send time
+	leaseCh chan struct{} // closed and replaced at every lease renewal
 
 	// bgCtx ends when Close begins: the heartbeat, reconcile, rotation
 	// and replica-fetch loops stop waiting on the network at once.
@@ -108,6 +109,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 		leaseCh:        make(chan struct{}),
 	}
 	b.pids.b = b
+	engine.SetLeaseSource(b.currentLease) // replicated appends need a live lease (fencing.CheckAppend)
 	b.m.addStorage(engine)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -80,8 +81,8 @@ func (b *Broker) heartbeatOnce() error {
 	if err := b.store.FSM().WaitApplied(ctx, lease.AppliedIndex); err != nil {
 		return fmt.Errorf("broker: catch up with the controller's metadata: %w", err)
 	}
-	b.leaseUntil.Store(sent.Add(lease.Timeout).UnixNano())
 	b.leaseMu.Lock()
+	b.lease.Renew(sent, lease.Timeout)
 	close(b.leaseCh)
 	b.leaseCh = make(chan struct{})
 	b.leaseMu.Unlock()
@@ -98,7 +99,15 @@ func (b *Broker) heartbeatOnce() error {
 // leaseValid reports whether this node holds an unexpired lease (counted
 // from the send time of the heartbeat that earned it).
 func (b *Broker) leaseValid() bool {
-	return time.Now().UnixNano() < b.leaseUntil.Load()
+	return b.currentLease().Valid(time.Now())
+}
+
+// currentLease is this node's lease (storage checks replicated appends
+// against it).
+func (b *Broker) currentLease() fencing.Lease {
+	b.leaseMu.Lock()
+	defer b.leaseMu.Unlock()
+	return b.lease
 }
 
 // waitLease waits up to d for a live lease (one that ran out while the

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -95,6 +96,7 @@ func (r *replication) lead(tp storage.TopicPartition, l *storage.Log, seg metada
 		}
 		r.leading[tp] = lp
 	}
+	l.SetWriterEpoch(seg.Epoch) // storage appends at this epoch only (fencing)
 	lp.mu.Lock()
 	lp.replicas = slices.Clone(seg.Replicas)
 	lp.wantRF, lp.minISR = wantRF, minISR
@@ -117,6 +119,9 @@ func (r *replication) unlead(tp storage.TopicPartition) {
 	lp := r.leading[tp]
 	delete(r.leading, tp)
 	r.mu.Unlock()
+	if l, ok := r.b.engine.Log(tp); ok {
+		l.SetWriterEpoch(fencing.NoWriter)
+	}
 	if lp != nil {
 		lp.depose()
 	}

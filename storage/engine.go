@@ -7,9 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tuskdb/tusk/fencing"
 )
 
 // FsyncPolicy says when appended data is made durable.
@@ -93,6 +96,11 @@ type Engine struct {
 	dirty   map[*Log]struct{} // logs with appends not yet synced
 
 	stats engineStats
+
+	// lease returns this node's lease (SetLeaseSource); nil: appends to
+	// replicated logs are not checked against a lease (an engine used
+	// without a cluster around it, as in unit tests).
+	lease atomic.Pointer[func() fencing.Lease]
 
 	kick chan struct{} // pokes the syncer (capacity 1)
 	stop chan struct{}
@@ -314,6 +322,14 @@ func (e *Engine) CreateLogAt(tp TopicPartition, cfg LogConfig, start int64) (*Lo
 		return nil, fmt.Errorf("storage: create log %s at %d: sync dir: %w", tp, start, err)
 	}
 	return e.OpenLog(tp, cfg)
+}
+
+// SetLeaseSource gives the engine the node's lease: from then on an append
+// to a replicated log must pass fencing.CheckAppend (a live lease, and the
+// epoch the log's writer was given with Log.SetWriterEpoch). The function
+// must be safe for concurrent use.
+func (e *Engine) SetLeaseSource(lease func() fencing.Lease) {
+	e.lease.Store(&lease)
 }
 
 // Log returns an open log.

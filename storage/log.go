@@ -114,9 +114,20 @@ type Log struct {
 	// Replication (replica.go, epochs.go, truncate.go).
 	replicated   bool
 	replicaHW    int64           // replicated mode: the HW may not pass it
+	writerEpoch  int32           // replicated mode: the epoch this node may append at (fencing.NoWriter: none)
 	hwOffWaiters []durableWaiter // WaitHighWatermark: wait until hw > off
 	epochs       epochCache      // leader epoch → start offset
 	truncGen     uint64          // bumped by every TruncateTo
+}
+
+// SetWriterEpoch records the leader epoch at which this node may append
+// to the (replicated) log: the active segment's epoch while it leads it,
+// fencing.NoWriter otherwise. Once the engine has a lease source every
+// Append is checked against it and the lease (fencing.CheckAppend).
+func (l *Log) SetWriterEpoch(epoch int32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writerEpoch = epoch
 }
 
 // SetConfig replaces the log's configuration; it applies from the next
@@ -190,6 +201,13 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	defer l.mu.Unlock()
 	if err := l.usableLocked(); err != nil {
 		return AppendResult{}, err
+	}
+	if lease := l.engine.lease.Load(); lease != nil && l.replicated {
+		// Only the active segment's leader, holding a live lease,
+		// appends at the active epoch (DESIGN.md, write path step 3).
+		if err := fencing.CheckAppend((*lease)(), l.writerEpoch, leaderEpoch, l.now()); err != nil {
+			return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append to %s: %w", l.tp, err)
+		}
 	}
 	idempotent := h.ProducerID >= 0 && h.BaseSequence >= 0
 	if idempotent {

@@ -32,9 +32,10 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	dir := e.logDir(tp)
 	l := &Log{
 		tp: tp, dir: dir, fs: e.fs, policy: e.opts.Fsync, now: e.now, engine: e,
-		logger:    e.log.With().Str("tp", tp.String()).Logger(),
-		cfg:       cfg,
-		producers: fencing.NewProducerStates(),
+		logger:      e.log.With().Str("tp", tp.String()).Logger(),
+		cfg:         cfg,
+		producers:   fencing.NewProducerStates(),
+		writerEpoch: fencing.NoWriter,
 	}
 	fail := func(err error) (*Log, error) {
 		for _, s := range l.segs {

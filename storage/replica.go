@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
 )
 
@@ -16,8 +17,9 @@ var (
 	// end offset or are not contiguous.
 	ErrOffsetMismatch = errors.New("storage: replica batch offset mismatch")
 	// ErrStaleEpoch: a replicated batch carries a leader epoch below the
-	// highest epoch already in the log (a deposed leader's data).
-	ErrStaleEpoch = errors.New("storage: stale leader epoch")
+	// highest epoch already in the log (a deposed leader's data), or an
+	// append's epoch is older than the writer's (fencing.CheckAppend).
+	ErrStaleEpoch = fencing.ErrStaleEpoch
 	// ErrBelowHighWatermark: TruncateTo would remove records visible to
 	// consumers (invariant I3).
 	ErrBelowHighWatermark = errors.New("storage: truncation below the high watermark")
@@ -219,9 +221,8 @@ func (l *Log) AppendReplica(b []byte) (AppendResult, error) {
 		return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append replica batches to %s: first batch at %d, log end offset %d: %w",
 			l.tp, first.BaseOffset, l.leo, ErrOffsetMismatch)
 	}
-	if first.PartitionLeaderEpoch < l.epochs.latest {
-		return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append replica batches to %s at %d: epoch %d below the log's %d: %w",
-			l.tp, first.BaseOffset, first.PartitionLeaderEpoch, l.epochs.latest, ErrStaleEpoch)
+	if err := fencing.CheckReplica(l.epochs.latest, first.PartitionLeaderEpoch); err != nil {
+		return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append replica batches to %s at %d: %w", l.tp, first.BaseOffset, err)
 	}
 	interval := l.cfg.indexInterval()
 	// Write runs of batches that fit the active segment with one write

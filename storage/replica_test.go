@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
@@ -984,5 +985,70 @@ func TestReplicatedHighWatermarkCheckpoint(t *testing.T) {
 	l = openLog(t, e, replicaCfg)
 	if l.HighWatermark() != 6 {
 		t.Fatalf("after a crash: hw %d, want the checkpointed 6", l.HighWatermark())
+	}
+}
+
+// TestAppendFencedByLease: once the engine has a lease source, appends to
+// a replicated log need a live lease and the writer's epoch (fencing);
+// a log nobody leads refuses them, and an unreplicated log is unaffected.
+func TestAppendFencedByLease(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	e := openEngine(t, NewCrashFS(), FsyncNever, clock)
+	defer e.Close()
+	lease := fencing.NewLease(clock(), time.Second)
+	e.SetLeaseSource(func() fencing.Lease { mu.Lock(); defer mu.Unlock(); return lease })
+	l := openLog(t, e, replicaCfg)
+	try := func(epoch int32) error {
+		b := makeBatch(plain(1, 10, 1, 1))
+		h, err := kafkaproto.ValidateBatch(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = l.Append(b, h, epoch)
+		return err
+	}
+	if err := try(3); !errors.Is(err, fencing.ErrNotWriter) {
+		t.Fatalf("append without a writer epoch: %v", err)
+	}
+	l.SetWriterEpoch(3)
+	if err := try(3); err != nil {
+		t.Fatalf("leader append: %v", err)
+	}
+	if err := try(2); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("stale epoch: %v", err)
+	}
+	leo := l.LogEndOffset()
+	advance(time.Second)
+	if err := try(3); !errors.Is(err, fencing.ErrLeaseExpired) {
+		t.Fatalf("append after the lease expired: %v", err)
+	}
+	if l.LogEndOffset() != leo {
+		t.Fatalf("a refused append moved the log end to %d", l.LogEndOffset())
+	}
+	mu.Lock()
+	lease.Renew(now, time.Second)
+	mu.Unlock()
+	if err := try(3); err != nil {
+		t.Fatalf("append after the renewal: %v", err)
+	}
+	l.SetWriterEpoch(fencing.NoWriter)
+	if err := try(3); !errors.Is(err, fencing.ErrNotWriter) {
+		t.Fatalf("append after leadership ended: %v", err)
+	}
+	// An unreplicated log (one replica) needs no lease.
+	cfg := replicaCfg
+	cfg.Replicated = false
+	u, err := e.OpenLog(TopicPartition{Topic: "single", Partition: 0}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance(time.Hour)
+	b := makeBatch(plain(1, 10, 1, 1))
+	h, _ := kafkaproto.ValidateBatch(b)
+	if _, err := u.Append(b, h, 0); err != nil {
+		t.Fatalf("unreplicated append: %v", err)
 	}
 }
