@@ -59,10 +59,10 @@ type Broker struct {
 	// caughtUp is set once the controller registered this node and the
 	// local metadata reached the controller's; only then does reconcile
 	// delete anything.
-	caughtUp   atomic.Bool
-	leaseMu sync.Mutex
-	lease   fencing.Lease // from the controller, timed from each heartbeat's send time
-	leaseCh chan struct{} // closed and replaced at every lease renewal
+	caughtUp atomic.Bool
+	leaseMu  sync.Mutex
+	lease    fencing.Lease // from the controller, timed from each heartbeat's send time
+	leaseCh  chan struct{} // closed and replaced at every lease renewal
 
 	// bgCtx ends when Close begins: the heartbeat, reconcile, rotation
 	// and replica-fetch loops stop waiting on the network at once.
