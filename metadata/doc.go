@@ -35,7 +35,18 @@
 // A new controller counts its own election as everyone's last heartbeat, so
 // it honours the leases its predecessor granted. New partitions are placed
 // on live brokers (alive and heard within a lease): leaders on the least
-// loaded, further replicas rack-aware (Place).
+// loaded, further replicas rack-aware (Place); AutoReplicationFactor asks
+// for min(3, live brokers).
+//
+// The controller also keeps segment chains healthy: it fails over a
+// replicated partition whose active segment leader was fenced
+// (FenceSegment, a probe of the surviving replicas' log end offsets, then
+// RollSegment sealing at the smallest), picks the next leader of a roll
+// a leader proposes (by load; internal topics keep theirs), and names
+// learners (AssignLearners) for a partition whose active segment has had
+// fewer replicas than its replication factor for ReplicaRestore; a later
+// roll takes them in (RollSegment.Joined), which makes them replicas of
+// the sealed segments they copied too.
 //
 // Concurrency: FSM reads (Topic, Topics, Brokers, ...) are safe from any
 // goroutine and return copies; Changed and WaitApplied let readers follow

@@ -38,10 +38,10 @@
 //     offset its replicas acknowledged; on a follower: the leader's HW) and
 //     local is the durable offset under FsyncAlways, else the LEO. The HW
 //     never moves backwards, never passes the LEO, and never moves once the
-//     log is fenced. A replicated log opens with HW = log start offset
-//     (nothing is known to be replicated; no HW checkpoint), which also
-//     lets a node that comes back truncate to a sealed end offset. Under
-//     FsyncAlways a follower should acknowledge DurableOffset, not its LEO.
+//     log is fenced. A replicated log opens with the HW its last clean
+//     close recorded (the high-watermark file), else at its log start
+//     offset. Under FsyncAlways a follower should acknowledge
+//     DurableOffset, not its LEO.
 //     With the mode off the HW follows local durability exactly as before.
 //   - Read and ReadSection stop at the HW; ReadUncommitted and
 //     ReadSectionUncommitted (replica fetchers) stop at the LEO. In
@@ -50,6 +50,13 @@
 //   - WaitHighWatermark (acks=all) returns once the HW passes an offset;
 //     it fails on fence, close, or when TruncateTo removes the offset
 //     (ErrTruncated). WaitDurable stays the acks=1 wait.
+//   - Once the engine has a lease source (SetLeaseSource), Append to a
+//     replicated log runs fencing.CheckAppend: a live lease, and the
+//     batch's epoch equal to the writer epoch the broker set with
+//     SetWriterEpoch when this node began leading the active segment
+//     (fencing.NoWriter otherwise). Refusals (ErrNotWriter,
+//     ErrLeaseExpired, ErrStaleEpoch, ErrUnknownEpoch) write nothing and do
+//     not fence the log.
 //   - AppendReplica writes whole batches copied from the leader, unchanged:
 //     validated (CRC-32C), starting at the LEO and contiguous
 //     (ErrOffsetMismatch), epochs never below the log's latest
