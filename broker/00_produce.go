@@ -215,7 +215,19 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		var last int64
 		var msg string
 		var lpUsed *leaderPart
-		if lp := b.repl.leader(b.tp(topic, rp.Partition)); lp != nil {
+		lp := b.repl.leader(b.tp(topic, rp.Partition))
+		if lp == nil && l.Replicated() {
+			// The metadata says this node leads, but reconcile has not
+			// installed the leadership yet (a topic just created, a roll
+			// just committed): install it now rather than refuse.
+			if attempt == 0 {
+				b.reconcileTopic(topic)
+				continue
+			}
+			sp.ErrorCode = kerr.NotLeaderForPartition.Code
+			return pendingAck{}, false
+		}
+		if lp != nil {
 			lpUsed = lp
 			// A replicated partition: only a leader holding a live lease
 			// appends (DESIGN.md, leases), and not during a roll.
