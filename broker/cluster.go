@@ -269,7 +269,11 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 		tp := b.tp(t.Name, p)
 		wantRF := t.ReplicationFactor()
 		if t.Name == offsetsTopic && (seg.Leader != b.cfg.NodeID || seg.State != metadata.SegmentActive) {
-			b.gc.unload(p) // another node coordinates these groups now
+			// Another node coordinates these groups now. Depose first:
+			// a commit waiting for the high watermark then fails at once,
+			// instead of holding up the coordinator's Close forever.
+			b.repl.unlead(tp)
+			b.gc.unload(p)
 		}
 		if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
 			// Not (or no longer) a replica of the active segment, e.g. a

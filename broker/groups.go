@@ -129,9 +129,17 @@ func (p *offsetsLog) wait(ctx context.Context, lp *leaderPart, last int64) error
 	if lp == nil {
 		return p.log.WaitDurable(ctx, last)
 	}
+	// As Kafka's offsets.commit.timeout.ms: a commit the replicas do not
+	// confirm within 5 s is answered REQUEST_TIMED_OUT (the group's lock
+	// is held meanwhile).
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	err := pendingAck{log: p.log, last: last, hw: true, lp: lp}.wait(ctx)
-	if errors.Is(err, errDeposed) {
+	switch {
+	case errors.Is(err, errDeposed):
 		return fmt.Errorf("%w: %w", kerr.NotCoordinator, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
 	}
 	return err
 }
