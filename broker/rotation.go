@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -59,6 +60,42 @@ func (b *Broker) rotationLoop() {
 				}
 			}()
 		}
+	}
+}
+
+// commitRoll commits a roll's RollSegment. A failed Apply is ambiguous
+// (it may have committed after a timeout or a controller change), so the
+// roll never resumes appending to the segment after one: that could hand
+// out offsets at or above the sealed end that the next segment reuses, and
+// acknowledge them. It retries the same compare-and-set until it commits
+// (true) or the metadata shows the segment superseded — by this roll or a
+// failover — (false: reconcile hands the partition on, and appends stay
+// blocked meanwhile).
+func (b *Broker) commitRoll(tp storage.TopicPartition, seg metadata.Segment, cmd metadata.RollSegment) bool {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(b.bgCtx, 10*time.Second)
+		err := b.store.Apply(actx, cmd)
+		acancel()
+		if err == nil {
+			return true
+		}
+		moved := errors.Is(err, metadata.ErrPreconditionFailed)
+		if t, ok := b.store.FSM().Topic(tp.Topic); !ok || tp.Partition >= t.Partitions || t.Parts[tp.Partition].Active().ID != seg.ID {
+			moved = true
+		}
+		if moved || b.shuttingDown() {
+			b.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Int("attempts", attempt).
+				Msg("roll not committed by this node: the segment was superseded; appends to it stay stopped")
+			b.kickReconcile()
+			return false
+		}
+		b.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Int("attempt", attempt).Msg("roll commit failed; retrying the same compare-and-set")
+		select {
+		case <-time.After(backoff):
+		case <-b.shutdown:
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
@@ -231,10 +268,7 @@ func (b *Broker) roll(tp storage.TopicPartition, lp *leaderPart) {
 			cmd.Checksum, cmd.Bytes = crc, n
 		}
 	}
-	actx, acancel := context.WithTimeout(b.bgCtx, 10*time.Second)
-	defer acancel()
-	if err := b.store.Apply(actx, cmd); err != nil {
-		resume("commit failed", err)
+	if !b.commitRoll(tp, seg, cmd) {
 		return
 	}
 	if len(lagging) > 0 {

@@ -19,10 +19,12 @@ type liveProducer struct {
 	cl    *kgo.Client
 	topic string
 	parts []int32
+	tag   string // key prefix
 
 	mu        sync.Mutex
 	acked     map[int32][]prodRec
 	errs      []string
+	failed    map[string]bool // keys whose produce failed (outcome unknown)
 	rounds    int
 	longest   time.Duration
 	longestAt time.Time
@@ -33,7 +35,13 @@ type liveProducer struct {
 }
 
 func startLiveProducer(t *testing.T, seeds []string, topic string, parts []int32, opts ...kgo.Opt) *liveProducer {
+	return startTaggedProducer(t, seeds, topic, parts, "live", opts...)
+}
+
+// startTaggedProducer is startLiveProducer with keys "<tag>-p<p>-<i>".
+func startTaggedProducer(t *testing.T, seeds []string, topic string, parts []int32, tag string, opts ...kgo.Opt) *liveProducer {
 	lp := &liveProducer{
+		tag: tag, failed: map[string]bool{},
 		cl: newClusterClient(t, seeds, append([]kgo.Opt{
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -64,7 +72,7 @@ func (lp *liveProducer) run() {
 		began := time.Now()
 		var wg sync.WaitGroup
 		for _, p := range lp.parts {
-			key := fmt.Sprintf("live-p%d-%d", p, i)
+			key := fmt.Sprintf("%s-p%d-%d", lp.tag, p, i)
 			wg.Add(1)
 			lp.cl.Produce(ctx, &kgo.Record{Topic: lp.topic, Partition: p, Key: []byte(key), Value: []byte("value-" + key)}, func(r *kgo.Record, err error) {
 				defer wg.Done()
@@ -72,6 +80,7 @@ func (lp *liveProducer) run() {
 				defer lp.mu.Unlock()
 				if err != nil {
 					lp.errs = append(lp.errs, fmt.Sprintf("%s at %s: %v", r.Key, time.Now().Format("15:04:05.000"), err))
+					lp.failed[string(r.Key)] = true
 					return
 				}
 				lp.acked[r.Partition] = append(lp.acked[r.Partition], prodRec{Key: string(r.Key), Value: string(r.Value), Offset: r.Offset})

@@ -378,6 +378,22 @@ func (c *cluster) restartNode(t *testing.T, id int32) *node {
 
 // sameKafkaPorts makes a relaunched node bind the listeners of its
 // previous run, so broker addresses in the metadata stay identical.
+// restartNodeSamePorts restarts node id on the Kafka, HTTP and internal
+// addresses it had, as a real deployment would (clients keep reaching it).
+func (c *cluster) restartNodeSamePorts(t *testing.T, id int32) *node {
+	t.Helper()
+	old := c.node(id)
+	n, err := old.relaunch(t, sameKafkaPorts(old)...)
+	if err != nil {
+		t.Fatalf("relaunch node %d: %v", id, err)
+	}
+	c.setNode(id, n)
+	if err := c.waitReadyAll([]int32{id}); err != nil {
+		t.Fatalf("restart node %d: %v", id, err)
+	}
+	return n
+}
+
 func sameKafkaPorts(old *node) []startOpt {
 	return []startOpt{
 		withFlag("kafka-listen", old.Kafka),

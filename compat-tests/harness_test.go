@@ -216,12 +216,16 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	if o.host == "" {
 		o.host = "127.0.0.1"
 	}
+	level := "info"
+	if v := os.Getenv("TUSK_TEST_LOG_LEVEL"); v != "" {
+		level = v // e.g. debug, to look into a failing scenario
+	}
 	args := []string{"serve",
 		"--data-dir", o.dataDir,
 		"--kafka-listen", net.JoinHostPort(o.host, "0"),
 		"--http-listen", net.JoinHostPort(o.host, "0"),
 		"--ready-file", ready,
-		"--log-level", "info",
+		"--log-level", level,
 	}
 	args = append(args, o.args...)
 	cmdline := append(append(append([]string(nil), o.prefix...), bin), args...)
