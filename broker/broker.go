@@ -63,6 +63,9 @@ type Broker struct {
 	leaseMu  sync.Mutex
 	lease    fencing.Lease // from the controller, timed from each heartbeat's send time
 	leaseCh  chan struct{} // closed and replaced at every lease renewal
+	// leaseExpiry mirrors lease.Expiry() (unix nanos) for lock-free reads
+	// on the append path.
+	leaseExpiry atomic.Int64
 
 	// bgCtx ends when Close begins: the heartbeat, reconcile, rotation
 	// and replica-fetch loops stop waiting on the network at once.

@@ -83,6 +83,7 @@ func (b *Broker) heartbeatOnce() error {
 	}
 	b.leaseMu.Lock()
 	b.lease.Renew(sent, lease.Timeout)
+	b.leaseExpiry.Store(b.lease.Expiry().UnixNano())
 	close(b.leaseCh)
 	b.leaseCh = make(chan struct{})
 	b.leaseMu.Unlock()
@@ -102,12 +103,14 @@ func (b *Broker) leaseValid() bool {
 	return b.currentLease().Valid(time.Now())
 }
 
-// currentLease is this node's lease (storage checks replicated appends
-// against it).
+// currentLease is this node's lease (storage checks every replicated
+// append against it, so it reads an atomic rather than taking leaseMu).
 func (b *Broker) currentLease() fencing.Lease {
-	b.leaseMu.Lock()
-	defer b.leaseMu.Unlock()
-	return b.lease
+	exp := b.leaseExpiry.Load()
+	if exp == 0 {
+		return fencing.Lease{} // never granted: expired
+	}
+	return fencing.NewLease(time.Unix(0, exp), 0)
 }
 
 // waitLease waits up to d for a live lease (one that ran out while the
