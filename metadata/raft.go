@@ -148,8 +148,9 @@ type RaftStore struct {
 	bolt  *raftboltdb.BoltStore // nil in memory
 	addr  raft.ServerAddress
 
-	ctrl   *controller
-	prober atomic.Pointer[proberBox] // set by SetProber
+	ctrl      *controller
+	prober    atomic.Pointer[proberBox]    // set by SetProber
+	forwarder atomic.Pointer[forwarderBox] // opts.Forwarder, replaced by SetForwarder
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -190,6 +191,7 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		return nil, err
 	}
 	s := &RaftStore{opts: opts, log: opts.Logger, fsm: NewFSM(), stop: make(chan struct{})}
+	s.SetForwarder(opts.Forwarder)
 	s.ctrl = newController(s)
 
 	conf := raft.DefaultConfig()
@@ -336,8 +338,8 @@ func (s *RaftStore) Apply(ctx context.Context, c Command) error {
 		var err error
 		if s.IsLeader() {
 			index, err = s.ApplyLocal(ctx, data)
-		} else if leader := s.Leader(); leader >= 0 && s.opts.Forwarder != nil {
-			index, err = s.opts.Forwarder.ForwardApply(ctx, leader, data)
+		} else if leader, fwd := s.Leader(), s.forwarder.Load(); leader >= 0 && fwd.Forwarder != nil {
+			index, err = fwd.ForwardApply(ctx, leader, data)
 		} else {
 			err = ErrNotLeader
 		}
@@ -599,5 +601,8 @@ func (s *RaftStore) SetProber(p ReplicaProber) { s.prober.Store(&proberBox{p}) }
 
 type proberBox struct{ ReplicaProber }
 
-// SetForwarder sets the Forwarder; call it before the first Apply.
-func (s *RaftStore) SetForwarder(f Forwarder) { s.opts.Forwarder = f }
+// SetForwarder sets (or replaces) the Forwarder. It is safe to call while
+// other goroutines Apply; an Apply in flight may still use the previous one.
+func (s *RaftStore) SetForwarder(f Forwarder) { s.forwarder.Store(&forwarderBox{f}) }
+
+type forwarderBox struct{ Forwarder }
