@@ -51,6 +51,9 @@ type Broker struct {
 	fwd    forwarders // clients for forwarded Produce requests and replica fetches
 	repl   *replication
 	sealed sealedChecks // sealed segments verified for reads from this replica
+	// badConfigs are stored topic config values that did not parse
+	// (topicConfigInt warns once about each).
+	badConfigs badConfigValues
 
 	internalLn     net.Listener
 	internalSrv    *http.Server

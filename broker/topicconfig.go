@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tuskdb/tusk/configs"
 	"github.com/tuskdb/tusk/storage"
@@ -137,15 +138,44 @@ func (b *Broker) topicConfigValue(overrides map[string]string, name string) (str
 	return d.def(b.cfg), false
 }
 
+// topicConfigInt resolves a numeric topic config. It is total: a stored
+// override that does not parse (metadata written before configs were
+// validated on their way into the Raft log) yields the default, and is
+// logged once per name and value.
 func (b *Broker) topicConfigInt(overrides map[string]string, name string) int64 {
-	v, _ := b.topicConfigValue(overrides, name)
+	v, override := b.topicConfigValue(overrides, name)
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		// Values were validated on the way in; a default that does not
-		// parse is a programming error caught by tests.
-		panic(fmt.Sprintf("broker: config %s value %q: %v", name, v, err))
+	if err == nil {
+		return n
 	}
-	return n
+	if b.badConfigs.first(name, v) {
+		b.log.Warn().Str("config", name).Str("value", v).Bool("override", override).Err(err).Msg("topic config does not parse; using the default")
+	}
+	if !override {
+		return 0 // a default that does not parse: TestConfigDefaultsParse
+	}
+	return b.topicConfigInt(nil, name)
+}
+
+// badConfigValues remembers the config values topicConfigInt warned about.
+type badConfigValues struct {
+	mu   sync.Mutex
+	seen map[[2]string]bool // name, value
+}
+
+// first reports whether name=value is seen for the first time.
+func (s *badConfigValues) first(name, value string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := [2]string{name, value}
+	if s.seen[k] {
+		return false
+	}
+	if s.seen == nil {
+		s.seen = map[[2]string]bool{}
+	}
+	s.seen[k] = true
+	return true
 }
 
 // logConfig maps a topic's configs to the storage engine's.
