@@ -1,97 +1,52 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"time"
 
+	"github.com/tuskdb/tusk/broker/rpc"
 	"github.com/tuskdb/tusk/metadata"
 )
 
 // The internal listener carries node-to-node calls and cluster admin as
-// HTTP/1.1 + JSON (protocol in doc.go). Handlers that only the controller
-// can serve answer 421 (misdirected) with kind "not_leader" elsewhere; the
-// caller retries against the current controller.
-
-// rpcError is the error body of every internal endpoint.
-type rpcError struct {
-	Kind  string `json:"kind"`
-	Error string `json:"error"`
-}
-
-// errorKinds maps metadata sentinels to wire kinds and back, so that a
-// forwarded command fails with the same error as a local one.
-var errorKinds = []struct {
-	kind string
-	err  error
-}{
-	{"topic_exists", metadata.ErrTopicExists},
-	{"topic_collision", metadata.ErrTopicCollision},
-	{"unknown_topic", metadata.ErrUnknownTopic},
-	{"precondition", metadata.ErrPreconditionFailed},
-	{"invalid", metadata.ErrInvalidCommand},
-	{"not_enough_brokers", metadata.ErrNotEnoughBrokers},
-	{"not_leader", metadata.ErrNotLeader},
-	{"not_member", metadata.ErrNotMember},
-}
-
-func errorKind(err error) string {
-	for _, k := range errorKinds {
-		if errors.Is(err, k.err) {
-			return k.kind
-		}
-	}
-	return "internal"
-}
-
-func errorFromRPC(e rpcError) error {
-	for _, k := range errorKinds {
-		if k.kind == e.Kind {
-			return fmt.Errorf("%w (remote: %s)", k.err, e.Error)
-		}
-	}
-	return errors.New(e.Error)
-}
+// HTTP/1.1 + JSON; package rpc holds the protocol (paths, bodies, error
+// kinds) and the client. Handlers that only the controller can serve
+// answer 421 (misdirected) with kind "not_leader" elsewhere; the caller
+// retries against the current controller.
 
 func (b *Broker) internalMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/apply", b.rpc(func(ctx context.Context, body []byte) (any, error) {
+	mux.HandleFunc("POST "+rpc.PathApply, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
 		index, err := b.store.ApplyLocal(ctx, body)
-		return map[string]uint64{"index": index}, err
+		return rpc.IndexResponse{Index: index}, err
 	}))
-	mux.HandleFunc("POST /v1/heartbeat", b.rpc(func(ctx context.Context, body []byte) (any, error) {
+	mux.HandleFunc("POST "+rpc.PathHeartbeat, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
 		var hb metadata.Heartbeat
 		if err := json.Unmarshal(body, &hb); err != nil {
 			return nil, fmt.Errorf("%w: heartbeat: %v", metadata.ErrInvalidCommand, err)
 		}
 		return b.store.Heartbeat(ctx, hb)
 	}))
-	mux.HandleFunc("POST /v1/applied", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
+	mux.HandleFunc("POST "+rpc.PathApplied, rpc.Handler(func(ctx context.Context, _ []byte) (any, error) {
 		if !b.store.IsLeader() {
 			return nil, metadata.ErrNotLeader
 		}
-		return map[string]uint64{"index": b.store.FSM().AppliedIndex()}, nil
+		return rpc.IndexResponse{Index: b.store.FSM().AppliedIndex()}, nil
 	}))
-	mux.HandleFunc("POST /v1/replica-leo", b.rpc(func(ctx context.Context, body []byte) (any, error) {
-		var req replicaLEORequest
+	mux.HandleFunc("POST "+rpc.PathReplicaLEO, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+		var req rpc.ReplicaLEORequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: replica-leo: %v", metadata.ErrInvalidCommand, err)
 		}
 		leo, err := b.localReplicaLEO(ctx, req.Topic, req.Partition, req.FenceIndex)
-		return map[string]int64{"leo": leo}, err
+		return rpc.ReplicaLEOResponse{LEO: leo}, err
 	}))
-	mux.HandleFunc("POST /v1/log-checksum", b.rpc(func(ctx context.Context, body []byte) (any, error) {
-		var req struct {
-			Topic     string `json:"topic"`
-			Partition int32  `json:"partition"`
-			End       int64  `json:"end"`
-		}
+	mux.HandleFunc("POST "+rpc.PathLogChecksum, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+		var req rpc.LogChecksumRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: log-checksum: %v", metadata.ErrInvalidCommand, err)
 		}
@@ -104,70 +59,36 @@ func (b *Broker) internalMux() *http.ServeMux {
 		if err != nil {
 			return nil, err
 		}
-		return map[string]int64{"start": start, "end": req.End, "crc32c": int64(crc), "bytes": n, "leo": l.LogEndOffset(), "hw": l.HighWatermark()}, nil
+		return rpc.LogChecksumResponse{Start: start, End: req.End, CRC32C: int64(crc), Bytes: n, LEO: l.LogEndOffset(), HW: l.HighWatermark()}, nil
 	}))
-	mux.HandleFunc("GET /v1/status", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
+	mux.HandleFunc("GET "+rpc.PathStatus, rpc.Handler(func(ctx context.Context, _ []byte) (any, error) {
 		return b.clusterStatus()
 	}))
-	mux.HandleFunc("GET /v1/dump", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
+	mux.HandleFunc("GET "+rpc.PathDump, rpc.Handler(func(ctx context.Context, _ []byte) (any, error) {
 		return json.RawMessage(b.store.FSM().Dump()), nil
 	}))
-	mux.HandleFunc("POST /v1/snapshot", b.rpc(func(ctx context.Context, _ []byte) (any, error) {
-		return map[string]bool{"ok": true}, b.store.Snapshot()
+	mux.HandleFunc("POST "+rpc.PathSnapshot, rpc.Handler(func(ctx context.Context, _ []byte) (any, error) {
+		return rpc.OKResponse{OK: true}, b.store.Snapshot()
 	}))
-	mux.HandleFunc("POST /v1/add-node", b.rpc(func(ctx context.Context, body []byte) (any, error) {
-		var req struct {
-			ID   int32  `json:"id"`
-			Raft string `json:"raft"`
-		}
+	mux.HandleFunc("POST "+rpc.PathAddNode, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+		var req rpc.AddNodeRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: add-node: %v", metadata.ErrInvalidCommand, err)
 		}
-		return b.onController(ctx, "/v1/add-node", body, func() (any, error) {
-			return map[string]bool{"ok": true}, b.store.AddNode(req.ID, req.Raft)
+		return b.onController(ctx, rpc.PathAddNode, body, func() (any, error) {
+			return rpc.OKResponse{OK: true}, b.store.AddNode(req.ID, req.Raft)
 		})
 	}))
-	mux.HandleFunc("POST /v1/remove-node", b.rpc(func(ctx context.Context, body []byte) (any, error) {
-		var req struct {
-			ID int32 `json:"id"`
-		}
+	mux.HandleFunc("POST "+rpc.PathRemoveNode, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+		var req rpc.RemoveNodeRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: remove-node: %v", metadata.ErrInvalidCommand, err)
 		}
-		return b.onController(ctx, "/v1/remove-node", body, func() (any, error) {
-			return map[string]bool{"ok": true}, b.store.RemoveNode(ctx, req.ID)
+		return b.onController(ctx, rpc.PathRemoveNode, body, func() (any, error) {
+			return rpc.OKResponse{OK: true}, b.store.RemoveNode(ctx, req.ID)
 		})
 	}))
 	return mux
-}
-
-// rpc adapts a JSON handler: body in, JSON result or rpcError out.
-func (b *Broker) rpc(h func(ctx context.Context, body []byte) (any, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-		defer cancel()
-		out, err := h(ctx, body)
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			kind := errorKind(err)
-			status := http.StatusConflict
-			switch kind {
-			case "not_leader":
-				status = http.StatusMisdirectedRequest
-			case "internal":
-				status = http.StatusInternalServerError
-			}
-			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(rpcError{Kind: kind, Error: err.Error()}) //nolint:errcheck // the client sees a short body
-			return
-		}
-		json.NewEncoder(w).Encode(out) //nolint:errcheck // as above
-	}
 }
 
 // onController runs local on the controller, or forwards the same call to
@@ -209,37 +130,14 @@ func (b *Broker) controllerAddr() (string, error) {
 	return br.Internal, nil
 }
 
-// call POSTs (or GETs, for a nil body on a GET path) a JSON call to
-// another node's internal listener.
+// call POSTs body (nil: none) to path on another node's internal
+// listener and decodes the answer into out; errors as rpc.Client.Call.
 func (b *Broker) call(ctx context.Context, addr, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("broker: internal call %s: %w", path, err)
+	var in any
+	if body != nil {
+		in = json.RawMessage(body)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.internalClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %s%s: %v", metadata.ErrUnreachable, addr, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%w: %s%s: read: %v", metadata.ErrUnreachable, addr, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e rpcError
-		if json.Unmarshal(raw, &e) != nil || e.Kind == "" {
-			return fmt.Errorf("broker: internal call %s%s: %s: %s", addr, path, resp.Status, bytes.TrimSpace(raw))
-		}
-		return errorFromRPC(e)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("broker: internal call %s%s: decode: %w", addr, path, err)
-	}
-	return nil
+	return rpc.NewClient(b.internalClient).Call(ctx, addr, http.MethodPost, path, in, out)
 }
 
 // syncWithController waits until the local metadata has applied everything
@@ -256,10 +154,8 @@ func (b *Broker) syncWithController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Index uint64 `json:"index"`
-	}
-	if err := b.call(ctx, addr, "/v1/applied", nil, &out); err != nil {
+	var out rpc.IndexResponse
+	if err := b.call(ctx, addr, rpc.PathApplied, nil, &out); err != nil {
 		return err
 	}
 	return b.store.FSM().WaitApplied(ctx, out.Index)
@@ -283,39 +179,22 @@ func (b *Broker) ForwardApply(ctx context.Context, leader int32, cmd []byte) (ui
 	if !ok || br.Internal == "" {
 		return 0, fmt.Errorf("%w: controller %d has no registered internal address", metadata.ErrUnreachable, leader)
 	}
-	var out struct {
-		Index uint64 `json:"index"`
-	}
-	if err := b.call(ctx, br.Internal, "/v1/apply", cmd, &out); err != nil {
+	var out rpc.IndexResponse
+	if err := b.call(ctx, br.Internal, rpc.PathApply, cmd, &out); err != nil {
 		return 0, err
 	}
 	return out.Index, nil
 }
 
-// ClusterStatus is what `tusk cluster status` prints.
-type ClusterStatus struct {
-	Node    int32             `json:"node"`
-	Leader  int32             `json:"leader"`
-	Voters  []metadata.Member `json:"voters"`
-	Brokers []metadata.Broker `json:"brokers"`
-}
-
-func (b *Broker) clusterStatus() (ClusterStatus, error) {
+func (b *Broker) clusterStatus() (rpc.Status, error) {
 	members, err := b.store.Members()
 	if err != nil {
-		return ClusterStatus{}, err
+		return rpc.Status{}, err
 	}
-	return ClusterStatus{Node: b.cfg.NodeID, Leader: b.store.Leader(), Voters: members, Brokers: b.store.FSM().Brokers()}, nil
+	return rpc.Status{Node: b.cfg.NodeID, Leader: b.store.Leader(), Voters: members, Brokers: b.store.FSM().Brokers()}, nil
 }
 
 // newInternalClient is the HTTP client for node-to-node calls.
 func newInternalClient() *http.Client {
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 8,
-			IdleConnTimeout:     time.Minute,
-		},
-	}
+	return rpc.NewHTTPClient(30 * time.Second)
 }

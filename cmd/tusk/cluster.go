@@ -2,13 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tuskdb/tusk/broker/rpc"
 )
 
 // newClusterCmd is `tusk cluster`: admin calls to any node's internal
@@ -23,42 +25,20 @@ func newClusterCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&server, "server", "127.0.0.1:9093", "internal listener (host:port) of any node; see its ready file")
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the answer")
 
+	// call sends body (nil: none) to path on the node and prints its JSON
+	// answer, indented.
 	call := func(c *cobra.Command, method, path string, body any) error {
-		var rd io.Reader
-		if body != nil {
-			b, err := json.Marshal(body)
-			if err != nil {
-				return err
-			}
-			rd = bytes.NewReader(b)
-		}
-		req, err := http.NewRequest(method, "http://"+server+path, rd)
-		if err != nil {
-			return err
-		}
-		resp, err := (&http.Client{Timeout: timeout}).Do(req)
-		if err != nil {
-			return fmt.Errorf("cluster: %s: %w", path, err)
-		}
-		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return fmt.Errorf("cluster: %s: read answer: %w", path, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			var e struct {
-				Error string `json:"error"`
-			}
-			if json.Unmarshal(out, &e) == nil && e.Error != "" {
-				return fmt.Errorf("cluster: %s: %s", path, e.Error)
-			}
-			return fmt.Errorf("cluster: %s: %s: %s", path, resp.Status, bytes.TrimSpace(out))
+		ctx, cancel := context.WithTimeout(c.Context(), timeout)
+		defer cancel()
+		var out json.RawMessage
+		if err := rpc.NewClient(rpc.NewHTTPClient(timeout)).Call(ctx, server, method, path, body, &out); err != nil {
+			return fmt.Errorf("cluster: %w", err)
 		}
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, out, "", "  ") == nil {
 			out = pretty.Bytes()
 		}
-		_, err = fmt.Fprintln(c.OutOrStdout(), string(bytes.TrimSpace(out)))
+		_, err := fmt.Fprintln(c.OutOrStdout(), string(bytes.TrimSpace(out)))
 		return err
 	}
 
@@ -66,19 +46,19 @@ func newClusterCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Print the controller, the Raft voters and the registered brokers as JSON",
 		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return call(c, http.MethodGet, "/v1/status", nil) },
+		RunE:  func(c *cobra.Command, _ []string) error { return call(c, http.MethodGet, rpc.PathStatus, nil) },
 	}
 	dump := &cobra.Command{
 		Use:   "dump",
 		Short: "Print the node's metadata as canonical JSON (broker addresses and liveness left out)",
 		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return call(c, http.MethodGet, "/v1/dump", nil) },
+		RunE:  func(c *cobra.Command, _ []string) error { return call(c, http.MethodGet, rpc.PathDump, nil) },
 	}
 	snapshot := &cobra.Command{
 		Use:   "snapshot",
 		Short: "Force a Raft snapshot on the node",
 		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return call(c, http.MethodPost, "/v1/snapshot", struct{}{}) },
+		RunE:  func(c *cobra.Command, _ []string) error { return call(c, http.MethodPost, rpc.PathSnapshot, nil) },
 	}
 	var nodeID int32
 	var raftAddr string
@@ -90,7 +70,7 @@ func newClusterCmd() *cobra.Command {
 			if raftAddr == "" {
 				return fmt.Errorf("cluster add-node: --raft-addr is required")
 			}
-			return call(c, http.MethodPost, "/v1/add-node", map[string]any{"id": nodeID, "raft": raftAddr})
+			return call(c, http.MethodPost, rpc.PathAddNode, rpc.AddNodeRequest{ID: nodeID, Raft: raftAddr})
 		},
 	}
 	add.Flags().Int32Var(&nodeID, "node-id", -1, "id of the node to add")
@@ -100,7 +80,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "Remove a node that leads no partitions from the cluster",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return call(c, http.MethodPost, "/v1/remove-node", map[string]any{"id": nodeID})
+			return call(c, http.MethodPost, rpc.PathRemoveNode, rpc.RemoveNodeRequest{ID: nodeID})
 		},
 	}
 	remove.Flags().Int32Var(&nodeID, "node-id", -1, "id of the node to remove")
