@@ -1,8 +1,6 @@
 package storage
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"path/filepath"
@@ -204,38 +202,14 @@ func (l *Log) rebuildProducersLocked() error {
 }
 
 // writeTruncateMarker durably records that the log is being truncated to
-// off: write a temporary file, fsync it, rename it, fsync the directory.
+// off (an offset file, see writeOffsetFile).
 func writeTruncateMarker(fsys FS, dir string, off int64) error {
-	b := make([]byte, 0, 16)
-	b = append(b, truncateMagic...)
-	b = binary.BigEndian.AppendUint64(b, uint64(off))
-	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	name := filepath.Join(dir, truncateFile)
-	if err := writeFileSync(fsys, name+".tmp", b); err != nil {
-		return err
-	}
-	if err := fsys.Rename(name+".tmp", name); err != nil {
-		return err
-	}
-	return fsys.SyncDir(dir)
+	return writeOffsetFile(fsys, dir, truncateFile, truncateMagic, off)
 }
 
 // readTruncateMarker loads an unfinished truncation's target offset.
 func readTruncateMarker(fsys FS, dir string) (off int64, found bool, err error) {
-	b, err := readWhole(fsys, filepath.Join(dir, truncateFile))
-	if err != nil {
-		if isNotExist(err) {
-			return 0, false, nil
-		}
-		return 0, false, err
-	}
-	if len(b) != 16 || string(b[:4]) != truncateMagic {
-		return 0, false, errors.New("truncate-to: bad format")
-	}
-	if crc32.Checksum(b[:12], castagnoli) != binary.BigEndian.Uint32(b[12:]) {
-		return 0, false, fmt.Errorf("truncate-to: %w", errBadChecksum)
-	}
-	return int64(binary.BigEndian.Uint64(b[4:])), true, nil
+	return readOffsetFile(fsys, dir, truncateFile, truncateMagic)
 }
 
 // SegmentChecksum returns the CRC-32C (Castagnoli) and the length of the
