@@ -120,11 +120,22 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		deadline := time.NewTimer(maxWait)
 		defer deadline.Stop()
 		wake := make(chan struct{}, 1)
+		// Each pass registers wake on every log and unregisters it when
+		// the pass ends, woken or not, so a poll that times out leaves no
+		// waiter behind on an idle partition.
+		cancels := make([]func(), 0, len(parts))
+		unregister := func() {
+			for _, cancel := range cancels {
+				cancel()
+			}
+			cancels = cancels[:0]
+		}
+		defer unregister()
 		for {
 			for _, p := range parts {
 				// On a replicated log this also wakes when the log end
 				// offset grows, which is what a follower waits for.
-				p.log.AddWaiter(wake)
+				cancels = append(cancels, p.log.AddWaiter(wake))
 			}
 			// Re-check after registering so an append racing with the
 			// first read is not missed.
@@ -139,6 +150,13 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			case <-b.shutdown:
 				rf()
 				return b.fetchDone(resp, parts)
+			}
+			unregister()
+			// A second log may have signalled meanwhile; the re-check
+			// after the next registration covers it.
+			select {
+			case <-wake:
+			default:
 			}
 		}
 	}

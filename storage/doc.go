@@ -25,6 +25,10 @@
 // FsyncNever it is the log end offset. A failed or short write, or a failed
 // fsync, fences the log: later appends fail with ErrFenced, pending waiters
 // get the error, and the durable offset and high watermark never move again.
+// WaitDurable and WaitHighWatermark share one waiter mechanism
+// (waiters.go); an AddWaiter registration ends when it is signalled or
+// when its caller cancels it (a long poll that timed out), so idle logs
+// hold no stale waiters.
 // A retention goroutine applies segment.ms rolls and retention deletes.
 //
 // # Replication API

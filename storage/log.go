@@ -78,11 +78,6 @@ type ReadResult struct {
 	HighWatermark, LogStartOffset int64
 }
 
-type durableWaiter struct {
-	off int64 // waits until durable > off
-	ch  chan error
-}
-
 // Log is one partition's log: an ordered chain of segments, the last of
 // which (the active segment) takes appends. All methods are safe for
 // concurrent use.
@@ -103,21 +98,22 @@ type Log struct {
 	durable   int64 // offsets below are fdatasync'ed
 	hw        int64 // offsets below are visible to consumers
 	producers *fencing.ProducerStates
-	waiters   []durableWaiter
-	hwWaiters []chan struct{}
 	fenceErr  error
 	closed    bool
 	// unsynced counts batches appended since the last fdatasync, for
 	// the engine's batches-per-fsync statistic.
 	unsynced int64
+	// Waiters (waiters.go).
+	durableWaiters offsetWaiters // WaitDurable: until durable > off
+	hwWaiters      offsetWaiters // WaitHighWatermark: until hw > off
+	hwNotify       notifySet     // AddWaiter
 
 	// Replication (replica.go, epochs.go, truncate.go).
-	replicated   bool
-	replicaHW    int64           // replicated mode: the HW may not pass it
-	writerEpoch  int32           // replicated mode: the epoch this node may append at (fencing.NoWriter: none)
-	hwOffWaiters []durableWaiter // WaitHighWatermark: wait until hw > off
-	epochs       epochCache      // leader epoch → start offset
-	truncGen     uint64          // bumped by every TruncateTo
+	replicated  bool
+	replicaHW   int64      // replicated mode: the HW may not pass it
+	writerEpoch int32      // replicated mode: the epoch this node may append at (fencing.NoWriter: none)
+	epochs      epochCache // leader epoch → start offset
+	truncGen    uint64     // bumped by every TruncateTo
 }
 
 // SetWriterEpoch records the leader epoch at which this node may append
@@ -325,11 +321,8 @@ func (l *Log) fenceLocked(cause error) {
 	}
 	l.fenceErr = fmt.Errorf("%w: %w", ErrFenced, cause)
 	l.logger.Error().Err(cause).Str("tp", l.tp.String()).Int64("durable", l.durable).Int64("leo", l.leo).Msg("log fenced after I/O error")
-	for _, w := range l.waiters {
-		w.ch <- l.fenceErr
-	}
-	l.waiters = nil
-	l.failHWWaitersLocked(-1, l.fenceErr)
+	l.durableWaiters.failAll(l.fenceErr)
+	l.hwWaiters.failAll(l.fenceErr)
 	l.notifyHWLocked()
 }
 
@@ -338,16 +331,7 @@ func (l *Log) advanceDurableLocked(off int64) {
 		return
 	}
 	l.durable = off
-	kept := l.waiters[:0]
-	for _, w := range l.waiters {
-		if w.off < off {
-			w.ch <- nil
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(l.waiters[len(kept):])
-	l.waiters = kept
+	l.durableWaiters.release(off)
 	if l.policy == FsyncAlways {
 		l.advanceHWLocked(off)
 	}
@@ -362,35 +346,7 @@ func (l *Log) advanceHWLocked(off int64) {
 	}
 	l.hw = off
 	l.notifyHWLocked()
-	if len(l.hwOffWaiters) > 0 {
-		l.wakeHWWaitersLocked()
-	}
-}
-
-func (l *Log) notifyHWLocked() {
-	for _, ch := range l.hwWaiters {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	clear(l.hwWaiters)
-	l.hwWaiters = l.hwWaiters[:0]
-}
-
-// AddWaiter registers ch for one non-blocking send when the high watermark
-// next advances or the log is fenced, closed or deleted.
-func (l *Log) AddWaiter(ch chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || l.fenceErr != nil {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-		return
-	}
-	l.hwWaiters = append(l.hwWaiters, ch)
+	l.hwWaiters.release(off)
 }
 
 // WaitDurable blocks until every offset up to and including lastOffset is
@@ -399,33 +355,7 @@ func (l *Log) AddWaiter(ch chan struct{}) {
 // the fence error if a write or sync failed first, ctx.Err() on
 // cancellation.
 func (l *Log) WaitDurable(ctx context.Context, lastOffset int64) error {
-	l.mu.Lock()
-	if done, err := l.durableLocked(lastOffset); done {
-		l.mu.Unlock()
-		return err
-	}
-	ch := make(chan error, 1)
-	l.waiters = append(l.waiters, durableWaiter{off: lastOffset, ch: ch})
-	l.mu.Unlock()
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		l.mu.Lock()
-		for i, w := range l.waiters {
-			if w.ch == ch {
-				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
-				break
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case err := <-ch:
-			return err
-		default:
-			return ctx.Err()
-		}
-	}
+	return l.waitOffset(ctx, &l.durableWaiters, lastOffset, func() (bool, error) { return l.durableLocked(lastOffset) })
 }
 
 // Durable is WaitDurable without blocking: done reports whether
@@ -974,11 +904,8 @@ func (l *Log) close(sync bool) error {
 	}
 	l.closed = true
 	closedErr := fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
-	for _, w := range l.waiters {
-		w.ch <- closedErr
-	}
-	l.waiters = nil
-	l.failHWWaitersLocked(-1, closedErr)
+	l.durableWaiters.failAll(closedErr)
+	l.hwWaiters.failAll(closedErr)
 	l.notifyHWLocked()
 	for _, s := range l.segs {
 		if err := s.closeFile(); err != nil {

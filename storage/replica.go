@@ -97,73 +97,19 @@ func (l *Log) AdvanceHighWatermark(off int64) int64 {
 // durable). It fails with the fence error, ErrClosed, ErrTruncated (a
 // TruncateTo removed offset) or ctx.Err().
 func (l *Log) WaitHighWatermark(ctx context.Context, offset int64) error {
-	l.mu.Lock()
-	switch {
-	case offset < l.hw:
-		l.mu.Unlock()
-		return nil
-	case l.fenceErr != nil:
-		l.mu.Unlock()
-		return l.fenceErr
-	case l.closed:
-		l.mu.Unlock()
-		return fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
-	case offset >= l.leo:
-		l.mu.Unlock()
-		return fmt.Errorf("storage: wait for high watermark of %s past %d, log end %d: %w", l.tp, offset, l.leo, ErrOffsetOutOfRange)
-	}
-	ch := make(chan error, 1)
-	l.hwOffWaiters = append(l.hwOffWaiters, durableWaiter{off: offset, ch: ch})
-	l.mu.Unlock()
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		l.mu.Lock()
-		for i, w := range l.hwOffWaiters {
-			if w.ch == ch {
-				l.hwOffWaiters = append(l.hwOffWaiters[:i], l.hwOffWaiters[i+1:]...)
-				break
-			}
+	return l.waitOffset(ctx, &l.hwWaiters, offset, func() (bool, error) {
+		switch {
+		case offset < l.hw:
+			return true, nil
+		case l.fenceErr != nil:
+			return true, l.fenceErr
+		case l.closed:
+			return true, fmt.Errorf("storage: log %s: %w", l.tp, ErrClosed)
+		case offset >= l.leo:
+			return true, fmt.Errorf("storage: wait for high watermark of %s past %d, log end %d: %w", l.tp, offset, l.leo, ErrOffsetOutOfRange)
 		}
-		l.mu.Unlock()
-		select {
-		case err := <-ch:
-			return err
-		default:
-			return ctx.Err()
-		}
-	}
-}
-
-// wakeHWWaitersLocked answers the WaitHighWatermark callers the HW now
-// covers.
-func (l *Log) wakeHWWaitersLocked() {
-	kept := l.hwOffWaiters[:0]
-	for _, w := range l.hwOffWaiters {
-		if w.off < l.hw {
-			w.ch <- nil
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(l.hwOffWaiters[len(kept):])
-	l.hwOffWaiters = kept
-}
-
-// failHWWaitersLocked answers with err the WaitHighWatermark callers
-// waiting for an offset at or above from (all of them if from < 0).
-func (l *Log) failHWWaitersLocked(from int64, err error) {
-	kept := l.hwOffWaiters[:0]
-	for _, w := range l.hwOffWaiters {
-		if from < 0 || w.off >= from {
-			w.ch <- err
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(l.hwOffWaiters[len(kept):])
-	l.hwOffWaiters = kept
+		return false, nil
+	})
 }
 
 // ReadUncommitted is Read for replica fetchers: the batches may reach up

@@ -246,13 +246,13 @@ func TestReplicatedHighWatermark(t *testing.T) {
 	appendEpoch(t, l, plain(1, 5, 1, 1), 1)
 	l.SetConfig(replicaCfg)
 	go func() { acked <- l.WaitHighWatermark(ctx, 11) }()
-	waitFor(t, "waiter registered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.hwOffWaiters) == 1 })
+	waitFor(t, "waiter registered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.hwWaiters.len() == 1 })
 	cancel()
 	if err := <-acked; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	l.mu.Lock()
-	left := len(l.hwOffWaiters)
+	left := l.hwWaiters.len()
 	l.mu.Unlock()
 	if left != 0 {
 		t.Fatalf("%d waiters left after cancel", left)
@@ -304,7 +304,7 @@ func testReplicatedWaitersFailOnFence(t *testing.T, env ioEnv) {
 	}
 	acked := make(chan error, 1)
 	go func() { acked <- l.WaitHighWatermark(context.Background(), 2) }()
-	waitFor(t, "waiter registered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.hwOffWaiters) == 1 })
+	waitFor(t, "waiter registered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.hwWaiters.len() == 1 })
 	inj.FailNextSync(".log", syscall.EIO)
 	appendEpoch(t, l, plain(1, 20, 1, 3), 1)
 	if err := <-acked; !errors.Is(err, ErrFenced) {
@@ -571,7 +571,7 @@ func testTruncateTo(t *testing.T, env ioEnv) {
 	l.AdvanceHighWatermark(hw)
 	acked := make(chan error, 1)
 	go func() { acked <- l.WaitHighWatermark(context.Background(), batchBase(batches[33])) }()
-	waitFor(t, "waiter registered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.hwOffWaiters) == 1 })
+	waitFor(t, "waiter registered", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.hwWaiters.len() == 1 })
 
 	// Below the HW: refused, nothing changes.
 	leo, size := l.LogEndOffset(), l.Size()

@@ -331,7 +331,7 @@ func testWaitDurableContextCancel(t *testing.T, env ioEnv) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
 	l.mu.Lock()
-	n := len(l.waiters)
+	n := l.durableWaiters.len()
 	l.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d waiters left after cancel", n)

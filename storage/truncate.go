@@ -134,17 +134,8 @@ func (l *Log) TruncateTo(off int64) error {
 		return fail("rebuild producer state", err)
 	}
 	truncErr := fmt.Errorf("storage: %s truncated to %d: %w", l.tp, cutOff, ErrTruncated)
-	kept := l.waiters[:0]
-	for _, w := range l.waiters {
-		if w.off >= cutOff {
-			w.ch <- truncErr
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(l.waiters[len(kept):])
-	l.waiters = kept
-	l.failHWWaitersLocked(cutOff, truncErr)
+	l.durableWaiters.fail(cutOff, truncErr)
+	l.hwWaiters.fail(cutOff, truncErr)
 	l.durable = min(l.durable, cutOff)
 	l.advanceDurableLocked(cutOff) // everything kept is synced
 	l.logger.Info().Int64("offset", cutOff).Int64("segment", seg.base).Msg("truncated log")
