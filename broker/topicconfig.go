@@ -1,9 +1,7 @@
 package broker
 
 import (
-	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/tuskdb/tusk/configs"
@@ -11,20 +9,20 @@ import (
 )
 
 // topicConfigType is how a topic config value is validated and described.
-type topicConfigType int8
+type topicConfigType = configs.TopicConfigType
 
 // Kafka's DescribeConfigs ConfigType values.
 const (
-	ctBoolean  topicConfigType = 1
-	ctString   topicConfigType = 2
-	ctInt      topicConfigType = 3
-	ctLong     topicConfigType = 5
-	ctDouble   topicConfigType = 6
-	ctList     topicConfigType = 7
-	ctPassword topicConfigType = 8
+	ctBoolean = configs.TopicConfigBoolean
+	ctString  = configs.TopicConfigString
+	ctInt     = configs.TopicConfigInt
+	ctLong    = configs.TopicConfigLong
+	ctList    = configs.TopicConfigList
 )
 
-// topicConfigDef is one topic-level config Tusk accepts.
+// topicConfigDef is one topic-level config Tusk accepts (see
+// configs.TopicConfigs, which holds the list, the defaults and the
+// validation the metadata store applies to every command too).
 type topicConfigDef struct {
 	name string
 	typ  topicConfigType
@@ -38,93 +36,30 @@ type topicConfigDef struct {
 	doc      string
 }
 
-func constDef(v string) func(configs.Config) string { return func(configs.Config) string { return v } }
+func fromConfigs(d configs.TopicConfig) topicConfigDef {
+	return topicConfigDef{name: d.Name, typ: d.Type, def: d.Default, allowed: d.Allowed, enforced: d.Enforced, doc: d.Doc}
+}
 
 // topicConfigDefs lists the accepted topic configs.
 func topicConfigDefs() []topicConfigDef {
-	return []topicConfigDef{
-		{name: "cleanup.policy", typ: ctList, def: constDef("delete"), allowed: []string{"delete"}, enforced: true, doc: "only delete is supported"},
-		{name: "compression.type", typ: ctString, def: constDef("producer"), allowed: []string{"producer"}, enforced: true, doc: "batches are stored as produced"},
-		{name: "max.message.bytes", typ: ctInt, def: func(c configs.Config) string { return strconv.Itoa(int(c.Kafka.MessageMaxBytes)) }, enforced: true, doc: "largest record batch accepted"},
-		{name: "message.timestamp.type", typ: ctString, def: constDef("CreateTime"), allowed: []string{"CreateTime"}, enforced: true, doc: "LogAppendTime is not supported"},
-		{name: "retention.ms", typ: ctLong, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.RetentionMs, 10) }, enforced: true, doc: "delete sealed segments older than this (-1 unlimited)"},
-		{name: "retention.bytes", typ: ctLong, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.RetentionBytes, 10) }, enforced: true, doc: "delete oldest sealed segments above this size (-1 unlimited)"},
-		{name: "segment.bytes", typ: ctInt, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.SegmentBytes, 10) }, enforced: true, doc: "roll the active segment at this size"},
-		{name: "segment.ms", typ: ctLong, def: func(c configs.Config) string { return strconv.FormatInt(c.Topic.SegmentMs, 10) }, enforced: true, doc: "roll the active segment at this age"},
-		{name: "segment.rotate", typ: ctBoolean, def: constDef("true"), allowed: []string{"true", "false"}, enforced: true, doc: "Tusk: at each roll of a replicated partition, leadership moves to the least loaded replica (internal topics never rotate)"},
-		{name: "index.interval.bytes", typ: ctInt, def: constDef("4096"), enforced: true, doc: "bytes between offset index entries"},
-		{name: "min.insync.replicas", typ: ctInt, def: constDef("1"), enforced: true, doc: "acks=all is refused (NOT_ENOUGH_REPLICAS) while the active segment has fewer replicas"},
-		{name: "unclean.leader.election.enable", typ: ctBoolean, def: constDef("false"), doc: "stored only"},
-		{name: "flush.messages", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only; see storage.fsync"},
-		{name: "flush.ms", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only; see storage.fsync"},
-		{name: "delete.retention.ms", typ: ctLong, def: constDef("86400000"), doc: "stored only"},
-		{name: "file.delete.delay.ms", typ: ctLong, def: constDef("60000"), doc: "stored only"},
-		{name: "min.compaction.lag.ms", typ: ctLong, def: constDef("0"), doc: "stored only"},
-		{name: "max.compaction.lag.ms", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only"},
-		{name: "min.cleanable.dirty.ratio", typ: ctDouble, def: constDef("0.5"), doc: "stored only"},
-		{name: "message.timestamp.difference.max.ms", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only"},
-		{name: "message.timestamp.before.max.ms", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only"},
-		{name: "message.timestamp.after.max.ms", typ: ctLong, def: constDef("9223372036854775807"), doc: "stored only"},
-		{name: "message.downconversion.enable", typ: ctBoolean, def: constDef("true"), doc: "stored only"},
-		{name: "preallocate", typ: ctBoolean, def: constDef("false"), doc: "stored only"},
-		{name: "segment.index.bytes", typ: ctInt, def: constDef("10485760"), doc: "stored only"},
-		{name: "segment.jitter.ms", typ: ctLong, def: constDef("0"), doc: "stored only"},
-		{name: "local.retention.ms", typ: ctLong, def: constDef("-2"), doc: "stored only"},
-		{name: "local.retention.bytes", typ: ctLong, def: constDef("-2"), doc: "stored only"},
+	all := configs.TopicConfigs()
+	out := make([]topicConfigDef, len(all))
+	for i, d := range all {
+		out[i] = fromConfigs(d)
 	}
+	return out
 }
 
 func findTopicConfig(name string) (topicConfigDef, bool) {
-	for _, d := range topicConfigDefs() {
-		if d.name == name {
-			return d, true
-		}
+	d, ok := configs.FindTopicConfig(name)
+	if !ok {
+		return topicConfigDef{}, false
 	}
-	return topicConfigDef{}, false
+	return fromConfigs(d), true
 }
 
 // validateTopicConfig checks one name/value pair.
-func validateTopicConfig(name, value string) error {
-	d, ok := findTopicConfig(name)
-	if !ok {
-		return fmt.Errorf("unknown topic config %q", name)
-	}
-	switch d.typ {
-	case ctInt:
-		v, err := strconv.ParseInt(value, 10, 32)
-		if err != nil {
-			return fmt.Errorf("config %s: %q is not an int", name, value)
-		}
-		if (name == "segment.bytes" && v < 1024) || (name == "max.message.bytes" && v < 0) || (name == "index.interval.bytes" && v < 0) {
-			return fmt.Errorf("config %s: %d is out of range", name, v)
-		}
-	case ctLong:
-		v, err := strconv.ParseInt(value, 10, 64)
-		if err != nil {
-			return fmt.Errorf("config %s: %q is not a long", name, value)
-		}
-		if name == "segment.ms" && v < 1 {
-			return fmt.Errorf("config %s: %d must be positive", name, v)
-		}
-	case ctDouble:
-		if _, err := strconv.ParseFloat(value, 64); err != nil {
-			return fmt.Errorf("config %s: %q is not a number", name, value)
-		}
-	case ctBoolean:
-		if value != "true" && value != "false" {
-			return fmt.Errorf("config %s: %q is not a boolean", name, value)
-		}
-	}
-	if len(d.allowed) > 0 {
-		for _, a := range d.allowed {
-			if strings.EqualFold(strings.TrimSpace(value), a) {
-				return nil
-			}
-		}
-		return fmt.Errorf("config %s: value %q is not supported (allowed: %s)", name, value, strings.Join(d.allowed, ", "))
-	}
-	return nil
-}
+func validateTopicConfig(name, value string) error { return configs.ValidateTopicConfig(name, value) }
 
 // topicConfigValue resolves a topic config: the override, else the default.
 func (b *Broker) topicConfigValue(overrides map[string]string, name string) (string, bool) {
@@ -152,7 +87,7 @@ func (b *Broker) topicConfigInt(overrides map[string]string, name string) int64 
 		b.log.Warn().Str("config", name).Str("value", v).Bool("override", override).Err(err).Msg("topic config does not parse; using the default")
 	}
 	if !override {
-		return 0 // a default that does not parse: TestConfigDefaultsParse
+		return 0 // a default that does not parse: see configs.TestTopicConfigDefaultsValid
 	}
 	return b.topicConfigInt(nil, name)
 }

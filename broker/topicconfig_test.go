@@ -36,14 +36,3 @@ func TestConfigIntFallsBackOnBadStoredValue(t *testing.T) {
 		t.Fatalf("want one warning per bad value, got %d lines:\n%s", len(lines), out.String())
 	}
 }
-
-// TestConfigDefaultsParse: every numeric topic config's default parses and
-// passes its own validation.
-func TestConfigDefaultsParse(t *testing.T) {
-	cfg := configs.Default()
-	for _, d := range topicConfigDefs() {
-		if err := validateTopicConfig(d.name, d.def(cfg)); err != nil {
-			t.Errorf("default of %s: %v", d.name, err)
-		}
-	}
-}
