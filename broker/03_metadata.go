@@ -13,6 +13,16 @@ func apiMetadata() api {
 	}}
 }
 
+// controllerForClients is the controller named to clients in Metadata and
+// DescribeCluster: this node, as a KRaft broker names itself. Every node
+// forwards admin requests (CreateTopics, DeleteTopics, CreatePartitions,
+// AlterConfigs, IncrementalAlterConfigs) to the Raft leader and retries
+// them through elections, so the node answering is always a live target;
+// naming the Raft leader instead sent clients that cache it (librdkafka
+// until its next metadata refresh, 5 minutes by default) to a dead node
+// after a controller failure.
+func (b *Broker) controllerForClients() int32 { return b.cfg.NodeID }
+
 func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := kmsg.NewPtrMetadataResponse()
 	v := req.Version
@@ -31,7 +41,7 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 	}
 	clusterID := b.store.FSM().ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = b.store.Leader()
+	resp.ControllerID = b.controllerForClients()
 
 	// v0 lists all topics for an empty list; v1+ for a null list.
 	all := req.Topics == nil || (v == 0 && len(req.Topics) == 0)

@@ -10,8 +10,8 @@ func apiDescribeCluster() api {
 	return api{key: kmsg.DescribeCluster, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		resp := kmsg.NewPtrDescribeClusterResponse()
 		resp.ClusterID = b.store.FSM().ClusterID()
-		resp.ControllerID = b.store.Leader()
-		resp.EndpointType = 1 // brokers
+		resp.ControllerID = b.controllerForClients() // see handleMetadata
+		resp.EndpointType = 1                        // brokers
 		for _, mb := range b.store.FSM().Brokers() {
 			if mb.State != metadata.BrokerAlive {
 				continue

@@ -9,5 +9,6 @@
 //	TUSK_COMPAT_KFAKE=1    build ./compat-tests/internal/kfaketusk instead
 //	                       (franz-go's kfake behind the tusk CLI contract);
 //	                       only for validating the suite itself
-//	TUSK_REQUIRE_TOOLS=1   fail instead of skip when kcat is missing
+//	TUSK_REQUIRE_TOOLS=1   fail instead of skip when kcat, ip (network
+//	                       namespaces) or python3's confluent_kafka is missing
 package compat
