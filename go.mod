@@ -5,7 +5,7 @@ go 1.26.8
 require (
 	github.com/IBM/sarama v1.61.1
 	github.com/hashicorp/go-hclog v1.6.2 // raft's logger interface, bridged to zerolog
-	// Metadata consensus (DESIGN.md). raft v1.7.3: v1.8.0 breaks raft-boltdb/v2 v2.3.1.
+	// Metadata consensus (docs/architecture.md). raft v1.7.3: v1.8.0 breaks raft-boltdb/v2 v2.3.1.
 	github.com/hashicorp/raft v1.7.3
 	github.com/hashicorp/raft-boltdb/v2 v2.3.1 // Raft log and stable store
 	github.com/klauspost/compress v1.20.3

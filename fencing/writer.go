@@ -26,9 +26,10 @@ var (
 const NoWriter int32 = -1
 
 // CheckAppend decides whether a leader may append a batch stamped with
-// epoch to a replicated partition (DESIGN.md, write path step 3): the node
-// must lead the active segment, whose epoch is active (NoWriter when it
-// does not), hold a lease that is live at now, and stamp the active epoch.
+// epoch to a replicated partition (docs/architecture.md, "Write path",
+// step 3): the node must lead the active segment, whose epoch is active
+// (NoWriter when it does not), hold a lease that is live at now, and stamp
+// the active epoch.
 func CheckAppend(lease Lease, active, epoch int32, now time.Time) error {
 	switch {
 	case active < 0:

@@ -53,9 +53,10 @@ type Segment struct {
 	// Learners of an active segment are nodes the controller chose to
 	// copy the partition (from the leader's log start) because the
 	// segment had fewer replicas than the topic's replication factor for
-	// longer than replica.restore (DESIGN.md, re-replication). They do
-	// not count for the high watermark; a roll takes them in once caught
-	// up (RollSegment.Joined).
+	// longer than replica.restore (re-replication, docs/architecture.md,
+	// "Rotation and failover"). They do not count for the high
+	// watermark; a roll takes them in once caught up
+	// (RollSegment.Joined).
 	Learners []int32 `json:"learners,omitempty"`
 }
 

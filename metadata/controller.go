@@ -63,7 +63,7 @@ func (c *controller) nowLocked() time.Time {
 }
 
 // margin is added to the lease on the controller's side, covering clock
-// drift and the heartbeat's transit (DESIGN.md, Leases).
+// drift and the heartbeat's transit (docs/architecture.md, "Leases").
 func (c *controller) margin() time.Duration { return 2 * c.s.opts.LeaseRenew }
 
 func (c *controller) run() {
@@ -308,7 +308,7 @@ func (c *controller) place(ctx context.Context, n, rf int) ([][]int32, error) {
 }
 
 // AutoReplicationFactor in CreateTopic or CreatePartitions leaves the
-// replication factor to the controller: min(3, live brokers) (DESIGN.md).
+// replication factor to the controller: min(3, live brokers).
 const AutoReplicationFactor = -1
 
 // nextLeader picks the next leader of a roll: the least loaded live
@@ -332,8 +332,9 @@ func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, erro
 		return alive[id] && slices.Contains(r.NextReplicas, id) && (len(r.SealedReplicas) == 0 || slices.Contains(r.SealedReplicas, id))
 	}
 	if t.Internal && eligible(cur.Leader) {
-		// Internal topics move only on failure (DESIGN.md): a roll that
-		// drops a laggard or takes a learner in keeps their leader.
+		// Internal topics move only on failure (docs/architecture.md,
+		// "Consumer groups"): a roll that drops a laggard or takes a
+		// learner in keeps their leader.
 		return cur.Leader, nil
 	}
 	loads := c.s.fsm.Loads()
@@ -414,13 +415,13 @@ func (c *controller) failovers() {
 	}
 }
 
-// failover replaces a dead segment leader (DESIGN.md, failover): fence the
-// segment through Raft, ask the live replicas for their log end offsets
-// (each answers after it stopped fetching), seal at the smallest one —
-// at or above the frozen high watermark, so every acknowledged record is
-// kept — and open the next segment on the least loaded of them. With no
-// replica answering the partition stays unavailable rather than losing
-// data.
+// failover replaces a dead segment leader (docs/architecture.md,
+// "Rotation and failover"): fence the segment through Raft, ask the live
+// replicas for their log end offsets (each answers after it stopped
+// fetching), seal at the smallest one — at or above the frozen high
+// watermark, so every acknowledged record is kept — and open the next
+// segment on the least loaded of them. With no replica answering the
+// partition stays unavailable rather than losing data.
 func (c *controller) failover(t Topic, p int32, seg Segment) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*c.s.opts.LeaseTimeout)
 	defer cancel()

@@ -121,8 +121,9 @@ func DefaultRaftOptions() RaftOptions {
 	}
 }
 
-// ValidateRaftOptions checks the timing rule of DESIGN.md: a lease outlives
-// an election plus two renewals, so a controller failover fences no one.
+// ValidateRaftOptions checks the timing rule of leases (docs/architecture.md,
+// "Leases"): a lease outlives an election plus two renewals, so a controller
+// failover fences no one.
 func ValidateRaftOptions(o RaftOptions) error {
 	if o.LeaseRenew <= 0 || o.LeaseTimeout <= 0 {
 		return errors.New("metadata: lease timeout and renew interval must be positive")

@@ -6,9 +6,10 @@ import (
 )
 
 // RollSegment seals a partition's active segment at EndOffset and opens
-// the next one at that offset with the next epoch (DESIGN.md, planned
-// roll). It is a compare-and-set: it fails unless the active segment is
-// still ExpectedSegment at ExpectedEpoch. The next leader must be one of
+// the next one at that offset with the next epoch (planned roll,
+// docs/architecture.md, "Rotation and failover"). It is a compare-and-set:
+// it fails unless the active segment is still ExpectedSegment at
+// ExpectedEpoch. The next leader must be one of
 // the sealed segment's replicas (it holds the sealed bytes and the
 // producer state) and a member of NextReplicas. A proposal may leave
 // NextLeader at -1 for the controller to choose by load.
@@ -118,9 +119,9 @@ func (c RollSegment) apply(st *state) error {
 }
 
 // AssignLearners names the nodes that copy a partition whose active
-// segment lacks replicas (DESIGN.md: a segment short of replicas for
-// replica.restore is copied to another live node). It is a compare-and-set
-// on the active segment and epoch and replaces the segment's learners.
+// segment lacks replicas (re-replication, docs/architecture.md, "Rotation
+// and failover"). It is a compare-and-set on the active segment and epoch
+// and replaces the segment's learners.
 type AssignLearners struct {
 	Topic           string  `json:"topic"`
 	ID              TopicID `json:"id"`

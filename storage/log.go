@@ -200,7 +200,8 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	}
 	if lease := l.engine.lease.Load(); lease != nil && l.replicated {
 		// Only the active segment's leader, holding a live lease,
-		// appends at the active epoch (DESIGN.md, write path step 3).
+		// appends at the active epoch (docs/architecture.md, "Write path",
+		// step 3).
 		if err := fencing.CheckAppend((*lease)(), l.writerEpoch, leaderEpoch, l.now()); err != nil {
 			return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append to %s: %w", l.tp, err)
 		}
