@@ -5,6 +5,17 @@
 // production, CrashFS (simulated power loss) and FaultFS (injected I/O
 // errors) in tests.
 //
+// Its segment files are this node's; they are not the segments of the
+// metadata's chains (docs/architecture.md, "Segment chains"), which are
+// offset ranges of the log whose boundaries need not fall on a file's.
+//
+// Storage does not decide who leads or follows a partition: the
+// replication layer (package replica) does, from the metadata. It enforces that decision at the moment
+// bytes are written, though: once the engine has a lease source
+// (SetLeaseSource), an append to a replicated log needs this node's live
+// lease and the epoch the node was told to write at (see Replication API
+// below, and docs/architecture.md, "Write path", step 3).
+//
 // # Concurrency
 //
 // Engine and Log methods are safe for concurrent use. Each Log has one
@@ -19,7 +30,8 @@
 // One syncer goroutine per Engine does group commit: Append marks its log
 // dirty and pokes the syncer; the syncer takes every dirty log, captures its
 // log end offset and pins its active segment, hands all those files to the
-// I/O backend in one batch (see below) and then advances each durable offset, waking WaitDurable callers and AddWaiter channels. With
+// I/O backend in one batch (see below) and then advances each durable
+// offset, waking WaitDurable callers and AddWaiter channels. With
 // FsyncAlways the high watermark is the durable offset, so consumers never
 // see a record a crash could remove; with FsyncInterval (a ticker) and
 // FsyncNever it is the log end offset. A failed or short write, or a failed
@@ -33,8 +45,9 @@
 //
 // # Replication API
 //
-// The storage layer knows nothing of replicas or leases; it offers the
-// primitives the broker's replication layer drives:
+// Storage keeps no replica sets, fetch offsets or metadata. It offers the
+// primitives that package replica drives, and checks the one rule that
+// must hold where bytes are written, the writer's lease and epoch:
 //
 //   - Replicated HW mode (LogConfig.Replicated, honoured by OpenLog and
 //     SetConfig). The HW is then min(bound, local), where bound is the
@@ -56,9 +69,11 @@
 //     (ErrTruncated). WaitDurable stays the acks=1 wait.
 //   - Once the engine has a lease source (SetLeaseSource), Append to a
 //     replicated log runs fencing.CheckAppend: a live lease, and the
-//     batch's epoch equal to the writer epoch the broker set with
-//     SetWriterEpoch when this node began leading the active segment
-//     (fencing.NoWriter otherwise). Refusals (ErrNotWriter,
+//     batch's epoch equal to the writer epoch set with SetWriterEpoch when
+//     this node began leading the active segment (fencing.NoWriter
+//     otherwise). The lease source is a function the broker hands in, so
+//     storage reads the node's current lease without knowing where it
+//     comes from. Refusals (ErrNotWriter,
 //     ErrLeaseExpired, ErrStaleEpoch, ErrUnknownEpoch) write nothing and do
 //     not fence the log.
 //   - AppendReplica writes whole batches copied from the leader, unchanged:
