@@ -1,13 +1,22 @@
 # Tusk build, run and test targets. See README.md.
 GO        ?= go
 BIN       := bin/tusk
+RACE_BIN  := bin/tusk-race
 PKGS      := $(shell $(GO) list ./... | grep -v /compat-tests)
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build run test unit compat lint fuzz bench vet clean cluster test-faults soak
+.PHONY: build build-race run test unit compat lint fuzz bench vet clean cluster test-faults soak
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tusk
+
+# tusk with the race detector, for the fault scenarios and the soak. The
+# compat harness fails a test on any race report in a node's log (whatever
+# the binary) and stretches the fault scenarios' lease, renewal and replica
+# lag settings ×3 for a race build (TUSK_RACE=1, or detected from the
+# binary's build information).
+build-race:
+	$(GO) build -race -o $(RACE_BIN) ./cmd/tusk
 
 # A working single node with the embedded defaults (data in ./tusk-data,
 # Kafka on 127.0.0.1:9092, HTTP on 127.0.0.1:9644).
@@ -45,20 +54,20 @@ lint: vet
 # leader kills in a row, a frozen leader, a leader partitioned off with
 # network namespaces (root only), re-replication to a spare node, sealed
 # reads with the first leader down; rotation with a consumer group), each
-# repeated FAULT_COUNT times.
+# repeated FAULT_COUNT times, against the race build.
 FAULT_COUNT ?= 3
-test-faults: build
-	TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 30m -v \
+test-faults: build-race
+	TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
 		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover' ./compat-tests/
 
 # A randomized no-loss soak (off CI): leader, follower and controller
 # kills, frozen leaders and rolls under two producers and a consumer group
-# on a 3-node cluster; prints its seed and counts. Replay a run with
-# SOAK_SEED=<seed>.
+# on a 3-node cluster, against the race build; prints its seed and counts.
+# Replay a run with SOAK_SEED=<seed>.
 SOAK_DURATION ?= 10m
 SOAK_SEED ?=
-soak: build
-	TUSK_SOAK=1 TUSK_SOAK_DURATION=$(SOAK_DURATION) TUSK_SOAK_SEED=$(SOAK_SEED) TUSK_BIN=$(CURDIR)/$(BIN) \
+soak: build-race
+	TUSK_RACE=1 TUSK_SOAK=1 TUSK_SOAK_DURATION=$(SOAK_DURATION) TUSK_SOAK_SEED=$(SOAK_SEED) TUSK_BIN=$(CURDIR)/$(RACE_BIN) \
 		$(GO) test -count=1 -timeout 60m -v -run '^TestSoak$$' ./compat-tests/
 
 # Run each fuzz target for FUZZTIME (seed corpora already run in `make test`).

@@ -18,28 +18,14 @@ import (
 // returns exactly the committed offsets, and a new member of the group
 // resumes from them: it reads only records produced after the commit.
 func TestClusterCoordinatorFailover(t *testing.T) {
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
-	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
-	c := startCluster(t, 3)
-	done()
-	card(t, "franz-go kgo group + kill -9", "cluster: group coordinator killed, committed offsets survive on the new one")
 	const topic, group = "cofo", "cofo-group"
 	parts := []int32{0, 1, 2}
+	c, adm := startFaultScenario(t, faultScenario{
+		nodes: 3, client: "franz-go kgo group + kill -9", scenario: "cluster: group coordinator killed, committed offsets survive on the new one",
+		topics: []faultTopic{{name: topic, partitions: int32(len(parts))}},
+	})
 	all := c.kafkaAddrs(c.ids()...)
-	adm := kadm.NewClient(newClusterClient(t, all))
 	ctx := ctxTimeout(t, 60*time.Second)
-	resp, err := adm.CreateTopic(ctx, int32(len(parts)), 3, nil, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: len(parts)}, 10*time.Second)
-	}
 	first := producePartitions(t, all, topic, parts, 40, "before", map[int32]int64{0: 0, 1: 0, 2: 0})
 
 	// Consume everything in the group and commit it.

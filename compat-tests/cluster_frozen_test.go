@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -21,26 +20,11 @@ import (
 // acknowledged, and none of their records is ever visible; every record
 // acknowledged before and after is read back exactly.
 func TestClusterFrozenLeader(t *testing.T) {
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
-	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
-	c := startCluster(t, 3)
-	done()
-	card(t, "raw kmsg + franz-go kgo + SIGSTOP", "cluster: a cut-off segment leader never acknowledges, its writes never visible")
 	const topic = "frozen"
-	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.rotate": strp("false")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	c, _ := startFaultScenario(t, faultScenario{
+		nodes: 3, client: "raw kmsg + franz-go kgo + SIGSTOP", scenario: "cluster: a cut-off segment leader never acknowledges, its writes never visible",
+		topics: []faultTopic{{name: topic, partitions: 1, configs: map[string]*string{"segment.rotate": strp("false")}}},
+	})
 	lp := startLiveProducer(t, c.kafkaAddrs(c.ids()...), topic, []int32{0})
 	var acked []prodRec
 	collect := func() {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -75,6 +76,9 @@ type cluster struct {
 	raft   map[int32]string // node id → Raft address
 	mu     sync.Mutex
 	nodes  map[int32]*node // node id → current process
+	// launched is every process the cluster ever had (restarts included),
+	// checked for race reports once all are stopped.
+	launched []*node
 	// extra adds serve options per node (e.g. a rack); nil: none.
 	extra func(id int32) []startOpt
 }
@@ -146,6 +150,7 @@ func (c *cluster) lookup(id int32) *node {
 func (c *cluster) setNode(id int32, n *node) {
 	c.mu.Lock()
 	c.nodes[id] = n
+	c.launched = append(c.launched, n)
 	c.mu.Unlock()
 }
 
@@ -278,7 +283,8 @@ func (c *cluster) killAll() {
 }
 
 // cleanup runs `tusk cluster status` on every live node when the test
-// failed (for the log), then stops all nodes at once.
+// failed (for the log), stops all nodes at once, then fails the test on a
+// race report in the log of any process the cluster had.
 func (c *cluster) cleanup(t *testing.T) {
 	if t.Failed() {
 		for _, id := range c.ids() {
@@ -292,6 +298,12 @@ func (c *cluster) cleanup(t *testing.T) {
 	}
 	for _, err := range c.stopNodes(c.ids()) {
 		t.Error(err)
+	}
+	c.mu.Lock()
+	launched := append([]*node(nil), c.launched...)
+	c.mu.Unlock()
+	for _, n := range launched {
+		checkRaceReports(t, n)
 	}
 }
 
@@ -1065,4 +1077,77 @@ func sameRecords(t *testing.T, label string, want []prodRec, got []*kgo.Record) 
 			return
 		}
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Fault scenarios
+
+// faultTimings are the lease and lag settings of the fault scenarios, short
+// so that failures are detected within seconds: a 1 s lease renewed every
+// 200 ms, a follower dropped after 1 s without a fetch; each × raceScale.
+type faultTimings struct {
+	lease, renew, lag time.Duration
+}
+
+// setFaultTimings sets the fault timings for the nodes the test starts
+// (TUSK_LEASE_TIMEOUT, TUSK_LEASE_RENEW, TUSK_REPLICA_LAG_TIME_MAX) and
+// returns them.
+func setFaultTimings(t *testing.T) faultTimings {
+	t.Helper()
+	ft := faultTimings{lease: scaled(t, time.Second), renew: scaled(t, 200*time.Millisecond), lag: scaled(t, time.Second)}
+	t.Setenv("TUSK_LEASE_TIMEOUT", ft.lease.String())
+	t.Setenv("TUSK_LEASE_RENEW", ft.renew.String())
+	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", ft.lag.String())
+	return ft
+}
+
+// faultTopic is a replication-factor-3 topic a fault scenario creates
+// before its faults.
+type faultTopic struct {
+	name       string
+	partitions int32
+	configs    map[string]*string
+}
+
+// faultScenario is the setup shared by the cluster fault scenarios.
+type faultScenario struct {
+	nodes            int               // cluster size
+	env              map[string]string // further TUSK_* settings of the nodes
+	setupNote        string            // appended to the setup's report card label
+	client, scenario string            // the scenario's report card entry
+	topics           []faultTopic
+}
+
+// startFaultScenario sets the fault timings (and s.env), starts a cluster
+// of s.nodes, records the report card entries, creates s.topics through a
+// kadm client seeded with every node and waits until every node's Metadata
+// shows them with all partitions led. It returns the cluster and that kadm
+// client.
+func startFaultScenario(t *testing.T, s faultScenario) (*cluster, *kadm.Client) {
+	t.Helper()
+	ft := setFaultTimings(t)
+	for k, v := range s.env {
+		t.Setenv(k, v)
+	}
+	done := cardSetup(t, fmt.Sprintf("tusk %d-node cluster, lease %v%s", s.nodes, ft.lease, s.setupNote))
+	c := startCluster(t, s.nodes)
+	done()
+	card(t, s.client, s.scenario)
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	ctx := ctxTimeout(t, 30*time.Second)
+	want := map[string]int{}
+	for _, ft := range s.topics {
+		resp, err := adm.CreateTopic(ctx, ft.partitions, 3, ft.configs, ft.name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("create %s: %v", ft.name, err)
+		}
+		want[ft.name] = int(ft.partitions)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, want, 10*time.Second)
+	}
+	return c, adm
 }

@@ -18,13 +18,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const (
-	partitionLease = time.Second // TUSK_LEASE_TIMEOUT below
-	// partitionAckMargin: how late after isolation + lease an answer the
-	// leader decided before its lease ran out may still reach a client
-	// over the leader's own loopback.
-	partitionAckMargin = 250 * time.Millisecond
-)
+// partitionAckMargin: how late after isolation + lease an answer the
+// leader decided before its lease ran out may still reach a client over
+// the leader's own loopback (× raceScale).
+const partitionAckMargin = 250 * time.Millisecond
 
 // TestClusterPartitionedLeader: each node of a 3-node cluster runs in its
 // own network namespace. While idempotent acks=all producers write to an
@@ -44,12 +41,11 @@ const (
 //     before the cut may be (it may have been replicated just in time).
 func TestClusterPartitionedLeader(t *testing.T) {
 	skipClusterInKfakeMode(t)
-	t.Setenv("TUSK_LEASE_TIMEOUT", partitionLease.String())
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
+	ft := setFaultTimings(t)
+	lease, margin := ft.lease, scaled(t, partitionAckMargin)
 	testStart := time.Now()
 	lab := newNetnsLab(t, 3)
-	done := cardSetup(t, "tusk 3-node cluster in network namespaces, lease 1 s")
+	done := cardSetup(t, fmt.Sprintf("tusk 3-node cluster in network namespaces, lease %v", lease))
 	c := startNetnsCluster(t, lab, 3)
 	done()
 	card(t, "franz-go kgo + network namespaces", "cluster: partitioned segment leader stops acking within the lease; its later writes never visible")
@@ -147,11 +143,11 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	waitRounds(lpMoved, "progress on the failed-over partitions", 30)
 	waitRounds(lpOthers, "progress on the other partitions during the cut", 10)
 	// Keep the isolated leader's producer going well past its lease.
-	if d := time.Until(cutAt.Add(partitionLease + partitionAckMargin + time.Second)); d > 0 {
+	if d := time.Until(cutAt.Add(lease + margin + time.Second)); d > 0 {
 		time.Sleep(d)
 	}
 	closedOut := iso.halt(5 * time.Second)
-	rep := iso.report(cutAt)
+	rep := iso.report(cutAt, lease+margin)
 	t.Logf("measure: isolated leader's producer: %d records (%d before the cut), %d acknowledged, %d failed (%d of them by closing the client); last ack %v after the cut; %d produce requests (%d bytes) written to it after the cut; first error: %v",
 		rep.total, rep.beforeCut, rep.acked, rep.failed, closedOut, rep.lastAck.Sub(cutAt).Round(time.Millisecond), rep.writesAfterCut, rep.bytesAfterCut, iso.firstErr())
 	for i, r := range rep.lateAcks {
@@ -160,7 +156,7 @@ func TestClusterPartitionedLeader(t *testing.T) {
 			break
 		}
 		t.Errorf("the isolated leader acknowledged %s (offset %d, handed to the client %v after the cut) %v after the cut: later than lease %v + %v",
-			r.key, r.offset, r.bufferedAt.Sub(cutAt).Round(time.Millisecond), r.ackAt.Sub(cutAt).Round(time.Millisecond), partitionLease, partitionAckMargin)
+			r.key, r.offset, r.bufferedAt.Sub(cutAt).Round(time.Millisecond), r.ackAt.Sub(cutAt).Round(time.Millisecond), lease, margin)
 	}
 	for i, r := range rep.ackedAfterCut {
 		if i == 5 {
@@ -536,13 +532,14 @@ type streamReport struct {
 	ackedAfterCut                   []*isoRec // acknowledged though handed over after the cut
 }
 
-// report sums up a halted producer against the time of the cut.
-func (sp *streamProducer) report(cut time.Time) streamReport {
+// report sums up a halted producer against the time of the cut; an
+// acknowledgement later than cut + late is late.
+func (sp *streamProducer) report(cut time.Time, late time.Duration) streamReport {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	var rep streamReport
 	rep.total = len(sp.recs)
-	deadline := cut.Add(partitionLease + partitionAckMargin)
+	deadline := cut.Add(late)
 	for _, r := range sp.recs {
 		if r.bufferedAt.Before(cut) {
 			rep.beforeCut++

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -21,35 +20,16 @@ import (
 // replicas again and its copy of the log is byte-identical to the
 // leader's. Every acknowledged record is read back exactly.
 func TestClusterFollowerLossAndRejoin(t *testing.T) {
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
-	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
-	c := startCluster(t, 3)
-	done()
-	card(t, "franz-go kgo + kill -9", "cluster: RF=3 follower killed, writes go on, it rejoins the replica set")
 	const topic = "rejoin"
 	parts := []int32{0}
-	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.rotate": strp("false")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	// A second topic requires all three replicas for acks=all.
-	resp, err = adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.rotate": strp("false"), "min.insync.replicas": strp("3")}, "rejoin-misr")
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create rejoin-misr: %v", err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1, "rejoin-misr": 1}, 10*time.Second)
-	}
+	c, _ := startFaultScenario(t, faultScenario{
+		nodes: 3, client: "franz-go kgo + kill -9", scenario: "cluster: RF=3 follower killed, writes go on, it rejoins the replica set",
+		topics: []faultTopic{
+			{name: topic, partitions: 1, configs: map[string]*string{"segment.rotate": strp("false")}},
+			// A second topic requires all three replicas for acks=all.
+			{name: "rejoin-misr", partitions: 1, configs: map[string]*string{"segment.rotate": strp("false"), "min.insync.replicas": strp("3")}},
+		},
+	})
 	var victim int32 = -1
 	activeReplicas := func() (int32, []int32) {
 		via := c.ids()[0]

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -25,30 +24,15 @@ func TestClusterRepeatedLeaderLoss(t *testing.T) {
 	if os.Getenv("TUSK_LONG_FAULTS") != "1" {
 		t.Skip("long fault scenario: run with make test-faults (TUSK_LONG_FAULTS=1)")
 	}
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
-	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
-	c := startCluster(t, 3)
-	done()
-	card(t, "franz-go kgo + kill -9 ×5", "cluster: five segment-leader kills in a row, no failed or lost acks")
+	const topic = "kill5"
+	parts := []int32{0, 1, 2}
+	c, _ := startFaultScenario(t, faultScenario{
+		nodes: 3, client: "franz-go kgo + kill -9 ×5", scenario: "cluster: five segment-leader kills in a row, no failed or lost acks",
+		topics: []faultTopic{{name: topic, partitions: int32(len(parts)), configs: map[string]*string{"segment.rotate": strp("false")}}},
+	})
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d", seed)
-	const topic = "kill5"
-	parts := []int32{0, 1, 2}
-	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, int32(len(parts)), 3, map[string]*string{"segment.rotate": strp("false")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: len(parts)}, 10*time.Second)
-	}
 	replicasOf := func(via int32, p int) []int32 {
 		_, raw, err := c.dump(t, via)
 		if err != nil {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // dumpSegment is one segment as `tusk cluster dump` prints it.
@@ -78,27 +76,13 @@ func (c *cluster) logChecksum(t *testing.T, id int32, topic string, p int32, end
 // consumer reading from the beginning — while the first segment's leader
 // is still down — gets every acknowledged record exactly once, in order.
 func TestClusterReReplication(t *testing.T) {
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
-	t.Setenv("TUSK_REPLICA_RESTORE", "2s")
-	done := cardSetup(t, "tusk 4-node cluster, lease 1 s, replica.restore 2 s")
-	c := startCluster(t, 4)
-	done()
-	card(t, "franz-go kgo + kill -9", "cluster: a lost replica is re-created on a spare node; sealed reads with the first leader down")
 	const topic = "rerep"
-	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("2048")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	restore := scaled(t, 2*time.Second)
+	c, _ := startFaultScenario(t, faultScenario{
+		nodes: 4, env: map[string]string{"TUSK_REPLICA_RESTORE": restore.String()}, setupNote: fmt.Sprintf(", replica.restore %v", restore),
+		client: "franz-go kgo + kill -9", scenario: "cluster: a lost replica is re-created on a spare node; sealed reads with the first leader down",
+		topics: []faultTopic{{name: topic, partitions: 1, configs: map[string]*string{"segment.bytes": strp("2048")}}},
+	})
 	var victim int32 = -1
 	via := func() int32 {
 		for _, id := range c.ids() {

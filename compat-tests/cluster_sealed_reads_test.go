@@ -78,8 +78,8 @@ func rawFetch(t *testing.T, r *rawClient, v int16, topic string, offset int64, r
 // Then the first segment's leader is killed and consumers with and
 // without a rack read everything from the beginning again.
 func TestClusterSealedReads(t *testing.T) {
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
+	t.Setenv("TUSK_LEASE_TIMEOUT", scaled(t, time.Second).String())
+	t.Setenv("TUSK_LEASE_RENEW", scaled(t, 200*time.Millisecond).String())
 	done := cardSetup(t, "tusk 3-node cluster in racks r1-r3")
 	c := startClusterWith(t, 3, func(id int32) []startOpt { return []startOpt{withFlag("rack", fmt.Sprintf("r%d", id))} })
 	done()

@@ -5,8 +5,6 @@ import (
 	"sort"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // TestClusterSegmentFailover: a replication-factor-3 topic with a 1 s
@@ -18,27 +16,12 @@ import (
 // rejoins as a follower. Every acknowledged record is then read back
 // exactly once, in offset order, byte for byte.
 func TestClusterSegmentFailover(t *testing.T) {
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
-	done := cardSetup(t, "tusk 3-node cluster, lease 1 s")
-	c := startCluster(t, 3)
-	done()
-	card(t, "franz-go kgo + kill -9", "cluster: RF=3 segment leader killed; failover with no lost or failed acks")
 	const topic = "segfo"
 	parts := []int32{0, 1, 2}
-	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, int32(len(parts)), 3, map[string]*string{"segment.rotate": strp("false")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: len(parts)}, 10*time.Second)
-	}
+	c, _ := startFaultScenario(t, faultScenario{
+		nodes: 3, client: "franz-go kgo + kill -9", scenario: "cluster: RF=3 segment leader killed; failover with no lost or failed acks",
+		topics: []faultTopic{{name: topic, partitions: int32(len(parts)), configs: map[string]*string{"segment.rotate": strp("false")}}},
+	})
 	lp := startLiveProducer(t, c.kafkaAddrs(c.ids()...), topic, parts)
 	waitRounds := func(what string, more int, timeout time.Duration) {
 		t.Helper()

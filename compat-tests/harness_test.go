@@ -1,8 +1,10 @@
 package compat
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +32,10 @@ var (
 	binPath string
 	binErr  error
 	binDir  string
+
+	raceOnce  sync.Once
+	raceBuild bool // the binary under test is a race-detector build
+	raceErr   error
 )
 
 func TestMain(m *testing.M) {
@@ -81,6 +87,97 @@ func tuskBinary(t *testing.T) string {
 	return binPath
 }
 
+// raceScale is the factor by which the fault scenarios stretch their
+// lease, renewal and replica lag settings (and the bounds that follow from
+// them): 3 for a race-detector build of tusk, which runs several times
+// slower (TUSK_RACE=1, or the binary's build information says -race), so
+// that on two cores a heartbeat is not late merely because of the
+// detector; 1 otherwise.
+func raceScale(t *testing.T) time.Duration {
+	t.Helper()
+	bin := tuskBinary(t)
+	raceOnce.Do(func() {
+		if os.Getenv("TUSK_RACE") == "1" {
+			raceBuild = true
+			return
+		}
+		bi, err := buildinfo.ReadFile(bin)
+		if err != nil {
+			raceErr = fmt.Errorf("read build information of %s: %w", bin, err)
+			return
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				raceBuild = true
+			}
+		}
+	})
+	if raceErr != nil {
+		t.Fatal(raceErr)
+	}
+	if raceBuild {
+		return 3
+	}
+	return 1
+}
+
+// scaled is d × raceScale.
+func scaled(t *testing.T, d time.Duration) time.Duration {
+	t.Helper()
+	return d * raceScale(t)
+}
+
+// raceReportMarker starts every report of Go's race detector.
+const raceReportMarker = "WARNING: DATA RACE"
+
+// checkRaceReports fails the test if a node's log holds a data race
+// report (a race-detector build of tusk prints them to stderr, which goes
+// to the log, and carries on). The error quotes the first report, since
+// the log dump on failure may already have run.
+func checkRaceReports(t *testing.T, n *node) {
+	t.Helper()
+	count, first, err := raceReports(n.LogPath)
+	if err != nil {
+		t.Errorf("%s: %v", n.label(), err)
+	}
+	if count > 0 {
+		t.Errorf("%s: %d data race report(s) in %s; the first:\n%s", n.label(), count, n.LogPath, first)
+	}
+}
+
+// raceReports counts the race detector's reports in a log and returns the
+// first one (from its WARNING line to the closing line of = signs, at most
+// 200 lines).
+func raceReports(logPath string) (count int, first string, err error) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return 0, "", fmt.Errorf("check log for race reports: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var lines []string
+	inFirst := false
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, raceReportMarker) {
+			count++
+			inFirst = count == 1
+		}
+		if inFirst {
+			if strings.HasPrefix(line, "==================") || len(lines) >= 200 {
+				inFirst = false
+				continue
+			}
+			lines = append(lines, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return count, strings.Join(lines, "\n"), fmt.Errorf("check log %s for race reports: %w", logPath, err)
+	}
+	return count, strings.Join(lines, "\n"), nil
+}
+
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err == nil {
@@ -112,7 +209,7 @@ type startOpts struct {
 	args    []string
 	env     []string
 	name    string // label of the process in log dumps
-	managed bool   // stopped by its cluster's cleanup, not its own
+	managed bool   // stopped (and checked for race reports) by its cluster's cleanup, not its own
 	logTail int    // bytes of log dumped on failure (default 64 KiB)
 
 	prefix []string // command run in front of the binary (e.g. ip netns exec NS)
@@ -266,6 +363,7 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 			if err := n.stopQuietly(); err != nil {
 				t.Error(err)
 			}
+			checkRaceReports(t, n)
 		})
 	}
 	return n, nil

@@ -19,7 +19,7 @@ import (
 )
 
 // TestSoak (make soak; skipped unless TUSK_SOAK=1): a randomized fault
-// soak on a 3-node cluster with lease 1 s. An RF=3 topic that rolls every
+// soak on a 3-node cluster with lease 1 s (× raceScale). An RF=3 topic that rolls every
 // 16 KiB (min.insync.replicas 2) takes writes from two idempotent acks=all
 // producers (kgo defaults, and a 250 ms metadata refresh) while a consumer
 // group reads and commits. A seeded loop picks faults: kill -9 of a
@@ -57,9 +57,7 @@ func TestSoak(t *testing.T) {
 	t.Cleanup(func() { t.Logf("soak seed %d (failed: %v)", seed, t.Failed()) })
 	rng := rand.New(rand.NewSource(seed))
 
-	t.Setenv("TUSK_LEASE_TIMEOUT", "1s")
-	t.Setenv("TUSK_LEASE_RENEW", "200ms")
-	t.Setenv("TUSK_REPLICA_LAG_TIME_MAX", "1s")
+	setFaultTimings(t)
 	c := startCluster(t, 3)
 	const topic, group = "soak", "soak-group"
 	parts := []int32{0, 1, 2, 3, 4, 5}
@@ -213,7 +211,7 @@ func TestSoak(t *testing.T) {
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				t.Fatalf("SIGSTOP node %d: %v", s.Leader, err)
 			}
-			time.Sleep(time.Duration(1500+rng.Intn(2000)) * time.Millisecond) // past the 1 s lease
+			time.Sleep(scaled(t, time.Duration(1500+rng.Intn(2000))*time.Millisecond)) // past the lease
 			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 				t.Fatalf("SIGCONT node %d: %v", s.Leader, err)
 			}
