@@ -19,20 +19,21 @@ import (
 )
 
 // TestSoak (make soak; skipped unless TUSK_SOAK=1): a randomized fault
-// soak on a 3-node cluster with lease 1 s (× raceScale). An RF=3 topic that rolls every
-// 16 KiB (min.insync.replicas 2) takes writes from two idempotent acks=all
-// producers (kgo defaults, and a 250 ms metadata refresh) while a consumer
-// group reads and commits. A seeded loop picks faults: kill -9 of a
-// segment leader, of a follower or of the Raft controller (each restarted
-// after a random delay), a leader frozen with SIGSTOP past its lease, and
-// quiet spells; before each fault the cluster must be healthy again (every
-// node in every node's Metadata, every partition led with three replicas).
-// At the end every acknowledged record must be read back exactly once, at
-// its offset, byte for byte; a record whose produce failed may appear at
-// most once; anything else fails. The group must have seen every
-// acknowledged record (at least once: duplicates across rebalances are
-// counted, not failed). TUSK_SOAK_DURATION (default 10m) and
-// TUSK_SOAK_SEED replay a run; the seed is printed first and last.
+// soak on a 3-node cluster with lease 1 s (× raceScale). An RF=3 topic
+// that rolls every 16 KiB (min.insync.replicas 2) takes writes from two
+// idempotent acks=all producers (kgo defaults, and a 250 ms metadata
+// refresh) while a consumer group reads and commits. A seeded loop picks
+// faults: kill -9 of a segment leader, of a follower or of the Raft
+// controller (each restarted after a random delay), a leader frozen with
+// SIGSTOP past its lease, and quiet spells; before each fault the cluster
+// must be healthy again (every node in every node's Metadata, every
+// partition led with three replicas). At the end every acknowledged record
+// must be read back exactly once, at its offset, byte for byte; a record
+// whose produce failed may appear at most once; anything else fails. The
+// group must have seen every acknowledged record (at least once:
+// duplicates across rebalances are counted, not failed).
+// TUSK_SOAK_DURATION (default 10m) and TUSK_SOAK_SEED replay a run; the
+// seed is printed first and last.
 func TestSoak(t *testing.T) {
 	if os.Getenv("TUSK_SOAK") != "1" {
 		t.Skip("soak: run with make soak (TUSK_SOAK=1)")
