@@ -88,10 +88,10 @@ func TestFailedCommandsChangeNothing(t *testing.T) {
 		{"partitions: unknown broker", CreatePartitions{Name: "a", ID: topicID(1), Expected: 3, Count: 5, Assignments: [][]int32{{1}, {8}}}, ErrPreconditionFailed},
 		{"partitions: duplicate replica", CreatePartitions{Name: "a", ID: topicID(1), Expected: 3, Count: 5, Assignments: [][]int32{{1}, {1, 1}}}, ErrInvalidCommand},
 		{"partitions: empty replica set", CreatePartitions{Name: "a", ID: topicID(1), Expected: 3, Count: 4, Assignments: [][]int32{nil}}, ErrInvalidCommand},
-		{"topic configs: unknown", SetTopicConfigs{Name: "zz", ID: topicID(1), Configs: map[string]string{"x": "y"}}, ErrUnknownTopic},
-		{"topic configs: wrong id", SetTopicConfigs{Name: "a", ID: topicID(2), Expected: map[string]string{"retention.ms": "10"}, Configs: map[string]string{"x": "y"}}, ErrPreconditionFailed},
-		{"topic configs: stale", SetTopicConfigs{Name: "a", ID: topicID(1), Expected: map[string]string{"retention.ms": "11"}, Configs: map[string]string{"x": "y"}}, ErrPreconditionFailed},
-		{"topic configs: stale (nil)", SetTopicConfigs{Name: "a", ID: topicID(1), Configs: map[string]string{"x": "y"}}, ErrPreconditionFailed},
+		{"topic configs: unknown", SetTopicConfigs{Name: "zz", ID: topicID(1), Configs: map[string]string{"retention.ms": "5"}}, ErrUnknownTopic},
+		{"topic configs: wrong id", SetTopicConfigs{Name: "a", ID: topicID(2), Expected: map[string]string{"retention.ms": "10"}, Configs: map[string]string{"retention.ms": "5"}}, ErrPreconditionFailed},
+		{"topic configs: stale", SetTopicConfigs{Name: "a", ID: topicID(1), Expected: map[string]string{"retention.ms": "11"}, Configs: map[string]string{"retention.ms": "5"}}, ErrPreconditionFailed},
+		{"topic configs: stale (nil)", SetTopicConfigs{Name: "a", ID: topicID(1), Configs: map[string]string{"retention.ms": "5"}}, ErrPreconditionFailed},
 		{"producer ids: zero count", AllocateProducerIDs{Expected: 100, Count: 0}, ErrInvalidCommand},
 		{"producer ids: negative count", AllocateProducerIDs{Expected: 100, Count: -5}, ErrInvalidCommand},
 		{"producer ids: stale", AllocateProducerIDs{Expected: 0, Count: 10}, ErrPreconditionFailed},
@@ -455,7 +455,7 @@ func TestSnapshotRestoreLarge(t *testing.T) {
 		}
 		var cfg map[string]string
 		if i%3 == 0 {
-			cfg = map[string]string{"retention.ms": fmt.Sprint(i), "cleanup.policy": "compact"}
+			cfg = map[string]string{"retention.ms": fmt.Sprint(i), "cleanup.policy": "delete"}
 		}
 		mustApply(t, f, CreateTopic{Name: fmt.Sprintf("topic-%05d", i), ID: topicID(i), Partitions: n, Configs: cfg, Internal: i == 7, Assignments: as})
 	}

@@ -9,8 +9,11 @@ import (
 
 // Command is one explicit, versioned change to the metadata. Each carries
 // its own preconditions; apply must not change the state when it fails.
+// validate checks the command without the state (see Validate); apply
+// may assume it passed, but must not panic on any input.
 type Command interface {
 	apply(st *state) error
+	validate() error
 	kind() string
 }
 
@@ -168,6 +171,10 @@ type envelope struct {
 
 // EncodeCommand serializes a command with its kind and format version.
 func EncodeCommand(c Command) ([]byte, error) {
+	c, err := normalize(c)
+	if err != nil {
+		return nil, err
+	}
 	body, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("metadata: encode %s: %w", c.kind(), err)
@@ -179,10 +186,10 @@ func EncodeCommand(c Command) ([]byte, error) {
 func DecodeCommand(b []byte) (Command, error) {
 	var e envelope
 	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("metadata: decode command: %w", err)
+		return nil, fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)
 	}
 	if e.V != 1 {
-		return nil, fmt.Errorf("metadata: decode command: unsupported version %d", e.V)
+		return nil, fmt.Errorf("%w: decode: unsupported version %d", ErrInvalidCommand, e.V)
 	}
 	var c Command
 	switch e.Kind {
@@ -213,10 +220,10 @@ func DecodeCommand(b []byte) (Command, error) {
 	case "assign_learners":
 		c = &AssignLearners{}
 	default:
-		return nil, fmt.Errorf("metadata: decode command: unknown kind %q", e.Kind)
+		return nil, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
 	if err := json.Unmarshal(e.Body, c); err != nil {
-		return nil, fmt.Errorf("metadata: decode %s: %w", e.Kind, err)
+		return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalidCommand, e.Kind, err)
 	}
 	return deref(c), nil
 }

@@ -316,7 +316,7 @@ const AutoReplicationFactor = -1
 // preferring one other than the current leader, so leadership wanders.
 func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, error) {
 	t, ok := c.s.fsm.Topic(r.Topic)
-	if !ok || r.Partition < 0 || r.Partition >= t.Partitions {
+	if !ok || r.Partition < 0 || int(r.Partition) >= len(t.Parts) {
 		return -1, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, r.Topic, r.Partition)
 	}
 	cur := t.Parts[r.Partition].Active()

@@ -285,14 +285,18 @@ func (f *FSM) Apply(c Command) error {
 }
 
 // ApplyAt applies one command as log entry index (0: the next index). An
-// entry whose command fails its preconditions still counts as applied.
+// entry whose command fails validation (Validate) or its preconditions
+// changes nothing but still counts as applied.
 func (f *FSM) ApplyAt(c Command, index uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if index == 0 {
 		index = f.applied + 1
 	}
-	err := c.apply(&f.st)
+	err := Validate(c)
+	if err == nil {
+		err = c.apply(&f.st)
+	}
 	f.applied = index
 	f.notify()
 	return err
@@ -324,6 +328,10 @@ func (f *FSM) Restore(b []byte) error {
 	if st.Brokers == nil {
 		st.Brokers = map[int32]*Broker{}
 	}
+	// Commands dereference every entry: a null one (never written by this
+	// code) is dropped rather than crash them.
+	maps.DeleteFunc(st.Topics, func(_ string, t *Topic) bool { return t == nil })
+	maps.DeleteFunc(st.Brokers, func(_ int32, b *Broker) bool { return b == nil })
 	f.mu.Lock()
 	f.st = st
 	f.notify()

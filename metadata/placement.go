@@ -16,6 +16,9 @@ var ErrNotEnoughBrokers = errors.New("metadata: not enough live brokers")
 // the least-used brokers, preferring racks the partition does not use yet.
 // Ties break by broker id, so the result is deterministic.
 func Place(live []Broker, loads map[int32]int, n, rf int) ([][]int32, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("%w: place %d partitions", ErrInvalidCommand, n)
+	}
 	if rf < 1 {
 		rf = 1
 	}

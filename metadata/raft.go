@@ -325,6 +325,9 @@ func (s *RaftStore) Leader() int32 {
 // has applied it, so a caller reads its own write. On a follower it is
 // forwarded; it retries through leader changes until ctx ends.
 func (s *RaftStore) Apply(ctx context.Context, c Command) error {
+	if err := Validate(c); err != nil {
+		return err
+	}
 	data, err := EncodeCommand(c)
 	if err != nil {
 		return err
@@ -369,8 +372,11 @@ func retryable(err error) bool {
 var ErrUnreachable = errors.New("metadata: controller unreachable")
 
 // ApplyLocal commits an encoded command on the leader, after resolving
-// placement for proposals that leave it to the controller. It returns the
-// entry's index, or the command's precondition error.
+// placement for proposals that leave it to the controller. It is the entry
+// point of commands from other nodes: one that does not decode or fails
+// Validate (before and after placement) is refused with ErrInvalidCommand
+// and never reaches the Raft log. It returns the entry's index, or the
+// command's precondition error.
 func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error) {
 	if !s.IsLeader() {
 		return 0, ErrNotLeader
@@ -379,7 +385,13 @@ func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error)
 	if err != nil {
 		return 0, err
 	}
+	if err := Validate(c); err != nil {
+		return 0, err
+	}
 	if c, err = s.ctrl.resolve(ctx, c); err != nil {
+		return 0, err
+	}
+	if err := Validate(c); err != nil { // placement filled in
 		return 0, err
 	}
 	if data, err = EncodeCommand(c); err != nil {
