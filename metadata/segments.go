@@ -42,21 +42,9 @@ type RollSegment struct {
 func (RollSegment) kind() string { return "roll_segment" }
 
 func (c RollSegment) apply(st *state) error {
-	t, ok := st.Topics[c.Topic]
-	if !ok || t.ID != c.ID {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
-	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) {
-		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
-	}
-	p := &t.Parts[c.Partition]
-	if len(p.Segments) == 0 {
-		return fmt.Errorf("%w: %s-%d has no segments", ErrInvalidCommand, c.Topic, c.Partition)
-	}
-	cur := &p.Segments[len(p.Segments)-1]
-	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || (cur.State != SegmentActive && cur.State != SegmentFenced) {
-		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d, expected %d epoch %d",
-			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, c.ExpectedSegment, c.ExpectedEpoch)
+	t, p, cur, err := activeSegment(st, c.Topic, c.ID, c.Partition, c.ExpectedSegment, c.ExpectedEpoch, SegmentActive, SegmentFenced)
+	if err != nil {
+		return err
 	}
 	if c.EndOffset < cur.BaseOffset {
 		return fmt.Errorf("%w: end offset %d below the segment's base %d", ErrInvalidCommand, c.EndOffset, cur.BaseOffset)
@@ -134,18 +122,9 @@ type AssignLearners struct {
 func (AssignLearners) kind() string { return "assign_learners" }
 
 func (c AssignLearners) apply(st *state) error {
-	t, ok := st.Topics[c.Topic]
-	if !ok || t.ID != c.ID {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
-	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) || len(t.Parts[c.Partition].Segments) == 0 {
-		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
-	}
-	segs := t.Parts[c.Partition].Segments
-	cur := &segs[len(segs)-1]
-	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || cur.State != SegmentActive {
-		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d (%s), expected %d epoch %d",
-			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, cur.State, c.ExpectedSegment, c.ExpectedEpoch)
+	_, _, cur, err := activeSegment(st, c.Topic, c.ID, c.Partition, c.ExpectedSegment, c.ExpectedEpoch, SegmentActive)
+	if err != nil {
+		return err
 	}
 	for i, r := range c.Learners {
 		if _, ok := st.Brokers[r]; !ok {
@@ -157,6 +136,32 @@ func (c AssignLearners) apply(st *state) error {
 	}
 	cur.Learners = slices.Clone(c.Learners)
 	return nil
+}
+
+// activeSegment is the compare-and-set preamble of the segment commands:
+// it finds topic (which must still have id) and its partition, and
+// returns them with the partition's last segment, which must be segment
+// at epoch and in one of the states given. It fails with ErrUnknownTopic,
+// ErrInvalidCommand (no such partition, or one without segments) or
+// ErrPreconditionFailed.
+func activeSegment(st *state, topic string, id TopicID, partition int32, segment int64, epoch int32, states ...SegmentState) (*Topic, *Partition, *Segment, error) {
+	t, ok := st.Topics[topic]
+	if !ok || t.ID != id {
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrUnknownTopic, topic)
+	}
+	if partition < 0 || int(partition) >= len(t.Parts) {
+		return nil, nil, nil, fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, topic, partition)
+	}
+	p := &t.Parts[partition]
+	if len(p.Segments) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: %s-%d has no segments", ErrInvalidCommand, topic, partition)
+	}
+	cur := &p.Segments[len(p.Segments)-1]
+	if cur.ID != segment || cur.Epoch != epoch || !slices.Contains(states, cur.State) {
+		return nil, nil, nil, fmt.Errorf("%w: %s-%d active segment is %d epoch %d (%s), expected %d epoch %d",
+			ErrPreconditionFailed, topic, partition, cur.ID, cur.Epoch, cur.State, segment, epoch)
+	}
+	return t, p, cur, nil
 }
 
 func without(ids []int32, drop int32) []int32 {
@@ -186,18 +191,9 @@ type FenceSegment struct {
 func (FenceSegment) kind() string { return "fence_segment" }
 
 func (c FenceSegment) apply(st *state) error {
-	t, ok := st.Topics[c.Topic]
-	if !ok || t.ID != c.ID {
-		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
-	}
-	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) || len(t.Parts[c.Partition].Segments) == 0 {
-		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
-	}
-	segs := t.Parts[c.Partition].Segments
-	cur := &segs[len(segs)-1]
-	if cur.ID != c.ExpectedSegment || cur.Epoch != c.ExpectedEpoch || cur.State != SegmentActive {
-		return fmt.Errorf("%w: %s-%d active segment is %d epoch %d (%s), expected %d epoch %d",
-			ErrPreconditionFailed, c.Topic, c.Partition, cur.ID, cur.Epoch, cur.State, c.ExpectedSegment, c.ExpectedEpoch)
+	_, _, cur, err := activeSegment(st, c.Topic, c.ID, c.Partition, c.ExpectedSegment, c.ExpectedEpoch, SegmentActive)
+	if err != nil {
+		return err
 	}
 	cur.State = SegmentFenced
 	return nil
