@@ -248,6 +248,10 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 			return nil, fmt.Errorf("metadata: raft listen %s: %w", opts.Bind, err)
 		}
 	}
+	// Retry AppendEntries to an unreachable peer instead of letting raft
+	// back off for up to 10 s (see retryTransport).
+	var retry *retryTransport
+	s.trans, retry = newRetryTransport(s.trans, opts.HeartbeatTimeout/10, s.stop)
 	s.addr = s.trans.LocalAddr()
 
 	has, err := raft.HasExistingState(logs, stable, snaps)
@@ -279,6 +283,7 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		s.closeAll()
 		return nil, fmt.Errorf("metadata: start raft: %w", err)
 	}
+	retry.node.Store(s.raft)
 	s.wg.Add(1)
 	go s.ctrl.run()
 	return s, nil
