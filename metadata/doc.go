@@ -9,8 +9,8 @@
 // The state is a deterministic state machine (FSM): every change is an
 // explicit, versioned Command with compare-and-set preconditions, applied in
 // log order, and the FSM never consults clocks or node-local counters. A
-// command that fails its preconditions changes nothing (but still counts as
-// applied). Snapshots are the JSON state prefixed by the applied index.
+// command that fails validation or its preconditions changes nothing (but
+// still counts as applied). Snapshots are the JSON state prefixed by the applied index.
 //
 // # Raft
 //
@@ -48,7 +48,28 @@
 // roll takes them in (RollSegment.Joined), which makes them replicas of
 // the sealed segments they copied too.
 //
-// Concurrency: FSM reads (Topic, Topics, Brokers, ...) are safe from any
+// # Store
+//
+// Store is the interface package broker uses (exactly the RaftStore
+// methods it calls): FSM for reads, Apply and ApplyLocal for commands,
+// IsLeader and Leader, Heartbeat, the membership operations, Snapshot,
+// Close, and SetForwarder and SetProber for the broker's side of
+// forwarding and failover probes. RaftStore implements it; tests may
+// provide their own.
+//
+// # Validation
+//
+// Every command is checked on its own (Validate: known kind, sane names,
+// ids and counts, topic configs against configs.TopicConfigs) before it
+// enters the Raft log, in RaftStore.Apply and in ApplyLocal, the entry
+// point of commands from other nodes. The FSM validates again when it
+// applies an entry, so an invalid entry an older version logged fails
+// (ErrInvalidCommand) alike on every node; applying is total (no entry
+// panics it, see FuzzApply).
+//
+// # Concurrency
+//
+// FSM reads (Topic, Topics, Brokers, ...) are safe from any
 // goroutine and return copies; Changed and WaitApplied let readers follow
 // the state. RaftStore methods are safe for concurrent use.
 package metadata
