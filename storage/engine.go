@@ -87,10 +87,13 @@ type Engine struct {
 	log  zerolog.Logger
 	now  func() time.Time
 
-	mu      sync.Mutex
-	logs    map[TopicPartition]*Log
-	opening map[TopicPartition]chan struct{} // recoveries in progress (closed when done)
-	closed  bool
+	mu   sync.Mutex
+	logs map[TopicPartition]*Log
+	// busy holds the partitions being recovered (OpenLog) or deleted
+	// (DeleteLog, until its rename is durable); the channel is closed when
+	// that is done. Both run their I/O without mu.
+	busy   map[TopicPartition]chan struct{}
+	closed bool
 
 	dirtyMu sync.Mutex
 	dirty   map[*Log]struct{} // logs with appends not yet synced
@@ -254,23 +257,18 @@ func (e *Engine) OpenLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 			e.mu.Unlock()
 			return l, nil
 		}
-		if ch, busy := e.opening[tp]; busy {
+		if ch, busy := e.busy[tp]; busy {
 			e.mu.Unlock()
 			<-ch
 			continue
 		}
-		ch := make(chan struct{})
-		if e.opening == nil {
-			e.opening = map[TopicPartition]chan struct{}{}
-		}
-		e.opening[tp] = ch
+		done := e.markBusyLocked(tp)
 		e.mu.Unlock()
 
 		l, err := e.recoverLog(tp, cfg)
 
 		e.mu.Lock()
-		delete(e.opening, tp)
-		close(ch)
+		done()
 		if err == nil && e.closed {
 			err = fmt.Errorf("storage: open log %s: %w", tp, ErrClosed)
 			if cerr := l.close(false); cerr != nil {
@@ -299,8 +297,9 @@ func (e *Engine) CreateLogAt(tp TopicPartition, cfg LogConfig, start int64) (*Lo
 	}
 	dir := e.logDir(tp)
 	e.mu.Lock()
+	e.waitIdleLocked(tp) // a deletion of tp finishes first
 	_, open := e.logs[tp]
-	busy := e.opening[tp] != nil
+	busy := e.busy[tp] != nil
 	e.mu.Unlock()
 	if open || busy {
 		return nil, fmt.Errorf("storage: create log %s at %d: the log is open", tp, start)
@@ -340,19 +339,67 @@ func (e *Engine) Log(tp TopicPartition) (*Log, bool) {
 	return l, ok
 }
 
-// DeleteLog closes the log and removes its directory: it is renamed to a
-// *.deleted name (durably) first, so a crash never leaves half a log.
-func (e *Engine) DeleteLog(tp TopicPartition) error {
-	e.mu.Lock()
-	for e.opening[tp] != nil { // let a recovery of tp finish first
-		ch := e.opening[tp]
+// markBusyLocked marks tp busy (e.mu held); the returned func, called
+// with e.mu held, clears the mark and wakes those waiting on it.
+func (e *Engine) markBusyLocked(tp TopicPartition) (done func()) {
+	ch := make(chan struct{})
+	if e.busy == nil {
+		e.busy = map[TopicPartition]chan struct{}{}
+	}
+	e.busy[tp] = ch
+	return func() {
+		delete(e.busy, tp)
+		close(ch)
+	}
+}
+
+// waitIdleLocked returns, with e.mu held, once no recovery or deletion of
+// tp is in progress; it releases e.mu while it waits.
+func (e *Engine) waitIdleLocked(tp TopicPartition) {
+	for {
+		ch, busy := e.busy[tp]
+		if !busy {
+			return
+		}
 		e.mu.Unlock()
 		<-ch
 		e.mu.Lock()
 	}
-	defer e.mu.Unlock()
-	if l, ok := e.logs[tp]; ok {
-		delete(e.logs, tp)
+}
+
+// DeleteLog closes the log and removes its directory. The directory is
+// first renamed to a *.deleted tombstone and the rename made durable, so a
+// crash leaves the whole log or none of it (Open removes leftover
+// tombstones). The engine lock is held only to take the log out of the
+// engine: the partition stays busy (OpenLog and CreateLogAt of it wait)
+// until the rename is durable, and the tombstone is removed after that,
+// so neither the fsync nor the removal holds up other partitions.
+func (e *Engine) DeleteLog(tp TopicPartition) error {
+	e.mu.Lock()
+	e.waitIdleLocked(tp) // let a recovery of tp finish first
+	l, open := e.logs[tp]
+	delete(e.logs, tp)
+	done := e.markBusyLocked(tp)
+	e.mu.Unlock()
+
+	gone, err := e.tombstoneLog(tp, l, open)
+	e.mu.Lock()
+	done()
+	e.mu.Unlock()
+	if err != nil || gone == "" {
+		return err
+	}
+	if err := e.fs.RemoveAll(gone); err != nil {
+		return fmt.Errorf("storage: delete log %s: remove %s: %w", tp, gone, err)
+	}
+	return nil
+}
+
+// tombstoneLog closes l (if open) and durably renames tp's directory to a
+// tombstone, whose path it returns ("" if there was no directory). tp
+// must be marked busy.
+func (e *Engine) tombstoneLog(tp TopicPartition, l *Log, open bool) (string, error) {
+	if open {
 		e.dirtyMu.Lock()
 		delete(e.dirty, l)
 		e.dirtyMu.Unlock()
@@ -363,21 +410,20 @@ func (e *Engine) DeleteLog(tp TopicPartition) error {
 	dir := e.logDir(tp)
 	if _, err := e.fs.Stat(dir); err != nil {
 		if isNotExist(err) {
-			return nil
+			return "", nil
 		}
-		return fmt.Errorf("storage: delete log %s: %w", tp, err)
+		return "", fmt.Errorf("storage: delete log %s: %w", tp, err)
 	}
 	gone := fmt.Sprintf("%s.%d%s", dir, e.now().UnixNano(), deletedSuffix)
 	if err := e.fs.Rename(dir, gone); err != nil {
-		return fmt.Errorf("storage: delete log %s: rename: %w", tp, err)
+		return "", fmt.Errorf("storage: delete log %s: rename: %w", tp, err)
 	}
 	if err := e.fs.SyncDir(e.opts.Dir); err != nil {
-		return fmt.Errorf("storage: delete log %s: sync dir: %w", tp, err)
+		// The rename may or may not survive a crash; either way the
+		// log is whole or gone, and the next Open removes a tombstone.
+		return "", fmt.Errorf("storage: delete log %s: sync dir: %w", tp, err)
 	}
-	if err := e.fs.RemoveAll(gone); err != nil {
-		return fmt.Errorf("storage: delete log %s: remove: %w", tp, err)
-	}
-	return nil
+	return gone, nil
 }
 
 // Close stops the syncer and retention loops, then syncs and closes every

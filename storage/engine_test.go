@@ -5,6 +5,8 @@ import (
 	"context"
 	"os"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +199,183 @@ func FuzzRecover(f *testing.F) {
 			t.Fatalf("file %d bytes, log %d, batches %d", st.Size(), l2.Size(), total)
 		}
 	})
+}
+
+// blockFS wraps an FS: once armed, the next SyncDir of a path, or the next
+// RemoveAll, blocks until released.
+type blockFS struct {
+	FS
+	mu      sync.Mutex
+	op      string // "syncdir" or "removeall"; "" when not armed
+	path    string // for syncdir
+	entered chan struct{}
+	release chan struct{}
+}
+
+// arm makes the next op (on path, for syncdir) block; entered is closed
+// when it blocks, and it proceeds once release is closed.
+func (b *blockFS) arm(op, path string) (entered, release chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.op, b.path = op, path
+	b.entered, b.release = make(chan struct{}), make(chan struct{})
+	return b.entered, b.release
+}
+
+func (b *blockFS) gate(op, path string) {
+	b.mu.Lock()
+	if b.op != op || (op == "syncdir" && b.path != path) {
+		b.mu.Unlock()
+		return
+	}
+	b.op = ""
+	entered, release := b.entered, b.release
+	b.mu.Unlock()
+	close(entered)
+	<-release
+}
+
+func (b *blockFS) SyncDir(name string) error {
+	b.gate("syncdir", name)
+	return b.FS.SyncDir(name)
+}
+
+func (b *blockFS) RemoveAll(name string) error {
+	b.gate("removeall", name)
+	return b.FS.RemoveAll(name)
+}
+
+// within fails the test unless done is closed within the deadline.
+func within(t *testing.T, what string, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still blocked after 10s", what)
+	}
+}
+
+// TestDeleteLogDoesNotBlockEngine: while DeleteLog waits on the directory
+// fsync and then on RemoveAll, other logs can be looked up and opened, the
+// deleted log is gone from the engine, and a crash at either point leaves
+// the old log whole or no log at all.
+func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
+	cfs := NewCrashFS()
+	bfs := &blockFS{FS: cfs}
+	e := openEngine(t, bfs, FsyncAlways, nil)
+	// A cleanup, not a defer: it must run after the cleanups below that
+	// release a blocked DeleteLog.
+	t.Cleanup(func() { e.Close() })
+	cfg := LogConfig{RetentionBytes: -1, RetentionMs: -1}
+	victim, other := TopicPartition{"victim", 0}, TopicPartition{"other", 0}
+	for _, tp := range []TopicPartition{victim, other} {
+		l, err := e.OpenLog(tp, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, _ := appendSpec(t, l, plain(1, 10, 1, 1))
+		if err := l.WaitDurable(context.Background(), res.LastOffset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(tp TopicPartition) *Log {
+		t.Helper()
+		l, err := e.OpenLog(tp, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	// recovered opens an engine on c and returns its directory entries,
+	// and the LEO of each log.
+	recovered := func(c *CrashFS) ([]string, map[string]int64) {
+		t.Helper()
+		e2 := openEngine(t, c, FsyncAlways, nil)
+		defer e2.Close()
+		names, err := c.ReadDir(testDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tps, err := e2.ListLogDirs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		leos := map[string]int64{}
+		for _, tp := range tps {
+			l, err := e2.OpenLog(tp, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leos[tp.String()] = l.LogEndOffset()
+		}
+		return names, leos
+	}
+
+	// 1. Blocked in the directory fsync after the rename.
+	entered, release := bfs.arm("syncdir", testDir)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	deleted := make(chan error, 1)
+	go func() { deleted <- e.DeleteLog(victim) }()
+	within(t, "DeleteLog reaching the directory fsync", entered)
+	// A crash now keeps the whole old log: the rename is not durable.
+	// (Later, OpenLog's directory fsync would make it durable.)
+	if names, leos := recovered(cfs.Crash()); !slices.Equal(names, []string{"other-0", "victim-0"}) || leos["victim-0"] != 1 {
+		t.Fatalf("after a crash in the directory fsync: %v, LEOs %v", names, leos)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, ok := e.Log(other); !ok {
+			t.Error("other log not found")
+		}
+		if _, ok := e.Log(victim); ok {
+			t.Error("log being deleted still found")
+		}
+		if l := open(TopicPartition{"third", 0}); l.LogEndOffset() != 0 {
+			t.Errorf("new log LEO %d", l.LogEndOffset())
+		}
+	}()
+	within(t, "Log and OpenLog during DeleteLog's directory fsync", done)
+	reopened := make(chan *Log, 1)
+	go func() { reopened <- open(victim) }() // waits for the delete
+	releaseOnce.Do(func() { close(release) })
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if l := <-reopened; l.LogEndOffset() != 0 {
+		t.Fatalf("victim reopened after delete with LEO %d, want a new empty log", l.LogEndOffset())
+	}
+
+	// 2. Blocked in RemoveAll of the tombstone.
+	entered, release2 := bfs.arm("removeall", "")
+	var release2Once sync.Once
+	t.Cleanup(func() { release2Once.Do(func() { close(release2) }) })
+	go func() { deleted <- e.DeleteLog(other) }()
+	within(t, "DeleteLog reaching RemoveAll", entered)
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, ok := e.Log(victim); !ok {
+			t.Error("victim log not found")
+		}
+		if _, ok := e.Log(other); ok {
+			t.Error("log being deleted still found")
+		}
+		if l := open(TopicPartition{"fourth", 0}); l.LogEndOffset() != 0 {
+			t.Errorf("new log LEO %d", l.LogEndOffset())
+		}
+	}()
+	within(t, "Log and OpenLog during DeleteLog's RemoveAll", done)
+	// A crash now leaves the tombstone, which the next open removes.
+	if names, leos := recovered(cfs.Crash()); !slices.Equal(names, []string{"fourth-0", "third-0", "victim-0"}) || leos["victim-0"] != 0 {
+		t.Fatalf("after a crash in RemoveAll: %v, LEOs %v", names, leos)
+	}
+	release2Once.Do(func() { close(release2) })
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := cfs.ReadDir(testDir); !slices.Equal(names, []string{"fourth-0", "third-0", "victim-0"}) {
+		t.Fatalf("after DeleteLog: %v", names)
+	}
 }
