@@ -223,7 +223,13 @@ func (e *Engine) ListLogDirs() ([]TopicPartition, error) {
 			continue
 		}
 		fi, err := e.fs.Stat(filepath.Join(e.opts.Dir, n))
-		if err != nil || !fi.IsDir() {
+		if isNotExist(err) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storage: list log dirs in %s: %w", e.opts.Dir, err)
+		}
+		if !fi.IsDir() {
 			continue
 		}
 		if tp, ok := parseLogDir(n); ok {

@@ -3,10 +3,13 @@ package storage
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,5 +380,35 @@ func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
 	}
 	if names, _ := cfs.ReadDir(testDir); !slices.Equal(names, []string{"fourth-0", "third-0", "victim-0"}) {
 		t.Fatalf("after DeleteLog: %v", names)
+	}
+}
+
+// statFailFS fails Stat of one path with EIO.
+type statFailFS struct {
+	FS
+	path string
+}
+
+func (s statFailFS) Stat(name string) (os.FileInfo, error) {
+	if name == s.path {
+		return nil, &os.PathError{Op: "stat", Path: name, Err: syscall.EIO}
+	}
+	return s.FS.Stat(name)
+}
+
+// TestListLogDirsStatError: a log directory that cannot be examined fails
+// the listing instead of silently leaving the log out of it.
+func TestListLogDirsStatError(t *testing.T) {
+	cfs := NewCrashFS()
+	e := openEngine(t, statFailFS{FS: cfs, path: filepath.Join(testDir, "b-0")}, FsyncNever, nil)
+	defer e.Close()
+	for _, tp := range []TopicPartition{{"a", 0}, {"b", 0}} {
+		if err := cfs.MkdirAll(filepath.Join(testDir, tp.String()), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.ListLogDirs()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("ListLogDirs = %v, %v; want an EIO error", got, err)
 	}
 }
