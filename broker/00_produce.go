@@ -12,6 +12,7 @@ import (
 
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -29,51 +30,26 @@ type pendingAck struct {
 	part *kmsg.ProduceResponseTopicPartition
 	log  *storage.Log
 	last int64
-	hw   bool        // acks=all on a replicated partition: wait for the high watermark
-	lp   *leaderPart // the leadership the append was made under (replicated only)
+	// lead is the leadership an acks=all append to a replicated
+	// partition was made under: the ack waits for its high watermark.
+	lead *replica.Leadership
 }
 
 // done reports whether the ack can be sent now.
 func (w pendingAck) done() (bool, error) {
-	if w.hw {
-		if w.lp != nil && w.lp.isDeposed() {
-			if w.lp.sealedByOwnRoll(w.last) {
-				return true, nil
-			}
-			return true, errDeposed
-		}
-		return w.log.HighWatermark() > w.last, nil
+	if w.lead != nil {
+		return w.lead.Acked(w.last)
 	}
 	return w.log.Durable(w.last)
 }
 
 // wait blocks until the ack can be sent. An acks=all wait fails if the
-// leadership it was appended under ends first, or ended by the time the
-// high watermark covers it: a deposed leader acknowledges nothing.
+// leadership it was appended under ends first (replica.ErrDeposed).
 func (w pendingAck) wait(ctx context.Context) error {
-	if !w.hw {
-		return w.log.WaitDurable(ctx, w.last)
+	if w.lead != nil {
+		return w.lead.WaitAcked(ctx, w.last)
 	}
-	if w.lp == nil {
-		return w.log.WaitHighWatermark(ctx, w.last)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-w.lp.deposedCh:
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
-	err := w.log.WaitHighWatermark(wctx, w.last)
-	if w.lp.isDeposed() {
-		if w.lp.sealedByOwnRoll(w.last) {
-			return nil
-		}
-		return errDeposed
-	}
-	return err
+	return w.log.WaitDurable(ctx, w.last)
 }
 
 func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
@@ -183,9 +159,6 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 	}
 }
 
-// rollWait bounds how long a Produce waits for a roll of its partition to
-// finish before it is answered NOT_LEADER_OR_FOLLOWER.
-const rollWait = 5 * time.Second
 
 // producePartition appends one partition's records if this node leads it,
 // or routes them to the leader (forward, or NOT_LEADER_OR_FOLLOWER with
@@ -214,73 +187,44 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		}
 		var last int64
 		var msg string
-		var lpUsed *leaderPart
-		lp := b.repl.leader(b.tp(topic, rp.Partition))
-		if lp == nil && l.Replicated() {
-			// The metadata says this node leads, but reconcile has not
-			// installed the leadership yet (a topic just created, a roll
-			// just committed): install it now rather than refuse.
-			if attempt == 0 {
-				b.reconcileTopic(topic)
-				continue
-			}
-			sp.ErrorCode = kerr.NotLeaderForPartition.Code
-			return pendingAck{}, false
-		}
-		if lp != nil {
-			lpUsed = lp
-			// A replicated partition: only a leader holding a live lease
-			// appends (DESIGN.md, leases), and not during a roll.
-			if !b.leaseValid() {
-				// Nothing is appended without a lease; a Produce waits a
-				// little for its renewal (after a controller failover,
-				// say) rather than sending the client into a metadata
-				// refresh and retry backoff.
-				if attempt == 0 && b.waitLease(rc.ctx(), b.cfg.Lease.Timeout) {
+		var lead *replica.Leadership
+		if l.Replicated() {
+			lead = b.repl.Leader(b.tp(topic, rp.Partition))
+			if lead == nil {
+				// The metadata says this node leads, but reconcile has
+				// not installed the leadership yet (a topic just
+				// created, a roll just committed): install it now
+				// rather than refuse.
+				if attempt == 0 {
+					b.reconcileTopic(topic)
 					continue
 				}
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
-				sp.ErrorMessage = kmsg.StringPtr("this node's lease expired")
 				return pendingAck{}, false
 			}
-			if req.Acks == -1 && !lp.enoughReplicas() {
+			if req.Acks == -1 && !lead.EnoughReplicas() {
 				sp.ErrorCode = kerr.NotEnoughReplicas.Code
 				sp.ErrorMessage = kmsg.StringPtr("the active segment has fewer replicas than min.insync.replicas")
 				return pendingAck{}, false
 			}
-			lp.rollMu.RLock()
-			if lp.deposed {
-				lp.rollMu.RUnlock()
+			// Only a leader holding a live lease appends, and not during
+			// a roll; a Produce that meets a roll waits for it and then
+			// follows the partition to its leader (once).
+			epoch, release, err := lead.Begin(rc.ctx())
+			if err != nil {
+				if errors.Is(err, replica.ErrRolled) && attempt == 0 {
+					continue
+				}
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+				sp.ErrorMessage = kmsg.StringPtr(err.Error())
 				return pendingAck{}, false
 			}
-			if lp.rolling {
-				done := lp.rollDone
-				lp.rollMu.RUnlock()
-				if attempt > 0 {
-					sp.ErrorCode = kerr.NotLeaderForPartition.Code
-					return pendingAck{}, false
-				}
-				select {
-				case <-done:
-				case <-time.After(rollWait):
-				case <-b.shutdown:
-				}
-				continue
-			}
-			last, code, msg = b.appendRecords(l, lp.epoch, rp.Records, maxBytes, sp)
-			due := false
+			last, code, msg = b.appendRecords(l, epoch, rp.Records, maxBytes, sp)
+			appended := int64(0)
 			if code == 0 {
-				lp.bytes += int64(len(rp.Records))
-				due = lp.segBytes > 0 && lp.bytes >= lp.segBytes
+				appended = int64(len(rp.Records))
 			}
-			lp.rollMu.RUnlock()
-			if due {
-				select {
-				case b.repl.rollKick <- struct{}{}:
-				default:
-				}
-			}
+			release(appended)
 		} else {
 			_, epoch, _ := b.store.FSM().PartitionLeader(topic, rp.Partition)
 			last, code, msg = b.appendRecords(l, max(epoch, 0), rp.Records, maxBytes, sp)
@@ -292,14 +236,18 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		if code != 0 {
 			return pendingAck{}, false
 		}
-		return pendingAck{part: sp, log: l, last: last, hw: l.Replicated() && req.Acks == -1, lp: lpUsed}, true
+		w := pendingAck{part: sp, log: l, last: last}
+		if req.Acks == -1 {
+			w.lead = lead
+		}
+		return w, true
 	}
 }
 
 // fail answers a partition whose records did not become durable.
 func (w pendingAck) fail(err error) {
 	w.part.BaseOffset = -1
-	if errors.Is(err, errDeposed) {
+	if errors.Is(err, replica.ErrDeposed) {
 		w.part.ErrorCode = kerr.NotLeaderForPartition.Code
 		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
 		return

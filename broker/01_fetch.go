@@ -42,7 +42,14 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		return resp, nil
 	}
 	var parts []fetchPart
-	replica := isReplicaFetch(req)
+	replica := req.ReplicaID >= 0
+	if replica && !rc.conn.node {
+		// Replica fetches are node traffic (internal_kafka.go): one on a
+		// client listener moves no high watermark and registers no
+		// learner.
+		refuseReplicaFetch(req, resp)
+		return resp, nil
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
@@ -100,7 +107,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				}
 			}
 			tp := b.tp(topic.Name, rp.Partition)
-			if code == 0 && replica && !b.repl.fetched(tp, l, req.ReplicaID, rp.FetchOffset) {
+			if code == 0 && replica && !b.repl.Fetched(tp, req.ReplicaID, rp.FetchOffset) {
 				code = kerr.NotLeaderForPartition.Code // not a replica of this partition
 			}
 			sp.ErrorCode = code
@@ -272,5 +279,25 @@ func checkLeaderEpoch(requested, current int32) int16 {
 		return kerr.FencedLeaderEpoch.Code
 	default:
 		return kerr.UnknownLeaderEpoch.Code
+	}
+}
+
+// refuseReplicaFetch answers a Fetch with a ReplicaID from a client
+// connection: CLUSTER_AUTHORIZATION_FAILED, for the request and every
+// partition it names.
+func refuseReplicaFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) {
+	resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			sp.PreferredReadReplica = -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tuskdb/tusk/configs"
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -49,13 +50,14 @@ type Broker struct {
 	frames framePool
 	gc     *groupCoordinators
 	fwd    forwarders // clients for forwarded Produce requests and replica fetches
-	repl   *replication
+	repl   *replica.Manager // this node's roles in the segment chains
 	sealed sealedChecks // sealed segments verified for reads from this replica
 	// badConfigs are stored topic config values that did not parse
 	// (topicConfigInt warns once about each).
 	badConfigs badConfigValues
 
 	internalLn     net.Listener
+	internalHTTP   *connQueue // the internal listener's HTTP connections (internal_kafka.go)
 	internalSrv    *http.Server
 	internalClient *http.Client
 
@@ -120,7 +122,7 @@ func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engi
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
-	b.repl = newReplication(b)
+	b.repl = b.newReplicaManager()
 	store.SetForwarder(b)
 	store.SetProber(b)
 	return b, nil
@@ -172,6 +174,7 @@ func (b *Broker) Listen() error {
 		return fmt.Errorf("broker: listen internal %s: %w", b.cfg.Internal.Listen, err)
 	}
 	b.internalLn = il
+	b.internalHTTP = newConnQueue(il.Addr())
 	b.internalSrv = &http.Server{Handler: b.internalMux(), ReadHeaderTimeout: 10 * time.Second}
 
 	if b.cfg.HTTP.Listen != "" {
@@ -233,14 +236,14 @@ func (b *Broker) Serve() error {
 	b.serveW.Add(1)
 	go func() {
 		defer b.serveW.Done()
-		if err := b.internalSrv.Serve(b.internalLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := b.internalSrv.Serve(b.internalHTTP); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.log.Error().Err(err).Msg("internal server stopped")
 		}
 	}()
-	b.bgWG.Add(3)
+	b.bgWG.Add(2)
 	go b.heartbeatLoop()
 	go b.reconcileLoop()
-	go b.rotationLoop()
+	b.repl.Start()
 	if b.single() {
 		// A cluster of one elects and registers itself at once; report
 		// ready only when it serves its partitions.
@@ -251,8 +254,9 @@ func (b *Broker) Serve() error {
 			return err
 		}
 	}
-	b.serveW.Add(1)
+	b.serveW.Add(2)
 	go b.acceptLoop()
+	go b.internalAcceptLoop()
 	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
 		Str("raft", b.store.RaftAddr()).Int32("node_id", b.cfg.NodeID).Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
 	if b.cfg.ReadyFile != "" {
@@ -311,20 +315,30 @@ func (b *Broker) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		c := newConn(b, nc)
-		b.connMu.Lock()
-		select {
-		case <-b.shutdown:
-			b.connMu.Unlock()
-			nc.Close()
+		if !b.startConn(nc, false) {
 			return
-		default:
 		}
-		b.conns[c] = struct{}{}
-		b.connWG.Add(1)
-		b.connMu.Unlock()
-		go c.serve()
 	}
+}
+
+// startConn serves a Kafka connection; node marks one accepted on the
+// internal listener (node traffic). It reports false once shutting down.
+func (b *Broker) startConn(nc net.Conn, node bool) bool {
+	c := newConn(b, nc)
+	c.node = node
+	b.connMu.Lock()
+	select {
+	case <-b.shutdown:
+		b.connMu.Unlock()
+		nc.Close()
+		return false
+	default:
+	}
+	b.conns[c] = struct{}{}
+	b.connWG.Add(1)
+	b.connMu.Unlock()
+	go c.serve()
+	return true
 }
 
 func (b *Broker) dropConn(c *conn) {
@@ -344,6 +358,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		if b.kafkaLn != nil {
 			b.kafkaLn.Close()
 		}
+
 		b.connMu.Lock()
 		for c := range b.conns {
 			c.stopReading()
@@ -371,13 +386,16 @@ func (b *Broker) Close(ctx context.Context) error {
 			b.httpSrv.Shutdown(hctx) //nolint:errcheck // best effort; the listener is closed either way
 			cancel()
 		}
+		if b.internalLn != nil {
+			b.internalLn.Close()
+		}
 		if b.internalSrv != nil {
 			hctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			b.internalSrv.Shutdown(hctx) //nolint:errcheck // as above
 			cancel()
 		}
 		b.bgCancel()
-		b.repl.stopAll()
+		b.repl.Close()
 		b.bgWG.Wait()
 		b.fwd.close()
 		b.serveW.Wait()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -263,166 +264,36 @@ func (b *Broker) reconcileTopic(name string) {
 	}
 }
 
-// reconcileLocal opens the partitions of t this node leads and pushes t's
-// configs to them. b.reconcileMu held.
+// reconcileLocal makes this node's roles in t's partitions match the
+// metadata (replica.Manager.Reconcile) and starts or stops the group
+// coordinators of __consumer_offsets partitions with their leadership.
+// b.reconcileMu held.
 func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
-	base := b.logConfig(t.Configs)
 	for p := int32(0); p < t.Partitions; p++ {
+		role, err := b.repl.Reconcile(t, p, caughtUp)
+		if err != nil {
+			b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("reconcile partition")
+		}
+		if t.Name != offsetsTopic {
+			continue
+		}
 		seg := t.Parts[p].Active()
-		tp := b.tp(t.Name, p)
-		wantRF := t.ReplicationFactor()
-		if t.Name == offsetsTopic && (seg.Leader != b.cfg.NodeID || seg.State != metadata.SegmentActive) {
-			// Another node coordinates these groups now. Depose first:
-			// a commit waiting for the high watermark then fails at once,
-			// instead of holding up the coordinator's Close forever.
-			b.repl.unlead(tp)
+		if role != replica.RoleLeader || seg.State != metadata.SegmentActive {
+			// Another node coordinates these groups now. Reconcile
+			// deposed the leadership first: a commit waiting for the
+			// high watermark fails at once instead of holding up the
+			// coordinator's Close.
 			b.gc.unload(p)
-		}
-		if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
-			// Not (or no longer) a replica of the active segment, e.g. a
-			// leader replaced by failover: neither lead nor follow, but
-			// catch up as a learner if the partition lacks replicas.
-			b.repl.unlead(tp)
-			if !b.learn(t, p, seg, wantRF, base, caughtUp) {
-				b.repl.unfollow(tp)
-				b.dropUnlisted(t, p, wantRF, caughtUp)
-			}
 			continue
 		}
-		cfg := base
-		cfg.Replicated = wantRF > 1
-		l, ok := b.engine.Log(tp)
+		l, ok := b.engine.Log(b.tp(t.Name, p))
 		if !ok {
-			var err error
-			if l, err = b.openPartition(tp, t.ID, cfg, caughtUp); err != nil {
-				b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("open partition log")
-				continue
-			}
-			if l == nil {
-				continue
-			}
-		} else {
-			l.SetConfig(cfg)
-		}
-		if cfg.Replicated {
-			if seg.State == metadata.SegmentFenced {
-				// Failing over: nobody appends or fetches until the
-				// controller seals the segment.
-				b.repl.unlead(tp)
-				b.repl.unfollow(tp)
-				continue
-			}
-			// Records above the segment's base that carry an older epoch
-			// are leftovers of the previous segment beyond where it was
-			// sealed (a failover sealed below this log's end): drop them
-			// before leading or following the segment.
-			if l.LatestEpoch() < seg.Epoch && l.LogEndOffset() > seg.BaseOffset {
-				if err := l.TruncateTo(seg.BaseOffset); err != nil {
-					b.log.Error().Err(err).Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncate to the segment's base")
-					continue
-				}
-				b.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
-			}
-			if seg.Leader == b.cfg.NodeID {
-				b.repl.lead(tp, l, seg, wantRF, int(b.topicConfigInt(t.Configs, "min.insync.replicas")), cfg.SegmentBytes, cfg.SegmentMs)
-			} else {
-				b.repl.unlead(tp)
-				b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
-				continue
-			}
-		}
-		if !cfg.Replicated {
-			b.repl.unlead(tp) // a segment down to one replica
-			b.repl.unfollow(tp)
-		}
-		if seg.Leader != b.cfg.NodeID {
 			continue
 		}
-		if t.Name == offsetsTopic {
-			if err := b.gc.load(b, t.Partitions, p, l, t.Parts[p].Segments); err != nil {
-				b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
-			}
+		if err := b.gc.load(b, t.Partitions, p, l, t.Parts[p].Segments); err != nil {
+			b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
 		}
 	}
-}
-
-// learn makes this node, a former replica of t/p that still holds its
-// log, fetch from the leader without counting for the high watermark,
-// when the active segment has fewer replicas than the partition's
-// replication factor. Once caught up, the leader's next roll takes it back
-// into the replica set (rotation.go). First it drops what it holds beyond
-// the sealed end of the segment its newest batch belongs to (a deposed
-// leader's unacknowledged tail). It reports whether it is learning.
-func (b *Broker) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF int, base storage.LogConfig, caughtUp bool) bool {
-	if !caughtUp || wantRF < 2 || len(seg.Replicas) >= wantRF || seg.State != metadata.SegmentActive || seg.Leader < 0 {
-		return false
-	}
-	if br, ok := b.store.FSM().Broker(seg.Leader); !ok || br.State != metadata.BrokerAlive {
-		return false
-	}
-	tp := b.tp(t.Name, p)
-	// A node the controller assigned (re-replication) copies the whole
-	// partition; otherwise only a node that held it rejoins.
-	assigned := slices.Contains(seg.Learners, b.cfg.NodeID)
-	if id, known, err := b.engine.LogTopicID(tp); !assigned && (err != nil || !known || id != t.ID) {
-		return false
-	}
-	cfg := base
-	cfg.Replicated = true
-	l, ok := b.engine.Log(tp)
-	if !ok {
-		var err error
-		if l, err = b.openPartition(tp, t.ID, cfg, caughtUp); err != nil || l == nil {
-			return false
-		}
-	} else {
-		l.SetConfig(cfg)
-	}
-	e := l.LatestEpoch()
-	var mine *metadata.Segment
-	for i := range t.Parts[p].Segments {
-		if t.Parts[p].Segments[i].Epoch == e {
-			mine = &t.Parts[p].Segments[i]
-		}
-	}
-	if e >= 0 && mine == nil {
-		return false // an epoch the metadata does not know: do not guess
-	}
-	if mine != nil && mine.State == metadata.SegmentSealed && l.LogEndOffset() > mine.EndOffset {
-		if err := l.TruncateTo(mine.EndOffset); err != nil {
-			b.log.Error().Err(err).Str("tp", tp.String()).Int64("end", mine.EndOffset).Msg("learner: truncate to the sealed end")
-			return false
-		}
-		b.log.Warn().Str("tp", tp.String()).Int64("end", mine.EndOffset).Int32("epoch", e).Msg("learner: dropped records past the sealed end of its last segment")
-	}
-	b.log.Debug().Str("tp", tp.String()).Int64("leo", l.LogEndOffset()).Msg("learner: fetching to rejoin")
-	b.repl.follow(tp, t.ID, seg.Leader, seg.Epoch, l)
-	return true
-}
-
-// dropUnlisted deletes this node's log of t/p once no segment of the
-// partition lists this node as a replica any more and the active segment
-// has its full replica set: re-replication put the data elsewhere, and
-// nobody will read it here.
-func (b *Broker) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp bool) {
-	seg := t.Parts[p].Active()
-	if !caughtUp || wantRF < 2 || len(seg.Replicas) < wantRF || seg.State != metadata.SegmentActive || slices.Contains(seg.Learners, b.cfg.NodeID) {
-		return
-	}
-	for _, s := range t.Parts[p].Segments {
-		if slices.Contains(s.Replicas, b.cfg.NodeID) {
-			return
-		}
-	}
-	tp := b.tp(t.Name, p)
-	if id, known, err := b.engine.LogTopicID(tp); err != nil || !known || id != t.ID {
-		return
-	}
-	if err := b.engine.DeleteLog(tp); err != nil {
-		b.log.Error().Err(err).Str("tp", tp.String()).Msg("delete the log of a partition this node no longer holds")
-		return
-	}
-	b.log.Info().Str("tp", tp.String()).Ints32("replicas", seg.Replicas).Msg("deleted the log of a partition re-replicated elsewhere")
 }
 
 // restartLearner replaces this node's log of tp, which ends below start,
@@ -444,7 +315,7 @@ func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, 
 	if l, ok := b.engine.Log(tp); ok && l.LogEndOffset() >= start {
 		return
 	}
-	b.repl.unfollow(tp)
+	b.repl.Unfollow(tp)
 	cfg := b.logConfig(t.Configs)
 	cfg.Replicated = true
 	if err := b.engine.DeleteLog(tp); err != nil {

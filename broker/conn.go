@@ -45,6 +45,9 @@ type conn struct {
 	// sendfile is set for plaintext TCP connections, to which Fetch
 	// sends record bytes straight from segment files.
 	sendfile bool
+	// node is set for connections accepted on the internal listener:
+	// another node's traffic, the only one allowed to fetch as a replica.
+	node bool
 
 	// groupTail is closed when the connection's latest group request has
 	// been served; only the read goroutine touches the field.

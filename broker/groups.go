@@ -12,11 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tuskdb/tusk/groups"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -61,10 +63,10 @@ type offsetsLog struct {
 	now             func() time.Time
 	epoch           func() int32 // the partition's leader epoch, stamped into batches
 	checkpointBytes int64
+	logger          zerolog.Logger
 	// leader returns this node's leadership of the partition (nil when
-	// it has none); leaseOK reports a live lease. Both nil: unreplicated.
-	leader  func() *leaderPart
-	leaseOK func() bool
+	// it has none); nil for an unreplicated partition.
+	leader func() *replica.Leadership
 
 	mu              sync.Mutex // orders appends with checkpoints; guards the fields below
 	live            map[string][]byte
@@ -89,43 +91,40 @@ func (p *offsetsLog) track(key, value []byte) {
 	}
 }
 
-// begin returns the leadership to append under, holding its rollMu
-// shared (release it with lp.rollMu.RUnlock), or nil for an unreplicated
+// begin starts an append: it returns the leadership to append under,
+// its epoch and the release to call after appending (replica.Leadership.
+// Begin), or a nil leadership and a no-op release for an unreplicated
 // partition. A roll in progress is waited for once.
-func (p *offsetsLog) begin(ctx context.Context) (*leaderPart, error) {
+func (p *offsetsLog) begin(ctx context.Context) (*replica.Leadership, int32, func(int64), error) {
 	if p.leader == nil || !p.log.Replicated() {
-		return nil, nil
+		epoch := int32(0)
+		if p.epoch != nil {
+			epoch = p.epoch()
+		}
+		return nil, epoch, func(int64) {}, nil
 	}
 	for attempt := 0; ; attempt++ {
 		lp := p.leader()
-		if lp == nil || !p.leaseOK() {
-			return nil, kerr.NotCoordinator
+		if lp == nil {
+			return nil, 0, nil, kerr.NotCoordinator
 		}
-		lp.rollMu.RLock()
-		if lp.deposed {
-			lp.rollMu.RUnlock()
-			return nil, kerr.NotCoordinator
-		}
-		if !lp.rolling {
-			return lp, nil
-		}
-		done := lp.rollDone
-		lp.rollMu.RUnlock()
-		if attempt > 0 {
-			return nil, kerr.NotCoordinator
-		}
-		select {
-		case <-done:
-		case <-time.After(rollWait):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		epoch, release, err := lp.Begin(ctx)
+		switch {
+		case err == nil:
+			return lp, epoch, release, nil
+		case errors.Is(err, replica.ErrRolled) && attempt == 0:
+			continue
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			return nil, 0, nil, err
+		default:
+			return nil, 0, nil, fmt.Errorf("%w: %w", kerr.NotCoordinator, err)
 		}
 	}
 }
 
 // wait returns once records up to last are durable (unreplicated) or
 // under the high watermark (replicated, appended under lp).
-func (p *offsetsLog) wait(ctx context.Context, lp *leaderPart, last int64) error {
+func (p *offsetsLog) wait(ctx context.Context, lp *replica.Leadership, last int64) error {
 	if lp == nil {
 		return p.log.WaitDurable(ctx, last)
 	}
@@ -134,9 +133,9 @@ func (p *offsetsLog) wait(ctx context.Context, lp *leaderPart, last int64) error
 	// is held meanwhile).
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := pendingAck{log: p.log, last: last, hw: true, lp: lp}.wait(ctx)
+	err := lp.WaitAcked(ctx, last)
 	switch {
-	case errors.Is(err, errDeposed):
+	case errors.Is(err, replica.ErrDeposed):
 		return fmt.Errorf("%w: %w", kerr.NotCoordinator, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %w", kerr.RequestTimedOut, err)
@@ -146,17 +145,11 @@ func (p *offsetsLog) wait(ctx context.Context, lp *leaderPart, last int64) error
 
 // appendLocked encodes kvs as one batch and appends it (under lp's epoch
 // when replicated). p.mu held.
-func (p *offsetsLog) appendLocked(lp *leaderPart, kvs []kafkaproto.KV) (storage.AppendResult, error) {
+func (p *offsetsLog) appendLocked(epoch int32, kvs []kafkaproto.KV) (storage.AppendResult, error) {
 	batch := kafkaproto.AppendBatch(nil, p.now().UnixMilli(), kvs)
 	h, err := kafkaproto.ValidateBatch(batch)
 	if err != nil {
 		return storage.AppendResult{}, fmt.Errorf("broker: encode group records: %w", err)
-	}
-	epoch := int32(0)
-	if lp != nil {
-		epoch = lp.epoch
-	} else if p.epoch != nil {
-		epoch = p.epoch()
 	}
 	res, err := p.log.Append(batch, h, epoch)
 	if err != nil {
@@ -172,12 +165,14 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	for i, r := range recs {
 		kvs[i] = kafkaproto.KV{Key: r.Key, Value: r.Value}
 	}
-	lp, err := p.begin(ctx)
+	lp, epoch, release, err := p.begin(ctx)
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
-	res, err := p.appendLocked(lp, kvs)
+	before := p.sinceCheckpoint
+	res, err := p.appendLocked(epoch, kvs)
+	appended := p.sinceCheckpoint - before
 	if err == nil {
 		for _, r := range recs {
 			p.track(r.Key, r.Value)
@@ -185,9 +180,7 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	}
 	due := err == nil && !p.checkpointing && p.sinceCheckpoint > p.checkpointBytes && p.sinceCheckpoint > 2*p.liveBytes
 	p.mu.Unlock()
-	if lp != nil {
-		lp.rollMu.RUnlock()
-	}
+	release(appended)
 	if err != nil {
 		return err
 	}
@@ -196,20 +189,24 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	}
 	if due {
 		// The commit is durable whatever happens here; a failed
-		// checkpoint only leaves the log longer.
-		_ = p.checkpoint(ctx)
+		// checkpoint only leaves the log longer (and is retried after
+		// the next checkpoint.bytes of commits).
+		if err := p.checkpoint(ctx); err != nil {
+			p.logger.Warn().Err(err).Msg("checkpoint of group records failed; the offsets log stays longer until the next one")
+		}
 	}
 	return nil
 }
 
 // checkpoint appends the live set and deletes everything before it.
 func (p *offsetsLog) checkpoint(ctx context.Context) error {
-	lp, err := p.begin(ctx)
+	lp, epoch, release, err := p.begin(ctx)
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
 	p.checkpointing = true
+	written := int64(0)
 	defer func() {
 		p.mu.Lock()
 		p.checkpointing = false
@@ -238,7 +235,9 @@ func (p *offsetsLog) checkpoint(ctx context.Context) error {
 		if len(kvs) == 0 {
 			return nil
 		}
-		res, err := p.appendLocked(lp, kvs)
+		before := p.sinceCheckpoint
+		res, err := p.appendLocked(epoch, kvs)
+		written += p.sinceCheckpoint - before
 		if err != nil {
 			return err
 		}
@@ -264,9 +263,7 @@ func (p *offsetsLog) checkpoint(ctx context.Context) error {
 	p.sinceCheckpoint = 0
 	end := p.log.LogEndOffset()
 	p.mu.Unlock()
-	if lp != nil {
-		lp.rollMu.RUnlock()
-	}
+	release(written)
 	if err != nil {
 		return err
 	}
@@ -363,8 +360,8 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []
 		_, e := t.Leader(p)
 		return max(e, 0)
 	})
-	ol.leader = func() *leaderPart { return b.repl.leader(tp) }
-	ol.leaseOK = b.leaseValid
+	ol.leader = func() *replica.Leadership { return b.repl.Leader(tp) }
+	ol.logger = b.log.With().Str("tp", tp.String()).Logger()
 	c := groups.New(gc.cfg, ol)
 	records, err := replayOffsets(l, c, ol)
 	if err != nil {

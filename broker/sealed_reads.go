@@ -77,7 +77,7 @@ func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack 
 		return -1
 	}
 	active := t.Parts[p].Active()
-	lp := b.repl.leader(b.tp(t.Name, p))
+	lp := b.repl.Leader(b.tp(t.Name, p))
 	if lp == nil {
 		return -1
 	}
@@ -86,7 +86,7 @@ func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack 
 		// Only a follower fetching now: it holds the sealed range, and a
 		// consumer sent to one that cannot serve would bounce between it
 		// and the leader.
-		if id == b.cfg.NodeID || !slices.Contains(active.Replicas, id) || (best >= 0 && id > best) || !lp.fetchingNow(id, b.cfg.Replica.LagTimeMax) {
+		if id == b.cfg.NodeID || !slices.Contains(active.Replicas, id) || (best >= 0 && id > best) || !lp.FetchingNow(id) {
 			continue
 		}
 		if br, ok := b.store.FSM().Broker(id); ok && br.State == metadata.BrokerAlive && br.Rack == rack {

@@ -1,0 +1,272 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// followed is one partition a fetcher replicates.
+type followed struct {
+	id    metadata.TopicID
+	epoch int32
+	log   *storage.Log
+}
+
+// fetcher replicates every partition this node follows (or learns) from
+// one leader node: it fetches with ReplicaID set from each log's end
+// offset, appends the leader's batches unchanged (offsets and epochs
+// kept), waits for them to be durable under fsync=always before fetching
+// on, and takes the leader's high watermark and log start as its bounds.
+type fetcher struct {
+	m      *Manager
+	leader int32
+	kick   chan struct{}
+	stop   chan struct{}
+
+	// mu orders appends with drop: once drop returns, nothing more is
+	// appended to the partition. It is never held across an append's
+	// durability wait or the network.
+	mu    sync.Mutex
+	parts map[storage.TopicPartition]*followed
+	// inflight cancels the fetch in flight (a long poll that does not
+	// carry a partition just added or changed); nil between fetches.
+	inflight context.CancelFunc
+}
+
+func newFetcher(m *Manager, leader int32) *fetcher {
+	return &fetcher{m: m, leader: leader, parts: map[storage.TopicPartition]*followed{}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
+	f.mu.Lock()
+	if cur, ok := f.parts[tp]; ok && *cur == *p {
+		f.mu.Unlock()
+		return // unchanged: keep in-flight answers valid
+	}
+	f.parts[tp] = p
+	if f.inflight != nil {
+		f.inflight() // re-fetch at once with the new partition or epoch
+	}
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fetcher) drop(tp storage.TopicPartition) {
+	f.mu.Lock()
+	delete(f.parts, tp)
+	f.mu.Unlock()
+}
+
+func (f *fetcher) has(tp storage.TopicPartition) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.parts[tp]
+	return ok
+}
+
+func (f *fetcher) close() {
+	f.mu.Lock()
+	if f.inflight != nil {
+		f.inflight()
+	}
+	f.mu.Unlock()
+	close(f.stop)
+}
+
+func (f *fetcher) snapshot() map[storage.TopicPartition]*followed {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[storage.TopicPartition]*followed, len(f.parts))
+	for k, v := range f.parts {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *fetcher) run() {
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-f.m.ctx.Done():
+			return
+		default:
+		}
+		parts := f.snapshot()
+		if len(parts) == 0 {
+			select {
+			case <-f.kick:
+			case <-f.stop:
+				return
+			case <-f.m.ctx.Done():
+				return
+			}
+			continue
+		}
+		progressed, err := f.fetchOnce(parts)
+		if err == nil || progressed || errors.Is(err, context.Canceled) {
+			// Some partitions moved on, or the set changed: go on at
+			// once (a partition that failed is retried next round).
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, 10*time.Millisecond), 500*time.Millisecond)
+		f.m.log.Debug().Err(err).Int32("leader", f.leader).Msg("replica fetch")
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-f.kick: // the metadata moved on (new epoch, new partition)
+		case <-f.stop:
+			t.Stop()
+			return
+		case <-f.m.ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+// fetchOnce sends one Fetch to the leader for every followed partition and
+// appends what comes back. It reports whether any partition was answered
+// without an error (then the fetcher goes on without backing off), and
+// the first error.
+func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progressed bool, err error) {
+	m := f.m
+	if br, ok := m.md.Broker(f.leader); !ok || br.State != metadata.BrokerAlive {
+		return false, errors.New("replica: leader not alive")
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = m.cfg.NodeID
+	req.MaxWaitMillis = int32(m.cfg.FetchMaxWait / time.Millisecond)
+	req.MinBytes = 1
+	req.MaxBytes = 16 << 20
+	byTopic := map[string]int{}
+	byID := map[[16]byte]string{}
+	for tp, p := range parts {
+		i, ok := byTopic[tp.Topic]
+		if !ok {
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic, rt.TopicID = tp.Topic, p.id
+			req.Topics = append(req.Topics, rt)
+			i = len(req.Topics) - 1
+			byTopic[tp.Topic] = i
+			byID[p.id] = tp.Topic
+		}
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = tp.Partition
+		rp.FetchOffset = p.log.LogEndOffset()
+		rp.CurrentLeaderEpoch = p.epoch
+		rp.PartitionMaxBytes = 4 << 20
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	f.mu.Lock()
+	same := len(f.parts) == len(parts)
+	for tp, p := range parts {
+		same = same && f.parts[tp] == p
+	}
+	if !same {
+		f.mu.Unlock()
+		return false, context.Canceled // changed since the snapshot
+	}
+	f.inflight = cancel
+	f.mu.Unlock()
+	resp, err := m.tr.Fetch(ctx, f.leader, req)
+	f.mu.Lock()
+	f.inflight = nil
+	f.mu.Unlock()
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return false, context.Canceled
+		}
+		return false, err
+	}
+	if resp.ErrorCode != 0 {
+		return false, kerr.ErrorForCode(resp.ErrorCode)
+	}
+	var firstErr error
+	for _, rt := range resp.Topics {
+		topic := rt.Topic
+		if n, ok := byID[rt.TopicID]; ok && topic == "" {
+			topic = n // v13+ names topics by ID
+		}
+		for _, rp := range rt.Partitions {
+			tp := storage.TopicPartition{Topic: topic, Partition: rp.Partition}
+			p := parts[tp]
+			if p == nil {
+				continue
+			}
+			ok, err := f.apply(ctx, tp, p, &rp)
+			progressed = progressed || ok
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return progressed, firstErr
+}
+
+// apply takes one partition's answer: appends its batches, then follows
+// the leader's high watermark and log start. It reports whether the
+// partition is healthy.
+func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *followed, rp *kmsg.FetchResponseTopicPartition) (bool, error) {
+	m := f.m
+	if rp.ErrorCode == kerr.OffsetOutOfRange.Code && rp.LogStartOffset > p.log.LogEndOffset() {
+		// The leader no longer has what this node lacks: a learner
+		// restarts its copy at the leader's log start (the host leaves a
+		// replica's log alone).
+		f.drop(tp)
+		start := rp.LogStartOffset
+		m.goTracked(func() { m.host.RestartLearner(tp, p.id, start) })
+	}
+	if rp.ErrorCode != 0 {
+		return false, kerr.ErrorForCode(rp.ErrorCode)
+	}
+	if len(rp.RecordBatches) > 0 {
+		// Append only while this fetcher still follows the partition: a
+		// drop (leadership moved, or a failover's fence) holds f.mu, so
+		// nothing is appended after it.
+		f.mu.Lock()
+		if f.parts[tp] != p {
+			f.mu.Unlock()
+			return false, nil
+		}
+		res, err := p.log.AppendReplica(rp.RecordBatches)
+		f.mu.Unlock()
+		if err != nil {
+			m.log.Warn().Err(err).Str("tp", tp.String()).Msg("replica append failed")
+			return false, err
+		}
+		// The next fetch tells the leader this node holds everything
+		// below its log end offset: under fsync=always that must be
+		// durable.
+		if m.cfg.FsyncAlways {
+			if err := p.log.WaitDurable(ctx, res.LastOffset); err != nil {
+				return true, err
+			}
+		}
+	}
+	p.log.AdvanceHighWatermark(rp.HighWatermark)
+	// The leader's log start (retention, DeleteRecords, group
+	// checkpoints) moves here too, within what is committed.
+	if start := min(rp.LogStartOffset, p.log.HighWatermark()); start > p.log.LogStartOffset() {
+		if _, err := p.log.DeleteRecordsBefore(start); err != nil {
+			m.log.Warn().Err(err).Str("tp", tp.String()).Int64("start", start).Msg("follow the leader's log start")
+		}
+	}
+	return true, nil
+}

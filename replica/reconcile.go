@@ -1,0 +1,166 @@
+package replica
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Role is this node's part in a partition's active segment.
+type Role int
+
+const (
+	// RoleNone: neither leads, follows nor learns the partition.
+	RoleNone Role = iota
+	// RoleLeader: leads the active segment (replicated or not).
+	RoleLeader
+	// RoleFollower: a replica of the active segment fetching from its leader.
+	RoleFollower
+	// RoleLearner: not a replica, copying the partition to join it.
+	RoleLearner
+	// RoleFenced: the active segment is being failed over; nobody
+	// appends or fetches until the controller seals it.
+	RoleFenced
+)
+
+func (r Role) String() string {
+	return [...]string{"none", "leader", "follower", "learner", "fenced"}[r]
+}
+
+// Reconcile makes this node's role in partition p of t match the
+// metadata's chain, opening the partition's log through the host when
+// this node holds a replica. Before caughtUp (the node has not yet seen
+// the controller's latest metadata) it neither learns nor deletes
+// anything. It returns the role taken.
+func (m *Manager) Reconcile(t metadata.Topic, p int32, caughtUp bool) (Role, error) {
+	if p < 0 || p >= t.Partitions || int(p) >= len(t.Parts) || len(t.Parts[p].Segments) == 0 {
+		return RoleNone, fmt.Errorf("replica: reconcile %s-%d: no such partition in the metadata", t.Name, p)
+	}
+	self := m.cfg.NodeID
+	seg := t.Parts[p].Active()
+	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
+	wantRF := t.ReplicationFactor()
+	if !slices.Contains(seg.Replicas, self) {
+		// Not (or no longer) a replica of the active segment, e.g. a
+		// leader replaced by failover: neither lead nor follow, but
+		// catch up as a learner if the partition lacks replicas.
+		m.Unlead(tp)
+		if m.learn(t, p, seg, wantRF, caughtUp) {
+			return RoleLearner, nil
+		}
+		m.Unfollow(tp)
+		m.dropUnlisted(t, p, wantRF, caughtUp)
+		return RoleNone, nil
+	}
+	replicated := wantRF > 1
+	l, err := m.host.EnsureLog(t, p, replicated)
+	if err != nil || l == nil {
+		return RoleNone, err
+	}
+	if !replicated {
+		m.Unlead(tp) // a segment down to one replica
+		m.Unfollow(tp)
+		if seg.Leader == self {
+			return RoleLeader, nil
+		}
+		return RoleNone, nil
+	}
+	if seg.State == metadata.SegmentFenced {
+		m.Unlead(tp)
+		m.Unfollow(tp)
+		return RoleFenced, nil
+	}
+	// Records above the segment's base that carry an older epoch are
+	// leftovers of the previous segment beyond where it was sealed (a
+	// failover sealed below this log's end): drop them before leading or
+	// following the segment.
+	if l.LatestEpoch() < seg.Epoch && l.LogEndOffset() > seg.BaseOffset {
+		if err := l.TruncateTo(seg.BaseOffset); err != nil {
+			return RoleNone, fmt.Errorf("replica: truncate %s to the segment's base %d: %w", tp, seg.BaseOffset, err)
+		}
+		m.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
+	}
+	if seg.Leader == self {
+		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t))
+		return RoleLeader, nil
+	}
+	m.Unlead(tp)
+	m.Follow(tp, t.ID, seg.Leader, seg.Epoch, l)
+	return RoleFollower, nil
+}
+
+// learn makes this node, a former replica of t/p that still holds its
+// log or a learner the controller assigned, fetch from the leader without
+// counting for the high watermark, when the active segment has fewer
+// replicas than the partition's replication factor. Once caught up, the
+// leader's next roll takes it into the replica set. First it drops what
+// it holds beyond the sealed end of the segment its newest batch belongs
+// to (a deposed leader's unacknowledged tail). It reports whether it is
+// learning.
+func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF int, caughtUp bool) bool {
+	if !caughtUp || wantRF < 2 || len(seg.Replicas) >= wantRF || seg.State != metadata.SegmentActive || seg.Leader < 0 {
+		return false
+	}
+	if br, ok := m.md.Broker(seg.Leader); !ok || br.State != metadata.BrokerAlive {
+		return false
+	}
+	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
+	// A node the controller assigned (re-replication) copies the whole
+	// partition; otherwise only a node that held it rejoins.
+	assigned := slices.Contains(seg.Learners, m.cfg.NodeID)
+	if id, known, err := m.host.LogTopicID(tp); !assigned && (err != nil || !known || id != t.ID) {
+		return false
+	}
+	l, err := m.host.EnsureLog(t, p, true)
+	if err != nil || l == nil {
+		return false
+	}
+	e := l.LatestEpoch()
+	var mine *metadata.Segment
+	for i := range t.Parts[p].Segments {
+		if t.Parts[p].Segments[i].Epoch == e {
+			mine = &t.Parts[p].Segments[i]
+		}
+	}
+	if e >= 0 && mine == nil {
+		return false // an epoch the metadata does not know: do not guess
+	}
+	if mine != nil && mine.State == metadata.SegmentSealed && l.LogEndOffset() > mine.EndOffset {
+		if err := l.TruncateTo(mine.EndOffset); err != nil {
+			m.log.Error().Err(err).Str("tp", tp.String()).Int64("end", mine.EndOffset).Msg("learner: truncate to the sealed end")
+			return false
+		}
+		m.log.Warn().Str("tp", tp.String()).Int64("end", mine.EndOffset).Int32("epoch", e).Msg("learner: dropped records past the sealed end of its last segment")
+	}
+	m.log.Debug().Str("tp", tp.String()).Int64("leo", l.LogEndOffset()).Msg("learner: fetching to join")
+	m.Follow(tp, t.ID, seg.Leader, seg.Epoch, l)
+	return true
+}
+
+// dropUnlisted deletes this node's log of t/p once no segment of the
+// partition lists this node as a replica any more and the active segment
+// has its full replica set: re-replication put the data elsewhere, and
+// nobody will read it here.
+func (m *Manager) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp bool) {
+	seg := t.Parts[p].Active()
+	self := m.cfg.NodeID
+	if !caughtUp || wantRF < 2 || len(seg.Replicas) < wantRF || seg.State != metadata.SegmentActive || slices.Contains(seg.Learners, self) {
+		return
+	}
+	for _, s := range t.Parts[p].Segments {
+		if slices.Contains(s.Replicas, self) {
+			return
+		}
+	}
+	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
+	if id, known, err := m.host.LogTopicID(tp); err != nil || !known || id != t.ID {
+		return
+	}
+	if err := m.host.DeleteLog(tp); err != nil {
+		m.log.Error().Err(err).Str("tp", tp.String()).Msg("delete the log of a partition this node no longer holds")
+		return
+	}
+	m.log.Info().Str("tp", tp.String()).Ints32("replicas", seg.Replicas).Msg("deleted the log of a partition re-replicated elsewhere")
+}

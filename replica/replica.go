@@ -1,0 +1,314 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/fencing"
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Errors of an append or an acks=all wait.
+var (
+	// ErrDeposed: the leadership ended (another segment or node leads
+	// now); nothing more is appended or acknowledged under it.
+	ErrDeposed = errors.New("replica: no longer the leader of this segment")
+	// ErrLeaseExpired: this node holds no live lease (docs/architecture.md,
+	// "Leases"); it appends nothing until the controller renews it.
+	ErrLeaseExpired = errors.New("replica: this node's lease expired")
+	// ErrRolled: a roll of the segment was in progress and has ended (or
+	// was waited for long enough); look the leadership up again.
+	ErrRolled = errors.New("replica: the segment rolled")
+)
+
+// Config is a node's replication settings.
+type Config struct {
+	NodeID int32
+	// LagTimeMax is replica.lag-time-max: a follower silent this long is
+	// left out by the next roll.
+	LagTimeMax time.Duration
+	// FsyncAlways: a follower acknowledges (by fetching on) only durable
+	// records (storage.fsync=always).
+	FsyncAlways bool
+	// LeaseWait bounds how long Begin waits for a lease renewal.
+	LeaseWait time.Duration
+	// RollWait bounds how long a roll waits for replicas to catch up.
+	RollWait time.Duration
+	// ParkWait bounds how long an append waits for a roll to end.
+	ParkWait time.Duration
+	// FetchMaxWait is a follower fetch's long-poll time.
+	FetchMaxWait time.Duration
+	// Clock times lag and segment.ms (nil: the system clock).
+	Clock Clock
+}
+
+// DefaultConfig returns the settings the broker starts from.
+func DefaultConfig(node int32) Config {
+	return Config{NodeID: node, LagTimeMax: 10 * time.Second, LeaseWait: 2 * time.Second,
+		RollWait: 5 * time.Second, ParkWait: 5 * time.Second, FetchMaxWait: 500 * time.Millisecond}
+}
+
+// Clock is the time source for lag and segment age.
+type Clock interface{ Now() time.Time }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Metadata is what replication reads from and proposes to the metadata
+// store (*metadata.FSM plus the store's Apply).
+type Metadata interface {
+	Broker(id int32) (metadata.Broker, bool)
+	Topic(name string) (metadata.Topic, bool)
+	TopicConfigValue(name, key string) (value string, set, internal, ok bool)
+	Apply(ctx context.Context, c metadata.Command) error
+}
+
+// Lease is this node's lease from the controller.
+type Lease interface {
+	Valid() bool
+	// Wait waits up to d for a live lease and reports whether it has one.
+	Wait(ctx context.Context, d time.Duration) bool
+}
+
+// Transport carries a follower's Fetch to the leader node.
+type Transport interface {
+	Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error)
+}
+
+// Host is what replication needs of the node around it: its partition
+// logs and per-topic settings.
+type Host interface {
+	// Log returns the open log of tp.
+	Log(tp storage.TopicPartition) (*storage.Log, bool)
+	// EnsureLog opens (creating if needed) t/p's log with t's config, or
+	// pushes the config to it when open. nil, nil: not now (a log of an
+	// earlier incarnation of the topic, and the node has not caught up).
+	EnsureLog(t metadata.Topic, p int32, replicated bool) (*storage.Log, error)
+	// LogTopicID is the topic ID recorded with tp's log.
+	LogTopicID(tp storage.TopicPartition) (id metadata.TopicID, known bool, err error)
+	// DeleteLog removes tp's log.
+	DeleteLog(tp storage.TopicPartition) error
+	// MinInsync is t's min.insync.replicas.
+	MinInsync(t metadata.Topic) int
+	// Rolled installs the roles after a committed roll of a partition of
+	// topic (a reconcile pass of that topic), before parked appends go on.
+	Rolled(topic string)
+	// Kick asks for a reconcile pass.
+	Kick()
+	// RestartLearner replaces tp's log, which ends below start (the
+	// leader's log start), with an empty one starting there.
+	RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64)
+}
+
+// Manager holds this node's replication roles.
+type Manager struct {
+	cfg   Config
+	md    Metadata
+	lease Lease
+	tr    Transport
+	host  Host
+	log   zerolog.Logger
+	clock Clock
+
+	// OnRoll, if set, counts committed rolls (metrics).
+	OnRoll func()
+
+	rollKick chan struct{} // an append crossed segment.bytes
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	mu       sync.RWMutex
+	leading  map[storage.TopicPartition]*Leadership
+	fetchers map[int32]*fetcher // by leader node
+	closed   bool
+}
+
+// New builds a Manager; Start runs its roll loop.
+func New(cfg Config, md Metadata, lease Lease, tr Transport, host Host, log zerolog.Logger) *Manager {
+	m := &Manager{cfg: cfg, md: md, lease: lease, tr: tr, host: host, log: log, clock: cfg.Clock,
+		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, fetchers: map[int32]*fetcher{}}
+	if m.clock == nil {
+		m.clock = systemClock{}
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m
+}
+
+// Start runs the roll loop until Close.
+func (m *Manager) Start() {
+	m.wg.Add(1)
+	go m.rollLoop()
+}
+
+// Close stops the fetchers and the roll loop and waits for them; it
+// deposes every leadership so that waits fail instead of hanging.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	fs := m.fetchers
+	m.fetchers = map[int32]*fetcher{}
+	ls := m.leading
+	m.mu.Unlock()
+	m.cancel()
+	for _, f := range fs {
+		f.close()
+	}
+	m.wg.Wait()
+	for _, l := range ls {
+		l.depose()
+	}
+}
+
+// go runs fn on a goroutine Close waits for.
+func (m *Manager) goTracked(fn func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+}
+
+// Leader returns this node's leadership of tp's active segment, or nil.
+func (m *Manager) Leader(tp storage.TopicPartition) *Leadership {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.leading[tp]
+}
+
+// leadingSnapshot copies the leaderships.
+func (m *Manager) leadingSnapshot() map[storage.TopicPartition]*Leadership {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[storage.TopicPartition]*Leadership, len(m.leading))
+	for k, v := range m.leading {
+		out[k] = v
+	}
+	return out
+}
+
+// Lead records that this node leads tp's active segment seg, with log l
+// (and no longer fetches tp from anyone).
+func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range m.fetchers {
+		f.drop(tp)
+	}
+	lp, ok := m.leading[tp]
+	if !ok || lp.segment != seg.ID {
+		nl := newLeadership(m, tp, l, seg)
+		if ok {
+			lp.rollMu.Lock()
+			lp.next = nl
+			lp.rollMu.Unlock()
+			defer lp.depose() // a newer segment of this node replaces it
+		}
+		lp = nl
+		m.leading[tp] = lp
+	}
+	l.SetWriterEpoch(seg.Epoch) // storage appends at this epoch only (fencing)
+	cfg := l.Config()
+	lp.rollMu.Lock()
+	lp.segBytes, lp.segMs = cfg.SegmentBytes, cfg.SegmentMs
+	lp.rollMu.Unlock()
+	lp.ackMu.Lock()
+	lp.replicas = append([]int32(nil), seg.Replicas...)
+	lp.wantRF, lp.minISR = wantRF, minISR
+	bound := lp.boundLocked()
+	lp.ackMu.Unlock()
+	if bound >= 0 {
+		// No followers (a segment down to its leader): the high
+		// watermark follows the leader's own log, or acks=all and rolls
+		// would wait for a fetch that never comes.
+		lp.advance(bound)
+	}
+}
+
+// Unlead forgets tp's leadership (another node or segment leads it now)
+// and deposes it.
+func (m *Manager) Unlead(tp storage.TopicPartition) {
+	m.mu.Lock()
+	lp := m.leading[tp]
+	delete(m.leading, tp)
+	m.mu.Unlock()
+	if lp != nil {
+		lp.log.SetWriterEpoch(fencing.NoWriter)
+		lp.depose()
+	} else if l, ok := m.host.Log(tp); ok {
+		l.SetWriterEpoch(fencing.NoWriter)
+	}
+}
+
+// Fetched records that follower replica holds everything below offset of
+// tp and advances the leader's high watermark to the minimum over the
+// counted followers. It reports false when this node does not lead tp or
+// replica is neither a replica nor an admissible learner.
+func (m *Manager) Fetched(tp storage.TopicPartition, replica int32, offset int64) bool {
+	lp := m.Leader(tp)
+	if lp == nil {
+		return false
+	}
+	return lp.fetched(replica, offset)
+}
+
+// Follow makes this node fetch tp from leader at epoch into l.
+func (m *Manager) Follow(tp storage.TopicPartition, id metadata.TopicID, leader, epoch int32, l *storage.Log) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	for lid, f := range m.fetchers {
+		if lid != leader {
+			f.drop(tp)
+		}
+	}
+	f, ok := m.fetchers[leader]
+	if !ok {
+		f = newFetcher(m, leader)
+		m.fetchers[leader] = f
+		m.goTracked(f.run)
+	}
+	f.add(tp, &followed{id: id, epoch: epoch, log: l})
+}
+
+// Unfollow stops fetching tp; once it returns no fetcher appends to tp.
+func (m *Manager) Unfollow(tp storage.TopicPartition) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range m.fetchers {
+		f.drop(tp)
+	}
+}
+
+// Following reports the leader tp is fetched from (-1: none).
+func (m *Manager) Following(tp storage.TopicPartition) int32 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for id, f := range m.fetchers {
+		if f.has(tp) {
+			return id
+		}
+	}
+	return -1
+}
+
+// sleep waits d unless the manager closes first (false then).
+func (m *Manager) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-m.ctx.Done():
+		return false
+	}
+}

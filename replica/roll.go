@@ -1,0 +1,273 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Rolls (docs/architecture.md, "Rotation and failover"): when a
+// replicated partition's active segment reaches segment.bytes or
+// segment.ms on its leader, or a follower lags, or a learner caught up,
+// the leader stops appending, waits until every replica holds everything
+// it has, and commits RollSegment (a compare-and-set on the segment and
+// epoch) sealing the segment at its log end offset. The controller picks
+// the next leader of a rotation among the sealed segment's live replicas,
+// the least loaded one, so write load wanders over the cluster; a roll
+// that only drops laggards or takes learners in keeps the leader. Every
+// node's reconcile pass then swaps roles.
+
+// rollLoop checks the partitions this node leads for due rolls.
+func (m *Manager) rollLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	busy := map[storage.TopicPartition]bool{}
+	done := make(chan storage.TopicPartition, 16)
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case tp := <-done:
+			delete(busy, tp)
+			continue
+		case <-t.C:
+		case <-m.rollKick:
+		}
+		for tp, lp := range m.leadingSnapshot() {
+			if busy[tp] || !m.rollDue(lp) {
+				continue
+			}
+			busy[tp] = true
+			m.goTracked(func() {
+				m.Roll(lp)
+				select {
+				case done <- tp:
+				case <-m.ctx.Done():
+				}
+			})
+		}
+	}
+}
+
+// rotates reports whether tp's topic hands leadership on at a full
+// segment (segment.rotate, never for internal topics).
+func (m *Manager) rotates(topic string) bool {
+	v, set, internal, ok := m.md.TopicConfigValue(topic, "segment.rotate")
+	return ok && !internal && !(set && v == "false")
+}
+
+// rollDue reports whether lp's segment should roll now: a follower lags,
+// a learner caught up, or (rotating topics) the segment is full.
+func (m *Manager) rollDue(lp *Leadership) bool {
+	if _, _, _, ok := m.md.TopicConfigValue(lp.tp.Topic, "segment.rotate"); !ok {
+		return false
+	}
+	lp.rollMu.RLock()
+	rolling := lp.rolling
+	lp.rollMu.RUnlock()
+	if rolling {
+		return false
+	}
+	if len(m.laggards(lp)) > 0 {
+		return true // roll to a segment without the laggards, rotation or not
+	}
+	if len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 {
+		return true // take a caught-up node in
+	}
+	return m.rotates(lp.tp.Topic) && lp.full()
+}
+
+// full reports whether the segment reached segment.bytes or segment.ms.
+func (lp *Leadership) full() bool {
+	n := lp.bytes.Load()
+	if n == 0 {
+		return false
+	}
+	lp.rollMu.RLock()
+	segBytes, segMs := lp.segBytes, lp.segMs
+	lp.rollMu.RUnlock()
+	return (segBytes > 0 && n >= segBytes) || (segMs > 0 && lp.m.clock.Now().Sub(lp.since) >= time.Duration(segMs)*time.Millisecond)
+}
+
+// laggards are the followers a roll should leave out: those that have not
+// fetched for LagTimeMax, and those whose broker the controller has
+// fenced (its lease ran out: no need to wait for the lag limit).
+func (m *Manager) laggards(lp *Leadership) []int32 {
+	out := lp.laggards()
+	for _, id := range lp.Replicas() {
+		if id == m.cfg.NodeID || slices.Contains(out, id) {
+			continue
+		}
+		if br, ok := m.md.Broker(id); !ok || br.State != metadata.BrokerAlive {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Roll seals lp's segment and hands leadership on (see above). It
+// returns once the roll committed or was abandoned.
+func (m *Manager) Roll(lp *Leadership) {
+	tp, l := lp.tp, lp.log
+	t, ok := m.md.Topic(tp.Topic)
+	if !ok || tp.Partition >= t.Partitions {
+		return
+	}
+	seg := t.Parts[tp.Partition].Active()
+	if seg.Leader != m.cfg.NodeID || seg.ID != lp.segment {
+		return
+	}
+	joining := lp.caughtUpLearners(l.LogEndOffset())
+	if len(seg.Replicas) < 2 && len(joining) == 0 {
+		return
+	}
+	began := time.Now()
+	lp.rollMu.Lock()
+	if lp.deposed {
+		lp.rollMu.Unlock()
+		return
+	}
+	lp.rolling = true
+	lp.rollDone = make(chan struct{})
+	end := l.LogEndOffset() // no append in progress: rollMu is held
+	lp.rollMu.Unlock()
+	// Appends parked on the roll go on once it ends: to the new leader
+	// after a commit, here after an abandoned roll.
+	defer close(lp.rollDone)
+	resume := func(why string, err error) {
+		lp.rollMu.Lock()
+		lp.rolling = false
+		lp.rollMu.Unlock()
+		m.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Msg("roll abandoned: " + why)
+	}
+	// Followers that stopped fetching are left out of the sealed segment
+	// and of the next one (rolling replaces Kafka's ISR shrinking).
+	lagging := m.laggards(lp)
+	healthy := slices.DeleteFunc(slices.Clone(seg.Replicas), func(id int32) bool { return slices.Contains(lagging, id) })
+	if len(lagging) > 0 {
+		m.log.Warn().Str("tp", tp.String()).Ints32("laggards", lagging).Dur("lag_time_max", m.cfg.LagTimeMax).Msg("rolling to a segment without lagging replicas")
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.RollWait)
+	defer cancel()
+	if end > seg.BaseOffset {
+		var err error
+		if len(lagging) == 0 {
+			err = l.WaitHighWatermark(ctx, end-1)
+		} else {
+			// Only the healthy replicas must hold [base, end). The HW
+			// still counts the laggards until the roll commits: until
+			// then an acknowledgement must mean "on every replica of the
+			// segment" (a leader cut off from all its followers would
+			// otherwise acknowledge records that only it holds, and that
+			// a failover seals away).
+			err = lp.waitProgress(ctx, healthy, end, false)
+		}
+		if err != nil {
+			resume("replicas did not catch up", err)
+			return
+		}
+	}
+	// Nodes joining must hold everything up to the end too.
+	if err := lp.waitProgress(ctx, joining, end, true); err != nil {
+		resume("a joining replica did not catch up", err)
+		return
+	}
+	sealedBy := slices.Clone(healthy) // who holds the sealed segment as a replica
+	if len(joining) > 0 {
+		healthy = append(healthy, joining...)
+		m.log.Info().Str("tp", tp.String()).Ints32("joining", joining).Msg("rolling to take caught-up replicas in")
+	}
+	// A rotation hands leadership on (the controller picks by load); a
+	// roll that only drops laggards or takes learners in keeps it here,
+	// so producers need not move.
+	next := m.cfg.NodeID
+	if m.rotates(tp.Topic) && lp.full() {
+		next = -1
+	}
+	cmd := metadata.RollSegment{
+		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
+		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
+		NextLeader: next, NextReplicas: healthy,
+	}
+	if len(lagging) > 0 {
+		cmd.SealedReplicas = sealedBy
+	}
+	if len(joining) > 0 {
+		// They copied the partition from this log's start: replicas of
+		// the sealed segments above it too (re-replication).
+		cmd.Joined, cmd.JoinedFrom = joining, l.LogStartOffset()
+	}
+	// The seal records the range's checksum when this log holds the
+	// whole segment (retention may have removed its front). A checksum
+	// that cannot be computed is a read error: the roll is abandoned
+	// rather than sealing a segment whose bytes this node cannot vouch
+	// for (a later pass retries).
+	if end > seg.BaseOffset && l.LogStartOffset() <= seg.BaseOffset {
+		crc, n, err := l.SegmentChecksum(seg.BaseOffset, end)
+		if err != nil {
+			m.log.Error().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Msg("checksum of the segment to seal")
+			resume("checksum failed", fmt.Errorf("replica: checksum of %s [%d, %d): %w", tp, seg.BaseOffset, end, err))
+			return
+		}
+		cmd.Checksum, cmd.Bytes = crc, n
+	}
+	if !m.commitRoll(tp, seg, cmd) {
+		return
+	}
+	if len(lagging) > 0 {
+		// Committed: the sealed segment's replicas are the healthy ones,
+		// and they hold everything below end.
+		lp.advance(end)
+	}
+	if m.OnRoll != nil {
+		m.OnRoll()
+	}
+	// Install the new segment's roles before the parked appends go on
+	// (deferred close of rollDone): they then append under the new
+	// leadership here, or are forwarded to the new leader, instead of
+	// meeting the old one's end.
+	m.host.Rolled(tp.Topic)
+	m.log.Info().Str("tp", tp.String()).Int64("segment", seg.ID).Int64("end", end).Dur("took", time.Since(began)).Msg("segment rolled")
+}
+
+// commitRoll commits a roll's RollSegment. A failed Apply is ambiguous
+// (it may have committed after a timeout or a controller change), so the
+// roll never resumes appending to the segment after one: that could hand
+// out offsets at or above the sealed end that the next segment reuses, and
+// acknowledge them. It retries the same compare-and-set until it commits
+// (true) or the metadata shows the segment superseded, by this roll or a
+// failover (false: reconcile hands the partition on, and appends stay
+// blocked meanwhile).
+func (m *Manager) commitRoll(tp storage.TopicPartition, seg metadata.Segment, cmd metadata.RollSegment) bool {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(m.ctx, 10*time.Second)
+		err := m.md.Apply(actx, cmd)
+		acancel()
+		if err == nil {
+			return true
+		}
+		moved := errors.Is(err, metadata.ErrPreconditionFailed)
+		if t, ok := m.md.Topic(tp.Topic); !ok || tp.Partition >= t.Partitions || t.Parts[tp.Partition].Active().ID != seg.ID {
+			moved = true
+		}
+		if moved || m.ctx.Err() != nil {
+			m.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Int("attempts", attempt).
+				Msg("roll not committed by this node: the segment was superseded; appends to it stay stopped")
+			m.host.Kick()
+			return false
+		}
+		m.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", seg.ID).Int("attempt", attempt).Msg("roll commit failed; retrying the same compare-and-set")
+		if !m.sleep(backoff) {
+			m.host.Kick()
+			return false
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
