@@ -159,7 +159,6 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 	}
 }
 
-
 // producePartition appends one partition's records if this node leads it,
 // or routes them to the leader (forward, or NOT_LEADER_OR_FOLLOWER with
 // KIP-951 hints). A Produce that meets a roll of its partition waits for

@@ -49,9 +49,9 @@ type Broker struct {
 	// frames recycles Produce request frames (see framePool).
 	frames framePool
 	gc     *groupCoordinators
-	fwd    forwarders // clients for forwarded Produce requests and replica fetches
+	fwd    forwarders       // clients for forwarded Produce requests and replica fetches
 	repl   *replica.Manager // this node's roles in the segment chains
-	sealed sealedChecks // sealed segments verified for reads from this replica
+	sealed sealedChecks     // sealed segments verified for reads from this replica
 	// badConfigs are stored topic config values that did not parse
 	// (topicConfigInt warns once about each).
 	badConfigs badConfigValues
