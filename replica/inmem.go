@@ -1,0 +1,181 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/storage"
+)
+
+// InmemTransport connects the Managers of one process, as hashicorp/raft's
+// InmemTransport does its nodes: a follower's Fetch is served by the
+// leader's Manager directly (ServeFetch). Tests cut nodes off with
+// Disconnect.
+type InmemTransport struct {
+	mu       sync.Mutex
+	nodes    map[int32]*Manager
+	cut      map[int32]bool
+	inflight map[*inmemCall]struct{}
+}
+
+// inmemCall is a fetch in flight.
+type inmemCall struct {
+	from, to int32
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// NewInmemTransport returns a transport with no nodes.
+func NewInmemTransport() *InmemTransport {
+	return &InmemTransport{nodes: map[int32]*Manager{}, cut: map[int32]bool{}, inflight: map[*inmemCall]struct{}{}}
+}
+
+// Connect makes node reachable, served by m.
+func (t *InmemTransport) Connect(node int32, m *Manager) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.nodes[node] = m
+	delete(t.cut, node)
+}
+
+// Disconnect cuts node off: its fetches and fetches to it fail. Fetches
+// in flight are cancelled, and it returns once they have ended, so no
+// answer crosses the cut afterwards.
+func (t *InmemTransport) Disconnect(node int32) {
+	t.mu.Lock()
+	t.cut[node] = true
+	var wait []*inmemCall
+	for c := range t.inflight {
+		if c.from == node || c.to == node {
+			c.cancel()
+			wait = append(wait, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range wait {
+		<-c.done
+	}
+}
+
+// Reconnect undoes Disconnect.
+func (t *InmemTransport) Reconnect(node int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.cut, node)
+}
+
+// errUnreachable fails fetches across a cut.
+var errUnreachable = errors.New("replica: in-memory transport: node unreachable")
+
+// Fetch implements Transport.
+func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+	t.mu.Lock()
+	m, ok := t.nodes[leader]
+	if !ok || t.cut[leader] || t.cut[req.ReplicaID] {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	call := &inmemCall{from: req.ReplicaID, to: leader, cancel: cancel, done: make(chan struct{})}
+	t.inflight[call] = struct{}{}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.inflight, call)
+		t.mu.Unlock()
+		close(call.done)
+	}()
+	resp, err := m.ServeFetch(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
+	}
+	return resp, err
+}
+
+// ServeFetch answers a replica Fetch from this node's logs the way the
+// broker's Fetch handler does for node connections: it records the
+// follower's fetch offset (Fetched), reads up to the log end offset, and
+// long-polls up to the request's MaxWaitMillis while nothing is new. It
+// is the leader side of InmemTransport; production serves replica
+// fetches through the Kafka Fetch handler (sendfile included).
+func (m *Manager) ServeFetch(ctx context.Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	for {
+		wake := make(chan struct{}, 1)
+		resp, n, logs := m.readReplicaFetch(req)
+		if n > 0 || !time.Now().Before(deadline) {
+			return resp, nil
+		}
+		for _, l := range logs {
+			l.AddWaiter(wake)
+		}
+		// Re-read after registering, so an append in between is seen.
+		if resp, n, _ = m.readReplicaFetch(req); n > 0 {
+			return resp, nil
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-m.ctx.Done():
+			t.Stop()
+			return nil, errors.New("replica: closed")
+		}
+		t.Stop()
+	}
+}
+
+// readReplicaFetch reads one answer to a replica fetch: the response, its
+// record bytes and the logs read.
+func (m *Manager) readReplicaFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []*storage.Log) {
+	resp := kmsg.NewPtrFetchResponse()
+	total := 0
+	var logs []*storage.Log
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset, sp.PreferredReadReplica = -1, -1, -1, -1
+			tp := storage.TopicPartition{Topic: rt.Topic, Partition: rp.Partition}
+			lp := m.Leader(tp)
+			switch {
+			case lp == nil:
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+			case rp.CurrentLeaderEpoch >= 0 && rp.CurrentLeaderEpoch < lp.epoch:
+				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
+			case rp.CurrentLeaderEpoch > lp.epoch:
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+			case !m.Fetched(tp, req.ReplicaID, rp.FetchOffset):
+				sp.ErrorCode = kerr.NotLeaderForPartition.Code
+			default:
+				res, err := lp.log.ReadUncommitted(rp.FetchOffset, int(rp.PartitionMaxBytes), true)
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LogStartOffset
+				switch {
+				case errors.Is(err, storage.ErrOffsetOutOfRange):
+					sp.ErrorCode = kerr.OffsetOutOfRange.Code
+				case err != nil:
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+				default:
+					sp.RecordBatches = res.Data
+					total += len(res.Data)
+				}
+				logs = append(logs, lp.log)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, logs
+}
