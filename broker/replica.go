@@ -2,13 +2,14 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/broker/rpc"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
@@ -119,25 +120,12 @@ func (b *Broker) ReplicaLEO(ctx context.Context, node int32, topic string, parti
 	if !ok || br.Internal == "" {
 		return 0, fmt.Errorf("%w: node %d has no internal address", metadata.ErrUnreachable, node)
 	}
-	body, err := json.Marshal(replicaLEORequest{Topic: topic, Partition: partition, Segment: segment, Epoch: epoch, FenceIndex: fenceIndex})
-	if err != nil {
-		return 0, err
-	}
-	var out struct {
-		LEO int64 `json:"leo"`
-	}
-	if err := b.call(ctx, br.Internal, "/v1/replica-leo", body, &out); err != nil {
+	var out rpc.ReplicaLEOResponse
+	in := rpc.ReplicaLEORequest{Topic: topic, Partition: partition, Segment: segment, Epoch: epoch, FenceIndex: fenceIndex}
+	if err := rpc.NewClient(b.internalClient).Call(ctx, br.Internal, http.MethodPost, "/v1/replica-leo", in, &out); err != nil {
 		return 0, err
 	}
 	return out.LEO, nil
-}
-
-type replicaLEORequest struct {
-	Topic      string `json:"topic"`
-	Partition  int32  `json:"partition"`
-	Segment    int64  `json:"segment"`
-	Epoch      int32  `json:"epoch"`
-	FenceIndex uint64 `json:"fence_index"`
 }
 
 // localReplicaLEO waits for the fence, stops fetching the partition and

@@ -113,26 +113,37 @@ func (m *Manager) ServeFetch(ctx context.Context, req *kmsg.FetchRequest) (*kmsg
 		if n > 0 || !time.Now().Before(deadline) {
 			return resp, nil
 		}
+		cancels := make([]func(), 0, len(logs))
 		for _, l := range logs {
-			l.AddWaiter(wake)
+			cancels = append(cancels, l.AddWaiter(wake))
 		}
-		// Re-read after registering, so an append in between is seen.
-		if resp, n, _ = m.readReplicaFetch(req); n > 0 {
-			return resp, nil
+		err := m.pollOnce(ctx, req, wake, deadline)
+		for _, cancel := range cancels {
+			cancel()
 		}
-		t := time.NewTimer(time.Until(deadline))
-		select {
-		case <-wake:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-m.ctx.Done():
-			t.Stop()
-			return nil, errors.New("replica: closed")
+		if err != nil {
+			return nil, err
 		}
-		t.Stop()
 	}
+}
+
+// pollOnce waits for a wake-up, the deadline or the end of ctx.
+func (m *Manager) pollOnce(ctx context.Context, req *kmsg.FetchRequest, wake chan struct{}, deadline time.Time) error {
+	// Re-read after registering, so an append in between is seen.
+	if _, n, _ := m.readReplicaFetch(req); n > 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-wake:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.ctx.Done():
+		return errors.New("replica: closed")
+	}
+	return nil
 }
 
 // readReplicaFetch reads one answer to a replica fetch: the response, its
