@@ -18,7 +18,8 @@
 // own: the broker hands it a [Metadata] view, a [Lease], a [Transport] and
 // a [Host] for the node's logs.
 //
-// Concurrency. [Manager.mu] guards the role maps; each [Leadership] has
+// Concurrency. Manager.leadMu guards the leaderships (read on every
+// append, never held across I/O) and Manager.fetchMu the fetchers; each [Leadership] has
 // ackMu for the followers' progress and rollMu ordering appends with a
 // roll (appends hold it shared between Begin and the returned release; a
 // roll and deposing take it exclusively, briefly, never across I/O). A

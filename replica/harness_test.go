@@ -117,7 +117,7 @@ func (n *testNode) LogTopicID(tp storage.TopicPartition) (metadata.TopicID, bool
 	return n.eng.LogTopicID(tp)
 }
 func (n *testNode) DeleteLog(tp storage.TopicPartition) error { return n.eng.DeleteLog(tp) }
-func (n *testNode) MinInsync(metadata.Topic) int             { return 1 }
+func (n *testNode) MinInsync(metadata.Topic) int              { return 1 }
 func (n *testNode) Rolled(topic string) {
 	n.rolled.Add(1)
 	n.reconcile(topic)

@@ -125,8 +125,15 @@ type Manager struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 
-	mu       sync.RWMutex
-	leading  map[storage.TopicPartition]*Leadership
+	// leadMu guards leading. The produce path reads it (Leader); it is
+	// never held across I/O or while taking another lock.
+	leadMu  sync.RWMutex
+	leading map[storage.TopicPartition]*Leadership
+
+	// fetchMu guards fetchers and closed. Unfollow holds it while a
+	// fetcher finishes an append in progress (fetcher.mu), so it is kept
+	// apart from leadMu: appends never wait for a follower's disk write.
+	fetchMu  sync.Mutex
 	fetchers map[int32]*fetcher // by leader node
 	closed   bool
 }
@@ -151,12 +158,14 @@ func (m *Manager) Start() {
 // Close stops the fetchers and the roll loop and waits for them; it
 // deposes every leadership so that waits fail instead of hanging.
 func (m *Manager) Close() {
-	m.mu.Lock()
+	m.fetchMu.Lock()
 	m.closed = true
 	fs := m.fetchers
 	m.fetchers = map[int32]*fetcher{}
+	m.fetchMu.Unlock()
+	m.leadMu.Lock()
 	ls := m.leading
-	m.mu.Unlock()
+	m.leadMu.Unlock()
 	m.cancel()
 	for _, f := range fs {
 		f.close()
@@ -178,15 +187,15 @@ func (m *Manager) goTracked(fn func()) {
 
 // Leader returns this node's leadership of tp's active segment, or nil.
 func (m *Manager) Leader(tp storage.TopicPartition) *Leadership {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.leadMu.RLock()
+	defer m.leadMu.RUnlock()
 	return m.leading[tp]
 }
 
 // leadingSnapshot copies the leaderships.
 func (m *Manager) leadingSnapshot() map[storage.TopicPartition]*Leadership {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.leadMu.RLock()
+	defer m.leadMu.RUnlock()
 	out := make(map[storage.TopicPartition]*Leadership, len(m.leading))
 	for k, v := range m.leading {
 		out[k] = v
@@ -197,22 +206,24 @@ func (m *Manager) leadingSnapshot() map[storage.TopicPartition]*Leadership {
 // Lead records that this node leads tp's active segment seg, with log l
 // (and no longer fetches tp from anyone).
 func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, f := range m.fetchers {
-		f.drop(tp)
-	}
+	m.Unfollow(tp)
+	m.leadMu.Lock()
 	lp, ok := m.leading[tp]
+	var old *Leadership
 	if !ok || lp.segment != seg.ID {
 		nl := newLeadership(m, tp, l, seg)
 		if ok {
+			old = lp
 			lp.rollMu.Lock()
 			lp.next = nl
 			lp.rollMu.Unlock()
-			defer lp.depose() // a newer segment of this node replaces it
 		}
 		lp = nl
 		m.leading[tp] = lp
+	}
+	m.leadMu.Unlock()
+	if old != nil {
+		old.depose() // a newer segment of this node replaces it
 	}
 	l.SetWriterEpoch(seg.Epoch) // storage appends at this epoch only (fencing)
 	cfg := l.Config()
@@ -235,10 +246,10 @@ func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.S
 // Unlead forgets tp's leadership (another node or segment leads it now)
 // and deposes it.
 func (m *Manager) Unlead(tp storage.TopicPartition) {
-	m.mu.Lock()
+	m.leadMu.Lock()
 	lp := m.leading[tp]
 	delete(m.leading, tp)
-	m.mu.Unlock()
+	m.leadMu.Unlock()
 	if lp != nil {
 		lp.log.SetWriterEpoch(fencing.NoWriter)
 		lp.depose()
@@ -261,8 +272,8 @@ func (m *Manager) Fetched(tp storage.TopicPartition, replica int32, offset int64
 
 // Follow makes this node fetch tp from leader at epoch into l.
 func (m *Manager) Follow(tp storage.TopicPartition, id metadata.TopicID, leader, epoch int32, l *storage.Log) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.fetchMu.Lock()
+	defer m.fetchMu.Unlock()
 	if m.closed {
 		return
 	}
@@ -282,8 +293,8 @@ func (m *Manager) Follow(tp storage.TopicPartition, id metadata.TopicID, leader,
 
 // Unfollow stops fetching tp; once it returns no fetcher appends to tp.
 func (m *Manager) Unfollow(tp storage.TopicPartition) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.fetchMu.Lock()
+	defer m.fetchMu.Unlock()
 	for _, f := range m.fetchers {
 		f.drop(tp)
 	}
@@ -291,8 +302,8 @@ func (m *Manager) Unfollow(tp storage.TopicPartition) {
 
 // Following reports the leader tp is fetched from (-1: none).
 func (m *Manager) Following(tp storage.TopicPartition) int32 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.fetchMu.Lock()
+	defer m.fetchMu.Unlock()
 	for id, f := range m.fetchers {
 		if f.has(tp) {
 			return id

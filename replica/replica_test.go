@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
 )
 
 // Follower catch-up and the high watermark: the HW is the minimum over
@@ -361,5 +363,110 @@ func TestFetchedByNonReplica(t *testing.T) {
 	}
 	if c.nodes[2].m.Fetched(tp0, 3, 0) {
 		t.Fatal("a follower accepted a replica fetch")
+	}
+}
+
+// The append path's lookup of its leadership never waits for a follower's
+// disk write: Unfollow waits for a fetcher's append in progress, but not
+// under the lock Leader takes.
+func TestLeaderLookupNotBlockedByFollowerAppend(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	m := c.nodes[2].m
+	m.fetchMu.Lock()
+	f := m.fetchers[1]
+	m.fetchMu.Unlock()
+	if f == nil {
+		t.Fatal("node 2 has no fetcher for node 1")
+	}
+	f.mu.Lock() // a replica append in progress
+	unfollowed := make(chan struct{})
+	go func() {
+		m.Unfollow(tp0)
+		close(unfollowed)
+	}()
+	c.eventually("Unfollow to wait for the append", func() bool {
+		if !m.fetchMu.TryLock() {
+			return true
+		}
+		m.fetchMu.Unlock()
+		return false
+	})
+	looked := make(chan struct{})
+	go func() {
+		m.Leader(storage.TopicPartition{Topic: "other", Partition: 0})
+		close(looked)
+	}()
+	select {
+	case <-looked:
+	case <-time.After(10 * time.Second):
+		f.mu.Unlock()
+		t.Fatal("Leader blocked behind a follower's append")
+	}
+	f.mu.Unlock()
+	<-unfollowed
+	if m.Following(tp0) != -1 {
+		t.Fatal("still following after Unfollow")
+	}
+}
+
+// Four producers append to one replicated partition while the roll loop
+// checks whether the segment is full: the appended-bytes count is shared
+// by all of them (the -race detector found writes under a shared lock
+// racing each other and the roll check when it was a plain field).
+func TestConcurrentAppendsAndRollCheck(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	lp := c.nodes[1].m.Leader(tp0)
+	stop := make(chan struct{})
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = lp.full()
+				_ = c.nodes[1].m.rollDue(lp)
+			}
+		}
+	}()
+	done := make(chan int64, 4)
+	for g := range 4 {
+		go func() {
+			n := int64(0)
+			for i := range 50 {
+				batch := kafkaproto.AppendBatch(nil, 1, []kafkaproto.KV{{Key: []byte("k"), Value: []byte{byte(g), byte(i)}}})
+				h, err := kafkaproto.ValidateBatch(batch)
+				if err != nil {
+					t.Error(err)
+					break
+				}
+				epoch, release, err := lp.Begin(context.Background())
+				if err != nil {
+					t.Error(err)
+					break
+				}
+				if _, err := lp.log.Append(batch, h, epoch); err != nil {
+					release(0)
+					t.Error(err)
+					break
+				}
+				release(int64(len(batch)))
+				n += int64(len(batch))
+			}
+			done <- n
+		}()
+	}
+	total := int64(0)
+	for range 4 {
+		total += <-done
+	}
+	close(stop)
+	<-checked
+	if got := lp.bytes.Load(); got != total {
+		t.Fatalf("appended bytes counted %d; want %d", got, total)
+	}
+	if leo := c.log(1).LogEndOffset(); leo != 200 {
+		t.Fatalf("LEO %d; want 200", leo)
 	}
 }
