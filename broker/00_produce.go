@@ -195,7 +195,9 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 				// created, a roll just committed): install it now
 				// rather than refuse.
 				if attempt == 0 {
-					b.reconcileTopic(topic)
+					if _, err := b.repl.Reconcile(topic, rp.Partition, b.caughtUp.Load()); err != nil {
+						b.log.Warn().Err(err).Str("topic", topic).Int32("partition", rp.Partition).Msg("install a leadership for a produce")
+					}
 					continue
 				}
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code

@@ -270,7 +270,7 @@ func (b *Broker) reconcileTopic(name string) {
 // b.reconcileMu held.
 func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 	for p := int32(0); p < t.Partitions; p++ {
-		role, err := b.repl.Reconcile(t, p, caughtUp)
+		role, err := b.repl.Reconcile(t.Name, p, caughtUp)
 		if err != nil {
 			b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("reconcile partition")
 		}

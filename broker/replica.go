@@ -104,8 +104,8 @@ func (h replicaHost) MinInsync(t metadata.Topic) int {
 	return int(h.b.topicConfigInt(t.Configs, "min.insync.replicas"))
 }
 
-func (h replicaHost) Rolled(topic string) { h.b.reconcileTopic(topic) }
-func (h replicaHost) Kick()               { h.b.kickReconcile() }
+func (h replicaHost) CaughtUp() bool { return h.b.caughtUp.Load() }
+func (h replicaHost) Kick()          { h.b.kickReconcile() }
 func (h replicaHost) RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64) {
 	h.b.restartLearner(tp, id, start)
 }

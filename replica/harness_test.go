@@ -89,13 +89,12 @@ func (m *testMeta) setHook(h func(c metadata.Command) error) {
 }
 
 type testNode struct {
-	id     int32
-	eng    *storage.Engine
-	m      *Manager
-	lease  *fakeLease
-	c      *cluster
-	kicks  atomic.Int64
-	rolled atomic.Int64
+	id    int32
+	eng   *storage.Engine
+	m     *Manager
+	lease *fakeLease
+	c     *cluster
+	kicks atomic.Int64
 }
 
 // testNode is the Manager's Host.
@@ -118,11 +117,8 @@ func (n *testNode) LogTopicID(tp storage.TopicPartition) (metadata.TopicID, bool
 }
 func (n *testNode) DeleteLog(tp storage.TopicPartition) error { return n.eng.DeleteLog(tp) }
 func (n *testNode) MinInsync(metadata.Topic) int              { return 1 }
-func (n *testNode) Rolled(topic string) {
-	n.rolled.Add(1)
-	n.reconcile(topic)
-}
-func (n *testNode) Kick() { n.kicks.Add(1) }
+func (n *testNode) CaughtUp() bool                            { return true }
+func (n *testNode) Kick()                                     { n.kicks.Add(1) }
 func (n *testNode) RestartLearner(storage.TopicPartition, metadata.TopicID, int64) {
 }
 
@@ -133,7 +129,7 @@ func (n *testNode) reconcile(topic string) map[int32]Role {
 	}
 	out := map[int32]Role{}
 	for p := int32(0); p < t.Partitions; p++ {
-		r, err := n.m.Reconcile(t, p, true)
+		r, err := n.m.Reconcile(t.Name, p, true)
 		if err != nil {
 			n.c.t.Errorf("node %d: reconcile %s-%d: %v", n.id, topic, p, err)
 		}

@@ -3,6 +3,7 @@ package replica
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
@@ -29,18 +30,28 @@ func (r Role) String() string {
 	return [...]string{"none", "leader", "follower", "learner", "fenced"}[r]
 }
 
-// Reconcile makes this node's role in partition p of t match the
-// metadata's chain, opening the partition's log through the host when
-// this node holds a replica. Before caughtUp (the node has not yet seen
-// the controller's latest metadata) it neither learns nor deletes
-// anything. It returns the role taken.
-func (m *Manager) Reconcile(t metadata.Topic, p int32, caughtUp bool) (Role, error) {
-	if p < 0 || p >= t.Partitions || int(p) >= len(t.Parts) || len(t.Parts[p].Segments) == 0 {
-		return RoleNone, fmt.Errorf("replica: reconcile %s-%d: no such partition in the metadata", t.Name, p)
+// Reconcile makes this node's role in partition p of topic match the
+// metadata's chain as it is now, opening the partition's log through the
+// host when this node holds a replica. Calls for one partition run one at
+// a time; those for different partitions in parallel, so an append that
+// finds its leadership not installed yet installs it without waiting for
+// a reconcile pass over every partition. Before caughtUp (the node has
+// not yet seen the controller's latest metadata) it neither learns nor
+// deletes anything. It returns the role taken.
+func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) {
+	tp := storage.TopicPartition{Topic: topic, Partition: p}
+	mu := m.recLock(tp)
+	mu.Lock()
+	defer mu.Unlock()
+	t, ok := m.md.Topic(topic)
+	if !ok || p < 0 || p >= t.Partitions || int(p) >= len(t.Parts) || len(t.Parts[p].Segments) == 0 {
+		// Deleted meanwhile: no role (the host removes the log).
+		m.Unlead(tp)
+		m.Unfollow(tp)
+		return RoleNone, nil
 	}
 	self := m.cfg.NodeID
 	seg := t.Parts[p].Active()
-	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
 	wantRF := t.ReplicationFactor()
 	if !slices.Contains(seg.Replicas, self) {
 		// Not (or no longer) a replica of the active segment, e.g. a
@@ -89,6 +100,18 @@ func (m *Manager) Reconcile(t metadata.Topic, p int32, caughtUp bool) (Role, err
 	m.Unlead(tp)
 	m.Follow(tp, t.ID, seg.Leader, seg.Epoch, l)
 	return RoleFollower, nil
+}
+
+// recLock is tp's reconcile lock.
+func (m *Manager) recLock(tp storage.TopicPartition) *sync.Mutex {
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
+	mu, ok := m.recLocks[tp]
+	if !ok {
+		mu = &sync.Mutex{}
+		m.recLocks[tp] = mu
+	}
+	return mu
 }
 
 // learn makes this node, a former replica of t/p that still holds its

@@ -97,9 +97,9 @@ type Host interface {
 	DeleteLog(tp storage.TopicPartition) error
 	// MinInsync is t's min.insync.replicas.
 	MinInsync(t metadata.Topic) int
-	// Rolled installs the roles after a committed roll of a partition of
-	// topic (a reconcile pass of that topic), before parked appends go on.
-	Rolled(topic string)
+	// CaughtUp reports whether this node has seen the controller's
+	// latest metadata (before that it neither learns nor deletes).
+	CaughtUp() bool
 	// Kick asks for a reconcile pass.
 	Kick()
 	// RestartLearner replaces tp's log, which ends below start (the
@@ -136,12 +136,19 @@ type Manager struct {
 	fetchMu  sync.Mutex
 	fetchers map[int32]*fetcher // by leader node
 	closed   bool
+
+	// recMu guards recLocks: one lock per partition orders Reconcile
+	// calls for it (the reconcile loop, an append finding its leadership
+	// missing, a committed roll), each reading the newest metadata.
+	recMu    sync.Mutex
+	recLocks map[storage.TopicPartition]*sync.Mutex
 }
 
 // New builds a Manager; Start runs its roll loop.
 func New(cfg Config, md Metadata, lease Lease, tr Transport, host Host, log zerolog.Logger) *Manager {
 	m := &Manager{cfg: cfg, md: md, lease: lease, tr: tr, host: host, log: log, clock: cfg.Clock,
-		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, fetchers: map[int32]*fetcher{}}
+		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, fetchers: map[int32]*fetcher{},
+		recLocks: map[storage.TopicPartition]*sync.Mutex{}}
 	if m.clock == nil {
 		m.clock = systemClock{}
 	}

@@ -470,3 +470,35 @@ func TestConcurrentAppendsAndRollCheck(t *testing.T) {
 		t.Fatalf("LEO %d; want 200", leo)
 	}
 }
+
+// Reconcile of one partition does not wait for another partition's, whose
+// log open (recovery) may take long: an append that finds its leadership
+// not installed yet installs it at once.
+func TestReconcileOfOnePartitionDoesNotWaitForAnother(t *testing.T) {
+	c := newCluster(t, 1, []int32{1})
+	n := c.nodes[1]
+	blocked := storage.TopicPartition{Topic: "t", Partition: 0}
+	mu := n.m.recLock(blocked) // a reconcile of t-0 in progress
+	mu.Lock()
+	defer mu.Unlock()
+	if err := c.meta.fsm.Apply(metadata.CreateTopic{Name: "u", ID: metadata.TopicID{2}, Partitions: 1,
+		ReplicationFactor: 1, Assignments: [][]int32{{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Role, 1)
+	go func() {
+		r, err := n.m.Reconcile("u", 0, true)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		if r != RoleLeader {
+			t.Fatalf("role %v; want leader", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reconcile of u-0 waited for t-0's")
+	}
+}

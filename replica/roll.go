@@ -232,7 +232,10 @@ func (m *Manager) Roll(lp *Leadership) {
 	// (deferred close of rollDone): they then append under the new
 	// leadership here, or are forwarded to the new leader, instead of
 	// meeting the old one's end.
-	m.host.Rolled(tp.Topic)
+	if _, err := m.Reconcile(tp.Topic, tp.Partition, m.host.CaughtUp()); err != nil {
+		m.log.Error().Err(err).Str("tp", tp.String()).Msg("install the roles after a roll")
+	}
+	m.host.Kick() // the rest (group coordinators of internal partitions)
 	m.log.Info().Str("tp", tp.String()).Int64("segment", seg.ID).Int64("end", end).Dur("took", time.Since(began)).Msg("segment rolled")
 }
 
