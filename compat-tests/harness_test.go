@@ -137,6 +137,9 @@ const raceReportMarker = "WARNING: DATA RACE"
 func checkRaceReports(t *testing.T, n *node) {
 	t.Helper()
 	count, first, err := raceReports(n.LogPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return // removed with the temporary directory of the subtest that launched it, which scanned it
+	}
 	if err != nil {
 		t.Errorf("%s: %v", n.label(), err)
 	}
@@ -365,6 +368,11 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 			}
 			checkRaceReports(t, n)
 		})
+	} else {
+		// A cluster scans its nodes' logs once they stopped; a node a
+		// subtest launched is scanned here too, before the subtest's
+		// temporary directory (and the log in it) is removed.
+		t.Cleanup(func() { checkRaceReports(t, n) })
 	}
 	return n, nil
 }
