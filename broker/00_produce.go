@@ -120,8 +120,12 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 	}
 	if req.Acks == 0 {
 		if fwd.pending() {
+			// Nobody waits for the answer: the forward runs in the
+			// background, tracked and stopped by Close.
+			b.bgWG.Add(1)
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer b.bgWG.Done()
+				ctx, cancel := context.WithTimeout(b.bgCtx, 30*time.Second)
 				defer cancel()
 				sendForwarded(ctx)
 			}()
@@ -147,7 +151,9 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		if timeout <= 0 {
 			timeout = 30 * time.Second
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		// The connection's writer waits for this answer and Close for the
+		// connection: the wait ends with the shutdown grace period.
+		ctx, cancel := context.WithTimeout(rc.ctx(), timeout)
 		defer cancel()
 		sendForwarded(ctx)
 		for _, w := range pending {
@@ -253,9 +259,15 @@ func (w pendingAck) fail(err error) {
 		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
 		return
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		w.part.ErrorCode = kerr.RequestTimedOut.Code
-	} else {
+	case errors.Is(err, context.Canceled):
+		// The broker is shutting down: the client retries on the next
+		// leader.
+		w.part.ErrorCode = kerr.NotLeaderForPartition.Code
+		w.part.ErrorMessage = kmsg.StringPtr("broker shutting down")
+	default:
 		w.part.ErrorCode = kerr.KafkaStorageError.Code
 		w.part.ErrorMessage = kmsg.StringPtr(err.Error())
 	}
