@@ -32,7 +32,7 @@ import (
 type Broker struct {
 	cfg    configs.Config
 	log    zerolog.Logger
-	store  *metadata.RaftStore
+	store  metadata.Store
 	engine *storage.Engine
 	apis   apiTable
 	m      *metrics
@@ -102,7 +102,7 @@ type Broker struct {
 // opened (and logs of deleted topics removed) by the reconcile loop that
 // Serve starts, as the metadata says which partitions this node leads.
 // The broker becomes the store's Forwarder.
-func New(cfg configs.Config, log zerolog.Logger, store *metadata.RaftStore, engine *storage.Engine) (*Broker, error) {
+func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *storage.Engine) (*Broker, error) {
 	b := &Broker{
 		cfg:            cfg,
 		log:            log,

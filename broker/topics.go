@@ -147,6 +147,10 @@ func applyErrorCode(err error) int16 {
 		return kerr.InvalidReplicationFactor.Code
 	case errors.Is(err, metadata.ErrNotLeader), errors.Is(err, metadata.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
+	case errors.Is(err, metadata.ErrInvalidCommand):
+		// The handlers validate first; what metadata still refuses
+		// (a config value out of range, say) is the request's fault.
+		return kerr.InvalidRequest.Code
 	}
 	return kerr.UnknownServerError.Code
 }
