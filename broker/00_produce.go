@@ -17,7 +17,7 @@ import (
 )
 
 // Produce is advertised from v0: librdkafka 2.0.2 compresses only when it
-// sees v0 (see DESIGN.md). Versions below 3 carry old message sets in
+// sees v0 (docs/architecture.md, "Kafka compatibility"). Versions below 3 carry old message sets in
 // practice, which are refused with UNSUPPORTED_FOR_MESSAGE_FORMAT.
 func apiProduce() api {
 	return api{key: kmsg.Produce, min: 0, max: 11, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {

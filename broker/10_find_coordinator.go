@@ -10,7 +10,7 @@ import (
 // FindCoordinator 0-4. A group's coordinator is the leader of its
 // __consumer_offsets partition. It is
 // advertised from v0 because librdkafka 2.0.2 enables LZ4 only when it sees
-// FindCoordinator v0 (DESIGN.md). Transaction coordinators are not offered.
+// FindCoordinator v0 (docs/architecture.md, "Kafka compatibility"). Transaction coordinators are not offered.
 func apiFindCoordinator() api {
 	return api{key: kmsg.FindCoordinator, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		return b.handleFindCoordinator(rc, rc.req.(*kmsg.FindCoordinatorRequest)), nil

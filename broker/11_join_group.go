@@ -2,7 +2,7 @@ package broker
 
 import "github.com/twmb/franz-go/pkg/kmsg"
 
-// JoinGroup 0-9, advertised from v0 (DESIGN.md). It parks until the
+// JoinGroup 0-9, advertised from v0 (docs/architecture.md, "Kafka compatibility"). It parks until the
 // rebalance completes, so it answers from its own goroutine.
 // Group requests run in connection order (conn.go: inGroupOrder).
 func apiJoinGroup() api {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/tuskdb/tusk/broker/rpc"
 	"github.com/tuskdb/tusk/configs"
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
@@ -59,7 +60,7 @@ type Broker struct {
 	internalLn     net.Listener
 	internalHTTP   *connQueue // the internal listener's HTTP connections (internal_kafka.go)
 	internalSrv    *http.Server
-	internalClient *http.Client
+	internalClient *rpc.Client // calls to other nodes' internal listeners
 
 	// caughtUp is set once the controller registered this node and the
 	// local metadata reached the controller's; only then does reconcile
@@ -112,7 +113,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		m:              newMetrics(),
 		shutdown:       make(chan struct{}),
 		conns:          map[*conn]struct{}{},
-		internalClient: newInternalClient(),
+		internalClient: rpc.NewClient(nil),
 		reconcileKick:  make(chan struct{}, 1),
 		leaseCh:        make(chan struct{}),
 	}

@@ -28,15 +28,26 @@
 //
 // # Cluster
 //
-// Metadata lives in the Raft FSM (package metadata); every node answers
-// Metadata, DescribeCluster and FindCoordinator from its local replica.
-// Write-type admin requests (CreateTopics, DeleteTopics, CreatePartitions,
+// Metadata lives in the Raft FSM (package metadata, reached through the
+// metadata.Store interface); every node answers Metadata, DescribeCluster
+// and FindCoordinator from its local replica, and names itself as the
+// controller (as KRaft brokers do: it forwards admin writes). Write-type
+// admin requests (CreateTopics, DeleteTopics, CreatePartitions,
 // AlterConfigs, IncrementalAlterConfigs, producer-id blocks) become Raft
 // commands that a follower forwards to the controller; the request is
 // answered once this node's FSM has applied the command, so a client reads
-// its own write from the node it asked. Produce, Fetch and the other
-// partition APIs are served by the partition's leader (the leader of its
-// active segment); other nodes answer NOT_LEADER_OR_FOLLOWER.
+// its own write from the node it asked. Produce is served by the
+// partition's leader (the leader of its active segment); other nodes
+// forward it (forward.go) or answer NOT_LEADER_OR_FOLLOWER with KIP-951
+// hints. Fetch is served by the leader, and sealed ranges by any replica
+// holding them (sealed_reads.go).
+//
+// This node's roles in the segment chains (leading, following, learning,
+// rolls) are package replica's: broker hands a replica.Manager its
+// metadata view, lease, Fetch transport and logs (replica.go), and the
+// Produce and group-commit paths append through replica.Leadership.Begin
+// and wait with WaitAcked (docs/architecture.md, "Segment chains", "Write
+// path").
 //
 // Two loops run beside the listeners (cluster.go):
 //   - heartbeat: every lease.renew the node reports its id and addresses to
@@ -46,36 +57,21 @@
 //     The answer carries the controller's applied index; once the local
 //     FSM reaches it the node has "caught up".
 //   - reconcile: after every FSM change, open the logs of the partitions
-//     this node leads (recording the topic ID in the log directory), push
-//     topic configs, load group coordinators of local __consumer_offsets
-//     partitions, and, only once caught up, delete logs whose topic is gone
-//     or was recreated under another ID. A stale view never deletes data.
+//     this node holds, let replica.Manager.Reconcile take each partition's
+//     role, load or unload the group coordinators of __consumer_offsets
+//     partitions with their leadership, and, only once caught up, delete
+//     logs whose topic is gone or was recreated under another ID. A stale
+//     view never deletes data.
 //
-// # Internal protocol
+// # Internal listener
 //
-// Node-to-node calls and `tusk cluster` use HTTP/1.1 with JSON bodies on
-// the internal listener (internal.listen). Every error is a JSON object
-// {"kind": ..., "error": ...} with 409 (precondition kinds: topic_exists,
-// topic_collision, unknown_topic, precondition, invalid,
-// not_enough_brokers, not_member), 421 (not_leader: ask the controller) or
-// 500; callers map kinds back to the metadata sentinel errors and retry
-// not_leader and transport failures until their deadline.
-//
-//	POST /v1/apply        body: an encoded metadata command (metadata.EncodeCommand)
-//	                      → {"index": n}; controller only. Placement-free proposals
-//	                      (CreateTopic without assignments) are placed there.
-//	POST /v1/heartbeat    body: metadata.Heartbeat → metadata.Lease; controller only
-//	GET  /v1/status       → {"node","leader","voters":[{id,raft,voter}],"brokers":[...]}
-//	GET  /v1/dump         → the canonical metadata dump (metadata.FSM.Dump)
-//	POST /v1/snapshot     forces a Raft snapshot on this node
-//	POST /v1/add-node     {"id","raft"}: add a Raft voter; forwarded to the controller
-//	POST /v1/remove-node  {"id"}: remove a node leading no partition; forwarded
-//	POST /v1/applied      → {"index"}: the controller's applied index (read-your-writes)
-//	POST /v1/replica-leo  {"topic","partition","segment","epoch","fence_index"} → {"leo"}:
-//	                      failover probe; answered once the node applied the fence and
-//	                      stopped fetching the partition
-//	POST /v1/log-checksum {"topic","partition","end"} → CRC-32C and length of this
-//	                      node's copy of [log start, end): replicas compare them (I1, I4)
+// The internal listener (internal.listen) carries two protocols on one
+// port, told apart by a connection's first byte (internal_kafka.go):
+// HTTP/1.1 + JSON calls between nodes and from `tusk cluster`, whose
+// endpoints, wire types and error kinds are in package broker/rpc; and
+// Kafka requests from other nodes, above all replica and learner Fetches.
+// A Fetch with ReplicaID >= 0 on a client listener is answered
+// CLUSTER_AUTHORIZATION_FAILED and moves nothing.
 //
 // # Shutdown
 //

@@ -14,7 +14,7 @@ import (
 	"github.com/tuskdb/tusk/metadata"
 )
 
-// Produce forwarding (DESIGN.md, write path step 1): a Produce for a
+// Produce forwarding (docs/architecture.md, "Write path"): a Produce for a
 // partition another node leads is sent on to that leader and its answer
 // passed back, because most clients do not follow KIP-951 leader hints.
 // With produce.forward off, the partition is answered

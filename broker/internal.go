@@ -137,7 +137,7 @@ func (b *Broker) call(ctx context.Context, addr, path string, body []byte, out a
 	if body != nil {
 		in = json.RawMessage(body)
 	}
-	return rpc.NewClient(b.internalClient).Call(ctx, addr, http.MethodPost, path, in, out)
+	return b.internalClient.Call(ctx, addr, http.MethodPost, path, in, out)
 }
 
 // syncWithController waits until the local metadata has applied everything
@@ -192,9 +192,4 @@ func (b *Broker) clusterStatus() (rpc.Status, error) {
 		return rpc.Status{}, err
 	}
 	return rpc.Status{Node: b.cfg.NodeID, Leader: b.store.Leader(), Voters: members, Brokers: b.store.FSM().Brokers()}, nil
-}
-
-// newInternalClient is the HTTP client for node-to-node calls.
-func newInternalClient() *http.Client {
-	return rpc.NewHTTPClient(30 * time.Second)
 }

@@ -122,7 +122,7 @@ func (b *Broker) ReplicaLEO(ctx context.Context, node int32, topic string, parti
 	}
 	var out rpc.ReplicaLEOResponse
 	in := rpc.ReplicaLEORequest{Topic: topic, Partition: partition, Segment: segment, Epoch: epoch, FenceIndex: fenceIndex}
-	if err := rpc.NewClient(b.internalClient).Call(ctx, br.Internal, http.MethodPost, "/v1/replica-leo", in, &out); err != nil {
+	if err := b.internalClient.Call(ctx, br.Internal, http.MethodPost, rpc.PathReplicaLEO, in, &out); err != nil {
 		return 0, err
 	}
 	return out.LEO, nil

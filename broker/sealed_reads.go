@@ -10,7 +10,7 @@ import (
 	"github.com/tuskdb/tusk/storage"
 )
 
-// Sealed segments are readable from any replica (DESIGN.md, "Sealed
+// Sealed segments are readable from any replica (docs/architecture.md, "Sealed
 // segments: reads from any replica"):
 //
 //   - A consumer Fetch that reaches a node which does not lead the

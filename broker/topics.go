@@ -126,7 +126,7 @@ func (b *Broker) collidingTopic(name string) string {
 // defaultRF is the replication factor of a topic whose creator left it to
 // the broker: topic.replication-factor, or with 0 there
 // metadata.AutoReplicationFactor, min(3, live brokers) as the controller
-// counts them (DESIGN.md).
+// counts them (docs/architecture.md, "Kafka compatibility").
 func (b *Broker) defaultRF() int16 {
 	if rf := b.cfg.Topic.ReplicationFactor; rf > 0 {
 		return int16(rf)
