@@ -23,7 +23,7 @@ func (c *Coordinator) lockLive(name string, create bool) (g *group, dead bool) {
 		if g.state != StateDead {
 			return g, false
 		}
-		g.mu.Unlock()
+		g.unlock()
 	}
 	return nil, true
 }
@@ -49,11 +49,11 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 		return joinError(v, req.MemberID, kerr.UnknownMemberID.Code)
 	}
 	if c.closed.Load() {
-		g.mu.Unlock()
+		g.unlock()
 		return joinError(v, req.MemberID, kerr.NotCoordinator.Code)
 	}
 	resp, w := g.join(ctx, req, clientInfo(ctx))
-	g.mu.Unlock()
+	g.unlock()
 	if resp != nil {
 		return resp
 	}
@@ -88,11 +88,11 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		return syncResponse(v, kerr.UnknownMemberID.Code)
 	}
 	if c.closed.Load() {
-		g.mu.Unlock()
+		g.unlock()
 		return syncResponse(v, kerr.NotCoordinator.Code)
 	}
 	resp, w := g.syncGroup(ctx, req)
-	g.mu.Unlock()
+	g.unlock()
 	if resp != nil {
 		return resp
 	}
@@ -116,7 +116,7 @@ func awaitParked[T any](ctx context.Context, g *group, ch <-chan T, forget func(
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	defer g.unlock()
 	select {
 	case r := <-ch:
 		return r, true
@@ -146,7 +146,7 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest)
 		}
 		return resp
 	}
-	defer g.mu.Unlock()
+	defer g.unlock()
 	resp.ErrorCode = g.heartbeat(req)
 	return resp
 }
@@ -189,7 +189,7 @@ func (c *Coordinator) LeaveGroup(ctx context.Context, req *kmsg.LeaveGroupReques
 		}
 		return finish()
 	}
-	defer g.mu.Unlock()
+	defer g.unlock()
 	for _, lm := range leaving {
 		_, code := g.leave(lm.MemberID, lm.InstanceID)
 		if lm.Reason != nil && code == 0 {
@@ -240,7 +240,7 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 			}
 			rg.Members = append(rg.Members, rm)
 		}
-		g.mu.Unlock()
+		g.unlock()
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return resp
@@ -268,9 +268,9 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		}
 	}
 	for _, g := range c.snapshot() {
-		g.mu.Lock()
-		state, ptype := g.state, g.protocolType
-		g.mu.Unlock()
+		// Not g.mu: it may be held across a Persist.
+		l := g.listed.Load()
+		state, ptype := l.state, l.protocolType
 		if state == StateDead {
 			continue
 		}
@@ -315,7 +315,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 	if g == nil {
 		return kerr.GroupIDNotFound.Code
 	}
-	defer g.mu.Unlock()
+	defer g.unlock()
 	if g.state != StateEmpty {
 		return kerr.NonEmptyGroup.Code
 	}
@@ -324,7 +324,7 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 		recs = append(recs, Record{Key: offsetKey(g.name, k.topic, k.partition)})
 	}
 	recs = append(recs, Record{Key: groupKey(g.name)})
-	if code := c.persist(ctx, recs); code != 0 {
+	if code := g.persist(ctx, recs); code != 0 {
 		return code
 	}
 	clear(g.offsets)

@@ -73,10 +73,13 @@ func (cfg *Config) fill() {
 // Persister durably stores __consumer_offsets records. The coordinator
 // answers success only after Persist returned nil. Persist is called with
 // the group's lock held (never the coordinator-wide lock), so records of one
-// group reach it in order. If the error is (or wraps) a *kerr.Error, that
+// group reach it in order; it may wait (for replicas, for an fsync), and
+// nothing that walks every group waits for it (see doc.go, Concurrency).
+// Persist must return promptly once ctx is done: Close cancels the ctx of
+// every Persist in flight. If the error is (or wraps) a *kerr.Error, that
 // code is returned to the client (e.g. kerr.NotCoordinator when leadership
 // of the partition was lost); any other error becomes
-// COORDINATOR_NOT_AVAILABLE.
+// COORDINATOR_NOT_AVAILABLE (NOT_COORDINATOR after Close).
 type Persister interface {
 	Persist(ctx context.Context, records []Record) error
 }
@@ -120,6 +123,11 @@ type Coordinator struct {
 	loading atomic.Bool
 	closed  atomic.Bool
 
+	// ctx is the parent of every Persist's ctx; Close cancels it so
+	// that no persist outlives the coordinator.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -129,7 +137,10 @@ type Coordinator struct {
 // fed the partition's log to Replay and called ReplayDone.
 func New(cfg Config, p Persister) *Coordinator {
 	cfg.fill()
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{
+		ctx:    ctx,
+		cancel: cancel,
 		cfg:    cfg,
 		p:      p,
 		log:    cfg.Logger,
@@ -162,19 +173,21 @@ func (c *Coordinator) ticker() {
 
 // Close stops the coordinator (e.g. on losing leadership of the partition).
 // Waiting JoinGroup/SyncGroup calls and all later calls are answered with
-// NOT_COORDINATOR.
+// NOT_COORDINATOR. Persists in flight are cancelled (their callers are
+// answered NOT_COORDINATOR), so Close waits for no replica and no disk.
 func (c *Coordinator) Close() {
 	if c.closed.Swap(true) {
 		return
 	}
+	c.cancel()
 	close(c.stop)
 	<-c.done
 	for _, g := range c.snapshot() {
-		g.mu.Lock()
+		g.mu.Lock() // held at most until a cancelled Persist returns
 		for _, m := range g.members {
 			g.failWaiters(m, kerr.NotCoordinator.Code)
 		}
-		g.mu.Unlock()
+		g.unlock()
 	}
 }
 
@@ -182,17 +195,40 @@ func (c *Coordinator) Close() {
 // rebalance and initial-rebalance-delay deadlines and pending-sync deadlines
 // against Config.Now. It runs every TickInterval; tests with a fake clock
 // call it directly.
+//
+// Tick never waits for a group: a group whose lock is held (by a request
+// that may be waiting in Persist) is marked, and the holder runs the tick
+// as it releases the lock (group.unlock), or the next Tick does. A tick
+// that has records to persist (a group left Empty) hands the locked group
+// to a goroutine that persists them and then releases the lock, so the
+// records keep their place in the group's order.
 func (c *Coordinator) Tick() {
-	if c.loading.Load() || c.closed.Load() {
+	if !c.tickable() {
 		return
 	}
 	for _, g := range c.snapshot() {
-		g.mu.Lock()
-		if g.state != StateDead {
+		if !g.mu.TryLock() {
+			g.tickDue.Store(true)
+			continue
+		}
+		g.tickDue.Store(false)
+		if g.state != StateDead && c.tickable() {
 			g.tick(c.cfg.Now())
 		}
-		g.mu.Unlock()
+		if len(g.outbox) > 0 {
+			// Close waits for this goroutine: it takes every
+			// group's lock, after cancelling the persist.
+			go g.unlock()
+			continue
+		}
+		g.unlock()
 	}
+}
+
+// tickable reports whether deadlines are being enforced: not while loading
+// (sessions restart at ReplayDone) and not after Close.
+func (c *Coordinator) tickable() bool {
+	return !c.loading.Load() && !c.closed.Load()
 }
 
 func (c *Coordinator) snapshot() []*group {
@@ -248,6 +284,8 @@ func (c *Coordinator) preCheck(groupID string) int16 {
 	return 0
 }
 
+// persist hands recs to the Persister with ctx, cut short by Close. Call
+// it through group.persist, which keeps the group's records in order.
 func (c *Coordinator) persist(ctx context.Context, recs []Record) int16 {
 	if len(recs) == 0 {
 		return 0
@@ -255,7 +293,13 @@ func (c *Coordinator) persist(ctx context.Context, recs []Record) int16 {
 	if c.closed.Load() {
 		return kerr.NotCoordinator.Code
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)()
 	if err := c.p.Persist(ctx, recs); err != nil {
+		if c.closed.Load() {
+			return kerr.NotCoordinator.Code
+		}
 		c.log.Warn().Err(err).Int("records", len(recs)).Msg("groups: persisting __consumer_offsets records failed")
 		var ke *kerr.Error
 		if errors.As(err, &ke) {

@@ -34,6 +34,16 @@
 // counting the member as rejoined; a cancelled SyncGroup is forgotten. All
 // methods are safe for concurrent use.
 //
+// A group's lock is held across Persist, which may wait seconds (for the
+// replicas of __consumer_offsets), so what walks every group never waits
+// for one group's lock: Tick skips a busy group and its holder runs the
+// skipped tick as it releases the lock; a tick that leaves a group Empty
+// hands the locked group to a goroutine that persists the group metadata
+// and then releases it; ListGroups reads each group's state as of its last
+// unlock. Close cancels the ctx of every Persist in flight (their callers
+// get NOT_COORDINATOR) before it takes each group's lock. ExpireOffsets,
+// the broker's background retention pass, does wait for each group in turn.
+//
 // Time comes from Config.Now. Deadlines (member sessions, pending
 // MEMBER_ID_REQUIRED members, the rebalance timeout, the initial rebalance
 // delay and its extensions, the pending-sync timeout) are checked by Tick,
@@ -46,7 +56,8 @@
 //
 // Persister.Persist is called with the group's lock held, so one group's
 // records are persisted in order, and the coordinator answers success only
-// after it returns nil. Records use Kafka's __consumer_offsets schemas so
+// after it returns nil (a request that changed the group is answered after
+// the change is persisted, including a group left Empty). Records use Kafka's __consumer_offsets schemas so
 // Kafka tooling can read the log:
 //
 //   - offset commit: key OffsetCommitKey v1 (group, topic, partition); value

@@ -5,6 +5,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -102,7 +103,19 @@ type group struct {
 	c    *Coordinator
 	name string
 
+	// tickDue is set by a Tick that found mu held; unlock runs the tick.
+	tickDue atomic.Bool
+	// listed is state and protocolType as of the last unlock (ListGroups).
+	listed atomic.Pointer[listing]
+
+	// mu guards the fields below it. It is held across Persist, so it
+	// is released with unlock, and nothing that walks every group blocks
+	// on it (Tick uses TryLock, ListGroups reads listed).
 	mu sync.Mutex
+	// outbox holds records of a state change made by a tick (a group
+	// left Empty), persisted before any later record of the group and
+	// before mu is released (unlock).
+	outbox []Record
 
 	state        State
 	stateTs      time.Time // when the current state was entered (CurrentStateTimestamp)
@@ -128,8 +141,14 @@ type group struct {
 	hasMeta bool // a group metadata record exists for the group (replay, persisted rebalance)
 }
 
+// listing is what ListGroups shows of a group.
+type listing struct {
+	state        State
+	protocolType string
+}
+
 func newGroup(c *Coordinator, name string) *group {
-	return &group{
+	g := &group{
 		c:           c,
 		name:        name,
 		state:       StateEmpty,
@@ -140,9 +159,49 @@ func newGroup(c *Coordinator, name string) *group {
 		pendingSync: make(map[string]struct{}),
 		offsets:     make(map[tp]offsetValue),
 	}
+	g.listed.Store(&listing{state: g.state})
+	return g
 }
 
 func (g *group) now() time.Time { return g.c.cfg.Now() }
+
+// unlock releases mu. Before that it runs a tick that Tick skipped while
+// mu was held, persists the records such a tick left in the outbox (so a
+// request that changed the group answers after its persist, and one group's
+// records stay in order), and publishes what ListGroups shows.
+func (g *group) unlock() {
+	for {
+		if g.tickDue.Swap(false) && g.state != StateDead && g.c.tickable() {
+			g.tick(g.now())
+		}
+		if len(g.outbox) == 0 {
+			break
+		}
+		g.flush()
+	}
+	if l := g.listed.Load(); l.state != g.state || l.protocolType != g.protocolType {
+		g.listed.Store(&listing{state: g.state, protocolType: g.protocolType})
+	}
+	g.mu.Unlock()
+}
+
+// persist persists recs after the outbox, keeping the group's records in
+// the order of its state changes; g.mu held.
+func (g *group) persist(ctx context.Context, recs []Record) int16 {
+	g.flush()
+	return g.c.persist(ctx, recs)
+}
+
+// flush persists the outbox. As in Kafka, storing a group left Empty by a
+// rebalance only logs a failure (Coordinator.persist does). g.mu held.
+func (g *group) flush() {
+	if len(g.outbox) == 0 {
+		return
+	}
+	recs := g.outbox
+	g.outbox = nil
+	g.c.persist(g.c.ctx, recs)
+}
 
 func (g *group) transition(s State) {
 	if g.state != s {
@@ -490,7 +549,9 @@ func (g *group) completeJoin() {
 		g.subscribed = nil
 		g.transition(StateEmpty)
 		// Kafka stores the (empty) group here and only logs a failure.
-		g.c.persist(context.Background(), []Record{g.metadataRecord()})
+		// It is persisted before the lock is released (unlock), not
+		// here: a Tick must not wait for it (see Coordinator.Tick).
+		g.outbox = append(g.outbox, g.metadataRecord())
 		return
 	}
 	g.protocol = g.selectProtocol()
@@ -740,7 +801,7 @@ func (g *group) updateStaticMember(ctx context.Context, old *member, req *kmsg.J
 			g.prepareRebalance("static member " + newID + " rejoined with a protocol change")
 			return nil, w
 		}
-		if code := g.c.persist(ctx, []Record{g.metadataRecord()}); code != 0 {
+		if code := g.persist(ctx, []Record{g.metadataRecord()}); code != 0 {
 			// Revert: the old member id stays the registered one.
 			delete(g.members, newID)
 			*m = saved
@@ -821,7 +882,7 @@ func (g *group) syncGroup(ctx context.Context, req *kmsg.SyncGroupRequest) (*kms
 				o.assignment = bytes.Clone(assign[id])
 			}
 			gen := g.generation
-			if code := g.c.persist(ctx, []Record{g.metadataRecord()}); code != 0 {
+			if code := g.persist(ctx, []Record{g.metadataRecord()}); code != 0 {
 				if g.state == StateCompletingRebalance && g.generation == gen {
 					g.resetAndPropagateAssignmentError(code)
 					g.maybePrepareRebalance("failed to persist the group assignment")

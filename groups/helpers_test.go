@@ -2,7 +2,9 @@ package groups
 
 import (
 	"context"
+	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,10 +34,42 @@ type memPersister struct {
 	mu   sync.Mutex
 	recs []Record
 	fail error
+	// stall, when set, holds every Persist of records of group stall
+	// until release is closed or the Persist's ctx is done, as a
+	// replicated __consumer_offsets partition does while waiting for its
+	// followers; stalled counts the Persist calls held there.
+	stall   string
+	release chan struct{}
+	stalled atomic.Int32
 }
 
-func (p *memPersister) Persist(_ context.Context, recs []Record) error {
+// stallGroup makes every later Persist of group's records wait until the
+// returned release function is called (or the Persist's ctx is done).
+func (p *memPersister) stallGroup(t *testing.T, group string) (release func()) {
 	p.mu.Lock()
+	p.stall, p.release = group, make(chan struct{})
+	ch := p.release
+	p.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return release
+}
+
+func (p *memPersister) Persist(ctx context.Context, recs []Record) error {
+	p.mu.Lock()
+	if p.stall != "" && recordsOf(recs, p.stall) {
+		release := p.release
+		p.mu.Unlock()
+		p.stalled.Add(1)
+		defer p.stalled.Add(-1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.mu.Lock()
+	}
 	defer p.mu.Unlock()
 	if p.fail != nil {
 		return p.fail
@@ -47,6 +81,27 @@ func (p *memPersister) Persist(_ context.Context, recs []Record) error {
 		}
 	}
 	return nil
+}
+
+// recordsOf reports whether any of recs belongs to group.
+func recordsOf(recs []Record, group string) bool {
+	for _, r := range recs {
+		if len(r.Key) < 2 {
+			continue
+		}
+		if binary.BigEndian.Uint16(r.Key) == groupKeyVersion {
+			var k kmsg.GroupMetadataKey
+			if k.ReadFrom(r.Key) == nil && k.Group == group {
+				return true
+			}
+			continue
+		}
+		var k kmsg.OffsetCommitKey
+		if k.ReadFrom(r.Key) == nil && k.Group == group {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *memPersister) setFail(err error) {

@@ -63,7 +63,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 		return fill(kerr.IllegalGeneration.Code)
 	}
-	defer g.mu.Unlock()
+	defer g.unlock()
 	if c.closed.Load() {
 		return fill(kerr.NotCoordinator.Code)
 	}
@@ -118,7 +118,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 			recs = append(recs, Record{Key: offsetKey(g.name, k.topic, k.partition), Value: offsetRecordValue(ov)})
 		}
 	}
-	if code := c.persist(ctx, recs); code != 0 {
+	if code := g.persist(ctx, recs); code != 0 {
 		return fill(code)
 	}
 	for _, pc := range commits {
@@ -148,7 +148,7 @@ func (c *Coordinator) fetch(name string, topics []fetchTopic, all bool) (int16, 
 	g, _ := c.lockLive(name, false)
 	var offsets map[tp]offsetValue
 	if g != nil {
-		defer g.mu.Unlock()
+		defer g.unlock()
 		offsets = g.offsets
 	}
 	if all {
@@ -264,7 +264,7 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp
 	}
-	defer g.mu.Unlock()
+	defer g.unlock()
 	if g.state != StateEmpty && g.protocolType != "consumer" {
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
 		return resp
@@ -291,7 +291,7 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	if code := c.persist(ctx, recs); code != 0 {
+	if code := g.persist(ctx, recs); code != 0 {
 		for i := range resp.Topics {
 			for j := range resp.Topics[i].Partitions {
 				if resp.Topics[i].Partitions[j].ErrorCode == 0 {
@@ -315,7 +315,7 @@ func (g *group) maybeDie(ctx context.Context) {
 	if g.state != StateEmpty || len(g.offsets) > 0 || len(g.members) > 0 || len(g.pending) > 0 {
 		return
 	}
-	if g.c.persist(ctx, []Record{{Key: groupKey(g.name)}}) != 0 {
+	if g.persist(ctx, []Record{{Key: groupKey(g.name)}}) != 0 {
 		return
 	}
 	g.kill()
@@ -340,9 +340,12 @@ func (c *Coordinator) ExpireOffsets(topicExists func(string) bool) {
 	ctx := context.Background()
 	retention := c.cfg.OffsetsRetention.Milliseconds()
 	for _, g := range c.snapshot() {
+		if c.closed.Load() {
+			return
+		}
 		g.mu.Lock()
 		if g.state == StateDead {
-			g.mu.Unlock()
+			g.unlock()
 			continue
 		}
 		now := g.now().UnixMilli()
@@ -377,7 +380,7 @@ func (c *Coordinator) ExpireOffsets(topicExists func(string) bool) {
 				recs = append(recs, Record{Key: offsetKey(g.name, k.topic, k.partition)})
 			}
 		}
-		if c.persist(ctx, recs) == 0 {
+		if g.persist(ctx, recs) == 0 {
 			for _, k := range del {
 				delete(g.offsets, k)
 			}
@@ -386,6 +389,6 @@ func (c *Coordinator) ExpireOffsets(topicExists func(string) bool) {
 			}
 			g.maybeDie(ctx)
 		}
-		g.mu.Unlock()
+		g.unlock()
 	}
 }

@@ -105,7 +105,7 @@ func (c *Coordinator) Replay(r Record) error {
 		}
 		g := c.getOrCreate(k.Group)
 		g.mu.Lock()
-		defer g.mu.Unlock()
+		defer g.unlock()
 		key := tp{k.Topic, k.Partition}
 		if r.Value == nil {
 			delete(g.offsets, key)
@@ -130,7 +130,7 @@ func (c *Coordinator) Replay(r Record) error {
 		}
 		g := c.getOrCreate(k.Group)
 		g.mu.Lock()
-		defer g.mu.Unlock()
+		defer g.unlock()
 		g.members = make(map[string]*member)
 		g.static = make(map[string]string)
 		g.generation, g.protocolType, g.protocol, g.leader = 0, "", "", ""
@@ -198,7 +198,7 @@ func (c *Coordinator) ReplayDone() {
 		if !g.hasMeta && len(g.offsets) == 0 {
 			g.transition(StateDead)
 			c.remove(g)
-			g.mu.Unlock()
+			g.unlock()
 			continue
 		}
 		if len(g.members) > 0 {
@@ -210,7 +210,7 @@ func (c *Coordinator) ReplayDone() {
 		} else {
 			g.state = StateEmpty
 		}
-		g.mu.Unlock()
+		g.unlock()
 	}
 	c.loading.Store(false)
 }
