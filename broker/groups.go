@@ -498,10 +498,13 @@ func (gc *groupCoordinators) close() {
 	gc.parts = map[int32]*groups.Coordinator{}
 	gc.mu.Unlock()
 	close(gc.stop)
-	gc.wg.Wait()
+	// Close the coordinators first: that cancels their persists in
+	// flight, so an expiry pass waiting on one (up to the 5 s commit
+	// timeout per group) ends at once instead of holding up shutdown.
 	for _, c := range parts {
 		c.Close()
 	}
+	gc.wg.Wait()
 }
 
 // javaStringHash is Java's String.hashCode, which Kafka uses to place a
