@@ -90,6 +90,7 @@ func (m *testMeta) setHook(h func(c metadata.Command) error) {
 
 type testNode struct {
 	id    int32
+	dir   string // the storage engine's directory
 	eng   *storage.Engine
 	m     *Manager
 	lease *fakeLease
@@ -167,11 +168,12 @@ func newCluster(t *testing.T, n int, replicas []int32) *cluster {
 		if err := c.meta.fsm.Apply(metadata.RegisterBroker{Broker: metadata.Broker{ID: id, Kafka: fmt.Sprintf("127.0.0.1:%d", 9000+id)}}); err != nil {
 			t.Fatal(err)
 		}
-		eng, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever, Logger: zerolog.Nop()})
+		dir := t.TempDir()
+		eng, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever, Logger: zerolog.Nop()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		node := &testNode{id: id, eng: eng, lease: &fakeLease{}, c: c}
+		node := &testNode{id: id, dir: dir, eng: eng, lease: &fakeLease{}, c: c}
 		node.lease.valid.Store(true)
 		node.m = New(testConfig(id, c.clock), c.meta, node.lease, c.tr, node, zerolog.Nop())
 		c.tr.Connect(id, node.m)

@@ -3,6 +3,8 @@ package replica
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -501,4 +503,34 @@ func TestReconcileOfOnePartitionDoesNotWaitForAnother(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("reconcile of u-0 waited for t-0's")
 	}
+}
+
+// A roll whose checksum of the segment cannot be read seals nothing: it
+// never records a seal without the checksum it could not compute, and
+// appends resume (a later pass retries).
+func TestRollAbandonedOnChecksumError(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	for i := range 5 {
+		c.produce(1, i)
+	}
+	c.eventually("HW 5", func() bool { return c.log(1).HighWatermark() == 5 })
+	files, err := filepath.Glob(filepath.Join(c.nodes[1].dir, "t-0", "*.log"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("segment files of t-0: %v, %v", files, err)
+	}
+	for _, f := range files {
+		if err := os.Truncate(f, 0); err != nil { // the bytes are gone: reads fail
+			t.Fatal(err)
+		}
+	}
+	lp := c.nodes[1].m.Leader(tp0)
+	c.nodes[1].m.Roll(lp)
+	if got := c.active(); got.BaseOffset != 0 || got.State != metadata.SegmentActive {
+		t.Fatalf("active segment %+v: sealed although its checksum could not be read", got)
+	}
+	_, release, err := lp.Begin(context.Background())
+	if err != nil {
+		t.Fatalf("appends did not resume after the abandoned roll: %v", err)
+	}
+	release(0)
 }
