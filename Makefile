@@ -53,12 +53,14 @@ lint: vet
 # controllers, segment leaders, followers and group coordinators, five
 # leader kills in a row, a frozen leader, a leader partitioned off with
 # network namespaces (root only), re-replication to a spare node, sealed
-# reads with the first leader down; rotation with a consumer group), each
+# reads with the first leader down; rotation with a consumer group; restarts
+# after kill -9, admin clients across a controller kill, spoofed replica
+# fetches, SIGTERM with acks pending), each
 # repeated FAULT_COUNT times, against the race build.
 FAULT_COUNT ?= 3
 test-faults: build-race
 	TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover' ./compat-tests/
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks' ./compat-tests/
 
 # A randomized no-loss soak (off CI): leader, follower and controller
 # kills, frozen leaders and rolls under two producers and a consumer group
