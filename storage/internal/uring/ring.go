@@ -299,7 +299,73 @@ func chainEnd(ops []Op, i int) int {
 // (ops joined by Linked) must fit in the ring. The error is nil unless the
 // ring failed as a whole: then the ops not submitted have Res -ECANCELED,
 // and Do still waits for those that were.
+//
+// The kernel itself cancels an op it never started when it cannot create
+// the io-wq worker to run it, which happens while signals are pending (Go
+// sends SIGURG for preemption all the time): such an op, and the rest of
+// its chain, is submitted again (see cancelledChains).
 func (r *Ring) Do(ops []Op) error {
+	if err := r.do(ops); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < maxResubmits; attempt++ {
+		again := cancelledChains(ops)
+		if len(again) == 0 {
+			return nil
+		}
+		for _, c := range again {
+			if err := r.do(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil // still cancelled: the caller sees -ECANCELED
+}
+
+// maxResubmits bounds how often Do resubmits ops the kernel cancelled.
+const maxResubmits = 100
+
+// cancelledChains returns, for every linked chain of ops, the part from
+// its first op the kernel cancelled (Res -ECANCELED) to the chain's end,
+// when every op before that one in the chain completed in full: the
+// cancelled op never ran (a short or failed op breaks a chain too, and
+// then its followers' -ECANCELED is the answer, not a reason to retry).
+func cancelledChains(ops []Op) [][]Op {
+	var out [][]Op
+	for i := 0; i < len(ops); {
+		j := chainEnd(ops, i)
+		for k := i; k < j; k++ {
+			if ops[k].Res == -int32(unix.ECANCELED) {
+				out = append(out, ops[k:j])
+				break
+			}
+			if !ops[k].complete() {
+				break
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+// complete reports whether an op succeeded in full (all its bytes, for
+// reads and writes).
+func (o *Op) complete() bool {
+	switch o.opcode {
+	case opWrite, opRead:
+		return o.Res >= 0 && int(o.Res) == len(o.buf)
+	case opWritev:
+		n := 0
+		for _, b := range o.bufs {
+			n += len(b)
+		}
+		return o.Res >= 0 && int(o.Res) == n
+	}
+	return o.Res >= 0
+}
+
+// do is one submission of ops (see Do).
+func (r *Ring) do(ops []Op) error {
 	if len(ops) == 0 {
 		return nil
 	}

@@ -171,9 +171,9 @@ func TestConcurrentDoWithSignals(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				for _, o := range ops {
+				for k, o := range ops {
 					if o.Res < 0 {
-						t.Errorf("op failed: %v", o.Err())
+						t.Errorf("op %d failed: %v (results %d %d %d)", k, o.Err(), ops[0].Res, ops[1].Res, ops[2].Res)
 						return
 					}
 				}
@@ -314,4 +314,42 @@ func BenchmarkOps(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCancelledChains: what Do submits again after the kernel cancelled
+// ops it never started.
+func TestCancelledChains(t *testing.T) {
+	canc := -int32(unix.ECANCELED)
+	buf := make([]byte, 8)
+	mk := func(res ...int32) []Op {
+		ops := []Op{Write(3, buf, 0).Linked(), Fdatasync(3), Read(3, buf, 0), Write(3, buf, 8).Linked(), Nop()}
+		for i := range ops {
+			ops[i].Res = res[i]
+		}
+		return ops
+	}
+	for _, tc := range []struct {
+		name  string
+		res   []int32
+		first []int // index of each resubmitted part's first op
+		lens  []int
+	}{
+		{"all done", []int32{8, 0, 8, 8, 0}, nil, nil},
+		{"write cancelled: its chain again", []int32{canc, canc, 8, 8, 0}, []int{0}, []int{2}},
+		{"sync cancelled after a full write", []int32{8, canc, 8, 8, 0}, []int{1}, []int{1}},
+		{"short write broke the chain: no retry", []int32{4, canc, 8, 8, 0}, nil, nil},
+		{"failed write broke the chain: no retry", []int32{-5, canc, 8, 8, 0}, nil, nil},
+		{"two chains", []int32{canc, canc, canc, 8, canc}, []int{0, 2, 4}, []int{2, 1, 1}},
+	} {
+		ops := mk(tc.res...)
+		got := cancelledChains(ops)
+		if len(got) != len(tc.first) {
+			t.Fatalf("%s: %d parts, want %d", tc.name, len(got), len(tc.first))
+		}
+		for i, part := range got {
+			if &part[0] != &ops[tc.first[i]] || len(part) != tc.lens[i] {
+				t.Fatalf("%s: part %d is %d ops from a different op; want ops[%d:+%d]", tc.name, i, len(part), tc.first[i], tc.lens[i])
+			}
+		}
+	}
 }
