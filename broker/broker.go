@@ -256,8 +256,8 @@ func (b *Broker) Serve() error {
 		}
 	}
 	b.serveW.Add(2)
-	go b.acceptLoop()
-	go b.internalAcceptLoop()
+	go b.acceptLoop(b.kafkaLn, "kafka", func(nc net.Conn) bool { return b.startConn(nc, false) })
+	go b.acceptLoop(b.internalLn, "internal", b.routeInternal)
 	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
 		Str("raft", b.store.RaftAddr()).Int32("node_id", b.cfg.NodeID).Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
 	if b.cfg.ReadyFile != "" {
@@ -287,27 +287,24 @@ func (b *Broker) writeReadyFile() error {
 	return nil
 }
 
-func (b *Broker) acceptLoop() {
+// acceptLoop accepts connections on ln until it closes, handing each to
+// serve; serve returns false to stop accepting (shutdown). Temporary
+// failures such as EMFILE back off and retry.
+func (b *Broker) acceptLoop(ln net.Listener, name string, serve func(net.Conn) bool) {
 	defer b.serveW.Done()
 	var backoff time.Duration
 	for {
-		nc, err := b.kafkaLn.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			select {
-			case <-b.shutdown:
+			if b.shuttingDown() || errors.Is(err, net.ErrClosed) {
 				return
-			default:
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
 				continue
 			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Temporary failures such as EMFILE: back off and retry.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			b.log.Warn().Err(err).Dur("backoff", backoff).Msg("accept failed")
+			b.log.Warn().Err(err).Str("listener", name).Dur("backoff", backoff).Msg("accept failed")
 			select {
 			case <-time.After(backoff):
 			case <-b.shutdown:
@@ -316,7 +313,7 @@ func (b *Broker) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		if !b.startConn(nc, false) {
+		if !serve(nc) {
 			return
 		}
 	}

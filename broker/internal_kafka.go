@@ -29,50 +29,30 @@ import (
 // before its first byte.
 const sniffTimeout = 10 * time.Second
 
-// internalAcceptLoop accepts internal connections and hands each to the
-// HTTP server or to the Kafka connection handler.
-func (b *Broker) internalAcceptLoop() {
-	defer b.serveW.Done()
-	var backoff time.Duration
-	for {
-		nc, err := b.internalLn.Accept()
-		if err != nil {
-			if b.shuttingDown() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			b.log.Warn().Err(err).Dur("backoff", backoff).Msg("internal accept failed")
-			select {
-			case <-time.After(backoff):
-			case <-b.shutdown:
-				return
-			}
-			continue
+// routeInternal peeks at an internal connection's first byte and hands it
+// to the Kafka connection handler or the HTTP server, on a goroutine of its
+// own (the peek may wait up to sniffTimeout). It reports false once
+// shutting down.
+func (b *Broker) routeInternal(nc net.Conn) bool {
+	if b.shuttingDown() {
+		nc.Close()
+		return false
+	}
+	b.serveW.Add(1)
+	go func() {
+		defer b.serveW.Done()
+		first, err := peekFirstByte(nc, sniffTimeout)
+		switch {
+		case err != nil:
+			b.log.Debug().Err(err).Str("remote", nc.RemoteAddr().String()).Msg("internal connection closed before its first byte")
+			nc.Close()
+		case first == 0:
+			b.startConn(nc, true)
+		case !b.internalHTTP.push(nc):
+			nc.Close()
 		}
-		backoff = 0
-		b.serveW.Add(1)
-		go func() {
-			defer b.serveW.Done()
-			b.routeInternal(nc)
-		}()
-	}
-}
-
-// routeInternal peeks at nc's first byte and passes it on.
-func (b *Broker) routeInternal(nc net.Conn) {
-	first, err := peekFirstByte(nc, sniffTimeout)
-	if err != nil {
-		b.log.Debug().Err(err).Str("remote", nc.RemoteAddr().String()).Msg("internal connection closed before its first byte")
-		nc.Close()
-		return
-	}
-	if first == 0 {
-		b.startConn(nc, true)
-		return
-	}
-	if !b.internalHTTP.push(nc) {
-		nc.Close()
-	}
+	}()
+	return true
 }
 
 // peekFirstByte reads nc's first byte without consuming it.

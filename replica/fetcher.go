@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 
@@ -87,11 +88,7 @@ func (f *fetcher) close() {
 func (f *fetcher) snapshot() map[storage.TopicPartition]*followed {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[storage.TopicPartition]*followed, len(f.parts))
-	for k, v := range f.parts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.parts)
 }
 
 func (f *fetcher) run() {

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"time"
 
@@ -203,11 +204,7 @@ func (m *Manager) Leader(tp storage.TopicPartition) *Leadership {
 func (m *Manager) leadingSnapshot() map[storage.TopicPartition]*Leadership {
 	m.leadMu.RLock()
 	defer m.leadMu.RUnlock()
-	out := make(map[storage.TopicPartition]*Leadership, len(m.leading))
-	for k, v := range m.leading {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.leading)
 }
 
 // Lead records that this node leads tp's active segment seg, with log l
