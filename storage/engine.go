@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -64,8 +65,19 @@ type Options struct {
 	Now                    func() time.Time // nil → time.Now
 	// IO selects the segment-file I/O backend (IOAuto by default).
 	IO IOMode
+	// DeleteRate paces the deleter: bytes of deleted segment data freed
+	// per second, in ftruncate steps (docs/io-and-scale.md, section 2).
+	// <= 0: unpaced (still in steps). The broker's default is the
+	// storage.delete-rate setting.
+	DeleteRate int64
+	// BackgroundIORate is the budget in bytes per second of background
+	// writers off the acknowledgement path (learner copies, see
+	// Log.WaitBackgroundIO). <= 0: unlimited.
+	BackgroundIORate int64
 
-	ioFault ioFault // tests: rewrites io_uring completion results
+	ioFault    ioFault // tests: rewrites io_uring completion results
+	clock      ioClock // tests: the budgets' time source (nil: wall clock)
+	deleteStep int64   // tests: bytes per ftruncate step (0: defaultDeleteStep)
 }
 
 // TopicPartition names a partition log.
@@ -104,6 +116,13 @@ type Engine struct {
 	// replicated logs are not checked against a lease (an engine used
 	// without a cluster around it, as in unit tests).
 	lease atomic.Pointer[func() fencing.Lease]
+
+	// Background I/O (deleter.go, iobudget.go).
+	deleter  *deleter
+	bgBudget *ioBudget // Options.BackgroundIORate; nil: unlimited
+	bgStats  bgStats
+	tombSeq  atomic.Int64 // makes *.deleted names unique
+	bgCancel context.CancelFunc
 
 	kick chan struct{} // pokes the syncer (capacity 1)
 	stop chan struct{}
@@ -159,20 +178,36 @@ func Open(opts Options) (*Engine, error) {
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
+	clock := opts.clock
+	if clock == nil {
+		clock = wallClock{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.bgCancel = cancel
+	step := opts.deleteStep
+	if step <= 0 {
+		step = defaultDeleteStep
+	}
+	e.deleter = newDeleter(ctx, e.fs, e.log.With().Str("worker", "deleter").Logger(), step,
+		newIOBudget(opts.DeleteRate, step, clock, &e.bgStats.throttled), &e.bgStats)
+	e.bgBudget = newIOBudget(opts.BackgroundIORate, max(opts.BackgroundIORate/10, 1<<20), clock, &e.bgStats.throttled)
 	names, err := e.fs.ReadDir(opts.Dir)
+	if err == nil {
+		// Logs deleted before a crash or restart: finish their deletion.
+		_, err = e.reclaimLeftovers(opts.Dir, names)
+	}
 	if err != nil {
+		cancel()
 		if cerr := be.close(); cerr != nil {
 			e.log.Error().Err(cerr).Msg("close I/O backend")
 		}
-		return nil, fmt.Errorf("storage: open: list %s: %w", opts.Dir, err)
+		return nil, fmt.Errorf("storage: open: %s: %w", opts.Dir, err)
 	}
-	for _, n := range names {
-		if strings.HasSuffix(n, deletedSuffix) {
-			if err := e.fs.RemoveAll(filepath.Join(opts.Dir, n)); err != nil {
-				e.log.Warn().Err(err).Str("dir", n).Msg("remove leftover deleted log")
-			}
-		}
-	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.deleter.run()
+	}()
 	if opts.Fsync != FsyncNever {
 		e.wg.Add(1)
 		go e.syncLoop()
@@ -375,11 +410,12 @@ func (e *Engine) waitIdleLocked(tp TopicPartition) {
 
 // DeleteLog closes the log and removes its directory. The directory is
 // first renamed to a *.deleted tombstone and the rename made durable, so a
-// crash leaves the whole log or none of it (Open removes leftover
-// tombstones). The engine lock is held only to take the log out of the
-// engine: the partition stays busy (OpenLog and CreateLogAt of it wait)
-// until the rename is durable, and the tombstone is removed after that,
-// so neither the fsync nor the removal holds up other partitions.
+// crash leaves the whole log or none of it (Open queues leftover
+// tombstones for the deleter). The engine lock is held only to take the
+// log out of the engine: the partition stays busy (OpenLog and CreateLogAt
+// of it wait) until the rename is durable. The tombstone then goes to the
+// deleter, which shrinks its files at the delete rate once the log's last
+// Section is closed; DeleteLog does not wait for that.
 func (e *Engine) DeleteLog(tp TopicPartition) error {
 	e.mu.Lock()
 	e.waitIdleLocked(tp) // let a recovery of tp finish first
@@ -395,9 +431,11 @@ func (e *Engine) DeleteLog(tp TopicPartition) error {
 	if err != nil || gone == "" {
 		return err
 	}
-	if err := e.fs.RemoveAll(gone); err != nil {
-		return fmt.Errorf("storage: delete log %s: remove %s: %w", tp, gone, err)
+	var readers <-chan struct{}
+	if open {
+		readers = l.sections.whenIdle()
 	}
+	e.reclaim(gone, treeSize(e.fs, gone), readers)
 	return nil
 }
 
@@ -420,13 +458,13 @@ func (e *Engine) tombstoneLog(tp TopicPartition, l *Log, open bool) (string, err
 		}
 		return "", fmt.Errorf("storage: delete log %s: %w", tp, err)
 	}
-	gone := fmt.Sprintf("%s.%d%s", dir, e.now().UnixNano(), deletedSuffix)
+	gone := e.tombstoneName(dir)
 	if err := e.fs.Rename(dir, gone); err != nil {
 		return "", fmt.Errorf("storage: delete log %s: rename: %w", tp, err)
 	}
 	if err := e.fs.SyncDir(e.opts.Dir); err != nil {
 		// The rename may or may not survive a crash; either way the
-		// log is whole or gone, and the next Open removes a tombstone.
+		// log is whole or gone, and the next Open queues a tombstone.
 		return "", fmt.Errorf("storage: delete log %s: sync dir: %w", tp, err)
 	}
 	return gone, nil
@@ -447,6 +485,7 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Unlock()
 	close(e.stop)
+	e.bgCancel() // the deleter stops; what it has not removed waits for the next Open
 	e.wg.Wait()
 	var errs []error
 	for _, l := range logs {

@@ -68,6 +68,7 @@ func testEngineLogsListDelete(t *testing.T, env ioEnv) {
 	if got, _ := e.ListLogDirs(); !reflect.DeepEqual(got, []TopicPartition{tps[0], tps[2]}) {
 		t.Fatalf("list after delete %v", got)
 	}
+	waitDeletes(t, e)
 	if names, _ := fsys.ReadDir(testDir); len(names) != 2 {
 		t.Fatalf("dir entries after delete %v", names)
 	}
@@ -259,7 +260,7 @@ func within(t *testing.T, what string, done <-chan struct{}) {
 }
 
 // TestDeleteLogDoesNotBlockEngine: while DeleteLog waits on the directory
-// fsync and then on RemoveAll, other logs can be looked up and opened, the
+// fsync, and then while the deleter waits on RemoveAll, other logs can be looked up and opened, the
 // deleted log is gone from the engine, and a crash at either point leaves
 // the old log whole or no log at all.
 func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
@@ -295,6 +296,7 @@ func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
 		t.Helper()
 		e2 := openEngine(t, c, FsyncAlways, nil)
 		defer e2.Close()
+		waitDeletes(t, e2) // leftover tombstones go
 		names, err := c.ReadDir(testDir)
 		if err != nil {
 			t.Fatal(err)
@@ -355,7 +357,7 @@ func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
 	var release2Once sync.Once
 	t.Cleanup(func() { release2Once.Do(func() { close(release2) }) })
 	go func() { deleted <- e.DeleteLog(other) }()
-	within(t, "DeleteLog reaching RemoveAll", entered)
+	within(t, "the deleter reaching RemoveAll", entered)
 	done = make(chan struct{})
 	go func() {
 		defer close(done)
@@ -378,6 +380,7 @@ func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
 	if err := <-deleted; err != nil {
 		t.Fatal(err)
 	}
+	waitDeletes(t, e)
 	if names, _ := cfs.ReadDir(testDir); !slices.Equal(names, []string{"fourth-0", "third-0", "victim-0"}) {
 		t.Fatalf("after DeleteLog: %v", names)
 	}

@@ -114,6 +114,10 @@ type Log struct {
 	writerEpoch int32      // replicated mode: the epoch this node may append at (fencing.NoWriter: none)
 	epochs      epochCache // leader epoch → start offset
 	truncGen    uint64     // bumped by every TruncateTo
+
+	// sections counts the log's open Sections: DeleteLog's deletion of
+	// the directory waits for them (deleter.go).
+	sections readerRefs
 }
 
 // SetWriterEpoch records the leader epoch at which this node may append
@@ -846,6 +850,9 @@ func (l *Log) retain(now time.Time) {
 
 // removeFrontLocked closes and deletes the first n segments (never the
 // active one). The log start offset must already be persisted past them.
+// Their files are renamed to *.deleted names and, once the renames are
+// durable, handed to the engine's deleter, which frees them at the delete
+// rate after their last Section is closed.
 func (l *Log) removeFrontLocked(n int) {
 	if n <= 0 {
 		return
@@ -853,16 +860,34 @@ func (l *Log) removeFrontLocked(n int) {
 	gone := l.segs[:n]
 	l.segs = append([]*segment(nil), l.segs[n:]...)
 	l.epochs.trimFront(l.logStart)
+	type tomb struct {
+		path    string
+		size    int64
+		readers <-chan struct{}
+	}
+	tombs := make([]tomb, 0, len(gone))
 	for _, s := range gone {
 		s.closeFile()
-		for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix, snapshotSuffix} {
-			if err := l.fs.Remove(segName(l.dir, s.base, suf)); err != nil && !isNotExist(err) {
-				l.logger.Warn().Err(err).Str("tp", l.tp.String()).Int64("base", s.base).Msg("delete segment file")
-			}
+		path, size, err := l.tombstoneSegment(s.base)
+		if err != nil {
+			// Left under its name below the log start: the next
+			// recovery drops it.
+			l.logger.Warn().Err(err).Str("tp", l.tp.String()).Int64("base", s.base).Msg("delete segment")
+			continue
+		}
+		if path != "" {
+			tombs = append(tombs, tomb{path, size, s.sections.whenIdle()})
 		}
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
+		// The renames may not be durable: shrinking the files now could
+		// leave a half-visible segment after a crash. The next Open
+		// queues the *.deleted files.
 		l.logger.Warn().Err(err).Str("tp", l.tp.String()).Msg("sync dir after segment delete")
+		return
+	}
+	for _, t := range tombs {
+		l.engine.reclaim(t.path, t.size, t.readers)
 	}
 }
 

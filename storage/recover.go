@@ -57,12 +57,18 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// Segment files deleted before a crash or restart: the deleter
+	// finishes them; they are never segments.
+	if _, err := e.reclaimLeftovers(dir, names); err != nil {
+		return fail(err)
+	}
 	var bases, snaps []int64
 	other := map[int64][]string{} // base → index/snapshot file names
 	for _, n := range names {
 		base, suf, ok := parseSegFile(n)
 		switch {
-		case strings.HasSuffix(n, ".tmp") || strings.HasSuffix(n, deletedSuffix):
+		case strings.HasSuffix(n, deletedSuffix):
+		case strings.HasSuffix(n, ".tmp"):
 			if err := e.fs.Remove(filepath.Join(dir, n)); err != nil {
 				l.logger.Warn().Err(err).Str("file", n).Msg("remove leftover file")
 			}
@@ -262,12 +268,18 @@ func (l *Log) createEmptySegment(base int64) error {
 	return nil
 }
 
-// removeSegFiles deletes every file of the segment at base.
+// removeSegFiles deletes every file of the segment at base (during
+// recovery, before the log is open): the log file goes to the deleter
+// under a durable *.deleted name.
 func (l *Log) removeSegFiles(base int64) {
-	for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix, snapshotSuffix} {
-		if err := l.fs.Remove(segName(l.dir, base, suf)); err != nil && !isNotExist(err) {
-			l.logger.Warn().Err(err).Int64("base", base).Str("file", suf).Msg("remove segment file")
+	gone, size, err := l.tombstoneSegment(base)
+	if err == nil && gone != "" {
+		if err = l.fs.SyncDir(l.dir); err == nil {
+			l.engine.reclaim(gone, size, nil)
 		}
+	}
+	if err != nil {
+		l.logger.Warn().Err(err).Int64("base", base).Msg("remove segment files")
 	}
 }
 

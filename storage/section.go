@@ -16,9 +16,9 @@ type sectionFS interface {
 func (osFS) openSection(name string) (*os.File, error) { return os.Open(name) }
 
 // Section is a byte range of a segment file holding whole record batches,
-// read through a file handle of its own. The handle keeps the bytes
-// readable even if retention deletes the segment meanwhile (the inode
-// outlives the unlink), and its private file offset is what lets
+// read through a file handle of its own. The bytes stay readable even if
+// retention deletes the segment meanwhile: the file is renamed away, and
+// the deleter shrinks it only after the Section is closed. Its private file offset is what lets
 // (*net.TCPConn).ReadFrom send it with sendfile: an *os.File at its shared
 // offset, wrapped in an io.LimitedReader.
 //
@@ -27,6 +27,8 @@ type Section struct {
 	f   *os.File
 	pos int64
 	n   int64
+	// release lets the deleter shrink the segment file (nil once called).
+	release func()
 }
 
 // Len is the section's length in bytes.
@@ -67,6 +69,10 @@ func (s *Section) Bytes() ([]byte, error) {
 
 // Close releases the section's file handle.
 func (s *Section) Close() error {
+	if s.release != nil {
+		defer s.release()
+		s.release = nil
+	}
 	if err := s.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("storage: close section of %s: %w", s.f.Name(), err)
 	}
@@ -90,12 +96,21 @@ func (l *Log) readSection(offset int64, maxBytes int, minOneBatch, uncommitted b
 	if err != nil || loc.seg == nil {
 		return res, err
 	}
-	// Opened while closeMu pins the segment, so the file still exists.
-	f, err := sfs.openSection(segName(l.dir, loc.seg.base, logSuffix))
-	loc.seg.closeMu.RUnlock()
-	if err != nil {
-		return res, fmt.Errorf("storage: read %s segment %d: open section: %w", l.tp, loc.seg.base, err)
+	// Opened while closeMu pins the segment, so the file still exists;
+	// counted there too, so the deleter shrinks it only after Close.
+	seg := loc.seg
+	seg.sections.acquire()
+	l.sections.acquire()
+	release := func() {
+		seg.sections.release()
+		l.sections.release()
 	}
-	res.Section = &Section{f: f, pos: loc.pos, n: loc.n}
+	f, err := sfs.openSection(segName(l.dir, seg.base, logSuffix))
+	seg.closeMu.RUnlock()
+	if err != nil {
+		release()
+		return res, fmt.Errorf("storage: read %s segment %d: open section: %w", l.tp, seg.base, err)
+	}
+	res.Section = &Section{f: f, pos: loc.pos, n: loc.n, release: release}
 	return res, nil
 }

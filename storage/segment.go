@@ -49,6 +49,9 @@ type segment struct {
 	// (readers, the syncer) and exclusively to close f.
 	closeMu sync.RWMutex
 	closed  bool // guarded by closeMu
+	// sections counts open Sections of this file: the deleter shrinks
+	// it only once they are closed (deleter.go).
+	sections readerRefs
 
 	// The fields below are guarded by the owning Log's mu.
 	size        int64 // bytes of whole batches

@@ -68,16 +68,25 @@ func (l *Log) TruncateTo(off int64) error {
 	if err := writeTruncateMarker(l.fs, l.dir, cutOff); err != nil {
 		return fail("write truncate-to record", err)
 	}
-	// 2. Delete the later segments, and the index files of seg, which
-	// becomes the active segment.
+	// 2. Delete the later segments (renamed to *.deleted names, handed
+	// to the deleter once the renames are durable in step 3), and the
+	// index files of seg, which becomes the active segment.
+	type tomb struct {
+		path    string
+		size    int64
+		readers <-chan struct{}
+	}
+	var tombs []tomb
 	for _, s := range l.segs[i+1:] {
 		if err := s.closeFile(); err != nil {
 			return fail(fmt.Sprintf("close segment %d", s.base), err)
 		}
-		for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix, snapshotSuffix} {
-			if err := l.fs.Remove(segName(l.dir, s.base, suf)); err != nil && !isNotExist(err) {
-				return fail("delete segment file", err)
-			}
+		path, size, err := l.tombstoneSegment(s.base)
+		if err != nil {
+			return fail("delete segment", err)
+		}
+		if path != "" {
+			tombs = append(tombs, tomb{path, size, s.sections.whenIdle()})
 		}
 	}
 	if i < len(l.segs)-1 {
@@ -96,6 +105,9 @@ func (l *Log) TruncateTo(off int64) error {
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return fail("sync dir", err)
+	}
+	for _, t := range tombs {
+		l.engine.reclaim(t.path, t.size, t.readers)
 	}
 	// 4. Done: drop the redo record before any new append.
 	if err := l.fs.Remove(filepath.Join(l.dir, truncateFile)); err != nil {
