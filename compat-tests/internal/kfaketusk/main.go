@@ -8,6 +8,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,9 +19,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func main() {
@@ -44,6 +47,10 @@ func main() {
 	msgMax := fs.Int("kafka-message-max-bytes", atoi(env("KAFKA_MESSAGE_MAX_BYTES", "1048588")), "")
 	_ = fs.Int("kafka-request-max-bytes", atoi(env("KAFKA_REQUEST_MAX_BYTES", "104857600")), "")
 	_ = fs.String("log-level", env("LOG_LEVEL", "info"), "")
+	// --null-produce answers every Produce with success and stores
+	// nothing: the benchmark's ceiling (what the client and the network
+	// cost without any broker work), bench/compare.sh's "null broker".
+	nullProduce := fs.Bool("null-produce", false, "")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		os.Exit(2)
 	}
@@ -65,6 +72,9 @@ func main() {
 	}
 	c, err := kfake.NewCluster(opts...)
 	die(err)
+	if *nullProduce {
+		nullProducer(c)
+	}
 
 	hl, err := net.Listen("tcp", *httpListen)
 	die(err)
@@ -86,6 +96,43 @@ func main() {
 	<-sig
 	c.Close()
 	fmt.Fprintln(os.Stderr, "kfaketusk stopped")
+}
+
+// nullProducer makes c answer Produce requests itself: every partition
+// gets the next offsets of a per-partition counter, nothing is stored.
+func nullProducer(c *kfake.Cluster) {
+	var mu sync.Mutex
+	next := map[string]map[int32]int64{}
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range req.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
+			if next[t.Topic] == nil {
+				next[t.Topic] = map[int32]int64{}
+			}
+			for _, p := range t.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.BaseOffset = next[t.Topic][p.Partition]
+				n := int64(1)
+				if len(p.Records) >= 61 { // the batch header's record count
+					n = int64(binary.BigEndian.Uint32(p.Records[57:61]))
+				}
+				next[t.Topic][p.Partition] += n
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		if req.Acks == 0 {
+			return nil, nil, true
+		}
+		return resp, nil, true
+	})
 }
 
 func atoi(s string) int {
