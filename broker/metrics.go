@@ -70,6 +70,18 @@ func (m *metrics) addStorage(e *storage.Engine) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tusk_storage_fsync_batches_total", Help: "Appended batches made durable by those fsyncs; divide by tusk_storage_fsyncs_total for batches per fsync.",
 		}, func() float64 { return float64(e.Stats().FsyncBatches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_deleted_bytes_total", Help: "Bytes of deleted segment data the paced deleter has freed (storage.delete-rate).",
+		}, func() float64 { return float64(e.BackgroundStats().BytesDeleted) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tusk_storage_pending_deletion_bytes", Help: "Bytes of deleted segment data queued for the deleter and not freed yet.",
+		}, func() float64 { return float64(e.BackgroundStats().BytesPendingDeletion) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_background_throttled_seconds_total", Help: "Time background I/O (the deleter, learner copies) waited for its rate budget.",
+		}, func() float64 { return e.BackgroundStats().Throttled.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_background_io_bytes_total", Help: "Bytes learner copies wrote under the background I/O budget (storage.background-io-rate).",
+		}, func() float64 { return float64(e.BackgroundStats().BackgroundIOBytes) }),
 	)
 }
 

@@ -105,6 +105,10 @@ type StorageConfig struct {
 	FsyncInterval          time.Duration `mapstructure:"fsync-interval"`
 	IO                     string        `mapstructure:"io"`
 	RetentionCheckInterval time.Duration `mapstructure:"retention-check-interval"`
+	// DeleteRate paces the deletion of segment data (bytes/s freed).
+	DeleteRate int64 `mapstructure:"delete-rate"`
+	// BackgroundIORate budgets learner copies (bytes/s written).
+	BackgroundIORate int64 `mapstructure:"background-io-rate"`
 }
 
 // TopicDefaults apply to topics that do not override them.
@@ -170,6 +174,8 @@ func Options() []Option {
 		{"storage.fsync-interval", 100 * time.Millisecond, "sync period for storage.fsync=interval"},
 		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group-commit fdatasyncs if available, syscalls for writes and reads), uring, syscall"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
+		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
+		{"storage.background-io-rate", int64(64 << 20), "bytes per second a learner (a node copying a partition to join its replicas, or catching up to rejoin) may write; 0: unlimited"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
 		{"topic.replication-factor", int32(0), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); 0: min(3, live brokers)"},
 		{"topic.auto-create", true, "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},
@@ -305,6 +311,9 @@ func (c Config) Validate() error {
 	case "auto", "uring", "syscall":
 	default:
 		errs = append(errs, fmt.Errorf("storage.io %q: want auto, uring or syscall", c.Storage.IO))
+	}
+	if c.Storage.DeleteRate < 0 || c.Storage.BackgroundIORate < 0 {
+		errs = append(errs, fmt.Errorf("storage.delete-rate %d and storage.background-io-rate %d must not be negative", c.Storage.DeleteRate, c.Storage.BackgroundIORate))
 	}
 	if c.Storage.Fsync == "interval" && c.Storage.FsyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("storage.fsync-interval %v must be positive", c.Storage.FsyncInterval))

@@ -19,6 +19,9 @@ type followed struct {
 	id    metadata.TopicID
 	epoch int32
 	log   *storage.Log
+	// learner: copying the partition to join it, off the ack path; its
+	// appends wait for the background I/O budget.
+	learner bool
 }
 
 // fetcher replicates every partition this node follows (or learns) from
@@ -234,6 +237,13 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 		return false, kerr.ErrorForCode(rp.ErrorCode)
 	}
 	if len(rp.RecordBatches) > 0 {
+		if p.learner {
+			// A learner's copy must not crowd out the acks of the
+			// partitions this node serves (storage.background-io-rate).
+			if err := p.log.WaitBackgroundIO(ctx, len(rp.RecordBatches)); err != nil {
+				return false, err
+			}
+		}
 		// Append only while this fetcher still follows the partition: a
 		// drop (leadership moved, or a failover's fence) holds f.mu, so
 		// nothing is appended after it.

@@ -158,7 +158,7 @@ func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF 
 		m.log.Warn().Str("tp", tp.String()).Int64("end", mine.EndOffset).Int32("epoch", e).Msg("learner: dropped records past the sealed end of its last segment")
 	}
 	m.log.Debug().Str("tp", tp.String()).Int64("leo", l.LogEndOffset()).Msg("learner: fetching to join")
-	m.Follow(tp, t.ID, seg.Leader, seg.Epoch, l)
+	m.follow(tp, t.ID, seg.Leader, seg.Epoch, l, true)
 	return true
 }
 

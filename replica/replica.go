@@ -276,6 +276,12 @@ func (m *Manager) Fetched(tp storage.TopicPartition, replica int32, offset int64
 
 // Follow makes this node fetch tp from leader at epoch into l.
 func (m *Manager) Follow(tp storage.TopicPartition, id metadata.TopicID, leader, epoch int32, l *storage.Log) {
+	m.follow(tp, id, leader, epoch, l, false)
+}
+
+// follow is Follow; a learner's appends take tokens from the storage
+// engine's background I/O budget first (they are not on the ack path).
+func (m *Manager) follow(tp storage.TopicPartition, id metadata.TopicID, leader, epoch int32, l *storage.Log, learner bool) {
 	m.fetchMu.Lock()
 	defer m.fetchMu.Unlock()
 	if m.closed {
@@ -292,7 +298,7 @@ func (m *Manager) Follow(tp storage.TopicPartition, id metadata.TopicID, leader,
 		m.fetchers[leader] = f
 		m.goTracked(f.run)
 	}
-	f.add(tp, &followed{id: id, epoch: epoch, log: l})
+	f.add(tp, &followed{id: id, epoch: epoch, log: l, learner: learner})
 }
 
 // Unfollow stops fetching tp; once it returns no fetcher appends to tp.

@@ -308,6 +308,14 @@ func TestLaggardRollAndLearnerRejoin(t *testing.T) {
 	if !c.sameBytes(1, 3) {
 		t.Fatal("node 3 does not hold the leader's bytes")
 	}
+	// The learner's copy went through the background I/O budget; a
+	// follower's appends (on the ack path) did not.
+	if n := c.nodes[3].eng.BackgroundStats().BackgroundIOBytes; n <= 0 {
+		t.Fatalf("the learner's appends did not take from the background I/O budget (%d bytes)", n)
+	}
+	if n := c.nodes[2].eng.BackgroundStats().BackgroundIOBytes; n != 0 {
+		t.Fatalf("a follower's appends took %d bytes from the background I/O budget", n)
+	}
 }
 
 // A node about to follow a segment drops the records of an older epoch

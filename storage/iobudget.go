@@ -111,6 +111,7 @@ func (l *Log) WaitBackgroundIO(ctx context.Context, n int) error {
 	if l.engine == nil {
 		return nil
 	}
+	l.engine.bgStats.budgeted.Add(int64(n))
 	return l.engine.bgBudget.wait(ctx, int64(n))
 }
 
@@ -125,6 +126,9 @@ type BackgroundStats struct {
 	// Throttled is the time background writers (the deleter, learner
 	// copies) spent waiting for their budget.
 	Throttled time.Duration
+	// BackgroundIOBytes counts bytes written under the background I/O
+	// budget (Log.WaitBackgroundIO), throttled or not.
+	BackgroundIOBytes int64
 }
 
 // BackgroundStats returns the engine's background I/O counters.
@@ -133,6 +137,7 @@ func (e *Engine) BackgroundStats() BackgroundStats {
 		BytesDeleted:         e.bgStats.deleted.Load(),
 		BytesPendingDeletion: e.bgStats.pending.Load(),
 		Throttled:            time.Duration(e.bgStats.throttled.Load()),
+		BackgroundIOBytes:    e.bgStats.budgeted.Load(),
 	}
 }
 
@@ -141,4 +146,5 @@ type bgStats struct {
 	deleted   atomic.Int64 // bytes freed
 	pending   atomic.Int64 // bytes queued, not freed yet
 	throttled atomic.Int64 // nanoseconds of budget waits
+	budgeted  atomic.Int64 // bytes taken from the background I/O budget
 }

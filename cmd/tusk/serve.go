@@ -81,6 +81,8 @@ func serve(cfg configs.Config) error {
 		IO:                     ioMode,
 		Logger:                 log.With().Str("component", "storage").Logger(),
 		RetentionCheckInterval: cfg.Storage.RetentionCheckInterval,
+		DeleteRate:             cfg.Storage.DeleteRate,
+		BackgroundIORate:       cfg.Storage.BackgroundIORate,
 	})
 	if err != nil {
 		return err
