@@ -71,6 +71,9 @@ func (m *metrics) addStorage(e *storage.Engine) {
 			Name: "tusk_storage_fsync_batches_total", Help: "Appended batches made durable by those fsyncs; divide by tusk_storage_fsyncs_total for batches per fsync.",
 		}, func() float64 { return float64(e.Stats().FsyncBatches) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_segments_recycled_total", Help: "New segments that overwrote the file of a segment retention dropped instead of creating one (storage.recycle-segments).",
+		}, func() float64 { return float64(e.Stats().SegmentsRecycled) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tusk_storage_deleted_bytes_total", Help: "Bytes of deleted segment data the paced deleter has freed (storage.delete-rate).",
 		}, func() float64 { return float64(e.BackgroundStats().BytesDeleted) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -109,6 +109,9 @@ type StorageConfig struct {
 	DeleteRate int64 `mapstructure:"delete-rate"`
 	// BackgroundIORate budgets learner copies (bytes/s written).
 	BackgroundIORate int64 `mapstructure:"background-io-rate"`
+	// RecycleSegments lets a roll overwrite the file of a segment
+	// retention dropped (storage.Options.RecycleSegments).
+	RecycleSegments bool `mapstructure:"recycle-segments"`
 }
 
 // TopicDefaults apply to topics that do not override them.
@@ -175,6 +178,7 @@ func Options() []Option {
 		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group-commit fdatasyncs if available, syscalls for writes and reads), uring, syscall"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
+		{"storage.recycle-segments", true, "when retention drops a log's oldest segment, keep its file for that log's next roll to overwrite instead of deleting it and creating a new one (cheaper writes, no unlink); an unused spare is deleted after a retention interval"},
 		{"storage.background-io-rate", int64(64 << 20), "bytes per second a learner (a node copying a partition to join its replicas, or catching up to rejoin) may write; 0: unlimited"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
 		{"topic.replication-factor", int32(0), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); 0: min(3, live brokers)"},

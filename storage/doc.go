@@ -142,6 +142,10 @@
 //	    high-watermark                  replicated logs: HW at the last clean close
 //	    leader-epoch-checkpoint         epoch cache below the active segment
 //	    truncate-to                     only while a TruncateTo runs
+//	    *.deleted                       a dropped segment's file: queued for the
+//	                                    deleter, or kept as the log's spare for
+//	                                    its next roll (recycle.go); recovery
+//	                                    hands every one to the deleter
 //	  <topic>-<partition>.<ns>.deleted  a log being deleted
 //
 // A .log file holds Kafka v2 record batches exactly as produced, except
@@ -226,7 +230,11 @@
 // sealed segment that does not reach the next base truncates the log there.
 // The last (active) segment is scanned batch header by batch header,
 // verifying CRC-32C and offset contiguity, and truncated at the first torn,
-// corrupt or short batch; its indexes are rebuilt in memory. Producer state
+// corrupt or short batch, or at the first batch not at the next offset:
+// an active segment may be a recycled file (recycle.go) that still holds
+// valid batches of an earlier segment of the same log past its new data,
+// all below the log start offset, so they end the scan like a torn tail.
+// Its indexes are rebuilt in memory. Producer state
 // is the newest valid .snapshot at or below the active segment's base, plus
 // a replay of the batch headers after it.
 //

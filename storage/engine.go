@@ -65,6 +65,10 @@ type Options struct {
 	Now                    func() time.Time // nil → time.Now
 	// IO selects the segment-file I/O backend (IOAuto by default).
 	IO IOMode
+	// RecycleSegments lets a log overwrite the file of a segment that
+	// retention dropped when it next rolls, instead of creating a new
+	// file and deleting the old one (recycle.go).
+	RecycleSegments bool
 	// DeleteRate paces the deleter: bytes of deleted segment data freed
 	// per second, in ftruncate steps (docs/io-and-scale.md, section 2).
 	// <= 0: unpaced (still in steps). The broker's default is the

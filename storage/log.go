@@ -108,6 +108,10 @@ type Log struct {
 	hwWaiters      offsetWaiters // WaitHighWatermark: until hw > off
 	hwNotify       notifySet     // AddWaiter
 
+	// spare is a deleted segment's file kept for the next roll to
+	// overwrite instead of creating a new file (recycle.go); nil if none.
+	spare *spareFile
+
 	// Replication (replica.go, epochs.go, truncate.go).
 	replicated  bool
 	replicaHW   int64      // replicated mode: the HW may not pass it
@@ -284,6 +288,14 @@ func (l *Log) rollLocked() error {
 		l.fenceLocked(fmt.Errorf("storage: roll %s at %d: %s: %w", l.tp, l.leo, what, err))
 		return l.fenceErr
 	}
+	if old.stale > old.size {
+		// A recycled file: cut its earlier life's bytes off before the
+		// segment is sealed (a sealed segment ends at its file's end).
+		if err := old.f.Truncate(old.size); err != nil {
+			return fail(fmt.Sprintf("truncate recycled segment %d at %d", old.base, old.size), err)
+		}
+	}
+	old.stale = 0
 	if err := old.f.Sync(); err != nil {
 		return fail(fmt.Sprintf("sync segment %d", old.base), err)
 	}
@@ -303,7 +315,7 @@ func (l *Log) rollLocked() error {
 	if err := writeEpochCheckpoint(l.fs, l.dir, l.epochs.entries, l.leo); err != nil {
 		return fail("write leader epoch checkpoint", err)
 	}
-	f, err := l.openSegFile(l.leo, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
+	f, stale, err := l.newActiveFileLocked(l.leo)
 	if err != nil {
 		return fail("create segment", err)
 	}
@@ -311,10 +323,18 @@ func (l *Log) rollLocked() error {
 		f.Close()
 		return fail("sync dir", err)
 	}
-	l.segs = append(l.segs, newSegment(l.leo, f, l.cfg.indexInterval()))
+	seg := newSegment(l.leo, f, l.cfg.indexInterval())
+	seg.stale = stale
+	l.segs = append(l.segs, seg)
 	// Every segment before the new one is synced.
 	l.advanceDurableLocked(l.leo)
-	l.logger.Debug().Str("tp", l.tp.String()).Int64("base", l.leo).Msg("rolled segment")
+	l.logger.Debug().Str("tp", l.tp.String()).Int64("base", l.leo).Bool("recycled", stale > 0).Msg("rolled segment")
+	// Retention by size is checked at each roll too, not only by the
+	// periodic pass: the segment it drops becomes the spare file the next
+	// roll recycles. (retention.ms stays with the periodic pass.)
+	if l.cfg.RetentionBytes >= 0 {
+		l.retainLocked(l.now(), false)
+	}
 	return nil
 }
 
@@ -806,15 +826,28 @@ func (l *Log) retain(now time.Time) {
 	if l.closed || l.fenceErr != nil {
 		return
 	}
+	if sp := l.spare; sp != nil && now.Sub(sp.since) >= l.engine.opts.RetentionCheckInterval {
+		// Not reused by a roll within a retention interval: the log
+		// is quiet, so give the space back.
+		l.spare = nil
+		l.engine.reclaim(sp.path, sp.size, nil)
+	}
 	cfg := l.cfg
 	if act := l.active(); cfg.SegmentMs > 0 && act.size > 0 && now.Sub(act.created) >= time.Duration(cfg.SegmentMs)*time.Millisecond {
 		if err := l.rollLocked(); err != nil {
 			return
 		}
 	}
+	l.retainLocked(now, true)
+}
+
+// retainLocked drops the sealed segments that retention.bytes, and if byTime
+// retention.ms, no longer keep.
+func (l *Log) retainLocked(now time.Time, byTime bool) {
+	cfg := l.cfg
 	sealed := len(l.segs) - 1
 	n := 0
-	if cfg.RetentionMs >= 0 {
+	if byTime && cfg.RetentionMs >= 0 {
 		limit := now.UnixMilli() - cfg.RetentionMs
 		for n < sealed && l.segs[n].maxTs >= 0 && l.segs[n].maxTs < limit {
 			n++
@@ -887,6 +920,11 @@ func (l *Log) removeFrontLocked(n int) {
 		return
 	}
 	for _, t := range tombs {
+		if l.spare == nil && t.readers == nil && l.engine.opts.RecycleSegments && t.size >= minRecycleBytes {
+			// Kept for the next roll to overwrite (recycle.go).
+			l.spare = &spareFile{path: t.path, size: t.size, since: l.now()}
+			continue
+		}
 		l.engine.reclaim(t.path, t.size, t.readers)
 	}
 }
@@ -911,6 +949,22 @@ func (l *Log) close(sync bool) error {
 		return nil
 	}
 	var errs []error
+	if act := l.active(); sync && l.fenceErr == nil && act.stale > act.size {
+		// Recovery would cut the recycled file's old bytes off too, but
+		// as a torn tail, with a warning.
+		if err := act.f.Truncate(act.size); err != nil {
+			l.fenceLocked(fmt.Errorf("storage: close %s: truncate recycled segment %d at %d: %w", l.tp, act.base, act.size, err))
+			errs = append(errs, l.fenceErr)
+		} else {
+			act.stale = 0
+			if l.leo == l.durable { // else the sync below covers the cut
+				if err := act.f.Sync(); err != nil {
+					l.fenceLocked(fmt.Errorf("storage: close %s: sync segment %d: %w", l.tp, act.base, err))
+					errs = append(errs, l.fenceErr)
+				}
+			}
+		}
+	}
 	if sync && l.fenceErr == nil && l.leo > l.durable {
 		act := l.active()
 		if err := act.f.Sync(); err != nil {

@@ -63,6 +63,10 @@ type segment struct {
 	sinceIndex  int64     // bytes appended since the last offset index entry
 	sinceTime   int64     // bytes appended since the last time index entry
 	created     time.Time // first append (zero while empty), for segment.ms
+	// stale is the file's length when it is a recycled file still
+	// holding its earlier life's bytes past size (recycle.go); 0 when
+	// the file ends at size.
+	stale int64
 }
 
 func newSegment(base int64, f File, interval int64) *segment {

@@ -10,6 +10,9 @@ type Stats struct {
 	// FsyncBatches counts the appended batches those fsyncs made durable;
 	// FsyncBatches/Fsyncs is how many batches share one fsync.
 	FsyncBatches int64
+	// SegmentsRecycled counts new segments that overwrote a deleted
+	// segment's file instead of creating one (recycle.go).
+	SegmentsRecycled int64
 }
 
 // engineStats holds the counters; they are atomics, updated by every log.
@@ -18,6 +21,8 @@ type engineStats struct {
 	batches atomic.Int64 // batches those fdatasyncs made durable
 	appends atomic.Int64 // appended batches
 	commits atomic.Int64 // group commits (one backend submission each)
+	// recycled counts new segments that reused a deleted segment's file.
+	recycled atomic.Int64
 }
 
 func (s *engineStats) synced(batches int64) {
@@ -27,5 +32,5 @@ func (s *engineStats) synced(batches int64) {
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	return Stats{Fsyncs: e.stats.fsyncs.Load(), FsyncBatches: e.stats.batches.Load()}
+	return Stats{Fsyncs: e.stats.fsyncs.Load(), FsyncBatches: e.stats.batches.Load(), SegmentsRecycled: e.stats.recycled.Load()}
 }

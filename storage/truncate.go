@@ -130,6 +130,7 @@ func (l *Log) TruncateTo(off int64) error {
 	// mutate the old ones. The segment object (and its closeMu) stays.
 	seg.index, seg.timeIndex = fresh.index, fresh.timeIndex
 	seg.size, seg.next = fresh.size, fresh.next
+	seg.stale = 0 // the file now ends at cutPos
 	seg.maxTs, seg.maxTsOffset = fresh.maxTs, fresh.maxTsOffset
 	seg.sinceIndex, seg.sinceTime = fresh.sinceIndex, fresh.sinceTime
 	if seg.size == 0 {

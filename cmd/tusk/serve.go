@@ -83,6 +83,7 @@ func serve(cfg configs.Config) error {
 		RetentionCheckInterval: cfg.Storage.RetentionCheckInterval,
 		DeleteRate:             cfg.Storage.DeleteRate,
 		BackgroundIORate:       cfg.Storage.BackgroundIORate,
+		RecycleSegments:        cfg.Storage.RecycleSegments,
 	})
 	if err != nil {
 		return err
