@@ -18,10 +18,10 @@ repo=$(pwd)
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   : "${RECORDS:=100000}" "${RATE_RECORDS:=40000}" "${RECOVERY_MB:=100}" "${RECOVERY_PARTITIONS:=1000}"
-  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=256}" "${FSYNC_OPS:=200}" "${TCP_SECS:=1}" "${PAGECACHE_MB:=1024}" "${RTT_RECORDS:=2000}"
+  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=256}" "${FSYNC_OPS:=200}" "${TCP_SECS:=1}" "${PAGECACHE_MB:=1024}" "${RTT_RECORDS:=2000}" "${RETAIN_RECORDS:=300000}" "${RETAIN_SEG_MB:=4}"
 else
   : "${RECORDS:=500000}" "${RATE_RECORDS:=200000}" "${RECOVERY_MB:=1024}" "${RECOVERY_PARTITIONS:=1000}"
-  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=1024}" "${FSYNC_OPS:=500}" "${TCP_SECS:=3}" "${PAGECACHE_MB:=2048}" "${RTT_RECORDS:=5000}"
+  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=1024}" "${FSYNC_OPS:=500}" "${TCP_SECS:=3}" "${PAGECACHE_MB:=2048}" "${RTT_RECORDS:=5000}" "${RETAIN_RECORDS:=1000000}" "${RETAIN_SEG_MB:=32}"
 fi
 : "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
 for t in go dd curl jq; do command -v "$t" >/dev/null || { echo "compare.sh: $t not found" >&2; exit 1; }; done
@@ -228,6 +228,28 @@ for mode in "${modes[@]}"; do
     "≤ 3× fdatasync p99 ($(awk -v p="$p99_us" -v f="$fs_p99" 'BEGIN { if (f > 0) printf "%.1f×", p/f; else print "n/a" }'))" \
     "$(verdict "$(awk -v f="$fs_p99" 'BEGIN{print 3*f}')" "$p99_us")" \
     "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)") (incl. consume)"
+  stop
+done
+
+# A topic at its retention.bytes limit: every roll drops the oldest segment.
+# With storage.recycle-segments the roll overwrites that segment's file (its
+# pages usually still cached); without, it creates a file (new page-cache
+# pages) and the deleter frees the old one. First fill to the limit, then
+# measure a second pass of the same size.
+for recycle in true false; do
+  log "retention steady state, recycle-segments=$recycle"
+  start "tusk-retain-$recycle" "$TUSK" interval --storage-recycle-segments="$recycle" \
+    --topic-segment-bytes $((RETAIN_SEG_MB << 20)) --topic-retention-bytes $((3 * RETAIN_SEG_MB << 20))
+  bench --topic ret --records "$RETAIN_RECORDS" --acks 1 --consume=false >/dev/null
+  c0=$(cpu_ticks)
+  r=$(bench --topic ret --records "$RETAIN_RECORDS" --acks 1 --consume=false)
+  c1=$(cpu_ticks)
+  rec=$(metric tusk_storage_segments_recycled_total)
+  eval "ret_cpu_$recycle=$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")"
+  row "produce acks=1 fsync=interval at retention.bytes ($RETAIN_SEG_MB MiB segments, $((3 * RETAIN_SEG_MB)) MiB kept per partition), recycle-segments=$recycle" \
+    "$(j "$r" '.ProduceMBps | . * 10 | round / 10') MB/s, p99 $(ms "$(j "$r" .P99)"); $rec segments recycled" \
+    "$(if [ "$recycle" = false ]; then echo "recycling on: $ret_cpu_true CPU-s/GB"; else echo "compare with recycling off"; fi)" "-" \
+    "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")"
   stop
 done
 
