@@ -11,9 +11,13 @@
 #        BIG_PARTITIONS, PRODUCERS, DD_MB, PAGECACHE_MB, RTT_RECORDS, OUT
 #                        override the sizes below
 #        MODES="auto syscall uring"   storage.io modes to run, in this order
+#        SECTIONS=bgio   run only the background I/O section (bench/bgio.sh,
+#                        about 2 minutes; it rewrites its own section of OUT)
+#        SKIP_BGIO=1     leave the background I/O section out of a full run
 # Needs: go, dd, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
+if [ "${SECTIONS:-}" = bgio ]; then exec bench/bgio.sh; fi
 repo=$(pwd)
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -323,4 +327,8 @@ log "done in ${total}s; writing $OUT"
   cat "$work/cmds.txt"
   echo '```'
 } >"$OUT"
+if [ "${SKIP_BGIO:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
+  log "background I/O (bench/bgio.sh)"
+  TUSK=$TUSK OUT=$OUT bench/bgio.sh >/dev/null
+fi
 cat "$OUT"

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# bench/bgio.sh: acks=all produce latency while background I/O runs
+# (issue 18, docs/io-and-scale.md section 2), one node, fsync=always:
+#   (a) quiet: acks=all at RATE MB/s offered, p50/p99/p99.9;
+#   (b) the same while retention deletes OLD_MB MiB of 1 GiB segments of
+#       another topic (retention.ms set small while the producers run);
+#   (c) while a learner copies a partition: not measured here (needs a
+#       cluster; see the note in the section).
+# It writes a "Background I/O" section into OUT (bench/RESULTS.md),
+# replacing the previous one. Run alone, or from bench/compare.sh
+# (SECTIONS=bgio bench/compare.sh runs only this).
+#
+# Env: TUSK=path        tusk binary (default: built from this tree)
+#      OLD_MB=3072      MiB produced into the topic retention deletes
+#      SEGMENT_BYTES=1073741824   its segment.bytes
+#      RATE=20          MB/s offered by the acks=all producers
+#      SECS=30          seconds each latency run lasts
+#      DELETE_RATE=     --storage-delete-rate (default: the broker's)
+#      EXTRA=""         more tusk serve flags
+#      DATA_ROOT=dir    where the data dir goes (default: a temp dir)
+#      OUT=bench/RESULTS.md ("-": print the section only)
+# Needs: go, curl, jq.
+set -eEuo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+: "${OLD_MB:=3072}" "${SEGMENT_BYTES:=1073741824}" "${RATE:=20}" "${SECS:=30}" "${DELETE_RATE:=}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
+for t in go curl jq; do command -v "$t" >/dev/null || { echo "bgio.sh: $t not found" >&2; exit 1; }; done
+
+work=$(mktemp -d)
+DATA_ROOT=${DATA_ROOT:-$(mktemp -d)}
+mkdir -p "$DATA_ROOT"
+dir=$DATA_ROOT/bgio
+pid=""
+bpid=""
+cleanup() {
+  for p in $bpid $pid; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work" "$dir"
+}
+trap cleanup EXIT
+trap 'echo "bgio: failed at line $LINENO; last log lines:" >&2; tail -n 20 "$dir/server.log" "$dir/bench.log" >&2 2>/dev/null || true' ERR
+began=$(date +%s)
+log() { echo "bgio: $(( $(date +%s) - began ))s $*" >&2; }
+
+log "building"
+if [ -z "${TUSK:-}" ]; then go build -o "$work/tusk" ./cmd/tusk; TUSK=$work/tusk; fi
+go build -o "$work/topicconfig" ./bench/cmd/topicconfig
+cmds=()
+note() { cmds+=("$*"); }
+
+flags=(--storage-fsync always --storage-retention-check-interval 1s --log-level info)
+[ -n "$DELETE_RATE" ] && flags+=(--storage-delete-rate "$DELETE_RATE")
+# shellcheck disable=SC2206
+[ -n "$EXTRA" ] && flags+=($EXTRA)
+rm -rf "$dir"; mkdir -p "$dir"
+note "tusk serve --data-dir DIR --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ready-file DIR/ready.json ${flags[*]}"
+"$TUSK" serve --data-dir "$dir/data" --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  --ready-file "$dir/ready.json" "${flags[@]}" >"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 3000); do [ -s "$dir/ready.json" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
+[ -s "$dir/ready.json" ] || { echo "bgio: server did not start" >&2; cat "$dir/server.log" >&2; exit 1; }
+addr=$(jq -r .kafka "$dir/ready.json")
+http=$(jq -r '.http // empty' "$dir/ready.json")
+metric() { curl -fsS "http://$http/metrics" | awk -v m="$1" '$1 == m { printf "%.3f\n", $2 }'; }
+ms() { awk -v ns="$1" 'BEGIN { printf "%.1f ms", ns/1e6 }'; }
+j() { echo "$1" | jq -r "$2"; }
+records=$(( RATE * 1024 * SECS ))
+# latency TOPIC: acks=all at RATE MB/s for about SECS seconds; prints JSON.
+latency() {
+  note "tusk bench --brokers ADDR --json --topic $1 --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --consume=false"
+  "$TUSK" bench --brokers "$addr" --json --topic "$1" --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
+    --records "$records" --acks all --rate "$RATE" --consume=false 2>>"$dir/bench.log"
+}
+lat_row() { echo "p50 $(ms "$(j "$1" .P50)"), p99 $(ms "$(j "$1" .P99)"), p99.9 $(ms "$(j "$1" .P999)") ($(j "$1" '.ProduceMBps | . * 10 | round / 10') MB/s)"; }
+
+log "filling topic old with $OLD_MB MiB (1 partition, segment.bytes $SEGMENT_BYTES)"
+note "topicconfig -brokers ADDR -topic old -create 1 -set segment.bytes=$SEGMENT_BYTES"
+"$work/topicconfig" -brokers "$addr" -topic old -create 1 -set segment.bytes=$SEGMENT_BYTES
+note "tusk bench --brokers ADDR --json --topic old --partitions 1 --record-size 1024 --producers $PRODUCERS --records $(( OLD_MB * 1024 )) --acks 1 --consume=false"
+"$TUSK" bench --brokers "$addr" --json --topic old --partitions 1 --record-size 1024 --producers "$PRODUCERS" \
+  --records $(( OLD_MB * 1024 )) --acks 1 --consume=false >/dev/null 2>>"$dir/bench.log"
+sync # no dirty pages of the fill left to write back during the runs
+note "sync"
+
+log "(a) quiet: acks=all at $RATE MB/s for ${SECS}s"
+qa=$(latency quiet)
+
+log "(b) the same while retention deletes topic old"
+d0=$(metric tusk_storage_deleted_bytes_total)
+th0=$(metric tusk_storage_background_throttled_seconds_total)
+latency busy >"$work/b.json" &
+bpid=$!
+sleep 2
+note "(2 s into the run) topicconfig -brokers ADDR -topic old -set retention.ms=1000"
+t0=$(date +%s%N)
+"$work/topicconfig" -brokers "$addr" -topic old -set retention.ms=1000
+wait "$bpid"; bpid=""
+t1=$(date +%s%N)
+qb=$(cat "$work/b.json")
+d1=$(metric tusk_storage_deleted_bytes_total)
+pend=$(metric tusk_storage_pending_deletion_bytes)
+# Deletion finished when? Wait (at most 5 minutes) for the rest.
+for _ in $(seq 1 3000); do
+  p=$(metric tusk_storage_pending_deletion_bytes)
+  [ -z "$p" ] && break # a build without the deleter
+  [ "$p" = 0.000 ] && [ "$(metric tusk_storage_deleted_bytes_total)" != "$d0" ] && break
+  sleep 0.1
+done
+t2=$(date +%s%N)
+d2=$(metric tusk_storage_deleted_bytes_total)
+th1=$(metric tusk_storage_background_throttled_seconds_total)
+left=$(du -sm "$dir/data/logs" | cut -f1)
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+drate="the default"
+[ -n "$DELETE_RATE" ] && drate=$(awk -v r="$DELETE_RATE" 'BEGIN { printf "%.0f MiB/s", r/1048576 }')
+
+deleted_mb=$(awk -v a="$d0" -v b="$d2" 'BEGIN { printf "%.0f", (b-a)/1048576 }')
+during_mb=$(awk -v a="$d0" -v b="$d1" 'BEGIN { printf "%.0f", (b-a)/1048576 }')
+if [ "$(awk -v a="$d0" -v b="$d2" 'BEGIN { print (b > a) }')" = 1 ]; then
+  del_note="$deleted_mb MiB freed in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b-a)/1e9 }') s after retention.ms was set ($during_mb MiB during the run; $(awk -v a="$th0" -v b="$th1" 'BEGIN { printf "%.1f", b-a }') s throttled); $left MiB left on disk"
+else
+  # A build without the paced deleter: its unlinks are instant.
+  del_note="no deleter metrics (unlinks at once); $left MiB left on disk $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b-a)/1e9 }') s after retention.ms was set"
+fi
+p99a=$(j "$qa" .P99); p99b=$(j "$qb" .P99)
+ratio=$(awk -v a="$p99a" -v b="$p99b" 'BEGIN { printf "%.1f", b/a }')
+verdict=$(awk -v a="$p99a" -v b="$p99b" 'BEGIN { if (b <= 2*a) print "met"; else print "**missed**" }')
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+total=$(( $(date +%s) - began ))
+log "done in ${total}s"
+
+section=$(
+  echo "<!-- bgio begin -->"
+  echo "## Background I/O"
+  echo
+  echo "Written by \`bench/bgio.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate. Issue 18's target: p99 of (b) and (c) within 2× of (a)."
+  echo
+  echo "| row | produce latency | target | verdict |"
+  echo "|---|---|---|---|"
+  echo "| (a) quiet | $(lat_row "$qa") | reference | - |"
+  echo "| (b) while retention deletes $OLD_MB MiB (segment.bytes $SEGMENT_BYTES) of another topic | $(lat_row "$qb"); $del_note | p99 ≤ 2× (a): ${ratio}× | $verdict |"
+  echo "| (c) while a learner copies a 3 GB partition | not measured: needs a multi-node cluster in this script | p99 ≤ 2× (a) | not measured |"
+  echo
+  echo '```'
+  printf '%s\n' "${cmds[@]}"
+  echo '```'
+  echo "<!-- bgio end -->"
+)
+if [ "$OUT" = - ]; then
+  echo "$section"
+  exit 0
+fi
+touch "$OUT"
+echo "$section" >"$work/section.md"
+if grep -q '<!-- bgio begin -->' "$OUT"; then
+  awk -v repl="$work/section.md" '
+    /<!-- bgio begin -->/ { while ((getline l < repl) > 0) print l; skip = 1; next }
+    /<!-- bgio end -->/ { skip = 0; next }
+    !skip { print }' "$OUT" >"$work/out.md"
+  cp "$work/out.md" "$OUT"
+else
+  { echo; echo "$section"; } >>"$OUT"
+fi
+echo "$section"

@@ -1,0 +1,82 @@
+// Command topicconfig creates a topic or alters its configs, for the
+// benchmark scripts (bench/bgio.sh):
+//
+//	topicconfig -brokers ADDR -topic T [-create N] [-set k=v,k=v]
+//
+// With -create N it creates T with N partitions (replication factor -1:
+// the broker's default) and the -set configs; otherwise it sets them on
+// the existing topic (IncrementalAlterConfigs).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "topicconfig:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	brokers := flag.String("brokers", "127.0.0.1:9092", "seed brokers, comma separated")
+	topic := flag.String("topic", "", "topic")
+	create := flag.Int("create", 0, "create the topic with this many partitions")
+	set := flag.String("set", "", "configs as k=v,k=v")
+	flag.Parse()
+	if *topic == "" {
+		return errors.New("-topic is required")
+	}
+	configs := map[string]*string{}
+	if *set != "" {
+		for _, kv := range strings.Split(*set, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("-set %q: want k=v", kv)
+			}
+			configs[k] = &v
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if *create > 0 {
+		res, err := adm.CreateTopic(ctx, int32(*create), -1, configs, *topic)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", *topic, err)
+		}
+		if res.Err != nil {
+			return fmt.Errorf("create %s: %w", *topic, res.Err)
+		}
+		return nil
+	}
+	var alters []kadm.AlterConfig
+	for k, v := range configs {
+		alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: v})
+	}
+	rs, err := adm.AlterTopicConfigs(ctx, alters, *topic)
+	if err != nil {
+		return fmt.Errorf("alter %s: %w", *topic, err)
+	}
+	for _, r := range rs {
+		if r.Err != nil {
+			return fmt.Errorf("alter %s: %w", r.Name, r.Err)
+		}
+	}
+	return nil
+}
