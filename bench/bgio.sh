@@ -4,8 +4,9 @@
 #   (a) quiet: acks=all at RATE MB/s offered, p50/p99/p99.9;
 #   (b) the same while retention deletes OLD_MB MiB of 1 GiB segments of
 #       another topic (retention.ms set small while the producers run);
-#   (c) while a learner copies a partition: not measured here (needs a
-#       cluster; see the note in the section).
+#   (c) while a learner copies a partition of OLD_MB MiB: three nodes,
+#       bench/bgio-learner.sh (LEARNER=0 skips it), against its own quiet
+#       reference (c0) on the same cluster.
 # It writes a "Background I/O" section into OUT (bench/RESULTS.md),
 # replacing the previous one. Run alone, or from bench/compare.sh
 # (SECTIONS=bgio bench/compare.sh runs only this).
@@ -17,13 +18,14 @@
 #      SECS=30          seconds each latency run lasts
 #      DELETE_RATE=     --storage-delete-rate (default: the broker's)
 #      EXTRA=""         more tusk serve flags
+#      LEARNER=1        run row (c) (bench/bgio-learner.sh, 3 nodes)
 #      DATA_ROOT=dir    where the data dir goes (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
 # Needs: go, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-: "${OLD_MB:=3072}" "${SEGMENT_BYTES:=1073741824}" "${RATE:=20}" "${SECS:=30}" "${DELETE_RATE:=}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
+: "${LEARNER:=1}" "${OLD_MB:=3072}" "${SEGMENT_BYTES:=1073741824}" "${RATE:=20}" "${SECS:=30}" "${DELETE_RATE:=}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
 for t in go curl jq; do command -v "$t" >/dev/null || { echo "bgio.sh: $t not found" >&2; exit 1; }; done
 
 work=$(mktemp -d)
@@ -93,19 +95,26 @@ sleep 2
 note "(2 s into the run) topicconfig -brokers ADDR -topic old -set retention.ms=1000"
 t0=$(date +%s%N)
 "$work/topicconfig" -brokers "$addr" -topic old -set retention.ms=1000
+# deleted_by: the deleter has freed something and has nothing pending.
+deleted_by() {
+  local p
+  p=$(metric tusk_storage_pending_deletion_bytes)
+  [ -z "$p" ] && return 0 # a build without the deleter
+  [ "$p" = 0.000 ] && [ "$(metric tusk_storage_deleted_bytes_total)" != "$d0" ]
+}
+t2=""
+while kill -0 "$bpid" 2>/dev/null; do
+  if [ -z "$t2" ] && deleted_by; then t2=$(date +%s%N); fi
+  sleep 0.2
+done
 wait "$bpid"; bpid=""
-t1=$(date +%s%N)
 qb=$(cat "$work/b.json")
 d1=$(metric tusk_storage_deleted_bytes_total)
-pend=$(metric tusk_storage_pending_deletion_bytes)
-# Deletion finished when? Wait (at most 5 minutes) for the rest.
-for _ in $(seq 1 3000); do
-  p=$(metric tusk_storage_pending_deletion_bytes)
-  [ -z "$p" ] && break # a build without the deleter
-  [ "$p" = 0.000 ] && [ "$(metric tusk_storage_deleted_bytes_total)" != "$d0" ] && break
-  sleep 0.1
-done
-t2=$(date +%s%N)
+# Not finished during the run: wait (at most 5 minutes) for the rest.
+if [ -z "$t2" ]; then
+  for _ in $(seq 1 1500); do deleted_by && break; sleep 0.2; done
+  t2=$(date +%s%N)
+fi
 d2=$(metric tusk_storage_deleted_bytes_total)
 th1=$(metric tusk_storage_background_throttled_seconds_total)
 left=$(du -sm "$dir/data/logs" | cut -f1)
@@ -124,6 +133,14 @@ fi
 p99a=$(j "$qa" .P99); p99b=$(j "$qb" .P99)
 ratio=$(awk -v a="$p99a" -v b="$p99b" 'BEGIN { printf "%.1f", b/a }')
 verdict=$(awk -v a="$p99a" -v b="$p99b" 'BEGIN { if (b <= 2*a) print "met"; else print "**missed**" }')
+if [ "$LEARNER" != 0 ]; then
+  log "(c) learner copy (bench/bgio-learner.sh)"
+  crows=$(TUSK=$TUSK TOPICCONFIG=$work/topicconfig OLD_MB=$OLD_MB RATE=$RATE SECS=$SECS PRODUCERS=$PRODUCERS \
+    EXTRA=$EXTRA CMDS=$work/learner-cmds.txt DATA_ROOT=$DATA_ROOT bench/bgio-learner.sh)
+  while IFS= read -r l; do cmds+=("$l"); done <"$work/learner-cmds.txt"
+else
+  crows="| (c) while a learner copies a 3 GB partition | not measured (LEARNER=0) | p99 ≤ 2× (c0) | not measured |"
+fi
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 total=$(( $(date +%s) - began ))
 log "done in ${total}s"
@@ -132,13 +149,13 @@ section=$(
   echo "<!-- bgio begin -->"
   echo "## Background I/O"
   echo
-  echo "Written by \`bench/bgio.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate. Issue 18's target: p99 of (b) and (c) within 2× of (a)."
+  echo "Written by \`bench/bgio.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate. Issue 18's target: p99 of (b) within 2× of (a), and of (c) within 2× of (c0), the same cluster quiet."
   echo
   echo "| row | produce latency | target | verdict |"
   echo "|---|---|---|---|"
   echo "| (a) quiet | $(lat_row "$qa") | reference | - |"
   echo "| (b) while retention deletes $OLD_MB MiB (segment.bytes $SEGMENT_BYTES) of another topic | $(lat_row "$qb"); $del_note | p99 ≤ 2× (a): ${ratio}× | $verdict |"
-  echo "| (c) while a learner copies a 3 GB partition | not measured: needs a multi-node cluster in this script | p99 ≤ 2× (a) | not measured |"
+  echo "$crows"
   echo
   echo '```'
   printf '%s\n' "${cmds[@]}"

@@ -1,11 +1,13 @@
 // Command topicconfig creates a topic or alters its configs, for the
 // benchmark scripts (bench/bgio.sh):
 //
-//	topicconfig -brokers ADDR -topic T [-create N] [-set k=v,k=v]
+//	topicconfig -brokers ADDR -topic T [-create N | -assign 1,2;3,1] [-set k=v,k=v]
 //
 // With -create N it creates T with N partitions (replication factor -1:
-// the broker's default) and the -set configs; otherwise it sets them on
-// the existing topic (IncrementalAlterConfigs).
+// the broker's default) and the -set configs; with -assign it creates T
+// with one partition per ';'-separated list of replica node ids;
+// otherwise it sets the configs on the existing topic
+// (IncrementalAlterConfigs).
 package main
 
 import (
@@ -14,11 +16,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func main() {
@@ -33,6 +38,7 @@ func run() error {
 	topic := flag.String("topic", "", "topic")
 	create := flag.Int("create", 0, "create the topic with this many partitions")
 	set := flag.String("set", "", "configs as k=v,k=v")
+	assign := flag.String("assign", "", "create the topic with these replicas: node ids, partitions separated by ';'")
 	flag.Parse()
 	if *topic == "" {
 		return errors.New("-topic is required")
@@ -55,6 +61,9 @@ func run() error {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if *assign != "" {
+		return createAssigned(ctx, cl, *topic, *assign, configs)
+	}
 	if *create > 0 {
 		res, err := adm.CreateTopic(ctx, int32(*create), -1, configs, *topic)
 		if err != nil {
@@ -76,6 +85,46 @@ func run() error {
 	for _, r := range rs {
 		if r.Err != nil {
 			return fmt.Errorf("alter %s: %w", r.Name, r.Err)
+		}
+	}
+	return nil
+}
+
+// createAssigned creates topic with explicit replica assignments.
+func createAssigned(ctx context.Context, cl *kgo.Client, topic, assign string, configs map[string]*string) error {
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.TimeoutMillis = 30000
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+	for i, part := range strings.Split(assign, ";") {
+		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		a.Partition = int32(i)
+		for _, id := range strings.Split(part, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(id), 10, 32)
+			if err != nil {
+				return fmt.Errorf("-assign %q: %w", assign, err)
+			}
+			a.Replicas = append(a.Replicas, int32(n))
+		}
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	}
+	for k, v := range configs {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, v
+		rt.Configs = append(rt.Configs, c)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			msg := ""
+			if t.ErrorMessage != nil {
+				msg = *t.ErrorMessage
+			}
+			return fmt.Errorf("create %s: %w %s", topic, err, msg)
 		}
 	}
 	return nil
