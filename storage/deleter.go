@@ -96,7 +96,7 @@ func (d *deleter) add(j *deleteJob) {
 	}
 }
 
-func closed(ch <-chan struct{}) bool {
+func readersGone(ch <-chan struct{}) bool {
 	if ch == nil {
 		return true
 	}
@@ -114,7 +114,7 @@ func (d *deleter) take() *deleteJob {
 	for {
 		d.mu.Lock()
 		for i, j := range d.queue {
-			if closed(j.readers) {
+			if readersGone(j.readers) {
 				d.queue = slices.Delete(d.queue, i, i+1)
 				d.busy = true
 				d.mu.Unlock()

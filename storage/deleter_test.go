@@ -129,7 +129,7 @@ func waitingForReaders(e *Engine) int {
 	defer e.deleter.mu.Unlock()
 	n := 0
 	for _, j := range e.deleter.queue {
-		if !closed(j.readers) {
+		if !readersGone(j.readers) {
 			n++
 		}
 	}

@@ -146,7 +146,7 @@
 //	                                    deleter, or kept as the log's spare for
 //	                                    its next roll (recycle.go); recovery
 //	                                    hands every one to the deleter
-//	  <topic>-<partition>.<ns>.deleted  a log being deleted
+//	  <topic>-<partition>.<ns>-<seq>.deleted  a log being deleted
 //
 // A .log file holds Kafka v2 record batches exactly as produced, except
 // that BaseOffset and PartitionLeaderEpoch (both outside the CRC) are
@@ -219,6 +219,16 @@
 // newest snapshot at or below the new active segment's base plus a replay.
 // An I/O error in TruncateTo fences the log. A group commit that began
 // before a truncation does not advance the durable offset afterwards.
+//
+// Segment data is never unlinked at once (a large unlink stalls every
+// fdatasync on the file system behind the journal): retention,
+// DeleteRecords, TruncateTo, recovery and DeleteLog remove a segment's
+// small files, rename its .log (or the whole log directory) to a unique
+// *.deleted name and fsync the directory; only then does the engine's
+// deleter shrink the file from its end in paced ftruncate steps and
+// unlink the rest, once no Section reads it (deleter.go). A crash leaves
+// the segment whole under its name or a *.deleted file, never a
+// shortened segment.
 //
 // # Recovery
 //
