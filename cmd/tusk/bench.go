@@ -63,5 +63,6 @@ MB means 2^20 bytes.`,
 	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
 	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object (durations in nanoseconds) instead of a table")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "give up when a phase makes no progress for this long")
+	cmd.AddCommand(newBenchScaleCmd())
 	return cmd
 }
