@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"strings"
 )
 
 // Command is one explicit, versioned change to the metadata. Each carries
@@ -41,14 +40,12 @@ func (c CreateTopic) apply(st *state) error {
 	if _, ok := st.Topics[c.Name]; ok {
 		return fmt.Errorf("%w: %s", ErrTopicExists, c.Name)
 	}
-	norm := strings.ReplaceAll(c.Name, ".", "_")
-	for _, t := range st.Topics {
-		if t.ID == c.ID {
-			return fmt.Errorf("%w: topic id of %s reused", ErrPreconditionFailed, c.Name)
-		}
-		if strings.ReplaceAll(t.Name, ".", "_") == norm {
-			return fmt.Errorf("%w: topic %q collides with existing topic %q ('.' and '_' are equivalent in metric names)", ErrTopicCollision, c.Name, t.Name)
-		}
+	st.indexTopics()
+	if _, ok := st.byID[c.ID]; ok {
+		return fmt.Errorf("%w: topic id of %s reused", ErrPreconditionFailed, c.Name)
+	}
+	if t, ok := st.byNorm[normTopic(c.Name)]; ok {
+		return fmt.Errorf("%w: topic %q collides with existing topic %q ('.' and '_' are equivalent in metric names)", ErrTopicCollision, c.Name, t.Name)
 	}
 	if len(c.Assignments) != int(c.Partitions) {
 		return fmt.Errorf("%w: create topic %q: %d assignments for %d partitions", ErrInvalidCommand, c.Name, len(c.Assignments), c.Partitions)
@@ -58,7 +55,7 @@ func (c CreateTopic) apply(st *state) error {
 		return err
 	}
 	st.NextSegmentID += int64(len(parts))
-	st.Topics[c.Name] = &Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal, Parts: parts, RF: len(c.Assignments[0])}
+	st.addTopic(&Topic{Name: c.Name, ID: c.ID, Partitions: c.Partitions, Configs: maps.Clone(c.Configs), Internal: c.Internal, Parts: parts, RF: len(c.Assignments[0])})
 	return nil
 }
 
@@ -78,7 +75,7 @@ func (c DeleteTopic) apply(st *state) error {
 	if t.ID != c.ID {
 		return fmt.Errorf("%w: topic %s was recreated", ErrPreconditionFailed, c.Name)
 	}
-	delete(st.Topics, c.Name)
+	st.removeTopic(c.Name)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -84,6 +85,53 @@ type state struct {
 	ClusterID      string            `json:"cluster_id"`
 	Brokers        map[int32]*Broker `json:"brokers"`
 	Configs        map[string]string `json:"configs,omitempty"`
+
+	// Indexes of Topics (not serialized; rebuilt by indexTopics when nil):
+	// by ID, and by name with '.' read as '_' (Kafka's collision rule).
+	// CreateTopic and DeleteTopic keep them current.
+	byID   map[TopicID]*Topic
+	byNorm map[string]*Topic
+}
+
+// normTopic is a topic name with '.' read as '_': two topics whose names
+// normalize alike collide.
+func normTopic(name string) string { return strings.ReplaceAll(name, ".", "_") }
+
+// indexTopics builds byID and byNorm if they are missing.
+func (st *state) indexTopics() {
+	if st.byID != nil && st.byNorm != nil {
+		return
+	}
+	st.byID = make(map[TopicID]*Topic, len(st.Topics))
+	st.byNorm = make(map[string]*Topic, len(st.Topics))
+	for _, t := range st.Topics {
+		st.byID[t.ID] = t
+		st.byNorm[normTopic(t.Name)] = t
+	}
+}
+
+// addTopic adds t to Topics and the indexes.
+func (st *state) addTopic(t *Topic) {
+	st.indexTopics()
+	st.Topics[t.Name] = t
+	st.byID[t.ID] = t
+	st.byNorm[normTopic(t.Name)] = t
+}
+
+// removeTopic removes the named topic from Topics and the indexes.
+func (st *state) removeTopic(name string) {
+	t, ok := st.Topics[name]
+	if !ok {
+		return
+	}
+	st.indexTopics()
+	delete(st.Topics, name)
+	if st.byID[t.ID] == t {
+		delete(st.byID, t.ID)
+	}
+	if n := normTopic(name); st.byNorm[n] == t {
+		delete(st.byNorm, n)
+	}
 }
 
 // FSM is the metadata state machine.
@@ -92,15 +140,169 @@ type FSM struct {
 	st      state
 	applied uint64        // index of the last applied log entry
 	changed chan struct{} // closed and replaced on every change
+	// log records, per applied entry that changed partitions, which
+	// (oldest first, at most maxChangeEntries entries and about
+	// maxChangeRefs partitions); Changes(since) answers "all" for a since
+	// below floor: what changed at or before floor is not recorded (a
+	// snapshot was restored there, or the record was trimmed).
+	log     []changeEntry
+	logRefs int
+	floor   uint64
+	maxLog  int // maxChangeEntries unless a test shrinks it
+	maxRefs int // maxChangeRefs unless a test shrinks it
+}
+
+// Bounds of the FSM's record of changes: past them, the oldest entries are
+// dropped and a reader that far behind reconciles everything.
+const (
+	maxChangeEntries = 4096
+	maxChangeRefs    = 1 << 20
+)
+
+// PartitionRef names one partition of one incarnation of a topic.
+type PartitionRef struct {
+	Topic     string
+	ID        TopicID
+	Partition int32
+}
+
+// Changes is what FSM.Changes reports: the partitions whose metadata
+// applied entries (Since, Through] changed, or All when the FSM cannot
+// tell.
+type Changes struct {
+	Since, Through uint64
+	// All: everything may have changed (a snapshot was restored after
+	// Since, the record of those entries was dropped, or an entry changed
+	// something every partition depends on: brokers, cluster configs).
+	All bool
+	// Partitions changed, each once, in the order of their first change
+	// (empty when All).
+	Partitions []PartitionRef
+}
+
+// changeEntry is the record of one applied entry.
+type changeEntry struct {
+	index uint64
+	all   bool
+	refs  []PartitionRef
 }
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{st: emptyState(), changed: make(chan struct{})}
+	return &FSM{st: emptyState(), changed: make(chan struct{}), maxLog: maxChangeEntries, maxRefs: maxChangeRefs}
+}
+
+// Changes reports which partitions the entries applied after index since
+// changed (docs/io-and-scale.md, "Scale"): each command records the
+// partitions it touched (a created or deleted topic: all its partitions;
+// new partitions; a config change: all the topic's partitions; a roll,
+// fence or learner assignment: that partition). Broker registrations and
+// state changes and cluster config changes report All, as does a since
+// below what the FSM still records (a snapshot restore, or more than
+// maxChangeEntries entries ago). Failed commands change nothing. A caller
+// that keeps Through as its next since sees every change exactly once;
+// since 0 (nothing seen yet) reports All once anything was applied or
+// restored.
+func (f *FSM) Changes(since uint64) Changes {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := Changes{Since: since, Through: f.applied}
+	if since >= f.applied {
+		return out
+	}
+	if since < f.floor || since == 0 {
+		out.All = true
+		return out
+	}
+	i, _ := slices.BinarySearchFunc(f.log, since+1, func(e changeEntry, idx uint64) int {
+		switch {
+		case e.index < idx:
+			return -1
+		case e.index > idx:
+			return 1
+		}
+		return 0
+	})
+	seen := map[PartitionRef]bool{}
+	for _, e := range f.log[i:] {
+		if e.all {
+			return Changes{Since: since, Through: f.applied, All: true}
+		}
+		for _, r := range e.refs {
+			if !seen[r] {
+				seen[r] = true
+				out.Partitions = append(out.Partitions, r)
+			}
+		}
+	}
+	return out
+}
+
+// record notes what the entry at index changed. f.mu held for writing.
+func (f *FSM) record(index uint64, all bool, refs []PartitionRef) {
+	if !all && len(refs) == 0 {
+		return
+	}
+	f.log = append(f.log, changeEntry{index: index, all: all, refs: refs})
+	f.logRefs += len(refs)
+	drop := 0
+	for len(f.log)-drop > f.maxLog || (f.logRefs > f.maxRefs && len(f.log)-drop > 1) {
+		f.logRefs -= len(f.log[drop].refs)
+		f.floor = max(f.floor, f.log[drop].index)
+		drop++
+	}
+	if drop > 0 {
+		f.log = slices.Delete(f.log, 0, drop)
+	}
+}
+
+// topicRefs lists partitions [from, to) of t.
+func topicRefs(t *Topic, from, to int32) []PartitionRef {
+	out := make([]PartitionRef, 0, max(0, int(to-from)))
+	for p := from; p < to; p++ {
+		out = append(out, PartitionRef{Topic: t.Name, ID: t.ID, Partition: p})
+	}
+	return out
+}
+
+// touched is what a command that applied successfully changed; before is
+// the topic it names as it was before (nil if none).
+func touched(st *state, c Command, before *Topic) (all bool, refs []PartitionRef) {
+	switch v := c.(type) {
+	case CreateTopic:
+		if t := st.Topics[v.Name]; t != nil {
+			return false, topicRefs(t, 0, t.Partitions)
+		}
+	case DeleteTopic:
+		if before != nil {
+			return false, topicRefs(before, 0, before.Partitions)
+		}
+	case CreatePartitions:
+		if t := st.Topics[v.Name]; t != nil {
+			return false, topicRefs(t, v.Expected, v.Count)
+		}
+	case SetTopicConfigs:
+		if t := st.Topics[v.Name]; t != nil {
+			return false, topicRefs(t, 0, t.Partitions)
+		}
+	case RollSegment:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case FenceSegment:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case AssignLearners:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:
+		return true, nil
+	case AllocateProducerIDs, InitCluster:
+		return false, nil
+	}
+	return true, nil // a command this list does not know: assume anything changed
 }
 
 func emptyState() state {
-	return state{Version: stateVersion, Topics: map[string]*Topic{}, Brokers: map[int32]*Broker{}}
+	st := state{Version: stateVersion, Topics: map[string]*Topic{}, Brokers: map[int32]*Broker{}}
+	st.indexTopics()
+	return st
 }
 
 // Changed returns a channel that is closed at the next change of the state
@@ -236,12 +438,32 @@ func (f *FSM) PartitionLeader(name string, p int32) (leader, epoch int32, ok boo
 func (f *FSM) TopicByID(id TopicID) (Topic, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	for _, t := range f.st.Topics {
-		if t.ID == id {
-			return *t.clone(), true
-		}
+	if t, ok := f.st.byID[id]; ok {
+		return *t.clone(), true
 	}
 	return Topic{}, false
+}
+
+// TopicNameByID returns the name of the topic with the given ID without
+// copying the topic (the Fetch path's lookup).
+func (f *FSM) TopicNameByID(id TopicID) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if t, ok := f.st.byID[id]; ok {
+		return t.Name, true
+	}
+	return "", false
+}
+
+// CollidingTopic returns the existing topic other than name whose name
+// differs from it only by '.' versus '_' (Kafka refuses those), or "".
+func (f *FSM) CollidingTopic(name string) string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if t, ok := f.st.byNorm[normTopic(name)]; ok && t.Name != name {
+		return t.Name
+	}
+	return ""
 }
 
 // Topics returns copies of all topics sorted by name.
@@ -295,7 +517,14 @@ func (f *FSM) ApplyAt(c Command, index uint64) error {
 	}
 	err := Validate(c)
 	if err == nil {
-		err = c.apply(&f.st)
+		var before *Topic
+		if d, ok := c.(DeleteTopic); ok {
+			before = f.st.Topics[d.Name]
+		}
+		if err = c.apply(&f.st); err == nil {
+			all, refs := touched(&f.st, c, before)
+			f.record(index, all, refs)
+		}
 	}
 	f.applied = index
 	f.notify()
@@ -313,8 +542,22 @@ func (f *FSM) Snapshot() ([]byte, error) {
 	return b, nil
 }
 
-// Restore replaces the state with a snapshot.
+// Restore replaces the state with a snapshot, as if it were the next
+// applied entry (the applied index advances by one, and Changes reports
+// All to a reader that has not seen it). Raft's restore uses RestoreAt.
 func (f *FSM) Restore(b []byte) error {
+	f.mu.RLock()
+	index := f.applied + 1
+	f.mu.RUnlock()
+	return f.RestoreAt(b, index)
+}
+
+// RestoreAt replaces the state with a snapshot that covers the log up to
+// index, which becomes the applied index; it must be above every index
+// Changes reported before (a Raft snapshot is restored at start-up or when
+// this node is behind it). Changes(since) answers All for any since
+// below index.
+func (f *FSM) RestoreAt(b []byte, index uint64) error {
 	var st state
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("metadata: restore: %w", err)
@@ -332,8 +575,12 @@ func (f *FSM) Restore(b []byte) error {
 	// code) is dropped rather than crash them.
 	maps.DeleteFunc(st.Topics, func(_ string, t *Topic) bool { return t == nil })
 	maps.DeleteFunc(st.Brokers, func(_ int32, b *Broker) bool { return b == nil })
+	st.indexTopics()
 	f.mu.Lock()
 	f.st = st
+	f.applied = index
+	f.floor = index
+	f.log, f.logRefs = nil, 0
 	f.notify()
 	f.mu.Unlock()
 	return nil

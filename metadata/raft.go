@@ -566,14 +566,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	if len(b) < 8 {
 		return fmt.Errorf("metadata: restore: snapshot of %d bytes", len(b))
 	}
-	if err := r.fsm.Restore(b[8:]); err != nil {
-		return err
-	}
-	r.fsm.mu.Lock()
-	r.fsm.applied = binary.BigEndian.Uint64(b[:8])
-	r.fsm.notify()
-	r.fsm.mu.Unlock()
-	return nil
+	return r.fsm.RestoreAt(b[8:], binary.BigEndian.Uint64(b[:8]))
 }
 
 type fsmSnapshot []byte
