@@ -80,7 +80,12 @@ type Broker struct {
 
 	reconcileMu   sync.Mutex // one reconcile pass at a time
 	reconcileKick chan struct{}
-	bgWG          sync.WaitGroup // heartbeat and reconcile loops
+	// reconcileRetry holds partitions the next reconcile pass handles
+	// although the metadata did not change them (a failed open, a
+	// learner restarted at the leader's log start).
+	reconcileRetryMu sync.Mutex
+	reconcileRetry   map[storage.TopicPartition]bool
+	bgWG             sync.WaitGroup // heartbeat and reconcile loops
 
 	// ctx ends when shutdown gives up waiting for in-flight requests.
 	ctx    context.Context

@@ -147,34 +147,165 @@ func (b *Broker) kickReconcile() {
 	}
 }
 
-// reconcileLoop runs reconcile after every metadata change.
+// Reconcile pacing (docs/io-and-scale.md, "Scale"): after a metadata
+// change the loop reconciles only the partitions the change touched
+// (metadata.FSM.Changes); a full pass over every topic runs when the FSM
+// cannot tell (a snapshot restore, a broker or cluster-config change),
+// when this node catches up with the controller, and every
+// reconcileFullEvery as a safety net. Partitions whose reconcile failed
+// are retried every reconcileRetryEvery.
+const (
+	reconcileFullEvery  = 2 * time.Minute
+	reconcileRetryEvery = 5 * time.Second
+)
+
+// reconcileLoop reconciles after every metadata change.
 func (b *Broker) reconcileLoop() {
 	defer b.bgWG.Done()
+	fsm := b.store.FSM()
+	var seen uint64 // the applied index the last pass covered
+	var lastFull time.Time
+	wasCaughtUp := false
 	for {
-		changed := b.store.FSM().Changed()
-		if b.caughtUp.Load() && b.store.FSM().ClusterID() == "" {
+		changed := fsm.Changed()
+		caughtUp := b.caughtUp.Load()
+		if caughtUp && fsm.ClusterID() == "" {
 			ctx, cancel := context.WithTimeout(b.bgCtx, b.cfg.Lease.Timeout)
 			if err := b.ensureClusterID(ctx); err != nil {
 				b.log.Warn().Err(err).Msg("set cluster id")
 			}
 			cancel()
 		}
-		b.reconcile()
+		ch := fsm.Changes(seen)
+		if ch.All || caughtUp != wasCaughtUp || time.Since(lastFull) >= reconcileFullEvery {
+			b.takeReconcileRetries() // the full pass covers them
+			b.reconcile()
+			lastFull = time.Now()
+		} else {
+			b.reconcileChanged(ch.Partitions)
+		}
+		seen, wasCaughtUp = ch.Through, caughtUp
 		select {
 		case <-b.shutdown:
 			return
 		case <-changed:
 		case <-b.reconcileKick:
-		case <-time.After(5 * time.Second):
+		case <-time.After(reconcileRetryEvery):
 		}
 	}
 }
 
-// reconcile opens the logs of the partitions this node leads, pushes topic
-// configs to them, starts group coordinators of local __consumer_offsets
-// partitions, and, once this node has caught up with the metadata, deletes
-// logs whose topic is gone. Before catching up it deletes nothing: a stale
-// view must never remove data.
+// retryReconcile has the next reconcile pass handle tp even if the
+// metadata did not change it.
+func (b *Broker) retryReconcile(tp storage.TopicPartition) {
+	b.reconcileRetryMu.Lock()
+	if b.reconcileRetry == nil {
+		b.reconcileRetry = map[storage.TopicPartition]bool{}
+	}
+	b.reconcileRetry[tp] = true
+	b.reconcileRetryMu.Unlock()
+}
+
+// takeReconcileRetries returns and clears the partitions to retry.
+func (b *Broker) takeReconcileRetries() map[storage.TopicPartition]bool {
+	b.reconcileRetryMu.Lock()
+	defer b.reconcileRetryMu.Unlock()
+	out := b.reconcileRetry
+	b.reconcileRetry = nil
+	return out
+}
+
+// reconcileChanged is reconcile for the partitions a metadata change
+// touched (and those queued for a retry): it opens, leads, follows or
+// deletes each as a full pass would, and touches no other.
+func (b *Broker) reconcileChanged(refs []metadata.PartitionRef) {
+	retries := b.takeReconcileRetries()
+	if len(refs) == 0 && len(retries) == 0 {
+		return
+	}
+	b.reconcileMu.Lock()
+	defer b.reconcileMu.Unlock()
+	if b.shuttingDown() {
+		return
+	}
+	caughtUp := b.caughtUp.Load()
+	todo := make([]storage.TopicPartition, 0, len(refs)+len(retries))
+	seen := make(map[storage.TopicPartition]bool, len(refs)+len(retries))
+	for _, r := range refs {
+		tp := b.tp(r.Topic, r.Partition)
+		if !seen[tp] {
+			seen[tp] = true
+			todo = append(todo, tp)
+		}
+	}
+	for tp := range retries {
+		if !seen[tp] {
+			seen[tp] = true
+			todo = append(todo, tp)
+		}
+	}
+	// One copy per topic, however many of its partitions changed.
+	topics := map[string]*metadata.Topic{}
+	topicOf := func(name string) *metadata.Topic {
+		t, ok := topics[name]
+		if !ok {
+			if c, found := b.store.FSM().Topic(name); found {
+				t = &c
+			}
+			topics[name] = t
+		}
+		return t
+	}
+	var open []partitionJob
+	for _, tp := range todo {
+		if t := topicOf(tp.Topic); t != nil && tp.Partition < t.Partitions {
+			if job, ok := b.missingLog(*t, tp.Partition); ok {
+				open = append(open, job)
+			}
+		}
+	}
+	b.openJobs(open, caughtUp)
+	for _, tp := range todo {
+		t := topicOf(tp.Topic)
+		if t != nil && tp.Partition < t.Partitions {
+			b.reconcilePartition(*t, tp.Partition, caughtUp)
+		} else if _, err := b.repl.Reconcile(tp.Topic, tp.Partition, caughtUp); err != nil { // gone: stop leading and following it
+			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("reconcile partition")
+		}
+		if !caughtUp {
+			continue
+		}
+		// Delete the log of a partition that is gone, or of an earlier
+		// topic of the same name, as reconcile does.
+		have, known, err := b.engine.LogTopicID(tp)
+		if err != nil {
+			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("read the topic id of a log")
+			b.retryReconcile(tp)
+			continue
+		}
+		_, isOpen := b.engine.Log(tp)
+		if !known && !isOpen {
+			continue
+		}
+		if t != nil && tp.Partition < t.Partitions && (!known || have == t.ID) {
+			continue
+		}
+		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
+		if tp.Topic == offsetsTopic {
+			b.gc.unload(tp.Partition)
+		}
+		if err := b.engine.DeleteLog(tp); err != nil {
+			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
+			b.retryReconcile(tp)
+		}
+	}
+}
+
+// reconcile is a full reconcile pass: it opens the logs of the partitions
+// this node leads, pushes topic configs to them, starts group coordinators
+// of local __consumer_offsets partitions, and, once this node has caught
+// up with the metadata, deletes logs whose topic is gone. Before catching
+// up it deletes nothing: a stale view must never remove data.
 func (b *Broker) reconcile() {
 	b.reconcileMu.Lock()
 	defer b.reconcileMu.Unlock()
@@ -216,37 +347,51 @@ func (b *Broker) reconcile() {
 	}
 }
 
+// partitionJob is a log to open.
+type partitionJob struct {
+	tp  storage.TopicPartition
+	id  metadata.TopicID
+	cfg storage.LogConfig
+}
+
+// missingLog reports partition p of t as a log to open if this node holds
+// a replica of its active segment and has not opened it yet.
+func (b *Broker) missingLog(t metadata.Topic, p int32) (partitionJob, bool) {
+	if !slices.Contains(t.Parts[p].Active().Replicas, b.cfg.NodeID) {
+		return partitionJob{}, false
+	}
+	tp := b.tp(t.Name, p)
+	if _, ok := b.engine.Log(tp); ok {
+		return partitionJob{}, false
+	}
+	cfg := b.logConfig(t.Configs)
+	cfg.Replicated = t.ReplicationFactor() > 1
+	return partitionJob{tp, t.ID, cfg}, true
+}
+
 // openMissing opens, four at a time, the logs of partitions this node
 // holds a replica of that are not open yet (a restart recovers them in
 // parallel). Failures are left to reconcileLocal, which logs them.
 func (b *Broker) openMissing(topics []metadata.Topic, caughtUp bool) {
-	type job struct {
-		tp  storage.TopicPartition
-		id  metadata.TopicID
-		cfg storage.LogConfig
-	}
-	var jobs []job
+	var jobs []partitionJob
 	for _, t := range topics {
-		base := b.logConfig(t.Configs)
 		for p := int32(0); p < t.Partitions; p++ {
-			seg := t.Parts[p].Active()
-			tp := b.tp(t.Name, p)
-			if !slices.Contains(seg.Replicas, b.cfg.NodeID) {
-				continue
+			if job, ok := b.missingLog(t, p); ok {
+				jobs = append(jobs, job)
 			}
-			if _, ok := b.engine.Log(tp); ok {
-				continue
-			}
-			cfg := base
-			cfg.Replicated = t.ReplicationFactor() > 1
-			jobs = append(jobs, job{tp, t.ID, cfg})
 		}
 	}
+	b.openJobs(jobs, caughtUp)
+}
+
+// openJobs opens logs four at a time (a single one is left to
+// reconcilePartition).
+func (b *Broker) openJobs(jobs []partitionJob, caughtUp bool) {
 	if len(jobs) < 2 {
 		return
 	}
 	parallel(len(jobs), 4, func(i int) {
-		_, _ = b.openPartition(jobs[i].tp, jobs[i].id, jobs[i].cfg, caughtUp) // reconcileLocal retries and logs failures
+		_, _ = b.openPartition(jobs[i].tp, jobs[i].id, jobs[i].cfg, caughtUp) // reconcilePartition retries and logs failures
 	})
 }
 
@@ -265,34 +410,43 @@ func (b *Broker) reconcileTopic(name string) {
 }
 
 // reconcileLocal makes this node's roles in t's partitions match the
-// metadata (replica.Manager.Reconcile) and starts or stops the group
-// coordinators of __consumer_offsets partitions with their leadership.
-// b.reconcileMu held.
+// metadata (reconcilePartition for each). b.reconcileMu held.
 func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 	for p := int32(0); p < t.Partitions; p++ {
-		role, err := b.repl.Reconcile(t.Name, p, caughtUp)
-		if err != nil {
-			b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("reconcile partition")
-		}
-		if t.Name != offsetsTopic {
-			continue
-		}
-		seg := t.Parts[p].Active()
-		if role != replica.RoleLeader || seg.State != metadata.SegmentActive {
-			// Another node coordinates these groups now. Reconcile
-			// deposed the leadership first: a commit waiting for the
-			// high watermark fails at once instead of holding up the
-			// coordinator's Close.
-			b.gc.unload(p)
-			continue
-		}
-		l, ok := b.engine.Log(b.tp(t.Name, p))
-		if !ok {
-			continue
-		}
-		if err := b.gc.load(b, t.Partitions, p, l, t.Parts[p].Segments); err != nil {
-			b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
-		}
+		b.reconcilePartition(t, p, caughtUp)
+	}
+}
+
+// reconcilePartition makes this node's role in partition p of t match the
+// metadata (replica.Manager.Reconcile) and starts or stops the group
+// coordinator of a __consumer_offsets partition with its leadership. A
+// failure is logged and the partition queued for a retry.
+// b.reconcileMu held.
+func (b *Broker) reconcilePartition(t metadata.Topic, p int32, caughtUp bool) {
+	role, err := b.repl.Reconcile(t.Name, p, caughtUp)
+	if err != nil {
+		b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("reconcile partition")
+		b.retryReconcile(b.tp(t.Name, p))
+	}
+	if t.Name != offsetsTopic {
+		return
+	}
+	seg := t.Parts[p].Active()
+	if role != replica.RoleLeader || seg.State != metadata.SegmentActive {
+		// Another node coordinates these groups now. Reconcile
+		// deposed the leadership first: a commit waiting for the
+		// high watermark fails at once instead of holding up the
+		// coordinator's Close.
+		b.gc.unload(p)
+		return
+	}
+	l, ok := b.engine.Log(b.tp(t.Name, p))
+	if !ok {
+		return
+	}
+	if err := b.gc.load(b, t.Partitions, p, l, t.Parts[p].Segments); err != nil {
+		b.log.Error().Err(err).Int32("partition", p).Msg("load group coordinator")
+		b.retryReconcile(b.tp(t.Name, p))
 	}
 }
 
@@ -303,6 +457,7 @@ func (b *Broker) reconcileLocal(t metadata.Topic, caughtUp bool) {
 // segment.
 func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64) {
 	defer b.kickReconcile()
+	defer b.retryReconcile(tp) // follow again from the new log's start
 	b.reconcileMu.Lock()
 	defer b.reconcileMu.Unlock()
 	t, ok := b.store.FSM().Topic(tp.Topic)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -114,13 +113,7 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 // collidingTopic finds an existing topic whose name differs only by '.'
 // versus '_' (Kafka refuses those).
 func (b *Broker) collidingTopic(name string) string {
-	norm := strings.ReplaceAll(name, ".", "_")
-	for _, t := range b.store.FSM().Topics() {
-		if t.Name != name && strings.ReplaceAll(t.Name, ".", "_") == norm {
-			return t.Name
-		}
-	}
-	return ""
+	return b.store.FSM().CollidingTopic(name)
 }
 
 // defaultRF is the replication factor of a topic whose creator left it to
