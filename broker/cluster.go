@@ -223,12 +223,6 @@ func (b *Broker) reconcileChanged(refs []metadata.PartitionRef) {
 	if len(refs) == 0 && len(retries) == 0 {
 		return
 	}
-	b.reconcileMu.Lock()
-	defer b.reconcileMu.Unlock()
-	if b.shuttingDown() {
-		return
-	}
-	caughtUp := b.caughtUp.Load()
 	todo := make([]storage.TopicPartition, 0, len(refs)+len(retries))
 	seen := make(map[storage.TopicPartition]bool, len(refs)+len(retries))
 	for _, r := range refs {
@@ -264,6 +258,18 @@ func (b *Broker) reconcileChanged(refs []metadata.PartitionRef) {
 			}
 		}
 	}
+	// New logs are created before taking reconcileMu (creating replaces
+	// or deletes nothing), so a CreateTopics waiting for it does not wait
+	// for their fsyncs too.
+	open = b.createLogs(open)
+
+	b.reconcileMu.Lock()
+	defer b.reconcileMu.Unlock()
+	if b.shuttingDown() {
+		return
+	}
+	caughtUp := b.caughtUp.Load()
+	clear(topics) // what follows (deleting above all) goes by the metadata as it is now
 	b.openJobs(open, caughtUp)
 	for _, tp := range todo {
 		t := topicOf(tp.Topic)
@@ -384,14 +390,40 @@ func (b *Broker) openMissing(topics []metadata.Topic, caughtUp bool) {
 	b.openJobs(jobs, caughtUp)
 }
 
-// openJobs opens logs four at a time (a single one is left to
-// reconcilePartition).
+// createLogs creates together the logs of jobs that have no directory yet
+// (storage.Engine.CreateLogs: their fsyncs are shared) and returns the
+// jobs it did not create (open already, to recover, an earlier topic's
+// log, or a failure: openPartition handles those). It creates, never
+// replaces or deletes, so it needs no reconcileMu.
+func (b *Broker) createLogs(jobs []partitionJob) []partitionJob {
+	if len(jobs) == 0 {
+		return nil
+	}
+	specs := make([]storage.NewLog, len(jobs))
+	for i, j := range jobs {
+		specs[i] = storage.NewLog{TP: j.tp, Config: j.cfg, TopicID: j.id}
+	}
+	_, errs := b.engine.CreateLogs(specs)
+	var rest []partitionJob
+	for i, err := range errs {
+		if err != nil {
+			rest = append(rest, jobs[i])
+		}
+	}
+	return rest
+}
+
+// openJobs opens logs: new ones are created together (createLogs), the
+// others (a restart's recovery) opened four at a time. A single one is
+// left to reconcilePartition; so are failures, which it retries and logs.
+// b.reconcileMu held.
 func (b *Broker) openJobs(jobs []partitionJob, caughtUp bool) {
 	if len(jobs) < 2 {
 		return
 	}
-	parallel(len(jobs), 4, func(i int) {
-		_, _ = b.openPartition(jobs[i].tp, jobs[i].id, jobs[i].cfg, caughtUp) // reconcilePartition retries and logs failures
+	rest := b.createLogs(jobs)
+	parallel(len(rest), 4, func(i int) {
+		_, _ = b.openPartition(rest[i].tp, rest[i].id, rest[i].cfg, caughtUp)
 	})
 }
 
@@ -402,11 +434,30 @@ func (b *Broker) reconcileTopic(name string) {
 	if !ok {
 		return
 	}
+	// Create this node's new logs of the topic first, without
+	// reconcileMu: concurrent creations share their fsyncs.
+	var jobs []partitionJob
+	for p := int32(0); p < t.Partitions; p++ {
+		if job, ok := b.missingLog(t, p); ok {
+			jobs = append(jobs, job)
+		}
+	}
+	b.createLogs(jobs)
 	b.reconcileMu.Lock()
 	defer b.reconcileMu.Unlock()
-	if !b.shuttingDown() {
-		b.reconcileLocal(t, b.caughtUp.Load())
+	if b.shuttingDown() {
+		return
 	}
+	if cur, ok := b.store.FSM().Topic(name); ok && cur.ID == t.ID {
+		b.reconcileLocal(cur, b.caughtUp.Load())
+		return
+	}
+	// Deleted (or replaced) meanwhile: the reconcile loop removes what
+	// was created for it.
+	for _, j := range jobs {
+		b.retryReconcile(j.tp)
+	}
+	b.kickReconcile()
 }
 
 // reconcileLocal makes this node's roles in t's partitions match the

@@ -43,13 +43,18 @@ func (e *Engine) LogTopicID(tp TopicPartition) (id [16]byte, ok bool, err error)
 	return id, true, nil
 }
 
+// topicIDBody is the content of a topic ID record.
+func topicIDBody(id [16]byte) []byte {
+	return []byte("version: 0\ntopic_id: " + hex.EncodeToString(id[:]) + "\n")
+}
+
 // SetLogTopicID durably records the topic ID of tp's log, which must be
 // open.
 func (e *Engine) SetLogTopicID(tp TopicPartition, id [16]byte) error {
 	dir := e.logDir(tp)
 	name := filepath.Join(dir, topicIDFile)
 	tmp := name + ".tmp"
-	body := []byte("version: 0\ntopic_id: " + hex.EncodeToString(id[:]) + "\n")
+	body := topicIDBody(id)
 	f, err := e.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("storage: write topic id of %s: %w", tp, err)
