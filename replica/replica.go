@@ -3,7 +3,6 @@ package replica
 import (
 	"context"
 	"errors"
-	"maps"
 	"sync"
 	"time"
 
@@ -198,13 +197,6 @@ func (m *Manager) Leader(tp storage.TopicPartition) *Leadership {
 	m.leadMu.RLock()
 	defer m.leadMu.RUnlock()
 	return m.leading[tp]
-}
-
-// leadingSnapshot copies the leaderships.
-func (m *Manager) leadingSnapshot() map[storage.TopicPartition]*Leadership {
-	m.leadMu.RLock()
-	defer m.leadMu.RUnlock()
-	return maps.Clone(m.leading)
 }
 
 // Lead records that this node leads tp's active segment seg, with log l

@@ -39,8 +39,11 @@ func (m *Manager) rollLoop() {
 		case <-t.C:
 		case <-m.rollKick:
 		}
-		for tp, lp := range m.leadingSnapshot() {
-			if busy[tp] || !m.rollDue(lp) {
+		alive := m.aliveBrokers() // looked up once per pass, not per partition
+		now := m.clock.Now()
+		for _, lp := range m.leadingList() {
+			tp := lp.tp
+			if (len(busy) > 0 && busy[tp]) || !m.rollDue(lp, now, alive) {
 				continue
 			}
 			busy[tp] = true
@@ -63,24 +66,74 @@ func (m *Manager) rotates(topic string) bool {
 }
 
 // rollDue reports whether lp's segment should roll now: a follower lags,
-// a learner caught up, or (rotating topics) the segment is full.
-func (m *Manager) rollDue(lp *Leadership) bool {
-	if _, _, _, ok := m.md.TopicConfigValue(lp.tp.Topic, "segment.rotate"); !ok {
-		return false
-	}
+// a learner caught up, or (rotating topics) the segment is full. alive
+// holds the brokers the metadata lists as alive. The cheap checks come
+// first and the topic's metadata is read only when one says yes: the roll loop
+// asks this of every leadership ten times a second.
+func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bool) bool {
 	lp.rollMu.RLock()
 	rolling := lp.rolling
 	lp.rollMu.RUnlock()
 	if rolling {
 		return false
 	}
-	if len(m.laggards(lp)) > 0 {
-		return true // roll to a segment without the laggards, rotation or not
+	due, learning := lp.lagging(now, alive)
+	if !due && learning {
+		due = len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 // take a caught-up node in
 	}
-	if len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 {
-		return true // take a caught-up node in
+	if !due {
+		return lp.full() && m.rotates(lp.tp.Topic)
 	}
-	return m.rotates(lp.tp.Topic) && lp.full()
+	_, _, _, ok := m.md.TopicConfigValue(lp.tp.Topic, "segment.rotate") // the topic still exists
+	return ok
+}
+
+// lagging reports, under one lock, whether a counted follower lags (has
+// not fetched for LagTimeMax at now, see laggards) or is not alive (its
+// broker is fenced: no need to wait for the lag limit), and whether any
+// learner is catching up.
+func (lp *Leadership) lagging(now time.Time, alive func(id int32) bool) (lags, learning bool) {
+	lp.ackMu.Lock()
+	defer lp.ackMu.Unlock()
+	for _, id := range lp.replicas {
+		if id == lp.m.cfg.NodeID {
+			continue
+		}
+		last, ok := lp.fetchAt[id]
+		if !ok {
+			last = lp.since
+		}
+		if now.Sub(last) > lp.m.cfg.LagTimeMax || !alive(id) {
+			return true, len(lp.learners) > 0
+		}
+	}
+	return false, len(lp.learners) > 0
+}
+
+// leadingList lists the leaderships (the roll loop's snapshot).
+func (m *Manager) leadingList() []*Leadership {
+	m.leadMu.RLock()
+	defer m.leadMu.RUnlock()
+	out := make([]*Leadership, 0, len(m.leading))
+	for _, lp := range m.leading {
+		out = append(out, lp)
+	}
+	return out
+}
+
+// aliveBrokers returns whether the metadata lists a broker as alive,
+// looking each broker up once.
+func (m *Manager) aliveBrokers() func(id int32) bool {
+	seen := map[int32]bool{}
+	return func(id int32) bool {
+		alive, ok := seen[id]
+		if !ok {
+			br, found := m.md.Broker(id)
+			alive = found && br.State == metadata.BrokerAlive
+			seen[id] = alive
+		}
+		return alive
+	}
 }
 
 // full reports whether the segment reached segment.bytes or segment.ms.

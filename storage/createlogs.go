@@ -21,7 +21,7 @@ type NewLog struct {
 
 // createLogsParallel bounds CreateLogs' concurrent file operations: many
 // fsyncs in flight share the file system's journal commits.
-const createLogsParallel = 64
+const createLogsParallel = 16
 
 // CreateLogs creates and opens many new logs at once (a reconcile pass
 // after topics were created; docs/io-and-scale.md, "Scale"). Each log's
