@@ -49,11 +49,12 @@ func DefaultScaleConfig() ScaleConfig {
 
 // ScaleNode is one node's figures.
 type ScaleNode struct {
-	ID       int
-	Logs     int     // log directories on disk once ready
-	IdleCPU  float64 // share of one core over the idle window
-	RSSBytes int64   // resident set at the end of the idle window
-	FDs      int     // open file descriptors at the end of the idle window
+	ID        int
+	Logs      int     // log directories on disk once ready
+	CreateCPU float64 // CPU seconds (user+system) the node used from the first CreateTopics until ready
+	IdleCPU   float64 // share of one core over the idle window
+	RSSBytes  int64   // resident set at the end of the idle window
+	FDs       int     // open file descriptors at the end of the idle window
 }
 
 // ScaleResult is what a scale run measured.
@@ -74,8 +75,8 @@ func (r ScaleResult) String() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "partitions %d (%d topics), created in %s, ready in %s\n", r.Partitions, r.Topics, fmtDur(r.Created), fmtDur(r.Ready))
 	for _, n := range r.Nodes {
-		fmt.Fprintf(&sb, "node %d: logs %d, idle CPU %.1f%% of a core over %s, RSS %d MiB, fds %d\n",
-			n.ID, n.Logs, 100*n.IdleCPU, r.Idle, n.RSSBytes>>20, n.FDs)
+		fmt.Fprintf(&sb, "node %d: logs %d, creation used %.1f CPU-s, idle CPU %.1f%% of a core over %s, RSS %d MiB, fds %d\n",
+			n.ID, n.Logs, n.CreateCPU, 100*n.IdleCPU, r.Idle, n.RSSBytes>>20, n.FDs)
 	}
 	return sb.String()
 }
@@ -131,6 +132,12 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 	for i := range names {
 		names[i] = fmt.Sprintf("scale-%06d", i)
 	}
+	cpu0 := make([]int64, len(nodes))
+	for i, n := range nodes {
+		if cpu0[i], err = cpuTicks(n.cmd.Process.Pid); err != nil {
+			return res, err
+		}
+	}
 	start := time.Now()
 	if err := createTopics(ctx, adm, names, cfg); err != nil {
 		return res, err
@@ -141,6 +148,14 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 		return res, err
 	}
 	res.Ready = time.Since(start)
+	createCPU := make([]float64, len(nodes))
+	for i, n := range nodes {
+		t, err := cpuTicks(n.cmd.Process.Pid)
+		if err != nil {
+			return res, err
+		}
+		createCPU[i] = float64(t-cpu0[i]) / clockTicks
+	}
 	logf("ready in %s; settling %s, then measuring %s idle", fmtDur(res.Ready), cfg.Settle, cfg.Idle)
 
 	select {
@@ -175,7 +190,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 		if err != nil {
 			return res, err
 		}
-		res.Nodes = append(res.Nodes, ScaleNode{ID: n.id, Logs: logs, IdleCPU: float64(after-before[i]) / clockTicks / secs, RSSBytes: rss, FDs: len(fds)})
+		res.Nodes = append(res.Nodes, ScaleNode{ID: n.id, Logs: logs, CreateCPU: createCPU[i], IdleCPU: float64(after-before[i]) / clockTicks / secs, RSSBytes: rss, FDs: len(fds)})
 	}
 	return res, nil
 }
