@@ -19,13 +19,15 @@
 #      DELETE_RATE=     --storage-delete-rate (default: the broker's)
 #      EXTRA=""         more tusk serve flags
 #      LEARNER=1        run row (c) (bench/bgio-learner.sh, 3 nodes)
+#      REPEAT=1         runs of (a) then (b), each with its own topics;
+#                       the rows give the median p99 and every run's
 #      DATA_ROOT=dir    where the data dir goes (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
 # Needs: go, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-: "${LEARNER:=1}" "${OLD_MB:=3072}" "${SEGMENT_BYTES:=1073741824}" "${RATE:=20}" "${SECS:=30}" "${DELETE_RATE:=}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
+: "${REPEAT:=1}" "${LEARNER:=1}" "${OLD_MB:=3072}" "${SEGMENT_BYTES:=1073741824}" "${RATE:=20}" "${SECS:=30}" "${DELETE_RATE:=}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
 for t in go curl jq; do command -v "$t" >/dev/null || { echo "bgio.sh: $t not found" >&2; exit 1; }; done
 
 work=$(mktemp -d)
@@ -68,55 +70,62 @@ j() { echo "$1" | jq -r "$2"; }
 records=$(( RATE * 1024 * SECS ))
 # latency TOPIC: acks=all at RATE MB/s for about SECS seconds; prints JSON.
 latency() {
-  note "tusk bench --brokers ADDR --json --topic $1 --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --consume=false"
+  note1 "tusk bench --brokers ADDR --json --topic $1 --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --consume=false"
   "$TUSK" bench --brokers "$addr" --json --topic "$1" --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
     --records "$records" --acks all --rate "$RATE" --consume=false 2>>"$dir/bench.log"
 }
 lat_row() { echo "p50 $(ms "$(j "$1" .P50)"), p99 $(ms "$(j "$1" .P99)"), p99.9 $(ms "$(j "$1" .P999)") ($(j "$1" '.ProduceMBps | . * 10 | round / 10') MB/s)"; }
 
-log "filling topic old with $OLD_MB MiB (1 partition, segment.bytes $SEGMENT_BYTES)"
-note "topicconfig -brokers ADDR -topic old -create 1 -set segment.bytes=$SEGMENT_BYTES"
-"$work/topicconfig" -brokers "$addr" -topic old -create 1 -set segment.bytes=$SEGMENT_BYTES
-note "tusk bench --brokers ADDR --json --topic old --partitions 1 --record-size 1024 --producers $PRODUCERS --records $(( OLD_MB * 1024 )) --acks 1 --consume=false"
-"$TUSK" bench --brokers "$addr" --json --topic old --partitions 1 --record-size 1024 --producers "$PRODUCERS" \
-  --records $(( OLD_MB * 1024 )) --acks 1 --consume=false >/dev/null 2>>"$dir/bench.log"
-sync # no dirty pages of the fill left to write back during the runs
-note "sync"
-
-log "(a) quiet: acks=all at $RATE MB/s for ${SECS}s"
-qa=$(latency quiet)
-
-log "(b) the same while retention deletes topic old"
-d0=$(metric tusk_storage_deleted_bytes_total)
-th0=$(metric tusk_storage_background_throttled_seconds_total)
-latency busy >"$work/b.json" &
-bpid=$!
-sleep 2
-note "(2 s into the run) topicconfig -brokers ADDR -topic old -set retention.ms=1000"
-t0=$(date +%s%N)
-"$work/topicconfig" -brokers "$addr" -topic old -set retention.ms=1000
-# deleted_by: the deleter has freed something and has nothing pending.
+# deleted_by: the deleter has freed something since d0 and has nothing
+# pending.
 deleted_by() {
   local p
   p=$(metric tusk_storage_pending_deletion_bytes)
   [ -z "$p" ] && return 0 # a build without the deleter
   [ "$p" = 0.000 ] && [ "$(metric tusk_storage_deleted_bytes_total)" != "$d0" ]
 }
-t2=""
-while kill -0 "$bpid" 2>/dev/null; do
-  if [ -z "$t2" ] && deleted_by; then t2=$(date +%s%N); fi
-  sleep 0.2
+p99as=(); p99bs=(); ratios=()
+note1() { [ "$i" != 1 ] || note "$@"; } # the commands of the first run only
+for i in $(seq 1 "$REPEAT"); do
+  log "run $i/$REPEAT: filling topic old$i with $OLD_MB MiB (1 partition, segment.bytes $SEGMENT_BYTES)"
+  note1 "topicconfig -brokers ADDR -topic old$i -create 1 -set segment.bytes=$SEGMENT_BYTES"
+  "$work/topicconfig" -brokers "$addr" -topic "old$i" -create 1 -set segment.bytes="$SEGMENT_BYTES"
+  note1 "tusk bench --brokers ADDR --json --topic old$i --partitions 1 --record-size 1024 --producers $PRODUCERS --records $(( OLD_MB * 1024 )) --acks 1 --consume=false"
+  "$TUSK" bench --brokers "$addr" --json --topic "old$i" --partitions 1 --record-size 1024 --producers "$PRODUCERS" \
+    --records $(( OLD_MB * 1024 )) --acks 1 --consume=false >/dev/null 2>>"$dir/bench.log"
+  sync # no dirty pages of the fill left to write back during the runs
+  note1 "sync"
+
+  log "run $i/$REPEAT: (a) quiet: acks=all at $RATE MB/s for ${SECS}s"
+  qa=$(latency "quiet$i")
+
+  log "run $i/$REPEAT: (b) the same while retention deletes topic old$i"
+  d0=$(metric tusk_storage_deleted_bytes_total)
+  th0=$(metric tusk_storage_background_throttled_seconds_total)
+  latency "busy$i" >"$work/b.json" &
+  bpid=$!
+  sleep 2
+  note1 "(2 s into the run) topicconfig -brokers ADDR -topic old$i -set retention.ms=1000"
+  t0=$(date +%s%N)
+  "$work/topicconfig" -brokers "$addr" -topic "old$i" -set retention.ms=1000
+  t2=""
+  while kill -0 "$bpid" 2>/dev/null; do
+    if [ -z "$t2" ] && deleted_by; then t2=$(date +%s%N); fi
+    sleep 0.2
+  done
+  wait "$bpid"; bpid=""
+  qb=$(cat "$work/b.json")
+  d1=$(metric tusk_storage_deleted_bytes_total)
+  # Not finished during the run: wait (at most 5 minutes) for the rest.
+  if [ -z "$t2" ]; then
+    for _ in $(seq 1 1500); do deleted_by && break; sleep 0.2; done
+    t2=$(date +%s%N)
+  fi
+  d2=$(metric tusk_storage_deleted_bytes_total)
+  th1=$(metric tusk_storage_background_throttled_seconds_total)
+  p99as+=("$(j "$qa" .P99)"); p99bs+=("$(j "$qb" .P99)")
+  ratios+=("$(awk -v a="$(j "$qa" .P99)" -v b="$(j "$qb" .P99)" 'BEGIN { printf "%.1f", b/a }')")
 done
-wait "$bpid"; bpid=""
-qb=$(cat "$work/b.json")
-d1=$(metric tusk_storage_deleted_bytes_total)
-# Not finished during the run: wait (at most 5 minutes) for the rest.
-if [ -z "$t2" ]; then
-  for _ in $(seq 1 1500); do deleted_by && break; sleep 0.2; done
-  t2=$(date +%s%N)
-fi
-d2=$(metric tusk_storage_deleted_bytes_total)
-th1=$(metric tusk_storage_background_throttled_seconds_total)
 left=$(du -sm "$dir/data/logs" | cut -f1)
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 drate="the default"
@@ -125,12 +134,14 @@ drate="the default"
 deleted_mb=$(awk -v a="$d0" -v b="$d2" 'BEGIN { printf "%.0f", (b-a)/1048576 }')
 during_mb=$(awk -v a="$d0" -v b="$d1" 'BEGIN { printf "%.0f", (b-a)/1048576 }')
 if [ "$(awk -v a="$d0" -v b="$d2" 'BEGIN { print (b > a) }')" = 1 ]; then
-  del_note="$deleted_mb MiB freed in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b-a)/1e9 }') s after retention.ms was set ($during_mb MiB during the run; $(awk -v a="$th0" -v b="$th1" 'BEGIN { printf "%.1f", b-a }') s throttled); $left MiB left on disk"
+  del_note="last run: $deleted_mb MiB freed in $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b-a)/1e9 }') s after retention.ms was set ($during_mb MiB during the run; $(awk -v a="$th0" -v b="$th1" 'BEGIN { printf "%.1f", b-a }') s throttled); $left MiB left on disk at the end"
 else
   # A build without the paced deleter: its unlinks are instant.
-  del_note="no deleter metrics (unlinks at once); $left MiB left on disk $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f", (b-a)/1e9 }') s after retention.ms was set"
+  del_note="no deleter metrics (a build that unlinks at once); $left MiB left on disk at the end"
 fi
-p99a=$(j "$qa" .P99); p99b=$(j "$qb" .P99)
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'; }
+list_ms() { for v in "$@"; do awk -v ns="$v" 'BEGIN { printf "%.0f ", ns/1e6 }'; done | sed 's/ $//; s/ /, /g'; }
+p99a=$(median "${p99as[@]}"); p99b=$(median "${p99bs[@]}")
 ratio=$(awk -v a="$p99a" -v b="$p99b" 'BEGIN { printf "%.1f", b/a }')
 verdict=$(awk -v a="$p99a" -v b="$p99b" 'BEGIN { if (b <= 2*a) print "met"; else print "**missed**" }')
 if [ "$LEARNER" != 0 ]; then
@@ -149,12 +160,12 @@ section=$(
   echo "<!-- bgio begin -->"
   echo "## Background I/O"
   echo
-  echo "Written by \`bench/bgio.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate. Issue 18's target: p99 of (b) within 2× of (a), and of (c) within 2× of (c0), the same cluster quiet."
+  echo "Written by \`bench/bgio.sh\` (REPEAT=$REPEAT) on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate. Issue 18's target: p99 of (b) within 2× of (a), and of (c) within 2× of (c0), the same cluster quiet."
   echo
   echo "| row | produce latency | target | verdict |"
   echo "|---|---|---|---|"
-  echo "| (a) quiet | $(lat_row "$qa") | reference | - |"
-  echo "| (b) while retention deletes $OLD_MB MiB (segment.bytes $SEGMENT_BYTES) of another topic | $(lat_row "$qb"); $del_note | p99 ≤ 2× (a): ${ratio}× | $verdict |"
+  echo "| (a) quiet | p99 median $(ms "$p99a") over $REPEAT runs (each: $(list_ms "${p99as[@]}") ms); last run $(lat_row "$qa") | reference | - |"
+  echo "| (b) while retention deletes $OLD_MB MiB (segment.bytes $SEGMENT_BYTES) of another topic | p99 median $(ms "$p99b") (each: $(list_ms "${p99bs[@]}") ms; run by run $(echo "${ratios[*]}" | sed 's/ /×, /g')× of (a)); last run $(lat_row "$qb"); $del_note | median p99 ≤ 2× (a): ${ratio}× | $verdict |"
   echo "$crows"
   echo
   echo '```'
