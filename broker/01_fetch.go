@@ -11,8 +11,8 @@ import (
 	"github.com/tuskdb/tusk/storage"
 )
 
-// Fetch 4-13. Fetch sessions (KIP-227) are declined: every response has
-// session id 0, so clients send full fetch requests. v13 names topics by ID.
+// Fetch 4-13, with incremental fetch sessions (KIP-227, fetch_session.go)
+// from v7. v13 names topics by ID.
 func apiFetch() api {
 	return api{key: kmsg.Fetch, min: 4, max: 13, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		return b.handleFetch(rc, rc.req.(*kmsg.FetchRequest))
@@ -37,10 +37,6 @@ type fetchPart struct {
 
 func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := kmsg.NewPtrFetchResponse()
-	if req.SessionID != 0 {
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
-		return resp, nil
-	}
 	var parts []fetchPart
 	replica := req.ReplicaID >= 0
 	if replica && !rc.conn.node {
@@ -48,6 +44,13 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		// client listener moves no high watermark and registers no
 		// learner.
 		refuseReplicaFetch(req, resp)
+		return resp, nil
+	}
+	// An incremental fetch becomes a full one over the session's
+	// partitions here; fetchDone drops what has not changed.
+	sess, full, code := b.fetchSessions.begin(req, time.Now())
+	if code != 0 {
+		resp.ErrorCode = code
 		return resp, nil
 	}
 	for _, rt := range req.Topics {
@@ -120,8 +123,9 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	rf := func() int { return b.readFetch(req, parts, rc.conn.sendfile && !b.sendfileOff.Load()) }
 	got := rf()
+	done := func() kmsg.Response { return b.fetchDone(resp, parts, sess, full) }
 	if got >= int(req.MinBytes) || maxWait <= 0 || len(parts) == 0 || b.shuttingDown() {
-		return b.fetchDone(resp, parts), nil
+		return done(), nil
 	}
 	return nil, func() kmsg.Response {
 		deadline := time.NewTimer(maxWait)
@@ -147,16 +151,16 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			// Re-check after registering so an append racing with the
 			// first read is not missed.
 			if rf() >= int(req.MinBytes) {
-				return b.fetchDone(resp, parts)
+				return done()
 			}
 			select {
 			case <-wake:
 			case <-deadline.C:
 				rf()
-				return b.fetchDone(resp, parts)
+				return done()
 			case <-b.shutdown:
 				rf()
-				return b.fetchDone(resp, parts)
+				return done()
 			}
 			unregister()
 			// A second log may have signalled meanwhile; the re-check
@@ -244,13 +248,33 @@ func (p *fetchPart) closeSection(b *Broker) {
 	p.sec = nil
 }
 
-// fetchDone records the bytes a final fetch response carries. A response
-// with file sections travels as a *splicedFetch, which the connection
-// writes with sendfile.
-func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart) kmsg.Response {
+// fetchDone records the bytes a final fetch response carries. In a fetch
+// session it keeps only what the client has not been told (all of it for a
+// full response). A response with file sections travels as a
+// *splicedFetch, which the connection writes with sendfile.
+func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart, sess *fetchSession, full bool) kmsg.Response {
+	if sess != nil {
+		withSection := make(map[*kmsg.FetchResponseTopicPartition]bool)
+		for _, p := range parts {
+			if p.sec != nil {
+				withSection[p.resp] = true
+			}
+		}
+		moved := sess.filter(resp, full, func(sp *kmsg.FetchResponseTopicPartition) bool {
+			return len(sp.RecordBatches) > 0 || withSection[sp]
+		})
+		for i := range parts {
+			// A partition dropped from the response has no
+			// records, so no section, to send.
+			parts[i].resp = moved[parts[i].resp]
+		}
+	}
 	n := 0
 	var secs []fetchSection
 	for _, p := range parts {
+		if p.resp == nil {
+			continue
+		}
 		n += len(p.resp.RecordBatches)
 		if p.sec != nil {
 			n += int(p.sec.Len())

@@ -98,6 +98,10 @@ type Broker struct {
 	// (tests compare both paths).
 	sendfileOff atomic.Bool
 
+	// fetchSessions holds the incremental fetch sessions (KIP-227) of
+	// clients and followers (fetch_session.go).
+	fetchSessions *fetchSessions
+
 	connMu sync.Mutex
 	conns  map[*conn]struct{}
 	connWG sync.WaitGroup
@@ -110,6 +114,7 @@ type Broker struct {
 // The broker becomes the store's Forwarder.
 func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *storage.Engine) (*Broker, error) {
 	b := &Broker{
+		fetchSessions: newFetchSessions(cfg.Kafka.FetchSessionCacheSlots),
 		cfg:            cfg,
 		log:            log,
 		store:          store,
@@ -125,6 +130,9 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 	b.pids.b = b
 	engine.SetLeaseSource(b.currentLease) // replicated appends need a live lease (fencing.CheckAppend)
 	b.m.addStorage(engine)
+	b.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tusk_fetch_sessions", Help: "Incremental fetch sessions (KIP-227) this node holds for clients and followers.",
+	}, func() float64 { return float64(b.fetchSessions.len()) }))
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()

@@ -86,6 +86,9 @@ type KafkaConfig struct {
 	MessageMaxBytes int32  `mapstructure:"message-max-bytes"`
 	// MaxInflight bounds pipelined requests per connection.
 	MaxInflight int `mapstructure:"max-inflight"`
+	// FetchSessionCacheSlots bounds the incremental fetch sessions
+	// (KIP-227) a node keeps; 0 turns them off.
+	FetchSessionCacheSlots int `mapstructure:"fetch-session-cache-slots"`
 }
 
 // HTTPConfig is the HTTP listener for /healthz and /metrics.
@@ -170,6 +173,7 @@ func Options() []Option {
 		{"kafka.request-max-bytes", int32(100 << 20), "largest request frame accepted (socket.request.max.bytes)"},
 		{"kafka.message-max-bytes", int32(1048588), "largest record batch accepted (message.max.bytes)"},
 		{"kafka.max-inflight", 64, "pipelined requests per connection before reading pauses"},
+		{"kafka.fetch-session-cache-slots", 1000, "incremental fetch sessions (KIP-227) kept for clients and followers, least recently used evicted first (max.incremental.fetch.session.cache.slots); 0: sessionless fetches only"},
 		{"http.listen", "127.0.0.1:9644", "HTTP listener for /healthz and /metrics (empty disables)"},
 		{"log.level", "info", "log level: debug, info, warn, error"},
 		{"log.format", "console", "log format: console or json"},
@@ -302,6 +306,9 @@ func (c Config) Validate() error {
 	}
 	if c.Kafka.MessageMaxBytes < 128 || c.Kafka.MessageMaxBytes > c.Kafka.RequestMaxBytes {
 		errs = append(errs, fmt.Errorf("kafka.message-max-bytes %d must be within [128, request-max-bytes]", c.Kafka.MessageMaxBytes))
+	}
+	if c.Kafka.FetchSessionCacheSlots < 0 {
+		errs = append(errs, fmt.Errorf("kafka.fetch-session-cache-slots %d must not be negative", c.Kafka.FetchSessionCacheSlots))
 	}
 	if c.Kafka.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("kafka.max-inflight %d must be positive", c.Kafka.MaxInflight))

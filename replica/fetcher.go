@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"sync"
 	"time"
 
@@ -43,6 +44,33 @@ type fetcher struct {
 	// inflight cancels the fetch in flight (a long poll that does not
 	// carry a partition just added or changed); nil between fetches.
 	inflight context.CancelFunc
+
+	// sess is the fetch session (KIP-227) with the leader; only the run
+	// goroutine uses it.
+	sess fetchSession
+}
+
+// fetchSession is a fetcher's incremental fetch session with its leader:
+// after a full fetch that the leader answers with a session ID, each
+// fetch names only the partitions whose fetch position changed, forgets
+// the ones no longer followed, and gets back only partitions with news.
+type fetchSession struct {
+	id, epoch int32 // id 0: the next fetch is a full one
+	// sent is what the leader's session holds for each partition.
+	sent map[storage.TopicPartition]sentPart
+}
+
+// sentPart is a partition's fetch position as the leader's session has it.
+type sentPart struct {
+	id     metadata.TopicID
+	offset int64
+	epoch  int32
+}
+
+// reset makes the next fetch a full one that replaces the session.
+func (s *fetchSession) reset() {
+	s.epoch = 0 // keep id: a full fetch naming it closes it on the leader
+	s.sent = nil
 }
 
 func newFetcher(m *Manager, leader int32) *fetcher {
@@ -153,9 +181,19 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	req.MaxWaitMillis = int32(m.cfg.FetchMaxWait / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
+	sess := &f.sess
+	incremental := sess.id != 0 && sess.epoch > 0
+	req.SessionID, req.SessionEpoch = sess.id, sess.epoch
 	byTopic := map[string]int{}
 	byID := map[[16]byte]string{}
+	want := make(map[storage.TopicPartition]sentPart, len(parts))
 	for tp, p := range parts {
+		byID[p.id] = tp.Topic
+		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch}
+		want[tp] = sp
+		if incremental && sess.sent[tp] == sp {
+			continue // the leader's session has it
+		}
 		i, ok := byTopic[tp.Topic]
 		if !ok {
 			rt := kmsg.NewFetchRequestTopic()
@@ -163,14 +201,24 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 			req.Topics = append(req.Topics, rt)
 			i = len(req.Topics) - 1
 			byTopic[tp.Topic] = i
-			byID[p.id] = tp.Topic
 		}
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition = tp.Partition
-		rp.FetchOffset = p.log.LogEndOffset()
+		rp.FetchOffset = sp.offset
 		rp.CurrentLeaderEpoch = p.epoch
 		rp.PartitionMaxBytes = 4 << 20
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	if incremental {
+		for tp, sp := range sess.sent {
+			if w, ok := want[tp]; ok && w.id == sp.id {
+				continue
+			}
+			ft := kmsg.NewFetchRequestForgottenTopic()
+			ft.Topic, ft.TopicID = tp.Topic, sp.id
+			ft.Partitions = []int32{tp.Partition}
+			req.ForgottenTopics = append(req.ForgottenTopics, ft)
+		}
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
@@ -190,13 +238,34 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	f.inflight = nil
 	f.mu.Unlock()
 	if err != nil {
+		// The leader may or may not have taken the session epoch.
+		sess.reset()
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return false, context.Canceled
 		}
 		return false, err
 	}
+	if resp.ErrorCode == kerr.FetchSessionIDNotFound.Code || resp.ErrorCode == kerr.InvalidFetchSessionEpoch.Code {
+		// The leader restarted or evicted the session: start over with
+		// a full fetch, at once.
+		if resp.ErrorCode == kerr.FetchSessionIDNotFound.Code {
+			sess.id = 0
+		}
+		sess.reset()
+		return false, context.Canceled
+	}
 	if resp.ErrorCode != 0 {
+		sess.reset()
 		return false, kerr.ErrorForCode(resp.ErrorCode)
+	}
+	switch {
+	case resp.SessionID == 0:
+		sess.id, sess.epoch, sess.sent = 0, 0, nil // the leader keeps none
+	case incremental:
+		sess.epoch = nextEpoch(sess.epoch)
+		sess.sent = want
+	default:
+		sess.id, sess.epoch, sess.sent = resp.SessionID, 1, want
 	}
 	var firstErr error
 	for _, rt := range resp.Topics {
@@ -218,6 +287,13 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 		}
 	}
 	return progressed, firstErr
+}
+
+func nextEpoch(e int32) int32 {
+	if e == math.MaxInt32 {
+		return 1
+	}
+	return e + 1
 }
 
 // apply takes one partition's answer: appends its batches, then follows
