@@ -114,7 +114,7 @@ type Broker struct {
 // The broker becomes the store's Forwarder.
 func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *storage.Engine) (*Broker, error) {
 	b := &Broker{
-		fetchSessions: newFetchSessions(cfg.Kafka.FetchSessionCacheSlots),
+		fetchSessions:  newFetchSessions(cfg.Kafka.FetchSessionCacheSlots),
 		cfg:            cfg,
 		log:            log,
 		store:          store,
