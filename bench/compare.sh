@@ -14,10 +14,15 @@
 #        SECTIONS=bgio   run only the background I/O section (bench/bgio.sh,
 #                        about 2 minutes; it rewrites its own section of OUT)
 #        SKIP_BGIO=1     leave the background I/O section out of a full run
+#        SECTIONS=replication   run only the replication section
+#                        (bench/replication.sh: one node vs three at a fixed
+#                        acks=all load, about 2 minutes)
+#        SKIP_REPLICATION=1   leave it out of a full run
 # Needs: go, dd, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 if [ "${SECTIONS:-}" = bgio ]; then exec bench/bgio.sh; fi
+if [ "${SECTIONS:-}" = replication ]; then exec bench/replication.sh; fi
 repo=$(pwd)
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -330,5 +335,9 @@ log "done in ${total}s; writing $OUT"
 if [ "${SKIP_BGIO:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
   log "background I/O (bench/bgio.sh)"
   TUSK=$TUSK OUT=$OUT bench/bgio.sh >/dev/null
+fi
+if [ "${SKIP_REPLICATION:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
+  log "replication (bench/replication.sh)"
+  TUSK=$TUSK OUT=$OUT bench/replication.sh >/dev/null
 fi
 cat "$OUT"

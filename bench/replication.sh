@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# bench/replication.sh: what replication costs at a fixed offered load
+# (issue 16, "Replication"). The three nodes of a local cluster share this
+# machine's cores, so unbounded throughput says little; instead both setups
+# take the same acks=all load, RATE MB/s of 1 KiB records from PRODUCERS
+# clients into 6 partitions, storage.fsync=always:
+#   single: one node, replication factor 1;
+#   3 nodes: replication factor 3 (every record on all three).
+# Each setup runs RUNS times; the table shows the median run's p50/p99
+# produce latency and the nodes' summed CPU-seconds per GiB produced
+# (/proc/PID/stat). Targets: CPU per GiB ≤ 2× the single node's, p99
+# ≤ 2× the single node's. It writes a "Replication" section into OUT
+# (bench/RESULTS.md), replacing the previous one. Run alone, or from
+# bench/compare.sh (SECTIONS=replication bench/compare.sh runs only this).
+#
+# Env: TUSK=path        tusk binary (default: built from this tree)
+#      RATE=100         MB/s offered
+#      SECS=10          seconds each run lasts
+#      RUNS=3           runs per setup (the median is reported)
+#      PRODUCERS=4      producer clients
+#      BASE_PORT=       first of the cluster's loopback ports (default random)
+#      DATA_ROOT=dir    where the data dirs go (default: a temp dir)
+#      OUT=bench/RESULTS.md ("-": print the section only)
+# Needs: go, jq.
+set -eEuo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+: "${RATE:=100}" "${SECS:=10}" "${RUNS:=3}" "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
+: "${BASE_PORT:=$(( 20000 + RANDOM % 20000 ))}"
+for t in go jq; do command -v "$t" >/dev/null || { echo "replication.sh: $t not found" >&2; exit 1; }; done
+work=$(mktemp -d)
+DATA_ROOT=${DATA_ROOT:-$(mktemp -d)}
+dir=$DATA_ROOT/replication
+declare -A pids
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work" "$dir"
+}
+trap cleanup EXIT
+trap 'echo "replication: failed at line $LINENO; last log lines:" >&2; tail -n 15 "$dir"/n*/server.log "$dir/bench.log" >&2 2>/dev/null || true' ERR
+began=$(date +%s)
+log() { echo "replication: $(( $(date +%s) - began ))s $*" >&2; }
+cmds=()
+note() { cmds+=("$*"); }
+
+log "building"
+if [ -z "${TUSK:-}" ]; then go build -o "$work/tusk" ./cmd/tusk; TUSK=$work/tusk; fi
+hz=$(getconf CLK_TCK)
+records=$(( RATE * 1024 * SECS ))
+flags=(--storage-fsync always --log-level warn)
+
+# cpu_ticks PID...: summed user+system CPU ticks of the processes.
+cpu_ticks() {
+  local sum=0 p
+  for p in "$@"; do sum=$(( sum + $(awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$p/stat") )); done
+  echo "$sum"
+}
+wait_ready() {
+  for _ in $(seq 1 3000); do [ -s "$1" ] && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.01; done
+  echo "replication: a node did not start" >&2; tail -20 "$(dirname "$1")/server.log" >&2; exit 1
+}
+# run ADDR TOPIC: one measured run; prints "p50_ns p99_ns cpu_s_per_gib mbps".
+run() {
+  local addr=$1 topic=$2 c0 c1 r
+  c0=$(cpu_ticks "${pids[@]}")
+  r=$("$TUSK" bench --brokers "$addr" --json --topic "$topic" --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
+    --records "$records" --acks all --rate "$RATE" --consume=false 2>>"$dir/bench.log")
+  c1=$(cpu_ticks "${pids[@]}")
+  echo "$(echo "$r" | jq -r .P50) $(echo "$r" | jq -r .P99) $(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="$(echo "$r" | jq -r .Produced)" 'BEGIN { printf "%.3f", (b-a)/hz/(n*1024/1073741824) }') $(echo "$r" | jq -r '.ProduceMBps | . * 10 | round / 10')"
+}
+# median_of LINES: the line whose p99 (field 2) is the median.
+median_of() { sort -n -k2 | awk '{ l[NR] = $0 } END { print l[int((NR+1)/2)] }'; }
+ms() { awk -v ns="$1" 'BEGIN { printf "%.2f ms", ns/1e6 }'; }
+measure() { # ADDR LABEL: warm-up, then RUNS runs on fresh topics
+  local addr=$1 label=$2 out=() i
+  "$TUSK" bench --brokers "$addr" --json --topic warm --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
+    --records $(( RATE * 1024 * 2 )) --acks all --rate "$RATE" --consume=false >/dev/null 2>>"$dir/bench.log"
+  note "$label: tusk bench --brokers ADDR --json --topic rN --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --consume=false   (× $RUNS after a 2 s warm-up)"
+  for i in $(seq 1 "$RUNS"); do
+    out+=("$(run "$addr" "r$i")")
+    log "$label run $i: ${out[-1]}"
+  done
+  printf '%s\n' "${out[@]}" | median_of
+}
+
+rm -rf "$dir"; mkdir -p "$dir/n0"
+log "single node"
+note "single: tusk serve --data-dir DIR --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ready-file DIR/ready.json ${flags[*]}"
+"$TUSK" serve --data-dir "$dir/n0/data" --kafka-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --ready-file "$dir/n0/ready.json" \
+  "${flags[@]}" >"$dir/n0/server.log" 2>&1 &
+pids[0]=$!
+wait_ready "$dir/n0/ready.json" "${pids[0]}"
+single=$(measure "$(jq -r .kafka "$dir/n0/ready.json")" single)
+kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; unset 'pids[0]'
+
+log "three nodes, replication factor 3"
+port() { echo $(( BASE_PORT + 10 * $1 + $2 )); }
+voters="1=127.0.0.1:$(port 1 3),2=127.0.0.1:$(port 2 3),3=127.0.0.1:$(port 3 3)"
+note "3 nodes: tusk serve --node-id N --data-dir DIR/nN --kafka-listen 127.0.0.1:P --raft-listen ... --internal-listen ... --voters $voters ${flags[*]}"
+for n in 1 2 3; do
+  mkdir -p "$dir/n$n"
+  "$TUSK" serve --node-id "$n" --data-dir "$dir/n$n/data" --kafka-listen "127.0.0.1:$(port "$n" 2)" \
+    --http-listen "127.0.0.1:$(port "$n" 5)" --raft-listen "127.0.0.1:$(port "$n" 3)" \
+    --internal-listen "127.0.0.1:$(port "$n" 4)" --voters "$voters" --ready-file "$dir/n$n/ready.json" \
+    "${flags[@]}" >"$dir/n$n/server.log" 2>&1 &
+  pids[$n]=$!
+done
+for n in 1 2 3; do wait_ready "$dir/n$n/ready.json" "${pids[$n]}"; done
+# The default replication factor is min(3, live brokers): wait for three.
+alive=0
+for _ in $(seq 1 300); do
+  alive=$("$TUSK" cluster status --server "127.0.0.1:$(port 1 4)" --timeout 2s 2>/dev/null | jq '[.brokers[]? | select(.state == "alive")] | length' 2>/dev/null || echo 0)
+  [ "$alive" = 3 ] && break
+  sleep 0.2
+done
+[ "$alive" = 3 ] || { echo "replication: the cluster did not reach three live brokers" >&2; "$TUSK" cluster status --server "127.0.0.1:$(port 1 4)" >&2 || true; exit 1; }
+cluster=$(measure "127.0.0.1:$(port 1 2)" "3 nodes")
+
+read -r s50 s99 scpu smb <<<"$single"
+read -r c50 c99 ccpu cmb <<<"$cluster"
+cpu_ratio=$(awk -v a="$scpu" -v b="$ccpu" 'BEGIN { printf "%.2f", b/a }')
+p99_ratio=$(awk -v a="$s99" -v b="$c99" 'BEGIN { printf "%.2f", b/a }')
+verdict() { awk -v r="$1" 'BEGIN { if (r <= 2) print "met"; else print "**missed**" }'; }
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+total=$(( $(date +%s) - began ))
+log "done in ${total}s"
+section=$(
+  echo "<!-- replication begin -->"
+  echo "## Replication at a fixed offered load"
+  echo
+  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers, 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
+  echo
+  echo "| setup | produced | p50 / p99 | CPU-s/GB (all nodes) | target | verdict |"
+  echo "|---|---|---|---|---|---|"
+  echo "| single node, RF=1 | $smb MB/s | $(ms "$s50") / $(ms "$s99") | $scpu | reference | - |"
+  echo "| 3 nodes, RF=3 | $cmb MB/s | $(ms "$c50") / $(ms "$c99") | $ccpu | CPU ≤ 2× single (${cpu_ratio}×) | $(verdict "$cpu_ratio") |"
+  echo "| 3 nodes, RF=3: p99 | | | | p99 ≤ 2× single (${p99_ratio}×) | $(verdict "$p99_ratio") |"
+  echo
+  echo '```'
+  printf '%s\n' "${cmds[@]}"
+  echo '```'
+  echo "<!-- replication end -->"
+)
+if [ "$OUT" = - ]; then
+  echo "$section"
+  exit 0
+fi
+touch "$OUT"
+echo "$section" >"$work/section.md"
+if grep -q '<!-- replication begin -->' "$OUT"; then
+  awk -v repl="$work/section.md" '
+    /<!-- replication begin -->/ { while ((getline l < repl) > 0) print l; skip = 1; next }
+    /<!-- replication end -->/ { skip = 0; next }
+    !skip { print }' "$OUT" >"$work/out.md"
+  cp "$work/out.md" "$OUT"
+else
+  { echo; echo "$section"; } >>"$OUT"
+fi
+echo "$section"
