@@ -143,6 +143,12 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		}
 		defer unregister()
 		for {
+			// A follower's poll also ends when this node starts leading
+			// a segment (replica.Manager.LeadershipStarted).
+			var newLeader <-chan struct{}
+			if replica {
+				newLeader = b.repl.LeadershipStarted()
+			}
 			for _, p := range parts {
 				// On a replicated log this also wakes when the log end
 				// offset grows, which is what a follower waits for.
@@ -156,6 +162,9 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			select {
 			case <-wake:
 			case <-deadline.C:
+				rf()
+				return done()
+			case <-newLeader:
 				rf()
 				return done()
 			case <-b.shutdown:

@@ -129,6 +129,9 @@ type Manager struct {
 	// never held across I/O or while taking another lock.
 	leadMu  sync.RWMutex
 	leading map[storage.TopicPartition]*Leadership
+	// newLeader is closed (and replaced) when this node takes the
+	// leadership of a new segment (LeadershipStarted).
+	newLeader chan struct{}
 
 	// fetchMu guards fetchers and closed. Unfollow holds it while a
 	// fetcher finishes an append in progress (fetcher.mu), so it is kept
@@ -147,7 +150,7 @@ type Manager struct {
 // New builds a Manager; Start runs its roll loop.
 func New(cfg Config, md Metadata, lease Lease, tr Transport, host Host, log zerolog.Logger) *Manager {
 	m := &Manager{cfg: cfg, md: md, lease: lease, tr: tr, host: host, log: log, clock: cfg.Clock,
-		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, fetchers: map[int32]*fetcher{},
+		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, newLeader: make(chan struct{}), fetchers: map[int32]*fetcher{},
 		recLocks: map[storage.TopicPartition]*sync.Mutex{}}
 	if m.clock == nil {
 		m.clock = systemClock{}
@@ -216,6 +219,8 @@ func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.S
 		}
 		lp = nl
 		m.leading[tp] = lp
+		close(m.newLeader)
+		m.newLeader = make(chan struct{})
 	}
 	m.leadMu.Unlock()
 	if old != nil {
@@ -237,6 +242,18 @@ func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.S
 		// would wait for a fetch that never comes.
 		lp.advance(bound)
 	}
+}
+
+// LeadershipStarted returns a channel closed when this node next takes the
+// leadership of a segment. A follower's long-polling fetch waits on it
+// too: the follower's fetch that names the new segment's partition queues
+// behind the long poll on the same connection, so the poll ends early and
+// the follower starts copying the new segment at once instead of up to a
+// fetch wait later (which would hold back acks=all and the next roll).
+func (m *Manager) LeadershipStarted() <-chan struct{} {
+	m.leadMu.RLock()
+	defer m.leadMu.RUnlock()
+	return m.newLeader
 }
 
 // Unlead forgets tp's leadership (another node or segment leads it now)

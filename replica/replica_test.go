@@ -542,3 +542,47 @@ func TestRollAbandonedOnChecksumError(t *testing.T) {
 	}
 	release(0)
 }
+
+// LeadershipStarted fires when a node takes the leadership of a new
+// segment (a follower's long poll on it ends then), and not when a
+// reconcile finds the leadership it already has, nor on other nodes.
+func TestLeadershipStartedSignal(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	for i := range 3 {
+		c.produce(1, i)
+	}
+	before := map[int32]<-chan struct{}{}
+	for _, id := range []int32{1, 2, 3} {
+		before[id] = c.nodes[id].m.LeadershipStarted()
+	}
+	c.reconcileAll() // nothing changed: no signal
+	for id, ch := range before {
+		select {
+		case <-ch:
+			t.Fatalf("node %d signalled without a new leadership", id)
+		default:
+		}
+	}
+	lp := c.nodes[1].m.Leader(tp0)
+	c.nodes[1].m.Roll(lp)
+	c.reconcileAll()
+	tpc, _ := c.meta.fsm.Topic("t")
+	leader := tpc.Parts[0].Active().Leader
+	for id, ch := range before {
+		select {
+		case <-ch:
+			if id != leader {
+				t.Fatalf("node %d signalled; node %d leads the next segment", id, leader)
+			}
+		default:
+			if id == leader {
+				t.Fatalf("node %d leads the next segment but was not signalled", id)
+			}
+		}
+	}
+	select {
+	case <-c.nodes[leader].m.LeadershipStarted():
+		t.Fatal("the fresh channel is already closed")
+	default:
+	}
+}
