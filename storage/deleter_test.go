@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // waitDeletes waits until the engine's deleter has nothing left to do.
@@ -439,4 +440,76 @@ func TestDeleteWaitsForSections(t *testing.T) {
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
 		t.Fatalf("data dir after DeleteLog: %v %v", ents, err)
 	}
+}
+
+// TestRetentionFreesBytes: after retention.bytes drops segments and the
+// deleter finishes, the files are gone from the directory and the blocks
+// the log directory occupies on disk are those of the kept segments.
+func TestRetentionFreesBytes(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(Options{Dir: dir, Fsync: FsyncNever, Logger: zerolog.Nop(), RetentionCheckInterval: time.Hour, deleteStep: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	l, err := e.OpenLog(tp0, LogConfig{SegmentBytes: 256 << 10, RetentionBytes: 512 << 10, RetentionMs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigBatches(t, l, 40) // about 4 MiB in 256 KiB segments
+	logDir := filepath.Join(dir, tp0.String())
+	before := diskUsage(t, logDir)
+	e.runRetention()
+	waitDeletes(t, e)
+	l.mu.Lock()
+	var kept int64
+	for _, s := range l.segs {
+		kept += s.size
+	}
+	l.mu.Unlock()
+	if kept > 1<<20 {
+		t.Fatalf("retention kept %d bytes", kept)
+	}
+	ents, err := os.ReadDir(logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var logBytes int64
+	for _, de := range ents {
+		names = append(names, de.Name())
+		if strings.HasSuffix(de.Name(), logSuffix) {
+			fi, err := de.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			logBytes += fi.Size()
+		}
+	}
+	if hasDeleted(names) || logBytes != kept {
+		t.Fatalf("after retention: %v, %d bytes of .log files, want %d", names, logBytes, kept)
+	}
+	// Blocks on disk: the kept segments plus small checkpoint files,
+	// not the 4 MiB written.
+	if after := diskUsage(t, logDir); after > kept+256<<10 || after >= before {
+		t.Fatalf("log directory occupies %d bytes on disk after retention (%d before), kept segments %d", after, before, kept)
+	}
+}
+
+// diskUsage is the bytes of the blocks the files in dir occupy.
+func diskUsage(t *testing.T, dir string) int64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, de := range ents {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, de.Name()), &st); err != nil {
+			t.Fatal(err)
+		}
+		n += st.Blocks * 512
+	}
+	return n
 }
