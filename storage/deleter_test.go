@@ -513,3 +513,60 @@ func diskUsage(t *testing.T, dir string) int64 {
 	}
 	return n
 }
+
+// TestTruncateAndRecoveryDeleteThroughDeleter: TruncateTo's later segments
+// and the segments recovery drops below the log start are renamed away and
+// shrunk by the deleter, never unlinked under their own names.
+func TestTruncateAndRecoveryDeleteThroughDeleter(t *testing.T) {
+	const step = 256 << 10
+	ofs := &opFS{FS: NewCrashFS()}
+	e := openBgEngine(t, ofs, newFakeIOClock(), step, 0)
+	// Replicated: the high watermark stays at 0, so TruncateTo may cut.
+	cfg := LogConfig{SegmentBytes: 1 << 20, RetentionBytes: -1, RetentionMs: -1, Replicated: true}
+	l := openLog(t, e, cfg)
+	bigBatches(t, l, 40) // four segments: 0, 10, 20, 30
+	if err := l.TruncateTo(15); err != nil {
+		t.Fatal(err)
+	}
+	waitDeletes(t, e)
+	if got := segFiles(t, ofs, logSuffix); !slices.Equal(got, []int64{0, 10}) {
+		t.Fatalf("segments after TruncateTo(15): %v", got)
+	}
+	bigBatches(t, l, 25) // offsets 15..39: segments 10, 20, 30 again
+	// A crash after the log start moved to 30 but before the segments
+	// below it were deleted: recovery drops them.
+	if err := writeLogStart(ofs, logDir, 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openBgEngine(t, ofs, newFakeIOClock(), step, 0)
+	defer e2.Close()
+	l2 := openLog(t, e2, cfg)
+	waitDeletes(t, e2)
+	if got := segFiles(t, ofs, logSuffix); !slices.Equal(got, []int64{30}) || l2.LogStartOffset() != 30 || l2.LogEndOffset() != 40 {
+		t.Fatalf("after recovery: segments %v, log [%d, %d)", got, l2.LogStartOffset(), l2.LogEndOffset())
+	}
+	if names := dirEntries(t, ofs, logDir); hasDeleted(names) {
+		t.Fatalf("tombstones left: %v", names)
+	}
+	// No .log file was unlinked under its own name; each removed one was
+	// renamed, then shrunk in steps.
+	renamed, truncated := 0, 0
+	for _, op := range ofs.log() {
+		f := strings.Fields(op)
+		switch {
+		case f[0] == "remove" && strings.HasSuffix(f[1], logSuffix):
+			t.Fatalf("segment unlinked at once: %s", op)
+		case f[0] == "rename" && strings.HasSuffix(f[1], logSuffix) && strings.HasSuffix(f[2], deletedSuffix):
+			renamed++
+		case f[0] == "truncate" && strings.HasSuffix(f[1], deletedSuffix):
+			truncated++
+		}
+	}
+	// TruncateTo: segments 20 and 30; recovery: 0, 10 and 20.
+	if renamed != 5 || truncated == 0 {
+		t.Fatalf("%d segment files renamed away (want 5), %d truncate steps: %v", renamed, truncated, ofs.log())
+	}
+}
