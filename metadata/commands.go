@@ -164,10 +164,18 @@ type envelope struct {
 	V    int             `json:"v"`
 	Kind string          `json:"kind"`
 	Body json.RawMessage `json:"body"`
+	// ID names one Apply call (random; empty for commands encoded without
+	// one). Every attempt of that call carries it, so an attempt that
+	// repeats one already committed (a retry after the leader was lost
+	// mid-commit) is applied once (FSM.applyAt).
+	ID string `json:"id,omitempty"`
 }
 
 // EncodeCommand serializes a command with its kind and format version.
-func EncodeCommand(c Command) ([]byte, error) {
+func EncodeCommand(c Command) ([]byte, error) { return encodeCommandID(c, "") }
+
+// encodeCommandID is EncodeCommand with a request ID.
+func encodeCommandID(c Command, id string) ([]byte, error) {
 	c, err := normalize(c)
 	if err != nil {
 		return nil, err
@@ -176,17 +184,28 @@ func EncodeCommand(c Command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata: encode %s: %w", c.kind(), err)
 	}
-	return json.Marshal(envelope{V: 1, Kind: c.kind(), Body: body})
+	return json.Marshal(envelope{V: 1, Kind: c.kind(), Body: body, ID: id})
 }
 
 // DecodeCommand parses a command written by EncodeCommand.
 func DecodeCommand(b []byte) (Command, error) {
+	c, _, err := decodeCommandID(b)
+	return c, err
+}
+
+// decodeCommandID is DecodeCommand that also returns the request ID.
+func decodeCommandID(b []byte) (Command, string, error) {
+	c, e, err := decodeEnvelope(b)
+	return c, e.ID, err
+}
+
+func decodeEnvelope(b []byte) (Command, envelope, error) {
 	var e envelope
 	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)
+		return nil, e, fmt.Errorf("%w: decode: %v", ErrInvalidCommand, err)
 	}
 	if e.V != 1 {
-		return nil, fmt.Errorf("%w: decode: unsupported version %d", ErrInvalidCommand, e.V)
+		return nil, e, fmt.Errorf("%w: decode: unsupported version %d", ErrInvalidCommand, e.V)
 	}
 	var c Command
 	switch e.Kind {
@@ -217,12 +236,12 @@ func DecodeCommand(b []byte) (Command, error) {
 	case "assign_learners":
 		c = &AssignLearners{}
 	default:
-		return nil, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
+		return nil, e, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
 	if err := json.Unmarshal(e.Body, c); err != nil {
-		return nil, fmt.Errorf("%w: decode %s: %v", ErrInvalidCommand, e.Kind, err)
+		return nil, e, fmt.Errorf("%w: decode %s: %v", ErrInvalidCommand, e.Kind, err)
 	}
-	return deref(c), nil
+	return deref(c), e, nil
 }
 
 func deref(c Command) Command {

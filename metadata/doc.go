@@ -23,7 +23,12 @@
 //
 // Apply commits a command through the controller: on the leader directly,
 // on a follower through the Forwarder (the broker's internal listener). It
-// returns once the local FSM has applied the command.
+// returns once the local FSM has applied the command. It retries while
+// there is no reachable leader; since a leader lost mid-commit leaves the
+// attempt's fate unknown, every attempt of one call carries the same
+// random request ID, and the FSM applies an ID once (it remembers the
+// last 4,096, in its snapshots too) and answers a repeat with the first
+// outcome.
 //
 // # Controller
 //

@@ -65,3 +65,46 @@ func TestSetForwarderConcurrentWithApply(t *testing.T) {
 		t.Fatalf("replaced forwarder called %d times, want at least %d", fwd.calls, n)
 	}
 }
+
+// lossyForwarder commits the first forwarded command and then reports it
+// as lost (as when the leader is lost mid-commit, or the answer never
+// comes back); later calls forward normally.
+type lossyForwarder struct {
+	testForwarder
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *lossyForwarder) ForwardApply(ctx context.Context, leader int32, cmd []byte) (uint64, error) {
+	f.mu.Lock()
+	f.calls++
+	first := f.calls == 1
+	f.mu.Unlock()
+	index, err := f.testForwarder.ForwardApply(ctx, leader, cmd)
+	if first && err == nil {
+		return 0, ErrUnreachable // committed, but the caller cannot know
+	}
+	return index, err
+}
+
+// TestApplyRetryAfterAmbiguousCommit: an Apply whose first attempt was
+// committed but reported lost retries with the same request ID, and the
+// FSM applies the command once: the retry succeeds (before, it failed its
+// own precondition: "next producer id is 1, expected 0").
+func TestApplyRetryAfterAmbiguousCommit(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.waitLeader()
+	f := c.followers(leader.id)[0]
+	fwd := &lossyForwarder{testForwarder: testForwarder{c: c, from: f.id}}
+	f.store.SetForwarder(fwd)
+	ctx := ctxT(t, 20*time.Second)
+	if err := f.store.Apply(ctx, AllocateProducerIDs{Expected: 0, Count: 1}); err != nil {
+		t.Fatalf("apply after an ambiguous first attempt: %v", err)
+	}
+	if fwd.calls < 2 {
+		t.Fatalf("forwarded %d times, want a retry", fwd.calls)
+	}
+	if got := leader.store.FSM().NextProducerID(); got != 1 {
+		t.Fatalf("next producer id %d, want 1 (applied once)", got)
+	}
+}

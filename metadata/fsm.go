@@ -85,6 +85,16 @@ type state struct {
 	ClusterID      string            `json:"cluster_id"`
 	Brokers        map[int32]*Broker `json:"brokers"`
 	Configs        map[string]string `json:"configs,omitempty"`
+	// Requests are the IDs of the last maxRequests commands applied with
+	// one, oldest first, and their outcome: an entry that repeats one is
+	// not applied again (applyAt).
+	Requests []appliedRequest `json:"requests,omitempty"`
+
+	// reqIdx indexes Requests by ID and reqErrs keeps the outcomes as
+	// error values (not serialized; after a restore a failed request's
+	// error is its message).
+	reqIdx  map[string]string
+	reqErrs map[string]error
 
 	// Indexes of Topics (not serialized; rebuilt by indexTopics when nil):
 	// by ID, and by name with '.' read as '_' (Kafka's collision rule).
@@ -509,12 +519,91 @@ func (f *FSM) Apply(c Command) error {
 // ApplyAt applies one command as log entry index (0: the next index). An
 // entry whose command fails validation (Validate) or its preconditions
 // changes nothing but still counts as applied.
-func (f *FSM) ApplyAt(c Command, index uint64) error {
+func (f *FSM) ApplyAt(c Command, index uint64) error { return f.applyAt(c, index, "") }
+
+// maxRequests bounds the request IDs the FSM remembers: far more than the
+// commands applied while one Apply call retries.
+const maxRequests = 4096
+
+// appliedRequest is one remembered request and its outcome.
+type appliedRequest struct {
+	ID  string `json:"id"`
+	Err string `json:"err,omitempty"`
+}
+
+// applyAt is ApplyAt for a command carrying request ID id: an entry whose
+// ID the FSM has applied before changes nothing and answers the first
+// outcome. Raft commits a command twice when an Apply call retries after
+// its leader was lost mid-commit (raft.ErrLeadershipLost: committed or
+// not, nobody knows), so without this a retried CreateTopic would answer
+// TOPIC_ALREADY_EXISTS for the topic it created, and a retried
+// compare-and-set a precondition failure for its own change.
+func (f *FSM) applyAt(c Command, index uint64, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if index == 0 {
 		index = f.applied + 1
 	}
+	if id != "" {
+		if msg, seen := f.st.requestOutcome(id); seen {
+			f.applied = index
+			f.notify()
+			if e, ok := f.st.reqErrs[id]; ok {
+				return e
+			}
+			if msg != "" {
+				return errors.New(msg)
+			}
+			return nil
+		}
+	}
+	err := f.applyLocked(c, index)
+	if id != "" {
+		f.st.rememberRequest(id, err)
+	}
+	f.applied = index
+	f.notify()
+	return err
+}
+
+// requestOutcome reports whether request id was applied, and its error
+// message.
+func (st *state) requestOutcome(id string) (string, bool) {
+	if st.reqIdx == nil {
+		st.reqIdx = make(map[string]string, len(st.Requests))
+		for _, r := range st.Requests {
+			st.reqIdx[r.ID] = r.Err
+		}
+	}
+	msg, ok := st.reqIdx[id]
+	return msg, ok
+}
+
+// rememberRequest records request id's outcome, forgetting the oldest
+// beyond maxRequests.
+func (st *state) rememberRequest(id string, err error) {
+	st.requestOutcome(id) // builds the index
+	if st.reqErrs == nil {
+		st.reqErrs = map[string]error{}
+	}
+	r := appliedRequest{ID: id}
+	if err != nil {
+		r.Err = err.Error()
+		st.reqErrs[id] = err
+	}
+	st.Requests = append(st.Requests, r)
+	st.reqIdx[id] = r.Err
+	if n := len(st.Requests) - maxRequests; n > 0 {
+		for _, old := range st.Requests[:n] {
+			delete(st.reqIdx, old.ID)
+			delete(st.reqErrs, old.ID)
+		}
+		st.Requests = append([]appliedRequest(nil), st.Requests[n:]...)
+	}
+}
+
+// applyLocked applies c as entry index. f.mu held.
+func (f *FSM) applyLocked(c Command, index uint64) error {
 	err := Validate(c)
 	if err == nil {
 		var before *Topic
@@ -526,8 +615,6 @@ func (f *FSM) ApplyAt(c Command, index uint64) error {
 			f.record(index, all, refs)
 		}
 	}
-	f.applied = index
-	f.notify()
 	return err
 }
 

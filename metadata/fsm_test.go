@@ -2,6 +2,8 @@ package metadata
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -78,5 +80,66 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeCommand([]byte(`{"v":2,"kind":"create_topic","body":{}}`)); err == nil {
 		t.Fatal("future version accepted")
+	}
+}
+
+// TestRepeatedRequestAppliedOnce: an entry repeating an applied request ID
+// (an Apply retried after its leader was lost mid-commit) changes nothing
+// and answers the first outcome, also after a snapshot and restore; the
+// oldest IDs are forgotten beyond maxRequests.
+func TestRepeatedRequestAppliedOnce(t *testing.T) {
+	f := NewFSM()
+	alloc := AllocateProducerIDs{Expected: 0, Count: 10}
+	if err := f.applyAt(alloc, 0, "req-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.applyAt(alloc, 0, "req-1"); err != nil {
+		t.Fatalf("repeat of req-1: %v, want the first outcome (nil)", err)
+	}
+	if got := f.NextProducerID(); got != 10 {
+		t.Fatalf("next producer id %d after a repeated request, want 10", got)
+	}
+	// Without an ID (or with another) the same command is a new one.
+	if err := f.applyAt(alloc, 0, "req-2"); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("req-2: %v, want a precondition failure", err)
+	}
+	if err := f.applyAt(alloc, 0, "req-2"); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("repeat of req-2: %v, want its first outcome (precondition failure)", err)
+	}
+	applied := f.AppliedIndex()
+	if applied != 4 {
+		t.Fatalf("applied index %d, want 4 (repeats count as applied entries)", applied)
+	}
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM()
+	if err := g.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.applyAt(alloc, 0, "req-1"); err != nil {
+		t.Fatalf("repeat of req-1 after restore: %v", err)
+	}
+	if err := g.applyAt(alloc, 0, "req-2"); err == nil || !strings.Contains(err.Error(), "expected 0") {
+		t.Fatalf("repeat of req-2 after restore: %v, want its first error message", err)
+	}
+	if got := g.NextProducerID(); got != 10 {
+		t.Fatalf("next producer id %d after restore and repeats, want 10", got)
+	}
+
+	// Past maxRequests newer IDs, req-1 is forgotten: applied again (and
+	// failing its precondition now).
+	for i := range maxRequests {
+		if err := g.applyAt(AllocateProducerIDs{Expected: g.NextProducerID(), Count: 1}, 0, fmt.Sprintf("fill-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.applyAt(alloc, 0, "req-1"); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("req-1 after %d newer requests: %v, want it applied again (precondition failure)", maxRequests, err)
+	}
+	if n := len(g.st.Requests); n != maxRequests {
+		t.Fatalf("%d requests remembered, want %d", n, maxRequests)
 	}
 }

@@ -2,7 +2,9 @@ package metadata
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -333,7 +335,9 @@ func (s *RaftStore) Apply(ctx context.Context, c Command) error {
 	if err := Validate(c); err != nil {
 		return err
 	}
-	data, err := EncodeCommand(c)
+	// One ID for every attempt: a retry after an ambiguous failure (the
+	// leader lost mid-commit) is applied at most once.
+	data, err := encodeCommandID(c, newRequestID())
 	if err != nil {
 		return err
 	}
@@ -386,7 +390,7 @@ func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error)
 	if !s.IsLeader() {
 		return 0, ErrNotLeader
 	}
-	c, err := DecodeCommand(data)
+	c, id, err := decodeCommandID(data)
 	if err != nil {
 		return 0, err
 	}
@@ -399,7 +403,7 @@ func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error)
 	if err := Validate(c); err != nil { // placement filled in
 		return 0, err
 	}
-	if data, err = EncodeCommand(c); err != nil {
+	if data, err = encodeCommandID(c, id); err != nil {
 		return 0, err
 	}
 	timeout := 10 * time.Second
@@ -530,7 +534,7 @@ func (s *RaftStore) Close() error {
 type raftFSM RaftStore
 
 func (r *raftFSM) Apply(l *raft.Log) any {
-	c, err := DecodeCommand(l.Data)
+	c, id, err := decodeCommandID(l.Data)
 	if err != nil {
 		// Cannot happen for entries this code wrote; record and skip.
 		r.log.Error().Err(err).Uint64("index", l.Index).Msg("undecodable raft entry")
@@ -540,7 +544,16 @@ func (r *raftFSM) Apply(l *raft.Log) any {
 		r.fsm.mu.Unlock()
 		return err
 	}
-	return r.fsm.ApplyAt(c, l.Index)
+	return r.fsm.applyAt(c, l.Index, id)
+}
+
+// newRequestID returns a random request ID for an Apply call.
+func newRequestID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("metadata: request id: %v", err)) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // Snapshot persists the FSM's applied index (8 bytes, big endian) and then
