@@ -293,7 +293,10 @@ func (b *Broker) reconcileChanged(refs []metadata.PartitionRef) {
 		if !known && !isOpen {
 			continue
 		}
-		if t != nil && tp.Partition < t.Partitions && (!known || have == t.ID) {
+		// The metadata as it is now, read after the log was seen: a log
+		// created meanwhile (createLogs runs without reconcileMu) was
+		// created for a topic this read shows.
+		if cur, ok := b.store.FSM().Topic(tp.Topic); ok && tp.Partition < cur.Partitions && (!known || have == cur.ID) {
 			continue
 		}
 		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
@@ -336,11 +339,25 @@ func (b *Broker) reconcile() {
 		b.log.Error().Err(err).Msg("list log dirs")
 		return
 	}
+	b.removeUnwanted(dirs, want)
+}
+
+// removeUnwanted deletes the logs among dirs that no partition in want
+// (the metadata a full pass read) holds, or that belong to an earlier
+// topic of the same name. Logs are created outside reconcileMu
+// (createLogs), so a log listed in dirs may belong to a topic created
+// after want was read: each candidate is checked again against the
+// metadata as it is now before it is deleted. b.reconcileMu held.
+func (b *Broker) removeUnwanted(dirs []storage.TopicPartition, want map[storage.TopicPartition]metadata.TopicID) {
 	for _, tp := range dirs {
-		id, ok := want[tp]
-		if ok {
+		if id, ok := want[tp]; ok {
 			if have, known, err := b.engine.LogTopicID(tp); err != nil || !known || have == id {
 				continue
+			}
+		}
+		if t, ok := b.store.FSM().Topic(tp.Topic); ok && tp.Partition < t.Partitions {
+			if have, known, err := b.engine.LogTopicID(tp); err != nil || !known || have == t.ID {
+				continue // created since want was read
 			}
 		}
 		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
