@@ -104,6 +104,12 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(w, "scale: %5.1fs %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
 	}
+	// Every replica keeps its active segment open: the nodes (which
+	// inherit this limit; Go raises the soft limit to the hard one) need
+	// a descriptor per replica and then some.
+	if err := raiseFileLimit(uint64(2*cfg.Partitions + 10000)); err != nil {
+		logf("file descriptor limit: %v", err)
+	}
 	nodes, err := startScaleCluster(ctx, cfg, logf)
 	defer stopScaleCluster(nodes, logf)
 	if err != nil {
@@ -500,4 +506,21 @@ func rssBytes(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("bench scale: no VmRSS in /proc/%d/status", pid)
+}
+
+// raiseFileLimit raises RLIMIT_NOFILE (soft and hard) to at least n; the
+// hard limit can only be raised with CAP_SYS_RESOURCE.
+func raiseFileLimit(n uint64) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("read RLIMIT_NOFILE: %w", err)
+	}
+	if lim.Cur >= n && lim.Max >= n {
+		return nil
+	}
+	want := syscall.Rlimit{Cur: max(lim.Cur, n), Max: max(lim.Max, n)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE from %d/%d to %d: %w", lim.Cur, lim.Max, n, err)
+	}
+	return nil
 }

@@ -59,9 +59,20 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		st.TopicID = rt.TopicID
 		var topic metadata.Topic
 		var ok bool
-		if req.Version >= 13 {
+		switch {
+		case replica:
+			// A replica fetch needs only the name and each partition's
+			// leader epoch (read below): no copy of the topic, which a
+			// fetcher's request carrying thousands of partitions would
+			// make per topic every round.
+			if req.Version >= 13 {
+				topic.Name, ok = b.store.FSM().TopicNameByID(metadata.TopicID(rt.TopicID))
+			} else {
+				topic.Name, ok = rt.Topic, b.store.FSM().HasTopic(rt.Topic)
+			}
+		case req.Version >= 13:
 			topic, ok = b.store.FSM().TopicByID(metadata.TopicID(rt.TopicID))
-		} else {
+		default:
 			topic, ok = b.store.FSM().Topic(rt.Topic)
 		}
 		// Sized up front: parts keep pointers into this array.
@@ -83,7 +94,12 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				continue
 			}
 			l, code := b.partitionLog(topic.Name, rp.Partition)
-			leader, epoch := topic.Leader(rp.Partition)
+			var leader, epoch int32
+			if replica {
+				leader, epoch = b.store.FSM().ActiveLeader(topic.Name, rp.Partition)
+			} else {
+				leader, epoch = topic.Leader(rp.Partition)
+			}
 			sealedEnd := int64(-1)
 			if code == kerr.NotLeaderForPartition.Code && !replica {
 				// Not the leader: serve a sealed range held here, or

@@ -212,3 +212,35 @@ func TestTopicIndexes(t *testing.T) {
 		t.Fatalf("TopicByID = %+v %v", tp, ok)
 	}
 }
+
+// TestActiveLeaderAndHasTopic: the no-copy accessors of the Fetch path
+// agree with Topic.Leader, fenced segments included.
+func TestActiveLeaderAndHasTopic(t *testing.T) {
+	f := NewFSM()
+	for _, c := range []Command{
+		RegisterBroker{Broker: Broker{ID: 1, Kafka: "h:1"}},
+		RegisterBroker{Broker: Broker{ID: 2, Kafka: "h:2"}},
+		CreateTopic{Name: "a", ID: id(1), Partitions: 2, Assignments: [][]int32{{1, 2}, {2, 1}}},
+	} {
+		if err := f.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp, _ := f.Topic("a")
+	s := tp.Parts[1].Active()
+	if err := f.Apply(FenceSegment{Topic: "a", ID: id(1), Partition: 1, ExpectedSegment: s.ID, ExpectedEpoch: s.Epoch}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name          string
+		p             int32
+		leader, epoch int32
+	}{{"a", 0, 1, 0}, {"a", 1, 2, 0}, {"a", 2, -1, -1}, {"a", -1, -1, -1}, {"b", 0, -1, -1}} {
+		if l, e := f.ActiveLeader(c.name, c.p); l != c.leader || e != c.epoch {
+			t.Fatalf("ActiveLeader(%s, %d) = %d, %d, want %d, %d", c.name, c.p, l, e, c.leader, c.epoch)
+		}
+	}
+	if !f.HasTopic("a") || f.HasTopic("b") {
+		t.Fatalf("HasTopic(a) = %v, HasTopic(b) = %v", f.HasTopic("a"), f.HasTopic("b"))
+	}
+}

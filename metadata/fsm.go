@@ -444,6 +444,27 @@ func (f *FSM) PartitionLeader(name string, p int32) (leader, epoch int32, ok boo
 	return a.Leader, a.Epoch, true
 }
 
+// HasTopic reports whether the named topic exists.
+func (f *FSM) HasTopic(name string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.st.Topics[name]
+	return ok
+}
+
+// ActiveLeader is Topic(name).Leader(p) without copying the topic: the
+// leader and epoch of partition p's active segment, fenced or not, or -1,
+// -1 when there is no such partition.
+func (f *FSM) ActiveLeader(name string, p int32) (leader, epoch int32) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if !ok {
+		return -1, -1
+	}
+	return t.Leader(p)
+}
+
 // TopicByID returns a copy of the topic with the given ID.
 func (f *FSM) TopicByID(id TopicID) (Topic, bool) {
 	f.mu.RLock()
