@@ -244,3 +244,34 @@ func TestActiveLeaderAndHasTopic(t *testing.T) {
 		t.Fatalf("HasTopic(a) = %v, HasTopic(b) = %v", f.HasTopic("a"), f.HasTopic("b"))
 	}
 }
+
+// TestActiveSegmentsScan: the controller's scans see exactly the active
+// segments they ask for, as copies, with the topic's replication factor.
+func TestActiveSegmentsScan(t *testing.T) {
+	f := NewFSM()
+	for _, c := range []Command{
+		RegisterBroker{Broker: Broker{ID: 1, Kafka: "h:1"}},
+		RegisterBroker{Broker: Broker{ID: 2, Kafka: "h:2"}},
+		CreateTopic{Name: "a", ID: id(1), Partitions: 2, Assignments: [][]int32{{1, 2}, {2, 1}}},
+		CreateTopic{Name: "b", ID: id(2), Partitions: 1, Assignments: [][]int32{{1}}},
+	} {
+		if err := f.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := f.ActiveSegments(func(rf int, seg *Segment) bool { return seg.Leader == 2 })
+	if len(got) != 1 || got[0].Topic != "a" || got[0].ID != id(1) || got[0].Partition != 1 || got[0].RF != 2 ||
+		!slices.Equal(got[0].Segment.Replicas, []int32{2, 1}) {
+		t.Fatalf("segments led by 2: %+v", got)
+	}
+	got[0].Segment.Replicas[0] = 9 // a copy
+	if tp, _ := f.Topic("a"); tp.Parts[1].Active().Replicas[0] != 2 {
+		t.Fatal("ActiveSegments returned the FSM's own replica slice")
+	}
+	if n := len(f.ActiveSegments(func(rf int, _ *Segment) bool { return rf == 1 })); n != 1 {
+		t.Fatalf("%d segments of topics with one replica, want 1", n)
+	}
+	if c := f.ActiveReplicaCounts(); c[1] != 3 || c[2] != 2 || len(c) != 2 {
+		t.Fatalf("ActiveReplicaCounts = %v", c)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -389,29 +390,27 @@ func (c *controller) failovers() {
 	if skip {
 		return
 	}
-	for _, t := range c.s.fsm.Topics() {
-		for p := range t.Parts {
-			seg := t.Parts[p].Active()
-			if len(seg.Replicas) < 2 || !(fenced[seg.Leader] || seg.State == SegmentFenced) {
-				continue
-			}
-			key := fmt.Sprintf("%s-%d", t.Name, p)
-			c.mu.Lock()
-			busy := c.failing[key]
-			c.failing[key] = true
-			c.mu.Unlock()
-			if busy {
-				continue
-			}
-			c.s.wg.Add(1)
-			go func() {
-				defer c.s.wg.Done()
-				defer func() { c.mu.Lock(); delete(c.failing, key); c.mu.Unlock() }()
-				if err := c.failover(t, int32(p), seg); err != nil {
-					c.s.log.Warn().Err(err).Str("partition", key).Msg("failover incomplete; retrying")
-				}
-			}()
+	// Only the segments to fail over are copied, not every topic.
+	for _, a := range c.s.fsm.ActiveSegments(func(_ int, seg *Segment) bool {
+		return len(seg.Replicas) >= 2 && (fenced[seg.Leader] || seg.State == SegmentFenced)
+	}) {
+		t, p, seg := Topic{Name: a.Topic, ID: a.ID}, a.Partition, a.Segment
+		key := fmt.Sprintf("%s-%d", t.Name, p)
+		c.mu.Lock()
+		busy := c.failing[key]
+		c.failing[key] = true
+		c.mu.Unlock()
+		if busy {
+			continue
 		}
+		c.s.wg.Add(1)
+		go func() {
+			defer c.s.wg.Done()
+			defer func() { c.mu.Lock(); delete(c.failing, key); c.mu.Unlock() }()
+			if err := c.failover(t, p, seg); err != nil {
+				c.s.log.Warn().Err(err).Str("partition", key).Msg("failover incomplete; retrying")
+			}
+		}()
 	}
 }
 
@@ -520,83 +519,84 @@ func (c *controller) restoreReplicas() {
 	}
 	c.mu.Unlock()
 	slices.SortFunc(live, func(a, b Broker) int { return int(a.ID - b.ID) })
-	replicasOf := map[int32]int{}
-	topics := c.s.fsm.Topics()
-	for _, t := range topics {
-		for _, p := range t.Parts {
-			for _, r := range p.Active().Replicas {
-				replicasOf[r]++
+	replicasOf := c.s.fsm.ActiveReplicaCounts()
+	liveLearners := func(seg *Segment) []int32 {
+		var learners []int32
+		for _, id := range seg.Learners {
+			if b, ok := brokers[id]; ok && b.State == BrokerAlive {
+				learners = append(learners, id)
 			}
 		}
+		return learners
 	}
+	// Only under-replicated active segments are copied, not every topic.
+	under := c.s.fsm.ActiveSegments(func(rf int, seg *Segment) bool {
+		if rf < 2 || seg.State != SegmentActive {
+			return false
+		}
+		learners := liveLearners(seg)
+		return len(seg.Replicas)+len(learners) < rf || len(learners) != len(seg.Learners)
+	})
+	slices.SortFunc(under, func(a, b ActiveSegment) int { // as by Topics: placement order is by name
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition - b.Partition)
+	})
 	seen := map[string]bool{}
-	for _, t := range topics {
-		rf := t.ReplicationFactor()
-		if rf < 2 {
+	for _, a := range under {
+		t, p, seg, rf := Topic{Name: a.Topic, ID: a.ID}, a.Partition, a.Segment, a.RF
+		learners := liveLearners(&seg)
+		key := fmt.Sprintf("%s-%d", t.Name, p)
+		seen[key] = true
+		c.mu.Lock()
+		since, ok := c.under[key]
+		if !ok {
+			c.under[key] = now
+			since = now
+		}
+		c.mu.Unlock()
+		if now.Sub(since) < wait {
 			continue
 		}
-		for p := range t.Parts {
-			seg := t.Parts[p].Active()
-			var learners []int32
-			for _, id := range seg.Learners {
-				if b, ok := brokers[id]; ok && b.State == BrokerAlive {
-					learners = append(learners, id)
-				}
-			}
-			if seg.State != SegmentActive || len(seg.Replicas)+len(learners) >= rf && len(learners) == len(seg.Learners) {
-				continue
-			}
-			key := fmt.Sprintf("%s-%d", t.Name, p)
-			seen[key] = true
-			c.mu.Lock()
-			since, ok := c.under[key]
-			if !ok {
-				c.under[key] = now
-				since = now
-			}
-			c.mu.Unlock()
-			if now.Sub(since) < wait {
-				continue
-			}
-			racks := map[string]bool{}
-			for _, id := range append(slices.Clone(seg.Replicas), learners...) {
-				racks[brokers[id].Rack] = true
-			}
-			for len(seg.Replicas)+len(learners) < rf {
-				var best *Broker
-				for i := range live {
-					b := &live[i]
-					if slices.Contains(seg.Replicas, b.ID) || slices.Contains(learners, b.ID) {
-						continue
-					}
-					if best == nil || better(b, best, racks, replicasOf) {
-						best = b
-					}
-				}
-				if best == nil {
-					break
-				}
-				learners = append(learners, best.ID)
-				racks[best.Rack] = true
-				replicasOf[best.ID]++
-			}
-			if slices.Equal(learners, seg.Learners) {
-				continue // no live node to add
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
-			_, err := c.s.applyCommand(ctx, AssignLearners{Topic: t.Name, ID: t.ID, Partition: int32(p),
-				ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: learners})
-			cancel()
-			if err != nil {
-				c.s.log.Warn().Err(err).Str("partition", key).Msg("assign learners")
-				continue
-			}
-			c.mu.Lock()
-			delete(c.under, key)
-			c.mu.Unlock()
-			c.s.log.Info().Str("partition", key).Ints32("replicas", seg.Replicas).Ints32("learners", learners).
-				Dur("under_replicated_for", now.Sub(since)).Msg("re-replicating: learners assigned")
+		racks := map[string]bool{}
+		for _, id := range append(slices.Clone(seg.Replicas), learners...) {
+			racks[brokers[id].Rack] = true
 		}
+		for len(seg.Replicas)+len(learners) < rf {
+			var best *Broker
+			for i := range live {
+				b := &live[i]
+				if slices.Contains(seg.Replicas, b.ID) || slices.Contains(learners, b.ID) {
+					continue
+				}
+				if best == nil || better(b, best, racks, replicasOf) {
+					best = b
+				}
+			}
+			if best == nil {
+				break
+			}
+			learners = append(learners, best.ID)
+			racks[best.Rack] = true
+			replicasOf[best.ID]++
+		}
+		if slices.Equal(learners, seg.Learners) {
+			continue // no live node to add
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+		_, err := c.s.applyCommand(ctx, AssignLearners{Topic: t.Name, ID: t.ID, Partition: p,
+			ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: learners})
+		cancel()
+		if err != nil {
+			c.s.log.Warn().Err(err).Str("partition", key).Msg("assign learners")
+			continue
+		}
+		c.mu.Lock()
+		delete(c.under, key)
+		c.mu.Unlock()
+		c.s.log.Info().Str("partition", key).Ints32("replicas", seg.Replicas).Ints32("learners", learners).
+			Dur("under_replicated_for", now.Sub(since)).Msg("re-replicating: learners assigned")
 	}
 	c.mu.Lock()
 	for k := range c.under {

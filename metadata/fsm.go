@@ -402,6 +402,64 @@ func (f *FSM) Loads() map[int32]int {
 	return out
 }
 
+// ActiveSegment is one partition's active segment, as ActiveSegments
+// returns it.
+type ActiveSegment struct {
+	Topic     string
+	ID        TopicID
+	Partition int32
+	RF        int     // the topic's replication factor
+	Segment   Segment // a copy
+}
+
+// ActiveSegments returns copies of the active segments for which keep
+// returns true, copying nothing else (the controller's periodic scans).
+// keep runs under the FSM's read lock: it must not call the FSM.
+func (f *FSM) ActiveSegments(keep func(rf int, seg *Segment) bool) []ActiveSegment {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []ActiveSegment
+	for _, t := range f.st.Topics {
+		rf := 0
+		for p := range t.Parts {
+			segs := t.Parts[p].Segments
+			if len(segs) == 0 {
+				continue
+			}
+			if rf == 0 {
+				rf = t.ReplicationFactor()
+			}
+			seg := &segs[len(segs)-1]
+			if !keep(rf, seg) {
+				continue
+			}
+			c := *seg
+			c.Replicas, c.Learners = slices.Clone(seg.Replicas), slices.Clone(seg.Learners)
+			out = append(out, ActiveSegment{Topic: t.Name, ID: t.ID, Partition: int32(p), RF: rf, Segment: c})
+		}
+	}
+	return out
+}
+
+// ActiveReplicaCounts counts, per broker, the active segments it is a
+// replica of.
+func (f *FSM) ActiveReplicaCounts() map[int32]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := map[int32]int{}
+	for _, t := range f.st.Topics {
+		for _, p := range t.Parts {
+			if len(p.Segments) == 0 {
+				continue
+			}
+			for _, r := range p.Segments[len(p.Segments)-1].Replicas {
+				out[r]++
+			}
+		}
+	}
+	return out
+}
+
 // Topic returns a copy of the named topic.
 func (f *FSM) Topic(name string) (Topic, bool) {
 	f.mu.RLock()
