@@ -68,6 +68,7 @@ type ScaleResult struct {
 	Created, Ready time.Duration
 	Idle           time.Duration
 	Nodes          []ScaleNode
+	LoadAvg        string // /proc/loadavg's 1, 5 and 15 minute figures at the start
 }
 
 // String renders r as lines of text.
@@ -96,6 +97,11 @@ type scaleNode struct {
 // the cluster again (also on error). Progress goes to w.
 func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, error) {
 	res := ScaleResult{Partitions: cfg.Partitions, Idle: cfg.Idle}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			res.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
 	if cfg.Nodes < 1 || cfg.PerTopic < 1 || cfg.Partitions < cfg.PerTopic || cfg.Batch < 1 || cfg.Parallel < 1 {
 		return res, fmt.Errorf("bench scale: invalid sizes (nodes %d, partitions %d, per topic %d, batch %d, parallel %d)",
 			cfg.Nodes, cfg.Partitions, cfg.PerTopic, cfg.Batch, cfg.Parallel)
@@ -107,7 +113,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 	// Every replica keeps its active segment open: the nodes (which
 	// inherit this limit; Go raises the soft limit to the hard one) need
 	// a descriptor per replica and then some.
-	if err := raiseFileLimit(uint64(2*cfg.Partitions + 10000)); err != nil {
+	if err := raiseFileLimit(uint64(cfg.Partitions + 4096)); err != nil {
 		logf("file descriptor limit: %v", err)
 	}
 	nodes, err := startScaleCluster(ctx, cfg, logf)
