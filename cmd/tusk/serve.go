@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"golang.org/x/sys/unix"
 
 	"github.com/tuskdb/tusk/broker"
 	"github.com/tuskdb/tusk/configs"
@@ -128,6 +129,7 @@ func serve(cfg configs.Config) error {
 		return err
 	}
 	log.Info().Dur("startup", time.Since(started)).Str("storage_io", engine.IOBackend()).Msg("tusk started")
+	logFDLimit(log)
 	sig := <-sigs
 	log.Info().Str("signal", sig.String()).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
@@ -153,4 +155,18 @@ func newConfigDocCmd() *cobra.Command {
 			}
 		},
 	}
+}
+
+// logFDLimit logs the open-file limit. Every partition replica keeps its
+// active segment file open, so a node needs about one descriptor per
+// replica plus its connections. The Go runtime raises the soft limit to
+// the hard one at start; the hard limit is the operator's (README,
+// "File descriptors").
+func logFDLimit(log zerolog.Logger) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn().Err(err).Msg("read the open-file limit")
+		return
+	}
+	log.Info().Uint64("soft", lim.Cur).Uint64("hard", lim.Max).Msg("open-file limit (one descriptor per partition replica, plus connections; raise the hard limit for many partitions)")
 }
