@@ -177,7 +177,7 @@ func TestRecycleCrash(t *testing.T) {
 			l.mu.Lock()
 			for l.spare == nil {
 				l.mu.Unlock()
-				last = appendBig(t, l, st, 1, 50)
+				appendBig(t, l, st, 1, 50)
 				l.mu.Lock()
 			}
 			l.mu.Unlock()
