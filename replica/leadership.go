@@ -223,9 +223,12 @@ func (lp *Leadership) fetched(replica int32, offset int64) bool {
 		lp.ackMu.Unlock()
 		return true
 	}
+	prev, seen := lp.acked[replica]
 	lp.acked[replica] = offset
 	lp.fetchAt[replica] = lp.m.clock.Now()
-	lp.notifyLocked()
+	if !seen || prev != offset {
+		lp.notifyLocked() // an idle follower's repeated fetch wakes nobody
+	}
 	bound := lp.boundLocked()
 	lp.ackMu.Unlock()
 	if bound >= 0 {

@@ -29,7 +29,7 @@ func (m *Manager) rollLoop() {
 	defer t.Stop()
 	busy := map[storage.TopicPartition]bool{}
 	done := make(chan storage.TopicPartition, 16)
-	for {
+	for tick := 0; ; {
 		select {
 		case <-m.ctx.Done():
 			return
@@ -37,13 +37,19 @@ func (m *Manager) rollLoop() {
 			delete(busy, tp)
 			continue
 		case <-t.C:
+			tick++
 		case <-m.rollKick:
 		}
+		// A full segment is checked every 100 ms; lagging or fenced
+		// followers and caught-up learners (LagTimeMax is seconds)
+		// every 500 ms, which with thousands of leaderships is most of
+		// the loop's cost.
+		thorough := tick%5 == 0
 		alive := m.aliveBrokers() // looked up once per pass, not per partition
 		now := m.clock.Now()
 		for _, lp := range m.leadingList() {
 			tp := lp.tp
-			if (len(busy) > 0 && busy[tp]) || !m.rollDue(lp, now, alive) {
+			if (len(busy) > 0 && busy[tp]) || !m.rollDue(lp, now, alive, thorough) {
 				continue
 			}
 			busy[tp] = true
@@ -66,16 +72,20 @@ func (m *Manager) rotates(topic string) bool {
 }
 
 // rollDue reports whether lp's segment should roll now: a follower lags,
-// a learner caught up, or (rotating topics) the segment is full. alive
+// a learner caught up, or (rotating topics) the segment is full; without
+// thorough only the last is checked. alive
 // holds the brokers the metadata lists as alive. The cheap checks come
 // first and the topic's metadata is read only when one says yes: the roll loop
 // asks this of every leadership ten times a second.
-func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bool) bool {
+func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bool, thorough bool) bool {
 	lp.rollMu.RLock()
 	rolling := lp.rolling
 	lp.rollMu.RUnlock()
 	if rolling {
 		return false
+	}
+	if !thorough {
+		return lp.full() && m.rotates(lp.tp.Topic)
 	}
 	due, learning := lp.lagging(now, alive)
 	if !due && learning {
