@@ -166,7 +166,7 @@ type FSM struct {
 // dropped and a reader that far behind reconciles everything.
 const (
 	maxChangeEntries = 4096
-	maxChangeRefs    = 1 << 20
+	maxChangeRefs    = 1 << 18
 )
 
 // PartitionRef names one partition of one incarnation of a topic.
