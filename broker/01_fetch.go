@@ -93,11 +93,9 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				}
 				continue
 			}
-			l, code := b.partitionLog(topic.Name, rp.Partition)
-			var leader, epoch int32
-			if replica {
-				leader, epoch = b.store.FSM().ActiveLeader(topic.Name, rp.Partition)
-			} else {
+			l, code, epoch := b.partitionLogEpoch(topic.Name, rp.Partition)
+			leader := int32(-1) // used by client fetches only
+			if !replica {
 				leader, epoch = topic.Leader(rp.Partition)
 			}
 			sealedEnd := int64(-1)

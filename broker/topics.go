@@ -50,17 +50,25 @@ func (b *Broker) tp(topic string, p int32) storage.TopicPartition {
 // NOT_LEADER_OR_FOLLOWER when another node leads it (or this node has not
 // opened it yet).
 func (b *Broker) partitionLog(topic string, p int32) (*storage.Log, int16) {
-	leader, _, ok := b.store.FSM().PartitionLeader(topic, p)
+	l, code, _ := b.partitionLogEpoch(topic, p)
+	return l, code
+}
+
+// partitionLogEpoch is partitionLog that also returns the partition's
+// leader epoch (its active segment's, fenced or not; -1 when there is no
+// such partition) from the same metadata lookup.
+func (b *Broker) partitionLogEpoch(topic string, p int32) (*storage.Log, int16, int32) {
+	leader, epoch, ok := b.store.FSM().PartitionLeader(topic, p)
 	if !ok {
-		return nil, kerr.UnknownTopicOrPartition.Code
+		return nil, kerr.UnknownTopicOrPartition.Code, -1
 	}
 	if leader != b.cfg.NodeID {
-		return nil, kerr.NotLeaderForPartition.Code
+		return nil, kerr.NotLeaderForPartition.Code, epoch
 	}
 	if l, ok := b.engine.Log(b.tp(topic, p)); ok {
-		return l, 0
+		return l, 0, epoch
 	}
-	return nil, kerr.NotLeaderForPartition.Code // not opened yet
+	return nil, kerr.NotLeaderForPartition.Code, epoch // not opened yet
 }
 
 // createTopic validates a topic and has the controller place and create
