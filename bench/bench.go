@@ -48,6 +48,11 @@ type Config struct {
 	// Idempotent enables idempotent producing. It requires acks=all; with
 	// other acks it is switched off (and Run says so on its log).
 	Idempotent bool
+	// Sequential makes each producer wait for a record's acknowledgement
+	// before sending the next: latency is then the bare round trip
+	// (produce, append, group commit, answer), with no record queued
+	// behind another's request.
+	Sequential bool
 	// Timeout bounds how long any phase may go without progress (topic
 	// creation, no produce acknowledgement, no consumed record after
 	// producing ended); it is also kgo's record delivery timeout. 0 means
@@ -423,9 +428,10 @@ func payload(n int) []byte {
 
 // producers is the produce side of a run.
 type producers struct {
-	clients []*kgo.Client
-	hists   []*histogram
-	shares  []int64
+	clients    []*kgo.Client
+	hists      []*histogram
+	shares     []int64
+	sequential bool // Config.Sequential
 
 	sent, acked, failed atomic.Int64
 	// lastProgress is the UnixNano of the latest promise, or of a send
@@ -468,7 +474,7 @@ func newProducers(cfg Config) (*producers, error) {
 	if !cfg.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	p := &producers{}
+	p := &producers{sequential: cfg.Sequential}
 	per, extra := cfg.Records/int64(cfg.Producers), cfg.Records%int64(cfg.Producers)
 	for i := 0; i < cfg.Producers; i++ {
 		cl, err := kgo.NewClient(append(opts, kgo.ClientID(fmt.Sprintf("tusk-bench-%d", i)))...)
@@ -606,6 +612,11 @@ func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, n
 			p.lastProgress.Store(time.Now().UnixNano())
 		}
 		p.sent.Add(1)
+		if p.sequential {
+			r := &kgo.Record{Value: value, Timestamp: time.Now()}
+			promise(r, cl.ProduceSync(ctx, r).FirstErr())
+			continue
+		}
 		cl.Produce(ctx, &kgo.Record{Value: value, Timestamp: time.Now()}, promise)
 	}
 	// Flush returns early only if ctx ends; records still buffered then are

@@ -183,7 +183,7 @@ func Options() []Option {
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
 		{"storage.recycle-segments", true, "when retention drops a log's oldest segment, keep its file for that log's next roll to overwrite instead of deleting it and creating a new one (cheaper writes, no unlink); an unused spare is deleted after a retention interval"},
-		{"storage.background-io-rate", int64(64 << 20), "bytes per second a learner (a node copying a partition to join its replicas, or catching up to rejoin) may write; 0: unlimited"},
+		{"storage.background-io-rate", int64(32 << 20), "bytes per second a learner (a node copying a partition to join its replicas, or catching up to rejoin) may write; 0: unlimited"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
 		{"topic.replication-factor", int32(0), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); 0: min(3, live brokers)"},
 		{"topic.auto-create", true, "create unknown topics on Metadata and Produce (auto.create.topics.enable)"},

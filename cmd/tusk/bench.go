@@ -61,6 +61,7 @@ MB means 2^20 bytes.`,
 	f.DurationVar(&cfg.Linger, "linger", cfg.Linger, "producer linger")
 	f.Int32Var(&cfg.BatchMaxBytes, "batch-max-bytes", cfg.BatchMaxBytes, "producer batch max bytes")
 	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
+	f.BoolVar(&cfg.Sequential, "sequential", false, "each producer waits for a record's acknowledgement before sending the next (latency is the bare round trip)")
 	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object (durations in nanoseconds) instead of a table")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "give up when a phase makes no progress for this long")
 	cmd.AddCommand(newBenchScaleCmd())
