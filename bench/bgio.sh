@@ -30,6 +30,8 @@
 # Needs: go, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/section.sh
+. bench/section.sh
 repo=$(pwd)
 : "${REPEAT:=1}" "${LEARNER:=1}" "${OLD_MB:=3072}" "${SEGMENT_BYTES:=1073741824}" "${RATE:=20}" "${SECS:=30}" "${DELETE_RATE:=}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}" "${BASELINE_TUSK:=}" "${BASELINE_DESC:=given by BASELINE_TUSK}"
 for t in go curl jq; do command -v "$t" >/dev/null || { echo "bgio.sh: $t not found" >&2; exit 1; }; done
@@ -216,19 +218,4 @@ section=$(
   echo '```'
   echo "<!-- bgio end -->"
 )
-if [ "$OUT" = - ]; then
-  echo "$section"
-  exit 0
-fi
-touch "$OUT"
-echo "$section" >"$work/section.md"
-if grep -q '<!-- bgio begin -->' "$OUT"; then
-  awk -v repl="$work/section.md" '
-    /<!-- bgio begin -->/ { while ((getline l < repl) > 0) print l; skip = 1; next }
-    /<!-- bgio end -->/ { skip = 0; next }
-    !skip { print }' "$OUT" >"$work/out.md"
-  cp "$work/out.md" "$OUT"
-else
-  { echo; echo "$section"; } >>"$OUT"
-fi
-echo "$section"
+write_section bgio "$section" "$OUT"

@@ -24,6 +24,8 @@
 # Needs: go, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/section.sh
+. bench/section.sh
 repo=$(pwd)
 : "${RATE:=100}" "${SECS:=10}" "${RUNS:=3}" "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
 : "${BASE_PORT:=$(( 20000 + RANDOM % 20000 ))}"
@@ -141,19 +143,4 @@ section=$(
   echo '```'
   echo "<!-- replication end -->"
 )
-if [ "$OUT" = - ]; then
-  echo "$section"
-  exit 0
-fi
-touch "$OUT"
-echo "$section" >"$work/section.md"
-if grep -q '<!-- replication begin -->' "$OUT"; then
-  awk -v repl="$work/section.md" '
-    /<!-- replication begin -->/ { while ((getline l < repl) > 0) print l; skip = 1; next }
-    /<!-- replication end -->/ { skip = 0; next }
-    !skip { print }' "$OUT" >"$work/out.md"
-  cp "$work/out.md" "$OUT"
-else
-  { echo; echo "$section"; } >>"$OUT"
-fi
-echo "$section"
+write_section replication "$section" "$OUT"

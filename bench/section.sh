@@ -1,0 +1,26 @@
+# bench/section.sh: sourced by the bench scripts that write their own
+# section of bench/RESULTS.md between "<!-- NAME begin -->" and
+# "<!-- NAME end -->" markers (bench/compare.sh keeps such sections when
+# it rewrites the file).
+#
+# write_section NAME SECTION OUT: prints SECTION (which carries its own
+# markers); unless OUT is "-", also puts it into OUT, replacing the
+# previous NAME section or appending it.
+write_section() {
+  local name=$1 section=$2 out=$3 tmp
+  echo "$section"
+  [ "$out" = - ] && return 0
+  touch "$out"
+  tmp=$(mktemp -d)
+  echo "$section" >"$tmp/section.md"
+  if grep -q "<!-- $name begin -->" "$out"; then
+    awk -v repl="$tmp/section.md" -v b="<!-- $name begin -->" -v e="<!-- $name end -->" '
+      $0 == b { while ((getline l < repl) > 0) print l; skip = 1; next }
+      $0 == e { skip = 0; next }
+      !skip { print }' "$out" >"$tmp/out.md"
+    cp "$tmp/out.md" "$out"
+  else
+    { echo; echo "$section"; } >>"$out"
+  fi
+  rm -rf "$tmp"
+}
