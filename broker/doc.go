@@ -40,7 +40,9 @@
 // partition's leader (the leader of its active segment); other nodes
 // forward it (forward.go) or answer NOT_LEADER_OR_FOLLOWER with KIP-951
 // hints. Fetch is served by the leader, and sealed ranges by any replica
-// holding them (sealed_reads.go).
+// holding them (sealed_reads.go); clients and followers may use
+// incremental fetch sessions (KIP-227, fetch_session.go), kept in memory
+// per node up to kafka.fetch-session-cache-slots.
 //
 // This node's roles in the segment chains (leading, following, learning,
 // rolls) are package replica's: broker hands a replica.Manager its

@@ -9,7 +9,10 @@
 //   - follower and learner fetchers, one per leader node, that pull the
 //     leader's batches through a [Transport] (the Kafka Fetch path on the
 //     internal listener in production, [InmemTransport] in tests) and
-//     append them unchanged;
+//     append them unchanged; each fetcher keeps an incremental fetch
+//     session (KIP-227) with its leader when the leader offers one, and a
+//     leader ends its followers' long polls when it starts leading a new
+//     segment ([Manager.LeadershipStarted]);
 //   - planned rolls: sealing the active segment at its log end offset once
 //     every replica holds it, by a compare-and-set RollSegment command;
 //   - reconcile of the metadata's chain into these roles ([Manager.Reconcile]).
