@@ -217,11 +217,15 @@ func (s *fetchSession) forget(k sessionKey) {
 // requestTopics is every session partition as request topics, grouped by
 // topic in the order they joined. s.mu held.
 func (s *fetchSession) requestTopics() []kmsg.FetchRequestTopic {
+	type topicKey struct {
+		topic string
+		id    [16]byte
+	}
 	var out []kmsg.FetchRequestTopic
-	at := map[[2]any]int{}
+	at := map[topicKey]int{}
 	for _, k := range s.order {
 		p := s.parts[k]
-		tk := [2]any{k.topic, k.id}
+		tk := topicKey{k.topic, k.id}
 		i, ok := at[tk]
 		if !ok {
 			rt := kmsg.NewFetchRequestTopic()
