@@ -58,11 +58,22 @@ type Segment struct {
 	// watermark; a roll takes them in once caught up
 	// (RollSegment.Joined).
 	Learners []int32 `json:"learners,omitempty"`
+	// Generation is the cleaning generation Checksum and Bytes describe
+	// (0: the bytes as written; docs/compaction.md).
+	Generation int32 `json:"generation,omitempty"`
+	// SealedAtMs is the wall time (ms) its seal was proposed, fixed in
+	// the seal command: a compacted topic's tombstone horizon.
+	SealedAtMs int64 `json:"sealed_at_ms,omitempty"`
 }
 
 // Partition is an ordered chain of segments; the last one is active.
 type Partition struct {
 	Segments []Segment `json:"segments"`
+	// Compaction (docs/compaction.md): the cleaning in flight, the last
+	// committed one, and the last generation proposed.
+	Clean    *Cleaning       `json:"clean,omitempty"`
+	Cleaned  *CleanPartition `json:"cleaned,omitempty"`
+	CleanGen int32           `json:"clean_gen,omitempty"`
 }
 
 // Active returns the partition's active (or fenced, failing over) segment.
@@ -74,7 +85,19 @@ func (p Partition) Active() Segment {
 }
 
 func (p Partition) clone() Partition {
-	c := Partition{Segments: slices.Clone(p.Segments)}
+	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen}
+	if p.Clean != nil {
+		cl := Cleaning{CleanPartition: p.Clean.CleanPartition.clone(), Reports: make(map[int32]CleanReport, len(p.Clean.Reports))}
+		for n, r := range p.Clean.Reports {
+			r.Results = slices.Clone(r.Results)
+			cl.Reports[n] = r
+		}
+		c.Clean = &cl
+	}
+	if p.Cleaned != nil {
+		d := p.Cleaned.clone()
+		c.Cleaned = &d
+	}
 	for i := range c.Segments {
 		c.Segments[i].Replicas = slices.Clone(c.Segments[i].Replicas)
 		c.Segments[i].Learners = slices.Clone(c.Segments[i].Learners)

@@ -235,6 +235,14 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &FenceSegment{}
 	case "assign_learners":
 		c = &AssignLearners{}
+	case "clean_partition":
+		c = &CleanPartition{}
+	case "clean_report":
+		c = &CleanReport{}
+	case "abandon_cleaning":
+		c = &AbandonCleaning{}
+	case "set_segment_checksum":
+		c = &SetSegmentChecksum{}
 	default:
 		return nil, e, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
@@ -271,6 +279,14 @@ func deref(c Command) Command {
 	case *FenceSegment:
 		return *v
 	case *AssignLearners:
+		return *v
+	case *CleanPartition:
+		return *v
+	case *CleanReport:
+		return *v
+	case *AbandonCleaning:
+		return *v
+	case *SetSegmentChecksum:
 		return *v
 	}
 	return c

@@ -481,7 +481,7 @@ func (c *controller) failover(t Topic, p int32, seg Segment) error {
 		return int(a - b)
 	})
 	roll := RollSegment{Topic: t.Name, ID: t.ID, Partition: p, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
-		EndOffset: end, NextLeader: live[0], NextReplicas: live}
+		EndOffset: end, NextLeader: live[0], NextReplicas: live, SealedAtMs: time.Now().UnixMilli()}
 	if _, err := c.s.applyCommand(ctx, roll); err != nil {
 		return fmt.Errorf("seal segment %d at %d: %w", seg.ID, end, err)
 	}

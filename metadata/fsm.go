@@ -301,6 +301,14 @@ func touched(st *state, c Command, before *Topic) (all bool, refs []PartitionRef
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case AssignLearners:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case CleanPartition:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case CleanReport:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case AbandonCleaning:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case SetSegmentChecksum:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:
 		return true, nil
 	case AllocateProducerIDs, InitCluster:

@@ -37,6 +37,10 @@ type RollSegment struct {
 	// more replicas than the replication factor drops fenced members.
 	Joined     []int32 `json:"joined,omitempty"`
 	JoinedFrom int64   `json:"joined_from,omitempty"`
+	// SealedAtMs is the proposer's wall time (ms), recorded as the
+	// sealed segment's seal time (the tombstone horizon of compaction,
+	// docs/compaction.md).
+	SealedAtMs int64 `json:"sealed_at_ms,omitempty"`
 }
 
 func (RollSegment) kind() string { return "roll_segment" }
@@ -75,6 +79,7 @@ func (c RollSegment) apply(st *state) error {
 	cur.State = SegmentSealed
 	cur.Replicas = slices.Clone(sealed)
 	cur.Checksum, cur.Bytes = c.Checksum, c.Bytes
+	cur.SealedAtMs = c.SealedAtMs
 	learners := slices.DeleteFunc(slices.Clone(cur.Learners), func(id int32) bool { return slices.Contains(c.NextReplicas, id) })
 	cur.Learners = nil
 	if len(c.Joined) > 0 {

@@ -49,7 +49,8 @@ func Validate(c Command) error {
 func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
-		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners:
+		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -100,6 +101,22 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *AssignLearners:
+		if v != nil {
+			return *v, nil
+		}
+	case *CleanPartition:
+		if v != nil {
+			return *v, nil
+		}
+	case *CleanReport:
+		if v != nil {
+			return *v, nil
+		}
+	case *AbandonCleaning:
+		if v != nil {
+			return *v, nil
+		}
+	case *SetSegmentChecksum:
 		if v != nil {
 			return *v, nil
 		}
@@ -317,7 +334,7 @@ func (c RollSegment) validate() error {
 	if err := segmentRef(c.Topic, c.ID, c.Partition, c.ExpectedSegment, c.ExpectedEpoch); err != nil {
 		return err
 	}
-	if c.EndOffset < 0 || c.Bytes < 0 || c.JoinedFrom < 0 {
+	if c.EndOffset < 0 || c.Bytes < 0 || c.JoinedFrom < 0 || c.SealedAtMs < 0 {
 		return fmt.Errorf("end offset %d, bytes %d, joined from %d", c.EndOffset, c.Bytes, c.JoinedFrom)
 	}
 	if c.NextLeader < -1 {

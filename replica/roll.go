@@ -256,7 +256,7 @@ func (m *Manager) Roll(lp *Leadership) {
 	cmd := metadata.RollSegment{
 		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
 		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
-		NextLeader: next, NextReplicas: healthy,
+		NextLeader: next, NextReplicas: healthy, SealedAtMs: m.clock.Now().UnixMilli(),
 	}
 	if len(lagging) > 0 {
 		cmd.SealedReplicas = sealedBy
