@@ -172,7 +172,10 @@ func TestCleaningAbandoned(t *testing.T) {
 func TestCleanPartitionPreconditions(t *testing.T) {
 	f, segs := cleanFixture(t)
 	bad := map[string]func(c *CleanPartition){
-		"active segment":     func(c *CleanPartition) { a := activeOf(t, f); c.Segments[1] = CleanSegment{ID: a.ID, Base: 100, End: 250} },
+		"active segment": func(c *CleanPartition) {
+			a := activeOf(t, f)
+			c.Segments[1] = CleanSegment{ID: a.ID, Base: 100, End: 250}
+		},
 		"wrong seal time":    func(c *CleanPartition) { c.Segments[1].SealedAtMs++ },
 		"not a replica":      func(c *CleanPartition) { c.Participants = []int32{1, 4} },
 		"start in 2nd only":  func(c *CleanPartition) { c.Segments = c.Segments[1:]; c.Start = 50 },
