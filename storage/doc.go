@@ -82,12 +82,17 @@
 //     (ErrStaleEpoch); nothing is written on a validation error. Indexes,
 //     epochs and producer state are updated as by Append, so a follower can
 //     take over as leader with the same idempotent-producer state.
+//     AppendReplicaGap is the same for a cleaned sealed range (learners,
+//     re-copies): the first batch may start above the LEO, later ones need
+//     only increasing offsets, and batches may hold fewer records than
+//     offsets, or none.
 //   - TruncateTo(off) drops the batches holding offsets >= off (the LEO
-//     becomes off, or the base of a batch straddling off); it refuses to
-//     go below the HW (ErrBelowHighWatermark, invariant I3).
+//     becomes off, or the base of a batch straddling off, or, if off lies
+//     in an offset gap, the end of the batch before the gap); it refuses
+//     to go below the HW (ErrBelowHighWatermark, invariant I3).
 //   - EndOffsetForEpoch answers OffsetForLeaderEpoch from the epoch cache.
 //   - SegmentChecksum(base, end) is the CRC-32C and length of the stored
-//     bytes of the batches in [base, end), for invariant I4.
+//     bytes of the batches in [base, end), gaps or not, for invariant I4.
 //
 // # I/O backends
 //
@@ -151,9 +156,16 @@
 // A .log file holds Kafka v2 record batches exactly as produced, except
 // that BaseOffset and PartitionLeaderEpoch (both outside the CRC) are
 // rewritten by Append; AppendReplica stores the leader's bytes unchanged,
-// so replicas hold identical bytes. Offsets are contiguous across batches and segments:
-// a segment's first batch starts at the segment's base offset (its name),
-// and its last batch ends just before the next segment's base.
+// so replicas hold identical bytes. Offsets increase strictly across
+// batches and segments. A file's name is the first offset it covers: its
+// first batch starts there or, after a cleaning (docs/compaction.md),
+// later (an offset gap), and its last batch ends just before the next
+// file's base. Batches the log itself writes are contiguous; cleaned
+// ranges may also have gaps between batches, and empty batches (record
+// count 0, base offset and last offset delta kept), and partly emptied
+// ones (fewer records than offsets). A read from an offset in a gap
+// returns the next batch; producer state takes a batch's sequence range
+// from its last offset delta, not its record count.
 //
 //	.log        +--------------------+--------------------+----
 //	            | batch @base (61B   | batch @base+n      | ...
@@ -236,14 +248,17 @@
 // wholly below it, and trusts each sealed segment's index files after a
 // cheap check (entries in range and monotonic; the batches after the last
 // index entry end exactly at the file's end and at the next segment's base);
-// a missing or inconsistent index is rebuilt by scanning and rewritten. A
-// sealed segment that does not reach the next base truncates the log there.
+// a missing or inconsistent index is rebuilt by scanning (CRC-32C, lengths,
+// strictly increasing offsets, each batch's base at or above the offset
+// after the previous one: gaps pass) and rewritten. A sealed segment that
+// does not reach the next base truncates the log there.
 // The last (active) segment is scanned batch header by batch header,
-// verifying CRC-32C and offset contiguity, and truncated at the first torn,
-// corrupt or short batch, or at the first batch not at the next offset:
-// an active segment may be a recycled file (recycle.go) that still holds
-// valid batches of an earlier segment of the same log past its new data,
-// all below the log start offset, so they end the scan like a torn tail.
+// verifying CRC-32C, lengths and increasing offsets (gaps allowed), and
+// truncated at the first torn, corrupt or short batch, or at the first
+// batch below the next offset: an active segment may be a recycled file
+// (recycle.go) that still holds valid batches of an earlier segment of
+// the same log past its new data, all below the log start offset, so they
+// end the scan like a torn tail.
 // Its indexes are rebuilt in memory. Producer state
 // is the newest valid .snapshot at or below the active segment's base, plus
 // a replay of the batch headers after it.

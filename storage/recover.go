@@ -173,8 +173,8 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		l.logger.Warn().Err(err).Int64("offset", snaps[i]).Msg("ignoring unreadable producer snapshot")
 	}
 	replay := func(h *kafkaproto.BatchHeader) {
-		if h.BaseOffset >= replayFrom && h.ProducerID >= 0 && h.BaseSequence >= 0 {
-			l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, h.BaseOffset, h.LastOffset(), h.MaxTimestamp)
+		if h.BaseOffset >= replayFrom {
+			replayProducer(l.producers, h)
 		}
 	}
 	for _, s := range l.segs {
@@ -361,7 +361,9 @@ func (l *Log) loadIndexes(s *segment) bool {
 }
 
 // openActive opens the last segment, verifies every batch (structure,
-// contiguous offsets, CRC-32C), truncates at the first bad one, and rebuilds
+// increasing offsets with gaps allowed, CRC-32C; a batch below the next
+// offset, a recycled file's stale data, is bad), truncates at the first bad
+// one, and rebuilds
 // its in-memory indexes. replay sees every valid batch header. A batch at
 // or above limit (an interrupted TruncateTo's target) ends the segment too.
 func (l *Log) openActive(base, interval, limit int64, replay func(*kafkaproto.BatchHeader)) (*segment, error) {

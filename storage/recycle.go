@@ -28,9 +28,10 @@ import (
 // of its earlier life past the new segment's end. All of them belong to
 // this log and lie below its log start offset, while every batch the new
 // segment receives lies at or above its base, the log end offset. Recovery
-// (scanBatches) accepts a batch only at exactly the next expected offset,
-// so it stops where the new life ends and cuts the rest off, as it does
-// with a torn tail. A crash before the rename is durable leaves the spare
+// (scanBatches) accepts a batch only at or above the next expected offset
+// (offset gaps of cleaned ranges pass, docs/compaction.md), so it stops
+// where the new life ends and cuts the rest off, as it does with a torn
+// tail. A crash before the rename is durable leaves the spare
 // under its *.deleted name, which recovery hands to the deleter. Before a
 // recycled segment is sealed, rollLocked truncates the file to its size
 // (a sealed segment ends at its file's end), and a clean close does the

@@ -154,7 +154,22 @@ func (l *Log) ReadSectionUncommitted(offset int64, maxBytes int, minOneBatch boo
 // made them), segments roll as in Append, and the fsync policy and fencing
 // on I/O errors are Append's. The result spans all of b.
 func (l *Log) AppendReplica(b []byte) (AppendResult, error) {
-	first, last, n, err := validateReplicaBatches(b)
+	return l.appendReplica(b, false)
+}
+
+// AppendReplicaGap is AppendReplica for a cleaned sealed range (learners
+// and re-copies of cleaned segments, docs/compaction.md): the first batch
+// may start above the log end offset (the LEO jumps to the end of the
+// last batch), later batches need only strictly increasing offsets, and a
+// batch may hold fewer records than its offset range, or none (an empty
+// batch keeping its base offset and last offset delta). Everything else
+// is AppendReplica's: CRC-32C, epochs, nothing written on an error.
+func (l *Log) AppendReplicaGap(b []byte) (AppendResult, error) {
+	return l.appendReplica(b, true)
+}
+
+func (l *Log) appendReplica(b []byte, gaps bool) (AppendResult, error) {
+	first, last, n, err := validateReplicaBatches(b, gaps)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("storage: append replica batches to %s: %w", l.tp, err)
 	}
@@ -163,7 +178,7 @@ func (l *Log) AppendReplica(b []byte) (AppendResult, error) {
 	if err := l.usableLocked(); err != nil {
 		return AppendResult{}, err
 	}
-	if first.BaseOffset != l.leo {
+	if first.BaseOffset != l.leo && (!gaps || first.BaseOffset < l.leo) {
 		return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append replica batches to %s: first batch at %d, log end offset %d: %w",
 			l.tp, first.BaseOffset, l.leo, ErrOffsetMismatch)
 	}
@@ -240,9 +255,7 @@ func (l *Log) writeReplicaRunLocked(run []byte, interval int64) error {
 		last := h.LastOffset()
 		seg.track(h.BaseOffset, last, h.MaxTimestamp, pos+int64(p), int64(h.Size()), interval)
 		l.epochs.observe(&h)
-		if h.ProducerID >= 0 && h.BaseSequence >= 0 {
-			l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, h.BaseOffset, last, h.MaxTimestamp)
-		}
+		replayProducer(l.producers, &h)
 		l.leo = last + 1
 		l.unsynced++
 		p += h.Size()
@@ -252,9 +265,11 @@ func (l *Log) writeReplicaRunLocked(run []byte, interval int64) error {
 
 // validateReplicaBatches checks every batch of b (ValidateBatch: header,
 // size, record count, codec, CRC-32C), their contiguity and non-decreasing
-// epochs, without the log's lock. It returns the first batch's header, the
-// last offset and the batch count.
-func validateReplicaBatches(b []byte) (first kafkaproto.BatchHeader, last int64, n int, err error) {
+// epochs, without the log's lock. With gaps, offsets need only increase
+// strictly and record counts may be below the offset range
+// (validateStoredBatch). It returns the first batch's header, the last
+// offset and the batch count.
+func validateReplicaBatches(b []byte, gaps bool) (first kafkaproto.BatchHeader, last int64, n int, err error) {
 	var maxEpoch int32
 	if len(b) == 0 {
 		return first, 0, 0, fmt.Errorf("no batches: %w", kafkaproto.ErrShortBatch)
@@ -267,7 +282,11 @@ func validateReplicaBatches(b []byte) (first kafkaproto.BatchHeader, last int64,
 		if h.Size() > len(b)-p {
 			return first, 0, 0, fmt.Errorf("batch %d at byte %d: %d bytes, %d left: %w", n, p, h.Size(), len(b)-p, kafkaproto.ErrShortBatch)
 		}
-		if h, err = kafkaproto.ValidateBatch(b[p : p+h.Size()]); err != nil {
+		validate := kafkaproto.ValidateBatch
+		if gaps {
+			validate = validateStoredBatch
+		}
+		if h, err = validate(b[p : p+h.Size()]); err != nil {
 			return first, 0, 0, fmt.Errorf("batch %d at byte %d: %w", n, p, err)
 		}
 		if h.BaseOffset < 0 {
@@ -276,7 +295,7 @@ func validateReplicaBatches(b []byte) (first kafkaproto.BatchHeader, last int64,
 		if n == 0 {
 			first, maxEpoch = h, h.PartitionLeaderEpoch
 		} else {
-			if h.BaseOffset != last+1 {
+			if h.BaseOffset != last+1 && (!gaps || h.BaseOffset <= last) {
 				return first, 0, 0, fmt.Errorf("batch %d at byte %d: base offset %d, want %d: %w", n, p, h.BaseOffset, last+1, ErrOffsetMismatch)
 			}
 			if h.PartitionLeaderEpoch < maxEpoch {
@@ -289,4 +308,37 @@ func validateReplicaBatches(b []byte) (first kafkaproto.BatchHeader, last int64,
 		p += h.Size()
 	}
 	return first, last, n, nil
+}
+
+// replayProducer feeds one stored batch's header to producer state. The
+// sequence range is the batch's offset range (LastOffsetDelta + 1), not
+// its record count: a cleaned batch keeps its producer fields and last
+// offset delta but may hold fewer records, or none (docs/compaction.md).
+func replayProducer(ps *fencing.ProducerStates, h *kafkaproto.BatchHeader) {
+	if h.ProducerID >= 0 && h.BaseSequence >= 0 {
+		ps.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.LastOffsetDelta+1, h.BaseOffset, h.LastOffset(), h.MaxTimestamp)
+	}
+}
+
+// validateStoredBatch is kafkaproto.ValidateBatch for batches a cleaning
+// produced: the record count may be anything from 0 (an empty batch) to
+// LastOffsetDelta + 1.
+func validateStoredBatch(b []byte) (kafkaproto.BatchHeader, error) {
+	h, err := kafkaproto.ParseBatchHeader(b)
+	if err != nil {
+		return h, err
+	}
+	if h.Size() != len(b) {
+		return h, fmt.Errorf("%w: batch length %d does not match %d bytes", kafkaproto.ErrCorruptBatch, h.Size(), len(b))
+	}
+	if h.LastOffsetDelta < 0 || h.RecordCount < 0 || int64(h.RecordCount) > int64(h.LastOffsetDelta)+1 {
+		return h, fmt.Errorf("%w: record count %d inconsistent with last offset delta %d", kafkaproto.ErrCorruptBatch, h.RecordCount, h.LastOffsetDelta)
+	}
+	if h.Compression() > kafkaproto.CompressionZstd {
+		return h, fmt.Errorf("%w: unknown compression codec %d", kafkaproto.ErrCorruptBatch, h.Compression())
+	}
+	if err := kafkaproto.VerifyCRC(b, &h); err != nil {
+		return h, err
+	}
+	return h, nil
 }

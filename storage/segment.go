@@ -217,11 +217,15 @@ func writeFileSync(fsys FS, name string, b []byte) error {
 var errStop = errors.New("stop")
 
 // scanBatches walks the batches of f from pos (whose first batch must start
-// at offset next) up to size, checking structure (magic, length, contiguous
-// offsets) and, if verify, each batch's CRC-32C. fn (optional) sees every
-// valid batch header and its position; returning errStop ends the walk. It
-// returns where the valid prefix ends (position and next offset) and, if the
-// walk stopped before size, why (nil for errStop).
+// at or above offset next) up to size, checking structure (magic, length,
+// strictly increasing offsets: each batch's base at or above the offset
+// after the previous batch, so cleaned ranges with offset gaps pass, see
+// docs/compaction.md) and, if verify, each batch's CRC-32C. A batch below
+// the expected offset (a recycled file's stale batch, recycle.go) ends the
+// walk as corrupt. fn (optional) sees every valid batch header and its
+// position; returning errStop ends the walk. It returns where the valid
+// prefix ends (position and the offset after its last batch, next if
+// none) and, if the walk stopped before size, why (nil for errStop).
 func scanBatches(f File, pos, next, size int64, verify bool, fn func(h *kafkaproto.BatchHeader, pos int64) error) (int64, int64, error) {
 	var hdr [kafkaproto.BatchHeaderSize]byte
 	var buf []byte
@@ -236,8 +240,8 @@ func scanBatches(f File, pos, next, size int64, verify bool, fn func(h *kafkapro
 		if err != nil {
 			return pos, next, fmt.Errorf("batch at %d: %w", pos, err)
 		}
-		if h.BaseOffset != next || h.LastOffsetDelta < 0 {
-			return pos, next, fmt.Errorf("batch at %d: offsets %d+%d, want base %d: %w", pos, h.BaseOffset, h.LastOffsetDelta, next, kafkaproto.ErrCorruptBatch)
+		if h.BaseOffset < next || h.LastOffsetDelta < 0 || h.RecordCount < 0 || int64(h.RecordCount) > int64(h.LastOffsetDelta)+1 {
+			return pos, next, fmt.Errorf("batch at %d: offsets %d+%d (%d records), want base at or above %d: %w", pos, h.BaseOffset, h.LastOffsetDelta, h.RecordCount, next, kafkaproto.ErrCorruptBatch)
 		}
 		sz := int64(h.Size())
 		if pos+sz > size {
