@@ -1,0 +1,37 @@
+// Package cleaner is Tusk's log cleaner for compacted topics
+// (cleanup.policy=compact) as a pure function: Clean reads the batches of
+// a sealed range twice through a Source and writes the cleaned batches,
+// and its output depends only on the input bytes and Params, so every
+// replica running the same cleaning command produces identical bytes.
+// docs/compaction.md has the design and the protocol around it; this
+// package is its "The cleaner" part and follows its "Rules".
+//
+// Pass 1 maps every keyed record of a data batch to the highest offset of
+// its key (keys are mapped by SHA-256 truncated to 16 bytes), and notes
+// each chain segment's last batch and each producer id's last data batch.
+// Pass 2 keeps a record iff it has a key, it is its key's latest, and it
+// is not a tombstone (null value) whose segment's horizon has passed
+// (Segment.SealedAtMs + DeleteRetentionMs <= NowMs; never by record
+// timestamps). Per batch:
+//
+//   - control batches pass through byte for byte;
+//   - a data batch keeping every record is copied byte for byte;
+//   - a data batch keeping some is re-encoded: the same header fields
+//     (base offset, last offset delta, leader epoch, attributes, base and
+//     max timestamps, producer id, epoch and base sequence), the
+//     survivors' record bytes unchanged (so their offset and timestamp
+//     deltas and headers are), the same codec (see codec.go for the fixed
+//     settings), the new record count and a fresh CRC-32C;
+//   - a data batch keeping none is dropped, unless it is the last batch of
+//     a chain segment within the range or its producer's last data batch
+//     in the range: then it becomes an empty batch (its header with zero
+//     records and an uncompressed, empty payload), as in Kafka, so a
+//     segment's end and a producer's sequence state survive. An input
+//     batch that is already empty is kept as it is under the same rule.
+//
+// The key map holds about MapBytes/64 keys in memory; beyond that it
+// spills sorted runs to a private directory inside SpillDir, merges them
+// into one sorted file of (hash, highest offset) and, in pass 2, looks keys
+// up through an in-memory sparse index and ReadAt. Spilling changes where
+// the answers come from, never the output.
+package cleaner
