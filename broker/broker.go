@@ -38,6 +38,12 @@ type Broker struct {
 	apis   apiTable
 	m      *metrics
 
+	// httpMounts are extra handlers on the HTTP listener (the console,
+	// broker/console.go), set before Listen; consoleVersion is the version
+	// the console reports for this node.
+	httpMounts     []httpMount
+	consoleVersion string
+
 	kafkaLn   net.Listener
 	httpSrv   *http.Server
 	httpLn    net.Listener
@@ -213,6 +219,11 @@ func (b *Broker) Listen() error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		for _, m := range b.httpMounts {
+			for _, p := range m.patterns {
+				mux.Handle(p, m.h)
+			}
+		}
 		b.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return nil

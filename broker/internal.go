@@ -88,6 +88,7 @@ func (b *Broker) internalMux() *http.ServeMux {
 			return rpc.OKResponse{OK: true}, b.store.RemoveNode(ctx, req.ID)
 		})
 	}))
+	b.consoleInternal(mux)
 	return mux
 }
 

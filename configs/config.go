@@ -91,9 +91,12 @@ type KafkaConfig struct {
 	FetchSessionCacheSlots int `mapstructure:"fetch-session-cache-slots"`
 }
 
-// HTTPConfig is the HTTP listener for /healthz and /metrics.
+// HTTPConfig is the HTTP listener for /healthz, /metrics and the console.
 type HTTPConfig struct {
 	Listen string `mapstructure:"listen"`
+	// AdminToken lets non-loopback clients use the console (/ui,
+	// /api/v1/); empty: loopback clients only.
+	AdminToken string `mapstructure:"admin-token"`
 }
 
 // LogConfig selects zerolog's level and output format.
@@ -174,7 +177,8 @@ func Options() []Option {
 		{"kafka.message-max-bytes", int32(1048588), "largest record batch accepted (message.max.bytes)"},
 		{"kafka.max-inflight", 64, "pipelined requests per connection before reading pauses"},
 		{"kafka.fetch-session-cache-slots", 1000, "incremental fetch sessions (KIP-227) kept for clients and followers, least recently used evicted first (max.incremental.fetch.session.cache.slots); 0: sessionless fetches only"},
-		{"http.listen", "127.0.0.1:9644", "HTTP listener for /healthz and /metrics (empty disables)"},
+		{"http.listen", "127.0.0.1:9644", "HTTP listener for /healthz, /metrics and the web console /ui (empty disables)"},
+		{"http.admin-token", "", "token (Authorization: Bearer, or /ui/?token=) that lets non-loopback clients use the console and its /api/v1/; empty: loopback clients only"},
 		{"log.level", "info", "log level: debug, info, warn, error"},
 		{"log.format", "console", "log format: console or json"},
 		{"storage.fsync", "always", "fsync policy: always (group commit before ack), interval, never"},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tuskdb/tusk/broker"
 	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/console"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -118,6 +119,10 @@ func serve(cfg configs.Config) error {
 		store.Close()
 		return err
 	}
+	// The web console on the HTTP port (package console).
+	src := b.ConsoleSource(version)
+	defer src.Close()
+	b.MountHTTP(console.Paths, console.New(src, console.Options{AdminToken: cfg.HTTP.AdminToken}))
 	if err := b.Listen(); err != nil {
 		b.Close(context.Background())
 		return err

@@ -1,0 +1,226 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tuskdb/tusk/broker/rpc"
+	"github.com/tuskdb/tusk/console"
+	"github.com/tuskdb/tusk/metadata"
+)
+
+// The web console (package console) reads the metadata directly and the
+// rest through ConsoleSource: each node's own status over the internal
+// listener (pathConsoleNode), consumer groups and their lag over the Kafka
+// protocol from this node's own listener, as any admin tool would.
+
+// pathConsoleNode answers a node's console.NodeStatus on the internal
+// listener.
+const pathConsoleNode = "/v1/console/node"
+
+type consoleNodeRequest struct {
+	Topic string `json:"topic,omitempty"`
+}
+
+// httpMount is a handler MountHTTP added to the HTTP listener.
+type httpMount struct {
+	patterns []string
+	h        http.Handler
+}
+
+// MountHTTP serves h at patterns on the HTTP listener (beside /metrics
+// and /healthz). Call it before Listen.
+func (b *Broker) MountHTTP(patterns []string, h http.Handler) {
+	b.httpMounts = append(b.httpMounts, httpMount{patterns: patterns, h: h})
+}
+
+// consoleInternal registers the console's endpoint on the internal mux.
+func (b *Broker) consoleInternal(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+pathConsoleNode, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+		var req consoleNodeRequest
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &req); err != nil {
+				return nil, fmt.Errorf("%w: console node: %v", metadata.ErrInvalidCommand, err)
+			}
+		}
+		return b.localConsoleStatus(req.Topic), nil
+	}))
+}
+
+// ConsoleSource implements console.Broker for this node. Close it after
+// the broker.
+type ConsoleSource struct {
+	b       *Broker
+	version string
+
+	mu  sync.Mutex
+	adm *kadm.Client // nil until the first group call; over this node's Kafka listener
+	cl  *kgo.Client
+}
+
+var _ console.Broker = (*ConsoleSource)(nil)
+
+// ConsoleSource returns the console's view of this node; version is the
+// binary's version, shown per node.
+func (b *Broker) ConsoleSource(version string) *ConsoleSource {
+	b.consoleVersion = version
+	return &ConsoleSource{b: b, version: version}
+}
+
+// Close closes the Kafka client of the group pages, if one was made.
+func (s *ConsoleSource) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cl != nil {
+		s.cl.Close()
+		s.cl, s.adm = nil, nil
+	}
+}
+
+// FSM implements console.Broker.
+func (s *ConsoleSource) FSM() *metadata.FSM { return s.b.store.FSM() }
+
+// NodeID implements console.Broker.
+func (s *ConsoleSource) NodeID() int32 { return s.b.cfg.NodeID }
+
+// Controller implements console.Broker.
+func (s *ConsoleSource) Controller() int32 { return s.b.store.Leader() }
+
+// localConsoleStatus is this node's own console.NodeStatus: version,
+// lease, the size of its local logs per topic and, for topic, its logs.
+func (b *Broker) localConsoleStatus(topic string) console.NodeStatus {
+	st := console.NodeStatus{ID: b.cfg.NodeID, Version: b.consoleVersion, TopicBytes: map[string]int64{}}
+	lease := b.currentLease()
+	if now := time.Now(); lease.Valid(now) {
+		st.Lease = console.Lease{Valid: true, RemainingMs: lease.Expiry().Sub(now).Milliseconds()}
+	}
+	for _, t := range b.store.FSM().Topics() {
+		for p := range t.Parts {
+			l, ok := b.engine.Log(b.tp(t.Name, int32(p)))
+			if !ok {
+				continue
+			}
+			size := l.Size()
+			st.DiskBytes += size
+			st.TopicBytes[t.Name] += size
+			if t.Name == topic {
+				st.Logs = append(st.Logs, console.LogStatus{Topic: t.Name, Partition: int32(p), LogStart: l.LogStartOffset(),
+					LogEnd: l.LogEndOffset(), HighWatermark: l.HighWatermark(), Bytes: size})
+			}
+		}
+	}
+	return st
+}
+
+// Nodes implements console.Broker: this node answers itself, the others
+// over their internal listeners, concurrently.
+func (s *ConsoleSource) Nodes(ctx context.Context, topic string) []console.NodeStatus {
+	brokers := s.b.store.FSM().Brokers()
+	out := make([]console.NodeStatus, len(brokers))
+	var wg sync.WaitGroup
+	for i, br := range brokers {
+		if br.ID == s.b.cfg.NodeID {
+			out[i] = s.b.localConsoleStatus(topic)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var st console.NodeStatus
+			err := s.b.internalClient.Call(ctx, br.Internal, http.MethodPost, pathConsoleNode, consoleNodeRequest{Topic: topic}, &st)
+			if err != nil {
+				st = console.NodeStatus{Error: err.Error()}
+			}
+			st.ID = br.ID
+			out[i] = st
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *ConsoleSource) admin() *kadm.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adm == nil {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(s.b.KafkaAddr()), kgo.ClientID("tusk-console"))
+		if err != nil {
+			// NewClient fails only on invalid options; these are fixed.
+			panic(fmt.Sprintf("broker: console kafka client: %v", err))
+		}
+		s.cl, s.adm = cl, kadm.NewClient(cl)
+	}
+	return s.adm
+}
+
+// Groups implements console.Broker (ListGroups on every node).
+func (s *ConsoleSource) Groups(ctx context.Context) ([]console.GroupSummary, error) {
+	listed, err := s.admin().ListGroups(ctx)
+	if err != nil && len(listed) == 0 {
+		return nil, fmt.Errorf("broker: console list groups: %w", err)
+	}
+	out := make([]console.GroupSummary, 0, len(listed))
+	for _, g := range listed.Sorted() {
+		out = append(out, console.GroupSummary{Group: g.Group, State: g.State, ProtocolType: g.ProtocolType, Coordinator: g.Coordinator})
+	}
+	return out, nil
+}
+
+// Group implements console.Broker: kadm's Lag (DescribeGroups,
+// OffsetFetch, ListOffsets) for one group.
+func (s *ConsoleSource) Group(ctx context.Context, id string) (console.Group, error) {
+	lags, err := s.admin().Lag(ctx, id)
+	if err != nil {
+		return console.Group{}, fmt.Errorf("broker: console group lag: %w", err)
+	}
+	l, ok := lags[id]
+	if !ok || errors.Is(l.DescribeErr, kerr.GroupIDNotFound) || (l.State == "Dead" && len(l.Members) == 0 && len(l.Lag) == 0) {
+		return console.Group{}, console.ErrNotFound
+	}
+	if l.DescribeErr != nil {
+		return console.Group{}, fmt.Errorf("broker: console describe group: %w", l.DescribeErr)
+	}
+	g := console.Group{Group: id, State: l.State, ProtocolType: l.ProtocolType, Protocol: l.Protocol, Coordinator: l.Coordinator.NodeID,
+		Members: []console.GroupMember{}, Lag: []console.PartitionLag{}}
+	if l.FetchErr != nil {
+		g.Error = "fetch offsets: " + l.FetchErr.Error()
+	}
+	for _, m := range l.Members {
+		gm := console.GroupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assignments: []console.Assignment{}}
+		if m.InstanceID != nil {
+			gm.InstanceID = *m.InstanceID
+		}
+		if c, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range c.Topics {
+				ps := append([]int32(nil), t.Partitions...)
+				sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+				gm.Assignments = append(gm.Assignments, console.Assignment{Topic: t.Topic, Partitions: ps})
+			}
+		}
+		g.Members = append(g.Members, gm)
+	}
+	for _, ml := range l.Lag.Sorted() {
+		pl := console.PartitionLag{Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, End: ml.End.Offset, Lag: ml.Lag}
+		if ml.Member != nil {
+			pl.MemberID = ml.Member.MemberID
+		}
+		if ml.Err != nil {
+			pl.Error = ml.Err.Error()
+		}
+		if pl.Lag >= 0 {
+			g.TotalLag += pl.Lag
+		}
+		g.Lag = append(g.Lag, pl)
+	}
+	return g, nil
+}
