@@ -495,3 +495,40 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// A batch spanning two segments is the last batch of the first one when
+// nothing follows it there: emptied, it is kept. An empty batch (from an
+// earlier cleaning) that is no longer a last batch goes.
+func TestSegmentBoundaries(t *testing.T) {
+	in := [][]byte{
+		tbatch{base: 0, lastDelta: 1, firstTS: 5}.build(t), // already empty, offsets 0-1
+		tbatch{base: 2, records: kvs("a", "1", "b", "1")}.build(t),
+		tbatch{base: 4, records: []kmsg.Record{rec(0, "a", "2"), rec(3, "b", "2")}}.build(t), // offsets 4 and 7: spans [0, 6) and [6, 10)
+		tbatch{base: 8, records: kvs("a", "3", "b", "3")}.build(t),
+	}
+	if h := hdr(t, in[0]); h.RecordCount != 0 || h.LastOffsetDelta != 1 {
+		t.Fatalf("input empty batch %+v", h)
+	}
+	p := Params{UpTo: 10, Segments: []Segment{{Base: 0, End: 6}, {Base: 6, End: 10}}, DeleteRetentionMs: 1}
+	out, st := mustClean(t, in, p)
+	wantRecords(t, checkOutput(t, out), []orec{{Offset: 8, Key: "a", Value: "3"}, {Offset: 9, Key: "b", Value: "3"}})
+	if len(out) != 2 || !bytes.Equal(out[1], in[3]) {
+		t.Fatalf("%d output batches", len(out))
+	}
+	if h := hdr(t, out[0]); h.BaseOffset != 4 || h.LastOffsetDelta != 3 || h.RecordCount != 0 {
+		t.Fatalf("spanning batch %+v", h)
+	}
+	if st.BatchesIn != 4 || st.BatchesOut != 2 || st.RecordsIn != 6 || st.RecordsOut != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// No batches, or an empty range, give no output and zero stats.
+func TestEmpty(t *testing.T) {
+	for _, p := range []Params{oneSegment(10), {Start: 5, UpTo: 5}} {
+		out, st := mustClean(t, nil, p)
+		if len(out) != 0 || st != (Stats{}) {
+			t.Fatalf("%+v: %d batches, %+v", p, len(out), st)
+		}
+	}
+}

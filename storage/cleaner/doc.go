@@ -29,7 +29,7 @@
 //     segment's end and a producer's sequence state survive. An input
 //     batch that is already empty is kept as it is under the same rule.
 //
-// The key map holds about MapBytes/64 keys in memory; beyond that it
+// The key map holds MapBytes/80 keys in memory; beyond that it
 // spills sorted runs to a private directory inside SpillDir, merges them
 // into one sorted file of (hash, highest offset) and, in pass 2, looks keys
 // up through an in-memory sparse index and ReadAt. Spilling changes where
