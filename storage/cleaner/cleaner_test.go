@@ -221,6 +221,16 @@ func TestCompressedCodecs(t *testing.T) {
 			if !bytes.Equal(payload, encodeRecords(survivors)) {
 				t.Fatal("survivors' record bytes changed")
 			}
+			if codec == codecLZ4 {
+				// The frame Kafka's Java client writes and reads: magic,
+				// FLG version 01 with independent blocks and no block or
+				// content checksum (the Java reader checks content
+				// checksums as an XOR of per-block hashes), BD 64 KiB.
+				pl := out[0][kafkaproto.BatchHeaderSize:]
+				if !bytes.Equal(pl[:4], []byte{0x04, 0x22, 0x4d, 0x18}) || pl[4] != 0x60 || pl[5] != 0x40 {
+					t.Fatalf("lz4 frame header %x, want magic 04224d18, FLG 60, BD 40", pl[:6])
+				}
+			}
 			if codec == codecSnappyXerial || codec == codecSnappyRaw {
 				if got := isXerial(out[0][kafkaproto.BatchHeaderSize:]); got != (codec == codecSnappyXerial) {
 					t.Fatalf("snappy framing: xerial=%v", got)

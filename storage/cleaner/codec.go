@@ -24,7 +24,10 @@ import (
 //     re-encoded in xerial framing, version 1, 32 KiB blocks (snappy-java's
 //     default); a raw snappy block stays a raw block.
 //   - lz4: pierrec/lz4/v4 frame, level Fast, 64 KiB independent blocks,
-//     content checksum on, concurrency 1.
+//     no block or content checksum (the frame Kafka's Java client writes;
+//     its reader checks a content checksum as the XOR of per-block
+//     hashes, which differs from the standard one past one block),
+//     concurrency 1.
 //   - zstd: klauspost/compress/zstd, SpeedDefault (about level 3), CRC on,
 //     concurrency 1, one frame per batch (EncodeAll).
 const (
@@ -114,7 +117,7 @@ func (e *encoders) compress(dst []byte, codec int, xerial bool, raw []byte) ([]b
 				lz4.ConcurrencyOption(1),
 				lz4.BlockSizeOption(lz4.Block64Kb),
 				lz4.CompressionLevelOption(lz4.Fast),
-				lz4.ChecksumOption(true),
+				lz4.ChecksumOption(false),
 			); err != nil {
 				return dst, fmt.Errorf("lz4 writer: %w", err)
 			}
