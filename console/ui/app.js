@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
     if (k === 'class') e.className = v;
     else e.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null) continue;
     e.append(c instanceof Node ? c : String(c));
   }
@@ -58,7 +58,7 @@ function table(headers, rows, attrs) {
 }
 
 function kv(pairs) {
-  return el('dl', { class: 'kv' }, pairs.map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+  return el('dl', { class: 'kv' }, pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
 }
 
 class APIError extends Error {
@@ -264,6 +264,7 @@ let timer = null;
 async function render() {
   const gen = ++generation;
   clearTimeout(timer);
+  const hash = location.hash;
   const r = route();
   for (const a of document.querySelectorAll('header nav a')) a.classList.toggle('active', a.id === 'nav-' + r.nav);
   let page;
@@ -276,7 +277,7 @@ async function render() {
   colourSwatches(page);
   const main = document.getElementById('main');
   main.replaceChildren(page);
-  main.setAttribute('data-loaded', String(gen));
+  main.setAttribute('data-route', hash); // the route this content is for (tests wait on it)
   document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
   if (document.getElementById('live').checked) timer = setTimeout(render, REFRESH_MS);
 }
