@@ -542,3 +542,29 @@ func TestEmpty(t *testing.T) {
 		}
 	}
 }
+
+// Clean creating the spill directory removes it only if it is empty:
+// another Clean sharing it (which also found it missing) keeps its files.
+func TestSpillDirShared(t *testing.T) {
+	in, end := randomBatches(t, 50, 100)
+	spillDir := filepath.Join(t.TempDir(), "spill")
+	p := Params{UpTo: end, Segments: []Segment{{Base: 0, End: end}}, MapBytes: 4 * entryBytes, SpillDir: spillDir}
+	calls := 0
+	src := func(fn func([]byte) error) error {
+		calls++
+		if calls == 2 { // pass 2: the map has spilled, so spillDir exists
+			if err := os.Mkdir(filepath.Join(spillDir, "cleaner-spill-other"), 0o755); err != nil {
+				return err
+			}
+		}
+		return sliceSource(in)(fn)
+	}
+	st, err := Clean(src, p, func([]byte) error { return nil })
+	if err != nil || !st.Spilled {
+		t.Fatalf("Clean: %v, %+v", err, st)
+	}
+	ents, err := os.ReadDir(spillDir)
+	if err != nil || len(ents) != 1 || ents[0].Name() != "cleaner-spill-other" {
+		t.Fatalf("spill directory after Clean: %v, %v", ents, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"syscall"
 )
 
 // Key map sizing and spill file layout.
@@ -306,7 +307,7 @@ func (k *keyMap) get(h keyHash) (int64, bool, error) {
 }
 
 // close releases the map and removes every spill file, the private
-// directory, and dir itself if close's map created it.
+// directory, and dir itself if this map created it and it is empty.
 func (k *keyMap) close() error {
 	var err error
 	if k.merged != nil {
@@ -320,7 +321,11 @@ func (k *keyMap) close() error {
 		k.tmp = ""
 	}
 	if k.createdDir {
-		if rerr := os.Remove(k.dir); rerr != nil && err == nil {
+		// Another Clean sharing dir may have found it missing too, and
+		// may still have its private directory in it (or have removed
+		// dir already): then dir is left to the last one out.
+		rerr := os.Remove(k.dir)
+		if rerr != nil && !errors.Is(rerr, syscall.ENOTEMPTY) && !errors.Is(rerr, syscall.EEXIST) && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
 			err = rerr
 		}
 		k.createdDir = false
