@@ -32,6 +32,27 @@ type Config struct {
 	Lease    LeaseConfig    `mapstructure:"lease"`
 	Produce  ProduceConfig  `mapstructure:"produce"`
 	Replica  ReplicaConfig  `mapstructure:"replica"`
+	Cleaner  CleanerConfig  `mapstructure:"cleaner"`
+}
+
+// CleanerConfig is the log cleaner of compacted topics
+// (docs/compaction.md).
+type CleanerConfig struct {
+	// Enable runs the cleaner (log.cleaner.enable); off, compacted topics
+	// grow without bound.
+	Enable bool `mapstructure:"enable"`
+	// Threads is how many partitions this node cleans at once
+	// (log.cleaner.threads).
+	Threads int `mapstructure:"threads"`
+	// IORate budgets the cleaner's reads plus writes in bytes/s
+	// (log.cleaner.io.max.bytes.per.second); 0 is unlimited.
+	IORate int64 `mapstructure:"io-rate"`
+	// MapBytes is the key map memory of one cleaning before it spills to
+	// disk (log.cleaner.dedupe.buffer.size).
+	MapBytes int64 `mapstructure:"map-bytes"`
+	// Backoff is the pause between checks for cleanable partitions
+	// (log.cleaner.backoff.ms).
+	Backoff time.Duration `mapstructure:"backoff"`
 }
 
 // ReplicaConfig tunes replication of the active segment.
@@ -215,6 +236,11 @@ func Options() []Option {
 		{"lease.renew", 250 * time.Millisecond, "heartbeat interval of brokers to the controller"},
 		{"replica.lag-time-max", 10 * time.Second, "a follower that has not fetched for this long is dropped by a roll to a segment without it (replica.lag.time.max.ms)"},
 		{"replica.restore", 30 * time.Second, "a partition short of replicas for this long is copied to other live nodes, which a roll then takes into the replica set (0: never)"},
+		{"cleaner.enable", true, "run the log cleaner of compacted topics (log.cleaner.enable); off, they grow without bound"},
+		{"cleaner.threads", 1, "partitions this node cleans at once (log.cleaner.threads)"},
+		{"cleaner.io-rate", int64(32 << 20), "bytes per second the log cleaner may read plus write, so cleaning does not harm produce latency (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
+		{"cleaner.map-bytes", int64(64 << 20), "key map memory of one cleaning before it spills to disk (log.cleaner.dedupe.buffer.size)"},
+		{"cleaner.backoff", 15 * time.Second, "pause between the log cleaner's checks for cleanable partitions (log.cleaner.backoff.ms)"},
 		{"produce.forward", true, "forward a Produce for a partition another node leads to that leader (off: NOT_LEADER_OR_FOLLOWER with KIP-951 hints on v10+)"},
 	}
 }
@@ -380,6 +406,18 @@ func (c Config) Validate() error {
 	}
 	if c.Groups.OffsetsRetention <= 0 || c.Groups.OffsetsExpireInterval <= 0 {
 		errs = append(errs, errors.New("groups.offsets-retention and groups.offsets-expire-interval must be positive"))
+	}
+	if c.Cleaner.Threads < 1 || c.Cleaner.Threads > 64 {
+		errs = append(errs, fmt.Errorf("cleaner.threads %d must be in [1, 64]", c.Cleaner.Threads))
+	}
+	if c.Cleaner.IORate < 0 {
+		errs = append(errs, fmt.Errorf("cleaner.io-rate %d must not be negative (0: unlimited)", c.Cleaner.IORate))
+	}
+	if c.Cleaner.MapBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("cleaner.map-bytes %d is below 1 MiB", c.Cleaner.MapBytes))
+	}
+	if c.Cleaner.Backoff <= 0 {
+		errs = append(errs, fmt.Errorf("cleaner.backoff %v must be positive", c.Cleaner.Backoff))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("configs: invalid configuration: %w", errors.Join(errs...))

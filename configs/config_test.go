@@ -3,6 +3,7 @@ package configs
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +71,49 @@ func TestOptionNames(t *testing.T) {
 	o := Option{Key: "kafka.request-max-bytes"}
 	if o.Flag() != "kafka-request-max-bytes" || o.Env() != "TUSK_KAFKA_REQUEST_MAX_BYTES" {
 		t.Fatalf("%s %s", o.Flag(), o.Env())
+	}
+}
+
+// TestCleanerConfig: the cleaner's settings have their defaults, come
+// from TUSK_CLEANER_* and --cleaner-* like every option, and are
+// validated.
+func TestCleanerConfig(t *testing.T) {
+	c := Default()
+	want := CleanerConfig{Enable: true, Threads: 1, IORate: 32 << 20, MapBytes: 64 << 20, Backoff: 15 * time.Second}
+	if c.Cleaner != want {
+		t.Fatalf("defaults %+v, want %+v", c.Cleaner, want)
+	}
+	t.Setenv("TUSK_CLEANER_IO_RATE", "0")
+	t.Setenv("TUSK_CLEANER_ENABLE", "false")
+	v := viper.New()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	if err := BindFlags(fs, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"--cleaner-threads", "3", "--cleaner-map-bytes", "2097152", "--cleaner-backoff", "250ms"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = CleanerConfig{Enable: false, Threads: 3, IORate: 0, MapBytes: 2 << 20, Backoff: 250 * time.Millisecond}
+	if c.Cleaner != want {
+		t.Fatalf("loaded %+v, want %+v", c.Cleaner, want)
+	}
+	for _, bad := range []struct {
+		mutate func(*CleanerConfig)
+		err    string
+	}{
+		{func(c *CleanerConfig) { c.Threads = 0 }, "cleaner.threads 0 must be in [1, 64]"},
+		{func(c *CleanerConfig) { c.IORate = -1 }, "cleaner.io-rate -1 must not be negative (0: unlimited)"},
+		{func(c *CleanerConfig) { c.MapBytes = 1<<20 - 1 }, "cleaner.map-bytes 1048575 is below 1 MiB"},
+		{func(c *CleanerConfig) { c.Backoff = 0 }, "cleaner.backoff 0s must be positive"},
+	} {
+		c := Default()
+		bad.mutate(&c.Cleaner)
+		if err := c.Validate(); err == nil || !strings.HasSuffix(err.Error(), bad.err) {
+			t.Errorf("error %v, want one ending %q", err, bad.err)
+		}
 	}
 }

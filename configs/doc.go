@@ -5,9 +5,11 @@
 // ("--kafka-listen") and one environment variable ("TUSK_KAFKA_LISTEN").
 //
 // TopicConfigs is the allow-list of topic-level configs with their types,
-// defaults and ranges; ValidateTopicConfig checks an override against it
-// (the broker on every CreateTopics and AlterConfigs, the metadata store on
-// every command before it enters the Raft log).
+// defaults, ranges and Kafka broker synonyms; ValidateTopicConfig checks an
+// override against it (the broker on every CreateTopics and AlterConfigs,
+// the metadata store on every command before it enters the Raft log).
+// CleanupPolicy parses cleanup.policy and CleaningConfig resolves a
+// topic's compaction settings for the log cleaner.
 //
 // Example files for a single node and a local cluster live beside this file.
 // Nothing here imports other Tusk packages. Config values are plain data and

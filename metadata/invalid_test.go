@@ -24,7 +24,7 @@ func badConfigCommands() []Command {
 // fails with ErrInvalidCommand, changes nothing and counts as applied.
 func TestFSMRefusesInvalidEntry(t *testing.T) {
 	for _, c := range append(badConfigCommands(),
-		CreateTopic{Name: "b", ID: topicID(9), Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}, Assignments: [][]int32{{1}}},
+		CreateTopic{Name: "b", ID: topicID(9), Partitions: 1, Configs: map[string]string{"cleanup.policy": "compaction"}, Assignments: [][]int32{{1}}},
 		CreateTopic{Name: "b", ID: topicID(9), Partitions: 1, Configs: map[string]string{"no.such.config": "1"}, Assignments: [][]int32{{1}}},
 		CreateTopic{Name: "b/c", ID: topicID(9), Partitions: 1, Assignments: [][]int32{{1}}},
 		SetTopicConfigs{Name: "a", ID: topicID(1), Expected: map[string]string{"retention.ms": "10"}, Configs: map[string]string{"segment.bytes": "1"}},
