@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -64,6 +66,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		nameErr := validTopicName(rt.Topic)
 		maxOverride, maxSet, internal, topicOK := b.store.FSM().TopicConfigValue(rt.Topic, "max.message.bytes")
 		maxBytes := int64(-1) // parsed once per topic, when needed
+		compact := false      // cleanup.policy includes compact; looked up with maxBytes
 		// Sized up front: waits keep pointers into this array.
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi := range rt.Partitions {
@@ -91,8 +94,10 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 			default:
 				if maxBytes < 0 {
 					maxBytes = b.maxMessageBytes(maxOverride, maxSet)
+					policy, policySet, _, _ := b.store.FSM().TopicConfigValue(rt.Topic, "cleanup.policy")
+					compact = b.keys.policies.compact(policy, policySet)
 				}
-				if w, ok := b.producePartition(rc, req, resp, &fwd, rt.Topic, rp, sp, maxBytes); ok {
+				if w, ok := b.producePartition(rc, req, resp, &fwd, rt.Topic, rp, sp, appendLimits{tp: storage.TopicPartition{Topic: rt.Topic, Partition: rp.Partition}, maxBytes: maxBytes, compact: compact}); ok {
 					waits = append(waits, w)
 				}
 			}
@@ -171,7 +176,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 // the roll and then follows the partition to its new leader, so producers
 // do not see the handover. It returns the ack to wait for, if any.
 func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, fwd *produceForward,
-	topic string, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, maxBytes int64) (pendingAck, bool) {
+	topic string, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, lim appendLimits) (pendingAck, bool) {
 	for attempt := 0; ; attempt++ {
 		l, code := b.partitionLog(topic, rp.Partition)
 		if code == kerr.NotLeaderForPartition.Code {
@@ -226,7 +231,7 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 				sp.ErrorMessage = kmsg.StringPtr(err.Error())
 				return pendingAck{}, false
 			}
-			last, code, msg = b.appendRecords(l, epoch, rp.Records, maxBytes, sp)
+			last, code, msg = b.appendRecords(l, epoch, rp.Records, lim, sp)
 			appended := int64(0)
 			if code == 0 {
 				appended = int64(len(rp.Records))
@@ -234,7 +239,7 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 			release(appended)
 		} else {
 			_, epoch, _ := b.store.FSM().PartitionLeader(topic, rp.Partition)
-			last, code, msg = b.appendRecords(l, max(epoch, 0), rp.Records, maxBytes, sp)
+			last, code, msg = b.appendRecords(l, max(epoch, 0), rp.Records, lim, sp)
 		}
 		sp.ErrorCode = code
 		if msg != "" {
@@ -282,9 +287,22 @@ func (b *Broker) maxMessageBytes(override string, set bool) int64 {
 	return b.topicConfigInt(nil, "max.message.bytes")
 }
 
+// appendLimits is what a topic's configs demand of every batch produced to
+// it.
+type appendLimits struct {
+	tp       storage.TopicPartition // for error messages
+	maxBytes int64                  // max.message.bytes
+	// compact: cleanup.policy includes compact, so every record needs a
+	// key. Only then are records decoded; other topics' batches are
+	// checked by their headers and CRC alone.
+	compact bool
+}
+
 // appendRecords validates every batch of one partition's records and then
-// appends them. It returns the last offset appended, or an error code.
-func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, maxBytes int64, sp *kmsg.ProduceResponseTopicPartition) (int64, int16, string) {
+// appends them: all of them, or none if any fails. It returns the last
+// offset appended, or an error code.
+func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, lim appendLimits, sp *kmsg.ProduceResponseTopicPartition) (int64, int16, string) {
+	maxBytes := lim.maxBytes
 	if len(records) == 0 {
 		return 0, kerr.CorruptMessage.Code, "no record batch"
 	}
@@ -317,6 +335,17 @@ func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, maxB
 			return 0, kerr.TransactionalIDAuthorizationFailed.Code, "transactional and control batches are not supported"
 		default:
 			return 0, kerr.CorruptMessage.Code, err.Error()
+		}
+	}
+	if lim.compact {
+		// Forwarded produces are checked here too: on the leader, which
+		// appends them.
+		raw := make([][]byte, len(batches))
+		for i, x := range batches {
+			raw[i] = x.b
+		}
+		if code, msg := b.keys.check(raw, lim.tp, sp); code != 0 {
+			return 0, code, msg
 		}
 	}
 	var last int64
@@ -352,3 +381,53 @@ var (
 	errTooLarge      = errors.New("record batch too large")
 	errTransactional = errors.New("transactional batch")
 )
+
+// keyCheck refuses records without a key in batches produced to compacted
+// topics, as Kafka does (the cleaner could not keep or remove them).
+type keyCheck struct {
+	policies compactPolicies
+	// decompressors recycles kafkaproto.Decompressors (their zstd
+	// decoders are costly to build); concurrency 1 decoders hold no
+	// goroutines, so the pool may drop them.
+	decompressors sync.Pool
+}
+
+// check decodes every record of batches (decompressing them) and, if any
+// has a null key, fills sp's record errors (Produce v8+: each keyless
+// record's index among the partition's records, and Kafka's message) and
+// returns INVALID_RECORD. A record section that does not decode is
+// CORRUPT_MESSAGE.
+func (k *keyCheck) check(batches [][]byte, tp storage.TopicPartition, sp *kmsg.ProduceResponseTopicPartition) (int16, string) {
+	d, _ := k.decompressors.Get().(*kafkaproto.Decompressor)
+	if d == nil {
+		d = new(kafkaproto.Decompressor)
+	}
+	defer k.decompressors.Put(d)
+	var errs []kmsg.ProduceResponseTopicPartitionErrorRecord
+	index := int32(0)
+	for _, batch := range batches {
+		recs, err := d.Records(batch)
+		if err != nil {
+			return kerr.CorruptMessage.Code, fmt.Sprintf("decode the records of a batch for compacted topic partition %s: %v", tp, err)
+		}
+		for _, r := range recs {
+			if r.Key == nil {
+				e := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+				e.RelativeOffset = index
+				e.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("Compacted topic cannot accept message without key in topic partition %s.", tp))
+				errs = append(errs, e)
+			}
+			index++
+		}
+	}
+	if len(errs) == 0 {
+		return 0, ""
+	}
+	sp.ErrorRecords = errs
+	var first []string
+	for _, e := range errs[:min(len(errs), 3)] {
+		first = append(first, fmt.Sprintf("RecordError(batchIndex=%d, message='%s')", e.RelativeOffset, *e.ErrorMessage))
+	}
+	return kerr.InvalidRecord.Code, fmt.Sprintf("One or more records have been rejected due to %d record errors in total, and only showing the first three errors at most: [%s]",
+		len(errs), strings.Join(first, ", "))
+}

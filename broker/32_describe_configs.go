@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/configs"
 )
 
 // Config sources as reported by DescribeConfigs v1+.
@@ -67,9 +70,16 @@ func wanted(names []string, name string) bool {
 	return false
 }
 
-// describeTopicConfigs lists a topic's effective configs.
+// describeTopicConfigs lists a topic's effective configs as Kafka does
+// (ConfigHelper.createTopicConfigEntry): a list's value normalized (items
+// trimmed, joined by commas); the source is the topic override's, else
+// the broker default's. The synonyms (v1+) are the topic override
+// (DYNAMIC_TOPIC_CONFIG), if set, then the broker config the default
+// stands for (log.cleanup.policy for cleanup.policy): STATIC_BROKER_CONFIG
+// when this node's configuration changed it, else DEFAULT_CONFIG.
 func (b *Broker) describeTopicConfigs(overrides map[string]string, names []string, synonyms, docs bool) []kmsg.DescribeConfigsResponseResourceConfig {
 	var out []kmsg.DescribeConfigsResponseResourceConfig
+	builtin := b.builtin.get()
 	for _, d := range topicConfigDefs() {
 		if !wanted(names, d.name) {
 			continue
@@ -77,8 +87,16 @@ func (b *Broker) describeTopicConfigs(overrides map[string]string, names []strin
 		c := kmsg.NewDescribeConfigsResponseResourceConfig()
 		c.Name = d.name
 		val, override := b.topicConfigValue(overrides, d.name)
+		brokerVal := d.def(b.cfg)
+		if d.typ == ctList {
+			val, brokerVal = configs.NormalizeList(val), configs.NormalizeList(brokerVal)
+		}
+		brokerSource := int8(sourceDefault)
+		if d.synonym != "" && d.def(b.cfg) != d.def(builtin) {
+			brokerSource = sourceStaticBroker
+		}
 		c.Value = kmsg.StringPtr(val)
-		c.Source = sourceDefault
+		c.Source = kmsg.ConfigSource(brokerSource)
 		if override {
 			c.Source = sourceDynamicTopic
 		}
@@ -92,9 +110,11 @@ func (b *Broker) describeTopicConfigs(overrides map[string]string, names []strin
 				s.Name, s.Value, s.Source = d.name, kmsg.StringPtr(val), sourceDynamicTopic
 				c.ConfigSynonyms = append(c.ConfigSynonyms, s)
 			}
-			s := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
-			s.Name, s.Value, s.Source = d.name, kmsg.StringPtr(d.def(b.cfg)), sourceDefault
-			c.ConfigSynonyms = append(c.ConfigSynonyms, s)
+			if d.synonym != "" {
+				s := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+				s.Name, s.Value, s.Source = d.synonym, kmsg.StringPtr(brokerVal), kmsg.ConfigSource(brokerSource)
+				c.ConfigSynonyms = append(c.ConfigSynonyms, s)
+			}
 		}
 		out = append(out, c)
 	}
@@ -125,5 +145,25 @@ func (b *Broker) describeBrokerConfigs(names []string) []kmsg.DescribeConfigsRes
 	add("log.dirs", c.DataDir, ctString)
 	add("tusk.storage.fsync", c.Storage.Fsync, ctString)
 	add("default.replication.factor", "1", ctInt)
+	ioRate := strconv.FormatInt(c.Cleaner.IORate, 10)
+	if c.Cleaner.IORate == 0 {
+		ioRate = "1.7976931348623157E308" // Kafka's unlimited (Double.MAX_VALUE)
+	}
+	add("log.cleaner.enable", strconv.FormatBool(c.Cleaner.Enable), ctBoolean)
+	add("log.cleaner.threads", strconv.Itoa(c.Cleaner.Threads), ctInt)
+	add("log.cleaner.io.max.bytes.per.second", ioRate, configs.TopicConfigDouble)
+	add("log.cleaner.dedupe.buffer.size", strconv.FormatInt(c.Cleaner.MapBytes, 10), ctLong)
+	add("log.cleaner.backoff.ms", strconv.FormatInt(c.Cleaner.Backoff.Milliseconds(), 10), ctLong)
+	// The broker defaults of the remaining topic configs, under the names
+	// DescribeConfigs gives them as topic config synonyms.
+	for _, d := range topicConfigDefs() {
+		if d.synonym != "" && !slices.ContainsFunc(out, func(e kmsg.DescribeConfigsResponseResourceConfig) bool { return e.Name == d.synonym }) {
+			v := d.def(c)
+			if d.typ == ctList {
+				v = configs.NormalizeList(v)
+			}
+			add(d.synonym, v, d.typ)
+		}
+	}
 	return out
 }

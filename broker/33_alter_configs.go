@@ -63,10 +63,8 @@ func (b *Broker) alterTopicConfigs(ctx context.Context, typ kmsg.ConfigResourceT
 		if code != 0 {
 			return code, msg
 		}
-		for k, v := range next {
-			if err := validateTopicConfig(k, v); err != nil {
-				return kerr.InvalidConfig.Code, err.Error()
-			}
+		if err := validateTopicConfigs(next); err != nil {
+			return kerr.InvalidConfig.Code, err.Error()
 		}
 		if validateOnly {
 			return 0, ""

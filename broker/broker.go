@@ -62,6 +62,11 @@ type Broker struct {
 	// badConfigs are stored topic config values that did not parse
 	// (topicConfigInt warns once about each).
 	badConfigs badConfigValues
+	// keys refuses records without a key produced to compacted topics
+	// (00_produce.go).
+	keys keyCheck
+	// builtin is the default configuration, for DescribeConfigs' sources.
+	builtin builtinConfig
 
 	internalLn     net.Listener
 	internalHTTP   *connQueue // the internal listener's HTTP connections (internal_kafka.go)

@@ -36,7 +36,8 @@ func startBroker(t *testing.T, dir string, mutate ...func(*configs.Config)) *Bro
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := storage.Open(storage.Options{Dir: filepath.Join(dir, "logs"), Fsync: policy, FsyncInterval: cfg.Storage.FsyncInterval, Logger: log})
+	engine, err := storage.Open(storage.Options{Dir: filepath.Join(dir, "logs"), Fsync: policy, FsyncInterval: cfg.Storage.FsyncInterval, Logger: log,
+		RetentionCheckInterval: cfg.Storage.RetentionCheckInterval})
 	if err != nil {
 		t.Fatal(err)
 	}

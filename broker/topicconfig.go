@@ -28,6 +28,9 @@ type topicConfigDef struct {
 	typ  topicConfigType
 	// def returns the broker default as a string.
 	def func(c configs.Config) string
+	// synonym is the Kafka broker config the default stands for
+	// (log.cleanup.policy for cleanup.policy), "" if none.
+	synonym string
 	// allowed, if set, lists the only accepted values.
 	allowed []string
 	// enforced says whether Tusk acts on the value (others are stored and
@@ -37,7 +40,7 @@ type topicConfigDef struct {
 }
 
 func fromConfigs(d configs.TopicConfig) topicConfigDef {
-	return topicConfigDef{name: d.Name, typ: d.Type, def: d.Default, allowed: d.Allowed, enforced: d.Enforced, doc: d.Doc}
+	return topicConfigDef{name: d.Name, typ: d.Type, def: d.Default, synonym: d.Synonym, allowed: d.Allowed, enforced: d.Enforced, doc: d.Doc}
 }
 
 // topicConfigDefs lists the accepted topic configs.
@@ -58,8 +61,8 @@ func findTopicConfig(name string) (topicConfigDef, bool) {
 	return fromConfigs(d), true
 }
 
-// validateTopicConfig checks one name/value pair.
-func validateTopicConfig(name, value string) error { return configs.ValidateTopicConfig(name, value) }
+// validateTopicConfigs checks a topic's overrides, each and together.
+func validateTopicConfigs(m map[string]string) error { return configs.ValidateTopicConfigs(m) }
 
 // topicConfigValue resolves a topic config: the override, else the default.
 func (b *Broker) topicConfigValue(overrides map[string]string, name string) (string, bool) {
@@ -92,6 +95,20 @@ func (b *Broker) topicConfigInt(overrides map[string]string, name string) int64 
 	return b.topicConfigInt(nil, name)
 }
 
+// builtinConfig is the configuration of a node started without a config
+// file, variables or flags, computed once: DescribeConfigs reports a topic
+// default that differs from it as set by the node (STATIC_BROKER_CONFIG),
+// else as Kafka's DEFAULT_CONFIG.
+type builtinConfig struct {
+	once sync.Once
+	cfg  configs.Config
+}
+
+func (d *builtinConfig) get() configs.Config {
+	d.once.Do(func() { d.cfg = configs.Default() })
+	return d.cfg
+}
+
 // badConfigValues remembers the config values topicConfigInt warned about.
 type badConfigValues struct {
 	mu   sync.Mutex
@@ -113,13 +130,58 @@ func (s *badConfigValues) first(name, value string) bool {
 	return true
 }
 
-// logConfig maps a topic's configs to the storage engine's.
+// logConfig maps a topic's configs to the storage engine's. Retention
+// follows cleanup.policy: a topic whose policy does not include delete
+// (compact alone) never loses data to retention.ms or retention.bytes.
 func (b *Broker) logConfig(overrides map[string]string) storage.LogConfig {
-	return storage.LogConfig{
+	cfg := storage.LogConfig{
 		SegmentBytes:       b.topicConfigInt(overrides, "segment.bytes"),
 		SegmentMs:          b.topicConfigInt(overrides, "segment.ms"),
 		RetentionBytes:     b.topicConfigInt(overrides, "retention.bytes"),
 		RetentionMs:        b.topicConfigInt(overrides, "retention.ms"),
 		IndexIntervalBytes: int(b.topicConfigInt(overrides, "index.interval.bytes")),
 	}
+	if !configs.CleaningConfig(overrides).Delete {
+		cfg.RetentionBytes, cfg.RetentionMs = -1, -1
+	}
+	return cfg
+}
+
+// compactPolicies memoizes which cleanup.policy values include compact, so
+// the produce path looks the policy up without parsing it per request.
+type compactPolicies struct {
+	mu sync.RWMutex
+	m  map[string]bool // stored cleanup.policy value → includes compact
+}
+
+// maxCompactPolicies bounds the memo; distinct stored spellings are few
+// (whitespace variants of four lists), so it is never reached in practice.
+const maxCompactPolicies = 64
+
+// compact reports whether a stored cleanup.policy value (set: the topic
+// overrides it) includes compact. A value that does not parse (metadata
+// written by an older version) counts as the default, delete.
+func (p *compactPolicies) compact(value string, set bool) bool {
+	if !set || value == configs.CleanupPolicyDelete {
+		return false // the default and the common case: no lock, no parse
+	}
+	p.mu.RLock()
+	c, ok := p.m[value]
+	p.mu.RUnlock()
+	if ok {
+		return c
+	}
+	c, _, err := configs.CleanupPolicy(value)
+	if err != nil {
+		c = false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]bool{}
+	}
+	if len(p.m) < maxCompactPolicies {
+		p.m[value] = c
+	}
+	return c
 }

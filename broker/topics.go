@@ -84,10 +84,8 @@ func (b *Broker) createTopic(ctx context.Context, name string, partitions int32,
 	if partitions < 1 || partitions > 100000 {
 		return metadata.Topic{}, kerr.InvalidPartitions.Code, fmt.Sprintf("partition count %d must be in [1, 100000]", partitions)
 	}
-	for k, v := range configs {
-		if err := validateTopicConfig(k, v); err != nil {
-			return metadata.Topic{}, kerr.InvalidConfig.Code, err.Error()
-		}
+	if err := validateTopicConfigs(configs); err != nil {
+		return metadata.Topic{}, kerr.InvalidConfig.Code, err.Error()
 	}
 	if _, ok := b.store.FSM().Topic(name); ok {
 		return metadata.Topic{}, kerr.TopicAlreadyExists.Code, fmt.Sprintf("topic %q already exists", name)
