@@ -18,10 +18,13 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newConfigDocCmd(), newClusterCmd())
+	// Flag mistakes are usage errors (exit 2, admin.go).
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newConfigDocCmd(), newClusterCmd(),
+		newTopicCmd(), newGroupCmd(), newConfigCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tusk:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
