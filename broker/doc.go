@@ -75,6 +75,16 @@
 // A Fetch with ReplicaID >= 0 on a client listener is answered
 // CLUSTER_AUTHORIZATION_FAILED and moves nothing.
 //
+// # Web console
+//
+// The HTTP listener serves /healthz, /metrics, /debug/pprof and whatever
+// MountHTTP added before Listen: tusk serve mounts package console there.
+// ConsoleSource (console.go) is the console's view of the node: this
+// node's own status, the other nodes' over the internal endpoint
+// /v1/console/node, and consumer groups with their lag through kadm on
+// this node's Kafka listener (so a group coordinated elsewhere is found
+// as any client would find it).
+//
 // # Shutdown
 //
 // Close stops the listeners, stops reading new requests, waits for every
