@@ -149,23 +149,26 @@ func (s *ConsoleSource) Nodes(ctx context.Context, topic string) []console.NodeS
 	return out
 }
 
-func (s *ConsoleSource) admin() *kadm.Client {
+func (s *ConsoleSource) admin() (*kadm.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.adm == nil {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(s.b.KafkaAddr()), kgo.ClientID("tusk-console"))
 		if err != nil {
-			// NewClient fails only on invalid options; these are fixed.
-			panic(fmt.Sprintf("broker: console kafka client: %v", err))
+			return nil, fmt.Errorf("broker: console kafka client: %w", err)
 		}
 		s.cl, s.adm = cl, kadm.NewClient(cl)
 	}
-	return s.adm
+	return s.adm, nil
 }
 
 // Groups implements console.Broker (ListGroups on every node).
 func (s *ConsoleSource) Groups(ctx context.Context) ([]console.GroupSummary, error) {
-	listed, err := s.admin().ListGroups(ctx)
+	adm, err := s.admin()
+	if err != nil {
+		return nil, err
+	}
+	listed, err := adm.ListGroups(ctx)
 	if err != nil && len(listed) == 0 {
 		return nil, fmt.Errorf("broker: console list groups: %w", err)
 	}
@@ -179,7 +182,11 @@ func (s *ConsoleSource) Groups(ctx context.Context) ([]console.GroupSummary, err
 // Group implements console.Broker: kadm's Lag (DescribeGroups,
 // OffsetFetch, ListOffsets) for one group.
 func (s *ConsoleSource) Group(ctx context.Context, id string) (console.Group, error) {
-	lags, err := s.admin().Lag(ctx, id)
+	adm, err := s.admin()
+	if err != nil {
+		return console.Group{}, err
+	}
+	lags, err := adm.Lag(ctx, id)
 	if err != nil {
 		return console.Group{}, fmt.Errorf("broker: console group lag: %w", err)
 	}
