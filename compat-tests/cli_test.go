@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,7 +151,22 @@ func TestCLI(t *testing.T) {
 		{name: "unknown flag", args: args("topic", "list", "--bogus"), code: 2, stderr: []string{"unknown flag: --bogus"}},
 		{name: "unknown subcommand", args: args("topic", "frobnicate"), code: 2, stderr: []string{`unknown subcommand "frobnicate"`}},
 		{name: "list", args: args("topic", "list", "--format", "json"), code: 0,
-			json: []any{map[string]any{"topic": topic, "partitions": 3, "replication_factor": 1, "internal": false}}, ignore: []string{"id"}},
+			json: []any{map[string]any{"topic": topic, "partitions": 3, "replication_factor": 1, "internal": false}}, ignore: []string{"id"},
+			check: func(t *testing.T) {
+				// The id is printed as Kafka prints it (URL-safe base64, no padding).
+				out, _, _ := cliRun(t, nil, args("topic", "list", "--format", "json")...)
+				var l []struct {
+					ID string `json:"id"`
+				}
+				md, err := adm.Metadata(ctxTimeout(t, 10*time.Second), topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := md.Topics[topic].ID
+				if err := json.Unmarshal([]byte(out), &l); err != nil || len(l) != 1 || l[0].ID != base64.RawURLEncoding.EncodeToString(id[:]) {
+					t.Fatalf("topic list ids %+v (%v), want %s", l, err, base64.RawURLEncoding.EncodeToString(id[:]))
+				}
+			}},
 		{name: "list table via TUSK_BROKERS", args: []string{"topic", "list"}, env: []string{"TUSK_BROKERS=" + n.Kafka}, code: 0,
 			stdout: []string{"TOPIC", "PARTITIONS", topic + "  3 "}},
 		{name: "alter", args: args("topic", "alter", topic, "-p", "5", "--set", "segment.bytes=1048576", "--delete", "retention.ms", "--format", "json"), code: 0,

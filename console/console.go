@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -341,10 +341,9 @@ type TopicSummary struct {
 	DiskBytes int64 `json:"disk_bytes"`
 }
 
-func topicID(id metadata.TopicID) string {
-	h := hex.EncodeToString(id[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+// topicID is a topic ID as Kafka prints it (Uuid.toString: URL-safe
+// base64 without padding), as kafka-topics and the admin CLI show it.
+func topicID(id metadata.TopicID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
 
 func summary(t metadata.Topic) TopicSummary {
 	s := TopicSummary{Name: t.Name, ID: topicID(t.ID), Internal: t.Internal, Partitions: int32(len(t.Parts)),

@@ -150,7 +150,7 @@ func TestTopicsAPI(t *testing.T) {
 		t.Fatalf("status %d", code)
 	}
 	want := []TopicSummary{
-		{Name: "rot", ID: "01000000-0000-0000-0000-000000000000", Partitions: 2, ReplicationFactor: 3, Segments: 4,
+		{Name: "rot", ID: "AQAAAAAAAAAAAAAAAAAAAA", Partitions: 2, ReplicationFactor: 3, Segments: 4,
 			Configs: map[string]string{"segment.bytes": "4096"}, DiskBytes: 25000},
 	}
 	if !reflect.DeepEqual(got, want) {

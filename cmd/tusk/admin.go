@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,6 +144,10 @@ func itemErrors(failed []string) error {
 	sort.Strings(failed)
 	return fmt.Errorf("%d failed: %s", len(failed), strings.Join(failed, "; "))
 }
+
+// topicIDString prints a topic ID as Kafka does (Uuid.toString: URL-safe
+// base64 without padding).
+func topicIDString(id kadm.TopicID) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
 
 func errString(err error) string {
 	if err == nil {

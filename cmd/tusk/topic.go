@@ -56,7 +56,7 @@ func topicCreateCmd(o *adminOpts) *cobra.Command {
 						tc.Error = errMessage(r.Err, r.ErrMessage)
 						failed = append(failed, r.Topic+": "+tc.Error)
 					} else {
-						tc.ID = r.ID.String()
+						tc.ID = topicIDString(r.ID)
 					}
 					out = append(out, tc)
 				}
@@ -117,7 +117,7 @@ func topicListCmd(o *adminOpts) *cobra.Command {
 				}
 				out := []topicListed{}
 				for _, td := range tds.Sorted() {
-					out = append(out, topicListed{Topic: td.Topic, ID: td.ID.String(), Partitions: len(td.Partitions),
+					out = append(out, topicListed{Topic: td.Topic, ID: topicIDString(td.ID), Partitions: len(td.Partitions),
 						ReplicationFactor: td.Partitions.NumReplicas(), Internal: td.IsInternal})
 				}
 				if o.json() {
@@ -211,7 +211,7 @@ func topicDescribeCmd(o *adminOpts) *cobra.Command {
 						out = append(out, d)
 						continue
 					}
-					d.ID, d.Internal = td.ID.String(), td.IsInternal
+					d.ID, d.Internal = topicIDString(td.ID), td.IsInternal
 					if cfgs[t] != nil {
 						d.Configs = cfgs[t]
 					}
