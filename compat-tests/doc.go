@@ -11,4 +11,8 @@
 //	                       only for validating the suite itself
 //	TUSK_REQUIRE_TOOLS=1   fail instead of skip when kcat, ip (network
 //	                       namespaces) or python3's confluent_kafka is missing
+//	                       (chromium, for the web console's browser test, is
+//	                       always required: that test fails without it)
+//	TUSK_UPDATE_CONSOLE_PNG=1  the console test also writes its partition
+//	                       timeline screenshot to docs/console.png (README)
 package compat
