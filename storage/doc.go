@@ -147,6 +147,11 @@
 //	    high-watermark                  replicated logs: HW at the last clean close
 //	    leader-epoch-checkpoint         epoch cache below the active segment
 //	    truncate-to                     only while a TruncateTo runs
+//	    clean-generation                generation of the last committed rewrite
+//	    clean-swap                      only while a rewrite's Commit runs
+//	    <base>.log.cleaned              a pending rewrite's output (with
+//	    <base>.index.cleaned            .index.cleaned and .timeindex.cleaned),
+//	    <base>.timeindex.cleaned        not part of the log until swapped in
 //	    *.deleted                       a dropped segment's file: queued for the
 //	                                    deleter, or kept as the log's spare for
 //	                                    its next roll (recycle.go); recovery
@@ -192,6 +197,12 @@
 //	log-start-offset  "TSKL" | offset i64 | CRC-32C u32   (16 bytes)
 //	truncate-to       "TSKT" | offset i64 | CRC-32C u32   (16 bytes)
 //	high-watermark    "TSKH" | offset i64 | CRC-32C u32   (16 bytes)
+//	clean-generation  "TSKG" | generation i32 | CRC-32C u32   (12 bytes)
+//	clean-swap  "TSKW" | version u16 (1) | generation i32 | logStart i64 |
+//	            nOld u32 | nOld × base i64 | nNew u32 | nNew × base i64 |
+//	            CRC-32C u32
+//	            (old: the files the rewrite replaces; new: the files it
+//	            puts in place, named <base>.*.cleaned until renamed)
 //	leader-epoch-checkpoint
 //	            "TSKE" | version u16 (1) | end i64 | count u32 |
 //	            count × { epoch i32 | startOffset i64 } | CRC-32C u32
@@ -232,6 +243,28 @@
 // An I/O error in TruncateTo fences the log. A group commit that began
 // before a truncation does not advance the durable offset afterwards.
 //
+// A rewrite (rewrite.go, docs/compaction.md) replaces the sealed files
+// below an offset upTo by cleaned ones. BeginRewrite rolls the active
+// file if upTo lies in it and pins the covered files (retention,
+// DeleteRecords and recycling remove none of them until Commit or Abort;
+// TruncateTo into them is refused). The output is written under
+// *.cleaned names; Prepare copies the batches at and above upTo of a
+// file straddling upTo into <upTo>.log.cleaned, writes every output's
+// index files, fdatasyncs them and fsyncs the directory. Commit, under
+// the log mutex: (1) writes clean-swap (.tmp, fsync, rename, fsync
+// directory), the commit point; (2) raises log-start-offset to
+// max(log start, from) if needed; (3) closes the old files (readers that
+// pinned one finish first), renames each to a *.deleted name (removing
+// its small files) and each *.cleaned file into place; (4) fsyncs the
+// directory, writes clean-generation, removes clean-swap and fsyncs the
+// directory; then hands the old files to the deleter, which waits for
+// their open Sections. Each step of (2)-(4) is idempotent: a new file
+// whose <base>.log.cleaned is gone is in place. A crash before (1) is
+// durable leaves the old files (recovery removes the *.cleaned output);
+// after it, recovery completes the swap. An I/O error after (1) fences
+// the log. Output below the log start (DeleteRecords during the rewrite)
+// goes afterwards like any segment below the log start.
+//
 // Segment data is never unlinked at once (a large unlink stalls every
 // fdatasync on the file system behind the journal): retention,
 // DeleteRecords, TruncateTo, recovery and DeleteLog remove a segment's
@@ -263,7 +296,12 @@
 // is the newest valid .snapshot at or below the active segment's base, plus
 // a replay of the batch headers after it.
 //
-// A truncate-to record is applied first: segment files above its offset
+// First of all, a clean-swap record is completed (the renames of
+// Commit, repeated idempotently) and any *.cleaned file left is removed,
+// before the *.deleted files go to the deleter; the generation is read
+// from clean-generation (0 without one).
+//
+// A truncate-to record is applied next: segment files above its offset
 // are deleted and the active segment's scan stops at it; the record is
 // removed once that is durable. The epoch cache is the checkpoint's
 // entries below both its end and the active segment's base, then a header

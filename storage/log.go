@@ -122,6 +122,12 @@ type Log struct {
 	// sections counts the log's open Sections: DeleteLog's deletion of
 	// the directory waits for them (deleter.go).
 	sections readerRefs
+
+	// Rewrites (rewrite.go), guarded by mu: the pending rewrite, whose
+	// files are pinned against removal, and the last committed
+	// generation.
+	rewrite  *Rewrite
+	cleanGen int32
 }
 
 // SetWriterEpoch records the leader epoch at which this node may append
@@ -844,6 +850,11 @@ func (l *Log) retain(now time.Time) {
 // retainLocked drops the sealed segments that retention.bytes, and if byTime
 // retention.ms, no longer keep.
 func (l *Log) retainLocked(now time.Time, byTime bool) {
+	if l.rewrite != nil {
+		// The oldest files are pinned by a pending rewrite; retention
+		// resumes once it commits or aborts.
+		return
+	}
 	cfg := l.cfg
 	sealed := len(l.segs) - 1
 	n := 0
@@ -887,7 +898,9 @@ func (l *Log) retainLocked(now time.Time, byTime bool) {
 // durable, handed to the engine's deleter, which frees them at the delete
 // rate after their last Section is closed.
 func (l *Log) removeFrontLocked(n int) {
-	if n <= 0 {
+	if n <= 0 || l.rewrite != nil {
+		// A pending rewrite pins the oldest files: its Commit or Abort
+		// removes what is then below the log start.
 		return
 	}
 	gone := l.segs[:n]

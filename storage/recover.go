@@ -57,6 +57,19 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// An interrupted rewrite: completed if its clean-swap record is
+	// there, its output removed if not (rewrite.go), before the old files
+	// it renamed to *.deleted go to the deleter.
+	if changed, err := l.recoverSwap(names); err != nil {
+		return fail(fmt.Errorf("recover rewrite: %w", err))
+	} else if changed {
+		if names, err = e.fs.ReadDir(dir); err != nil {
+			return fail(err)
+		}
+	}
+	if l.cleanGen, err = readGeneration(e.fs, dir); err != nil {
+		l.logger.Warn().Err(err).Msg("ignoring unreadable clean-generation file")
+	}
 	// Segment files deleted before a crash or restart: the deleter
 	// finishes them; they are never segments.
 	if _, err := e.reclaimLeftovers(dir, names); err != nil {

@@ -64,6 +64,11 @@ func (l *Log) TruncateTo(off int64) error {
 	}); err != nil {
 		return fmt.Errorf("storage: truncate %s to %d: scan segment %d: %w", l.tp, off, seg.base, err)
 	}
+	if r := l.rewrite; r != nil && i < len(r.covered) {
+		// The cut would change a file a pending rewrite replaces: abort
+		// the rewrite first.
+		return fmt.Errorf("storage: truncate %s to %d (batch at %d), rewrite pending below %d: %w", l.tp, off, cutOff, r.upTo, ErrRewritePending)
+	}
 	if cutOff < l.hw || newEnd < l.hw {
 		return fmt.Errorf("storage: truncate %s to %d (batch at %d), high watermark %d: %w", l.tp, off, cutOff, l.hw, ErrBelowHighWatermark)
 	}
