@@ -352,7 +352,10 @@ func TestDeleteLogDoesNotBlockEngine(t *testing.T) {
 		t.Fatalf("victim reopened after delete with LEO %d, want a new empty log", l.LogEndOffset())
 	}
 
-	// 2. Blocked in RemoveAll of the tombstone.
+	// 2. Blocked in RemoveAll of the tombstone. The deleter first
+	// finishes the victim's tombstone, whose RemoveAll would otherwise
+	// trip the gate before DeleteLog(other) renamed anything.
+	waitDeletes(t, e)
 	entered, release2 := bfs.arm("removeall", "")
 	var release2Once sync.Once
 	t.Cleanup(func() { release2Once.Do(func() { close(release2) }) })
