@@ -423,3 +423,30 @@ func TestRetentionOverGaps(t *testing.T) {
 		t.Fatalf("read at the log start: %v", err)
 	}
 }
+
+// TestMaxTimestampCleaned: a batch whose records were removed keeps its
+// MaxTimestamp; MaxTimestamp then answers its last offset (as Kafka), and
+// the record's offset when the record is still there.
+func TestMaxTimestampCleaned(t *testing.T) {
+	for _, c := range []struct {
+		keep    []int32
+		off, ts int64
+	}{{nil, 5, 503}, {[]int32{1}, 5, 503}, {[]int32{3}, 5, 503}, {[]int32{0, 3}, 5, 503}} {
+		t.Run(fmt.Sprint(c.keep), func(t *testing.T) {
+			fsys := NewCrashFS()
+			writeRawLog(t, fsys, map[int64][][]byte{0: {
+				makeCleanedBatch(cleanedSpec{base: 0, delta: 1, keep: full(2), ts: 100, pid: -1}),
+				// Header max timestamp 503, records at 500+delta.
+				makeCleanedBatch(cleanedSpec{base: 2, delta: 3, keep: c.keep, ts: 500, pid: -1}),
+				makeCleanedBatch(cleanedSpec{base: 6, delta: 0, keep: full(1), ts: 200, pid: -1}),
+			}})
+			e := openEngine(t, fsys, FsyncNever, nil)
+			defer e.Close()
+			l := openLog(t, e, LogConfig{RetentionBytes: -1, RetentionMs: -1})
+			off, ts, found, err := l.MaxTimestamp()
+			if err != nil || !found || off != c.off || ts != c.ts {
+				t.Fatalf("max timestamp %d@%d %v %v, want %d@%d", ts, off, found, err, c.ts, c.off)
+			}
+		})
+	}
+}

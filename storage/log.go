@@ -720,7 +720,9 @@ func (l *Log) OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool,
 }
 
 // MaxTimestamp finds the record with the largest timestamp below the high
-// watermark (the first such); -1, -1, false when there is none.
+// watermark (the first such); -1, -1, false when there is none. It goes by
+// batch headers' MaxTimestamp, so after a cleaning the timestamp may be
+// that of a removed record, at its batch's last offset (as Kafka).
 func (l *Log) MaxTimestamp() (offset, timestamp int64, found bool, err error) {
 	views, hw, _, err := l.views()
 	if err != nil {
@@ -769,6 +771,10 @@ func (l *Log) MaxTimestamp() (offset, timestamp int64, found bool, err error) {
 			if h.BaseOffset < bestBatch {
 				return nil
 			}
+			// A cleaned batch keeps its MaxTimestamp but may no longer
+			// hold the record that set it, or any record: then the
+			// answer is the batch's last offset, as Kafka's.
+			offset = h.LastOffset()
 			b, err := readBatch(best.s.f, p, h)
 			if err != nil {
 				return err

@@ -621,3 +621,36 @@ func TestRewriteCommitFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestRewriteNoOutput: a rewrite that writes nothing removes the range:
+// the log then starts at upTo (the split file's base).
+func TestRewriteNoOutput(t *testing.T) {
+	fsys := NewCrashFS()
+	e := openEngine(t, fsys, FsyncAlways, nil)
+	l := openLog(t, e, rewriteCfg)
+	all := appendTwo(t, l, 20, 0)
+	r, err := l.BeginRewrite(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(1); err != nil {
+		t.Fatal(err)
+	}
+	if l.LogStartOffset() != 20 {
+		t.Fatalf("log start %d, want 20", l.LogStartOffset())
+	}
+	checkBatches(t, l, all[10:])
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openEngine(t, fsys.Crash(), FsyncAlways, nil)
+	defer e2.Close()
+	l2 := openLog(t, e2, rewriteCfg)
+	if l2.LogStartOffset() != 20 || l2.CleanGeneration() != 1 {
+		t.Fatalf("after restart: log start %d, generation %d", l2.LogStartOffset(), l2.CleanGeneration())
+	}
+	checkBatches(t, l2, all[10:])
+}
