@@ -89,7 +89,8 @@
 //   - TruncateTo(off) drops the batches holding offsets >= off (the LEO
 //     becomes off, or the base of a batch straddling off, or, if off lies
 //     in an offset gap, the end of the batch before the gap); it refuses
-//     to go below the HW (ErrBelowHighWatermark, invariant I3).
+//     to go below the HW (ErrBelowHighWatermark, invariant I3), and into
+//     the files of a pending rewrite (ErrRewritePending).
 //   - EndOffsetForEpoch answers OffsetForLeaderEpoch from the epoch cache.
 //   - SegmentChecksum(base, end) is the CRC-32C and length of the stored
 //     bytes of the batches in [base, end), gaps or not, for invariant I4.
