@@ -121,6 +121,18 @@ func (b *Broker) describeTopicConfigs(overrides map[string]string, names []strin
 	return out
 }
 
+// The Kafka version this node reports in DescribeConfigs, which UIs (kafbat
+// UI) read to tell what a cluster supports. Tusk's newest API versions are
+// Kafka 3.7's (Produce v11 with KIP-951 leader hints, OffsetCommit v9,
+// DescribeLogDirs v4), so it reports 3.7's last metadata version,
+// 3.7-IV4, the inter.broker.protocol.version a Kafka 3.7 broker reports by
+// default. log.message.format.version is what such a broker reports too:
+// its default 3.0-IV1, ignored by Kafka since 3.0 (record batches are v2).
+const (
+	interBrokerProtocolVersion = "3.7-IV4"
+	logMessageFormatVersion    = "3.0-IV1"
+)
+
 // describeBrokerConfigs lists the node's static configuration (read-only).
 func (b *Broker) describeBrokerConfigs(names []string) []kmsg.DescribeConfigsResponseResourceConfig {
 	var out []kmsg.DescribeConfigsResponseResourceConfig
@@ -142,7 +154,9 @@ func (b *Broker) describeBrokerConfigs(names []string) []kmsg.DescribeConfigsRes
 	add("log.roll.ms", strconv.FormatInt(c.Topic.SegmentMs, 10), ctLong)
 	add("log.retention.ms", strconv.FormatInt(c.Topic.RetentionMs, 10), ctLong)
 	add("log.retention.bytes", strconv.FormatInt(c.Topic.RetentionBytes, 10), ctLong)
-	add("log.dirs", c.DataDir, ctString)
+	add("log.dirs", b.logsDir(), ctString)
+	add("inter.broker.protocol.version", interBrokerProtocolVersion, ctString)
+	add("log.message.format.version", logMessageFormatVersion, ctString)
 	add("tusk.storage.fsync", c.Storage.Fsync, ctString)
 	add("default.replication.factor", "1", ctInt)
 	ioRate := strconv.FormatInt(c.Cleaner.IORate, 10)

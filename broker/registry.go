@@ -31,6 +31,7 @@ func registry() []api {
 		apiDeleteRecords(),
 		apiInitProducerID(),
 		apiDescribeConfigs(),
+		apiDescribeLogDirs(),
 		apiAlterConfigs(),
 		apiCreatePartitions(),
 		apiIncrementalAlterConfigs(),
