@@ -30,8 +30,9 @@ type CleanSegment struct {
 // compare-and-set: Generation must be one above the partition's last
 // proposed generation and no cleaning may be in flight. Segments lists,
 // in order, every chain segment overlapping [Start, UpTo); each must be
-// sealed with a known checksum (or empty), UpTo must be the last one's
-// end, and every participant a replica of each.
+// sealed with a known checksum (but the first one, if Start lies inside
+// it), UpTo must be the last one's end, and every participant a replica
+// of each.
 type CleanPartition struct {
 	Topic        string         `json:"topic"`
 	ID           TopicID        `json:"id"`
@@ -138,10 +139,10 @@ func (c CleanPartition) apply(st *state) error {
 	if c.UpTo <= c.Start || len(c.Segments) == 0 || c.Segments[len(c.Segments)-1].End != c.UpTo {
 		return fmt.Errorf("%w: %s-%d cleaning [%d, %d) over %d segments", ErrInvalidCommand, c.Topic, c.Partition, c.Start, c.UpTo, len(c.Segments))
 	}
-	// The listed segments must be exactly the chain's segments that
-	// overlap [Start, UpTo), as the chain has them.
+	// The listed segments must be exactly the chain's non-empty segments
+	// that overlap [Start, UpTo), as the chain has them.
 	i := slices.IndexFunc(p.Segments, func(s Segment) bool { return s.ID == c.Segments[0].ID })
-	if i < 0 || i+len(c.Segments) > len(p.Segments) {
+	if i < 0 {
 		return fmt.Errorf("%w: %s-%d cleaning names segments the chain does not hold", ErrPreconditionFailed, c.Topic, c.Partition)
 	}
 	if i > 0 && p.Segments[i-1].EndOffset > c.Start {
@@ -150,12 +151,23 @@ func (c CleanPartition) apply(st *state) error {
 	if c.Segments[0].Base > c.Start || c.Segments[0].End <= c.Start {
 		return fmt.Errorf("%w: %s-%d cleaning start %d outside its first segment", ErrInvalidCommand, c.Topic, c.Partition, c.Start)
 	}
-	for j, cs := range c.Segments {
-		s := p.Segments[i+j]
+	k := i
+	for _, cs := range c.Segments {
+		for k < len(p.Segments) && p.Segments[k].ID != cs.ID && p.Segments[k].EndOffset == p.Segments[k].BaseOffset && p.Segments[k].State == SegmentSealed {
+			k++ // an empty sealed segment: nothing to clean
+		}
+		if k == len(p.Segments) {
+			return fmt.Errorf("%w: %s-%d cleaning names segments the chain does not hold", ErrPreconditionFailed, c.Topic, c.Partition)
+		}
+		s := p.Segments[k]
+		k++
 		if s.ID != cs.ID || s.State != SegmentSealed || s.BaseOffset != cs.Base || s.EndOffset != cs.End || s.SealedAtMs != cs.SealedAtMs {
 			return fmt.Errorf("%w: %s-%d segment %d is not the sealed segment the cleaning names", ErrPreconditionFailed, c.Topic, c.Partition, cs.ID)
 		}
-		if s.Bytes == 0 && s.EndOffset > s.BaseOffset {
+		// The first segment may start below the range (the leader's log
+		// start is inside it): its bytes below Start are gone, so it is
+		// not verified and needs no checksum.
+		if s.Bytes == 0 && s.EndOffset > s.BaseOffset && s.BaseOffset >= c.Start {
 			return fmt.Errorf("%w: %s-%d segment %d has no checksum yet", ErrPreconditionFailed, c.Topic, c.Partition, s.ID)
 		}
 		for _, n := range c.Participants {
@@ -170,11 +182,12 @@ func (c CleanPartition) apply(st *state) error {
 		}
 	}
 	p.CleanGen = c.Generation
-	p.Clean = &Cleaning{CleanPartition: c.clone()}
+	p.Clean = &Cleaning{CleanPartition: c.Clone()}
 	return nil
 }
 
-func (c CleanPartition) clone() CleanPartition {
+// Clone returns a deep copy of c.
+func (c CleanPartition) Clone() CleanPartition {
 	c.Participants = slices.Clone(c.Participants)
 	c.Segments = slices.Clone(c.Segments)
 	return c
@@ -253,7 +266,7 @@ func commitCleaning(p *Partition, cl *Cleaning, results []SegmentResult) {
 			}
 		}
 	}
-	done := cl.CleanPartition.clone()
+	done := cl.CleanPartition.Clone()
 	p.Cleaned = &done
 	p.Clean = nil
 }

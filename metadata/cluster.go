@@ -87,7 +87,7 @@ func (p Partition) Active() Segment {
 func (p Partition) clone() Partition {
 	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen}
 	if p.Clean != nil {
-		cl := Cleaning{CleanPartition: p.Clean.CleanPartition.clone(), Reports: make(map[int32]CleanReport, len(p.Clean.Reports))}
+		cl := Cleaning{CleanPartition: p.Clean.CleanPartition.Clone(), Reports: make(map[int32]CleanReport, len(p.Clean.Reports))}
 		for n, r := range p.Clean.Reports {
 			r.Results = slices.Clone(r.Results)
 			cl.Reports[n] = r
@@ -95,7 +95,7 @@ func (p Partition) clone() Partition {
 		c.Clean = &cl
 	}
 	if p.Cleaned != nil {
-		d := p.Cleaned.clone()
+		d := p.Cleaned.Clone()
 		c.Cleaned = &d
 	}
 	for i := range c.Segments {
