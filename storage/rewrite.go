@@ -80,6 +80,11 @@ func (l *Log) BeginRewrite(upTo int64) (*Rewrite, error) {
 	for k < len(l.segs)-1 && l.segs[k].base < upTo {
 		k++
 	}
+	if k == 0 || upTo <= l.logStart {
+		// The roll applied retention (retention.bytes is checked at each
+		// roll) and nothing below upTo is left.
+		return nil, fmt.Errorf("storage: begin rewrite of %s below %d, log starts at %d after its roll: %w", l.tp, upTo, l.logStart, ErrOffsetOutOfRange)
+	}
 	r := &Rewrite{
 		l: l, upTo: upTo, covered: slices.Clone(l.segs[:k]),
 		segBytes: l.cfg.segmentBytes(), interval: l.cfg.indexInterval(),

@@ -699,3 +699,18 @@ func TestRewriteNoOutput(t *testing.T) {
 	}
 	checkBatches(t, l2, all[10:])
 }
+
+// TestBeginRewriteAfterRetentionRoll: a roll forced by BeginRewrite that
+// applies retention.bytes and leaves nothing below upTo is an error, not
+// a panic.
+func TestBeginRewriteAfterRetentionRoll(t *testing.T) {
+	e := openEngine(t, NewCrashFS(), FsyncNever, nil)
+	defer e.Close()
+	l := openLog(t, e, LogConfig{SegmentBytes: 1 << 20, RetentionBytes: 0, RetentionMs: -1})
+	for range 3 {
+		appendSpec(t, l, plain(2, 10, 1000, 'a'))
+	}
+	if _, err := l.BeginRewrite(l.LogEndOffset()); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("BeginRewrite after a roll that dropped everything: %v, want ErrOffsetOutOfRange", err)
+	}
+}
