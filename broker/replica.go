@@ -25,6 +25,7 @@ func (b *Broker) newReplicaManager() *replica.Manager {
 	cfg.LagTimeMax = b.cfg.Replica.LagTimeMax
 	cfg.FsyncAlways = b.cfg.Storage.Fsync == "always"
 	cfg.LeaseWait = b.cfg.Lease.Timeout
+	cfg.Cleaner = b.cleanerConfig(cfg.Cleaner)
 	m := replica.New(cfg, replicaMetadata{b}, replicaLease{b}, replicaTransport{b}, replicaHost{b}, b.log)
 	m.OnRoll = b.m.rolls.Inc
 	return m
@@ -105,7 +106,10 @@ func (h replicaHost) MinInsync(t metadata.Topic) int {
 }
 
 func (h replicaHost) CaughtUp() bool { return h.b.caughtUp.Load() }
-func (h replicaHost) Kick()          { h.b.kickReconcile() }
+func (h replicaHost) Compaction(topic string) (replica.CompactionConfig, bool) {
+	return h.b.compaction(topic)
+}
+func (h replicaHost) Kick() { h.b.kickReconcile() }
 func (h replicaHost) RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64) {
 	h.b.restartLearner(tp, id, start)
 }

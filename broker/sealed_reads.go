@@ -120,6 +120,10 @@ type sealedChecks struct {
 type sealedKey struct {
 	log     *storage.Log // a recreated log is checked afresh
 	segment int64
+	// A committed cleaning generation, or a checksum recorded after a
+	// failover seal, is checked afresh (docs/compaction.md).
+	generation int32
+	checksum   uint32
 }
 
 type sealedState int8
@@ -135,7 +139,7 @@ const (
 // background. A segment sealed without a checksum (a failover) passes
 // once the log reaches its end.
 func (c *sealedChecks) verified(b *Broker, topic string, p int32, s metadata.Segment, l *storage.Log) bool {
-	k := sealedKey{l, s.ID}
+	k := sealedKey{l, s.ID, s.Generation, s.Checksum}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == nil {

@@ -328,7 +328,13 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 			f.mu.Unlock()
 			return false, nil
 		}
-		res, err := p.log.AppendReplica(rp.RecordBatches)
+		append := p.log.AppendReplica
+		if p.learner {
+			// A learner copies sealed ranges, which cleaning may have
+			// left with offset gaps (docs/compaction.md).
+			append = p.log.AppendReplicaGap
+		}
+		res, err := append(rp.RecordBatches)
 		f.mu.Unlock()
 		if err != nil {
 			m.log.Warn().Err(err).Str("tp", tp.String()).Msg("replica append failed")

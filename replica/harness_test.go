@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,7 +104,7 @@ type testNode struct {
 func (n *testNode) Log(tp storage.TopicPartition) (*storage.Log, bool) { return n.eng.Log(tp) }
 func (n *testNode) EnsureLog(t metadata.Topic, p int32, replicated bool) (*storage.Log, error) {
 	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
-	cfg := storage.LogConfig{Replicated: replicated, SegmentBytes: 1 << 20}
+	cfg := storage.LogConfig{Replicated: replicated, SegmentBytes: 1 << 20, RetentionBytes: -1, RetentionMs: -1}
 	if l, ok := n.eng.Log(tp); ok {
 		l.SetConfig(cfg)
 		return l, nil
@@ -121,6 +123,14 @@ func (n *testNode) MinInsync(metadata.Topic) int              { return 1 }
 func (n *testNode) CaughtUp() bool                            { return true }
 func (n *testNode) Kick()                                     { n.kicks.Add(1) }
 func (n *testNode) RestartLearner(storage.TopicPartition, metadata.TopicID, int64) {
+}
+
+// Compaction reads cleanup.policy from the topic's overrides (default
+// delete); the other settings are the tests' fixed values.
+func (n *testNode) Compaction(topic string) (CompactionConfig, bool) {
+	v, _, _, ok := n.c.meta.fsm.TopicConfigValue(topic, "cleanup.policy")
+	return CompactionConfig{Compact: strings.Contains(v, "compact"), Delete: v == "" || strings.Contains(v, "delete"),
+		MinDirtyRatio: 0.5, MaxLagMs: math.MaxInt64, DeleteRetentionMs: n.c.deleteRetentionMs}, ok
 }
 
 func (n *testNode) reconcile(topic string) map[int32]Role {
@@ -145,6 +155,8 @@ type cluster struct {
 	tr    *InmemTransport
 	clock *fakeClock
 	nodes map[int32]*testNode
+	// deleteRetentionMs is every topic's delete.retention.ms (Compaction).
+	deleteRetentionMs int64
 }
 
 func testConfig(id int32, clock Clock) Config {
@@ -155,6 +167,8 @@ func testConfig(id int32, clock Clock) Config {
 	cfg.RollWait = 5 * time.Second
 	cfg.FetchMaxWait = 20 * time.Millisecond
 	cfg.Clock = clock
+	cfg.Cleaner.Backoff = 0 // tests drive the leader's cleaning checks (maybeClean)
+	cfg.Cleaner.SpillDir = ""
 	return cfg
 }
 

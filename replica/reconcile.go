@@ -65,7 +65,10 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 		m.dropUnlisted(t, p, wantRF, caughtUp)
 		return RoleNone, nil
 	}
-	replicated := wantRF > 1
+	// A compacted partition is led through a Leadership even with one
+	// replica: its segments roll, so its sealed range can be cleaned
+	// (docs/compaction.md, "Rolls of compacted topics").
+	replicated := wantRF > 1 || m.compacts(topic)
 	l, err := m.host.EnsureLog(t, p, replicated)
 	if err != nil || l == nil {
 		return RoleNone, err
@@ -93,6 +96,7 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 		}
 		m.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
 	}
+	m.checkClean(t, p, l)
 	if seg.Leader == self {
 		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t))
 		return RoleLeader, nil

@@ -46,12 +46,15 @@ type Config struct {
 	FetchMaxWait time.Duration
 	// Clock times lag and segment.ms (nil: the system clock).
 	Clock Clock
+	// Cleaner is the compaction cleaner's settings (clean.go).
+	Cleaner CleanerConfig
 }
 
 // DefaultConfig returns the settings the broker starts from.
 func DefaultConfig(node int32) Config {
 	return Config{NodeID: node, LagTimeMax: 10 * time.Second, LeaseWait: 2 * time.Second,
-		RollWait: 5 * time.Second, ParkWait: 5 * time.Second, FetchMaxWait: 500 * time.Millisecond}
+		RollWait: 5 * time.Second, ParkWait: 5 * time.Second, FetchMaxWait: 500 * time.Millisecond,
+		Cleaner: CleanerConfig{Enable: true, Threads: 1, MapBytes: 64 << 20, Backoff: 15 * time.Second, Timeout: 10 * time.Minute}}
 }
 
 // Clock is the time source for lag and segment age.
@@ -105,6 +108,9 @@ type Host interface {
 	// RestartLearner replaces tp's log, which ends below start (the
 	// leader's log start), with an empty one starting there.
 	RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64)
+	// Compaction is the named topic's compaction settings; ok is false
+	// for an unknown topic. It is cheap (the roll loop asks it).
+	Compaction(topic string) (c CompactionConfig, ok bool)
 }
 
 // Manager holds this node's replication roles.
@@ -145,13 +151,15 @@ type Manager struct {
 	// missing, a committed roll), each reading the newest metadata.
 	recMu    sync.Mutex
 	recLocks map[storage.TopicPartition]*sync.Mutex
+
+	clean *cleanState // the compaction cleaner (clean.go)
 }
 
 // New builds a Manager; Start runs its roll loop.
 func New(cfg Config, md Metadata, lease Lease, tr Transport, host Host, log zerolog.Logger) *Manager {
 	m := &Manager{cfg: cfg, md: md, lease: lease, tr: tr, host: host, log: log, clock: cfg.Clock,
 		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, newLeader: make(chan struct{}), fetchers: map[int32]*fetcher{},
-		recLocks: map[storage.TopicPartition]*sync.Mutex{}}
+		recLocks: map[storage.TopicPartition]*sync.Mutex{}, clean: newCleanState(cfg.Cleaner.Threads)}
 	if m.clock == nil {
 		m.clock = systemClock{}
 	}
@@ -163,6 +171,10 @@ func New(cfg Config, md Metadata, lease Lease, tr Transport, host Host, log zero
 func (m *Manager) Start() {
 	m.wg.Add(1)
 	go m.rollLoop()
+	if m.cfg.Cleaner.Enable && m.cfg.Cleaner.Backoff > 0 {
+		m.wg.Add(1)
+		go m.cleanLoop()
+	}
 }
 
 // Close stops the fetchers and the roll loop and waits for them; it

@@ -71,6 +71,13 @@ func (m *Manager) rotates(topic string) bool {
 	return ok && !internal && !(set && v == "false")
 }
 
+// rollsWhenFull reports whether a full segment of topic rolls: it
+// rotates, or it is compacted (a sealed range is what the cleaner
+// cleans; a compacted topic that does not rotate keeps its leader).
+func (m *Manager) rollsWhenFull(topic string) bool {
+	return m.rotates(topic) || m.compacts(topic)
+}
+
 // rollDue reports whether lp's segment should roll now: a follower lags,
 // a learner caught up, or (rotating topics) the segment is full; without
 // thorough only the last is checked. alive
@@ -85,14 +92,14 @@ func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bo
 		return false
 	}
 	if !thorough {
-		return lp.full() && m.rotates(lp.tp.Topic)
+		return lp.full() && m.rollsWhenFull(lp.tp.Topic)
 	}
 	due, learning := lp.lagging(now, alive)
 	if !due && learning {
 		due = len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 // take a caught-up node in
 	}
 	if !due {
-		return lp.full() && m.rotates(lp.tp.Topic)
+		return lp.full() && m.rollsWhenFull(lp.tp.Topic)
 	}
 	_, _, _, ok := m.md.TopicConfigValue(lp.tp.Topic, "segment.rotate") // the topic still exists
 	return ok
@@ -187,7 +194,9 @@ func (m *Manager) Roll(lp *Leadership) {
 		return
 	}
 	joining := lp.caughtUpLearners(l.LogEndOffset())
-	if len(seg.Replicas) < 2 && len(joining) == 0 {
+	// A segment with one replica rolls only to seal a compacted range
+	// for the cleaner: there is no one to hand leadership or bytes to.
+	if len(seg.Replicas) < 2 && len(joining) == 0 && !m.compacts(tp.Topic) {
 		return
 	}
 	began := time.Now()

@@ -1,0 +1,615 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
+	"github.com/tuskdb/tusk/storage/cleaner"
+)
+
+// Compaction (docs/compaction.md, "The protocol" and "The driver"). The
+// active leader of a compacted partition proposes CleanPartition when
+// enough of its sealed range is dirty; every participant runs the cleaner
+// over its own verified bytes into files beside the old ones and reports
+// the checksums of the result; the FSM commits the generation on a
+// majority of identical reports, and each node whose prepared output
+// matches the committed checksums swaps it in. A replica that did not
+// take part (or whose output differed) redoes the last committed cleaning
+// over its own bytes and swaps only a result that matches.
+
+// CompactionConfig is a topic's compaction settings, as the host reads
+// them (overrides and broker defaults).
+type CompactionConfig struct {
+	Compact, Delete   bool
+	MinDirtyRatio     float64
+	MinLagMs          int64
+	MaxLagMs          int64
+	DeleteRetentionMs int64
+}
+
+// CleanerConfig is the node's cleaner settings (configs' cleaner.*).
+type CleanerConfig struct {
+	Enable   bool
+	Threads  int           // cleanings run at once on this node
+	MapBytes int64         // key map memory per cleaning before it spills
+	Backoff  time.Duration // between the leader's checks for cleanable partitions
+	// Timeout abandons a cleaning whose participants have not all
+	// reported this long after it was proposed.
+	Timeout time.Duration
+	// Budget, if set, paces the cleaner's reads and writes (cleaner.io-rate).
+	Budget interface {
+		Wait(ctx context.Context, n int) error
+	}
+	// SpillDir holds the key maps of cleanings that outgrow MapBytes.
+	SpillDir string
+}
+
+// CleanerStats counts this node's cleaner work (metrics).
+type CleanerStats struct {
+	Cleanings, Redone, Failed, Abandoned int64
+	BytesIn, BytesOut                    int64
+}
+
+// cleanState is the Manager's cleaner bookkeeping.
+type cleanState struct {
+	sem chan struct{} // Threads slots
+
+	mu sync.Mutex
+	// running: a cleaning (or redo) of the partition is in progress.
+	running map[storage.TopicPartition]bool
+	// pending: a participant's prepared output, waiting for the outcome
+	// of its generation.
+	pending map[storage.TopicPartition]*pendingClean
+	// failedRedo: the committed generation whose redo did not match here
+	// (not retried; the segments are not served from this node).
+	failedRedo map[storage.TopicPartition]int32
+	stats      CleanerStats
+	// ratios: the dirty ratio the leader last computed per partition.
+	ratios map[storage.TopicPartition]float64
+}
+
+type pendingClean struct {
+	report  metadata.CleanReport
+	gen     int32
+	rw      *storage.Rewrite
+	log     *storage.Log
+	results []metadata.SegmentResult
+}
+
+func newCleanState(threads int) *cleanState {
+	return &cleanState{sem: make(chan struct{}, max(threads, 1)), running: map[storage.TopicPartition]bool{},
+		pending: map[storage.TopicPartition]*pendingClean{}, failedRedo: map[storage.TopicPartition]int32{},
+		ratios: map[storage.TopicPartition]float64{}}
+}
+
+// CleanerStats returns the node's cleaner counters.
+func (m *Manager) CleanerStats() CleanerStats {
+	m.clean.mu.Lock()
+	defer m.clean.mu.Unlock()
+	return m.clean.stats
+}
+
+// CleanableRatios returns the dirty ratio of each partition this node
+// led at its last check.
+func (m *Manager) CleanableRatios() map[storage.TopicPartition]float64 {
+	m.clean.mu.Lock()
+	defer m.clean.mu.Unlock()
+	out := make(map[storage.TopicPartition]float64, len(m.clean.ratios))
+	for k, v := range m.clean.ratios {
+		out[k] = v
+	}
+	return out
+}
+
+// compacts reports whether the topic's cleanup.policy includes compact.
+func (m *Manager) compacts(topic string) bool {
+	c, ok := m.host.Compaction(topic)
+	return ok && c.Compact
+}
+
+// checkClean is reconcile's step for a partition whose log l this node
+// holds as a replica of the active segment: settle a prepared cleaning
+// whose generation was decided, take part in one in flight, or redo the
+// last committed one. It only starts work; the work runs on its own
+// goroutine.
+func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
+	if !m.cfg.Cleaner.Enable || int(p) >= len(t.Parts) {
+		return
+	}
+	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
+	part := t.Parts[p]
+	cs := m.clean
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if pc := cs.pending[tp]; pc != nil {
+		if pc.log != l {
+			delete(cs.pending, tp)
+			m.goTracked(func() { m.abortRewrite(tp, pc, "the log was replaced") })
+			return
+		}
+		switch {
+		case part.Cleaned != nil && part.Cleaned.Generation == pc.gen:
+			delete(cs.pending, tp)
+			cs.running[tp] = true
+			m.goTracked(func() { m.settle(tp, t, part, pc) })
+		case part.Clean == nil || part.Clean.Generation != pc.gen:
+			delete(cs.pending, tp)
+			cs.stats.Abandoned++
+			m.goTracked(func() { m.abortRewrite(tp, pc, "the generation was abandoned") })
+		default:
+			if _, reported := part.Clean.Reports[m.cfg.NodeID]; !reported && !cs.running[tp] {
+				// The report did not commit (the controller was
+				// unreachable): send it again.
+				cs.running[tp] = true
+				m.goTracked(func() {
+					defer m.done(tp)
+					m.report(tp, pc.report)
+				})
+			}
+		}
+		return
+	}
+	if cs.running[tp] {
+		return
+	}
+	self := m.cfg.NodeID
+	if cl := part.Clean; cl != nil && slices.Contains(cl.Participants, self) {
+		if _, reported := cl.Reports[self]; !reported {
+			cs.running[tp] = true
+			cmd := cl.CleanPartition.Clone()
+			m.goTracked(func() { m.participate(tp, t, cmd, part, l) })
+			return
+		}
+	}
+	if d := part.Cleaned; d != nil && l.CleanGeneration() < d.Generation && cs.failedRedo[tp] != d.Generation && m.holdsAll(part, d) {
+		cs.running[tp] = true
+		cmd := d.Clone()
+		m.goTracked(func() { m.redo(tp, t, cmd, part, l) })
+	}
+}
+
+// holdsAll reports whether this node is a replica of every segment of
+// the cleaning that the chain still holds.
+func (m *Manager) holdsAll(part metadata.Partition, c *metadata.CleanPartition) bool {
+	for _, cs := range c.Segments {
+		for _, s := range part.Segments {
+			if s.ID == cs.ID && !slices.Contains(s.Replicas, m.cfg.NodeID) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (m *Manager) done(tp storage.TopicPartition) {
+	m.clean.mu.Lock()
+	delete(m.clean.running, tp)
+	m.clean.mu.Unlock()
+}
+
+// acquire takes a cleaner slot, or fails when the Manager closes.
+func (m *Manager) acquire() bool {
+	select {
+	case m.clean.sem <- struct{}{}:
+		return true
+	case <-m.ctx.Done():
+		return false
+	}
+}
+
+func (m *Manager) release() { <-m.clean.sem }
+
+// participate runs cleaning cmd over l as one of its participants and
+// reports the outcome; a prepared output waits in pending for the
+// generation's commit.
+func (m *Manager) participate(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log) {
+	defer m.done(tp)
+	if !m.acquire() {
+		return
+	}
+	defer m.release()
+	rep := metadata.CleanReport{Topic: t.Name, ID: t.ID, Partition: tp.Partition, Generation: cmd.Generation, Node: m.cfg.NodeID}
+	rw, results, err := m.runCleaner(tp, t, cmd, part, l, true)
+	if err != nil {
+		m.log.Warn().Err(err).Str("tp", tp.String()).Int32("generation", cmd.Generation).Msg("cleaning failed here; reporting it")
+		m.clean.mu.Lock()
+		m.clean.stats.Failed++
+		m.clean.mu.Unlock()
+		rep.Reason = err.Error()
+		if len(rep.Reason) > 500 {
+			rep.Reason = rep.Reason[:500]
+		}
+	} else {
+		rep.OK, rep.Results = true, results
+		m.clean.mu.Lock()
+		m.clean.pending[tp] = &pendingClean{report: rep, gen: cmd.Generation, rw: rw, log: l, results: results}
+		m.clean.mu.Unlock()
+	}
+	m.report(tp, rep)
+}
+
+// report commits a participant's report.
+func (m *Manager) report(tp storage.TopicPartition, rep metadata.CleanReport) {
+	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+	defer cancel()
+	if err := m.md.Apply(ctx, rep); err != nil {
+		m.log.Warn().Err(err).Str("tp", tp.String()).Int32("generation", rep.Generation).Msg("report a cleaning")
+	}
+	// The report's apply may have decided the generation already: settle
+	// it now rather than at the next reconcile.
+	m.host.Kick()
+}
+
+// redo runs the partition's last committed cleaning over this node's own
+// bytes (it did not take part, or its output differed) and swaps the
+// result in only if it matches the committed checksums.
+func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log) {
+	defer m.done(tp)
+	if !m.acquire() {
+		return
+	}
+	defer m.release()
+	rw, results, err := m.runCleaner(tp, t, cmd, part, l, false)
+	if err == nil && !matchesCommitted(part, results) {
+		err = errors.New("the result differs from the committed checksums")
+		if aerr := rw.Abort(); aerr != nil {
+			m.log.Warn().Err(aerr).Str("tp", tp.String()).Msg("remove a cleaning's output")
+		}
+	}
+	if err == nil {
+		err = rw.Commit(cmd.Generation)
+	}
+	m.clean.mu.Lock()
+	defer m.clean.mu.Unlock()
+	if err != nil {
+		m.clean.failedRedo[tp] = cmd.Generation
+		m.clean.stats.Failed++
+		m.log.Error().Err(err).Str("tp", tp.String()).Int32("generation", cmd.Generation).
+			Msg("could not redo the committed cleaning: this node's copy of the cleaned segments is not served (their checksums differ)")
+		return
+	}
+	m.clean.stats.Redone++
+	m.log.Info().Str("tp", tp.String()).Int32("generation", cmd.Generation).Msg("redid the committed cleaning")
+}
+
+// settle swaps a participant's prepared output in once its generation
+// committed with the same checksums, and drops it otherwise.
+func (m *Manager) settle(tp storage.TopicPartition, t metadata.Topic, part metadata.Partition, pc *pendingClean) {
+	defer m.done(tp)
+	if !matchesCommitted(part, pc.results) {
+		m.abortRewrite(tp, pc, "the committed checksums differ from this node's output")
+		m.host.Kick() // redo it
+		return
+	}
+	if err := pc.rw.Commit(pc.gen); err != nil {
+		m.log.Error().Err(err).Str("tp", tp.String()).Int32("generation", pc.gen).Msg("swap in a committed cleaning")
+		m.clean.mu.Lock()
+		m.clean.stats.Failed++
+		m.clean.mu.Unlock()
+		return
+	}
+	m.clean.mu.Lock()
+	m.clean.stats.Cleanings++
+	m.clean.mu.Unlock()
+	m.log.Info().Str("tp", tp.String()).Int32("generation", pc.gen).Msg("cleaned generation swapped in")
+}
+
+func (m *Manager) abortRewrite(tp storage.TopicPartition, pc *pendingClean, why string) {
+	if err := pc.rw.Abort(); err != nil {
+		m.log.Warn().Err(err).Str("tp", tp.String()).Msg("remove a cleaning's output")
+	}
+	m.log.Info().Str("tp", tp.String()).Int32("generation", pc.gen).Str("why", why).Msg("cleaning output dropped")
+}
+
+// matchesCommitted reports whether results equal the chain's committed
+// checksums of the segments it still holds.
+func matchesCommitted(part metadata.Partition, results []metadata.SegmentResult) bool {
+	for _, r := range results {
+		for _, s := range part.Segments {
+			if s.ID == r.ID && (s.Checksum != r.Checksum || s.Bytes != r.Bytes) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// runCleaner verifies (when verify) each segment of the range against the
+// chain's checksums, then cleans [cmd.Start, cmd.UpTo) of l into a
+// prepared rewrite and returns it with the checksum of each segment of
+// the output.
+func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log, verify bool) (*storage.Rewrite, []metadata.SegmentResult, error) {
+	cc, ok := m.host.Compaction(t.Name)
+	if !ok || !cc.Compact {
+		return nil, nil, fmt.Errorf("replica: clean %s: the topic is not compacted", tp)
+	}
+	if l.LogStartOffset() > cmd.Start {
+		return nil, nil, fmt.Errorf("replica: clean %s: the log starts at %d, above the cleaning's start %d", tp, l.LogStartOffset(), cmd.Start)
+	}
+	if verify {
+		for _, cs := range cmd.Segments {
+			if cs.Base < cmd.Start || cs.End == cs.Base {
+				continue // the bytes below Start are gone: nothing to verify
+			}
+			i := slices.IndexFunc(part.Segments, func(s metadata.Segment) bool { return s.ID == cs.ID })
+			if i < 0 {
+				return nil, nil, fmt.Errorf("replica: clean %s: segment %d left the chain", tp, cs.ID)
+			}
+			s := part.Segments[i]
+			crc, n, err := l.SegmentChecksum(cs.Base, cs.End)
+			if err != nil {
+				return nil, nil, fmt.Errorf("replica: clean %s: verify segment %d: %w", tp, cs.ID, err)
+			}
+			if crc != s.Checksum || n != s.Bytes {
+				return nil, nil, fmt.Errorf("replica: clean %s: segment %d [%d, %d) has crc %d and %d bytes here, %d and %d in metadata",
+					tp, cs.ID, cs.Base, cs.End, crc, n, s.Checksum, s.Bytes)
+			}
+		}
+	}
+	rw, err := l.BeginRewrite(cmd.UpTo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("replica: clean %s: %w", tp, err)
+	}
+	segs := make([]cleaner.Segment, len(cmd.Segments))
+	for i, s := range cmd.Segments {
+		segs[i] = cleaner.Segment{Base: s.Base, End: s.End, SealedAtMs: s.SealedAtMs}
+	}
+	params := cleaner.Params{Start: cmd.Start, UpTo: cmd.UpTo, NowMs: cmd.NowMs, DeleteRetentionMs: cc.DeleteRetentionMs,
+		Segments: segs, MapBytes: m.cfg.Cleaner.MapBytes, SpillDir: m.cfg.Cleaner.SpillDir}
+	budget := m.cfg.Cleaner.Budget
+	var in int64
+	src := func(fn func(batch []byte) error) error {
+		return rw.Input(cmd.Start, func(batch []byte, _ kafkaproto.BatchHeader) error {
+			if budget != nil {
+				if err := budget.Wait(m.ctx, len(batch)); err != nil {
+					return err
+				}
+			}
+			in += int64(len(batch))
+			return fn(batch)
+		})
+	}
+	acc := newSegmentSums(cmd.Segments)
+	var out int64
+	write := func(batch []byte) error {
+		if err := acc.add(batch); err != nil {
+			return err
+		}
+		if budget != nil {
+			if err := budget.Wait(m.ctx, len(batch)); err != nil {
+				return err
+			}
+		}
+		out += int64(len(batch))
+		return rw.Write(batch)
+	}
+	if _, err := cleaner.Clean(src, params, write); err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("replica: clean %s: %w", tp, err), rw.Abort())
+	}
+	if err := rw.Prepare(); err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("replica: clean %s: %w", tp, err), rw.Abort())
+	}
+	m.clean.mu.Lock()
+	m.clean.stats.BytesIn += in
+	m.clean.stats.BytesOut += out
+	m.clean.mu.Unlock()
+	return rw, acc.results(), nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// segmentSums computes, per chain segment, the CRC-32C and length of the
+// output batches within it, as storage's SegmentChecksum will over the
+// swapped-in files.
+type segmentSums struct {
+	segs []metadata.CleanSegment
+	out  []metadata.SegmentResult
+	i    int
+}
+
+func newSegmentSums(segs []metadata.CleanSegment) *segmentSums {
+	s := &segmentSums{segs: segs, out: make([]metadata.SegmentResult, len(segs))}
+	for i, cs := range segs {
+		s.out[i].ID = cs.ID
+	}
+	return s
+}
+
+func (s *segmentSums) add(batch []byte) error {
+	h, err := kafkaproto.ParseBatchHeader(batch)
+	if err != nil {
+		return fmt.Errorf("replica: cleaner output: %w", err)
+	}
+	for s.i < len(s.segs) && h.BaseOffset >= s.segs[s.i].End {
+		s.i++
+	}
+	if s.i == len(s.segs) || h.BaseOffset < s.segs[s.i].Base || h.LastOffset() >= s.segs[s.i].End {
+		return fmt.Errorf("replica: cleaner output batch [%d, %d] outside the cleaning's segments", h.BaseOffset, h.LastOffset())
+	}
+	r := &s.out[s.i]
+	r.Checksum = crc32.Update(r.Checksum, castagnoli, batch)
+	r.Bytes += int64(len(batch))
+	return nil
+}
+
+func (s *segmentSums) results() []metadata.SegmentResult { return slices.Clone(s.out) }
+
+// cleanLoop is the leader's side: every Backoff it looks at the
+// compacted partitions this node leads and proposes a cleaning of those
+// dirty enough, and abandons cleanings that overran Timeout.
+func (m *Manager) cleanLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.Cleaner.Backoff)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, lp := range m.leadingList() {
+			if m.ctx.Err() != nil {
+				return
+			}
+			m.maybeClean(lp.tp, lp.log)
+		}
+	}
+}
+
+// maybeClean proposes (or abandons) a cleaning of tp, which this node
+// leads with log l.
+func (m *Manager) maybeClean(tp storage.TopicPartition, l *storage.Log) {
+	t, ok := m.md.Topic(tp.Topic)
+	if !ok || int(tp.Partition) >= len(t.Parts) {
+		return
+	}
+	cc, ok := m.host.Compaction(t.Name)
+	if !ok || !cc.Compact {
+		return
+	}
+	part := t.Parts[tp.Partition]
+	now := m.clock.Now().UnixMilli()
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	if cl := part.Clean; cl != nil {
+		overdue := now-cl.NowMs > m.cfg.Cleaner.Timeout.Milliseconds()
+		fenced := false
+		for _, n := range cl.Participants {
+			if _, reported := cl.Reports[n]; reported {
+				continue
+			}
+			if b, ok := m.md.Broker(n); !ok || b.State != metadata.BrokerAlive {
+				fenced = true
+			}
+		}
+		if overdue || fenced {
+			err := m.md.Apply(ctx, metadata.AbandonCleaning{Topic: t.Name, ID: t.ID, Partition: tp.Partition, Generation: cl.Generation})
+			m.log.Warn().Err(err).Str("tp", tp.String()).Int32("generation", cl.Generation).Bool("participant_fenced", fenced).Msg("abandoning a cleaning")
+		}
+		return
+	}
+	if m.fillChecksums(ctx, t, tp, part, l) {
+		return // the next check sees the checksums
+	}
+	cmd, ratio, due := m.cleanable(t, tp.Partition, part, cc, l.LogStartOffset(), now)
+	m.clean.mu.Lock()
+	m.clean.ratios[tp] = ratio
+	m.clean.mu.Unlock()
+	if !due {
+		return
+	}
+	if err := m.md.Apply(ctx, cmd); err != nil {
+		m.log.Info().Err(err).Str("tp", tp.String()).Msg("propose a cleaning")
+		return
+	}
+	m.log.Info().Str("tp", tp.String()).Int32("generation", cmd.Generation).Int64("start", cmd.Start).Int64("first_dirty", cmd.FirstDirty).
+		Int64("up_to", cmd.UpTo).Ints32("participants", cmd.Participants).Float64("dirty_ratio", ratio).Msg("cleaning proposed")
+}
+
+// fillChecksums records the checksum of each sealed segment of the
+// partition that a failover sealed without one and that l holds whole
+// (this node, the leader, truncated to its end before it took over), so
+// that the cleaning's input can be verified (docs/compaction.md). It
+// reports whether it proposed any.
+func (m *Manager) fillChecksums(ctx context.Context, t metadata.Topic, tp storage.TopicPartition, part metadata.Partition, l *storage.Log) bool {
+	proposed := false
+	for _, s := range part.Segments {
+		if s.State != metadata.SegmentSealed || s.Bytes != 0 || s.EndOffset <= s.BaseOffset ||
+			s.BaseOffset < l.LogStartOffset() || s.EndOffset > l.LogEndOffset() || !slices.Contains(s.Replicas, m.cfg.NodeID) {
+			continue
+		}
+		crc, n, err := l.SegmentChecksum(s.BaseOffset, s.EndOffset)
+		if err != nil {
+			m.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", s.ID).Msg("checksum of a segment sealed by failover")
+			continue
+		}
+		err = m.md.Apply(ctx, metadata.SetSegmentChecksum{Topic: t.Name, ID: t.ID, Partition: tp.Partition, Segment: s.ID, Checksum: crc, Bytes: n})
+		if err != nil {
+			m.log.Warn().Err(err).Str("tp", tp.String()).Int64("segment", s.ID).Msg("record the checksum of a segment sealed by failover")
+			continue
+		}
+		proposed = true
+	}
+	return proposed
+}
+
+// cleanable computes the cleaning of t/p the leader would propose now:
+// its range starts at the leader's log start (inside the first segment
+// that holds it) and runs over whole sealed segments up to the last one
+// sealed at least min.compaction.lag.ms ago (each, but the first, with a
+// checksum); it is due when the dirty part's share of the bytes reaches
+// min.cleanable.dirty.ratio, or a dirty segment was sealed more than
+// max.compaction.lag.ms ago.
+func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, cc CompactionConfig, logStart, now int64) (metadata.CleanPartition, float64, bool) {
+	cmd := metadata.CleanPartition{Topic: t.Name, ID: t.ID, Partition: p, Generation: part.CleanGen + 1, NowMs: now, Start: logStart}
+	var total, dirty int64
+	firstDirty := int64(-1)
+	oldestDirty := int64(-1)
+	cleanedTo := int64(0)
+	if part.Cleaned != nil {
+		cleanedTo = part.Cleaned.UpTo
+	}
+	for _, s := range part.Segments {
+		if s.State != metadata.SegmentSealed {
+			break
+		}
+		if s.EndOffset <= logStart {
+			continue
+		}
+		if s.EndOffset == s.BaseOffset {
+			continue // empty: nothing to clean
+		}
+		partial := s.BaseOffset < logStart
+		if (s.Bytes == 0 && !partial) || now-s.SealedAtMs < cc.MinLagMs {
+			break
+		}
+		cmd.Segments = append(cmd.Segments, metadata.CleanSegment{ID: s.ID, Base: s.BaseOffset, End: s.EndOffset, SealedAtMs: s.SealedAtMs})
+		cmd.UpTo = s.EndOffset
+		total += s.Bytes
+		if s.EndOffset > cleanedTo {
+			dirty += s.Bytes
+			if firstDirty < 0 {
+				firstDirty = max(s.BaseOffset, cleanedTo)
+				oldestDirty = s.SealedAtMs
+			}
+		}
+	}
+	if len(cmd.Segments) == 0 || firstDirty < 0 || total == 0 {
+		return cmd, 0, false
+	}
+	cmd.FirstDirty = max(firstDirty, cmd.Start)
+	ratio := float64(dirty) / float64(total)
+	due := ratio >= cc.MinDirtyRatio || (cc.MaxLagMs > 0 && now-oldestDirty >= cc.MaxLagMs)
+	if !due {
+		return cmd, ratio, false
+	}
+	// Participants: the alive nodes that are replicas of every segment of
+	// the range and of the active segment.
+	active := part.Active()
+	for _, n := range active.Replicas {
+		if b, ok := m.md.Broker(n); !ok || b.State != metadata.BrokerAlive {
+			continue
+		}
+		all := true
+		for _, cs := range cmd.Segments {
+			for _, s := range part.Segments {
+				if s.ID == cs.ID && !slices.Contains(s.Replicas, n) {
+					all = false
+				}
+			}
+		}
+		if all {
+			cmd.Participants = append(cmd.Participants, n)
+		}
+	}
+	slices.Sort(cmd.Participants)
+	return cmd, ratio, len(cmd.Participants) > 0
+}

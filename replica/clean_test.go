@@ -1,0 +1,272 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
+)
+
+// compactTopic makes topic "t" compacted and reinstalls the roles.
+func (c *cluster) compactTopic() {
+	c.t.Helper()
+	if err := c.meta.fsm.Apply(metadata.SetTopicConfigs{Name: "t", ID: metadata.TopicID{1}, Configs: map[string]string{"cleanup.policy": "compact"}}); err != nil {
+		c.t.Fatal(err)
+	}
+	c.reconcileAll()
+}
+
+// produceKV appends one batch holding one record key=value (value nil:
+// a tombstone) under node id's leadership.
+func (c *cluster) produceKV(id int32, key string, value []byte) int64 {
+	c.t.Helper()
+	lp := c.nodes[id].m.Leader(tp0)
+	if lp == nil {
+		c.t.Fatalf("node %d does not lead", id)
+	}
+	batch := kafkaproto.AppendBatch(nil, 1000, []kafkaproto.KV{{Key: []byte(key), Value: value}})
+	h, err := kafkaproto.ValidateBatch(batch)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	epoch, release, err := lp.Begin(context.Background())
+	if err != nil {
+		c.t.Fatalf("node %d: begin: %v", id, err)
+	}
+	res, err := lp.log.Append(batch, h, epoch)
+	if err != nil {
+		release(0)
+		c.t.Fatalf("node %d: append: %v", id, err)
+	}
+	release(int64(len(batch)))
+	return res.LastOffset
+}
+
+// rollOn rolls node id's active segment once every replica holds it.
+func (c *cluster) rollOn(id int32) {
+	c.t.Helper()
+	lp := c.nodes[id].m.Leader(tp0)
+	end := lp.log.LogEndOffset()
+	c.eventually("followers caught up before the roll", func() bool {
+		for n := range c.nodes {
+			if l, ok := c.nodes[n].eng.Log(tp0); ok && l.LogEndOffset() < end {
+				return false
+			}
+		}
+		return true
+	})
+	before := len(c.partition().Segments)
+	c.nodes[id].m.Roll(lp)
+	if len(c.partition().Segments) != before+1 {
+		c.t.Fatalf("roll on node %d did not commit", id)
+	}
+	c.reconcileAll()
+}
+
+func (c *cluster) partition() metadata.Partition {
+	t, _ := c.meta.fsm.Topic("t")
+	return t.Parts[0]
+}
+
+type kv struct {
+	off   int64
+	key   string
+	value string
+}
+
+// records decodes every record of node id's log.
+func (c *cluster) records(id int32) []kv {
+	c.t.Helper()
+	var d kafkaproto.Decompressor
+	defer d.Close()
+	var out []kv
+	err := kafkaproto.SplitBatches(c.bytesOf(id), func(batch []byte, _ kafkaproto.BatchHeader) error {
+		recs, err := d.Records(batch)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			v := string(r.Value)
+			if r.Value == nil {
+				v = "<nil>"
+			}
+			out = append(out, kv{r.Offset, string(r.Key), v})
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// writeVersions writes keys k0..k4 in rounds v0..v3 (one roll after
+// each round), then a tombstone of k4 and one more roll; offsets run
+// 0..20 and k4's tombstone is at 20.
+func (c *cluster) writeVersions(leader int32) {
+	c.t.Helper()
+	for v := range 4 {
+		for k := range 5 {
+			c.produceKV(leader, fmt.Sprintf("k%d", k), fmt.Appendf(nil, "v%d", v))
+		}
+		c.rollOn(leader)
+	}
+	c.produceKV(leader, "k4", nil)
+	c.rollOn(leader)
+}
+
+// wantCleaned is what a consumer reads after the cleaning of
+// writeVersions' range: the last version of k0..k3, k4 gone with its
+// tombstone (delete.retention.ms 0).
+var wantCleaned = []kv{{15, "k0", "v3"}, {16, "k1", "v3"}, {17, "k2", "v3"}, {18, "k3", "v3"}}
+
+// checkCleaned checks node id's log holds exactly wantCleaned, at the
+// committed generation, and that every sealed segment's bytes match the
+// chain's checksum.
+func (c *cluster) checkCleaned(id int32, gen int32) {
+	c.t.Helper()
+	if got := c.records(id); !slices.Equal(got, wantCleaned) {
+		c.t.Fatalf("node %d records after cleaning:\n got %v\nwant %v", id, got, wantCleaned)
+	}
+	l := c.log(id)
+	if l.CleanGeneration() != gen {
+		c.t.Fatalf("node %d at generation %d, want %d", id, l.CleanGeneration(), gen)
+	}
+	for _, s := range c.partition().Segments {
+		if s.State != metadata.SegmentSealed || s.EndOffset == s.BaseOffset {
+			continue
+		}
+		crc, n, err := l.SegmentChecksum(s.BaseOffset, s.EndOffset)
+		if err != nil || crc != s.Checksum || n != s.Bytes {
+			c.t.Fatalf("node %d segment %d [%d, %d): crc %d bytes %d err %v; metadata crc %d bytes %d (generation %d)",
+				id, s.ID, s.BaseOffset, s.EndOffset, crc, n, err, s.Checksum, s.Bytes, s.Generation)
+		}
+	}
+}
+
+// TestCleaningCommitsOnEveryReplica: the leader proposes a cleaning of
+// the sealed range, all three participants clean, report identical
+// checksums, the generation commits and every replica swaps it in: the
+// same bytes everywhere, each segment's last batch kept (emptied), and
+// only the last value of each key left.
+func TestCleaningCommitsOnEveryReplica(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	c.writeVersions(1)
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	cl := c.partition().Clean
+	if cl == nil || cl.Generation != 1 || cl.Start != 0 || cl.UpTo != 21 || !slices.Equal(cl.Participants, []int32{1, 2, 3}) {
+		t.Fatalf("proposed cleaning %+v", cl)
+	}
+	c.eventually("generation 1 swapped in on every replica", func() bool {
+		c.reconcileAll()
+		for id := range c.nodes {
+			if c.log(id).CleanGeneration() != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	p := c.partition()
+	if p.Clean != nil || p.CommittedGeneration() != 1 {
+		t.Fatalf("after the commit: clean %+v cleaned %+v", p.Clean, p.Cleaned)
+	}
+	for id := range c.nodes {
+		c.checkCleaned(id, 1)
+	}
+	if !c.sameBytes(1, 2) || !c.sameBytes(1, 3) {
+		t.Fatal("replicas differ after the cleaning")
+	}
+	// Every sealed segment keeps a batch ending at its end (its epoch
+	// and end never move).
+	ends := map[int64]bool{}
+	_ = kafkaproto.SplitBatches(c.bytesOf(1), func(_ []byte, h kafkaproto.BatchHeader) error {
+		ends[h.LastOffset()+1] = true
+		return nil
+	})
+	for _, s := range p.Segments[:len(p.Segments)-1] {
+		if !ends[s.EndOffset] {
+			t.Fatalf("no batch ends at segment %d's end %d", s.ID, s.EndOffset)
+		}
+	}
+	// Appends go on above the cleaned range.
+	if off := c.produceKV(p.Active().Leader, "k9", []byte("x")); off != 21 {
+		t.Fatalf("next offset %d, want 21", off)
+	}
+	if st := c.nodes[1].m.CleanerStats(); st.Cleanings != 1 || st.BytesOut >= st.BytesIn {
+		t.Fatalf("cleaner stats %+v", st)
+	}
+}
+
+// TestCleaningRedoneByAMissingReplica: a node that was fenced when the
+// cleaning was proposed is no participant; two of three commit it, and
+// once back the node redoes the committed cleaning over its own bytes and
+// swaps in identical bytes.
+func TestCleaningRedoneByAMissingReplica(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	c.writeVersions(1)
+	if err := c.meta.fsm.Apply(metadata.SetBrokerState{ID: 3, From: metadata.BrokerAlive, To: metadata.BrokerFenced}); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if cl := c.partition().Clean; cl == nil || !slices.Equal(cl.Participants, []int32{1, 2}) {
+		t.Fatalf("proposed cleaning %+v", cl)
+	}
+	c.eventually("generation 1 on nodes 1 and 2", func() bool {
+		c.nodes[1].reconcile("t")
+		c.nodes[2].reconcile("t")
+		return c.log(1).CleanGeneration() == 1 && c.log(2).CleanGeneration() == 1
+	})
+	if c.log(3).CleanGeneration() != 0 || bytes.Equal(c.bytesOf(3), c.bytesOf(1)) {
+		t.Fatal("node 3 changed before it came back")
+	}
+	if err := c.meta.fsm.Apply(metadata.SetBrokerState{ID: 3, From: metadata.BrokerFenced, To: metadata.BrokerAlive}); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually("node 3 redid generation 1", func() bool {
+		c.nodes[3].reconcile("t")
+		return c.log(3).CleanGeneration() == 1
+	})
+	c.checkCleaned(3, 1)
+	if !c.sameBytes(1, 3) {
+		t.Fatal("node 3 differs after its redo")
+	}
+	if st := c.nodes[3].m.CleanerStats(); st.Redone != 1 {
+		t.Fatalf("node 3 stats %+v", st)
+	}
+}
+
+// TestCleaningAbandonedWhenAParticipantIsFenced: a participant fenced
+// before it reported makes the leader abandon the generation; nothing is
+// swapped in, and the next proposal takes generation 2.
+func TestCleaningAbandonedWhenAParticipantIsFenced(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	c.writeVersions(1)
+	before := c.bytesOf(1)
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if c.partition().Clean == nil {
+		t.Fatal("no cleaning proposed")
+	}
+	if err := c.meta.fsm.Apply(metadata.SetBrokerState{ID: 3, From: metadata.BrokerAlive, To: metadata.BrokerFenced}); err != nil {
+		t.Fatal(err)
+	}
+	// Nodes 1 and 2 never run it (their reconcile is not called); the
+	// leader's next check abandons it.
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if p := c.partition(); p.Clean != nil || p.Cleaned != nil || p.CleanGen != 1 {
+		t.Fatalf("after abandoning: %+v", p)
+	}
+	if !bytes.Equal(c.bytesOf(1), before) {
+		t.Fatal("an abandoned cleaning changed the log")
+	}
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if cl := c.partition().Clean; cl == nil || cl.Generation != 2 || !slices.Equal(cl.Participants, []int32{1, 2}) {
+		t.Fatalf("next proposal %+v", cl)
+	}
+}
