@@ -1,14 +1,11 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,49 +43,29 @@ type groupCoordinators struct {
 
 // offsetsLog is one __consumer_offsets partition as the coordinator's
 // Persister. It appends records and waits until they are durable per the
-// fsync policy, and it bounds the log by checkpointing: it tracks the latest
-// value of every live key, and once the bytes appended since the last
-// checkpoint exceed checkpointBytes and twice the live set, it appends the
-// whole live set again and deletes every record before it. Replay of the
-// remaining log gives the same state, because each key's latest value is at
-// or after the checkpoint's first offset.
+// fsync policy. The topic is compacted (docs/compaction.md): the cleaner
+// keeps each key's latest record, so replaying what remains gives the
+// same state.
 //
-// On a replicated partition records are appended only under this node's
-// leadership of the active segment with a live lease (never during a
-// roll), and Persist returns once the high watermark covers them, so a
-// committed offset is on every replica and survives a failover; a
-// leadership that ends first answers NOT_COORDINATOR.
+// Records are appended only under this node's leadership of the active
+// segment with a live lease (never during a roll), and Persist returns
+// once the high watermark covers them, so a committed offset is on every
+// replica and survives a failover; a leadership that ends first answers
+// NOT_COORDINATOR.
 type offsetsLog struct {
-	log             *storage.Log
-	now             func() time.Time
-	epoch           func() int32 // the partition's leader epoch, stamped into batches
-	checkpointBytes int64
-	logger          zerolog.Logger
+	log    *storage.Log
+	now    func() time.Time
+	epoch  func() int32 // the partition's leader epoch, stamped into batches
+	logger zerolog.Logger
 	// leader returns this node's leadership of the partition (nil when
 	// it has none); nil for an unreplicated partition.
 	leader func() *replica.Leadership
 
-	mu              sync.Mutex // orders appends with checkpoints; guards the fields below
-	live            map[string][]byte
-	liveBytes       int64
-	sinceCheckpoint int64
-	checkpointing   bool
+	mu sync.Mutex // orders appends
 }
 
-func newOffsetsLog(l *storage.Log, checkpointBytes int64, epoch func() int32) *offsetsLog {
-	return &offsetsLog{log: l, now: time.Now, checkpointBytes: checkpointBytes, live: map[string][]byte{}, epoch: epoch}
-}
-
-// track records the latest value of a key (nil: deleted). p.mu held.
-func (p *offsetsLog) track(key, value []byte) {
-	if old, ok := p.live[string(key)]; ok {
-		p.liveBytes -= int64(len(key) + len(old))
-		delete(p.live, string(key))
-	}
-	if value != nil {
-		p.live[string(key)] = value
-		p.liveBytes += int64(len(key) + len(value))
-	}
+func newOffsetsLog(l *storage.Log, epoch func() int32) *offsetsLog {
+	return &offsetsLog{log: l, now: time.Now, epoch: epoch}
 }
 
 // begin starts an append: it returns the leadership to append under,
@@ -145,18 +122,17 @@ func (p *offsetsLog) wait(ctx context.Context, lp *replica.Leadership, last int6
 
 // appendLocked encodes kvs as one batch and appends it (under lp's epoch
 // when replicated). p.mu held.
-func (p *offsetsLog) appendLocked(epoch int32, kvs []kafkaproto.KV) (storage.AppendResult, error) {
+func (p *offsetsLog) appendLocked(epoch int32, kvs []kafkaproto.KV) (storage.AppendResult, int64, error) {
 	batch := kafkaproto.AppendBatch(nil, p.now().UnixMilli(), kvs)
 	h, err := kafkaproto.ValidateBatch(batch)
 	if err != nil {
-		return storage.AppendResult{}, fmt.Errorf("broker: encode group records: %w", err)
+		return storage.AppendResult{}, 0, fmt.Errorf("broker: encode group records: %w", err)
 	}
 	res, err := p.log.Append(batch, h, epoch)
 	if err != nil {
-		return res, fmt.Errorf("broker: persist group records: %w", err)
+		return res, 0, fmt.Errorf("broker: persist group records: %w", err)
 	}
-	p.sinceCheckpoint += int64(len(batch))
-	return res, nil
+	return res, int64(len(batch)), nil
 }
 
 // Persist implements groups.Persister.
@@ -170,15 +146,7 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 		return err
 	}
 	p.mu.Lock()
-	before := p.sinceCheckpoint
-	res, err := p.appendLocked(epoch, kvs)
-	appended := p.sinceCheckpoint - before
-	if err == nil {
-		for _, r := range recs {
-			p.track(r.Key, r.Value)
-		}
-	}
-	due := err == nil && !p.checkpointing && p.sinceCheckpoint > p.checkpointBytes && p.sinceCheckpoint > 2*p.liveBytes
+	res, appended, err := p.appendLocked(epoch, kvs)
 	p.mu.Unlock()
 	release(appended)
 	if err != nil {
@@ -186,97 +154,6 @@ func (p *offsetsLog) Persist(ctx context.Context, recs []groups.Record) error {
 	}
 	if err := p.wait(ctx, lp, res.LastOffset); err != nil {
 		return fmt.Errorf("broker: persist group records: %w", err)
-	}
-	if due {
-		// The commit is durable whatever happens here; a failed
-		// checkpoint only leaves the log longer (and is retried after
-		// the next checkpoint.bytes of commits).
-		if err := p.checkpoint(ctx); err != nil {
-			p.logger.Warn().Err(err).Msg("checkpoint of group records failed; the offsets log stays longer until the next one")
-		}
-	}
-	return nil
-}
-
-// checkpoint appends the live set and deletes everything before it.
-func (p *offsetsLog) checkpoint(ctx context.Context) error {
-	lp, epoch, release, err := p.begin(ctx)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.checkpointing = true
-	written := int64(0)
-	defer func() {
-		p.mu.Lock()
-		p.checkpointing = false
-		p.mu.Unlock()
-	}()
-	keys := make([]string, 0, len(p.live))
-	for k := range p.live {
-		keys = append(keys, k)
-	}
-	// Group metadata (key version 2) before offsets, then by key, so the
-	// checkpoint replays like the original log.
-	slices.SortFunc(keys, func(a, b string) int {
-		ga, gb := len(a) >= 2 && a[1] == 2, len(b) >= 2 && b[1] == 2
-		if ga != gb {
-			if ga {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a, b)
-	})
-	first, last := int64(-1), int64(-1)
-	var kvs []kafkaproto.KV
-	size := 0
-	flush := func() error {
-		if len(kvs) == 0 {
-			return nil
-		}
-		before := p.sinceCheckpoint
-		res, err := p.appendLocked(epoch, kvs)
-		written += p.sinceCheckpoint - before
-		if err != nil {
-			return err
-		}
-		if first < 0 {
-			first = res.BaseOffset
-		}
-		last = res.LastOffset
-		kvs, size = kvs[:0], 0
-		return nil
-	}
-	for _, k := range keys {
-		v := p.live[k]
-		kvs = append(kvs, kafkaproto.KV{Key: []byte(k), Value: v})
-		if size += len(k) + len(v); size >= 1<<20 {
-			if err = flush(); err != nil {
-				break
-			}
-		}
-	}
-	if err == nil {
-		err = flush()
-	}
-	p.sinceCheckpoint = 0
-	end := p.log.LogEndOffset()
-	p.mu.Unlock()
-	release(written)
-	if err != nil {
-		return err
-	}
-	if first < 0 { // nothing live: everything before the end can go
-		first = end
-		if err := p.wait(ctx, lp, end-1); err != nil {
-			return fmt.Errorf("broker: checkpoint group records: %w", err)
-		}
-	} else if err := p.wait(ctx, lp, last); err != nil {
-		return fmt.Errorf("broker: checkpoint group records: %w", err)
-	}
-	if _, err := p.log.DeleteRecordsBefore(first); err != nil {
-		return fmt.Errorf("broker: checkpoint group records: %w", err)
 	}
 	return nil
 }
@@ -355,7 +232,7 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []
 	gc.mu.Unlock()
 	started := time.Now()
 	tp := b.tp(offsetsTopic, p)
-	ol := newOffsetsLog(l, b.cfg.Groups.OffsetsCheckpointBytes, func() int32 {
+	ol := newOffsetsLog(l, func() int32 {
 		t, _ := b.store.FSM().Topic(offsetsTopic)
 		_, e := t.Leader(p)
 		return max(e, 0)
@@ -409,23 +286,21 @@ func (gc *groupCoordinators) local() []*groups.Coordinator {
 // live brokers.
 func (b *Broker) ensureOffsetsTopic(ctx context.Context) (metadata.Topic, error) {
 	if t, ok := b.store.FSM().Topic(offsetsTopic); ok {
+		if err := b.compactOffsetsTopic(ctx, t); err != nil {
+			b.log.Warn().Err(err).Msg("upgrade __consumer_offsets to a compacted topic; retried at the next FindCoordinator")
+		}
 		return t, nil
 	}
 	id, err := newTopicID()
 	if err != nil {
 		return metadata.Topic{}, err
 	}
-	// Time and size retention are off: the log is bounded by the
-	// coordinators' checkpoints instead (offsetsLog). Segments are no
-	// larger than a checkpoint interval, so that the records a checkpoint
-	// supersedes are in segments it can delete.
-	segBytes := min(16<<20, max(4096, b.cfg.Groups.OffsetsCheckpointBytes))
 	rf := int16(b.cfg.Groups.OffsetsRF)
 	if rf == 0 {
 		rf = metadata.AutoReplicationFactor
 	}
 	cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true, ReplicationFactor: rf,
-		Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": strconv.FormatInt(segBytes, 10)}}
+		Configs: offsetsTopicConfigs(b.cfg.Groups.OffsetsSegmentBytes)}
 	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
 		return metadata.Topic{}, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
 	}
@@ -435,6 +310,30 @@ func (b *Broker) ensureOffsetsTopic(ctx context.Context) (metadata.Topic, error)
 		return metadata.Topic{}, fmt.Errorf("broker: %s vanished after creation", offsetsTopic)
 	}
 	return t, nil
+}
+
+// offsetsTopicConfigs are __consumer_offsets' configs: compacted
+// (docs/compaction.md), as Kafka's, with segments of segBytes
+// (offsets.topic.segment.bytes) so the cleaner has sealed ranges to clean.
+func offsetsTopicConfigs(segBytes int64) map[string]string {
+	return map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.FormatInt(segBytes, 10)}
+}
+
+// compactOffsetsTopic upgrades a __consumer_offsets created before it was
+// compacted (an older version bounded it with checkpoints of its own):
+// it sets the configs a new one gets. Replaying the old log gives the
+// same state (a checkpoint repeated live records), and the cleaner takes
+// over from there.
+func (b *Broker) compactOffsetsTopic(ctx context.Context, t metadata.Topic) error {
+	if t.Configs["cleanup.policy"] == "compact" {
+		return nil
+	}
+	cmd := metadata.SetTopicConfigs{Name: t.Name, ID: t.ID, Expected: t.Configs, Configs: offsetsTopicConfigs(b.cfg.Groups.OffsetsSegmentBytes)}
+	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrPreconditionFailed) {
+		return fmt.Errorf("broker: make %s compacted: %w", offsetsTopic, err)
+	}
+	b.log.Info().Msg("__consumer_offsets is now a compacted topic (upgraded from checkpoints)")
+	return nil
 }
 
 // replayOffsets feeds every record of l, in order, to c and ol.
@@ -469,14 +368,8 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, 
 				if err := c.Replay(groups.Record{Key: r.Key, Value: r.Value}); err != nil {
 					return fmt.Errorf("record %d: %w", r.Offset, err)
 				}
-				ol.mu.Lock()
-				ol.track(bytes.Clone(r.Key), bytes.Clone(r.Value))
-				ol.mu.Unlock()
 				n++
 			}
-			ol.mu.Lock()
-			ol.sinceCheckpoint += int64(len(batch))
-			ol.mu.Unlock()
 			off = h.LastOffset() + 1
 			return nil
 		})

@@ -20,6 +20,9 @@ type dumpSegment struct {
 	Replicas []int32 `json:"replicas"`
 	Learners []int32 `json:"learners"`
 	State    string  `json:"state"`
+	// Generation is the committed cleaning generation of a compacted
+	// topic's segment (docs/compaction.md).
+	Generation int32 `json:"generation"`
 }
 
 // segmentsVia returns topic/partition's segment chain as node via's

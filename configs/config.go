@@ -161,10 +161,10 @@ type GroupsConfig struct {
 	MaxSessionTimeout     time.Duration `mapstructure:"max-session-timeout"`
 	OffsetsRetention      time.Duration `mapstructure:"offsets-retention"`
 	OffsetsExpireInterval time.Duration `mapstructure:"offsets-expire-interval"`
-	// OffsetsCheckpointBytes bounds each __consumer_offsets partition:
-	// past this many bytes since the last checkpoint, its live records are
-	// rewritten and everything before them deleted.
-	OffsetsCheckpointBytes int64 `mapstructure:"offsets-checkpoint-bytes"`
+	// OffsetsSegmentBytes is __consumer_offsets' segment.bytes (Kafka's
+	// offsets.topic.segment.bytes): the compacted topic rolls there, so
+	// the cleaner has sealed ranges to clean (docs/compaction.md).
+	OffsetsSegmentBytes int64 `mapstructure:"offsets-segment-bytes"`
 }
 
 // Option documents one configuration key. The flag name is the key with
@@ -223,7 +223,7 @@ func Options() []Option {
 		{"groups.max-session-timeout", 30 * time.Minute, "largest session timeout a member may ask for (group.max.session.timeout.ms)"},
 		{"groups.offsets-retention", 7 * 24 * time.Hour, "committed offsets of empty groups and deleted topics expire after this (offsets.retention.minutes)"},
 		{"groups.offsets-expire-interval", 10 * time.Minute, "how often offset expiry runs (offsets.retention.check.interval.ms)"},
-		{"groups.offsets-checkpoint-bytes", int64(64 << 20), "rewrite a __consumer_offsets partition's live records and drop older ones once this many bytes were appended since the last rewrite"},
+		{"groups.offsets-segment-bytes", int64(16 << 20), "segment.bytes of the compacted __consumer_offsets topic when it is created (Kafka's offsets.topic.segment.bytes)"},
 		{"voters", "", "initial Raft voters as id=host:port,... (the same list on every initial node); empty: a cluster of one"},
 		{"rack", "", "rack of this node, for rack-aware placement (broker.rack)"},
 		{"raft.listen", "", "Raft TCP address (must match this node's entry in voters); empty: in-memory, single node"},
@@ -401,8 +401,8 @@ func (c Config) Validate() error {
 	if c.Groups.MinSessionTimeout <= 0 || c.Groups.MaxSessionTimeout < c.Groups.MinSessionTimeout {
 		errs = append(errs, fmt.Errorf("groups session timeouts [%v, %v] are invalid", c.Groups.MinSessionTimeout, c.Groups.MaxSessionTimeout))
 	}
-	if c.Groups.OffsetsCheckpointBytes < 1024 {
-		errs = append(errs, fmt.Errorf("groups.offsets-checkpoint-bytes %d is below 1024", c.Groups.OffsetsCheckpointBytes))
+	if c.Groups.OffsetsSegmentBytes < 1024 {
+		errs = append(errs, fmt.Errorf("groups.offsets-segment-bytes %d is below 1024", c.Groups.OffsetsSegmentBytes))
 	}
 	if c.Groups.OffsetsRetention <= 0 || c.Groups.OffsetsExpireInterval <= 0 {
 		errs = append(errs, errors.New("groups.offsets-retention and groups.offsets-expire-interval must be positive"))
