@@ -35,6 +35,7 @@ func registry() []api {
 		apiAlterConfigs(),
 		apiCreatePartitions(),
 		apiIncrementalAlterConfigs(),
+		apiElectLeaders(),
 		apiDescribeCluster(),
 		apiOffsetCommit(),
 		apiOffsetFetch(),

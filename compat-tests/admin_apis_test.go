@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -244,5 +246,87 @@ func TestBrokerVersionConfigs(t *testing.T) {
 	if len(res) != 1 || res[0].ErrorCode != sarama.ErrNoError || len(res[0].Configs) != 1 ||
 		res[0].Configs[0].Name != "inter.broker.protocol.version" || res[0].Configs[0].Value != "3.7-IV4" {
 		t.Errorf("sarama DescribeConfigs inter.broker.protocol.version: %+v", res)
+	}
+}
+
+// TestElectLeaders: on a single node every partition's preferred replica
+// leads, so a preferred election answers ELECTION_NOT_NEEDED (kadm v2,
+// sarama v0 and v2), an election over all partitions lists none; an
+// unknown partition or topic gets UNKNOWN_TOPIC_OR_PARTITION and an
+// unclean election INVALID_REQUEST with a message.
+func TestElectLeaders(t *testing.T) {
+	card(t, "franz-go kadm + sarama", "ElectLeaders")
+	n := startTusk(t)
+	adm, _ := newAdm(t, n)
+	createTopic(t, adm, "elect", 2, nil)
+
+	results := func(t *testing.T, how kadm.ElectLeadersHow, s kadm.TopicsSet) map[string]string {
+		t.Helper()
+		res, err := adm.ElectLeaders(ctxTimeout(t, 15*time.Second), how, s)
+		if err != nil {
+			t.Fatalf("ElectLeaders: %v", err)
+		}
+		out := map[string]string{}
+		for topic, ps := range res {
+			for p, r := range ps {
+				code := "NONE"
+				if r.Err != nil {
+					code = r.Err.(*kerr.Error).Message
+					if r.ErrMessage == "" {
+						t.Errorf("%s/%d: %s without a message", topic, p, code)
+					}
+				}
+				out[fmt.Sprintf("%s/%d", topic, p)] = code
+			}
+		}
+		return out
+	}
+	t.Run("kadm preferred", func(t *testing.T) {
+		got := results(t, kadm.ElectPreferredReplica, kadm.TopicsSet{"elect": {0: {}, 1: {}, 2: {}}, "no-such-topic": {0: {}}})
+		want := map[string]string{"elect/0": "ELECTION_NOT_NEEDED", "elect/1": "ELECTION_NOT_NEEDED", "elect/2": "UNKNOWN_TOPIC_OR_PARTITION", "no-such-topic/0": "UNKNOWN_TOPIC_OR_PARTITION"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("results %v, want %v", got, want)
+		}
+		if all := results(t, kadm.ElectPreferredReplica, nil); len(all) != 0 {
+			t.Errorf("election over all partitions: %v, want none listed", all)
+		}
+	})
+	t.Run("kadm unclean", func(t *testing.T) {
+		got := results(t, kadm.ElectLiveReplica, kadm.TopicsSet{"elect": {0: {}}})
+		if want := map[string]string{"elect/0": "INVALID_REQUEST"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("results %v, want %v", got, want)
+		}
+	})
+	for _, sv := range []struct {
+		name    string
+		version sarama.KafkaVersion
+	}{{"sarama-v0", sarama.V2_2_0_0}, {"sarama-v2", sarama.V3_7_0_0}} {
+		t.Run(sv.name, func(t *testing.T) {
+			cfg := sarama.NewConfig()
+			cfg.Version = sv.version
+			cfg.Admin.Retry.Max = 0
+			ca, err := sarama.NewClusterAdmin([]string{n.Kafka}, cfg)
+			if err != nil {
+				t.Fatalf("NewClusterAdmin: %v", err)
+			}
+			defer ca.Close()
+			res, err := ca.ElectLeaders(sarama.PreferredElection, map[string][]int32{"elect": {0, 1, 9}})
+			if err != nil {
+				t.Fatalf("ElectLeaders: %v", err)
+			}
+			got := map[int32]sarama.KError{}
+			for p, r := range res["elect"] {
+				got[p] = r.ErrorCode
+			}
+			want := map[int32]sarama.KError{0: sarama.ErrElectionNotNeeded, 1: sarama.ErrElectionNotNeeded, 9: sarama.ErrUnknownTopicOrPartition}
+			if len(res) != 1 || fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("results %v, want elect: %v", res, want)
+			}
+			if sv.version.IsAtLeast(sarama.V2_4_0_0) {
+				if _, err := ca.ElectLeaders(sarama.UncleanElection, map[string][]int32{"elect": {0}}); !errors.Is(err, sarama.ErrInvalidRequest) {
+					t.Errorf("unclean election: %v, want INVALID_REQUEST", err)
+				}
+			}
+		})
 	}
 }
