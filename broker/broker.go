@@ -148,6 +148,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
 	b.repl = b.newReplicaManager()
+	b.m.reg.MustRegister(newCleanerCollector(b.repl))
 	store.SetForwarder(b)
 	store.SetProber(b)
 	return b, nil

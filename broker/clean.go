@@ -2,6 +2,9 @@ package broker
 
 import (
 	"path/filepath"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tuskdb/tusk/configs"
 	"github.com/tuskdb/tusk/replica"
@@ -45,4 +48,54 @@ func (b *Broker) compaction(topic string) (replica.CompactionConfig, bool) {
 	c := configs.CleaningConfig(overrides)
 	return replica.CompactionConfig{Compact: c.Compact, Delete: c.Delete, MinDirtyRatio: c.MinCleanableDirtyRatio,
 		MinLagMs: c.MinCompactionLagMs, MaxLagMs: c.MaxCompactionLagMs, DeleteRetentionMs: c.DeleteRetentionMs}, true
+}
+
+// cleanerCollector exports the cleaner's figures: counters of this
+// node's cleanings, and per compacted partition it leads the dirty ratio
+// and the cleaner lag (bounded by the compacted partitions it leads).
+type cleanerCollector struct {
+	repl                                        *replica.Manager
+	cleanings, redone, errors, abandoned        *prometheus.Desc
+	bytesRead, bytesWritten, ratio, lag, maxLag *prometheus.Desc
+}
+
+func newCleanerCollector(repl *replica.Manager) *cleanerCollector {
+	tp := []string{"topic", "partition"}
+	return &cleanerCollector{
+		repl:         repl,
+		cleanings:    prometheus.NewDesc("tusk_cleaner_cleanings_total", "Cleaned generations this node swapped in as a participant.", nil, nil),
+		redone:       prometheus.NewDesc("tusk_cleaner_redone_total", "Committed cleanings this node redid over its own bytes (it missed them or its output differed) and swapped in.", nil, nil),
+		errors:       prometheus.NewDesc("tusk_cleaner_errors_total", "Cleanings that failed on this node (input that did not verify, I/O errors, redo results that differ from the committed checksums).", nil, nil),
+		abandoned:    prometheus.NewDesc("tusk_cleaner_abandoned_total", "Prepared cleaning outputs this node dropped because their generation was abandoned.", nil, nil),
+		bytesRead:    prometheus.NewDesc("tusk_cleaner_read_bytes_total", "Bytes the cleaner read (each pass).", nil, nil),
+		bytesWritten: prometheus.NewDesc("tusk_cleaner_written_bytes_total", "Bytes the cleaner wrote.", nil, nil),
+		ratio:        prometheus.NewDesc("tusk_cleaner_cleanable_ratio", "Dirty share of the cleanable range of a compacted partition this node leads, at the last check.", tp, nil),
+		lag:          prometheus.NewDesc("tusk_cleaner_lag_seconds", "How long ago the oldest dirty sealed segment of a compacted partition this node leads was sealed (0: nothing dirty).", tp, nil),
+		maxLag:       prometheus.NewDesc("tusk_cleaner_max_lag_seconds", "The largest tusk_cleaner_lag_seconds on this node.", nil, nil),
+	}
+}
+
+func (c *cleanerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.cleanings, c.redone, c.errors, c.abandoned, c.bytesRead, c.bytesWritten, c.ratio, c.lag, c.maxLag} {
+		ch <- d
+	}
+}
+
+func (c *cleanerCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.repl.CleanerStats()
+	for _, v := range []struct {
+		d *prometheus.Desc
+		n int64
+	}{{c.cleanings, st.Cleanings}, {c.redone, st.Redone}, {c.errors, st.Failed}, {c.abandoned, st.Abandoned}, {c.bytesRead, st.BytesIn}, {c.bytesWritten, st.BytesOut}} {
+		ch <- prometheus.MustNewConstMetric(v.d, prometheus.CounterValue, float64(v.n))
+	}
+	maxLag := 0.0
+	for tp, d := range c.repl.Dirty() {
+		p := strconv.Itoa(int(tp.Partition))
+		lag := float64(d.LagMs) / 1000
+		maxLag = max(maxLag, lag)
+		ch <- prometheus.MustNewConstMetric(c.ratio, prometheus.GaugeValue, d.Ratio, tp.Topic, p)
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, lag, tp.Topic, p)
+	}
+	ch <- prometheus.MustNewConstMetric(c.maxLag, prometheus.GaugeValue, maxLag)
 }

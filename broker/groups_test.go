@@ -166,6 +166,32 @@ func TestOffsetsTopicCompacted(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// The cleaner's metrics saw it: a swapped-in generation, bytes
+		// read and written, and the partition's dirty ratio.
+		got := map[string]float64{}
+		mfs, err := b.m.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "topic" && lp.GetValue() != offsetsTopic {
+						v = -1
+					}
+				}
+				if v >= 0 {
+					got[mf.GetName()] = v
+				}
+			}
+		}
+		if got["tusk_cleaner_cleanings_total"] < 1 || got["tusk_cleaner_read_bytes_total"] <= got["tusk_cleaner_written_bytes_total"] || got["tusk_cleaner_errors_total"] != 0 {
+			t.Errorf("cleaner metrics %v", got)
+		}
+		if _, ok := got["tusk_cleaner_cleanable_ratio"]; !ok {
+			t.Errorf("no tusk_cleaner_cleanable_ratio for %s in %v", offsetsTopic, got)
+		}
 		if err := b.Close(ctx); err != nil {
 			t.Fatal(err)
 		}

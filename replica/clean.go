@@ -72,8 +72,19 @@ type cleanState struct {
 	// (not retried; the segments are not served from this node).
 	failedRedo map[storage.TopicPartition]int32
 	stats      CleanerStats
-	// ratios: the dirty ratio the leader last computed per partition.
-	ratios map[storage.TopicPartition]float64
+	// dirty: what the leader last computed per compacted partition it
+	// leads.
+	dirty map[storage.TopicPartition]DirtyState
+}
+
+// DirtyState is a compacted partition's cleanable share and cleaner lag,
+// as its leader last computed them.
+type DirtyState struct {
+	// Ratio is the dirty bytes' share of the cleanable range.
+	Ratio float64
+	// LagMs is how long ago the oldest dirty sealed segment was sealed
+	// (0: nothing dirty).
+	LagMs int64
 }
 
 type pendingClean struct {
@@ -87,7 +98,7 @@ type pendingClean struct {
 func newCleanState(threads int) *cleanState {
 	return &cleanState{sem: make(chan struct{}, max(threads, 1)), running: map[storage.TopicPartition]bool{},
 		pending: map[storage.TopicPartition]*pendingClean{}, failedRedo: map[storage.TopicPartition]int32{},
-		ratios: map[storage.TopicPartition]float64{}}
+		dirty: map[storage.TopicPartition]DirtyState{}}
 }
 
 // CleanerStats returns the node's cleaner counters.
@@ -97,13 +108,18 @@ func (m *Manager) CleanerStats() CleanerStats {
 	return m.clean.stats
 }
 
-// CleanableRatios returns the dirty ratio of each partition this node
-// led at its last check.
-func (m *Manager) CleanableRatios() map[storage.TopicPartition]float64 {
+// Dirty returns the dirty state of each compacted partition this node
+// leads, as of its last check; partitions it no longer leads are left
+// out.
+func (m *Manager) Dirty() map[storage.TopicPartition]DirtyState {
 	m.clean.mu.Lock()
 	defer m.clean.mu.Unlock()
-	out := make(map[storage.TopicPartition]float64, len(m.clean.ratios))
-	for k, v := range m.clean.ratios {
+	out := make(map[storage.TopicPartition]DirtyState, len(m.clean.dirty))
+	for k, v := range m.clean.dirty {
+		if m.Leader(k) == nil {
+			delete(m.clean.dirty, k)
+			continue
+		}
 		out[k] = v
 	}
 	return out
@@ -499,9 +515,9 @@ func (m *Manager) maybeClean(tp storage.TopicPartition, l *storage.Log) {
 	if m.fillChecksums(ctx, t, tp, part, l) {
 		return // the next check sees the checksums
 	}
-	cmd, ratio, due := m.cleanable(t, tp.Partition, part, cc, l.LogStartOffset(), now)
+	cmd, ratio, lag, due := m.cleanable(t, tp.Partition, part, cc, l.LogStartOffset(), now)
 	m.clean.mu.Lock()
-	m.clean.ratios[tp] = ratio
+	m.clean.dirty[tp] = DirtyState{Ratio: ratio, LagMs: lag}
 	m.clean.mu.Unlock()
 	if !due {
 		return
@@ -548,8 +564,8 @@ func (m *Manager) fillChecksums(ctx context.Context, t metadata.Topic, tp storag
 // checksum); it is due when the dirty part's share of the bytes reaches
 // min.cleanable.dirty.ratio, or a dirty segment was sealed more than
 // max.compaction.lag.ms ago.
-func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, cc CompactionConfig, logStart, now int64) (metadata.CleanPartition, float64, bool) {
-	cmd := metadata.CleanPartition{Topic: t.Name, ID: t.ID, Partition: p, Generation: part.CleanGen + 1, NowMs: now, Start: logStart}
+func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, cc CompactionConfig, logStart, now int64) (cmd metadata.CleanPartition, ratio float64, lagMs int64, due bool) {
+	cmd = metadata.CleanPartition{Topic: t.Name, ID: t.ID, Partition: p, Generation: part.CleanGen + 1, NowMs: now, Start: logStart}
 	var total, dirty int64
 	firstDirty := int64(-1)
 	oldestDirty := int64(-1)
@@ -583,13 +599,14 @@ func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, 
 		}
 	}
 	if len(cmd.Segments) == 0 || firstDirty < 0 || total == 0 {
-		return cmd, 0, false
+		return cmd, 0, 0, false
 	}
 	cmd.FirstDirty = max(firstDirty, cmd.Start)
-	ratio := float64(dirty) / float64(total)
-	due := ratio >= cc.MinDirtyRatio || (cc.MaxLagMs > 0 && now-oldestDirty >= cc.MaxLagMs)
+	ratio = float64(dirty) / float64(total)
+	lagMs = max(now-oldestDirty, 0)
+	due = ratio >= cc.MinDirtyRatio || (cc.MaxLagMs > 0 && lagMs >= cc.MaxLagMs)
 	if !due {
-		return cmd, ratio, false
+		return cmd, ratio, lagMs, false
 	}
 	// Participants: the alive nodes that are replicas of every segment of
 	// the range and of the active segment.
@@ -611,5 +628,5 @@ func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, 
 		}
 	}
 	slices.Sort(cmd.Participants)
-	return cmd, ratio, len(cmd.Participants) > 0
+	return cmd, ratio, lagMs, len(cmd.Participants) > 0
 }
