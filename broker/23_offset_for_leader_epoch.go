@@ -58,13 +58,17 @@ func epochEndOffset(p metadata.Partition, requested int32, leo int64) (int32, in
 	}
 	floor := int32(-1)
 	for _, s := range segs {
-		if s.Epoch > requested {
-			if floor < 0 {
-				return requested, s.BaseOffset // older than every segment
+		// A merged segment of a compacted topic holds several epochs
+		// (metadata.MergeSegments).
+		for _, e := range s.EpochList() {
+			if e.Epoch > requested {
+				if floor < 0 {
+					return requested, e.Start // older than every segment
+				}
+				return floor, e.Start
 			}
-			return floor, s.BaseOffset
+			floor = e.Epoch
 		}
-		floor = s.Epoch
 	}
 	return -1, -1 // newer than the current epoch
 }

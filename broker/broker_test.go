@@ -257,6 +257,15 @@ func TestEpochEndOffset(t *testing.T) {
 		if e != c.epoch || off != c.endOffset {
 			t.Errorf("epoch %d: got (%d, %d), want (%d, %d)", c.req, e, off, c.epoch, c.endOffset)
 		}
+		// The same chain after its two sealed segments were merged
+		// (a compacted topic): the answers do not change.
+		merged := metadata.Partition{Segments: []metadata.Segment{
+			{BaseOffset: 0, EndOffset: 250, Epoch: 3, Epochs: []metadata.EpochStart{{Epoch: 2, Start: 0}, {Epoch: 3, Start: 100}}}, {BaseOffset: 250, Epoch: 7},
+		}}
+		e, off = epochEndOffset(merged, c.req, 300)
+		if e != c.epoch || off != c.endOffset {
+			t.Errorf("merged chain, epoch %d: got (%d, %d), want (%d, %d)", c.req, e, off, c.epoch, c.endOffset)
+		}
 	}
 }
 

@@ -366,3 +366,111 @@ func (c SetSegmentChecksum) validate() error {
 	}
 	return nil
 }
+
+// EpochStart is one epoch of a merged segment and the first offset
+// written in it.
+type EpochStart struct {
+	Epoch int32 `json:"epoch"`
+	Start int64 `json:"start"`
+}
+
+// EpochList is the segment's epochs and where each starts: its Epochs if
+// it was merged from several segments, else its one epoch from its base.
+func (s Segment) EpochList() []EpochStart {
+	if len(s.Epochs) > 0 {
+		return s.Epochs
+	}
+	return []EpochStart{{Epoch: s.Epoch, Start: s.BaseOffset}}
+}
+
+// HasEpoch reports whether records of epoch e belong to the segment.
+func (s Segment) HasEpoch(e int32) bool {
+	return slices.ContainsFunc(s.EpochList(), func(es EpochStart) bool { return es.Epoch == e })
+}
+
+// MergedInput is one segment a MergeSegments replaces, with the bytes
+// the proposer verified (a compare-and-set on them).
+type MergedInput struct {
+	ID         int64  `json:"id"`
+	Checksum   uint32 `json:"checksum"`
+	Bytes      int64  `json:"bytes"`
+	Generation int32  `json:"generation"`
+}
+
+// MergeSegments replaces adjacent cleaned sealed segments by one, so that
+// a compacted partition's chain stays bounded (docs/compaction.md,
+// "Merging"). The merged segment keeps the first one's ID and base, the
+// last one's end, epoch, leader and seal time, the epoch list of all of
+// them (EpochList), the replicas they have in common, and takes Checksum
+// and Bytes of the whole range as the proposer holds it. It is refused
+// while a cleaning is in flight, for segments at or above the last
+// committed cleaning's end, and when an input's checksum, bytes or
+// generation moved.
+type MergeSegments struct {
+	Topic     string        `json:"topic"`
+	ID        TopicID       `json:"id"`
+	Partition int32         `json:"partition"`
+	Inputs    []MergedInput `json:"inputs"`
+	Checksum  uint32        `json:"checksum"`
+	Bytes     int64         `json:"bytes"`
+}
+
+func (MergeSegments) kind() string { return "merge_segments" }
+
+func (c MergeSegments) apply(st *state) error {
+	_, p, err := partitionOf(st, c.Topic, c.ID, c.Partition)
+	if err != nil {
+		return err
+	}
+	if p.Clean != nil || p.Cleaned == nil {
+		return fmt.Errorf("%w: %s-%d: merge while cleaning or before any cleaning", ErrPreconditionFailed, c.Topic, c.Partition)
+	}
+	i := slices.IndexFunc(p.Segments, func(s Segment) bool { return s.ID == c.Inputs[0].ID })
+	if i < 0 || i+len(c.Inputs) > len(p.Segments)-1 { // never the active segment
+		return fmt.Errorf("%w: %s-%d: merge of segments the chain does not hold", ErrPreconditionFailed, c.Topic, c.Partition)
+	}
+	run := p.Segments[i : i+len(c.Inputs)]
+	replicas := slices.Clone(run[0].Replicas)
+	var epochs []EpochStart
+	gen := int32(0)
+	for j, in := range c.Inputs {
+		s := run[j]
+		if s.ID != in.ID || s.State != SegmentSealed || s.Checksum != in.Checksum || s.Bytes != in.Bytes || s.Generation != in.Generation {
+			return fmt.Errorf("%w: %s-%d segment %d changed since the merge was proposed", ErrPreconditionFailed, c.Topic, c.Partition, in.ID)
+		}
+		if s.EndOffset > p.Cleaned.UpTo {
+			return fmt.Errorf("%w: %s-%d segment %d is not cleaned", ErrPreconditionFailed, c.Topic, c.Partition, s.ID)
+		}
+		replicas = slices.DeleteFunc(replicas, func(r int32) bool { return !slices.Contains(s.Replicas, r) })
+		for _, e := range s.EpochList() {
+			if n := len(epochs); n > 0 && epochs[n-1].Epoch == e.Epoch {
+				continue
+			}
+			epochs = append(epochs, e)
+		}
+		gen = max(gen, s.Generation)
+	}
+	if len(replicas) == 0 {
+		return fmt.Errorf("%w: %s-%d: the merged segments have no replica in common", ErrPreconditionFailed, c.Topic, c.Partition)
+	}
+	last := run[len(run)-1]
+	merged := Segment{ID: run[0].ID, BaseOffset: run[0].BaseOffset, EndOffset: last.EndOffset, Epoch: last.Epoch, Leader: last.Leader,
+		Replicas: replicas, State: SegmentSealed, Checksum: c.Checksum, Bytes: c.Bytes, Generation: gen, SealedAtMs: last.SealedAtMs, Epochs: epochs}
+	p.Segments = slices.Replace(p.Segments, i, i+len(c.Inputs), merged)
+	return nil
+}
+
+func (c MergeSegments) validate() error {
+	if err := topicRef(c.Topic, c.ID); err != nil {
+		return err
+	}
+	if c.Partition < 0 || c.Partition >= MaxPartitions || len(c.Inputs) < 2 || len(c.Inputs) > 1<<16 || c.Bytes < 0 {
+		return fmt.Errorf("partition %d: merge of %d segments, %d bytes", c.Partition, len(c.Inputs), c.Bytes)
+	}
+	for j, in := range c.Inputs {
+		if in.ID < 0 || in.Bytes < 0 || slices.ContainsFunc(c.Inputs[:j], func(o MergedInput) bool { return o.ID == in.ID }) {
+			return fmt.Errorf("merge input %d (segment %d)", j, in.ID)
+		}
+	}
+	return nil
+}

@@ -236,3 +236,49 @@ func TestSetSegmentChecksum(t *testing.T) {
 		t.Fatalf("changes: %+v", f.Changes(at-1))
 	}
 }
+
+// TestMergeSegmentsPreconditions: merging needs a committed cleaning
+// covering the inputs, none in flight, and inputs whose checksum, bytes
+// and generation are still the ones the proposer verified; the merged
+// segment keeps the inputs' epochs and their common replicas.
+func TestMergeSegmentsPreconditions(t *testing.T) {
+	f, segs := cleanFixture(t)
+	in := func(s Segment) MergedInput {
+		return MergedInput{ID: s.ID, Checksum: s.Checksum, Bytes: s.Bytes, Generation: s.Generation}
+	}
+	merge := func(inputs ...MergedInput) error {
+		return f.Apply(MergeSegments{Topic: "c", ID: id(7), Partition: 0, Inputs: inputs, Checksum: 5, Bytes: 90})
+	}
+	if err := merge(in(segs[0]), in(segs[1])); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("merge before any cleaning: %v", err)
+	}
+	if err := f.Apply(cleanCmd(segs, 1, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := merge(in(segs[0]), in(segs[1])); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("merge while cleaning: %v", err)
+	}
+	for _, n := range []int32{1, 2} {
+		if err := f.Apply(CleanReport{Topic: "c", ID: id(7), Partition: 0, Generation: 1, Node: n, OK: true, Results: results(segs, 40)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := partOf(t, f)
+	if err := merge(in(segs[0]), in(segs[1])); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("merge with stale checksums: %v", err)
+	}
+	if err := merge(in(p.Segments[0]), in(p.Segments[1]), in(p.Segments[2])); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("merge of the active segment: %v", err)
+	}
+	if err := merge(in(p.Segments[0]), in(p.Segments[1])); err != nil {
+		t.Fatal(err)
+	}
+	q := partOf(t, f)
+	m := q.Segments[0]
+	want := []EpochStart{{Epoch: segs[0].Epoch, Start: 0}, {Epoch: segs[1].Epoch, Start: 100}}
+	if len(q.Segments) != 2 || m.ID != segs[0].ID || m.BaseOffset != 0 || m.EndOffset != 250 || m.Epoch != segs[1].Epoch ||
+		!slices.Equal(m.Epochs, want) || m.Checksum != 5 || m.Bytes != 90 || m.Generation != 1 || m.SealedAtMs != segs[1].SealedAtMs ||
+		!slices.Equal(m.Replicas, []int32{1, 2, 3}) || !m.HasEpoch(segs[0].Epoch) || !m.HasEpoch(segs[1].Epoch) {
+		t.Fatalf("merged segment %+v", m)
+	}
+}

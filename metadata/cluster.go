@@ -64,6 +64,9 @@ type Segment struct {
 	// SealedAtMs is the wall time (ms) its seal was proposed, fixed in
 	// the seal command: a compacted topic's tombstone horizon.
 	SealedAtMs int64 `json:"sealed_at_ms,omitempty"`
+	// Epochs is set on a segment merged from several (MergeSegments):
+	// their epochs and first offsets, in order (see EpochList).
+	Epochs []EpochStart `json:"epochs,omitempty"`
 }
 
 // Partition is an ordered chain of segments; the last one is active.
@@ -101,6 +104,7 @@ func (p Partition) clone() Partition {
 	for i := range c.Segments {
 		c.Segments[i].Replicas = slices.Clone(c.Segments[i].Replicas)
 		c.Segments[i].Learners = slices.Clone(c.Segments[i].Learners)
+		c.Segments[i].Epochs = slices.Clone(c.Segments[i].Epochs)
 	}
 	return c
 }

@@ -243,6 +243,8 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &AbandonCleaning{}
 	case "set_segment_checksum":
 		c = &SetSegmentChecksum{}
+	case "merge_segments":
+		c = &MergeSegments{}
 	default:
 		return nil, e, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
@@ -287,6 +289,8 @@ func deref(c Command) Command {
 	case *AbandonCleaning:
 		return *v
 	case *SetSegmentChecksum:
+		return *v
+	case *MergeSegments:
 		return *v
 	}
 	return c

@@ -309,6 +309,8 @@ func touched(st *state, c Command, before *Topic) (all bool, refs []PartitionRef
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case SetSegmentChecksum:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case MergeSegments:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:
 		return true, nil
 	case AllocateProducerIDs, InitCluster:

@@ -50,7 +50,7 @@ func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum:
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -117,6 +117,10 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *SetSegmentChecksum:
+		if v != nil {
+			return *v, nil
+		}
+	case *MergeSegments:
 		if v != nil {
 			return *v, nil
 		}

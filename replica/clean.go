@@ -326,22 +326,37 @@ func (m *Manager) abortRewrite(tp storage.TopicPartition, pc *pendingClean, why 
 }
 
 // matchesCommitted reports whether results equal the chain's committed
-// checksums of the segments it still holds.
+// checksums: every result names a segment of the chain with the same
+// checksum and length.
 func matchesCommitted(part metadata.Partition, results []metadata.SegmentResult) bool {
 	for _, r := range results {
-		for _, s := range part.Segments {
-			if s.ID == r.ID && (s.Checksum != r.Checksum || s.Bytes != r.Bytes) {
-				return false
-			}
+		i := slices.IndexFunc(part.Segments, func(s metadata.Segment) bool { return s.ID == r.ID })
+		if i < 0 || part.Segments[i].Checksum != r.Checksum || part.Segments[i].Bytes != r.Bytes {
+			return false
 		}
 	}
 	return true
 }
 
+// chainSegments lists the chain's non-empty segments within [start,
+// upTo) as a redo checks its output against them (segments merged since
+// the cleaning committed are one segment now).
+func chainSegments(part metadata.Partition, start, upTo int64) []metadata.CleanSegment {
+	var out []metadata.CleanSegment
+	for _, s := range part.Segments {
+		if s.State != metadata.SegmentSealed || s.EndOffset <= start || s.BaseOffset >= upTo || s.EndOffset == s.BaseOffset {
+			continue
+		}
+		out = append(out, metadata.CleanSegment{ID: s.ID, Base: s.BaseOffset, End: s.EndOffset, SealedAtMs: s.SealedAtMs})
+	}
+	return out
+}
+
 // runCleaner verifies (when verify) each segment of the range against the
 // chain's checksums, then cleans [cmd.Start, cmd.UpTo) of l into a
 // prepared rewrite and returns it with the checksum of each segment of
-// the output.
+// the output: the command's segments for a participant (verify), the
+// chain's current ones for a redo.
 func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log, verify bool) (*storage.Rewrite, []metadata.SegmentResult, error) {
 	cc, ok := m.host.Compaction(t.Name)
 	if !ok || !cc.Compact {
@@ -393,7 +408,11 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 			return fn(batch)
 		})
 	}
-	acc := newSegmentSums(cmd.Segments)
+	sumSegs := cmd.Segments
+	if !verify {
+		sumSegs = chainSegments(part, cmd.Start, cmd.UpTo)
+	}
+	acc := newSegmentSums(sumSegs)
 	var out int64
 	write := func(batch []byte) error {
 		if err := acc.add(batch); err != nil {
@@ -515,6 +534,9 @@ func (m *Manager) maybeClean(tp storage.TopicPartition, l *storage.Log) {
 	if m.fillChecksums(ctx, t, tp, part, l) {
 		return // the next check sees the checksums
 	}
+	if m.maybeMerge(ctx, t, tp, part, l) {
+		return
+	}
 	cmd, ratio, lag, due := m.cleanable(t, tp.Partition, part, cc, l.LogStartOffset(), now)
 	m.clean.mu.Lock()
 	m.clean.dirty[tp] = DirtyState{Ratio: ratio, LagMs: lag}
@@ -555,6 +577,67 @@ func (m *Manager) fillChecksums(ctx context.Context, t metadata.Topic, tp storag
 		proposed = true
 	}
 	return proposed
+}
+
+// maxMergedEpochs bounds the epoch list of a merged segment.
+const maxMergedEpochs = 256
+
+// maybeMerge proposes merging the first run of adjacent cleaned sealed
+// segments (below the last committed cleaning's end, above l's log
+// start) whose bytes together fit the topic's segment.bytes, once l's
+// copies of them match their checksums (docs/compaction.md, "Merging").
+// It reports whether it proposed one.
+func (m *Manager) maybeMerge(ctx context.Context, t metadata.Topic, tp storage.TopicPartition, part metadata.Partition, l *storage.Log) bool {
+	if part.Clean != nil || part.Cleaned == nil {
+		return false
+	}
+	limit := l.Config().SegmentBytes
+	var run []metadata.Segment
+	var size int64
+	epochs := 0
+	flush := func() bool {
+		if len(run) < 2 {
+			return false
+		}
+		cmd := metadata.MergeSegments{Topic: t.Name, ID: t.ID, Partition: tp.Partition}
+		for _, s := range run {
+			if s.EndOffset > s.BaseOffset {
+				crc, n, err := l.SegmentChecksum(s.BaseOffset, s.EndOffset)
+				if err != nil || crc != s.Checksum || n != s.Bytes {
+					return false // this copy is not the committed one: leave it to the redo
+				}
+			}
+			cmd.Inputs = append(cmd.Inputs, metadata.MergedInput{ID: s.ID, Checksum: s.Checksum, Bytes: s.Bytes, Generation: s.Generation})
+		}
+		crc, n, err := l.SegmentChecksum(run[0].BaseOffset, run[len(run)-1].EndOffset)
+		if err != nil {
+			m.log.Warn().Err(err).Str("tp", tp.String()).Msg("checksum of segments to merge")
+			return false
+		}
+		cmd.Checksum, cmd.Bytes = crc, n
+		if err := m.md.Apply(ctx, cmd); err != nil {
+			m.log.Info().Err(err).Str("tp", tp.String()).Msg("propose a merge of cleaned segments")
+			return false
+		}
+		m.log.Info().Str("tp", tp.String()).Int("segments", len(run)).Int64("base", run[0].BaseOffset).Int64("end", run[len(run)-1].EndOffset).Int64("bytes", n).Msg("cleaned segments merged")
+		return true
+	}
+	for _, s := range part.Segments[:len(part.Segments)-1] {
+		ok := s.State == metadata.SegmentSealed && s.EndOffset <= part.Cleaned.UpTo && s.BaseOffset >= l.LogStartOffset() &&
+			(s.Bytes > 0 || s.EndOffset == s.BaseOffset)
+		if !ok || (len(run) > 0 && (size+s.Bytes > limit || epochs+len(s.EpochList()) > maxMergedEpochs)) {
+			if flush() {
+				return true
+			}
+			run, size, epochs = nil, 0, 0
+		}
+		if ok {
+			run = append(run, s)
+			size += s.Bytes
+			epochs += len(s.EpochList())
+		}
+	}
+	return flush()
 }
 
 // cleanable computes the cleaning of t/p the leader would propose now:

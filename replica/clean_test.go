@@ -225,6 +225,13 @@ func TestCleaningRedoneByAMissingReplica(t *testing.T) {
 	if c.log(3).CleanGeneration() != 0 || bytes.Equal(c.bytesOf(3), c.bytesOf(1)) {
 		t.Fatal("node 3 changed before it came back")
 	}
+	// Meanwhile the leader merges the cleaned segments into one: node 3
+	// checks its redo against the merged segment's checksum.
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if segs := c.partition().Segments; len(segs) != 2 || segs[0].BaseOffset != 0 || segs[0].EndOffset != 21 || len(segs[0].Epochs) != 5 ||
+		!slices.Equal(segs[0].Replicas, []int32{1, 2, 3}) {
+		t.Fatalf("after the merge: %+v", segs)
+	}
 	if err := c.meta.fsm.Apply(metadata.SetBrokerState{ID: 3, From: metadata.BrokerFenced, To: metadata.BrokerAlive}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,5 +275,45 @@ func TestCleaningAbandonedWhenAParticipantIsFenced(t *testing.T) {
 	c.nodes[1].m.maybeClean(tp0, c.log(1))
 	if cl := c.partition().Clean; cl == nil || cl.Generation != 2 || !slices.Equal(cl.Participants, []int32{1, 2}) {
 		t.Fatalf("next proposal %+v", cl)
+	}
+}
+
+// TestMergeAfterCleaning: once a generation committed, the leader merges
+// the cleaned sealed segments (their bytes fit segment.bytes) into one
+// whose checksum every replica's bytes match, with the epochs of all of
+// them; a second check finds nothing more to merge.
+func TestMergeAfterCleaning(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	c.writeVersions(1)
+	before := c.partition().Segments
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	c.eventually("generation 1 on every replica", func() bool {
+		c.reconcileAll()
+		for id := range c.nodes {
+			if c.log(id).CleanGeneration() != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	segs := c.partition().Segments
+	if len(segs) != 2 || segs[0].ID != before[0].ID || segs[0].EndOffset != 21 || segs[0].Generation != 1 || segs[1].ID != before[len(before)-1].ID {
+		t.Fatalf("after the merge: %+v", segs)
+	}
+	var want []metadata.EpochStart
+	for _, s := range before[:len(before)-1] {
+		want = append(want, metadata.EpochStart{Epoch: s.Epoch, Start: s.BaseOffset})
+	}
+	if !slices.Equal(segs[0].Epochs, want) || segs[0].Epoch != before[len(before)-2].Epoch {
+		t.Fatalf("merged epochs %v (epoch %d), want %v", segs[0].Epochs, segs[0].Epoch, want)
+	}
+	for id := range c.nodes {
+		c.checkCleaned(id, 1)
+	}
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if got := c.partition().Segments; len(got) != 2 || got[0].Checksum != segs[0].Checksum {
+		t.Fatalf("a second check changed the chain: %+v", got)
 	}
 }

@@ -147,7 +147,7 @@ func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF 
 	e := l.LatestEpoch()
 	var mine *metadata.Segment
 	for i := range t.Parts[p].Segments {
-		if t.Parts[p].Segments[i].Epoch == e {
+		if t.Parts[p].Segments[i].HasEpoch(e) {
 			mine = &t.Parts[p].Segments[i]
 		}
 	}
