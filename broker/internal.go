@@ -42,8 +42,33 @@ func (b *Broker) internalMux() *http.ServeMux {
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: replica-leo: %v", metadata.ErrInvalidCommand, err)
 		}
-		leo, err := b.localReplicaLEO(ctx, req.Topic, req.Partition, req.FenceIndex)
-		return rpc.ReplicaLEOResponse{LEO: leo}, err
+		answers, err := b.localReplicaLEOs(ctx, req.FenceIndex, []metadata.LEOProbe{{Topic: req.Topic, Partition: req.Partition, Segment: req.Segment, Epoch: req.Epoch}})
+		if err != nil {
+			return nil, err
+		}
+		return rpc.ReplicaLEOResponse{LEO: answers[0].LEO}, answers[0].Err
+	}))
+	mux.HandleFunc("POST "+rpc.PathReplicaLEOs, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+		var req rpc.ReplicaLEOsRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: replica-leos: %v", metadata.ErrInvalidCommand, err)
+		}
+		probes := make([]metadata.LEOProbe, len(req.Partitions))
+		for i, p := range req.Partitions {
+			probes[i] = metadata.LEOProbe{Topic: p.Topic, Partition: p.Partition, Segment: p.Segment, Epoch: p.Epoch}
+		}
+		answers, err := b.localReplicaLEOs(ctx, req.FenceIndex, probes)
+		if err != nil {
+			return nil, err
+		}
+		out := rpc.ReplicaLEOsResponse{Partitions: make([]rpc.ReplicaLEOAnswer, len(answers))}
+		for i, a := range answers {
+			out.Partitions[i].LEO = a.LEO
+			if a.Err != nil {
+				out.Partitions[i].Error = a.Err.Error()
+			}
+		}
+		return out, nil
 	}))
 	mux.HandleFunc("POST "+rpc.PathLogChecksum, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
 		var req rpc.LogChecksumRequest

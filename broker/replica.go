@@ -114,35 +114,54 @@ func (h replicaHost) RestartLearner(tp storage.TopicPartition, id metadata.Topic
 	h.b.restartLearner(tp, id, start)
 }
 
-// ReplicaLEO implements metadata.ReplicaProber: node's log end offset of
-// a partition once it applied the fence (fenceIndex) and stopped fetching.
-func (b *Broker) ReplicaLEO(ctx context.Context, node int32, topic string, partition int32, segment int64, epoch int32, fenceIndex uint64) (int64, error) {
+// ReplicaLEOs implements metadata.ReplicaProber: node's log end offsets
+// of the partitions probed, once it applied the fences (fenceIndex) and
+// stopped fetching them; one call for all of them.
+func (b *Broker) ReplicaLEOs(ctx context.Context, node int32, fenceIndex uint64, probes []metadata.LEOProbe) ([]metadata.LEOAnswer, error) {
 	if node == b.cfg.NodeID {
-		return b.localReplicaLEO(ctx, topic, partition, fenceIndex)
+		return b.localReplicaLEOs(ctx, fenceIndex, probes)
 	}
 	br, ok := b.store.FSM().Broker(node)
 	if !ok || br.Internal == "" {
-		return 0, fmt.Errorf("%w: node %d has no internal address", metadata.ErrUnreachable, node)
+		return nil, fmt.Errorf("%w: node %d has no internal address", metadata.ErrUnreachable, node)
 	}
-	var out rpc.ReplicaLEOResponse
-	in := rpc.ReplicaLEORequest{Topic: topic, Partition: partition, Segment: segment, Epoch: epoch, FenceIndex: fenceIndex}
-	if err := b.internalClient.Call(ctx, br.Internal, http.MethodPost, rpc.PathReplicaLEO, in, &out); err != nil {
-		return 0, err
+	in := rpc.ReplicaLEOsRequest{FenceIndex: fenceIndex, Partitions: make([]rpc.ReplicaLEOPartition, len(probes))}
+	for i, p := range probes {
+		in.Partitions[i] = rpc.ReplicaLEOPartition{Topic: p.Topic, Partition: p.Partition, Segment: p.Segment, Epoch: p.Epoch}
 	}
-	return out.LEO, nil
+	var out rpc.ReplicaLEOsResponse
+	if err := b.internalClient.Call(ctx, br.Internal, http.MethodPost, rpc.PathReplicaLEOs, in, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Partitions) != len(probes) {
+		return nil, fmt.Errorf("broker: replica-leos: node %d answered %d of %d partitions", node, len(out.Partitions), len(probes))
+	}
+	answers := make([]metadata.LEOAnswer, len(probes))
+	for i, a := range out.Partitions {
+		answers[i].LEO = a.LEO
+		if a.Error != "" {
+			answers[i].Err = fmt.Errorf("broker: node %d: %s", node, a.Error)
+		}
+	}
+	return answers, nil
 }
 
-// localReplicaLEO waits for the fence, stops fetching the partition and
-// reports the log end offset.
-func (b *Broker) localReplicaLEO(ctx context.Context, topic string, partition int32, fenceIndex uint64) (int64, error) {
+// localReplicaLEOs waits for the fences, stops fetching the partitions and
+// reports each one's log end offset (or why there is none).
+func (b *Broker) localReplicaLEOs(ctx context.Context, fenceIndex uint64, probes []metadata.LEOProbe) ([]metadata.LEOAnswer, error) {
 	if err := b.store.FSM().WaitApplied(ctx, fenceIndex); err != nil {
-		return 0, err
+		return nil, err
 	}
-	tp := b.tp(topic, partition)
-	b.repl.Unfollow(tp)
-	l, ok := b.engine.Log(tp)
-	if !ok {
-		return 0, fmt.Errorf("%w: no local log of %s", metadata.ErrUnknownTopic, tp)
+	out := make([]metadata.LEOAnswer, len(probes))
+	for i, p := range probes {
+		tp := b.tp(p.Topic, p.Partition)
+		b.repl.Unfollow(tp)
+		l, ok := b.engine.Log(tp)
+		if !ok {
+			out[i].Err = fmt.Errorf("%w: no local log of %s", metadata.ErrUnknownTopic, tp)
+			continue
+		}
+		out[i].LEO = l.LogEndOffset()
 	}
-	return l.LogEndOffset(), nil
+	return out, nil
 }

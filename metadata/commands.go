@@ -7,7 +7,9 @@ import (
 )
 
 // Command is one explicit, versioned change to the metadata. Each carries
-// its own preconditions; apply must not change the state when it fails.
+// its own preconditions; apply must not change the state when it fails,
+// except that a batch (FenceSegments, SealSegments) whose error is a
+// *BatchError keeps the entries that applied.
 // validate checks the command without the state (see Validate); apply
 // may assume it passed, but must not panic on any input.
 type Command interface {
@@ -245,6 +247,10 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &SetSegmentChecksum{}
 	case "merge_segments":
 		c = &MergeSegments{}
+	case "fence_segments":
+		c = &FenceSegments{}
+	case "seal_segments":
+		c = &SealSegments{}
 	default:
 		return nil, e, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
@@ -291,6 +297,10 @@ func deref(c Command) Command {
 	case *SetSegmentChecksum:
 		return *v
 	case *MergeSegments:
+		return *v
+	case *FenceSegments:
+		return *v
+	case *SealSegments:
 		return *v
 	}
 	return c

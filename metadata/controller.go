@@ -361,16 +361,40 @@ func (c *controller) nextLeader(ctx context.Context, r RollSegment) (int32, erro
 	return best, nil
 }
 
-// ReplicaProber asks a replica for its log end offset of a partition once
-// it has applied a FenceSegment and stopped fetching the fenced segment
-// (failover step 3). The broker implements it over the internal listener.
-type ReplicaProber interface {
-	ReplicaLEO(ctx context.Context, node int32, topic string, partition int32, segment int64, epoch int32, fenceIndex uint64) (int64, error)
+// LEOProbe names one partition a failover probe asks a replica about: its
+// fenced active segment and that segment's epoch.
+type LEOProbe struct {
+	Topic     string
+	Partition int32
+	Segment   int64
+	Epoch     int32
 }
+
+// LEOAnswer is a replica's answer to one LEOProbe: its log end offset of
+// the partition, or why it has none.
+type LEOAnswer struct {
+	LEO int64
+	Err error
+}
+
+// ReplicaProber asks a replica node for its log end offsets of the
+// partitions of a failover once it has applied the Raft entry at
+// fenceIndex (the fences) and stopped fetching them (failover step 3):
+// one call per node carrying every partition that node answers for. The
+// answers are in the order of probes; an error means the node answered
+// none. The broker implements it over the internal listener.
+type ReplicaProber interface {
+	ReplicaLEOs(ctx context.Context, node int32, fenceIndex uint64, probes []LEOProbe) ([]LEOAnswer, error)
+}
+
+// failoverChunk is how many entries one FenceSegments or SealSegments
+// carries (a Raft entry of a few hundred KiB at most).
+const failoverChunk = 1000
 
 // failovers starts a failover for every replicated partition whose active
 // segment is led by a fenced broker or is fenced already (a retry, or a
-// predecessor's unfinished failover). One runs per partition at a time.
+// predecessor's unfinished failover). All the partitions found in one scan
+// fail over together (failover); one runs per partition at a time.
 func (c *controller) failovers() {
 	if c.s.prober.Load() == nil {
 		return
@@ -391,103 +415,251 @@ func (c *controller) failovers() {
 		return
 	}
 	// Only the segments to fail over are copied, not every topic.
-	for _, a := range c.s.fsm.ActiveSegments(func(_ int, seg *Segment) bool {
+	found := c.s.fsm.ActiveSegments(func(_ int, seg *Segment) bool {
 		return len(seg.Replicas) >= 2 && (fenced[seg.Leader] || seg.State == SegmentFenced)
-	}) {
-		t, p, seg := Topic{Name: a.Topic, ID: a.ID}, a.Partition, a.Segment
-		key := fmt.Sprintf("%s-%d", t.Name, p)
-		c.mu.Lock()
-		busy := c.failing[key]
-		c.failing[key] = true
-		c.mu.Unlock()
-		if busy {
+	})
+	var todo []ActiveSegment
+	var keys []string
+	c.mu.Lock()
+	for _, a := range found {
+		key := fmt.Sprintf("%s-%d", a.Topic, a.Partition)
+		if c.failing[key] {
 			continue
 		}
-		c.s.wg.Add(1)
-		go func() {
-			defer c.s.wg.Done()
-			defer func() { c.mu.Lock(); delete(c.failing, key); c.mu.Unlock() }()
-			if err := c.failover(t, p, seg); err != nil {
-				c.s.log.Warn().Err(err).Str("partition", key).Msg("failover incomplete; retrying")
-			}
-		}()
+		c.failing[key] = true
+		todo = append(todo, a)
+		keys = append(keys, key)
 	}
+	c.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	c.s.wg.Add(1)
+	go func() {
+		defer c.s.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			for _, k := range keys {
+				delete(c.failing, k)
+			}
+			c.mu.Unlock()
+		}()
+		c.failover(todo)
+	}()
 }
 
-// failover replaces a dead segment leader (docs/architecture.md,
-// "Rotation and failover"): fence the segment through Raft, ask the live
-// replicas for their log end offsets (each answers after it stopped
-// fetching), seal at the smallest one — at or above the frozen high
-// watermark, so every acknowledged record is kept — and open the next
-// segment on the least loaded of them. With no replica answering the
-// partition stays unavailable rather than losing data.
-func (c *controller) failover(t Topic, p int32, seg Segment) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*c.s.opts.LeaseTimeout)
-	defer cancel()
-	var fenceIndex uint64
-	if seg.State != SegmentFenced {
-		idx, err := c.s.applyCommand(ctx, FenceSegment{Topic: t.Name, ID: t.ID, Partition: p, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch})
-		if err != nil {
-			return fmt.Errorf("fence segment %d: %w", seg.ID, err)
-		}
-		fenceIndex = idx
-	} else {
-		fenceIndex = c.s.fsm.AppliedIndex()
+// failover replaces the dead leaders of segs' partitions
+// (docs/architecture.md, "Rotation and failover"), all of them together:
+// fence the segments through Raft (FenceSegments, failoverChunk entries a
+// command), ask each live replica node once for its log end offsets of all
+// the partitions it holds (each answers after it applied the fences and
+// stopped fetching), seal each segment at the smallest answer — at or
+// above the frozen high watermark, so every acknowledged record is kept —
+// and open the next segment on the least loaded of the replicas that
+// answered (SealSegments). A partition no replica answered for stays
+// fenced (unavailable rather than losing data); it, and any whose fence or
+// seal did not commit, is retried at the controller's next scan.
+func (c *controller) failover(segs []ActiveSegment) {
+	began := time.Now()
+	phase := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 2*c.s.opts.LeaseTimeout)
 	}
+	name := func(a ActiveSegment) string { return fmt.Sprintf("%s-%d", a.Topic, a.Partition) }
+
+	// 1. Fence. Segments fenced before (a retry) are covered by the
+	// applied index as it is now.
+	fenceIndex := c.s.fsm.AppliedIndex()
+	ok := make([]bool, len(segs))
+	var fences []FenceSegment
+	var fenceOf []int
+	for i, a := range segs {
+		if a.Segment.State == SegmentFenced {
+			ok[i] = true
+			continue
+		}
+		fences = append(fences, FenceSegment{Topic: a.Topic, ID: a.ID, Partition: a.Partition, ExpectedSegment: a.Segment.ID, ExpectedEpoch: a.Segment.Epoch})
+		fenceOf = append(fenceOf, i)
+	}
+	ctx, cancel := phase()
+	var cmds []Command
+	for lo := 0; lo < len(fences); lo += failoverChunk {
+		cmds = append(cmds, FenceSegments{Entries: fences[lo:min(lo+failoverChunk, len(fences))]})
+	}
+	notFenced := 0
+	var fenceErr error
+	for k, r := range c.applyAll(ctx, cmds) {
+		n := len(cmds[k].(FenceSegments).Entries)
+		for j, err := range BatchEntryErrors(r.err, n) {
+			if err != nil {
+				notFenced++
+				fenceErr = fmt.Errorf("fence %s segment %d: %w", name(segs[fenceOf[k*failoverChunk+j]]), segs[fenceOf[k*failoverChunk+j]].Segment.ID, err)
+				continue
+			}
+			ok[fenceOf[k*failoverChunk+j]] = true
+		}
+		fenceIndex = max(fenceIndex, r.index)
+	}
+	cancel()
+	if notFenced > 0 {
+		c.s.log.Warn().Err(fenceErr).Int("partitions", notFenced).Msg("failover: segments not fenced; retrying")
+	}
+
+	// 2. Probe each live replica node once for all its partitions.
 	alive := map[int32]bool{}
 	for _, b := range c.s.fsm.Brokers() {
 		alive[b.ID] = b.State == BrokerAlive
 	}
-	type answer struct {
-		id  int32
-		leo int64
-		err error
-	}
-	var asked []int32
-	for _, r := range seg.Replicas {
-		if r != seg.Leader && alive[r] {
-			asked = append(asked, r)
-		}
-	}
-	answers := make(chan answer, len(asked))
-	for _, r := range asked {
-		go func() {
-			leo, err := c.s.prober.Load().ReplicaLEO(ctx, r, t.Name, p, seg.ID, seg.Epoch, fenceIndex)
-			answers <- answer{r, leo, err}
-		}()
-	}
-	end := int64(-1)
-	var live []int32
-	for range asked {
-		a := <-answers
-		if a.err != nil {
-			c.s.log.Warn().Err(a.err).Int32("replica", a.id).Str("topic", t.Name).Int32("partition", p).Msg("failover: replica did not answer")
+	byNode := map[int32][]int{}
+	for i, a := range segs {
+		if !ok[i] {
 			continue
 		}
-		live = append(live, a.id)
-		if end < 0 || a.leo < end {
-			end = a.leo
+		for _, r := range a.Segment.Replicas {
+			if r != a.Segment.Leader && alive[r] {
+				byNode[r] = append(byNode[r], i)
+			}
 		}
 	}
-	if len(live) == 0 {
-		return fmt.Errorf("%w: no live replica of %s-%d answered", ErrNotEnoughBrokers, t.Name, p)
+	type probed struct {
+		node    int32
+		idx     []int
+		answers []LEOAnswer
+		err     error
 	}
-	end = max(end, seg.BaseOffset)
+	ctx, cancel = phase()
+	results := make(chan probed, len(byNode))
+	prober := c.s.prober.Load()
+	for node, idx := range byNode {
+		go func() {
+			probes := make([]LEOProbe, len(idx))
+			for j, i := range idx {
+				a := segs[i]
+				probes[j] = LEOProbe{Topic: a.Topic, Partition: a.Partition, Segment: a.Segment.ID, Epoch: a.Segment.Epoch}
+			}
+			answers, err := prober.ReplicaLEOs(ctx, node, fenceIndex, probes)
+			if err == nil && len(answers) != len(probes) {
+				err = fmt.Errorf("metadata: %d answers to %d probes", len(answers), len(probes))
+			}
+			results <- probed{node, idx, answers, err}
+		}()
+	}
+	end := make([]int64, len(segs))
+	live := make([][]int32, len(segs))
+	for range byNode {
+		r := <-results
+		if r.err != nil {
+			c.s.log.Warn().Err(r.err).Int32("replica", r.node).Int("partitions", len(r.idx)).Msg("failover: replica did not answer")
+			continue
+		}
+		unanswered := 0
+		var answerErr error
+		for j, i := range r.idx {
+			a := r.answers[j]
+			if a.Err != nil {
+				unanswered++
+				answerErr = fmt.Errorf("%s: %w", name(segs[i]), a.Err)
+				continue
+			}
+			if len(live[i]) == 0 || a.LEO < end[i] {
+				end[i] = a.LEO
+			}
+			live[i] = append(live[i], r.node)
+		}
+		if unanswered > 0 {
+			c.s.log.Warn().Err(answerErr).Int32("replica", r.node).Int("partitions", unanswered).Msg("failover: replica has no log end offset for some partitions")
+		}
+	}
+	cancel()
+
+	// 3. Seal at the smallest answer and open the next segments, each on
+	// the least loaded replica that answered (counting the leaderships
+	// this failover hands out).
 	loads := c.s.fsm.Loads()
-	slices.SortFunc(live, func(a, b int32) int {
-		if loads[a] != loads[b] {
-			return loads[a] - loads[b]
+	var seals []RollSegment
+	var sealOf []int
+	unanswered := 0
+	var unansweredName string
+	for i, a := range segs {
+		if !ok[i] {
+			continue
 		}
-		return int(a - b)
-	})
-	roll := RollSegment{Topic: t.Name, ID: t.ID, Partition: p, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
-		EndOffset: end, NextLeader: live[0], NextReplicas: live, SealedAtMs: time.Now().UnixMilli()}
-	if _, err := c.s.applyCommand(ctx, roll); err != nil {
-		return fmt.Errorf("seal segment %d at %d: %w", seg.ID, end, err)
+		if len(live[i]) == 0 {
+			unanswered++
+			unansweredName = name(a)
+			continue
+		}
+		next := live[i]
+		slices.SortFunc(next, func(x, y int32) int {
+			if loads[x] != loads[y] {
+				return loads[x] - loads[y]
+			}
+			return int(x - y)
+		})
+		loads[next[0]]++
+		seals = append(seals, RollSegment{Topic: a.Topic, ID: a.ID, Partition: a.Partition, ExpectedSegment: a.Segment.ID, ExpectedEpoch: a.Segment.Epoch,
+			EndOffset: max(end[i], a.Segment.BaseOffset), NextLeader: next[0], NextReplicas: next, SealedAtMs: time.Now().UnixMilli()})
+		sealOf = append(sealOf, i)
 	}
-	c.s.log.Warn().Str("topic", t.Name).Int32("partition", p).Int32("dead_leader", seg.Leader).Int32("new_leader", live[0]).
-		Int64("sealed_at", end).Ints32("replicas", live).Msg("failover: segment sealed, next segment opened")
-	return nil
+	if unanswered > 0 {
+		c.s.log.Warn().Err(ErrNotEnoughBrokers).Int("partitions", unanswered).Str("example", unansweredName).
+			Msg("failover: no live replica answered; the segments stay fenced, retrying")
+	}
+	ctx, cancel = phase()
+	defer cancel()
+	cmds = cmds[:0]
+	for lo := 0; lo < len(seals); lo += failoverChunk {
+		cmds = append(cmds, SealSegments{Entries: seals[lo:min(lo+failoverChunk, len(seals))]})
+	}
+	sealed, notSealed := 0, 0
+	var sealErr error
+	leaders := map[int32]int{}
+	dead := map[int32]int{}
+	for k, r := range c.applyAll(ctx, cmds) {
+		n := len(cmds[k].(SealSegments).Entries)
+		for j, err := range BatchEntryErrors(r.err, n) {
+			s := seals[k*failoverChunk+j]
+			a := segs[sealOf[k*failoverChunk+j]]
+			if err != nil {
+				notSealed++
+				sealErr = fmt.Errorf("seal %s segment %d at %d: %w", name(a), a.Segment.ID, s.EndOffset, err)
+				continue
+			}
+			sealed++
+			leaders[s.NextLeader]++
+			dead[a.Segment.Leader]++
+			c.s.log.Debug().Str("topic", a.Topic).Int32("partition", a.Partition).Int32("dead_leader", a.Segment.Leader).Int32("new_leader", s.NextLeader).
+				Int64("sealed_at", s.EndOffset).Ints32("replicas", s.NextReplicas).Msg("failover: segment sealed, next segment opened")
+		}
+	}
+	if notSealed > 0 {
+		c.s.log.Warn().Err(sealErr).Int("partitions", notSealed).Msg("failover: segments not sealed; retrying")
+	}
+	if sealed > 0 {
+		c.s.log.Warn().Int("partitions", sealed).Interface("dead_leaders", dead).Interface("new_leaders", leaders).
+			Dur("took", time.Since(began)).Msg("failover: segments sealed, next segments opened")
+	}
+}
+
+// applied is the outcome of one command applyAll proposed.
+type applied struct {
+	index uint64
+	err   error
+}
+
+// applyAll proposes cmds side by side (Raft commits them in as few
+// rounds as it can) and returns each one's index and error.
+func (c *controller) applyAll(ctx context.Context, cmds []Command) []applied {
+	out := make([]applied, len(cmds))
+	var wg sync.WaitGroup
+	for k, cmd := range cmds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[k].index, out[k].err = c.s.applyCommand(ctx, cmd)
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // restoreReplicas has live nodes copy partitions whose active segment has

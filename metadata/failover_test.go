@@ -10,23 +10,40 @@ import (
 	"time"
 )
 
-// fakeProber answers failover probes with fixed log end offsets; nodes
-// listed in down do not answer.
+// fakeProber answers failover probes with fixed log end offsets (per node,
+// or per node and partition in leoOf); nodes listed in down do not answer.
 type fakeProber struct {
 	mu     sync.Mutex
 	leos   map[int32]int64
+	leoOf  map[int32]map[int32]int64 // node → partition → LEO
+	noLog  map[int32]map[int32]bool  // node → partitions it has no log of
 	down   map[int32]bool
 	probed []int32
+	calls  map[int32][]int // node → probes per call
 }
 
-func (p *fakeProber) ReplicaLEO(_ context.Context, node int32, _ string, _ int32, _ int64, _ int32, _ uint64) (int64, error) {
+func (p *fakeProber) ReplicaLEOs(_ context.Context, node int32, _ uint64, probes []LEOProbe) ([]LEOAnswer, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.probed = append(p.probed, node)
-	if p.down[node] {
-		return 0, fmt.Errorf("%w: node %d", ErrUnreachable, node)
+	if p.calls == nil {
+		p.calls = map[int32][]int{}
 	}
-	return p.leos[node], nil
+	p.calls[node] = append(p.calls[node], len(probes))
+	if p.down[node] {
+		return nil, fmt.Errorf("%w: node %d", ErrUnreachable, node)
+	}
+	out := make([]LEOAnswer, len(probes))
+	for i, pr := range probes {
+		out[i].LEO = p.leos[node]
+		if leo, ok := p.leoOf[node][pr.Partition]; ok {
+			out[i].LEO = leo
+		}
+		if p.noLog[node][pr.Partition] {
+			out[i] = LEOAnswer{Err: fmt.Errorf("%w: no log of %s-%d", ErrUnknownTopic, pr.Topic, pr.Partition)}
+		}
+	}
+	return out, nil
 }
 
 // TestControllerFailover: the leader of a replicated partition stops
@@ -87,6 +104,95 @@ func TestControllerFailover(t *testing.T) {
 	prober.mu.Unlock()
 	if probedVictim {
 		t.Fatal("the dead leader was probed")
+	}
+}
+
+// TestControllerFailoverInBulk: a dead node's leaderships fail over
+// together: each surviving replica is probed once for all of them, each
+// partition is sealed at its own smallest answer (a survivor without a log
+// of a partition does not count, nor join its next segment), and the next
+// leaders are spread over the survivors by load.
+func TestControllerFailoverInBulk(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.waitLeader()
+	c.startHeartbeats(1, 2, 3)
+	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
+	victim := c.followers(leader.id)[0].id
+	var survivors []int32
+	for _, n := range c.all() {
+		if n.id != victim {
+			survivors = append(survivors, n.id)
+		}
+	}
+	slices.Sort(survivors)
+	s0, s1 := survivors[0], survivors[1]
+	const n = 6
+	prober := &fakeProber{
+		leoOf: map[int32]map[int32]int64{s0: {}, s1: {}},
+		noLog: map[int32]map[int32]bool{s1: {4: true}},
+	}
+	want := map[int32]int64{}
+	for p := int32(0); p < n; p++ {
+		prober.leoOf[s0][p], prober.leoOf[s1][p] = 100+int64(p), 100+int64(n-p)
+		want[p] = min(100+int64(p), 100+int64(n-p))
+	}
+	want[4] = prober.leoOf[s0][4] // s1 has no log of partition 4
+	for _, node := range c.all() {
+		node.store.SetProber(prober)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	assign := make([][]int32, n)
+	for p := range assign {
+		assign[p] = []int32{victim, s0, s1}
+	}
+	if err := leader.store.Apply(ctx, CreateTopic{Name: "bulk", ID: topicID(12), Partitions: n, Assignments: assign}); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.store.Apply(ctx, CreateTopic{Name: "other", ID: topicID(13), Partitions: 1, Assignments: [][]int32{{s0, victim, s1}}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := leader.store.FSM().Topic("bulk")
+
+	c.pause(victim, true)
+	var tp Topic
+	eventually(t, 10*time.Second, "failover of every partition", func() error {
+		tp, _ = c.waitLeader().store.FSM().Topic("bulk")
+		for p := range tp.Parts {
+			if k := len(tp.Parts[p].Segments); k != 2 {
+				return fmt.Errorf("partition %d has %d segments", p, k)
+			}
+		}
+		return nil
+	})
+	newLeaders := map[int32]int{}
+	for p := int32(0); p < n; p++ {
+		first := before.Parts[p].Active()
+		sealed, next := tp.Parts[p].Segments[0], tp.Parts[p].Segments[1]
+		if sealed.ID != first.ID || sealed.State != SegmentSealed || sealed.EndOffset != want[p] || sealed.Checksum != 0 || sealed.SealedAtMs == 0 {
+			t.Fatalf("partition %d: sealed segment %+v, want %d sealed at %d", p, sealed, first.ID, want[p])
+		}
+		replicas := []int32{s0, s1}
+		if p == 4 {
+			replicas = []int32{s0}
+		}
+		got := slices.Sorted(slices.Values(next.Replicas))
+		if next.State != SegmentActive || next.BaseOffset != want[p] || next.Epoch != first.Epoch+1 || !slices.Equal(got, replicas) || next.Leader != next.Replicas[0] {
+			t.Fatalf("partition %d: next segment %+v, want active at %d on %v", p, next, want[p], replicas)
+		}
+		newLeaders[next.Leader]++
+	}
+	// "other" (led by s0) counts in the loads: the survivors end up
+	// leading 3 and 4 partitions in some order.
+	if o, _ := leader.store.FSM().Topic("other"); len(o.Parts[0].Segments) != 1 {
+		t.Fatalf("other-0 (live leader) has %d segments", len(o.Parts[0].Segments))
+	}
+	if a, b := newLeaders[s0]+1, newLeaders[s1]; a+b != n+1 || a-b > 1 || b-a > 1 {
+		t.Fatalf("new leaders %v (and %d leads other-0): not spread by load", newLeaders, s0)
+	}
+	prober.mu.Lock()
+	defer prober.mu.Unlock()
+	if !slices.Equal(prober.calls[s0], []int{n}) || !slices.Equal(prober.calls[s1], []int{n}) || len(prober.calls) != 2 {
+		t.Fatalf("probes per node and call %v, want one call of %d partitions to each of %d and %d", prober.calls, n, s0, s1)
 	}
 }
 

@@ -206,7 +206,8 @@ func NewFSM() *FSM {
 // changed (docs/io-and-scale.md, "Scale"): each command records the
 // partitions it touched (a created or deleted topic: all its partitions;
 // new partitions; a config change: all the topic's partitions; a roll,
-// fence or learner assignment: that partition). Broker registrations and
+// fence or learner assignment: that partition; a batch of fences or seals:
+// the partitions of its entries that applied). Broker registrations and
 // state changes and cluster config changes report All, as does a since
 // below what the FSM still records (a snapshot restore, or more than
 // maxChangeEntries entries ago). Failed commands change nothing. A caller
@@ -276,9 +277,13 @@ func topicRefs(t *Topic, from, to int32) []PartitionRef {
 }
 
 // touched is what a command that applied successfully changed; before is
-// the topic it names as it was before (nil if none).
-func touched(st *state, c Command, before *Topic) (all bool, refs []PartitionRef) {
+// the topic it names as it was before (nil if none). For a batched command
+// be names the entries that failed (nil: none did); the partitions of the
+// others count.
+func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, refs []PartitionRef) {
 	switch v := c.(type) {
+	case FenceSegments, SealSegments:
+		return false, batchRefs(c, be)
 	case CreateTopic:
 		if t := st.Topics[v.Name]; t != nil {
 			return false, topicRefs(t, 0, t.Partitions)
@@ -699,8 +704,11 @@ func (f *FSM) applyLocked(c Command, index uint64) error {
 		if d, ok := c.(DeleteTopic); ok {
 			before = f.st.Topics[d.Name]
 		}
-		if err = c.apply(&f.st); err == nil {
-			all, refs := touched(&f.st, c, before)
+		err = c.apply(&f.st)
+		// A batch whose entries partly failed applied the others.
+		var be *BatchError
+		if err == nil || errors.As(err, &be) {
+			all, refs := touched(&f.st, c, before, be)
 			f.record(index, all, refs)
 		}
 	}

@@ -50,7 +50,7 @@ func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments:
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -121,6 +121,14 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *MergeSegments:
+		if v != nil {
+			return *v, nil
+		}
+	case *FenceSegments:
+		if v != nil {
+			return *v, nil
+		}
+	case *SealSegments:
 		if v != nil {
 			return *v, nil
 		}

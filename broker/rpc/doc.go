@@ -26,6 +26,10 @@
 //	POST /v1/replica-leo  ReplicaLEORequest → ReplicaLEOResponse: the failover
 //	                      probe, answered once the node applied the fence and
 //	                      stopped fetching the partition
+//	POST /v1/replica-leos ReplicaLEOsRequest → ReplicaLEOsResponse: the same for
+//	                      many partitions at once (waits for the fence index
+//	                      once); the controller's failover sends each
+//	                      surviving replica one, with all its partitions
 //	POST /v1/log-checksum LogChecksumRequest → LogChecksumResponse: CRC-32C and
 //	                      length of this node's copy of [log start, end), which
 //	                      tests compare across replicas (invariants I1, I4)

@@ -14,6 +14,7 @@ const (
 	PathHeartbeat   = "/v1/heartbeat"
 	PathApplied     = "/v1/applied"
 	PathReplicaLEO  = "/v1/replica-leo"
+	PathReplicaLEOs = "/v1/replica-leos"
 	PathLogChecksum = "/v1/log-checksum"
 	PathStatus      = "/v1/status"
 	PathDump        = "/v1/dump"
@@ -47,6 +48,37 @@ type ReplicaLEORequest struct {
 // ReplicaLEOResponse answers ReplicaLEORequest.
 type ReplicaLEOResponse struct {
 	LEO int64 `json:"leo"`
+}
+
+// ReplicaLEOsRequest is the controller's failover probe in bulk: the log
+// end offsets of the node's copies of every partition of a failover it is
+// a surviving replica of, once the node applied the Raft entry at
+// FenceIndex (the last of the fences) and stopped fetching them.
+type ReplicaLEOsRequest struct {
+	FenceIndex uint64                `json:"fence_index"`
+	Partitions []ReplicaLEOPartition `json:"partitions"`
+}
+
+// ReplicaLEOPartition is one partition of a ReplicaLEOsRequest: its fenced
+// active segment and that segment's epoch.
+type ReplicaLEOPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Segment   int64  `json:"segment"`
+	Epoch     int32  `json:"epoch"`
+}
+
+// ReplicaLEOsResponse answers ReplicaLEOsRequest, one answer per
+// partition in the request's order.
+type ReplicaLEOsResponse struct {
+	Partitions []ReplicaLEOAnswer `json:"partitions"`
+}
+
+// ReplicaLEOAnswer is one partition's log end offset, or the error why
+// the node has none (then LEO is 0).
+type ReplicaLEOAnswer struct {
+	LEO   int64  `json:"leo"`
+	Error string `json:"error,omitempty"`
 }
 
 // LogChecksumRequest asks for the checksum of the node's copy of a
