@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,9 +32,15 @@ type Config struct {
 	Topic      string
 	Partitions int32 // partitions when creating the topic; an existing topic keeps its own
 	Records    int64 // records to produce in total
-	RecordSize int   // value size in bytes (records have no key)
-	Producers  int   // producer clients; Records is split evenly over them
-	Acks       string
+	RecordSize int   // value size in bytes
+	// KeySpace, if positive, gives every record a key: record i of the
+	// run (counting each producer's share in turn) gets key number
+	// i mod KeySpace, written as "key-" and that number in fixed-width
+	// decimal, so each key is written about Records/KeySpace times (what
+	// a compacted topic's cleaner removes). 0: records have no key.
+	KeySpace  int64
+	Producers int // producer clients; Records is split evenly over them
+	Acks      string
 	// Acks is "all", "1" or "0".
 	Compression string // "none", "gzip", "snappy", "lz4" or "zstd"
 	Rate        float64
@@ -155,6 +162,8 @@ func (cfg *Config) normalize() error {
 		return fmt.Errorf("bench: record size %d < 0", cfg.RecordSize)
 	case cfg.Producers < 1:
 		return fmt.Errorf("bench: producers %d < 1", cfg.Producers)
+	case cfg.KeySpace < 0 || cfg.KeySpace > maxKeySpace:
+		return fmt.Errorf("bench: key space %d not in [0, %d]", cfg.KeySpace, maxKeySpace)
 	case cfg.Rate < 0:
 		return fmt.Errorf("bench: rate %v < 0", cfg.Rate)
 	case cfg.Linger < 0:
@@ -426,12 +435,55 @@ func payload(n int) []byte {
 	return b
 }
 
+// maxKeySpace bounds Config.KeySpace: keys are precomputed in one buffer
+// (about 14 bytes each at this bound).
+const maxKeySpace = 10_000_000
+
+// keySet is the precomputed keys of Config.KeySpace, fixed width, in one
+// buffer, so keyed records cost no allocation of their own.
+type keySet struct {
+	buf   []byte
+	width int
+	n     int64
+}
+
+func newKeySet(n int64) *keySet {
+	if n <= 0 {
+		return nil
+	}
+	digits := len(strconv.FormatInt(n-1, 10))
+	ks := &keySet{width: 4 + digits, n: n}
+	ks.buf = make([]byte, 0, int64(ks.width)*n)
+	for i := int64(0); i < n; i++ {
+		ks.buf = append(ks.buf, "key-"...)
+		d := strconv.FormatInt(i, 10)
+		for k := len(d); k < digits; k++ {
+			ks.buf = append(ks.buf, '0')
+		}
+		ks.buf = append(ks.buf, d...)
+	}
+	return ks
+}
+
+// key returns the key of record number i of the run (nil for a nil set).
+// The slice shares the set's buffer and must not be modified.
+func (ks *keySet) key(i int64) []byte {
+	if ks == nil {
+		return nil
+	}
+	k := i % ks.n
+	off := k * int64(ks.width)
+	return ks.buf[off : off+int64(ks.width) : off+int64(ks.width)]
+}
+
 // producers is the produce side of a run.
 type producers struct {
 	clients    []*kgo.Client
 	hists      []*histogram
 	shares     []int64
-	sequential bool // Config.Sequential
+	firsts     []int64 // the run-wide number of each producer's first record
+	keys       *keySet // nil: records have no key
+	sequential bool    // Config.Sequential
 
 	sent, acked, failed atomic.Int64
 	// lastProgress is the UnixNano of the latest promise, or of a send
@@ -474,8 +526,9 @@ func newProducers(cfg Config) (*producers, error) {
 	if !cfg.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	p := &producers{sequential: cfg.Sequential}
+	p := &producers{sequential: cfg.Sequential, keys: newKeySet(cfg.KeySpace)}
 	per, extra := cfg.Records/int64(cfg.Producers), cfg.Records%int64(cfg.Producers)
+	first := int64(0)
 	for i := 0; i < cfg.Producers; i++ {
 		cl, err := kgo.NewClient(append(opts, kgo.ClientID(fmt.Sprintf("tusk-bench-%d", i)))...)
 		if err != nil {
@@ -489,6 +542,8 @@ func newProducers(cfg Config) (*producers, error) {
 		p.clients = append(p.clients, cl)
 		p.hists = append(p.hists, new(histogram))
 		p.shares = append(p.shares, share)
+		p.firsts = append(p.firsts, first)
+		first += share
 	}
 	return p, nil
 }
@@ -557,7 +612,7 @@ func (p *producers) run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.produce(pctx, cl, p.hists[i], p.shares[i], value, bytesPerSec)
+			p.produce(pctx, cl, p.hists[i], p.firsts[i], p.shares[i], value, bytesPerSec)
 		}()
 	}
 	wg.Wait()
@@ -573,11 +628,12 @@ func (p *producers) run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// produce sends n records on cl, pacing to bytesPerSec if positive, then
+// produce sends n records on cl (the run's records first to first+n-1,
+// which choose their keys), pacing to bytesPerSec if positive, then
 // flushes. The promise is one closure per producer; a record's latency is
 // measured from its Timestamp, set (with a monotonic reading) just before
 // the send.
-func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, n int64, value []byte, bytesPerSec float64) {
+func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, first, n int64, value []byte, bytesPerSec float64) {
 	promise := func(r *kgo.Record, err error) {
 		p.lastProgress.Store(time.Now().UnixNano())
 		if err != nil {
@@ -613,11 +669,11 @@ func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, n
 		}
 		p.sent.Add(1)
 		if p.sequential {
-			r := &kgo.Record{Value: value, Timestamp: time.Now()}
+			r := &kgo.Record{Key: p.keys.key(first + i), Value: value, Timestamp: time.Now()}
 			promise(r, cl.ProduceSync(ctx, r).FirstErr())
 			continue
 		}
-		cl.Produce(ctx, &kgo.Record{Value: value, Timestamp: time.Now()}, promise)
+		cl.Produce(ctx, &kgo.Record{Key: p.keys.key(first + i), Value: value, Timestamp: time.Now()}, promise)
 	}
 	// Flush returns early only if ctx ends; records still buffered then are
 	// failed by Close, whose promises still count them.

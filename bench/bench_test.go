@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -289,20 +291,64 @@ func TestRunCanceled(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	for name, mut := range map[string]func(*Config){
-		"acks":        func(c *Config) { c.Acks = "2" },
-		"compression": func(c *Config) { c.Compression = "brotli" },
-		"records":     func(c *Config) { c.Records = 0 },
-		"producers":   func(c *Config) { c.Producers = 0 },
-		"partitions":  func(c *Config) { c.Partitions = 0 },
-		"brokers":     func(c *Config) { c.Brokers = nil },
-		"topic":       func(c *Config) { c.Topic = "" },
-		"rate":        func(c *Config) { c.Rate = -1 },
-		"record size": func(c *Config) { c.RecordSize = 2 << 20 },
+		"acks":          func(c *Config) { c.Acks = "2" },
+		"compression":   func(c *Config) { c.Compression = "brotli" },
+		"records":       func(c *Config) { c.Records = 0 },
+		"producers":     func(c *Config) { c.Producers = 0 },
+		"partitions":    func(c *Config) { c.Partitions = 0 },
+		"brokers":       func(c *Config) { c.Brokers = nil },
+		"topic":         func(c *Config) { c.Topic = "" },
+		"rate":          func(c *Config) { c.Rate = -1 },
+		"record size":   func(c *Config) { c.RecordSize = 2 << 20 },
+		"key space":     func(c *Config) { c.KeySpace = -1 },
+		"key space max": func(c *Config) { c.KeySpace = maxKeySpace + 1 },
 	} {
 		cfg := DefaultConfig()
 		mut(&cfg)
 		if _, err := Run(context.Background(), cfg, nil); err == nil || !strings.HasPrefix(err.Error(), "bench: ") {
 			t.Errorf("%s: got %v, want a bench: error", name, err)
 		}
+	}
+}
+
+// TestRunKeySpace: with KeySpace, records cycle over that many fixed-width
+// keys, each producer's share continuing where the previous one's ended,
+// so 25 records over 7 keys write keys 0-3 four times and 4-6 three times.
+func TestRunKeySpace(t *testing.T) {
+	c := newFake(t)
+	cfg := DefaultConfig()
+	cfg.Brokers = c.ListenAddrs()
+	cfg.Topic = "keyed"
+	cfg.Partitions = 1
+	cfg.Records, cfg.RecordSize, cfg.Producers, cfg.KeySpace = 25, 10, 3, 7
+	cfg.Consume = false
+	cfg.Progress = -1
+	res, err := Run(context.Background(), cfg, nil)
+	if err != nil || res.Produced != 25 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("keyed"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n := 0; n < 25; {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("poll after %d records: %v", n, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got[string(r.Key)]++; n++ })
+	}
+	want := map[string]int{"key-0": 4, "key-1": 4, "key-2": 4, "key-3": 4, "key-4": 3, "key-5": 3, "key-6": 3}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
+	ks := newKeySet(1000)
+	if k := string(ks.key(1042)); k != "key-042" {
+		t.Fatalf("key(1042) of 1000 = %q, want key-042", k)
 	}
 }

@@ -10,7 +10,8 @@
 //     records of RecordSize bytes. Every record reuses one precomputed
 //     random payload (uppercase letters, like kafka-producer-perf-test, so
 //     compression has something to do); the only per-record allocation is
-//     kgo's Record. A record's Timestamp is its send time. Produce latency
+//     kgo's Record. With KeySpace (--key-space) records carry keys cycling
+//     over that many precomputed fixed-width keys, for compacted topics. A record's Timestamp is its send time. Produce latency
 //     is promise callback time minus send time. Rate (MB/s, MB = 2^20
 //     bytes) is split evenly over the producers, each pacing itself.
 //   - if Consume is set, runs one consumer concurrently from the end offsets

@@ -52,6 +52,7 @@ MB means 2^20 bytes.`,
 	f.Int32Var(&cfg.Partitions, "partitions", cfg.Partitions, "partitions when creating the topic")
 	f.Int64Var(&cfg.Records, "records", cfg.Records, "records to produce in total")
 	f.IntVar(&cfg.RecordSize, "record-size", cfg.RecordSize, "record value size in bytes")
+	f.Int64Var(&cfg.KeySpace, "key-space", cfg.KeySpace, "give records keys cycling over this many distinct keys (key-000042...), e.g. for a compacted topic; 0: no keys")
 	f.IntVar(&cfg.Producers, "producers", cfg.Producers, "concurrent producer clients")
 	f.StringVar(&cfg.Acks, "acks", cfg.Acks, "required acks: all, 1 or 0")
 	f.StringVar(&cfg.Compression, "compression", cfg.Compression, "batch compression: none, gzip, snappy, lz4 or zstd")
