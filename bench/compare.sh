@@ -18,11 +18,17 @@
 #                        (bench/replication.sh: one node vs three at a fixed
 #                        acks=all load, about 2 minutes)
 #        SKIP_REPLICATION=1   leave it out of a full run
+#        SECTIONS=compaction   run only the compaction section
+#                        (bench/compaction.sh: cleaner throughput, and
+#                        acks=all p99 on another topic while it cleans;
+#                        about 10 minutes with its REPEAT=3); a full run
+#                        leaves it out (it keeps the section already in OUT)
 # Needs: go, dd, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 if [ "${SECTIONS:-}" = bgio ]; then exec bench/bgio.sh; fi
 if [ "${SECTIONS:-}" = replication ]; then exec bench/replication.sh; fi
+if [ "${SECTIONS:-}" = compaction ]; then exec bench/compaction.sh; fi
 repo=$(pwd)
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -299,12 +305,13 @@ stop
 total=$(( $(date +%s) - began ))
 log "done in ${total}s; writing $OUT"
 # Sections other tools write into OUT (bench/bgio.sh, bench/replication.sh,
-# tusk bench scale --results) sit between their own markers; keep them.
+# bench/compaction.sh, tusk bench scale --results) sit between their own
+# markers; keep them.
 kept=""
 if [ -f "$OUT" ]; then
-  kept=$(awk '/<!-- (bgio|replication) begin -->|<!-- bench scale: begin/ { on = 1 }
+  kept=$(awk '/<!-- (bgio|replication|compaction) begin -->|<!-- bench scale: begin/ { on = 1 }
     on { print }
-    /<!-- (bgio|replication) end -->|<!-- bench scale: end -->/ { on = 0 }' "$OUT")
+    /<!-- (bgio|replication|compaction) end -->|<!-- bench scale: end -->/ { on = 0 }' "$OUT")
 fi
 {
   echo "# Tusk benchmark results"
