@@ -370,8 +370,7 @@ func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, lim 
 		sp.LogStartOffset = res.LogStartOffset
 		last = res.LastOffset
 		if !res.Duplicate {
-			b.m.producedBytes.Add(float64(len(x.b)))
-			b.m.producedRecs.Add(float64(x.h.RecordCount))
+			b.m.produced(lim.tp, len(x.b), int(x.h.RecordCount))
 		}
 	}
 	return last, 0, ""

@@ -298,10 +298,14 @@ func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart, sess *fe
 		if p.resp == nil {
 			continue
 		}
-		n += len(p.resp.RecordBatches)
+		pn := len(p.resp.RecordBatches)
 		if p.sec != nil {
-			n += int(p.sec.Len())
+			pn += int(p.sec.Len())
 			secs = append(secs, fetchSection{part: p.resp, sec: p.sec})
+		}
+		n += pn
+		if !p.replica {
+			b.m.fetchedBy(p.tp, pn)
 		}
 	}
 	b.m.fetchedBytes.Add(float64(n))

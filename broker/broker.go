@@ -131,7 +131,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		store:          store,
 		engine:         engine,
 		apis:           newAPITable(),
-		m:              newMetrics(),
+		m:              newMetrics(cfg.Metrics.PerPartition),
 		shutdown:       make(chan struct{}),
 		conns:          map[*conn]struct{}{},
 		internalClient: rpc.NewClient(nil),
@@ -149,6 +149,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 	b.gc = b.newGroupCoordinators()
 	b.repl = b.newReplicaManager()
 	b.m.reg.MustRegister(newCleanerCollector(b.repl))
+	b.m.reg.MustRegister(newStateCollector(b))
 	store.SetForwarder(b)
 	store.SetProber(b)
 	return b, nil

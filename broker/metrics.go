@@ -1,12 +1,16 @@
 package broker
 
 import (
+	"context"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -22,10 +26,28 @@ type metrics struct {
 	fetchedBytes  prometheus.Counter
 	rolls         prometheus.Counter
 	sendfileBytes prometheus.Counter
+
+	// Per topic, and per partition with metrics.per-partition (nil
+	// otherwise): what Kafka calls BytesInPerSec, MessagesInPerSec and
+	// BytesOutPerSec (consumers' fetches only, not followers').
+	topicInBytes, topicInRecs, topicOutBytes *prometheus.CounterVec
+	partInBytes, partInRecs, partOutBytes    *prometheus.CounterVec
+	// counted holds the topics those series have values for (keys only),
+	// so that a scrape drops the series of deleted topics.
+	counted sync.Map
 }
 
-func newMetrics() *metrics {
+func newMetrics(perPartition bool) *metrics {
 	m := &metrics{
+		topicInBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_topic_produced_bytes_total", Help: "Record batch bytes appended by producers, by topic (duplicates excluded).",
+		}, []string{"topic"}),
+		topicInRecs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_topic_produced_records_total", Help: "Records appended by producers, by topic (duplicates excluded).",
+		}, []string{"topic"}),
+		topicOutBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_topic_fetched_bytes_total", Help: "Record batch bytes returned to consumers' Fetch requests (not followers'), by topic.",
+		}, []string{"topic"}),
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tusk_requests_total", Help: "Kafka requests served, by API.",
@@ -57,8 +79,75 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls,
+		m.topicInBytes, m.topicInRecs, m.topicOutBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if perPartition {
+		tp := []string{"topic", "partition"}
+		m.partInBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_partition_produced_bytes_total", Help: "Record batch bytes appended by producers, by partition (metrics.per-partition).",
+		}, tp)
+		m.partInRecs = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_partition_produced_records_total", Help: "Records appended by producers, by partition (metrics.per-partition).",
+		}, tp)
+		m.partOutBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_partition_fetched_bytes_total", Help: "Record batch bytes returned to consumers' Fetch requests, by partition (metrics.per-partition).",
+		}, tp)
+		m.reg.MustRegister(m.partInBytes, m.partInRecs, m.partOutBytes)
+	}
 	return m
+}
+
+// produced counts a producer's batch appended to tp.
+func (m *metrics) produced(tp storage.TopicPartition, bytes, records int) {
+	m.countTopic(tp.Topic)
+	m.producedBytes.Add(float64(bytes))
+	m.producedRecs.Add(float64(records))
+	m.topicInBytes.WithLabelValues(tp.Topic).Add(float64(bytes))
+	m.topicInRecs.WithLabelValues(tp.Topic).Add(float64(records))
+	if m.partInBytes != nil {
+		p := strconv.Itoa(int(tp.Partition))
+		m.partInBytes.WithLabelValues(tp.Topic, p).Add(float64(bytes))
+		m.partInRecs.WithLabelValues(tp.Topic, p).Add(float64(records))
+	}
+}
+
+// fetchedBy counts record bytes a consumer's Fetch returned from tp.
+func (m *metrics) fetchedBy(tp storage.TopicPartition, bytes int) {
+	if bytes == 0 {
+		return
+	}
+	m.countTopic(tp.Topic)
+	m.topicOutBytes.WithLabelValues(tp.Topic).Add(float64(bytes))
+	if m.partOutBytes != nil {
+		m.partOutBytes.WithLabelValues(tp.Topic, strconv.Itoa(int(tp.Partition))).Add(float64(bytes))
+	}
+}
+
+func (m *metrics) countTopic(topic string) {
+	if _, ok := m.counted.Load(topic); !ok {
+		m.counted.Store(topic, struct{}{})
+	}
+}
+
+// forgetDeleted drops the per-topic and per-partition series of topics
+// that no longer exist (exists reports those that do).
+func (m *metrics) forgetDeleted(exists func(topic string) bool) {
+	m.counted.Range(func(k, _ any) bool {
+		if topic := k.(string); !exists(topic) {
+			m.counted.Delete(topic)
+			m.forgetTopic(topic)
+		}
+		return true
+	})
+}
+
+// forgetTopic drops a topic's per-topic and per-partition series.
+func (m *metrics) forgetTopic(topic string) {
+	for _, v := range []*prometheus.CounterVec{m.topicInBytes, m.topicInRecs, m.topicOutBytes, m.partInBytes, m.partInRecs, m.partOutBytes} {
+		if v != nil {
+			v.DeletePartialMatch(prometheus.Labels{"topic": topic})
+		}
+	}
 }
 
 // addStorage exports the storage engine's counters.
@@ -92,4 +181,144 @@ func (m *metrics) observe(key kmsg.Key, start time.Time) {
 	name := key.Name()
 	m.requests.WithLabelValues(name).Inc()
 	m.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+}
+
+// stateCollector exports, at each scrape, figures read from the metadata,
+// the logs, the lease and the group coordinators of this node.
+type stateCollector struct {
+	b *Broker
+
+	leaderParts, underReplicated, offline *prometheus.Desc
+	leaseValid, leaseRemaining            *prometheus.Desc
+	groupLag, groupPartLag                *prometheus.Desc
+	hw, leo, size                         *prometheus.Desc
+}
+
+func newStateCollector(b *Broker) *stateCollector {
+	tp := []string{"topic", "partition"}
+	return &stateCollector{
+		b:               b,
+		leaderParts:     prometheus.NewDesc("tusk_leader_partitions", "Partitions whose active segment this node leads (Kafka's LeaderCount).", nil, nil),
+		underReplicated: prometheus.NewDesc("tusk_under_replicated_partitions", "Partitions this node leads whose active segment has fewer replicas than the topic's replication factor, or a replica that is not alive (Kafka's UnderReplicatedPartitions); sum over nodes for the cluster.", nil, nil),
+		offline:         prometheus.NewDesc("tusk_offline_partitions", "Partitions of the cluster without an alive leader (active segment fenced, failing over, or led by a node that is not alive), in this node's metadata view (Kafka's OfflinePartitionsCount); the same on every node: take max.", nil, nil),
+		leaseValid:      prometheus.NewDesc("tusk_lease_valid", "1 while this node holds an unexpired lease from the controller (it may lead and append), else 0.", nil, nil),
+		leaseRemaining:  prometheus.NewDesc("tusk_lease_remaining_seconds", "Seconds until this node's lease expires (negative: expired that long ago); lease.timeout minus this is the lease's age since its last renewal.", nil, nil),
+		groupLag:        prometheus.NewDesc("tusk_consumer_group_lag", "Records between a group's committed offsets and the high watermark, summed over a topic's partitions, for the groups this node coordinates and the partitions it holds.", []string{"group", "topic"}, nil),
+		groupPartLag:    prometheus.NewDesc("tusk_consumer_group_partition_lag", "Records between a group's committed offset and the partition's high watermark (metrics.per-partition).", []string{"group", "topic", "partition"}, nil),
+		hw:              prometheus.NewDesc("tusk_partition_high_watermark", "High watermark of each partition log this node holds (metrics.per-partition).", tp, nil),
+		leo:             prometheus.NewDesc("tusk_partition_log_end_offset", "Log end offset of each partition log this node holds (metrics.per-partition).", tp, nil),
+		size:            prometheus.NewDesc("tusk_partition_size_bytes", "Bytes of each partition log this node holds (metrics.per-partition).", tp, nil),
+	}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.leaderParts, c.underReplicated, c.offline, c.leaseValid, c.leaseRemaining, c.groupLag, c.groupPartLag, c.hw, c.leo, c.size} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.b
+	now := time.Now()
+	lease := b.currentLease()
+	valid := 0.0
+	if lease.Valid(now) {
+		valid = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.leaseValid, prometheus.GaugeValue, valid)
+	remaining := 0.0
+	if !lease.Expiry().IsZero() {
+		remaining = lease.Expiry().Sub(now).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(c.leaseRemaining, prometheus.GaugeValue, remaining)
+
+	fsm := b.store.FSM()
+	b.m.forgetDeleted(fsm.HasTopic)
+	alive := map[int32]bool{}
+	for _, br := range fsm.Brokers() {
+		alive[br.ID] = br.State == metadata.BrokerAlive
+	}
+	me := b.cfg.NodeID
+	per := b.cfg.Metrics.PerPartition
+	var led, under, offline int
+	hws := map[storage.TopicPartition]int64{}
+	for _, t := range fsm.Topics() {
+		rf := t.ReplicationFactor()
+		for p := int32(0); p < t.Partitions; p++ {
+			a := t.Parts[p].Active()
+			if a.State != metadata.SegmentActive || !alive[a.Leader] {
+				offline++
+			} else if a.Leader == me {
+				led++
+				short := len(a.Replicas) < rf
+				for _, r := range a.Replicas {
+					short = short || !alive[r]
+				}
+				if short {
+					under++
+				}
+			}
+			tp := storage.TopicPartition{Topic: t.Name, Partition: p}
+			l, ok := b.engine.Log(tp)
+			if !ok {
+				continue
+			}
+			hw := l.HighWatermark()
+			hws[tp] = hw
+			if per {
+				ps := strconv.Itoa(int(p))
+				ch <- prometheus.MustNewConstMetric(c.hw, prometheus.GaugeValue, float64(hw), t.Name, ps)
+				ch <- prometheus.MustNewConstMetric(c.leo, prometheus.GaugeValue, float64(l.LogEndOffset()), t.Name, ps)
+				ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(l.Size()), t.Name, ps)
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.leaderParts, prometheus.GaugeValue, float64(led))
+	ch <- prometheus.MustNewConstMetric(c.underReplicated, prometheus.GaugeValue, float64(under))
+	ch <- prometheus.MustNewConstMetric(c.offline, prometheus.GaugeValue, float64(offline))
+	c.collectGroupLag(ch, hws, per)
+}
+
+// collectGroupLag exports the lag of every group the coordinators on this
+// node hold, for the partitions whose log (and so high watermark) is here.
+func (c *stateCollector) collectGroupLag(ch chan<- prometheus.Metric, hws map[storage.TopicPartition]int64, per bool) {
+	ctx, cancel := context.WithTimeout(c.b.bgCtx, 2*time.Second)
+	defer cancel()
+	for _, co := range c.b.gc.local() {
+		lreq := kmsg.NewPtrListGroupsRequest()
+		lreq.Version = 4
+		lresp := co.ListGroups(ctx, lreq)
+		if lresp.ErrorCode != 0 || len(lresp.Groups) == 0 {
+			continue
+		}
+		freq := kmsg.NewPtrOffsetFetchRequest()
+		freq.Version = 8
+		for _, g := range lresp.Groups {
+			rg := kmsg.NewOffsetFetchRequestGroup()
+			rg.Group = g.Group // Topics nil: every committed offset
+			freq.Groups = append(freq.Groups, rg)
+		}
+		for _, g := range co.OffsetFetch(ctx, freq).Groups {
+			if g.ErrorCode != 0 {
+				continue
+			}
+			for _, t := range g.Topics {
+				sum, any := int64(0), false
+				for _, p := range t.Partitions {
+					hw, ok := hws[storage.TopicPartition{Topic: t.Topic, Partition: p.Partition}]
+					if !ok || p.ErrorCode != 0 || p.Offset < 0 {
+						continue
+					}
+					lag := max(hw-p.Offset, 0)
+					sum, any = sum+lag, true
+					if per {
+						ch <- prometheus.MustNewConstMetric(c.groupPartLag, prometheus.GaugeValue, float64(lag), g.Group, t.Topic, strconv.Itoa(int(p.Partition)))
+					}
+				}
+				if any {
+					ch <- prometheus.MustNewConstMetric(c.groupLag, prometheus.GaugeValue, float64(sum), g.Group, t.Topic)
+				}
+			}
+		}
+	}
 }

@@ -33,6 +33,16 @@ type Config struct {
 	Produce  ProduceConfig  `mapstructure:"produce"`
 	Replica  ReplicaConfig  `mapstructure:"replica"`
 	Cleaner  CleanerConfig  `mapstructure:"cleaner"`
+	Metrics  MetricsConfig  `mapstructure:"metrics"`
+}
+
+// MetricsConfig shapes /metrics.
+type MetricsConfig struct {
+	// PerPartition adds series labelled by partition (bytes and records
+	// in, bytes out, high watermark, log end, size, consumer-group lag),
+	// whose count grows with the partitions; off, series are per topic
+	// (and per group) only.
+	PerPartition bool `mapstructure:"per-partition"`
 }
 
 // CleanerConfig is the log cleaner of compacted topics
@@ -241,6 +251,7 @@ func Options() []Option {
 		{"cleaner.io-rate", int64(32 << 20), "bytes per second the log cleaner may read plus write, so cleaning does not harm produce latency (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
 		{"cleaner.map-bytes", int64(64 << 20), "key map memory of one cleaning before it spills to disk (log.cleaner.dedupe.buffer.size)"},
 		{"cleaner.backoff", 15 * time.Second, "pause between the log cleaner's checks for cleanable partitions (log.cleaner.backoff.ms)"},
+		{"metrics.per-partition", false, "add per-partition series to /metrics (bytes and records in, bytes out, high watermark, log end offset, size, consumer-group lag); off: per topic and per group only, so the series count does not grow with partitions"},
 		{"produce.forward", true, "forward a Produce for a partition another node leads to that leader (off: NOT_LEADER_OR_FOLLOWER with KIP-951 hints on v10+)"},
 	}
 }

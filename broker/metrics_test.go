@@ -1,0 +1,240 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tuskdb/tusk/configs"
+)
+
+// gathered returns every sample of the broker's registry as
+// `name{label="value",...}` → value, labels sorted by name.
+func gathered(t *testing.T, b *Broker) map[string]float64 {
+	t.Helper()
+	mfs, err := b.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			sort.Strings(ls)
+			key := mf.GetName()
+			if len(ls) > 0 {
+				key += "{" + strings.Join(ls, ",") + "}"
+			}
+			out[key] = sampleValue(m)
+		}
+	}
+	return out
+}
+
+func sampleValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Untyped != nil:
+		return m.Untyped.GetValue()
+	}
+	return 0
+}
+
+// TestMetricsPerTopicAndPartition: with metrics.per-partition on, a topic's
+// produced records and bytes, consumers' fetched bytes, each partition's
+// high watermark, log end offset and size, partitions led, under-
+// replicated and offline partitions, the lease and a group's lag per
+// partition and per topic have exact values; per-topic series go away
+// with the topic.
+func TestMetricsPerTopicAndPartition(t *testing.T) {
+	b := startBroker(t, t.TempDir(), func(c *configs.Config) {
+		c.Metrics.PerPartition = true
+		c.Groups.OffsetsPartitions = 1
+		c.Groups.InitialRebalanceDelay = 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, b))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "m"); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[int32]int{0: 10, 1: 4}
+	prod := newClient(t, b, kgo.DefaultProduceTopic("m"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p, n := range counts {
+		for i := 0; i < n; i++ {
+			if err := prod.ProduceSync(ctx, &kgo.Record{Partition: p, Value: []byte(fmt.Sprintf("v%d-%d", p, i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cons := newClient(t, b, kgo.ConsumeTopics("m"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got := 0; got < 14; {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of 14: %v", got, err)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
+		got += fs.NumRecords()
+	}
+	cons.Close()
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "m", Partition: 0, At: 3, LeaderEpoch: -1})
+	offs.Add(kadm.Offset{Topic: "m", Partition: 1, At: 4, LeaderEpoch: -1})
+	if r, err := adm.CommitOffsets(ctx, "g", offs); err != nil || r.Error() != nil {
+		t.Fatalf("commit: %v %v", err, r.Error())
+	}
+
+	m := gathered(t, b)
+	size0, size1 := m[`tusk_partition_size_bytes{partition="0",topic="m"}`], m[`tusk_partition_size_bytes{partition="1",topic="m"}`]
+	if size0 <= 0 || size1 <= 0 {
+		t.Fatalf("partition sizes %v, %v", size0, size1)
+	}
+	want := map[string]float64{
+		`tusk_topic_produced_records_total{topic="m"}`:                         14,
+		`tusk_topic_produced_bytes_total{topic="m"}`:                           size0 + size1,
+		`tusk_partition_produced_records_total{partition="0",topic="m"}`:       10,
+		`tusk_partition_produced_records_total{partition="1",topic="m"}`:       4,
+		`tusk_partition_produced_bytes_total{partition="0",topic="m"}`:         size0,
+		`tusk_partition_produced_bytes_total{partition="1",topic="m"}`:         size1,
+		`tusk_topic_fetched_bytes_total{topic="m"}`:                            size0 + size1,
+		`tusk_partition_high_watermark{partition="0",topic="m"}`:               10,
+		`tusk_partition_high_watermark{partition="1",topic="m"}`:               4,
+		`tusk_partition_log_end_offset{partition="0",topic="m"}`:               10,
+		`tusk_partition_log_end_offset{partition="1",topic="m"}`:               4,
+		`tusk_leader_partitions`:                                               3, // m/0, m/1, __consumer_offsets/0
+		`tusk_under_replicated_partitions`:                                     0,
+		`tusk_offline_partitions`:                                              0,
+		`tusk_lease_valid`:                                                     1,
+		`tusk_consumer_group_partition_lag{group="g",partition="0",topic="m"}`: 7,
+		`tusk_consumer_group_partition_lag{group="g",partition="1",topic="m"}`: 0,
+		`tusk_consumer_group_lag{group="g",topic="m"}`:                         7,
+	}
+	for k, v := range want {
+		if got, ok := m[k]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	if r := m["tusk_lease_remaining_seconds"]; r <= 0 || r > b.cfg.Lease.Timeout.Seconds() {
+		t.Errorf("tusk_lease_remaining_seconds = %v, want in (0, %v]", r, b.cfg.Lease.Timeout.Seconds())
+	}
+
+	checkDocumented(t, m)
+
+	// The same series over HTTP, in Prometheus' text format.
+	resp, err := http.Get("http://" + b.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `tusk_consumer_group_lag{group="g",topic="m"} 7`) {
+		t.Errorf("/metrics lacks the group's lag")
+	}
+
+	if _, err := adm.DeleteTopic(ctx, "m"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := gathered(t, b)
+		_, topic := m[`tusk_topic_produced_records_total{topic="m"}`]
+		_, part := m[`tusk_partition_produced_bytes_total{partition="0",topic="m"}`]
+		if !topic && !part {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("series of the deleted topic remain: topic %v partition %v", topic, part)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMetricsPerTopicOnly: by default no series carries a partition label.
+func TestMetricsPerTopicOnly(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, b))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "m"); err != nil {
+		t.Fatal(err)
+	}
+	prod := newClient(t, b, kgo.DefaultProduceTopic("m"))
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	m := gathered(t, b)
+	if m[`tusk_topic_produced_records_total{topic="m"}`] != 1 {
+		t.Errorf("tusk_topic_produced_records_total{topic=m} = %v, want 1", m[`tusk_topic_produced_records_total{topic="m"}`])
+	}
+	for k := range m {
+		if strings.Contains(k, "partition=") {
+			t.Errorf("series %s with metrics.per-partition off", k)
+		}
+	}
+}
+
+// checkDocumented: every tusk_ series family the registry holds (m, with
+// every kind of series present) is listed in the README's Metrics section,
+// and every tusk_ name that section and the Grafana dashboard use exists.
+func checkDocumented(t *testing.T, m map[string]float64) {
+	t.Helper()
+	have := map[string]bool{}
+	for k := range m {
+		if name, _, _ := strings.Cut(k, "{"); strings.HasPrefix(name, "tusk_") {
+			have[strings.TrimSuffix(name, "_bucket")] = true
+		}
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Metrics\n")
+	if !ok {
+		t.Fatal("README has no Metrics section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	dash, err := os.ReadFile("../docs/grafana/tusk.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile(`tusk_[a-z_]+`)
+	documented := map[string]bool{}
+	for _, n := range name.FindAllString(section, -1) {
+		documented[n] = true
+		if !have[n] {
+			t.Errorf("README lists %s, which /metrics does not have", n)
+		}
+	}
+	for n := range have {
+		if !documented[n] {
+			t.Errorf("/metrics has %s, which the README's Metrics section does not list", n)
+		}
+	}
+	for _, n := range name.FindAllString(string(dash), -1) {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			n = strings.TrimSuffix(n, suffix)
+		}
+		if !have[n] {
+			t.Errorf("docs/grafana/tusk.json uses %s, which /metrics does not have", n)
+		}
+	}
+}
