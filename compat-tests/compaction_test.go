@@ -51,11 +51,13 @@ type compactRec struct {
 
 // writeCompactWorkload writes the workload to partition 0 of topic and
 // returns what a consumer must read once it is cleaned (key → last live
-// record), and the offset of the final sentinel record. After each
-// version it waits until sealed (the number of sealed segments of the
-// partition) grows, so the versions spread over many segments (a fast
-// producer would otherwise fill one before the roll loop looks).
-func writeCompactWorkload(t *testing.T, seeds []string, topic string, sealed func() int) (map[string]compactRec, int64) {
+// record), the offset of the final sentinel record and the producer.
+// After each version it waits until sealedEnd (the end of the
+// partition's last sealed segment) covers it, so the versions spread over
+// many segments (a fast producer would otherwise fill one before the
+// roll loop looks; merges of cleaned segments make counting segments
+// useless).
+func writeCompactWorkload(t *testing.T, seeds []string, topic string, sealedEnd func() int64) (map[string]compactRec, int64, *kgo.Client) {
 	t.Helper()
 	cl := newClusterClient(t, seeds, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(64<<10))
@@ -73,10 +75,10 @@ func writeCompactWorkload(t *testing.T, seeds []string, topic string, sealed fun
 		for _, r := range recs {
 			want[string(r.Key)] = compactRec{r.Offset, string(r.Value)}
 		}
-		before := sealed()
+		last := recs[len(recs)-1].Offset
 		waitFor(t, 15*time.Second, fmt.Sprintf("a roll after version %d", v), func() (bool, string) {
-			n := sealed()
-			return n > before, fmt.Sprintf("%d sealed segments", n)
+			end := sealedEnd()
+			return end > last, fmt.Sprintf("sealed up to %d, version %d ends at %d", end, v, last)
 		})
 	}
 	var tombs []*kgo.Record
@@ -94,7 +96,7 @@ func writeCompactWorkload(t *testing.T, seeds []string, topic string, sealed fun
 		t.Fatalf("produce the sentinel: %v", err)
 	}
 	want["zz-sentinel"] = compactRec{end.Offset, "end"}
-	return want, end.Offset
+	return want, end.Offset, cl
 }
 
 // readCompacted reads partition 0 of topic from the start up to the
@@ -165,9 +167,9 @@ func waitCompacted(t *testing.T, seeds []string, topic string, want map[string]c
 	})
 }
 
-// sealedViaConsole counts partition 0's sealed segments through the
-// console's JSON API (-1 when it does not answer).
-func sealedViaConsole(t *testing.T, n *node, topic string) int {
+// sealedEndViaConsole is the end of partition 0's last sealed segment,
+// through the console's JSON API (-1 when it does not answer).
+func sealedEndViaConsole(t *testing.T, n *node, topic string) int64 {
 	t.Helper()
 	r, err := http.Get("http://" + n.HTTP + "/api/v1/topics/" + topic + "/partitions/0")
 	if err != nil {
@@ -177,18 +179,19 @@ func sealedViaConsole(t *testing.T, n *node, topic string) int {
 	var v struct {
 		Segments []struct {
 			State string `json:"state"`
+			End   int64  `json:"end"`
 		} `json:"segments"`
 	}
 	if r.StatusCode != http.StatusOK || json.NewDecoder(r.Body).Decode(&v) != nil {
 		return -1
 	}
-	k := 0
+	end := int64(-1)
 	for _, s := range v.Segments {
 		if s.State == "sealed" {
-			k++
+			end = max(end, s.End)
 		}
 	}
-	return k
+	return end
 }
 
 // TestCompactionSingleNode: the workload on one node; after cleaning a
@@ -203,7 +206,7 @@ func TestCompactionSingleNode(t *testing.T) {
 	const topic = "compacted"
 	adm, _ := newAdm(t, n)
 	createTopic(t, adm, topic, 1, compactTopicConfigs())
-	want, sentinel := writeCompactWorkload(t, []string{n.Kafka}, topic, func() int { return sealedViaConsole(t, n, topic) })
+	want, sentinel, producer := writeCompactWorkload(t, []string{n.Kafka}, topic, func() int64 { return sealedEndViaConsole(t, n, topic) })
 	waitCompacted(t, []string{n.Kafka}, topic, want, sentinel)
 
 	t.Run("kcat", func(t *testing.T) {
@@ -270,13 +273,32 @@ c.close()
 		}
 	})
 
-	// A restart recovers the cleaned segments (offset gaps, empty
-	// batches) without losing anything.
+	// A fetch from a removed offset returns the next surviving record.
+	next := int64(-1)
+	for _, r := range want {
+		if r.off > 100 && (next < 0 || r.off < next) {
+			next = r.off
+		}
+	}
+	fc := newKgo(t, n, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(100)}}))
+	fs := fc.PollRecords(ctxTimeout(t, 15*time.Second), 1)
+	if recs := fs.Records(); len(recs) == 0 || recs[0].Offset != next {
+		t.Fatalf("fetch from removed offset 100: %v, want the record at %d (errors %v)", recs, next, fs.Errors())
+	}
+
+	// A restart (same address) recovers the cleaned segments (offset
+	// gaps, empty batches) without losing anything, and the idempotent
+	// producer that wrote them goes on: its sequence state survived the
+	// cleaning (each producer's last batch is kept) and the restart.
 	n.Stop(t)
-	n = startTusk(t, withDataDir(dir), withFlag("cleaner-backoff", "200ms"))
+	n = startTusk(t, withDataDir(dir), withFlag("cleaner-backoff", "200ms"), withFlag("kafka-listen", n.Kafka))
 	got, err := readCompacted(t, []string{n.Kafka}, topic, sentinel)
 	if err != nil || !maps.Equal(got, want) {
 		t.Fatalf("after a restart: %d records (want %d), err %v", len(got), len(want), err)
+	}
+	after := &kgo.Record{Partition: 0, Key: []byte("after"), Value: []byte("restart")}
+	if err := producer.ProduceSync(ctxTimeout(t, 30*time.Second), after).FirstErr(); err != nil || after.Offset != sentinel+1 {
+		t.Fatalf("the workload's idempotent producer after the cleaning and restart: offset %d (want %d), %v", after.Offset, sentinel+1, err)
 	}
 }
 
@@ -304,14 +326,14 @@ func TestCompactionCluster(t *testing.T) {
 	for _, id := range c.ids() {
 		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
 	}
-	want, sentinel := writeCompactWorkload(t, seeds, topic, func() int {
-		n := 0
+	want, sentinel, _ := writeCompactWorkload(t, seeds, topic, func() int64 {
+		end := int64(-1)
 		for _, s := range c.segmentsVia(t, c.ids()[0], topic, 0) {
 			if s.State == "sealed" {
-				n++
+				end = max(end, s.End)
 			}
 		}
-		return n
+		return end
 	})
 	waitCompacted(t, seeds, topic, want, sentinel)
 

@@ -21,6 +21,9 @@ type CleanSegment struct {
 	Base       int64 `json:"base"`
 	End        int64 `json:"end"`
 	SealedAtMs int64 `json:"sealed_at_ms"`
+	// Horizons are a merged segment's parts (Segment.Epochs): where each
+	// starts and when it was sealed, the tombstone horizon of its records.
+	Horizons []EpochStart `json:"horizons,omitempty"`
 }
 
 // CleanPartition starts cleaning generation Generation of a partition:
@@ -161,7 +164,8 @@ func (c CleanPartition) apply(st *state) error {
 		}
 		s := p.Segments[k]
 		k++
-		if s.ID != cs.ID || s.State != SegmentSealed || s.BaseOffset != cs.Base || s.EndOffset != cs.End || s.SealedAtMs != cs.SealedAtMs {
+		if s.ID != cs.ID || s.State != SegmentSealed || s.BaseOffset != cs.Base || s.EndOffset != cs.End || s.SealedAtMs != cs.SealedAtMs ||
+			!slices.Equal(s.Epochs, cs.Horizons) {
 			return fmt.Errorf("%w: %s-%d segment %d is not the sealed segment the cleaning names", ErrPreconditionFailed, c.Topic, c.Partition, cs.ID)
 		}
 		// The first segment may start below the range (the leader's log
@@ -190,6 +194,9 @@ func (c CleanPartition) apply(st *state) error {
 func (c CleanPartition) Clone() CleanPartition {
 	c.Participants = slices.Clone(c.Participants)
 	c.Segments = slices.Clone(c.Segments)
+	for i := range c.Segments {
+		c.Segments[i].Horizons = slices.Clone(c.Segments[i].Horizons)
+	}
 	return c
 }
 
@@ -367,20 +374,21 @@ func (c SetSegmentChecksum) validate() error {
 	return nil
 }
 
-// EpochStart is one epoch of a merged segment and the first offset
-// written in it.
+// EpochStart is one part of a merged segment: its epoch, the first
+// offset written in it, and when it was sealed.
 type EpochStart struct {
-	Epoch int32 `json:"epoch"`
-	Start int64 `json:"start"`
+	Epoch      int32 `json:"epoch"`
+	Start      int64 `json:"start"`
+	SealedAtMs int64 `json:"sealed_at_ms,omitempty"`
 }
 
-// EpochList is the segment's epochs and where each starts: its Epochs if
-// it was merged from several segments, else its one epoch from its base.
+// EpochList is the segment's parts: its Epochs if it was merged from
+// several segments, else its one epoch from its base.
 func (s Segment) EpochList() []EpochStart {
 	if len(s.Epochs) > 0 {
 		return s.Epochs
 	}
-	return []EpochStart{{Epoch: s.Epoch, Start: s.BaseOffset}}
+	return []EpochStart{{Epoch: s.Epoch, Start: s.BaseOffset, SealedAtMs: s.SealedAtMs}}
 }
 
 // HasEpoch reports whether records of epoch e belong to the segment.
@@ -401,7 +409,8 @@ type MergedInput struct {
 // a compacted partition's chain stays bounded (docs/compaction.md,
 // "Merging"). The merged segment keeps the first one's ID and base, the
 // last one's end, epoch, leader and seal time, the epoch list of all of
-// them (EpochList), the replicas they have in common, and takes Checksum
+// them with their seal times (EpochList: a tombstone keeps the horizon of
+// the segment it was written in), the replicas they have in common, and takes Checksum
 // and Bytes of the whole range as the proposer holds it. It is refused
 // while a cleaning is in flight, for segments at or above the last
 // committed cleaning's end, and when an input's checksum, bytes or

@@ -275,7 +275,7 @@ func TestMergeSegmentsPreconditions(t *testing.T) {
 	}
 	q := partOf(t, f)
 	m := q.Segments[0]
-	want := []EpochStart{{Epoch: segs[0].Epoch, Start: 0}, {Epoch: segs[1].Epoch, Start: 100}}
+	want := []EpochStart{{Epoch: segs[0].Epoch, Start: 0, SealedAtMs: 5000}, {Epoch: segs[1].Epoch, Start: 100, SealedAtMs: 5001}}
 	if len(q.Segments) != 2 || m.ID != segs[0].ID || m.BaseOffset != 0 || m.EndOffset != 250 || m.Epoch != segs[1].Epoch ||
 		!slices.Equal(m.Epochs, want) || m.Checksum != 5 || m.Bytes != 90 || m.Generation != 1 || m.SealedAtMs != segs[1].SealedAtMs ||
 		!slices.Equal(m.Replicas, []int32{1, 2, 3}) || !m.HasEpoch(segs[0].Epoch) || !m.HasEpoch(segs[1].Epoch) {

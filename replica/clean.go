@@ -390,11 +390,18 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 		return nil, nil, fmt.Errorf("replica: clean %s: %w", tp, err)
 	}
 	segs := make([]cleaner.Segment, len(cmd.Segments))
+	var horizons []cleaner.Horizon
 	for i, s := range cmd.Segments {
 		segs[i] = cleaner.Segment{Base: s.Base, End: s.End, SealedAtMs: s.SealedAtMs}
+		if len(s.Horizons) == 0 {
+			horizons = append(horizons, cleaner.Horizon{Start: s.Base, SealedAtMs: s.SealedAtMs})
+		}
+		for _, h := range s.Horizons {
+			horizons = append(horizons, cleaner.Horizon{Start: h.Start, SealedAtMs: h.SealedAtMs})
+		}
 	}
 	params := cleaner.Params{Start: cmd.Start, UpTo: cmd.UpTo, NowMs: cmd.NowMs, DeleteRetentionMs: cc.DeleteRetentionMs,
-		Segments: segs, MapBytes: m.cfg.Cleaner.MapBytes, SpillDir: m.cfg.Cleaner.SpillDir}
+		Segments: segs, Horizons: horizons, MapBytes: m.cfg.Cleaner.MapBytes, SpillDir: m.cfg.Cleaner.SpillDir}
 	budget := m.cfg.Cleaner.Budget
 	var in int64
 	src := func(fn func(batch []byte) error) error {
@@ -670,7 +677,7 @@ func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, 
 		if (s.Bytes == 0 && !partial) || now-s.SealedAtMs < cc.MinLagMs {
 			break
 		}
-		cmd.Segments = append(cmd.Segments, metadata.CleanSegment{ID: s.ID, Base: s.BaseOffset, End: s.EndOffset, SealedAtMs: s.SealedAtMs})
+		cmd.Segments = append(cmd.Segments, metadata.CleanSegment{ID: s.ID, Base: s.BaseOffset, End: s.EndOffset, SealedAtMs: s.SealedAtMs, Horizons: slices.Clone(s.Epochs)})
 		cmd.UpTo = s.EndOffset
 		total += s.Bytes
 		if s.EndOffset > cleanedTo {

@@ -304,7 +304,7 @@ func TestMergeAfterCleaning(t *testing.T) {
 	}
 	var want []metadata.EpochStart
 	for _, s := range before[:len(before)-1] {
-		want = append(want, metadata.EpochStart{Epoch: s.Epoch, Start: s.BaseOffset})
+		want = append(want, metadata.EpochStart{Epoch: s.Epoch, Start: s.BaseOffset, SealedAtMs: s.SealedAtMs})
 	}
 	if !slices.Equal(segs[0].Epochs, want) || segs[0].Epoch != before[len(before)-2].Epoch {
 		t.Fatalf("merged epochs %v (epoch %d), want %v", segs[0].Epochs, segs[0].Epoch, want)

@@ -29,7 +29,17 @@ type Params struct {
 	Segments          []Segment // cover [Start, UpTo), contiguous
 	MapBytes          int64     // key map memory before spilling (0 → 64 MiB)
 	SpillDir          string    // directory for spill files (created/removed by Clean); required only if spilling happens
+	// Horizons, if set, overrides the segments' seal times for the
+	// tombstone horizon: a tombstone at offset o takes the SealedAtMs of
+	// the last Horizon with Start <= o (the first if none). A segment
+	// merged from several keeps each part's seal time this way, so a
+	// merge never moves a tombstone's horizon (docs/compaction.md,
+	// "Merging"). Sorted by Start.
+	Horizons []Horizon
 }
+
+// Horizon is the seal time of the part of the range from Start on.
+type Horizon struct{ Start, SealedAtMs int64 }
 
 // Source calls fn with every batch of the range in order (whole v2
 // batches), stopping at and returning fn's first error. Clean calls it
@@ -113,6 +123,7 @@ func (p *Params) validate() error {
 type cleaner struct {
 	p       Params
 	horizon []bool  // per segment: its tombstones may go
+	hpassed []bool  // per Params.Horizons entry: its tombstones may go
 	segLast []int64 // per segment: base offset of its last batch in the range, -1 if none
 	// prodLast is, per producer id ≥ 0, the base offset of its last data
 	// batch in the range. Control batches pass through anyway, and only
@@ -147,10 +158,28 @@ func newCleaner(p Params) *cleaner {
 	}
 	for i, s := range p.Segments {
 		c.segLast[i] = -1
-		// s.SealedAtMs + DeleteRetentionMs <= NowMs, without overflow.
-		c.horizon[i] = s.SealedAtMs <= p.NowMs-p.DeleteRetentionMs && p.NowMs >= math.MinInt64+p.DeleteRetentionMs
+		c.horizon[i] = p.passed(s.SealedAtMs)
+	}
+	for _, h := range p.Horizons {
+		c.hpassed = append(c.hpassed, p.passed(h.SealedAtMs))
 	}
 	return c
+}
+
+// passed reports whether a part sealed at sealedAt is past the tombstone
+// horizon: sealedAt + DeleteRetentionMs <= NowMs, without overflow.
+func (p Params) passed(sealedAt int64) bool {
+	return sealedAt <= p.NowMs-p.DeleteRetentionMs && p.NowMs >= math.MinInt64+p.DeleteRetentionMs
+}
+
+// tombstoneMayGo reports whether a tombstone at off is past its horizon.
+func (c *cleaner) tombstoneMayGo(off int64) bool {
+	hs := c.p.Horizons
+	if len(hs) == 0 {
+		return c.horizon[c.segmentOf(off)]
+	}
+	i := sort.Search(len(hs), func(i int) bool { return hs[i].Start > off }) - 1
+	return c.hpassed[max(i, 0)]
 }
 
 // errSourceMismatch reports a source that yielded different batches in
@@ -348,7 +377,7 @@ func (c *cleaner) keep(h *kafkaproto.BatchHeader, r *record) (bool, error) {
 	if !ok || latest != off {
 		return false, nil
 	}
-	if r.value == nil && c.horizon[c.segmentOf(off)] {
+	if r.value == nil && c.tombstoneMayGo(off) {
 		c.stats.TombstonesRemoved++
 		return false, nil
 	}

@@ -119,6 +119,28 @@ func TestTombstoneHorizon(t *testing.T) {
 	}
 }
 
+// Horizons override the segments' seal times: in one merged segment
+// [0, 7), the tombstone of the part sealed at 1000 goes at NowMs 2000
+// while the part sealed at 5000 keeps its own.
+func TestTombstoneHorizonsOfMergedSegment(t *testing.T) {
+	in := [][]byte{
+		tbatch{base: 0, records: kvs("a", "1", "b", "1", "c", "1")}.build(t),
+		tbatch{base: 3, records: kvs("a", "", "c", "")}.build(t),
+		tbatch{base: 5, records: kvs("b", "", "c", "2")}.build(t),
+	}
+	p := Params{UpTo: 7, NowMs: 2000, DeleteRetentionMs: 1000, Segments: []Segment{{Base: 0, End: 7, SealedAtMs: 5000}},
+		Horizons: []Horizon{{Start: 0, SealedAtMs: 1000}, {Start: 5, SealedAtMs: 5000}}}
+	out, st := mustClean(t, in, p)
+	wantRecords(t, checkOutput(t, out), []orec{{Offset: 5, Key: "b", NullValue: true}, {Offset: 6, Key: "c", Value: "2"}})
+	if st.TombstonesRemoved != 1 {
+		t.Fatalf("TombstonesRemoved %d, want 1", st.TombstonesRemoved)
+	}
+	// Without the horizons the merged segment's seal time holds both.
+	p.Horizons = nil
+	out, _ = mustClean(t, in, p)
+	wantRecords(t, checkOutput(t, out), []orec{{Offset: 3, Key: "a", NullValue: true}, {Offset: 5, Key: "b", NullValue: true}, {Offset: 6, Key: "c", Value: "2"}})
+}
+
 // A producer's last data batch in the range is kept even when none of its
 // records survive, as an empty batch with its producer fields; its earlier
 // batches are dropped. A producer whose last batch is before a control
