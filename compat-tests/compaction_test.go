@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os/exec"
@@ -361,6 +362,35 @@ func TestCompactionCluster(t *testing.T) {
 		for _, id := range c.ids() {
 			sums = append(sums, c.logChecksum(t, id, topic, 0, upTo))
 		}
-		return sums[0] == sums[1] && sums[1] == sums[2], strings.Join(sums, " ")
+		if sums[0] == sums[1] && sums[1] == sums[2] {
+			return true, ""
+		}
+		// What each node's cleaner did, for the failure message.
+		var diag []string
+		for _, id := range c.ids() {
+			diag = append(diag, fmt.Sprintf("node %d %s: %s", id, sums[len(diag)], cleanerCounters(c.node(id))))
+		}
+		return false, strings.Join(diag, "; ")
 	})
+}
+
+// cleanerCounters reads a node's tusk_cleaner_*_total counters from
+// /metrics (diagnostics).
+func cleanerCounters(n *node) string {
+	r, err := http.Get("http://" + n.HTTP + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "tusk_cleaner_") && strings.Contains(line, "_total ") {
+			out = append(out, strings.TrimPrefix(line, "tusk_cleaner_"))
+		}
+	}
+	return strings.Join(out, ", ")
 }
