@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/metadata"
 )
 
 func TestJavaStringHash(t *testing.T) {
@@ -208,6 +209,77 @@ func TestOffsetsTopicCompacted(t *testing.T) {
 			if want := int64(round*10) + int64(p); !ok || o.At != want {
 				t.Errorf("%s partition %d: committed %+v, want %d", group, p, o, want)
 			}
+		}
+	}
+}
+
+// TestOffsetsTopicUpgradedToCompacted: a __consumer_offsets created by a
+// version that bounded it with checkpoints of its own (no cleanup.policy,
+// retention off) becomes a compacted topic at the first FindCoordinator;
+// offsets committed before and after stay, the cleaner bounds the log,
+// and a restart loads the same offsets.
+func TestOffsetsTopicUpgradedToCompacted(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(c *configs.Config) {
+		c.Groups.OffsetsPartitions = 1
+		c.Groups.OffsetsSegmentBytes = 4096
+		c.Groups.InitialRebalanceDelay = 0
+		c.Cleaner.Backoff = 50 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	commit := func(adm *kadm.Client, group string, at int64) {
+		t.Helper()
+		var os kadm.Offsets
+		os.Add(kadm.Offset{Topic: "up", Partition: 0, At: at, LeaderEpoch: -1})
+		r, err := adm.CommitOffsets(ctx, group, os)
+		if err != nil || r.Error() != nil {
+			t.Fatalf("commit %s %d: %v %v", group, at, err, r.Error())
+		}
+	}
+	func() {
+		b := startBroker(t, dir, cfg)
+		id, err := newTopicID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: 1, Internal: true, ReplicationFactor: 1,
+			Configs: map[string]string{"retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": "4096"}}
+		if err := b.store.Apply(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		adm := kadm.NewClient(newClient(t, b))
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, "up"); err != nil {
+			t.Fatal(err)
+		}
+		commit(adm, "before", 7)
+		if v, _, _, _ := b.store.FSM().TopicConfigValue(offsetsTopic, "cleanup.policy"); v != "compact" {
+			t.Fatalf("cleanup.policy %q after the first FindCoordinator", v)
+		}
+		for i := int64(1); i <= 1000; i++ {
+			commit(adm, "busy", i)
+		}
+		l, _ := b.partitionLog(offsetsTopic, 0)
+		deadline := time.Now().Add(30 * time.Second)
+		for l.Size() > 32<<10 {
+			if time.Now().After(deadline) {
+				t.Fatalf("__consumer_offsets-0 is %d bytes after 1000 commits", l.Size())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	b := startBroker(t, dir, cfg)
+	adm := kadm.NewClient(newClient(t, b))
+	for group, want := range map[string]int64{"before": 7, "busy": 1000} {
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := offs.Lookup("up", 0); !ok || o.At != want {
+			t.Errorf("%s: committed %+v, want %d", group, o, want)
 		}
 	}
 }
