@@ -281,7 +281,9 @@ func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata
 		}
 	}
 	if err == nil {
-		err = rw.Commit(cmd.Generation)
+		if err = rw.Commit(cmd.Generation); err != nil {
+			err = errors.Join(err, rw.Abort())
+		}
 	}
 	m.clean.mu.Lock()
 	defer m.clean.mu.Unlock()
@@ -306,6 +308,10 @@ func (m *Manager) settle(tp storage.TopicPartition, t metadata.Topic, part metad
 		return
 	}
 	if err := pc.rw.Commit(pc.gen); err != nil {
+		// Before the swap's commit point the rewrite is still pending:
+		// drop it, so that a redo can begin (after it, the log is
+		// fenced and recovery completes the swap).
+		err = errors.Join(err, pc.rw.Abort())
 		m.log.Error().Err(err).Str("tp", tp.String()).Int32("generation", pc.gen).Msg("swap in a committed cleaning")
 		m.clean.mu.Lock()
 		m.clean.stats.Failed++
@@ -509,12 +515,14 @@ func (m *Manager) cleanLoop() {
 // maybeClean proposes (or abandons) a cleaning of tp, which this node
 // leads with log l.
 func (m *Manager) maybeClean(tp storage.TopicPartition, l *storage.Log) {
-	t, ok := m.md.Topic(tp.Topic)
-	if !ok || int(tp.Partition) >= len(t.Parts) {
+	// The cheap check first: the loop visits every leadership, and
+	// copying the topic is not cheap.
+	cc, ok := m.host.Compaction(tp.Topic)
+	if !ok || !cc.Compact {
 		return
 	}
-	cc, ok := m.host.Compaction(t.Name)
-	if !ok || !cc.Compact {
+	t, ok := m.md.Topic(tp.Topic)
+	if !ok || int(tp.Partition) >= len(t.Parts) {
 		return
 	}
 	part := t.Parts[tp.Partition]
