@@ -14,6 +14,7 @@ import (
 
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -23,7 +24,29 @@ import (
 // practice, which are refused with UNSUPPORTED_FOR_MESSAGE_FORMAT.
 func apiProduce() api {
 	return api{key: kmsg.Produce, min: 0, max: 11, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleProduce(rc, rc.req.(*kmsg.ProduceRequest))
+		req := rc.req.(*kmsg.ProduceRequest)
+		resp, deferred := b.handleProduce(rc, req)
+		// producer_byte_rate (quota.go): the bytes count when received;
+		// the throttle time goes in the answer and holds the next
+		// request back.
+		d := b.quotas.throttle(b.store.FSM(), metadata.QuotaProducerByteRate, rc.hdr.ClientID, produceBytes(req), time.Now())
+		if d <= 0 {
+			return resp, deferred
+		}
+		rc.conn.mute(d)
+		if r, ok := resp.(*kmsg.ProduceResponse); ok {
+			r.ThrottleMillis = throttleMillis(d)
+		}
+		if deferred != nil {
+			return resp, func() kmsg.Response {
+				r := deferred()
+				if pr, ok := r.(*kmsg.ProduceResponse); ok {
+					pr.ThrottleMillis = throttleMillis(d)
+				}
+				return r
+			}
+		}
+		return resp, nil
 	}}
 }
 

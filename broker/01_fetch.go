@@ -15,7 +15,26 @@ import (
 // from v7. v13 names topics by ID.
 func apiFetch() api {
 	return api{key: kmsg.Fetch, min: 4, max: 13, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleFetch(rc, rc.req.(*kmsg.FetchRequest))
+		resp, deferred := b.handleFetch(rc, rc.req.(*kmsg.FetchRequest))
+		if rc.conn.node {
+			return resp, deferred // another node's: no client quota
+		}
+		// consumer_byte_rate (quota.go): the bytes answered count.
+		throttled := func(r kmsg.Response) kmsg.Response {
+			fr, n := fetchBytes(r)
+			if fr == nil {
+				return r
+			}
+			if d := b.quotas.throttle(b.store.FSM(), metadata.QuotaConsumerByteRate, rc.hdr.ClientID, n, time.Now()); d > 0 {
+				fr.ThrottleMillis = throttleMillis(d)
+				rc.conn.mute(d)
+			}
+			return r
+		}
+		if deferred != nil {
+			return resp, func() kmsg.Response { return throttled(deferred()) }
+		}
+		return throttled(resp), nil
 	}}
 }
 

@@ -67,6 +67,8 @@ type Broker struct {
 	keys keyCheck
 	// builtin is the default configuration, for DescribeConfigs' sources.
 	builtin builtinConfig
+	// quotas meters clients against their byte-rate quotas (quota.go).
+	quotas quotaMeters
 
 	internalLn     net.Listener
 	internalHTTP   *connQueue // the internal listener's HTTP connections (internal_kafka.go)

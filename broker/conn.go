@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -56,6 +57,10 @@ type conn struct {
 	// answered; only the read goroutine touches the field.
 	fwdTail chan struct{}
 
+	// mutedUntil (unix nanos) holds back reading the next request while a
+	// quota throttles the client (quota.go).
+	mutedUntil atomic.Int64
+
 	stopOnce sync.Once
 }
 
@@ -95,7 +100,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
-		if c.b.shuttingDown() {
+		if c.b.shuttingDown() || !c.waitMuted() {
 			return
 		}
 		buf := c.produceFrameBuf(br)
@@ -116,6 +121,30 @@ func (c *conn) readLoop() {
 		if !ok {
 			return
 		}
+	}
+}
+
+// mute holds back reading the connection's next request for d (a quota's
+// throttle time).
+func (c *conn) mute(d time.Duration) {
+	if d > 0 {
+		c.mutedUntil.Store(time.Now().Add(d).UnixNano())
+	}
+}
+
+// waitMuted waits out a mute; false if the broker shuts down meanwhile.
+func (c *conn) waitMuted() bool {
+	d := time.Until(time.Unix(0, c.mutedUntil.Load()))
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.b.shutdown:
+		return false
 	}
 }
 

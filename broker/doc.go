@@ -33,7 +33,7 @@
 // and FindCoordinator from its local replica, and names itself as the
 // controller (as KRaft brokers do: it forwards admin writes). Write-type
 // admin requests (CreateTopics, DeleteTopics, CreatePartitions,
-// AlterConfigs, IncrementalAlterConfigs, producer-id blocks) become Raft
+// AlterConfigs, IncrementalAlterConfigs, AlterClientQuotas, producer-id blocks) become Raft
 // commands that a follower forwards to the controller; the request is
 // answered once this node's FSM has applied the command, so a client reads
 // its own write from the node it asked. Produce is served by the

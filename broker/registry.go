@@ -36,6 +36,8 @@ func registry() []api {
 		apiCreatePartitions(),
 		apiIncrementalAlterConfigs(),
 		apiElectLeaders(),
+		apiDescribeClientQuotas(),
+		apiAlterClientQuotas(),
 		apiDescribeCluster(),
 		apiOffsetCommit(),
 		apiOffsetFetch(),

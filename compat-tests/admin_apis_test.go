@@ -6,12 +6,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -328,5 +330,210 @@ func TestElectLeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientQuotasAdmin: quotas set with kadm and sarama (a client id, the
+// default client id, a user with a client id) are described back exactly,
+// with exact, default, any and strict filters; removing a quota's last
+// value drops the entity; an unknown entity type or key, and a value that
+// is not positive, get INVALID_REQUEST with a message.
+func TestClientQuotasAdmin(t *testing.T) {
+	card(t, "franz-go kadm + sarama", "DescribeClientQuotas / AlterClientQuotas")
+	n := startTusk(t)
+	adm, _ := newAdm(t, n)
+	ctx := ctxTimeout(t, 30*time.Second)
+	name := func(s string) *string { return &s }
+	alter := func(e kadm.ClientQuotaEntity, ops ...kadm.AlterClientQuotaOp) kadm.AlteredClientQuota {
+		t.Helper()
+		res, err := adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{{Entity: e, Ops: ops}})
+		if err != nil || len(res) != 1 {
+			t.Fatalf("AlterClientQuotas %v: %v %v", e, res, err)
+		}
+		return res[0]
+	}
+	describe := func(strict bool, cs ...kadm.DescribeClientQuotaComponent) []string {
+		t.Helper()
+		res, err := adm.DescribeClientQuotas(ctx, strict, cs)
+		if err != nil {
+			t.Fatalf("DescribeClientQuotas: %v", err)
+		}
+		var out []string
+		for _, q := range res {
+			out = append(out, q.Entity.String()+" "+fmt.Sprint(q.Values))
+		}
+		slices.Sort(out)
+		return out
+	}
+	for _, e := range []struct {
+		entity kadm.ClientQuotaEntity
+		ops    []kadm.AlterClientQuotaOp
+	}{
+		{kadm.ClientQuotaEntity{{Type: "client-id", Name: name("app")}}, []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 1048576}, {Key: "consumer_byte_rate", Value: 2097152}}},
+		{kadm.ClientQuotaEntity{{Type: "client-id"}}, []kadm.AlterClientQuotaOp{{Key: "request_percentage", Value: 50}}},
+		{kadm.ClientQuotaEntity{{Type: "user", Name: name("alice")}, {Type: "client-id", Name: name("app")}}, []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 1000}}},
+	} {
+		if r := alter(e.entity, e.ops...); r.Err != nil {
+			t.Fatalf("alter %v: %v %s", e.entity, r.Err, r.ErrMessage)
+		}
+	}
+	all := []string{
+		"{client-id=<default>} [request_percentage=50.000000]",
+		"{client-id=app} [producer_byte_rate=1048576.000000 consumer_byte_rate=2097152.000000]",
+		"{user=alice, client-id=app} [producer_byte_rate=1000.000000]",
+	}
+	if got := describe(false); !slices.Equal(got, all) {
+		t.Errorf("all quotas:\n%q\nwant\n%q", got, all)
+	}
+	if got, want := describe(false, kadm.DescribeClientQuotaComponent{Type: "client-id", MatchName: name("app")}), []string{all[1], all[2]}; !slices.Equal(got, want) {
+		t.Errorf("client-id=app:\n%q\nwant\n%q", got, want)
+	}
+	if got, want := describe(true, kadm.DescribeClientQuotaComponent{Type: "client-id", MatchName: name("app")}), []string{all[1]}; !slices.Equal(got, want) {
+		t.Errorf("strict client-id=app:\n%q\nwant\n%q", got, want)
+	}
+	if got, want := describe(false, kadm.DescribeClientQuotaComponent{Type: "client-id", MatchType: 1}), []string{all[0]}; !slices.Equal(got, want) {
+		t.Errorf("default client-id:\n%q\nwant\n%q", got, want)
+	}
+	if got, want := describe(false, kadm.DescribeClientQuotaComponent{Type: "user", MatchType: 2}), []string{all[2]}; !slices.Equal(got, want) {
+		t.Errorf("any user:\n%q\nwant\n%q", got, want)
+	}
+
+	// Bad input.
+	for _, bad := range []struct {
+		entity kadm.ClientQuotaEntity
+		op     kadm.AlterClientQuotaOp
+		msg    string
+	}{
+		{kadm.ClientQuotaEntity{{Type: "ip", Name: name("10.0.0.1")}}, kadm.AlterClientQuotaOp{Key: "producer_byte_rate", Value: 1}, `unknown quota entity type "ip"`},
+		{kadm.ClientQuotaEntity{{Type: "client-id", Name: name("app")}}, kadm.AlterClientQuotaOp{Key: "io_rate", Value: 1}, `unknown quota key "io_rate"`},
+		{kadm.ClientQuotaEntity{{Type: "client-id", Name: name("app")}}, kadm.AlterClientQuotaOp{Key: "producer_byte_rate", Value: -5}, "must be a positive number"},
+	} {
+		r := alter(bad.entity, bad.op)
+		if !errors.Is(r.Err, kerr.InvalidRequest) || !strings.Contains(r.ErrMessage, bad.msg) {
+			t.Errorf("alter %v %v: %v %q, want INVALID_REQUEST %q", bad.entity, bad.op, r.Err, r.ErrMessage, bad.msg)
+		}
+	}
+	if _, err := adm.DescribeClientQuotas(ctx, false, []kadm.DescribeClientQuotaComponent{{Type: "ip", MatchType: 2}}); !errors.Is(err, kerr.InvalidRequest) {
+		t.Errorf("describe ip quotas: %v, want INVALID_REQUEST", err)
+	}
+
+	// sarama: describe, set, remove.
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_6_0_0
+	ca, err := sarama.NewClusterAdmin([]string{n.Kafka}, cfg)
+	if err != nil {
+		t.Fatalf("NewClusterAdmin: %v", err)
+	}
+	defer ca.Close()
+	entries, err := ca.DescribeClientQuotas([]sarama.QuotaFilterComponent{{EntityType: sarama.QuotaEntityClientID, MatchType: sarama.QuotaMatchExact, Match: "app"}}, true)
+	if err != nil || len(entries) != 1 || entries[0].Values["producer_byte_rate"] != 1048576 || entries[0].Values["consumer_byte_rate"] != 2097152 {
+		t.Errorf("sarama DescribeClientQuotas client-id=app: %+v %v", entries, err)
+	}
+	sEntity := []sarama.QuotaEntityComponent{{EntityType: sarama.QuotaEntityClientID, MatchType: sarama.QuotaMatchExact, Name: "sarama-app"}}
+	if err := ca.AlterClientQuotas(sEntity, sarama.ClientQuotasOp{Key: "consumer_byte_rate", Value: 4096}, false); err != nil {
+		t.Fatalf("sarama AlterClientQuotas: %v", err)
+	}
+	if got := describe(true, kadm.DescribeClientQuotaComponent{Type: "client-id", MatchName: name("sarama-app")}); !slices.Equal(got, []string{"{client-id=sarama-app} [consumer_byte_rate=4096.000000]"}) {
+		t.Errorf("after sarama's alter: %q", got)
+	}
+	if err := ca.AlterClientQuotas(sEntity, sarama.ClientQuotasOp{Key: "consumer_byte_rate", Remove: true}, false); err != nil {
+		t.Fatalf("sarama AlterClientQuotas remove: %v", err)
+	}
+	if got := describe(true, kadm.DescribeClientQuotaComponent{Type: "client-id", MatchName: name("sarama-app")}); len(got) != 0 {
+		t.Errorf("after sarama's remove: %q, want none", got)
+	}
+	if err := ca.AlterClientQuotas([]sarama.QuotaEntityComponent{{EntityType: "ip", MatchType: sarama.QuotaMatchExact, Name: "10.0.0.1"}}, sarama.ClientQuotasOp{Key: "producer_byte_rate", Value: 1}, false); err == nil || !strings.Contains(err.Error(), "unknown quota entity type") {
+		t.Errorf("sarama alter ip quota: %v, want the unknown entity type error", err)
+	}
+}
+
+// throttleHook counts the throttle times a client was given.
+type throttleHook struct{ n atomic.Int64 }
+
+func (h *throttleHook) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) {
+	if d > 0 {
+		h.n.Add(1)
+	}
+}
+
+// TestProducerByteRateQuota: a producer whose client id has a
+// producer_byte_rate of 1 MiB/s, producing as fast as it can, gets
+// throttled to within 10% of it over 20 s (after a 3 s warm-up, as the
+// quota lets a one-second burst through); a producer with another client
+// id beside it is never throttled and goes faster.
+func TestProducerByteRateQuota(t *testing.T) {
+	card(t, "franz-go kadm", "producer_byte_rate quota measured over 20 s")
+	const quota = 1 << 20
+	n := startTusk(t)
+	adm, _ := newAdm(t, n)
+	createTopic(t, adm, "quota-limited", 1, nil)
+	createTopic(t, adm, "quota-free", 1, nil)
+	ctx := ctxTimeout(t, 60*time.Second)
+	res, err := adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: strp("limited")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: quota}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("AlterClientQuotas: %v %v", err, res)
+	}
+	value := make([]byte, 1000)
+	produce := func(client, topic string, hook *throttleHook, stop <-chan struct{}, done chan<- error) {
+		cl := newKgo(t, n, kgo.ClientID(client), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.NoCompression()),
+			kgo.ProducerLinger(0), kgo.MaxBufferedRecords(200), kgo.WithHooks(hook))
+		var err error
+		for err == nil {
+			select {
+			case <-stop:
+				done <- cl.Flush(ctx)
+				return
+			default:
+			}
+			cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, e error) {
+				if e != nil && err == nil && ctx.Err() == nil {
+					err = e
+				}
+			})
+		}
+		done <- err
+	}
+	size := func(topic string) int64 {
+		t.Helper()
+		all, err := adm.DescribeAllLogDirs(ctx, kadm.TopicsSet{topic: {0: {}}})
+		if err != nil {
+			t.Fatalf("DescribeAllLogDirs: %v", err)
+		}
+		var s int64
+		all.Each(func(d kadm.DescribedLogDir) { s += d.Size() })
+		return s
+	}
+	var limitedHook, freeHook throttleHook
+	stop := make(chan struct{})
+	done := make(chan error, 2)
+	go produce("limited", "quota-limited", &limitedHook, stop, done)
+	go produce("free", "quota-free", &freeHook, stop, done)
+	time.Sleep(3 * time.Second) // warm-up: the burst the quota allows, not measured
+	l0, f0, t0 := size("quota-limited"), size("quota-free"), time.Now()
+	time.Sleep(20 * time.Second)
+	l1, f1, t1 := size("quota-limited"), size("quota-free"), time.Now()
+	close(stop)
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	secs := t1.Sub(t0).Seconds()
+	limited, free := float64(l1-l0)/secs, float64(f1-f0)/secs
+	t.Logf("over %.1f s: limited %.0f B/s (quota %d, %d throttled responses), free %.0f B/s (%d throttled)", secs, limited, quota, limitedHook.n.Load(), free, freeHook.n.Load())
+	if limited < 0.9*quota || limited > 1.1*quota {
+		t.Errorf("limited producer: %.0f B/s, want within 10%% of %d", limited, quota)
+	}
+	if limitedHook.n.Load() == 0 {
+		t.Errorf("the limited producer was never throttled")
+	}
+	if freeHook.n.Load() != 0 {
+		t.Errorf("the unlimited producer was throttled %d times", freeHook.n.Load())
+	}
+	if free <= limited {
+		t.Errorf("the unlimited producer (%.0f B/s) was not faster than the limited one (%.0f B/s)", free, limited)
 	}
 }

@@ -251,6 +251,8 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &FenceSegments{}
 	case "seal_segments":
 		c = &SealSegments{}
+	case "alter_client_quotas":
+		c = &AlterClientQuotas{}
 	default:
 		return nil, e, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
@@ -301,6 +303,8 @@ func deref(c Command) Command {
 	case *FenceSegments:
 		return *v
 	case *SealSegments:
+		return *v
+	case *AlterClientQuotas:
 		return *v
 	}
 	return c

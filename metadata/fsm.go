@@ -85,6 +85,8 @@ type state struct {
 	ClusterID      string            `json:"cluster_id"`
 	Brokers        map[int32]*Broker `json:"brokers"`
 	Configs        map[string]string `json:"configs,omitempty"`
+	// Quotas are the client quotas by entity key (quotas.go).
+	Quotas map[string]ClientQuota `json:"quotas,omitempty"`
 	// Requests are the IDs of the last maxRequests commands applied with
 	// one, oldest first, and their outcome: an entry that repeats one is
 	// not applied again (applyAt).
@@ -318,7 +320,7 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:
 		return true, nil
-	case AllocateProducerIDs, InitCluster:
+	case AllocateProducerIDs, InitCluster, AlterClientQuotas:
 		return false, nil
 	}
 	return true, nil // a command this list does not know: assume anything changed

@@ -50,7 +50,7 @@ func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments:
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -129,6 +129,10 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *SealSegments:
+		if v != nil {
+			return *v, nil
+		}
+	case *AlterClientQuotas:
 		if v != nil {
 			return *v, nil
 		}
