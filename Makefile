@@ -60,7 +60,7 @@ lint: vet
 FAULT_COUNT ?= 3
 test-faults: build-race
 	TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks' ./compat-tests/
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks|TestClusterRollingRestartManyPartitions' ./compat-tests/
 
 # A randomized no-loss soak (off CI): leader, follower and controller
 # kills, frozen leaders and rolls under two producers and a consumer group

@@ -157,7 +157,14 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 	rf := func() int { return b.readFetch(req, parts, rc.conn.sendfile && !b.sendfileOff.Load()) }
 	got := rf()
 	done := func() kmsg.Response { return b.fetchDone(resp, parts, sess, full) }
-	if got >= int(req.MinBytes) || maxWait <= 0 || len(parts) == 0 || b.shuttingDown() {
+	// A long poll ends at shutdown: a client's when Close begins, a
+	// follower's once the clients drained (its fetches still move the
+	// high watermark for the acks=all produces in flight).
+	stop := b.shutdown
+	if rc.conn.node {
+		stop = b.nodesStop
+	}
+	if got >= int(req.MinBytes) || maxWait <= 0 || len(parts) == 0 || closed(stop) {
 		return done(), nil
 	}
 	return nil, func() kmsg.Response {
@@ -200,7 +207,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			case <-newLeader:
 				rf()
 				return done()
-			case <-b.shutdown:
+			case <-stop:
 				rf()
 				return done()
 			}

@@ -106,6 +106,11 @@ type Broker struct {
 
 	shutdown     chan struct{} // closed when Close begins
 	shutdownOnce sync.Once
+	// nodesStop is closed once the client connections drained: until
+	// then, other nodes' connections to the internal listener (replica
+	// fetches) are still served, so that acks=all produces in flight can
+	// complete.
+	nodesStop chan struct{}
 
 	// sendfileOff makes Fetch copy record bytes even on TCP connections
 	// (tests compare both paths).
@@ -115,10 +120,11 @@ type Broker struct {
 	// clients and followers (fetch_session.go).
 	fetchSessions *fetchSessions
 
-	connMu sync.Mutex
-	conns  map[*conn]struct{}
-	connWG sync.WaitGroup
-	serveW sync.WaitGroup
+	connMu   sync.Mutex
+	conns    map[*conn]struct{}
+	connWG   sync.WaitGroup // every connection
+	clientWG sync.WaitGroup // client (non-node) connections
+	serveW   sync.WaitGroup
 }
 
 // New builds a broker over a metadata store and a storage engine. Logs are
@@ -135,6 +141,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		apis:           newAPITable(),
 		m:              newMetrics(cfg.Metrics.PerPartition),
 		shutdown:       make(chan struct{}),
+		nodesStop:      make(chan struct{}),
 		conns:          map[*conn]struct{}{},
 		internalClient: rpc.NewClient(nil),
 		reconcileKick:  make(chan struct{}, 1),
@@ -357,9 +364,13 @@ func (b *Broker) acceptLoop(ln net.Listener, name string, serve func(net.Conn) b
 func (b *Broker) startConn(nc net.Conn, node bool) bool {
 	c := newConn(b, nc)
 	c.node = node
+	stop := b.shutdown
+	if node {
+		stop = b.nodesStop // node connections are served while clients drain
+	}
 	b.connMu.Lock()
 	select {
-	case <-b.shutdown:
+	case <-stop:
 		b.connMu.Unlock()
 		nc.Close()
 		return false
@@ -367,6 +378,9 @@ func (b *Broker) startConn(nc net.Conn, node bool) bool {
 	}
 	b.conns[c] = struct{}{}
 	b.connWG.Add(1)
+	if !node {
+		b.clientWG.Add(1)
+	}
 	b.connMu.Unlock()
 	go c.serve()
 	return true
@@ -376,7 +390,29 @@ func (b *Broker) dropConn(c *conn) {
 	b.connMu.Lock()
 	delete(b.conns, c)
 	b.connMu.Unlock()
+	if !c.node {
+		b.clientWG.Done()
+	}
 	b.connWG.Done()
+}
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopped reports whether c should stop reading requests: clients once
+// Close begins, other nodes once the clients drained.
+func (b *Broker) stopped(c *conn) bool {
+	if c.node {
+		return closed(b.nodesStop)
+	}
+	return closed(b.shutdown)
 }
 
 // Close shuts down gracefully: stop accepting, stop reading new requests,
@@ -390,28 +426,43 @@ func (b *Broker) Close(ctx context.Context) error {
 			b.kafkaLn.Close()
 		}
 
-		b.connMu.Lock()
-		for c := range b.conns {
-			c.stopReading()
+		// Clients first: their requests in flight finish (acks=all
+		// produces need the followers' fetches, which other nodes'
+		// connections keep serving meanwhile), then the node
+		// connections.
+		stopReading := func(node bool) {
+			b.connMu.Lock()
+			for c := range b.conns {
+				if c.node == node {
+					c.stopReading()
+				}
+			}
+			b.connMu.Unlock()
 		}
-		b.connMu.Unlock()
+		stopReading(false)
 		// Answer parked JoinGroup/SyncGroup calls (NOT_COORDINATOR) so
 		// their connections can drain.
 		b.gc.close()
-		done := make(chan struct{})
-		go func() { b.connWG.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			b.log.Warn().Msg("shutdown timeout: closing connections with requests in flight")
-			b.cancel()
-			b.connMu.Lock()
-			for c := range b.conns {
-				c.nc.Close()
+		drain := func(wg *sync.WaitGroup) {
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				b.log.Warn().Msg("shutdown timeout: closing connections with requests in flight")
+				b.cancel()
+				b.connMu.Lock()
+				for c := range b.conns {
+					c.nc.Close()
+				}
+				b.connMu.Unlock()
+				<-done
 			}
-			b.connMu.Unlock()
-			<-done
 		}
+		drain(&b.clientWG)
+		close(b.nodesStop)
+		stopReading(true)
+		drain(&b.connWG)
 		if b.httpSrv != nil {
 			hctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			b.httpSrv.Shutdown(hctx) //nolint:errcheck // best effort; the listener is closed either way

@@ -100,7 +100,7 @@ func (c *conn) serve() {
 func (c *conn) readLoop() {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
-		if c.b.shuttingDown() || !c.waitMuted() {
+		if c.b.stopped(c) || !c.waitMuted() {
 			return
 		}
 		buf := c.produceFrameBuf(br)

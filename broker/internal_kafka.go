@@ -32,11 +32,13 @@ const sniffTimeout = 10 * time.Second
 // routeInternal peeks at an internal connection's first byte and hands it
 // to the Kafka connection handler or the HTTP server, on a goroutine of its
 // own (the peek may wait up to sniffTimeout). It reports false once
-// shutting down.
+// the node connections are stopped (Close, after the clients drained).
 func (b *Broker) routeInternal(nc net.Conn) bool {
-	if b.shuttingDown() {
+	select {
+	case <-b.nodesStop: // served until the clients drained (Close)
 		nc.Close()
 		return false
+	default:
 	}
 	b.serveW.Add(1)
 	go func() {
