@@ -275,6 +275,7 @@ func commitCleaning(p *Partition, cl *Cleaning, results []SegmentResult) {
 	}
 	done := cl.CleanPartition.Clone()
 	p.Cleaned = &done
+	p.CleanedResults = slices.Clone(results)
 	p.Clean = nil
 }
 

@@ -77,6 +77,10 @@ type Partition struct {
 	Clean    *Cleaning       `json:"clean,omitempty"`
 	Cleaned  *CleanPartition `json:"cleaned,omitempty"`
 	CleanGen int32           `json:"clean_gen,omitempty"`
+	// CleanedResults are the committed checksums of Cleaned's segments,
+	// as its majority reported them: a participant or a redo compares its
+	// output with them, whatever merges changed in the chain since.
+	CleanedResults []SegmentResult `json:"cleaned_results,omitempty"`
 }
 
 // Active returns the partition's active (or fenced, failing over) segment.
@@ -88,7 +92,7 @@ func (p Partition) Active() Segment {
 }
 
 func (p Partition) clone() Partition {
-	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen}
+	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen, CleanedResults: slices.Clone(p.CleanedResults)}
 	if p.Clean != nil {
 		cl := Cleaning{CleanPartition: p.Clean.CleanPartition.Clone(), Reports: make(map[int32]CleanReport, len(p.Clean.Reports))}
 		for n, r := range p.Clean.Reports {

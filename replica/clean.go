@@ -166,6 +166,7 @@ func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
 				// unreachable): send it again.
 				cs.running[tp] = true
 				m.goTracked(func() {
+					defer m.recheck(tp) // after done: runs once the slot is free
 					defer m.done(tp)
 					m.report(tp, pc.report)
 				})
@@ -211,6 +212,21 @@ func (m *Manager) done(tp storage.TopicPartition) {
 	m.clean.mu.Unlock()
 }
 
+// recheck runs checkClean for tp again once a job ended: its report may
+// have decided the generation, or its output may need a redo, and no
+// metadata change may come to make reconcile look at the partition.
+func (m *Manager) recheck(tp storage.TopicPartition) {
+	if m.ctx.Err() != nil {
+		return
+	}
+	t, ok := m.md.Topic(tp.Topic)
+	l, lok := m.host.Log(tp)
+	if !ok || !lok || int(tp.Partition) >= len(t.Parts) || !slices.Contains(t.Parts[tp.Partition].Active().Replicas, m.cfg.NodeID) {
+		return
+	}
+	m.checkClean(t, tp.Partition, l)
+}
+
 // acquire takes a cleaner slot, or fails when the Manager closes.
 func (m *Manager) acquire() bool {
 	select {
@@ -227,6 +243,7 @@ func (m *Manager) release() { <-m.clean.sem }
 // reports the outcome; a prepared output waits in pending for the
 // generation's commit.
 func (m *Manager) participate(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log) {
+	defer m.recheck(tp) // after done: runs once the slot is free
 	defer m.done(tp)
 	if !m.acquire() {
 		return
@@ -259,9 +276,6 @@ func (m *Manager) report(tp storage.TopicPartition, rep metadata.CleanReport) {
 	if err := m.md.Apply(ctx, rep); err != nil {
 		m.log.Warn().Err(err).Str("tp", tp.String()).Int32("generation", rep.Generation).Msg("report a cleaning")
 	}
-	// The report's apply may have decided the generation already: settle
-	// it now rather than at the next reconcile.
-	m.host.Kick()
 }
 
 // redo runs the partition's last committed cleaning over this node's own
@@ -301,11 +315,11 @@ func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata
 // settle swaps a participant's prepared output in once its generation
 // committed with the same checksums, and drops it otherwise.
 func (m *Manager) settle(tp storage.TopicPartition, t metadata.Topic, part metadata.Partition, pc *pendingClean) {
+	defer m.recheck(tp) // after done: runs once the slot is free
 	defer m.done(tp)
 	if !matchesCommitted(part, pc.results) {
 		m.abortRewrite(tp, pc, "the committed checksums differ from this node's output")
-		m.host.Kick() // redo it
-		return
+		return // recheck redoes it
 	}
 	if err := pc.rw.Commit(pc.gen); err != nil {
 		// Before the swap's commit point the rewrite is still pending:
@@ -331,38 +345,18 @@ func (m *Manager) abortRewrite(tp storage.TopicPartition, pc *pendingClean, why 
 	m.log.Info().Str("tp", tp.String()).Int32("generation", pc.gen).Str("why", why).Msg("cleaning output dropped")
 }
 
-// matchesCommitted reports whether results equal the chain's committed
-// checksums: every result names a segment of the chain with the same
-// checksum and length.
+// matchesCommitted reports whether results are the committed ones of
+// the partition's last cleaning (its majority's checksums, whatever
+// merges changed in the chain since).
 func matchesCommitted(part metadata.Partition, results []metadata.SegmentResult) bool {
-	for _, r := range results {
-		i := slices.IndexFunc(part.Segments, func(s metadata.Segment) bool { return s.ID == r.ID })
-		if i < 0 || part.Segments[i].Checksum != r.Checksum || part.Segments[i].Bytes != r.Bytes {
-			return false
-		}
-	}
-	return true
+	return part.Cleaned != nil && slices.Equal(part.CleanedResults, results)
 }
 
-// chainSegments lists the chain's non-empty segments within [start,
-// upTo) as a redo checks its output against them (segments merged since
-// the cleaning committed are one segment now).
-func chainSegments(part metadata.Partition, start, upTo int64) []metadata.CleanSegment {
-	var out []metadata.CleanSegment
-	for _, s := range part.Segments {
-		if s.State != metadata.SegmentSealed || s.EndOffset <= start || s.BaseOffset >= upTo || s.EndOffset == s.BaseOffset {
-			continue
-		}
-		out = append(out, metadata.CleanSegment{ID: s.ID, Base: s.BaseOffset, End: s.EndOffset, SealedAtMs: s.SealedAtMs})
-	}
-	return out
-}
 
 // runCleaner verifies (when verify) each segment of the range against the
 // chain's checksums, then cleans [cmd.Start, cmd.UpTo) of l into a
 // prepared rewrite and returns it with the checksum of each segment of
-// the output: the command's segments for a participant (verify), the
-// chain's current ones for a redo.
+// the output, per segment of the command.
 func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log, verify bool) (*storage.Rewrite, []metadata.SegmentResult, error) {
 	cc, ok := m.host.Compaction(t.Name)
 	if !ok || !cc.Compact {
@@ -421,11 +415,7 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 			return fn(batch)
 		})
 	}
-	sumSegs := cmd.Segments
-	if !verify {
-		sumSegs = chainSegments(part, cmd.Start, cmd.UpTo)
-	}
-	acc := newSegmentSums(sumSegs)
+	acc := newSegmentSums(cmd.Segments)
 	var out int64
 	write := func(batch []byte) error {
 		if err := acc.add(batch); err != nil {
