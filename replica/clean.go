@@ -352,7 +352,6 @@ func matchesCommitted(part metadata.Partition, results []metadata.SegmentResult)
 	return part.Cleaned != nil && slices.Equal(part.CleanedResults, results)
 }
 
-
 // runCleaner verifies (when verify) each segment of the range against the
 // chain's checksums, then cleans [cmd.Start, cmd.UpTo) of l into a
 // prepared rewrite and returns it with the checksum of each segment of
