@@ -26,6 +26,12 @@ func apiProduce() api {
 	return api{key: kmsg.Produce, min: 0, max: 11, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ProduceRequest)
 		resp, deferred := b.handleProduce(rc, req)
+		if rc.conn.node || rc.hdr.ClientID == forwardClientID {
+			// Forwarded by another node, which metered the client
+			// (muting this connection would hold back every client
+			// it forwards for).
+			return resp, deferred
+		}
 		// producer_byte_rate (quota.go): the bytes count when received;
 		// the throttle time goes in the answer and holds the next
 		// request back.

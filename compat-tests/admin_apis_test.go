@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -535,5 +536,66 @@ func TestProducerByteRateQuota(t *testing.T) {
 	}
 	if free <= limited {
 		t.Errorf("the unlimited producer (%.0f B/s) was not faster than the limited one (%.0f B/s)", free, limited)
+	}
+}
+
+// TestClusterForwardedProduceNotMetered: Produce requests a node forwards
+// to the leader are metered by the node the client sent them to, not
+// again by the leader under the forwarder's client id: with a 1 KB/s
+// producer_byte_rate on client id tusk-forwarder (the one forwarding
+// uses), ten 5 KB batches sent through a non-leader by an unlimited
+// client are all acknowledged within seconds (the leader throttling the
+// forwarding connection would hold them back about 4 s each).
+func TestClusterForwardedProduceNotMetered(t *testing.T) {
+	card(t, "raw kmsg + franz-go kadm", "cluster: forwarded Produce is not metered twice")
+	c := startCluster(t, 3)
+	const topic = "quota-fwd"
+	if codes, msgs, err := c.raw(t, 1).createTopics([]string{topic}, 1, nil, 10*time.Second); err != nil || codes[topic] != 0 {
+		t.Fatalf("create %s: %v %v %v", topic, err, codes, msgs)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	}
+	leader := c.metadataOf(t, 1, []string{topic}).Topics[topic].Leaders[0]
+	via := c.ids()[0]
+	if via == leader {
+		via = c.ids()[1]
+	}
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	ctx := ctxTimeout(t, 30*time.Second)
+	res, err := adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: strp("tusk-forwarder")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "producer_byte_rate", Value: 1000}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("AlterClientQuotas: %v %v", err, res)
+	}
+	// Every node applies the quota before the batches go out.
+	for _, id := range c.ids() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			q, err := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(id))).DescribeClientQuotas(ctx, true, []kadm.DescribeClientQuotaComponent{{Type: "client-id", MatchName: strp("tusk-forwarder")}})
+			if err == nil && len(q) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d does not list the quota: %v %v", id, q, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	rc := dialRaw(t, c.node(via).Kafka)
+	value := bytes.Repeat([]byte("q"), 5000)
+	start := time.Now()
+	for i := 0; i < 10; i++ {
+		code, base := produceRaw(t, rc, 9, topic, 0, buildBatch([][]byte{value}, time.Now().UnixMilli()))
+		if code != 0 || base != int64(i) {
+			t.Fatalf("batch %d via node %d (leader %d): %s at %d, want NONE at %d", i, via, leader, errName(code), base, i)
+		}
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("ten forwarded batches took %v: the leader throttled the forwarding connection", took)
+	} else {
+		t.Logf("ten forwarded 5 KB batches via node %d to leader %d in %v", via, leader, took)
 	}
 }
