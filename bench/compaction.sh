@@ -14,6 +14,8 @@
 #       6 partitions, for SECS s; p50/p99;
 #   (b) the same while the cleaner cleans a freshly filled FILL_MB MiB
 #       compacted partition under the default cleaner.io-rate (or IO_RATE);
+#   (b-cold) (b) again after a refill whose files were dropped from the
+#       page cache, so the cleaner reads the disk;
 #   (c) the same with cleaner.io-rate 0 (unlimited).
 # The fill happens with min.compaction.lag.ms at one hour, so nothing is
 # cleaned until the script sets it to 0 (2 s into the latency run), and is
@@ -34,17 +36,21 @@
 #      PRODUCERS=4      producer clients of the latency runs
 #      REPEAT=3         runs; rows give medians
 #      GOBENCH=1        run row (g) (0: skip it)
+#      COLD=1           run row (b-cold): (b) again on the same server after
+#                       a refill whose segment files were evicted from the
+#                       page cache (dd iflag=nocache), so the cleaner reads
+#                       the disk (0: skip it; needs fincore)
 #      EXTRA=""         more tusk serve flags
 #      DATA_ROOT=dir    where the data dirs go (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
-# Needs: go, curl, jq.
+# Needs: go, curl, jq (and dd, fincore for COLD=1).
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/section.sh
 . bench/section.sh
 repo=$(pwd)
 : "${REPEAT:=3}" "${FILL_MB:=1024}" "${KEYS:=100000}" "${SEGMENT_BYTES:=67108864}" "${IO_RATE:=}" "${RATE:=20}" "${SECS:=30}"
-: "${PRODUCERS:=4}" "${GOBENCH:=1}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}"
+: "${PRODUCERS:=4}" "${GOBENCH:=1}" "${COLD:=1}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}"
 for t in go curl jq; do command -v "$t" >/dev/null || { echo "compaction.sh: $t not found" >&2; exit 1; }; done
 
 work=$(mktemp -d)
@@ -176,7 +182,7 @@ while_cleaning() {
   cl_during=$(awk -v a="$tp" -v b="$ts" -v s="$t_start" -v e="$t_end" 'BEGIN { lo = a > s ? a : s; hi = b < e ? b : e; printf "%.1f", (hi > lo ? hi - lo : 0)/1e9 }')
 }
 
-qa_p99=(); qa_p50=(); b_p99=(); b_p50=(); c_p99=(); c_p50=(); t_mbps=(); t_cpu=(); b_secs=(); c_secs=()
+qa_p99=(); qa_p50=(); d_p99=(); d_p50=(); d_secs=(); b_p99=(); b_p50=(); c_p99=(); c_p50=(); t_mbps=(); t_cpu=(); b_secs=(); c_secs=()
 for i in $(seq 1 "$REPEAT"); do
   # Server D: the default cleaner.io-rate (or IO_RATE): (a), then (b).
   start_server "$IO_RATE"
@@ -192,6 +198,20 @@ for i in $(seq 1 "$REPEAT"); do
   b_secs+=("$cl_secs")
   b_note="last run: $(mib "$cl_in") MiB cleaned in $cl_secs s ($(awk -v b="$cl_in" -v s="$cl_secs" 'BEGIN { printf "%.1f", b/1048576/s }') MB/s of input), $cl_during s of it inside the ${SECS} s run"
   lb=$(echo "$qb" | jq -c '{P50, P99, P999, ProduceMBps}')
+  if [ "$COLD" != 0 ]; then
+    log "run $i/$REPEAT: (b-cold) refilling comp, evicting its files from the page cache, then (b) again"
+    fill again
+    note1 "for f in DIR/logs/comp-0/*.log; do dd if=\$f iflag=nocache count=0; done   # drop their cached pages"
+    for f in "$dir"/data/logs/comp-0/*.log; do dd if="$f" iflag=nocache count=0 status=none; done
+    cached=$(fincore -b -n -o RES "$dir"/data/logs/comp-0/*.log 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s/1048576 }')
+    size0=$(du -sb --exclude="*.deleted" "$dir/data/logs/comp-0" | cut -f1)
+    while_cleaning busy 2
+    qd=$(cat "$work/lat.json")
+    d_p99+=("$(j "$qd" .P99)"); d_p50+=("$(j "$qd" .P50)")
+    d_secs+=("$cl_secs")
+    d_note="last run: $(mib "$size0") MiB on disk, ${cached:-?} MiB of it cached after the eviction; $(mib "$cl_in") MiB cleaned in $cl_secs s ($(awk -v b="$cl_in" -v s="$cl_secs" 'BEGIN { printf "%.1f", b/1048576/s }') MB/s of input), $cl_during s of it inside the ${SECS} s run"
+    ld=$(echo "$qd" | jq -c '{P50, P99, P999, ProduceMBps}')
+  fi
   stop_server
 
   # Server U: cleaner.io-rate 0: (t) quiet cleaning, then refill and (c).
@@ -247,9 +267,13 @@ section=$(
   echo "| row | result | target | verdict |"
   echo "|---|---|---|---|"
   [ -n "$grows" ] && echo "$grows"
-  echo "| (t) end to end, cleaner.io-rate 0, nothing else running | median $(median "${t_mbps[@]}") MB/s of input over $REPEAT runs (each: $(echo "${t_mbps[*]}" | sed 's/ /, /g')), broker CPU-s per GiB of input $(median "${t_cpu[@]}") (each: $(echo "${t_cpu[*]}" | sed 's/ /, /g')); $t_note | - | - |"
+  echo "| (t) end to end, cleaner.io-rate 0, no producer running | median $(median "${t_mbps[@]}") MB/s of input over $REPEAT runs (each: $(echo "${t_mbps[*]}" | sed 's/ /, /g')), broker CPU-s per GiB of input $(median "${t_cpu[@]}") (each: $(echo "${t_cpu[*]}" | sed 's/ /, /g')); $t_note | - | - |"
   echo "| (a) quiet | p99 median $(ms "$ma") over $REPEAT runs (each: $(ms_list "${qa_p99[@]}") ms); last run $(lat_row "$la") | reference | - |"
   echo "| (b) while the cleaner cleans the compacted partition, cleaner.io-rate $rate_desc | p99 median $(ms "$mb") (each: $(ms_list "${b_p99[@]}") ms; run by run $(ratios qa_p99 b_p99) of (a)); cleanings took $(echo "${b_secs[*]}" | sed 's/ /, /g') s; last run $(lat_row "$lb"); $b_note | median p99 ≤ 2× (a): $(awk -v a="$ma" -v b="$mb" 'BEGIN { printf "%.1f", b/a }')× | $(verdict "$mb") |"
+  if [ "$COLD" != 0 ]; then
+    md=$(median "${d_p99[@]}")
+    echo "| (b-cold) as (b), after a refill whose segment files were evicted from the page cache (same server, after (b)) | p99 median $(ms "$md") (each: $(ms_list "${d_p99[@]}") ms; run by run $(ratios qa_p99 d_p99) of (a)); cleanings took $(echo "${d_secs[*]}" | sed 's/ /, /g') s; last run $(lat_row "$ld"); $d_note | median p99 ≤ 2× (a): $(awk -v a="$ma" -v b="$md" 'BEGIN { printf "%.1f", b/a }')× | $(verdict "$md") |"
+  fi
   echo "| (c) the same with cleaner.io-rate 0 (unlimited) | p99 median $(ms "$mc") (each: $(ms_list "${c_p99[@]}") ms; run by run $(ratios qa_p99 c_p99) of (a)); cleanings took $(echo "${c_secs[*]}" | sed 's/ /, /g') s; last run $(lat_row "$lc"); $c_note | for comparison: $(awk -v a="$ma" -v b="$mc" 'BEGIN { printf "%.1f", b/a }')× (a) | - |"
   echo
   echo '```'
