@@ -341,39 +341,61 @@ func (d *Decompressor) Records(batch []byte) ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := int(h.RecordCount)
-	if n > len(recs)/minRecordSize {
-		return nil, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrCorruptBatch, n, len(recs))
+	raw, err := SplitRecords(recs, &h, nil)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]Record, 0, n)
+	out := make([]Record, 0, len(raw))
 	logAppend := h.Attributes&AttrTimestampType != 0
-	prevDelta := int32(-1)
-	for i := 0; i < n; i++ {
-		var r recordMeta
-		r, recs, err = decodeRecord(recs)
-		if err != nil {
-			return nil, fmt.Errorf("%w: record %d: %v", ErrCorruptBatch, i, err)
-		}
-		if r.offsetDelta <= prevDelta || r.offsetDelta > h.LastOffsetDelta {
-			return nil, fmt.Errorf("%w: record %d: offset delta %d out of order (previous %d, last %d)", ErrCorruptBatch, i, r.offsetDelta, prevDelta, h.LastOffsetDelta)
-		}
-		prevDelta = r.offsetDelta
-		rec := Record{Offset: h.BaseOffset + int64(r.offsetDelta), Timestamp: h.FirstTimestamp + r.timestampDelta, Key: r.key, Value: r.value}
+	for _, r := range raw {
+		rec := Record{Offset: h.BaseOffset + int64(r.OffsetDelta), Timestamp: h.FirstTimestamp + r.TimestampDelta, Key: r.Key, Value: r.Value}
 		if logAppend {
 			rec.Timestamp = h.MaxTimestamp
 		}
 		out = append(out, rec)
 	}
-	if len(recs) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes left after %d records", ErrCorruptBatch, len(recs), n)
-	}
 	return out, nil
 }
 
-type recordMeta struct {
-	timestampDelta int64
-	offsetDelta    int32
-	key, value     []byte
+// RawRecord is one record of a batch's (decompressed) records section, as
+// SplitRecords finds it: Raw is its whole encoding, length varint
+// included (a cleaner that keeps the record copies it unchanged); Key and
+// Value alias it (nil: null).
+type RawRecord struct {
+	Raw            []byte
+	TimestampDelta int64
+	OffsetDelta    int32
+	Key, Value     []byte
+}
+
+// SplitRecords decodes the records section recs of the batch described
+// by h into dst (reused), validating strictly: exactly h.RecordCount
+// records, offset deltas strictly increasing within [0,
+// LastOffsetDelta], every length within its bounds, no bytes left over.
+// It allocates nothing beyond dst's growth. Errors wrap ErrCorruptBatch.
+func SplitRecords(recs []byte, h *BatchHeader, dst []RawRecord) ([]RawRecord, error) {
+	dst = dst[:0]
+	n := int(h.RecordCount)
+	if n < 0 || n > len(recs)/minRecordSize {
+		return dst, fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrCorruptBatch, n, len(recs))
+	}
+	prev := int32(-1)
+	for i := 0; i < n; i++ {
+		r, rest, err := decodeRecord(recs)
+		if err != nil {
+			return dst, fmt.Errorf("%w: record %d: %v", ErrCorruptBatch, i, err)
+		}
+		if r.OffsetDelta <= prev || r.OffsetDelta > h.LastOffsetDelta {
+			return dst, fmt.Errorf("%w: record %d: offset delta %d out of order (previous %d, last %d)", ErrCorruptBatch, i, r.OffsetDelta, prev, h.LastOffsetDelta)
+		}
+		prev = r.OffsetDelta
+		dst = append(dst, r)
+		recs = rest
+	}
+	if len(recs) != 0 {
+		return dst, fmt.Errorf("%w: %d bytes left after %d records", ErrCorruptBatch, len(recs), n)
+	}
+	return dst, nil
 }
 
 var (
@@ -382,8 +404,9 @@ var (
 )
 
 // decodeRecord decodes the record at the front of b and returns the rest.
-func decodeRecord(b []byte) (recordMeta, []byte, error) {
-	var r recordMeta
+func decodeRecord(b []byte) (RawRecord, []byte, error) {
+	var r RawRecord
+	start := b
 	length, b, err := varint32(b)
 	if err != nil {
 		return r, nil, fmt.Errorf("length: %w", err)
@@ -392,17 +415,18 @@ func decodeRecord(b []byte) (recordMeta, []byte, error) {
 		return r, nil, fmt.Errorf("length %d outside [%d, %d]", length, minRecordSize-1, len(b))
 	}
 	body, rest := b[:length], b[length:]
+	r.Raw = start[:len(start)-len(rest)]
 	body = body[1:] // attributes: unused in v2
-	if r.timestampDelta, body, err = varint64(body); err != nil {
+	if r.TimestampDelta, body, err = varint64(body); err != nil {
 		return r, nil, fmt.Errorf("timestamp delta: %w", err)
 	}
-	if r.offsetDelta, body, err = varint32(body); err != nil {
+	if r.OffsetDelta, body, err = varint32(body); err != nil {
 		return r, nil, fmt.Errorf("offset delta: %w", err)
 	}
-	if r.key, body, err = readBytes(body, true); err != nil {
+	if r.Key, body, err = readBytes(body, true); err != nil {
 		return r, nil, fmt.Errorf("key: %w", err)
 	}
-	if r.value, body, err = readBytes(body, true); err != nil {
+	if r.Value, body, err = readBytes(body, true); err != nil {
 		return r, nil, fmt.Errorf("value: %w", err)
 	}
 	var nh int32

@@ -132,7 +132,7 @@ type cleaner struct {
 	keys     *keyMap
 	dec      kafkaproto.Decompressor
 	enc      encoders
-	recs     []record
+	recs     []kafkaproto.RawRecord
 	raw      []byte // survivors' records, uncompressed
 	buf      []byte // output batch
 	out      func(batch []byte) error
@@ -270,9 +270,9 @@ func (c *cleaner) records(b []byte, h *kafkaproto.BatchHeader) error {
 	if err != nil {
 		return fmt.Errorf("cleaner: batch at offset %d: %w", h.BaseOffset, err)
 	}
-	c.recs, err = splitRecords(payload, h, c.recs)
+	c.recs, err = kafkaproto.SplitRecords(payload, h, c.recs)
 	if err != nil {
-		return fmt.Errorf("cleaner: batch at offset %d: %w: %v", h.BaseOffset, kafkaproto.ErrCorruptBatch, err)
+		return fmt.Errorf("cleaner: batch at offset %d: %w", h.BaseOffset, err)
 	}
 	return nil
 }
@@ -298,10 +298,10 @@ func (c *cleaner) pass1(b []byte, h *kafkaproto.BatchHeader) error {
 		return err
 	}
 	for _, r := range c.recs {
-		if r.key == nil {
+		if r.Key == nil {
 			continue
 		}
-		if err := c.keys.put(hashKey(r.key), h.BaseOffset+int64(r.offsetDelta)); err != nil {
+		if err := c.keys.put(hashKey(r.Key), h.BaseOffset+int64(r.OffsetDelta)); err != nil {
 			return err
 		}
 	}
@@ -344,7 +344,7 @@ func (c *cleaner) pass2(b []byte, h *kafkaproto.BatchHeader) error {
 		}
 		if ok {
 			kept++
-			c.raw = append(c.raw, r.raw...)
+			c.raw = append(c.raw, r.Raw...)
 		}
 	}
 	switch {
@@ -365,19 +365,19 @@ func (c *cleaner) pass2(b []byte, h *kafkaproto.BatchHeader) error {
 }
 
 // keep decides one record of a data batch.
-func (c *cleaner) keep(h *kafkaproto.BatchHeader, r *record) (bool, error) {
-	if r.key == nil {
+func (c *cleaner) keep(h *kafkaproto.BatchHeader, r *kafkaproto.RawRecord) (bool, error) {
+	if r.Key == nil {
 		return false, nil
 	}
-	off := h.BaseOffset + int64(r.offsetDelta)
-	latest, ok, err := c.keys.get(hashKey(r.key))
+	off := h.BaseOffset + int64(r.OffsetDelta)
+	latest, ok, err := c.keys.get(hashKey(r.Key))
 	if err != nil {
 		return false, err
 	}
 	if !ok || latest != off {
 		return false, nil
 	}
-	if r.value == nil && c.tombstoneMayGo(off) {
+	if r.Value == nil && c.tombstoneMayGo(off) {
 		c.stats.TombstonesRemoved++
 		return false, nil
 	}
