@@ -134,8 +134,7 @@ func (c *Coordinator) initProducerID(ctx context.Context, req *kmsg.InitProducer
 		c.dropPlaceholder(m)
 		return code, -1, -1
 	}
-	m.txnState = next
-	m.stored = true
+	m.apply(next)
 	c.log.Debug().Str("transactional_id", id).Int64("producer_id", next.pid).Int16("epoch", next.epoch).Msg("txn: producer initialized")
 	return 0, next.pid, next.epoch
 }
@@ -166,7 +165,7 @@ func (c *Coordinator) fence(ctx context.Context, m *txnMeta) int16 {
 	if code := c.persist(ctx, []Record{record(m.id, next)}); code != 0 {
 		return code
 	}
-	m.txnState = next
+	m.apply(next)
 	c.log.Debug().Str("transactional_id", m.id).Int16("epoch", next.epoch).Msg("txn: producer fenced, transaction aborting")
 	c.startCompletion(m, next)
 	return 0
@@ -224,7 +223,7 @@ func (c *Coordinator) addPartitions(ctx context.Context, id string, pid int64, e
 	if code := c.persist(ctx, []Record{record(id, next)}); code != 0 {
 		return code
 	}
-	m.txnState = next
+	m.apply(next)
 	return 0
 }
 
@@ -336,7 +335,7 @@ func (c *Coordinator) endTxn(ctx context.Context, req *kmsg.EndTxnRequest) int16
 	if code := c.persist(ctx, []Record{record(m.id, next)}); code != 0 {
 		return code
 	}
-	m.txnState = next
+	m.apply(next)
 	c.log.Debug().Str("transactional_id", m.id).Stringer("state", next.state).Msg("txn: transaction ending")
 	c.startCompletion(m, next)
 	return 0
@@ -373,7 +372,8 @@ func (c *Coordinator) Verify(T string, pid int64, epoch int16, topic string, p i
 }
 
 // DescribeTransactions answers DescribeTransactions for the ids of this
-// coordinator: TRANSACTIONAL_ID_NOT_FOUND for an unknown id,
+// coordinator, each as of its last committed transition (never waiting
+// for a Persist): TRANSACTIONAL_ID_NOT_FOUND for an unknown id,
 // INVALID_REQUEST for an empty one.
 func (c *Coordinator) DescribeTransactions(ctx context.Context, req *kmsg.DescribeTransactionsRequest) *kmsg.DescribeTransactionsResponse {
 	resp := req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
@@ -386,22 +386,16 @@ func (c *Coordinator) DescribeTransactions(ctx context.Context, req *kmsg.Descri
 		if rs.ErrorCode = c.preCheck(id); rs.ErrorCode != 0 {
 			continue
 		}
-		m := c.lockMeta(id, false)
-		if m == nil {
+		v := c.view(id)
+		if v == nil {
 			rs.ErrorCode = kerr.TransactionalIDNotFound.Code
 			continue
 		}
-		if !m.stored {
-			rs.ErrorCode = kerr.TransactionalIDNotFound.Code
-			m.mu.Unlock()
-			continue
-		}
-		rs.State = m.state.String()
-		rs.TimeoutMillis = m.timeoutMs
-		rs.StartTimestamp = m.startMs
-		rs.ProducerID, rs.ProducerEpoch = m.pid, m.epoch
-		parts := m.sortedParts()
-		m.mu.Unlock()
+		rs.State = v.state.String()
+		rs.TimeoutMillis = v.timeoutMs
+		rs.StartTimestamp = v.startMs
+		rs.ProducerID, rs.ProducerEpoch = v.pid, v.epoch
+		parts := v.parts
 		topics := make([]string, 0, len(parts))
 		for t := range parts {
 			topics = append(topics, t)
@@ -417,7 +411,8 @@ func (c *Coordinator) DescribeTransactions(ctx context.Context, req *kmsg.Descri
 }
 
 // ListTransactions answers ListTransactions for this coordinator's ids,
-// sorted by id: state filters (unknown names are echoed in
+// sorted by id, each as of its last committed transition (never waiting
+// for a Persist): state filters (unknown names are echoed in
 // UnknownStateFilters), producer id filters, the v1 duration filter
 // (transactions running longer than it) and the v2 id pattern (a Go
 // regular expression; an invalid one is INVALID_REGULAR_EXPRESSION).
@@ -457,18 +452,17 @@ func (c *Coordinator) ListTransactions(ctx context.Context, req *kmsg.ListTransa
 	}
 	nowMs := c.cfg.Now().UnixMilli()
 	for _, m := range c.snapshot() {
-		m.mu.Lock()
-		ok := !m.removed && m.stored &&
-			(len(pids) == 0 || pids[m.pid]) &&
-			(len(states) == 0 || states[m.state]) &&
-			(duration < 0 || nowMs-m.startMs > duration) &&
-			(re == nil || re.MatchString(m.id))
-		st := kmsg.NewListTransactionsResponseTransactionState()
-		st.TransactionalID, st.ProducerID, st.TransactionState = m.id, m.pid, m.state.String()
-		m.mu.Unlock()
-		if ok {
-			resp.TransactionStates = append(resp.TransactionStates, st)
+		v := m.view.Load()
+		if v == nil ||
+			(len(pids) > 0 && !pids[v.pid]) ||
+			(len(states) > 0 && !states[v.state]) ||
+			(duration >= 0 && nowMs-v.startMs <= duration) ||
+			(re != nil && !re.MatchString(m.id)) {
+			continue
 		}
+		st := kmsg.NewListTransactionsResponseTransactionState()
+		st.TransactionalID, st.ProducerID, st.TransactionState = m.id, v.pid, v.state.String()
+		resp.TransactionStates = append(resp.TransactionStates, st)
 	}
 	return resp
 }

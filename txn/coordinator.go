@@ -307,9 +307,21 @@ func (c *Coordinator) lockMeta(id string, create bool) *txnMeta {
 	}
 }
 
+// view is id's state as of its last committed transition; nil if unknown.
+func (c *Coordinator) view(id string) *txnView {
+	c.mu.Lock()
+	m := c.txns[id]
+	c.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	return m.view.Load()
+}
+
 // removeLocked drops m from the map; m.mu held (lock order m.mu → c.mu).
 func (c *Coordinator) removeLocked(m *txnMeta) {
 	m.removed = true
+	m.view.Store(nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.txns[m.id] == m {

@@ -830,3 +830,42 @@ func TestConcurrentProducers(t *testing.T) {
 		t.Fatalf("%d marker writes for %d prepared transactions", n, prepares)
 	}
 }
+
+// TestListAndDescribeDoNotWaitForPersist: an id whose lock is held by a
+// slow Persist (waiting for the replicas of __transaction_state) is
+// listed and described as of its last committed transition, without
+// waiting.
+func TestListAndDescribeDoNotWaitForPersist(t *testing.T) {
+	h := newHarness(t)
+	pid, e := h.mustInit("a")
+	h.mustInit("b")
+	stalled, release := h.p.stallAll()
+	defer release()
+	done := make(chan int16, 1)
+	go func() { done <- h.add("a", pid, e, "t", 0) }()
+	<-stalled
+	answered := make(chan []string, 1)
+	go func() {
+		var got []string
+		for _, s := range h.c.ListTransactions(context.Background(), kmsg.NewPtrListTransactionsRequest()).TransactionStates {
+			got = append(got, s.TransactionalID+":"+s.TransactionState)
+		}
+		d := h.describe("a")
+		got = append(got, fmt.Sprintf("describe:%s:%d:%d", d.State, d.ProducerID, len(d.Topics)))
+		answered <- got
+	}()
+	select {
+	case got := <-answered:
+		want := []string{"a:Empty", "b:Empty", fmt.Sprintf("describe:Empty:%d:0", pid)}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ListTransactions/DescribeTransactions waited for a's Persist")
+	}
+	release()
+	if c := <-done; c != 0 {
+		t.Fatal(c)
+	}
+	h.waitState("a", StateOngoing, e)
+}

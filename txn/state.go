@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -94,6 +95,28 @@ type txnMeta struct {
 	removed bool // dropped from the map; whoever locked it looks it up again
 	stored  bool // false: a placeholder of a first InitProducerID in progress
 	txnState
+
+	// view is the state as of the last committed transition (nil: not
+	// stored or removed), read without mu by DescribeTransactions and
+	// ListTransactions so they never wait for a Persist.
+	view atomic.Pointer[txnView]
+}
+
+// txnView is what DescribeTransactions and ListTransactions show.
+type txnView struct {
+	pid       int64
+	epoch     int16
+	timeoutMs int32
+	state     State
+	parts     map[string][]int32
+	startMs   int64
+}
+
+// apply makes s m's state once its record is committed; m.mu held.
+func (m *txnMeta) apply(s txnState) {
+	m.txnState = s
+	m.stored = true
+	m.view.Store(&txnView{pid: s.pid, epoch: s.epoch, timeoutMs: s.timeoutMs, state: s.state, parts: s.sortedParts(), startMs: s.startMs})
 }
 
 func newMeta(id string) *txnMeta {
@@ -199,8 +222,7 @@ func (c *Coordinator) Replay(r Record) error {
 		}
 	}
 	m := c.lockMeta(k.TransactionalID, true)
-	m.txnState = s
-	m.stored = true
+	m.apply(s)
 	m.mu.Unlock()
 	return nil
 }
@@ -280,7 +302,7 @@ func (c *Coordinator) complete(m *txnMeta, s txnState) {
 		next.updateMs = c.cfg.Now().UnixMilli()
 		code := c.persist(c.ctx, []Record{record(m.id, next)})
 		if code == 0 {
-			m.txnState = next
+			m.apply(next)
 			m.mu.Unlock()
 			c.log.Debug().Str("transactional_id", m.id).Stringer("state", next.state).Msg("txn: transaction complete")
 			return
