@@ -11,7 +11,15 @@ import (
 var (
 	ErrInvalidProducerEpoch = errors.New("fencing: invalid producer epoch")
 	ErrOutOfOrderSequence   = errors.New("fencing: out of order sequence number")
+	// ErrCoordinatorFenced: a transaction marker carries a coordinator
+	// epoch below the last one seen for its producer (Kafka's
+	// TRANSACTION_COORDINATOR_FENCED).
+	ErrCoordinatorFenced = errors.New("fencing: transaction coordinator fenced")
 )
+
+// NoTxn is ProducerEntry.TxnFirstOffset when the producer has no open
+// transaction, and CoordinatorEpoch before its first marker.
+const NoTxn = -1
 
 // MaxRetainedBatches is how many of a producer's most recent batches are
 // remembered for duplicate detection (Kafka's
@@ -32,6 +40,12 @@ type ProducerEntry struct {
 	// first.
 	Batches       []ProducerBatch
 	LastTimestamp int64
+	// TxnFirstOffset is the first offset of the producer's open
+	// transaction in this partition, NoTxn when none is open.
+	TxnFirstOffset int64
+	// CoordinatorEpoch is the coordinator epoch of the last transaction
+	// marker written for the producer, NoTxn (-1) before the first.
+	CoordinatorEpoch int32
 }
 
 // ProducerStates tracks, per producer ID, the epoch and the last accepted
@@ -41,7 +55,8 @@ type ProducerEntry struct {
 // ProducerStates is not safe for concurrent use; the owning log's mutex
 // guards it.
 type ProducerStates struct {
-	m map[int64]*ProducerEntry
+	m    map[int64]*ProducerEntry
+	open int // entries with an open transaction (TxnFirstOffset >= 0)
 }
 
 // NewProducerStates returns an empty ProducerStates.
@@ -108,10 +123,28 @@ func (s *ProducerStates) Check(pid int64, epoch int16, firstSeq int32, count int
 // Update records an accepted (appended) batch. A higher epoch than the known
 // one resets the producer's remembered batches.
 func (s *ProducerStates) Update(pid int64, epoch int16, firstSeq int32, count int32, firstOffset, lastOffset int64, ts int64) {
+	s.UpdateTxn(pid, epoch, firstSeq, count, firstOffset, lastOffset, ts, false)
+}
+
+// entry returns pid's entry, creating it at epoch if unknown.
+func (s *ProducerStates) entry(pid int64, epoch int16) *ProducerEntry {
 	e, ok := s.m[pid]
 	if !ok {
-		e = &ProducerEntry{ProducerID: pid, Epoch: epoch, Batches: make([]ProducerBatch, 0, MaxRetainedBatches)}
+		e = &ProducerEntry{ProducerID: pid, Epoch: epoch, Batches: make([]ProducerBatch, 0, MaxRetainedBatches),
+			TxnFirstOffset: NoTxn, CoordinatorEpoch: NoTxn}
 		s.m[pid] = e
+	}
+	return e
+}
+
+// UpdateTxn is Update for a batch that may be transactional: a
+// transactional batch opens the producer's transaction at firstOffset if
+// none is open (Kafka's currentTxnFirstOffset).
+func (s *ProducerStates) UpdateTxn(pid int64, epoch int16, firstSeq int32, count int32, firstOffset, lastOffset int64, ts int64, transactional bool) {
+	e := s.entry(pid, epoch)
+	if transactional && e.TxnFirstOffset < 0 {
+		e.TxnFirstOffset = firstOffset
+		s.open++
 	}
 	if epoch != e.Epoch {
 		e.Epoch = epoch
@@ -128,6 +161,92 @@ func (s *ProducerStates) Update(pid int64, epoch int16, firstSeq int32, count in
 	e.LastTimestamp = ts
 }
 
+// BeginTxn opens pid's transaction at firstOffset if none is open, for a
+// transactional batch without sequence numbers (Update does it for the
+// others).
+func (s *ProducerStates) BeginTxn(pid int64, epoch int16, firstOffset int64) {
+	e := s.entry(pid, epoch)
+	if e.TxnFirstOffset < 0 {
+		e.TxnFirstOffset = firstOffset
+		s.open++
+	}
+}
+
+// CheckMarker validates a transaction marker (control batch) of producer
+// pid at epoch written by a coordinator at coordinatorEpoch:
+// ErrInvalidProducerEpoch below the producer's epoch, ErrCoordinatorFenced
+// below the coordinator epoch of its last marker. An unknown producer, or
+// one without an open transaction, passes (the marker is still written).
+func (s *ProducerStates) CheckMarker(pid int64, epoch int16, coordinatorEpoch int32) error {
+	e, ok := s.m[pid]
+	if !ok {
+		return nil
+	}
+	if epoch < e.Epoch {
+		return ErrInvalidProducerEpoch
+	}
+	if coordinatorEpoch < e.CoordinatorEpoch {
+		return ErrCoordinatorFenced
+	}
+	return nil
+}
+
+// EndTxn applies an appended transaction marker of pid at epoch: it
+// closes the open transaction (returning its first offset, NoTxn if none
+// was open), records coordinatorEpoch and, as Kafka, a newer epoch
+// (forgetting the batches of the old one).
+func (s *ProducerStates) EndTxn(pid int64, epoch int16, coordinatorEpoch int32, ts int64) (firstOffset int64) {
+	e := s.entry(pid, epoch)
+	if epoch > e.Epoch {
+		e.Epoch = epoch
+		e.Batches = e.Batches[:0]
+	}
+	firstOffset = e.TxnFirstOffset
+	if firstOffset >= 0 {
+		s.open--
+	}
+	e.TxnFirstOffset = NoTxn
+	e.CoordinatorEpoch = coordinatorEpoch
+	e.LastTimestamp = max(e.LastTimestamp, ts)
+	return firstOffset
+}
+
+// OpenTxns is the number of producers with an open transaction.
+func (s *ProducerStates) OpenTxns() int { return s.open }
+
+// FirstUnstableOffset is the smallest first offset of an open transaction
+// other than exclude's (-1: none excluded); NoTxn when there is none.
+func (s *ProducerStates) FirstUnstableOffset(exclude int64) int64 {
+	first := int64(NoTxn)
+	if s.open == 0 {
+		return first
+	}
+	for pid, e := range s.m {
+		if pid != exclude && e.TxnFirstOffset >= 0 && (first < 0 || e.TxnFirstOffset < first) {
+			first = e.TxnFirstOffset
+		}
+	}
+	return first
+}
+
+// OpenTxn is one producer's open transaction.
+type OpenTxn struct {
+	ProducerID  int64
+	FirstOffset int64
+}
+
+// OpenTransactions lists the open transactions, by first offset.
+func (s *ProducerStates) OpenTransactions() []OpenTxn {
+	out := make([]OpenTxn, 0, s.open)
+	for pid, e := range s.m {
+		if e.TxnFirstOffset >= 0 {
+			out = append(out, OpenTxn{ProducerID: pid, FirstOffset: e.TxnFirstOffset})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].FirstOffset < out[j].FirstOffset })
+	return out
+}
+
 // Entries returns a deep copy of every producer's state, sorted by
 // producer ID.
 func (s *ProducerStates) Entries() []ProducerEntry {
@@ -141,10 +260,12 @@ func (s *ProducerStates) Entries() []ProducerEntry {
 	return out
 }
 
-// Load replaces the state with a deep copy of entries. Only the newest
-// MaxRetainedBatches batches of an entry are kept.
+// Load replaces the state with a deep copy of entries, as Entries
+// returns them (TxnFirstOffset NoTxn when no transaction is open). Only
+// the newest MaxRetainedBatches batches of an entry are kept.
 func (s *ProducerStates) Load(entries []ProducerEntry) {
 	s.m = make(map[int64]*ProducerEntry, len(entries))
+	s.open = 0
 	for _, e := range entries {
 		c := e
 		bs := e.Batches
@@ -153,6 +274,12 @@ func (s *ProducerStates) Load(entries []ProducerEntry) {
 		}
 		c.Batches = make([]ProducerBatch, len(bs), MaxRetainedBatches)
 		copy(c.Batches, bs)
+		if prev, ok := s.m[e.ProducerID]; ok && prev.TxnFirstOffset >= 0 {
+			s.open--
+		}
+		if c.TxnFirstOffset >= 0 {
+			s.open++
+		}
 		s.m[e.ProducerID] = &c
 	}
 }

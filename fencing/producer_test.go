@@ -99,7 +99,7 @@ func TestUpdateEpochBumpResetsAndKeepsFive(t *testing.T) {
 	}
 	s.Update(7, 4, 0, 1, 200, 200, 2000)
 	e = s.Entries()
-	want := ProducerEntry{ProducerID: 7, Epoch: 4, Batches: []ProducerBatch{{0, 0, 200, 200}}, LastTimestamp: 2000}
+	want := ProducerEntry{ProducerID: 7, Epoch: 4, Batches: []ProducerBatch{{0, 0, 200, 200}}, LastTimestamp: 2000, TxnFirstOffset: NoTxn, CoordinatorEpoch: NoTxn}
 	if !reflect.DeepEqual(e, []ProducerEntry{want}) {
 		t.Fatalf("after bump = %+v", e)
 	}
@@ -133,5 +133,57 @@ func TestEntriesLoadDeepCopy(t *testing.T) {
 	s2.Update(3, 1, 1, 1, 6, 6, 10) // must not write into in's array
 	if len(in[0].Batches) != 1 {
 		t.Fatal("Load aliases its input's array")
+	}
+}
+
+func TestProducerTransactions(t *testing.T) {
+	s := NewProducerStates()
+	s.Update(1, 0, 0, 2, 10, 11, 100) // idempotent: no transaction
+	s.UpdateTxn(2, 0, 0, 1, 12, 12, 100, true)
+	s.UpdateTxn(2, 0, 1, 1, 13, 13, 100, true) // already open at 12
+	s.BeginTxn(3, 5, 14)
+	if got := s.OpenTxns(); got != 2 {
+		t.Fatalf("open = %d, want 2", got)
+	}
+	if got := s.FirstUnstableOffset(-1); got != 12 {
+		t.Fatalf("first unstable = %d, want 12", got)
+	}
+	if got := s.FirstUnstableOffset(2); got != 14 {
+		t.Fatalf("first unstable without 2 = %d, want 14", got)
+	}
+	if got, want := s.OpenTransactions(), []OpenTxn{{2, 12}, {3, 14}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("open transactions = %v, want %v", got, want)
+	}
+	if err := s.CheckMarker(2, 0, 7); err != nil {
+		t.Fatal(err)
+	}
+	if first := s.EndTxn(2, 0, 7, 200); first != 12 {
+		t.Fatalf("EndTxn first = %d, want 12", first)
+	}
+	if err := s.CheckMarker(2, 0, 6); !errors.Is(err, ErrCoordinatorFenced) {
+		t.Fatalf("older coordinator epoch: %v", err)
+	}
+	if err := s.CheckMarker(3, 4, 0); !errors.Is(err, ErrInvalidProducerEpoch) {
+		t.Fatalf("older producer epoch: %v", err)
+	}
+	if err := s.CheckMarker(99, 0, 0); err != nil {
+		t.Fatalf("unknown producer: %v", err)
+	}
+	// A marker without an open transaction changes only the epochs.
+	if first := s.EndTxn(1, 1, 7, 300); first != NoTxn {
+		t.Fatalf("EndTxn of idempotent producer = %d", first)
+	}
+	if got := s.FirstUnstableOffset(-1); got != 14 || s.OpenTxns() != 1 {
+		t.Fatalf("first unstable = %d open %d, want 14, 1", got, s.OpenTxns())
+	}
+	// Entries and Load round-trip the transaction fields.
+	c := NewProducerStates()
+	c.Load(s.Entries())
+	if !reflect.DeepEqual(c.Entries(), s.Entries()) || c.OpenTxns() != 1 || c.FirstUnstableOffset(-1) != 14 {
+		t.Fatalf("loaded = %+v", c.Entries())
+	}
+	e := c.Entries()
+	if e[0].Epoch != 1 || len(e[0].Batches) != 0 || e[0].CoordinatorEpoch != 7 || e[1].CoordinatorEpoch != 7 || e[2].TxnFirstOffset != 14 || e[2].CoordinatorEpoch != NoTxn {
+		t.Fatalf("entries = %+v", e)
 	}
 }
