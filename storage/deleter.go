@@ -330,7 +330,7 @@ func (e *Engine) reclaimLeftovers(dir string, names []string) (int, error) {
 // and then hands the tombstone to reclaim. Removing the small files first
 // means a crash never leaves them without their log file.
 func (l *Log) tombstoneSegment(base int64) (gone string, size int64, err error) {
-	for _, suf := range []string{indexSuffix, timeIndexSuffix, snapshotSuffix} {
+	for _, suf := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix, snapshotSuffix} {
 		if err := l.fs.Remove(segName(l.dir, base, suf)); err != nil && !isNotExist(err) {
 			return "", 0, fmt.Errorf("remove %s file of segment %d: %w", suf, base, err)
 		}

@@ -21,7 +21,7 @@
 // Engine and Log methods are safe for concurrent use. Each Log has one
 // mutex guarding its segment list, offsets, producer state and waiters;
 // appends are serialized by it and never decode records, only the batch
-// header. Reads copy a segment's bounds under the mutex and then pread
+// header (and a transaction marker's one record, decoded before the lock). Reads copy a segment's bounds under the mutex and then pread
 // without it, holding the segment's closeMu shared so that a retention
 // delete or Close (which take it exclusively) cannot close the file under
 // them. Lock order: Log.mu before segment.closeMu; the engine's mu before
@@ -142,6 +142,7 @@
 //	    00000000000000000000.log        record batches, back to back
 //	    00000000000000000000.index      sealed segments only
 //	    00000000000000000000.timeindex  sealed segments only
+//	    00000000000000000000.txnindex   sealed segments only: aborted transactions
 //	    00000000000000001234.log        next segment, base offset 1234
 //	    00000000000000001234.snapshot   producer state as of offset 1234
 //	    log-start-offset                checkpoint
@@ -190,11 +191,25 @@
 //	                                        last entry, and once at seal, so
 //	                                        the last entry is the segment's
 //	                                        max timestamp.
-//	.snapshot   "TSKP" | version u16 (1) | count u32 |
+//	.txnindex   +---------+---------+---------+---------+---------+
+//	            | ver i16 | pid i64 | first   | last    | lso i64 |
+//	            |   (0)   |         | i64     | i64     |         |
+//	            +---------+---------+---------+---------+---------+
+//	            sealed segments only (Kafka's AbortedTxn layout, 34
+//	            bytes): one entry per ABORT marker in the file, in
+//	            offset order: the transaction's producer, first offset,
+//	            the marker's offset, and the last stable offset once
+//	            the marker was written. Written at roll; the active
+//	            file's entries live in memory.
+//	.snapshot   "TSKP" | version u16 (2) | count u32 |
 //	            count × { producerID i64 | epoch i16 | lastTimestamp i64 |
+//	                      txnFirstOffset i64 | coordinatorEpoch i32 |
 //	                      n u8 | n × { firstSeq i32 | lastSeq i32 |
 //	                                   firstOffset i64 | lastOffset i64 } } |
 //	            CRC-32C u32 of everything before it
+//	            (txnFirstOffset: the producer's open transaction, -1 none;
+//	            coordinatorEpoch: its last marker's, -1 none; version 1,
+//	            without both, still loads with -1s)
 //	log-start-offset  "TSKL" | offset i64 | CRC-32C u32   (16 bytes)
 //	truncate-to       "TSKT" | offset i64 | CRC-32C u32   (16 bytes)
 //	high-watermark    "TSKH" | offset i64 | CRC-32C u32   (16 bytes)
@@ -216,7 +231,7 @@
 // # Durability of files
 //
 // Rolling a segment fdatasyncs the old .log, writes and fsyncs its .index,
-// .timeindex and the .snapshot named after the new base, creates the new
+// .timeindex, .txnindex and the .snapshot named after the new base, creates the new
 // .log and fsyncs the directory, so sealed segments are always durable and
 // indexed. log-start-offset is replaced atomically (write .tmp, fsync,
 // rename, fsync directory) before any segment below it is deleted.
@@ -295,7 +310,31 @@
 // end the scan like a torn tail.
 // Its indexes are rebuilt in memory. Producer state
 // is the newest valid .snapshot at or below the active segment's base, plus
-// a replay of the batch headers after it.
+// a replay of the batch headers after it (and of each transaction
+// marker's record). A sealed segment's .txnindex is trusted after a cheap
+// check (version 0, markers inside the file in increasing order, first <=
+// last < lso); a missing or inconsistent one is rebuilt by that replay,
+// which then starts from the newest snapshot at or below the first such
+// segment (or from the log's first batch), and rewritten.
+//
+// # Transactions
+//
+// (docs/transactions.md, "Partition side".) Producer state (package
+// fencing) holds, per producer, the first offset of its open transaction
+// and the coordinator epoch of its last marker. A transactional data
+// batch with records opens its producer's transaction at its base offset
+// if none is open; a control batch (COMMIT/ABORT marker, written by
+// AppendMarker, Append or AppendReplica) closes it, and an ABORT adds
+// {producer, first offset, marker offset, LSO after it} to the index of
+// the file holding the marker. Appends, AppendReplica(Gap), recovery and
+// TruncateTo apply the same rules to the same bytes, so every replica has
+// the same state. A batch emptied by a cleaning opens nothing (cleanings
+// stay below the first unstable offset) and an emptied marker closes
+// nothing. The LSO is min(first open transaction's first offset, HW);
+// ReadCommitted stops there, and AbortedTransactions reads the index of
+// the file holding its start and of later files, until an entry's LSO
+// reaches its end (Kafka's collectAbortedTxns). A rewrite keeps the
+// entries of the files it replaces (the cleaner keeps markers).
 //
 // First of all, a clean-swap record is completed (the renames of
 // Commit, repeated idempotently) and any *.cleaned file left is removed,

@@ -76,7 +76,20 @@ type ReadResult struct {
 	// serve them from the segment file; the caller closes it.
 	Section                       *Section
 	HighWatermark, LogStartOffset int64
+	// LastStableOffset is the log's LSO when read (txn.go).
+	LastStableOffset int64
 }
+
+// readBound is where a read's batches must end: below the high
+// watermark (consumers), the log end offset (replica fetchers) or the
+// last stable offset (read_committed consumers).
+type readBound int
+
+const (
+	boundHW readBound = iota
+	boundLEO
+	boundLSO
+)
 
 // Log is one partition's log: an ordered chain of segments, the last of
 // which (the active segment) takes appends. All methods are safe for
@@ -207,6 +220,19 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 		return AppendResult{}, fmt.Errorf("storage: append to %s: %d bytes, header says %d (last offset delta %d): %w",
 			l.tp, len(b), h.Size(), h.LastOffsetDelta, kafkaproto.ErrCorruptBatch)
 	}
+	var marker txnMarker
+	hasMarker := false
+	if h.IsControl() {
+		// A transaction marker (txn.go): decoded before the lock.
+		var err error
+		if marker, hasMarker, err = parseMarker(b, &h); err != nil {
+			return AppendResult{}, fmt.Errorf("storage: append to %s: %w", l.tp, err)
+		}
+		if !hasMarker || h.ProducerID < 0 {
+			return AppendResult{}, fmt.Errorf("storage: append to %s: control batch of producer %d with %d records: %w",
+				l.tp, h.ProducerID, h.RecordCount, kafkaproto.ErrCorruptBatch)
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.usableLocked(); err != nil {
@@ -220,7 +246,13 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 			return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append to %s: %w", l.tp, err)
 		}
 	}
-	idempotent := h.ProducerID >= 0 && h.BaseSequence >= 0
+	if hasMarker {
+		if err := l.producers.CheckMarker(h.ProducerID, h.ProducerEpoch, marker.coordinatorEpoch); err != nil {
+			return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append marker to %s: producer %d epoch %d coordinator epoch %d: %w",
+				l.tp, h.ProducerID, h.ProducerEpoch, marker.coordinatorEpoch, err)
+		}
+	}
+	idempotent := h.ProducerID >= 0 && h.BaseSequence >= 0 && !hasMarker
 	if idempotent {
 		dup, err := l.producers.Check(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount)
 		if err != nil {
@@ -262,8 +294,15 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	seg.track(base, last, h.MaxTimestamp, pos, int64(len(b)), l.cfg.indexInterval())
 	l.leo = last + 1
 	l.unsynced++
-	if idempotent {
-		l.producers.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, base, last, h.MaxTimestamp)
+	switch {
+	case idempotent:
+		l.producers.UpdateTxn(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.RecordCount, base, last, h.MaxTimestamp, h.IsTransactional())
+	case hasMarker:
+		if e, aborted := applyMarker(l.producers, h.ProducerID, h.ProducerEpoch, marker, base, h.MaxTimestamp); aborted {
+			l.trackAbortedLocked(e)
+		}
+	case h.ProducerID >= 0 && h.IsTransactional():
+		l.producers.BeginTxn(h.ProducerID, h.ProducerEpoch, base)
 	}
 	if leaderEpoch > l.epochs.latest {
 		l.epochs.assign(leaderEpoch, base)
@@ -313,6 +352,9 @@ func (l *Log) rollLocked() error {
 	}
 	if err := writeFileSync(l.fs, segName(l.dir, old.base, timeIndexSuffix), encodeTimeIndex(old.timeIndex)); err != nil {
 		return fail("write time index", err)
+	}
+	if err := writeFileSync(l.fs, segName(l.dir, old.base, txnIndexSuffix), encodeTxnIndex(old.aborted)); err != nil {
+		return fail("write transaction index", err)
 	}
 	if err := writeFileSync(l.fs, segName(l.dir, l.leo, snapshotSuffix), encodeSnapshot(l.producers.Entries())); err != nil {
 		return fail("write producer snapshot", err)
@@ -497,11 +539,11 @@ func (s *segment) lookupBatch(offset int64) (pos, at int64) {
 // start or above the log end is ErrOffsetOutOfRange; an offset in
 // [HW, LEO] yields no data.
 func (l *Log) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
-	return l.read(offset, maxBytes, minOneBatch, false)
+	return l.read(offset, maxBytes, minOneBatch, boundHW)
 }
 
-func (l *Log) read(offset int64, maxBytes int, minOneBatch, uncommitted bool) (ReadResult, error) {
-	loc, res, err := l.locate(offset, maxBytes, minOneBatch, uncommitted)
+func (l *Log) read(offset int64, maxBytes int, minOneBatch bool, bound readBound) (ReadResult, error) {
+	loc, res, err := l.locate(offset, maxBytes, minOneBatch, bound)
 	if err != nil || loc.seg == nil {
 		return res, err
 	}
@@ -524,22 +566,25 @@ type readLoc struct {
 // locate finds the bytes Read would return. When it returns a segment, its
 // closeMu is held shared and the caller must release it; a nil segment
 // means no data (res holds the offsets either way). Batches end below the
-// high watermark, or below the log end offset if uncommitted.
-func (l *Log) locate(offset int64, maxBytes int, minOneBatch, uncommitted bool) (readLoc, ReadResult, error) {
+// high watermark, or below bound's offset.
+func (l *Log) locate(offset int64, maxBytes int, minOneBatch bool, bound readBound) (readLoc, ReadResult, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return readLoc{}, ReadResult{}, fmt.Errorf("storage: read %s: %w", l.tp, ErrClosed)
 	}
-	res := ReadResult{HighWatermark: l.hw, LogStartOffset: l.logStart}
+	res := ReadResult{HighWatermark: l.hw, LogStartOffset: l.logStart, LastStableOffset: l.lsoLocked()}
 	if offset < l.logStart || offset > l.leo {
 		err := fmt.Errorf("storage: read %s at %d, log spans [%d, %d]: %w", l.tp, offset, l.logStart, l.leo, ErrOffsetOutOfRange)
 		l.mu.Unlock()
 		return readLoc{}, res, err
 	}
 	hw := l.hw
-	if uncommitted {
+	switch bound {
+	case boundLEO:
 		hw = l.leo
+	case boundLSO:
+		hw = res.LastStableOffset
 	}
 	if offset >= hw || (maxBytes <= 0 && !minOneBatch) {
 		l.mu.Unlock()

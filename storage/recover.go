@@ -161,10 +161,21 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	}
 
 	// Producer state: newest valid snapshot at or below the active base,
-	// then replay of the batch headers after it.
+	// then replay of the batches after it. A sealed file whose
+	// aborted-transaction index is missing or inconsistent has it
+	// rebuilt by the replay, which then starts at a snapshot at or below
+	// the first such file (or at the log's first batch).
 	activeBase := bases[len(bases)-1]
 	if err := l.recoverEpochs(activeBase); err != nil {
 		return fail(err)
+	}
+	target := activeBase
+	rebuild := map[*segment]bool{}
+	for _, s := range l.segs {
+		if !l.loadTxnIndex(s) {
+			rebuild[s] = true
+			target = min(target, s.base)
+		}
 	}
 	replayFrom := int64(-1)
 	for i := len(snaps) - 1; i >= 0; i-- {
@@ -172,6 +183,9 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 			if err := e.fs.Remove(segName(dir, snaps[i], snapshotSuffix)); err != nil && !isNotExist(err) {
 				l.logger.Warn().Err(err).Msg("remove snapshot above log end")
 			}
+			continue
+		}
+		if snaps[i] > target {
 			continue
 		}
 		b, err := readWhole(e.fs, segName(dir, snaps[i], snapshotSuffix))
@@ -185,27 +199,44 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		}
 		l.logger.Warn().Err(err).Int64("offset", snaps[i]).Msg("ignoring unreadable producer snapshot")
 	}
-	replay := func(h *kafkaproto.BatchHeader) {
-		if h.BaseOffset >= replayFrom {
-			replayProducer(l.producers, h)
+	replay := func(s *segment, h *kafkaproto.BatchHeader, pos int64) error {
+		if h.BaseOffset < replayFrom {
+			return nil
 		}
+		e, aborted, err := replayBatch(l.producers, h, fileBatch(s.f, h, pos))
+		if err != nil {
+			return err
+		}
+		if aborted && rebuild[s] {
+			s.aborted = append(s.aborted, e)
+		}
+		return nil
 	}
 	for _, s := range l.segs {
+		if rebuild[s] {
+			s.aborted = nil
+		}
 		if s.next <= replayFrom {
 			continue
 		}
-		if _, _, err := scanBatches(s.f, 0, s.base, s.size, false, func(h *kafkaproto.BatchHeader, _ int64) error {
-			replay(h)
-			return nil
+		if _, _, err := scanBatches(s.f, 0, s.base, s.size, false, func(h *kafkaproto.BatchHeader, pos int64) error {
+			return replay(s, h, pos)
 		}); err != nil {
 			return fail(fmt.Errorf("replay producer state from segment %d: %w", s.base, err))
+		}
+		if rebuild[s] {
+			l.logger.Info().Int64("base", s.base).Int("aborted", len(s.aborted)).Msg("rebuilt transaction index of sealed segment")
+			if err := writeFileSync(e.fs, segName(dir, s.base, txnIndexSuffix), encodeTxnIndex(s.aborted)); err != nil {
+				l.logger.Warn().Err(err).Msg("rewrite transaction index")
+			}
 		}
 	}
 
 	// The active segment: verify every batch, truncate a torn tail.
-	act, err := l.openActive(activeBase, interval, limit, func(h *kafkaproto.BatchHeader) {
-		replay(h)
+	act, err := l.openActive(activeBase, interval, limit, func(s *segment, h *kafkaproto.BatchHeader, pos int64) error {
+		rebuild[s] = true // its index lives in memory
 		l.epochs.observe(h)
+		return replay(s, h, pos)
 	})
 	if err != nil {
 		return fail(err)
@@ -377,9 +408,10 @@ func (l *Log) loadIndexes(s *segment) bool {
 // increasing offsets with gaps allowed, CRC-32C; a batch below the next
 // offset, a recycled file's stale data, is bad), truncates at the first bad
 // one, and rebuilds
-// its in-memory indexes. replay sees every valid batch header. A batch at
-// or above limit (an interrupted TruncateTo's target) ends the segment too.
-func (l *Log) openActive(base, interval, limit int64, replay func(*kafkaproto.BatchHeader)) (*segment, error) {
+// its in-memory indexes. replay sees every valid batch header and its
+// position (an error from it fails the open). A batch at or above limit
+// (an interrupted TruncateTo's target) ends the segment too.
+func (l *Log) openActive(base, interval, limit int64, replay func(*segment, *kafkaproto.BatchHeader, int64) error) (*segment, error) {
 	f, err := l.openSegFile(base, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
@@ -390,14 +422,22 @@ func (l *Log) openActive(base, interval, limit int64, replay func(*kafkaproto.Ba
 		return nil, fmt.Errorf("stat segment %d: %w", base, err)
 	}
 	s := newSegment(base, f, interval)
+	var replayErr error
 	endPos, _, scanErr := scanBatches(f, 0, base, size, true, func(h *kafkaproto.BatchHeader, pos int64) error {
 		if h.BaseOffset >= limit {
 			return errStop
 		}
 		s.track(h.BaseOffset, h.LastOffset(), h.MaxTimestamp, pos, int64(h.Size()), interval)
-		replay(h)
+		if err := replay(s, h, pos); err != nil {
+			replayErr = err
+			return errStop
+		}
 		return nil
 	})
+	if replayErr != nil {
+		f.Close()
+		return nil, fmt.Errorf("replay segment %d: %w", base, replayErr)
+	}
 	if endPos < size {
 		l.logger.Warn().Err(scanErr).Int64("base", base).Int64("valid", endPos).Int64("size", size).Msg("truncating torn tail of active segment")
 		if err := f.Truncate(endPos); err != nil {

@@ -120,7 +120,7 @@ func (l *Log) ReadUncommitted(offset int64, maxBytes int, minOneBatch bool) (Rea
 	l.mu.Lock()
 	gen := l.truncGen
 	l.mu.Unlock()
-	res, err := l.read(offset, maxBytes, minOneBatch, true)
+	res, err := l.read(offset, maxBytes, minOneBatch, boundLEO)
 	if err != nil || res.Data == nil {
 		return res, err
 	}
@@ -139,7 +139,7 @@ func (l *Log) ReadUncommitted(offset int64, maxBytes int, minOneBatch bool) (Rea
 // the section's bytes; the receiver verifies each batch's CRC-32C
 // (AppendReplica does).
 func (l *Log) ReadSectionUncommitted(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
-	return l.readSection(offset, maxBytes, minOneBatch, true)
+	return l.readSection(offset, maxBytes, minOneBatch, boundLEO)
 }
 
 // AppendReplica appends batches copied from the leader (a follower's
@@ -255,7 +255,10 @@ func (l *Log) writeReplicaRunLocked(run []byte, interval int64) error {
 		last := h.LastOffset()
 		seg.track(h.BaseOffset, last, h.MaxTimestamp, pos+int64(p), int64(h.Size()), interval)
 		l.epochs.observe(&h)
-		replayProducer(l.producers, &h)
+		batch := run[p : p+h.Size()]
+		if e, aborted, _ := replayBatch(l.producers, &h, func() ([]byte, error) { return batch, nil }); aborted {
+			l.trackAbortedLocked(e)
+		}
 		l.leo = last + 1
 		l.unsynced++
 		p += h.Size()
@@ -308,16 +311,6 @@ func validateReplicaBatches(b []byte, gaps bool) (first kafkaproto.BatchHeader, 
 		p += h.Size()
 	}
 	return first, last, n, nil
-}
-
-// replayProducer feeds one stored batch's header to producer state. The
-// sequence range is the batch's offset range (LastOffsetDelta + 1), not
-// its record count: a cleaned batch keeps its producer fields and last
-// offset delta but may hold fewer records, or none (docs/compaction.md).
-func replayProducer(ps *fencing.ProducerStates, h *kafkaproto.BatchHeader) {
-	if h.ProducerID >= 0 && h.BaseSequence >= 0 {
-		ps.Update(h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.LastOffsetDelta+1, h.BaseOffset, h.LastOffset(), h.MaxTimestamp)
-	}
 }
 
 // validateStoredBatch is kafkaproto.ValidateBatch for batches a cleaning

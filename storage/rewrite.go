@@ -590,6 +590,7 @@ func (r *Rewrite) Commit(gen int32) error {
 		l.fenceLocked(fmt.Errorf("storage: commit rewrite of %s: %w", l.tp, err))
 		return l.fenceErr
 	}
+	l.carryAbortedLocked(r.covered, newSegs, rest[0].base)
 	l.segs = append(newSegs, rest...)
 	l.logStart = start
 	l.epochs.trimFront(start)
@@ -605,6 +606,35 @@ func (r *Rewrite) Commit(gen int32) error {
 	l.removeFrontLocked(n)
 	l.logger.Info().Int32("generation", gen).Int64("from", r.from).Int64("up_to", r.upTo).Int("old_files", len(rec.old)).Int("new_files", len(rec.new)).Int64("log_start", l.logStart).Msg("rewrote range")
 	return nil
+}
+
+// carryAbortedLocked gives the rewrite's new files the aborted-transaction
+// index entries of the old files they replace, each to the file holding
+// its marker (end: the first offset after the new files), and writes
+// their .txnindex files. A cleaning keeps markers and their offsets; one
+// that removes aborted data and markers must rebuild the entries instead
+// (docs/transactions.md). A failed write is left to recovery, which
+// rebuilds a missing or inconsistent index.
+func (l *Log) carryAbortedLocked(old, news []*segment, end int64) {
+	var all []abortedEntry
+	for _, s := range old {
+		all = append(all, s.aborted...)
+	}
+	for i, s := range news {
+		next := end
+		if i+1 < len(news) {
+			next = news[i+1].base
+		}
+		s.aborted = nil
+		for _, e := range all {
+			if e.last >= s.base && e.last < next {
+				s.aborted = append(s.aborted, e)
+			}
+		}
+		if err := writeFileSync(l.fs, segName(l.dir, s.base, txnIndexSuffix), encodeTxnIndex(s.aborted)); err != nil {
+			l.logger.Warn().Err(err).Int64("base", s.base).Msg("write transaction index of rewritten segment")
+		}
+	}
 }
 
 // writeRecordFile atomically writes a small record file: write

@@ -84,15 +84,15 @@ func (s *Section) Close() error {
 // than copied into res.Data. The bounds are Read's: whole batches, all
 // below the high watermark. The caller must Close a returned Section.
 func (l *Log) ReadSection(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
-	return l.readSection(offset, maxBytes, minOneBatch, false)
+	return l.readSection(offset, maxBytes, minOneBatch, boundHW)
 }
 
-func (l *Log) readSection(offset int64, maxBytes int, minOneBatch, uncommitted bool) (ReadResult, error) {
+func (l *Log) readSection(offset int64, maxBytes int, minOneBatch bool, bound readBound) (ReadResult, error) {
 	sfs, ok := l.fs.(sectionFS)
 	if !ok {
-		return l.read(offset, maxBytes, minOneBatch, uncommitted)
+		return l.read(offset, maxBytes, minOneBatch, bound)
 	}
-	loc, res, err := l.locate(offset, maxBytes, minOneBatch, uncommitted)
+	loc, res, err := l.locate(offset, maxBytes, minOneBatch, bound)
 	if err != nil || loc.seg == nil {
 		return res, err
 	}

@@ -63,6 +63,9 @@ type segment struct {
 	sinceIndex  int64     // bytes appended since the last offset index entry
 	sinceTime   int64     // bytes appended since the last time index entry
 	created     time.Time // first append (zero while empty), for segment.ms
+	// aborted is the file's aborted-transaction index (txn.go), in
+	// marker order; written to .txnindex when the file is sealed.
+	aborted []abortedEntry
 	// stale is the file's length when it is a recycled file still
 	// holding its earlier life's bytes past size (recycle.go); 0 when
 	// the file ends at size.

@@ -14,7 +14,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 const (
 	snapshotMagic   = "TSKP"
-	snapshotVersion = 1
+	snapshotVersion = 2 // 1 (no transaction fields) still loads
 	logStartFile    = "log-start-offset"
 	logStartMagic   = "TSKL"
 	hwFile          = "high-watermark" // replicated logs, written on a clean close
@@ -25,18 +25,28 @@ var errBadChecksum = errors.New("checksum mismatch")
 
 // encodeSnapshot serializes producer state (format in doc.go).
 func encodeSnapshot(entries []fencing.ProducerEntry) []byte {
+	return encodeSnapshotVersion(entries, snapshotVersion)
+}
+
+// encodeSnapshotVersion writes format version 1 (no transaction fields,
+// tests of old snapshots) or 2.
+func encodeSnapshotVersion(entries []fencing.ProducerEntry, version uint16) []byte {
 	n := 4 + 2 + 4
 	for _, e := range entries {
-		n += 8 + 2 + 8 + 1 + len(e.Batches)*24
+		n += 8 + 2 + 8 + 12 + 1 + len(e.Batches)*24
 	}
 	b := make([]byte, 0, n+4)
 	b = append(b, snapshotMagic...)
-	b = binary.BigEndian.AppendUint16(b, snapshotVersion)
+	b = binary.BigEndian.AppendUint16(b, version)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
 	for _, e := range entries {
 		b = binary.BigEndian.AppendUint64(b, uint64(e.ProducerID))
 		b = binary.BigEndian.AppendUint16(b, uint16(e.Epoch))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.LastTimestamp))
+		if version >= 2 {
+			b = binary.BigEndian.AppendUint64(b, uint64(e.TxnFirstOffset))
+			b = binary.BigEndian.AppendUint32(b, uint32(e.CoordinatorEpoch))
+		}
 		b = append(b, byte(len(e.Batches)))
 		for _, x := range e.Batches {
 			b = binary.BigEndian.AppendUint32(b, uint32(x.FirstSeq))
@@ -56,23 +66,37 @@ func decodeSnapshot(b []byte) ([]fencing.ProducerEntry, error) {
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
 		return nil, fmt.Errorf("snapshot: %w", errBadChecksum)
 	}
-	if v := binary.BigEndian.Uint16(body[4:]); v != snapshotVersion {
+	v := binary.BigEndian.Uint16(body[4:])
+	if v != 1 && v != 2 {
 		return nil, fmt.Errorf("snapshot: unknown version %d", v)
+	}
+	fixed := 19 // v1: producerID, epoch, lastTimestamp, n
+	if v >= 2 {
+		fixed += 12 // txnFirstOffset, coordinatorEpoch
 	}
 	count := binary.BigEndian.Uint32(body[6:])
 	p := body[10:]
-	entries := make([]fencing.ProducerEntry, 0, min(int(count), len(p)/19))
+	entries := make([]fencing.ProducerEntry, 0, min(int(count), len(p)/fixed))
 	for range count {
-		if len(p) < 19 {
+		if len(p) < fixed {
 			return nil, errors.New("snapshot: truncated entry")
 		}
 		e := fencing.ProducerEntry{
-			ProducerID:    int64(binary.BigEndian.Uint64(p)),
-			Epoch:         int16(binary.BigEndian.Uint16(p[8:])),
-			LastTimestamp: int64(binary.BigEndian.Uint64(p[10:])),
+			ProducerID:       int64(binary.BigEndian.Uint64(p)),
+			Epoch:            int16(binary.BigEndian.Uint16(p[8:])),
+			LastTimestamp:    int64(binary.BigEndian.Uint64(p[10:])),
+			TxnFirstOffset:   fencing.NoTxn,
+			CoordinatorEpoch: fencing.NoTxn,
 		}
-		nb := int(p[18])
-		p = p[19:]
+		if v >= 2 {
+			e.TxnFirstOffset = int64(binary.BigEndian.Uint64(p[18:]))
+			e.CoordinatorEpoch = int32(binary.BigEndian.Uint32(p[26:]))
+			if e.TxnFirstOffset < fencing.NoTxn {
+				return nil, fmt.Errorf("snapshot: producer %d: transaction first offset %d", e.ProducerID, e.TxnFirstOffset)
+			}
+		}
+		nb := int(p[fixed-1])
+		p = p[fixed:]
 		if len(p) < nb*24 {
 			return nil, errors.New("snapshot: truncated batches")
 		}

@@ -105,7 +105,7 @@ func (l *Log) TruncateTo(off int64) error {
 		}
 	}
 	if i < len(l.segs)-1 {
-		for _, suf := range []string{indexSuffix, timeIndexSuffix} {
+		for _, suf := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			if err := l.fs.Remove(segName(l.dir, seg.base, suf)); err != nil && !isNotExist(err) {
 				return fail("delete index of new active segment", err)
 			}
@@ -158,6 +158,11 @@ func (l *Log) TruncateTo(off int64) error {
 	l.unsynced = 0
 	l.replicaHW = min(l.replicaHW, l.leo)
 	l.epochs.truncate(cutOff)
+	keep := 0
+	for keep < len(seg.aborted) && seg.aborted[keep].last < l.leo {
+		keep++
+	}
+	seg.aborted = seg.aborted[:keep:keep]
 	if err := l.rebuildProducersLocked(); err != nil {
 		return fail("rebuild producer state", err)
 	}
@@ -184,8 +189,9 @@ func (l *Log) segIndexLocked(offset int64) int {
 
 // rebuildProducersLocked recomputes producer state from the newest
 // readable snapshot at or below the active segment's base (snapshots live
-// at segment bases) plus a replay of the batch headers after it, as
-// recovery does.
+// at segment bases) plus a replay of the batches after it, as recovery
+// does; open transactions come back with it (the files' aborted indexes
+// are kept: TruncateTo cuts the active one's).
 func (l *Log) rebuildProducersLocked() error {
 	ps := fencing.NewProducerStates()
 	from := 0
@@ -207,9 +213,9 @@ func (l *Log) rebuildProducersLocked() error {
 		break
 	}
 	for _, s := range l.segs[from:] {
-		if _, _, err := scanBatches(s.f, 0, s.base, s.size, false, func(h *kafkaproto.BatchHeader, _ int64) error {
-			replayProducer(ps, h)
-			return nil
+		if _, _, err := scanBatches(s.f, 0, s.base, s.size, false, func(h *kafkaproto.BatchHeader, pos int64) error {
+			_, _, err := replayBatch(ps, h, fileBatch(s.f, h, pos))
+			return err
 		}); err != nil {
 			return fmt.Errorf("replay segment %d: %w", s.base, err)
 		}
