@@ -2,11 +2,13 @@ package compat
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -597,5 +599,79 @@ func TestClusterForwardedProduceNotMetered(t *testing.T) {
 		t.Errorf("ten forwarded batches took %v: the leader throttled the forwarding connection", took)
 	} else {
 		t.Logf("ten forwarded 5 KB batches via node %d to leader %d in %v", via, leader, took)
+	}
+}
+
+// TestConsumerByteRateQuota: a consumer whose client id has a
+// consumer_byte_rate of 512 KiB/s, reading a 16 MB backlog (16 KiB
+// batches) with 64 KiB fetches, is throttled to within 10% of it over
+// 10 s (after a 3 s warm-up); a consumer with another client id reading the same backlog
+// is never throttled.
+func TestConsumerByteRateQuota(t *testing.T) {
+	card(t, "franz-go kgo + kadm", "consumer_byte_rate quota measured over 10 s")
+	const quota = 512 << 10
+	n := startTusk(t)
+	adm, _ := newAdm(t, n)
+	createTopic(t, adm, "quota-read", 1, nil)
+	ctx := ctxTimeout(t, 90*time.Second)
+	prod := newKgo(t, n, kgo.DefaultProduceTopic("quota-read"), kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerBatchMaxBytes(16<<10))
+	value := make([]byte, 1000)
+	const records = 16000
+	for i := 0; i < records; i++ {
+		prod.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil && ctx.Err() == nil {
+				t.Errorf("produce: %v", err)
+			}
+		})
+	}
+	if err := prod.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{{
+		Entity: kadm.ClientQuotaEntity{{Type: "client-id", Name: strp("slow-reader")}},
+		Ops:    []kadm.AlterClientQuotaOp{{Key: "consumer_byte_rate", Value: quota}},
+	}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("AlterClientQuotas: %v %v", err, res)
+	}
+	consume := func(client string, hook *throttleHook, read *atomic.Int64, stop <-chan struct{}) {
+		cl := newKgo(t, n, kgo.ClientID(client), kgo.ConsumeTopics("quota-read"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchMaxBytes(64<<10), kgo.FetchMaxPartitionBytes(64<<10), kgo.WithHooks(hook))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			fs := cl.PollFetches(pctx)
+			cancel()
+			fs.EachRecord(func(r *kgo.Record) { read.Add(int64(len(r.Value))) })
+		}
+	}
+	var slowHook, fastHook throttleHook
+	var slowRead, fastRead atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); consume("slow-reader", &slowHook, &slowRead, stop) }()
+	go func() { defer wg.Done(); consume("fast-reader", &fastHook, &fastRead, stop) }()
+	time.Sleep(3 * time.Second) // warm-up: the burst the quota allows, not measured
+	s0, t0 := slowRead.Load(), time.Now()
+	time.Sleep(10 * time.Second)
+	s1, t1 := slowRead.Load(), time.Now()
+	close(stop)
+	wg.Wait()
+	rate := float64(s1-s0) / t1.Sub(t0).Seconds()
+	t.Logf("slow reader: %.0f B/s of record values (quota %d on fetched batch bytes, %d throttled answers); fast reader: %d bytes, %d throttled", rate, quota, slowHook.n.Load(), fastRead.Load(), fastHook.n.Load())
+	// Record values are ~98% of the batch bytes the quota counts.
+	if rate < 0.9*quota || rate > 1.1*quota {
+		t.Errorf("slow reader: %.0f B/s, want within 10%% of %d (less the batch overhead)", rate, quota)
+	}
+	if slowHook.n.Load() == 0 {
+		t.Errorf("the limited consumer was never throttled")
+	}
+	if fastHook.n.Load() != 0 || fastRead.Load() != records*int64(len(value)) {
+		t.Errorf("the unlimited consumer read %d bytes, throttled %d times; want all %d, never", fastRead.Load(), fastHook.n.Load(), records*len(value))
 	}
 }
