@@ -11,8 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-const notCoordinator = 16 // kerr.NotCoordinator.Code
-
 // fencedError reports whether a marker write failed because a newer
 // coordinator owns the transaction.
 func fencedError(err error) bool {
@@ -347,28 +345,29 @@ func (c *Coordinator) endTxn(ctx context.Context, req *kmsg.EndTxnRequest) int16
 // kerr.InvalidProducerIDMapping (unknown id or another producer id),
 // kerr.ProducerFenced (another epoch), kerr.ConcurrentTransactions (the
 // transaction is being completed) or kerr.InvalidTxnState (the partition
-// was not added), as Kafka's verify-only AddPartitionsToTxn.
+// was not added), as Kafka's verify-only AddPartitionsToTxn. It reads the
+// last committed state and never waits for a Persist.
 func (c *Coordinator) Verify(T string, pid int64, epoch int16, topic string, p int32) error {
 	if code := c.preCheck(T); code != 0 {
 		return kerr.ErrorForCode(code)
 	}
-	m := c.lockMeta(T, false)
-	if m == nil {
-		return kerr.InvalidProducerIDMapping
-	}
-	defer m.mu.Unlock()
+	v := c.view(T)
 	switch {
-	case !m.stored || m.pid != pid:
+	case v == nil || v.pid != pid:
 		return kerr.InvalidProducerIDMapping
-	case m.epoch != epoch:
+	case v.epoch != epoch:
 		return kerr.ProducerFenced
-	case m.state == StatePrepareCommit || m.state == StatePrepareAbort:
+	case v.state == StatePrepareCommit || v.state == StatePrepareAbort:
 		return kerr.ConcurrentTransactions
-	}
-	if _, ok := m.parts[tp{topic, p}]; !ok || m.state != StateOngoing {
+	case v.state != StateOngoing:
 		return kerr.InvalidTxnState
 	}
-	return nil
+	for _, q := range v.parts[topic] {
+		if q == p {
+			return nil
+		}
+	}
+	return kerr.InvalidTxnState
 }
 
 // DescribeTransactions answers DescribeTransactions for the ids of this

@@ -869,3 +869,56 @@ func TestListAndDescribeDoNotWaitForPersist(t *testing.T) {
 	}
 	h.waitState("a", StateOngoing, e)
 }
+
+// TestVerifyDoesNotWaitForPersist: a partition leader's check answers
+// from the committed state while the id's next AddPartitions is being
+// persisted (the new partition is not part of the transaction until then).
+func TestVerifyDoesNotWaitForPersist(t *testing.T) {
+	h := newHarness(t)
+	pid, e := h.mustInit("a")
+	if c := h.add("a", pid, e, "t", 0); c != 0 {
+		t.Fatal(c)
+	}
+	stalled, release := h.p.stallAll()
+	defer release()
+	done := make(chan int16, 1)
+	go func() { done <- h.add("a", pid, e, "t", 1) }()
+	<-stalled
+	answered := make(chan [2]error, 1)
+	go func() { answered <- [2]error{h.c.Verify("a", pid, e, "t", 0), h.c.Verify("a", pid, e, "t", 1)} }()
+	select {
+	case got := <-answered:
+		if got[0] != nil || got[1] != kerr.InvalidTxnState {
+			t.Fatalf("Verify during persist = %v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Verify waited for a's Persist")
+	}
+	release()
+	if c := <-done; c != 0 {
+		t.Fatal(c)
+	}
+	if err := h.c.Verify("a", pid, e, "t", 1); err != nil {
+		t.Fatalf("Verify after persist: %v", err)
+	}
+}
+
+// TestTickerAbortsTimedOutTransactions: with TickInterval set, the
+// background goroutine runs Tick; Close stops it.
+func TestTickerAbortsTimedOutTransactions(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	cfg := testConfig(clock)
+	cfg.TickInterval = time.Millisecond
+	p := &memPersister{}
+	c := New(cfg, 1, p, &fakeMarkers{}, &fakeIDs{})
+	defer c.Close()
+	c.ReplayDone(context.Background())
+	h := &harness{t: t, clock: clock, p: p, c: c}
+	r := h.init("a", 1000)
+	if code := h.add("a", r.ProducerID, r.ProducerEpoch, "t", 0); code != 0 {
+		t.Fatal(code)
+	}
+	clock.Advance(2 * time.Second)
+	h.waitState("a", StateCompleteAbort, r.ProducerEpoch+1)
+	c.Close()
+}

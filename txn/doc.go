@@ -37,9 +37,11 @@
 // meanwhile the id's requests are answered CONCURRENT_TRANSACTIONS.
 // Tick never waits: an id whose lock is held is left for the next Tick,
 // and the persists a tick starts (a timeout abort, an expiration
-// tombstone) run in goroutines holding the id's lock. DescribeTransactions
-// and ListTransactions read each id as of its last committed transition
-// (an atomic view), so they never wait for a Persist either. Close cancels the
+// tombstone) run in goroutines holding the id's lock. Verify,
+// DescribeTransactions and ListTransactions read each id as of its last
+// committed transition (an atomic view), so they never wait for a Persist
+// either (a partition leader's produce is not held up by another request
+// of the same producer). Close cancels the
 // ctx of every Persist and marker write in flight (their callers get
 // NOT_COORDINATOR) and waits for those goroutines. All methods are safe
 // for concurrent use.

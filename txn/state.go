@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -97,8 +98,8 @@ type txnMeta struct {
 	txnState
 
 	// view is the state as of the last committed transition (nil: not
-	// stored or removed), read without mu by DescribeTransactions and
-	// ListTransactions so they never wait for a Persist.
+	// stored or removed), read without mu by Verify, DescribeTransactions
+	// and ListTransactions so they never wait for a Persist.
 	view atomic.Pointer[txnView]
 }
 
@@ -308,7 +309,7 @@ func (c *Coordinator) complete(m *txnMeta, s txnState) {
 			return
 		}
 		m.mu.Unlock()
-		if c.closed.Load() || code == notCoordinator {
+		if c.closed.Load() || code == kerr.NotCoordinator.Code {
 			return
 		}
 		if !c.wait() {
