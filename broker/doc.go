@@ -33,10 +33,13 @@
 // and FindCoordinator from its local replica, and names itself as the
 // controller (as KRaft brokers do: it forwards admin writes). Write-type
 // admin requests (CreateTopics, DeleteTopics, CreatePartitions,
-// AlterConfigs, IncrementalAlterConfigs, AlterClientQuotas, producer-id blocks) become Raft
-// commands that a follower forwards to the controller; the request is
-// answered once this node's FSM has applied the command, so a client reads
-// its own write from the node it asked. Produce is served by the
+// AlterConfigs, IncrementalAlterConfigs, AlterClientQuotas, producer-id
+// blocks) become Raft commands that a follower forwards to the
+// controller; the request is answered once this node's FSM has applied
+// the command, so a client reads its own write from the node it asked.
+// Client quotas (producer_byte_rate, consumer_byte_rate) are enforced by
+// each node for its own traffic with throttle_time_ms and a muted
+// connection (quota.go). Produce is served by the
 // partition's leader (the leader of its active segment); other nodes
 // forward it (forward.go) or answer NOT_LEADER_OR_FOLLOWER with KIP-951
 // hints. Fetch is served by the leader, and sealed ranges by any replica
