@@ -675,3 +675,53 @@ func TestConsumerByteRateQuota(t *testing.T) {
 		t.Errorf("the unlimited consumer read %d bytes, throttled %d times; want all %d, never", fastRead.Load(), fastHook.n.Load(), records*len(value))
 	}
 }
+
+// TestClusterDescribeLogDirs: on a 3-node cluster kadm's
+// DescribeAllLogDirs lists each partition of a replication-factor-3 topic
+// on every node (leaders' and followers' logs), each with the exact size
+// of the batches written (acks=all: every replica holds them).
+func TestClusterDescribeLogDirs(t *testing.T) {
+	card(t, "franz-go kadm", "cluster: DescribeLogDirs lists every replica")
+	c := startCluster(t, 3)
+	const topic = "logdirs-rf3"
+	if codes, msgs, err := c.raw(t, 1).createTopics([]string{topic}, 2, nil, 10*time.Second); err != nil || codes[topic] != 0 {
+		t.Fatalf("create %s: %v %v %v", topic, err, codes, msgs)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 2}, 10*time.Second)
+	}
+	batch := buildBatch([][]byte{[]byte("a"), []byte("b")}, time.Now().UnixMilli())
+	rc := dialRaw(t, c.node(c.ids()[0]).Kafka)
+	for p := int32(0); p < 2; p++ {
+		for i := 0; i <= int(p); i++ {
+			if code, base := produceRaw(t, rc, 9, topic, p, batch); code != 0 || base != int64(2*i) {
+				t.Fatalf("produce %s/%d batch %d: %s at %d", topic, p, i, errName(code), base)
+			}
+		}
+	}
+	want := map[string]int64{}
+	for _, id := range c.ids() {
+		want[fmt.Sprintf("%d %s/0", id, topic)] = int64(len(batch))
+		want[fmt.Sprintf("%d %s/1", id, topic)] = int64(2 * len(batch))
+	}
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		all, err := adm.DescribeAllLogDirs(ctxTimeout(t, 10*time.Second), kadm.TopicsSet{topic: {0: {}, 1: {}}})
+		got := map[string]int64{}
+		if err == nil {
+			all.Each(func(d kadm.DescribedLogDir) {
+				d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+					got[fmt.Sprintf("%d %s/%d", d.Broker, p.Topic, p.Partition)] = p.Size
+				})
+			})
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log dirs %v (err %v), want %v", got, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
