@@ -57,11 +57,12 @@ type compactRec struct {
 // partition's last sealed segment) covers it, so the versions spread over
 // many segments (a fast producer would otherwise fill one before the
 // roll loop looks; merges of cleaned segments make counting segments
-// useless).
-func writeCompactWorkload(t *testing.T, seeds []string, topic string, sealedEnd func() int64) (map[string]compactRec, int64, *kgo.Client) {
+// useless). opts are further producer options (e.g. no compression, so
+// the log holds the workload's full size).
+func writeCompactWorkload(t *testing.T, seeds []string, topic string, sealedEnd func() int64, opts ...kgo.Opt) (map[string]compactRec, int64, *kgo.Client) {
 	t.Helper()
-	cl := newClusterClient(t, seeds, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchMaxBytes(64<<10))
+	cl := newClusterClient(t, seeds, append([]kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(64 << 10)}, opts...)...)
 	pad := strings.Repeat("x", 1000)
 	want := map[string]compactRec{}
 	ctx := ctxTimeout(t, 120*time.Second)
