@@ -400,12 +400,13 @@ func TestCompactionKillParticipant(t *testing.T) {
 	// make the active segment roll) and redoes the committed cleaning.
 	c.restartNode(t, victim)
 	seeds = c.kafkaAddrs(c.ids()...)
+	workloadEnd := sentinel + 1
 	sentinel = produceUntil(t, seeds, topic, "after", want, 60*time.Second, fmt.Sprintf("node %d back in the active replica set", victim), func() (bool, string) {
 		d, ok := c.cleanVia(t, live[0], topic)
 		a := d.active()
 		return ok && slices.Contains(a.Replicas, victim), fmt.Sprintf("active segment %d: replicas %v learners %v", a.ID, a.Replicas, a.Learners)
 	})
-	upTo, sum := waitIdentical(t, c, c.ids(), live[0], topic, sentinel, compactWait)
+	upTo, sum := waitIdentical(t, c, c.ids(), live[0], topic, workloadEnd, compactWait)
 	t.Logf("measure: nodes %v identical below %d (%s) %v after the kill", c.ids(), upTo, sum, time.Since(killed).Round(10*time.Millisecond))
 	waitFor(t, 30*time.Second, fmt.Sprintf("no *.cleaned file left on node %d", victim), func() (bool, string) {
 		left := cleanedFiles(t, c.node(victim).DataDir)

@@ -146,30 +146,33 @@ func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if pc := cs.pending[tp]; pc != nil {
+		if cs.running[tp] {
+			return // its report is being sent
+		}
 		if pc.log != l {
 			delete(cs.pending, tp)
-			m.goTracked(func() { m.abortRewrite(tp, pc, "the log was replaced") })
+			cs.running[tp] = true
+			m.step(tp, 0, func() { m.abortRewrite(tp, pc, "the log was replaced") })
 			return
 		}
 		switch {
 		case part.Cleaned != nil && part.Cleaned.Generation == pc.gen:
 			delete(cs.pending, tp)
 			cs.running[tp] = true
-			m.goTracked(func() { m.settle(tp, t, part, pc) })
+			m.step(tp, 0, func() { m.settle(tp, t, part, pc) })
 		case part.Clean == nil || part.Clean.Generation != pc.gen:
+			// Abandoned: drop the output, then (step's recheck) take
+			// part in the generation that may already be in flight.
 			delete(cs.pending, tp)
 			cs.stats.Abandoned++
-			m.goTracked(func() { m.abortRewrite(tp, pc, "the generation was abandoned") })
+			cs.running[tp] = true
+			m.step(tp, 0, func() { m.abortRewrite(tp, pc, "the generation was abandoned") })
 		default:
-			if _, reported := part.Clean.Reports[m.cfg.NodeID]; !reported && !cs.running[tp] {
+			if _, reported := part.Clean.Reports[m.cfg.NodeID]; !reported {
 				// The report did not commit (the controller was
-				// unreachable): send it again.
+				// unreachable): send it again, after a pause.
 				cs.running[tp] = true
-				m.goTracked(func() {
-					defer m.recheck(tp) // after done: runs once the slot is free
-					defer m.done(tp)
-					m.report(tp, pc.report)
-				})
+				m.step(tp, time.Second, func() { m.report(tp, pc.report) })
 			}
 		}
 		return
@@ -182,15 +185,37 @@ func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
 		if _, reported := cl.Reports[self]; !reported {
 			cs.running[tp] = true
 			cmd := cl.CleanPartition.Clone()
-			m.goTracked(func() { m.participate(tp, t, cmd, part, l) })
+			m.step(tp, 0, func() { m.participate(tp, t, cmd, part, l) })
 			return
 		}
 	}
 	if d := part.Cleaned; d != nil && l.CleanGeneration() < d.Generation && cs.failedRedo[tp] != d.Generation && m.holdsAll(part, d) {
 		cs.running[tp] = true
 		cmd := d.Clone()
-		m.goTracked(func() { m.redo(tp, t, cmd, part, l) })
+		m.step(tp, 0, func() { m.redo(tp, t, cmd, part, l) })
 	}
+}
+
+// step runs one cleaning job of tp (checkClean marked tp running) on its
+// own goroutine, after pause; then it clears running and rechecks tp:
+// the next job (settle a generation its report committed, take part in
+// the generation that replaced an abandoned one, redo a commit its
+// output did not match) may follow without any metadata change, and the
+// reconcile loop only revisits partitions whose metadata changed.
+func (m *Manager) step(tp storage.TopicPartition, pause time.Duration, fn func()) {
+	m.goTracked(func() {
+		if pause > 0 {
+			select {
+			case <-time.After(pause):
+			case <-m.ctx.Done():
+			}
+		}
+		if m.ctx.Err() == nil {
+			fn()
+		}
+		m.done(tp)
+		m.recheck(tp) // after done: runs once the slot is free
+	})
 }
 
 // holdsAll reports whether this node is a replica of every segment of
@@ -243,8 +268,6 @@ func (m *Manager) release() { <-m.clean.sem }
 // reports the outcome; a prepared output waits in pending for the
 // generation's commit.
 func (m *Manager) participate(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log) {
-	defer m.recheck(tp) // after done: runs once the slot is free
-	defer m.done(tp)
 	if !m.acquire() {
 		return
 	}
@@ -282,7 +305,6 @@ func (m *Manager) report(tp storage.TopicPartition, rep metadata.CleanReport) {
 // bytes (it did not take part, or its output differed) and swaps the
 // result in only if it matches the committed checksums.
 func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log) {
-	defer m.done(tp)
 	if !m.acquire() {
 		return
 	}
@@ -315,11 +337,9 @@ func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata
 // settle swaps a participant's prepared output in once its generation
 // committed with the same checksums, and drops it otherwise.
 func (m *Manager) settle(tp storage.TopicPartition, t metadata.Topic, part metadata.Partition, pc *pendingClean) {
-	defer m.recheck(tp) // after done: runs once the slot is free
-	defer m.done(tp)
 	if !matchesCommitted(part, pc.results) {
 		m.abortRewrite(tp, pc, "the committed checksums differ from this node's output")
-		return // recheck redoes it
+		return // step's recheck redoes it
 	}
 	if err := pc.rw.Commit(pc.gen); err != nil {
 		// Before the swap's commit point the rewrite is still pending:

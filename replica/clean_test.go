@@ -3,9 +3,13 @@ package replica
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
@@ -315,5 +319,78 @@ func TestMergeAfterCleaning(t *testing.T) {
 	c.nodes[1].m.maybeClean(tp0, c.log(1))
 	if got := c.partition().Segments; len(got) != 2 || got[0].Checksum != segs[0].Checksum {
 		t.Fatalf("a second check changed the chain: %+v", got)
+	}
+}
+
+// TestCleaningNextGenerationAfterAnAbandonedOne: a participant is
+// fenced while the others clean generation 1; the leader abandons it and
+// proposes generation 2 (the two live nodes) once both have cleaned and
+// are reporting, so the reconcile that follows those changes finds them
+// busy, and their generation 1 reports are refused. Reconciling, as the broker
+// does, only when the partition's metadata changes, the two must still
+// drop their generation 1 output, take part in generation 2, commit it
+// and swap it in (nothing changes the metadata between the refused
+// reports and their generation 2 reports).
+func TestCleaningNextGenerationAfterAnAbandonedOne(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	c.writeVersions(1)
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	if cl := c.partition().Clean; cl == nil || cl.Generation != 1 {
+		t.Fatalf("proposed cleaning %+v", cl)
+	}
+	var mu sync.Mutex
+	seen := "" // the partition's cleaning state nodes 1 and 2 last reconciled
+	reconcileOnChange := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		p := c.partition()
+		if k := fmt.Sprintf("%+v %+v %d", p.Clean, p.Cleaned, p.CleanGen); k != seen {
+			seen = k
+			c.nodes[1].reconcile("t")
+			c.nodes[2].reconcile("t")
+		}
+	}
+	// The generation 1 reports wait until both nodes have cleaned; then
+	// the leader abandons it and proposes generation 2, and the
+	// reconcile that change causes finds both busy reporting.
+	var arrived atomic.Int32
+	both := make(chan struct{})
+	c.meta.setHook(func(cmd metadata.Command) error {
+		if r, ok := cmd.(metadata.CleanReport); ok && r.Generation == 1 {
+			if arrived.Add(1) == 2 {
+				if err := c.meta.fsm.Apply(metadata.SetBrokerState{ID: 3, From: metadata.BrokerAlive, To: metadata.BrokerFenced}); err != nil {
+					t.Error(err)
+				}
+				c.nodes[1].m.maybeClean(tp0, c.log(1)) // abandons generation 1
+				c.nodes[1].m.maybeClean(tp0, c.log(1)) // proposes generation 2
+				reconcileOnChange()
+				close(both)
+			}
+			select {
+			case <-both:
+			case <-time.After(10 * time.Second):
+				return errors.New("test: the other generation 1 report did not come")
+			}
+		}
+		return c.meta.fsm.Apply(cmd)
+	})
+	reconcileOnChange()
+	c.eventually("generation 2 committed and swapped in on nodes 1 and 2", func() bool {
+		reconcileOnChange()
+		return c.log(1).CleanGeneration() == 2 && c.log(2).CleanGeneration() == 2
+	})
+	if p := c.partition(); p.Clean != nil || p.CommittedGeneration() != 2 || !slices.Equal(p.Cleaned.Participants, []int32{1, 2}) {
+		t.Fatalf("after generation 2: clean %+v cleaned %+v", p.Clean, p.Cleaned)
+	}
+	c.checkCleaned(1, 2)
+	c.checkCleaned(2, 2)
+	if !c.sameBytes(1, 2) {
+		t.Fatal("nodes 1 and 2 differ")
+	}
+	for _, id := range []int32{1, 2} {
+		if st := c.nodes[id].m.CleanerStats(); st.Abandoned != 1 || st.Cleanings != 1 {
+			t.Fatalf("node %d stats %+v, want one abandoned generation and one cleaning", id, st)
+		}
 	}
 }
