@@ -55,13 +55,15 @@ type ProducerEntry struct {
 // ProducerStates is not safe for concurrent use; the owning log's mutex
 // guards it.
 type ProducerStates struct {
-	m    map[int64]*ProducerEntry
-	open int // entries with an open transaction (TxnFirstOffset >= 0)
+	m map[int64]*ProducerEntry
+	// txns holds the entries with an open transaction (TxnFirstOffset
+	// >= 0), so that the LSO costs O(open transactions), not O(producers).
+	txns map[int64]*ProducerEntry
 }
 
 // NewProducerStates returns an empty ProducerStates.
 func NewProducerStates() *ProducerStates {
-	return &ProducerStates{m: make(map[int64]*ProducerEntry)}
+	return &ProducerStates{m: make(map[int64]*ProducerEntry), txns: make(map[int64]*ProducerEntry)}
 }
 
 // LastSeq is the sequence number of the last record of a batch of count
@@ -144,7 +146,7 @@ func (s *ProducerStates) UpdateTxn(pid int64, epoch int16, firstSeq int32, count
 	e := s.entry(pid, epoch)
 	if transactional && e.TxnFirstOffset < 0 {
 		e.TxnFirstOffset = firstOffset
-		s.open++
+		s.txns[pid] = e
 	}
 	if epoch != e.Epoch {
 		e.Epoch = epoch
@@ -168,7 +170,7 @@ func (s *ProducerStates) BeginTxn(pid int64, epoch int16, firstOffset int64) {
 	e := s.entry(pid, epoch)
 	if e.TxnFirstOffset < 0 {
 		e.TxnFirstOffset = firstOffset
-		s.open++
+		s.txns[pid] = e
 	}
 }
 
@@ -202,9 +204,7 @@ func (s *ProducerStates) EndTxn(pid int64, epoch int16, coordinatorEpoch int32, 
 		e.Batches = e.Batches[:0]
 	}
 	firstOffset = e.TxnFirstOffset
-	if firstOffset >= 0 {
-		s.open--
-	}
+	delete(s.txns, pid)
 	e.TxnFirstOffset = NoTxn
 	e.CoordinatorEpoch = coordinatorEpoch
 	e.LastTimestamp = max(e.LastTimestamp, ts)
@@ -212,16 +212,13 @@ func (s *ProducerStates) EndTxn(pid int64, epoch int16, coordinatorEpoch int32, 
 }
 
 // OpenTxns is the number of producers with an open transaction.
-func (s *ProducerStates) OpenTxns() int { return s.open }
+func (s *ProducerStates) OpenTxns() int { return len(s.txns) }
 
 // FirstUnstableOffset is the smallest first offset of an open transaction
 // other than exclude's (-1: none excluded); NoTxn when there is none.
 func (s *ProducerStates) FirstUnstableOffset(exclude int64) int64 {
 	first := int64(NoTxn)
-	if s.open == 0 {
-		return first
-	}
-	for pid, e := range s.m {
+	for pid, e := range s.txns {
 		if pid != exclude && e.TxnFirstOffset >= 0 && (first < 0 || e.TxnFirstOffset < first) {
 			first = e.TxnFirstOffset
 		}
@@ -237,11 +234,9 @@ type OpenTxn struct {
 
 // OpenTransactions lists the open transactions, by first offset.
 func (s *ProducerStates) OpenTransactions() []OpenTxn {
-	out := make([]OpenTxn, 0, s.open)
-	for pid, e := range s.m {
-		if e.TxnFirstOffset >= 0 {
-			out = append(out, OpenTxn{ProducerID: pid, FirstOffset: e.TxnFirstOffset})
-		}
+	out := make([]OpenTxn, 0, len(s.txns))
+	for pid, e := range s.txns {
+		out = append(out, OpenTxn{ProducerID: pid, FirstOffset: e.TxnFirstOffset})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].FirstOffset < out[j].FirstOffset })
 	return out
@@ -265,7 +260,7 @@ func (s *ProducerStates) Entries() []ProducerEntry {
 // the newest MaxRetainedBatches batches of an entry are kept.
 func (s *ProducerStates) Load(entries []ProducerEntry) {
 	s.m = make(map[int64]*ProducerEntry, len(entries))
-	s.open = 0
+	s.txns = make(map[int64]*ProducerEntry)
 	for _, e := range entries {
 		c := e
 		bs := e.Batches
@@ -274,13 +269,12 @@ func (s *ProducerStates) Load(entries []ProducerEntry) {
 		}
 		c.Batches = make([]ProducerBatch, len(bs), MaxRetainedBatches)
 		copy(c.Batches, bs)
-		if prev, ok := s.m[e.ProducerID]; ok && prev.TxnFirstOffset >= 0 {
-			s.open--
-		}
-		if c.TxnFirstOffset >= 0 {
-			s.open++
-		}
 		s.m[e.ProducerID] = &c
+		if c.TxnFirstOffset >= 0 {
+			s.txns[e.ProducerID] = &c
+		} else {
+			delete(s.txns, e.ProducerID)
+		}
 	}
 }
 

@@ -610,3 +610,68 @@ func TestTransactionsRewrite(t *testing.T) {
 	l = openLog(t, e, txnCfg)
 	checkTxnLog(t, l)
 }
+
+// BenchmarkAppendTransactional compares Append of transactional batches
+// (one open transaction, as a producer inside a transaction writes) with
+// idempotent ones, with 1,000 other producers (in open transactions for
+// the transactional kind) and a COMMIT every 1,000 batches.
+func BenchmarkAppendTransactional(b *testing.B) {
+	for _, run := range []struct{ fs, kind string }{{"disk", "idempotent"}, {"disk", "transactional"}, {"mem", "idempotent"}, {"mem", "transactional"}} {
+		kind := run.kind
+		b.Run("fs="+run.fs+"/"+kind, func(b *testing.B) {
+			// mem (CrashFS) leaves out the file system's noise.
+			var e *Engine
+			if run.fs == "mem" {
+				e = openEngine(b, NewCrashFS(), FsyncNever, nil)
+			} else {
+				e = benchEngine(b, b.TempDir(), IOSyscall, FsyncNever)
+			}
+			defer e.Close()
+			l, err := e.OpenLog(TopicPartition{Topic: "bench", Partition: 0}, LogConfig{SegmentBytes: 256 << 20, RetentionBytes: -1, RetentionMs: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			// 1,000 other producers, each with an open transaction
+			// when kind is transactional.
+			for pid := int64(1); pid <= 1000; pid++ {
+				s := idem(pid, 0, 0, 1)
+				s.valueSize = 10
+				bb := makeBatch(s)
+				if kind == "transactional" {
+					setAttrs(bb, kafkaproto.AttrTransactional)
+				}
+				h, _ := validate(bb)
+				if _, err := l.Append(bb, h, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			s := idem(5000, 0, 0, 10)
+			s.valueSize = 100
+			proto := makeBatch(s)
+			b.SetBytes(int64(len(proto)))
+			b.ResetTimer()
+			for i := range b.N {
+				bb := append([]byte(nil), proto...)
+				binary.BigEndian.PutUint32(bb[53:], uint32(i*10)) // base sequence
+				attrs := int16(0)
+				if kind == "transactional" {
+					attrs = kafkaproto.AttrTransactional
+				}
+				setAttrs(bb, attrs)
+				h, _ := validate(bb)
+				if _, err := l.Append(bb, h, 1); err != nil {
+					b.Fatal(err)
+				}
+				if kind == "transactional" && i%1000 == 999 {
+					if _, err := l.AppendMarker(5000, 0, 0, true, 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if i%1000 == 999 {
+					// Both kinds read the LSO as a fetch does.
+					l.LastStableOffset()
+				}
+			}
+		})
+	}
+}
