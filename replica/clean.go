@@ -561,7 +561,7 @@ func (m *Manager) maybeClean(tp storage.TopicPartition, l *storage.Log) {
 	if m.maybeMerge(ctx, t, tp, part, l) {
 		return
 	}
-	cmd, ratio, lag, due := m.cleanable(t, tp.Partition, part, cc, l.LogStartOffset(), now)
+	cmd, ratio, lag, due := m.cleanable(t, tp.Partition, part, cc, l.LogStartOffset(), l.LastStableOffset(), now)
 	m.clean.mu.Lock()
 	m.clean.dirty[tp] = DirtyState{Ratio: ratio, LagMs: lag}
 	m.clean.mu.Unlock()
@@ -667,11 +667,11 @@ func (m *Manager) maybeMerge(ctx context.Context, t metadata.Topic, tp storage.T
 // cleanable computes the cleaning of t/p the leader would propose now:
 // its range starts at the leader's log start (inside the first segment
 // that holds it) and runs over whole sealed segments up to the last one
-// sealed at least min.compaction.lag.ms ago (each, but the first, with a
-// checksum); it is due when the dirty part's share of the bytes reaches
+// sealed at least min.compaction.lag.ms ago and ending at or below the
+// last stable offset stable (each, but the first, with a checksum); it is due when the dirty part's share of the bytes reaches
 // min.cleanable.dirty.ratio, or a dirty segment was sealed more than
 // max.compaction.lag.ms ago.
-func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, cc CompactionConfig, logStart, now int64) (cmd metadata.CleanPartition, ratio float64, lagMs int64, due bool) {
+func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, cc CompactionConfig, logStart, stable, now int64) (cmd metadata.CleanPartition, ratio float64, lagMs int64, due bool) {
 	cmd = metadata.CleanPartition{Topic: t.Name, ID: t.ID, Partition: p, Generation: part.CleanGen + 1, NowMs: now, Start: logStart}
 	var total, dirty int64
 	firstDirty := int64(-1)
@@ -691,7 +691,10 @@ func (m *Manager) cleanable(t metadata.Topic, p int32, part metadata.Partition, 
 			continue // empty: nothing to clean
 		}
 		partial := s.BaseOffset < logStart
-		if (s.Bytes == 0 && !partial) || now-s.SealedAtMs < cc.MinLagMs {
+		// Never at or above the first unstable offset (an open
+		// transaction's first offset; stable is the leader's last
+		// stable offset).
+		if (s.Bytes == 0 && !partial) || now-s.SealedAtMs < cc.MinLagMs || s.EndOffset > stable {
 			break
 		}
 		cmd.Segments = append(cmd.Segments, metadata.CleanSegment{ID: s.ID, Base: s.BaseOffset, End: s.EndOffset, SealedAtMs: s.SealedAtMs, Horizons: slices.Clone(s.Epochs)})

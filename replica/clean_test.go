@@ -3,8 +3,10 @@ package replica
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -392,5 +394,56 @@ func TestCleaningNextGenerationAfterAnAbandonedOne(t *testing.T) {
 		if st := c.nodes[id].m.CleanerStats(); st.Abandoned != 1 || st.Cleanings != 1 {
 			t.Fatalf("node %d stats %+v, want one abandoned generation and one cleaning", id, st)
 		}
+	}
+}
+
+// txnBatch is AppendBatch's batch for key=value made transactional for
+// producer pid (attributes bit 4, producer id, sequence 0, CRC redone).
+func txnBatch(pid int64, key, value string) []byte {
+	b := kafkaproto.AppendBatch(nil, 1000, []kafkaproto.KV{{Key: []byte(key), Value: []byte(value)}})
+	binary.BigEndian.PutUint16(b[21:], binary.BigEndian.Uint16(b[21:])|0x10) // transactional
+	binary.BigEndian.PutUint64(b[43:], uint64(pid))                          // producer id
+	binary.BigEndian.PutUint16(b[51:], 0)                                    // producer epoch
+	binary.BigEndian.PutUint32(b[53:], 0)                                    // base sequence
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// TestCleaningStopsAtTheFirstUnstableOffset: an open transaction in a
+// sealed segment bounds the cleanable range: the leader proposes a
+// cleaning only of the segments before it.
+func TestCleaningStopsAtTheFirstUnstableOffset(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	for v := range 2 {
+		for k := range 5 {
+			c.produceKV(1, fmt.Sprintf("k%d", k), fmt.Appendf(nil, "v%d", v))
+		}
+		c.rollOn(1)
+	}
+	// [10, 11): an open transaction, then a plain record; both sealed.
+	lp := c.nodes[1].m.Leader(tp0)
+	b := txnBatch(42, "t", "open")
+	h, err := kafkaproto.ValidateBatch(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch, release, err := lp.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lp.log.Append(b, h, epoch); err != nil {
+		t.Fatal(err)
+	}
+	release(int64(len(b)))
+	c.produceKV(1, "k0", []byte("v9"))
+	c.rollOn(1)
+	if lso := c.log(1).LastStableOffset(); lso != 10 {
+		t.Fatalf("last stable offset %d, want 10 (the open transaction's first offset)", lso)
+	}
+	c.nodes[1].m.maybeClean(tp0, c.log(1))
+	cl := c.partition().Clean
+	if cl == nil || cl.UpTo != 10 {
+		t.Fatalf("proposed cleaning %+v, want one up to 10", cl)
 	}
 }
