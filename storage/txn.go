@@ -231,6 +231,8 @@ func (l *Log) trackAbortedLocked(e abortedEntry) {
 // LastStableOffset is the offset below which every transaction is
 // complete and the high watermark has passed: min(the first offset of
 // every open transaction, HW). read_committed consumers read below it.
+// A transaction whose first offset retention or DeleteRecords removed
+// holds it at the log start offset (as Kafka's firstUnstableOffset).
 func (l *Log) LastStableOffset() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -238,10 +240,19 @@ func (l *Log) LastStableOffset() int64 {
 }
 
 func (l *Log) lsoLocked() int64 {
-	if first := l.producers.FirstUnstableOffset(-1); first >= 0 && first < l.hw {
-		return first
+	if first := l.producers.FirstUnstableOffset(-1); first >= 0 {
+		return min(max(first, l.logStart), l.hw)
 	}
 	return l.hw
+}
+
+// Producers returns a copy of every producer's state, by producer id
+// (DescribeProducers: epoch, last sequence and timestamp, coordinator
+// epoch, open transaction's first offset).
+func (l *Log) Producers() []fencing.ProducerEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.producers.Entries()
 }
 
 // OpenTransactions lists the producers with an open transaction and its

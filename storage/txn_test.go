@@ -420,6 +420,27 @@ func TestTransactionsCrashRecovery(t *testing.T) {
 	checkLSO(t, l2, 14)
 }
 
+// An open transaction whose first offset DeleteRecords removed holds the
+// LSO at the log start offset, never below it.
+func TestLastStableOffsetAtLogStart(t *testing.T) {
+	e := openEngine(t, NewCrashFS(), FsyncNever, nil)
+	defer e.Close()
+	l := openLog(t, e, txnCfg)
+	buildTxnLog(t, l, false)
+	appendSpec(t, l, plain(1, 40, 1, 0)) // 13
+	checkLSO(t, l, 12)
+	if start, err := l.DeleteRecordsBefore(13); err != nil || start != 13 {
+		t.Fatalf("delete records: %d, %v", start, err)
+	}
+	checkLSO(t, l, 13)
+	if res, err := l.ReadCommitted(13, 1<<20, true); err != nil || res.Data != nil || res.LastStableOffset != 13 {
+		t.Fatalf("read committed at the log start: %+v, %v", res, err)
+	}
+	if p := l.Producers(); len(p) != 3 || p[1].ProducerID != 2 || p[1].TxnFirstOffset != 12 || p[1].CoordinatorEpoch != 5 {
+		t.Fatalf("producers = %+v", p)
+	}
+}
+
 func TestAppendMarkerChecks(t *testing.T) {
 	e := openEngine(t, NewCrashFS(), FsyncNever, nil)
 	defer e.Close()
