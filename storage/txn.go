@@ -246,6 +246,19 @@ func (l *Log) lsoLocked() int64 {
 	return l.hw
 }
 
+// FirstUnstableOffset is the first offset of the oldest open transaction
+// (at least the log start offset); ok is false when none is open. The
+// cleaner stays below it; a roll records it for the sealed segment.
+func (l *Log) FirstUnstableOffset() (offset int64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := l.producers.FirstUnstableOffset(-1)
+	if first < 0 {
+		return -1, false
+	}
+	return max(first, l.logStart), true
+}
+
 // Producers returns a copy of every producer's state, by producer id
 // (DescribeProducers: epoch, last sequence and timestamp, coordinator
 // epoch, open transaction's first offset).
@@ -288,13 +301,14 @@ func (l *Log) AbortedTransactions(from, to int64) ([]AbortedTxn, error) {
 		return nil, fmt.Errorf("storage: aborted transactions of %s: %w", l.tp, ErrClosed)
 	}
 	var out []AbortedTxn
-	if from >= to {
+	if from >= to || from >= l.leo {
 		return out, nil
 	}
-	for _, s := range l.segs {
-		if s.next <= from && s != l.active() {
-			continue
-		}
+	start := 0
+	if from > l.logStart {
+		start = l.segIndexLocked(from)
+	}
+	for _, s := range l.segs[start:] {
 		for _, e := range s.aborted {
 			if e.last >= from && e.first < to {
 				out = append(out, AbortedTxn{ProducerID: e.pid, FirstOffset: e.first})

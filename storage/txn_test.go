@@ -433,6 +433,9 @@ func TestLastStableOffsetAtLogStart(t *testing.T) {
 		t.Fatalf("delete records: %d, %v", start, err)
 	}
 	checkLSO(t, l, 13)
+	if first, ok := l.FirstUnstableOffset(); !ok || first != 13 {
+		t.Fatalf("first unstable offset %d, %v; want 13", first, ok)
+	}
 	if res, err := l.ReadCommitted(13, 1<<20, true); err != nil || res.Data != nil || res.LastStableOffset != 13 {
 		t.Fatalf("read committed at the log start: %+v, %v", res, err)
 	}
@@ -454,7 +457,13 @@ func TestAppendMarkerChecks(t *testing.T) {
 		t.Fatalf("older coordinator epoch: %v", err)
 	}
 	// A newer producer epoch fences markers of the older one.
+	if first, ok := l.FirstUnstableOffset(); ok {
+		t.Fatalf("first unstable offset %d without a transaction", first)
+	}
 	appendTxn(t, l, 6, 2, 0, 1, 1)
+	if first, ok := l.FirstUnstableOffset(); !ok || first != 1 {
+		t.Fatalf("first unstable offset %d, %v; want 1", first, ok)
+	}
 	if _, err := l.AppendMarker(6, 1, 0, false, 7); !errors.Is(err, ErrInvalidProducerEpoch) {
 		t.Fatalf("older producer epoch: %v", err)
 	}
