@@ -52,6 +52,10 @@ type fetchPart struct {
 	// sec holds the partition's records instead of resp.RecordBatches
 	// when they are served from the segment file (sendfile).
 	sec *storage.Section
+	// committed: a read_committed consumer's fetch (isolation_level 1):
+	// records end below the last stable offset and the answer lists the
+	// aborted transactions of the range.
+	committed bool
 }
 
 func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response, func() kmsg.Response) {
@@ -72,6 +76,9 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		resp.ErrorCode = code
 		return resp, nil
 	}
+	// read_committed (v4+): a consumer's fetch reads below the last
+	// stable offset (docs/transactions.md).
+	committed := !replica && req.IsolationLevel == 1
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
@@ -121,7 +128,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			if code == kerr.NotLeaderForPartition.Code && !replica {
 				// Not the leader: serve a sealed range held here, or
 				// point the consumer at the leader (sealed_reads.go).
-				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok {
+				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok && (!committed || sealedCommittedEnd(sr.log, sr.seg.EndOffset) > rp.FetchOffset) {
 					l, code, sealedEnd = sr.log, 0, sr.seg.EndOffset
 				} else if req.Version >= 11 && req.Rack != "" && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive {
 					// Only a client that opted into KIP-392 (it sent
@@ -135,7 +142,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			if code == 0 {
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
 			}
-			if code == 0 && !replica && sealedEnd < 0 && req.Version >= 11 {
+			if code == 0 && !replica && !committed && sealedEnd < 0 && req.Version >= 11 {
 				if pr := b.preferredReplica(topic, rp.Partition, rp.FetchOffset, req.Rack); pr >= 0 {
 					sp.PreferredReadReplica = pr
 					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = l.HighWatermark(), l.HighWatermark(), l.LogStartOffset()
@@ -148,7 +155,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			sp.ErrorCode = code
 			if code == 0 {
-				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica, sealedEnd: sealedEnd})
+				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica, sealedEnd: sealedEnd, committed: committed})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -246,10 +253,20 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		switch {
 		case p.sealedEnd >= 0:
 			// The sealed range is committed; this log's own high
-			// watermark may lag behind the leader's.
+			// watermark may lag behind the leader's. read_committed
+			// stops at the first transaction this replica sees open.
+			end := p.sealedEnd
+			if p.committed {
+				end = sealedCommittedEnd(p.log, p.sealedEnd)
+			}
 			res, err = p.log.ReadUncommitted(p.offset, max(limit, 0), total == 0)
-			res.Data = trimTo(res.Data, p.sealedEnd)
+			res.Data = trimTo(res.Data, end)
 			res.HighWatermark = max(res.HighWatermark, p.sealedEnd)
+			res.LastStableOffset = end
+		case p.committed && sections:
+			res, err = p.log.ReadSectionCommitted(p.offset, max(limit, 0), total == 0)
+		case p.committed:
+			res, err = p.log.ReadCommitted(p.offset, max(limit, 0), total == 0)
 		case p.replica && sections:
 			res, err = p.log.ReadSectionUncommitted(p.offset, max(limit, 0), total == 0)
 		case p.replica:
@@ -262,7 +279,30 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		// Read reports the offsets with an out-of-range error too.
 		sp.HighWatermark = res.HighWatermark
 		sp.LastStableOffset = res.HighWatermark
+		if p.committed {
+			sp.LastStableOffset = res.LastStableOffset
+		}
 		sp.LogStartOffset = res.LogStartOffset
+		sp.AbortedTransactions = nil
+		if err == nil && p.committed && p.offset < res.LastStableOffset {
+			// Every aborted transaction overlapping [offset, LSO):
+			// the records returned end below the LSO, and an entry
+			// past them is harmless (clients filter by producer and
+			// offset).
+			var aborted []storage.AbortedTxn
+			aborted, err = p.log.AbortedTransactions(p.offset, res.LastStableOffset)
+			for _, a := range aborted {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+			}
+			if err != nil && res.Section != nil {
+				if cerr := res.Section.Close(); cerr != nil {
+					b.log.Warn().Err(cerr).Msg("fetch: close section")
+				}
+				res.Section = nil
+			}
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, storage.ErrOffsetOutOfRange):
@@ -377,4 +417,20 @@ func refuseReplicaFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) {
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+}
+
+// sealedCommittedEnd is where a read_committed fetch of a sealed segment
+// ending at sealedEnd, served by a replica that does not lead the
+// partition, must stop: below the first offset of every transaction this
+// replica's log has open. A transaction is closed here only by its marker
+// in this log, which the leader wrote, so what is below it is decided; a
+// transaction whose marker this replica does not hold (it is in a later
+// segment) stops the read, and the fetch goes to the leader instead
+// (handleFetch), whose last stable offset covers it.
+func sealedCommittedEnd(l *storage.Log, sealedEnd int64) int64 {
+	end := sealedEnd
+	if open := l.OpenTransactions(); len(open) > 0 && open[0].FirstOffset < end {
+		end = open[0].FirstOffset
+	}
+	return end
 }

@@ -40,6 +40,10 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 				continue
 			}
 			switch ts := rp.Timestamp; {
+			case ts == listLatest && req.IsolationLevel == 1:
+				// read_committed (v2+): the last stable offset.
+				sp.Offset = l.LastStableOffset()
+				sp.LeaderEpoch = leaderEpoch
 			case ts == listLatest:
 				sp.Offset = l.HighWatermark()
 				sp.LeaderEpoch = leaderEpoch

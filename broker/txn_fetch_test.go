@@ -1,0 +1,284 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// testTxnBatch is a batch of values from producer pid at epoch starting
+// at sequence seq (-1: none), transactional or not (pid -1: a plain
+// batch).
+func testTxnBatch(pid int64, epoch int16, seq int32, transactional bool, values ...string) []byte {
+	kvs := make([]kafkaproto.KV, len(values))
+	for i, v := range values {
+		kvs[i] = kafkaproto.KV{Key: []byte("k"), Value: []byte(v)}
+	}
+	b := kafkaproto.AppendBatch(nil, time.Now().UnixMilli(), kvs)
+	if pid < 0 {
+		return b
+	}
+	attrs := uint16(0)
+	if transactional {
+		attrs = kafkaproto.AttrTransactional
+	}
+	binary.BigEndian.PutUint16(b[21:], attrs)
+	binary.BigEndian.PutUint64(b[43:], uint64(pid))
+	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[53:], uint32(seq))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// testLogAppend appends to topic/p's log on b as a Produce would (under
+// the leadership when replicated) and, for a marker (batch nil), writes
+// pid's COMMIT or ABORT marker with Log.AppendMarker. It waits until the
+// high watermark covers what it appended and returns its first offset.
+func testLogAppend(t *testing.T, b *Broker, topic string, p int32, batch []byte, pid int64, epoch int16, commit bool) int64 {
+	t.Helper()
+	l, code := b.partitionLog(topic, p)
+	if code != 0 {
+		t.Fatalf("partition %s-%d: error code %d", topic, p, code)
+	}
+	leaderEpoch := int32(0)
+	release := func(int64) {}
+	if l.Replicated() {
+		lead := b.repl.Leader(b.tp(topic, p))
+		if lead == nil {
+			t.Fatalf("%s-%d: no leadership", topic, p)
+		}
+		var err error
+		leaderEpoch, release, err = lead.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		_, e, _ := b.store.FSM().PartitionLeader(topic, p)
+		leaderEpoch = max(e, 0)
+	}
+	var off int64
+	if batch == nil {
+		var err error
+		off, err = l.AppendMarker(pid, epoch, 0, commit, leaderEpoch)
+		release(1)
+		if err != nil {
+			t.Fatalf("marker: %v", err)
+		}
+	} else {
+		h, err := kafkaproto.ValidateBatch(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := l.Append(batch, h, leaderEpoch)
+		release(int64(len(batch)))
+		if err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		off = res.BaseOffset
+	}
+	waitFor(t, func() bool { return l.HighWatermark() == l.LogEndOffset() }, "high watermark at the log end")
+	return off
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type offVal struct {
+	Offset int64
+	Value  string
+}
+
+// consumeN reads n records of topic from the start with cl's isolation.
+func consumeN(t *testing.T, ctx context.Context, b *Broker, topic string, n int, opts ...kgo.Opt) []offVal {
+	t.Helper()
+	cl := newClient(t, b, append([]kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
+	var got []offVal
+	for len(got) < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %v, want %d records: %v", got, n, err)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, offVal{r.Offset, string(r.Value)}) })
+	}
+	return got
+}
+
+// setupTxnLog writes, to a one-partition topic:
+//
+//	0 a0, 1 a1 (plain); 2 c0, 3 c1 (pid 100, committed at 6);
+//	4 x0, 5 x1 (pid 200, aborted at 7); 8 a2 (plain);
+//	9 o0 (pid 300, open); 10 a3 (plain)
+//
+// so the high watermark is 11 and the last stable offset 9.
+func setupTxnLog(t *testing.T, ctx context.Context, b *Broker, topic string) {
+	t.Helper()
+	adm := kadm.NewClient(newClient(t, b))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		batch  []byte
+		pid    int64
+		commit bool
+		want   int64
+	}{
+		{batch: testTxnBatch(-1, 0, 0, false, "a0", "a1"), want: 0},
+		{batch: testTxnBatch(100, 0, 0, true, "c0", "c1"), want: 2},
+		{batch: testTxnBatch(200, 0, 0, true, "x0", "x1"), want: 4},
+		{pid: 100, commit: true, want: 6},
+		{pid: 200, commit: false, want: 7},
+		{batch: testTxnBatch(-1, 0, 0, false, "a2"), want: 8},
+		{batch: testTxnBatch(300, 0, 0, true, "o0"), want: 9},
+		{batch: testTxnBatch(-1, 0, 0, false, "a3"), want: 10},
+	}
+	for i, s := range steps {
+		if off := testLogAppend(t, b, topic, 0, s.batch, s.pid, 0, s.commit); off != s.want {
+			t.Fatalf("step %d: offset %d, want %d", i, off, s.want)
+		}
+	}
+}
+
+func TestFetchReadCommitted(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "txn-fetch"
+	setupTxnLog(t, ctx, b, topic)
+	l, _ := b.partitionLog(topic, 0)
+	if hw, lso := l.HighWatermark(), l.LastStableOffset(); hw != 11 || lso != 9 {
+		t.Fatalf("HW %d LSO %d, want 11 and 9", hw, lso)
+	}
+
+	// The raw answer, copied and with sendfile: records end below the
+	// LSO, and the aborted transaction is listed.
+	cl := newClient(t, b)
+	for _, sendfileOff := range []bool{true, false} {
+		b.sendfileOff.Store(sendfileOff)
+		for _, iso := range []int8{0, 1} {
+			req := kmsg.NewPtrFetchRequest()
+			req.Version = 11
+			req.ReplicaID = -1
+			req.MaxBytes = 1 << 20
+			req.IsolationLevel = iso
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic = topic
+			md, _ := b.store.FSM().Topic(topic)
+			rt.TopicID = md.ID
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.PartitionMaxBytes = 1 << 20
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			resp, err := req.RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp := resp.Topics[0].Partitions[0]
+			if sp.ErrorCode != 0 {
+				t.Fatalf("isolation %d: error %d", iso, sp.ErrorCode)
+			}
+			var lasts []int64
+			if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
+				lasts = append(lasts, h.LastOffset())
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var aborted []storage.AbortedTxn
+			for _, a := range sp.AbortedTransactions {
+				aborted = append(aborted, storage.AbortedTxn{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
+			}
+			wantLasts, wantLSO, wantAborted := []int64{1, 3, 5, 6, 7, 8, 9, 10}, int64(11), []storage.AbortedTxn(nil)
+			if iso == 1 {
+				wantLasts, wantLSO, wantAborted = []int64{1, 3, 5, 6, 7, 8}, 9, []storage.AbortedTxn{{ProducerID: 200, FirstOffset: 4}}
+			}
+			if sp.HighWatermark != 11 || sp.LastStableOffset != wantLSO || !slices.Equal(lasts, wantLasts) || !slices.Equal(aborted, wantAborted) {
+				t.Fatalf("sendfile off %v isolation %d: HW %d LSO %d batches ending %v aborted %v; want HW 11 LSO %d batches ending %v aborted %v",
+					sendfileOff, iso, sp.HighWatermark, sp.LastStableOffset, lasts, aborted, wantLSO, wantLasts, wantAborted)
+			}
+		}
+	}
+
+	// ListOffsets latest: the LSO under read_committed, the HW otherwise.
+	listLatest := func(iso int8) int64 {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = 4
+		req.IsolationLevel = iso
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := resp.Topics[0].Partitions[0]
+		if sp.ErrorCode != 0 {
+			t.Fatalf("ListOffsets isolation %d: error %d", iso, sp.ErrorCode)
+		}
+		return sp.Offset
+	}
+	if c, u := listLatest(1), listLatest(0); c != 9 || u != 11 {
+		t.Fatalf("ListOffsets latest: read_committed %d read_uncommitted %d, want 9 and 11", c, u)
+	}
+
+	// kgo: read_uncommitted sees every data record, aborted ones too,
+	// and no control record.
+	all := consumeN(t, ctx, b, topic, 9)
+	wantAll := []offVal{{0, "a0"}, {1, "a1"}, {2, "c0"}, {3, "c1"}, {4, "x0"}, {5, "x1"}, {8, "a2"}, {9, "o0"}, {10, "a3"}}
+	if !slices.Equal(all, wantAll) {
+		t.Fatalf("read_uncommitted: %v, want %v", all, wantAll)
+	}
+	// read_committed: the committed records, then nothing until pid
+	// 300 commits: its record and the plain one after it come next (so
+	// nothing at or past the LSO was returned before).
+	rc := newClient(t, b, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var got []offVal
+	poll := func(n int) {
+		t.Helper()
+		for len(got) < n {
+			fs := rc.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("read_committed consumed %v: %v", got, err)
+			}
+			fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
+			fs.EachRecord(func(r *kgo.Record) { got = append(got, offVal{r.Offset, string(r.Value)}) })
+		}
+	}
+	poll(5)
+	if want := []offVal{{0, "a0"}, {1, "a1"}, {2, "c0"}, {3, "c1"}, {8, "a2"}}; !slices.Equal(got, want) {
+		t.Fatalf("read_committed: %v, want %v", got, want)
+	}
+	if off := testLogAppend(t, b, topic, 0, nil, 300, 0, true); off != 11 {
+		t.Fatalf("pid 300's COMMIT at %d, want 11", off)
+	}
+	poll(7)
+	if want := []offVal{{0, "a0"}, {1, "a1"}, {2, "c0"}, {3, "c1"}, {8, "a2"}, {9, "o0"}, {10, "a3"}}; !slices.Equal(got, want) {
+		t.Fatalf("read_committed after the commit: %v, want %v", got, want)
+	}
+	if c, u := listLatest(1), listLatest(0); c != 12 || u != 12 {
+		t.Fatalf("ListOffsets latest after the commit: read_committed %d read_uncommitted %d, want 12 and 12", c, u)
+	}
+}
