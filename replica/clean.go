@@ -71,6 +71,11 @@ type cleanState struct {
 	// failedRedo: the committed generation whose redo did not match here
 	// (not retried; the segments are not served from this node).
 	failedRedo map[storage.TopicPartition]int32
+	// joined: the last generation this node took part in, per log.
+	// Reconcile may call checkClean with a snapshot of the metadata taken
+	// before that generation ended (and its prepared output was settled):
+	// it must not take part in it twice.
+	joined map[storage.TopicPartition]joinedGen
 	stats      CleanerStats
 	// dirty: what the leader last computed per compacted partition it
 	// leads.
@@ -87,6 +92,15 @@ type DirtyState struct {
 	LagMs int64
 }
 
+// joinedGen is the last generation a node took part in with a log.
+type joinedGen struct {
+	log *storage.Log
+	gen int32
+}
+
+// covers reports whether generation gen of log l was joined already.
+func (j joinedGen) covers(l *storage.Log, gen int32) bool { return j.log == l && gen <= j.gen }
+
 type pendingClean struct {
 	report  metadata.CleanReport
 	gen     int32
@@ -97,7 +111,7 @@ type pendingClean struct {
 
 func newCleanState(threads int) *cleanState {
 	return &cleanState{sem: make(chan struct{}, max(threads, 1)), running: map[storage.TopicPartition]bool{},
-		pending: map[storage.TopicPartition]*pendingClean{}, failedRedo: map[storage.TopicPartition]int32{},
+		pending: map[storage.TopicPartition]*pendingClean{}, failedRedo: map[storage.TopicPartition]int32{}, joined: map[storage.TopicPartition]joinedGen{},
 		dirty: map[storage.TopicPartition]DirtyState{}}
 }
 
@@ -181,8 +195,9 @@ func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
 		return
 	}
 	self := m.cfg.NodeID
-	if cl := part.Clean; cl != nil && slices.Contains(cl.Participants, self) {
+	if cl := part.Clean; cl != nil && slices.Contains(cl.Participants, self) && !cs.joined[tp].covers(l, cl.Generation) {
 		if _, reported := cl.Reports[self]; !reported {
+			cs.joined[tp] = joinedGen{l, cl.Generation}
 			cs.running[tp] = true
 			cmd := cl.CleanPartition.Clone()
 			m.step(tp, 0, func() { m.participate(tp, t, cmd, part, l) })
