@@ -76,7 +76,7 @@ type cleanState struct {
 	// before that generation ended (and its prepared output was settled):
 	// it must not take part in it twice.
 	joined map[storage.TopicPartition]joinedGen
-	stats      CleanerStats
+	stats  CleanerStats
 	// dirty: what the leader last computed per compacted partition it
 	// leads.
 	dirty map[storage.TopicPartition]DirtyState
