@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -723,5 +726,105 @@ func TestClusterDescribeLogDirs(t *testing.T) {
 			t.Fatalf("log dirs %v (err %v), want %v", got, err, want)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// scrape returns node n's /metrics samples without labels or with the
+// given topic label, by series name (labels dropped).
+func scrape(t *testing.T, n *node, topic string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + n.HTTP + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.label(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.label(), err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "tusk_") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		name, labels, hasLabels := strings.Cut(series, "{")
+		if hasLabels && labels != `topic="`+topic+`"}` {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("scrape %s: %q: %v", n.label(), line, err)
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// TestClusterPartitionMetrics: on a 3-node cluster with one RF=3
+// partition, exactly one node reports it led and none under-replicated
+// or offline; the leader counts the records produced to the topic; once
+// a follower is killed the leader reports it under-replicated (its
+// active segment lacks a live replica, and after the roll that drops the
+// follower, a replica) while no node reports it offline.
+func TestClusterPartitionMetrics(t *testing.T) {
+	card(t, "/metrics (3-node cluster)", "partitions led, under-replicated, offline, per-topic records")
+	c := startCluster(t, 3)
+	const topic = "metrics-rf3"
+	if codes, msgs, err := c.raw(t, 1).createTopics([]string{topic}, 1, nil, 10*time.Second); err != nil || codes[topic] != 0 {
+		t.Fatalf("create %s: %v %v %v", topic, err, codes, msgs)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	}
+	leader := c.metadataOf(t, 1, []string{topic}).Topics[topic].Leaders[0]
+	rc := dialRaw(t, c.node(leader).Kafka)
+	for i := 0; i < 5; i++ {
+		if code, base := produceRaw(t, rc, 9, topic, 0, buildBatch([][]byte{[]byte("x"), []byte("y")}, time.Now().UnixMilli())); code != 0 || base != int64(2*i) {
+			t.Fatalf("produce batch %d: %s at %d", i, errName(code), base)
+		}
+	}
+	for _, id := range c.ids() {
+		m := scrape(t, c.node(id), topic)
+		led := 0.0
+		if id == leader {
+			led = 1
+			if m["tusk_topic_produced_records_total"] != 10 {
+				t.Errorf("leader %d: tusk_topic_produced_records_total{topic=%q} = %v, want 10", id, topic, m["tusk_topic_produced_records_total"])
+			}
+		}
+		if m["tusk_leader_partitions"] != led || m["tusk_under_replicated_partitions"] != 0 || m["tusk_offline_partitions"] != 0 || m["tusk_lease_valid"] != 1 {
+			t.Errorf("node %d: led %v under-replicated %v offline %v lease %v, want %v 0 0 1", id, m["tusk_leader_partitions"], m["tusk_under_replicated_partitions"], m["tusk_offline_partitions"], m["tusk_lease_valid"], led)
+		}
+	}
+	var follower int32
+	for _, id := range c.ids() {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	c.node(follower).Kill9(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m := scrape(t, c.node(leader), topic)
+		if m["tusk_under_replicated_partitions"] == 1 && m["tusk_leader_partitions"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader %d after follower %d died: under-replicated %v led %v, want 1 1", leader, follower, m["tusk_under_replicated_partitions"], m["tusk_leader_partitions"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, id := range c.ids() {
+		if id == follower {
+			continue
+		}
+		if m := scrape(t, c.node(id), topic); m["tusk_offline_partitions"] != 0 {
+			t.Errorf("node %d: tusk_offline_partitions %v, want 0", id, m["tusk_offline_partitions"])
+		}
 	}
 }
