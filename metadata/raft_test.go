@@ -715,9 +715,16 @@ func TestRaftClusterMembership(t *testing.T) {
 	}
 	c.startHeartbeats(4)
 	waitBrokers(t, leader, BrokerAlive, 1, 2, 3, 4)
-	if n4.store.Leader() != leader.id {
-		t.Fatalf("node 4 names leader %d", n4.store.Leader())
-	}
+	// Under load an election may have moved the controller meanwhile:
+	// node 4 must name the current one.
+	leader = c.waitLeader()
+	eventually(t, 5*time.Second, "node 4 names the controller", func() error {
+		if got := n4.store.Leader(); got != leader.id {
+			leader = c.waitLeader()
+			return fmt.Errorf("node 4 names leader %d, the controller is %d", got, leader.id)
+		}
+		return nil
+	})
 	// The new node forwards too.
 	if err := n4.store.Apply(ctx, CreateTopic{Name: "on4", ID: topicID(1), Partitions: 1, Assignments: [][]int32{{4}}}); err != nil {
 		t.Fatal(err)
@@ -737,9 +744,14 @@ func TestRaftClusterMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.pause(4, true) // the node is going away; see the report on heartbeats racing RemoveNode
-	if err := leader.store.RemoveNode(ctx, 4); err != nil {
-		t.Fatal(err)
-	}
+	// An election under load may move the controller: retry on the new one.
+	eventually(t, 10*time.Second, "RemoveNode(4) on the controller", func() error {
+		err := leader.store.RemoveNode(ctx, 4)
+		if errors.Is(err, ErrNotLeader) {
+			leader = c.waitLeader()
+		}
+		return err
+	})
 	if got := membersOf(t, leader.store); !slices.Equal(got, []int32{1, 2, 3}) {
 		t.Fatalf("members after removal: %v", got)
 	}
