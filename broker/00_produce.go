@@ -109,9 +109,6 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 			switch {
 			case !acksOK:
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
-			case req.TransactionID != nil:
-				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-				sp.ErrorMessage = kmsg.StringPtr("transactions are not supported")
 			case nameErr != nil:
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				sp.ErrorMessage = kmsg.StringPtr(nameErr.Error())
@@ -206,6 +203,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 // do not see the handover. It returns the ack to wait for, if any.
 func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, fwd *produceForward,
 	topic string, rp *kmsg.ProduceRequestTopicPartition, sp *kmsg.ProduceResponseTopicPartition, lim appendLimits) (pendingAck, bool) {
+	var txn txnBatch
 	for attempt := 0; ; attempt++ {
 		l, code := b.partitionLog(topic, rp.Partition)
 		if code == kerr.NotLeaderForPartition.Code {
@@ -224,6 +222,18 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 			sp.ErrorCode = code
 			return pendingAck{}, false
 		}
+		if !txn.checked {
+			// Before taking the leadership: the check may ask another
+			// node.
+			var msg string
+			txn, code, msg = b.verifyTxn(rc, req, topic, rp.Partition, l, rp.Records)
+			if code != 0 {
+				sp.ErrorCode = code
+				sp.ErrorMessage = kmsg.StringPtr(msg)
+				return pendingAck{}, false
+			}
+		}
+		lim.txn = txn
 		var last int64
 		var msg string
 		var lead *replica.Leadership
@@ -325,6 +335,9 @@ type appendLimits struct {
 	// key. Only then are records decoded; other topics' batches are
 	// checked by their headers and CRC alone.
 	compact bool
+	// txn is the transactional producer whose batches were verified
+	// (verifyTxn); transactional batches of any other are refused.
+	txn txnBatch
 }
 
 // appendRecords validates every batch of one partition's records and then
@@ -348,7 +361,10 @@ func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, lim 
 		if err != nil {
 			return err
 		}
-		if h.IsTransactional() || h.IsControl() {
+		if h.IsControl() {
+			return errControl
+		}
+		if h.IsTransactional() && (!lim.txn.ok || h.ProducerID != lim.txn.pid || h.ProducerEpoch != lim.txn.epoch) {
 			return errTransactional
 		}
 		batches = append(batches, hb{batch, h})
@@ -360,8 +376,10 @@ func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, lim 
 			return 0, kerr.MessageTooLarge.Code, err.Error()
 		case errors.Is(err, kafkaproto.ErrUnsupportedMagic):
 			return 0, kerr.UnsupportedForMessageFormat.Code, "only record batch v2 (magic 2) is supported"
+		case errors.Is(err, errControl):
+			return 0, kerr.InvalidRecord.Code, "clients may not write control batches"
 		case errors.Is(err, errTransactional):
-			return 0, kerr.TransactionalIDAuthorizationFailed.Code, "transactional and control batches are not supported"
+			return 0, kerr.InvalidRecord.Code, "a transactional batch of a producer other than the verified one"
 		default:
 			return 0, kerr.CorruptMessage.Code, err.Error()
 		}
@@ -408,7 +426,85 @@ func (b *Broker) appendRecords(l *storage.Log, epoch int32, records []byte, lim 
 var (
 	errTooLarge      = errors.New("record batch too large")
 	errTransactional = errors.New("transactional batch")
+	errControl       = errors.New("control batch")
 )
+
+// txnVerifier answers a partition leader's KIP-890 part 1 check
+// (docs/transactions.md, "Broker glue"): is topic/partition part of
+// transactionalID's ongoing transaction at producer id pid and epoch?
+// nil, or a *kerr.Error (possibly wrapped): INVALID_PRODUCER_ID_MAPPING,
+// PRODUCER_FENCED, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE (not added),
+// NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE
+// (txn.Coordinator.Verify's answers). The transaction coordinators'
+// hosting provides it (Broker.txnVerify), asking the coordinator of
+// transactionalID wherever it is.
+type txnVerifier interface {
+	Verify(ctx context.Context, transactionalID string, pid int64, epoch int16, topic string, partition int32) error
+}
+
+// txnBatch is the outcome of verifyTxn for one partition's records.
+type txnBatch struct {
+	checked bool // verifyTxn ran
+	ok      bool // the records hold transactional batches of pid at epoch, verified
+	pid     int64
+	epoch   int16
+}
+
+// verifyTxn checks, on the partition's leader, the transactional batches
+// of one partition's records before they are appended: a Produce with a
+// transactional id, whose producer's transaction is not open on this
+// partition yet, is verified with the transaction coordinator (KIP-890
+// part 1), so a batch of a producer that did not add the partition in
+// this epoch (a zombie, a late retry after an abort) is refused. A
+// transaction already open here was verified when it began; the epoch
+// check of every batch is storage's. The coordinator's retriable answers
+// become NOT_ENOUGH_REPLICAS, as Kafka does for clients that do not know
+// them on Produce.
+func (b *Broker) verifyTxn(rc *request, req *kmsg.ProduceRequest, topic string, partition int32, l *storage.Log, records []byte) (txnBatch, int16, string) {
+	out := txnBatch{checked: true}
+	h, err := kafkaproto.ParseBatchHeader(records)
+	if err != nil || !h.IsTransactional() || h.IsControl() {
+		return out, 0, "" // appendRecords answers what is wrong
+	}
+	switch {
+	case req.TransactionID == nil:
+		return out, kerr.InvalidRecord.Code, "a transactional batch in a Produce without a transactional id"
+	case *req.TransactionID == "":
+		return out, kerr.InvalidRequest.Code, "empty transactional id"
+	case h.ProducerID < 0 || h.ProducerEpoch < 0:
+		return out, kerr.InvalidRecord.Code, "a transactional batch without a producer id"
+	}
+	verifier := b.txnVerify.Load()
+	if verifier == nil {
+		return out, kerr.TransactionalIDAuthorizationFailed.Code, "transactions are not supported"
+	}
+	out.pid, out.epoch = h.ProducerID, h.ProducerEpoch
+	for _, o := range l.OpenTransactions() {
+		if o.ProducerID == h.ProducerID {
+			out.ok = true
+			return out, 0, ""
+		}
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(rc.ctx(), timeout)
+	defer cancel()
+	if err := (*verifier).Verify(ctx, *req.TransactionID, h.ProducerID, h.ProducerEpoch, topic, partition); err != nil {
+		var ke *kerr.Error
+		if !errors.As(err, &ke) {
+			return out, kerr.NotEnoughReplicas.Code, fmt.Sprintf("verify the transaction with its coordinator: %v", err)
+		}
+		switch ke {
+		case kerr.ConcurrentTransactions, kerr.CoordinatorLoadInProgress, kerr.CoordinatorNotAvailable, kerr.NotCoordinator, kerr.RequestTimedOut:
+			return out, kerr.NotEnoughReplicas.Code, fmt.Sprintf("verify the transaction with its coordinator: %v", err)
+		}
+		return out, ke.Code, fmt.Sprintf("verify the transaction with its coordinator: %v", err)
+	}
+	out.ok = true
+	return out, 0, ""
+}
 
 // keyCheck refuses records without a key in batches produced to compacted
 // topics, as Kafka does (the cleaner could not keep or remove them).

@@ -116,6 +116,12 @@ type Broker struct {
 	// (tests compare both paths).
 	sendfileOff atomic.Bool
 
+	// txnVerify answers a partition leader's KIP-890 part 1 check of a
+	// transactional batch (00_produce.go); nil until the transaction
+	// coordinators are hosted, and then transactional batches are
+	// refused. Set with Store (before or while serving).
+	txnVerify atomic.Pointer[txnVerifier]
+
 	// fetchSessions holds the incremental fetch sessions (KIP-227) of
 	// clients and followers (fetch_session.go).
 	fetchSessions *fetchSessions

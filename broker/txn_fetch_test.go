@@ -3,12 +3,15 @@ package broker
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -280,5 +283,118 @@ func TestFetchReadCommitted(t *testing.T) {
 	}
 	if c, u := listLatest(1), listLatest(0); c != 12 || u != 12 {
 		t.Fatalf("ListOffsets latest after the commit: read_committed %d read_uncommitted %d, want 12 and 12", c, u)
+	}
+}
+
+// fakeVerifier allows what is in allowed and answers err otherwise.
+type fakeVerifier struct {
+	mu      sync.Mutex
+	allowed map[string]bool // "T/pid/epoch/topic/partition"
+	err     error
+	calls   int
+}
+
+func (f *fakeVerifier) Verify(_ context.Context, id string, pid int64, epoch int16, topic string, p int32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.allowed[fmt.Sprintf("%s/%d/%d/%s/%d", id, pid, epoch, topic, p)] {
+		return nil
+	}
+	return f.err
+}
+
+func (f *fakeVerifier) set(err error, allowed ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+	f.allowed = map[string]bool{}
+	for _, a := range allowed {
+		f.allowed[a] = true
+	}
+}
+
+func TestProduceTransactionalVerified(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "txn-produce"
+	cl := newClient(t, b)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	produce := func(txnID *string, batch []byte) (int16, int64) {
+		t.Helper()
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis, req.TransactionID = -1, 10000, txnID
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = batch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := resp.Topics[0].Partitions[0]
+		return sp.ErrorCode, sp.BaseOffset
+	}
+	l, _ := b.partitionLog(topic, 0)
+	id := kmsg.StringPtr("T")
+	steps := []struct {
+		name    string
+		setup   func(f *fakeVerifier)
+		txnID   *string
+		batch   []byte
+		code    int16
+		base    int64
+		leo     int64
+		lso     int64
+		calls   int
+		install bool
+	}{
+		{name: "no coordinators hosted", txnID: id, batch: testTxnBatch(500, 0, 0, true, "v0"), code: kerr.TransactionalIDAuthorizationFailed.Code, base: -1, calls: 0},
+		{name: "not added", install: true, setup: func(f *fakeVerifier) { f.set(kerr.InvalidTxnState) }, txnID: id, batch: testTxnBatch(500, 0, 0, true, "v0"), code: kerr.InvalidTxnState.Code, base: -1, calls: 1},
+		{name: "coordinator moving", setup: func(f *fakeVerifier) { f.set(kerr.NotCoordinator) }, txnID: id, batch: testTxnBatch(500, 0, 0, true, "v0"), code: kerr.NotEnoughReplicas.Code, base: -1, calls: 2},
+		{name: "no transactional id", txnID: nil, batch: testTxnBatch(500, 0, 0, true, "v0"), code: kerr.InvalidRecord.Code, base: -1, calls: 2},
+		{name: "plain batch", txnID: id, batch: testTxnBatch(-1, 0, 0, false, "c"), code: 0, base: 0, leo: 1, lso: 1, calls: 2},
+		{name: "added", setup: func(f *fakeVerifier) { f.set(kerr.InvalidTxnState, "T/500/0/"+topic+"/0") }, txnID: id, batch: testTxnBatch(500, 0, 0, true, "v0"), code: 0, base: 1, leo: 2, lso: 1, calls: 3},
+		{name: "open here: not asked again", setup: func(f *fakeVerifier) { f.set(kerr.InvalidTxnState) }, txnID: id, batch: testTxnBatch(500, 0, 1, true, "v1"), code: 0, base: 2, leo: 3, lso: 1, calls: 3},
+		{name: "another producer", txnID: id, batch: testTxnBatch(501, 0, 0, true, "w0"), code: kerr.InvalidTxnState.Code, base: -1, leo: 3, lso: 1, calls: 4},
+	}
+	f := new(fakeVerifier)
+	for _, s := range steps {
+		if s.install {
+			var v txnVerifier = f
+			b.txnVerify.Store(&v)
+		}
+		if s.setup != nil {
+			s.setup(f)
+		}
+		if s.leo == 0 {
+			s.leo, s.lso = l.LogEndOffset(), l.LastStableOffset()
+		}
+		code, base := produce(s.txnID, s.batch)
+		f.mu.Lock()
+		calls := f.calls
+		f.mu.Unlock()
+		if code != s.code || base != s.base || calls != s.calls || l.LogEndOffset() != s.leo || l.LastStableOffset() != s.lso {
+			t.Fatalf("%s: code %d base %d, %d verifications, LEO %d LSO %d; want code %d base %d, %d verifications, LEO %d LSO %d",
+				s.name, code, base, calls, l.LogEndOffset(), l.LastStableOffset(), s.code, s.base, s.calls, s.leo, s.lso)
+		}
+	}
+	// A client's control batch is refused.
+	marker := testTxnBatch(500, 0, -1, true, "m")
+	binary.BigEndian.PutUint16(marker[21:], kafkaproto.AttrTransactional|kafkaproto.AttrControl)
+	binary.BigEndian.PutUint32(marker[17:], crc32.Checksum(marker[21:], crc32.MakeTable(crc32.Castagnoli)))
+	if code, _ := produce(id, marker); code != kerr.InvalidRecord.Code {
+		t.Fatalf("client control batch: code %d, want INVALID_RECORD", code)
+	}
+	// After the COMMIT, the producer's next transaction is verified
+	// again.
+	testLogAppend(t, b, topic, 0, nil, 500, 0, true)
+	if code, _ := produce(id, testTxnBatch(500, 0, 2, true, "v2")); code != kerr.InvalidTxnState.Code || l.LastStableOffset() != 4 {
+		t.Fatalf("after the commit, not added: code %d LSO %d, want INVALID_TXN_STATE and 4", code, l.LastStableOffset())
 	}
 }
