@@ -50,6 +50,7 @@ func registry() []api {
 		apiDeleteGroups(),
 		apiOffsetDelete(),
 		apiOffsetForLeaderEpoch(),
+		apiDescribeProducers(),
 	}
 }
 

@@ -398,3 +398,41 @@ func TestProduceTransactionalVerified(t *testing.T) {
 		t.Fatalf("after the commit, not added: code %d LSO %d, want INVALID_TXN_STATE and 4", code, l.LastStableOffset())
 	}
 }
+
+func TestDescribeProducers(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "txn-producers"
+	start := time.Now().UnixMilli()
+	setupTxnLog(t, ctx, b, topic)
+	req := kmsg.NewPtrDescribeProducersRequest()
+	rt := kmsg.NewDescribeProducersRequestTopic()
+	rt.Topic = topic
+	rt.Partitions = []int32{0}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, newClient(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := resp.Topics[0].Partitions
+	if len(parts) != 1 || parts[0].ErrorCode != 0 {
+		t.Fatalf("partitions %+v, want 0 without error", parts)
+	}
+	type prod struct {
+		pid                        int64
+		epoch, lastSeq, coordEpoch int32
+		txnStart                   int64
+	}
+	var got []prod
+	for _, ap := range parts[0].ActiveProducers {
+		if ap.LastTimestamp < start || ap.LastTimestamp > time.Now().UnixMilli() {
+			t.Fatalf("producer %d: last timestamp %d outside [%d, now]", ap.ProducerID, ap.LastTimestamp, start)
+		}
+		got = append(got, prod{ap.ProducerID, ap.ProducerEpoch, ap.LastSequence, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset})
+	}
+	want := []prod{{100, 0, 1, 0, -1}, {200, 0, 1, 0, -1}, {300, 0, 0, -1, 9}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("active producers %+v, want %+v", got, want)
+	}
+}
