@@ -361,11 +361,27 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, 
 			if err != nil {
 				return fmt.Errorf("batch at %d: %w", h.BaseOffset, err)
 			}
+			if h.IsControl() {
+				// A transaction's marker (28_txn_offset_commit.go).
+				if h.BaseOffset >= off {
+					if err := replayControl(c, h, recs); err != nil {
+						return err
+					}
+				}
+				off = h.LastOffset() + 1
+				return nil
+			}
 			for _, r := range recs {
 				if r.Offset < off {
 					continue
 				}
-				if err := c.Replay(groups.Record{Key: r.Key, Value: r.Value}); err != nil {
+				rec := groups.Record{Key: r.Key, Value: r.Value}
+				if h.IsTransactional() {
+					err = c.ReplayTxn(h.ProducerID, rec)
+				} else {
+					err = c.Replay(rec)
+				}
+				if err != nil {
 					return fmt.Errorf("record %d: %w", r.Offset, err)
 				}
 				n++

@@ -41,6 +41,7 @@ func registry() []api {
 		apiDescribeCluster(),
 		apiOffsetCommit(),
 		apiOffsetFetch(),
+		apiTxnOffsetCommit(),
 		apiJoinGroup(),
 		apiHeartbeat(),
 		apiLeaveGroup(),

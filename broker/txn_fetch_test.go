@@ -436,3 +436,118 @@ func TestDescribeProducers(t *testing.T) {
 		t.Fatalf("active producers %+v, want %+v", got, want)
 	}
 }
+
+func TestTxnOffsetCommit(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const group = "txn-group"
+	var b *Broker
+	var cl *kgo.Client
+	start := func() {
+		b = startBroker(t, dir)
+		cl = newClient(t, b)
+		// Creates __consumer_offsets and waits for the coordinator.
+		if _, err := kadm.NewClient(cl).FetchOffsets(ctx, group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+	partition := func() int32 {
+		t.Helper()
+		md, _ := b.store.FSM().Topic(offsetsTopic)
+		return groupPartition(group, md.Partitions)
+	}
+	txnCommit := func(pid int64, member string, generation int32, offset int64) int16 {
+		t.Helper()
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = "T", group, pid, 0
+		req.Generation, req.MemberID = generation, member
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic = "in"
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch = 0, offset, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	fetch := func(requireStable bool) (int16, int64) {
+		t.Helper()
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.RequireStable = requireStable
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = group
+		rt := kmsg.NewOffsetFetchRequestGroupTopic()
+		rt.Topic, rt.Partitions = "in", []int32{0}
+		rg.Topics = append(rg.Topics, rt)
+		req.Groups = append(req.Groups, rg)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Groups) != 1 || resp.Groups[0].ErrorCode != 0 {
+			t.Fatalf("OffsetFetch: %+v", resp.Groups)
+		}
+		p := resp.Groups[0].Topics[0].Partitions[0]
+		return p.ErrorCode, p.Offset
+	}
+	marker := func(pid int64, commit bool) {
+		t.Helper()
+		p := partition()
+		testLogAppend(t, b, offsetsTopic, p, nil, pid, 0, commit)
+		b.offsetsMarkerCommitted(p, pid, commit)
+	}
+	check := func(step string, wantStableCode int16, wantStable, wantPlain int64) {
+		t.Helper()
+		code, off := fetch(true)
+		pcode, poff := fetch(false)
+		if code != wantStableCode || off != wantStable || pcode != 0 || poff != wantPlain {
+			t.Fatalf("%s: RequireStable code %d offset %d, plain code %d offset %d; want %d %d, 0 %d", step, code, off, pcode, poff, wantStableCode, wantStable, wantPlain)
+		}
+	}
+	unstable := kerr.UnstableOffsetCommit.Code
+
+	if code := txnCommit(700, "", -1, 42); code != 0 {
+		t.Fatalf("TxnOffsetCommit: code %d", code)
+	}
+	check("pending", unstable, -1, -1)
+	marker(700, true)
+	check("committed", 0, 42, 42)
+	if code := txnCommit(700, "", -1, 50); code != 0 {
+		t.Fatalf("TxnOffsetCommit: code %d", code)
+	}
+	check("second pending", unstable, -1, 42)
+	marker(700, false)
+	check("aborted", 0, 42, 42)
+	// KIP-447 checks against the (Empty, generation 0) group.
+	if code := txnCommit(701, "no-such-member", -1, 55); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("unknown member: code %d, want UNKNOWN_MEMBER_ID", code)
+	}
+	if code := txnCommit(701, "", 5, 55); code != kerr.IllegalGeneration.Code {
+		t.Fatalf("generation 5: code %d, want ILLEGAL_GENERATION", code)
+	}
+	if code := txnCommit(701, "", -1, 60); code != 0 {
+		t.Fatalf("TxnOffsetCommit: code %d", code)
+	}
+	check("third pending", unstable, -1, 42)
+
+	// A coordinator loaded from the log: the commit, the abort and the
+	// pending transaction come back.
+	restart := func() {
+		t.Helper()
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		start()
+	}
+	restart()
+	check("pending after a restart", unstable, -1, 42)
+	marker(701, true)
+	check("committed after a restart", 0, 60, 60)
+	restart()
+	check("after a second restart", 0, 60, 60)
+}

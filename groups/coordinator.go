@@ -290,17 +290,23 @@ func (c *Coordinator) persist(ctx context.Context, recs []Record) int16 {
 	if len(recs) == 0 {
 		return 0
 	}
+	return c.persistWith(ctx, len(recs), func(ctx context.Context) error { return c.p.Persist(ctx, recs) })
+}
+
+// persistWith runs a persist of n records, cut short by Close, and maps
+// its error to a Kafka error code.
+func (c *Coordinator) persistWith(ctx context.Context, n int, persist func(context.Context) error) int16 {
 	if c.closed.Load() {
 		return kerr.NotCoordinator.Code
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(c.ctx, cancel)()
-	if err := c.p.Persist(ctx, recs); err != nil {
+	if err := persist(ctx); err != nil {
 		if c.closed.Load() {
 			return kerr.NotCoordinator.Code
 		}
-		c.log.Warn().Err(err).Int("records", len(recs)).Msg("groups: persisting __consumer_offsets records failed")
+		c.log.Warn().Err(err).Int("records", n).Msg("groups: persisting __consumer_offsets records failed")
 		var ke *kerr.Error
 		if errors.As(err, &ke) {
 			return ke.Code

@@ -71,6 +71,12 @@
 //     completes a rebalance (before anyone gets an assignment), when a
 //     rebalance leaves the group Empty, and when a static member replaces
 //     its member id without a rebalance.
+//   - transactional offset commits (TxnOffsetCommit, txn.go): the same
+//     offset records in a transactional batch of the producer
+//     (TxnPersister), pending in the group until the broker reports the
+//     transaction's marker (CompleteTxn; ReplayTxn while loading).
+//     OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT for a
+//     partition with one pending.
 //   - tombstones (nil value) for offsets on OffsetDelete, DeleteGroups and
 //     expiry, and for the group metadata on DeleteGroups and when an Empty
 //     group has no offsets left.

@@ -138,7 +138,10 @@ type group struct {
 	subscribed map[string]struct{} // nil: unknown (non-consumer protocol or undecodable)
 
 	offsets map[tp]offsetValue
-	hasMeta bool // a group metadata record exists for the group (replay, persisted rebalance)
+	// pendingTxn holds transactional offset commits (TxnOffsetCommit)
+	// by producer id until its transaction's marker (txn.go).
+	pendingTxn map[int64]map[tp]offsetValue
+	hasMeta    bool // a group metadata record exists for the group (replay, persisted rebalance)
 }
 
 // listing is what ListGroups shows of a group.

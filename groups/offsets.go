@@ -140,8 +140,10 @@ type fetchedTopic struct {
 	parts []kmsg.OffsetFetchResponseGroupTopicPartition
 }
 
-// fetch returns a group's committed offsets; nil topics means all.
-func (c *Coordinator) fetch(name string, topics []fetchTopic, all bool) (int16, []fetchedTopic) {
+// fetch returns a group's committed offsets; nil topics means all. With
+// requireStable, a partition with a transactional commit pending
+// (TxnOffsetCommit before its marker) answers UNSTABLE_OFFSET_COMMIT.
+func (c *Coordinator) fetch(name string, topics []fetchTopic, all, requireStable bool) (int16, []fetchedTopic) {
 	if code := c.preCheck(name); code != 0 {
 		return code, nil
 	}
@@ -175,7 +177,9 @@ func (c *Coordinator) fetch(name string, topics []fetchTopic, all bool) (int16, 
 			rp.Partition = p
 			rp.Offset = -1
 			rp.Metadata = strPtr("")
-			if o, ok := offsets[tp{t.topic, p}]; ok {
+			if requireStable && g != nil && g.txnPending(tp{t.topic, p}) {
+				rp.ErrorCode = kerr.UnstableOffsetCommit.Code
+			} else if o, ok := offsets[tp{t.topic, p}]; ok {
 				rp.Offset = o.offset
 				rp.LeaderEpoch = o.leaderEpoch
 				rp.Metadata = strPtr(o.metadata)
@@ -189,8 +193,8 @@ func (c *Coordinator) fetch(name string, topics []fetchTopic, all bool) (int16, 
 
 // OffsetFetch handles OffsetFetch v0–v9 (batched groups from v8). A group
 // or partition without a committed offset yields offset -1 and no error, as
-// in Kafka. RequireStable needs no handling: there are no pending
-// transactional offsets here.
+// in Kafka. RequireStable (v7+): a partition with a pending transactional
+// commit answers UNSTABLE_OFFSET_COMMIT (offset -1), which clients retry.
 func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
@@ -199,7 +203,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 			for _, t := range rg.Topics {
 				topics = append(topics, fetchTopic{t.Topic, t.Partitions})
 			}
-			code, fetched := c.fetch(rg.Group, topics, rg.Topics == nil)
+			code, fetched := c.fetch(rg.Group, topics, rg.Topics == nil, req.RequireStable)
 			sg := kmsg.NewOffsetFetchResponseGroup()
 			sg.Group = rg.Group
 			sg.ErrorCode = code
@@ -217,7 +221,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	for _, t := range req.Topics {
 		topics = append(topics, fetchTopic{t.Topic, t.Partitions})
 	}
-	code, fetched := c.fetch(req.Group, topics, req.Topics == nil && req.Version >= 2)
+	code, fetched := c.fetch(req.Group, topics, req.Topics == nil && req.Version >= 2, req.Version >= 7 && req.RequireStable)
 	if code != 0 {
 		if req.Version >= 2 {
 			resp.ErrorCode = code
@@ -312,7 +316,7 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 // members, no pending members), writing the group metadata tombstone, as
 // Kafka's cleanupGroupMetadata does. g.mu held.
 func (g *group) maybeDie(ctx context.Context) {
-	if g.state != StateEmpty || len(g.offsets) > 0 || len(g.members) > 0 || len(g.pending) > 0 {
+	if g.state != StateEmpty || len(g.offsets) > 0 || len(g.members) > 0 || len(g.pending) > 0 || len(g.pendingTxn) > 0 {
 		return
 	}
 	if g.persist(ctx, []Record{{Key: groupKey(g.name)}}) != 0 {

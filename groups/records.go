@@ -195,7 +195,7 @@ func (c *Coordinator) ReplayDone() {
 	now := c.cfg.Now()
 	for _, g := range c.snapshot() {
 		g.mu.Lock()
-		if !g.hasMeta && len(g.offsets) == 0 {
+		if !g.hasMeta && len(g.offsets) == 0 && len(g.pendingTxn) == 0 {
 			g.transition(StateDead)
 			c.remove(g)
 			g.unlock()

@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/groups"
+	"github.com/tuskdb/tusk/kafkaproto"
+)
+
+// TxnOffsetCommit 0-3 (KIP-447 member id, generation and instance id
+// from v3): the offsets are written to the group's __consumer_offsets
+// partition as records of the producer's transaction and held pending
+// in the group coordinator until the transaction's marker on that
+// partition (docs/transactions.md). Group requests run in connection
+// order (conn.go: inGroupOrder).
+func apiTxnOffsetCommit() api {
+	return api{key: kmsg.TxnOffsetCommit, min: 0, max: 3, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		req := rc.req.(*kmsg.TxnOffsetCommitRequest)
+		return nil, rc.inGroupOrder(func() kmsg.Response {
+			return b.coordinatorFor(req.Group).TxnOffsetCommit(rc.groupCtx(), req)
+		})
+	}}
+}
+
+// PersistTxn implements groups.TxnPersister: Persist with the records in
+// one transactional batch of producer pid at epoch (no sequence numbers,
+// as Kafka's coordinator writes them).
+func (p *offsetsLog) PersistTxn(ctx context.Context, pid int64, epoch int16, recs []groups.Record) error {
+	kvs := make([]kafkaproto.KV, len(recs))
+	for i, r := range recs {
+		kvs[i] = kafkaproto.KV{Key: r.Key, Value: r.Value}
+	}
+	lp, leaderEpoch, release, err := p.begin(ctx)
+	if err != nil {
+		return err
+	}
+	batch := transactionalBatch(kafkaproto.AppendBatch(nil, p.now().UnixMilli(), kvs), pid, epoch)
+	h, err := kafkaproto.ValidateBatch(batch)
+	if err != nil {
+		release(0)
+		return fmt.Errorf("broker: encode transactional group records: %w", err)
+	}
+	p.mu.Lock()
+	res, err := p.log.Append(batch, h, leaderEpoch)
+	p.mu.Unlock()
+	if err != nil {
+		release(0)
+		return fmt.Errorf("broker: persist transactional group records: %w", err)
+	}
+	release(int64(len(batch)))
+	if err := p.wait(ctx, lp, res.LastOffset); err != nil {
+		return fmt.Errorf("broker: persist transactional group records: %w", err)
+	}
+	return nil
+}
+
+// transactionalBatch makes batch (kafkaproto.AppendBatch's) a
+// transactional batch of producer pid at epoch, without sequence
+// numbers.
+func transactionalBatch(batch []byte, pid int64, epoch int16) []byte {
+	const (
+		crcAt, attrsAt, pidAt, epochAt = 17, 21, 43, 51
+	)
+	binary.BigEndian.PutUint16(batch[attrsAt:], binary.BigEndian.Uint16(batch[attrsAt:])|kafkaproto.AttrTransactional)
+	binary.BigEndian.PutUint64(batch[pidAt:], uint64(pid))
+	binary.BigEndian.PutUint16(batch[epochAt:], uint16(epoch))
+	binary.BigEndian.PutUint32(batch[crcAt:], crc32.Checksum(batch[attrsAt:], crc32.MakeTable(crc32.Castagnoli)))
+	return batch
+}
+
+// offsetsMarkerCommitted tells the group coordinator of __consumer_offsets
+// partition p, if this node hosts it, that producer pid's COMMIT
+// (commit) or ABORT marker was appended there and is committed (the
+// high watermark covers it): the producer's pending transactional
+// offsets become committed offsets or are dropped. WriteTxnMarkers calls
+// it for every marker it writes to __consumer_offsets; a coordinator
+// loaded later sees the marker in the log (replayOffsets).
+func (b *Broker) offsetsMarkerCommitted(p int32, pid int64, commit bool) {
+	b.gc.mu.Lock()
+	c := b.gc.parts[p]
+	b.gc.mu.Unlock()
+	if c != nil {
+		c.CompleteTxn(pid, commit)
+	}
+}
+
+// replayControl applies a __consumer_offsets control batch's marker to
+// c (replayOffsets).
+func replayControl(c *groups.Coordinator, h kafkaproto.BatchHeader, recs []kafkaproto.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	var k kmsg.ControlRecordKey
+	if err := k.ReadFrom(recs[0].Key); err != nil {
+		return fmt.Errorf("control record at %d: %w", recs[0].Offset, err)
+	}
+	switch k.Type {
+	case kmsg.ControlRecordKeyTypeCommit:
+		c.CompleteTxn(h.ProducerID, true)
+	case kmsg.ControlRecordKeyTypeAbort:
+		c.CompleteTxn(h.ProducerID, false)
+	}
+	return nil
+}
