@@ -152,11 +152,14 @@ func TestControllerFailoverInBulk(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := leader.store.FSM().Topic("bulk")
+	since := leader.store.FSM().AppliedIndex()
 
 	c.pause(victim, true)
 	var tp Topic
+	var fsm *FSM
 	eventually(t, 10*time.Second, "failover of every partition", func() error {
-		tp, _ = c.waitLeader().store.FSM().Topic("bulk")
+		fsm = c.waitLeader().store.FSM()
+		tp, _ = fsm.Topic("bulk")
 		for p := range tp.Parts {
 			if k := len(tp.Parts[p].Segments); k != 2 {
 				return fmt.Errorf("partition %d has %d segments", p, k)
@@ -188,6 +191,19 @@ func TestControllerFailoverInBulk(t *testing.T) {
 	}
 	if a, b := newLeaders[s0]+1, newLeaders[s1]; a+b != n+1 || a-b > 1 || b-a > 1 {
 		t.Fatalf("new leaders %v (and %d leads other-0): not spread by load", newLeaders, s0)
+	}
+	// Three entries changed something: the broker's fence, one
+	// FenceSegments and one SealSegments for all six partitions.
+	fsm.mu.RLock()
+	var kinds []string
+	for _, e := range fsm.log {
+		if e.index > since {
+			kinds = append(kinds, fmt.Sprintf("all=%v refs=%d", e.all, len(e.refs)))
+		}
+	}
+	fsm.mu.RUnlock()
+	if want := []string{"all=true refs=0", "all=false refs=6", "all=false refs=6"}; !slices.Equal(kinds, want) {
+		t.Fatalf("entries applied during the failover: %v, want %v", kinds, want)
 	}
 	prober.mu.Lock()
 	defer prober.mu.Unlock()
