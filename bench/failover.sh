@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# bench/failover.sh: failover in bulk (docs/io-and-scale.md, "Scale").
+# Three nodes on loopback; one topic of N partitions at replication factor
+# 3 (or, with PER set, N/PER topics of PER partitions, the records going
+# to the first one only); RECORDS records produced with acks=all; once the
+# cluster is quiet (three live brokers, no fenced segment, twice 2 s
+# apart) a node that is not the controller is killed with kill -9. Prints
+# how long until the metadata dump shows none of its active segments, the
+# controller's fence and failover log lines, and how many records a
+# consumer reads back afterwards (all RECORDS: nothing acknowledged was
+# lost). Only the processes this script started are killed.
+#
+# Env: TUSK (default: built from this tree), N (3000), PER, RECORDS (N),
+#      DATA_ROOT, PROF=1 (a 14 s CPU profile of the controller from the
+#      kill on, in $DATA_ROOT/ctrl.pprof).
+set -eEuo pipefail
+: "${N:=3000}" "${PER:=}" "${RECORDS:=$N}" "${PROF:=}"
+DATA_ROOT=${DATA_ROOT:-$(mktemp -d)}
+if [ -z "${TUSK:-}" ]; then go build -o "$DATA_ROOT/tusk" ./cmd/tusk; TUSK=$DATA_ROOT/tusk; fi
+dir=$DATA_ROOT/failover; rm -rf "$dir"; mkdir -p "$dir"
+port() { echo $(( B + 10 * $1 + $2 )); }
+for try in $(seq 50); do # a base none of whose 12 ports is in use
+	B=$(( 20000 + RANDOM % 30000 )); used=$(ss -Htan | awk '{print $4}' | sed 's/.*://' | sort -u)
+	clash=0; for n in 1 2 3; do for k in 2 3 4 5; do echo "$used" | grep -qx "$(port $n $k)" && clash=1; done; done
+	[ $clash = 0 ] && break
+done
+voters="1=127.0.0.1:$(port 1 3),2=127.0.0.1:$(port 2 3),3=127.0.0.1:$(port 3 3)"
+declare -A pids
+cleanup() { for n in 1 2 3; do [ -n "${pids[$n]:-}" ] && kill -9 "${pids[$n]}" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for n in 1 2 3; do
+	mkdir -p "$dir/n$n"
+	"$TUSK" serve --node-id $n --data-dir "$dir/n$n/data" --kafka-listen 127.0.0.1:"$(port $n 2)" --http-listen 127.0.0.1:"$(port $n 5)" \
+		--raft-listen 127.0.0.1:"$(port $n 3)" --internal-listen 127.0.0.1:"$(port $n 4)" --voters "$voters" \
+		--ready-file "$dir/n$n/ready.json" --log-level warn > "$dir/n$n/log" 2>&1 &
+	pids[$n]=$!
+done
+for n in 1 2 3; do for i in $(seq 300); do [ -s "$dir/n$n/ready.json" ] && break; sleep 0.1; done; done
+alive() { "$TUSK" cluster status --server 127.0.0.1:"$(port 1 4)" 2>/dev/null | jq '[.brokers[]|select(.state=="alive")]|length'; }
+for i in $(seq 100); do [ "$(alive)" = 3 ] && break; sleep 0.2; done
+create() { "$TUSK" topic create "$@" --replication-factor 3 --brokers 127.0.0.1:"$(port 1 2)" --timeout 120s >> "$dir/create.log" 2>&1 || grep -q TOPIC_ALREADY_EXISTS "$dir/create.log"; }
+t0=$(date +%s.%N)
+if [ -z "$PER" ]; then
+	create big --partitions "$N"
+else
+	create big --partitions "$PER"
+	for ((k = 1; k < N / PER; k += 200)); do
+		create $(seq -f "t%g" $k $(( k + 199 < N / PER - 1 ? k + 199 : N / PER - 1 ))) --partitions "$PER"
+	done
+fi
+echo "created $N partitions in $(echo "$(date +%s.%N) - $t0" | bc) s"
+quiet() {
+	[ "$(alive)" = 3 ] && [ "$("$TUSK" cluster dump --server 127.0.0.1:"$(port 1 4)" 2>/dev/null |
+		jq '[.topics[].parts[].segments[-1]|select(.state=="fenced")]|length')" = 0 ]
+}
+settle() { for i in $(seq 120); do quiet && sleep 2 && quiet && return 0; sleep 1; done; echo "cluster not quiet"; exit 1; }
+settle
+"$TUSK" bench --brokers 127.0.0.1:"$(port 1 2)" --topic big --records "$RECORDS" --record-size 100 --producers 1 --acks all \
+	--consume=false --timeout 60s > "$dir/bench.out" 2> "$dir/bench.log"
+echo "produced $RECORDS records acks=all"
+settle
+ctrl=$("$TUSK" cluster status --server 127.0.0.1:"$(port 1 4)" | jq .leader)
+D=2; [ "$ctrl" = 2 ] && D=3
+echo "controller $ctrl, killing node $D (load $(cut -d' ' -f1-3 /proc/loadavg))"
+led() {
+	"$TUSK" cluster dump --server 127.0.0.1:"$(port "$ctrl" 4)" 2>/dev/null |
+		jq "[.topics[] | select((.rf // 3) > 1) | .parts[] | .segments[-1] | select(.leader == $D)] | length"
+}
+echo "node $D leads $(led) active segments"
+if [ -n "$PROF" ]; then
+	curl -s -o "$DATA_ROOT/ctrl.pprof" "http://127.0.0.1:$(port "$ctrl" 5)/debug/pprof/profile?seconds=14" & cp=$!
+	sleep 0.3
+fi
+kill -9 "${pids[$D]}"; t2=$(date +%s.%N); pids[$D]=
+echo "killed at $(date -u +%H:%M:%S.%N)"
+while [ "$(led)" != 0 ]; do sleep 0.25; done
+echo "all moved after $(echo "$(date +%s.%N) - $t2" | bc) s"
+[ -n "$PROF" ] && wait $cp
+sed 's/\x1b\[[0-9;]*m//g' "$dir/n$ctrl/log" | grep -h "broker fenced\|failover" | cut -c1-400 | head -5 || true
+S=1; [ "$D" = 1 ] && S=3
+"$TUSK" bench --brokers 127.0.0.1:"$(port $S 2)" --topic big --consume-only --json --timeout 60s > "$dir/consume.json" 2> "$dir/consume.log" || true
+echo "consumed back $(jq .Consumed "$dir/consume.json" 2>/dev/null) of $RECORDS records"
