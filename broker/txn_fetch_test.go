@@ -221,6 +221,35 @@ func TestFetchReadCommitted(t *testing.T) {
 		}
 	}
 
+	// A sealed range served by a replica that does not lead the
+	// partition (readFetch's sealed path, here over this log): read_committed
+	// stops at the first transaction open in the replica's log.
+	if e5, e11 := sealedCommittedEnd(l, 5), sealedCommittedEnd(l, 11); e5 != 5 || e11 != 9 {
+		t.Fatalf("sealedCommittedEnd: %d for a segment ending at 5, %d at 11; want 5 and 9", e5, e11)
+	}
+	for _, committed := range []bool{false, true} {
+		sp := kmsg.NewFetchResponseTopicPartition()
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxBytes = 1 << 20
+		parts := []fetchPart{{resp: &sp, log: l, tp: b.tp(topic, 0), offset: 0, max: 1 << 20, sealedEnd: 11, committed: committed}}
+		b.readFetch(req, parts, false)
+		var lasts []int64
+		if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
+			lasts = append(lasts, h.LastOffset())
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		wantLasts, wantLSO, wantAborted := []int64{1, 3, 5, 6, 7, 8, 9, 10}, int64(11), 0
+		if committed {
+			wantLasts, wantLSO, wantAborted = []int64{1, 3, 5, 6, 7, 8}, 9, 1
+		}
+		if sp.ErrorCode != 0 || sp.LastStableOffset != wantLSO || !slices.Equal(lasts, wantLasts) || len(sp.AbortedTransactions) != wantAborted {
+			t.Fatalf("sealed read, read_committed %v: code %d LSO %d batches ending %v aborted %+v; want LSO %d batches ending %v, %d aborted",
+				committed, sp.ErrorCode, sp.LastStableOffset, lasts, sp.AbortedTransactions, wantLSO, wantLasts, wantAborted)
+		}
+	}
+
 	// ListOffsets latest: the LSO under read_committed, the HW otherwise.
 	listLatest := func(iso int8) int64 {
 		t.Helper()
