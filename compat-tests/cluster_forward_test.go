@@ -31,9 +31,20 @@ func testClusterForward(t *testing.T, c *cluster) {
 		}
 		for _, version := range []int16{3, 9} {
 			vals := [][]byte{[]byte(fmt.Sprintf("via-%d-v%d-a", via, version)), []byte(fmt.Sprintf("via-%d-v%d-b", via, version))}
-			rc := dialRaw(t, c.node(via).Kafka)
-			code, base := produceRaw(t, rc, version, topic, 0, buildBatch(vals, time.Now().UnixMilli()))
-			rc.c.Close()
+			// A node that just started may not hold its lease yet (the
+			// leader answers NOT_LEADER_FOR_PARTITION, retriable and
+			// nothing appended): retry those, as clients do.
+			var code int16
+			var base int64
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				rc := dialRaw(t, c.node(via).Kafka)
+				code, base = produceRaw(t, rc, version, topic, 0, buildBatch(vals, time.Now().UnixMilli()))
+				rc.c.Close()
+				if code == 0 || !retriable(code) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			if code != 0 || base != next {
 				t.Fatalf("produce v%d to partition 0 (leader %d) via node %d: %s base %d, want NONE base %d", version, leader, via, errName(code), base, next)
 			}
