@@ -43,6 +43,7 @@ func testClusterForward(t *testing.T, c *cluster) {
 				if code == 0 || !retriable(code) || time.Now().After(deadline) {
 					break
 				}
+				t.Logf("produce v%d via node %d: %s, retrying", version, via, errName(code))
 				time.Sleep(100 * time.Millisecond)
 			}
 			if code != 0 || base != next {
