@@ -3,6 +3,8 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/storage"
 )
 
 // Special ListOffsets timestamps.
@@ -52,6 +54,7 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 				sp.LeaderEpoch = leaderEpoch
 			case ts == listMaxTimestamp && req.Version >= 7:
 				off, t, found, err := l.MaxTimestamp()
+				found = found && committedBelow(req.IsolationLevel, l, off)
 				if err != nil {
 					sp.ErrorCode = kerr.KafkaStorageError.Code
 				} else if found {
@@ -59,6 +62,7 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 				}
 			case ts >= 0:
 				off, t, found, err := l.OffsetForTimestamp(ts)
+				found = found && committedBelow(req.IsolationLevel, l, off)
 				if err != nil {
 					sp.ErrorCode = kerr.KafkaStorageError.Code
 				} else if found {
@@ -72,4 +76,11 @@ func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// committedBelow reports whether an offset found by timestamp may be
+// answered: under read_committed only below the last stable offset, as
+// Kafka's fetchOffsetForTimestamp.
+func committedBelow(isolation int8, l *storage.Log, off int64) bool {
+	return isolation != 1 || off < l.LastStableOffset()
 }

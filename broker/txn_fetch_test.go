@@ -580,3 +580,63 @@ func TestTxnOffsetCommit(t *testing.T) {
 	restart()
 	check("after a second restart", 0, 60, 60)
 }
+
+// withTimestamp stamps every record of batch (testTxnBatch's, whose
+// records have timestamp delta 0) with ts.
+func withTimestamp(batch []byte, ts int64) []byte {
+	binary.BigEndian.PutUint64(batch[27:], uint64(ts))
+	binary.BigEndian.PutUint64(batch[35:], uint64(ts))
+	binary.BigEndian.PutUint32(batch[17:], crc32.Checksum(batch[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return batch
+}
+
+// TestListOffsetsByTimestampReadCommitted: a timestamp lookup under
+// read_committed finds nothing at or past the last stable offset.
+func TestListOffsetsByTimestampReadCommitted(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "txn-times"
+	cl := newClient(t, b)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	testLogAppend(t, b, topic, 0, withTimestamp(testTxnBatch(-1, 0, 0, false, "p"), 1000), 0, 0, false)
+	testLogAppend(t, b, topic, 0, withTimestamp(testTxnBatch(400, 0, 0, true, "o"), 2000), 0, 0, false)
+	lookup := func(iso int8, ts int64) int64 {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.IsolationLevel = iso
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = ts
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 {
+			t.Fatalf("ListOffsets %d isolation %d: error %d", ts, iso, p.ErrorCode)
+		}
+		return p.Offset
+	}
+	for _, c := range []struct {
+		ts        int64
+		iso       int8
+		want      int64
+		situation string
+	}{
+		{500, 1, 0, "before both"},
+		{1500, 0, 1, "the open record, read_uncommitted"},
+		{1500, 1, -1, "the open record, read_committed"},
+		{-3, 0, 1, "max timestamp, read_uncommitted"},
+		{-3, 1, -1, "max timestamp, read_committed"},
+	} {
+		if got := lookup(c.iso, c.ts); got != c.want {
+			t.Fatalf("%s: offset %d, want %d", c.situation, got, c.want)
+		}
+	}
+}
