@@ -1,16 +1,20 @@
 package broker
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tuskdb/tusk/metadata"
 )
 
-// FindCoordinator 0-4. A group's coordinator is the leader of its
-// __consumer_offsets partition. It is
+// FindCoordinator 0-4. A group's coordinator (key type 0) is the leader of
+// its __consumer_offsets partition, a transactional id's (key type 1, v1+)
+// the leader of its __transaction_state partition (docs/transactions.md);
+// the first lookup of each kind creates its topic, as Kafka does. It is
 // advertised from v0 because librdkafka 2.0.2 enables LZ4 only when it sees
-// FindCoordinator v0 (docs/architecture.md, "Kafka compatibility"). Transaction coordinators are not offered.
+// FindCoordinator v0 (docs/architecture.md, "Kafka compatibility").
 func apiFindCoordinator() api {
 	return api{key: kmsg.FindCoordinator, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		return b.handleFindCoordinator(rc, rc.req.(*kmsg.FindCoordinatorRequest)), nil
@@ -19,23 +23,29 @@ func apiFindCoordinator() api {
 
 func (b *Broker) handleFindCoordinator(rc *request, req *kmsg.FindCoordinatorRequest) kmsg.Response {
 	resp := kmsg.NewPtrFindCoordinatorResponse()
-	// answer finds the node leading the group's __consumer_offsets
-	// partition, creating the topic on first use.
+	// answer finds the node leading the key's __consumer_offsets or
+	// __transaction_state partition, creating the topic on first use.
 	answer := func(key string) (code int16, msg *string, node int32, host string, port int32) {
+		var ensure func(context.Context) (metadata.Topic, error)
 		switch {
-		case req.CoordinatorType != 0:
-			return kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("transactions are not supported"), -1, "", -1
-		case key == "":
+		case req.CoordinatorType == 0:
+			ensure = b.ensureOffsetsTopic
+		case req.CoordinatorType == 1:
+			ensure = b.ensureTxnTopic
+		default:
+			return kerr.InvalidRequest.Code, kmsg.StringPtr("unknown coordinator key type"), -1, "", -1
+		}
+		if key == "" {
 			return kerr.InvalidRequest.Code, kmsg.StringPtr("empty coordinator key"), -1, "", -1
 		}
-		t, err := b.ensureOffsetsTopic(rc.ctx())
+		t, err := ensure(rc.ctx())
 		if err != nil {
 			return kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr(err.Error()), -1, "", -1
 		}
 		leader, _ := t.Leader(groupPartition(key, t.Partitions))
 		br, ok := b.store.FSM().Broker(leader)
 		if !ok || br.State != metadata.BrokerAlive {
-			return kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("the group's coordinator is not available"), -1, "", -1
+			return kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("the coordinator is not available"), -1, "", -1
 		}
 		host, port = hostPort(br.Kafka)
 		return 0, nil, leader, host, port

@@ -12,21 +12,35 @@ import (
 	"github.com/tuskdb/tusk/metadata"
 )
 
-// InitProducerId 0-4 for idempotent producers. Transactional ids are
-// refused: transactions are not implemented.
+// InitProducerId 0-4. Without a transactional id (idempotent producers)
+// the id comes from this node's blocks. With one, the id's transaction
+// coordinator answers (txn.Coordinator.InitProducerID: epoch bumps fence
+// the previous producer, KIP-360 recovery); this node must lead the id's
+// __transaction_state partition (else NOT_COORDINATOR), and an empty id is
+// INVALID_REQUEST. Coordinator requests run in connection order (conn.go:
+// inGroupOrder), since they wait for their records to be replicated.
 func apiInitProducerID() api {
 	return api{key: kmsg.InitProducerID, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleInitProducerID(rc, rc.req.(*kmsg.InitProducerIDRequest)), nil
+		req := rc.req.(*kmsg.InitProducerIDRequest)
+		if req.TransactionalID == nil {
+			return b.handleInitProducerID(rc, req), nil
+		}
+		return nil, rc.inGroupOrder(func() kmsg.Response {
+			if *req.TransactionalID == "" {
+				resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+				resp.ProducerID, resp.ProducerEpoch = -1, -1
+				resp.ErrorCode = kerr.InvalidRequest.Code
+				return resp
+			}
+			return b.txnc.coordinatorFor(*req.TransactionalID).InitProducerID(rc.ctx(), req)
+		})
 	}}
 }
 
+// handleInitProducerID answers an idempotent producer's InitProducerId.
 func (b *Broker) handleInitProducerID(rc *request, req *kmsg.InitProducerIDRequest) kmsg.Response {
 	resp := kmsg.NewPtrInitProducerIDResponse()
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
-	if req.TransactionalID != nil {
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp
-	}
 	id, err := b.pids.next(rc.ctx())
 	if err != nil {
 		b.log.Error().Err(err).Msg("allocate producer id")

@@ -56,6 +56,7 @@ type Broker struct {
 	// frames recycles Produce request frames (see framePool).
 	frames framePool
 	gc     *groupCoordinators
+	txnc   *txnCoordinators // transaction coordinators (txn.go)
 	fwd    forwarders       // clients for forwarded Produce requests and replica fetches
 	repl   *replica.Manager // this node's roles in the segment chains
 	sealed sealedChecks     // sealed segments verified for reads from this replica
@@ -162,6 +163,9 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
+	b.txnc = b.newTxnCoordinators()
+	var verifier txnVerifier = b.txnc
+	b.txnVerify.Store(&verifier)
 	b.repl = b.newReplicaManager()
 	b.m.reg.MustRegister(newCleanerCollector(b.repl))
 	b.m.reg.MustRegister(newStateCollector(b))
@@ -449,6 +453,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		// Answer parked JoinGroup/SyncGroup calls (NOT_COORDINATOR) so
 		// their connections can drain.
 		b.gc.close()
+		b.txnc.close()
 		drain := func(wg *sync.WaitGroup) {
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()

@@ -303,6 +303,9 @@ func (b *Broker) reconcileChanged(refs []metadata.PartitionRef) {
 		if tp.Topic == offsetsTopic {
 			b.gc.unload(tp.Partition)
 		}
+		if tp.Topic == txnTopic {
+			b.txnc.unload(tp.Partition)
+		}
 		if err := b.engine.DeleteLog(tp); err != nil {
 			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
 			b.retryReconcile(tp)
@@ -363,6 +366,9 @@ func (b *Broker) removeUnwanted(dirs []storage.TopicPartition, want map[storage.
 		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
 		if tp.Topic == offsetsTopic {
 			b.gc.unload(tp.Partition)
+		}
+		if tp.Topic == txnTopic {
+			b.txnc.unload(tp.Partition)
 		}
 		if err := b.engine.DeleteLog(tp); err != nil {
 			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
@@ -495,6 +501,10 @@ func (b *Broker) reconcilePartition(t metadata.Topic, p int32, caughtUp bool) {
 	if err != nil {
 		b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("reconcile partition")
 		b.retryReconcile(b.tp(t.Name, p))
+	}
+	if t.Name == txnTopic {
+		b.reconcileTxnPartition(t, p, role)
+		return
 	}
 	if t.Name != offsetsTopic {
 		return

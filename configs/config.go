@@ -22,7 +22,9 @@ type Config struct {
 	Storage   StorageConfig `mapstructure:"storage"`
 	Topic     TopicDefaults `mapstructure:"topic"`
 	Groups    GroupsConfig  `mapstructure:"groups"`
-	Shutdown  time.Duration `mapstructure:"shutdown-timeout"`
+	// Transactions is the transaction coordinator (docs/transactions.md).
+	Transactions TransactionsConfig `mapstructure:"transactions"`
+	Shutdown     time.Duration      `mapstructure:"shutdown-timeout"`
 	// Voters lists the initial Raft voters as "id=host:port,...";
 	// empty makes this node a cluster of one.
 	Voters   string         `mapstructure:"voters"`
@@ -177,6 +179,25 @@ type GroupsConfig struct {
 	OffsetsSegmentBytes int64 `mapstructure:"offsets-segment-bytes"`
 }
 
+// TransactionsConfig is the transaction coordinator and its
+// __transaction_state topic (docs/transactions.md).
+type TransactionsConfig struct {
+	// Partitions and RF shape __transaction_state when it is first
+	// created (transaction.state.log.num.partitions and
+	// .replication.factor); RF 0 is min(3, live brokers).
+	Partitions int32 `mapstructure:"partitions"`
+	RF         int32 `mapstructure:"replication-factor"`
+	// SegmentBytes is __transaction_state's segment.bytes (the topic is
+	// compacted; transaction.state.log.segment.bytes).
+	SegmentBytes int64 `mapstructure:"segment-bytes"`
+	// MaxTimeout bounds a producer's transaction.timeout.ms
+	// (transaction.max.timeout.ms).
+	MaxTimeout time.Duration `mapstructure:"max-timeout"`
+	// IDExpiration removes a transactional id idle this long
+	// (transactional.id.expiration.ms).
+	IDExpiration time.Duration `mapstructure:"id-expiration"`
+}
+
 // Option documents one configuration key. The flag name is the key with
 // dots replaced by dashes; the environment variable is TUSK_ + the key in
 // upper case with dots and dashes replaced by underscores.
@@ -234,6 +255,11 @@ func Options() []Option {
 		{"groups.offsets-retention", 7 * 24 * time.Hour, "committed offsets of empty groups and deleted topics expire after this (offsets.retention.minutes)"},
 		{"groups.offsets-expire-interval", 10 * time.Minute, "how often offset expiry runs (offsets.retention.check.interval.ms)"},
 		{"groups.offsets-segment-bytes", int64(16 << 20), "segment.bytes of the compacted __consumer_offsets topic when it is created (Kafka's offsets.topic.segment.bytes)"},
+		{"transactions.partitions", int32(50), "partitions of __transaction_state, fixed when it is first created (transaction.state.log.num.partitions)"},
+		{"transactions.replication-factor", int32(0), "replicas of __transaction_state partitions, fixed when it is first created (transaction.state.log.replication.factor); 0: min(3, live brokers)"},
+		{"transactions.segment-bytes", int64(16 << 20), "segment.bytes of the compacted __transaction_state topic when it is created (transaction.state.log.segment.bytes)"},
+		{"transactions.max-timeout", 15 * time.Minute, "largest transaction.timeout.ms a transactional producer may ask for (transaction.max.timeout.ms)"},
+		{"transactions.id-expiration", 7 * 24 * time.Hour, "a transactional id with no transaction in progress and no update for this long is removed (transactional.id.expiration.ms)"},
 		{"voters", "", "initial Raft voters as id=host:port,... (the same list on every initial node); empty: a cluster of one"},
 		{"rack", "", "rack of this node, for rack-aware placement (broker.rack)"},
 		{"raft.listen", "", "Raft TCP address (must match this node's entry in voters); empty: in-memory, single node"},
@@ -414,6 +440,18 @@ func (c Config) Validate() error {
 	}
 	if c.Groups.OffsetsSegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("groups.offsets-segment-bytes %d is below 1024", c.Groups.OffsetsSegmentBytes))
+	}
+	if c.Transactions.RF < 0 || c.Transactions.RF > 16 {
+		errs = append(errs, fmt.Errorf("transactions.replication-factor %d must be in [0, 16] (0: min(3, live brokers))", c.Transactions.RF))
+	}
+	if c.Transactions.Partitions < 1 || c.Transactions.Partitions > 1000 {
+		errs = append(errs, fmt.Errorf("transactions.partitions %d must be in [1, 1000]", c.Transactions.Partitions))
+	}
+	if c.Transactions.SegmentBytes < 1024 {
+		errs = append(errs, fmt.Errorf("transactions.segment-bytes %d is below 1024", c.Transactions.SegmentBytes))
+	}
+	if c.Transactions.MaxTimeout <= 0 || c.Transactions.IDExpiration <= 0 {
+		errs = append(errs, errors.New("transactions.max-timeout and transactions.id-expiration must be positive"))
 	}
 	if c.Groups.OffsetsRetention <= 0 || c.Groups.OffsetsExpireInterval <= 0 {
 		errs = append(errs, errors.New("groups.offsets-retention and groups.offsets-expire-interval must be positive"))
