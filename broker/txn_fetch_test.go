@@ -393,6 +393,9 @@ func TestProduceTransactionalVerified(t *testing.T) {
 		{name: "another producer", txnID: id, batch: testTxnBatch(501, 0, 0, true, "w0"), code: kerr.InvalidTxnState.Code, base: -1, leo: 3, lso: 1, calls: 4},
 	}
 	f := new(fakeVerifier)
+	// The broker installs the hosted coordinators (b.txnc) as its verifier;
+	// the first step is a broker without one.
+	b.txnVerify.Store(nil)
 	for _, s := range steps {
 		if s.install {
 			var v txnVerifier = f

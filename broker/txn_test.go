@@ -319,3 +319,99 @@ func TestTxnCoordinatorAPIs(t *testing.T) {
 		t.Fatalf("after restart: %+v", st)
 	}
 }
+
+// TestTxnKgoProducer: a kgo transactional producer commits and aborts
+// against an in-process broker; read_uncommitted sees every record,
+// read_committed only the committed ones; a second producer with the
+// same transactional id fences the first, whose commit then fails and
+// whose records stay invisible to read_committed.
+func TestTxnKgoProducer(t *testing.T) {
+	b := startBroker(t, t.TempDir(), txnTestConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, b))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "tx"); err != nil {
+		t.Fatal(err)
+	}
+	const T = "kgo-txn"
+	newProducer := func() *kgo.Client {
+		return newClient(t, b, kgo.TransactionalID(T), kgo.DefaultProduceTopic("tx"), kgo.TransactionTimeout(30*time.Second))
+	}
+	check := newClient(t, b)
+	txn := func(cl *kgo.Client, commit bool, values ...string) error {
+		if err := cl.BeginTransaction(); err != nil {
+			return err
+		}
+		for _, v := range values {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				return err
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			return err
+		}
+		return nil
+	}
+	p1 := newProducer()
+	if err := txn(p1, true, "a0", "a1", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn(p1, false, "b0", "b1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn(p1, true, "c0"); err != nil {
+		t.Fatal(err)
+	}
+	waitTxnState(t, ctx, check, T, "CompleteCommit")
+	l, _ := b.partitionLog("tx", 0)
+	if l.LogEndOffset() != 9 {
+		t.Fatalf("log end %d, want 9 (6 records, 3 markers)", l.LogEndOffset())
+	}
+	for off, commit := range map[int64]bool{3: true, 6: false, 8: true} {
+		if c, _, _, _ := markerAt(t, b, "tx", 0, off); c != commit {
+			t.Fatalf("marker at %d: commit %v, want %v", off, c, commit)
+		}
+	}
+
+	// A zombie: p1 has a transaction open when p2 starts with the same id.
+	if err := p1.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.ProduceSync(ctx, &kgo.Record{Value: []byte("d0")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := newProducer()
+	if err := txn(p2, true, "z0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.EndTransaction(ctx, kgo.TryCommit); !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("zombie commit: %v, want PRODUCER_FENCED", err)
+	}
+	waitTxnState(t, ctx, check, T, "CompleteCommit")
+
+	read := func(level kgo.IsolationLevel, want []string) {
+		t.Helper()
+		cl := newClient(t, b, kgo.ConsumeTopics("tx"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
+		var got []string
+		rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer rcancel()
+		for rctx.Err() == nil && len(got) < len(want) {
+			fs := cl.PollFetches(rctx)
+			fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		}
+		// Nothing more arrives.
+		qctx, qcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer qcancel()
+		cl.PollFetches(qctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		if len(got) != len(want) {
+			t.Fatalf("read %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("read %v, want %v", got, want)
+			}
+		}
+	}
+	read(kgo.ReadUncommitted(), []string{"a0", "a1", "a2", "b0", "b1", "c0", "d0", "z0"})
+	read(kgo.ReadCommitted(), []string{"a0", "a1", "a2", "c0", "z0"})
+}
