@@ -440,7 +440,12 @@ func (c MergeSegments) apply(st *state) error {
 		return fmt.Errorf("%w: %s-%d: merge of segments the chain does not hold", ErrPreconditionFailed, c.Topic, c.Partition)
 	}
 	run := p.Segments[i : i+len(c.Inputs)]
-	replicas := slices.Clone(run[0].Replicas)
+	// The merged segment's replicas hold every input's data. An empty
+	// input holds none, and a roll that takes a learner in does not list
+	// it on empty sealed segments, so an empty input's replicas do not
+	// narrow the set.
+	var replicas []int32
+	held := false
 	var epochs []EpochStart
 	gen := int32(0)
 	for j, in := range c.Inputs {
@@ -451,7 +456,13 @@ func (c MergeSegments) apply(st *state) error {
 		if s.EndOffset > p.Cleaned.UpTo {
 			return fmt.Errorf("%w: %s-%d segment %d is not cleaned", ErrPreconditionFailed, c.Topic, c.Partition, s.ID)
 		}
-		replicas = slices.DeleteFunc(replicas, func(r int32) bool { return !slices.Contains(s.Replicas, r) })
+		switch {
+		case s.EndOffset <= s.BaseOffset:
+		case !held:
+			replicas, held = slices.Clone(s.Replicas), true
+		default:
+			replicas = slices.DeleteFunc(replicas, func(r int32) bool { return !slices.Contains(s.Replicas, r) })
+		}
 		for _, e := range s.EpochList() {
 			if n := len(epochs); n > 0 && epochs[n-1].Epoch == e.Epoch {
 				continue
@@ -460,10 +471,13 @@ func (c MergeSegments) apply(st *state) error {
 		}
 		gen = max(gen, s.Generation)
 	}
+	last := run[len(run)-1]
+	if !held {
+		replicas = slices.Clone(last.Replicas)
+	}
 	if len(replicas) == 0 {
 		return fmt.Errorf("%w: %s-%d: the merged segments have no replica in common", ErrPreconditionFailed, c.Topic, c.Partition)
 	}
-	last := run[len(run)-1]
 	merged := Segment{ID: run[0].ID, BaseOffset: run[0].BaseOffset, EndOffset: last.EndOffset, Epoch: last.Epoch, Leader: last.Leader,
 		Replicas: replicas, State: SegmentSealed, Checksum: c.Checksum, Bytes: c.Bytes, Generation: gen, SealedAtMs: last.SealedAtMs, Epochs: epochs}
 	p.Segments = slices.Replace(p.Segments, i, i+len(c.Inputs), merged)

@@ -282,3 +282,40 @@ func TestMergeSegmentsPreconditions(t *testing.T) {
 		t.Fatalf("merged segment %+v", m)
 	}
 }
+
+// TestMergeSegmentsEmptyInput: an empty sealed segment holds no data, so
+// its replica list (a roll that takes a learner in does not add it to
+// empty segments) does not narrow the merged segment's replicas: merging
+// cleaned segments on nodes 1-3 with an empty one sealed on nodes 1 and 2
+// keeps 1, 2 and 3.
+func TestMergeSegmentsEmptyInput(t *testing.T) {
+	f, segs := cleanFixture(t)
+	if err := f.Apply(cleanCmd(segs, 1, 1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int32{1, 2} {
+		if err := f.Apply(CleanReport{Topic: "c", ID: id(7), Partition: 0, Generation: 1, Node: n, OK: true, Results: results(segs, 40)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := activeOf(t, f)
+	if err := f.Apply(RollSegment{Topic: "c", ID: id(7), Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch, EndOffset: 250,
+		SealedReplicas: []int32{1, 2}, NextLeader: 1, NextReplicas: []int32{1, 2, 3}, SealedAtMs: 6000}); err != nil {
+		t.Fatal(err)
+	}
+	p := partOf(t, f)
+	if e := p.Segments[2]; e.BaseOffset != 250 || e.EndOffset != 250 || !slices.Equal(e.Replicas, []int32{1, 2}) {
+		t.Fatalf("empty sealed segment %+v", e)
+	}
+	var inputs []MergedInput
+	for _, s := range p.Segments[:3] {
+		inputs = append(inputs, MergedInput{ID: s.ID, Checksum: s.Checksum, Bytes: s.Bytes, Generation: s.Generation})
+	}
+	if err := f.Apply(MergeSegments{Topic: "c", ID: id(7), Partition: 0, Inputs: inputs, Checksum: 5, Bytes: 80}); err != nil {
+		t.Fatal(err)
+	}
+	m := partOf(t, f).Segments[0]
+	if m.BaseOffset != 0 || m.EndOffset != 250 || !slices.Equal(m.Replicas, []int32{1, 2, 3}) {
+		t.Fatalf("merged segment [%d, %d) replicas %v, want [0, 250) on [1 2 3]", m.BaseOffset, m.EndOffset, m.Replicas)
+	}
+}
