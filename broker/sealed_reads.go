@@ -76,6 +76,15 @@ func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack 
 	if !ok {
 		return -1
 	}
+	// The leader answers itself for a segment its log starts inside of or
+	// above (retention or DeleteRecords moved the start): an offset below
+	// the log start gets OFFSET_OUT_OF_RANGE here, and the rest of such a
+	// segment cannot be checked against its checksum, so a follower that
+	// did not verify it before does not serve it (sealedSource). Sent
+	// there, the consumer would bounce between the two.
+	if l, ok := b.engine.Log(b.tp(t.Name, p)); !ok || l.LogStartOffset() > s.BaseOffset {
+		return -1
+	}
 	active := t.Parts[p].Active()
 	lp := b.repl.Leader(b.tp(t.Name, p))
 	if lp == nil {
