@@ -3,9 +3,11 @@ package compat
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -414,4 +416,325 @@ func TestCompactionKillParticipant(t *testing.T) {
 	})
 	waitCompacted(t, seeds, topic, want, sentinel)
 	checkSealedReadsFrom(t, c, seeds, topic, victim, want, sentinel)
+}
+
+// writeVersions writes versions [from, to) of keys k000..k199 (1 KiB
+// values "kNNN-vVV-…", CreateTime ts) to partition 0 of topic, waiting
+// for a roll after each version, then the sentinel "zz-sentinel-<to>"
+// (value "end", a key of its own: a later cleaning may not reach the
+// next one) and a roll after it; it records every record in want (key → last record) and
+// returns the sentinel's offset and the offset of each key's record of
+// the last version.
+func writeVersions(t *testing.T, seeds []string, topic string, sealedEnd func() int64, from, to int, ts time.Time, want map[string]compactRec) (int64, map[string]int64) {
+	t.Helper()
+	cl := newClusterClient(t, seeds, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(64<<10))
+	defer cl.Close()
+	pad := strings.Repeat("x", 1000)
+	ctx := ctxTimeout(t, 120*time.Second)
+	last := map[string]int64{}
+	sealedPast := func(what string, off int64) {
+		waitFor(t, 15*time.Second, "a roll after "+what, func() (bool, string) {
+			end := sealedEnd()
+			return end > off, fmt.Sprintf("sealed up to %d, %s ends at %d", end, what, off)
+		})
+	}
+	for v := from; v < to; v++ {
+		recs := make([]*kgo.Record, 0, compactKeys)
+		for k := range compactKeys {
+			recs = append(recs, &kgo.Record{Partition: 0, Timestamp: ts, Key: fmt.Appendf(nil, "k%03d", k), Value: fmt.Appendf(nil, "k%03d-v%02d-%s", k, v, pad)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce version %d: %v", v, err)
+		}
+		for _, r := range recs {
+			want[string(r.Key)] = compactRec{r.Offset, string(r.Value)}
+			last[string(r.Key)] = r.Offset
+		}
+		sealedPast(fmt.Sprintf("version %d", v), recs[len(recs)-1].Offset)
+	}
+	end := &kgo.Record{Partition: 0, Timestamp: ts, Key: fmt.Appendf(nil, "zz-sentinel-%d", to), Value: []byte("end")}
+	if err := cl.ProduceSync(ctx, end).FirstErr(); err != nil {
+		t.Fatalf("produce the sentinel: %v", err)
+	}
+	want[string(end.Key)] = compactRec{end.Offset, "end"}
+	sealedPast("the sentinel", end.Offset)
+	return end.Offset, last
+}
+
+// startOffset is topic/0's log start offset (kadm ListStartOffsets).
+func startOffset(t *testing.T, adm *kadm.Client, topic string) (int64, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lo, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return -1, err
+	}
+	o, ok := lo.Lookup(topic, 0)
+	if !ok {
+		return -1, fmt.Errorf("no start offset of %s/0", topic)
+	}
+	return o.Offset, o.Err
+}
+
+// above is want without the records below offset from.
+func above(want map[string]compactRec, from int64) map[string]compactRec {
+	out := map[string]compactRec{}
+	for k, r := range want {
+		if r.off >= from {
+			out[k] = r
+		}
+	}
+	return out
+}
+
+// waitCleanedFrom polls until a fresh consumer reading from offset from
+// gets exactly want (up to sentinel).
+func waitCleanedFrom(t *testing.T, seeds []string, topic string, from int64, want map[string]compactRec, sentinel int64) {
+	t.Helper()
+	waitFor(t, compactWait, fmt.Sprintf("a fresh consumer from %d reads exactly the last value of every key", from), func() (bool, string) {
+		got, _, err := readCompactedFrom(t, seeds, topic, from, sentinel)
+		if err != nil {
+			return false, err.Error()
+		}
+		return maps.Equal(got, want), diffCompacted(got, want)
+	})
+}
+
+// waitCommitted waits until the chain (via node via) holds a committed
+// cleaning of generation > after that reaches end (its UpTo ≥ end); it
+// returns it.
+func waitCommitted(t *testing.T, c *cluster, via int32, topic string, after int32, end int64) dumpClean {
+	t.Helper()
+	var d dumpClean
+	waitFor(t, compactWait, fmt.Sprintf("a cleaning above generation %d committed up to %d", after, end), func() (bool, string) {
+		var ok bool
+		if d, ok = c.cleanVia(t, via, topic); !ok {
+			return false, "no metadata"
+		}
+		if d.Cleaned == nil || d.Cleaned.Generation <= after || d.Cleaned.UpTo < end {
+			return false, fmt.Sprintf("committed %+v, in flight %v", d.Cleaned, d.Clean != nil)
+		}
+		return true, ""
+	})
+	return d
+}
+
+// TestCompactionRetentionAndDeleteRecords: 3 nodes RF=3, a
+// `compact,delete` topic with retention.ms 10 minutes (retention checked
+// every 200 ms) and cleaning held back by min.compaction.lag.ms one hour.
+// Versions 0-4 of 200 keys are written with CreateTime one hour ago,
+// versions 5-9 now: retention removes exactly the old versions' files
+// (the log start moves to the old sentinel or the first record of
+// version 5). Then cleaning
+// runs above the log start: a fresh consumer reads exactly version 9 of
+// every key; the replicas are byte-identical. DeleteRecords to the
+// offset of k100's version 9 moves the log start exactly there and
+// consumers read exactly k100..k199 and the sentinel; the next cleaning
+// starts there (inside its first segment), commits on the three nodes
+// with a higher generation, and a consumer reads exactly version 10 of
+// every key.
+func TestCompactionRetentionAndDeleteRecords(t *testing.T) {
+	const topic = "compactdel"
+	quick := []startOpt{withFlag("storage-retention-check-interval", "200ms")}
+	c, adm := startCompactCluster(t, 3, topic, "compaction: retention and DeleteRecords on compact,delete; cleaning goes on above the log start",
+		map[int32][]startOpt{1: quick, 2: quick, 3: quick},
+		map[string]*string{"cleanup.policy": strp("compact,delete"), "retention.ms": strp("600000"), "min.compaction.lag.ms": strp("3600000")})
+	seeds := c.kafkaAddrs(c.ids()...)
+	sealed := func() int64 { return sealedEndVia(t, c, c.ids()[0], topic) }
+	want := map[string]compactRec{}
+	old := time.Now().Add(-time.Hour)
+	oldSentinel, last := writeVersions(t, seeds, topic, sealed, 0, 5, old, want)
+	oldEnd := last["k199"] + 1 // the end of version 4
+	sentinel, _ := writeVersions(t, seeds, topic, sealed, 5, 10, time.Now(), want)
+
+	// Retention: every file of versions 0-4 goes; the old sentinel, in a
+	// segment of its own, goes too unless a node's file holding it also
+	// holds version 5 (local files need not end where chain segments do).
+	var first int64
+	waitFor(t, 30*time.Second, fmt.Sprintf("retention moves the log start to %d or %d", oldEnd, oldSentinel+1), func() (bool, string) {
+		var err error
+		first, err = startOffset(t, adm, topic)
+		return err == nil && first >= oldEnd, fmt.Sprintf("log start %d (%v)", first, err)
+	})
+	if first != oldSentinel && first != oldSentinel+1 {
+		t.Fatalf("retention moved the log start to %d: want %d (the old sentinel) or %d (version 5)", first, oldSentinel, oldSentinel+1)
+	}
+	if d, ok := c.cleanVia(t, c.ids()[0], topic); !ok || d.CleanGen != 0 {
+		t.Fatalf("a cleaning was proposed under min.compaction.lag.ms one hour: %+v", d)
+	}
+	alterTopic(t, adm, topic, "min.compaction.lag.ms", "0")
+	d := waitCommitted(t, c, c.ids()[0], topic, 0, sentinel)
+	if d.Cleaned.Start != first {
+		t.Fatalf("the cleaning starts at %d, want the log start %d", d.Cleaned.Start, first)
+	}
+	waitCleanedFrom(t, seeds, topic, 0, above(want, first), sentinel)
+	upTo, sum := waitIdentical(t, c, c.ids(), c.ids()[0], topic, sentinel+1, 30*time.Second)
+	t.Logf("measure: retention to %d, generation %d committed, nodes identical below %d (%s)", first, d.Cleaned.Generation, upTo, sum)
+	if lso, err := startOffset(t, adm, topic); err != nil || lso != first {
+		t.Fatalf("log start %d (%v) after cleaning, want %d", lso, err, first)
+	}
+
+	// DeleteRecords to the middle of the last cleaned segment.
+	to := want["k100"].off
+	resp, err := adm.DeleteRecords(ctxTimeout(t, 30*time.Second), kadm.Offsets{topic: {0: {At: to}}})
+	if err == nil {
+		r, ok := resp.Lookup(topic, 0)
+		switch {
+		case !ok:
+			err = errors.New("no answer for the partition")
+		case r.Err != nil:
+			err = r.Err
+		case r.LowWatermark != to:
+			err = fmt.Errorf("low watermark %d", r.LowWatermark)
+		}
+	}
+	if err != nil {
+		t.Fatalf("DeleteRecords %s/0 to %d: %v", topic, to, err)
+	}
+	if lso, err := startOffset(t, adm, topic); err != nil || lso != to {
+		t.Fatalf("log start %d (%v) after DeleteRecords, want %d", lso, err, to)
+	}
+	survivors := above(want, to)
+	if len(survivors) != 101 {
+		t.Fatalf("%d records at or above %d, want k100..k199 and the sentinel", len(survivors), to)
+	}
+	waitCleanedFrom(t, seeds, topic, 0, survivors, sentinel)
+	for _, id := range c.ids() {
+		got, _, err := readCompactedFrom(t, []string{c.node(id).Kafka}, topic, 0, sentinel, kgo.Rack(fmt.Sprintf("r%d", id)))
+		if err != nil || !maps.Equal(got, survivors) {
+			d, _ := c.cleanVia(t, c.ids()[0], topic)
+			t.Logf("segments %+v", d.Segments)
+			for _, n := range c.ids() {
+				for _, off := range []int64{0, to} {
+					r, ferr := rawFetch(t, newRawClient(t, c.node(n).Kafka), 11, topic, off, fmt.Sprintf("r%d", id))
+					t.Logf("raw fetch (rack r%d) from node %d at %d: %s, %d bytes, log start %d, hw %d, preferred %d, %v", id, n, off, errName(r.ErrorCode), len(r.RecordBatches), r.LogStartOffset, r.HighWatermark, r.PreferredReadReplica, ferr)
+				}
+			}
+			t.Fatalf("consumer in rack r%d after DeleteRecords: %v: %s", id, err, diffCompacted(got, survivors))
+		}
+	}
+
+	// Cleaning goes on: version 10, a new generation starting at the log
+	// start inside its first segment.
+	gen := d.Cleaned.Generation
+	// (The sentinel's own segment, a few bytes, is too small a dirty share
+	// to be cleaned again.)
+	sentinel, _ = writeVersions(t, seeds, topic, sealed, 10, 11, time.Now(), want)
+	d = waitCommitted(t, c, c.ids()[0], topic, gen, sentinel)
+	if d.Cleaned.Start != to {
+		t.Fatalf("the cleaning after DeleteRecords starts at %d, want the log start %d", d.Cleaned.Start, to)
+	}
+	waitCleanedFrom(t, seeds, topic, 0, above(want, to), sentinel)
+	if n := len(above(want, to)); n != compactKeys+2 {
+		t.Fatalf("%d records expected after version 10, want %d (every key and two sentinels)", n, compactKeys+2)
+	}
+	upTo, sum = waitIdentical(t, c, c.ids(), c.ids()[0], topic, sentinel, 30*time.Second)
+	for _, s := range d.Segments {
+		if s.State == "sealed" && s.End > to && s.End <= d.Cleaned.UpTo && s.Generation != d.Cleaned.Generation && s.End > s.Base {
+			t.Fatalf("segment %d [%d, %d) at generation %d, want %d", s.ID, s.Base, s.End, s.Generation, d.Cleaned.Generation)
+		}
+	}
+	t.Logf("measure: after DeleteRecords to %d, generation %d committed from %d; nodes identical below %d (%s)", to, d.Cleaned.Generation, d.Cleaned.Start, upTo, sum)
+}
+
+// TestCompactionLearnerDuringCommit: 4 nodes, RF=3, replica.restore 2 s;
+// the spare node copies partitions at storage.background-io-rate
+// 512 KiB/s and the cleaners run at 2 MiB/s, so a copy of the ~4 MiB
+// workload and a cleaning both take seconds. The workload is written
+// uncompressed with cleaning held back (min.compaction.lag.ms one hour);
+// then a follower is killed with SIGKILL and the lag set to 0: the
+// survivors clean while the spare node, assigned as a learner, copies the
+// partition. Once the learner is taken into the replica set (records
+// make the active segment roll), every sealed segment lists it, the three
+// live logs are byte-identical below the committed cleaning's end, a
+// fresh consumer reads exactly the last value of every key, and a
+// consumer in the new node's rack reads exactly the cleaned records, part
+// of them from it.
+//
+// Known defect, so it runs only with TUSK_COMPAT_KNOWN_DEFECTS=1: the
+// learner copies part of the range before the commit and part after; its
+// redo of the committed cleaning over that mix does not match ("could not
+// redo the committed cleaning"), and nothing re-copies it, so its log
+// below the cleaned end stays ~3 MB against the others' ~185 KB
+// (docs/compaction.md: a learner must verify the sealed segments it
+// copied before it is taken in, and restart its copy when one differs).
+func TestCompactionLearnerDuringCommit(t *testing.T) {
+	if os.Getenv("TUSK_COMPAT_KNOWN_DEFECTS") != "1" {
+		t.Skip("known defect: a learner holding a mix of generations is never repaired (TUSK_COMPAT_KNOWN_DEFECTS=1 runs it)")
+	}
+	const topic = "compactlearn"
+	restore := scaled(t, 2*time.Second)
+	t.Setenv("TUSK_REPLICA_RESTORE", restore.String())
+	flags := []startOpt{withFlag("cleaner-io-rate", strconv.Itoa(2<<20)), withFlag("storage-background-io-rate", strconv.Itoa(512<<10))}
+	c, adm := startCompactCluster(t, 4, topic, "compaction: a learner copies the partition while a generation commits; it ends identical",
+		map[int32][]startOpt{1: flags, 2: flags, 3: flags, 4: flags}, map[string]*string{"min.compaction.lag.ms": strp("3600000")})
+	seeds := c.kafkaAddrs(c.ids()...)
+	want, sentinel, _ := writeCompactWorkload(t, seeds, topic, func() int64 { return sealedEndVia(t, c, c.ids()[0], topic) },
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	d, ok := c.cleanVia(t, c.ids()[0], topic)
+	if !ok || d.CleanGen != 0 {
+		t.Fatalf("a cleaning was proposed under min.compaction.lag.ms one hour: %+v", d)
+	}
+	a := d.active()
+	var victim, spare int32 = -1, -1
+	for _, id := range c.ids() {
+		switch {
+		case !slices.Contains(a.Replicas, id):
+			spare = id
+		case id != a.Leader && victim < 0:
+			victim = id
+		}
+	}
+	if victim < 0 || spare < 0 || len(a.Replicas) != 3 {
+		t.Fatalf("active segment %+v: want 3 replicas of 4 nodes", a)
+	}
+	c.node(victim).Kill9(t)
+	killed := time.Now()
+	var live []int32
+	for _, id := range c.ids() {
+		if id != victim {
+			live = append(live, id)
+		}
+	}
+	alterTopic(t, adm, topic, "min.compaction.lag.ms", "0")
+	t.Logf("killed node %d (replicas %v, leader %d); spare node %d", victim, a.Replicas, a.Leader, spare)
+
+	// The spare learns while the survivors clean; note which came first.
+	var learning, committed time.Duration
+	waitFor(t, compactWait, fmt.Sprintf("node %d assigned as a learner and a committed cleaning over the workload", spare), func() (bool, string) {
+		d, ok := c.cleanVia(t, live[0], topic)
+		if !ok {
+			return false, "no metadata"
+		}
+		if learning == 0 && slices.Contains(d.active().Learners, spare) {
+			learning = time.Since(killed)
+		}
+		if committed == 0 && d.committedUpTo() > sentinel {
+			committed = time.Since(killed)
+		}
+		return learning > 0 && committed > 0, fmt.Sprintf("active %+v, committed %+v, in flight %v", d.active(), d.Cleaned, d.Clean != nil)
+	})
+	t.Logf("measure: learner assigned %v and generation committed %v after the kill", learning.Round(10*time.Millisecond), committed.Round(10*time.Millisecond))
+	sentinel = produceUntil(t, c.kafkaAddrs(live...), topic, "after", want, 60*time.Second, fmt.Sprintf("node %d in the active replica set", spare), func() (bool, string) {
+		d, ok := c.cleanVia(t, live[0], topic)
+		a := d.active()
+		return ok && slices.Contains(a.Replicas, spare) && !slices.Contains(a.Replicas, victim), fmt.Sprintf("active segment %d: replicas %v learners %v", a.ID, a.Replicas, a.Learners)
+	})
+	t.Logf("measure: node %d taken in %v after the kill", spare, time.Since(killed).Round(10*time.Millisecond))
+	d, _ = c.cleanVia(t, live[0], topic)
+	for _, s := range d.Segments[:len(d.Segments)-1] {
+		if s.End > s.Base && (!slices.Contains(s.Replicas, spare) || slices.Contains(s.Replicas, victim)) {
+			var all []string
+			for _, s := range d.Segments {
+				all = append(all, fmt.Sprintf("%d[%d,%d) %v gen %d %s", s.ID, s.Base, s.End, s.Replicas, s.Generation, s.State))
+			}
+			t.Errorf("sealed segment %d [%d, %d) replicas %v: want %d in, %d out; chain: %s", s.ID, s.Base, s.End, s.Replicas, spare, victim, strings.Join(all, "; "))
+		}
+	}
+	upTo, sum := waitIdentical(t, c, live, live[0], topic, d.committedUpTo(), compactWait)
+	t.Logf("measure: nodes %v identical below %d (%s) %v after the kill", live, upTo, sum, time.Since(killed).Round(10*time.Millisecond))
+	waitCompacted(t, c.kafkaAddrs(live...), topic, want, sentinel)
+	checkSealedReadsFrom(t, c, c.kafkaAddrs(live...), topic, spare, want, sentinel)
 }
