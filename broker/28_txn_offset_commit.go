@@ -10,6 +10,7 @@ import (
 
 	"github.com/tuskdb/tusk/groups"
 	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/storage"
 )
 
 // TxnOffsetCommit 0-3 (KIP-447 member id, generation and instance id
@@ -104,6 +105,45 @@ func replayControl(c *groups.Coordinator, h kafkaproto.BatchHeader, recs []kafka
 		c.CompleteTxn(h.ProducerID, true)
 	case kmsg.ControlRecordKeyTypeAbort:
 		c.CompleteTxn(h.ProducerID, false)
+	}
+	return nil
+}
+
+// replayMarkersSince applies to c the transaction markers appended to
+// __consumer_offsets log l from offset from (where the replay that loaded
+// c ended) to its end: WriteTxnMarkers found no coordinator to tell about
+// them. Applying a marker twice changes nothing.
+func replayMarkersSince(l *storage.Log, c *groups.Coordinator, from int64) error {
+	var d kafkaproto.Decompressor
+	defer d.Close()
+	read := l.Read
+	if l.Replicated() {
+		read = l.ReadUncommitted
+	}
+	for off := from; off < l.LogEndOffset(); {
+		res, err := read(off, 1<<20, true)
+		if err != nil {
+			return fmt.Errorf("broker: read %s from %d: %w", offsetsTopic, off, err)
+		}
+		if len(res.Data) == 0 {
+			return nil
+		}
+		err = kafkaproto.SplitBatches(res.Data, func(batch []byte, h kafkaproto.BatchHeader) error {
+			if h.IsControl() && h.BaseOffset >= off {
+				recs, err := d.Records(batch)
+				if err != nil {
+					return fmt.Errorf("batch at %d: %w", h.BaseOffset, err)
+				}
+				if err := replayControl(c, h, recs); err != nil {
+					return err
+				}
+			}
+			off = h.LastOffset() + 1
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("broker: transaction markers of %s: %w", offsetsTopic, err)
+		}
 	}
 	return nil
 }

@@ -240,20 +240,27 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []
 	ol.leader = func() *replica.Leadership { return b.repl.Leader(tp) }
 	ol.logger = b.log.With().Str("tp", tp.String()).Logger()
 	c := groups.New(gc.cfg, ol)
-	records, err := replayOffsets(l, c, ol)
+	records, replayed, err := replayOffsets(l, c, ol)
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("broker: replay %s-%d: %w", offsetsTopic, p, err)
 	}
 	c.ReplayDone()
 	gc.mu.Lock()
-	defer gc.mu.Unlock()
 	if gc.closed {
+		gc.mu.Unlock()
 		c.Close()
 		return nil
 	}
 	gc.parts[p] = c
 	gc.since[p] = cur
+	gc.mu.Unlock()
+	// Transaction markers appended since the replay ended found no
+	// coordinator here to tell (offsetsMarkerCommitted); later ones find
+	// c.
+	if err := replayMarkersSince(l, c, replayed); err != nil {
+		b.log.Warn().Err(err).Int32("partition", p).Msg("group coordinator: read the transaction markers appended while loading")
+	}
 	b.log.Info().Int32("partition", p).Int("records", records).Dur("took", time.Since(started)).Msg("group coordinator loaded")
 	return nil
 }
@@ -336,8 +343,9 @@ func (b *Broker) compactOffsetsTopic(ctx context.Context, t metadata.Topic) erro
 	return nil
 }
 
-// replayOffsets feeds every record of l, in order, to c and ol.
-func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, error) {
+// replayOffsets feeds every record of l, in order, to c and ol; it returns
+// how many and the offset it read to.
+func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, int64, error) {
 	var d kafkaproto.Decompressor
 	defer d.Close()
 	n := 0
@@ -351,7 +359,7 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, 
 	for off := l.LogStartOffset(); off < end; {
 		res, err := read(off, 1<<20, true)
 		if err != nil {
-			return n, err
+			return n, end, err
 		}
 		if len(res.Data) == 0 {
 			break
@@ -390,10 +398,10 @@ func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, 
 			return nil
 		})
 		if err != nil {
-			return n, err
+			return n, end, err
 		}
 	}
-	return n, nil
+	return n, end, nil
 }
 
 func (gc *groupCoordinators) close() {

@@ -582,6 +582,21 @@ func TestTxnOffsetCommit(t *testing.T) {
 	check("committed after a restart", 0, 60, 60)
 	restart()
 	check("after a second restart", 0, 60, 60)
+
+	// A marker appended while the coordinator was loading (nobody told
+	// it): replayMarkersSince, which load runs from where the replay
+	// ended, applies it.
+	if code := txnCommit(702, "", -1, 70); code != 0 {
+		t.Fatalf("TxnOffsetCommit: code %d", code)
+	}
+	l, _ := b.partitionLog(offsetsTopic, partition())
+	from := l.LogEndOffset()
+	testLogAppend(t, b, offsetsTopic, partition(), nil, 702, 0, true)
+	check("a marker nobody was told of", unstable, -1, 60)
+	if err := replayMarkersSince(l, b.coordinatorFor(group), from); err != nil {
+		t.Fatal(err)
+	}
+	check("after replayMarkersSince", 0, 70, 70)
 }
 
 // withTimestamp stamps every record of batch (testTxnBatch's, whose
