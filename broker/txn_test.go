@@ -415,3 +415,79 @@ func TestTxnKgoProducer(t *testing.T) {
 	read(kgo.ReadUncommitted(), []string{"a0", "a1", "a2", "b0", "b1", "c0", "d0", "z0"})
 	read(kgo.ReadCommitted(), []string{"a0", "a1", "a2", "c0", "z0"})
 }
+
+// TestTxnCoordinatorCompletesPrepared: a __transaction_state log whose
+// last record of an id is PrepareCommit (a coordinator that died between
+// EndTxn and its markers) is completed by the coordinator loaded from it
+// after a restart: the COMMIT marker is written to the transaction's
+// partition with the new coordinator epoch, and the id becomes
+// CompleteCommit.
+func TestTxnCoordinatorCompletesPrepared(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const T = "prepared"
+	func() {
+		b := startBroker(t, dir, txnTestConfig)
+		cl := newClient(t, b)
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "out"); err != nil {
+			t.Fatal(err)
+		}
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorType = 1
+		fc.CoordinatorKey = T
+		if r := txnRequest[*kmsg.FindCoordinatorResponse](t, ctx, cl, fc); r.ErrorCode != 0 {
+			t.Fatalf("FindCoordinator: error %d", r.ErrorCode)
+		}
+		// The record a coordinator persists at EndTxn(commit), written
+		// straight to the log: no coordinator wrote its markers.
+		k := kmsg.NewTxnMetadataKey()
+		k.TransactionalID = T
+		v := kmsg.NewTxnMetadataValue()
+		v.ProducerID, v.ProducerEpoch, v.TimeoutMillis = 4242, 3, 60000
+		v.State = kmsg.TransactionState(2) // PrepareCommit
+		v.LastUpdateTimestamp, v.StartTimestamp = time.Now().UnixMilli(), time.Now().UnixMilli()
+		vt := kmsg.NewTxnMetadataValueTopic()
+		vt.Topic, vt.Partitions = "out", []int32{0}
+		v.Topics = append(v.Topics, vt)
+		l, code := b.partitionLog(txnTopic, groupPartition(T, 3))
+		if code != 0 {
+			t.Fatalf("__transaction_state partition: code %d", code)
+		}
+		batch := kafkaproto.AppendBatch(nil, time.Now().UnixMilli(), []kafkaproto.KV{{Key: k.AppendTo(nil), Value: v.AppendTo(nil)}})
+		h, err := kafkaproto.ValidateBatch(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, epoch, _ := b.store.FSM().PartitionLeader(txnTopic, groupPartition(T, 3))
+		res, err := l.Append(batch, h, max(epoch, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.WaitDurable(ctx, res.LastOffset); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := b.partitionLog("out", 0); out.LogEndOffset() != 0 {
+			t.Fatalf("out-0 log end %d before the restart", out.LogEndOffset())
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}()
+
+	b := startBroker(t, dir, txnTestConfig)
+	cl := newClient(t, b)
+	st := waitTxnState(t, ctx, cl, T, "CompleteCommit")
+	if st.ProducerID != 4242 || st.ProducerEpoch != 3 || len(st.Topics) != 0 {
+		t.Fatalf("completed: %+v", st)
+	}
+	tt, _ := b.store.FSM().Topic(txnTopic)
+	_, coordEpoch := tt.Leader(groupPartition(T, 3))
+	commit, pid, epoch, ce := markerAt(t, b, "out", 0, 0)
+	if !commit || pid != 4242 || epoch != 3 || ce != coordEpoch {
+		t.Fatalf("out-0@0: commit %v pid %d epoch %d coordinator epoch %d (want %d)", commit, pid, epoch, ce, coordEpoch)
+	}
+	if out, _ := b.partitionLog("out", 0); out.LogEndOffset() != 1 {
+		t.Fatalf("out-0 log end %d, want 1", out.LogEndOffset())
+	}
+}
