@@ -122,6 +122,32 @@ func TestTxnCoordinatorAPIs(t *testing.T) {
 			t.Fatal(err)
 		}
 
+		// ApiVersions: the coordinator APIs at their versions, and no
+		// transaction.version feature at 2 or more (KIP-890 part 2).
+		av := txnRequest[*kmsg.ApiVersionsResponse](t, ctx, cl, kmsg.NewPtrApiVersionsRequest())
+		wantKeys := map[int16][2]int16{22: {0, 4}, 24: {0, 3}, 25: {0, 3}, 26: {0, 3}, 27: {0, 1}, 65: {0, 0}, 66: {0, 2}}
+		for _, k := range av.ApiKeys {
+			if w, ok := wantKeys[k.ApiKey]; ok {
+				if k.MinVersion != w[0] || k.MaxVersion != w[1] {
+					t.Fatalf("ApiVersions %s: %d-%d, want %d-%d", kmsg.NameForKey(k.ApiKey), k.MinVersion, k.MaxVersion, w[0], w[1])
+				}
+				delete(wantKeys, k.ApiKey)
+			}
+		}
+		if len(wantKeys) != 0 {
+			t.Fatalf("ApiVersions lacks %v", wantKeys)
+		}
+		for _, f := range av.SupportedFeatures {
+			if f.Name == "transaction.version" && f.MaxVersion >= 2 {
+				t.Fatalf("ApiVersions advertises transaction.version %d", f.MaxVersion)
+			}
+		}
+		for _, f := range av.FinalizedFeatures {
+			if f.Name == "transaction.version" && f.MaxVersionLevel >= 2 {
+				t.Fatalf("ApiVersions finalizes transaction.version %d", f.MaxVersionLevel)
+			}
+		}
+
 		fc := kmsg.NewPtrFindCoordinatorRequest()
 		fc.CoordinatorType = 1
 		fc.CoordinatorKey = T
