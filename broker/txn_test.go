@@ -517,3 +517,53 @@ func TestTxnCoordinatorCompletesPrepared(t *testing.T) {
 		t.Fatalf("out-0 log end %d, want 1", out.LogEndOffset())
 	}
 }
+
+// TestTxnMarkersDeletedPartition: a transaction's partition whose topic
+// was deleted before EndTxn counts as marked (Kafka drops it), so the
+// transaction completes; the other partition gets its marker.
+func TestTxnMarkersDeletedPartition(t *testing.T) {
+	b := startBroker(t, t.TempDir(), txnTestConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := newClient(t, b)
+	adm := kadm.NewClient(cl)
+	for _, topic := range []string{"kept", "gone"} {
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const T = "deleted-partition"
+	ir := kmsg.NewPtrInitProducerIDRequest()
+	ir.TransactionalID = kmsg.StringPtr(T)
+	ir.TransactionTimeoutMillis = 60000
+	init := txnRequest[*kmsg.InitProducerIDResponse](t, ctx, cl, ir)
+	if init.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: error %d", init.ErrorCode)
+	}
+	ap := kmsg.NewPtrAddPartitionsToTxnRequest()
+	ap.Version = 3
+	ap.TransactionalID, ap.ProducerID, ap.ProducerEpoch = T, init.ProducerID, init.ProducerEpoch
+	for _, topic := range []string{"kept", "gone"} {
+		rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		ap.Topics = append(ap.Topics, rt)
+	}
+	for _, rt := range txnRequest[*kmsg.AddPartitionsToTxnResponse](t, ctx, cl, ap).Topics {
+		if rt.Partitions[0].ErrorCode != 0 {
+			t.Fatalf("AddPartitionsToTxn %s: error %d", rt.Topic, rt.Partitions[0].ErrorCode)
+		}
+	}
+	if _, err := adm.DeleteTopics(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	et := kmsg.NewPtrEndTxnRequest()
+	et.Version = 3
+	et.TransactionalID, et.ProducerID, et.ProducerEpoch, et.Commit = T, init.ProducerID, init.ProducerEpoch, true
+	if code := txnRequest[*kmsg.EndTxnResponse](t, ctx, cl, et).ErrorCode; code != 0 {
+		t.Fatalf("EndTxn: error %d", code)
+	}
+	waitTxnState(t, ctx, cl, T, "CompleteCommit")
+	if commit, pid, _, _ := markerAt(t, b, "kept", 0, 0); !commit || pid != init.ProducerID {
+		t.Fatalf("kept-0@0: commit %v pid %d", commit, pid)
+	}
+}
