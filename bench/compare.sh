@@ -21,7 +21,7 @@
 #        SECTIONS=compaction   run only the compaction section
 #                        (bench/compaction.sh: cleaner throughput, and
 #                        acks=all p99 on another topic while it cleans;
-#                        about 10 minutes with its REPEAT=3); a full run
+#                        12-15 minutes with its REPEAT=3); a full run
 #                        leaves it out (it keeps the section already in OUT)
 # Needs: go, dd, curl, jq.
 set -eEuo pipefail
