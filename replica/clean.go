@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
@@ -68,9 +71,10 @@ type cleanState struct {
 	// pending: a participant's prepared output, waiting for the outcome
 	// of its generation.
 	pending map[storage.TopicPartition]*pendingClean
-	// failedRedo: the committed generation whose redo did not match here
-	// (not retried; the segments are not served from this node).
-	failedRedo map[storage.TopicPartition]int32
+	// failedRedo: the committed generation whose redo (and re-copy) did
+	// not match here, retried after redoRetry; until then the segments
+	// are not served from this node.
+	failedRedo map[storage.TopicPartition]failedRedo
 	// joined: the last generation this node took part in, per log.
 	// Reconcile may call checkClean with a snapshot of the metadata taken
 	// before that generation ended (and its prepared output was settled):
@@ -92,6 +96,20 @@ type DirtyState struct {
 	LagMs int64
 }
 
+// redoRetry is how long after a failed redo (or re-copy) of a committed
+// generation the node tries again.
+const redoRetry = 5 * time.Second
+
+// failedRedo is a committed generation whose redo failed here, and until
+// when the node waits before it tries again.
+type failedRedo struct {
+	gen   int32
+	until time.Time
+}
+
+// holds reports whether the failure of generation gen still holds at now.
+func (f failedRedo) holds(gen int32, now time.Time) bool { return f.gen == gen && now.Before(f.until) }
+
 // joinedGen is the last generation a node took part in with a log.
 type joinedGen struct {
 	log *storage.Log
@@ -111,7 +129,7 @@ type pendingClean struct {
 
 func newCleanState(threads int) *cleanState {
 	return &cleanState{sem: make(chan struct{}, max(threads, 1)), running: map[storage.TopicPartition]bool{},
-		pending: map[storage.TopicPartition]*pendingClean{}, failedRedo: map[storage.TopicPartition]int32{}, joined: map[storage.TopicPartition]joinedGen{},
+		pending: map[storage.TopicPartition]*pendingClean{}, failedRedo: map[storage.TopicPartition]failedRedo{}, joined: map[storage.TopicPartition]joinedGen{},
 		dirty: map[storage.TopicPartition]DirtyState{}}
 }
 
@@ -204,7 +222,7 @@ func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
 			return
 		}
 	}
-	if d := part.Cleaned; d != nil && l.CleanGeneration() < d.Generation && cs.failedRedo[tp] != d.Generation && m.holdsAll(part, d) {
+	if d := part.Cleaned; d != nil && l.CleanGeneration() < d.Generation && !cs.failedRedo[tp].holds(d.Generation, m.clock.Now()) && m.holdsAll(part, d) {
 		cs.running[tp] = true
 		cmd := d.Clone()
 		m.step(tp, 0, func() { m.redo(tp, t, cmd, part, l) })
@@ -330,6 +348,22 @@ func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata
 		if aerr := rw.Abort(); aerr != nil {
 			m.log.Warn().Err(aerr).Str("tp", tp.String()).Msg("remove a cleaning's output")
 		}
+		// This copy is no generation of the range (a learner that copied
+		// part of it before a commit and part after): copy the committed
+		// bytes from the leader instead.
+		var cerr error
+		if rw, results, cerr = m.recopy(tp, t, cmd, part, l); cerr == nil && !matchesCommitted(part, results) {
+			cerr = errors.New("the leader's copy differs from the committed checksums")
+			if aerr := rw.Abort(); aerr != nil {
+				m.log.Warn().Err(aerr).Str("tp", tp.String()).Msg("remove a re-copy's output")
+			}
+		}
+		if cerr == nil {
+			err = nil
+			m.log.Info().Str("tp", tp.String()).Int32("generation", cmd.Generation).Msg("re-copied the committed cleaning's range from the leader")
+		} else {
+			err = errors.Join(err, cerr)
+		}
 	}
 	if err == nil {
 		if err = rw.Commit(cmd.Generation); err != nil {
@@ -339,7 +373,16 @@ func (m *Manager) redo(tp storage.TopicPartition, t metadata.Topic, cmd metadata
 	m.clean.mu.Lock()
 	defer m.clean.mu.Unlock()
 	if err != nil {
-		m.clean.failedRedo[tp] = cmd.Generation
+		// Retried after redoRetry (the leader may have moved, or not
+		// swapped the generation in yet): a later check redoes it.
+		m.clean.failedRedo[tp] = failedRedo{gen: cmd.Generation, until: m.clock.Now().Add(redoRetry)}
+		m.goTracked(func() {
+			select {
+			case <-time.After(redoRetry):
+				m.recheck(tp)
+			case <-m.ctx.Done():
+			}
+		})
 		m.clean.stats.Failed++
 		m.log.Error().Err(err).Str("tp", tp.String()).Int32("generation", cmd.Generation).
 			Msg("could not redo the committed cleaning: this node's copy of the cleaned segments is not served (their checksums differ)")
@@ -378,6 +421,97 @@ func (m *Manager) abortRewrite(tp storage.TopicPartition, pc *pendingClean, why 
 		m.log.Warn().Err(err).Str("tp", tp.String()).Msg("remove a cleaning's output")
 	}
 	m.log.Info().Str("tp", tp.String()).Int32("generation", pc.gen).Str("why", why).Msg("cleaning output dropped")
+}
+
+// recopy writes the range [cmd.Start, cmd.UpTo) of the partition's
+// active leader into a prepared rewrite of l (a consumer's Fetch over the
+// leader's internal listener: it reads below the high watermark and
+// counts as no replica's acknowledgement), under the cleaner's I/O budget,
+// and returns it with the checksum of each segment of the command.
+func (m *Manager) recopy(tp storage.TopicPartition, t metadata.Topic, cmd metadata.CleanPartition, part metadata.Partition, l *storage.Log) (*storage.Rewrite, []metadata.SegmentResult, error) {
+	leader := part.Active().Leader
+	if cur, ok := m.md.Topic(tp.Topic); ok && int(tp.Partition) < len(cur.Parts) {
+		leader = cur.Parts[tp.Partition].Active().Leader // the leader now
+	}
+	if leader < 0 || leader == m.cfg.NodeID {
+		return nil, nil, fmt.Errorf("replica: re-copy %s: no other node leads it", tp)
+	}
+	rw, err := l.BeginRewrite(cmd.UpTo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("replica: re-copy %s: %w", tp, err)
+	}
+	fail := func(err error) (*storage.Rewrite, []metadata.SegmentResult, error) {
+		return nil, nil, errors.Join(fmt.Errorf("replica: re-copy %s from node %d: %w", tp, leader, err), rw.Abort())
+	}
+	if err := rw.From(cmd.Start); err != nil {
+		return fail(err)
+	}
+	acc := newSegmentSums(cmd.Segments)
+	errStop := errors.New("stop")
+	for next := cmd.Start; next < cmd.UpTo; {
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID = -1 // a consumer's read: below the HW, no acknowledgement
+		req.MaxBytes = 4 << 20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = t.Name, t.ID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.PartitionMaxBytes = tp.Partition, next, -1, 4<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		resp, err := m.tr.Fetch(ctx, leader, req)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		var data []byte
+		for _, rt := range resp.Topics {
+			for _, rp := range rt.Partitions {
+				if rp.Partition != tp.Partition {
+					continue
+				}
+				if rp.ErrorCode != 0 {
+					return fail(kerr.ErrorForCode(rp.ErrorCode))
+				}
+				data = rp.RecordBatches
+			}
+		}
+		progressed := false
+		err = kafkaproto.SplitBatches(data, func(b []byte, h kafkaproto.BatchHeader) error {
+			switch {
+			case h.LastOffset() < next:
+				return nil
+			case h.BaseOffset >= cmd.UpTo:
+				return errStop
+			}
+			if budget := m.cfg.Cleaner.Budget; budget != nil {
+				if err := budget.Wait(m.ctx, len(b)); err != nil {
+					return err
+				}
+			}
+			if err := acc.add(b); err != nil {
+				return err
+			}
+			if err := rw.Write(b); err != nil {
+				return err
+			}
+			next, progressed = h.LastOffset()+1, true
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return fail(err)
+		}
+		if errors.Is(err, errStop) {
+			break
+		}
+		if !progressed {
+			return fail(fmt.Errorf("no batches at %d", next))
+		}
+	}
+	if err := rw.Prepare(); err != nil {
+		return fail(err)
+	}
+	return rw, acc.results(), nil
 }
 
 // matchesCommitted reports whether results are the committed ones of

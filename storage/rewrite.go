@@ -749,3 +749,15 @@ func (l *Log) recoverSwap(names []string) (bool, error) {
 	}
 	return changed || removed, nil
 }
+
+// From sets where the rewrite's output starts (the log start after
+// Commit) without reading the log's own batches: a rewrite whose output
+// is copied from another replica (a re-copy of a cleaned range,
+// docs/compaction.md) writes batches at or above from.
+func (r *Rewrite) From(from int64) error {
+	if r.finished || r.prepared || from >= r.upTo || (r.wrote && from != r.from) {
+		return fmt.Errorf("storage: rewrite of %s from %d (up to %d, output from %d): %w", r.l.tp, from, r.upTo, r.from, ErrOffsetOutOfRange)
+	}
+	r.from = from
+	return nil
+}
