@@ -447,3 +447,43 @@ func TestCleaningStopsAtTheFirstUnstableOffset(t *testing.T) {
 		t.Fatalf("proposed cleaning %+v, want one up to 10", cl)
 	}
 }
+
+// TestFailoverSealGetsChecksum: a segment sealed without a checksum (as a
+// failover seals) gets one from the next leader's cleaner check, equal to
+// every replica's bytes, and then becomes cleanable.
+func TestFailoverSealGetsChecksum(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.compactTopic()
+	for k := range 5 {
+		c.produceKV(1, fmt.Sprintf("k%d", k), []byte("v"))
+	}
+	end := c.log(1).LogEndOffset()
+	c.eventually("followers hold every record", func() bool {
+		return c.log(2).LogEndOffset() == end && c.log(3).LogEndOffset() == end
+	})
+	a := c.active()
+	if err := c.meta.fsm.Apply(metadata.RollSegment{Topic: "t", ID: metadata.TopicID{1}, Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch,
+		EndOffset: end, NextLeader: 2, NextReplicas: []int32{2, 3, 1}, SealedAtMs: c.clock.Now().UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	c.reconcileAll()
+	if s := c.partition().Segments[0]; s.Bytes != 0 {
+		t.Fatalf("sealed with a checksum already: %+v", s)
+	}
+	c.nodes[2].m.maybeClean(tp0, c.log(2))
+	s := c.partition().Segments[0]
+	for id := range c.nodes {
+		crc, n, err := c.log(id).SegmentChecksum(s.BaseOffset, s.EndOffset)
+		if err != nil || n == 0 || crc != s.Checksum || n != s.Bytes {
+			t.Fatalf("node %d: crc %d bytes %d err %v; recorded crc %d bytes %d", id, crc, n, err, s.Checksum, s.Bytes)
+		}
+	}
+	// The new leader's high watermark (so its last stable offset) covers
+	// the sealed segment once its followers fetched from it.
+	c.produceKV(2, "k9", []byte("w"))
+	c.eventually("the new leader's high watermark passes the seal", func() bool { return c.log(2).HighWatermark() > end })
+	c.nodes[2].m.maybeClean(tp0, c.log(2))
+	if cl := c.partition().Clean; cl == nil || cl.UpTo != end {
+		t.Fatalf("no cleaning proposed once the checksum is known: %+v", cl)
+	}
+}
