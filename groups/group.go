@@ -97,6 +97,10 @@ type offsetValue struct {
 	metadata    string
 	commitTs    int64 // unix ms
 	expireTs    int64 // unix ms, -1 if none (only from OffsetCommit v2-v4 retention)
+	// order is the place of the commit's record among the group's
+	// (group.nextOrder): a transaction's COMMIT keeps a later plain
+	// commit of the partition, as Kafka compares their log offsets.
+	order uint64
 }
 
 type group struct {
@@ -141,7 +145,10 @@ type group struct {
 	// pendingTxn holds transactional offset commits (TxnOffsetCommit)
 	// by producer id until its transaction's marker (txn.go).
 	pendingTxn map[int64]map[tp]offsetValue
-	hasMeta    bool // a group metadata record exists for the group (replay, persisted rebalance)
+	// orders counts the offset commits persisted or replayed, in log
+	// order (offsetValue.order).
+	orders  uint64
+	hasMeta bool // a group metadata record exists for the group (replay, persisted rebalance)
 }
 
 // listing is what ListGroups shows of a group.
@@ -960,4 +967,10 @@ func (g *group) leave(memberID string, instanceID *string) (string, int16) {
 	}
 	g.removeMember(g.members[memberID], "member left the group")
 	return memberID, 0
+}
+
+// nextOrder is the order of the next offset commit record. g.mu held.
+func (g *group) nextOrder() uint64 {
+	g.orders++
+	return g.orders
 }

@@ -122,6 +122,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		return fill(code)
 	}
 	for _, pc := range commits {
+		pc.v.order = g.nextOrder()
 		g.offsets[pc.k] = pc.v
 	}
 	if m != nil {

@@ -122,6 +122,7 @@ func (c *Coordinator) Replay(r Record) error {
 		if v.Version == 1 {
 			ov.expireTs = v.ExpireTimestamp
 		}
+		ov.order = g.nextOrder()
 		g.offsets[key] = ov
 	case 2:
 		var k kmsg.GroupMetadataKey

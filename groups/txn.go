@@ -12,7 +12,8 @@ import (
 // writes the offsets as transactional records of the producer's
 // transaction and holds them pending in the group; the transaction's
 // COMMIT marker on the group's __consumer_offsets partition makes them
-// the committed offsets, its ABORT marker drops them (CompleteTxn, which
+// the committed offsets (unless a plain commit of the partition was
+// written after them), its ABORT marker drops them (CompleteTxn, which
 // the broker calls for a marker it appended and for each marker it
 // replays). OffsetFetch with RequireStable answers UNSTABLE_OFFSET_COMMIT
 // for a partition with a pending transactional commit.
@@ -147,6 +148,7 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 		}
 	}
 	for _, pc := range commits {
+		pc.ov.order = g.nextOrder()
 		g.addPendingTxn(req.ProducerID, pc.k, pc.ov)
 	}
 	return resp
@@ -171,7 +173,11 @@ func (c *Coordinator) CompleteTxn(pid int64, commit bool) {
 			delete(g.pendingTxn, pid)
 			if commit {
 				for k, o := range offs {
-					g.offsets[k] = o
+					// A plain commit written after the
+					// transactional one wins, as in Kafka.
+					if cur, ok := g.offsets[k]; !ok || cur.order < o.order {
+						g.offsets[k] = o
+					}
 				}
 			}
 		}
@@ -205,6 +211,7 @@ func (c *Coordinator) ReplayTxn(pid int64, r Record) error {
 	g := c.getOrCreate(k.Group)
 	g.mu.Lock()
 	defer g.unlock()
+	ov.order = g.nextOrder()
 	g.addPendingTxn(pid, tp{k.Topic, k.Partition}, ov)
 	return nil
 }

@@ -112,3 +112,28 @@ func TestTxnOffsetCommit(t *testing.T) {
 		t.Fatalf("replayed commit after its marker: code %d offset %d, want 0 and 40", code, off)
 	}
 }
+
+// TestTxnCommitKeepsLaterPlainCommit: a plain OffsetCommit written after a
+// transactional one of the same partition stays when the transaction
+// commits (Kafka compares the records' log offsets); an earlier one is
+// replaced.
+func TestTxnCommitKeepsLaterPlainCommit(t *testing.T) {
+	h := newHarness(t, nil)
+	ids, gen := h.stable(1)
+	if code := h.commit(ids[0], gen, "t", 1, 5); code != 0 {
+		t.Fatalf("plain commit: %d", code)
+	}
+	if code := h.txnCommit(3, 5, ids[0], gen, 0, 10); code != 0 {
+		t.Fatalf("txn commit: %d", code)
+	}
+	if code := h.txnCommit(3, 5, ids[0], gen, 1, 11); code != 0 {
+		t.Fatalf("txn commit: %d", code)
+	}
+	if code := h.commit(ids[0], gen, "t", 0, 15); code != 0 {
+		t.Fatalf("plain commit: %d", code)
+	}
+	h.c.CompleteTxn(5, true)
+	if o0, o1 := h.fetched("t", 0), h.fetched("t", 1); o0 != 15 || o1 != 11 {
+		t.Fatalf("after the COMMIT: t/0 %d, t/1 %d; want 15 (the later plain commit) and 11", o0, o1)
+	}
+}
