@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -81,6 +82,9 @@ type cleanState struct {
 	// it must not take part in it twice.
 	joined map[storage.TopicPartition]joinedGen
 	stats  CleanerStats
+	// bytesIn and bytesOut count as the cleaner reads and writes, so the
+	// metrics show a long cleaning's progress (CleanerStats adds them).
+	bytesIn, bytesOut atomic.Int64
 	// dirty: what the leader last computed per compacted partition it
 	// leads.
 	dirty map[storage.TopicPartition]DirtyState
@@ -136,8 +140,10 @@ func newCleanState(threads int) *cleanState {
 // CleanerStats returns the node's cleaner counters.
 func (m *Manager) CleanerStats() CleanerStats {
 	m.clean.mu.Lock()
-	defer m.clean.mu.Unlock()
-	return m.clean.stats
+	st := m.clean.stats
+	m.clean.mu.Unlock()
+	st.BytesIn, st.BytesOut = m.clean.bytesIn.Load(), m.clean.bytesOut.Load()
+	return st
 }
 
 // Dirty returns the dirty state of each compacted partition this node
@@ -543,6 +549,14 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 				return nil, nil, fmt.Errorf("replica: clean %s: segment %d left the chain", tp, cs.ID)
 			}
 			s := part.Segments[i]
+			// The verification reads the segment too: under the budget,
+			// and counted with the cleaner's reads.
+			if budget := m.cfg.Cleaner.Budget; budget != nil {
+				if err := budget.Wait(m.ctx, int(s.Bytes)); err != nil {
+					return nil, nil, err
+				}
+			}
+			m.clean.bytesIn.Add(s.Bytes)
 			crc, n, err := l.SegmentChecksum(cs.Base, cs.End)
 			if err != nil {
 				return nil, nil, fmt.Errorf("replica: clean %s: verify segment %d: %w", tp, cs.ID, err)
@@ -571,7 +585,6 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 	params := cleaner.Params{Start: cmd.Start, UpTo: cmd.UpTo, NowMs: cmd.NowMs, DeleteRetentionMs: cc.DeleteRetentionMs,
 		Segments: segs, Horizons: horizons, MapBytes: m.cfg.Cleaner.MapBytes, SpillDir: m.cfg.Cleaner.SpillDir}
 	budget := m.cfg.Cleaner.Budget
-	var in int64
 	src := func(fn func(batch []byte) error) error {
 		return rw.Input(cmd.Start, func(batch []byte, _ kafkaproto.BatchHeader) error {
 			if budget != nil {
@@ -579,12 +592,11 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 					return err
 				}
 			}
-			in += int64(len(batch))
+			m.clean.bytesIn.Add(int64(len(batch)))
 			return fn(batch)
 		})
 	}
 	acc := newSegmentSums(cmd.Segments)
-	var out int64
 	write := func(batch []byte) error {
 		if err := acc.add(batch); err != nil {
 			return err
@@ -594,7 +606,7 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 				return err
 			}
 		}
-		out += int64(len(batch))
+		m.clean.bytesOut.Add(int64(len(batch)))
 		return rw.Write(batch)
 	}
 	if _, err := cleaner.Clean(src, params, write); err != nil {
@@ -603,10 +615,6 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 	if err := rw.Prepare(); err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("replica: clean %s: %w", tp, err), rw.Abort())
 	}
-	m.clean.mu.Lock()
-	m.clean.stats.BytesIn += in
-	m.clean.stats.BytesOut += out
-	m.clean.mu.Unlock()
 	return rw, acc.results(), nil
 }
 
