@@ -212,13 +212,7 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []
 		return nil
 	}
 	if _, ok := gc.parts[p]; ok {
-		fresh := true
-		for _, s := range segs {
-			if s.ID > gc.since[p] && s.Leader != b.cfg.NodeID {
-				fresh = false
-			}
-		}
-		if fresh {
+		if ledSince(segs, gc.since[p], b.cfg.NodeID) {
 			gc.since[p] = cur
 			gc.mu.Unlock()
 			return nil
@@ -231,14 +225,7 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []
 	gc.n = n
 	gc.mu.Unlock()
 	started := time.Now()
-	tp := b.tp(offsetsTopic, p)
-	ol := newOffsetsLog(l, func() int32 {
-		t, _ := b.store.FSM().Topic(offsetsTopic)
-		_, e := t.Leader(p)
-		return max(e, 0)
-	})
-	ol.leader = func() *replica.Leadership { return b.repl.Leader(tp) }
-	ol.logger = b.log.With().Str("tp", tp.String()).Logger()
+	ol := b.internalLog(offsetsTopic, p, l)
 	c := groups.New(gc.cfg, ol)
 	records, replayed, err := replayOffsets(l, c, ol)
 	if err != nil {
@@ -263,6 +250,32 @@ func (gc *groupCoordinators) load(b *Broker, n, p int32, l *storage.Log, segs []
 	}
 	b.log.Info().Int32("partition", p).Int("records", records).Dur("took", time.Since(started)).Msg("group coordinator loaded")
 	return nil
+}
+
+// ledSince reports whether this node (self) led every segment of the
+// chain segs after segment since: a coordinator loaded then is still
+// current (one loaded before another node led the partition is stale).
+func ledSince(segs []metadata.Segment, since int64, self int32) bool {
+	for _, s := range segs {
+		if s.ID > since && s.Leader != self {
+			return false
+		}
+	}
+	return true
+}
+
+// internalLog is the Persister log of partition p of an internal topic
+// (__consumer_offsets, __transaction_state) whose log l this node leads.
+func (b *Broker) internalLog(topic string, p int32, l *storage.Log) *offsetsLog {
+	tp := b.tp(topic, p)
+	ol := newOffsetsLog(l, func() int32 {
+		t, _ := b.store.FSM().Topic(topic)
+		_, e := t.Leader(p)
+		return max(e, 0)
+	})
+	ol.leader = func() *replica.Leadership { return b.repl.Leader(tp) }
+	ol.logger = b.log.With().Str("tp", tp.String()).Logger()
+	return ol
 }
 
 // unload stops the coordinator of partition p.

@@ -95,13 +95,7 @@ func (tc *txnCoordinators) load(n, p int32, epoch int32, l *storage.Log, segs []
 		return nil
 	}
 	if _, ok := tc.parts[p]; ok {
-		fresh := true
-		for _, s := range segs {
-			if s.ID > tc.since[p] && s.Leader != b.cfg.NodeID {
-				fresh = false
-			}
-		}
-		if fresh {
+		if ledSince(segs, tc.since[p], b.cfg.NodeID) {
 			tc.since[p] = cur
 			tc.mu.Unlock()
 			return nil
@@ -114,14 +108,7 @@ func (tc *txnCoordinators) load(n, p int32, epoch int32, l *storage.Log, segs []
 	tc.n = n
 	tc.mu.Unlock()
 	started := time.Now()
-	tp := b.tp(txnTopic, p)
-	ol := newOffsetsLog(l, func() int32 {
-		t, _ := b.store.FSM().Topic(txnTopic)
-		_, e := t.Leader(p)
-		return max(e, 0)
-	})
-	ol.leader = func() *replica.Leadership { return b.repl.Leader(tp) }
-	ol.logger = b.log.With().Str("tp", tp.String()).Logger()
+	ol := b.internalLog(txnTopic, p, l)
 	c := txn.New(b.txnConfig(), epoch, txnLog{ol}, txnMarkers{b}, txnProducerIDs{b})
 	records, err := replayTxnLog(l, c)
 	if err != nil {
