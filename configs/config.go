@@ -36,6 +36,45 @@ type Config struct {
 	Replica  ReplicaConfig  `mapstructure:"replica"`
 	Cleaner  CleanerConfig  `mapstructure:"cleaner"`
 	Metrics  MetricsConfig  `mapstructure:"metrics"`
+	// TLS, SASL and the authorizer (docs/security.md).
+	TLS  TLSConfig  `mapstructure:"tls"`
+	SASL SASLConfig `mapstructure:"sasl"`
+	// Authorizer enforces ACLs on every request (Kafka's
+	// authorizer.class.name set).
+	Authorizer bool `mapstructure:"authorizer"`
+	// SuperUsers are principals every ACL check allows, as
+	// "User:admin;User:ops" (super.users).
+	SuperUsers string `mapstructure:"super-users"`
+	// AllowEveryoneIfNoACLFound allows a resource no ACL matches
+	// (allow.everyone.if.no.acl.found).
+	AllowEveryoneIfNoACLFound bool `mapstructure:"allow-everyone-if-no-acl-found"`
+}
+
+// TLSConfig holds the PEM files of this node's certificate, its key and
+// the CA that client and node certificates are checked against
+// (docs/security.md).
+type TLSConfig struct {
+	CertFile string `mapstructure:"cert-file"`
+	KeyFile  string `mapstructure:"key-file"`
+	CAFile   string `mapstructure:"ca-file"`
+	// ClientAuth is none, requested or required (ssl.client.auth) on
+	// the SSL and SASL_SSL client listeners.
+	ClientAuth string `mapstructure:"client-auth"`
+}
+
+// SASLConfig is SASL authentication on the SASL_* listeners.
+type SASLConfig struct {
+	// Mechanisms enabled, comma separated (sasl.enabled.mechanisms).
+	Mechanisms string `mapstructure:"mechanisms"`
+	// BootstrapUsersFile holds "name:password" lines applied once to an
+	// empty cluster (docs/security.md).
+	BootstrapUsersFile string `mapstructure:"bootstrap-users-file"`
+	// FailedAuthDelay delays the answer to a failed authentication
+	// (connection.failed.authentication.delay.ms).
+	FailedAuthDelay time.Duration `mapstructure:"failed-auth-delay"`
+	// MaxReauth is the session lifetime of an authenticated connection
+	// (connections.max.reauth.ms, KIP-368); 0: unlimited.
+	MaxReauth time.Duration `mapstructure:"max-reauth"`
 }
 
 // MetricsConfig shapes /metrics.
@@ -225,6 +264,9 @@ func Options() []Option {
 		{"shutdown-timeout", 30 * time.Second, "how long SIGTERM waits for in-flight requests"},
 		{"kafka.listen", "127.0.0.1:9092", "Kafka listener address (port 0 picks one)"},
 		{"kafka.advertised", "", "host:port advertised to clients (default: the bound listener)"},
+		{"kafka.listeners", "", "named Kafka listeners NAME://host:port,... over PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (listeners); replaces kafka.listen when set"},
+		{"kafka.advertised-listeners", "", "addresses given to clients per listener, NAME://host:port,... (advertised.listeners; default: each listener's bound address)"},
+		{"kafka.listener-protocols", "", "security protocol of listener names that are not protocol names, NAME:PROTOCOL,... (listener.security.protocol.map)"},
 		{"kafka.request-max-bytes", int32(100 << 20), "largest request frame accepted (socket.request.max.bytes)"},
 		{"kafka.message-max-bytes", int32(1048588), "largest record batch accepted (message.max.bytes)"},
 		{"kafka.max-inflight", 64, "pipelined requests per connection before reading pauses"},
@@ -278,6 +320,17 @@ func Options() []Option {
 		{"cleaner.map-bytes", int64(64 << 20), "key map memory of one cleaning before it spills to disk (log.cleaner.dedupe.buffer.size)"},
 		{"cleaner.backoff", 15 * time.Second, "pause between the log cleaner's checks for cleanable partitions (log.cleaner.backoff.ms)"},
 		{"metrics.per-partition", false, "add per-partition series to /metrics (bytes and records in, bytes out, high watermark, log end offset, size, consumer-group lag); off: per topic and per group only, so the series count does not grow with partitions"},
+		{"tls.cert-file", "", "PEM certificate of this node for SSL/SASL_SSL listeners and, with tls.ca-file, node-to-node mutual TLS (reloaded on SIGHUP and when the file changes)"},
+		{"tls.key-file", "", "PEM private key of tls.cert-file"},
+		{"tls.ca-file", "", "PEM CA that client certificates and other nodes' certificates are checked against; set, the internal and Raft listeners use mutual TLS"},
+		{"tls.client-auth", "none", "client certificates on SSL/SASL_SSL listeners: none, requested or required (ssl.client.auth)"},
+		{"sasl.mechanisms", "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN", "SASL mechanisms the SASL_* listeners offer (sasl.enabled.mechanisms)"},
+		{"sasl.bootstrap-users-file", "", "file of name:password lines whose SCRAM credentials are created once, when the cluster has never had them applied"},
+		{"sasl.failed-auth-delay", 100 * time.Millisecond, "delay before answering a failed authentication (connection.failed.authentication.delay.ms); repeated failures from one address wait longer"},
+		{"sasl.max-reauth", time.Duration(0), "session lifetime of a SASL-authenticated connection, after which the client must re-authenticate (connections.max.reauth.ms, KIP-368); 0: unlimited"},
+		{"authorizer", false, "enforce ACLs on every request (authorizer.class.name); requires TLS unless the internal and Raft listeners bind loopback"},
+		{"super-users", "", "principals allowed everything, e.g. 'User:admin;User:ops' (super.users)"},
+		{"allow-everyone-if-no-acl-found", false, "allow access to a resource no ACL matches (allow.everyone.if.no.acl.found)"},
 		{"produce.forward", true, "forward a Produce for a partition another node leads to that leader (off: NOT_LEADER_OR_FOLLOWER with KIP-951 hints on v10+)"},
 	}
 }
