@@ -44,7 +44,10 @@ type Broker struct {
 	httpMounts     []httpMount
 	consoleVersion string
 
-	kafkaLn   net.Listener
+	// listeners are the Kafka listeners, in configuration order
+	// (listeners.go); internal is the node-to-node one.
+	listeners []*listener
+	internal  *listener
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	advertise struct {
@@ -197,7 +200,7 @@ func (b *Broker) Listen() error {
 	if err != nil {
 		return fmt.Errorf("broker: listen kafka %s: %w", b.cfg.Kafka.Listen, err)
 	}
-	b.kafkaLn = ln
+	b.listeners = []*listener{{name: configs.ProtocolPlaintext, protocol: configs.ProtocolPlaintext, ln: ln}}
 	adv := b.cfg.Kafka.Advertised
 	if adv == "" {
 		adv = ln.Addr().String()
@@ -220,6 +223,7 @@ func (b *Broker) Listen() error {
 		return fmt.Errorf("broker: listen internal %s: %w", b.cfg.Internal.Listen, err)
 	}
 	b.internalLn = il
+	b.internal = &listener{name: internalListener, protocol: configs.ProtocolPlaintext, ln: il, internal: true}
 	b.internalHTTP = newConnQueue(il.Addr())
 	b.internalSrv = &http.Server{Handler: b.internalMux(), ReadHeaderTimeout: 10 * time.Second}
 
@@ -256,7 +260,7 @@ func (b *Broker) Listen() error {
 }
 
 // KafkaAddr is the bound Kafka listener address.
-func (b *Broker) KafkaAddr() string { return b.kafkaLn.Addr().String() }
+func (b *Broker) KafkaAddr() string { return b.listeners[0].ln.Addr().String() }
 
 // HTTPAddr is the bound HTTP listener address, or "".
 func (b *Broker) HTTPAddr() string {
@@ -305,8 +309,10 @@ func (b *Broker) Serve() error {
 			return err
 		}
 	}
-	b.serveW.Add(2)
-	go b.acceptLoop(b.kafkaLn, "kafka", func(nc net.Conn) bool { return b.startConn(nc, false) })
+	b.serveW.Add(1 + len(b.listeners))
+	for _, l := range b.listeners {
+		go b.acceptLoop(l.ln, l.name, func(nc net.Conn) bool { return b.startConn(nc, l) })
+	}
 	go b.acceptLoop(b.internalLn, "internal", b.routeInternal)
 	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
 		Str("raft", b.store.RaftAddr()).Int32("node_id", b.cfg.NodeID).Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
@@ -369,11 +375,11 @@ func (b *Broker) acceptLoop(ln net.Listener, name string, serve func(net.Conn) b
 	}
 }
 
-// startConn serves a Kafka connection; node marks one accepted on the
-// internal listener (node traffic). It reports false once shutting down.
-func (b *Broker) startConn(nc net.Conn, node bool) bool {
-	c := newConn(b, nc)
-	c.node = node
+// startConn serves a Kafka connection accepted on l (node traffic if l
+// is the internal listener). It reports false once shutting down.
+func (b *Broker) startConn(nc net.Conn, l *listener) bool {
+	c := newConn(b, nc, l)
+	node := c.node
 	stop := b.shutdown
 	if node {
 		stop = b.nodesStop // node connections are served while clients drain
@@ -432,8 +438,8 @@ func (b *Broker) Close(ctx context.Context) error {
 	var err error
 	b.shutdownOnce.Do(func() {
 		close(b.shutdown)
-		if b.kafkaLn != nil {
-			b.kafkaLn.Close()
+		for _, l := range b.listeners {
+			l.ln.Close()
 		}
 
 		// Clients first: their requests in flight finish (acks=all

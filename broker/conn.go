@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/kafkaproto"
 )
 
@@ -49,6 +50,12 @@ type conn struct {
 	// node is set for connections accepted on the internal listener:
 	// another node's traffic, the only one allowed to fetch as a replica.
 	node bool
+	// listener is the listener the connection was accepted on; client
+	// addresses handed to it are that listener's (docs/security.md).
+	listener *listener
+	// princ is who the connection acts as, nil for auth.Anonymous; set
+	// on the read goroutine, read by handlers anywhere (principal()).
+	princ atomic.Pointer[auth.Principal]
 
 	// groupTail is closed when the connection's latest group request has
 	// been served; only the read goroutine touches the field.
@@ -64,11 +71,13 @@ type conn struct {
 	stopOnce sync.Once
 }
 
-func newConn(b *Broker, nc net.Conn) *conn {
+func newConn(b *Broker, nc net.Conn, l *listener) *conn {
 	c := &conn{
 		b:         b,
 		nc:        nc,
-		log:       b.log.With().Str("remote", nc.RemoteAddr().String()).Logger(),
+		listener:  l,
+		node:      l.internal,
+		log:       b.log.With().Str("remote", nc.RemoteAddr().String()).Str("listener", l.name).Logger(),
 		out:       make(chan *slot, b.cfg.Kafka.MaxInflight),
 		groupTail: make(chan struct{}),
 	}

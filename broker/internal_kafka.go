@@ -49,7 +49,7 @@ func (b *Broker) routeInternal(nc net.Conn) bool {
 			b.log.Debug().Err(err).Str("remote", nc.RemoteAddr().String()).Msg("internal connection closed before its first byte")
 			nc.Close()
 		case first == 0:
-			b.startConn(nc, true)
+			b.startConn(nc, b.internal)
 		case !b.internalHTTP.push(nc):
 			nc.Close()
 		}
