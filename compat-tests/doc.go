@@ -10,7 +10,8 @@
 //	                       (franz-go's kfake behind the tusk CLI contract);
 //	                       only for validating the suite itself
 //	TUSK_REQUIRE_TOOLS=1   fail instead of skip when kcat, ip (network
-//	                       namespaces) or python3's confluent_kafka is missing
+//	                       namespaces), node and npm (kafkajs) or python3's
+//	                       confluent_kafka is missing
 //	                       (chromium, for the web console's browser test, is
 //	                       always required: that test fails without it)
 //	TUSK_UPDATE_CONSOLE_PNG=1  the console test also writes its partition

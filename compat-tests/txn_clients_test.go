@@ -1,0 +1,278 @@
+package compat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Transactions written and read by clients other than franz-go: kafkajs
+// (node), librdkafka through confluent-kafka-python, and kcat reading
+// what kgo wrote. Each topic's partitions end with a committed record, so
+// a reader that has seen every partition's last committed record has seen
+// everything a read_committed consumer may return.
+
+// txnRec is one record as the client scripts print it.
+type txnRec struct {
+	P int32  `json:"p"`
+	O int64  `json:"o"`
+	V string `json:"v"`
+}
+
+// byPartition groups recs by partition, in the order they were read.
+func byPartition(recs []txnRec) map[int32][]txnRec {
+	out := map[int32][]txnRec{}
+	for _, r := range recs {
+		out[r.P] = append(out[r.P], r)
+	}
+	return out
+}
+
+// sameTxnRecs fails unless got holds exactly want per partition, in order,
+// at the same offsets.
+func sameTxnRecs(t *testing.T, who string, got []txnRec, want map[int32][]txnRec) {
+	t.Helper()
+	g := byPartition(got)
+	for p := range g {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%s: %d records of partition %d, want none: %v", who, len(g[p]), p, g[p])
+		}
+	}
+	for p, w := range want {
+		if !slices.Equal(g[p], w) {
+			t.Errorf("%s: partition %d:\n got %v\nwant %v", who, p, g[p], w)
+		}
+	}
+}
+
+// txnWant builds the expected records of partition p: for each tag
+// (values tag-p<P>-<i>, i < n) starting at the given offset.
+func txnWant(p int32, parts ...txnRun) []txnRec {
+	var out []txnRec
+	for _, pt := range parts {
+		for i := 0; i < pt.n; i++ {
+			v := fmt.Sprintf("%s-p%d-%d", pt.tag, p, i)
+			if pt.n == 1 && pt.tag == "end" {
+				v = fmt.Sprintf("end-p%d", p)
+			}
+			out = append(out, txnRec{P: p, O: pt.first + int64(i), V: v})
+		}
+	}
+	return out
+}
+
+// txnRun is n records tag-p<P>-<i> from offset first ("end": one record
+// end-p<P>).
+type txnRun struct {
+	tag   string
+	n     int
+	first int64
+}
+
+// produceInput writes perPartition plain records in-p<P>-<i> to every
+// partition of topic, uncompressed (kafkajs has no snappy codec), and
+// waits for their acknowledgements.
+func produceInput(t *testing.T, n *node, topic string, partitions int32, perPartition int) {
+	t.Helper()
+	cl := newKgo(t, n, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	defer cl.Close()
+	ctx := ctxTimeout(t, 30*time.Second)
+	var recs []*kgo.Record
+	for p := range partitions {
+		for i := range perPartition {
+			recs = append(recs, &kgo.Record{Partition: p, Value: fmt.Appendf(nil, "in-p%d-%d", p, i)})
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce %s: %v", topic, err)
+	}
+}
+
+// readIsolated reads topic from the start at an isolation level with kgo
+// until every partition in want has returned want[p] records, and
+// returns them (values per partition, in order).
+func readIsolated(t *testing.T, n *node, topic string, committed bool, want map[int32]int) map[int32][]string {
+	t.Helper()
+	iso := kgo.ReadUncommitted()
+	if committed {
+		iso = kgo.ReadCommitted()
+	}
+	cl := newKgo(t, n, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso), kgo.FetchMaxWait(200*time.Millisecond))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := map[int32][]string{}
+	done := func() bool {
+		for p, w := range want {
+			if len(got[p]) < w {
+				return false
+			}
+		}
+		return true
+	}
+	for !done() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s (read_committed %v): timed out with %v", topic, committed, got)
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Fatalf("read %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) { got[r.Partition] = append(got[r.Partition], string(r.Value)) })
+	}
+	return got
+}
+
+// npmProject returns a directory holding testdata/kafkajs with its
+// node_modules: testdata/kafkajs itself if `npm ci` was run there,
+// otherwise a copy in a temporary directory where the test runs `npm ci`
+// (package-lock.json pins kafkajs 2.2.4).
+func npmProject(t *testing.T, npm string) string {
+	t.Helper()
+	src, err := filepath.Abs("testdata/kafkajs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "node_modules", "kafkajs", "package.json")); err == nil {
+		return src
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"package.json", "package-lock.json", "txn.js"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	return dir
+}
+
+// runJSONScript runs a client script and decodes the last line of its
+// stdout into out; it fails the test on a non-zero exit, showing stderr.
+func runJSONScript(t *testing.T, timeout time.Duration, dir string, out any, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	if jerr := json.Unmarshal([]byte(last), out); err != nil || jerr != nil {
+		t.Fatalf("%s %s: exit %v (ctx %v), last line %q (%v)\nstderr:\n%s", name, strings.Join(args, " "), err, ctx.Err(), last, jerr, tail(stderr.Bytes(), 8192))
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("%s stderr:\n%s", filepath.Base(args[0]), tail(stderr.Bytes(), 4096))
+	}
+}
+
+// TestTxnKafkajs: kafkajs 2.2.4's transactional producer (idempotent,
+// maxInFlightRequests 1) commits a transaction over 3 partitions, aborts
+// one, and commits a sentinel per partition; its readUncommitted:false
+// consumer reads exactly the committed records at their offsets, its
+// readUncommitted:true consumer the aborted ones too. Then
+// consume-transform-produce with sendOffsets: an aborted transaction's
+// output and offsets stay invisible, every input record is transformed
+// exactly once (read_committed), and the group's committed offsets are
+// the input's end offsets.
+func TestTxnKafkajs(t *testing.T) {
+	node := requireTool(t, "node")
+	npm := requireTool(t, "npm")
+	done := cardSetup(t, "kafkajs 2.2.4")
+	dir := npmProject(t, npm)
+	n := startTusk(t, withFlag("groups-initial-rebalance-delay", "100ms"))
+	adm, _ := newAdm(t, n)
+	const topic, input, output, group = "kjs-txn", "kjs-in", "kjs-out", "kjs-ctp"
+	const parts, perInput = 3, 20
+	for _, tp := range []string{topic, input, output} {
+		createTopic(t, adm, tp, parts, nil)
+	}
+	produceInput(t, n, input, parts, perInput)
+	done()
+	card(t, "kafkajs 2.2.4", "transactional producer commit/abort, readUncommitted:false consumer, sendOffsets consume-transform-produce")
+
+	cfg, _ := json.Marshal(map[string]any{
+		"brokers": []string{n.Kafka}, "topic": topic, "input": input, "output": output, "group": group,
+		"partitions": parts, "inputPerPartition": perInput,
+	})
+	var res struct {
+		ReadCommitted   []txnRec `json:"readCommitted"`
+		ReadUncommitted []txnRec `json:"readUncommitted"`
+		CTP             struct {
+			Transactions int `json:"transactions"`
+			Processed    int `json:"processed"`
+		} `json:"ctp"`
+		Error *string `json:"error"`
+	}
+	runJSONScript(t, 4*time.Minute, dir, &res, node, "txn.js", string(cfg))
+	if res.Error != nil {
+		t.Fatalf("kafkajs script: %s", *res.Error)
+	}
+	// Per partition: c1 at 0-9, its COMMIT at 10, a2 at 11-20, its ABORT
+	// at 21, the sentinel at 22.
+	rc, ru := map[int32][]txnRec{}, map[int32][]txnRec{}
+	for p := range int32(parts) {
+		rc[p] = txnWant(p, txnRun{"c1", 10, 0}, txnRun{"end", 1, 22})
+		ru[p] = txnWant(p, txnRun{"c1", 10, 0}, txnRun{"a2", 10, 11}, txnRun{"end", 1, 22})
+	}
+	sameTxnRecs(t, "kafkajs readUncommitted:false", res.ReadCommitted, rc)
+	sameTxnRecs(t, "kafkajs readUncommitted:true", res.ReadUncommitted, ru)
+
+	if res.CTP.Processed != parts*perInput {
+		t.Errorf("consume-transform-produce processed %d records, want %d", res.CTP.Processed, parts*perInput)
+	}
+	t.Logf("consume-transform-produce: %d transactions", res.CTP.Transactions)
+	want := map[int32][]string{}
+	wantN := map[int32]int{}
+	for p := range int32(parts) {
+		for i := range perInput {
+			want[p] = append(want[p], fmt.Sprintf("out-in-p%d-%d", p, i))
+		}
+		wantN[p] = perInput
+	}
+	if got := readIsolated(t, n, output, true, wantN); !mapsEqualSlices(got, want) {
+		t.Errorf("output read_committed:\n got %v\nwant %v", got, want)
+	}
+	wantN[0]++
+	want[0] = append([]string{"bogus"}, want[0]...)
+	if got := readIsolated(t, n, output, false, wantN); !mapsEqualSlices(got, want) {
+		t.Errorf("output read_uncommitted:\n got %v\nwant %v", got, want)
+	}
+	waitFor(t, 15*time.Second, "the group's transactional offsets", func() (bool, string) {
+		com := committedOffsets(t, adm, group, input)
+		return len(com) == parts && com[0] == perInput && com[1] == perInput && com[2] == perInput, fmt.Sprint(com)
+	})
+}
+
+func mapsEqualSlices(a, b map[int32][]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
