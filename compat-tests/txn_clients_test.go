@@ -187,82 +187,138 @@ func runJSONScript(t *testing.T, timeout time.Duration, dir string, out any, nam
 	}
 }
 
-// TestTxnKafkajs: kafkajs 2.2.4's transactional producer (idempotent,
-// maxInFlightRequests 1) commits a transaction over 3 partitions, aborts
-// one, and commits a sentinel per partition; its readUncommitted:false
-// consumer reads exactly the committed records at their offsets, its
-// readUncommitted:true consumer the aborted ones too. Then
-// consume-transform-produce with sendOffsets: an aborted transaction's
-// output and offsets stay invisible, every input record is transformed
-// exactly once (read_committed), and the group's committed offsets are
-// the input's end offsets.
+// txnClientResult is the JSON a client script prints last.
+type txnClientResult struct {
+	ReadCommitted   []txnRec `json:"readCommitted"`
+	ReadUncommitted []txnRec `json:"readUncommitted"`
+	CTP             struct {
+		Transactions int `json:"transactions"`
+		Processed    int `json:"processed"`
+	} `json:"ctp"`
+	Error *string `json:"error"`
+}
+
+// txnClientTopics are the topics and group a client script uses.
+type txnClientTopics struct {
+	topic, input, output, group string
+	parts                       int32
+	perInput                    int
+}
+
+// setup creates the topics and writes the input.
+func (tt txnClientTopics) setup(t *testing.T, n *node) {
+	t.Helper()
+	adm, _ := newAdm(t, n)
+	for _, tp := range []string{tt.topic, tt.input, tt.output} {
+		createTopic(t, adm, tp, tt.parts, nil)
+	}
+	produceInput(t, n, tt.input, tt.parts, tt.perInput)
+}
+
+// config is the script's JSON argument.
+func (tt txnClientTopics) config(bootstrap string) string {
+	b, _ := json.Marshal(map[string]any{
+		"bootstrap": bootstrap, "brokers": []string{bootstrap},
+		"topic": tt.topic, "input": tt.input, "output": tt.output, "group": tt.group,
+		"partitions": tt.parts, "inputPerPartition": tt.perInput,
+	})
+	return string(b)
+}
+
+// check asserts what a script read and wrote: per partition of the topic,
+// c1 at offsets 0-9, its COMMIT at 10, a2 at 11-20, its ABORT at 21, the
+// sentinel at 22; read_committed returns c1 and the sentinel,
+// read_uncommitted a2 too. The consume-transform-produce output holds
+// every input record transformed exactly once under read_committed (and
+// the aborted "bogus" first in partition 0 under read_uncommitted), and
+// the group's committed offsets are the input's end offsets.
+func (tt txnClientTopics) check(t *testing.T, n *node, who string, res txnClientResult) {
+	t.Helper()
+	if res.Error != nil {
+		t.Fatalf("%s script: %s", who, *res.Error)
+	}
+	rc, ru := map[int32][]txnRec{}, map[int32][]txnRec{}
+	for p := range tt.parts {
+		rc[p] = txnWant(p, txnRun{"c1", 10, 0}, txnRun{"end", 1, 22})
+		ru[p] = txnWant(p, txnRun{"c1", 10, 0}, txnRun{"a2", 10, 11}, txnRun{"end", 1, 22})
+	}
+	sameTxnRecs(t, who+" read_committed", res.ReadCommitted, rc)
+	sameTxnRecs(t, who+" read_uncommitted", res.ReadUncommitted, ru)
+
+	total := int(tt.parts) * tt.perInput
+	if res.CTP.Processed != total {
+		t.Errorf("%s consume-transform-produce processed %d records, want %d", who, res.CTP.Processed, total)
+	}
+	t.Logf("%s consume-transform-produce: %d records in %d transactions", who, res.CTP.Processed, res.CTP.Transactions)
+	want := map[int32][]string{}
+	wantN := map[int32]int{}
+	for p := range tt.parts {
+		for i := range tt.perInput {
+			want[p] = append(want[p], fmt.Sprintf("out-in-p%d-%d", p, i))
+		}
+		wantN[p] = tt.perInput
+	}
+	if got := readIsolated(t, n, tt.output, true, wantN); !mapsEqualSlices(got, want) {
+		t.Errorf("%s output read_committed:\n got %v\nwant %v", who, got, want)
+	}
+	wantN[0]++
+	want[0] = append([]string{"bogus"}, want[0]...)
+	if got := readIsolated(t, n, tt.output, false, wantN); !mapsEqualSlices(got, want) {
+		t.Errorf("%s output read_uncommitted:\n got %v\nwant %v", who, got, want)
+	}
+	adm, _ := newAdm(t, n)
+	waitFor(t, 15*time.Second, "the group's transactional offsets", func() (bool, string) {
+		com := committedOffsets(t, adm, tt.group, tt.input)
+		ok := len(com) == int(tt.parts)
+		for p := range tt.parts {
+			ok = ok && com[p] == int64(tt.perInput)
+		}
+		return ok, fmt.Sprint(com)
+	})
+}
+
+// TestTxnKafkajs: kafkajs 2.2.4 (testdata/kafkajs/txn.js): a
+// transactional producer (idempotent, maxInFlightRequests 1) commits a
+// transaction over 3 partitions, aborts one, and commits a sentinel per
+// partition; its readUncommitted:false consumer reads exactly the
+// committed records at their offsets, its readUncommitted:true consumer
+// the aborted ones too. Then consume-transform-produce with sendOffsets:
+// an aborted transaction's output and offsets stay invisible, every input
+// record is transformed exactly once (read_committed), and the group's
+// committed offsets are the input's end offsets.
 func TestTxnKafkajs(t *testing.T) {
 	node := requireTool(t, "node")
 	npm := requireTool(t, "npm")
 	done := cardSetup(t, "kafkajs 2.2.4")
 	dir := npmProject(t, npm)
 	n := startTusk(t, withFlag("groups-initial-rebalance-delay", "100ms"))
-	adm, _ := newAdm(t, n)
-	const topic, input, output, group = "kjs-txn", "kjs-in", "kjs-out", "kjs-ctp"
-	const parts, perInput = 3, 20
-	for _, tp := range []string{topic, input, output} {
-		createTopic(t, adm, tp, parts, nil)
-	}
-	produceInput(t, n, input, parts, perInput)
+	tt := txnClientTopics{topic: "kjs-txn", input: "kjs-in", output: "kjs-out", group: "kjs-ctp", parts: 3, perInput: 20}
+	tt.setup(t, n)
 	done()
 	card(t, "kafkajs 2.2.4", "transactional producer commit/abort, readUncommitted:false consumer, sendOffsets consume-transform-produce")
+	var res txnClientResult
+	runJSONScript(t, 4*time.Minute, dir, &res, node, "txn.js", tt.config(n.Kafka))
+	tt.check(t, n, "kafkajs", res)
+}
 
-	cfg, _ := json.Marshal(map[string]any{
-		"brokers": []string{n.Kafka}, "topic": topic, "input": input, "output": output, "group": group,
-		"partitions": parts, "inputPerPartition": perInput,
-	})
-	var res struct {
-		ReadCommitted   []txnRec `json:"readCommitted"`
-		ReadUncommitted []txnRec `json:"readUncommitted"`
-		CTP             struct {
-			Transactions int `json:"transactions"`
-			Processed    int `json:"processed"`
-		} `json:"ctp"`
-		Error *string `json:"error"`
-	}
-	runJSONScript(t, 4*time.Minute, dir, &res, node, "txn.js", string(cfg))
-	if res.Error != nil {
-		t.Fatalf("kafkajs script: %s", *res.Error)
-	}
-	// Per partition: c1 at 0-9, its COMMIT at 10, a2 at 11-20, its ABORT
-	// at 21, the sentinel at 22.
-	rc, ru := map[int32][]txnRec{}, map[int32][]txnRec{}
-	for p := range int32(parts) {
-		rc[p] = txnWant(p, txnRun{"c1", 10, 0}, txnRun{"end", 1, 22})
-		ru[p] = txnWant(p, txnRun{"c1", 10, 0}, txnRun{"a2", 10, 11}, txnRun{"end", 1, 22})
-	}
-	sameTxnRecs(t, "kafkajs readUncommitted:false", res.ReadCommitted, rc)
-	sameTxnRecs(t, "kafkajs readUncommitted:true", res.ReadUncommitted, ru)
-
-	if res.CTP.Processed != parts*perInput {
-		t.Errorf("consume-transform-produce processed %d records, want %d", res.CTP.Processed, parts*perInput)
-	}
-	t.Logf("consume-transform-produce: %d transactions", res.CTP.Transactions)
-	want := map[int32][]string{}
-	wantN := map[int32]int{}
-	for p := range int32(parts) {
-		for i := range perInput {
-			want[p] = append(want[p], fmt.Sprintf("out-in-p%d-%d", p, i))
-		}
-		wantN[p] = perInput
-	}
-	if got := readIsolated(t, n, output, true, wantN); !mapsEqualSlices(got, want) {
-		t.Errorf("output read_committed:\n got %v\nwant %v", got, want)
-	}
-	wantN[0]++
-	want[0] = append([]string{"bogus"}, want[0]...)
-	if got := readIsolated(t, n, output, false, wantN); !mapsEqualSlices(got, want) {
-		t.Errorf("output read_uncommitted:\n got %v\nwant %v", got, want)
-	}
-	waitFor(t, 15*time.Second, "the group's transactional offsets", func() (bool, string) {
-		com := committedOffsets(t, adm, group, input)
-		return len(com) == parts && com[0] == perInput && com[1] == perInput && com[2] == perInput, fmt.Sprint(com)
-	})
+// TestTxnConfluent: librdkafka through confluent-kafka-python
+// (testdata/confluent_txn.py), the same scenario as TestTxnKafkajs:
+// init_transactions, commit and abort over 3 partitions, consumers with
+// isolation.level read_committed and read_uncommitted, and
+// consume-transform-produce with send_offsets_to_transaction (the
+// consumer's group metadata: TxnOffsetCommit with its generation and
+// member id).
+func TestTxnConfluent(t *testing.T) {
+	py := requirePythonModule(t, "confluent_kafka", "python3-confluent-kafka")
+	done := cardSetup(t, "confluent-kafka-python (librdkafka)")
+	n := startTusk(t, withFlag("groups-initial-rebalance-delay", "100ms"))
+	tt := txnClientTopics{topic: "cf-txn", input: "cf-in", output: "cf-out", group: "cf-ctp", parts: 3, perInput: 20}
+	tt.setup(t, n)
+	done()
+	card(t, "confluent-kafka-python (librdkafka)", "transactional producer commit/abort, read_committed consumer, send_offsets_to_transaction consume-transform-produce")
+	var res txnClientResult
+	runJSONScript(t, 4*time.Minute, ".", &res, py, "testdata/confluent_txn.py", tt.config(n.Kafka))
+	tt.check(t, n, "confluent-kafka-python", res)
 }
 
 func mapsEqualSlices(a, b map[int32][]string) bool {
