@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -331,4 +332,88 @@ func mapsEqualSlices(a, b map[int32][]string) bool {
 		}
 	}
 	return true
+}
+
+// TestTxnKcat: kgo writes a committed, an aborted and a committed
+// transaction over 2 partitions; once the markers are in (ListOffsets
+// read_committed = the end offset), `kcat -C -e` with
+// `-X isolation.level=read_committed` prints exactly the committed
+// records at their offsets, and with read_uncommitted the aborted ones
+// too.
+func TestTxnKcat(t *testing.T) {
+	kcat := requireTool(t, "kcat")
+	done := cardSetup(t, "kcat")
+	n := startTusk(t)
+	adm, _ := newAdm(t, n)
+	const topic, parts = "kcat-txn", 2
+	createTopic(t, adm, topic, parts, nil)
+	done()
+	card(t, "kcat", "-X isolation.level=read_committed / read_uncommitted of kgo transactions")
+
+	ctx := ctxTimeout(t, 60*time.Second)
+	prod := newKgo(t, n, kgo.TransactionalID("kcat-txn-producer"), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	txn := func(commit bool, values func(p int32) []string) {
+		t.Helper()
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		var recs []*kgo.Record
+		for p := range int32(parts) {
+			for _, v := range values(p) {
+				recs = append(recs, &kgo.Record{Partition: p, Value: []byte(v)})
+			}
+		}
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		if err := prod.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end transaction (commit %v): %v", commit, err)
+		}
+	}
+	tagged := func(tag string) func(p int32) []string {
+		return func(p int32) []string {
+			var out []string
+			for i := range 5 {
+				out = append(out, fmt.Sprintf("%s-p%d-%d", tag, p, i))
+			}
+			return out
+		}
+	}
+	txn(true, tagged("c1"))
+	txn(false, tagged("a2"))
+	txn(true, func(p int32) []string { return []string{fmt.Sprintf("end-p%d", p)} })
+	// Per partition: c1 at 0-4, COMMIT at 5, a2 at 6-10, ABORT at 11,
+	// the sentinel at 12, COMMIT at 13.
+	waitFor(t, 15*time.Second, "every marker written (read_committed end = log end)", func() (bool, string) {
+		lo, err := adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		ok := true
+		lo.Each(func(o kadm.ListedOffset) { ok = ok && o.Err == nil && o.Offset == 14 })
+		return ok && len(lo[topic]) == parts, fmt.Sprint(lo[topic])
+	})
+
+	read := func(isolation string) []txnRec {
+		t.Helper()
+		out, _ := runTool(t, nil, kcat, "-b", n.Kafka, "-X", "api.version.request=true", "-X", "isolation.level="+isolation,
+			"-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", `%p %o %s\n`)
+		var recs []txnRec
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r txnRec
+			if _, err := fmt.Sscanf(line, "%d %d %s", &r.P, &r.O, &r.V); err != nil {
+				t.Fatalf("kcat %s: line %q: %v\n%s", isolation, line, err, out)
+			}
+			recs = append(recs, r)
+		}
+		return recs
+	}
+	rc, ru := map[int32][]txnRec{}, map[int32][]txnRec{}
+	for p := range int32(parts) {
+		rc[p] = txnWant(p, txnRun{"c1", 5, 0}, txnRun{"end", 1, 12})
+		ru[p] = txnWant(p, txnRun{"c1", 5, 0}, txnRun{"a2", 5, 6}, txnRun{"end", 1, 12})
+	}
+	sameTxnRecs(t, "kcat read_committed", read("read_committed"), rc)
+	sameTxnRecs(t, "kcat read_uncommitted", read("read_uncommitted"), ru)
 }
