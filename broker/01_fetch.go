@@ -49,6 +49,9 @@ type fetchPart struct {
 	// sealedEnd >= 0: a consumer fetch this node serves as a replica of a
 	// sealed segment ending there (sealed_reads.go); reads stop at it.
 	sealedEnd int64
+	// sealedStable is that segment's Segment.StableEnd (read_committed
+	// reads of it stop there).
+	sealedStable int64
 	// sec holds the partition's records instead of resp.RecordBatches
 	// when they are served from the segment file (sendfile).
 	sec *storage.Section
@@ -124,12 +127,12 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			if !replica {
 				leader, epoch = topic.Leader(rp.Partition)
 			}
-			sealedEnd := int64(-1)
+			sealedEnd, sealedStable := int64(-1), int64(-1)
 			if code == kerr.NotLeaderForPartition.Code && !replica {
 				// Not the leader: serve a sealed range held here, or
 				// point the consumer at the leader (sealed_reads.go).
-				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok && (!committed || sealedCommittedEnd(sr.log, sr.seg.EndOffset) > rp.FetchOffset) {
-					l, code, sealedEnd = sr.log, 0, sr.seg.EndOffset
+				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok && (!committed || sealedCommittedEnd(sr.log, sr.seg) > rp.FetchOffset) {
+					l, code, sealedEnd, sealedStable = sr.log, 0, sr.seg.EndOffset, sr.seg.StableEnd()
 				} else if req.Version >= 11 && req.Rack != "" && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive {
 					// Only a client that opted into KIP-392 (it sent
 					// a rack) is told where to go; others get
@@ -142,10 +145,13 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			if code == 0 {
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
 			}
-			if code == 0 && !replica && !committed && sealedEnd < 0 && req.Version >= 11 {
-				if pr := b.preferredReplica(topic, rp.Partition, rp.FetchOffset, req.Rack); pr >= 0 {
+			if code == 0 && !replica && sealedEnd < 0 && req.Version >= 11 {
+				if pr := b.preferredReplica(topic, rp.Partition, rp.FetchOffset, req.Rack, committed); pr >= 0 {
 					sp.PreferredReadReplica = pr
 					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = l.HighWatermark(), l.HighWatermark(), l.LogStartOffset()
+					if committed {
+						sp.LastStableOffset = l.LastStableOffset()
+					}
 					continue
 				}
 			}
@@ -155,7 +161,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			sp.ErrorCode = code
 			if code == 0 {
-				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica, sealedEnd: sealedEnd, committed: committed})
+				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica, sealedEnd: sealedEnd, sealedStable: sealedStable, committed: committed})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -254,10 +260,11 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		case p.sealedEnd >= 0:
 			// The sealed range is committed; this log's own high
 			// watermark may lag behind the leader's. read_committed
-			// stops at the first transaction this replica sees open.
+			// stops at the segment's first unstable offset
+			// (sealedCommittedEnd).
 			end := p.sealedEnd
 			if p.committed {
-				end = sealedCommittedEnd(p.log, p.sealedEnd)
+				end = committedEnd(p.log, p.sealedStable)
 			}
 			res, err = p.log.ReadUncommitted(p.offset, max(limit, 0), total == 0)
 			res.Data = trimTo(res.Data, end)
@@ -419,16 +426,26 @@ func refuseReplicaFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) {
 	}
 }
 
-// sealedCommittedEnd is where a read_committed fetch of a sealed segment
-// ending at sealedEnd, served by a replica that does not lead the
-// partition, must stop: below the first offset of every transaction this
-// replica's log has open. A transaction is closed here only by its marker
-// in this log, which the leader wrote, so what is below it is decided; a
-// transaction whose marker this replica does not hold (it is in a later
-// segment) stops the read, and the fetch goes to the leader instead
-// (handleFetch), whose last stable offset covers it.
-func sealedCommittedEnd(l *storage.Log, sealedEnd int64) int64 {
-	end := sealedEnd
+// sealedCommittedEnd is where a read_committed fetch of sealed segment
+// seg, served by a replica that does not lead the partition, must stop
+// (docs/transactions.md, "Sealed segments"): below the segment's first
+// unstable offset as the seal recorded it (Segment.StableEnd: its base
+// when unknown, after a failover seal), so every transaction with
+// records below that point ended inside the segment and this replica
+// holds its marker (and, for an ABORT, its .txnindex entry). The first
+// transaction this replica's own log has open bounds it too: it is never
+// lower than the recorded value unless this log's producer state missed
+// a transaction, and then the lower bound is the safe one. Beyond it the
+// fetch goes to the leader (handleFetch), whose last stable offset
+// covers the rest.
+func sealedCommittedEnd(l *storage.Log, seg metadata.Segment) int64 {
+	return committedEnd(l, seg.StableEnd())
+}
+
+// committedEnd is min(stable, the first offset of the oldest transaction
+// l has open).
+func committedEnd(l *storage.Log, stable int64) int64 {
+	end := stable
 	if open := l.OpenTransactions(); len(open) > 0 && open[0].FirstOffset < end {
 		end = open[0].FirstOffset
 	}

@@ -21,8 +21,11 @@ import (
 //     answers PreferredReadReplica = the active leader to a client that
 //     sent a rack id (KIP-392, Fetch v11+), otherwise
 //     NOT_LEADER_OR_FOLLOWER, never an empty long poll.
+//   - A read_committed consumer is served only below the segment's first
+//     unstable offset recorded at its seal (sealedCommittedEnd).
 //   - KIP-392: the leader answers a consumer that sends a rack id, and
-//     fetches from a sealed segment, with PreferredReadReplica = a live
+//     fetches from a sealed segment (read_committed: below its recorded
+//     first unstable offset), with PreferredReadReplica = a live
 //     replica of that segment in the consumer's rack that is also a
 //     follower of the active segment fetching now (Metadata lists it),
 //     unless the leader is in that rack itself.
@@ -67,13 +70,17 @@ func (b *Broker) sealedSource(t metadata.Topic, p int32, offset int64) (sealedRa
 }
 
 // preferredReplica is, for the leader of t/p, the node a consumer in rack
-// should fetch offset from instead (-1: here).
-func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack string) int32 {
+// should fetch offset from instead (-1: here). A read_committed consumer
+// (committed) goes to a replica only below the segment's recorded first
+// unstable offset, which is what the replica serves it
+// (sealedCommittedEnd); at or above it, or when the seal did not record
+// it (a failover), the leader serves it.
+func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack string, committed bool) int32 {
 	if rack == "" || rack == b.cfg.Rack || p < 0 || p >= t.Partitions {
 		return -1
 	}
 	s, ok := sealedAt(t.Parts[p], offset)
-	if !ok {
+	if !ok || (committed && offset >= s.StableEnd()) {
 		return -1
 	}
 	// The leader answers itself for a segment its log starts inside of or

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -223,15 +224,29 @@ func TestFetchReadCommitted(t *testing.T) {
 
 	// A sealed range served by a replica that does not lead the
 	// partition (readFetch's sealed path, here over this log): read_committed
-	// stops at the first transaction open in the replica's log.
-	if e5, e11 := sealedCommittedEnd(l, 5), sealedCommittedEnd(l, 11); e5 != 5 || e11 != 9 {
-		t.Fatalf("sealedCommittedEnd: %d for a segment ending at 5, %d at 11; want 5 and 9", e5, e11)
+	// stops at the segment's recorded first unstable offset, its base when
+	// unknown, and at the first transaction open in the replica's log.
+	seg := func(end, fu int64) metadata.Segment {
+		s := metadata.Segment{BaseOffset: 0, EndOffset: end, State: metadata.SegmentSealed}
+		if fu >= 0 {
+			s.FirstUnstable = &fu
+		}
+		return s
 	}
-	for _, committed := range []bool{false, true} {
+	for _, c := range []struct{ end, fu, want int64 }{{5, 5, 5}, {11, 11, 9}, {11, 7, 7}, {11, -1, 0}, {5, 3, 3}} {
+		if got := sealedCommittedEnd(l, seg(c.end, c.fu)); got != c.want {
+			t.Fatalf("sealedCommittedEnd of [0, %d) first unstable %d: %d; want %d", c.end, c.fu, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		committed bool
+		stable    int64
+	}{{false, 11}, {true, 11}, {true, 7}} {
+		committed := c.committed
 		sp := kmsg.NewFetchResponseTopicPartition()
 		req := kmsg.NewPtrFetchRequest()
 		req.MaxBytes = 1 << 20
-		parts := []fetchPart{{resp: &sp, log: l, tp: b.tp(topic, 0), offset: 0, max: 1 << 20, sealedEnd: 11, committed: committed}}
+		parts := []fetchPart{{resp: &sp, log: l, tp: b.tp(topic, 0), offset: 0, max: 1 << 20, sealedEnd: 11, sealedStable: c.stable, committed: committed}}
 		b.readFetch(req, parts, false)
 		var lasts []int64
 		if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
@@ -243,6 +258,9 @@ func TestFetchReadCommitted(t *testing.T) {
 		wantLasts, wantLSO, wantAborted := []int64{1, 3, 5, 6, 7, 8, 9, 10}, int64(11), 0
 		if committed {
 			wantLasts, wantLSO, wantAborted = []int64{1, 3, 5, 6, 7, 8}, 9, 1
+		}
+		if committed && c.stable == 7 {
+			wantLasts, wantLSO = []int64{1, 3, 5, 6}, 7
 		}
 		if sp.ErrorCode != 0 || sp.LastStableOffset != wantLSO || !slices.Equal(lasts, wantLasts) || len(sp.AbortedTransactions) != wantAborted {
 			t.Fatalf("sealed read, read_committed %v: code %d LSO %d batches ending %v aborted %+v; want LSO %d batches ending %v, %d aborted",

@@ -479,7 +479,11 @@ func (c MergeSegments) apply(st *state) error {
 		return fmt.Errorf("%w: %s-%d: the merged segments have no replica in common", ErrPreconditionFailed, c.Topic, c.Partition)
 	}
 	merged := Segment{ID: run[0].ID, BaseOffset: run[0].BaseOffset, EndOffset: last.EndOffset, Epoch: last.Epoch, Leader: last.Leader,
-		Replicas: replicas, State: SegmentSealed, Checksum: c.Checksum, Bytes: c.Bytes, Generation: gen, SealedAtMs: last.SealedAtMs, Epochs: epochs}
+		Replicas: replicas, State: SegmentSealed, Checksum: c.Checksum, Bytes: c.Bytes, Generation: gen, SealedAtMs: last.SealedAtMs, Epochs: epochs,
+		// What was open at the last one's end bounds read_committed of
+		// the whole run: a transaction with records below it closed
+		// below the merged end (docs/transactions.md).
+		FirstUnstable: last.FirstUnstable}
 	p.Segments = slices.Replace(p.Segments, i, i+len(c.Inputs), merged)
 	return nil
 }

@@ -67,6 +67,24 @@ type Segment struct {
 	// Epochs is set on a segment merged from several (MergeSegments):
 	// their epochs and first offsets, in order (see EpochList).
 	Epochs []EpochStart `json:"epochs,omitempty"`
+	// FirstUnstable is a sealed segment's first unstable offset: the
+	// smallest first offset of a transaction still open at its end (the
+	// end itself when none was), as the leader that sealed it by a roll
+	// knew it. nil: unknown (a failover seal, or a segment sealed before
+	// the field existed). A replica that does not lead the partition
+	// serves read_committed fetches of the segment only below it
+	// (docs/transactions.md, "Sealed segments").
+	FirstUnstable *int64 `json:"first_unstable,omitempty"`
+}
+
+// StableEnd is where a read_committed read of sealed segment s from a
+// replica must stop: min(its first unstable offset, its end), or its
+// base when the first unstable offset is unknown.
+func (s Segment) StableEnd() int64 {
+	if s.FirstUnstable == nil {
+		return s.BaseOffset
+	}
+	return max(min(*s.FirstUnstable, s.EndOffset), s.BaseOffset)
 }
 
 // Partition is an ordered chain of segments; the last one is active.

@@ -41,6 +41,11 @@ type RollSegment struct {
 	// sealed segment's seal time (the tombstone horizon of compaction,
 	// docs/compaction.md).
 	SealedAtMs int64 `json:"sealed_at_ms,omitempty"`
+	// FirstUnstable is the sealed segment's first unstable offset (see
+	// Segment.FirstUnstable): a planned roll's leader sets it from its
+	// open transactions at EndOffset; nil (a failover seal) records it
+	// as unknown.
+	FirstUnstable *int64 `json:"first_unstable,omitempty"`
 }
 
 func (RollSegment) kind() string { return "roll_segment" }
@@ -80,6 +85,11 @@ func (c RollSegment) apply(st *state) error {
 	cur.Replicas = slices.Clone(sealed)
 	cur.Checksum, cur.Bytes = c.Checksum, c.Bytes
 	cur.SealedAtMs = c.SealedAtMs
+	cur.FirstUnstable = nil
+	if c.FirstUnstable != nil {
+		fu := min(*c.FirstUnstable, c.EndOffset)
+		cur.FirstUnstable = &fu
+	}
 	learners := slices.DeleteFunc(slices.Clone(cur.Learners), func(id int32) bool { return slices.Contains(c.NextReplicas, id) })
 	cur.Learners = nil
 	if len(c.Joined) > 0 {

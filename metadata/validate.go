@@ -353,6 +353,9 @@ func (c RollSegment) validate() error {
 	if c.EndOffset < 0 || c.Bytes < 0 || c.JoinedFrom < 0 || c.SealedAtMs < 0 {
 		return fmt.Errorf("end offset %d, bytes %d, joined from %d", c.EndOffset, c.Bytes, c.JoinedFrom)
 	}
+	if c.FirstUnstable != nil && (*c.FirstUnstable < 0 || *c.FirstUnstable > c.EndOffset) {
+		return fmt.Errorf("first unstable offset %d outside [0, end offset %d]", *c.FirstUnstable, c.EndOffset)
+	}
 	if c.NextLeader < -1 {
 		return fmt.Errorf("next leader %d", c.NextLeader)
 	}

@@ -208,6 +208,13 @@ func (m *Manager) Roll(lp *Leadership) {
 	lp.rolling = true
 	lp.rollDone = make(chan struct{})
 	end := l.LogEndOffset() // no append in progress: rollMu is held
+	// The transactions open at the end (no marker either: markers are
+	// appended under the leadership too) bound what a replica may serve
+	// of the sealed segment to read_committed consumers.
+	firstUnstable := end
+	if open := l.OpenTransactions(); len(open) > 0 {
+		firstUnstable = min(open[0].FirstOffset, end)
+	}
 	lp.rollMu.Unlock()
 	// Appends parked on the roll go on once it ends: to the new leader
 	// after a commit, here after an abandoned roll.
@@ -266,6 +273,7 @@ func (m *Manager) Roll(lp *Leadership) {
 		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
 		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
 		NextLeader: next, NextReplicas: healthy, SealedAtMs: m.clock.Now().UnixMilli(),
+		FirstUnstable: &firstUnstable,
 	}
 	if len(lagging) > 0 {
 		cmd.SealedReplicas = sealedBy

@@ -1,0 +1,111 @@
+package replica
+
+import (
+	"context"
+	"encoding/binary"
+	"hash/crc32"
+	"testing"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
+)
+
+// sealTxnBatch is a transactional batch of values from producer pid at epoch,
+// starting at sequence seq.
+func sealTxnBatch(pid int64, epoch int16, seq int32, values ...string) []byte {
+	kvs := make([]kafkaproto.KV, len(values))
+	for i, v := range values {
+		kvs[i] = kafkaproto.KV{Key: []byte("k"), Value: []byte(v)}
+	}
+	b := kafkaproto.AppendBatch(nil, 1000, kvs)
+	binary.BigEndian.PutUint16(b[21:], kafkaproto.AttrTransactional)
+	binary.BigEndian.PutUint64(b[43:], uint64(pid))
+	binary.BigEndian.PutUint16(b[51:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[53:], uint32(seq))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// appendTxn appends batch under node id's leadership (as Produce does) and
+// returns its base offset.
+func (c *cluster) appendTxn(id int32, batch []byte) int64 {
+	c.t.Helper()
+	lp := c.nodes[id].m.Leader(tp0)
+	if lp == nil {
+		c.t.Fatalf("node %d does not lead", id)
+	}
+	h, err := kafkaproto.ValidateBatch(batch)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	epoch, release, err := lp.Begin(context.Background())
+	if err != nil {
+		c.t.Fatalf("node %d: begin: %v", id, err)
+	}
+	res, err := lp.log.Append(batch, h, epoch)
+	release(int64(len(batch)))
+	if err != nil {
+		c.t.Fatalf("node %d: append: %v", id, err)
+	}
+	return res.BaseOffset
+}
+
+// marker writes pid's COMMIT or ABORT under node id's leadership (as
+// WriteTxnMarkers does) and returns its offset.
+func (c *cluster) marker(id int32, pid int64, epoch int16, commit bool) int64 {
+	c.t.Helper()
+	lp := c.nodes[id].m.Leader(tp0)
+	if lp == nil {
+		c.t.Fatalf("node %d does not lead", id)
+	}
+	le, release, err := lp.Begin(context.Background())
+	if err != nil {
+		c.t.Fatalf("node %d: begin: %v", id, err)
+	}
+	off, err := lp.log.AppendMarker(pid, epoch, 0, commit, le)
+	release(1)
+	if err != nil {
+		c.t.Fatalf("node %d: marker: %v", id, err)
+	}
+	return off
+}
+
+func firstUnstable(s metadata.Segment) int64 {
+	if s.FirstUnstable == nil {
+		return -1
+	}
+	return *s.FirstUnstable
+}
+
+// A planned roll records the sealed segment's first unstable offset: the
+// first offset of the oldest transaction open at its end, or its end.
+func TestRollRecordsFirstUnstableOffset(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.produce(1, 0)                                 // 0
+	c.appendTxn(1, sealTxnBatch(7, 0, 0, "a", "b")) // 1-2, pid 7 open from 1
+	c.produce(1, 3)                                 // 3
+	c.appendTxn(1, sealTxnBatch(8, 0, 0, "c"))      // 4, pid 8 open from 4
+	if off := c.marker(1, 8, 0, true); off != 5 {   // pid 8 committed
+		t.Fatalf("marker at %d; want 5", off)
+	}
+	c.nodes[1].m.Roll(c.nodes[1].m.Leader(tp0))
+	tpc, _ := c.meta.fsm.Topic("t")
+	s := tpc.Parts[0].Segments[0]
+	if s.EndOffset != 6 || firstUnstable(s) != 1 || s.StableEnd() != 1 {
+		t.Fatalf("sealed segment [%d, %d): first unstable %d, stable end %d; want end 6, 1, 1", s.BaseOffset, s.EndOffset, firstUnstable(s), s.StableEnd())
+	}
+	c.reconcileAll()
+	next := c.active().Leader
+	// The next leader knows pid 7's transaction from the bytes: its
+	// ABORT closes it, and the next seal records its end.
+	if off := c.marker(next, 7, 0, false); off != 6 {
+		t.Fatalf("abort at %d; want 6", off)
+	}
+	c.produce(next, 7)
+	c.nodes[next].m.Roll(c.nodes[next].m.Leader(tp0))
+	tpc, _ = c.meta.fsm.Topic("t")
+	s = tpc.Parts[0].Segments[1]
+	if s.BaseOffset != 6 || s.EndOffset != 8 || firstUnstable(s) != 8 || s.StableEnd() != 8 {
+		t.Fatalf("second sealed segment [%d, %d): first unstable %d, stable end %d; want [6, 8) 8, 8", s.BaseOffset, s.EndOffset, firstUnstable(s), s.StableEnd())
+	}
+}
