@@ -53,7 +53,10 @@ type Source func(fn func(batch []byte) error) error
 // latest record and went because their segment's horizon had passed.
 type Stats struct {
 	BatchesIn, BatchesOut, RecordsIn, RecordsOut, BytesIn, BytesOut, TombstonesRemoved int64
-	Spilled                                                                            bool
+	// AbortedRecordsRemoved counts the records of aborted transactions
+	// removed; MarkersRemoved the transaction markers removed.
+	AbortedRecordsRemoved, MarkersRemoved int64
+	Spilled                               bool
 }
 
 // Clean compacts the batches src yields in [p.Start, p.UpTo) and calls out
@@ -87,7 +90,7 @@ func Clean(src Source, p Params, out func(batch []byte) error) (st Stats, err er
 		return Stats{}, err
 	}
 	c.stats.Spilled = c.keys.spilled()
-	c.out = out
+	c.out, c.wroteLast = out, -1
 	if err := c.run(src, 2, c.pass2); err != nil {
 		return c.stats, err
 	}
@@ -129,14 +132,31 @@ type cleaner struct {
 	// batch in the range. Control batches pass through anyway, and only
 	// data batches carry the sequence state this keeps.
 	prodLast map[int64]int64
-	keys     *keyMap
-	dec      kafkaproto.Decompressor
-	enc      encoders
-	recs     []kafkaproto.RawRecord
-	raw      []byte // survivors' records, uncompressed
-	buf      []byte // output batch
-	out      func(batch []byte) error
-	stats    Stats
+	// markers is, per producer id, its transaction markers in the range
+	// in offset order (pass 1); a transactional data batch belongs to its
+	// producer's first marker after it (docs/compaction.md,
+	// "Transactions").
+	markers map[int64][]txnMarker
+	// pending is, per producer id, the keyed records of its transaction
+	// not yet decided in pass 1: a COMMIT puts them into the key map, an
+	// ABORT drops them, and those left at the end of the range
+	// (undecided) never supersede anything.
+	pending map[int64][]pendingKey
+	// Pass 2, per producer id: the index in markers of the marker of its
+	// current transaction, and whether a batch of that transaction was
+	// written (then the marker stays).
+	cursor map[int64]int
+	txnOut map[int64]bool
+	keys   *keyMap
+	dec    kafkaproto.Decompressor
+	enc    encoders
+	recs   []kafkaproto.RawRecord
+	raw    []byte // survivors' records, uncompressed
+	buf    []byte // output batch
+	out    func(batch []byte) error
+	stats  Stats
+	// wroteLast is the base offset of the last batch written (pass 2).
+	wroteLast int64
 
 	// Per pass: the batch sequence seen, so pass 2 can check that the
 	// source yielded the same batches as in pass 1.
@@ -154,6 +174,10 @@ func newCleaner(p Params) *cleaner {
 		horizon:  make([]bool, len(p.Segments)),
 		segLast:  make([]int64, len(p.Segments)),
 		prodLast: make(map[int64]int64),
+		markers:  make(map[int64][]txnMarker),
+		pending:  make(map[int64][]pendingKey),
+		cursor:   make(map[int64]int),
+		txnOut:   make(map[int64]bool),
 		keys:     newKeyMap(p.MapBytes, p.SpillDir),
 	}
 	for i, s := range p.Segments {
@@ -283,12 +307,17 @@ func hashKey(key []byte) keyHash {
 }
 
 // pass1 records every keyed record's offset in the key map, each
-// segment's last batch and each producer's last data batch.
+// segment's last batch, each producer's last data batch and the
+// transaction markers. The records of a transaction enter the key map
+// only when its COMMIT is read.
 func (c *cleaner) pass1(b []byte, h *kafkaproto.BatchHeader) error {
 	for i, last := c.segmentOf(h.BaseOffset), c.segmentOf(h.LastOffset()); i <= last; i++ {
 		c.segLast[i] = h.BaseOffset
 	}
 	if h.IsControl() {
+		if m, ok := c.marker(b, h); ok {
+			return c.pass1Marker(h.ProducerID, m)
+		}
 		return nil
 	}
 	if h.ProducerID >= 0 {
@@ -297,11 +326,17 @@ func (c *cleaner) pass1(b []byte, h *kafkaproto.BatchHeader) error {
 	if err := c.records(b, h); err != nil {
 		return err
 	}
+	txn := isTxnData(h)
 	for _, r := range c.recs {
 		if r.Key == nil {
 			continue
 		}
-		if err := c.keys.put(hashKey(r.Key), h.BaseOffset+int64(r.OffsetDelta)); err != nil {
+		off := h.BaseOffset + int64(r.OffsetDelta)
+		if txn {
+			c.pending[h.ProducerID] = append(c.pending[h.ProducerID], pendingKey{hashKey(r.Key), off})
+			continue
+		}
+		if err := c.keys.put(hashKey(r.Key), off); err != nil {
 			return err
 		}
 	}
@@ -316,6 +351,11 @@ func (c *cleaner) mustKeep(h *kafkaproto.BatchHeader) bool {
 			return true
 		}
 	}
+	return c.segmentLast(h)
+}
+
+// segmentLast reports whether a batch is the last of one of its segments.
+func (c *cleaner) segmentLast(h *kafkaproto.BatchHeader) bool {
 	for i, last := c.segmentOf(h.BaseOffset), c.segmentOf(h.LastOffset()); i <= last; i++ {
 		if c.segLast[i] == h.BaseOffset {
 			return true
@@ -330,7 +370,39 @@ func (c *cleaner) pass2(b []byte, h *kafkaproto.BatchHeader) error {
 	c.stats.BytesIn += int64(len(b))
 	c.stats.RecordsIn += int64(h.RecordCount)
 	if h.IsControl() {
+		if _, ok := c.marker(b, h); ok {
+			pid := h.ProducerID
+			gone := c.markerMayGo(pid, h)
+			delete(c.txnOut, pid)
+			if gone {
+				c.stats.MarkersRemoved++
+				return nil
+			}
+		}
 		return c.emit(b, h, int64(h.RecordCount))
+	}
+	f := c.fateOf(h)
+	if f != fatePlain {
+		// Whatever is written of a transaction's batch keeps its marker.
+		defer func() {
+			if c.wroteLast == h.BaseOffset {
+				c.txnOut[h.ProducerID] = true
+			}
+		}()
+	}
+	switch f {
+	case fateUndecided:
+		// Its marker is at or past UpTo: a later cleaning decides it.
+		return c.emit(b, h, int64(h.RecordCount))
+	case fateAborted:
+		c.stats.AbortedRecordsRemoved += int64(h.RecordCount)
+		switch {
+		case !c.mustKeep(h):
+			return nil
+		case h.RecordCount == 0:
+			return c.emit(b, h, 0)
+		}
+		return c.emit(c.emptyBatch(b), h, 0)
 	}
 	if err := c.records(b, h); err != nil {
 		return err
@@ -385,6 +457,7 @@ func (c *cleaner) keep(h *kafkaproto.BatchHeader, r *kafkaproto.RawRecord) (bool
 }
 
 func (c *cleaner) emit(b []byte, h *kafkaproto.BatchHeader, records int64) error {
+	c.wroteLast = h.BaseOffset
 	c.stats.BatchesOut++
 	c.stats.RecordsOut += records
 	c.stats.BytesOut += int64(len(b))

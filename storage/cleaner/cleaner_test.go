@@ -299,7 +299,7 @@ func randomBatches(tb testing.TB, n, nKeys int) ([][]byte, int64) {
 	off := int64(0)
 	for i := 0; i < n; i++ {
 		if rnd(20) == 0 {
-			in = append(in, controlBatch(tb, off, int64(rnd(4))))
+			in = append(in, marker(tb, off, int64(rnd(4)), rnd(3) > 0))
 			off++
 			continue
 		}
@@ -321,7 +321,7 @@ func randomBatches(tb testing.TB, n, nKeys int) ([][]byte, int64) {
 		}
 		b := tbatch{base: off, codec: allCodecs[rnd(len(allCodecs))], firstTS: int64(i) * 1000, records: recs}
 		if rnd(3) == 0 {
-			b.idem, b.pid, b.epoch, b.seq = true, int64(rnd(5)), 1, int32(i)
+			b.idem, b.pid, b.epoch, b.seq, b.txn = true, int64(rnd(5)), 1, int32(i), rnd(2) == 0
 		}
 		in = append(in, b.build(tb))
 		off += int64(d) + int64(rnd(2))
@@ -336,33 +336,84 @@ func itoa(i int) string {
 // model is the expected output records, computed independently from the
 // input batches.
 func model(tb testing.TB, in [][]byte, p Params) []orec {
+	want, _ := modelTxn(tb, in, p)
+	return want
+}
+
+// modelTxn is model, and the producers with undecided transactional data
+// (records whose marker is not in the range) in the input. A
+// transactional batch belongs to its producer's first marker after it in
+// the range: ABORT removes its records, COMMIT makes them plain data, and
+// without a marker they are all kept and supersede nothing.
+func modelTxn(tb testing.TB, in [][]byte, p Params) ([]orec, map[int64]bool) {
 	var d kafkaproto.Decompressor
 	defer d.Close()
 	type r struct {
 		orec
-		tomb bool
+		tomb, undecided bool
 	}
-	var all []r
-	latest := map[string]int64{}
+	inRange := func(h kafkaproto.BatchHeader) bool { return h.LastOffset() >= p.Start && h.BaseOffset < p.UpTo }
+	type mark struct {
+		off    int64
+		commit bool
+	}
+	markers := map[int64][]mark{}
 	for _, b := range in {
 		h := hdr(tb, b)
-		if h.IsControl() || h.LastOffset() < p.Start || h.BaseOffset >= p.UpTo {
+		if !h.IsControl() || !inRange(h) || h.ProducerID < 0 || h.RecordCount == 0 {
 			continue
 		}
 		rs, err := d.Records(b)
 		if err != nil {
 			tb.Fatal(err)
 		}
+		var k kmsg.ControlRecordKey
+		var v kmsg.EndTxnMarker
+		if k.ReadFrom(rs[0].Key) == nil && v.ReadFrom(rs[0].Value) == nil && k.Type <= 1 {
+			markers[h.ProducerID] = append(markers[h.ProducerID], mark{h.BaseOffset, k.Type == 1})
+		}
+	}
+	undecidedPids := map[int64]bool{}
+	var all []r
+	latest := map[string]int64{}
+	for _, b := range in {
+		h := hdr(tb, b)
+		if h.IsControl() || !inRange(h) {
+			continue
+		}
+		undecided := false
+		if h.IsTransactional() && h.ProducerID >= 0 {
+			i := slices.IndexFunc(markers[h.ProducerID], func(m mark) bool { return m.off > h.BaseOffset })
+			switch {
+			case i < 0:
+				undecided = true
+				if h.RecordCount > 0 {
+					undecidedPids[h.ProducerID] = true
+				}
+			case !markers[h.ProducerID][i].commit:
+				continue // aborted
+			}
+		}
+		rs, err := d.Records(b)
+		if err != nil {
+			tb.Fatal(err)
+		}
 		for _, x := range rs {
-			if x.Key == nil {
+			if x.Key == nil && !undecided {
 				continue
 			}
-			latest[string(x.Key)] = x.Offset
-			all = append(all, r{orec{Offset: x.Offset, Key: string(x.Key), Value: string(x.Value), NullValue: x.Value == nil}, x.Value == nil})
+			if !undecided {
+				latest[string(x.Key)] = x.Offset
+			}
+			all = append(all, r{orec{Offset: x.Offset, Key: string(x.Key), Value: string(x.Value), NullValue: x.Value == nil}, x.Value == nil, undecided})
 		}
 	}
 	var want []orec
 	for _, x := range all {
+		if x.undecided {
+			want = append(want, x.orec)
+			continue
+		}
 		if latest[x.Key] != x.Offset {
 			continue
 		}
@@ -379,7 +430,7 @@ func model(tb testing.TB, in [][]byte, p Params) []orec {
 		}
 		want = append(want, x.orec)
 	}
-	return want
+	return want, undecidedPids
 }
 
 // Two runs give identical bytes; a run whose key map spills (tiny

@@ -12,9 +12,10 @@ import (
 
 // fuzzInput turns fuzz bytes into a batch sequence and Params: a few keys
 // (so records overwrite each other), null keys and values, every codec,
-// producers, control batches, offset gaps, empty batches, and now and then
-// a byte flipped (with the CRC fixed or not), offsets out of order, or the
-// rest of the data as a raw batch.
+// producers, transactional batches with COMMIT and ABORT markers, offset
+// gaps, empty batches, and now and then a byte flipped (with the CRC
+// fixed or not), offsets out of order, or the rest of the data as a raw
+// batch.
 type fuzzInput struct {
 	data []byte
 }
@@ -34,7 +35,7 @@ func (f *fuzzInput) build(tb testing.TB) ([][]byte, Params) {
 	for i, n := 0, 1+f.next()%10; i < n; i++ {
 		kind := f.next()
 		if kind%16 == 0 {
-			in = append(in, controlBatch(tb, off, int64(f.next()%3)))
+			in = append(in, marker(tb, off, int64(f.next()%3), kind%32 == 0))
 			off++
 			continue
 		}
@@ -55,6 +56,7 @@ func (f *fuzzInput) build(tb testing.TB) ([][]byte, Params) {
 		}
 		if p := f.next(); p%3 == 0 {
 			b.idem, b.pid, b.epoch, b.seq = true, int64(p%4), 1, int32(i)
+			b.txn = p%2 == 0 // transactional: its producer's next marker decides it
 		}
 		raw := b.build(tb)
 		switch m := f.next(); {
@@ -106,7 +108,9 @@ func (f *fuzzInput) build(tb testing.TB) ([][]byte, Params) {
 // every output batch is a valid stored batch (CRC, length, records
 // decodable; a batch with every offset present passes
 // kafkaproto.ValidateBatch), offsets strictly increase and lie within the
-// range, the records are the independent model's, and a run whose key map
+// range, the records are the independent model's (aborted records gone,
+// undecided ones kept), replaying the output leaves no transaction open
+// but those with data and no marker in the range, and a run whose key map
 // spills gives identical bytes.
 //
 //	go test ./storage/cleaner -run '^$' -fuzz FuzzClean
@@ -134,8 +138,16 @@ func FuzzClean(f *testing.F) {
 			}
 		}
 		if p.Start < p.UpTo {
-			if want := model(t, in, p); !reflect.DeepEqual(recs, want) && !(len(recs) == 0 && len(want) == 0) {
+			want, undecided := modelTxn(t, in, p)
+			if !reflect.DeepEqual(recs, want) && !(len(recs) == 0 && len(want) == 0) {
 				t.Fatalf("records\n got  %+v\n want %+v", recs, want)
+			}
+			// Replayed, the output leaves open only transactions whose
+			// marker lies past the range.
+			for pid := range replayOpen(t, out) {
+				if !undecided[pid] {
+					t.Fatalf("producer %d's transaction is open after replaying the output, and it has no undecided data", pid)
+				}
 			}
 		}
 		if st.BatchesOut != int64(len(out)) || st.RecordsOut != int64(len(recs))+controlRecords(out) {

@@ -75,8 +75,13 @@ func newKeyMap(mapBytes int64, dir string) *keyMap {
 
 func (k *keyMap) spilled() bool { return k.tmp != "" }
 
-// put records off for h; offsets arrive in increasing order.
+// put records off for h if it is above the offset recorded for h. Offsets
+// arrive in increasing order but for a transaction's, which arrive with
+// its COMMIT; runs are merged by the highest offset.
 func (k *keyMap) put(h keyHash, off int64) error {
+	if cur, ok := k.mem[h]; ok && cur >= off {
+		return nil
+	}
 	k.mem[h] = off
 	if len(k.mem) >= k.maxEntries {
 		return k.spillRun()
