@@ -152,8 +152,9 @@
 //	    clean-generation                generation of the last committed rewrite
 //	    clean-swap                      only while a rewrite's Commit runs
 //	    <base>.log.cleaned              a pending rewrite's output (with
-//	    <base>.index.cleaned            .index.cleaned and .timeindex.cleaned),
-//	    <base>.timeindex.cleaned        not part of the log until swapped in
+//	    <base>.index.cleaned            .index.cleaned, .timeindex.cleaned and
+//	    <base>.timeindex.cleaned        .txnindex.cleaned), not part of the
+//	    <base>.txnindex.cleaned         log until swapped in
 //	    *.deleted                       a dropped segment's file: queued for the
 //	                                    deleter, or kept as the log's spare for
 //	                                    its next roll (recycle.go); recovery
@@ -266,7 +267,9 @@
 // TruncateTo into them is refused). The output is written under
 // *.cleaned names; Prepare copies the batches at and above upTo of a
 // file straddling upTo into <upTo>.log.cleaned, writes every output's
-// index files, fdatasyncs them and fsyncs the directory. Commit, under
+// index files (the .txnindex from replaying the output from an empty
+// producer state, as recovery would; the split part keeps its file's
+// entries), fdatasyncs them and fsyncs the directory. Commit, under
 // the log mutex: (1) writes clean-swap (.tmp, fsync, rename, fsync
 // directory), the commit point; (2) raises log-start-offset to
 // max(log start, from) if needed; (3) closes the old files (readers that

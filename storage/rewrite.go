@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
 )
 
@@ -50,6 +51,10 @@ type Rewrite struct {
 	prepared  bool
 	finished  bool  // committed or aborted
 	outFailed error // a failed output write: the rewrite can only abort
+	// producers replays the output as recovery would (from an empty
+	// state at the output's start), so each output file's
+	// aborted-transaction index is the one recovery builds from it.
+	producers *fencing.ProducerStates
 }
 
 // BeginRewrite prepares to replace the log's batches in
@@ -88,7 +93,7 @@ func (l *Log) BeginRewrite(upTo int64) (*Rewrite, error) {
 	r := &Rewrite{
 		l: l, upTo: upTo, covered: slices.Clone(l.segs[:k]),
 		segBytes: l.cfg.segmentBytes(), interval: l.cfg.indexInterval(),
-		from: l.logStart, last: -1,
+		from: l.logStart, last: -1, producers: fencing.NewProducerStates(),
 	}
 	r.lastSize = r.covered[k-1].size
 	l.rewrite = r
@@ -201,6 +206,12 @@ func (r *Rewrite) Write(batch []byte) error {
 	}
 	cur.track(h.BaseOffset, h.LastOffset(), h.MaxTimestamp, cur.size, int64(len(batch)), r.interval)
 	r.last, r.wrote = h.LastOffset(), true
+	if e, aborted, err := replayBatch(r.producers, &h, func() ([]byte, error) { return batch, nil }); err != nil {
+		r.outFailed = fmt.Errorf("storage: rewrite output of %s: batch %d: %w", l.tp, h.BaseOffset, err)
+		return r.outFailed
+	} else if aborted {
+		cur.aborted = append(cur.aborted, e)
+	}
 	return nil
 }
 
@@ -245,7 +256,9 @@ func (r *Rewrite) Prepare() error {
 }
 
 // prepareFiles splits the file straddling upTo and makes every output
-// file and its indexes durable.
+// file and its indexes durable (the aborted-transaction index included:
+// each output file's own, built as Write replays it; the split part's
+// carried from the file it leaves, whose bytes it keeps).
 func (r *Rewrite) prepareFiles() error {
 	l := r.l
 	if err := r.prepareSplit(); err != nil {
@@ -266,6 +279,9 @@ func (r *Rewrite) prepareFiles() error {
 		if err := writeFileSync(l.fs, segName(l.dir, s.base, timeIndexSuffix+cleanedSuffix), encodeTimeIndex(s.timeIndex)); err != nil {
 			return err
 		}
+		if err := writeFileSync(l.fs, segName(l.dir, s.base, txnIndexSuffix+cleanedSuffix), encodeTxnIndex(s.aborted)); err != nil {
+			return err
+		}
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return fmt.Errorf("sync dir: %w", err)
@@ -283,6 +299,12 @@ func (r *Rewrite) prepareSplit() error {
 	l.mu.Lock()
 	next, size := s.next, s.size
 	pos, at := s.lookupBatch(r.upTo)
+	var carried []abortedEntry
+	for _, e := range s.aborted {
+		if e.last >= r.upTo {
+			carried = append(carried, e)
+		}
+	}
 	l.mu.Unlock()
 	if next <= r.upTo {
 		return nil
@@ -307,6 +329,7 @@ func (r *Rewrite) prepareSplit() error {
 			return err
 		}
 		out := newSegment(r.upTo, f, r.interval)
+		out.aborted = carried
 		r.split = out
 		buf := make([]byte, min(size-cut, 1<<20))
 		for p := cut; p < size; {
@@ -486,7 +509,7 @@ func (l *Log) applySwap(rec swapRecord) ([]tombstone, error) {
 		} else if !isNotExist(err) {
 			return nil, fmt.Errorf("cleaned segment %d: %w", base, err)
 		}
-		for _, suf := range []string{indexSuffix, timeIndexSuffix} {
+		for _, suf := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			ix := segName(l.dir, base, suf)
 			if err := l.fs.Rename(ix+cleanedSuffix, ix); err != nil && !isNotExist(err) {
 				return nil, fmt.Errorf("rename cleaned %s of segment %d into place: %w", suf, base, err)
@@ -590,7 +613,6 @@ func (r *Rewrite) Commit(gen int32) error {
 		l.fenceLocked(fmt.Errorf("storage: commit rewrite of %s: %w", l.tp, err))
 		return l.fenceErr
 	}
-	l.carryAbortedLocked(r.covered, newSegs, rest[0].base)
 	l.segs = append(newSegs, rest...)
 	l.logStart = start
 	l.epochs.trimFront(start)
@@ -606,35 +628,6 @@ func (r *Rewrite) Commit(gen int32) error {
 	l.removeFrontLocked(n)
 	l.logger.Info().Int32("generation", gen).Int64("from", r.from).Int64("up_to", r.upTo).Int("old_files", len(rec.old)).Int("new_files", len(rec.new)).Int64("log_start", l.logStart).Msg("rewrote range")
 	return nil
-}
-
-// carryAbortedLocked gives the rewrite's new files the aborted-transaction
-// index entries of the old files they replace, each to the file holding
-// its marker (end: the first offset after the new files), and writes
-// their .txnindex files. A cleaning keeps markers and their offsets; one
-// that removes aborted data and markers must rebuild the entries instead
-// (docs/transactions.md). A failed write is left to recovery, which
-// rebuilds a missing or inconsistent index.
-func (l *Log) carryAbortedLocked(old, news []*segment, end int64) {
-	var all []abortedEntry
-	for _, s := range old {
-		all = append(all, s.aborted...)
-	}
-	for i, s := range news {
-		next := end
-		if i+1 < len(news) {
-			next = news[i+1].base
-		}
-		s.aborted = nil
-		for _, e := range all {
-			if e.last >= s.base && e.last < next {
-				s.aborted = append(s.aborted, e)
-			}
-		}
-		if err := writeFileSync(l.fs, segName(l.dir, s.base, txnIndexSuffix), encodeTxnIndex(s.aborted)); err != nil {
-			l.logger.Warn().Err(err).Int64("base", s.base).Msg("write transaction index of rewritten segment")
-		}
-	}
 }
 
 // writeRecordFile atomically writes a small record file: write
@@ -680,7 +673,7 @@ func (r *Rewrite) Abort() error {
 		if err := s.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, err)
 		}
-		for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		for _, suf := range []string{logSuffix, indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 			if err := l.fs.Remove(segName(l.dir, s.base, suf+cleanedSuffix)); err != nil && !isNotExist(err) {
 				errs = append(errs, err)
 			}

@@ -180,7 +180,9 @@ func encodeTxnIndex(es []abortedEntry) []byte {
 
 // decodeTxnIndex parses a sealed file's aborted-transaction index and
 // checks it against the file [base, next): version 0, markers inside the
-// file in increasing order, first <= last < lso.
+// file in increasing order, first <= last, 0 <= lso <= last + 1 (the last
+// stable offset may lie below first: another transaction was open from
+// earlier when the ABORT was written).
 func decodeTxnIndex(b []byte, base, next int64) ([]abortedEntry, error) {
 	if len(b)%txnIndexEntrySize != 0 {
 		return nil, fmt.Errorf("%w: transaction index size %d", errBadIndex, len(b))
@@ -195,7 +197,7 @@ func decodeTxnIndex(b []byte, base, next int64) ([]abortedEntry, error) {
 			lso:   int64(binary.BigEndian.Uint64(p[26:])),
 		}
 		if binary.BigEndian.Uint16(p) != 0 || e.pid < 0 || e.first < 0 || e.first > e.last || e.last < base || e.last >= next ||
-			e.lso <= e.first || (i > 0 && e.last <= es[i-1].last) {
+			e.lso < 0 || e.lso > e.last+1 || (i > 0 && e.last <= es[i-1].last) {
 			return nil, fmt.Errorf("%w: transaction index entry %d", errBadIndex, i)
 		}
 		es[i] = e
