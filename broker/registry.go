@@ -42,6 +42,8 @@ func registry() []api {
 		apiCreatePartitions(),
 		apiIncrementalAlterConfigs(),
 		apiElectLeaders(),
+		apiAlterPartitionReassignments(),
+		apiListPartitionReassignments(),
 		apiDescribeClientQuotas(),
 		apiAlterClientQuotas(),
 		apiDescribeCluster(),

@@ -99,6 +99,13 @@ type Partition struct {
 	// as its majority reported them: a participant or a redo compares its
 	// output with them, whatever merges changed in the chain since.
 	CleanedResults []SegmentResult `json:"cleaned_results,omitempty"`
+	// Target is the replica set an AlterPartitionReassignments asked for
+	// (ReassignPartition), nil when none is in progress. The controller
+	// makes the missing nodes learners, the leader's rolls take them in
+	// and then drop the others (RollSegment.DropSealed), and the roll
+	// whose next replicas are Target clears it (docs/operations.md,
+	// "Reassigning partitions").
+	Target []int32 `json:"target,omitempty"`
 }
 
 // Active returns the partition's active (or fenced, failing over) segment.
@@ -110,7 +117,7 @@ func (p Partition) Active() Segment {
 }
 
 func (p Partition) clone() Partition {
-	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen, CleanedResults: slices.Clone(p.CleanedResults)}
+	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen, CleanedResults: slices.Clone(p.CleanedResults), Target: slices.Clone(p.Target)}
 	if p.Clean != nil {
 		cl := Cleaning{CleanPartition: p.Clean.CleanPartition.Clone(), Reports: make(map[int32]CleanReport, len(p.Clean.Reports))}
 		for n, r := range p.Clean.Reports {

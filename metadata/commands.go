@@ -233,6 +233,8 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &SetClusterConfigs{}
 	case "roll_segment":
 		c = &RollSegment{}
+	case "reassign_partition":
+		c = &ReassignPartition{}
 	case "fence_segment":
 		c = &FenceSegment{}
 	case "assign_learners":
@@ -285,6 +287,8 @@ func deref(c Command) Command {
 	case *SetClusterConfigs:
 		return *v
 	case *RollSegment:
+		return *v
+	case *ReassignPartition:
 		return *v
 	case *FenceSegment:
 		return *v

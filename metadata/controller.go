@@ -109,7 +109,48 @@ func (c *controller) run() {
 			c.fenceSilent()
 			c.failovers()
 			c.restoreReplicas()
+			c.reassign()
 		}
+	}
+}
+
+// reassign names as learners the nodes of each reassignment's target that
+// the active segment lacks (AssignLearners); the leader's rolls take them
+// in and drop the others (docs/replication.md, "Reassigning
+// partitions"). Learners that are not alive stay named: the reassignment
+// waits for them (as Kafka's does) until it is cancelled. It scans once
+// every 8 ticks.
+func (c *controller) reassign() {
+	c.mu.Lock()
+	skip := c.leaderSince.IsZero() || c.scans%8 != 0
+	c.mu.Unlock()
+	if skip {
+		return
+	}
+	for _, r := range c.s.fsm.Reassignments() {
+		seg := r.Segment
+		if seg.State != SegmentActive {
+			continue // failing over: the next pass
+		}
+		var want []int32
+		for _, id := range r.Target {
+			if !slices.Contains(seg.Replicas, id) {
+				want = append(want, id)
+			}
+		}
+		if slices.Equal(want, seg.Learners) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+		_, err := c.s.applyCommand(ctx, AssignLearners{Topic: r.Topic, ID: r.ID, Partition: r.Partition,
+			ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: want})
+		cancel()
+		key := fmt.Sprintf("%s-%d", r.Topic, r.Partition)
+		if err != nil {
+			c.s.log.Warn().Err(err).Str("partition", key).Msg("reassignment: assign learners")
+			continue
+		}
+		c.s.log.Info().Str("partition", key).Ints32("replicas", seg.Replicas).Ints32("target", r.Target).Ints32("learners", want).Msg("reassignment: learners assigned")
 	}
 }
 

@@ -308,6 +308,8 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case AssignLearners:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case ReassignPartition:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case CleanPartition:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case CleanReport:
@@ -427,6 +429,41 @@ type ActiveSegment struct {
 	Partition int32
 	RF        int     // the topic's replication factor
 	Segment   Segment // a copy
+}
+
+// Reassignment is a partition being reassigned (Partition.Target).
+type Reassignment struct {
+	ActiveSegment
+	Target []int32
+}
+
+// Reassignments lists the partitions with a reassignment in progress,
+// by topic name and partition.
+func (f *FSM) Reassignments() []Reassignment {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []Reassignment
+	for _, t := range f.st.Topics {
+		for p := range t.Parts {
+			part := &t.Parts[p]
+			if part.Target == nil || len(part.Segments) == 0 {
+				continue
+			}
+			seg := part.Active()
+			seg.Replicas, seg.Learners = slices.Clone(seg.Replicas), slices.Clone(seg.Learners)
+			out = append(out, Reassignment{
+				ActiveSegment: ActiveSegment{Topic: t.Name, ID: t.ID, Partition: int32(p), RF: t.ReplicationFactor(), Segment: seg},
+				Target:        slices.Clone(part.Target),
+			})
+		}
+	}
+	slices.SortFunc(out, func(a, b Reassignment) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
 }
 
 // ActiveSegments returns copies of the active segments for which keep

@@ -46,6 +46,10 @@ type RollSegment struct {
 	// open transactions at EndOffset; nil (a failover seal) records it
 	// as unknown.
 	FirstUnstable *int64 `json:"first_unstable,omitempty"`
+	// DropSealed are nodes a reassignment removes (not in the
+	// partition's Target): they stop being replicas of every sealed
+	// segment that keeps another replica, so they may delete their copy.
+	DropSealed []int32 `json:"drop_sealed,omitempty"`
 }
 
 func (RollSegment) kind() string { return "roll_segment" }
@@ -111,6 +115,18 @@ func (c RollSegment) apply(st *state) error {
 			}
 		}
 	}
+	if len(c.DropSealed) > 0 {
+		for i := range p.Segments {
+			s := &p.Segments[i]
+			if s.State != SegmentSealed {
+				continue
+			}
+			kept := slices.DeleteFunc(slices.Clone(s.Replicas), func(id int32) bool { return slices.Contains(c.DropSealed, id) })
+			if len(kept) > 0 {
+				s.Replicas = kept
+			}
+		}
+	}
 	next := Segment{
 		ID: st.NextSegmentID, BaseOffset: c.EndOffset, EndOffset: -1, Epoch: cur.Epoch + 1,
 		Leader: c.NextLeader, Replicas: append([]int32{c.NextLeader}, without(c.NextReplicas, c.NextLeader)...), State: SegmentActive,
@@ -118,6 +134,79 @@ func (c RollSegment) apply(st *state) error {
 	}
 	st.NextSegmentID++
 	p.Segments = append(p.Segments, next)
+	if p.Target != nil && sameSet(next.Replicas, p.Target) {
+		p.Target = nil // the reassignment is done
+	}
+	return nil
+}
+
+// sameSet reports whether a and b hold the same ids.
+func sameSet(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, id := range a {
+		if !slices.Contains(b, id) {
+			return false
+		}
+	}
+	return true
+}
+
+// ReassignPartition starts, changes or (Target nil) cancels the
+// reassignment of a partition to the replica set Target
+// (AlterPartitionReassignments). Target must have the topic's
+// replication factor, name registered brokers once each, and the topic
+// must be replicated. A Target equal to the active segment's replicas
+// ends any reassignment at once.
+type ReassignPartition struct {
+	Topic     string  `json:"topic"`
+	ID        TopicID `json:"id"`
+	Partition int32   `json:"partition"`
+	Target    []int32 `json:"target,omitempty"`
+}
+
+func (ReassignPartition) kind() string { return "reassign_partition" }
+
+// ErrNoReassignment is returned when a cancelled reassignment was not in
+// progress (NO_REASSIGNMENT_IN_PROGRESS). It wraps ErrPreconditionFailed,
+// which is what survives forwarding to the controller: a cancel refused
+// with ErrPreconditionFailed is this error.
+var ErrNoReassignment = fmt.Errorf("%w: no reassignment in progress", ErrPreconditionFailed)
+
+func (c ReassignPartition) apply(st *state) error {
+	t, ok := st.Topics[c.Topic]
+	if !ok || t.ID != c.ID {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) || len(t.Parts[c.Partition].Segments) == 0 {
+		return fmt.Errorf("%w: %s has no partition %d", ErrUnknownTopic, c.Topic, c.Partition)
+	}
+	p := &t.Parts[c.Partition]
+	if c.Target == nil {
+		if p.Target == nil {
+			return fmt.Errorf("%w: %s-%d", ErrNoReassignment, c.Topic, c.Partition)
+		}
+		p.Target = nil
+		return nil
+	}
+	rf := t.ReplicationFactor()
+	if rf < 2 {
+		return fmt.Errorf("%w: %s has one replica per partition; reassignment moves replicated partitions only", ErrInvalidCommand, c.Topic)
+	}
+	if len(c.Target) != rf {
+		return fmt.Errorf("%w: %d replicas for %s, whose replication factor is %d (a reassignment keeps it)", ErrInvalidCommand, len(c.Target), c.Topic, rf)
+	}
+	for _, r := range c.Target {
+		if _, ok := st.Brokers[r]; !ok {
+			return fmt.Errorf("%w: replica %d is not a broker", ErrPreconditionFailed, r)
+		}
+	}
+	if sameSet(p.Active().Replicas, c.Target) {
+		p.Target = nil
+		return nil
+	}
+	p.Target = slices.Clone(c.Target)
 	return nil
 }
 

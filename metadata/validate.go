@@ -50,7 +50,7 @@ func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas:
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -133,6 +133,10 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *AlterClientQuotas:
+		if v != nil {
+			return *v, nil
+		}
+	case *ReassignPartition:
 		if v != nil {
 			return *v, nil
 		}
@@ -365,12 +369,22 @@ func (c RollSegment) validate() error {
 	for _, l := range []struct {
 		what string
 		ids  []int32
-	}{{"next replicas", c.NextReplicas}, {"sealed replicas", c.SealedReplicas}, {"joined", c.Joined}} {
+	}{{"next replicas", c.NextReplicas}, {"sealed replicas", c.SealedReplicas}, {"joined", c.Joined}, {"drop sealed", c.DropSealed}} {
 		if err := brokerIDs(l.what, l.ids); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (c ReassignPartition) validate() error {
+	if c.Topic == "" || c.Partition < 0 {
+		return fmt.Errorf("reassign %q partition %d", c.Topic, c.Partition)
+	}
+	if c.Target != nil && len(c.Target) == 0 {
+		return errors.New("reassignment to no replicas")
+	}
+	return brokerIDs("target", c.Target)
 }
 
 func (c FenceSegment) validate() error {

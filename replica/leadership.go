@@ -34,6 +34,7 @@ type Leadership struct {
 	fetchAt  map[int32]time.Time // follower → when it last fetched
 	learners map[int32]int64     // nodes catching up to join (not counted for the HW)
 	wantRF   int                 // the partition's replication factor
+	target   []int32             // a reassignment's replica set (nil: none)
 	minISR   int                 // min.insync.replicas: fewer counted replicas refuse acks=all
 	progress chan struct{}       // closed and replaced whenever acked or learners move
 
@@ -214,7 +215,7 @@ func (lp *Leadership) fetched(replica int32, offset int64) bool {
 	}
 	if !slices.Contains(lp.replicas, replica) {
 		// A node catching up to join: served, not counted.
-		if len(lp.replicas) >= lp.wantRF {
+		if len(lp.replicas) >= lp.wantRF && !slices.Contains(lp.target, replica) {
 			lp.ackMu.Unlock()
 			return false
 		}
@@ -316,12 +317,35 @@ func (lp *Leadership) caughtUpLearners(leo int64) []int32 {
 	room := lp.wantRF - len(lp.replicas)
 	var out []int32
 	for id, off := range lp.learners {
-		if off >= leo-learnerSlack && len(out) < room {
+		if off >= leo-learnerSlack && (len(out) < room || slices.Contains(lp.target, id)) {
 			out = append(out, id)
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// reassignDone reports whether a reassignment's target nodes are all
+// replicas while others still are: the roll that drops those is due.
+func (lp *Leadership) reassignDone() bool {
+	lp.ackMu.Lock()
+	defer lp.ackMu.Unlock()
+	if lp.target == nil {
+		return false
+	}
+	for _, id := range lp.target {
+		if !slices.Contains(lp.replicas, id) {
+			return false
+		}
+	}
+	return len(lp.replicas) > len(lp.target)
+}
+
+// Target is the reassignment target of the partition (nil: none).
+func (lp *Leadership) Target() []int32 {
+	lp.ackMu.Lock()
+	defer lp.ackMu.Unlock()
+	return slices.Clone(lp.target)
 }
 
 // waitProgress waits until every node among ids (self excepted) has

@@ -98,7 +98,7 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 	}
 	m.checkClean(t, p, l)
 	if seg.Leader == self {
-		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t))
+		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t), t.Parts[p].Target)
 		return RoleLeader, nil
 	}
 	m.Unlead(tp)
@@ -127,7 +127,9 @@ func (m *Manager) recLock(tp storage.TopicPartition) *sync.Mutex {
 // to (a deposed leader's unacknowledged tail). It reports whether it is
 // learning.
 func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF int, caughtUp bool) bool {
-	if !caughtUp || wantRF < 2 || len(seg.Replicas) >= wantRF || seg.State != metadata.SegmentActive || seg.Leader < 0 {
+	// A reassignment's learners join a full replica set.
+	reassigned := slices.Contains(t.Parts[p].Target, m.cfg.NodeID) && slices.Contains(seg.Learners, m.cfg.NodeID)
+	if !caughtUp || wantRF < 2 || (len(seg.Replicas) >= wantRF && !reassigned) || seg.State != metadata.SegmentActive || seg.Leader < 0 {
 		return false
 	}
 	if br, ok := m.md.Broker(seg.Leader); !ok || br.State != metadata.BrokerAlive {

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -216,7 +217,10 @@ func (m *Manager) Leader(tp storage.TopicPartition) *Leadership {
 
 // Lead records that this node leads tp's active segment seg, with log l
 // (and no longer fetches tp from anyone).
-func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int) {
+//
+// target is the partition's reassignment target (nil: none): its nodes
+// may fetch as learners and a roll takes them in, then drops the others.
+func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int, target []int32) {
 	m.Unfollow(tp)
 	m.leadMu.Lock()
 	lp, ok := m.leading[tp]
@@ -246,6 +250,7 @@ func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.S
 	lp.ackMu.Lock()
 	lp.replicas = append([]int32(nil), seg.Replicas...)
 	lp.wantRF, lp.minISR = wantRF, minISR
+	lp.target = slices.Clone(target)
 	bound := lp.boundLocked()
 	lp.ackMu.Unlock()
 	if bound >= 0 {

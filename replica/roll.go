@@ -99,6 +99,9 @@ func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bo
 		due = len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 // take a caught-up node in
 	}
 	if !due {
+		due = lp.reassignDone() // drop the nodes a reassignment moves away from
+	}
+	if !due {
 		return lp.full() && m.rollsWhenFull(lp.tp.Topic)
 	}
 	_, _, _, ok := m.md.TopicConfigValue(lp.tp.Topic, "segment.rotate") // the topic still exists
@@ -194,6 +197,7 @@ func (m *Manager) Roll(lp *Leadership) {
 		return
 	}
 	joining := lp.caughtUpLearners(l.LogEndOffset())
+	target := t.Parts[tp.Partition].Target
 	// A segment with one replica rolls only to seal a compacted range
 	// for the cleaner: there is no one to hand leadership or bytes to.
 	if len(seg.Replicas) < 2 && len(joining) == 0 && !m.compacts(tp.Topic) {
@@ -269,6 +273,22 @@ func (m *Manager) Roll(lp *Leadership) {
 	if m.rotates(tp.Topic) && lp.full() {
 		next = -1
 	}
+	// A reassignment (docs/replication.md, "Reassigning partitions"):
+	// once every target node is a replica, the roll keeps only them and
+	// the nodes it drops stop being replicas of the sealed segments.
+	var drop []int32
+	if target != nil && len(joining) == 0 && containsAll(healthy, target) && len(healthy) > len(target) {
+		for _, id := range healthy {
+			if !slices.Contains(target, id) {
+				drop = append(drop, id)
+			}
+		}
+		healthy = slices.Clone(target)
+		if !slices.Contains(target, next) {
+			next = -1 // the controller picks among the target
+		}
+		m.log.Info().Str("tp", tp.String()).Ints32("target", target).Ints32("dropped", drop).Msg("rolling to complete a reassignment")
+	}
 	cmd := metadata.RollSegment{
 		Topic: t.Name, ID: t.ID, Partition: tp.Partition,
 		ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: end,
@@ -278,6 +298,7 @@ func (m *Manager) Roll(lp *Leadership) {
 	if len(lagging) > 0 {
 		cmd.SealedReplicas = sealedBy
 	}
+	cmd.DropSealed = drop
 	if len(joining) > 0 {
 		// They copied the partition from this log's start: replicas of
 		// the sealed segments above it too (re-replication).
@@ -317,6 +338,16 @@ func (m *Manager) Roll(lp *Leadership) {
 	}
 	m.host.Kick() // the rest (group coordinators of internal partitions)
 	m.log.Info().Str("tp", tp.String()).Int64("segment", seg.ID).Int64("end", end).Dur("took", time.Since(began)).Msg("segment rolled")
+}
+
+// containsAll reports whether set holds every id of ids.
+func containsAll(set, ids []int32) bool {
+	for _, id := range ids {
+		if !slices.Contains(set, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // commitRoll commits a roll's RollSegment. A failed Apply is ambiguous

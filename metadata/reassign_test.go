@@ -1,0 +1,74 @@
+package metadata
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+// TestReassignPartition: a reassignment of "a"/0 from [1,2] to [2,4]
+// records the target; the roll that takes node 4 in keeps the target;
+// the roll whose next replicas are the target clears it and drops node 1
+// from every sealed segment (keeping a segment's only replica); a cancel
+// without a reassignment is refused; a target of the wrong size or naming
+// an unknown broker is refused and changes nothing.
+func TestReassignPartition(t *testing.T) {
+	f := baseFSM(t)
+	mustApply(t, f, RegisterBroker{Broker: broker(4)})
+	tp, _ := f.Topic("a")
+	ref := func(target []int32) ReassignPartition {
+		return ReassignPartition{Topic: "a", ID: tp.ID, Partition: 0, Target: target}
+	}
+	before := snap(t, f)
+	for _, bad := range []ReassignPartition{ref([]int32{2}), ref([]int32{2, 9}), {Topic: "a", ID: tp.ID, Partition: 7, Target: []int32{2, 4}}} {
+		if err := f.Apply(bad); err == nil {
+			t.Fatalf("apply %+v: no error", bad)
+		}
+	}
+	if err := f.Apply(ref(nil)); !errors.Is(err, ErrNoReassignment) {
+		t.Fatalf("cancel without a reassignment: %v", err)
+	}
+	if !slices.Equal(before, snap(t, f)) {
+		t.Fatal("refused reassignments changed the state")
+	}
+	// A sealed segment held by node 1 only (a laggard was dropped) keeps it.
+	seg := tp.Parts[0].Active()
+	mustApply(t, f, RollSegment{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: 5,
+		NextLeader: 1, NextReplicas: []int32{1, 2}, SealedReplicas: []int32{1}})
+	mustApply(t, f, ref([]int32{2, 4}))
+	if got := f.Reassignments(); len(got) != 1 || !slices.Equal(got[0].Target, []int32{2, 4}) || got[0].Partition != 0 {
+		t.Fatalf("Reassignments = %+v", got)
+	}
+	tp, _ = f.Topic("a")
+	seg = tp.Parts[0].Active()
+	mustApply(t, f, AssignLearners{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: []int32{4}})
+	mustApply(t, f, RollSegment{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: 10,
+		NextLeader: 1, NextReplicas: []int32{1, 2, 4}, Joined: []int32{4}, JoinedFrom: 0})
+	tp, _ = f.Topic("a")
+	if !slices.Equal(tp.Parts[0].Target, []int32{2, 4}) {
+		t.Fatalf("target after the joining roll = %v", tp.Parts[0].Target)
+	}
+	seg = tp.Parts[0].Active()
+	mustApply(t, f, RollSegment{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: 15,
+		NextLeader: 2, NextReplicas: []int32{2, 4}, DropSealed: []int32{1}})
+	tp, _ = f.Topic("a")
+	p := tp.Parts[0]
+	if p.Target != nil || len(f.Reassignments()) != 0 {
+		t.Fatalf("target after the final roll = %v", p.Target)
+	}
+	var got [][]int32
+	for _, s := range p.Segments {
+		got = append(got, s.Replicas)
+	}
+	want := [][]int32{{1, 4}, {2, 4}, {2, 4}, {2, 4}}
+	// Segment 0 was held by node 1 only, then node 4 joined it: node 1 goes.
+	want[0] = []int32{4}
+	if len(got) != len(want) {
+		t.Fatalf("segments %v", got)
+	}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("segment %d replicas = %v, want %v (all %v)", i, got[i], want[i], got)
+		}
+	}
+}
