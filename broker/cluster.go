@@ -531,9 +531,11 @@ func (b *Broker) reconcilePartition(t metadata.Topic, p int32, caughtUp bool) {
 // restartLearner replaces this node's log of tp, which ends below start,
 // the leader's log start offset, with an empty one beginning there: a
 // learner copying a partition whose older records the leader no longer
-// has (retention). It never touches the log of a replica of the active
-// segment.
-func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64) {
+// has (retention). The new log's producer state begins with producers,
+// the leader's transactions opened below start and still open
+// (docs/transactions.md, "Learners"). It never touches the log of a
+// replica of the active segment.
+func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64, producers []fencing.ProducerEntry) {
 	defer b.kickReconcile()
 	defer b.retryReconcile(tp) // follow again from the new log's start
 	b.reconcileMu.Lock()
@@ -555,7 +557,7 @@ func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, 
 		b.log.Error().Err(err).Str("tp", tp.String()).Msg("learner: drop the log to restart at the leader's log start")
 		return
 	}
-	if _, err := b.engine.CreateLogAt(tp, cfg, start); err != nil {
+	if _, err := b.engine.CreateLogAtWithProducers(tp, cfg, start, producers); err != nil {
 		b.log.Error().Err(err).Str("tp", tp.String()).Msg("learner: create log at the leader's log start")
 		return
 	}
@@ -563,7 +565,7 @@ func (b *Broker) restartLearner(tp storage.TopicPartition, id metadata.TopicID, 
 		b.log.Error().Err(err).Str("tp", tp.String()).Msg("learner: record topic id")
 		return
 	}
-	b.log.Info().Str("tp", tp.String()).Int64("start", start).Msg("learner: copying from the leader's log start")
+	b.log.Info().Str("tp", tp.String()).Int64("start", start).Int("open_transactions", len(producers)).Msg("learner: copying from the leader's log start")
 }
 
 // deleteTopicLogs removes this node's logs of a deleted topic (those

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tuskdb/tusk/broker/rpc"
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
@@ -79,6 +81,51 @@ func (r replicaTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fet
 	return resp.(*kmsg.FetchResponse), nil
 }
 
+// OpenTransactions asks the leader for tp's producers with an open
+// transaction with a DescribeProducers over its internal listener (a
+// learner restarting its copy at the leader's log start seeds its
+// producer state with those opened below it, docs/transactions.md,
+// "Learners").
+func (r replicaTransport) OpenTransactions(ctx context.Context, leader int32, tp storage.TopicPartition) ([]fencing.ProducerEntry, error) {
+	br, ok := r.b.store.FSM().Broker(leader)
+	if !ok || br.Internal == "" {
+		return nil, fmt.Errorf("broker: describe producers: node %d has no internal address", leader)
+	}
+	cl, err := r.b.fwd.client(br.Internal)
+	if err != nil {
+		return nil, err
+	}
+	seeds := cl.SeedBrokers()
+	if len(seeds) == 0 {
+		return nil, errors.New("broker: describe producers: no connection to the leader")
+	}
+	req := kmsg.NewPtrDescribeProducersRequest()
+	rt := kmsg.NewDescribeProducersRequestTopic()
+	rt.Topic, rt.Partitions = tp.Topic, []int32{tp.Partition}
+	req.Topics = append(req.Topics, rt)
+	resp, err := seeds[0].Request(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("broker: describe producers of %s on node %d: %w", tp, leader, err)
+	}
+	dr := resp.(*kmsg.DescribeProducersResponse)
+	if len(dr.Topics) != 1 || len(dr.Topics[0].Partitions) != 1 {
+		return nil, fmt.Errorf("broker: describe producers of %s on node %d: %d topics in the answer", tp, leader, len(dr.Topics))
+	}
+	p := dr.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		return nil, fmt.Errorf("broker: describe producers of %s on node %d: %w", tp, leader, err)
+	}
+	var out []fencing.ProducerEntry
+	for _, ap := range p.ActiveProducers {
+		if ap.CurrentTxnStartOffset < 0 {
+			continue
+		}
+		out = append(out, fencing.ProducerEntry{ProducerID: ap.ProducerID, Epoch: int16(ap.ProducerEpoch), LastTimestamp: ap.LastTimestamp,
+			TxnFirstOffset: ap.CurrentTxnStartOffset, CoordinatorEpoch: ap.CoordinatorEpoch})
+	}
+	return out, nil
+}
+
 // replicaHost gives replication this node's logs.
 type replicaHost struct{ b *Broker }
 
@@ -110,8 +157,8 @@ func (h replicaHost) Compaction(topic string) (replica.CompactionConfig, bool) {
 	return h.b.compaction(topic)
 }
 func (h replicaHost) Kick() { h.b.kickReconcile() }
-func (h replicaHost) RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64) {
-	h.b.restartLearner(tp, id, start)
+func (h replicaHost) RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64, producers []fencing.ProducerEntry) {
+	h.b.restartLearner(tp, id, start, producers)
 }
 
 // ReplicaLEOs implements metadata.ReplicaProber: node's log end offsets

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -306,8 +307,8 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 		// restarts its copy at the leader's log start (the host leaves a
 		// replica's log alone).
 		f.drop(tp)
-		start := rp.LogStartOffset
-		m.goTracked(func() { m.host.RestartLearner(tp, p.id, start) })
+		start, leader := rp.LogStartOffset, f.leader
+		m.goTracked(func() { m.restartLearner(tp, p.id, leader, start) })
 	}
 	if rp.ErrorCode != 0 {
 		return false, kerr.ErrorForCode(rp.ErrorCode)
@@ -358,4 +359,29 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 		}
 	}
 	return true, nil
+}
+
+// restartLearner has the host restart tp's copy at start, the leader's
+// log start, with the leader's transactions that opened below start and
+// are still open (docs/transactions.md, "Learners"): the copy will never
+// hold their first batches, and without them its last stable offset
+// would pass records of transactions not decided yet. If the leader does
+// not answer, the copy is not restarted now: a later reconcile follows
+// the partition again and meets the same answer.
+func (m *Manager) restartLearner(tp storage.TopicPartition, id metadata.TopicID, leader int32, start int64) {
+	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	producers, err := m.tr.OpenTransactions(ctx, leader, tp)
+	if err != nil {
+		m.log.Warn().Err(err).Str("tp", tp.String()).Int32("leader", leader).Msg("learner: the leader's open transactions; the copy restarts later")
+		m.host.Kick()
+		return
+	}
+	var seed []fencing.ProducerEntry
+	for _, e := range producers {
+		if e.TxnFirstOffset >= 0 && e.TxnFirstOffset < start {
+			seed = append(seed, e)
+		}
+	}
+	m.host.RestartLearner(tp, id, start, seed)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
@@ -122,7 +123,28 @@ func (n *testNode) DeleteLog(tp storage.TopicPartition) error { return n.eng.Del
 func (n *testNode) MinInsync(metadata.Topic) int              { return 1 }
 func (n *testNode) CaughtUp() bool                            { return true }
 func (n *testNode) Kick()                                     { n.kicks.Add(1) }
-func (n *testNode) RestartLearner(storage.TopicPartition, metadata.TopicID, int64) {
+
+// RestartLearner does what the broker's does: the log, which ends below
+// start, is replaced by an empty one starting there with producers'
+// open transactions, and the node follows again.
+func (n *testNode) RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64, producers []fencing.ProducerEntry) {
+	n.m.Unfollow(tp)
+	if err := n.eng.DeleteLog(tp); err != nil {
+		n.c.t.Errorf("node %d: restart learner: %v", n.id, err)
+		return
+	}
+	cfg := storage.LogConfig{Replicated: true, SegmentBytes: 1 << 20, RetentionBytes: -1, RetentionMs: -1}
+	if _, err := n.eng.CreateLogAtWithProducers(tp, cfg, start, producers); err != nil {
+		n.c.t.Errorf("node %d: restart learner: %v", n.id, err)
+		return
+	}
+	if err := n.eng.SetLogTopicID(tp, id); err != nil {
+		n.c.t.Errorf("node %d: restart learner: %v", n.id, err)
+		return
+	}
+	if _, err := n.m.Reconcile(tp.Topic, tp.Partition, true); err != nil {
+		n.c.t.Errorf("node %d: restart learner: reconcile: %v", n.id, err)
+	}
 }
 
 // Compaction reads cleanup.policy from the topic's overrides (default

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -97,6 +98,31 @@ func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fetc
 		return nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
 	}
 	return resp, err
+}
+
+// OpenTransactions implements Transport: leader's producers with an
+// open transaction on tp, as the broker's DescribeProducers answers them
+// (only while leader leads tp).
+func (t *InmemTransport) OpenTransactions(_ context.Context, leader int32, tp storage.TopicPartition) ([]fencing.ProducerEntry, error) {
+	t.mu.Lock()
+	m, ok := t.nodes[leader]
+	cut := t.cut[leader]
+	t.mu.Unlock()
+	if !ok || cut {
+		return nil, fmt.Errorf("%w: → %d", errUnreachable, leader)
+	}
+	lp := m.Leader(tp)
+	if lp == nil {
+		return nil, fmt.Errorf("replica: node %d does not lead %s: %w", leader, tp, kerr.NotLeaderForPartition)
+	}
+	var out []fencing.ProducerEntry
+	for _, e := range lp.log.Producers() {
+		if e.TxnFirstOffset >= 0 {
+			out = append(out, fencing.ProducerEntry{ProducerID: e.ProducerID, Epoch: e.Epoch, LastTimestamp: e.LastTimestamp,
+				TxnFirstOffset: e.TxnFirstOffset, CoordinatorEpoch: e.CoordinatorEpoch})
+		}
+	}
+	return out, nil
 }
 
 // ServeFetch answers a replica Fetch from this node's logs the way the

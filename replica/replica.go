@@ -84,6 +84,12 @@ type Lease interface {
 // Transport carries a follower's Fetch to the leader node.
 type Transport interface {
 	Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error)
+	// OpenTransactions asks leader, which leads tp, for its producers with
+	// an open transaction (id, epoch, coordinator epoch, the
+	// transaction's first offset): a learner that restarts its copy at
+	// the leader's log start cannot see transactions opened below it
+	// (DescribeProducers in production).
+	OpenTransactions(ctx context.Context, leader int32, tp storage.TopicPartition) ([]fencing.ProducerEntry, error)
 }
 
 // Host is what replication needs of the node around it: its partition
@@ -107,8 +113,11 @@ type Host interface {
 	// Kick asks for a reconcile pass.
 	Kick()
 	// RestartLearner replaces tp's log, which ends below start (the
-	// leader's log start), with an empty one starting there.
-	RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64)
+	// leader's log start), with an empty one starting there whose
+	// producer state begins with producers (the leader's transactions
+	// opened below start and still open: storage's
+	// CreateLogAtWithProducers).
+	RestartLearner(tp storage.TopicPartition, id metadata.TopicID, start int64, producers []fencing.ProducerEntry)
 	// Compaction is the named topic's compaction settings; ok is false
 	// for an unknown topic. It is cheap (the roll loop asks it).
 	Compaction(topic string) (c CompactionConfig, ok bool)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"testing"
 
 	"github.com/tuskdb/tusk/kafkaproto"
@@ -107,5 +108,70 @@ func TestRollRecordsFirstUnstableOffset(t *testing.T) {
 	s = tpc.Parts[0].Segments[1]
 	if s.BaseOffset != 6 || s.EndOffset != 8 || firstUnstable(s) != 8 || s.StableEnd() != 8 {
 		t.Fatalf("second sealed segment [%d, %d): first unstable %d, stable end %d; want [6, 8) 8, 8", s.BaseOffset, s.EndOffset, firstUnstable(s), s.StableEnd())
+	}
+}
+
+// A learner that restarts its copy at the leader's log start (retention
+// or DeleteRecords moved it past the learner's end) never sees the first
+// batch of a transaction opened below that start. It must still count
+// the transaction open, or as a replica (and later a segment leader) its
+// last stable offset would pass records that are not decided: it takes
+// the leader's open transactions that began below its copy start.
+func TestLearnerKnowsTransactionsOpenBelowItsStart(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2})
+	c.produce(1, 0)                                 // 0
+	c.appendTxn(1, sealTxnBatch(7, 0, 0, "a"))      // 1: pid 7 opens, no later batch
+	c.produce(1, 2)                                 // 2
+	c.appendTxn(1, sealTxnBatch(8, 0, 0, "b"))      // 3: pid 8 opens
+	c.produce(1, 4)                                 // 4
+	c.appendTxn(1, sealTxnBatch(8, 0, 1, "c", "d")) // 5-6: pid 8 again
+	c.produce(1, 7)                                 // 7
+	c.eventually("HW 8", func() bool { return c.log(1).HighWatermark() == 8 })
+	if _, err := c.log(1).DeleteRecordsBefore(4); err != nil {
+		t.Fatal(err)
+	}
+	if lso := c.log(1).LastStableOffset(); lso != 4 {
+		t.Fatalf("leader's LSO %d; want 4 (its log start: pid 7 is open from 1)", lso)
+	}
+	// Node 2 leaves the set (a laggard roll), and node 3 is assigned as a
+	// learner.
+	seg := c.active()
+	if err := c.meta.fsm.Apply(metadata.RollSegment{Topic: "t", ID: metadata.TopicID{1}, Partition: 0, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
+		EndOffset: 8, NextLeader: 1, NextReplicas: []int32{1}, SealedReplicas: []int32{1}}); err != nil {
+		t.Fatal(err)
+	}
+	seg = c.active()
+	if err := c.meta.fsm.Apply(metadata.AssignLearners{Topic: "t", ID: metadata.TopicID{1}, Partition: 0, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
+		Learners: []int32{3}}); err != nil {
+		t.Fatal(err)
+	}
+	c.tr.Disconnect(2)
+	if roles := c.reconcileAll(); roles[1] != RoleLeader || roles[3] != RoleLearner {
+		t.Fatalf("roles %v", roles)
+	}
+	c.produce(1, 8) // 8
+	c.eventually("node 3 restarted its copy at 4 and caught up", func() bool {
+		l, ok := c.nodes[3].eng.Log(tp0)
+		return ok && l.LogStartOffset() == 4 && l.LogEndOffset() == 9 && l.HighWatermark() == 9
+	})
+	open := func(id int32) []int64 {
+		var out []int64
+		for _, o := range c.log(id).OpenTransactions() {
+			out = append(out, o.ProducerID, o.FirstOffset)
+		}
+		return out
+	}
+	if lso, want := c.log(3).LastStableOffset(), c.log(1).LastStableOffset(); lso != want || want != 4 {
+		t.Fatalf("learner's LSO %d, leader's %d; want 4 on both (open: learner %v, leader %v)", lso, want, open(3), open(1))
+	}
+	if got, want := open(3), open(1); !slices.Equal(got, want) {
+		t.Fatalf("learner's open transactions (pid, first) %v; leader's %v", got, want)
+	}
+	// The markers close them on the learner too.
+	c.marker(1, 7, 0, true)  // 9
+	c.marker(1, 8, 0, false) // 10
+	c.eventually("node 3 copied the markers", func() bool { return c.log(3).HighWatermark() == 11 })
+	if lso := c.log(3).LastStableOffset(); lso != 11 || len(open(3)) != 0 {
+		t.Fatalf("learner's LSO %d after the markers, open %v; want 11, none", lso, open(3))
 	}
 }

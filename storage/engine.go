@@ -334,6 +334,17 @@ func (e *Engine) OpenLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 // (a replica that copies a partition from a leader whose log no longer
 // begins at 0) and opens it. The partition must have no log directory.
 func (e *Engine) CreateLogAt(tp TopicPartition, cfg LogConfig, start int64) (*Log, error) {
+	return e.CreateLogAtWithProducers(tp, cfg, start, nil)
+}
+
+// CreateLogAtWithProducers is CreateLogAt for a log whose producer state
+// does not begin empty: producers (the leader's producers whose
+// transactions opened below start and are still open) are written as
+// the producer snapshot at start before the log opens, so the log, its
+// recovery and its truncations count those transactions open, as the
+// leader does, though their first batches lie below its start
+// (docs/transactions.md, "Learners").
+func (e *Engine) CreateLogAtWithProducers(tp TopicPartition, cfg LogConfig, start int64, producers []fencing.ProducerEntry) (*Log, error) {
 	if err := validTopic(tp.Topic); err != nil {
 		return nil, err
 	}
@@ -354,10 +365,18 @@ func (e *Engine) CreateLogAt(tp TopicPartition, cfg LogConfig, start int64) (*Lo
 	} else if !isNotExist(err) {
 		return nil, fmt.Errorf("storage: create log %s at %d: %w", tp, start, err)
 	}
-	// The log-start checkpoint comes first: recovery of a directory with
-	// it and no segment creates the empty segment at start.
+	// The log-start checkpoint comes before any segment: recovery of a
+	// directory with it and no segment creates the empty segment at start.
 	if err := e.fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("storage: create log %s at %d: %w", tp, start, err)
+	}
+	// The producer snapshot is durable before the checkpoint: a
+	// directory without the checkpoint recovers as a log at 0, which the
+	// learner restarts again (its snapshot above the log end is dropped).
+	if len(producers) > 0 {
+		if err := writeFileSync(e.fs, segName(dir, start, snapshotSuffix), encodeSnapshot(producers)); err != nil {
+			return nil, fmt.Errorf("storage: create log %s at %d: producer snapshot: %w", tp, start, err)
+		}
 	}
 	if err := writeLogStart(e.fs, dir, start); err != nil {
 		return nil, fmt.Errorf("storage: create log %s at %d: %w", tp, start, err)
