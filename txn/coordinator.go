@@ -330,17 +330,19 @@ func (c *Coordinator) removeLocked(m *txnMeta) {
 }
 
 // preCheck is what every transactional API answers before looking at an
-// id: NOT_COORDINATOR after Close, COORDINATOR_LOAD_IN_PROGRESS while
-// loading, INVALID_REQUEST for an empty id.
+// id: INVALID_REQUEST for an empty id (first, as Kafka checks it before
+// the ownership of the id: the closed stand-in of a node that does not
+// coordinate it answers so too), NOT_COORDINATOR after Close,
+// COORDINATOR_LOAD_IN_PROGRESS while loading.
 func (c *Coordinator) preCheck(id string) int16 {
+	if id == "" {
+		return kerr.InvalidRequest.Code
+	}
 	if c.closed.Load() {
 		return kerr.NotCoordinator.Code
 	}
 	if c.loading.Load() {
 		return kerr.CoordinatorLoadInProgress.Code
-	}
-	if id == "" {
-		return kerr.InvalidRequest.Code
 	}
 	return 0
 }

@@ -922,3 +922,34 @@ func TestTickerAbortsTimedOutTransactions(t *testing.T) {
 	h.waitState("a", StateCompleteAbort, r.ProducerEpoch+1)
 	c.Close()
 }
+
+// TestEmptyIDBeforeOwnership: an empty transactional id is INVALID_REQUEST
+// even from a coordinator that is loading or closed (a node that does not
+// coordinate the id), as Kafka checks it before the ownership of the id.
+func TestEmptyIDBeforeOwnership(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	c := New(testConfig(clock), 1, &memPersister{}, &fakeMarkers{}, &fakeIDs{})
+	ctx := context.Background()
+	check := func(when string) {
+		t.Helper()
+		ap := &kmsg.AddPartitionsToTxnRequest{Version: 3}
+		rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+		rt.Topic, rt.Partitions = "t", []int32{0}
+		ap.Topics = append(ap.Topics, rt)
+		if r := c.AddPartitionsToTxn(ctx, ap); len(r.Topics) != 1 || r.Topics[0].Partitions[0].ErrorCode != kerr.InvalidRequest.Code {
+			t.Errorf("%s: AddPartitionsToTxn: %+v", when, r.Topics)
+		}
+		if r := c.AddOffsetsToTxn(ctx, &kmsg.AddOffsetsToTxnRequest{Group: "g"}); r.ErrorCode != kerr.InvalidRequest.Code {
+			t.Errorf("%s: AddOffsetsToTxn: %d", when, r.ErrorCode)
+		}
+		if r := c.EndTxn(ctx, &kmsg.EndTxnRequest{Version: 3}); r.ErrorCode != kerr.InvalidRequest.Code {
+			t.Errorf("%s: EndTxn: %d", when, r.ErrorCode)
+		}
+		if r := c.InitProducerID(ctx, &kmsg.InitProducerIDRequest{Version: 4, TransactionalID: kmsg.StringPtr(""), TransactionTimeoutMillis: 1000}); r.ErrorCode != kerr.InvalidRequest.Code {
+			t.Errorf("%s: InitProducerId: %d", when, r.ErrorCode)
+		}
+	}
+	check("loading")
+	c.Close()
+	check("closed")
+}
