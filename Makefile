@@ -78,6 +78,7 @@ fuzz:
 	$(GO) test ./kafkaproto -run '^$$' -fuzz '^FuzzParseBatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./kafkaproto -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzRecover$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./txn -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME)
 
 # Storage micro-benchmarks and an end-to-end run against a fresh broker.
 bench: build
