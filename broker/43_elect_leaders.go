@@ -1,8 +1,11 @@
 package broker
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -21,11 +24,12 @@ const (
 // topic's assignment; the metadata keeps every segment of the chain).
 // PREFERRED answers ELECTION_NOT_NEEDED where that replica leads the
 // active segment, and PREFERRED_LEADER_NOT_AVAILABLE where it is not a
-// live replica of it. Where it is a live replica that does not lead,
-// leadership could move only by a roll that hands the next segment to a
-// chosen node, which package replica does not offer (its rolls keep the
-// leader or let the controller choose by load): such partitions get
-// PREFERRED_LEADER_NOT_AVAILABLE too, with a message saying why.
+// live replica of it. Where it is a live replica that does not lead, an
+// ElectLeader command asks the leader to roll at once and hand the next
+// segment to it (docs/replication.md, "Preferred leader elections"); the
+// answer waits for that roll up to the request's timeout
+// (REQUEST_TIMED_OUT after it; the election still happens at the next
+// roll the leader can make).
 //
 // UNCLEAN is refused as Kafka refuses an election type it does not
 // support (INVALID_REQUEST for the request and every partition): Tusk
@@ -37,11 +41,12 @@ const (
 // the partitions that needed no election, as Kafka's does.
 func apiElectLeaders() api {
 	return api{key: kmsg.ElectLeaders, min: 0, max: 2, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleElectLeaders(rc.req.(*kmsg.ElectLeadersRequest)), nil
+		req := rc.req.(*kmsg.ElectLeadersRequest)
+		return nil, func() kmsg.Response { return b.handleElectLeaders(rc, req) }
 	}}
 }
 
-func (b *Broker) handleElectLeaders(req *kmsg.ElectLeadersRequest) kmsg.Response {
+func (b *Broker) handleElectLeaders(rc *request, req *kmsg.ElectLeadersRequest) kmsg.Response {
 	resp := kmsg.NewPtrElectLeadersResponse()
 	fsm := b.store.FSM()
 	all := req.Topics == nil
@@ -82,7 +87,7 @@ func (b *Broker) handleElectLeaders(req *kmsg.ElectLeadersRequest) kmsg.Response
 			case !ok || p < 0 || p >= t.Partitions:
 				r.ErrorCode, msg = kerr.UnknownTopicOrPartition.Code, fmt.Sprintf("partition %s/%d does not exist", rt.Topic, p)
 			default:
-				r.ErrorCode, msg = electPreferredLeader(t, p, alive)
+				r.ErrorCode, msg = b.electPreferredLeader(rc, t, p, alive, time.Duration(req.TimeoutMillis)*time.Millisecond)
 			}
 			if all && r.ErrorCode == kerr.ElectionNotNeeded.Code {
 				continue
@@ -100,8 +105,8 @@ func (b *Broker) handleElectLeaders(req *kmsg.ElectLeadersRequest) kmsg.Response
 }
 
 // electPreferredLeader answers a preferred election for partition p of t
-// (see apiElectLeaders).
-func electPreferredLeader(t metadata.Topic, p int32, alive map[int32]bool) (int16, string) {
+// (see apiElectLeaders), waiting up to timeout for the leadership to move.
+func (b *Broker) electPreferredLeader(rc *request, t metadata.Topic, p int32, alive map[int32]bool, timeout time.Duration) (int16, string) {
 	part := t.Parts[p]
 	if len(part.Segments) == 0 {
 		return kerr.LeaderNotAvailable.Code, fmt.Sprintf("partition %s/%d has no segment yet", t.Name, p)
@@ -115,7 +120,34 @@ func electPreferredLeader(t metadata.Topic, p int32, alive map[int32]bool) (int1
 		return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("preferred replica %d of %s/%d is not alive", preferred, t.Name, p)
 	case !slices.Contains(active.Replicas, preferred):
 		return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("preferred replica %d is not a replica of %s/%d's active segment (replicas %v)", preferred, t.Name, p, active.Replicas)
-	default:
-		return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("preferred replica %d of %s/%d is a live replica, but leadership moves only at a roll and a roll to a chosen leader is not supported yet; node %d leads the active segment (epoch %d)", preferred, t.Name, p, active.Leader, active.Epoch)
+	}
+	cmd := metadata.ElectLeader{Topic: t.Name, ID: t.ID, Partition: p, ExpectedSegment: active.ID, ExpectedEpoch: active.Epoch, Leader: preferred}
+	if err := b.store.Apply(rc.ctx(), cmd); err != nil {
+		if errors.Is(err, metadata.ErrPreconditionFailed) {
+			return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("%s/%d changed while electing: %v", t.Name, p, err)
+		}
+		return applyErrorCode(err), err.Error()
+	}
+	if timeout <= 0 || timeout > time.Minute {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(rc.ctx(), timeout)
+	defer cancel()
+	for {
+		changed := b.store.FSM().Changed()
+		if cur, ok := b.store.FSM().Topic(t.Name); ok && cur.ID == t.ID && int(p) < len(cur.Parts) {
+			a := cur.Parts[p].Active()
+			switch {
+			case a.Leader == preferred && a.State == metadata.SegmentActive:
+				return 0, ""
+			case cur.Parts[p].Elect == nil && a.ID != active.ID:
+				return kerr.PreferredLeaderNotAvailable.Code, fmt.Sprintf("%s/%d rolled to node %d: preferred replica %d was not a healthy replica", t.Name, p, a.Leader, preferred)
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return kerr.RequestTimedOut.Code, fmt.Sprintf("%s/%d: leadership did not move to %d within %v; it moves at the leader's next roll", t.Name, p, preferred, timeout)
+		}
 	}
 }

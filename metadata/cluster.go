@@ -106,6 +106,11 @@ type Partition struct {
 	// whose next replicas are Target clears it (docs/operations.md,
 	// "Reassigning partitions").
 	Target []int32 `json:"target,omitempty"`
+	// Elect is the node a preferred-leader election (ElectLeaders)
+	// asked to lead; the leader's next roll hands the next segment to
+	// it, and that roll clears it (docs/replication.md, "Preferred
+	// leader elections"). nil: none asked.
+	Elect *int32 `json:"elect,omitempty"`
 }
 
 // Active returns the partition's active (or fenced, failing over) segment.
@@ -117,7 +122,7 @@ func (p Partition) Active() Segment {
 }
 
 func (p Partition) clone() Partition {
-	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen, CleanedResults: slices.Clone(p.CleanedResults), Target: slices.Clone(p.Target)}
+	c := Partition{Segments: slices.Clone(p.Segments), CleanGen: p.CleanGen, CleanedResults: slices.Clone(p.CleanedResults), Target: slices.Clone(p.Target), Elect: p.Elect}
 	if p.Clean != nil {
 		cl := Cleaning{CleanPartition: p.Clean.CleanPartition.Clone(), Reports: make(map[int32]CleanReport, len(p.Clean.Reports))}
 		for n, r := range p.Clean.Reports {

@@ -235,6 +235,8 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &RollSegment{}
 	case "reassign_partition":
 		c = &ReassignPartition{}
+	case "elect_leader":
+		c = &ElectLeader{}
 	case "fence_segment":
 		c = &FenceSegment{}
 	case "assign_learners":
@@ -289,6 +291,8 @@ func deref(c Command) Command {
 	case *RollSegment:
 		return *v
 	case *ReassignPartition:
+		return *v
+	case *ElectLeader:
 		return *v
 	case *FenceSegment:
 		return *v

@@ -310,6 +310,8 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case ReassignPartition:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case ElectLeader:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case CleanPartition:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case CleanReport:

@@ -72,3 +72,37 @@ func TestReassignPartition(t *testing.T) {
 		}
 	}
 }
+
+// TestElectLeader: an election of a replica records it; a roll to another
+// leader keeps it while the node stays a replica; the roll that hands on
+// to it clears it; electing a non-replica is refused; electing the
+// current leader clears any election.
+func TestElectLeader(t *testing.T) {
+	f := baseFSM(t)
+	tp, _ := f.Topic("a")
+	seg := tp.Parts[0].Active() // replicas [1 2], leader 1
+	if err := f.Apply(ElectLeader{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Leader: 3}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("electing a non-replica: %v", err)
+	}
+	mustApply(t, f, ElectLeader{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Leader: 2})
+	tp, _ = f.Topic("a")
+	if e := tp.Parts[0].Elect; e == nil || *e != 2 {
+		t.Fatalf("Elect = %v", e)
+	}
+	mustApply(t, f, RollSegment{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: 3, NextLeader: 1, NextReplicas: []int32{1, 2}})
+	tp, _ = f.Topic("a")
+	if e := tp.Parts[0].Elect; e == nil || *e != 2 {
+		t.Fatalf("Elect after a roll to node 1 = %v", e)
+	}
+	seg = tp.Parts[0].Active()
+	mustApply(t, f, RollSegment{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, EndOffset: 6, NextLeader: 2, NextReplicas: []int32{1, 2}})
+	tp, _ = f.Topic("a")
+	if e := tp.Parts[0].Elect; e != nil || tp.Parts[0].Active().Leader != 2 {
+		t.Fatalf("Elect after the roll to node 2 = %v, leader %d", e, tp.Parts[0].Active().Leader)
+	}
+	seg = tp.Parts[0].Active()
+	mustApply(t, f, ElectLeader{Topic: "a", ID: tp.ID, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Leader: 2})
+	if tp, _ = f.Topic("a"); tp.Parts[0].Elect != nil {
+		t.Fatal("electing the leader recorded an election")
+	}
+}

@@ -137,6 +137,41 @@ func (c RollSegment) apply(st *state) error {
 	if p.Target != nil && sameSet(next.Replicas, p.Target) {
 		p.Target = nil // the reassignment is done
 	}
+	if p.Elect != nil && (next.Leader == *p.Elect || !slices.Contains(next.Replicas, *p.Elect)) {
+		p.Elect = nil // elected, or no longer a replica to elect
+	}
+	return nil
+}
+
+// ElectLeader asks the leader of a partition's active segment
+// (ExpectedSegment at ExpectedEpoch) to hand the next segment to Leader,
+// a replica of that segment, at a roll it starts at once (ElectLeaders
+// with the preferred election type).
+type ElectLeader struct {
+	Topic           string  `json:"topic"`
+	ID              TopicID `json:"id"`
+	Partition       int32   `json:"partition"`
+	ExpectedSegment int64   `json:"expected_segment"`
+	ExpectedEpoch   int32   `json:"expected_epoch"`
+	Leader          int32   `json:"leader"`
+}
+
+func (ElectLeader) kind() string { return "elect_leader" }
+
+func (c ElectLeader) apply(st *state) error {
+	_, p, cur, err := activeSegment(st, c.Topic, c.ID, c.Partition, c.ExpectedSegment, c.ExpectedEpoch, SegmentActive)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(cur.Replicas, c.Leader) {
+		return fmt.Errorf("%w: node %d is not a replica of %s-%d's active segment", ErrPreconditionFailed, c.Leader, c.Topic, c.Partition)
+	}
+	if cur.Leader == c.Leader {
+		p.Elect = nil
+		return nil
+	}
+	l := c.Leader
+	p.Elect = &l
 	return nil
 }
 

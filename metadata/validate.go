@@ -50,7 +50,7 @@ func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition:
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -137,6 +137,10 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *ReassignPartition:
+		if v != nil {
+			return *v, nil
+		}
+	case *ElectLeader:
 		if v != nil {
 			return *v, nil
 		}
@@ -373,6 +377,16 @@ func (c RollSegment) validate() error {
 		if err := brokerIDs(l.what, l.ids); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (c ElectLeader) validate() error {
+	if err := segmentRef(c.Topic, c.ID, c.Partition, c.ExpectedSegment, c.ExpectedEpoch); err != nil {
+		return err
+	}
+	if c.Leader < 0 {
+		return fmt.Errorf("elect leader %d", c.Leader)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ type Leadership struct {
 	learners map[int32]int64     // nodes catching up to join (not counted for the HW)
 	wantRF   int                 // the partition's replication factor
 	target   []int32             // a reassignment's replica set (nil: none)
+	elect    int32               // a preferred-leader election's node (-1: none)
 	minISR   int                 // min.insync.replicas: fewer counted replicas refuse acks=all
 	progress chan struct{}       // closed and replaced whenever acked or learners move
 
@@ -339,6 +340,14 @@ func (lp *Leadership) reassignDone() bool {
 		}
 	}
 	return len(lp.replicas) > len(lp.target)
+}
+
+// electDue reports whether a preferred-leader election asks this
+// leadership to hand on to another node.
+func (lp *Leadership) electDue() bool {
+	lp.ackMu.Lock()
+	defer lp.ackMu.Unlock()
+	return lp.elect >= 0 && lp.elect != lp.m.cfg.NodeID
 }
 
 // Target is the reassignment target of the partition (nil: none).

@@ -98,7 +98,7 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 	}
 	m.checkClean(t, p, l)
 	if seg.Leader == self {
-		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t), t.Parts[p].Target)
+		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t), t.Parts[p].Target, t.Parts[p].Elect)
 		return RoleLeader, nil
 	}
 	m.Unlead(tp)

@@ -229,7 +229,10 @@ func (m *Manager) Leader(tp storage.TopicPartition) *Leadership {
 //
 // target is the partition's reassignment target (nil: none): its nodes
 // may fetch as learners and a roll takes them in, then drops the others.
-func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int, target []int32) {
+//
+// elect, if not nil, is the node a preferred-leader election asked to
+// lead: the next roll, due at once, hands the next segment to it.
+func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.Segment, wantRF, minISR int, target []int32, elect *int32) {
 	m.Unfollow(tp)
 	m.leadMu.Lock()
 	lp, ok := m.leading[tp]
@@ -260,6 +263,10 @@ func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.S
 	lp.replicas = append([]int32(nil), seg.Replicas...)
 	lp.wantRF, lp.minISR = wantRF, minISR
 	lp.target = slices.Clone(target)
+	lp.elect = -1
+	if elect != nil {
+		lp.elect = *elect
+	}
 	bound := lp.boundLocked()
 	lp.ackMu.Unlock()
 	if bound >= 0 {

@@ -99,7 +99,7 @@ func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bo
 		due = len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 // take a caught-up node in
 	}
 	if !due {
-		due = lp.reassignDone() // drop the nodes a reassignment moves away from
+		due = lp.reassignDone() || lp.electDue() // drop the nodes a reassignment moves away from; hand on to an elected node
 	}
 	if !due {
 		return lp.full() && m.rollsWhenFull(lp.tp.Topic)
@@ -272,6 +272,11 @@ func (m *Manager) Roll(lp *Leadership) {
 	next := m.cfg.NodeID
 	if m.rotates(tp.Topic) && lp.full() {
 		next = -1
+	}
+	// A preferred-leader election (docs/replication.md, "Preferred
+	// leader elections") names the next leader, if it holds the segment.
+	if e := t.Parts[tp.Partition].Elect; e != nil && *e != m.cfg.NodeID && slices.Contains(healthy, *e) && slices.Contains(sealedBy, *e) {
+		next = *e
 	}
 	// A reassignment (docs/replication.md, "Reassigning partitions"):
 	// once every target node is a replica, the roll keeps only them and
