@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -192,6 +193,12 @@ type stateCollector struct {
 	leaseValid, leaseRemaining            *prometheus.Desc
 	groupLag, groupPartLag                *prometheus.Desc
 	hw, leo, size                         *prometheus.Desc
+	// Transactions (docs/transactions.md): partitions this node leads,
+	// per topic and (metrics.per-partition) per partition; and the
+	// transaction coordinators it hosts.
+	topicOpenTxns, topicOldestTxn, topicLSOLag *prometheus.Desc
+	partOpenTxns, partOldestTxn, partLSOLag    *prometheus.Desc
+	txnStates                                  *prometheus.Desc
 }
 
 func newStateCollector(b *Broker) *stateCollector {
@@ -208,11 +215,19 @@ func newStateCollector(b *Broker) *stateCollector {
 		hw:              prometheus.NewDesc("tusk_partition_high_watermark", "High watermark of each partition log this node holds (metrics.per-partition).", tp, nil),
 		leo:             prometheus.NewDesc("tusk_partition_log_end_offset", "Log end offset of each partition log this node holds (metrics.per-partition).", tp, nil),
 		size:            prometheus.NewDesc("tusk_partition_size_bytes", "Bytes of each partition log this node holds (metrics.per-partition).", tp, nil),
+		topicOpenTxns:   prometheus.NewDesc("tusk_topic_open_transactions", "Open transactions in the partitions of a topic this node leads (one per producer with a transaction open in a partition).", []string{"topic"}, nil),
+		topicOldestTxn:  prometheus.NewDesc("tusk_topic_oldest_open_transaction_seconds", "Age of the oldest open transaction in the partitions of a topic this node leads (from its first batch's timestamp; 0 when none is open).", []string{"topic"}, nil),
+		topicLSOLag:     prometheus.NewDesc("tusk_topic_lso_lag", "Largest high watermark minus last stable offset over the partitions of a topic this node leads: records read_committed consumers cannot see yet.", []string{"topic"}, nil),
+		partOpenTxns:    prometheus.NewDesc("tusk_partition_open_transactions", "Open transactions in each partition this node leads (metrics.per-partition).", tp, nil),
+		partOldestTxn:   prometheus.NewDesc("tusk_partition_oldest_open_transaction_seconds", "Age of the oldest open transaction in each partition this node leads (metrics.per-partition; 0 when none is open).", tp, nil),
+		partLSOLag:      prometheus.NewDesc("tusk_partition_lso_lag", "High watermark minus last stable offset of each partition this node leads (Kafka's LastStableOffsetLag; metrics.per-partition).", tp, nil),
+		txnStates:       prometheus.NewDesc("tusk_transactions", "Transactional ids by the state of their transaction, on the transaction coordinators this node hosts.", []string{"state"}, nil),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.leaderParts, c.underReplicated, c.offline, c.leaseValid, c.leaseRemaining, c.groupLag, c.groupPartLag, c.hw, c.leo, c.size} {
+	for _, d := range []*prometheus.Desc{c.leaderParts, c.underReplicated, c.offline, c.leaseValid, c.leaseRemaining, c.groupLag, c.groupPartLag, c.hw, c.leo, c.size,
+		c.topicOpenTxns, c.topicOldestTxn, c.topicLSOLag, c.partOpenTxns, c.partOldestTxn, c.partLSOLag, c.txnStates} {
 		ch <- d
 	}
 }
@@ -244,6 +259,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	hws := map[storage.TopicPartition]int64{}
 	for _, t := range fsm.Topics() {
 		rf := t.ReplicationFactor()
+		var txns topicTxns
 		for p := int32(0); p < t.Partitions; p++ {
 			a := t.Parts[p].Active()
 			if a.State != metadata.SegmentActive || !alive[a.Leader] {
@@ -271,12 +287,100 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(c.leo, prometheus.GaugeValue, float64(l.LogEndOffset()), t.Name, ps)
 				ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(l.Size()), t.Name, ps)
 			}
+			if a.Leader == me && a.State == metadata.SegmentActive {
+				pt := partitionTxns(l, hw, now)
+				txns.add(pt)
+				if per {
+					ps := strconv.Itoa(int(p))
+					ch <- prometheus.MustNewConstMetric(c.partOpenTxns, prometheus.GaugeValue, float64(pt.open), t.Name, ps)
+					ch <- prometheus.MustNewConstMetric(c.partOldestTxn, prometheus.GaugeValue, pt.oldest, t.Name, ps)
+					ch <- prometheus.MustNewConstMetric(c.partLSOLag, prometheus.GaugeValue, float64(pt.lag), t.Name, ps)
+				}
+			}
+		}
+		if txns.led {
+			ch <- prometheus.MustNewConstMetric(c.topicOpenTxns, prometheus.GaugeValue, float64(txns.open), t.Name)
+			ch <- prometheus.MustNewConstMetric(c.topicOldestTxn, prometheus.GaugeValue, txns.oldest, t.Name)
+			ch <- prometheus.MustNewConstMetric(c.topicLSOLag, prometheus.GaugeValue, float64(txns.lag), t.Name)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.leaderParts, prometheus.GaugeValue, float64(led))
 	ch <- prometheus.MustNewConstMetric(c.underReplicated, prometheus.GaugeValue, float64(under))
 	ch <- prometheus.MustNewConstMetric(c.offline, prometheus.GaugeValue, float64(offline))
 	c.collectGroupLag(ch, hws, per)
+	c.collectTxnStates(ch)
+}
+
+// topicTxns sums the transaction figures of a topic's partitions this
+// node leads (open transactions add up; the oldest age and the LSO lag
+// are the largest).
+type topicTxns struct {
+	led    bool
+	open   int
+	oldest float64
+	lag    int64
+}
+
+func (t *topicTxns) add(p topicTxns) {
+	t.led = true
+	t.open += p.open
+	t.oldest = max(t.oldest, p.oldest)
+	t.lag = max(t.lag, p.lag)
+}
+
+// partitionTxns is the transaction figures of a partition log this node
+// leads, whose high watermark is hw: its open transactions, the age at
+// now of the oldest (from the timestamp of its first batch: the append
+// time for LogAppendTime batches, else the first record's; 0 when that
+// batch is gone or unreadable) and the LSO lag, hw − LSO.
+func partitionTxns(l *storage.Log, hw int64, now time.Time) topicTxns {
+	open := l.OpenTransactions()
+	out := topicTxns{led: true, open: len(open), lag: max(hw-l.LastStableOffset(), 0)}
+	if len(open) == 0 {
+		return out
+	}
+	res, err := l.ReadUncommitted(open[0].FirstOffset, 1, true)
+	if err != nil || len(res.Data) == 0 {
+		return out
+	}
+	h, err := kafkaproto.ParseBatchHeader(res.Data)
+	if err != nil {
+		return out
+	}
+	ts := h.FirstTimestamp
+	if h.Attributes&kafkaproto.AttrTimestampType != 0 {
+		ts = h.MaxTimestamp
+	}
+	out.oldest = max(now.Sub(time.UnixMilli(ts)).Seconds(), 0)
+	return out
+}
+
+// txnStateNames are the states a transactional id is stored in.
+var txnStateNames = []string{"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort"}
+
+// collectTxnStates exports, when this node hosts a transaction
+// coordinator, how many transactional ids are in each state.
+func (c *stateCollector) collectTxnStates(ch chan<- prometheus.Metric) {
+	local := c.b.txnc.local()
+	if len(local) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.b.bgCtx, 2*time.Second)
+	defer cancel()
+	counts := map[string]int{}
+	for _, co := range local {
+		req := kmsg.NewPtrListTransactionsRequest()
+		resp := co.ListTransactions(ctx, req)
+		if resp.ErrorCode != 0 {
+			continue // loading, or closed meanwhile
+		}
+		for _, ts := range resp.TransactionStates {
+			counts[ts.TransactionState]++
+		}
+	}
+	for _, s := range txnStateNames {
+		ch <- prometheus.MustNewConstMetric(c.txnStates, prometheus.GaugeValue, float64(counts[s]), s)
+	}
 }
 
 // collectGroupLag exports the lag of every group the coordinators on this
