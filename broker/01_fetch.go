@@ -65,10 +65,11 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 	resp := kmsg.NewPtrFetchResponse()
 	var parts []fetchPart
 	replica := req.ReplicaID >= 0
-	if replica && !rc.conn.node {
+	if replica && (!rc.conn.node || !b.replicaPeerOK(rc.conn, req.ReplicaID)) {
 		// Replica fetches are node traffic (internal_kafka.go): one on a
-		// client listener moves no high watermark and registers no
-		// learner.
+		// client listener, or with node TLS from another node than its
+		// ReplicaID (internal_tls.go), moves no high watermark and
+		// registers no learner.
 		refuseReplicaFetch(req, resp)
 		return resp, nil
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
+	"github.com/tuskdb/tusk/tlsutil"
 )
 
 // Broker is one Tusk node's Kafka front end.
@@ -73,6 +74,11 @@ type Broker struct {
 	builtin builtinConfig
 	// quotas meters clients against their byte-rate quotas (quota.go).
 	quotas quotaMeters
+
+	// tls is the node's TLS material (nil: none); with a CA it secures
+	// node-to-node traffic (internal_tls.go). Set by SetTLS or loaded
+	// from tls.* in Listen.
+	tls *tlsutil.Reloader
 
 	internalLn     net.Listener
 	internalHTTP   *connQueue // the internal listener's HTTP connections (internal_kafka.go)
@@ -194,8 +200,28 @@ func (b *Broker) ensureClusterID(ctx context.Context) error {
 	return nil
 }
 
+// SetTLS gives the broker the node's TLS material (loaded once by the
+// caller, which shares it with the Raft transport). Call it before
+// Listen; without it Listen loads tls.* itself when they are set.
+func (b *Broker) SetTLS(r *tlsutil.Reloader) { b.tls = r }
+
 // Listen binds the Kafka and HTTP listeners. Port 0 picks a free port.
 func (b *Broker) Listen() error {
+	if b.tls == nil {
+		files := tlsutil.Files{CertFile: b.cfg.TLS.CertFile, KeyFile: b.cfg.TLS.KeyFile, CAFile: b.cfg.TLS.CAFile}
+		if files.Set() {
+			r, err := tlsutil.Load(files)
+			if err != nil {
+				return fmt.Errorf("broker: %w", err)
+			}
+			b.tls = r
+		}
+	}
+	if err := b.checkNodeSecurity(); err != nil {
+		return err
+	}
+	b.internalClient = b.newInternalClient()
+	b.fwd.tls = b.fwdTLS()
 	ln, err := net.Listen("tcp", b.cfg.Kafka.Listen)
 	if err != nil {
 		return fmt.Errorf("broker: listen kafka %s: %w", b.cfg.Kafka.Listen, err)
@@ -225,7 +251,7 @@ func (b *Broker) Listen() error {
 	b.internalLn = il
 	b.internal = &listener{name: internalListener, protocol: configs.ProtocolPlaintext, ln: il, internal: true}
 	b.internalHTTP = newConnQueue(il.Addr())
-	b.internalSrv = &http.Server{Handler: b.internalMux(), ReadHeaderTimeout: 10 * time.Second}
+	b.internalSrv = &http.Server{Handler: b.internalMux(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
 
 	if b.cfg.HTTP.Listen != "" {
 		hl, err := net.Listen("tcp", b.cfg.HTTP.Listen)
@@ -245,13 +271,15 @@ func (b *Broker) Listen() error {
 			}
 		})
 		mux.Handle("/metrics", promhttp.HandlerFor(b.m.reg, promhttp.HandlerOpts{Registry: b.m.reg}))
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// /healthz and /metrics are open; the rest needs the admin
+		// token, or loopback without the authorizer (adminGate).
+		mux.Handle("/debug/pprof/", b.adminGate(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", b.adminGate(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", b.adminGate(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", b.adminGate(http.HandlerFunc(pprof.Trace)))
 		for _, m := range b.httpMounts {
 			for _, p := range m.patterns {
-				mux.Handle(p, m.h)
+				mux.Handle(p, b.adminGate(m.h))
 			}
 		}
 		b.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -2,11 +2,14 @@ package broker
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -230,4 +233,52 @@ func (s *ConsoleSource) Group(ctx context.Context, id string) (console.Group, er
 		g.Lag = append(g.Lag, pl)
 	}
 	return g, nil
+}
+
+// adminTokenCookie is the cookie the console sets from /ui/?token=T
+// (package console); the gate accepts it too.
+const adminTokenCookie = "tusk_admin_token"
+
+// adminGate guards /debug/pprof, /ui and /api/v1 on the HTTP listener
+// (docs/security.md, "Node to node"): with the authorizer on, only the
+// http.admin-token (as "Authorization: Bearer T", the console's cookie,
+// or ?token=T) gets in, from anywhere; without it, loopback clients or the
+// token. Anything else is answered 401.
+func (b *Broker) adminGate(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.adminAllowed(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		msg := "needs the admin token (http.admin-token) or a loopback client"
+		if b.cfg.Authorizer {
+			msg = "needs the admin token (http.admin-token): the authorizer is on"
+		}
+		http.Error(w, msg, http.StatusUnauthorized)
+	})
+}
+
+func (b *Broker) adminAllowed(r *http.Request) bool {
+	if tok := b.cfg.HTTP.AdminToken; tok != "" {
+		var given string
+		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+			given = strings.TrimPrefix(h, "Bearer ")
+		} else if q := r.URL.Query().Get("token"); q != "" {
+			given = q
+		} else if ck, err := r.Cookie(adminTokenCookie); err == nil {
+			given = ck.Value
+		}
+		if given != "" && subtle.ConstantTimeCompare([]byte(given), []byte(tok)) == 1 {
+			return true
+		}
+	}
+	if b.cfg.Authorizer {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

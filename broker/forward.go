@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"strconv"
@@ -17,7 +18,9 @@ import (
 // Produce forwarding (docs/architecture.md, "Write path"): a Produce for a
 // partition another node leads is sent on to that leader and its answer
 // passed back, because most clients do not follow KIP-951 leader hints.
-// With produce.forward off, the partition is answered
+// The request goes to the leader's internal listener as node traffic
+// (the receiving node authorized it; the leader's client listeners may
+// need TLS and SASL). With produce.forward off, the partition is answered
 // NOT_LEADER_OR_FOLLOWER, with the KIP-951 CurrentLeader and the leader's
 // endpoint on Produce v10+. A forwarded request is never forwarded again
 // (it carries forwardClientID), so stale metadata cannot make a loop.
@@ -25,30 +28,49 @@ import (
 // forwardClientID marks requests one node forwards to another.
 const forwardClientID = "tusk-forwarder"
 
-// forwarders holds one Kafka client per leader address.
+// forwarders holds one Kafka client per node's internal listener: the
+// clients of forwarded Produce requests, replica fetches and transaction
+// markers, all node traffic (internal_kafka.go).
 type forwarders struct {
+	// tls, set before serving, is the TLS configuration of the client to
+	// a node (internal_tls.go); nil: plaintext.
+	tls func(node int32) *tls.Config
+
 	mu      sync.Mutex
-	clients map[string]*kgo.Client
+	clients map[fwdKey]*kgo.Client
 	closed  bool
 }
 
-func (f *forwarders) client(addr string) (*kgo.Client, error) {
+// fwdKey names a client: a node at an internal address (a node that
+// restarts elsewhere gets a new client).
+type fwdKey struct {
+	node int32
+	addr string
+}
+
+// client is the Kafka client to node's internal listener at addr.
+func (f *forwarders) client(node int32, addr string) (*kgo.Client, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil, fmt.Errorf("broker: forwarders closed")
 	}
-	if cl, ok := f.clients[addr]; ok {
+	k := fwdKey{node, addr}
+	if cl, ok := f.clients[k]; ok {
 		return cl, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ClientID(forwardClientID))
+	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID(forwardClientID)}
+	if f.tls != nil {
+		opts = append(opts, kgo.DialTLSConfig(f.tls(node)))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("broker: forward client for %s: %w", addr, err)
+		return nil, fmt.Errorf("broker: node client for node %d at %s: %w", node, addr, err)
 	}
 	if f.clients == nil {
-		f.clients = map[string]*kgo.Client{}
+		f.clients = map[fwdKey]*kgo.Client{}
 	}
-	f.clients[addr] = cl
+	f.clients[k] = cl
 	return cl, nil
 }
 
@@ -72,7 +94,7 @@ type produceForward struct {
 }
 
 type forwardedProduce struct {
-	addr  string
+	addr  string // the leader's internal listener
 	req   *kmsg.ProduceRequest
 	parts map[string]map[int32]*kmsg.ProduceResponseTopicPartition
 }
@@ -117,7 +139,7 @@ func (f *produceForward) add(t metadata.Topic, rp *kmsg.ProduceRequestTopicParti
 		return false
 	}
 	br, ok := f.b.store.FSM().Broker(leader)
-	if !ok || br.State != metadata.BrokerAlive {
+	if !ok || br.State != metadata.BrokerAlive || br.Internal == "" {
 		return false
 	}
 	if f.byLdr == nil {
@@ -128,7 +150,7 @@ func (f *produceForward) add(t metadata.Topic, rp *kmsg.ProduceRequestTopicParti
 		r := kmsg.NewPtrProduceRequest()
 		r.Version = f.req.Version
 		r.Acks, r.TimeoutMillis, r.TransactionID = f.req.Acks, f.req.TimeoutMillis, f.req.TransactionID
-		fp = &forwardedProduce{addr: br.Kafka, req: r, parts: map[string]map[int32]*kmsg.ProduceResponseTopicPartition{}}
+		fp = &forwardedProduce{addr: br.Internal, req: r, parts: map[string]map[int32]*kmsg.ProduceResponseTopicPartition{}}
 		f.byLdr[leader] = fp
 	}
 	var rt *kmsg.ProduceRequestTopic
@@ -175,7 +197,7 @@ func (f *produceForward) send(ctx context.Context) {
 					}
 				}
 			}
-			cl, err := f.b.fwd.client(fp.addr)
+			cl, err := f.b.fwd.client(leader, fp.addr)
 			if err != nil {
 				fail(kerr.NotLeaderForPartition.Code, err.Error())
 				return

@@ -21,13 +21,19 @@ import (
 func (b *Broker) internalMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+rpc.PathApply, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
-		index, err := b.store.ApplyLocal(ctx, body)
+		if err := controllerOwn(body); err != nil {
+			return nil, err
+		}
+		index, err := b.store.ApplyLocal(ctx, body) // validates the command (metadata.Validate)
 		return rpc.IndexResponse{Index: index}, err
 	}))
 	mux.HandleFunc("POST "+rpc.PathHeartbeat, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
 		var hb metadata.Heartbeat
 		if err := json.Unmarshal(body, &hb); err != nil {
 			return nil, fmt.Errorf("%w: heartbeat: %v", metadata.ErrInvalidCommand, err)
+		}
+		if err := b.checkPeer(ctx, "heartbeat", hb.ID); err != nil {
+			return nil, err
 		}
 		return b.store.Heartbeat(ctx, hb)
 	}))
@@ -95,15 +101,23 @@ func (b *Broker) internalMux() *http.ServeMux {
 	mux.HandleFunc("POST "+rpc.PathSnapshot, rpc.Handler(func(ctx context.Context, _ []byte) (any, error) {
 		return rpc.OKResponse{OK: true}, b.store.Snapshot()
 	}))
-	mux.HandleFunc("POST "+rpc.PathAddNode, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
+	mux.HandleFunc("POST "+rpc.PathAddNode, forwardedCall(rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
 		var req rpc.AddNodeRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: add-node: %v", metadata.ErrInvalidCommand, err)
 		}
+		// With node TLS a node is added with its own certificate (`tusk
+		// cluster add-node` run with it); the node that received the
+		// call checked that before forwarding it to the controller.
+		if !forwarded(ctx) {
+			if err := b.checkPeer(ctx, "add-node", req.ID); err != nil {
+				return nil, err
+			}
+		}
 		return b.onController(ctx, rpc.PathAddNode, body, func() (any, error) {
 			return rpc.OKResponse{OK: true}, b.store.AddNode(req.ID, req.Raft)
 		})
-	}))
+	})))
 	mux.HandleFunc("POST "+rpc.PathRemoveNode, rpc.Handler(func(ctx context.Context, body []byte) (any, error) {
 		var req rpc.RemoveNodeRequest
 		if err := json.Unmarshal(body, &req); err != nil {
@@ -129,7 +143,7 @@ func (b *Broker) onController(ctx context.Context, path string, body []byte, loc
 			err = aerr
 		} else {
 			var raw json.RawMessage
-			err = b.call(ctx, addr, path, body, &raw)
+			err = b.call(ctx, addr, path+"?"+forwardedQuery, body, &raw)
 			out = raw
 		}
 		if err == nil || !(errors.Is(err, metadata.ErrNotLeader) || errors.Is(err, metadata.ErrUnreachable)) {
@@ -218,4 +232,43 @@ func (b *Broker) clusterStatus() (rpc.Status, error) {
 		return rpc.Status{}, err
 	}
 	return rpc.Status{Node: b.cfg.NodeID, Leader: b.store.Leader(), Voters: members, Brokers: b.store.FSM().Brokers()}, nil
+}
+
+// forwardedQuery marks a call one node forwards to the controller on
+// another's behalf (onController): the first node checked the caller.
+const forwardedQuery = "forwarded=1"
+
+type forwardedKey struct{}
+
+// forwardedCall notes in the request's context whether it is forwarded.
+func forwardedCall(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == forwardedQuery {
+			r = r.WithContext(context.WithValue(r.Context(), forwardedKey{}, true))
+		}
+		h(w, r)
+	}
+}
+
+func forwarded(ctx context.Context) bool {
+	v, _ := ctx.Value(forwardedKey{}).(bool)
+	return v
+}
+
+// controllerOwn refuses, on /v1/apply, the commands only the controller
+// proposes itself and never forwards (registration and liveness): from
+// another node they could re-register a broker at another address or
+// fence it. Commands that do not decode are left to ApplyLocal, which
+// refuses them as invalid.
+func controllerOwn(body []byte) error {
+	c, err := metadata.DecodeCommand(body)
+	if err != nil {
+		return nil
+	}
+	switch c.(type) {
+	case metadata.RegisterBroker, *metadata.RegisterBroker, metadata.SetBrokerState, *metadata.SetBrokerState,
+		metadata.UnregisterBroker, *metadata.UnregisterBroker:
+		return fmt.Errorf("%w: apply: %T is proposed by the controller only", rpc.ErrForbidden, c)
+	}
+	return nil
 }

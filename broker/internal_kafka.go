@@ -20,6 +20,10 @@ import (
 // method name. The byte is peeked with MSG_PEEK, so the Kafka side keeps
 // the bare *net.TCPConn it needs for sendfile.
 //
+// With node TLS (internal_tls.go) the connection is a TLS one whose
+// peer's certificate names a node; its first byte is read inside the TLS
+// stream and handed back to whichever side serves it.
+//
 // Kafka connections accepted here are node traffic: only they may send a
 // Fetch with ReplicaID >= 0, which moves a high watermark and registers
 // learners. The same Fetch on a client listener is refused with
@@ -43,10 +47,26 @@ func (b *Broker) routeInternal(nc net.Conn) bool {
 	b.serveW.Add(1)
 	go func() {
 		defer b.serveW.Done()
-		first, err := peekFirstByte(nc, sniffTimeout)
+		var first byte
+		var err error
+		if b.nodeTLS() {
+			// The handshake first, then the first byte inside TLS
+			// (internal_tls.go); the Kafka side copies instead of
+			// sendfile.
+			var tc *nodeConn
+			if tc, first, err = b.handshakeInternal(nc, sniffTimeout); err == nil {
+				nc = tc
+			}
+		} else {
+			first, err = peekFirstByte(nc, sniffTimeout)
+		}
 		switch {
 		case err != nil:
-			b.log.Debug().Err(err).Str("remote", nc.RemoteAddr().String()).Msg("internal connection closed before its first byte")
+			ev := b.log.Debug()
+			if b.nodeTLS() {
+				ev = b.log.Warn() // a refused peer (not a node) is worth a line
+			}
+			ev.Err(err).Str("remote", nc.RemoteAddr().String()).Msg("internal connection closed before its first byte")
 			nc.Close()
 		case first == 0:
 			b.startConn(nc, b.internal)

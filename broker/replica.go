@@ -66,7 +66,7 @@ func (r replicaTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fet
 	if !ok || br.Internal == "" {
 		return nil, fmt.Errorf("broker: replica fetch: node %d has no internal address", leader)
 	}
-	cl, err := r.b.fwd.client(br.Internal)
+	cl, err := r.b.fwd.client(leader, br.Internal)
 	if err != nil {
 		return nil, err
 	}

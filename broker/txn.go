@@ -203,7 +203,7 @@ func (tc *txnCoordinators) Verify(ctx context.Context, T string, pid int64, epoc
 	}
 	req := kmsg.NewPtrDescribeTransactionsRequest()
 	req.TransactionalIDs = []string{T}
-	kresp, err := b.nodeRequest(ctx, br.Internal, req)
+	kresp, err := b.nodeRequest(ctx, leader, br.Internal, req)
 	if err != nil {
 		return fmt.Errorf("%w: broker: verify %q with node %d: %w", kerr.NotCoordinator, T, leader, err)
 	}
@@ -241,8 +241,8 @@ func (tc *txnCoordinators) Verify(ctx context.Context, T string, pid int64, epoc
 
 // nodeRequest sends a Kafka request to another node's internal listener
 // (addr), as replica fetches are sent.
-func (b *Broker) nodeRequest(ctx context.Context, addr string, req kmsg.Request) (kmsg.Response, error) {
-	cl, err := b.fwd.client(addr)
+func (b *Broker) nodeRequest(ctx context.Context, node int32, addr string, req kmsg.Request) (kmsg.Response, error) {
+	cl, err := b.fwd.client(node, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +479,7 @@ func (m txnMarkers) writeTo(ctx context.Context, leader int32, req txn.MarkerReq
 		mk.Topics[len(mk.Topics)-1].Partitions = append(mk.Topics[len(mk.Topics)-1].Partitions, tp.p)
 	}
 	wr.Markers = []kmsg.WriteTxnMarkersRequestMarker{mk}
-	kresp, err := b.nodeRequest(ctx, br.Internal, wr)
+	kresp, err := b.nodeRequest(ctx, leader, br.Internal, wr)
 	if err != nil {
 		b.log.Debug().Err(err).Int32("leader", leader).Msg("send transaction markers")
 		return parts, nil

@@ -22,6 +22,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/tuskdb/tusk/tlsutil"
 )
 
 // ErrNotLeader is returned by operations only the controller (the Raft
@@ -105,6 +107,9 @@ type RaftOptions struct {
 	Forwarder Forwarder
 	// Transport overrides Bind (tests use raft.InmemTransport).
 	Transport raft.Transport
+	// TLS, with a CA, makes the transport on Bind mutual TLS between
+	// nodes (raft_tls.go); nil or without a CA: plain TCP.
+	TLS *tlsutil.Reloader
 	// InMemory keeps the Raft log and snapshots in memory (tests).
 	InMemory bool
 }
@@ -233,11 +238,19 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		}
 	}
 
+	nodeAt := &raftNodeAt{voters: opts.Voters}
 	switch {
 	case opts.Transport != nil:
 		s.trans = opts.Transport
 	case opts.Bind == "":
 		_, s.trans = raft.NewInmemTransport(raft.ServerAddress("inmem-" + strconv.Itoa(int(opts.NodeID))))
+	case opts.TLS != nil && opts.TLS.HasCA():
+		stream, err := newTLSStreamLayer(opts.Bind, opts.TLS, nodeAt.lookup)
+		if err != nil {
+			s.closeStores()
+			return nil, err
+		}
+		s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: conf.Logger})
 	default:
 		adv, err := net.ResolveTCPAddr("tcp", opts.Bind)
 		if err != nil {
@@ -286,6 +299,7 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		return nil, fmt.Errorf("metadata: start raft: %w", err)
 	}
 	retry.node.Store(s.raft)
+	nodeAt.node.Store(s.raft)
 	s.wg.Add(1)
 	go s.ctrl.run()
 	return s, nil

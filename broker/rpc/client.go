@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,6 +41,35 @@ func NewHTTPClient(timeout time.Duration) *http.Client {
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 8,
+			IdleConnTimeout:     time.Minute,
+		},
+	}
+}
+
+// NewTLSHTTPClient is NewHTTPClient over mutual TLS (node-to-node
+// traffic, docs/security.md): every connection to addr is a TLS
+// connection made with tlsFor(addr), inside which the calls travel as
+// plain HTTP/1.1, as on a plaintext internal listener.
+func NewTLSHTTPClient(timeout time.Duration, tlsFor func(addr string) *tls.Config) *http.Client {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := d.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				tc := tls.Client(nc, tlsFor(addr))
+				hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if err := tc.HandshakeContext(hctx); err != nil {
+					nc.Close()
+					return nil, fmt.Errorf("rpc: TLS handshake with %s: %w", addr, err)
+				}
+				return tc, nil
+			},
 			MaxIdleConnsPerHost: 8,
 			IdleConnTimeout:     time.Minute,
 		},

@@ -48,6 +48,7 @@ func TestCallErrorKindsMapBackToSentinels(t *testing.T) {
 		{metadata.ErrNotEnoughBrokers, "not_enough_brokers", http.StatusConflict},
 		{metadata.ErrNotLeader, "not_leader", http.StatusMisdirectedRequest},
 		{metadata.ErrNotMember, "not_member", http.StatusConflict},
+		{ErrForbidden, "forbidden", http.StatusForbidden},
 	}
 	sentinels := make([]error, len(cases))
 	for i, c := range cases {

@@ -11,8 +11,10 @@
 // answer. Every error is a JSON object {"kind": ..., "error": ...} with
 // status 409 for the precondition kinds (topic_exists, topic_collision,
 // unknown_topic, precondition, invalid, not_enough_brokers, not_member),
-// 421 for not_leader (only the controller serves this; ask it) and 500 for
-// internal. Client.Call maps a kind back to the metadata sentinel error
+// 421 for not_leader (only the controller serves this; ask it), 403 for
+// forbidden (with node TLS: the caller's node certificate does not match
+// the node the call claims to come from, or /v1/apply of a command only
+// the controller proposes) and 500 for internal. Client.Call maps a kind back to the metadata sentinel error
 // (metadata.ErrNotLeader, ...), so a forwarded command fails with the same
 // error as a local one, and a transport failure to metadata.ErrUnreachable;
 // callers retry those two until their deadline.
@@ -43,6 +45,12 @@
 //
 // The JSON field names are a contract: the compat tests drive these
 // endpoints through `tusk cluster` and call /v1/log-checksum directly.
+//
+// # Node TLS
+//
+// With tls.ca-file set the internal listener is mutual TLS and accepts
+// only node certificates (docs/security.md, "Node to node"); the calls
+// travel as the same HTTP/1.1 inside it. NewTLSHTTPClient dials that way.
 //
 // # Concurrency
 //

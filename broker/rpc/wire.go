@@ -130,11 +130,18 @@ type ErrorBody struct {
 const (
 	KindNotLeader = "not_leader"
 	KindInternal  = "internal"
+	// KindForbidden answers a call whose peer may not make it (node TLS:
+	// a certificate of another node than the one the call claims to be).
+	KindForbidden = "forbidden"
 )
+
+// ErrForbidden is the error of a call the peer may not make, answered 403
+// with kind forbidden (docs/security.md, "Node to node").
+var ErrForbidden = errors.New("rpc: forbidden")
 
 // errorKinds maps metadata sentinels to wire kinds and back, so that a
 // forwarded command fails with the same error as a local one. Every kind
-// but not_leader and internal is answered 409.
+// but not_leader, forbidden and internal is answered 409.
 var errorKinds = []struct {
 	kind string
 	err  error
@@ -147,6 +154,7 @@ var errorKinds = []struct {
 	{"not_enough_brokers", metadata.ErrNotEnoughBrokers},
 	{KindNotLeader, metadata.ErrNotLeader},
 	{"not_member", metadata.ErrNotMember},
+	{KindForbidden, ErrForbidden},
 }
 
 // Kind is the wire kind of err: the first metadata sentinel it wraps, or
@@ -167,6 +175,8 @@ func StatusCode(kind string) int {
 		return http.StatusMisdirectedRequest
 	case KindInternal:
 		return http.StatusInternalServerError
+	case KindForbidden:
+		return http.StatusForbidden
 	}
 	for _, k := range errorKinds {
 		if k.kind == kind {

@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tuskdb/tusk/broker/rpc"
+	"github.com/tuskdb/tusk/tlsutil"
 )
 
 // newClusterCmd is `tusk cluster`: admin calls to any node's internal
@@ -24,6 +27,26 @@ func newClusterCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&server, "server", "127.0.0.1:9093", "internal listener (host:port) of any node; see its ready file")
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the answer")
+	// With node TLS (docs/security.md) the internal listener accepts only
+	// node certificates: run the command with one (add-node with the new
+	// node's own).
+	var files tlsutil.Files
+	cmd.PersistentFlags().StringVar(&files.CertFile, "tls-cert-file", os.Getenv("TUSK_TLS_CERT_FILE"), "PEM node certificate for a TLS internal listener (env TUSK_TLS_CERT_FILE)")
+	cmd.PersistentFlags().StringVar(&files.KeyFile, "tls-key-file", os.Getenv("TUSK_TLS_KEY_FILE"), "PEM key of --tls-cert-file (env TUSK_TLS_KEY_FILE)")
+	cmd.PersistentFlags().StringVar(&files.CAFile, "tls-ca-file", os.Getenv("TUSK_TLS_CA_FILE"), "PEM cluster CA the node's certificate is checked against (env TUSK_TLS_CA_FILE)")
+	client := func() (*rpc.Client, error) {
+		if !files.Set() {
+			return rpc.NewClient(rpc.NewHTTPClient(timeout)), nil
+		}
+		if files.CAFile == "" {
+			return nil, fmt.Errorf("cluster: --tls-ca-file is required with --tls-cert-file")
+		}
+		r, err := tlsutil.Load(files)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		return rpc.NewClient(rpc.NewTLSHTTPClient(timeout, func(string) *tls.Config { return r.ClientConfig(-1) })), nil
+	}
 
 	// call sends body (nil: none) to path on the node and prints its JSON
 	// answer, indented.
@@ -31,14 +54,18 @@ func newClusterCmd() *cobra.Command {
 		ctx, cancel := context.WithTimeout(c.Context(), timeout)
 		defer cancel()
 		var out json.RawMessage
-		if err := rpc.NewClient(rpc.NewHTTPClient(timeout)).Call(ctx, server, method, path, body, &out); err != nil {
+		cl, err := client()
+		if err != nil {
+			return err
+		}
+		if err := cl.Call(ctx, server, method, path, body, &out); err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
 		var pretty bytes.Buffer
 		if json.Indent(&pretty, out, "", "  ") == nil {
 			out = pretty.Bytes()
 		}
-		_, err := fmt.Fprintln(c.OutOrStdout(), string(bytes.TrimSpace(out)))
+		_, err = fmt.Fprintln(c.OutOrStdout(), string(bytes.TrimSpace(out)))
 		return err
 	}
 

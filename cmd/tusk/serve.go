@@ -20,6 +20,7 @@ import (
 	"github.com/tuskdb/tusk/console"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
+	"github.com/tuskdb/tusk/tlsutil"
 )
 
 func newServeCmd() *cobra.Command {
@@ -95,7 +96,17 @@ func serve(cfg configs.Config) error {
 		engine.Close()
 		return err
 	}
+	// The node's TLS material, shared by the listeners and the Raft
+	// transport (docs/security.md); reloaded below.
+	var tlsMat *tlsutil.Reloader
+	if files := (tlsutil.Files{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, CAFile: cfg.TLS.CAFile}); files.Set() {
+		if tlsMat, err = tlsutil.Load(files); err != nil {
+			engine.Close()
+			return err
+		}
+	}
 	store, err := metadata.OpenRaft(metadata.RaftOptions{
+		TLS:               tlsMat,
 		NodeID:            cfg.NodeID,
 		Dir:               filepath.Join(cfg.DataDir, "raft"),
 		Bind:              cfg.Raft.Listen,
@@ -123,6 +134,7 @@ func serve(cfg configs.Config) error {
 	src := b.ConsoleSource(version)
 	defer src.Close()
 	b.MountHTTP(console.Paths, console.New(src, console.Options{AdminToken: cfg.HTTP.AdminToken}))
+	b.SetTLS(tlsMat)
 	if err := b.Listen(); err != nil {
 		b.Close(context.Background())
 		return err
@@ -135,6 +147,10 @@ func serve(cfg configs.Config) error {
 	}
 	log.Info().Dur("startup", time.Since(started)).Str("storage_io", engine.IOBackend()).Msg("tusk started")
 	logFDLimit(log)
+	if tlsMat != nil {
+		stopReload := reloadTLS(log, tlsMat)
+		defer stopReload()
+	}
 	sig := <-sigs
 	log.Info().Str("signal", sig.String()).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
@@ -174,4 +190,31 @@ func logFDLimit(log zerolog.Logger) {
 		return
 	}
 	log.Info().Uint64("soft", lim.Cur).Uint64("hard", lim.Max).Msg("open-file limit (one descriptor per partition replica, plus connections; raise the hard limit for many partitions)")
+}
+
+// reloadTLS re-reads the TLS files on SIGHUP and when they change
+// (checked every 10 s); new connections use the new material. It returns
+// a function that stops it.
+func reloadTLS(log zerolog.Logger, r *tlsutil.Reloader) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			case <-t.C:
+			}
+			if changed, err := r.Reload(); err != nil {
+				log.Error().Err(err).Msg("reload TLS files (the previous certificate stays in use)")
+			} else if changed {
+				log.Info().Msg("reloaded TLS files")
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
