@@ -91,7 +91,7 @@ func (r replicaTransport) OpenTransactions(ctx context.Context, leader int32, tp
 	if !ok || br.Internal == "" {
 		return nil, fmt.Errorf("broker: describe producers: node %d has no internal address", leader)
 	}
-	cl, err := r.b.fwd.client(br.Internal)
+	cl, err := r.b.fwd.client(leader, br.Internal)
 	if err != nil {
 		return nil, err
 	}
