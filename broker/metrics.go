@@ -25,7 +25,9 @@ type metrics struct {
 	producedBytes prometheus.Counter
 	producedRecs  prometheus.Counter
 	fetchedBytes  prometheus.Counter
-	rolls         prometheus.Counter
+	rolls         *prometheus.CounterVec
+	failovers     prometheus.Counter
+	failoverTime  prometheus.Histogram
 	sendfileBytes prometheus.Counter
 
 	// Per topic, and per partition with metrics.per-partition (nil
@@ -72,14 +74,21 @@ func newMetrics(perPartition bool) *metrics {
 		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_fetched_bytes_total", Help: "Record batch bytes returned by Fetch.",
 		}),
-		rolls: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tusk_segment_rolls_total", Help: "Active segments this node sealed and handed on (planned rolls).",
+		rolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_segment_rolls_total", Help: "Active segments this node sealed and handed on (planned rolls), by reason: size, time, laggard, rejoin, reassign, elect.",
+		}, []string{"reason"}),
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_failover_partitions_total", Help: "Partitions this node, as the controller, failed over (fenced, sealed at the survivors' smallest end, next segment opened).",
+		}),
+		failoverTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tusk_failover_duration_seconds", Help: "Time this node, as the controller, took per failover round, from fencing the dead leader's segments to the next segments committed (the lease timeout before it comes on top).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
 		sendfileBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_fetch_sendfile_bytes_total", Help: "Record batch bytes Fetch sent straight from segment files (sendfile), not copied.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls,
+	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls, m.failovers, m.failoverTime,
 		m.topicInBytes, m.topicInRecs, m.topicOutBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if perPartition {

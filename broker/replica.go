@@ -29,7 +29,7 @@ func (b *Broker) newReplicaManager() *replica.Manager {
 	cfg.LeaseWait = b.cfg.Lease.Timeout
 	cfg.Cleaner = b.cleanerConfig(cfg.Cleaner)
 	m := replica.New(cfg, replicaMetadata{b}, replicaLease{b}, replicaTransport{b}, replicaHost{b}, b.log)
-	m.OnRoll = b.m.rolls.Inc
+	m.OnRoll = func(reason string) { b.m.rolls.WithLabelValues(reason).Inc() }
 	return m
 }
 
@@ -211,4 +211,11 @@ func (b *Broker) localReplicaLEOs(ctx context.Context, fenceIndex uint64, probes
 		out[i].LEO = l.LogEndOffset()
 	}
 	return out, nil
+}
+
+// FailedOver counts a failover round this node ran as the controller
+// (metadata.FailoverObserver).
+func (b *Broker) FailedOver(partitions int, took time.Duration) {
+	b.m.failovers.Add(float64(partitions))
+	b.m.failoverTime.Observe(took.Seconds())
 }

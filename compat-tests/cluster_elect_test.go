@@ -3,7 +3,11 @@ package compat
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +65,15 @@ func TestClusterElectPreferredLeader(t *testing.T) {
 		return slices.Contains(a.Replicas, preferred) && a.State == "active", fmt.Sprintf("active segment %+v", a)
 	})
 	all = c.kafkaAddrs(c.ids()...)
+	failedOver := 0.0
+	for _, id := range others {
+		failedOver += metricValue(t, c.node(id), "tusk_failover_partitions_total")
+	}
+	if failedOver < 1 {
+		t.Errorf("tusk_failover_partitions_total summed over the survivors = %v, want >= 1", failedOver)
+	}
+	segs = c.segmentsVia(t, others[0], topic, 0)
+	interim := segs[len(segs)-1].Leader
 
 	res, err := adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, kadm.TopicsSet{topic: {0: {}}})
 	if err != nil {
@@ -84,6 +97,9 @@ func TestClusterElectPreferredLeader(t *testing.T) {
 	if r := res[topic][0]; r.Err == nil || r.Err.Error() == "" || !isElectionNotNeeded(r.Err) {
 		t.Fatalf("second election: %v, want ELECTION_NOT_NEEDED", r.Err)
 	}
+	if v := metricValue(t, c.node(interim), `tusk_segment_rolls_total{reason="elect"}`); v != 1 {
+		t.Errorf("node %d (leader before the election): tusk_segment_rolls_total{reason=\"elect\"} = %v, want 1", interim, v)
+	}
 	third := producePartitions(t, all, topic, []int32{0}, 200, "after", map[int32]int64{0: 400})
 	want := append(append(slices.Clone(first[0]), second[0]...), third[0]...)
 	got := readPartitions(t, all, topic, map[int32]int64{0: 0}, map[int32]int{0: len(want)}, 60*time.Second)
@@ -91,3 +107,29 @@ func TestClusterElectPreferredLeader(t *testing.T) {
 }
 
 func isElectionNotNeeded(err error) bool { return errors.Is(err, kerr.ElectionNotNeeded) }
+
+// metricValue returns the value of one series (name with its labels, as
+// /metrics prints it, e.g. `tusk_segment_rolls_total{reason="elect"}`) on
+// node n, 0 if absent.
+func metricValue(t *testing.T, n *node, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + n.HTTP + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.label(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.label(), err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("scrape %s: %q: %v", n.label(), line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}

@@ -131,6 +131,12 @@ func TestClusterReassignPartition(t *testing.T) {
 		}
 	}
 
+	if v := metricValue(t, c.node(leader), `tusk_segment_rolls_total{reason="reassign"}`); v != 1 {
+		t.Errorf("node %d: tusk_segment_rolls_total{reason=\"reassign\"} = %v, want 1", leader, v)
+	}
+	if v := metricValue(t, c.node(leader), `tusk_segment_rolls_total{reason="rejoin"}`); v < 1 {
+		t.Errorf("node %d: tusk_segment_rolls_total{reason=\"rejoin\"} = %v, want >= 1", leader, v)
+	}
 	third := producePartitions(t, all, topic, []int32{0}, 500, "after", map[int32]int64{0: 3000})
 	want := append(append(slices.Clone(first[0]), second[0]...), third[0]...)
 	got := readPartitions(t, all, topic, map[int32]int64{0: 0}, map[int32]int{0: len(want)}, 60*time.Second)

@@ -428,6 +428,13 @@ type ReplicaProber interface {
 	ReplicaLEOs(ctx context.Context, node int32, fenceIndex uint64, probes []LEOProbe) ([]LEOAnswer, error)
 }
 
+// FailoverObserver, if the ReplicaProber implements it too, hears of each
+// failover round that sealed partitions: how many, and how long the round
+// took from fencing to the seals committed (metrics).
+type FailoverObserver interface {
+	FailedOver(partitions int, took time.Duration)
+}
+
 // failoverChunk is how many entries one FenceSegments or SealSegments
 // carries (a Raft entry of a few hundred KiB at most).
 const failoverChunk = 1000
@@ -676,6 +683,11 @@ func (c *controller) failover(segs []ActiveSegment) {
 		c.s.log.Warn().Err(sealErr).Int("partitions", notSealed).Msg("failover: segments not sealed; retrying")
 	}
 	if sealed > 0 {
+		if p := c.s.prober.Load(); p != nil {
+			if o, ok := p.ReplicaProber.(FailoverObserver); ok {
+				o.FailedOver(sealed, time.Since(began))
+			}
+		}
 		c.s.log.Warn().Int("partitions", sealed).Interface("dead_leaders", dead).Interface("new_leaders", leaders).
 			Dur("took", time.Since(began)).Msg("failover: segments sealed, next segments opened")
 	}

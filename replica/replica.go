@@ -133,8 +133,9 @@ type Manager struct {
 	log   zerolog.Logger
 	clock Clock
 
-	// OnRoll, if set, counts committed rolls (metrics).
-	OnRoll func()
+	// OnRoll, if set, counts committed rolls by reason (metrics): size,
+	// time, laggard, rejoin, reassign or elect.
+	OnRoll func(reason string)
 
 	rollKick chan struct{} // an append crossed segment.bytes
 	ctx      context.Context

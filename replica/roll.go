@@ -156,6 +156,18 @@ func (m *Manager) aliveBrokers() func(id int32) bool {
 	}
 }
 
+// fullReason says why a full segment rolls: "size" (segment.bytes) or
+// "time" (segment.ms, and any roll that is neither).
+func (lp *Leadership) fullReason() string {
+	lp.rollMu.RLock()
+	segBytes := lp.segBytes
+	lp.rollMu.RUnlock()
+	if segBytes > 0 && lp.bytes.Load() >= segBytes {
+		return "size"
+	}
+	return "time"
+}
+
 // full reports whether the segment reached segment.bytes or segment.ms.
 func (lp *Leadership) full() bool {
 	n := lp.bytes.Load()
@@ -323,6 +335,17 @@ func (m *Manager) Roll(lp *Leadership) {
 		}
 		cmd.Checksum, cmd.Bytes = crc, n
 	}
+	reason := lp.fullReason()
+	switch {
+	case len(drop) > 0:
+		reason = "reassign"
+	case next >= 0 && next != m.cfg.NodeID:
+		reason = "elect"
+	case len(lagging) > 0:
+		reason = "laggard"
+	case len(joining) > 0:
+		reason = "rejoin"
+	}
 	if !m.commitRoll(tp, seg, cmd) {
 		return
 	}
@@ -332,7 +355,7 @@ func (m *Manager) Roll(lp *Leadership) {
 		lp.advance(end)
 	}
 	if m.OnRoll != nil {
-		m.OnRoll()
+		m.OnRoll(reason)
 	}
 	// Install the new segment's roles before the parked appends go on
 	// (deferred close of rollDone): they then append under the new
