@@ -60,6 +60,14 @@ type Config struct {
 	// (produce, append, group commit, answer), with no record queued
 	// behind another's request.
 	Sequential bool
+	// TxnRecords, if positive, makes every producer transactional
+	// (transactional id "tusk-bench-<topic>-<i>", idempotent, acks=all):
+	// it begins a transaction, produces TxnRecords records of its share
+	// (the last transaction holds what is left), flushes and commits, and
+	// repeats. Produce latency is still per record (to its
+	// acknowledgement); the commit latency (flush and EndTxn) goes into
+	// Result.Commit*. 0: no transactions.
+	TxnRecords int64
 	// Timeout bounds how long any phase may go without progress (topic
 	// creation, no produce acknowledgement, no consumed record after
 	// producing ended); it is also kgo's record delivery timeout. 0 means
@@ -102,7 +110,13 @@ type Result struct {
 	// minus the record timestamp the producer set at send time.
 	E2EP50, E2EP99, E2EP999 time.Duration
 
-	Elapsed        time.Duration // first send to last acknowledgement
+	// Transactions is how many transactions committed (Config.TxnRecords);
+	// CommitP50 and CommitP99 are their commit latencies: from the last
+	// record sent to EndTxn answered (the flush, then EndTxn).
+	Transactions         int64
+	CommitP50, CommitP99 time.Duration
+
+	Elapsed        time.Duration // first send to last acknowledgement (and commit)
 	ConsumeElapsed time.Duration // consumer start (just before the first send) to last record needed
 	Errors         int64         // records whose produce failed
 }
@@ -121,6 +135,9 @@ func (r Result) String() string {
 			"consume (e2e)", r.Consumed, r.ConsumeRecordsPerSec, r.ConsumeMBps, fmtDur(r.E2EP50), fmtDur(r.E2EP99), fmtDur(r.E2EP999), fmtDur(r.ConsumeElapsed))
 	}
 	_ = tw.Flush()
+	if r.Transactions > 0 {
+		fmt.Fprintf(&sb, "transactions: %d committed, commit p50 %s p99 %s\n", r.Transactions, fmtDur(r.CommitP50), fmtDur(r.CommitP99))
+	}
 	fmt.Fprintf(&sb, "errors: %d\n", r.Errors)
 	return sb.String()
 }
@@ -162,6 +179,10 @@ func (cfg *Config) normalize() error {
 		return fmt.Errorf("bench: record size %d < 0", cfg.RecordSize)
 	case cfg.Producers < 1:
 		return fmt.Errorf("bench: producers %d < 1", cfg.Producers)
+	case cfg.TxnRecords < 0:
+		return fmt.Errorf("bench: txn records %d < 0", cfg.TxnRecords)
+	case cfg.TxnRecords > 0 && cfg.Acks != "all" && cfg.Acks != "-1":
+		return fmt.Errorf("bench: transactions need acks=all, not %s", cfg.Acks)
 	case cfg.KeySpace < 0 || cfg.KeySpace > maxKeySpace:
 		return fmt.Errorf("bench: key space %d not in [0, %d]", cfg.KeySpace, maxKeySpace)
 	case cfg.Rate < 0:
@@ -181,6 +202,9 @@ func (cfg *Config) normalize() error {
 	}
 	if int64(cfg.Producers) > cfg.Records {
 		cfg.Producers = int(cfg.Records)
+	}
+	if cfg.TxnRecords > 0 {
+		cfg.Idempotent = true // a transactional producer is idempotent
 	}
 	return nil
 }
@@ -256,8 +280,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	lw.printf("bench: topic %q, %d partitions; producing %d records of %d bytes with %d producers (acks=%s, compression=%s, idempotent=%v)",
-		cfg.Topic, len(starts), cfg.Records, cfg.RecordSize, cfg.Producers, cfg.Acks, cfg.Compression, cfg.Idempotent)
+	lw.printf("bench: topic %q, %d partitions; producing %d records of %d bytes with %d producers (acks=%s, compression=%s, idempotent=%v, records per transaction %d)",
+		cfg.Topic, len(starts), cfg.Records, cfg.RecordSize, cfg.Producers, cfg.Acks, cfg.Compression, cfg.Idempotent, cfg.TxnRecords)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -298,6 +322,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	}
 	lat := prod.latency()
 	res.P50, res.P99, res.P999 = lat.Quantile(0.5), lat.Quantile(0.99), lat.Quantile(0.999)
+	res.Transactions = prod.txns.Load()
+	commits := prod.commitLatency()
+	res.CommitP50, res.CommitP99 = commits.Quantile(0.5), commits.Quantile(0.99)
 
 	var cerr error
 	if cons != nil {
@@ -322,6 +349,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 		return res, cerr
 	case res.Errors > 0:
 		return res, fmt.Errorf("bench: produce: %d of %d records failed, first error: %w", res.Errors, cfg.Records, prod.firstErr())
+	case prod.txnFailed.Load() > 0:
+		return res, fmt.Errorf("bench: %d transactions failed, first error: %w", prod.txnFailed.Load(), prod.firstErr())
 	}
 	return res, ctx.Err()
 }
@@ -484,6 +513,11 @@ type producers struct {
 	firsts     []int64 // the run-wide number of each producer's first record
 	keys       *keySet // nil: records have no key
 	sequential bool    // Config.Sequential
+	txnRecords int64   // Config.TxnRecords
+	txnTimeout time.Duration
+	commits    []*histogram // per producer: commit latencies
+
+	txns, txnFailed atomic.Int64 // transactions committed, failed
 
 	sent, acked, failed atomic.Int64
 	// lastProgress is the UnixNano of the latest promise, or of a send
@@ -526,11 +560,15 @@ func newProducers(cfg Config) (*producers, error) {
 	if !cfg.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	p := &producers{sequential: cfg.Sequential, keys: newKeySet(cfg.KeySpace)}
+	p := &producers{sequential: cfg.Sequential, keys: newKeySet(cfg.KeySpace), txnRecords: cfg.TxnRecords, txnTimeout: cfg.Timeout}
 	per, extra := cfg.Records/int64(cfg.Producers), cfg.Records%int64(cfg.Producers)
 	first := int64(0)
 	for i := 0; i < cfg.Producers; i++ {
-		cl, err := kgo.NewClient(append(opts, kgo.ClientID(fmt.Sprintf("tusk-bench-%d", i)))...)
+		copts := append(opts, kgo.ClientID(fmt.Sprintf("tusk-bench-%d", i)))
+		if cfg.TxnRecords > 0 {
+			copts = append(copts, kgo.TransactionalID(fmt.Sprintf("tusk-bench-%s-%d", cfg.Topic, i)))
+		}
+		cl, err := kgo.NewClient(copts...)
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("bench: producer client: %w", err)
@@ -541,6 +579,7 @@ func newProducers(cfg Config) (*producers, error) {
 		}
 		p.clients = append(p.clients, cl)
 		p.hists = append(p.hists, new(histogram))
+		p.commits = append(p.commits, new(histogram))
 		p.shares = append(p.shares, share)
 		p.firsts = append(p.firsts, first)
 		first += share
@@ -569,6 +608,36 @@ func (p *producers) latency() *histogram {
 		all.Merge(h)
 	}
 	return &all
+}
+
+// commitLatency merges the producers' commit latencies.
+func (p *producers) commitLatency() *histogram {
+	var all histogram
+	for _, h := range p.commits {
+		all.Merge(h)
+	}
+	return &all
+}
+
+// commit flushes cl's transaction and commits it, recording the latency
+// in h; false (the error noted) if it failed.
+func (p *producers) commit(ctx context.Context, cl *kgo.Client, h *histogram) bool {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.txnTimeout)
+	defer cancel()
+	err := cl.Flush(ctx)
+	if err == nil {
+		err = cl.EndTransaction(ctx, kgo.TryCommit)
+	}
+	if err != nil {
+		p.txnFailed.Add(1)
+		p.fail(0, fmt.Errorf("commit: %w", err))
+		return false
+	}
+	h.Record(time.Since(start))
+	p.txns.Add(1)
+	p.lastProgress.Store(time.Now().UnixNano())
+	return true
 }
 
 // run produces every share concurrently, flushes, and returns once all
@@ -612,7 +681,7 @@ func (p *producers) run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.produce(pctx, cl, p.hists[i], p.firsts[i], p.shares[i], value, bytesPerSec)
+			p.produce(pctx, cl, p.hists[i], p.commits[i], p.firsts[i], p.shares[i], value, bytesPerSec)
 		}()
 	}
 	wg.Wait()
@@ -630,10 +699,12 @@ func (p *producers) run(ctx context.Context, cfg Config) error {
 
 // produce sends n records on cl (the run's records first to first+n-1,
 // which choose their keys), pacing to bytesPerSec if positive, then
-// flushes. The promise is one closure per producer; a record's latency is
+// flushes; with transactions, every txnRecords records (and the rest at
+// the end) are one transaction, committed with their commit latency in
+// ch. The promise is one closure per producer; a record's latency is
 // measured from its Timestamp, set (with a monotonic reading) just before
 // the send.
-func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, first, n int64, value []byte, bytesPerSec float64) {
+func (p *producers) produce(ctx context.Context, cl *kgo.Client, h, ch *histogram, first, n int64, value []byte, bytesPerSec float64) {
 	promise := func(r *kgo.Record, err error) {
 		p.lastProgress.Store(time.Now().UnixNano())
 		if err != nil {
@@ -664,6 +735,13 @@ func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, f
 			p.fail(n-i, ctx.Err())
 			break
 		}
+		if p.txnRecords > 0 && i%p.txnRecords == 0 {
+			if err := cl.BeginTransaction(); err != nil {
+				p.sent.Add(n - i)
+				p.fail(n-i, fmt.Errorf("begin transaction: %w", err))
+				break
+			}
+		}
 		if p.outstanding() == 0 {
 			p.lastProgress.Store(time.Now().UnixNano())
 		}
@@ -671,9 +749,14 @@ func (p *producers) produce(ctx context.Context, cl *kgo.Client, h *histogram, f
 		if p.sequential {
 			r := &kgo.Record{Key: p.keys.key(first + i), Value: value, Timestamp: time.Now()}
 			promise(r, cl.ProduceSync(ctx, r).FirstErr())
-			continue
+		} else {
+			cl.Produce(ctx, &kgo.Record{Key: p.keys.key(first + i), Value: value, Timestamp: time.Now()}, promise)
 		}
-		cl.Produce(ctx, &kgo.Record{Key: p.keys.key(first + i), Value: value, Timestamp: time.Now()}, promise)
+		if p.txnRecords > 0 && ((i+1)%p.txnRecords == 0 || i+1 == n) && !p.commit(ctx, cl, ch) {
+			p.sent.Add(n - i - 1)
+			p.fail(n-i-1, errors.New("not sent: a transaction failed"))
+			break
+		}
 	}
 	// Flush returns early only if ctx ends; records still buffered then are
 	// failed by Close, whose promises still count them.

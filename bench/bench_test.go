@@ -302,6 +302,7 @@ func TestConfigValidation(t *testing.T) {
 		"record size":   func(c *Config) { c.RecordSize = 2 << 20 },
 		"key space":     func(c *Config) { c.KeySpace = -1 },
 		"key space max": func(c *Config) { c.KeySpace = maxKeySpace + 1 },
+		"txn records":   func(c *Config) { c.TxnRecords = -1 },
 	} {
 		cfg := DefaultConfig()
 		mut(&cfg)
@@ -350,5 +351,49 @@ func TestRunKeySpace(t *testing.T) {
 	ks := newKeySet(1000)
 	if k := string(ks.key(1042)); k != "key-042" {
 		t.Fatalf("key(1042) of 1000 = %q, want key-042", k)
+	}
+}
+
+// TestRunTransactions: with TxnRecords every producer commits a
+// transaction per TxnRecords records of its share (the rest in a last
+// one): 250 records over 2 producers of 125 at 50 per transaction are 3
+// transactions each, and a read_committed consumer reads all 250.
+func TestRunTransactions(t *testing.T) {
+	c := newFake(t)
+	cfg := DefaultConfig()
+	cfg.Brokers = c.ListenAddrs()
+	cfg.Topic = "txn"
+	cfg.Partitions = 3
+	cfg.Records, cfg.RecordSize, cfg.Producers, cfg.TxnRecords = 250, 100, 2, 50
+	cfg.Idempotent = false // switched on by TxnRecords
+	cfg.Consume = false
+	cfg.Progress = -1
+	cfg.Timeout = 20 * time.Second
+	res, err := Run(context.Background(), cfg, nil)
+	if err != nil || res.Produced != 250 || res.Errors != 0 || res.Transactions != 6 {
+		t.Fatalf("%v: produced %d errors %d transactions %d, want 250, 0, 6", err, res.Produced, res.Errors, res.Transactions)
+	}
+	if res.CommitP50 <= 0 || res.CommitP50 > res.CommitP99 || !strings.Contains(res.String(), "transactions: 6 committed") {
+		t.Fatalf("commit latencies %v %v:\n%s", res.CommitP50, res.CommitP99, res)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("txn"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n := 0; n < 250; {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("read_committed poll after %d records: %v", n, err)
+		}
+		n += fs.NumRecords()
+	}
+
+	cfg.Acks = "1"
+	if _, err := Run(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "transactions need acks=all") {
+		t.Fatalf("acks=1 with transactions: %v", err)
 	}
 }

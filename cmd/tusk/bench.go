@@ -63,6 +63,7 @@ MB means 2^20 bytes.`,
 	f.Int32Var(&cfg.BatchMaxBytes, "batch-max-bytes", cfg.BatchMaxBytes, "producer batch max bytes")
 	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
 	f.BoolVar(&cfg.Sequential, "sequential", false, "each producer waits for a record's acknowledgement before sending the next (latency is the bare round trip)")
+	f.Int64Var(&cfg.TxnRecords, "txn-records", 0, "transactional producers (acks=all, idempotent): each commits a transaction every this many records; 0: no transactions")
 	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object (durations in nanoseconds) instead of a table")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "give up when a phase makes no progress for this long")
 	cmd.AddCommand(newBenchScaleCmd())
