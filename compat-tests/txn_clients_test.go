@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Transactions written and read by clients other than franz-go: kafkajs
@@ -416,4 +417,55 @@ func TestTxnKcat(t *testing.T) {
 	}
 	sameTxnRecs(t, "kcat read_committed", read("read_committed"), rc)
 	sameTxnRecs(t, "kcat read_uncommitted", read("read_uncommitted"), ru)
+}
+
+// TestTxnReadmeAPIVersions: the README's "Supported Kafka APIs" table
+// lists each transaction API (and FindCoordinator, InitProducerId,
+// DescribeProducers) with exactly the versions ApiVersions advertises.
+func TestTxnReadmeAPIVersions(t *testing.T) {
+	card(t, "kadm ApiVersions", "README API table: transaction API versions as advertised")
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startTusk(t)
+	adm, _ := newAdm(t, n)
+	vs, err := adm.ApiVersions(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bv kadm.BrokerApiVersions
+	vs.Each(func(v kadm.BrokerApiVersions) { bv = v })
+	if bv.Err != nil {
+		t.Fatalf("ApiVersions: %v", bv.Err)
+	}
+	rows := map[int16]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		f := strings.Split(line, "|")
+		if len(f) < 5 {
+			continue
+		}
+		var key int16
+		if _, err := fmt.Sscanf(strings.TrimSpace(f[2]), "%d", &key); err == nil {
+			rows[key] = strings.TrimSpace(f[1]) + " " + strings.TrimSpace(f[3])
+		}
+	}
+	for _, key := range []kmsg.Key{kmsg.FindCoordinator, kmsg.InitProducerID, kmsg.AddPartitionsToTxn, kmsg.AddOffsetsToTxn,
+		kmsg.EndTxn, kmsg.WriteTxnMarkers, kmsg.TxnOffsetCommit, kmsg.DescribeProducers, kmsg.DescribeTransactions, kmsg.ListTransactions} {
+		lo, hi, ok := bv.KeyVersions(int16(key))
+		if !ok {
+			t.Errorf("ApiVersions does not advertise %s", kmsg.NameForKey(int16(key)))
+			continue
+		}
+		want := kmsg.NameForKey(int16(key)) + " " + fmt.Sprintf("%d–%d", lo, hi)
+		if lo == hi {
+			want = kmsg.NameForKey(int16(key)) + " " + fmt.Sprint(lo)
+		}
+		// Kafka spells it InitProducerId, kmsg InitProducerID.
+		if got := rows[int16(key)]; !strings.EqualFold(got, want) {
+			t.Errorf("README row of key %d: %q, ApiVersions: %q", key, got, want)
+		} else {
+			t.Logf("%s", got)
+		}
+	}
 }
