@@ -5,7 +5,7 @@ RACE_BIN  := bin/tusk-race
 PKGS      := $(shell $(GO) list ./... | grep -v /compat-tests)
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: build build-race run test unit compat lint fuzz bench vet clean cluster test-faults soak
+.PHONY: build build-race run test unit compat lint fuzz bench vet clean cluster cluster-secure test-faults soak
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tusk
@@ -28,6 +28,13 @@ run: build
 # the nodes' addresses; Ctrl-C (or SIGTERM) stops all three.
 cluster: build
 	BIN=$(BIN) ./scripts/cluster.sh
+
+# The same 3 nodes with node-to-node mutual TLS (configs/secure-cluster-
+# node{1,2,3}.yaml, docs/security.md): a throwaway CA and certificates from
+# `tusk certs` in ./tusk-cluster-secure/certs, data in
+# ./tusk-cluster-secure/node{1,2,3}, Kafka on 127.0.0.1:10192, :20192, :30192.
+cluster-secure: build
+	BIN=$(BIN) SECURE=1 ./scripts/cluster.sh
 
 # Unit tests under -race (fuzz seed corpora run as ordinary tests), go vet,
 # and the compat tests against real tusk processes.

@@ -166,8 +166,9 @@ type KafkaConfig struct {
 // HTTPConfig is the HTTP listener for /healthz, /metrics and the console.
 type HTTPConfig struct {
 	Listen string `mapstructure:"listen"`
-	// AdminToken lets non-loopback clients use the console (/ui,
-	// /api/v1/); empty: loopback clients only.
+	// AdminToken guards /debug/pprof, the console (/ui) and /api/v1/:
+	// required with the authorizer on, otherwise it lets non-loopback
+	// clients in (docs/security.md).
 	AdminToken string `mapstructure:"admin-token"`
 }
 
@@ -272,7 +273,7 @@ func Options() []Option {
 		{"kafka.max-inflight", 64, "pipelined requests per connection before reading pauses"},
 		{"kafka.fetch-session-cache-slots", 1000, "incremental fetch sessions (KIP-227) kept for clients and followers, least recently used evicted first (max.incremental.fetch.session.cache.slots); 0: sessionless fetches only"},
 		{"http.listen", "127.0.0.1:9644", "HTTP listener for /healthz, /metrics and the web console /ui (empty disables)"},
-		{"http.admin-token", "", "token (Authorization: Bearer, or /ui/?token=) that lets non-loopback clients use the console and its /api/v1/; empty: loopback clients only"},
+		{"http.admin-token", "", "token (Authorization: Bearer, or /ui/?token=) for /debug/pprof, the console and its /api/v1/: required with the authorizer on, else what lets non-loopback clients in; empty: loopback clients only, none with the authorizer"},
 		{"log.level", "info", "log level: debug, info, warn, error"},
 		{"log.format", "console", "log format: console or json"},
 		{"storage.fsync", "always", "fsync policy: always (group commit before ack), interval, never"},

@@ -4,12 +4,29 @@
 # to ./tusk-cluster/nodeN.log. Prints each node's Kafka address once all
 # three serve; Ctrl-C or SIGTERM stops all three (SIGTERM, graceful). If one
 # node exits by itself, the others are stopped too.
-# Env: BIN=path to the tusk binary (default bin/tusk, built if missing).
+# Env: BIN=path to the tusk binary (default bin/tusk, built if missing);
+# SECURE=1 (`make cluster-secure`) runs configs/secure-cluster-nodeN.yaml
+# instead, in ./tusk-cluster-secure, with node-to-node mutual TLS; the CA
+# and certificates are written there by `tusk certs` on the first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/tusk}
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/tusk
-mkdir -p tusk-cluster
+DIR=tusk-cluster
+CONF=cluster-node
+STATUS_SERVER=127.0.0.1:9194
+STATUS_FLAGS=""
+if [ "${SECURE:-0}" = 1 ]; then
+  DIR=tusk-cluster-secure
+  CONF=secure-cluster-node
+  STATUS_SERVER=127.0.0.1:10194
+  STATUS_FLAGS=" --tls-cert-file $DIR/certs/node1.crt --tls-key-file $DIR/certs/node1.key --tls-ca-file $DIR/certs/ca.crt"
+  if [ ! -s "$DIR/certs/ca.crt" ]; then
+    "$BIN" certs --dir "$DIR/certs" --nodes 1,2,3 --ips 127.0.0.1,::1 --clients admin >/dev/null
+    echo "wrote a throwaway CA and node certificates to $DIR/certs" >&2
+  fi
+fi
+mkdir -p "$DIR"
 
 pids=()
 stopping=0
@@ -27,11 +44,11 @@ trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
 
 for i in 1 2 3; do
-  rm -f "tusk-cluster/node$i.ready.json"
+  rm -f "$DIR/node$i.ready.json"
   # Ctrl-C also reaches the nodes (same process group); tusk treats
   # SIGINT like SIGTERM, a graceful stop.
-  "$BIN" serve --config "configs/cluster-node$i.yaml" \
-    --ready-file "tusk-cluster/node$i.ready.json" >"tusk-cluster/node$i.log" 2>&1 &
+  "$BIN" serve --config "configs/$CONF$i.yaml" \
+    --ready-file "$DIR/node$i.ready.json" >"$DIR/node$i.log" 2>&1 &
   pids+=("$!")
 done
 
@@ -39,31 +56,31 @@ done
 for i in 1 2 3; do
   pid=${pids[$((i - 1))]}
   for _ in $(seq 1 300); do
-    [ -s "tusk-cluster/node$i.ready.json" ] && break
+    [ -s "$DIR/node$i.ready.json" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "node $i exited during start; tail of tusk-cluster/node$i.log:" >&2
-      tail -n 20 "tusk-cluster/node$i.log" >&2
+      echo "node $i exited during start; tail of $DIR/node$i.log:" >&2
+      tail -n 20 "$DIR/node$i.log" >&2
       exit 1
     fi
     sleep 0.1
   done
-  if [ ! -s "tusk-cluster/node$i.ready.json" ]; then
-    echo "node $i not ready after 30 s; see tusk-cluster/node$i.log" >&2
+  if [ ! -s "$DIR/node$i.ready.json" ]; then
+    echo "node $i not ready after 30 s; see $DIR/node$i.log" >&2
     exit 1
   fi
 done
 
 addrs=()
 for i in 1 2 3; do
-  f="tusk-cluster/node$i.ready.json"
+  f="$DIR/node$i.ready.json"
   kafka=$(sed -E 's/.*"kafka":"([^"]+)".*/\1/' "$f")
   internal=$(sed -nE 's/.*"internal":"([^"]+)".*/\1/p' "$f")
   addrs+=("$kafka")
-  echo "node $i: kafka $kafka  internal ${internal:-?}  data tusk-cluster/node$i  log tusk-cluster/node$i.log"
+  echo "node $i: kafka $kafka  internal ${internal:-?}  data $DIR/node$i  log $DIR/node$i.log"
 done
 bootstrap=$(IFS=,; echo "${addrs[*]}")
 echo "bootstrap servers: $bootstrap"
-echo "status: $BIN cluster status --server 127.0.0.1:9194    (Ctrl-C stops the cluster)"
+echo "status: $BIN cluster status --server $STATUS_SERVER$STATUS_FLAGS    (Ctrl-C stops the cluster)"
 
 # Run until interrupted, or until any node exits on its own.
 set +e
