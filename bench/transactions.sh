@@ -5,7 +5,12 @@
 # 6 partitions, PRODUCERS producer clients on the same machine, acks=all:
 #   (i)    idempotent producers, no transactions;
 #   (t1000) transactional producers committing every 1,000 records;
-#   (t100)  transactional producers committing every 100 records.
+#   (t100)  transactional producers committing every 100 records;
+#   (t1)    one producer, one partition, transactions of one record sent
+#           one at a time (SMALL records): the cost of a transaction's
+#           round trips (AddPartitionsToTxn, Produce, EndTxn) and of
+#           beginning the next while the previous one's markers are
+#           written (the client backs off on CONCURRENT_TRANSACTIONS).
 # Each row is its own topic with RECORDS records (`tusk bench --json`,
 # `--txn-records N`); REPEAT rounds of the three, on one server; rows give
 # the median MB/s and every round's figure. The load average is recorded
@@ -18,6 +23,7 @@
 #      RECORDS=200000   records per row and round
 #      PRODUCERS=4      producer clients
 #      REPEAT=3         rounds
+#      SMALL=300        transactions of row (t1) per round
 #      EXTRA=""         more tusk serve flags
 #      OUT=bench/RESULTS.md ("-": print the section only)
 # Needs: go, jq.
@@ -26,7 +32,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=bench/section.sh
 . bench/section.sh
 repo=$(pwd)
-: "${RECORDS:=200000}" "${PRODUCERS:=4}" "${REPEAT:=3}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}"
+: "${RECORDS:=200000}" "${PRODUCERS:=4}" "${REPEAT:=3}" "${SMALL:=300}" "${EXTRA:=}" "${OUT:=bench/RESULTS.md}"
 for t in go jq; do command -v "$t" >/dev/null || { echo "transactions.sh: $t not found" >&2; exit 1; }; done
 
 work=$(mktemp -d)
@@ -72,6 +78,13 @@ for r in "${rows[@]}"; do
   a=$(args "$r" "${txn[$r]}" 1)
   note "tusk bench ${a/$addr/ADDR}"
 done
+small_args() {
+  echo --brokers "$addr" --json --topic "t1-$1" --partitions 1 --record-size 1024 --producers 1 \
+    --records "$SMALL" --acks all --idempotent --consume=false --sequential --txn-records 1
+}
+a=$(small_args 1)
+note "tusk bench ${a/$addr/ADDR}"
+t1=()
 for round in $(seq "$REPEAT"); do
   for r in "${rows[@]}"; do
     l=$(cut -d' ' -f1 /proc/loadavg)
@@ -82,6 +95,11 @@ for round in $(seq "$REPEAT"); do
     loads[$r]+="$l "
     log "round $round $r: $(echo "$res" | jq -c '{ProduceMBps, Transactions, CommitP50, CommitP99, Errors}') (load $l)"
   done
+  l=$(cut -d' ' -f1 /proc/loadavg)
+  # shellcheck disable=SC2046
+  res=$("$TUSK" bench $(small_args "$round") 2>>"$work/bench.log")
+  t1+=("$(echo "$res" | jq -r --arg l "$l" '"\(.ProduceRecordsPerSec | . * 10 | round / 10) \(.P50 / 1e6 | . * 100 | round / 100) \(.CommitP50 / 1e6 | . * 100 | round / 100) \(.CommitP99 / 1e6 | . * 100 | round / 100) \($l)"')")
+  log "round $round t1: $(echo "$res" | jq -c '{ProduceRecordsPerSec, P50, CommitP50, CommitP99, Errors}') (load $l)"
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -113,6 +131,12 @@ section=$(
   row i "(i) idempotent, no transactions"
   row t1000 "(t1000) transactions of 1,000 records"
   row t100 "(t100) transactions of 100 records"
+  per=() rec=() com=() ld=()
+  for x in "${t1[@]}"; do
+    read -r a b c d e <<<"$x"
+    per+=("$a"); rec+=("$b"); com+=("$c / $d"); ld+=("$e")
+  done
+  echo "| (t1) one producer, one partition, transactions of one record, one at a time | $(median "${per[@]}") transactions/s (each: $(list "${per[*]}")); the record's produce p50 $(list "${rec[*]}") ms | commit (EndTxn) p50 / p99 $(printf '%s; ' "${com[@]}" | sed 's/; $//') ms | - | $(list "${ld[*]}") |"
   echo
   echo '```'
   printf '%s\n' "${cmds[@]}"
