@@ -93,7 +93,11 @@ func rawFetchIsolation(t *testing.T, r *rawClient, v int16, topic string, offset
 // leader sends a read_committed consumer of the follower's rack to the
 // follower below F (KIP-392) and serves it itself at F. After the
 // commit, a read_committed kgo consumer in that rack reads every record
-// exactly once, part of them from the follower.
+// exactly once, part of them from the follower. Then the leader is killed:
+// the segment the failover seals has no first unstable offset, so the
+// other survivor sends read_committed consumers of it to the new leader,
+// which serves them itself (read_uncommitted ones may still go to the
+// survivor).
 func TestClusterTxnSealedReads(t *testing.T) {
 	t.Setenv("TUSK_LEASE_TIMEOUT", scaled(t, time.Second).String())
 	t.Setenv("TUSK_LEASE_RENEW", scaled(t, 200*time.Millisecond).String())
@@ -268,4 +272,97 @@ func TestClusterTxnSealedReads(t *testing.T) {
 		t.Fatalf("no record bytes came from the follower %d in the consumer's rack: %v", follower, by)
 	}
 	t.Logf("measure: read_committed rack %s consumer read bytes per node %v", rack, by)
+
+	// A failover seal does not know its first unstable offset: no
+	// replica serves that segment to read_committed consumers, and the
+	// leader keeps such consumers (read_uncommitted ones still go to a
+	// replica).
+	// The active segment to be sealed by the failover holds a record
+	// (a record that fills a segment rolls it: then one more).
+	for i := 0; ; i++ {
+		if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("tail-%d", i))}).FirstErr(); err != nil {
+			t.Fatalf("produce tail %d: %v", i, err)
+		}
+		var hw int64
+		waitFor(t, 10*time.Second, "the chain settled after the tail record", func() (bool, string) {
+			var segs []txnSegment
+			for _, id := range c.ids() {
+				s := c.txnSegmentsVia(t, id, topic)
+				if len(s) == 0 || (segs != nil && !reflect.DeepEqual(s, segs)) {
+					return false, fmt.Sprintf("node %d has segments %v, another %v", id, s, segs)
+				}
+				segs = s
+			}
+			active = segs[len(segs)-1]
+			got, err := rawFetchIsolation(t, newRawClient(t, c.node(active.Leader).Kafka), 11, topic, active.Base, "", 0)
+			if err != nil || got.ErrorCode != 0 {
+				return false, fmt.Sprintf("fetch from the leader %d: %s, %v", active.Leader, errName(got.ErrorCode), err)
+			}
+			hw = got.HighWatermark
+			return active.State == "active", fmt.Sprintf("segments %v", segs)
+		})
+		if hw > active.Base {
+			break
+		}
+		if i == 3 {
+			t.Fatalf("active segment %v still empty after %d records", active, i+1)
+		}
+	}
+	leader = active.Leader
+	c.node(leader).Kill9(t)
+	var live []int32
+	for _, id := range c.ids() {
+		if id != leader {
+			live = append(live, id)
+		}
+	}
+	var failed txnSegment
+	var next txnSegment
+	waitFor(t, 20*time.Second, "the killed leader's segment sealed by the failover", func() (bool, string) {
+		s := c.txnSegmentsVia(t, live[0], topic)
+		for _, id := range live[1:] {
+			if o := c.txnSegmentsVia(t, id, topic); !reflect.DeepEqual(o, s) {
+				return false, fmt.Sprintf("node %d has segments %v, node %d %v", id, o, live[0], s)
+			}
+		}
+		for i, seg := range s {
+			if seg.ID == active.ID && i+1 < len(s) {
+				failed, next = seg, s[len(s)-1]
+				return seg.State == "sealed" && next.State == "active" && next.Leader != leader, fmt.Sprintf("segments %v", s)
+			}
+		}
+		return false, fmt.Sprintf("segments %v", s)
+	})
+	if failed.FirstUnstable != nil || failed.End <= failed.Base {
+		t.Fatalf("failover-sealed segment %v: want a non-empty one with an unknown first unstable offset", failed)
+	}
+	other := live[0]
+	if other == next.Leader {
+		other = live[1]
+	}
+	or := newRawClient(t, c.node(other).Kafka)
+	waitFor(t, 10*time.Second, "read_uncommitted records of the failover-sealed segment from the other survivor", func() (bool, string) {
+		got, err = rawFetchIsolation(t, or, 11, topic, failed.Base, "", 0)
+		if err != nil {
+			return false, err.Error()
+		}
+		return got.ErrorCode == 0 && len(got.RecordBatches) > 0, fmt.Sprintf("%s, %d bytes", errName(got.ErrorCode), len(got.RecordBatches))
+	})
+	if got, err = rawFetchIsolation(t, or, 11, topic, failed.Base, "r9", 1); err != nil || got.ErrorCode != 0 || got.PreferredReadReplica != next.Leader || len(got.RecordBatches) != 0 {
+		t.Fatalf("node %d, read_committed at %d in the failover-sealed segment: %s, preferred %d, %d bytes, %v; want the leader %d",
+			other, failed.Base, errName(got.ErrorCode), got.PreferredReadReplica, len(got.RecordBatches), err, next.Leader)
+	}
+	nr := newRawClient(t, c.node(next.Leader).Kafka)
+	orack := fmt.Sprintf("r%d", other)
+	if got, err = rawFetchIsolation(t, nr, 11, topic, failed.Base, orack, 1); err != nil || got.ErrorCode != 0 || got.PreferredReadReplica != -1 || len(got.RecordBatches) == 0 {
+		t.Fatalf("leader %d, read_committed consumer in %s at %d: %s, preferred %d, %d bytes, %v; want records from the leader",
+			next.Leader, orack, failed.Base, errName(got.ErrorCode), got.PreferredReadReplica, len(got.RecordBatches), err)
+	}
+	waitFor(t, 10*time.Second, "the leader sending a read_uncommitted consumer to the other survivor", func() (bool, string) {
+		got, err = rawFetchIsolation(t, nr, 11, topic, failed.Base, orack, 0)
+		if err != nil {
+			return false, err.Error()
+		}
+		return got.ErrorCode == 0 && got.PreferredReadReplica == other, fmt.Sprintf("%s, preferred %d", errName(got.ErrorCode), got.PreferredReadReplica)
+	})
 }
