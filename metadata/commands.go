@@ -257,6 +257,10 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &SealSegments{}
 	case "alter_client_quotas":
 		c = &AlterClientQuotas{}
+	case "create_acls":
+		c = &CreateACLs{}
+	case "delete_acls":
+		c = &DeleteACLs{}
 	default:
 		return nil, e, fmt.Errorf("%w: decode: unknown kind %q", ErrInvalidCommand, e.Kind)
 	}
@@ -313,6 +317,10 @@ func deref(c Command) Command {
 	case *SealSegments:
 		return *v
 	case *AlterClientQuotas:
+		return *v
+	case *CreateACLs:
+		return *v
+	case *DeleteACLs:
 		return *v
 	}
 	return c

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/tuskdb/tusk/auth"
 )
 
 // Precondition failures. A command that fails one changes nothing.
@@ -87,6 +89,11 @@ type state struct {
 	Configs        map[string]string `json:"configs,omitempty"`
 	// Quotas are the client quotas by entity key (quotas.go).
 	Quotas map[string]ClientQuota `json:"quotas,omitempty"`
+	// ACLs are the access control lists, sorted and deduplicated
+	// (acls.go); aclSet indexes them (not serialized; setACLs and
+	// RestoreAt keep it current).
+	ACLs   []auth.ACL `json:"acls,omitempty"`
+	aclSet *auth.ACLSet
 	// Requests are the IDs of the last maxRequests commands applied with
 	// one, oldest first, and their outcome: an entry that repeats one is
 	// not applied again (applyAt).
@@ -324,7 +331,7 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:
 		return true, nil
-	case AllocateProducerIDs, InitCluster, AlterClientQuotas:
+	case AllocateProducerIDs, InitCluster, AlterClientQuotas, CreateACLs, DeleteACLs:
 		return false, nil
 	}
 	return true, nil // a command this list does not know: assume anything changed
@@ -801,6 +808,7 @@ func (f *FSM) RestoreAt(b []byte, index uint64) error {
 	maps.DeleteFunc(st.Topics, func(_ string, t *Topic) bool { return t == nil })
 	maps.DeleteFunc(st.Brokers, func(_ int32, b *Broker) bool { return b == nil })
 	st.indexTopics()
+	st.setACLs(auth.SortACLs(st.ACLs))
 	f.mu.Lock()
 	f.st = st
 	f.applied = index

@@ -50,7 +50,8 @@ func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader:
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader,
+		CreateACLs, DeleteACLs:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -141,6 +142,14 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *ElectLeader:
+		if v != nil {
+			return *v, nil
+		}
+	case *CreateACLs:
+		if v != nil {
+			return *v, nil
+		}
+	case *DeleteACLs:
 		if v != nil {
 			return *v, nil
 		}
