@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/fencing"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
@@ -25,6 +26,9 @@ import (
 func apiProduce() api {
 	return api{key: kmsg.Produce, min: 0, max: 11, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ProduceRequest)
+		if resp, denied := produceTxnDenied(rc, req); denied {
+			return resp, nil // nil (no answer) for acks=0
+		}
 		resp, deferred := b.handleProduce(rc, req)
 		if rc.conn.node || rc.hdr.ClientID == forwardClientID {
 			// Forwarded by another node, which metered the client
@@ -54,6 +58,43 @@ func apiProduce() api {
 		}
 		return resp, nil
 	}}
+}
+
+// produceTxnDenied answers a Produce carrying transactional records
+// without WRITE on its transactional id (or without one) with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED on every partition, as Kafka
+// does (nothing is appended, and for acks=0 nothing answered).
+func produceTxnDenied(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, bool) {
+	if rc.conn.b.authz == nil || rc.conn.node {
+		return nil, false
+	}
+	transactional := false
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if h, err := kafkaproto.ParseBatchHeader(p.Records); err == nil && h.IsTransactional() {
+				transactional = true
+			}
+		}
+	}
+	if !transactional || req.TransactionID != nil && rc.txnDenied(auth.OpWrite, *req.TransactionID) == 0 {
+		return nil, false
+	}
+	if req.Acks == 0 {
+		return nil, true
+	}
+	resp := kmsg.NewPtrProduceResponse()
+	for _, t := range req.Topics {
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, kerr.TransactionalIDAuthorizationFailed.Code
+			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = -1, -1, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, true
 }
 
 // pendingAck is an appended partition waiting for durability.
@@ -93,6 +134,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		nameErr := validTopicName(rt.Topic)
+		denied := rc.topicDenied(auth.OpWrite, rt.Topic) // WRITE on the topic, checked before it is looked up
 		maxOverride, maxSet, internal, topicOK := b.store.FSM().TopicConfigValue(rt.Topic, "max.message.bytes")
 		maxBytes := int64(-1) // parsed once per topic, when needed
 		compact := false      // cleanup.policy includes compact; looked up with maxBytes
@@ -109,6 +151,8 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 			switch {
 			case !acksOK:
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case denied != 0:
+				sp.ErrorCode = denied
 			case nameErr != nil:
 				sp.ErrorCode = kerr.InvalidTopicException.Code
 				sp.ErrorMessage = kmsg.StringPtr(nameErr.Error())

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -105,6 +106,17 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		default:
 			topic, ok = b.store.FSM().Topic(rt.Topic)
 		}
+		// A consumer needs READ on the topic (checked before whether it
+		// exists, when named; an unknown topic ID is answered as such).
+		var denied int16
+		if !replica {
+			switch {
+			case ok:
+				denied = rc.topicDenied(auth.OpRead, topic.Name)
+			case req.Version < 13:
+				denied = rc.topicDenied(auth.OpRead, rt.Topic)
+			}
+		}
 		// Sized up front: parts keep pointers into this array.
 		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		for i, rp := range rt.Partitions {
@@ -115,6 +127,10 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			sp.LastStableOffset = -1
 			sp.LogStartOffset = -1
 			sp.PreferredReadReplica = -1
+			if denied != 0 {
+				sp.ErrorCode = denied
+				continue
+			}
 			if !ok {
 				if req.Version >= 13 {
 					sp.ErrorCode = kerr.UnknownTopicID.Code

@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -17,20 +18,26 @@ const (
 
 func apiListOffsets() api {
 	return api{key: kmsg.ListOffsets, min: 1, max: 8, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleListOffsets(rc.req.(*kmsg.ListOffsetsRequest)), nil
+		return b.handleListOffsets(rc, rc.req.(*kmsg.ListOffsetsRequest)), nil
 	}}
 }
 
-func (b *Broker) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
+func (b *Broker) handleListOffsets(rc *request, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := kmsg.NewPtrListOffsetsResponse()
 	for _, rt := range req.Topics {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
 		topic, _ := b.store.FSM().Topic(rt.Topic)
+		denied := rc.topicDenied(auth.OpDescribe, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Offset, sp.Timestamp, sp.LeaderEpoch = -1, -1, -1
+			if denied != 0 {
+				sp.ErrorCode = denied
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			l, code := b.partitionLog(rt.Topic, rp.Partition)
 			_, leaderEpoch := topic.Leader(rp.Partition)
 			if code == 0 {

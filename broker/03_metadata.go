@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -51,13 +52,26 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 	var topics []metadata.Topic
 	var missing []kmsg.MetadataResponseTopic
 	if all {
-		topics = append(topics, b.store.FSM().Topics()...)
+		// Topics the principal may not describe are left out.
+		for _, t := range b.store.FSM().Topics() {
+			if rc.allowed(auth.OpDescribe, auth.ResourceTopic, t.Name) {
+				topics = append(topics, t)
+			}
+		}
 	} else {
 		for _, rt := range req.Topics {
 			var t metadata.Topic
 			var ok bool
 			switch {
 			case rt.Topic != nil:
+				if code := rc.topicDenied(auth.OpDescribe, *rt.Topic); code != 0 {
+					// Whether the topic exists is not disclosed.
+					mt := kmsg.NewMetadataResponseTopic()
+					mt.Topic = kmsg.StringPtr(*rt.Topic)
+					mt.ErrorCode = code
+					missing = append(missing, mt)
+					continue
+				}
 				t, ok = b.store.FSM().Topic(*rt.Topic)
 			case rt.TopicID != [16]byte{}:
 				t, ok = b.store.FSM().TopicByID(metadata.TopicID(rt.TopicID))
@@ -65,6 +79,14 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 					mt := kmsg.NewMetadataResponseTopic()
 					mt.TopicID = rt.TopicID
 					mt.ErrorCode = kerr.UnknownTopicID.Code
+					missing = append(missing, mt)
+					continue
+				}
+				if code := rc.topicDenied(auth.OpDescribe, t.Name); code != 0 {
+					// Topic IDs are not secret; the name is.
+					mt := kmsg.NewMetadataResponseTopic()
+					mt.TopicID = rt.TopicID
+					mt.ErrorCode = code
 					missing = append(missing, mt)
 					continue
 				}
@@ -85,6 +107,11 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 				}
 				if !autoCreate {
 					mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+					missing = append(missing, mt)
+					continue
+				}
+				if !rc.allowedCluster(auth.OpCreate) && !rc.allowed(auth.OpCreate, auth.ResourceTopic, name) {
+					mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 					missing = append(missing, mt)
 					continue
 				}
@@ -113,6 +140,9 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 		mt.Topic = kmsg.StringPtr(t.Name)
 		mt.TopicID = t.ID
 		mt.IsInternal = t.Internal
+		if req.IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = rc.authorizedOps(auth.ResourceTopic, t.Name)
+		}
 		for p := int32(0); p < t.Partitions; p++ {
 			seg := t.Parts[p].Active()
 			mp := kmsg.NewMetadataResponseTopicPartition()
@@ -137,5 +167,11 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 		resp.Topics = append(resp.Topics, mt)
 	}
 	resp.Topics = append(resp.Topics, missing...)
+	if req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = 0
+		if rc.allowedCluster(auth.OpDescribe) {
+			resp.AuthorizedOperations = rc.authorizedOps(auth.ResourceCluster, auth.ClusterName)
+		}
+	}
 	return resp
 }

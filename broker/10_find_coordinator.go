@@ -6,10 +6,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
-// FindCoordinator 0-4. A group's coordinator (key type 0) is the leader of
+// FindCoordinator 0-4 (DESCRIBE on the group or transactional id). A group's coordinator (key type 0) is the leader of
 // its __consumer_offsets partition, a transactional id's (key type 1, v1+)
 // the leader of its __transaction_state partition (docs/transactions.md);
 // the first lookup of each kind creates its topic, as Kafka does. It is
@@ -27,13 +28,19 @@ func (b *Broker) handleFindCoordinator(rc *request, req *kmsg.FindCoordinatorReq
 	// __transaction_state partition, creating the topic on first use.
 	answer := func(key string) (code int16, msg *string, node int32, host string, port int32) {
 		var ensure func(context.Context) (metadata.Topic, error)
+		var denied int16
 		switch {
 		case req.CoordinatorType == 0:
 			ensure = b.ensureOffsetsTopic
+			denied = rc.groupDenied(auth.OpDescribe, key)
 		case req.CoordinatorType == 1:
 			ensure = b.ensureTxnTopic
+			denied = rc.txnDenied(auth.OpDescribe, key)
 		default:
 			return kerr.InvalidRequest.Code, kmsg.StringPtr("unknown coordinator key type"), -1, "", -1
+		}
+		if denied != 0 {
+			return denied, nil, -1, "", -1
 		}
 		if key == "" {
 			return kerr.InvalidRequest.Code, kmsg.StringPtr("empty coordinator key"), -1, "", -1

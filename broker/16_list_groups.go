@@ -1,18 +1,29 @@
 package broker
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/auth"
+)
 
 // ListGroups 0-4 (state filter from v4) over every local coordinator.
+// With DESCRIBE on the cluster every group is listed, else only those the
+// principal may describe (Kafka's rule).
 func apiListGroups() api {
 	return api{key: kmsg.ListGroups, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ListGroupsRequest)
 		resp := kmsg.NewPtrListGroupsResponse()
+		all := rc.allowedCluster(auth.OpDescribe)
 		for _, c := range b.gc.local() {
 			r := c.ListGroups(rc.groupCtx(), req)
 			if r.ErrorCode != 0 && resp.ErrorCode == 0 {
 				resp.ErrorCode = r.ErrorCode
 			}
-			resp.Groups = append(resp.Groups, r.Groups...)
+			for _, g := range r.Groups {
+				if all || rc.allowed(auth.OpDescribe, auth.ResourceGroup, g.Group) {
+					resp.Groups = append(resp.Groups, g)
+				}
+			}
 		}
 		return resp, nil
 	}}

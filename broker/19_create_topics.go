@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -22,6 +23,8 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		seen[rt.Topic]++
 	}
 	resp.Topics = make([]kmsg.CreateTopicsResponseTopic, len(req.Topics))
+	// CREATE on the cluster, or else on each topic.
+	clusterCreate := rc.allowedCluster(auth.OpCreate)
 	// Topics of one request are created concurrently, so Raft commits
 	// them in batches.
 	parallel(len(req.Topics), 64, func(i int) {
@@ -36,6 +39,10 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 		}
 		if seen[rt.Topic] > 1 {
 			fail(kerr.InvalidRequest.Code, "topic named more than once in the request")
+			return
+		}
+		if !clusterCreate && !rc.allowed(auth.OpCreate, auth.ResourceTopic, rt.Topic) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			return
 		}
 		partitions := rt.NumPartitions
@@ -89,6 +96,10 @@ func (b *Broker) handleCreateTopics(rc *request, req *kmsg.CreateTopicsRequest) 
 			st.ReplicationFactor = int16(len(t.Parts[0].Active().Replicas))
 		} else { // validate only
 			st.ReplicationFactor = rf
+		}
+		if code := rc.topicDenied(auth.OpDescribeConfigs, t.Name); code != 0 {
+			st.ConfigErrorCode = code // the configs are not shown
+			return
 		}
 		for _, e := range b.describeTopicConfigs(t.Configs, nil, false, false) {
 			c := kmsg.NewCreateTopicsResponseTopicConfig()

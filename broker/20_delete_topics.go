@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -45,7 +46,21 @@ func (b *Broker) handleDeleteTopics(rc *request, req *kmsg.DeleteTopicsRequest) 
 				t, ok = b.store.FSM().TopicByID(metadata.TopicID(tg.id))
 			}
 		}
+		// DELETE on the topic (checked by name before whether it
+		// exists; a topic named by ID needs DESCRIBE to be told apart
+		// from an unknown one).
+		var denied int16
 		switch {
+		case tg.name != nil:
+			denied = rc.topicDenied(auth.OpDelete, *tg.name)
+		case ok:
+			if denied = rc.topicDenied(auth.OpDescribe, t.Name); denied == 0 {
+				denied = rc.topicDenied(auth.OpDelete, t.Name)
+			}
+		}
+		switch {
+		case denied != 0:
+			st.ErrorCode = denied
 		case !ok && tg.name == nil:
 			st.ErrorCode = kerr.UnknownTopicID.Code
 		case !ok:

@@ -6,25 +6,31 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/storage"
 )
 
 func apiDeleteRecords() api {
 	return api{key: kmsg.DeleteRecords, min: 0, max: 2, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleDeleteRecords(rc.req.(*kmsg.DeleteRecordsRequest)), nil
+		return b.handleDeleteRecords(rc, rc.req.(*kmsg.DeleteRecordsRequest)), nil
 	}}
 }
 
-func (b *Broker) handleDeleteRecords(req *kmsg.DeleteRecordsRequest) kmsg.Response {
+func (b *Broker) handleDeleteRecords(rc *request, req *kmsg.DeleteRecordsRequest) kmsg.Response {
 	resp := kmsg.NewPtrDeleteRecordsResponse()
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
+		denied := rc.topicDenied(auth.OpDelete, rt.Topic) // DELETE on the topic
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LowWatermark = -1
-			l, code := b.partitionLog(rt.Topic, rp.Partition)
+			var l *storage.Log
+			code := denied
+			if code == 0 {
+				l, code = b.partitionLog(rt.Topic, rp.Partition)
+			}
 			if code == 0 {
 				low, err := l.DeleteRecordsBefore(rp.Offset)
 				switch {

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -22,6 +23,20 @@ import (
 func apiInitProducerID() api {
 	return api{key: kmsg.InitProducerID, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.InitProducerIDRequest)
+		// WRITE on the transactional id; without one (KIP-679),
+		// IDEMPOTENT_WRITE on the cluster or WRITE on any topic.
+		var denied int16
+		switch {
+		case req.TransactionalID != nil:
+			denied = rc.txnDenied(auth.OpWrite, *req.TransactionalID)
+		case !rc.allowedCluster(auth.OpIdempotentWrite) && !rc.allowedAny(auth.OpWrite, auth.ResourceTopic):
+			denied = kerr.ClusterAuthorizationFailed.Code
+		}
+		if denied != 0 {
+			resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+			resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = -1, -1, denied
+			return resp, nil
+		}
 		if req.TransactionalID == nil {
 			return b.handleInitProducerID(rc, req), nil
 		}

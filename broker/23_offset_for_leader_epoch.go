@@ -3,6 +3,7 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -14,20 +15,32 @@ import (
 // leadership change.
 func apiOffsetForLeaderEpoch() api {
 	return api{key: kmsg.OffsetForLeaderEpoch, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleOffsetForLeaderEpoch(rc.req.(*kmsg.OffsetForLeaderEpochRequest)), nil
+		return b.handleOffsetForLeaderEpoch(rc, rc.req.(*kmsg.OffsetForLeaderEpochRequest)), nil
 	}}
 }
 
-func (b *Broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
+func (b *Broker) handleOffsetForLeaderEpoch(rc *request, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
 	resp := kmsg.NewPtrOffsetForLeaderEpochResponse()
+	// CLUSTER_ACTION on the cluster (a replica's), else DESCRIBE on each
+	// topic (a consumer's, KIP-320).
+	clusterAction := rc.allowedCluster(auth.OpClusterAction)
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
 		topic, _ := b.store.FSM().Topic(rt.Topic)
+		var denied int16
+		if !clusterAction {
+			denied = rc.topicDenied(auth.OpDescribe, rt.Topic)
+		}
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
+			if denied != 0 {
+				sp.ErrorCode = denied
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			l, code := b.partitionLog(rt.Topic, rp.Partition)
 			if code == 0 {
 				_, current := topic.Leader(rp.Partition)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"hash/crc32"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/groups"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/storage"
@@ -22,10 +24,49 @@ import (
 func apiTxnOffsetCommit() api {
 	return api{key: kmsg.TxnOffsetCommit, min: 0, max: 3, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.TxnOffsetCommitRequest)
+		// WRITE on the transactional id, READ on the group (each
+		// failing every partition), READ on each topic (failing its
+		// partitions, the others committed).
+		code := rc.txnDenied(auth.OpWrite, req.TransactionalID)
+		if code == 0 {
+			code = rc.groupDenied(auth.OpRead, req.Group)
+		}
+		if code != 0 {
+			return txnOffsetCommitErrors(req.Topics, code, req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)), nil
+		}
+		var allowed, denied []kmsg.TxnOffsetCommitRequestTopic
+		for _, t := range req.Topics {
+			if rc.topicDenied(auth.OpRead, t.Topic) != 0 {
+				denied = append(denied, t)
+			} else {
+				allowed = append(allowed, t)
+			}
+		}
+		if len(denied) > 0 && len(allowed) == 0 {
+			return txnOffsetCommitErrors(denied, kerr.TopicAuthorizationFailed.Code, req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)), nil
+		}
+		sub := *req
+		sub.Topics = allowed
 		return nil, rc.inGroupOrder(func() kmsg.Response {
-			return b.coordinatorFor(req.Group).TxnOffsetCommit(rc.groupCtx(), req)
+			return txnOffsetCommitErrors(denied, kerr.TopicAuthorizationFailed.Code, b.coordinatorFor(req.Group).TxnOffsetCommit(rc.groupCtx(), &sub))
 		})
 	}}
+}
+
+// txnOffsetCommitErrors adds topics to resp with every partition answered
+// code.
+func txnOffsetCommitErrors(topics []kmsg.TxnOffsetCommitRequestTopic, code int16, resp *kmsg.TxnOffsetCommitResponse) *kmsg.TxnOffsetCommitResponse {
+	for _, t := range topics {
+		rt := kmsg.NewTxnOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
 }
 
 // PersistTxn implements groups.TxnPersister: Persist with the records in

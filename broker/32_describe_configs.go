@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/configs"
 )
 
@@ -29,15 +30,19 @@ func (b *Broker) handleDescribeConfigs(rc *request, req *kmsg.DescribeConfigsReq
 		rr := kmsg.NewDescribeConfigsResponseResource()
 		rr.ResourceType = r.ResourceType
 		rr.ResourceName = r.ResourceName
-		switch r.ResourceType {
-		case kmsg.ConfigResourceTypeTopic:
+		// DESCRIBE_CONFIGS on the topic, or on the cluster for a broker.
+		denied := rc.configDenied(auth.OpDescribeConfigs, r.ResourceType, r.ResourceName)
+		switch {
+		case denied != 0:
+			rr.ErrorCode = denied
+		case r.ResourceType == kmsg.ConfigResourceTypeTopic:
 			t, ok := b.topicSynced(rc.ctx(), r.ResourceName)
 			if !ok {
 				rr.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				break
 			}
 			rr.Configs = b.describeTopicConfigs(t.Configs, r.ConfigNames, req.IncludeSynonyms, req.IncludeDocumentation)
-		case kmsg.ConfigResourceTypeBroker:
+		case r.ResourceType == kmsg.ConfigResourceTypeBroker:
 			if r.ResourceName != "" && r.ResourceName != strconv.Itoa(int(b.cfg.NodeID)) {
 				rr.ErrorCode = kerr.InvalidRequest.Code
 				rr.ErrorMessage = kmsg.StringPtr("unknown broker " + r.ResourceName)

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -24,6 +25,11 @@ func (b *Broker) handleAlterConfigs(rc *request, req *kmsg.AlterConfigsRequest) 
 	for _, r := range req.Resources {
 		rr := kmsg.NewAlterConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+		if code := rc.configDenied(auth.OpAlterConfigs, r.ResourceType, r.ResourceName); code != 0 { // ALTER_CONFIGS
+			rr.ErrorCode = code
+			resp.Resources = append(resp.Resources, rr)
+			continue
+		}
 		code, msg := b.alterTopicConfigs(rc.ctx(), r.ResourceType, r.ResourceName, req.ValidateOnly, func(map[string]string) (map[string]string, int16, string) {
 			next := map[string]string{}
 			for _, c := range r.Configs {

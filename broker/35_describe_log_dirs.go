@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sys/unix"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -20,6 +21,11 @@ import (
 // replicas. v4 adds the volume's total and usable bytes (statfs).
 func apiDescribeLogDirs() api {
 	return api{key: kmsg.DescribeLogDirs, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		if code := rc.clusterDenied(auth.OpDescribe); code != 0 { // DESCRIBE on the cluster
+			resp := kmsg.NewPtrDescribeLogDirsResponse()
+			resp.ErrorCode = code
+			return resp, nil
+		}
 		return b.handleDescribeLogDirs(rc.req.(*kmsg.DescribeLogDirsRequest)), nil
 	}}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -32,6 +33,9 @@ func (b *Broker) handleCreatePartitions(rc *request, req *kmsg.CreatePartitionsR
 }
 
 func (b *Broker) createPartitions(rc *request, rt kmsg.CreatePartitionsRequestTopic, validateOnly bool) (int16, string) {
+	if code := rc.topicDenied(auth.OpAlter, rt.Topic); code != 0 { // ALTER on the topic
+		return code, ""
+	}
 	t, ok := b.topicSynced(rc.ctx(), rt.Topic)
 	if !ok {
 		return kerr.UnknownTopicOrPartition.Code, ""

@@ -1,14 +1,25 @@
 package broker
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
 
-// DeleteGroups 0-2, each group deleted by its own coordinator.
+	"github.com/tuskdb/tusk/auth"
+)
+
+// DeleteGroups 0-2, each group deleted by its own coordinator: DELETE on
+// the group, else GROUP_AUTHORIZATION_FAILED for it.
 func apiDeleteGroups() api {
 	return api{key: kmsg.DeleteGroups, min: 0, max: 2, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.DeleteGroupsRequest)
 		return nil, rc.inGroupOrder(func() kmsg.Response {
 			resp := kmsg.NewPtrDeleteGroupsResponse()
 			for _, g := range req.Groups {
+				if code := rc.groupDenied(auth.OpDelete, g); code != 0 {
+					rg := kmsg.NewDeleteGroupsResponseGroup()
+					rg.Group, rg.ErrorCode = g, code
+					resp.Groups = append(resp.Groups, rg)
+					continue
+				}
 				sub := *req
 				sub.Groups = []string{g}
 				r := b.coordinatorFor(g).DeleteGroups(rc.groupCtx(), &sub)

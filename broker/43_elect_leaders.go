@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -42,6 +43,21 @@ const (
 func apiElectLeaders() api {
 	return api{key: kmsg.ElectLeaders, min: 0, max: 2, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ElectLeadersRequest)
+		if code := rc.clusterDenied(auth.OpAlter); code != 0 { // ALTER on the cluster: every partition refused
+			resp := kmsg.NewPtrElectLeadersResponse()
+			resp.ErrorCode = code
+			for _, rt := range req.Topics {
+				out := kmsg.NewElectLeadersResponseTopic()
+				out.Topic = rt.Topic
+				for _, p := range rt.Partitions {
+					r := kmsg.NewElectLeadersResponseTopicPartition()
+					r.Partition, r.ErrorCode = p, code
+					out.Partitions = append(out.Partitions, r)
+				}
+				resp.Topics = append(resp.Topics, out)
+			}
+			return resp, nil
+		}
 		return nil, func() kmsg.Response { return b.handleElectLeaders(rc, req) }
 	}}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/auth"
 )
 
 // IncrementalAlterConfigs 0-1 for topic configs: SET, DELETE, APPEND and
@@ -22,6 +24,11 @@ func (b *Broker) handleIncrementalAlterConfigs(rc *request, req *kmsg.Incrementa
 	for _, r := range req.Resources {
 		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
+		if code := rc.configDenied(auth.OpAlterConfigs, r.ResourceType, r.ResourceName); code != 0 { // ALTER_CONFIGS
+			rr.ErrorCode = code
+			resp.Resources = append(resp.Resources, rr)
+			continue
+		}
 		code, msg := b.alterTopicConfigs(rc.ctx(), r.ResourceType, r.ResourceName, req.ValidateOnly, func(cur map[string]string) (map[string]string, int16, string) {
 			if cur == nil {
 				cur = map[string]string{}

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -18,6 +19,11 @@ import (
 // INVALID_REQUEST, as Kafka answers.
 func apiDescribeClientQuotas() api {
 	return api{key: kmsg.DescribeClientQuotas, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		if code := rc.clusterDenied(auth.OpDescribeConfigs); code != 0 { // DESCRIBE_CONFIGS on the cluster
+			resp := kmsg.NewPtrDescribeClientQuotasResponse()
+			resp.ErrorCode = code
+			return resp, nil
+		}
 		return b.handleDescribeClientQuotas(rc.req.(*kmsg.DescribeClientQuotasRequest)), nil
 	}}
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -22,8 +23,19 @@ func apiAlterClientQuotas() api {
 
 func (b *Broker) handleAlterClientQuotas(rc *request, req *kmsg.AlterClientQuotasRequest) kmsg.Response {
 	resp := kmsg.NewPtrAlterClientQuotasResponse()
+	denied := rc.clusterDenied(auth.OpAlterConfigs) // ALTER_CONFIGS on the cluster
 	for _, e := range req.Entries {
 		out := kmsg.NewAlterClientQuotasResponseEntry()
+		if denied != 0 {
+			for _, p := range e.Entity {
+				ee := kmsg.NewAlterClientQuotasResponseEntryEntity()
+				ee.Type, ee.Name = p.Type, p.Name
+				out.Entity = append(out.Entity, ee)
+			}
+			out.ErrorCode = denied
+			resp.Entries = append(resp.Entries, out)
+			continue
+		}
 		var cmd metadata.AlterClientQuotas
 		for _, p := range e.Entity {
 			ee := kmsg.NewAlterClientQuotasResponseEntryEntity()

@@ -3,6 +3,7 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -12,6 +13,14 @@ func apiDescribeCluster() api {
 		resp.ClusterID = b.store.FSM().ClusterID()
 		resp.ControllerID = b.controllerForClients() // see handleMetadata
 		resp.EndpointType = 1                        // brokers
+		// Kafka checks nothing here but the authorized operations, when
+		// asked: those on the cluster if it may describe it, else none.
+		if req := rc.req.(*kmsg.DescribeClusterRequest); req.IncludeClusterAuthorizedOperations {
+			resp.ClusterAuthorizedOperations = 0
+			if rc.allowedCluster(auth.OpDescribe) {
+				resp.ClusterAuthorizedOperations = rc.authorizedOps(auth.ResourceCluster, auth.ClusterName)
+			}
+		}
 		for _, mb := range b.store.FSM().Brokers() {
 			if mb.State != metadata.BrokerAlive {
 				continue

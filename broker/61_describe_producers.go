@@ -3,6 +3,7 @@ package broker
 import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/fencing"
 )
 
@@ -12,19 +13,23 @@ import (
 // the first offset of the open transaction (-1: none).
 func apiDescribeProducers() api {
 	return api{key: kmsg.DescribeProducers, min: 0, max: 0, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleDescribeProducers(rc.req.(*kmsg.DescribeProducersRequest)), nil
+		return b.handleDescribeProducers(rc, rc.req.(*kmsg.DescribeProducersRequest)), nil
 	}}
 }
 
-func (b *Broker) handleDescribeProducers(req *kmsg.DescribeProducersRequest) *kmsg.DescribeProducersResponse {
+func (b *Broker) handleDescribeProducers(rc *request, req *kmsg.DescribeProducersRequest) *kmsg.DescribeProducersResponse {
 	resp := kmsg.NewPtrDescribeProducersResponse()
 	for _, rt := range req.Topics {
 		st := kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic
+		denied := rc.topicDenied(auth.OpRead, rt.Topic) // READ on the topic
 		for _, p := range rt.Partitions {
 			sp := kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = p
 			l, code := b.partitionLog(rt.Topic, p)
+			if denied != 0 {
+				code = denied
+			}
 			if code != 0 {
 				sp.ErrorCode = code
 				st.Partitions = append(st.Partitions, sp)

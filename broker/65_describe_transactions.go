@@ -1,6 +1,12 @@
 package broker
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/auth"
+)
 
 // DescribeTransactions 0: each id is described by its coordinator when
 // this node is it, else answered NOT_COORDINATOR (clients send each id to
@@ -11,9 +17,25 @@ func apiDescribeTransactions() api {
 		req := rc.req.(*kmsg.DescribeTransactionsRequest)
 		resp := req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
 		for _, id := range req.TransactionalIDs {
+			// DESCRIBE on the id, else TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+			// only the partitions of topics the principal may describe
+			// are listed.
+			if code := rc.txnDenied(auth.OpDescribe, id); code != 0 {
+				s := kmsg.NewDescribeTransactionsResponseTransactionState()
+				s.TransactionalID, s.ErrorCode = id, code
+				s.ProducerID, s.ProducerEpoch = -1, -1
+				resp.TransactionStates = append(resp.TransactionStates, s)
+				continue
+			}
 			one := *req
 			one.TransactionalIDs = []string{id}
-			resp.TransactionStates = append(resp.TransactionStates, b.txnc.coordinatorFor(id).DescribeTransactions(rc.ctx(), &one).TransactionStates...)
+			states := b.txnc.coordinatorFor(id).DescribeTransactions(rc.ctx(), &one).TransactionStates
+			for i := range states {
+				states[i].Topics = slices.DeleteFunc(states[i].Topics, func(t kmsg.DescribeTransactionsResponseTransactionStateTopic) bool {
+					return !rc.allowed(auth.OpDescribe, auth.ResourceTopic, t.Topic)
+				})
+			}
+			resp.TransactionStates = append(resp.TransactionStates, states...)
 		}
 		return resp, nil
 	}}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/txn"
 )
 
@@ -33,7 +34,11 @@ func apiListTransactions() api {
 				resp.TransactionStates = nil
 				break
 			}
-			resp.TransactionStates = append(resp.TransactionStates, r.TransactionStates...)
+			for _, s := range r.TransactionStates {
+				if rc.allowed(auth.OpDescribe, auth.ResourceTransactionalID, s.TransactionalID) { // listed only if describable
+					resp.TransactionStates = append(resp.TransactionStates, s)
+				}
+			}
 		}
 		sort.Slice(resp.TransactionStates, func(i, j int) bool {
 			return resp.TransactionStates[i].TransactionalID < resp.TransactionStates[j].TransactionalID

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/broker/rpc"
 	"github.com/tuskdb/tusk/configs"
 	"github.com/tuskdb/tusk/fencing"
@@ -72,6 +73,8 @@ type Broker struct {
 	keys keyCheck
 	// builtin is the default configuration, for DescribeConfigs' sources.
 	builtin builtinConfig
+	// authz decides ACL checks; nil when the authorizer is off (authz.go).
+	authz *auth.Authorizer
 	// quotas meters clients against their byte-rate quotas (quota.go).
 	quotas quotaMeters
 
@@ -164,6 +167,11 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		leaseCh:        make(chan struct{}),
 	}
 	b.pids.b = b
+	authz, err := b.newAuthorizer()
+	if err != nil {
+		return nil, err
+	}
+	b.authz = authz
 	engine.SetLeaseSource(b.currentLease) // replicated appends need a live lease (fencing.CheckAppend)
 	b.m.addStorage(engine)
 	b.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -1,0 +1,614 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/auth"
+	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/metadata"
+)
+
+// startAuthzBroker starts a broker with the authorizer on. Its clients
+// connect over PLAINTEXT and are User:ANONYMOUS.
+func startAuthzBroker(t *testing.T, mutate ...func(*configs.Config)) *Broker {
+	t.Helper()
+	return startBroker(t, t.TempDir(), append([]func(*configs.Config){func(c *configs.Config) { c.Authorizer = true }}, mutate...)...)
+}
+
+const anon = "User:ANONYMOUS"
+
+func acl(rt auth.ResourceType, name string, pt auth.PatternType, op auth.Operation, perm auth.Permission) auth.ACL {
+	return auth.ACL{Principal: anon, Host: "*", ResourceType: rt, ResourceName: name, PatternType: pt, Operation: op, Permission: perm}
+}
+
+func allowAnon(rt auth.ResourceType, name string, op auth.Operation) auth.ACL {
+	return acl(rt, name, auth.PatternLiteral, op, auth.PermAllow)
+}
+
+// setACLs replaces the broker's ACLs (through the metadata, as a super
+// user's CreateAcls would).
+func setACLs(t *testing.T, b *Broker, acls ...auth.ACL) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	all := auth.Filter{ResourceType: auth.ResourceAny, PatternType: auth.PatternAny, Operation: auth.OpAny, Permission: auth.PermAny}
+	if err := b.store.Apply(ctx, metadata.DeleteACLs{Filters: []auth.Filter{all}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(acls) > 0 {
+		if err := b.store.Apply(ctx, metadata.CreateACLs{ACLs: acls}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// createTopicsAs creates topics with a temporary CREATE grant on the
+// cluster, then restores acls.
+func createTopicsAs(t *testing.T, b *Broker, acls []auth.ACL, partitions int32, topics ...string) {
+	t.Helper()
+	setACLs(t, b, allowAnon(auth.ResourceCluster, auth.ClusterName, auth.OpCreate))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, b))
+	resps, err := adm.CreateTopics(ctx, partitions, 1, nil, topics...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resps {
+		if r.Err != nil {
+			t.Fatalf("create %s: %v", r.Topic, r.Err)
+		}
+	}
+	setACLs(t, b, acls...)
+}
+
+// TestAuthzProduceConsume: a principal with READ but not WRITE on a topic
+// gets TOPIC_AUTHORIZATION_FAILED on produce and still reads it; a
+// default (idempotent) kgo producer works with WRITE on its topic alone
+// (KIP-679: no IDEMPOTENT_WRITE on the cluster); a prefixed ACL grants a
+// family of topics; a DENY beats an ALLOW of ALL; a consumer group needs
+// READ on the group.
+func TestAuthzProduceConsume(t *testing.T) {
+	b := startAuthzBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := []auth.ACL{
+		allowAnon(auth.ResourceTopic, "rw", auth.OpWrite),
+		allowAnon(auth.ResourceTopic, "rw", auth.OpRead),
+		allowAnon(auth.ResourceTopic, "ro", auth.OpRead),
+		acl(auth.ResourceTopic, "app-", auth.PatternPrefixed, auth.OpAll, auth.PermAllow),
+		acl(auth.ResourceTopic, "app-secret", auth.PatternLiteral, auth.OpWrite, auth.PermDeny),
+		allowAnon(auth.ResourceGroup, "g", auth.OpRead),
+	}
+	// ro gets its records while WRITE is granted on it.
+	createTopicsAs(t, b, append(slices.Clone(base), allowAnon(auth.ResourceTopic, "ro", auth.OpWrite)), 1, "rw", "ro", "app-a", "app-b", "app-secret", "other")
+	seed := newClient(t, b)
+	for i := range 3 {
+		if err := seed.ProduceSync(ctx, &kgo.Record{Topic: "ro", Value: []byte{byte('a' + i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setACLs(t, b, base...)
+
+	// The default producer is idempotent: InitProducerId passes with
+	// WRITE on some topic alone.
+	p := newClient(t, b, kgo.RecordRetries(2), kgo.ProduceRequestTimeout(5*time.Second))
+	for _, topic := range []string{"rw", "app-a", "app-b"} {
+		r := &kgo.Record{Topic: topic, Value: []byte("v-" + topic)}
+		if err := p.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce to %s: %v", topic, err)
+		}
+		if r.Offset != 0 || r.ProducerID < 0 {
+			t.Fatalf("produce to %s: offset %d, producer id %d", topic, r.Offset, r.ProducerID)
+		}
+	}
+	for _, topic := range []string{"ro", "app-secret", "other"} {
+		err := p.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr()
+		if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+			t.Fatalf("produce to %s: %v, want TOPIC_AUTHORIZATION_FAILED", topic, err)
+		}
+	}
+
+	// ro is still readable, as a group member of g.
+	c := newClient(t, b, kgo.ConsumeTopics("ro"), kgo.ConsumerGroup("g"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []string
+	for len(got) < 3 {
+		fs := c.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %v: %v", got, ctx.Err())
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if strings.Join(got, "") != "abc" {
+		t.Fatalf("consumed %q", got)
+	}
+	if err := c.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	adm := kadm.NewClient(newClient(t, b))
+	offs, err := adm.FetchOffsets(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("ro", 0); !ok || o.At != 3 || o.Err != nil {
+		t.Fatalf("committed offset of ro/0: %+v %v", o, ok)
+	}
+
+	// A group without READ is refused.
+	c2 := newClient(t, b, kgo.ConsumeTopics("ro"), kgo.ConsumerGroup("other-group"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	fs := c2.PollFetches(ctx)
+	var groupErr error
+	fs.EachError(func(_ string, _ int32, err error) { groupErr = err })
+	if !errors.Is(groupErr, kerr.GroupAuthorizationFailed) {
+		t.Fatalf("consumer of a group without READ: %v, want GROUP_AUTHORIZATION_FAILED", groupErr)
+	}
+}
+
+// TestAuthzMetadata: Metadata for all topics lists only the topics the
+// principal may describe; naming one it may not answers
+// TOPIC_AUTHORIZATION_FAILED without saying whether it exists; topic
+// authorized operations are reported when asked.
+func TestAuthzMetadata(t *testing.T) {
+	b := startAuthzBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	acls := []auth.ACL{
+		allowAnon(auth.ResourceTopic, "seen-r", auth.OpRead),
+		acl(auth.ResourceTopic, "seen-", auth.PatternPrefixed, auth.OpDescribe, auth.PermAllow),
+		acl(auth.ResourceTopic, "seen-hidden", auth.PatternLiteral, auth.OpDescribe, auth.PermDeny),
+	}
+	createTopicsAs(t, b, acls, 1, "seen-r", "seen-d", "seen-hidden", "hidden")
+	cl := newClient(t, b)
+	br := cl.SeedBrokers()[0]
+
+	req := kmsg.NewPtrMetadataRequest()
+	req.IncludeTopicAuthorizedOperations = true
+	resp, err := br.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	ops := map[string]int32{}
+	for _, mt := range resp.(*kmsg.MetadataResponse).Topics {
+		names = append(names, *mt.Topic)
+		ops[*mt.Topic] = mt.AuthorizedOperations
+		if mt.ErrorCode != 0 {
+			t.Errorf("topic %s: error %d", *mt.Topic, mt.ErrorCode)
+		}
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "seen-d,seen-r" {
+		t.Fatalf("all-topics metadata lists %v, want seen-d, seen-r", names)
+	}
+	if want := int32(1<<auth.OpRead | 1<<auth.OpDescribe); ops["seen-r"] != want {
+		t.Errorf("seen-r authorized operations %b, want %b", ops["seen-r"], want)
+	}
+
+	req = kmsg.NewPtrMetadataRequest()
+	for _, n := range []string{"seen-r", "hidden", "seen-hidden", "no-such"} {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(n)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err = br.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := map[string]int16{}
+	for _, mt := range resp.(*kmsg.MetadataResponse).Topics {
+		codes[*mt.Topic] = mt.ErrorCode
+		if mt.ErrorCode == kerr.TopicAuthorizationFailed.Code && (len(mt.Partitions) != 0 || mt.TopicID != [16]byte{}) {
+			t.Errorf("%s: an unauthorized topic's partitions or ID shown", *mt.Topic)
+		}
+	}
+	want := map[string]int16{"seen-r": 0, "hidden": kerr.TopicAuthorizationFailed.Code, "seen-hidden": kerr.TopicAuthorizationFailed.Code, "no-such": kerr.TopicAuthorizationFailed.Code}
+	for n, c := range want {
+		if codes[n] != c {
+			t.Errorf("metadata of %s: error %d, want %d", n, codes[n], c)
+		}
+	}
+
+	// Auto-creation needs CREATE: DESCRIBE on the new name is not enough.
+	setACLs(t, b, append(acls, acl(auth.ResourceTopic, "auto-", auth.PatternPrefixed, auth.OpDescribe, auth.PermAllow))...)
+	req = kmsg.NewPtrMetadataRequest()
+	req.AllowAutoTopicCreation = true
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr("auto-x")
+	req.Topics = append(req.Topics, rt)
+	resp, err = br.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt := resp.(*kmsg.MetadataResponse).Topics; len(mt) != 1 || mt[0].ErrorCode != kerr.TopicAuthorizationFailed.Code || b.store.FSM().HasTopic("auto-x") {
+		t.Fatalf("auto-create without CREATE: %+v", mt)
+	}
+}
+
+// TestAuthzEveryAPI sends every registered API (but ApiVersions) as a
+// principal without any ACL and checks Kafka's authorization error, so an
+// API added to the registry without its check fails here.
+func TestAuthzEveryAPI(t *testing.T) {
+	b := startAuthzBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	createTopicsAs(t, b, nil, 1, "t")
+	br := newClient(t, b).SeedBrokers()[0]
+	const (
+		taf  = 29 // TOPIC_AUTHORIZATION_FAILED
+		gaf  = 30 // GROUP_AUTHORIZATION_FAILED
+		caf  = 31 // CLUSTER_AUTHORIZATION_FAILED
+		tiaf = 53 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+	)
+	str := kmsg.StringPtr
+	type tc struct {
+		req   kmsg.Request
+		codes func(kmsg.Response) []int16 // the codes the answer carries where a check fails
+		want  int16                       // each of them; 0 with check for answers without one
+		check func(kmsg.Response) error
+	}
+	cases := []tc{
+		{req: func() kmsg.Request {
+			r := kmsg.NewPtrProduceRequest()
+			r.Acks, r.TimeoutMillis = -1, 5000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "t"
+			rt.Partitions = []kmsg.ProduceRequestTopicPartition{{Partition: 0}}
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), codes: func(r kmsg.Response) []int16 {
+			return []int16{r.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode}
+		}, want: taf},
+		{req: func() kmsg.Request {
+			r := kmsg.NewPtrFetchRequest()
+			r.ReplicaID, r.MaxWaitMillis, r.MaxBytes, r.SessionEpoch = -1, 0, 1<<20, -1
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic = "t"
+			tt, _ := b.store.FSM().Topic("t")
+			rt.TopicID = tt.ID // v13 names topics by ID
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.PartitionMaxBytes = 1 << 20
+			rt.Partitions = append(rt.Partitions, rp)
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), codes: func(r kmsg.Response) []int16 {
+			return []int16{r.(*kmsg.FetchResponse).Topics[0].Partitions[0].ErrorCode}
+		}, want: taf},
+		{req: func() kmsg.Request {
+			r := kmsg.NewPtrListOffsetsRequest()
+			r.ReplicaID = -1
+			rt := kmsg.NewListOffsetsRequestTopic()
+			rt.Topic = "t"
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Timestamp = -1
+			rt.Partitions = append(rt.Partitions, rp)
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), codes: func(r kmsg.Response) []int16 {
+			return []int16{r.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0].ErrorCode}
+		}, want: taf},
+		{req: func() kmsg.Request {
+			r := kmsg.NewPtrMetadataRequest()
+			r.Topics = []kmsg.MetadataRequestTopic{{Topic: str("t")}}
+			return r
+		}(), codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.MetadataResponse).Topics[0].ErrorCode} }, want: taf},
+		{req: &kmsg.OffsetCommitRequest{Group: "g", Generation: -1, Topics: []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode}
+			}, want: gaf},
+		{req: &kmsg.OffsetFetchRequest{Groups: []kmsg.OffsetFetchRequestGroup{{Group: "g"}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.OffsetFetchResponse).Groups[0].ErrorCode} }, want: gaf},
+		{req: &kmsg.FindCoordinatorRequest{Version: 4, CoordinatorType: 0, CoordinatorKeys: []string{"g"}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.FindCoordinatorResponse).Coordinators[0].ErrorCode}
+			}, want: gaf},
+		{req: &kmsg.FindCoordinatorRequest{Version: 4, CoordinatorType: 1, CoordinatorKeys: []string{"tx"}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.FindCoordinatorResponse).Coordinators[0].ErrorCode}
+			}, want: tiaf},
+		{req: &kmsg.JoinGroupRequest{Group: "g", SessionTimeoutMillis: 10000, RebalanceTimeoutMillis: 10000, ProtocolType: "consumer", Protocols: []kmsg.JoinGroupRequestProtocol{{Name: "range"}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.JoinGroupResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.HeartbeatRequest{Group: "g", MemberID: "m"},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.HeartbeatResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.LeaveGroupRequest{Group: "g", MemberID: "m"},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.LeaveGroupResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.SyncGroupRequest{Group: "g", MemberID: "m"},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.SyncGroupResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.DescribeGroupsRequest{Groups: []string{"g"}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeGroupsResponse).Groups[0].ErrorCode} }, want: gaf},
+		{req: kmsg.NewPtrListGroupsRequest(), check: func(r kmsg.Response) error {
+			if lr := r.(*kmsg.ListGroupsResponse); lr.ErrorCode != 0 || len(lr.Groups) != 0 {
+				return errors.New("groups listed")
+			}
+			return nil
+		}},
+		{req: &kmsg.CreateTopicsRequest{TimeoutMillis: 5000, Topics: []kmsg.CreateTopicsRequestTopic{{Topic: "new", NumPartitions: 1, ReplicationFactor: 1}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode} }, want: taf},
+		{req: &kmsg.DeleteTopicsRequest{TimeoutMillis: 5000, TopicNames: []string{"t"}, Topics: []kmsg.DeleteTopicsRequestTopic{{Topic: str("t")}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DeleteTopicsResponse).Topics[0].ErrorCode} }, want: taf},
+		{req: &kmsg.DeleteRecordsRequest{TimeoutMillis: 5000, Topics: []kmsg.DeleteRecordsRequestTopic{{Topic: "t", Partitions: []kmsg.DeleteRecordsRequestTopicPartition{{Partition: 0, Offset: 0}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.DeleteRecordsResponse).Topics[0].Partitions[0].ErrorCode}
+			}, want: taf},
+		{req: &kmsg.InitProducerIDRequest{TransactionTimeoutMillis: 10000, ProducerID: -1, ProducerEpoch: -1},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.InitProducerIDResponse).ErrorCode} }, want: caf},
+		{req: &kmsg.InitProducerIDRequest{TransactionalID: str("tx"), TransactionTimeoutMillis: 10000, ProducerID: -1, ProducerEpoch: -1},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.InitProducerIDResponse).ErrorCode} }, want: tiaf},
+		{req: &kmsg.AddPartitionsToTxnRequest{TransactionalID: "tx", ProducerID: 1, Topics: []kmsg.AddPartitionsToTxnRequestTopic{{Topic: "t", Partitions: []int32{0}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode}
+			}, want: tiaf},
+		{req: &kmsg.AddOffsetsToTxnRequest{TransactionalID: "tx", ProducerID: 1, Group: "g"},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode} }, want: tiaf},
+		{req: &kmsg.EndTxnRequest{TransactionalID: "tx", ProducerID: 1, Commit: true},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.EndTxnResponse).ErrorCode} }, want: tiaf},
+		{req: &kmsg.WriteTxnMarkersRequest{Markers: []kmsg.WriteTxnMarkersRequestMarker{{ProducerID: 1, Topics: []kmsg.WriteTxnMarkersRequestMarkerTopic{{Topic: "t", Partitions: []int32{0}}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.WriteTxnMarkersResponse).Markers[0].Topics[0].Partitions[0].ErrorCode}
+			}, want: caf},
+		{req: &kmsg.TxnOffsetCommitRequest{TransactionalID: "tx", Group: "g", ProducerID: 1, Topics: []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode}
+			}, want: tiaf},
+		{req: &kmsg.DescribeTransactionsRequest{TransactionalIDs: []string{"tx"}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode}
+			}, want: tiaf},
+		{req: kmsg.NewPtrListTransactionsRequest(), check: func(r kmsg.Response) error {
+			if lr := r.(*kmsg.ListTransactionsResponse); lr.ErrorCode != 0 || len(lr.TransactionStates) != 0 {
+				return errors.New("transactions listed")
+			}
+			return nil
+		}},
+		{req: &kmsg.DescribeConfigsRequest{Resources: []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}, {ResourceType: kmsg.ConfigResourceTypeBroker, ResourceName: ""}}},
+			codes: func(r kmsg.Response) []int16 {
+				rs := r.(*kmsg.DescribeConfigsResponse).Resources
+				return []int16{rs[0].ErrorCode, rs[1].ErrorCode - (caf - taf)} // the broker's is CLUSTER_
+			}, want: taf},
+		{req: &kmsg.DescribeLogDirsRequest{},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeLogDirsResponse).ErrorCode} }, want: caf},
+		{req: &kmsg.AlterConfigsRequest{Resources: []kmsg.AlterConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.AlterConfigsResponse).Resources[0].ErrorCode} }, want: taf},
+		{req: &kmsg.CreatePartitionsRequest{TimeoutMillis: 5000, Topics: []kmsg.CreatePartitionsRequestTopic{{Topic: "t", Count: 2}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.CreatePartitionsResponse).Topics[0].ErrorCode} }, want: taf},
+		{req: &kmsg.IncrementalAlterConfigsRequest{Resources: []kmsg.IncrementalAlterConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.IncrementalAlterConfigsResponse).Resources[0].ErrorCode}
+			}, want: taf},
+		{req: &kmsg.ElectLeadersRequest{TimeoutMillis: 5000, Topics: []kmsg.ElectLeadersRequestTopic{{Topic: "t", Partitions: []int32{0}}}},
+			codes: func(r kmsg.Response) []int16 {
+				er := r.(*kmsg.ElectLeadersResponse)
+				return []int16{er.ErrorCode, er.Topics[0].Partitions[0].ErrorCode}
+			}, want: caf},
+		{req: &kmsg.DescribeClientQuotasRequest{},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeClientQuotasResponse).ErrorCode} }, want: caf},
+		{req: &kmsg.AlterClientQuotasRequest{Entries: []kmsg.AlterClientQuotasRequestEntry{{Entity: []kmsg.AlterClientQuotasRequestEntryEntity{{Type: "client-id", Name: str("c")}}, Ops: []kmsg.AlterClientQuotasRequestEntryOp{{Key: "producer_byte_rate", Value: 1}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.AlterClientQuotasResponse).Entries[0].ErrorCode}
+			}, want: caf},
+		{req: &kmsg.DescribeClusterRequest{IncludeClusterAuthorizedOperations: true}, check: func(r kmsg.Response) error {
+			if dr := r.(*kmsg.DescribeClusterResponse); dr.ErrorCode != 0 || dr.ClusterAuthorizedOperations != 0 || len(dr.Brokers) != 1 {
+				return errors.New("unexpected answer")
+			}
+			return nil
+		}},
+		{req: &kmsg.DeleteGroupsRequest{Groups: []string{"g"}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode} }, want: gaf},
+		{req: &kmsg.OffsetDeleteRequest{Group: "g", Topics: []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.OffsetDeleteResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.OffsetForLeaderEpochRequest{ReplicaID: -1, Topics: []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{Partition: 0, CurrentLeaderEpoch: -1, LeaderEpoch: 0}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.OffsetForLeaderEpochResponse).Topics[0].Partitions[0].ErrorCode}
+			}, want: taf},
+		{req: &kmsg.DescribeProducersRequest{Topics: []kmsg.DescribeProducersRequestTopic{{Topic: "t", Partitions: []int32{0}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode}
+			}, want: taf},
+		{req: &kmsg.DescribeACLsRequest{ResourceType: kmsg.ACLResourceTypeAny, ResourcePatternType: kmsg.ACLResourcePatternTypeAny, Operation: kmsg.ACLOperationAny, PermissionType: kmsg.ACLPermissionTypeAny},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeACLsResponse).ErrorCode} }, want: caf},
+		{req: &kmsg.CreateACLsRequest{Creations: []kmsg.CreateACLsRequestCreation{{ResourceType: kmsg.ACLResourceTypeTopic, ResourceName: "t", ResourcePatternType: kmsg.ACLResourcePatternTypeLiteral, Principal: anon, Host: "*", Operation: kmsg.ACLOperationAll, PermissionType: kmsg.ACLPermissionTypeAllow}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.CreateACLsResponse).Results[0].ErrorCode} }, want: caf},
+		{req: &kmsg.DeleteACLsRequest{Filters: []kmsg.DeleteACLsRequestFilter{{ResourceType: kmsg.ACLResourceTypeAny, ResourcePatternType: kmsg.ACLResourcePatternTypeAny, Operation: kmsg.ACLOperationAny, PermissionType: kmsg.ACLPermissionTypeAny}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DeleteACLsResponse).Results[0].ErrorCode} }, want: caf},
+	}
+	covered := map[kmsg.Key]bool{kmsg.ApiVersions: true}
+	for _, c := range cases {
+		key := kmsg.Key(c.req.Key())
+		covered[key] = true
+		t.Run(key.Name(), func(t *testing.T) {
+			resp, err := br.Request(ctx, c.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.check != nil {
+				if err := c.check(resp); err != nil {
+					t.Fatalf("%v: %+v", err, resp)
+				}
+				return
+			}
+			for i, code := range c.codes(resp) {
+				if code != c.want {
+					t.Errorf("code %d: %d, want %d (%s)", i, code, c.want, kerr.ErrorForCode(c.want))
+				}
+			}
+		})
+	}
+	for _, a := range registry() {
+		if !covered[a.key] {
+			t.Errorf("API %s is registered but not checked here", a.key.Name())
+		}
+	}
+	// Nothing changed: no topic created or deleted, no ACL added.
+	if !b.store.FSM().HasTopic("t") || b.store.FSM().HasTopic("new") || len(b.store.FSM().ACLs()) != 0 {
+		t.Fatal("a refused request changed the metadata")
+	}
+}
+
+// TestACLAPIs: CreateAcls, DescribeAcls and DeleteAcls through kadm as a
+// super user (ANY/MATCH filters, LITERAL and PREFIXED), per-entry
+// INVALID_REQUEST for an unknown resource type, pattern, operation or
+// permission (raw codes kadm cannot send), SECURITY_DISABLED without the
+// authorizer, and the created ACLs in force at once.
+func TestACLAPIs(t *testing.T) {
+	b := startAuthzBroker(t, func(c *configs.Config) { c.SuperUsers = "User:admin; " + anon })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := newClient(t, b)
+	adm := kadm.NewClient(cl)
+
+	alice := kadm.NewACLs().Allow("User:alice").AllowHosts().Topics("orders").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpRead, kadm.OpDescribe)
+	bob := kadm.NewACLs().Deny("User:bob").DenyHosts("10.0.0.1").Topics("ord").ResourcePatternType(kadm.ACLPatternPrefixed).Operations(kadm.OpWrite)
+	for _, a := range []*kadm.ACLBuilder{alice, bob} {
+		res, err := adm.CreateACLs(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("create %+v: %v", r, r.Err)
+			}
+		}
+	}
+	if n := len(b.store.FSM().ACLs()); n != 3 {
+		t.Fatalf("%d ACLs stored, want 3", n)
+	}
+
+	// MATCH for topic orders: alice's literal and bob's prefix.
+	desc, err := adm.DescribeACLs(ctx, kadm.NewACLs().Topics("orders").ResourcePatternType(kadm.ACLPatternMatch).Operations(kadm.OpAny).
+		Allow().AllowHosts().Deny().DenyHosts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range desc {
+		if d.Err != nil {
+			t.Fatal(d.Err)
+		}
+		for _, a := range d.Described {
+			got = append(got, a.Principal+" "+a.Type.String()+":"+a.Name+":"+a.Pattern.String()+" "+a.Operation.String()+" "+a.Permission.String()+" "+a.Host)
+		}
+	}
+	sort.Strings(got)
+	want := []string{
+		"User:alice TOPIC:orders:LITERAL DESCRIBE ALLOW *",
+		"User:alice TOPIC:orders:LITERAL READ ALLOW *",
+		"User:bob TOPIC:ord:PREFIXED WRITE DENY 10.0.0.1",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("described:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The ACLs are in force: a non-super principal would be checked
+	// against them.
+	if !b.authz.Authorize(auth.User("alice"), "1.2.3.4", auth.OpRead, auth.ResourceTopic, "orders") ||
+		b.authz.Authorize(auth.User("bob"), "10.0.0.1", auth.OpWrite, auth.ResourceTopic, "orders") {
+		t.Fatal("created ACLs are not in force")
+	}
+
+	// Delete alice's READ only.
+	del, err := adm.DeleteACLs(ctx, kadm.NewACLs().Allow("User:alice").AllowHosts().Topics("orders").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpRead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(del) != 1 || del[0].Err != nil || len(del[0].Deleted) != 1 || del[0].Deleted[0].Operation != kadm.OpRead {
+		t.Fatalf("delete: %+v", del)
+	}
+	if n := len(b.store.FSM().ACLs()); n != 2 {
+		t.Fatalf("%d ACLs after the delete, want 2", n)
+	}
+
+	// Unknown fields, per entry.
+	br := cl.SeedBrokers()[0]
+	good := kmsg.CreateACLsRequestCreation{ResourceType: kmsg.ACLResourceTypeGroup, ResourceName: "g", ResourcePatternType: kmsg.ACLResourcePatternTypeLiteral, Principal: "User:carol", Host: "*", Operation: kmsg.ACLOperationRead, PermissionType: kmsg.ACLPermissionTypeAllow}
+	bad := func(edit func(*kmsg.CreateACLsRequestCreation)) kmsg.CreateACLsRequestCreation {
+		c := good
+		edit(&c)
+		return c
+	}
+	creq := &kmsg.CreateACLsRequest{Creations: []kmsg.CreateACLsRequestCreation{
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.ResourceType = 99 }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.ResourceType = kmsg.ACLResourceTypeAny }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.ResourcePatternType = kmsg.ACLResourcePatternTypeMatch }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.ResourcePatternType = 42 }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.Operation = kmsg.ACLOperationAny }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.Operation = -3 }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.PermissionType = kmsg.ACLPermissionTypeUnknown }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.Principal = "carol" }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) { c.ResourceName = "" }),
+		bad(func(c *kmsg.CreateACLsRequestCreation) {
+			c.ResourceType = kmsg.ACLResourceTypeCluster
+			c.ResourceName = "my-cluster"
+		}),
+		good,
+	}}
+	r, err := br.Request(ctx, creq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := r.(*kmsg.CreateACLsResponse).Results
+	if len(results) != len(creq.Creations) {
+		t.Fatalf("%d results for %d creations", len(results), len(creq.Creations))
+	}
+	for i, res := range results[:len(results)-1] {
+		if res.ErrorCode != kerr.InvalidRequest.Code || res.ErrorMessage == nil {
+			t.Errorf("creation %d: error %d %v, want INVALID_REQUEST with a message", i, res.ErrorCode, res.ErrorMessage)
+		}
+	}
+	if last := results[len(results)-1]; last.ErrorCode != 0 {
+		t.Errorf("the valid creation: error %d", last.ErrorCode)
+	}
+	if n := len(b.store.FSM().ACLs()); n != 3 {
+		t.Fatalf("%d ACLs after the mixed creation, want 3", n)
+	}
+	dreq := &kmsg.DeleteACLsRequest{Filters: []kmsg.DeleteACLsRequestFilter{
+		{ResourceType: kmsg.ACLResourceTypeUnknown, ResourcePatternType: kmsg.ACLResourcePatternTypeAny, Operation: kmsg.ACLOperationAny, PermissionType: kmsg.ACLPermissionTypeAny},
+		{ResourceType: kmsg.ACLResourceTypeAny, ResourcePatternType: kmsg.ACLResourcePatternTypeAny, Operation: kmsg.ACLOperationAny, PermissionType: 17},
+	}}
+	r, err = br.Request(ctx, dreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, res := range r.(*kmsg.DeleteACLsResponse).Results {
+		if res.ErrorCode != kerr.InvalidRequest.Code || len(res.MatchingACLs) != 0 {
+			t.Errorf("filter %d: error %d, %d matches", i, res.ErrorCode, len(res.MatchingACLs))
+		}
+	}
+	r, err = br.Request(ctx, &kmsg.DescribeACLsRequest{ResourceType: kmsg.ACLResourceTypeAny, ResourcePatternType: kmsg.ACLResourcePatternTypeUnknown, Operation: kmsg.ACLOperationAny, PermissionType: kmsg.ACLPermissionTypeAny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := r.(*kmsg.DescribeACLsResponse).ErrorCode; code != kerr.InvalidRequest.Code {
+		t.Errorf("describe with an unknown pattern type: error %d", code)
+	}
+	if n := len(b.store.FSM().ACLs()); n != 3 {
+		t.Fatalf("%d ACLs after invalid filters, want 3", n)
+	}
+
+	// Without the authorizer the ACL APIs answer SECURITY_DISABLED.
+	plain := startBroker(t, t.TempDir())
+	padm := kadm.NewClient(newClient(t, plain))
+	res, err := padm.CreateACLs(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, kerr.SecurityDisabled) {
+			t.Fatalf("create without the authorizer: %v, want SECURITY_DISABLED", r.Err)
+		}
+	}
+	desc, err = padm.DescribeACLs(ctx, kadm.NewACLs().AnyResource().Operations(kadm.OpAny).ResourcePatternType(kadm.ACLPatternAny).Allow().AllowHosts())
+	if err != nil || len(desc) != 1 || !errors.Is(desc[0].Err, kerr.SecurityDisabled) {
+		t.Fatalf("describe without the authorizer: %+v %v, want SECURITY_DISABLED", desc, err)
+	}
+}
