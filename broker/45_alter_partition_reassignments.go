@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -16,6 +17,11 @@ import (
 func apiAlterPartitionReassignments() api {
 	return api{key: kmsg.AlterPartitionAssignments, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.AlterPartitionAssignmentsRequest)
+		if code := rc.clusterDenied(auth.OpAlter); code != 0 { // ALTER on the cluster
+			resp := kmsg.NewPtrAlterPartitionAssignmentsResponse()
+			resp.ErrorCode = code
+			return resp, nil
+		}
 		return nil, func() kmsg.Response { return b.handleAlterPartitionReassignments(rc, req) }
 	}}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -14,6 +15,11 @@ import (
 // the replicas not in the target, as Kafka reports them.
 func apiListPartitionReassignments() api {
 	return api{key: kmsg.ListPartitionReassignments, min: 0, max: 0, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+		if code := rc.clusterDenied(auth.OpDescribe); code != 0 { // DESCRIBE on the cluster
+			resp := kmsg.NewPtrListPartitionReassignmentsResponse()
+			resp.ErrorCode = code
+			return resp, nil
+		}
 		return b.handleListPartitionReassignments(rc.req.(*kmsg.ListPartitionReassignmentsRequest)), nil
 	}}
 }

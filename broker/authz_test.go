@@ -391,6 +391,10 @@ func TestAuthzEveryAPI(t *testing.T) {
 				er := r.(*kmsg.ElectLeadersResponse)
 				return []int16{er.ErrorCode, er.Topics[0].Partitions[0].ErrorCode}
 			}, want: caf},
+		{req: &kmsg.AlterPartitionAssignmentsRequest{TimeoutMillis: 5000, Topics: []kmsg.AlterPartitionAssignmentsRequestTopic{{Topic: "t", Partitions: []kmsg.AlterPartitionAssignmentsRequestTopicPartition{{Partition: 0, Replicas: []int32{1}}}}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.AlterPartitionAssignmentsResponse).ErrorCode} }, want: caf},
+		{req: &kmsg.ListPartitionReassignmentsRequest{TimeoutMillis: 5000},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ListPartitionReassignmentsResponse).ErrorCode} }, want: caf},
 		{req: &kmsg.DescribeClientQuotasRequest{},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeClientQuotasResponse).ErrorCode} }, want: caf},
 		{req: &kmsg.AlterClientQuotasRequest{Entries: []kmsg.AlterClientQuotasRequestEntry{{Entity: []kmsg.AlterClientQuotasRequestEntryEntity{{Type: "client-id", Name: str("c")}}, Ops: []kmsg.AlterClientQuotasRequestEntryOp{{Key: "producer_byte_rate", Value: 1}}}}},
