@@ -364,8 +364,8 @@ func modelTxn(tb testing.TB, in [][]byte, p Params) ([]orec, map[int64]bool) {
 			continue
 		}
 		rs, err := d.Records(b)
-		if err != nil {
-			tb.Fatal(err)
+		if err != nil || len(rs) == 0 {
+			continue // not a marker: storage's replay skips it too
 		}
 		var k kmsg.ControlRecordKey
 		var v kmsg.EndTxnMarker

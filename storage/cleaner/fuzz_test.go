@@ -120,6 +120,9 @@ func FuzzClean(f *testing.F) {
 	f.Add([]byte("some longer input that picks many batches and codecs and keys and producers......"))
 	f.Add(slices.Repeat([]byte{7, 3, 1, 1, 2, 0, 0, 5, 1, 0, 6, 1}, 20))
 	f.Add(slices.Repeat([]byte{16, 1, 2, 200, 3, 11, 9, 9, 0}, 12))
+	// Transactional batches of producer 2 (p = 6) between ABORT (16) and
+	// COMMIT (32) markers of producers 2 and 1.
+	f.Add(slices.Concat([]byte{0, 9}, slices.Repeat([]byte{1, 2, 1, 0, 0, 7, 0, 0, 0, 6, 0, 0, 16, 2, 3, 1, 6, 0, 0, 0, 6, 0, 1, 32, 2, 5, 2, 8, 0, 0, 9, 0, 0, 18, 0, 0, 32, 1}, 3)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fi := &fuzzInput{data: data}
 		in, p := fi.build(t)

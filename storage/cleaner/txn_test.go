@@ -114,8 +114,8 @@ func replayOpen(tb testing.TB, out [][]byte) map[int64]int64 {
 				continue
 			}
 			rs, err := d.Records(b)
-			if err != nil {
-				tb.Fatal(err)
+			if err != nil || len(rs) == 0 {
+				continue // storage's replay skips it
 			}
 			var k kmsg.ControlRecordKey
 			var v kmsg.EndTxnMarker
