@@ -221,6 +221,10 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &SetTopicConfigs{}
 	case "allocate_producer_ids":
 		c = &AllocateProducerIDs{}
+	case "alter_scram_credentials":
+		c = &AlterScramCredentials{}
+	case "bootstrap_users":
+		c = &BootstrapUsers{}
 	case "init_cluster":
 		c = &InitCluster{}
 	case "register_broker":
@@ -281,6 +285,10 @@ func deref(c Command) Command {
 	case *SetTopicConfigs:
 		return *v
 	case *AllocateProducerIDs:
+		return *v
+	case *AlterScramCredentials:
+		return *v
+	case *BootstrapUsers:
 		return *v
 	case *InitCluster:
 		return *v

@@ -94,6 +94,10 @@ type state struct {
 	// RestoreAt keep it current).
 	ACLs   []auth.ACL `json:"acls,omitempty"`
 	aclSet *auth.ACLSet
+	// Users are the SCRAM credentials by user and mechanism, and
+	// UsersBootstrapped is set forever by BootstrapUsers (users.go).
+	Users             map[string]map[string]ScramCredential `json:"users,omitempty"`
+	UsersBootstrapped bool                                  `json:"users_bootstrapped,omitempty"`
 	// Requests are the IDs of the last maxRequests commands applied with
 	// one, oldest first, and their outcome: an entry that repeats one is
 	// not applied again (applyAt).
@@ -331,6 +335,8 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:
 		return true, nil
+	case AlterScramCredentials, BootstrapUsers:
+		return false, nil
 	case AllocateProducerIDs, InitCluster, AlterClientQuotas, CreateACLs, DeleteACLs:
 		return false, nil
 	}

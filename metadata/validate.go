@@ -49,6 +49,7 @@ func Validate(c Command) error {
 func normalize(c Command) (Command, error) {
 	switch v := c.(type) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
+		AlterScramCredentials, BootstrapUsers,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
 		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader,
 		CreateACLs, DeleteACLs:
@@ -70,6 +71,14 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *AllocateProducerIDs:
+		if v != nil {
+			return *v, nil
+		}
+	case *AlterScramCredentials:
+		if v != nil {
+			return *v, nil
+		}
+	case *BootstrapUsers:
 		if v != nil {
 			return *v, nil
 		}
