@@ -77,6 +77,11 @@ type Broker struct {
 	authz *auth.Authorizer
 	// quotas meters clients against their byte-rate quotas (quota.go).
 	quotas quotaMeters
+	// saslMechs are the enabled SASL mechanisms (sasl.mechanisms) and
+	// authFailures the recent failed authentications per address
+	// (36_sasl_authenticate.go).
+	saslMechs    []string
+	authFailures authFailures
 
 	// tls is the node's TLS material (nil: none); with a CA it secures
 	// node-to-node traffic (internal_tls.go). Set by SetTLS or loaded
@@ -172,6 +177,11 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		return nil, err
 	}
 	b.authz = authz
+	mechs, err := cfg.SASL.MechanismList()
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.saslMechs = mechs
 	engine.SetLeaseSource(b.currentLease) // replicated appends need a live lease (fencing.CheckAppend)
 	b.m.addStorage(engine)
 	b.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

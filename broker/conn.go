@@ -56,6 +56,16 @@ type conn struct {
 	// princ is who the connection acts as, nil for auth.Anonymous; set
 	// on the read goroutine, read by handlers anywhere (principal()).
 	princ atomic.Pointer[auth.Principal]
+	// sasl is the connection's SASL exchange and session
+	// (36_sasl_authenticate.go); only the read goroutine touches it.
+	sasl saslConn
+	// authed is set once a SASL_* connection authenticated (the other
+	// protocols count as authenticated from the start).
+	authed atomic.Bool
+	// closeAfter makes the read loop stop after the request being
+	// dispatched (a failed authentication); only the read goroutine
+	// touches it. Responses already queued are still written.
+	closeAfter bool
 
 	// groupTail is closed when the connection's latest group request has
 	// been served; only the read goroutine touches the field.
@@ -88,6 +98,24 @@ func newConn(b *Broker, nc net.Conn, l *listener) *conn {
 	return c
 }
 
+// authenticated reports whether the connection may send any request:
+// SASL_* connections once they authenticated, others from the start
+// (docs/security.md).
+func (c *conn) authenticated() bool { return !c.listener.sasl() || c.authed.Load() }
+
+// preAuthMaxFrame bounds a request frame before authentication: a larger
+// one closes the connection (docs/security.md).
+const preAuthMaxFrame = 512 << 10
+
+// preAuthAPI reports whether an unauthenticated connection may send key.
+func preAuthAPI(key int16) bool {
+	switch kmsg.Key(key) {
+	case kmsg.ApiVersions, kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		return true
+	}
+	return false
+}
+
 // stopReading makes the read loop stop at its next frame boundary or
 // immediately if it is blocked in a read; pending responses still go out.
 func (c *conn) stopReading() {
@@ -112,8 +140,14 @@ func (c *conn) readLoop() {
 		if c.b.stopped(c) || !c.waitMuted() {
 			return
 		}
-		buf := c.produceFrameBuf(br)
-		frame, err := kafkaproto.ReadFrame(br, c.b.cfg.Kafka.RequestMaxBytes, buf)
+		limit := c.b.cfg.Kafka.RequestMaxBytes
+		var buf []byte
+		if c.authenticated() {
+			buf = c.produceFrameBuf(br)
+		} else {
+			limit = min(limit, preAuthMaxFrame)
+		}
+		frame, err := kafkaproto.ReadFrame(br, limit, buf)
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
@@ -181,6 +215,15 @@ func (c *conn) dispatch(frame []byte) bool {
 		c.b.m.badRequests.Inc()
 		return false
 	}
+	if !c.authenticated() && !preAuthAPI(hdr.APIKey) {
+		c.log.Warn().Int16("api_key", hdr.APIKey).Msg("closing connection: request before SASL authentication")
+		c.b.m.badRequests.Inc()
+		return false
+	}
+	if c.sasl.expired(time.Now()) && hdr.APIKey != int16(kmsg.SASLHandshake) && hdr.APIKey != int16(kmsg.SASLAuthenticate) {
+		c.log.Info().Str("principal", c.principal().String()).Msg("closing connection: SASL session expired without re-authentication")
+		return false
+	}
 	a, ok := c.b.apis[hdr.APIKey]
 	if !ok {
 		c.log.Warn().Int16("api_key", hdr.APIKey).Msg("closing connection: unsupported api")
@@ -209,10 +252,10 @@ func (c *conn) dispatch(frame []byte) bool {
 	resp, later := a.handle(c.b, rc)
 	if resp == nil && later == nil {
 		c.b.m.observe(a.key, rc.received)
-		return true
+		return !c.closeAfter
 	}
 	c.enqueue(rc, a.key, resp, later)
-	return true
+	return !c.closeAfter
 }
 
 // enqueue reserves the next output slot for rc and fills it now or, for a

@@ -21,6 +21,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	badRequests   prometheus.Counter
+	authFailures  prometheus.Counter
 	connections   prometheus.Gauge
 	producedBytes prometheus.Counter
 	producedRecs  prometheus.Counter
@@ -62,6 +63,9 @@ func newMetrics(perPartition bool) *metrics {
 		badRequests: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_bad_requests_total", Help: "Requests that closed their connection (malformed, oversized, unsupported).",
 		}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_sasl_authentication_failures_total", Help: "SASL authentications that failed (bad credentials or a malformed exchange).",
+		}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tusk_connections", Help: "Open Kafka connections.",
 		}),
@@ -91,6 +95,7 @@ func newMetrics(perPartition bool) *metrics {
 	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls, m.failovers, m.failoverTime,
 		m.topicInBytes, m.topicInRecs, m.topicOutBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.authFailures)
 	if perPartition {
 		tp := []string{"topic", "partition"}
 		m.partInBytes = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -26,6 +26,8 @@ func registry() []api {
 		apiMetadata(),
 		apiFindCoordinator(),
 		apiApiVersions(),
+		apiSASLHandshake(),
+		apiSASLAuthenticate(),
 		apiCreateTopics(),
 		apiDeleteTopics(),
 		apiDeleteRecords(),

@@ -422,6 +422,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("http.listen %q: %w", c.HTTP.Listen, err))
 		}
 	}
+	errs = append(errs, c.validateSASL()...)
 	if c.Kafka.RequestMaxBytes < 1024 {
 		errs = append(errs, fmt.Errorf("kafka.request-max-bytes %d is below 1024", c.Kafka.RequestMaxBytes))
 	}
