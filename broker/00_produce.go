@@ -39,7 +39,7 @@ func apiProduce() api {
 		// producer_byte_rate (quota.go): the bytes count when received;
 		// the throttle time goes in the answer and holds the next
 		// request back.
-		d := b.quotas.throttle(b.store.FSM(), metadata.QuotaProducerByteRate, rc.hdr.ClientID, produceBytes(req), time.Now())
+		d := b.quotas.throttle(b.store.FSM(), metadata.QuotaProducerByteRate, rc.conn.principal().Name, rc.hdr.ClientID, float64(produceBytes(req)), time.Now())
 		if d <= 0 {
 			return resp, deferred
 		}

@@ -26,7 +26,7 @@ func apiFetch() api {
 			if fr == nil {
 				return r
 			}
-			if d := b.quotas.throttle(b.store.FSM(), metadata.QuotaConsumerByteRate, rc.hdr.ClientID, n, time.Now()); d > 0 {
+			if d := b.quotas.throttle(b.store.FSM(), metadata.QuotaConsumerByteRate, rc.conn.principal().Name, rc.hdr.ClientID, float64(n), time.Now()); d > 0 {
 				fr.ThrottleMillis = throttleMillis(d)
 				rc.conn.mute(d)
 			}

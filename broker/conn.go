@@ -250,6 +250,7 @@ func (c *conn) dispatch(frame []byte) bool {
 	}
 	rc := &request{hdr: hdr, req: req, received: time.Now(), conn: c}
 	resp, later := a.handle(c.b, rc)
+	resp, later = c.requestTime(rc, a.key, resp, later)
 	if resp == nil && later == nil {
 		c.b.m.observe(a.key, rc.received)
 		return !c.closeAfter

@@ -18,8 +18,16 @@ import (
 // held back too. The meter is a token bucket holding up to one second of
 // the quota: over any span T a client gets at most quota × (T + 1 s)
 // (Kafka's sampled rate lets a little more through: ~10% over 20 s when
-// measured against the same producer). Without authentication every
-// client's user is Kafka's ANONYMOUS.
+// measured against the same producer). The user is the connection's
+// principal's name (Kafka's ANONYMOUS without authentication).
+//
+// request_percentage (KIP-124) meters the time a node spends on a
+// client's requests: from reading a request to its handler's answer (a
+// deferred handler's waiting, such as a long-polling Fetch or acks=all,
+// is not counted, as Kafka counts thread time, not purgatory), in
+// percent of one thread: a quota of 50 lets the clients sharing it use
+// half a second of handling per second. ApiVersions and other nodes'
+// requests are exempt.
 
 const (
 	// quotaBurst is how much of a quota a client may use at once.
@@ -29,8 +37,6 @@ const (
 	// maxQuotaBuckets is how many buckets are kept before the idle ones
 	// are dropped.
 	maxQuotaBuckets = 10000
-	// anonymousUser is the user of unauthenticated clients.
-	anonymousUser = "ANONYMOUS"
 )
 
 // quotaMeters holds a bucket per quota key and group of clients.
@@ -46,11 +52,11 @@ type quotaBucket struct {
 	last   time.Time
 }
 
-// throttle records n bytes for clientID against quota key and returns how
-// long the client must wait (0 when no quota applies or it is not
-// exceeded).
-func (q *quotaMeters) throttle(fsm *metadata.FSM, key, clientID string, n int, now time.Time) time.Duration {
-	quota, who, ok := fsm.ClientQuota(anonymousUser, clientID, key)
+// throttle records n units (bytes, or percent-seconds of handling time)
+// for user and clientID against quota key and returns how long the
+// client must wait (0 when no quota applies or it is not exceeded).
+func (q *quotaMeters) throttle(fsm *metadata.FSM, key, user, clientID string, n float64, now time.Time) time.Duration {
+	quota, who, ok := fsm.ClientQuota(user, clientID, key)
 	if !ok {
 		return 0
 	}
@@ -70,7 +76,7 @@ func (q *quotaMeters) throttle(fsm *metadata.FSM, key, clientID string, n int, n
 	}
 	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*quota)
 	b.last = now
-	b.tokens -= float64(n)
+	b.tokens -= n
 	if b.tokens >= 0 {
 		return 0
 	}
@@ -122,6 +128,48 @@ func fetchBytes(r kmsg.Response) (*kmsg.FetchResponse, int) {
 		}
 	}
 	return resp, n
+}
+
+// requestTime charges the time rc took to handle against the
+// request_percentage quota of its client; throttled, the connection is
+// muted and the response carries the throttle time (the larger of it and
+// a byte-rate throttle already set).
+func (c *conn) requestTime(rc *request, key kmsg.Key, resp kmsg.Response, later func() kmsg.Response) (kmsg.Response, func() kmsg.Response) {
+	if c.node || key == kmsg.ApiVersions {
+		return resp, later
+	}
+	used := time.Since(rc.received).Seconds() * 100 // percent-seconds of one thread
+	d := c.b.quotas.throttle(c.b.store.FSM(), metadata.QuotaRequestPercentage, c.principal().Name, rc.hdr.ClientID, used, time.Now())
+	if d <= 0 {
+		return resp, later
+	}
+	c.mute(d)
+	if resp != nil {
+		setThrottle(resp, d)
+	}
+	if later != nil {
+		inner := later
+		later = func() kmsg.Response {
+			r := inner()
+			setThrottle(r, d)
+			return r
+		}
+	}
+	return resp, later
+}
+
+// setThrottle raises a response's throttle time to d.
+func setThrottle(r kmsg.Response, d time.Duration) {
+	t, ok := r.(kmsg.ThrottleResponse)
+	if !ok {
+		return
+	}
+	if cur, _ := t.Throttle(); cur >= throttleMillis(d) {
+		return
+	}
+	if s, ok := r.(kmsg.SetThrottleResponse); ok {
+		s.SetThrottle(throttleMillis(d))
+	}
 }
 
 // throttleMillis converts a throttle time for a response field.
