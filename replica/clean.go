@@ -609,9 +609,13 @@ func (m *Manager) runCleaner(tp storage.TopicPartition, t metadata.Topic, cmd me
 		m.clean.bytesOut.Add(int64(len(batch)))
 		return rw.Write(batch)
 	}
-	if _, err := cleaner.Clean(src, params, write); err != nil {
+	st, err := cleaner.Clean(src, params, write)
+	if err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("replica: clean %s: %w", tp, err), rw.Abort())
 	}
+	m.log.Debug().Str("tp", tp.String()).Int32("generation", cmd.Generation).Int64("records_in", st.RecordsIn).Int64("records_out", st.RecordsOut).
+		Int64("tombstones_removed", st.TombstonesRemoved).Int64("aborted_records_removed", st.AbortedRecordsRemoved).
+		Int64("markers_removed", st.MarkersRemoved).Bool("spilled", st.Spilled).Msg("cleaner output written")
 	if err := rw.Prepare(); err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("replica: clean %s: %w", tp, err), rw.Abort())
 	}
