@@ -396,6 +396,18 @@ func (m txnMarkers) Write(ctx context.Context, req txn.MarkerRequest) error {
 		}
 		return pending[i].p < pending[j].p
 	})
+	if d := b.cfg.Transactions.TestMarkerDelay; d > 0 {
+		// A fault test's window between the committed Prepare* record
+		// and the first marker (transactions.test-marker-delay).
+		b.log.Warn().Int64("producer_id", req.ProducerID).Dur("delay", d).Msg("transactions.test-marker-delay: waiting before the transaction markers")
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		byLeader := map[int32][]txnPart{}
 		var left []txnPart

@@ -236,6 +236,12 @@ type TransactionsConfig struct {
 	// IDExpiration removes a transactional id idle this long
 	// (transactional.id.expiration.ms).
 	IDExpiration time.Duration `mapstructure:"id-expiration"`
+	// TestMarkerDelay makes a coordinator wait this long after a
+	// transaction's Prepare* record is committed (EndTxn answered, or a
+	// loaded coordinator completing it) before it writes the markers: a
+	// fault test's window to kill the coordinator between EndTxn and the
+	// markers (docs/transactions.md). 0 (the default) in production.
+	TestMarkerDelay time.Duration `mapstructure:"test-marker-delay"`
 }
 
 // Option documents one configuration key. The flag name is the key with
@@ -303,6 +309,7 @@ func Options() []Option {
 		{"transactions.segment-bytes", int64(16 << 20), "segment.bytes of the compacted __transaction_state topic when it is created (transaction.state.log.segment.bytes)"},
 		{"transactions.max-timeout", 15 * time.Minute, "largest transaction.timeout.ms a transactional producer may ask for (transaction.max.timeout.ms)"},
 		{"transactions.id-expiration", 7 * 24 * time.Hour, "a transactional id with no transaction in progress and no update for this long is removed (transactional.id.expiration.ms)"},
+		{"transactions.test-marker-delay", time.Duration(0), "tests only: wait this long before writing a transaction's markers after its prepare record is committed (a window to kill the coordinator between EndTxn and the markers); 0 in production"},
 		{"voters", "", "initial Raft voters as id=host:port,... (the same list on every initial node); empty: a cluster of one"},
 		{"rack", "", "rack of this node, for rack-aware placement (broker.rack)"},
 		{"raft.listen", "", "Raft TCP address (must match this node's entry in voters); empty: in-memory, single node"},
@@ -507,6 +514,9 @@ func (c Config) Validate() error {
 	}
 	if c.Transactions.MaxTimeout <= 0 || c.Transactions.IDExpiration <= 0 {
 		errs = append(errs, errors.New("transactions.max-timeout and transactions.id-expiration must be positive"))
+	}
+	if c.Transactions.TestMarkerDelay < 0 {
+		errs = append(errs, fmt.Errorf("transactions.test-marker-delay %v is negative", c.Transactions.TestMarkerDelay))
 	}
 	if c.Groups.OffsetsRetention <= 0 || c.Groups.OffsetsExpireInterval <= 0 {
 		errs = append(errs, errors.New("groups.offsets-retention and groups.offsets-expire-interval must be positive"))
