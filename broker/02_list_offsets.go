@@ -43,6 +43,9 @@ func (b *Broker) handleListOffsets(rc *request, req *kmsg.ListOffsetsRequest) km
 			if code == 0 {
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, leaderEpoch)
 			}
+			if code == 0 && rp.Timestamp != listEarliest && rp.Timestamp != listEarliestLocal {
+				code = b.offsetsKnown(rt.Topic, rp.Partition, l)
+			}
 			if code != 0 {
 				sp.ErrorCode = code
 				st.Partitions = append(st.Partitions, sp)
@@ -83,6 +86,29 @@ func (b *Broker) handleListOffsets(rc *request, req *kmsg.ListOffsetsRequest) km
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// offsetsKnown answers whether this node may answer offsets derived from
+// the high watermark of a partition it leads: a replicated log needs its
+// leadership installed (NOT_LEADER_OR_FOLLOWER before: the client looks
+// the leader up again) and a high watermark that reached the log end the
+// leadership began with (OFFSET_NOT_AVAILABLE before, as Kafka's leader
+// below its leader epoch's start offset): a leader restarted after a
+// kill -9 starts from its log start and a new segment leader from the
+// high watermark it learned as a follower, both below offsets already
+// acknowledged.
+func (b *Broker) offsetsKnown(topic string, p int32, l *storage.Log) int16 {
+	if !l.Replicated() {
+		return 0
+	}
+	lp := b.repl.Leader(b.tp(topic, p))
+	switch {
+	case lp == nil:
+		return kerr.NotLeaderForPartition.Code
+	case !lp.HighWatermarkKnown():
+		return kerr.OffsetNotAvailable.Code
+	}
+	return 0
 }
 
 // committedBelow reports whether an offset found by timestamp may be

@@ -25,6 +25,11 @@ type Leadership struct {
 	epoch   int32
 	base    int64     // the segment's base offset
 	since   time.Time // when this node began leading the segment
+	// start is the log end offset when this node began leading the
+	// segment (at least base): every offset below it may have been
+	// acknowledged before, so a high watermark below it is not known yet
+	// (HighWatermarkKnown).
+	start int64
 
 	bytes atomic.Int64 // appended since this node began leading the segment
 
@@ -54,12 +59,23 @@ type Leadership struct {
 
 func newLeadership(m *Manager, tp storage.TopicPartition, l *storage.Log, seg metadata.Segment) *Leadership {
 	return &Leadership{m: m, tp: tp, log: l, segment: seg.ID, epoch: seg.Epoch, base: seg.BaseOffset, since: m.clock.Now(),
+		start: max(seg.BaseOffset, l.LogEndOffset()),
 		acked: map[int32]int64{}, fetchAt: map[int32]time.Time{}, learners: map[int32]int64{},
 		progress: make(chan struct{}), deposedCh: make(chan struct{})}
 }
 
 // Epoch is the segment's leader epoch, stamped into every batch.
 func (lp *Leadership) Epoch() int32 { return lp.epoch }
+
+// HighWatermarkKnown reports whether the log's high watermark reached the
+// log end this node had when it began leading the segment. Below it the
+// high watermark can be behind offsets already acknowledged: a new
+// segment leader's is the one it last learned as a follower, and a leader
+// restarted without a clean close starts from its log start until the
+// followers fetch again. Offsets derived from it are then not answered
+// (ListOffsets: OFFSET_NOT_AVAILABLE, as Kafka's leader answers below its
+// leader epoch's start offset).
+func (lp *Leadership) HighWatermarkKnown() bool { return lp.log.HighWatermark() >= lp.start }
 
 // Segment is the id of the active segment led.
 func (lp *Leadership) Segment() int64 { return lp.segment }
