@@ -76,12 +76,17 @@
 // endpoints, wire types and error kinds are in package broker/rpc; and
 // Kafka requests from other nodes, above all replica and learner Fetches.
 // A Fetch with ReplicaID >= 0 on a client listener is answered
-// CLUSTER_AUTHORIZATION_FAILED and moves nothing.
+// CLUSTER_AUTHORIZATION_FAILED and moves nothing. With tls.ca-file set
+// the listener is mutual TLS for node certificates only, and the
+// certificate's node id must be the one a call claims (internal_tls.go,
+// docs/security.md "Node to node").
 //
 // # Web console
 //
 // The HTTP listener serves /healthz, /metrics, /debug/pprof and whatever
 // MountHTTP added before Listen: tusk serve mounts package console there.
+// /debug/pprof and the mounts sit behind adminGate (the admin token, or
+// loopback without the authorizer).
 // ConsoleSource (console.go) is the console's view of the node: this
 // node's own status, the other nodes' over the internal endpoint
 // /v1/console/node, and consumer groups with their lag through kadm on
