@@ -236,6 +236,13 @@ func TestCLI(t *testing.T) {
 		{name: "topic delete again", args: args("topic", "delete", topic), code: 1, stderr: []string{"UNKNOWN_TOPIC_OR_PARTITION"}},
 		{name: "unreachable broker", args: []string{"topic", "list", "--brokers", "127.0.0.1:1", "--timeout", "2s"}, code: 1, stderr: []string{"list topics:"}},
 	}
+	runCLISteps(t, steps)
+}
+
+// runCLISteps runs steps in order, stopping at the first that fails
+// (later steps depend on it).
+func runCLISteps(t *testing.T, steps []cliStep) {
+	t.Helper()
 	for _, s := range steps {
 		ok := t.Run(s.name, func(t *testing.T) {
 			out, errOut, code := cliRun(t, s.env, s.args...)
