@@ -166,6 +166,7 @@ func (b *Broker) groupsConfig() groups.Config {
 		InitialRebalanceDelay: b.cfg.Groups.InitialRebalanceDelay,
 		OffsetsRetention:      b.cfg.Groups.OffsetsRetention,
 		Logger:                b.log.With().Str("component", "groups").Logger(),
+		OnRebalance:           func(string, int32) { b.m.rebalances.Inc() },
 	}
 	if cfg.InitialRebalanceDelay == 0 {
 		cfg.InitialRebalanceDelay = -1 // groups: negative disables, zero means Kafka's 3s

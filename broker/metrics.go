@@ -27,6 +27,7 @@ type metrics struct {
 	producedRecs  prometheus.Counter
 	fetchedBytes  prometheus.Counter
 	rolls         *prometheus.CounterVec
+	rebalances    prometheus.Counter
 	failovers     prometheus.Counter
 	failoverTime  prometheus.Histogram
 	sendfileBytes prometheus.Counter
@@ -81,6 +82,9 @@ func newMetrics(perPartition bool) *metrics {
 		rolls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tusk_segment_rolls_total", Help: "Active segments this node sealed and handed on (planned rolls), by reason: size, time, laggard, rejoin, reassign, elect.",
 		}, []string{"reason"}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_group_rebalances_total", Help: "Completed join phases (new generations) of the consumer groups this node coordinates.",
+		}),
 		failovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_failover_partitions_total", Help: "Partitions this node, as the controller, failed over (fenced, sealed at the survivors' smallest end, next segment opened).",
 		}),
@@ -92,7 +96,7 @@ func newMetrics(perPartition bool) *metrics {
 			Name: "tusk_fetch_sendfile_bytes_total", Help: "Record batch bytes Fetch sent straight from segment files (sendfile), not copied.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls, m.failovers, m.failoverTime,
+	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls, m.rebalances, m.failovers, m.failoverTime,
 		m.topicInBytes, m.topicInRecs, m.topicOutBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.authFailures)
@@ -213,35 +217,44 @@ type stateCollector struct {
 	topicOpenTxns, topicOldestTxn, topicLSOLag *prometheus.Desc
 	partOpenTxns, partOldestTxn, partLSOLag    *prometheus.Desc
 	txnStates                                  *prometheus.Desc
+	// Followers of the segments this node leads: per topic the largest
+	// lag, and (metrics.per-partition) per partition and replica.
+	followerLagRecs, followerLagSecs         *prometheus.Desc
+	partFollowerLagRecs, partFollowerLagSecs *prometheus.Desc
 }
 
 func newStateCollector(b *Broker) *stateCollector {
 	tp := []string{"topic", "partition"}
 	return &stateCollector{
-		b:               b,
-		leaderParts:     prometheus.NewDesc("tusk_leader_partitions", "Partitions whose active segment this node leads (Kafka's LeaderCount).", nil, nil),
-		underReplicated: prometheus.NewDesc("tusk_under_replicated_partitions", "Partitions this node leads whose active segment has fewer replicas than the topic's replication factor, or a replica that is not alive (Kafka's UnderReplicatedPartitions); sum over nodes for the cluster.", nil, nil),
-		offline:         prometheus.NewDesc("tusk_offline_partitions", "Partitions of the cluster without an alive leader (active segment fenced, failing over, or led by a node that is not alive), in this node's metadata view (Kafka's OfflinePartitionsCount); the same on every node: take max.", nil, nil),
-		leaseValid:      prometheus.NewDesc("tusk_lease_valid", "1 while this node holds an unexpired lease from the controller (it may lead and append), else 0.", nil, nil),
-		leaseRemaining:  prometheus.NewDesc("tusk_lease_remaining_seconds", "Seconds until this node's lease expires (negative: expired that long ago); lease.timeout minus this is the lease's age since its last renewal.", nil, nil),
-		groupLag:        prometheus.NewDesc("tusk_consumer_group_lag", "Records between a group's committed offsets and the high watermark, summed over a topic's partitions, for the groups this node coordinates and the partitions it holds.", []string{"group", "topic"}, nil),
-		groupPartLag:    prometheus.NewDesc("tusk_consumer_group_partition_lag", "Records between a group's committed offset and the partition's high watermark (metrics.per-partition).", []string{"group", "topic", "partition"}, nil),
-		hw:              prometheus.NewDesc("tusk_partition_high_watermark", "High watermark of each partition log this node holds (metrics.per-partition).", tp, nil),
-		leo:             prometheus.NewDesc("tusk_partition_log_end_offset", "Log end offset of each partition log this node holds (metrics.per-partition).", tp, nil),
-		size:            prometheus.NewDesc("tusk_partition_size_bytes", "Bytes of each partition log this node holds (metrics.per-partition).", tp, nil),
-		topicOpenTxns:   prometheus.NewDesc("tusk_topic_open_transactions", "Open transactions in the partitions of a topic this node leads (one per producer with a transaction open in a partition).", []string{"topic"}, nil),
-		topicOldestTxn:  prometheus.NewDesc("tusk_topic_oldest_open_transaction_seconds", "Age of the oldest open transaction in the partitions of a topic this node leads (from its first batch's timestamp; 0 when none is open).", []string{"topic"}, nil),
-		topicLSOLag:     prometheus.NewDesc("tusk_topic_lso_lag", "Largest high watermark minus last stable offset over the partitions of a topic this node leads: records read_committed consumers cannot see yet.", []string{"topic"}, nil),
-		partOpenTxns:    prometheus.NewDesc("tusk_partition_open_transactions", "Open transactions in each partition this node leads (metrics.per-partition).", tp, nil),
-		partOldestTxn:   prometheus.NewDesc("tusk_partition_oldest_open_transaction_seconds", "Age of the oldest open transaction in each partition this node leads (metrics.per-partition; 0 when none is open).", tp, nil),
-		partLSOLag:      prometheus.NewDesc("tusk_partition_lso_lag", "High watermark minus last stable offset of each partition this node leads (Kafka's LastStableOffsetLag; metrics.per-partition).", tp, nil),
-		txnStates:       prometheus.NewDesc("tusk_transactions", "Transactional ids by the state of their transaction, on the transaction coordinators this node hosts.", []string{"state"}, nil),
+		b:                   b,
+		leaderParts:         prometheus.NewDesc("tusk_leader_partitions", "Partitions whose active segment this node leads (Kafka's LeaderCount).", nil, nil),
+		underReplicated:     prometheus.NewDesc("tusk_under_replicated_partitions", "Partitions this node leads whose active segment has fewer replicas than the topic's replication factor, or a replica that is not alive (Kafka's UnderReplicatedPartitions); sum over nodes for the cluster.", nil, nil),
+		offline:             prometheus.NewDesc("tusk_offline_partitions", "Partitions of the cluster without an alive leader (active segment fenced, failing over, or led by a node that is not alive), in this node's metadata view (Kafka's OfflinePartitionsCount); the same on every node: take max.", nil, nil),
+		leaseValid:          prometheus.NewDesc("tusk_lease_valid", "1 while this node holds an unexpired lease from the controller (it may lead and append), else 0.", nil, nil),
+		leaseRemaining:      prometheus.NewDesc("tusk_lease_remaining_seconds", "Seconds until this node's lease expires (negative: expired that long ago); lease.timeout minus this is the lease's age since its last renewal.", nil, nil),
+		groupLag:            prometheus.NewDesc("tusk_consumer_group_lag", "Records between a group's committed offsets and the high watermark, summed over a topic's partitions, for the groups this node coordinates and the partitions it holds.", []string{"group", "topic"}, nil),
+		groupPartLag:        prometheus.NewDesc("tusk_consumer_group_partition_lag", "Records between a group's committed offset and the partition's high watermark (metrics.per-partition).", []string{"group", "topic", "partition"}, nil),
+		hw:                  prometheus.NewDesc("tusk_partition_high_watermark", "High watermark of each partition log this node holds (metrics.per-partition).", tp, nil),
+		leo:                 prometheus.NewDesc("tusk_partition_log_end_offset", "Log end offset of each partition log this node holds (metrics.per-partition).", tp, nil),
+		size:                prometheus.NewDesc("tusk_partition_size_bytes", "Bytes of each partition log this node holds (metrics.per-partition).", tp, nil),
+		topicOpenTxns:       prometheus.NewDesc("tusk_topic_open_transactions", "Open transactions in the partitions of a topic this node leads (one per producer with a transaction open in a partition).", []string{"topic"}, nil),
+		topicOldestTxn:      prometheus.NewDesc("tusk_topic_oldest_open_transaction_seconds", "Age of the oldest open transaction in the partitions of a topic this node leads (from its first batch's timestamp; 0 when none is open).", []string{"topic"}, nil),
+		topicLSOLag:         prometheus.NewDesc("tusk_topic_lso_lag", "Largest high watermark minus last stable offset over the partitions of a topic this node leads: records read_committed consumers cannot see yet.", []string{"topic"}, nil),
+		partOpenTxns:        prometheus.NewDesc("tusk_partition_open_transactions", "Open transactions in each partition this node leads (metrics.per-partition).", tp, nil),
+		partOldestTxn:       prometheus.NewDesc("tusk_partition_oldest_open_transaction_seconds", "Age of the oldest open transaction in each partition this node leads (metrics.per-partition; 0 when none is open).", tp, nil),
+		partLSOLag:          prometheus.NewDesc("tusk_partition_lso_lag", "High watermark minus last stable offset of each partition this node leads (Kafka's LastStableOffsetLag; metrics.per-partition).", tp, nil),
+		followerLagRecs:     prometheus.NewDesc("tusk_follower_lag_records", "Largest number of records a follower of a topic's partitions this node leads has yet to fetch (leader's log end minus the follower's fetch offset).", []string{"topic"}, nil),
+		followerLagSecs:     prometheus.NewDesc("tusk_follower_lag_seconds", "Longest time since a follower of a topic's partitions this node leads last fetched (replica.lag-time-max drops it at a roll).", []string{"topic"}, nil),
+		partFollowerLagRecs: prometheus.NewDesc("tusk_partition_follower_lag_records", "Records each follower of each partition this node leads has yet to fetch (metrics.per-partition).", []string{"topic", "partition", "replica"}, nil),
+		partFollowerLagSecs: prometheus.NewDesc("tusk_partition_follower_lag_seconds", "Time since each follower of each partition this node leads last fetched (metrics.per-partition).", []string{"topic", "partition", "replica"}, nil),
+		txnStates:           prometheus.NewDesc("tusk_transactions", "Transactional ids by the state of their transaction, on the transaction coordinators this node hosts.", []string{"state"}, nil),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leaderParts, c.underReplicated, c.offline, c.leaseValid, c.leaseRemaining, c.groupLag, c.groupPartLag, c.hw, c.leo, c.size,
-		c.topicOpenTxns, c.topicOldestTxn, c.topicLSOLag, c.partOpenTxns, c.partOldestTxn, c.partLSOLag, c.txnStates} {
+		c.topicOpenTxns, c.topicOldestTxn, c.topicLSOLag, c.partOpenTxns, c.partOldestTxn, c.partLSOLag, c.txnStates,
+		c.followerLagRecs, c.followerLagSecs, c.partFollowerLagRecs, c.partFollowerLagSecs} {
 		ch <- d
 	}
 }
@@ -323,6 +336,32 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.offline, prometheus.GaugeValue, float64(offline))
 	c.collectGroupLag(ch, hws, per)
 	c.collectTxnStates(ch)
+	c.collectFollowerLag(ch, per)
+}
+
+// collectFollowerLag exports the lag of the followers of the segments
+// this node leads.
+func (c *stateCollector) collectFollowerLag(ch chan<- prometheus.Metric, per bool) {
+	type worst struct {
+		recs int64
+		secs float64
+	}
+	byTopic := map[string]worst{}
+	for _, f := range c.b.repl.FollowerLags() {
+		w := byTopic[f.TP.Topic]
+		w.recs = max(w.recs, f.Records)
+		w.secs = max(w.secs, f.Since.Seconds())
+		byTopic[f.TP.Topic] = w
+		if per {
+			p, r := strconv.Itoa(int(f.TP.Partition)), strconv.Itoa(int(f.Replica))
+			ch <- prometheus.MustNewConstMetric(c.partFollowerLagRecs, prometheus.GaugeValue, float64(f.Records), f.TP.Topic, p, r)
+			ch <- prometheus.MustNewConstMetric(c.partFollowerLagSecs, prometheus.GaugeValue, f.Since.Seconds(), f.TP.Topic, p, r)
+		}
+	}
+	for topic, w := range byTopic {
+		ch <- prometheus.MustNewConstMetric(c.followerLagRecs, prometheus.GaugeValue, float64(w.recs), topic)
+		ch <- prometheus.MustNewConstMetric(c.followerLagSecs, prometheus.GaugeValue, w.secs, topic)
+	}
 }
 
 // topicTxns sums the transaction figures of a topic's partitions this

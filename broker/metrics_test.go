@@ -273,3 +273,37 @@ func checkDocumented(t *testing.T, m map[string]float64) {
 		}
 	}
 }
+
+// TestMetricsGroupRebalances: a group's first member joining completes
+// one join phase (generation 1): tusk_group_rebalances_total is 1.
+func TestMetricsGroupRebalances(t *testing.T) {
+	b := startBroker(t, t.TempDir(), func(c *configs.Config) {
+		c.Groups.OffsetsPartitions = 1
+		c.Groups.InitialRebalanceDelay = 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, b))
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "rb"); err != nil {
+		t.Fatal(err)
+	}
+	if m := gathered(t, b); m["tusk_group_rebalances_total"] != 0 {
+		t.Fatalf("rebalances before any group: %v", m["tusk_group_rebalances_total"])
+	}
+	cons := newClient(t, b, kgo.ConsumeTopics("rb"), kgo.ConsumerGroup("rbg"))
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		cons.PollFetches(pctx) // joins the group in the background
+		pcancel()
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("group never stable: %v", err)
+		}
+		described, err := adm.DescribeGroups(ctx, "rbg")
+		if err == nil && described["rbg"].State == "Stable" {
+			break
+		}
+	}
+	if m := gathered(t, b); m["tusk_group_rebalances_total"] != 1 {
+		t.Fatalf("tusk_group_rebalances_total = %v, want 1", m["tusk_group_rebalances_total"])
+	}
+}

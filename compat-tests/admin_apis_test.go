@@ -800,6 +800,17 @@ func TestClusterPartitionMetrics(t *testing.T) {
 			t.Errorf("node %d: led %v under-replicated %v offline %v lease %v, want %v 0 0 1", id, m["tusk_leader_partitions"], m["tusk_under_replicated_partitions"], m["tusk_offline_partitions"], m["tusk_lease_valid"], led)
 		}
 	}
+	// The followers fetch everything: the leader reports no record lag.
+	waitFor(t, 10*time.Second, "the leader reports its followers caught up", func() (bool, string) {
+		m := scrape(t, c.node(leader), topic)
+		v, ok := m["tusk_follower_lag_records"]
+		return ok && v == 0, fmt.Sprintf("tusk_follower_lag_records %v (present %v)", v, ok)
+	})
+	for _, id := range c.ids() {
+		if _, ok := scrape(t, c.node(id), topic)["tusk_follower_lag_records"]; ok != (id == leader) {
+			t.Errorf("node %d (leader %d) reports tusk_follower_lag_records: %v", id, leader, ok)
+		}
+	}
 	var follower int32
 	for _, id := range c.ids() {
 		if id != leader {

@@ -38,6 +38,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives state transitions at debug level.
 	Logger zerolog.Logger
+	// OnRebalance, if set, hears of every completed join phase of a
+	// group (a new generation; metrics). It runs under the group's lock
+	// and must not call the coordinator.
+	OnRebalance func(group string, generation int32)
 }
 
 func (cfg *Config) fill() {

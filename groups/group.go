@@ -549,6 +549,9 @@ func (g *group) completeJoin() {
 		return
 	}
 	g.generation++
+	if g.c.cfg.OnRebalance != nil {
+		g.c.cfg.OnRebalance(g.name, g.generation)
+	}
 	g.rebalanceDeadline = time.Time{}
 	g.initialDelay = false
 	g.newMemberAdded = false

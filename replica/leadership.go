@@ -312,6 +312,43 @@ func (lp *Leadership) laggards() []int32 {
 	return out
 }
 
+// FollowerLag is how far one follower of a segment this node leads is
+// behind: records below the leader's log end it has not fetched, and the
+// time since its last fetch (since the leadership began if none).
+type FollowerLag struct {
+	TP      storage.TopicPartition
+	Replica int32
+	Records int64
+	Since   time.Duration
+}
+
+// FollowerLags lists the lag of every follower of the segments this node
+// leads (metrics).
+func (m *Manager) FollowerLags() []FollowerLag {
+	now := m.clock.Now()
+	var out []FollowerLag
+	for _, lp := range m.leadingList() {
+		leo := lp.log.LogEndOffset()
+		lp.ackMu.Lock()
+		for _, id := range lp.replicas {
+			if id == m.cfg.NodeID {
+				continue
+			}
+			last, ok := lp.fetchAt[id]
+			if !ok {
+				last = lp.since
+			}
+			acked, seen := lp.acked[id]
+			if !seen {
+				acked = lp.base
+			}
+			out = append(out, FollowerLag{TP: lp.tp, Replica: id, Records: max(0, leo-acked), Since: now.Sub(last)})
+		}
+		lp.ackMu.Unlock()
+	}
+	return out
+}
+
 // FetchingNow reports whether follower id of the active segment fetched
 // within LagTimeMax.
 func (lp *Leadership) FetchingNow(id int32) bool {
