@@ -503,7 +503,7 @@ type txnBatch struct {
 // transaction already open here was verified when it began; the epoch
 // check of every batch is storage's. The coordinator's retriable answers
 // become NOT_ENOUGH_REPLICAS, as Kafka does for clients that do not know
-// them on Produce.
+// them on Produce, and PRODUCER_FENCED becomes INVALID_PRODUCER_EPOCH.
 func (b *Broker) verifyTxn(rc *request, req *kmsg.ProduceRequest, topic string, partition int32, l *storage.Log, records []byte) (txnBatch, int16, string) {
 	out := txnBatch{checked: true}
 	h, err := kafkaproto.ParseBatchHeader(records)
@@ -543,6 +543,10 @@ func (b *Broker) verifyTxn(rc *request, req *kmsg.ProduceRequest, topic string, 
 		switch ke {
 		case kerr.ConcurrentTransactions, kerr.CoordinatorLoadInProgress, kerr.CoordinatorNotAvailable, kerr.NotCoordinator, kerr.RequestTimedOut:
 			return out, kerr.NotEnoughReplicas.Code, fmt.Sprintf("verify the transaction with its coordinator: %v", err)
+		case kerr.ProducerFenced:
+			// Producers expect INVALID_PRODUCER_EPOCH on Produce (Kafka's
+			// AddPartitionsToTxnManager maps it so).
+			return out, kerr.InvalidProducerEpoch.Code, fmt.Sprintf("verify the transaction with its coordinator: %v", err)
 		}
 		return out, ke.Code, fmt.Sprintf("verify the transaction with its coordinator: %v", err)
 	}

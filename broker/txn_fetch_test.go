@@ -409,6 +409,10 @@ func TestProduceTransactionalVerified(t *testing.T) {
 		{name: "added", setup: func(f *fakeVerifier) { f.set(kerr.InvalidTxnState, "T/500/0/"+topic+"/0") }, txnID: id, batch: testTxnBatch(500, 0, 0, true, "v0"), code: 0, base: 1, leo: 2, lso: 1, calls: 3},
 		{name: "open here: not asked again", setup: func(f *fakeVerifier) { f.set(kerr.InvalidTxnState) }, txnID: id, batch: testTxnBatch(500, 0, 1, true, "v1"), code: 0, base: 2, leo: 3, lso: 1, calls: 3},
 		{name: "another producer", txnID: id, batch: testTxnBatch(501, 0, 0, true, "w0"), code: kerr.InvalidTxnState.Code, base: -1, leo: 3, lso: 1, calls: 4},
+		// A zombie's batch: the coordinator's PRODUCER_FENCED reaches the
+		// client as INVALID_PRODUCER_EPOCH, as Kafka's
+		// AddPartitionsToTxnManager answers Produce.
+		{name: "fenced epoch", setup: func(f *fakeVerifier) { f.set(kerr.ProducerFenced) }, txnID: id, batch: testTxnBatch(502, 0, 0, true, "z0"), code: kerr.InvalidProducerEpoch.Code, base: -1, leo: 3, lso: 1, calls: 5},
 	}
 	f := new(fakeVerifier)
 	// The broker installs the hosted coordinators (b.txnc) as its verifier;
@@ -444,6 +448,7 @@ func TestProduceTransactionalVerified(t *testing.T) {
 	// After the COMMIT, the producer's next transaction is verified
 	// again.
 	testLogAppend(t, b, topic, 0, nil, 500, 0, true)
+	f.set(kerr.InvalidTxnState)
 	if code, _ := produce(id, testTxnBatch(500, 0, 2, true, "v2")); code != kerr.InvalidTxnState.Code || l.LastStableOffset() != 4 {
 		t.Fatalf("after the commit, not added: code %d LSO %d, want INVALID_TXN_STATE and 4", code, l.LastStableOffset())
 	}

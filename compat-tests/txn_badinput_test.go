@@ -44,9 +44,10 @@ func txnBatch(pid int64, epoch int16, seq int32, values ...string) []byte {
 //     ILLEGAL_GENERATION; with an unknown member id: UNKNOWN_MEMBER_ID;
 //     nothing pending after either (OffsetFetch RequireStable answers the
 //     old offset);
-//   - EndTxn from an epoch a new instance fenced: PRODUCER_FENCED (v2+),
-//     INVALID_PRODUCER_EPOCH (v0-1); the new instance's transaction stays
-//     Ongoing.
+//   - EndTxn, AddPartitionsToTxn and AddOffsetsToTxn from an epoch a new
+//     instance fenced: PRODUCER_FENCED (v2+), INVALID_PRODUCER_EPOCH
+//     (v0-1); its transactional Produce is refused; the new instance's
+//     transaction stays Ongoing and no log changes.
 //
 // Between them the valid transactions commit and abort as usual: exact
 // log end offsets, read_committed contents and committed offsets after.
@@ -373,6 +374,34 @@ func TestTxnBadInput(t *testing.T) {
 					t.Errorf("EndTxn v%d (commit %v) from epoch 0: %s, want %s(%d)", c.version, commit, errName(code), c.want.Message, c.want.Code)
 				}
 			}
+			// The zombie's AddPartitionsToTxn and AddOffsetsToTxn at the
+			// same version (KIP-588: PRODUCER_FENCED from v2).
+			ap := kmsg.NewPtrAddPartitionsToTxnRequest()
+			ap.Version = c.version
+			ap.TransactionalID, ap.ProducerID, ap.ProducerEpoch = T, pid, 0
+			apt := kmsg.NewAddPartitionsToTxnRequestTopic()
+			apt.Topic, apt.Partitions = topic, []int32{0}
+			ap.Topics = append(ap.Topics, apt)
+			if resp, err := raw.roundTrip(ap); err != nil {
+				t.Fatalf("AddPartitionsToTxn v%d: %v", c.version, err)
+			} else if code := resp.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode; code != c.want.Code {
+				t.Errorf("AddPartitionsToTxn v%d from epoch 0: %s, want %s(%d)", c.version, errName(code), c.want.Message, c.want.Code)
+			}
+			ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+			ao.Version = c.version
+			ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = T, pid, 0, group
+			if resp, err := raw.roundTrip(ao); err != nil {
+				t.Fatalf("AddOffsetsToTxn v%d: %v", c.version, err)
+			} else if code := resp.(*kmsg.AddOffsetsToTxnResponse).ErrorCode; code != c.want.Code {
+				t.Errorf("AddOffsetsToTxn v%d from epoch 0: %s, want %s(%d)", c.version, errName(code), c.want.Message, c.want.Code)
+			}
+		}
+		// The zombie's transactional Produce to partition 0 (which the new
+		// epoch has not written): INVALID_PRODUCER_EPOCH, what Kafka's
+		// partition leaders answer Produce for a fenced epoch; the log
+		// unchanged (checked below).
+		if code, _ := produce(T, 0, txnBatch(pid, 0, 1, "zombie")); code != kerr.InvalidProducerEpoch.Code {
+			t.Errorf("zombie transactional Produce at epoch 0: %s, want INVALID_PRODUCER_EPOCH(47)", errName(code))
 		}
 		if st := describe(); st.State != "Ongoing" || st.ProducerEpoch != 1 || !slices.Equal(txnParts(st), []string{topic + "-1"}) {
 			t.Errorf("after the fenced EndTxns: %s epoch %d %v, want Ongoing at epoch 1 with [%s-1]", st.State, st.ProducerEpoch, txnParts(st), topic)
