@@ -82,6 +82,9 @@ type Broker struct {
 	// (36_sasl_authenticate.go).
 	saslMechs    []string
 	authFailures authFailures
+	// bootUsers are the bootstrap users file's entries until Serve
+	// hands them to startBootstrapUsers (bootstrap_users.go).
+	bootUsers []bootstrapUser
 
 	// tls is the node's TLS material (nil: none); with a CA it secures
 	// node-to-node traffic (internal_tls.go). Set by SetTLS or loaded
@@ -182,6 +185,11 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.saslMechs = mechs
+	if f := cfg.SASL.BootstrapUsersFile; f != "" {
+		if b.bootUsers, err = readBootstrapUsers(f); err != nil {
+			return nil, err
+		}
+	}
 	engine.SetLeaseSource(b.currentLease) // replicated appends need a live lease (fencing.CheckAppend)
 	b.m.addStorage(engine)
 	b.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -354,6 +362,9 @@ func (b *Broker) Serve() error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := b.startBootstrapUsers(); err != nil {
+		return err
 	}
 	b.serveW.Add(1 + len(b.listeners))
 	for _, l := range b.listeners {

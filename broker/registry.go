@@ -28,6 +28,8 @@ func registry() []api {
 		apiApiVersions(),
 		apiSASLHandshake(),
 		apiSASLAuthenticate(),
+		apiDescribeUserSCRAMCredentials(),
+		apiAlterUserSCRAMCredentials(),
 		apiCreateTopics(),
 		apiDeleteTopics(),
 		apiDeleteRecords(),

@@ -34,11 +34,16 @@ type saslBroker struct {
 
 func startSASLBroker(t *testing.T, mutate ...func(*configs.Config)) saslBroker {
 	t.Helper()
+	return startSASLBrokerIn(t, t.TempDir(), mutate...)
+}
+
+func startSASLBrokerIn(t *testing.T, dir string, mutate ...func(*configs.Config)) saslBroker {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := startBroker(t, t.TempDir(), append([]func(*configs.Config){func(c *configs.Config) {
+	b := startBroker(t, dir, append([]func(*configs.Config){func(c *configs.Config) {
 		c.Kafka.Advertised = ln.Addr().String()
 		c.SASL.FailedAuthDelay = 20 * time.Millisecond
 	}}, mutate...)...)

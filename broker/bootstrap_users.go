@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tuskdb/tusk/auth"
+	"github.com/tuskdb/tusk/metadata"
+)
+
+// Bootstrap users (sasl.bootstrap-users-file, docs/security.md): a file
+// of name:password lines whose SCRAM-SHA-256 and SCRAM-SHA-512
+// credentials are created once per cluster. The command is a
+// compare-and-set on a flag that stays set, so a bootstrap user an admin
+// deleted never comes back, whichever node restarts with the file.
+
+// bootstrapIterations is the iteration count of bootstrap credentials
+// (Kafka's default).
+const bootstrapIterations = 4096
+
+// bootstrapUser is one line of the bootstrap users file.
+type bootstrapUser struct{ name, password string }
+
+// readBootstrapUsers parses a bootstrap users file: name:password lines
+// (the password is everything after the first ':'), blank lines and
+// lines starting with '#' skipped.
+func readBootstrapUsers(path string) ([]bootstrapUser, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("broker: sasl.bootstrap-users-file: %w", err)
+	}
+	var out []bootstrapUser
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		name, pass, ok := strings.Cut(line, ":")
+		if !ok || pass == "" {
+			return nil, fmt.Errorf("broker: sasl.bootstrap-users-file %s line %d: want name:password", path, n)
+		}
+		if err := metadata.ValidateUserName(name); err != nil {
+			return nil, fmt.Errorf("broker: sasl.bootstrap-users-file %s line %d: %w", path, n, err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("broker: sasl.bootstrap-users-file %s line %d: user %q listed twice", path, n, name)
+		}
+		seen[name] = true
+		out = append(out, bootstrapUser{name, pass})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("broker: sasl.bootstrap-users-file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// bootstrapCommand computes the users' credentials with fresh salts.
+func bootstrapCommand(users []bootstrapUser) (metadata.BootstrapUsers, error) {
+	var cmd metadata.BootstrapUsers
+	for _, u := range users {
+		for _, mech := range auth.ScramMechanisms() {
+			salt := make([]byte, 32)
+			if _, err := rand.Read(salt); err != nil {
+				return cmd, fmt.Errorf("broker: bootstrap users: salt: %w", err)
+			}
+			c, err := auth.NewScramCredential(mech, u.password, salt, bootstrapIterations)
+			if err != nil {
+				return cmd, fmt.Errorf("broker: bootstrap users: %w", err)
+			}
+			cmd.Users = append(cmd.Users, metadata.ScramUpsert{User: u.name, Mechanism: mech, Credential: metadata.ScramCredential(c)})
+		}
+	}
+	return cmd, nil
+}
+
+// applyBootstrapUsers proposes the bootstrap users once this node caught
+// up with the metadata, unless the cluster applied them before. It
+// retries until it succeeds, the flag is found set, or ctx ends.
+func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser) error {
+	backoff := 50 * time.Millisecond
+	for {
+		if b.caughtUp.Load() {
+			if b.store.FSM().UsersBootstrapped() {
+				return nil
+			}
+			cmd, err := bootstrapCommand(users)
+			if err != nil {
+				return err
+			}
+			err = b.store.Apply(ctx, cmd)
+			switch {
+			case err == nil:
+				b.log.Info().Int("users", len(users)).Msg("bootstrap users applied")
+				return nil
+			case errors.Is(err, metadata.ErrPreconditionFailed):
+				return nil // another node applied them first
+			case errors.Is(err, metadata.ErrInvalidCommand):
+				return fmt.Errorf("broker: bootstrap users: %w", err)
+			}
+			b.log.Warn().Err(err).Msg("bootstrap users: apply failed; retrying")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: bootstrap users: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// startBootstrapUsers applies the bootstrap users file, if configured:
+// before serving on a single node (whose clients may authenticate as
+// soon as it is ready), in the background on a cluster node, which may
+// have to wait for the others.
+func (b *Broker) startBootstrapUsers() error {
+	users := b.bootUsers
+	b.bootUsers = nil // the passwords need not stay in memory
+	if len(users) == 0 {
+		return nil
+	}
+	if b.single() {
+		ctx, cancel := context.WithTimeout(b.bgCtx, 30*time.Second)
+		defer cancel()
+		return b.applyBootstrapUsers(ctx, users)
+	}
+	b.bgWG.Add(1)
+	go func() {
+		defer b.bgWG.Done()
+		if err := b.applyBootstrapUsers(b.bgCtx, users); err != nil && b.bgCtx.Err() == nil {
+			b.log.Error().Err(err).Msg("bootstrap users not applied")
+		}
+	}()
+	return nil
+}
