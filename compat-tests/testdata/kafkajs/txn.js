@@ -37,7 +37,6 @@ const kafka = new Kafka({
   brokers: cfg.brokers,
   logLevel: logLevel.WARN,
   logCreator: stderrLogger,
-  retry: { retries: 10 },
 })
 
 function withDeadline (what, ms, promise) {
