@@ -401,6 +401,12 @@ func TestAuthzEveryAPI(t *testing.T) {
 			codes: func(r kmsg.Response) []int16 {
 				return []int16{r.(*kmsg.AlterClientQuotasResponse).Entries[0].ErrorCode}
 			}, want: caf},
+		{req: &kmsg.DescribeUserSCRAMCredentialsRequest{},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeUserSCRAMCredentialsResponse).ErrorCode} }, want: caf},
+		{req: &kmsg.AlterUserSCRAMCredentialsRequest{Deletions: []kmsg.AlterUserSCRAMCredentialsRequestDeletion{{Name: "u", Mechanism: 1}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.AlterUserSCRAMCredentialsResponse).Results[0].ErrorCode}
+			}, want: caf},
 		{req: &kmsg.DescribeClusterRequest{IncludeClusterAuthorizedOperations: true}, check: func(r kmsg.Response) error {
 			if dr := r.(*kmsg.DescribeClusterResponse); dr.ErrorCode != 0 || dr.ClusterAuthorizedOperations != 0 || len(dr.Brokers) != 1 {
 				return errors.New("unexpected answer")
