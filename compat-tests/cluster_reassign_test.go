@@ -167,6 +167,44 @@ func TestClusterReassignPartition(t *testing.T) {
 		return len(segs) > 0, "segments"
 	})
 	third := producePartitions(t, all, topic, []int32{0}, 500, "after", map[int32]int64{0: 3000})
+	// A one-replica topic moves too: its only copy goes to another node,
+	// which then leads it, and the first node deletes its log.
+	const single = "reasg-rf1"
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, single); err != nil || r.Err != nil {
+		t.Fatalf("create %s: %v %v", single, err, r.Err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{single: 1}, 10*time.Second)
+	}
+	singleRecs := producePartitions(t, all, single, []int32{0}, 800, "single", map[int32]int64{0: 0})
+	ss := c.segmentsVia(t, c.ids()[0], single, 0)
+	owner := ss[len(ss)-1].Leader
+	dest := owner%4 + 1
+	var req1 kadm.AlterPartitionAssignmentsReq
+	req1.Assign(single, 0, []int32{dest})
+	if resp, err := adm.AlterPartitionAssignments(ctx, req1); err != nil || resp[single][0].Err != nil {
+		t.Fatalf("reassign %s from %d to %d: %v %+v", single, owner, dest, err, resp)
+	}
+	waitFor(t, 60*time.Second, fmt.Sprintf("%s moves from node %d to node %d", single, owner, dest), func() (bool, string) {
+		segs := c.segmentsVia(t, dest, single, 0)
+		for _, s := range segs {
+			if !holdsAs(s, []int32{dest}) {
+				return false, fmt.Sprintf("segment %d [%d, %d) replicas %v leader %d", s.ID, s.Base, s.End, s.Replicas, s.Leader)
+			}
+		}
+		return len(segs) > 0 && segs[len(segs)-1].Leader == dest, "segments"
+	})
+	waitFor(t, 30*time.Second, fmt.Sprintf("node %d deletes its copy of %s", owner, single), func() (bool, string) {
+		found, err := holdsPartition(ctx, adm, owner, single)
+		if err != nil {
+			return false, err.Error()
+		}
+		return !found, "still listed"
+	})
+	moreSingle := producePartitions(t, all, single, []int32{0}, 200, "single-after", map[int32]int64{0: 800})
+	gotSingle := readPartitions(t, all, single, map[int32]int64{0: 0}, map[int32]int{0: 1000}, 60*time.Second)
+	sameRecords(t, single+" after its move", append(slices.Clone(singleRecs[0]), moreSingle[0]...), gotSingle[0])
+
 	want := append(append(slices.Clone(first[0]), second[0]...), third[0]...)
 	got := readPartitions(t, all, topic, map[int32]int64{0: 0}, map[int32]int{0: len(want)}, 60*time.Second)
 	sameRecords(t, "after the reassignment", want, got[0])

@@ -191,8 +191,7 @@ func sameSet(a, b []int32) bool {
 // ReassignPartition starts, changes or (Target nil) cancels the
 // reassignment of a partition to the replica set Target
 // (AlterPartitionReassignments). Target must have the topic's
-// replication factor, name registered brokers once each, and the topic
-// must be replicated. A Target equal to the active segment's replicas
+// replication factor and name registered brokers once each. A Target equal to the active segment's replicas
 // ends any reassignment at once.
 type ReassignPartition struct {
 	Topic     string  `json:"topic"`
@@ -226,9 +225,6 @@ func (c ReassignPartition) apply(st *state) error {
 		return nil
 	}
 	rf := t.ReplicationFactor()
-	if rf < 2 {
-		return fmt.Errorf("%w: %s has one replica per partition; reassignment moves replicated partitions only", ErrInvalidCommand, c.Topic)
-	}
 	if len(c.Target) != rf {
 		return fmt.Errorf("%w: %d replicas for %s, whose replication factor is %d (a reassignment keeps it)", ErrInvalidCommand, len(c.Target), c.Topic, rf)
 	}
@@ -241,6 +237,9 @@ func (c ReassignPartition) apply(st *state) error {
 		p.Target = nil
 		return nil
 	}
+	// Pin the replication factor (topics of old metadata have none
+	// recorded): the move's extra replicas must not raise it.
+	t.RF = rf
 	p.Target = slices.Clone(c.Target)
 	return nil
 }

@@ -68,7 +68,9 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 	// A compacted partition is led through a Leadership even with one
 	// replica: its segments roll, so its sealed range can be cleaned
 	// (docs/compaction.md, "Rolls of compacted topics").
-	replicated := wantRF > 1 || m.compacts(topic)
+	// So is a partition being reassigned (its learners fetch from the
+	// leader and a roll takes them in), one replica or not.
+	replicated := wantRF > 1 || m.compacts(topic) || t.Parts[p].Target != nil
 	l, err := m.host.EnsureLog(t, p, replicated)
 	if err != nil || l == nil {
 		return RoleNone, err
@@ -129,7 +131,7 @@ func (m *Manager) recLock(tp storage.TopicPartition) *sync.Mutex {
 func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF int, caughtUp bool) bool {
 	// A reassignment's learners join a full replica set.
 	reassigned := slices.Contains(t.Parts[p].Target, m.cfg.NodeID) && slices.Contains(seg.Learners, m.cfg.NodeID)
-	if !caughtUp || wantRF < 2 || (len(seg.Replicas) >= wantRF && !reassigned) || seg.State != metadata.SegmentActive || seg.Leader < 0 {
+	if !caughtUp || (wantRF < 2 && !reassigned) || (len(seg.Replicas) >= wantRF && !reassigned) || seg.State != metadata.SegmentActive || seg.Leader < 0 {
 		return false
 	}
 	if br, ok := m.md.Broker(seg.Leader); !ok || br.State != metadata.BrokerAlive {
@@ -175,8 +177,16 @@ func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF 
 func (m *Manager) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp bool) {
 	seg := t.Parts[p].Active()
 	self := m.cfg.NodeID
-	if !caughtUp || wantRF < 2 || len(seg.Replicas) < wantRF || seg.State != metadata.SegmentActive || slices.Contains(seg.Learners, self) {
+	if !caughtUp || len(seg.Replicas) < wantRF || seg.State != metadata.SegmentActive || slices.Contains(seg.Learners, self) {
 		return
+	}
+	// A one-replica partition's log is dropped only once a reassignment
+	// moved it away (its segments list another node and it has a live
+	// leader): its only copy must never go otherwise.
+	if wantRF < 2 {
+		if br, ok := m.md.Broker(seg.Leader); !ok || br.State != metadata.BrokerAlive || seg.Leader == self {
+			return
+		}
 	}
 	for _, s := range t.Parts[p].Segments {
 		if slices.Contains(s.Replicas, self) {
