@@ -89,3 +89,41 @@ func TestRollRecordsFirstUnstable(t *testing.T) {
 		}
 	}
 }
+
+// A merge of cleaned segments keeps the last one's first unstable
+// offset: a transaction open at the first one's end (60 here) closed
+// before the second one's end, which had none open.
+func TestMergeKeepsLastFirstUnstable(t *testing.T) {
+	f := NewFSM()
+	must := func(c Command) {
+		t.Helper()
+		if err := f.Apply(c); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+	for _, b := range []int32{1, 2, 3} {
+		must(RegisterBroker{Broker: Broker{ID: b, Kafka: "h:1"}})
+	}
+	must(CreateTopic{Name: "c", ID: id(7), Partitions: 1, Assignments: [][]int32{{1, 2, 3}}})
+	for i, c := range []struct{ end, fu int64 }{{100, 60}, {250, 250}} {
+		a := activeOf(t, f)
+		fu := c.fu
+		must(RollSegment{Topic: "c", ID: id(7), Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch, EndOffset: c.end,
+			NextLeader: 1, NextReplicas: []int32{1, 2, 3}, Checksum: uint32(10 + i), Bytes: 1000 * int64(i+1), SealedAtMs: 5000 + int64(i), FirstUnstable: &fu})
+	}
+	segs := partOf(t, f).Segments
+	must(cleanCmd(segs, 1, 1, 2))
+	for _, n := range []int32{1, 2} {
+		must(CleanReport{Topic: "c", ID: id(7), Partition: 0, Generation: 1, Node: n, OK: true, Results: results(segs, 40)})
+	}
+	p := partOf(t, f)
+	var inputs []MergedInput
+	for _, s := range p.Segments[:2] {
+		inputs = append(inputs, MergedInput{ID: s.ID, Checksum: s.Checksum, Bytes: s.Bytes, Generation: s.Generation})
+	}
+	must(MergeSegments{Topic: "c", ID: id(7), Partition: 0, Inputs: inputs, Checksum: 5, Bytes: 90})
+	m := partOf(t, f).Segments[0]
+	if m.EndOffset != 250 || m.FirstUnstable == nil || *m.FirstUnstable != 250 || m.StableEnd() != 250 {
+		t.Fatalf("merged segment [%d, %d) first unstable %v; want [0, 250) 250", m.BaseOffset, m.EndOffset, m.FirstUnstable)
+	}
+}
