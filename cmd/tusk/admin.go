@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // The admin commands (`tusk topic|group|config`) talk the Kafka protocol
@@ -77,7 +81,19 @@ type adminOpts struct {
 	brokers string
 	format  string
 	timeout time.Duration
+	// TLS and SASL towards the brokers (docs/security.md).
+	tls                    bool
+	tlsCA, tlsCert, tlsKey string
+	saslMechanism          string
+	saslUser, saslPassword string
 }
+
+// Environment defaults of the CLI's secret-ish flags (kept out of
+// command lines that ps shows).
+const (
+	envSASLUser     = "TUSK_CLI_SASL_USER"
+	envSASLPassword = "TUSK_CLI_SASL_PASSWORD"
+)
 
 func addAdminFlags(cmd *cobra.Command) *adminOpts {
 	o := &adminOpts{}
@@ -88,7 +104,55 @@ func addAdminFlags(cmd *cobra.Command) *adminOpts {
 	cmd.PersistentFlags().StringVar(&o.brokers, "brokers", def, "comma-separated bootstrap brokers (host:port); default $"+envBrokers+" or "+defaultBrokers)
 	cmd.PersistentFlags().StringVar(&o.format, "format", "table", "output format: table or json")
 	cmd.PersistentFlags().DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the cluster")
+	cmd.PersistentFlags().BoolVar(&o.tls, "tls", false, "connect with TLS (implied by --tls-ca, --tls-cert)")
+	cmd.PersistentFlags().StringVar(&o.tlsCA, "tls-ca", "", "PEM CA file to verify the brokers with (default: the system roots)")
+	cmd.PersistentFlags().StringVar(&o.tlsCert, "tls-cert", "", "PEM client certificate (mutual TLS)")
+	cmd.PersistentFlags().StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
+	cmd.PersistentFlags().StringVar(&o.saslMechanism, "sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
+	cmd.PersistentFlags().StringVar(&o.saslUser, "sasl-user", os.Getenv(envSASLUser), "SASL user name; default $"+envSASLUser)
+	cmd.PersistentFlags().StringVar(&o.saslPassword, "sasl-password", os.Getenv(envSASLPassword), "SASL password; default $"+envSASLPassword+" (prefer it: a flag shows in ps)")
 	return o
+}
+
+// clientOpts turns the TLS and SASL flags into kgo options.
+func (o *adminOpts) clientOpts() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	if o.tls || o.tlsCA != "" || o.tlsCert != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.tlsCA != "" {
+			pem, err := os.ReadFile(o.tlsCA)
+			if err != nil {
+				return nil, usagef("--tls-ca: %v", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, usagef("--tls-ca %s: no PEM certificate", o.tlsCA)
+			}
+		}
+		if (o.tlsCert == "") != (o.tlsKey == "") {
+			return nil, usagef("--tls-cert and --tls-key go together")
+		}
+		if o.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+			if err != nil {
+				return nil, usagef("--tls-cert/--tls-key: %v", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	switch strings.ToUpper(o.saslMechanism) {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: o.saslUser, Pass: o.saslPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: o.saslUser, Pass: o.saslPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: o.saslUser, Pass: o.saslPassword}.AsSha512Mechanism()))
+	default:
+		return nil, usagef("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", o.saslMechanism)
+	}
+	return opts, nil
 }
 
 // run checks the shared flags, connects, and runs f with a client and a
@@ -106,7 +170,11 @@ func (o *adminOpts) run(c *cobra.Command, f func(ctx context.Context, adm *kadm.
 	if len(seeds) == 0 {
 		return usagef("--brokers: no broker address given")
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ClientID("tusk-cli"), kgo.DialTimeout(5*time.Second))
+	sec, err := o.clientOpts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("tusk-cli"), kgo.DialTimeout(5 * time.Second)}, sec...)...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", o.brokers, err)
 	}
