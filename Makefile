@@ -62,12 +62,14 @@ lint: vet
 # network namespaces (root only), re-replication to a spare node, sealed
 # reads with the first leader down; rotation with a consumer group; restarts
 # after kill -9, admin clients across a controller kill, spoofed replica
-# fetches, SIGTERM with acks pending), each
+# fetches, SIGTERM with acks pending; exactly-once consume-transform-produce
+# with a member and a segment leader killed, the transaction coordinator
+# killed between EndTxn and the markers), each
 # repeated FAULT_COUNT times, against the race build.
 FAULT_COUNT ?= 3
 test-faults: build-race
 	TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks|TestClusterRollingRestartManyPartitions' ./compat-tests/
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks|TestClusterRollingRestartManyPartitions|TestClusterTxnEOS|TestClusterTxnCoordinatorKillBeforeMarkers' ./compat-tests/
 
 # A randomized no-loss soak (off CI): leader, follower and controller
 # kills, frozen leaders and rolls under two producers and a consumer group

@@ -74,7 +74,8 @@ func runEOSMember(ctx context.Context, m eosMember, stop func() bool, report fun
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumerGroup(m.Group), kgo.ConsumeTopics(m.In),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.SessionTimeout(m.SessionTimeout),
 		kgo.FetchMaxPartitionBytes(m.FetchBytes), kgo.FetchMaxBytes(3*m.FetchBytes), kgo.FetchMaxWait(200*time.Millisecond),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic(m.Out))
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic(m.Out),
+		kgo.ProducerBatchCompression(kgo.NoCompression())) // uncompressed: the output rolls its segments
 	if err != nil {
 		return fmt.Errorf("eos member %s: new session: %w", m.TxnID, err)
 	}
@@ -263,6 +264,24 @@ func (c *eosChild) kill9(t *testing.T) {
 	case <-c.done:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("member %s did not die after SIGKILL", c.m.TxnID)
+	}
+}
+
+// stop closes the member's stdin (it ends its round and leaves the group)
+// and waits for a clean exit.
+func (c *eosChild) stop(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	_ = c.stdin.Close()
+	select {
+	case <-c.done:
+	case <-time.After(timeout):
+		t.Fatalf("member %s did not stop within %v of its stop", c.m.TxnID, timeout)
+	}
+	if msg, _ := c.errMsg.Load().(string); msg != "" {
+		t.Fatalf("member %s: %s", c.m.TxnID, msg)
+	}
+	if code := c.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("member %s exited with code %d", c.m.TxnID, code)
 	}
 }
 
@@ -640,6 +659,110 @@ func TestTxnZombieFenced(t *testing.T) {
 	}
 	read(kgo.ReadCommitted(), append(slices.Clone(fv), "end"))
 	read(kgo.ReadUncommitted(), append(append(slices.Clone(zv), fv...), "end"))
+}
+
+// TestClusterTxnEOS (make test-faults, or TUSK_LONG_FAULTS=1): the
+// exactly-once loop on 3 nodes over 100k records, see clusterTxnEOS.
+func TestClusterTxnEOS(t *testing.T) {
+	if os.Getenv("TUSK_LONG_FAULTS") != "1" {
+		t.Skip("long fault scenario: run with make test-faults (TUSK_LONG_FAULTS=1)")
+	}
+	clusterTxnEOS(t, 100_000)
+}
+
+// TestClusterTxnEOSShort is TestClusterTxnEOS over 10k records (make test).
+func TestClusterTxnEOSShort(t *testing.T) {
+	clusterTxnEOS(t, 10_000)
+}
+
+// clusterTxnEOS: 3 nodes, RF=3 input and output topics of 3 partitions
+// rolling every 256 KiB (each roll moves the segment's leadership). Two
+// GroupTransactSession members copy the input: one in this process, one
+// in a child process that, once it committed an eighth of the input, is
+// killed with SIGKILL inside a transaction (its records flushed) and
+// replaced by a new process with the same transactional id (whose
+// InitProducerId fences the dead one and aborts its transaction). With half of the input committed, the leader of the
+// output partition 0's active segment is killed with SIGKILL; after 10%
+// more it is restarted. read_committed: every input exactly once, exactly
+// the committed rounds; read_uncommitted: every round.
+func clusterTxnEOS(t *testing.T, total int) {
+	const in, out, group = "eos-in", "eos-out", "eos-group"
+	segs := map[string]*string{"segment.bytes": strp(fmt.Sprint(256 << 10))}
+	c, adm := startFaultScenario(t, faultScenario{
+		nodes: 3, client: "franz-go kgo GroupTransactSession + kill -9",
+		scenario: fmt.Sprintf("cluster: consume-transform-produce %dk records, a member and a segment leader killed -9: exactly once under read_committed", total/1000),
+		env:      map[string]string{"TUSK_TRANSACTIONS_PARTITIONS": "5", "TUSK_GROUPS_INITIAL_REBALANCE_DELAY": "0"},
+		topics:   []faultTopic{{name: in, partitions: 3, configs: segs}, {name: out, partitions: 3, configs: segs}},
+	})
+	seeds := c.kafkaAddrs(c.ids()...)
+	began := time.Now()
+	eosProduceInput(t, seeds, in, total)
+	t.Logf("measure: produced %d input records in %v", total, time.Since(began).Round(time.Millisecond))
+
+	rounds := newEOSRounds()
+	base := eosMember{Seeds: seeds, Group: group, In: in, Out: out, HangAfter: -1,
+		TxnTimeout: 60 * time.Second, SessionTimeout: scaled(t, 6*time.Second), FetchBytes: 4 << 10}
+	child := base
+	child.TxnID, child.HangAfter = "eos-child", total/8
+	local := base
+	local.TxnID, local.AbortRounds = "eos-local", []int{3}
+	var stop atomic.Bool
+	wait := eosLocalMember(local, rounds, &stop)
+	defer stop.Store(true)
+	kid := startEOSChild(t, child, rounds)
+	select {
+	case r := <-rounds.hung:
+		kid.kill9(t)
+		t.Logf("killed member %s with SIGKILL inside round %d (%d records flushed); %d committed records so far", r.TxnID, r.Round, len(r.Values), rounds.committed())
+	case <-time.After(120 * time.Second):
+		t.Fatalf("member %s never committed %d records: %s", child.TxnID, child.HangAfter, eosOutcomes(rounds.all()))
+	}
+	again := child
+	again.HangAfter, again.Incarnation = -1, 1
+	kid2 := startEOSChild(t, again, rounds)
+
+	progress := func() string { return eosOutcomes(rounds.all()) }
+	waitFor(t, 180*time.Second, "half of the input committed", func() (bool, string) {
+		return rounds.committed() >= total/2, progress()
+	})
+	via := c.ids()[0]
+	ss := c.segmentsVia(t, via, out, 0)
+	if len(ss) == 0 {
+		t.Fatalf("no segments of %s/0 in node %d's dump", out, via)
+	}
+	victim := ss[len(ss)-1].Leader
+	c.node(victim).Kill9(t)
+	killedAt := rounds.committed()
+	t.Logf("killed node %d with SIGKILL, leader of %s/0's active segment %d (of %d); %d committed records so far", victim, out, ss[len(ss)-1].ID, len(ss), killedAt)
+	waitFor(t, 180*time.Second, "10% more of the input committed without the killed node", func() (bool, string) {
+		return rounds.committed() >= killedAt+total/10, progress()
+	})
+	c.restartNodeSamePorts(t, victim)
+	t.Logf("restarted node %d; %d committed records so far", victim, rounds.committed())
+
+	eosWaitConsumed(t, adm, group, in, 300*time.Second, progress)
+	stop.Store(true)
+	kid2.stop(t, 60*time.Second)
+	if err := wait(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	all := rounds.all()
+	t.Logf("measure: %d input records copied in %v: %s", total, time.Since(began).Round(time.Millisecond), eosOutcomes(all))
+	eosVerify(t, c.kafkaAddrs(c.ids()...), out, 3, total, all, 120*time.Second)
+	if !slices.ContainsFunc(all, func(r eosRound) bool { return r.Outcome == "hung" && len(r.Values) > 0 }) {
+		t.Errorf("no killed round with records: %s", eosOutcomes(all))
+	}
+	var leaders []int32
+	final := c.segmentsVia(t, c.ids()[0], out, 0)
+	for _, s := range final {
+		if !slices.Contains(leaders, s.Leader) {
+			leaders = append(leaders, s.Leader)
+		}
+	}
+	t.Logf("%s/0: %d segments led by nodes %v", out, len(final), leaders)
+	if total >= 100_000 && len(final) < 3 {
+		t.Errorf("%s/0 has %d segments: the output did not rotate", out, len(final))
+	}
 }
 
 // TestClusterTxnCoordinatorKillBeforeMarkers: the transaction coordinator
