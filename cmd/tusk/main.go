@@ -21,7 +21,7 @@ func main() {
 	// Flag mistakes are usage errors (exit 2, admin.go).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(), newVersionCmd(), newBenchCmd(), newConfigDocCmd(), newClusterCmd(),
-		newTopicCmd(), newGroupCmd(), newConfigCmd(), newCertsCmd(), newACLCmd())
+		newTopicCmd(), newGroupCmd(), newConfigCmd(), newCertsCmd(), newACLCmd(), newUserCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tusk:", err)
 		os.Exit(exitCode(err))
