@@ -25,7 +25,8 @@ import (
 // with READ only answers TOPIC_AUTHORIZATION_FAILED to produce and is
 // still consumed in a group the prefixed group ACL allows; a DENY beats
 // the prefixed ALLOW of ALL; Metadata for all topics leaves out a topic
-// whose only ACL is another user's; `tusk acl list` is then refused.
+// whose only ACL is another user's; `tusk acl list` is then refused;
+// kcat (librdkafka) lists, consumes and is refused produce alike.
 func TestACLs(t *testing.T) {
 	if kfakeMode() {
 		t.Skip("TUSK_COMPAT_KFAKE=1: the kfake stand-in has no authorizer")
@@ -173,5 +174,23 @@ func TestACLs(t *testing.T) {
 	sort.Strings(listed)
 	if strings.Join(listed, ",") != "app-a,app-secret,open,ro" {
 		t.Fatalf("all-topics metadata lists %v, want app-a, app-secret, open, ro (not hidden)", listed)
+	}
+
+	// librdkafka (kcat): the same rules.
+	kcat := requireTool(t, "kcat")
+	common := []string{"-b", n.Kafka, "-X", "api.version.request=true"}
+	meta, _ := runTool(t, nil, kcat, append(common, "-L")...)
+	if !strings.Contains(meta, `topic "ro"`) || strings.Contains(meta, `topic "hidden"`) {
+		t.Fatalf("kcat -L:\n%s", meta)
+	}
+	consumed, _ := runTool(t, nil, kcat, append(common, "-C", "-t", "ro", "-o", "beginning", "-e", "-f", `%o:%s\n`)...)
+	if consumed != "0:r0\n1:r1\n2:r2\n" {
+		t.Fatalf("kcat -C ro: %q", consumed)
+	}
+	cmd := exec.CommandContext(ctx, kcat, append(common, "-P", "-t", "ro", "-X", "message.send.max.retries=0")...)
+	cmd.Stdin = strings.NewReader("denied\n")
+	kout, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(kout), "Topic authorization failed") {
+		t.Fatalf("kcat -P ro: %v\n%s", err, kout)
 	}
 }
