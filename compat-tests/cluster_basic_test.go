@@ -309,7 +309,7 @@ func testClusterMembership(t *testing.T, c *cluster) {
 		}
 	})
 
-	out := c.cli(t, "cluster", "add-node", "--server", c.node(1).Internal, "--node-id", "4", "--raft-addr", raft4)
+	out := c.cli(t, append([]string{"cluster", "add-node", "--server", c.node(1).Internal, "--node-id", "4", "--raft-addr", raft4}, c.cliTLSFlags(id4)...)...)
 	t.Logf("tusk cluster add-node: %s", out)
 	if err := c.waitReadyAll([]int32{id4}); err != nil {
 		t.Fatalf("node 4 after add-node: %v", err)

@@ -81,6 +81,9 @@ type cluster struct {
 	launched []*node
 	// extra adds serve options per node (e.g. a rack); nil: none.
 	extra func(id int32) []startOpt
+	// certs are the node certificates in node TLS mode (node_tls_test.go);
+	// nil: plaintext node traffic.
+	certs *secureCerts
 }
 
 // skipClusterInKfakeMode: the kfake stand-in has no Raft or cluster CLI.
@@ -173,6 +176,7 @@ func (c *cluster) nodeOpts(id int32, raftAddr string) []startOpt {
 		withFlag("internal-listen", "127.0.0.1:0"),
 		withFlag("voters", c.voters),
 	}
+	opts = append(opts, c.tlsOpts(id)...)
 	if c.extra != nil {
 		opts = append(opts, c.extra(id)...)
 	}
@@ -222,6 +226,7 @@ func tryStartCluster(t *testing.T, size int, extra func(id int32) []startOpt) (*
 	// dirs; doing it before registering the cluster's stop makes the
 	// nodes stop before their data dirs are removed (cleanups run LIFO).
 	_ = t.TempDir()
+	c.setupNodeTLS(t)
 	t.Cleanup(func() { c.cleanup(t) })
 	for id := int32(1); id <= int32(size); id++ {
 		n, err := launchTusk(t, c.nodeOpts(id, c.raft[id])...)

@@ -1,7 +1,6 @@
 package compat
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -129,7 +128,7 @@ func TestClusterFollowerLossAndRejoin(t *testing.T) {
 		}
 		waitFor(t, 10*time.Second, fmt.Sprintf("node %d holds %s/0 up to %d", id, topic, end), func() (bool, string) {
 			body, _ := json.Marshal(map[string]any{"topic": topic, "partition": 0, "end": end})
-			r, err := http.Post("http://"+c.node(id).Internal+"/v1/log-checksum", "application/json", bytes.NewReader(body))
+			r, err := c.internalPost(id, "/v1/log-checksum", body)
 			if err != nil {
 				return false, err.Error()
 			}

@@ -1,7 +1,6 @@
 package compat
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -46,7 +45,7 @@ func testClusterReplication(t *testing.T, c *cluster) {
 		var firstID int32
 		for _, id := range c.ids() {
 			body, _ := json.Marshal(map[string]any{"topic": topic, "partition": p, "end": int64(n)})
-			r, err := http.Post("http://"+c.node(id).Internal+"/v1/log-checksum", "application/json", bytes.NewReader(body))
+			r, err := c.internalPost(id, "/v1/log-checksum", body)
 			if err != nil {
 				t.Fatalf("checksum of %s/%d on node %d: %v", topic, p, id, err)
 			}

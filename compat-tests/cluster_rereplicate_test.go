@@ -1,7 +1,6 @@
 package compat
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -56,7 +55,7 @@ func (c *cluster) logChecksum(t *testing.T, id int32, topic string, p int32, end
 	}
 	waitFor(t, 15*time.Second, fmt.Sprintf("node %d holds %s/%d up to %d", id, topic, p, end), func() (bool, string) {
 		body, _ := json.Marshal(map[string]any{"topic": topic, "partition": p, "end": end})
-		r, err := http.Post("http://"+c.node(id).Internal+"/v1/log-checksum", "application/json", bytes.NewReader(body))
+		r, err := c.internalPost(id, "/v1/log-checksum", body)
 		if err != nil {
 			return false, err.Error()
 		}
