@@ -88,6 +88,8 @@ fuzz:
 	$(GO) test ./kafkaproto -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./storage -run '^$$' -fuzz '^FuzzRecover$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./txn -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./auth -run '^$$' -fuzz '^FuzzACLValidate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./auth -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME)
 
 # Storage micro-benchmarks and an end-to-end run against a fresh broker.
 bench: build

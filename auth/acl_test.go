@@ -426,3 +426,31 @@ func FuzzACLValidate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFilter: any filter, valid or not, and any ACL: Validate and Matches
+// never panic, and a valid filter's Select from a set equals Matches one
+// by one.
+func FuzzFilter(f *testing.F) {
+	f.Add(int8(1), "t", true, int8(2), "User:a", true, int8(1), int8(1), int8(2), "t", int8(3), int8(3), int8(3))
+	f.Add(int8(0), "", false, int8(9), "", false, int8(-1), int8(7), int8(4), "*", int8(4), int8(2), int8(2))
+	f.Fuzz(func(t *testing.T, frt int8, fname string, hasName bool, fpt int8, fprincipal string, hasPrincipal bool, fop, fperm int8,
+		rt int8, name string, pt, op, perm int8) {
+		flt := Filter{ResourceType: ResourceType(frt), PatternType: PatternType(fpt), Operation: Operation(fop), Permission: Permission(fperm)}
+		if hasName {
+			flt.ResourceName = &fname
+		}
+		if hasPrincipal {
+			flt.Principal = &fprincipal
+		}
+		a := ACL{Principal: "User:x", Host: "*", ResourceType: ResourceType(rt), ResourceName: name, PatternType: PatternType(pt), Operation: Operation(op), Permission: Permission(perm)}
+		valid := flt.Validate() == nil
+		m := flt.Matches(a)
+		if !valid || a.Validate() != nil {
+			return
+		}
+		got := NewACLSet([]ACL{a}).Select(flt)
+		if (len(got) == 1) != m {
+			t.Fatalf("Select %v, Matches %v for %+v and %v", got, m, flt, a)
+		}
+	})
+}

@@ -753,3 +753,74 @@ func TestAuthzSASLUsers(t *testing.T) {
 		t.Fatalf("alice writes a-data after a DENY of READ: %v", err)
 	}
 }
+
+// TestACLAPIVersions: CreateAcls, DescribeAcls and DeleteAcls at every
+// version 0-3 over a raw connection. v0 has no pattern type: its creation
+// is LITERAL, its filters LITERAL, and a v0 describe lists no PREFIXED
+// ACL (which it could not represent).
+func TestACLAPIVersions(t *testing.T) {
+	b := startAuthzBroker(t, func(c *configs.Config) { c.SuperUsers = anon })
+	r := dialRaw(t, b.KafkaAddr())
+	for v := int16(0); v <= 3; v++ {
+		creq := kmsg.NewPtrCreateACLsRequest()
+		creq.Version = v
+		c := kmsg.NewCreateACLsRequestCreation()
+		c.ResourceType, c.ResourceName = kmsg.ACLResourceTypeTopic, fmt.Sprintf("v%d-", v)
+		c.ResourcePatternType = kmsg.ACLResourcePatternTypePrefixed // ignored at v0
+		c.Principal, c.Host = "User:u", "*"
+		c.Operation, c.PermissionType = kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow
+		creq.Creations = append(creq.Creations, c)
+		cresp := kmsg.NewPtrCreateACLsResponse()
+		r.roundTrip(creq, cresp)
+		if len(cresp.Results) != 1 || cresp.Results[0].ErrorCode != 0 {
+			t.Fatalf("CreateAcls v%d: %+v", v, cresp.Results)
+		}
+	}
+	want := map[string]auth.PatternType{"v0-": auth.PatternLiteral, "v1-": auth.PatternPrefixed, "v2-": auth.PatternPrefixed, "v3-": auth.PatternPrefixed}
+	for _, a := range b.store.FSM().ACLs() {
+		if want[a.ResourceName] != a.PatternType {
+			t.Errorf("%s stored %s, want %s", a.ResourceName, a.PatternType, want[a.ResourceName])
+		}
+		delete(want, a.ResourceName)
+	}
+	if len(want) != 0 {
+		t.Fatalf("not stored: %v", want)
+	}
+	for v := int16(0); v <= 3; v++ {
+		dreq := kmsg.NewPtrDescribeACLsRequest()
+		dreq.Version = v
+		dreq.ResourceType, dreq.ResourcePatternType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny
+		dreq.Operation, dreq.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+		dresp := kmsg.NewPtrDescribeACLsResponse()
+		r.roundTrip(dreq, dresp)
+		var names []string
+		for _, res := range dresp.Resources {
+			names = append(names, res.ResourceName)
+		}
+		wantNames := "v0-,v1-,v2-,v3-"
+		if v == 0 {
+			wantNames = "v0-"
+		}
+		if dresp.ErrorCode != 0 || strings.Join(names, ",") != wantNames {
+			t.Errorf("DescribeAcls v%d: error %d, resources %v, want %s", v, dresp.ErrorCode, names, wantNames)
+		}
+	}
+	for v := int16(3); v >= 0; v-- {
+		name := fmt.Sprintf("v%d-", v)
+		dreq := kmsg.NewPtrDeleteACLsRequest()
+		dreq.Version = v
+		f := kmsg.NewDeleteACLsRequestFilter()
+		f.ResourceType, f.ResourceName = kmsg.ACLResourceTypeTopic, &name
+		f.ResourcePatternType = kmsg.ACLResourcePatternTypeAny // LITERAL at v0
+		f.Operation, f.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+		dreq.Filters = append(dreq.Filters, f)
+		dresp := kmsg.NewPtrDeleteACLsResponse()
+		r.roundTrip(dreq, dresp)
+		if len(dresp.Results) != 1 || dresp.Results[0].ErrorCode != 0 || len(dresp.Results[0].MatchingACLs) != 1 || dresp.Results[0].MatchingACLs[0].ResourceName != name {
+			t.Fatalf("DeleteAcls v%d: %+v", v, dresp.Results)
+		}
+	}
+	if n := len(b.store.FSM().ACLs()); n != 0 {
+		t.Fatalf("%d ACLs left", n)
+	}
+}
