@@ -127,7 +127,7 @@ func (w pendingAck) wait(ctx context.Context) error {
 func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := kmsg.NewPtrProduceResponse()
 	var waits []pendingAck
-	fwd := produceForward{b: b, req: req, resp: resp}
+	fwd := produceForward{b: b, req: req, resp: resp, conn: rc.conn}
 	acksOK := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
@@ -259,7 +259,7 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 					return pendingAck{}, false
 				}
 			}
-			b.notLeader(resp, req.Version, t, rp.Partition, sp)
+			b.notLeader(rc.conn, resp, req.Version, t, rp.Partition, sp)
 			return pendingAck{}, false
 		}
 		if code != 0 {

@@ -150,7 +150,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				// point the consumer at the leader (sealed_reads.go).
 				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok && (!committed || sealedCommittedEnd(sr.log, sr.seg) > rp.FetchOffset) {
 					l, code, sealedEnd, sealedStable = sr.log, 0, sr.seg.EndOffset, sr.seg.StableEnd()
-				} else if req.Version >= 11 && req.Rack != "" && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive {
+				} else if req.Version >= 11 && req.Rack != "" && leader >= 0 && leader != b.cfg.NodeID && topic.Parts[rp.Partition].Active().State == metadata.SegmentActive && b.reachable(leader, rc.conn) {
 					// Only a client that opted into KIP-392 (it sent
 					// a rack) is told where to go; others get
 					// NOT_LEADER_OR_FOLLOWER and refresh their
@@ -163,7 +163,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
 			}
 			if code == 0 && !replica && sealedEnd < 0 && req.Version >= 11 {
-				if pr := b.preferredReplica(topic, rp.Partition, rp.FetchOffset, req.Rack, committed); pr >= 0 {
+				if pr := b.preferredReplica(rc.conn, topic, rp.Partition, rp.FetchOffset, req.Rack, committed); pr >= 0 {
 					sp.PreferredReadReplica = pr
 					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = l.HighWatermark(), l.HighWatermark(), l.LogStartOffset()
 					if committed {

@@ -34,7 +34,10 @@ func (b *Broker) handleMetadata(rc *request, req *kmsg.MetadataRequest) kmsg.Res
 		}
 		br := kmsg.NewMetadataResponseBroker()
 		br.NodeID = mb.ID
-		br.Host, br.Port = hostPort(mb.Kafka)
+		var ok bool
+		if br.Host, br.Port, ok = b.endpoint(mb, rc.conn); !ok {
+			continue // no listener of the client's name (docs/security.md)
+		}
 		if mb.Rack != "" {
 			br.Rack = kmsg.StringPtr(mb.Rack)
 		}

@@ -54,7 +54,10 @@ func (b *Broker) handleFindCoordinator(rc *request, req *kmsg.FindCoordinatorReq
 		if !ok || br.State != metadata.BrokerAlive {
 			return kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("the coordinator is not available"), -1, "", -1
 		}
-		host, port = hostPort(br.Kafka)
+		var reachable bool
+		if host, port, reachable = b.endpoint(br, rc.conn); !reachable {
+			return kerr.CoordinatorNotAvailable.Code, kmsg.StringPtr("the coordinator has no listener " + rc.conn.listener.name), -1, "", -1
+		}
 		return 0, nil, leader, host, port
 	}
 	if req.Version >= 4 {

@@ -27,7 +27,10 @@ func apiDescribeCluster() api {
 			}
 			br := kmsg.NewDescribeClusterResponseBroker()
 			br.NodeID = mb.ID
-			br.Host, br.Port = hostPort(mb.Kafka)
+			var ok bool
+			if br.Host, br.Port, ok = b.endpoint(mb, rc.conn); !ok {
+				continue // no listener of the client's name
+			}
 			if mb.Rack != "" {
 				br.Rack = kmsg.StringPtr(mb.Rack)
 			}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -52,10 +53,6 @@ type Broker struct {
 	internal  *listener
 	httpSrv   *http.Server
 	httpLn    net.Listener
-	advertise struct {
-		host string
-		port int32
-	}
 
 	pids producerIDs
 	// frames recycles Produce request frames (see framePool).
@@ -86,7 +83,8 @@ type Broker struct {
 	// hands them to startBootstrapUsers (bootstrap_users.go).
 	bootUsers []bootstrapUser
 
-	// tls is the node's TLS material (nil: none); with a CA it secures
+	// tls is the node's TLS material (nil: none): the certificate of the
+	// SSL and SASL_SSL listeners (listeners.go) and, with a CA, of
 	// node-to-node traffic (internal_tls.go). Set by SetTLS or loaded
 	// from tls.* in Listen.
 	tls *tlsutil.Reloader
@@ -227,11 +225,14 @@ func (b *Broker) ensureClusterID(ctx context.Context) error {
 }
 
 // SetTLS gives the broker the node's TLS material (loaded once by the
-// caller, which shares it with the Raft transport). Call it before
-// Listen; without it Listen loads tls.* itself when they are set.
+// caller, which shares it with the Raft transport): the certificate of
+// the SSL and SASL_SSL listeners and, with a CA, of node-to-node traffic.
+// Call it before Listen; without it Listen loads tls.* itself when they
+// are set.
 func (b *Broker) SetTLS(r *tlsutil.Reloader) { b.tls = r }
 
-// Listen binds the Kafka and HTTP listeners. Port 0 picks a free port.
+// Listen binds the Kafka listeners (listeners.go), the internal and the
+// HTTP listener. Port 0 picks a free port.
 func (b *Broker) Listen() error {
 	if b.tls == nil {
 		files := tlsutil.Files{CertFile: b.cfg.TLS.CertFile, KeyFile: b.cfg.TLS.KeyFile, CAFile: b.cfg.TLS.CAFile}
@@ -248,41 +249,32 @@ func (b *Broker) Listen() error {
 	}
 	b.internalClient = b.newInternalClient()
 	b.fwd.tls = b.fwdTLS()
-	ln, err := net.Listen("tcp", b.cfg.Kafka.Listen)
-	if err != nil {
-		return fmt.Errorf("broker: listen kafka %s: %w", b.cfg.Kafka.Listen, err)
+	if err := b.listenKafka(); err != nil {
+		return err
 	}
-	b.listeners = []*listener{{name: configs.ProtocolPlaintext, protocol: configs.ProtocolPlaintext, ln: ln}}
-	adv := b.cfg.Kafka.Advertised
-	if adv == "" {
-		adv = ln.Addr().String()
+	closeKafka := func() {
+		for _, l := range b.listeners {
+			l.ln.Close()
+		}
 	}
-	host, port, err := net.SplitHostPort(adv)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("broker: advertised address %q: %w", adv, err)
-	}
-	p, err := strconv.ParseInt(port, 10, 32)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("broker: advertised port %q: %w", port, err)
-	}
-	b.advertise.host, b.advertise.port = host, int32(p)
 
 	il, err := net.Listen("tcp", b.cfg.Internal.Listen)
 	if err != nil {
-		ln.Close()
+		closeKafka()
 		return fmt.Errorf("broker: listen internal %s: %w", b.cfg.Internal.Listen, err)
 	}
 	b.internalLn = il
 	b.internal = &listener{name: internalListener, protocol: configs.ProtocolPlaintext, ln: il, internal: true}
+	if b.nodeTLS() {
+		b.internal.protocol = configs.ProtocolSSL // handshaken before the first byte is sniffed (internal_tls.go)
+	}
 	b.internalHTTP = newConnQueue(il.Addr())
 	b.internalSrv = &http.Server{Handler: b.internalMux(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
 
 	if b.cfg.HTTP.Listen != "" {
 		hl, err := net.Listen("tcp", b.cfg.HTTP.Listen)
 		if err != nil {
-			ln.Close()
+			closeKafka()
 			il.Close()
 			return fmt.Errorf("broker: listen http %s: %w", b.cfg.HTTP.Listen, err)
 		}
@@ -313,7 +305,7 @@ func (b *Broker) Listen() error {
 	return nil
 }
 
-// KafkaAddr is the bound Kafka listener address.
+// KafkaAddr is the bound address of the first Kafka listener.
 func (b *Broker) KafkaAddr() string { return b.listeners[0].ln.Addr().String() }
 
 // HTTPAddr is the bound HTTP listener address, or "".
@@ -352,6 +344,10 @@ func (b *Broker) Serve() error {
 	b.bgWG.Add(2)
 	go b.heartbeatLoop()
 	go b.reconcileLoop()
+	if b.tls != nil {
+		b.bgWG.Add(1)
+		go b.reloadTLSLoop()
+	}
 	b.repl.Start()
 	if b.single() {
 		// A cluster of one elects and registers itself at once; report
@@ -371,7 +367,7 @@ func (b *Broker) Serve() error {
 		go b.acceptLoop(l.ln, l.name, func(nc net.Conn) bool { return b.startConn(nc, l) })
 	}
 	go b.acceptLoop(b.internalLn, "internal", b.routeInternal)
-	b.log.Info().Str("kafka", b.KafkaAddr()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
+	b.log.Info().Str("kafka", b.KafkaAddr()).Interface("listeners", b.listenerAddrs()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
 		Str("raft", b.store.RaftAddr()).Int32("node_id", b.cfg.NodeID).Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
 	if b.cfg.ReadyFile != "" {
 		if err := b.writeReadyFile(); err != nil {
@@ -383,7 +379,7 @@ func (b *Broker) Serve() error {
 
 func (b *Broker) writeReadyFile() error {
 	body, err := json.Marshal(map[string]any{"node_id": b.cfg.NodeID, "kafka": b.KafkaAddr(), "http": b.HTTPAddr(),
-		"internal": b.InternalAddr(), "raft": b.store.RaftAddr()})
+		"internal": b.InternalAddr(), "raft": b.store.RaftAddr(), "listeners": b.listenerAddrs()})
 	if err != nil {
 		return fmt.Errorf("broker: ready file: %w", err)
 	}
@@ -435,6 +431,13 @@ func (b *Broker) acceptLoop(ln net.Listener, name string, serve func(net.Conn) b
 // startConn serves a Kafka connection accepted on l (node traffic if l
 // is the internal listener). It reports false once shutting down.
 func (b *Broker) startConn(nc net.Conn, l *listener) bool {
+	if l.tlsConf != nil {
+		// The handshake runs on the connection's goroutine (conn.serve);
+		// set before the conn is registered, its deadline cannot undo a
+		// stopReading.
+		nc.SetDeadline(time.Now().Add(handshakeTimeout)) //nolint:errcheck // a closed conn fails its handshake anyway
+		nc = tls.Server(nc, l.tlsConf)
+	}
 	c := newConn(b, nc, l)
 	node := c.node
 	stop := b.shutdown

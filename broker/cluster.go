@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -25,11 +26,12 @@ import (
 // heartbeat builds this node's heartbeat.
 func (b *Broker) heartbeat() metadata.Heartbeat {
 	return metadata.Heartbeat{
-		ID:       b.cfg.NodeID,
-		Kafka:    fmt.Sprintf("%s:%d", b.advertise.host, b.advertise.port),
-		Internal: b.InternalAddr(),
-		Raft:     b.store.RaftAddr(),
-		Rack:     b.cfg.Rack,
+		ID:        b.cfg.NodeID,
+		Kafka:     b.listeners[0].advertised,
+		Internal:  b.InternalAddr(),
+		Raft:      b.store.RaftAddr(),
+		Rack:      b.cfg.Rack,
+		Listeners: b.advertisedListeners(),
 	}
 }
 
@@ -89,7 +91,7 @@ func (b *Broker) heartbeatOnce() error {
 	b.leaseCh = make(chan struct{})
 	b.leaseMu.Unlock()
 	if !b.caughtUp.Load() && b.store.FSM().AppliedIndex() >= lease.AppliedIndex {
-		if cur, ok := b.store.FSM().Broker(b.cfg.NodeID); ok && cur.State == metadata.BrokerAlive && cur.Kafka == hb.Kafka {
+		if cur, ok := b.store.FSM().Broker(b.cfg.NodeID); ok && cur.State == metadata.BrokerAlive && cur.Kafka == hb.Kafka && maps.Equal(cur.Listeners, hb.Listeners) {
 			b.caughtUp.Store(true)
 			b.log.Info().Int32("controller", lease.Controller).Msg("registered with the controller")
 			b.kickReconcile()

@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -126,6 +127,14 @@ func (c *conn) serve() {
 	defer c.b.dropConn(c)
 	c.b.m.connections.Inc()
 	defer c.b.m.connections.Dec()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := c.handshake(tc); err != nil {
+			c.log.Debug().Err(err).Msg("closing connection: tls handshake failed")
+			c.b.m.tlsHandshakeFailures.Inc()
+			c.nc.Close()
+			return
+		}
+	}
 	writerDone := make(chan struct{})
 	go c.writeLoop(writerDone)
 	c.readLoop()

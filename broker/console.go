@@ -156,7 +156,11 @@ func (s *ConsoleSource) admin() (*kadm.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.adm == nil {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(s.b.KafkaAddr()), kgo.ClientID("tusk-console"))
+		opts, err := s.b.selfClientOpts()
+		if err != nil {
+			return nil, fmt.Errorf("broker: console kafka client: %w", err)
+		}
+		cl, err := kgo.NewClient(append(opts, kgo.ClientID("tusk-console"))...)
 		if err != nil {
 			return nil, fmt.Errorf("broker: console kafka client: %w", err)
 		}

@@ -90,6 +90,7 @@ type produceForward struct {
 	b     *Broker
 	req   *kmsg.ProduceRequest
 	resp  *kmsg.ProduceResponse // gets the leaders' KIP-951 endpoints
+	conn  *conn                 // the client's, whose listener the endpoints are of
 	byLdr map[int32]*forwardedProduce
 }
 
@@ -105,8 +106,9 @@ func (b *Broker) mayForward(rc *request) bool {
 }
 
 // notLeader fills a NOT_LEADER_OR_FOLLOWER answer for a partition of t,
-// with the KIP-951 hint on v10+ (and the leader's endpoint in resp).
-func (b *Broker) notLeader(resp *kmsg.ProduceResponse, version int16, t metadata.Topic, p int32, sp *kmsg.ProduceResponseTopicPartition) {
+// with the KIP-951 hint on v10+ (and the leader's endpoint on c's
+// listener in resp).
+func (b *Broker) notLeader(c *conn, resp *kmsg.ProduceResponse, version int16, t metadata.Topic, p int32, sp *kmsg.ProduceResponseTopicPartition) {
 	sp.ErrorCode = kerr.NotLeaderForPartition.Code
 	if version < 10 {
 		return
@@ -116,6 +118,10 @@ func (b *Broker) notLeader(resp *kmsg.ProduceResponse, version int16, t metadata
 	if !ok || br.State != metadata.BrokerAlive {
 		return
 	}
+	host, port, ok := b.endpoint(br, c)
+	if !ok {
+		return // the client could not reach the leader on its listener
+	}
 	sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
 	for _, e := range resp.Brokers {
 		if e.NodeID == leader {
@@ -124,7 +130,7 @@ func (b *Broker) notLeader(resp *kmsg.ProduceResponse, version int16, t metadata
 	}
 	e := kmsg.NewProduceResponseBroker()
 	e.NodeID = leader
-	e.Host, e.Port = hostPort(br.Kafka)
+	e.Host, e.Port = host, port
 	if br.Rack != "" {
 		e.Rack = kmsg.StringPtr(br.Rack)
 	}
@@ -217,9 +223,15 @@ func (f *produceForward) send(ctx context.Context) {
 			}
 			got := kresp.(*kmsg.ProduceResponse)
 			if f.req.Version >= 10 && len(got.Brokers) > 0 {
+				// The leader named endpoints of the listener this node
+				// reached it on; the client gets those of its own.
 				respMu.Lock()
 				for _, e := range got.Brokers {
-					if !slices.ContainsFunc(f.resp.Brokers, func(x kmsg.ProduceResponseBroker) bool { return x.NodeID == e.NodeID }) {
+					br, ok := f.b.store.FSM().Broker(e.NodeID)
+					if !ok || slices.ContainsFunc(f.resp.Brokers, func(x kmsg.ProduceResponseBroker) bool { return x.NodeID == e.NodeID }) {
+						continue
+					}
+					if e.Host, e.Port, ok = f.b.endpoint(br, f.conn); ok {
 						f.resp.Brokers = append(f.resp.Brokers, e)
 					}
 				}

@@ -31,6 +31,9 @@ type metrics struct {
 	failovers     prometheus.Counter
 	failoverTime  prometheus.Histogram
 	sendfileBytes prometheus.Counter
+	// tlsHandshakeFailures counts connections closed by a failed TLS
+	// handshake on an SSL or SASL_SSL listener (listeners.go).
+	tlsHandshakeFailures prometheus.Counter
 
 	// Per topic, and per partition with metrics.per-partition (nil
 	// otherwise): what Kafka calls BytesInPerSec, MessagesInPerSec and
@@ -67,6 +70,9 @@ func newMetrics(perPartition bool) *metrics {
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tusk_sasl_authentication_failures_total", Help: "SASL authentications that failed (bad credentials or a malformed exchange).",
 		}),
+		tlsHandshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tusk_tls_handshake_failures_total", Help: "Connections to SSL and SASL_SSL listeners closed by a failed TLS handshake.",
+		}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tusk_connections", Help: "Open Kafka connections.",
 		}),
@@ -100,6 +106,7 @@ func newMetrics(perPartition bool) *metrics {
 		m.topicInBytes, m.topicInRecs, m.topicOutBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.authFailures)
+	m.reg.MustRegister(m.tlsHandshakeFailures)
 	if perPartition {
 		tp := []string{"topic", "partition"}
 		m.partInBytes = prometheus.NewCounterVec(prometheus.CounterOpts{

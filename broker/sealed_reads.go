@@ -75,7 +75,7 @@ func (b *Broker) sealedSource(t metadata.Topic, p int32, offset int64) (sealedRa
 // unstable offset, which is what the replica serves it
 // (sealedCommittedEnd); at or above it, or when the seal did not record
 // it (a failover), the leader serves it.
-func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack string, committed bool) int32 {
+func (b *Broker) preferredReplica(c *conn, t metadata.Topic, p int32, offset int64, rack string, committed bool) int32 {
 	if rack == "" || rack == b.cfg.Rack || p < 0 || p >= t.Partitions {
 		return -1
 	}
@@ -106,7 +106,9 @@ func (b *Broker) preferredReplica(t metadata.Topic, p int32, offset int64, rack 
 			continue
 		}
 		if br, ok := b.store.FSM().Broker(id); ok && br.State == metadata.BrokerAlive && br.Rack == rack {
-			best = id
+			if _, _, ok := b.endpoint(br, c); ok { // reachable on the client's listener
+				best = id
+			}
 		}
 	}
 	return best

@@ -60,6 +60,9 @@ type TLSConfig struct {
 	// ClientAuth is none, requested or required (ssl.client.auth) on
 	// the SSL and SASL_SSL client listeners.
 	ClientAuth string `mapstructure:"client-auth"`
+	// ReloadCheck is how often the files are checked for changes (a
+	// SIGHUP reloads them at once).
+	ReloadCheck time.Duration `mapstructure:"reload-check"`
 }
 
 // SASLConfig is SASL authentication on the SASL_* listeners.
@@ -153,9 +156,15 @@ type KafkaConfig struct {
 	Listen string `mapstructure:"listen"`
 	// Advertised is the host:port given to clients in Metadata; empty
 	// means the bound listener address.
-	Advertised      string `mapstructure:"advertised"`
-	RequestMaxBytes int32  `mapstructure:"request-max-bytes"`
-	MessageMaxBytes int32  `mapstructure:"message-max-bytes"`
+	Advertised string `mapstructure:"advertised"`
+	// Listeners, AdvertisedListeners and ListenerProtocols are the
+	// named listeners (listeners.go, KafkaListeners); Listeners set
+	// replaces Listen and Advertised.
+	Listeners           string `mapstructure:"listeners"`
+	AdvertisedListeners string `mapstructure:"advertised-listeners"`
+	ListenerProtocols   string `mapstructure:"listener-protocols"`
+	RequestMaxBytes     int32  `mapstructure:"request-max-bytes"`
+	MessageMaxBytes     int32  `mapstructure:"message-max-bytes"`
 	// MaxInflight bounds pipelined requests per connection.
 	MaxInflight int `mapstructure:"max-inflight"`
 	// FetchSessionCacheSlots bounds the incremental fetch sessions
@@ -332,6 +341,7 @@ func Options() []Option {
 		{"tls.key-file", "", "PEM private key of tls.cert-file"},
 		{"tls.ca-file", "", "PEM CA that client certificates and other nodes' certificates are checked against; set, the internal and Raft listeners use mutual TLS"},
 		{"tls.client-auth", "none", "client certificates on SSL/SASL_SSL listeners: none, requested or required (ssl.client.auth)"},
+		{"tls.reload-check", 10 * time.Second, "how often the TLS files are checked for changes; changed, new connections use the new certificate (SIGHUP reloads at once)"},
 		{"sasl.mechanisms", "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN", "SASL mechanisms the SASL_* listeners offer (sasl.enabled.mechanisms)"},
 		{"sasl.bootstrap-users-file", "", "file of name:password lines whose SCRAM credentials are created once, when the cluster has never had them applied"},
 		{"sasl.failed-auth-delay", 100 * time.Millisecond, "delay before answering a failed authentication (connection.failed.authentication.delay.ms); repeated failures from one address wait longer"},
@@ -421,9 +431,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
 	}
-	if _, _, err := net.SplitHostPort(c.Kafka.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("kafka.listen %q: %w", c.Kafka.Listen, err))
-	}
+	errs = append(errs, c.validateListeners()...)
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("http.listen %q: %w", c.HTTP.Listen, err))

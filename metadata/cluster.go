@@ -20,11 +20,34 @@ const (
 // Broker is one node's registration.
 type Broker struct {
 	ID       int32       `json:"id"`
-	Kafka    string      `json:"kafka"`    // advertised Kafka listener host:port
+	Kafka    string      `json:"kafka"`    // advertised address of the first Kafka listener
 	Internal string      `json:"internal"` // internal (node-to-node) listener host:port
 	Raft     string      `json:"raft"`     // Raft address
 	Rack     string      `json:"rack,omitempty"`
 	State    BrokerState `json:"state"`
+	// Listeners maps each Kafka listener's name to its advertised
+	// host:port (docs/security.md); nil in registrations from before
+	// named listeners, whose one address is Kafka. Read-only: a new
+	// registration replaces the map.
+	Listeners map[string]string `json:"listeners,omitempty"`
+}
+
+// Endpoint is the advertised address of the broker's listener name, the
+// one a client connected on that listener is given; false if the broker
+// has no such listener. A registration without listeners has one
+// address for every listener.
+func (b Broker) Endpoint(listener string) (string, bool) {
+	if b.Listeners == nil {
+		return b.Kafka, b.Kafka != ""
+	}
+	a, ok := b.Listeners[listener]
+	return a, ok
+}
+
+// Same reports whether two registrations are equal, listeners included.
+func (b Broker) Same(o Broker) bool {
+	return b.ID == o.ID && b.Kafka == o.Kafka && b.Internal == o.Internal && b.Raft == o.Raft && b.Rack == o.Rack &&
+		b.State == o.State && maps.Equal(b.Listeners, o.Listeners)
 }
 
 // SegmentState is active (accepting appends) or sealed (immutable).

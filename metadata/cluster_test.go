@@ -147,7 +147,7 @@ func TestRegisterBrokerUpsert(t *testing.T) {
 	}
 	mustApply(t, f, RegisterBroker{Broker: Broker{ID: 2, Kafka: "b:1", Internal: "b:2", Raft: "b:3"}})
 	want := Broker{ID: 2, Kafka: "b:1", Internal: "b:2", Raft: "b:3", State: BrokerAlive}
-	if b, _ := f.Broker(2); b != want {
+	if b, _ := f.Broker(2); !b.Same(want) {
 		t.Fatalf("upsert: %+v, want %+v", b, want)
 	}
 	mustApply(t, f, RegisterBroker{Broker: Broker{ID: 0, Kafka: "z:1"}}) // id 0 is valid

@@ -22,6 +22,9 @@ type Heartbeat struct {
 	Internal string `json:"internal"`
 	Raft     string `json:"raft"`
 	Rack     string `json:"rack,omitempty"`
+	// Listeners maps listener names to advertised addresses
+	// (Broker.Listeners); a change re-registers the broker.
+	Listeners map[string]string `json:"listeners,omitempty"`
 }
 
 // Lease is the controller's answer to a heartbeat: the broker may act as
@@ -215,8 +218,8 @@ func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) (Lease, error)
 	c.heard[hb.ID] = c.now()
 	c.mu.Unlock()
 	cur, ok := c.s.fsm.Broker(hb.ID)
-	want := Broker{ID: hb.ID, Kafka: hb.Kafka, Internal: hb.Internal, Raft: hb.Raft, Rack: hb.Rack, State: BrokerAlive}
-	if !ok || cur != want {
+	want := Broker{ID: hb.ID, Kafka: hb.Kafka, Internal: hb.Internal, Raft: hb.Raft, Rack: hb.Rack, State: BrokerAlive, Listeners: hb.Listeners}
+	if !ok || !cur.Same(want) {
 		if err := c.register(ctx, want); err != nil {
 			return Lease{}, err
 		}

@@ -434,7 +434,7 @@ func TestRaftSingleNodeInMemory(t *testing.T) {
 	if err != nil || lease.Controller != 1 || lease.Timeout != tLeaseTimeout || lease.AppliedIndex < s.FSM().AppliedIndex() {
 		t.Fatalf("lease %+v %v (FSM applied %d)", lease, err, s.FSM().AppliedIndex())
 	}
-	if b, ok := s.FSM().Broker(1); !ok || b != (Broker{ID: 1, Kafka: "k1:9092", Internal: "i1:9093", Raft: "inmem-1", Rack: "r1", State: BrokerAlive}) {
+	if b, ok := s.FSM().Broker(1); !ok || !b.Same(Broker{ID: 1, Kafka: "k1:9092", Internal: "i1:9093", Raft: "inmem-1", Rack: "r1", State: BrokerAlive}) {
 		t.Fatalf("registered %+v (visible when Heartbeat returns)", b)
 	}
 	idx := s.FSM().AppliedIndex()
@@ -614,7 +614,7 @@ func TestRaftClusterForwardingAndPlacement(t *testing.T) {
 		waitBrokers(t, n, BrokerAlive, 1, 2, 3)
 	}
 	b, _ := leader.store.FSM().Broker(2)
-	if want := (Broker{ID: 2, Kafka: "k2:9092", Internal: "i2:9093", Raft: "node2:7000", State: BrokerAlive}); b != want {
+	if want := (Broker{ID: 2, Kafka: "k2:9092", Internal: "i2:9093", Raft: "node2:7000", State: BrokerAlive}); !b.Same(want) {
 		t.Fatalf("broker 2: %+v", b)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
 
 	"github.com/tuskdb/tusk/configs"
@@ -340,6 +341,14 @@ func (c RegisterBroker) validate() error {
 	}
 	if c.Broker.Kafka == "" {
 		return fmt.Errorf("broker %d without a Kafka address", c.Broker.ID)
+	}
+	for name, addr := range c.Broker.Listeners {
+		if name == "" {
+			return fmt.Errorf("broker %d: a listener without a name", c.Broker.ID)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("broker %d: listener %s address %q: %v", c.Broker.ID, name, addr, err)
+		}
 	}
 	return nil
 }

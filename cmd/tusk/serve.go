@@ -97,7 +97,8 @@ func serve(cfg configs.Config) error {
 		return err
 	}
 	// The node's TLS material, shared by the listeners and the Raft
-	// transport (docs/security.md); reloaded below.
+	// transport (docs/security.md); the broker reloads it every
+	// tls.reload-check, and at once on SIGHUP (below).
 	var tlsMat *tlsutil.Reloader
 	if files := (tlsutil.Files{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, CAFile: cfg.TLS.CAFile}); files.Set() {
 		if tlsMat, err = tlsutil.Load(files); err != nil {
@@ -141,17 +142,29 @@ func serve(cfg configs.Config) error {
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := b.Serve(); err != nil {
 		b.Close(context.Background())
 		return err
 	}
 	log.Info().Dur("startup", time.Since(started)).Str("storage_io", engine.IOBackend()).Msg("tusk started")
 	logFDLimit(log)
-	if tlsMat != nil {
-		stopReload := reloadTLS(log, tlsMat)
-		defer stopReload()
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigs:
+		case <-hup:
+			// Reload the TLS files now rather than at the next check.
+			switch {
+			case b.TLS() == nil:
+				log.Info().Msg("SIGHUP: no TLS configured")
+			case !b.ReloadTLS():
+				log.Info().Msg("SIGHUP: TLS files unchanged or not loadable; the current certificate stays")
+			}
+		}
 	}
-	sig := <-sigs
 	log.Info().Str("signal", sig.String()).Msg("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
@@ -190,31 +203,4 @@ func logFDLimit(log zerolog.Logger) {
 		return
 	}
 	log.Info().Uint64("soft", lim.Cur).Uint64("hard", lim.Max).Msg("open-file limit (one descriptor per partition replica, plus connections; raise the hard limit for many partitions)")
-}
-
-// reloadTLS re-reads the TLS files on SIGHUP and when they change
-// (checked every 10 s); new connections use the new material. It returns
-// a function that stops it.
-func reloadTLS(log zerolog.Logger, r *tlsutil.Reloader) func() {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-hup:
-			case <-t.C:
-			}
-			if changed, err := r.Reload(); err != nil {
-				log.Error().Err(err).Msg("reload TLS files (the previous certificate stays in use)")
-			} else if changed {
-				log.Info().Msg("reloaded TLS files")
-			}
-		}
-	}()
-	return func() { signal.Stop(hup); close(done) }
 }
