@@ -127,7 +127,7 @@ func (c *conn) serve() {
 	defer c.b.dropConn(c)
 	c.b.m.connections.Inc()
 	defer c.b.m.connections.Dec()
-	if tc, ok := c.nc.(*tls.Conn); ok {
+	if tc, ok := c.nc.(*tls.Conn); ok && c.listener.tlsConf != nil { // the internal listener handshakes before (internal_tls.go)
 		if err := c.handshake(tc); err != nil {
 			c.log.Debug().Err(err).Msg("closing connection: tls handshake failed")
 			c.b.m.tlsHandshakeFailures.Inc()

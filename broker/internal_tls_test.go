@@ -116,6 +116,13 @@ func TestInternalListenerNodeTLS(t *testing.T) {
 	node2 := issue(t, ca, dir, "node2", 2)
 	client := issue(t, ca, dir, "alice", -1)                            // same CA, no node URI
 	selfSigned := issue(t, newCA(t, "rogue"), t.TempDir(), "rogue2", 2) // a node URI, another CA
+	// The node gives the cluster its id in the background; wait for it
+	// so that the comparison below sees only the refused calls.
+	for deadline := time.Now().Add(10 * time.Second); b.store.FSM().ClusterID() == ""; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no cluster id after 10 s")
+		}
+	}
 	before := b.store.FSM().Dump()
 
 	forged := encode(t, metadata.CreateTopic{Name: "forged", ID: metadata.TopicID{1}, Partitions: 1})
