@@ -39,30 +39,11 @@ func startSASLBroker(t *testing.T, mutate ...func(*configs.Config)) saslBroker {
 
 func startSASLBrokerIn(t *testing.T, dir string, mutate ...func(*configs.Config)) saslBroker {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := startBroker(t, dir, append([]func(*configs.Config){func(c *configs.Config) {
-		c.Kafka.Advertised = ln.Addr().String()
+		c.Kafka.Listeners = "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"
 		c.SASL.FailedAuthDelay = 20 * time.Millisecond
 	}}, mutate...)...)
-	l := &listener{name: configs.ProtocolSASLPlaintext, protocol: configs.ProtocolSASLPlaintext, ln: ln}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if !b.startConn(nc, l) {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return saslBroker{Broker: b, addr: ln.Addr().String()}
+	return saslBroker{Broker: b, addr: b.ListenerAddr(configs.ProtocolSASLPlaintext)}
 }
 
 // addUser stores SCRAM-SHA-256 and SCRAM-SHA-512 credentials of a user.
