@@ -824,3 +824,95 @@ func TestACLAPIVersions(t *testing.T) {
 		t.Fatalf("%d ACLs left", n)
 	}
 }
+
+// TestAuthzTransactions: a consume-transform-produce session (kgo
+// GroupTransactSession) runs with exactly Kafka's grants: WRITE on its
+// transactional id, WRITE on the output topic, READ on the input topic
+// and the group (InitProducerId, FindCoordinator, AddPartitionsToTxn,
+// AddOffsetsToTxn, TxnOffsetCommit, EndTxn, the transactional Produce
+// and the group's requests all pass); the output is committed exactly
+// once. A transactional producer of another id is refused
+// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+func TestAuthzTransactions(t *testing.T) {
+	b := startAuthzBroker(t, func(c *configs.Config) { c.Groups.InitialRebalanceDelay = 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	grants := []auth.ACL{
+		allowAnon(auth.ResourceTransactionalID, "tx", auth.OpWrite),
+		allowAnon(auth.ResourceTopic, "in", auth.OpRead),
+		allowAnon(auth.ResourceTopic, "out", auth.OpWrite),
+		allowAnon(auth.ResourceTopic, "out", auth.OpRead), // the check below reads it
+		allowAnon(auth.ResourceGroup, "g", auth.OpRead),
+	}
+	createTopicsAs(t, b, append(slices.Clone(grants), allowAnon(auth.ResourceTopic, "in", auth.OpWrite)), 1, "in", "out")
+	seed := newClient(t, b)
+	for i := range 10 {
+		if err := seed.ProduceSync(ctx, &kgo.Record{Topic: "in", Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setACLs(t, b, grants...)
+
+	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(b.KafkaAddr()), kgo.TransactionalID("tx"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("in"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	copied := 0
+	for copied < 10 {
+		fs := sess.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("copied %d: %v", copied, ctx.Err())
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		if fs.NumRecords() == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			sess.Produce(ctx, &kgo.Record{Topic: "out", Value: r.Value}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					t.Errorf("produce: %v", err)
+				}
+			})
+		})
+		committed, err := sess.End(ctx, kgo.TryCommit)
+		if err != nil || !committed {
+			t.Fatalf("end: committed %v, %v", committed, err)
+		}
+		copied += fs.NumRecords()
+	}
+	got := consumeN(t, ctx, b, "out", 10, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	var vals []string
+	for _, r := range got {
+		vals = append(vals, string(r.Value))
+	}
+	if strings.Join(vals, ",") != "0,1,2,3,4,5,6,7,8,9" {
+		t.Fatalf("out holds %v", vals)
+	}
+	offs, err := kadm.NewClient(newClient(t, b)).FetchOffsets(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("in", 0); !ok || o.At != 10 {
+		t.Fatalf("group g's offset of in/0: %+v", o)
+	}
+
+	other, err := kgo.NewClient(kgo.SeedBrokers(b.KafkaAddr()), kgo.TransactionalID("other"), kgo.RetryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	// kgo asks for its producer id at BeginTransaction (or else at the
+	// first produce).
+	if err = other.BeginTransaction(); err == nil {
+		err = other.ProduceSync(ctx, &kgo.Record{Topic: "out", Value: []byte("x")}).FirstErr()
+	}
+	if !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Fatalf("producer of transactional id other: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
+	}
+}
