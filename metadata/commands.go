@@ -253,6 +253,8 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &AbandonCleaning{}
 	case "set_segment_checksum":
 		c = &SetSegmentChecksum{}
+	case "set_first_unstable":
+		c = &SetFirstUnstable{}
 	case "merge_segments":
 		c = &MergeSegments{}
 	case "fence_segments":
@@ -317,6 +319,8 @@ func deref(c Command) Command {
 	case *AbandonCleaning:
 		return *v
 	case *SetSegmentChecksum:
+		return *v
+	case *SetFirstUnstable:
 		return *v
 	case *MergeSegments:
 		return *v

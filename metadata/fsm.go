@@ -331,6 +331,8 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case SetSegmentChecksum:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
+	case SetFirstUnstable:
+		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case MergeSegments:
 		return false, []PartitionRef{{Topic: v.Topic, ID: v.ID, Partition: v.Partition}}
 	case RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs:

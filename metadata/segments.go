@@ -336,3 +336,55 @@ func (c FenceSegment) apply(st *state) error {
 	cur.State = SegmentFenced
 	return nil
 }
+
+// SetFirstUnstable records the first unstable offset (Segment.FirstUnstable)
+// of a sealed segment sealed without one (a failover seal): the leader
+// of the next segment computes it from its open transactions when it
+// begins to lead, while its log ends exactly at the sealed end
+// (docs/transactions.md, "Sealed segments"). It is a compare-and-set on
+// the segment still ending at EndOffset and having none.
+type SetFirstUnstable struct {
+	Topic         string  `json:"topic"`
+	ID            TopicID `json:"id"`
+	Partition     int32   `json:"partition"`
+	Segment       int64   `json:"segment"`
+	EndOffset     int64   `json:"end_offset"`
+	FirstUnstable int64   `json:"first_unstable"`
+}
+
+func (SetFirstUnstable) kind() string { return "set_first_unstable" }
+
+func (c SetFirstUnstable) apply(st *state) error {
+	t, ok := st.Topics[c.Topic]
+	if !ok || t.ID != c.ID {
+		return fmt.Errorf("%w: %s", ErrUnknownTopic, c.Topic)
+	}
+	if c.Partition < 0 || int(c.Partition) >= len(t.Parts) {
+		return fmt.Errorf("%w: %s has no partition %d", ErrInvalidCommand, c.Topic, c.Partition)
+	}
+	p := &t.Parts[c.Partition]
+	for i := range p.Segments {
+		s := &p.Segments[i]
+		if s.ID != c.Segment {
+			continue
+		}
+		if s.State != SegmentSealed || s.EndOffset != c.EndOffset || s.FirstUnstable != nil {
+			return fmt.Errorf("%w: %s-%d segment %d is not a sealed segment ending at %d without a first unstable offset",
+				ErrPreconditionFailed, c.Topic, c.Partition, c.Segment, c.EndOffset)
+		}
+		fu := c.FirstUnstable
+		s.FirstUnstable = &fu
+		return nil
+	}
+	return fmt.Errorf("%w: %s-%d has no segment %d", ErrPreconditionFailed, c.Topic, c.Partition, c.Segment)
+}
+
+func (c SetFirstUnstable) validate() error {
+	if err := topicRef(c.Topic, c.ID); err != nil {
+		return err
+	}
+	if c.Partition < 0 || c.Partition >= MaxPartitions || c.Segment < 0 || c.EndOffset < 0 || c.FirstUnstable < 0 || c.FirstUnstable > c.EndOffset {
+		return fmt.Errorf("partition %d segment %d end offset %d first unstable offset %d", c.Partition, c.Segment, c.EndOffset, c.FirstUnstable)
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -125,5 +126,55 @@ func TestMergeKeepsLastFirstUnstable(t *testing.T) {
 	m := partOf(t, f).Segments[0]
 	if m.EndOffset != 250 || m.FirstUnstable == nil || *m.FirstUnstable != 250 || m.StableEnd() != 250 {
 		t.Fatalf("merged segment [%d, %d) first unstable %v; want [0, 250) 250", m.BaseOffset, m.EndOffset, m.FirstUnstable)
+	}
+}
+
+// SetFirstUnstable fills in the first unstable offset of a segment a
+// failover sealed without one, once, and only while the segment still
+// ends where the proposer saw it; it survives an encode/decode round trip
+// and an out-of-range value is refused.
+func TestSetFirstUnstable(t *testing.T) {
+	f := NewFSM()
+	must := func(c Command) {
+		t.Helper()
+		if err := f.Apply(c); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+	for _, b := range []int32{1, 2, 3} {
+		must(RegisterBroker{Broker: Broker{ID: b, Kafka: "h:1"}})
+	}
+	must(CreateTopic{Name: "c", ID: id(7), Partitions: 1, Assignments: [][]int32{{1, 2, 3}}})
+	a := activeOf(t, f)
+	must(FenceSegment{Topic: "c", ID: id(7), Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch})
+	must(RollSegment{Topic: "c", ID: id(7), Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch, EndOffset: 100,
+		NextLeader: 2, NextReplicas: []int32{2, 3}}) // a failover seal: unknown
+	set := func(end, fu int64) error {
+		c := SetFirstUnstable{Topic: "c", ID: id(7), Partition: 0, Segment: a.ID, EndOffset: end, FirstUnstable: fu}
+		b, err := EncodeCommand(c)
+		if err != nil {
+			return err
+		}
+		d, err := DecodeCommand(b)
+		if err != nil {
+			return err
+		}
+		return f.Apply(d)
+	}
+	if err := set(100, 101); !errors.Is(err, ErrInvalidCommand) {
+		t.Fatalf("past the end: %v", err)
+	}
+	if err := set(90, 40); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("another end: %v", err)
+	}
+	if err := set(100, 40); err != nil {
+		t.Fatal(err)
+	}
+	if err := set(100, 100); !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("twice: %v", err)
+	}
+	s := partOf(t, f).Segments[0]
+	if s.FirstUnstable == nil || *s.FirstUnstable != 40 || s.StableEnd() != 40 {
+		t.Fatalf("segment [%d, %d) first unstable %v; want 40", s.BaseOffset, s.EndOffset, s.FirstUnstable)
 	}
 }

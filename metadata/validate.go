@@ -52,7 +52,7 @@ func normalize(c Command) (Command, error) {
 	case CreateTopic, DeleteTopic, CreatePartitions, SetTopicConfigs, AllocateProducerIDs, InitCluster,
 		AlterScramCredentials, BootstrapUsers,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
-		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader,
+		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, SetFirstUnstable, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader,
 		CreateACLs, DeleteACLs:
 		return c, nil
 	case *CreateTopic:
@@ -128,6 +128,10 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *SetSegmentChecksum:
+		if v != nil {
+			return *v, nil
+		}
+	case *SetFirstUnstable:
 		if v != nil {
 			return *v, nil
 		}

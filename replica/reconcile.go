@@ -1,9 +1,11 @@
 package replica
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
@@ -100,6 +102,7 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 	}
 	m.checkClean(t, p, l)
 	if seg.Leader == self {
+		m.recordFirstUnstable(t, p, l) // before any append of the segment
 		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t), t.Parts[p].Target, t.Parts[p].Elect)
 		return RoleLeader, nil
 	}
@@ -202,4 +205,49 @@ func (m *Manager) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp b
 		return
 	}
 	m.log.Info().Str("tp", tp.String()).Ints32("replicas", seg.Replicas).Msg("deleted the log of a partition re-replicated elsewhere")
+}
+
+// recordFirstUnstable fills in the first unstable offset of the segment
+// before t/p's active one when a failover sealed it without one
+// (docs/transactions.md, "Sealed segments"): this node is about to lead
+// the active segment and its log l ends exactly at that seal (nothing is
+// appended to the new segment yet), so its open transactions are those
+// open at the sealed end. It proposes SetFirstUnstable in the background;
+// a failed proposal leaves the value unknown (a later pass retries while
+// nothing is appended).
+func (m *Manager) recordFirstUnstable(t metadata.Topic, p int32, l *storage.Log) {
+	segs := t.Parts[p].Segments
+	if len(segs) < 2 {
+		return
+	}
+	prev, cur := segs[len(segs)-2], segs[len(segs)-1]
+	if prev.State != metadata.SegmentSealed || prev.FirstUnstable != nil || prev.EndOffset <= prev.BaseOffset ||
+		prev.EndOffset != cur.BaseOffset || l.LogEndOffset() != prev.EndOffset {
+		return
+	}
+	fu := prev.EndOffset
+	if open := l.OpenTransactions(); len(open) > 0 {
+		fu = min(open[0].FirstOffset, fu)
+	}
+	m.fuMu.Lock()
+	if m.fuInflight[prev.ID] {
+		m.fuMu.Unlock()
+		return
+	}
+	m.fuInflight[prev.ID] = true
+	m.fuMu.Unlock()
+	cmd := metadata.SetFirstUnstable{Topic: t.Name, ID: t.ID, Partition: p, Segment: prev.ID, EndOffset: prev.EndOffset, FirstUnstable: fu}
+	m.goTracked(func() {
+		defer func() {
+			m.fuMu.Lock()
+			delete(m.fuInflight, cmd.Segment)
+			m.fuMu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		defer cancel()
+		if err := m.md.Apply(ctx, cmd); err != nil {
+			m.log.Warn().Err(err).Str("topic", t.Name).Int32("partition", p).Int64("segment", cmd.Segment).
+				Msg("record the first unstable offset of a segment sealed by failover")
+		}
+	})
 }

@@ -163,6 +163,11 @@ type Manager struct {
 	recMu    sync.Mutex
 	recLocks map[storage.TopicPartition]*sync.Mutex
 
+	// fuMu guards fuInflight: the failover-sealed segments whose first
+	// unstable offset this node is proposing (recordFirstUnstable).
+	fuMu       sync.Mutex
+	fuInflight map[int64]bool
+
 	clean *cleanState // the compaction cleaner (clean.go)
 }
 
@@ -170,7 +175,7 @@ type Manager struct {
 func New(cfg Config, md Metadata, lease Lease, tr Transport, host Host, log zerolog.Logger) *Manager {
 	m := &Manager{cfg: cfg, md: md, lease: lease, tr: tr, host: host, log: log, clock: cfg.Clock,
 		rollKick: make(chan struct{}, 1), leading: map[storage.TopicPartition]*Leadership{}, newLeader: make(chan struct{}), fetchers: map[int32]*fetcher{},
-		recLocks: map[storage.TopicPartition]*sync.Mutex{}, clean: newCleanState(cfg.Cleaner.Threads)}
+		recLocks: map[storage.TopicPartition]*sync.Mutex{}, clean: newCleanState(cfg.Cleaner.Threads), fuInflight: map[int64]bool{}}
 	if m.clock == nil {
 		m.clock = systemClock{}
 	}

@@ -175,3 +175,42 @@ func TestLearnerKnowsTransactionsOpenBelowItsStart(t *testing.T) {
 		t.Fatalf("learner's LSO %d after the markers, open %v; want 11, none", lso, open(3))
 	}
 }
+
+// A failover seal records no first unstable offset; the next segment's
+// leader, whose log ends at the seal when it begins to lead, records it
+// from its open transactions (SetFirstUnstable).
+func TestFailoverSealGetsFirstUnstable(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.produce(1, 0)                            // 0
+	c.appendTxn(1, sealTxnBatch(7, 0, 0, "a")) // 1: pid 7 opens
+	c.produce(1, 2)                            // 2
+	c.eventually("HW 3", func() bool { return c.log(1).HighWatermark() == 3 && c.log(2).LogEndOffset() == 3 })
+	// Node 1 is lost: the controller fences its segment and seals it at
+	// 3 (node 2's and 3's log end), node 2 leads the next one.
+	c.tr.Disconnect(1)
+	seg := c.active()
+	for _, cmd := range []metadata.Command{
+		metadata.FenceSegment{Topic: "t", ID: metadata.TopicID{1}, Partition: 0, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch},
+		metadata.RollSegment{Topic: "t", ID: metadata.TopicID{1}, Partition: 0, ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch,
+			EndOffset: 3, NextLeader: 2, NextReplicas: []int32{2, 3}},
+	} {
+		if err := c.meta.fsm.Apply(cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed := func() metadata.Segment {
+		tpc, _ := c.meta.fsm.Topic("t")
+		return tpc.Parts[0].Segments[0]
+	}
+	if s := sealed(); s.FirstUnstable != nil {
+		t.Fatalf("failover seal recorded first unstable %d", *s.FirstUnstable)
+	}
+	c.nodes[3].reconcile("t")
+	if roles := c.nodes[2].reconcile("t"); roles[0] != RoleLeader {
+		t.Fatalf("node 2: %v", roles)
+	}
+	c.eventually("the failover-sealed segment's first unstable offset", func() bool { return sealed().FirstUnstable != nil })
+	if s := sealed(); *s.FirstUnstable != 1 || s.StableEnd() != 1 {
+		t.Fatalf("sealed segment [%d, %d): first unstable %d; want 1 (pid 7's transaction)", s.BaseOffset, s.EndOffset, *s.FirstUnstable)
+	}
+}
