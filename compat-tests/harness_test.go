@@ -257,6 +257,25 @@ type readyInfo struct {
 	HTTP     string `json:"http"`
 	Internal string `json:"internal,omitempty"` // cluster nodes
 	Raft     string `json:"raft,omitempty"`     // cluster nodes
+	// Listeners maps each Kafka listener's name to its bound address
+	// (--kafka-listeners; one PLAINTEXT entry without). Kafka is the
+	// first listener's.
+	Listeners map[string]string `json:"listeners,omitempty"`
+}
+
+// withListeners starts the node with --kafka-listeners spec (for example
+// "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0"); read the bound
+// addresses with node.listener.
+func withListeners(spec string) startOpt { return withFlag("kafka-listeners", spec) }
+
+// listener is the bound address of the node's Kafka listener name.
+func (n *node) listener(t *testing.T, name string) string {
+	t.Helper()
+	a, ok := n.Listeners[name]
+	if !ok {
+		t.Fatalf("%s has no listener %s (ready file listeners %v)", n.label(), name, n.Listeners)
+	}
+	return a
 }
 
 type node struct {
