@@ -968,18 +968,18 @@ func newClusterClient(t *testing.T, seeds []string, opts ...kgo.Opt) *kgo.Client
 }
 
 // producePartitions produces n records to each partition (idempotent,
-// acks=all) with a client seeded only with seeds. Keys are
+// acks=all) with a client seeded only with seeds (and opts, e.g. TLS). Keys are
 // "<tag>-p<partition>-<i>". It asserts that each partition's acks are
 // contiguous offsets starting at start[p], in production order, and
 // returns partition → records in offset order.
-func producePartitions(t *testing.T, seeds []string, topic string, parts []int32, n int, tag string, start map[int32]int64) map[int32][]prodRec {
+func producePartitions(t *testing.T, seeds []string, topic string, parts []int32, n int, tag string, start map[int32]int64, opts ...kgo.Opt) map[int32][]prodRec {
 	t.Helper()
-	cl := newClusterClient(t, seeds,
+	cl := newClusterClient(t, seeds, append([]kgo.Opt{
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(30*time.Second),
+		kgo.RecordDeliveryTimeout(30 * time.Second),
 		kgo.ProducerLinger(time.Millisecond),
-	)
+	}, opts...)...)
 	defer cl.Close()
 	ctx := ctxTimeout(t, 60*time.Second)
 	var mu sync.Mutex

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +43,20 @@ func (s secureCerts) attacker(t *testing.T, name string) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{c}, InsecureSkipVerify: true} //nolint:gosec // the test's attacker
 }
 
+// clientTLS trusts the CA of s (the brokers' SSL listeners).
+func (s secureCerts) clientTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(s.ca())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", s.ca())
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
 // makeCerts runs `tusk certs` into a fresh directory.
 func makeCerts(t *testing.T, args ...string) secureCerts {
 	t.Helper()
@@ -51,8 +67,8 @@ func makeCerts(t *testing.T, args ...string) secureCerts {
 }
 
 // TestClusterSecureNodes: three nodes with mutual TLS between them (the
-// internal listeners and Raft), certificates from `tusk certs`, PLAINTEXT
-// clients. Produce through segment rolls, SIGKILL of the controller, more
+// internal listeners and Raft), certificates from `tusk certs`, clients
+// on an SSL listener (a PLAINTEXT one serves the harness's raw checks). Produce through segment rolls, SIGKILL of the controller, more
 // produce on the survivors: every acknowledged record is read back
 // exactly once, in order. A fourth party with a self-signed node
 // certificate, and one with a client certificate of the cluster CA, can
@@ -71,16 +87,27 @@ func TestClusterSecureNodes(t *testing.T) {
 	t.Setenv("TUSK_TLS_KEY_FILE", certs.key("node1"))
 	t.Setenv("TUSK_TLS_CA_FILE", certs.ca())
 	setFaultTimings(t)
+	// A PLAINTEXT listener first (the harness's raw checks use the ready
+	// file's "kafka"), and the SSL listener the test's clients use.
 	c := startClusterWith(t, 3, func(id int32) []startOpt {
 		name := fmt.Sprintf("node%d", id)
-		return []startOpt{withFlag("tls-cert-file", certs.cert(name)), withFlag("tls-key-file", certs.key(name)), withFlag("tls-ca-file", certs.ca())}
+		return []startOpt{withFlag("tls-cert-file", certs.cert(name)), withFlag("tls-key-file", certs.key(name)), withFlag("tls-ca-file", certs.ca()),
+			withListeners("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0")}
 	})
 	done()
-	card(t, "franz-go kgo + tusk cluster CLI", "secure cluster: node TLS, RF=3 rolls + controller SIGKILL, no loss")
+	card(t, "franz-go kgo (SSL) + tusk cluster CLI", "secure cluster: node TLS, SSL clients, RF=3 rolls + controller SIGKILL, no loss")
+	sslOpt := kgo.DialTLSConfig(certs.clientTLS(t))
+	ssl := func(ids ...int32) []string {
+		var out []string
+		for _, id := range ids {
+			out = append(out, c.node(id).listener(t, "SSL"))
+		}
+		return out
+	}
 
 	const topic, parts, rounds, perRound = "sec", 3, 12, 200
 	ps := []int32{0, 1, 2}
-	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	adm := kadm.NewClient(newClusterClient(t, ssl(c.ids()...), sslOpt))
 	resp, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), parts, 3, map[string]*string{"segment.bytes": strp("4096")}, topic)
 	if err == nil {
 		err = resp.Err
@@ -98,13 +125,13 @@ func TestClusterSecureNodes(t *testing.T) {
 	produceRounds := func(seeds []string) {
 		for i := 0; i < rounds/2; i++ {
 			at := int64(round * perRound)
-			for p, recs := range producePartitions(t, seeds, topic, ps, perRound, fmt.Sprintf("r%d", round), map[int32]int64{0: at, 1: at, 2: at}) {
+			for p, recs := range producePartitions(t, seeds, topic, ps, perRound, fmt.Sprintf("r%d", round), map[int32]int64{0: at, 1: at, 2: at}, sslOpt) {
 				acked[p] = append(acked[p], recs...)
 			}
 			round++
 		}
 	}
-	produceRounds(c.kafkaAddrs(c.ids()...))
+	produceRounds(ssl(c.ids()...))
 
 	ids := c.ids()
 	leader := c.waitLeader(t, ids, ids, 20*time.Second)
@@ -117,10 +144,10 @@ func TestClusterSecureNodes(t *testing.T) {
 	}
 	newLeader := c.waitLeader(t, survivors, survivors, 30*time.Second)
 	t.Logf("killed controller %d; node %d took over", leader, newLeader)
-	produceRounds(c.kafkaAddrs(survivors...))
+	produceRounds(ssl(survivors...))
 	const n = rounds * perRound
-	got := readPartitions(t, c.kafkaAddrs(survivors...), topic, map[int32]int64{0: 0, 1: 0, 2: 0},
-		map[int32]int{0: n, 1: n, 2: n}, 60*time.Second)
+	got := readPartitions(t, ssl(survivors...), topic, map[int32]int64{0: 0, 1: 0, 2: 0},
+		map[int32]int{0: n, 1: n, 2: n}, 60*time.Second, sslOpt)
 	for _, p := range ps {
 		sameRecords(t, fmt.Sprintf("%s/%d", topic, p), acked[p], got[p])
 	}

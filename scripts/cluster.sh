@@ -6,8 +6,9 @@
 # node exits by itself, the others are stopped too.
 # Env: BIN=path to the tusk binary (default bin/tusk, built if missing);
 # SECURE=1 (`make cluster-secure`) runs configs/secure-cluster-nodeN.yaml
-# instead, in ./tusk-cluster-secure, with node-to-node mutual TLS; the CA
-# and certificates are written there by `tusk certs` on the first run.
+# instead, in ./tusk-cluster-secure: SASL_SSL clients, ACLs, node-to-node
+# mutual TLS; the CA and certificates (`tusk certs`) and the admin user's
+# users.txt are written there on the first run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/tusk}
@@ -24,6 +25,10 @@ if [ "${SECURE:-0}" = 1 ]; then
   if [ ! -s "$DIR/certs/ca.crt" ]; then
     "$BIN" certs --dir "$DIR/certs" --nodes 1,2,3 --ips 127.0.0.1,::1 --clients admin >/dev/null
     echo "wrote a throwaway CA and node certificates to $DIR/certs" >&2
+  fi
+  if [ ! -s "$DIR/users.txt" ]; then
+    (umask 077 && printf 'admin:%s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >"$DIR/users.txt")
+    echo "wrote the bootstrap user admin (a super user) to $DIR/users.txt" >&2
   fi
 fi
 mkdir -p "$DIR"
@@ -81,6 +86,10 @@ done
 bootstrap=$(IFS=,; echo "${addrs[*]}")
 echo "bootstrap servers: $bootstrap"
 echo "status: $BIN cluster status --server $STATUS_SERVER$STATUS_FLAGS    (Ctrl-C stops the cluster)"
+if [ "${SECURE:-0}" = 1 ]; then
+  echo "clients: SASL_SSL with the CA $DIR/certs/ca.crt, user admin (a super user), password in $DIR/users.txt, e.g."
+  echo "  TUSK_BROKERS=$bootstrap TUSK_CLI_SASL_USER=admin TUSK_CLI_SASL_PASSWORD=\$(cut -d: -f2 $DIR/users.txt) $BIN topic list --tls-ca $DIR/certs/ca.crt --sasl-mechanism SCRAM-SHA-512"
+fi
 
 # Run until interrupted, or until any node exits on its own.
 set +e
