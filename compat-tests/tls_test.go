@@ -409,3 +409,133 @@ func runToolErr(stdin []byte, name string, args ...string) error {
 	cmd.Stdin = bytes.NewReader(stdin)
 	return cmd.Run()
 }
+
+// TestClusterListeners: three nodes, each with a PLAINTEXT and an SSL
+// listener. Over each listener Metadata names every node at that
+// listener's address, a consumer group's coordinator is found there, and
+// kgo produces to and consumes from partitions led by every node over SSL
+// alone (exact records, committed offsets).
+func TestClusterListeners(t *testing.T) {
+	card(t, "kgo", "3 nodes with PLAINTEXT and SSL listeners: per-listener addresses, produce/consume/group over SSL")
+	pki := newCompatPKI(t)
+	certs := map[int32]tlsutil.Files{}
+	for id := int32(1); id <= 3; id++ {
+		f, err := pki.ca.IssueFiles(pki.dir, fmt.Sprintf("node%d", id), tlsutil.CertRequest{Subject: pkix.Name{CommonName: fmt.Sprintf("node%d", id)},
+			IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Node: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[id] = f
+	}
+	c := startClusterWith(t, 3, func(id int32) []startOpt {
+		return []startOpt{withListeners("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"),
+			withFlag("tls-cert-file", certs[id].CertFile), withFlag("tls-key-file", certs[id].KeyFile), withFlag("tls-ca-file", pki.caFile)}
+	})
+	want := map[string]map[int32]string{"PLAINTEXT": {}, "SSL": {}}
+	for id := int32(1); id <= 3; id++ {
+		for name := range want {
+			want[name][id] = c.node(id).listener(t, name)
+		}
+	}
+	sslOpts := func(id int32) []kgo.Opt {
+		return []kgo.Opt{kgo.SeedBrokers(want["SSL"][id]), kgo.DialTLSConfig(pki.tlsConfig(t, false))}
+	}
+	for name, addrs := range want {
+		for id := int32(1); id <= 3; id++ {
+			opts := []kgo.Opt{kgo.SeedBrokers(addrs[id])}
+			if name == "SSL" {
+				opts = sslOpts(id)
+			}
+			cl := newKgo(t, c.node(id), opts...)
+			waitUntil(t, 20*time.Second, fmt.Sprintf("Metadata over %s of node %d names every node at its %s address", name, id, name), func() bool {
+				resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctxTimeout(t, 10*time.Second), cl)
+				if err != nil || len(resp.Brokers) != 3 {
+					return false
+				}
+				for _, b := range resp.Brokers {
+					if net.JoinHostPort(b.Host, fmt.Sprint(b.Port)) != addrs[b.NodeID] {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+
+	const topic, parts, perPart = "cluster-ssl", 6, 100
+	prod := newKgo(t, c.node(1), append(sslOpts(1), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	adm := kadm.NewClient(prod)
+	if _, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), parts, 3, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	leaders := map[int32]bool{}
+	waitUntil(t, 20*time.Second, "every partition has a leader", func() bool {
+		md, err := adm.Metadata(ctxTimeout(t, 10*time.Second), topic)
+		if err != nil || len(md.Topics[topic].Partitions) != parts {
+			return false
+		}
+		clear(leaders)
+		for _, p := range md.Topics[topic].Partitions {
+			if p.Leader < 0 {
+				return false
+			}
+			leaders[p.Leader] = true
+		}
+		return true
+	})
+	ctx := ctxTimeout(t, 60*time.Second)
+	for i := 0; i < parts*perPart; i++ {
+		r := &kgo.Record{Topic: topic, Partition: int32(i % parts), Value: []byte(fmt.Sprintf("v-%d-%d", i%parts, i/parts))}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce %d over SSL: %v", i, err)
+		}
+		if r.Offset != int64(i/parts) {
+			t.Fatalf("record %d at %d/%d", i, r.Partition, r.Offset)
+		}
+	}
+	// A group member on node 2's SSL listener: FindCoordinator answers an
+	// SSL address, the group reads everything and commits.
+	cons := newKgo(t, c.node(2), append(sslOpts(2), kgo.ConsumerGroup("ssl-group"), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())...)
+	next := map[int32]int64{}
+	for got := 0; got < parts*perPart; {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d: %v", got, parts*perPart, ctx.Err())
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch over SSL: %v", err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if w := fmt.Sprintf("v-%d-%d", r.Partition, next[r.Partition]); r.Offset != next[r.Partition] || string(r.Value) != w {
+				t.Fatalf("partition %d: offset %d %q, want %d %q", r.Partition, r.Offset, r.Value, next[r.Partition], w)
+			}
+			next[r.Partition]++
+			got++
+		})
+	}
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.CoordinatorKey, fc.CoordinatorKeys = "ssl-group", []string{"ssl-group"}
+	resp, err := fc.RequestWith(ctx, cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, id := resp.Host, resp.Port, resp.NodeID
+	if len(resp.Coordinators) == 1 {
+		host, port, id = resp.Coordinators[0].Host, resp.Coordinators[0].Port, resp.Coordinators[0].NodeID
+	}
+	if net.JoinHostPort(host, fmt.Sprint(port)) != want["SSL"][id] {
+		t.Fatalf("FindCoordinator over SSL: node %d at %s:%d, want its SSL address %s", id, host, port, want["SSL"][id])
+	}
+	offs, err := kadm.NewClient(cons).FetchOffsets(ctx, "ssl-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < parts; p++ {
+		if o, ok := offs.Lookup(topic, p); !ok || o.At != perPart {
+			t.Fatalf("committed offset of partition %d: %+v, want %d", p, o, perPart)
+		}
+	}
+	t.Logf("partition leaders %v; coordinator node %d", leaders, id)
+}
