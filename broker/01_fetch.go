@@ -173,7 +173,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				}
 			}
 			tp := b.tp(topic.Name, rp.Partition)
-			if code == 0 && replica && !b.repl.Fetched(tp, req.ReplicaID, rp.FetchOffset) {
+			if code == 0 && replica && !b.repl.Fetched(tp, req.ReplicaID, rp.FetchOffset, rp.LogStartOffset) {
 				code = kerr.NotLeaderForPartition.Code // not a replica of this partition
 			}
 			sp.ErrorCode = code

@@ -63,9 +63,10 @@ type fetchSession struct {
 
 // sentPart is a partition's fetch position as the leader's session has it.
 type sentPart struct {
-	id     metadata.TopicID
-	offset int64
-	epoch  int32
+	id       metadata.TopicID
+	offset   int64
+	epoch    int32
+	logStart int64 // reported so that DeleteRecords can wait for it
 }
 
 // reset makes the next fetch a full one that replaces the session.
@@ -190,7 +191,7 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	want := make(map[storage.TopicPartition]sentPart, len(parts))
 	for tp, p := range parts {
 		byID[p.id] = tp.Topic
-		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch}
+		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch, logStart: p.log.LogStartOffset()}
 		want[tp] = sp
 		if incremental && sess.sent[tp] == sp {
 			continue // the leader's session has it
@@ -207,6 +208,7 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 		rp.Partition = tp.Partition
 		rp.FetchOffset = sp.offset
 		rp.CurrentLeaderEpoch = p.epoch
+		rp.LogStartOffset = sp.logStart
 		rp.PartitionMaxBytes = 4 << 20
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}

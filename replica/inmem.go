@@ -194,7 +194,7 @@ func (m *Manager) readReplicaFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse,
 				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
 			case rp.CurrentLeaderEpoch > lp.epoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			case !m.Fetched(tp, req.ReplicaID, rp.FetchOffset):
+			case !m.Fetched(tp, req.ReplicaID, rp.FetchOffset, rp.LogStartOffset):
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 			default:
 				res, err := lp.log.ReadUncommitted(rp.FetchOffset, int(rp.PartitionMaxBytes), true)

@@ -37,6 +37,10 @@ type Leadership struct {
 	replicas []int32             // the active segment's replicas that count for the HW
 	acked    map[int32]int64     // follower → the offset it fetched from last
 	fetchAt  map[int32]time.Time // follower → when it last fetched
+	// logStarts are the log start offsets the followers reported in
+	// their fetches (DeleteRecords waits for them, as Kafka's
+	// DelayedDeleteRecords waits for the replicas' low watermarks).
+	logStarts map[int32]int64
 	learners map[int32]int64     // nodes catching up to join (not counted for the HW)
 	wantRF   int                 // the partition's replication factor
 	target   []int32             // a reassignment's replica set (nil: none)
@@ -60,7 +64,7 @@ type Leadership struct {
 func newLeadership(m *Manager, tp storage.TopicPartition, l *storage.Log, seg metadata.Segment) *Leadership {
 	return &Leadership{m: m, tp: tp, log: l, segment: seg.ID, epoch: seg.Epoch, base: seg.BaseOffset, since: m.clock.Now(),
 		start: max(seg.BaseOffset, l.LogEndOffset()),
-		acked: map[int32]int64{}, fetchAt: map[int32]time.Time{}, learners: map[int32]int64{},
+		acked: map[int32]int64{}, fetchAt: map[int32]time.Time{}, learners: map[int32]int64{}, logStarts: map[int32]int64{},
 		progress: make(chan struct{}), deposedCh: make(chan struct{})}
 }
 
@@ -213,6 +217,34 @@ func (lp *Leadership) WaitAcked(ctx context.Context, last int64) error {
 	return err
 }
 
+// WaitLogStart waits until every counted follower reported a log start
+// at or above start (DeleteRecords: an answered deletion holds on every
+// replica, so a failover cannot bring the records back). It fails with
+// ErrDeposed when the leadership ends first.
+func (lp *Leadership) WaitLogStart(ctx context.Context, start int64) error {
+	for {
+		lp.ackMu.Lock()
+		done := true
+		for _, id := range lp.replicas {
+			if id != lp.m.cfg.NodeID && lp.logStarts[id] < start {
+				done = false
+			}
+		}
+		ch := lp.progress
+		lp.ackMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-lp.deposedCh:
+			return ErrDeposed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // advance moves the log's high watermark to bound, but only under a live
 // lease: without one it stays frozen (docs/architecture.md, "Leases"), and
 // the next fetch after a renewal moves it on.
@@ -222,8 +254,9 @@ func (lp *Leadership) advance(bound int64) {
 	}
 }
 
-// fetched records a follower's fetch from offset (see Manager.Fetched).
-func (lp *Leadership) fetched(replica int32, offset int64) bool {
+// fetched records a follower's fetch from offset, with its log start
+// (-1: not reported; see Manager.Fetched).
+func (lp *Leadership) fetched(replica int32, offset, logStart int64) bool {
 	self := lp.m.cfg.NodeID
 	lp.ackMu.Lock()
 	if replica == self {
@@ -244,7 +277,11 @@ func (lp *Leadership) fetched(replica int32, offset int64) bool {
 	prev, seen := lp.acked[replica]
 	lp.acked[replica] = offset
 	lp.fetchAt[replica] = lp.m.clock.Now()
-	if !seen || prev != offset {
+	prevStart, startSeen := lp.logStarts[replica]
+	if logStart >= 0 {
+		lp.logStarts[replica] = logStart
+	}
+	if !seen || prev != offset || (logStart >= 0 && (!startSeen || prevStart != logStart)) {
 		lp.notifyLocked() // an idle follower's repeated fetch wakes nobody
 	}
 	bound := lp.boundLocked()

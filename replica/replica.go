@@ -314,12 +314,12 @@ func (m *Manager) Unlead(tp storage.TopicPartition) {
 // tp and advances the leader's high watermark to the minimum over the
 // counted followers. It reports false when this node does not lead tp or
 // replica is neither a replica nor an admissible learner.
-func (m *Manager) Fetched(tp storage.TopicPartition, replica int32, offset int64) bool {
+func (m *Manager) Fetched(tp storage.TopicPartition, replica int32, offset, logStart int64) bool {
 	lp := m.Leader(tp)
 	if lp == nil {
 		return false
 	}
-	return lp.fetched(replica, offset)
+	return lp.fetched(replica, offset, logStart)
 }
 
 // Follow makes this node fetch tp from leader at epoch into l.

@@ -365,13 +365,13 @@ func TestTruncateOlderEpochLeftovers(t *testing.T) {
 // replica set is served as a learner only while the set is short.
 func TestFetchedByNonReplica(t *testing.T) {
 	c := newCluster(t, 4, []int32{1, 2, 3})
-	if c.nodes[1].m.Fetched(tp0, 4, 0) {
+	if c.nodes[1].m.Fetched(tp0, 4, 0, -1) {
 		t.Fatal("node 4 admitted as a learner of a full replica set")
 	}
-	if c.nodes[1].m.Fetched(tp0, 1, 0) {
+	if c.nodes[1].m.Fetched(tp0, 1, 0, -1) {
 		t.Fatal("the leader counted as its own follower")
 	}
-	if c.nodes[2].m.Fetched(tp0, 3, 0) {
+	if c.nodes[2].m.Fetched(tp0, 3, 0, -1) {
 		t.Fatal("a follower accepted a replica fetch")
 	}
 }
