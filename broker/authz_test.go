@@ -404,7 +404,9 @@ func TestAuthzEveryAPI(t *testing.T) {
 				return []int16{r.(*kmsg.AlterClientQuotasResponse).Entries[0].ErrorCode}
 			}, want: caf},
 		{req: &kmsg.DescribeUserSCRAMCredentialsRequest{},
-			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeUserSCRAMCredentialsResponse).ErrorCode} }, want: caf},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.DescribeUserSCRAMCredentialsResponse).ErrorCode}
+			}, want: caf},
 		{req: &kmsg.AlterUserSCRAMCredentialsRequest{Deletions: []kmsg.AlterUserSCRAMCredentialsRequestDeletion{{Name: "u", Mechanism: 1}}},
 			codes: func(r kmsg.Response) []int16 {
 				return []int16{r.(*kmsg.AlterUserSCRAMCredentialsResponse).Results[0].ErrorCode}

@@ -41,12 +41,12 @@ type Leadership struct {
 	// their fetches (DeleteRecords waits for them, as Kafka's
 	// DelayedDeleteRecords waits for the replicas' low watermarks).
 	logStarts map[int32]int64
-	learners map[int32]int64     // nodes catching up to join (not counted for the HW)
-	wantRF   int                 // the partition's replication factor
-	target   []int32             // a reassignment's replica set (nil: none)
-	elect    int32               // a preferred-leader election's node (-1: none)
-	minISR   int                 // min.insync.replicas: fewer counted replicas refuse acks=all
-	progress chan struct{}       // closed and replaced whenever acked or learners move
+	learners  map[int32]int64 // nodes catching up to join (not counted for the HW)
+	wantRF    int             // the partition's replication factor
+	target    []int32         // a reassignment's replica set (nil: none)
+	elect     int32           // a preferred-leader election's node (-1: none)
+	minISR    int             // min.insync.replicas: fewer counted replicas refuse acks=all
+	progress  chan struct{}   // closed and replaced whenever acked or learners move
 
 	// rollMu orders appends with a roll and with deposing: appends hold
 	// it shared from Begin to their release, a roll and depose take it
