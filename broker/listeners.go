@@ -56,8 +56,6 @@ func (l *listener) tls() bool { return configs.UsesTLS(l.protocol) }
 
 // sasl reports whether the listener's connections must authenticate
 // with SASL before any other request.
-//
-//lint:ignore U1000 the SASL pre-authentication rules use it (docs/security.md, part S)
 func (l *listener) sasl() bool {
 	return l.protocol == configs.ProtocolSASLPlaintext || l.protocol == configs.ProtocolSASLSSL
 }
@@ -256,7 +254,9 @@ func (c *conn) handshake(tc *tls.Conn) error {
 	if err := tc.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("broker: tls handshake on %s: %w", c.listener.name, err)
 	}
-	if cs := tc.ConnectionState(); len(cs.PeerCertificates) > 0 {
+	// On SASL_SSL the principal is the SASL user, whatever certificate
+	// the client presented (as Kafka).
+	if cs := tc.ConnectionState(); len(cs.PeerCertificates) > 0 && !c.listener.sasl() {
 		c.setPrincipal(certPrincipal(cs.PeerCertificates[0]))
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/configs"
@@ -528,4 +529,46 @@ func TestConsoleOverSSL(t *testing.T) {
 	if _, err := src.Groups(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// SASL_SSL: kgo authenticates with SCRAM inside TLS and produces and
+// consumes; the principal is the SASL user even with a client
+// certificate; without SASL nothing but the pre-authentication APIs is
+// served.
+func TestSASLSSLListener(t *testing.T) {
+	pki := newTestPKI(t)
+	b := startBroker(t, t.TempDir(), func(c *configs.Config) {
+		c.Kafka.Listeners = "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0"
+		c.TLS.ClientAuth = "requested"
+		pki.configure(c)
+	})
+	addUser(t, b, "alice", "alice-secret")
+	addr := b.ListenerAddr("SASL_SSL")
+	mech := scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha512Mechanism()
+	cl := saslClient(t, addr, mech, kgo.DialTLSConfig(pki.clientTLS(t, &pkix.Name{CommonName: "cert-holder"})), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	roundTrip(t, cl, cl, "sasl-ssl", 20)
+	found := false
+	b.connMu.Lock()
+	for c := range b.conns {
+		if c.listener.name == "SASL_SSL" {
+			found = true
+			if p := c.principal().String(); p != "User:alice" {
+				t.Errorf("SASL_SSL principal %q, want User:alice", p)
+			}
+		}
+	}
+	b.connMu.Unlock()
+	if !found {
+		t.Fatal("no SASL_SSL connection")
+	}
+	// TLS without SASL: ApiVersions is answered, Metadata closes.
+	nc := tlsDial(t, addr, pki.clientTLS(t, nil))
+	if err := apiVersions(nc); err != nil {
+		t.Fatal(err)
+	}
+	md := []byte{0, 0, 0, 15, 0, 3, 0, 1, 0, 0, 0, 8, 0, 1, 't', 0xff, 0xff, 0xff, 0xff}
+	if _, err := nc.Write(md); err != nil {
+		t.Fatal(err)
+	}
+	closedByPeer(t, nc)
 }
