@@ -156,7 +156,7 @@ func (s *ConsoleSource) admin() (*kadm.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.adm == nil {
-		opts, err := s.b.selfClientOpts()
+		opts, err := s.b.consoleClientOpts()
 		if err != nil {
 			return nil, fmt.Errorf("broker: console kafka client: %w", err)
 		}
@@ -167,6 +167,25 @@ func (s *ConsoleSource) admin() (*kadm.Client, error) {
 		s.cl, s.adm = cl, kadm.NewClient(cl)
 	}
 	return s.adm, nil
+}
+
+// consoleClientOpts are the kgo options of the console's Kafka client.
+// With the authorizer on, or without a PLAINTEXT or SSL listener, it is
+// node traffic on the internal listeners (over node TLS when configured),
+// which ACLs do not apply to: the console is behind the admin token
+// (adminGate) and shows every group. Otherwise it is a client of this
+// node's own listener (selfClientOpts).
+func (b *Broker) consoleClientOpts() ([]kgo.Opt, error) {
+	if !b.cfg.Authorizer {
+		if opts, err := b.selfClientOpts(); err == nil {
+			return opts, nil
+		}
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(b.InternalAddr())}
+	if b.nodeTLS() {
+		opts = append(opts, kgo.DialTLSConfig(nodeClientConfig(b.tls, -1)))
+	}
+	return opts, nil
 }
 
 // Groups implements console.Broker (ListGroups on every node).

@@ -187,6 +187,16 @@ func (b *Broker) newInternalClient() *rpc.Client {
 // loopback addresses (docs/security.md, "Node to node"): an open
 // internal listener would let anyone around the authorizer.
 func (b *Broker) checkNodeSecurity() error {
+	if b.nodeTLS() {
+		// Other nodes refuse a certificate that does not name this
+		// node; a single node never meets them, so this only warns.
+		if leaf := b.tls.Certificate().Leaf; leaf != nil {
+			if id, ok := tlsutil.NodeID(leaf); !ok || id != b.cfg.NodeID {
+				b.log.Warn().Int32("node_id", b.cfg.NodeID).Bool("names_a_node", ok).Int32("names", id).
+					Msg("tls.cert-file does not name this node (URI SAN tusk://node/<node-id>): other nodes will refuse its node-to-node connections")
+			}
+		}
+	}
 	if !b.cfg.Authorizer || b.nodeTLS() {
 		return nil
 	}

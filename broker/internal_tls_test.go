@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -355,5 +356,54 @@ func TestAuthorizerNeedsNodeTLSOrLoopback(t *testing.T) {
 	b.cfg.Internal.Listen = "0.0.0.0:9093"
 	if err := b.checkNodeSecurity(); err != nil {
 		t.Errorf("without the authorizer: %v", err)
+	}
+}
+
+// With the authorizer on, the console reads groups as node traffic on the
+// internal listeners (over node TLS): an anonymous client of the Kafka
+// listener sees none of them.
+func TestConsoleGroupsUnderAuthorizer(t *testing.T) {
+	ca := newCA(t, "cluster")
+	b := startTLSBroker(t, ca, func(c *configs.Config) { c.Authorizer = true })
+	node2 := issue(t, ca, t.TempDir(), "node2", 2)
+	// Set up a topic, a record and a group's commit as node traffic.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.InternalAddr()), kgo.DialTLSConfig(nodeClientConfig(node2.r, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	offs := kadm.Offsets{}
+	offs.AddOffset("orders", 0, 1, -1)
+	if err := adm.CommitAllOffsets(ctx, "billing", offs); err != nil {
+		t.Fatal(err)
+	}
+	// The Kafka listener's anonymous client sees no group.
+	if anon, err := kadm.NewClient(newClient(t, b)).ListGroups(ctx); err == nil && len(anon) != 0 {
+		t.Fatalf("an anonymous ListGroups listed %v under the authorizer; the test shows nothing", anon.Groups())
+	}
+	src := b.ConsoleSource("test")
+	defer src.Close()
+	groups, err := src.Groups(ctx)
+	if err != nil {
+		t.Fatalf("console groups under the authorizer: %v", err)
+	}
+	if len(groups) != 1 || groups[0].Group != "billing" {
+		t.Fatalf("console groups %+v, want billing alone", groups)
+	}
+	g, err := src.Group(ctx, "billing")
+	if err != nil {
+		t.Fatalf("console group: %v", err)
+	}
+	if len(g.Lag) != 1 || g.Lag[0].Topic != "orders" || g.Lag[0].Committed != 1 || g.Lag[0].End != 1 || g.Lag[0].Lag != 0 {
+		t.Fatalf("console group lag %+v, want orders/0 committed 1, end 1, lag 0", g.Lag)
 	}
 }

@@ -140,7 +140,12 @@ func (b *Broker) advertisedListeners() map[string]string {
 // then not told about br, as Kafka leaves such brokers out.
 func (b *Broker) endpoint(br metadata.Broker, c *conn) (host string, port int32, ok bool) {
 	addr := br.Kafka
-	if c != nil && !c.node {
+	switch {
+	case c != nil && c.node && br.Internal != "":
+		// Node traffic stays node traffic: a node's client (the
+		// console's, broker/console.go) is pointed at internal listeners.
+		addr = br.Internal
+	case c != nil && !c.node:
 		if addr, ok = br.Endpoint(c.listener.name); !ok {
 			return "", -1, false
 		}
