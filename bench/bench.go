@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,18 @@ type Config struct {
 	// Progress is the interval of progress lines on the log; 0 means one
 	// second, negative disables them.
 	Progress time.Duration
+	// TLS, if set, is the client TLS configuration of every connection
+	// (an SSL listener).
+	TLS *tls.Config
+}
+
+// dialOpts are the connection options of every client of a run.
+func (cfg Config) dialOpts() []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.DialTimeout(min(cfg.Timeout, 10*time.Second))}
+	if cfg.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
+	}
+	return opts
 }
 
 // DefaultConfig returns the defaults of `tusk bench`.
@@ -267,7 +280,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 		cfg.Idempotent = false
 	}
 
-	admin, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.DialTimeout(min(cfg.Timeout, 10*time.Second)))
+	admin, err := kgo.NewClient(cfg.dialOpts()...)
 	if err != nil {
 		return res, fmt.Errorf("bench: admin client: %w", err)
 	}
@@ -544,16 +557,14 @@ func (p *producers) outstanding() int64 {
 func newProducers(cfg Config) (*producers, error) {
 	acks, _ := acksOpt(cfg.Acks)
 	codec, _ := codecOpt(cfg.Compression)
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
+	opts := append(cfg.dialOpts(),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(acks),
 		kgo.ProducerBatchCompression(codec),
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.RecordDeliveryTimeout(cfg.Timeout),
 		kgo.MaxBufferedBytes(max(64*MB, 4*cfg.RecordSize)),
-		kgo.DialTimeout(min(cfg.Timeout, 10*time.Second)),
-	}
+	)
 	if cfg.BatchMaxBytes > 0 {
 		opts = append(opts, kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes))
 	}

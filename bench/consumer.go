@@ -30,13 +30,11 @@ func newConsumer(cfg Config, starts map[int32]int64) (*consumer, error) {
 	for p, off := range starts {
 		parts[p] = kgo.NewOffset().At(off)
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
+	cl, err := kgo.NewClient(append(cfg.dialOpts(),
 		kgo.ClientID("tusk-bench-consumer"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: parts}),
 		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.DialTimeout(min(cfg.Timeout, 10*time.Second)),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("bench: consumer client: %w", err)
 	}

@@ -118,26 +118,9 @@ func addAdminFlags(cmd *cobra.Command) *adminOpts {
 func (o *adminOpts) clientOpts() ([]kgo.Opt, error) {
 	var opts []kgo.Opt
 	if o.tls || o.tlsCA != "" || o.tlsCert != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if o.tlsCA != "" {
-			pem, err := os.ReadFile(o.tlsCA)
-			if err != nil {
-				return nil, usagef("--tls-ca: %v", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, usagef("--tls-ca %s: no PEM certificate", o.tlsCA)
-			}
-		}
-		if (o.tlsCert == "") != (o.tlsKey == "") {
-			return nil, usagef("--tls-cert and --tls-key go together")
-		}
-		if o.tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-			if err != nil {
-				return nil, usagef("--tls-cert/--tls-key: %v", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
+		cfg, err := clientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, err
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
@@ -153,6 +136,33 @@ func (o *adminOpts) clientOpts() ([]kgo.Opt, error) {
 		return nil, usagef("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", o.saslMechanism)
 	}
 	return opts, nil
+}
+
+// clientTLS is a client's TLS configuration from the --tls-ca,
+// --tls-cert and --tls-key flags (the system roots without a CA).
+func clientTLS(ca, cert, key string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, usagef("--tls-ca: %v", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, usagef("--tls-ca %s: no PEM certificate", ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, usagef("--tls-cert and --tls-key go together")
+	}
+	if cert != "" {
+		kp, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, usagef("--tls-cert/--tls-key: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{kp}
+	}
+	return cfg, nil
 }
 
 // run checks the shared flags, connects, and runs f with a client and a

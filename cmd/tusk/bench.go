@@ -19,6 +19,8 @@ import (
 func newBenchCmd() *cobra.Command {
 	cfg := bench.DefaultConfig()
 	var jsonOut bool
+	var useTLS bool
+	var tlsCA, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Produce (and consume) load against a Kafka-compatible cluster and report throughput and latency",
@@ -29,6 +31,13 @@ acknowledgement) and end-to-end latency (send to consume) at p50/p99/p99.9.
 MB means 2^20 bytes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if useTLS || tlsCA != "" || tlsCert != "" {
+				c, err := clientTLS(tlsCA, tlsCert, tlsKey)
+				if err != nil {
+					return err
+				}
+				cfg.TLS = c
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := bench.Run(ctx, cfg, cmd.ErrOrStderr())
@@ -64,6 +73,10 @@ MB means 2^20 bytes.`,
 	f.BoolVar(&cfg.Idempotent, "idempotent", cfg.Idempotent, "idempotent producer (requires --acks all; switched off otherwise)")
 	f.BoolVar(&cfg.Sequential, "sequential", false, "each producer waits for a record's acknowledgement before sending the next (latency is the bare round trip)")
 	f.Int64Var(&cfg.TxnRecords, "txn-records", 0, "transactional producers (acks=all, idempotent): each commits a transaction every this many records; 0: no transactions")
+	f.BoolVar(&useTLS, "tls", false, "connect with TLS (an SSL listener; implied by --tls-ca, --tls-cert)")
+	f.StringVar(&tlsCA, "tls-ca", "", "PEM CA file to verify the brokers with (default: the system roots)")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM client certificate (mutual TLS)")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM key of --tls-cert")
 	f.BoolVar(&jsonOut, "json", false, "print the result as one JSON object (durations in nanoseconds) instead of a table")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "give up when a phase makes no progress for this long")
 	cmd.AddCommand(newBenchScaleCmd())
