@@ -135,9 +135,9 @@ func (b *Broker) advertisedListeners() map[string]string {
 }
 
 // endpoint is the address of broker br that a client on c is given: that
-// of br's listener of the same name. Node connections (and c nil) get
-// br's first listener. False if br has no such listener; a client is
-// then not told about br, as Kafka leaves such brokers out.
+// of br's listener of the same name. Node connections get br's internal
+// listener, c nil br's first listener. False if br has no such listener;
+// a client is then not told about br, as Kafka leaves such brokers out.
 func (b *Broker) endpoint(br metadata.Broker, c *conn) (host string, port int32, ok bool) {
 	addr := br.Kafka
 	switch {

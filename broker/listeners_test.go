@@ -276,6 +276,17 @@ func TestListenersPerListenerAddresses(t *testing.T) {
 	if h, p, ok := b.endpoint(metadata.Broker{ID: 2, Kafka: "h:1"}, c); !ok || h != "h" || p != 1 {
 		t.Fatalf("a registration without listeners: %s %d %v", h, p, ok)
 	}
+
+	// Over the internal listener (node traffic), Metadata names the
+	// internal addresses.
+	nodeCl := newClient(t, b, kgo.SeedBrokers(b.InternalAddr()))
+	mr, err := nodeCl.SeedBrokers()[0].Request(ctx, kmsg.NewPtrMetadataRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mr.(*kmsg.MetadataResponse); len(m.Brokers) != 1 || m.Brokers[0].Host != "127.0.0.1" || m.Brokers[0].Port != portOf(t, b.InternalAddr()) {
+		t.Fatalf("Metadata over the internal listener: %+v, want %s", m.Brokers, b.InternalAddr())
+	}
 }
 
 func portOf(t *testing.T, addr string) int32 {
