@@ -4,7 +4,7 @@
 # `tusk bench` produces RECORDS 1 KiB records (acks=all, 6 partitions,
 # PRODUCERS idempotent producers) and consumes them back, alternately over
 # the plaintext and the SSL listener of the same process, RUNS times each.
-# The table shows the median run (by produce MB/s) of each and the
+# The table shows the median of each figure over the runs, the
 # broker's CPU-seconds (/proc/PID/stat, user+system) per GB produced, the
 # consumption of the same bytes included. It writes a "TLS" section into
 # OUT (bench/RESULTS.md), replacing the previous one.
@@ -72,9 +72,18 @@ for i in $(seq 1 "$RUNS"); do
   P+=("$(run plain "plain-$i")"); log "plaintext run $i: ${P[-1]}"
   T+=("$(run tls "tls-$i")"); log "TLS run $i: ${T[-1]}"
 done
-median() { sort -n -k1 | awk '{ l[NR] = $0 } END { print l[int((NR+1)/2)] }'; }
-read -r pp pc pcpu pgb p99p <<<"$(printf '%s\n' "${P[@]}" | median)"
-read -r tp tc tcpu tgb p99t <<<"$(printf '%s\n' "${T[@]}" | median)"
+# medians LINES: the median of each column on its own.
+medians() {
+  local lines cols i out=()
+  lines=$(cat)
+  cols=$(head -1 <<<"$lines" | wc -w)
+  for i in $(seq 1 "$cols"); do
+    out+=("$(cut -d' ' -f"$i" <<<"$lines" | sort -g | awk '{ l[NR] = $0 } END { print l[int((NR+1)/2)] }')")
+  done
+  echo "${out[*]}"
+}
+read -r pp pc pcpu pgb p99p <<<"$(printf '%s\n' "${P[@]}" | medians)"
+read -r tp tc tcpu tgb p99t <<<"$(printf '%s\n' "${T[@]}" | medians)"
 ratio=$(awk -v a="$pgb" -v b="$tgb" 'BEGIN { printf "%.2f", b/a }')
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -84,7 +93,7 @@ section=$(
   echo "<!-- tls begin -->"
   echo "## TLS on a client listener"
   echo
-  echo "Written by \`bench/tls.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average $load0 at the start, $load1 at the end, from other work on this 2-core machine: throughput is noisy, the CPU per GB less so). One node with a PLAINTEXT and an SSL listener (TLS 1.3, ECDSA P-256 certificate from \`tusk certs\`), \`storage.fsync=always\`; each run produces $RECORDS 1 KiB records (acks=all, idempotent, $PRODUCERS producers, 6 partitions) and consumes them back, alternating the listeners; the median run (by produce MB/s) of $RUNS each. Broker CPU is user+system of the node's process over the run (producing and consuming the same bytes) per GB produced. Plaintext Fetch sends record bytes with sendfile; over TLS they are copied and encrypted."
+  echo "Written by \`bench/tls.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average $load0 at the start, $load1 at the end, from other work on this 2-core machine: throughput is noisy, the CPU per GB less so). One node with a PLAINTEXT and an SSL listener (TLS 1.3, ECDSA P-256 certificate from \`tusk certs\`), \`storage.fsync=always\`; each run produces $RECORDS 1 KiB records (acks=all, idempotent, $PRODUCERS producers, 6 partitions) and consumes them back, alternating the listeners; each figure is the median of its $RUNS runs, taken on its own. Broker CPU is user+system of the node's process over the run (producing and consuming the same bytes) per GB produced. Plaintext Fetch sends record bytes with sendfile; over TLS they are copied and encrypted. The runs offer as much load as the producers can (64 MB buffered per producer), so p99 is queueing, not the bare round trip."
   echo
   echo "| listener | produce MB/s | consume MB/s | produce p99 | broker CPU-s | broker CPU-s/GB |"
   echo "|---|---|---|---|---|---|"
