@@ -305,13 +305,13 @@ stop
 total=$(( $(date +%s) - began ))
 log "done in ${total}s; writing $OUT"
 # Sections other tools write into OUT (bench/bgio.sh, bench/replication.sh,
-# bench/compaction.sh, tusk bench scale --results) sit between their own
+# bench/compaction.sh, bench/tls.sh, tusk bench scale --results) sit between their own
 # markers; keep them.
 kept=""
 if [ -f "$OUT" ]; then
-  kept=$(awk '/<!-- (bgio|replication|compaction) begin -->|<!-- bench scale: begin/ { on = 1 }
+  kept=$(awk '/<!-- (bgio|replication|compaction|tls) begin -->|<!-- bench scale: begin/ { on = 1 }
     on { print }
-    /<!-- (bgio|replication|compaction) end -->|<!-- bench scale: end -->/ { on = 0 }' "$OUT")
+    /<!-- (bgio|replication|compaction|tls) end -->|<!-- bench scale: end -->/ { on = 0 }' "$OUT")
 fi
 {
   echo "# Tusk benchmark results"
