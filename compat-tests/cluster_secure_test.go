@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -388,4 +389,71 @@ func raftTLS(addr string, cfg *tls.Config) error {
 		return fmt.Errorf("the Raft listener answered")
 	}
 	return err
+}
+
+// TestAuthorizerNeedsNodeTLS: `tusk serve --authorizer` with an internal
+// or Raft listener on a non-loopback address and no node TLS exits
+// non-zero before serving, saying why; on loopback it serves.
+func TestAuthorizerNeedsNodeTLS(t *testing.T) {
+	skipClusterInKfakeMode(t)
+	card(t, "tusk serve", "--authorizer without node TLS refused on non-loopback internal/raft listeners")
+	t.Setenv("TUSK_AUTHORIZER", "true") // (withFlag passes a value as its own argument)
+	raft := freeAddrs(t, 1)[0]
+	_, raftPort, err := net.SplitHostPort(raft)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, internal, raft, want string
+	}{
+		{"internal on every address", "0.0.0.0:0", raft, `internal.listen "0.0.0.0:0" binds a non-loopback address`},
+	}
+	// Raft needs an advertisable address: one of this machine's own.
+	if ip := nonLoopbackIP(t); ip != "" {
+		r := net.JoinHostPort(ip, raftPort)
+		cases = append(cases, struct{ name, internal, raft, want string }{"raft on " + ip, "127.0.0.1:0", r, `raft.listen "` + r + `" binds a non-loopback address`})
+	} else {
+		t.Log("no non-loopback IPv4 address: the Raft case is left out")
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, err := launchTusk(t, withName("authz-open"), withFlag("node-id", "1"),
+				withFlag("internal-listen", c.internal), withFlag("raft-listen", c.raft), withFlag("voters", "1="+raft))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = n.waitReady(time.Now().Add(readyTimeout))
+			if !errors.Is(err, errExitedEarly) {
+				t.Fatalf("tusk serve --authorizer with %s: %v, want an exit before serving", c.name, err)
+			}
+			log, rerr := os.ReadFile(n.LogPath)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if !strings.Contains(string(log), c.want) {
+				t.Errorf("log does not say %q:\n%s", c.want, log)
+			}
+		})
+	}
+	n := startTusk(t, withName("authz-loopback"), withFlag("node-id", "1"),
+		withFlag("internal-listen", "127.0.0.1:0"), withFlag("raft-listen", raft), withFlag("voters", "1="+raft))
+	if code := n.healthz(t); code != http.StatusOK {
+		t.Errorf("loopback node with the authorizer: /healthz %d", code)
+	}
+}
+
+// nonLoopbackIP is one of this machine's IPv4 addresses outside
+// 127.0.0.0/8, or "".
+func nonLoopbackIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	return ""
 }
