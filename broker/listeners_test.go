@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -582,4 +583,47 @@ func TestSASLSSLListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	closedByPeer(t, nc)
+}
+
+// certPrincipal writes subjects as Java's X500Principal.getName() (RFC
+// 2253): last RDN first, its keywords, other types as OID=#hex, escapes.
+func TestCertPrincipalRFC2253(t *testing.T) {
+	email := asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+	uid := asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
+	dc := asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	ia5 := func(s string) asn1.RawValue {
+		b, err := asn1.MarshalWithParams(s, "ia5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rv asn1.RawValue
+		if _, err := asn1.Unmarshal(b, &rv); err != nil {
+			t.Fatal(err)
+		}
+		return rv
+	}
+	for _, tc := range []struct {
+		name pkix.RDNSequence
+		want string
+	}{
+		{(&pkix.Name{CommonName: "alice", OrganizationalUnit: []string{"eng"}, Organization: []string{"Acme"}, Country: []string{"DE"}}).ToRDNSequence(),
+			"CN=alice,OU=eng,O=Acme,C=DE"},
+		{pkix.RDNSequence{{{Type: dc, Value: "example"}}, {{Type: dc, Value: "com"}}, {{Type: uid, Value: "u1"}}},
+			"UID=u1,DC=com,DC=example"},
+		{pkix.RDNSequence{{{Type: cn, Value: " a+b#c,d=e;\"x\"<y>\\ "}}},
+			`CN=\ a\+b\#c\,d\=e\;\"x\"\<y\>\\\ `},
+		{pkix.RDNSequence{{{Type: cn, Value: "bob"}, {Type: uid, Value: "42"}}},
+			"CN=bob+UID=42"},
+		{pkix.RDNSequence{{{Type: cn, Value: "carol"}}, {{Type: email, Value: ia5("c@x.io")}}},
+			"1.2.840.113549.1.9.1=#16066340782e696f,CN=carol"},
+	} {
+		raw, err := asn1.Marshal(tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rfc2253(raw); got != tc.want {
+			t.Errorf("rfc2253(%v) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
 }
