@@ -7,16 +7,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// SaslHandshake names the mechanism of the SaslAuthenticate exchange that
-// follows (docs/security.md). Only v1 is advertised: v0 would have the
-// client send raw SASL tokens outside Kafka framing, which Tusk does not
-// implement. A mechanism not in sasl.mechanisms answers
-// UNSUPPORTED_SASL_MECHANISM with the enabled list and closes the
-// connection; a handshake on a listener without SASL, or one that does not
+// SaslHandshake names the mechanism of the exchange that follows
+// (docs/security.md): SaslAuthenticate requests after v1, raw
+// size-prefixed SASL tokens after v0 (kafka-python uses v0; librdkafka
+// uses v1 but only once the advertised range includes v0). A mechanism
+// not in sasl.mechanisms answers UNSUPPORTED_SASL_MECHANISM with the
+// enabled list and closes the connection; a handshake on a listener without SASL, or one that does not
 // follow the connection's state (twice in a row, or after authentication
 // without a session lifetime to renew), answers ILLEGAL_SASL_STATE.
 func apiSASLHandshake() api {
-	return api{key: kmsg.SASLHandshake, min: 1, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+	return api{key: kmsg.SASLHandshake, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		return b.handleSASLHandshake(rc), nil
 	}}
 }
@@ -35,8 +35,9 @@ func (b *Broker) handleSASLHandshake(rc *request) kmsg.Response {
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		c.closeAfter = true
 		return resp
-	case c.authed.Load() && b.cfg.SASL.MaxReauth <= 0:
-		// Re-authentication (KIP-368) is for sessions that expire.
+	case c.authed.Load() && (b.cfg.SASL.MaxReauth <= 0 || req.Version == 0):
+		// Re-authentication (KIP-368) is for sessions that expire, and
+		// over SaslAuthenticate.
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		return resp
 	case !slices.Contains(b.saslMechs, req.Mechanism):
@@ -45,6 +46,6 @@ func (b *Broker) handleSASLHandshake(rc *request) kmsg.Response {
 		c.closeAfter = true
 		return resp
 	}
-	c.sasl.begin(req.Mechanism)
+	c.sasl.begin(req.Mechanism, req.Version == 0)
 	return resp
 }

@@ -1,9 +1,12 @@
 package broker
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -32,6 +35,9 @@ type saslConn struct {
 	// mech is the mechanism of the exchange in progress ("" when no
 	// SaslHandshake is pending).
 	mech string
+	// raw: the exchange was begun by SaslHandshake v0, so its tokens come
+	// as raw size-prefixed frames, not SaslAuthenticate requests.
+	raw bool
 	// scram is the SCRAM exchange after its first message.
 	scram *auth.ScramServer
 	// user and userMech are the authenticated session's (a
@@ -41,9 +47,10 @@ type saslConn struct {
 	expiry time.Time
 }
 
-// begin starts an exchange with mech (after SaslHandshake).
-func (s *saslConn) begin(mech string) {
-	s.mech, s.scram = mech, nil
+// begin starts an exchange with mech (after SaslHandshake); raw for
+// SaslHandshake v0.
+func (s *saslConn) begin(mech string, raw bool) {
+	s.mech, s.scram, s.raw = mech, nil, raw
 }
 
 // expired reports whether the authenticated session's lifetime ran out.
@@ -63,52 +70,59 @@ func (b *Broker) handleSASLAuthenticate(rc *request) (kmsg.Response, func() kmsg
 		c.closeAfter = true
 		return resp, nil
 	}
+	mech := c.sasl.mech
+	out, done, user, err := b.saslExchange(c, req.SASLAuthBytes)
+	if err != nil {
+		return b.saslFailed(c, mech, user, err)
+	}
+	resp.SASLAuthBytes = out
+	if done && b.cfg.SASL.MaxReauth > 0 {
+		resp.SessionLifetimeMillis = b.cfg.SASL.MaxReauth.Milliseconds()
+	}
+	return resp, nil
+}
+
+// saslExchange feeds one client message to the exchange the last
+// SaslHandshake began and returns the server's answer; done when the
+// client authenticated. On an error the exchange is over and the caller
+// answers the failure.
+func (b *Broker) saslExchange(c *conn, msg []byte) (out []byte, done bool, user string, err error) {
+	mech := c.sasl.mech
 	lookup := b.credentialLookup()
-	var user string
-	var err error
-	switch mech := c.sasl.mech; mech {
-	case auth.MechanismPlain:
-		user, err = auth.CheckPlain(req.SASLAuthBytes, lookup)
-	default:
+	if mech == auth.MechanismPlain {
+		user, err = auth.CheckPlain(msg, lookup)
+	} else {
 		if c.sasl.scram == nil {
-			var s *auth.ScramServer
-			if s, err = auth.NewScramServer(mech, lookup, newScramNonce()); err == nil {
-				c.sasl.scram = s
-				var out []byte
-				if out, _, err = s.Step(req.SASLAuthBytes); err == nil {
-					resp.SASLAuthBytes = out
-					return resp, nil
-				}
+			s, err := auth.NewScramServer(mech, lookup, newScramNonce())
+			if err != nil {
+				return nil, false, "", err
 			}
-			break
+			c.sasl.scram = s
 		}
-		var out []byte
-		if out, _, err = c.sasl.scram.Step(req.SASLAuthBytes); err == nil {
-			resp.SASLAuthBytes = out
-			user = c.sasl.scram.User()
+		out, done, err = c.sasl.scram.Step(msg)
+		user = c.sasl.scram.User()
+		if err == nil && !done {
+			return out, false, user, nil
 		}
 	}
-	mech := c.sasl.mech
-	c.sasl.mech, c.sasl.scram = "", nil
+	c.sasl.mech, c.sasl.scram, c.sasl.raw = "", nil, false
 	if err == nil && c.sasl.user != "" && (user != c.sasl.user || mech != c.sasl.userMech) {
 		err = errReauthChanged
 	}
 	if err != nil {
-		return b.saslFailed(c, mech, user, err)
+		return nil, false, user, err
 	}
-	now := time.Now()
 	c.sasl.user, c.sasl.userMech = user, mech
 	c.sasl.expiry = time.Time{}
 	if d := b.cfg.SASL.MaxReauth; d > 0 {
-		c.sasl.expiry = now.Add(d)
-		resp.SessionLifetimeMillis = d.Milliseconds()
+		c.sasl.expiry = time.Now().Add(d)
 	}
 	p := auth.User(user)
 	c.setPrincipal(p)
 	if !c.authed.Swap(true) {
 		c.log.Debug().Str("principal", p.String()).Str("mechanism", mech).Msg("authenticated")
 	}
-	return resp, nil
+	return out, true, user, nil
 }
 
 // errReauthChanged: a re-authentication named another user or mechanism.
@@ -117,10 +131,7 @@ var errReauthChanged = fmt.Errorf("%w: a re-authentication must keep the user an
 // saslFailed answers a failed authentication after the failure delay and
 // closes the connection.
 func (b *Broker) saslFailed(c *conn, mech, user string, err error) (kmsg.Response, func() kmsg.Response) {
-	host := c.host()
-	delay := b.authFailures.record(host, b.cfg.SASL.FailedAuthDelay, time.Now())
-	c.log.Info().Err(err).Str("mechanism", mech).Str("user", user).Dur("delay", delay).Msg("closing connection: SASL authentication failed")
-	b.m.authFailures.Inc()
+	delay := b.saslFailure(c, mech, user, err)
 	c.closeAfter = true
 	msg := "Authentication failed during authentication due to invalid credentials with SASL mechanism " + mech
 	return nil, func() kmsg.Response {
@@ -135,6 +146,55 @@ func (b *Broker) saslFailed(c *conn, mech, user string, err error) (kmsg.Respons
 		}
 		return resp
 	}
+}
+
+// saslFailure logs and counts a failed authentication and returns how
+// long to delay its answer.
+func (b *Broker) saslFailure(c *conn, mech, user string, err error) time.Duration {
+	delay := b.authFailures.record(c.host(), b.cfg.SASL.FailedAuthDelay, time.Now())
+	c.log.Info().Err(err).Str("mechanism", mech).Str("user", user).Dur("delay", delay).Msg("closing connection: SASL authentication failed")
+	b.m.authFailures.Inc()
+	return delay
+}
+
+// readRawSASL serves one raw SASL token, the framing SaslHandshake v0
+// sets up (kafka-python uses it): a 4-byte size and the token, answered
+// the same way (an empty token when PLAIN succeeded). A failure closes
+// the connection after the failure delay without an answer, as Kafka
+// does. It returns false when the connection must close.
+func (c *conn) readRawSASL(br *bufio.Reader) bool {
+	var sz [4]byte
+	if _, err := io.ReadFull(br, sz[:]); err != nil {
+		return false
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 0 || n > preAuthMaxFrame {
+		c.log.Warn().Int32("size", n).Msg("closing connection: bad raw SASL token size")
+		c.b.m.badRequests.Inc()
+		return false
+	}
+	tok := make([]byte, n)
+	if _, err := io.ReadFull(br, tok); err != nil {
+		return false
+	}
+	start := time.Now()
+	mech := c.sasl.mech
+	out, _, user, err := c.b.saslExchange(c, tok)
+	if err != nil {
+		t := time.NewTimer(c.b.saslFailure(c, mech, user, err))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.b.shutdown:
+		}
+		return false
+	}
+	s := &slot{done: make(chan struct{}), api: kmsg.SASLAuthenticate, start: start}
+	s.frame = binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(out)), uint32(len(out)))
+	s.frame = append(s.frame, out...)
+	close(s.done)
+	c.out <- s
+	return true
 }
 
 // credentialLookup reads SCRAM credentials from the metadata.

@@ -149,6 +149,13 @@ func (c *conn) readLoop() {
 		if c.b.stopped(c) || !c.waitMuted() {
 			return
 		}
+		if c.sasl.raw {
+			// After SaslHandshake v0 (36_sasl_authenticate.go).
+			if !c.readRawSASL(br) {
+				return
+			}
+			continue
+		}
 		limit := c.b.cfg.Kafka.RequestMaxBytes
 		var buf []byte
 		if c.authenticated() {

@@ -206,7 +206,7 @@ func (r *rawConn) authenticate(version int16, msg []byte) *kmsg.SASLAuthenticate
 
 // TestSASLPreAuth: before authenticating, another API or a frame above
 // 512 KiB (a 100 MB size prefix too) closes the connection; ApiVersions
-// advertises SaslHandshake v1 only and SaslAuthenticate v0-2; an
+// advertises SaslHandshake v0-1 and SaslAuthenticate v0-2; an
 // authenticated client meanwhile keeps working.
 func TestSASLPreAuth(t *testing.T) {
 	b := startSASLBroker(t)
@@ -232,7 +232,7 @@ func TestSASLPreAuth(t *testing.T) {
 	for _, k := range av.ApiKeys {
 		versions[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
 	}
-	if versions[17] != [2]int16{1, 1} || versions[36] != [2]int16{0, 2} {
+	if versions[17] != [2]int16{0, 1} || versions[36] != [2]int16{0, 2} {
 		t.Fatalf("SaslHandshake %v, SaslAuthenticate %v", versions[17], versions[36])
 	}
 	md := kmsg.NewPtrMetadataRequest()
@@ -435,3 +435,90 @@ func TestSASLReauth(t *testing.T) {
 type disconnectHook struct{ n *atomic.Int32 }
 
 func (h disconnectHook) OnBrokerDisconnect(kgo.BrokerMetadata, net.Conn) { h.n.Add(1) }
+
+// rawToken writes one raw SASL token (after SaslHandshake v0) and reads
+// the answer token.
+func (r *rawConn) rawToken(tok []byte) ([]byte, error) {
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(tok)))
+	if _, err := r.nc.Write(append(frame, tok...)); err != nil {
+		return nil, err
+	}
+	r.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var sz [4]byte
+	if _, err := io.ReadFull(r.br, sz[:]); err != nil {
+		return nil, err
+	}
+	out := make([]byte, binary.BigEndian.Uint32(sz[:]))
+	_, err := io.ReadFull(r.br, out)
+	return out, err
+}
+
+func (r *rawConn) handshakeV0(mech string) *kmsg.SASLHandshakeResponse {
+	req := kmsg.NewPtrSASLHandshakeRequest()
+	req.Version, req.Mechanism = 0, mech
+	resp := kmsg.NewPtrSASLHandshakeResponse()
+	r.roundTrip(req, resp)
+	return resp
+}
+
+// TestSASLRawTokens: after SaslHandshake v0 the exchange runs in raw
+// size-prefixed tokens (kafka-python's framing): PLAIN answers an empty
+// token, SCRAM-SHA-512 (franz-go's client messages) its server-first and
+// server-final; the connection then serves Metadata. A wrong password
+// closes the connection without an answer, after the failure delay.
+func TestSASLRawTokens(t *testing.T) {
+	b := startSASLBroker(t)
+	addUser(t, b.Broker, "alice", "pw")
+	metadataOK := func(r *rawConn) {
+		t.Helper()
+		md := kmsg.NewPtrMetadataRequest()
+		md.Version = 9
+		resp := kmsg.NewPtrMetadataResponse()
+		r.roundTrip(md, resp)
+		if len(resp.Brokers) != 1 {
+			t.Fatalf("metadata brokers %v", resp.Brokers)
+		}
+	}
+
+	r := dialRaw(t, b.addr)
+	if hs := r.handshakeV0(auth.MechanismPlain); hs.ErrorCode != 0 {
+		t.Fatalf("handshake v0: %d", hs.ErrorCode)
+	}
+	out, err := r.rawToken([]byte("alice\x00alice\x00pw"))
+	if err != nil || len(out) != 0 {
+		t.Fatalf("PLAIN raw token: %q %v", out, err)
+	}
+	metadataOK(r)
+
+	r = dialRaw(t, b.addr)
+	r.handshakeV0(auth.MechanismScramSHA512)
+	sess, first, err := scram.Auth{User: "alice", Pass: "pw"}.AsSha512Mechanism().Authenticate(context.Background(), b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := first
+	for i := 0; ; i++ {
+		out, err := r.rawToken(msg)
+		if err != nil {
+			t.Fatalf("SCRAM raw token %d: %v", i, err)
+		}
+		done, next, err := sess.Challenge(out)
+		if err != nil {
+			t.Fatalf("client refused %q: %v", out, err)
+		}
+		if done {
+			break
+		}
+		msg = next
+	}
+	metadataOK(r)
+
+	r = dialRaw(t, b.addr)
+	r.handshakeV0(auth.MechanismPlain)
+	if _, err := r.rawToken([]byte("\x00alice\x00wrong")); err == nil {
+		t.Fatal("a wrong password got an answer")
+	}
+	if !r.closed() {
+		t.Fatal("not closed after a wrong password")
+	}
+}

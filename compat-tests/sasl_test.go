@@ -47,7 +47,10 @@ func TestSASLClients(t *testing.T) {
 	n := startTusk(t,
 		withFlag("kafka-listeners", "SASL_PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0"),
 		withFlag("tls-cert-file", certs.cert("node1")), withFlag("tls-key-file", certs.key("node1")),
-		withFlag("sasl-bootstrap-users-file", users))
+		withFlag("sasl-bootstrap-users-file", users),
+		// Failures from 127.0.0.1 add up over the clients: keep the
+		// doubling delay short.
+		withFlag("sasl-failed-auth-delay", "10ms"))
 	addrs := readyListeners(t, n)
 	plainAddr, sslAddr := addrs["SASL_PLAINTEXT"], addrs["SASL_SSL"]
 	if plainAddr == "" || sslAddr == "" {
