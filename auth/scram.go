@@ -143,8 +143,10 @@ type CredentialLookup func(user, mech string) (ScramCredential, bool)
 // ScramServer is the server side of one SCRAM exchange (RFC 5802, RFC
 // 7677, with Kafka's rules: no channel binding, an authorization id only
 // equal to the user, the tokenauth extension refused as delegation tokens
-// are not implemented). It is pure: the caller supplies the credential
-// lookup and the server nonce, and carries the messages.
+// are not implemented, and a client-final nonce that ends with the full
+// nonce accepted, as librdkafka repeats its client nonce in front). It is
+// pure: the caller supplies the credential lookup and the server nonce,
+// and carries the messages.
 type ScramServer struct {
 	mech   string
 	h      func() hash.Hash
@@ -424,7 +426,9 @@ func (s *ScramServer) clientFinal(msg []byte) ([]byte, error) {
 	if string(cf.ChannelBinding) != s.gs2Header {
 		return nil, fail("channel binding does not match the GS2 header")
 	}
-	if subtle.ConstantTimeCompare([]byte(cf.Nonce), []byte(s.fullNonce)) != 1 {
+	// Kafka accepts a nonce that ends with the full one: librdkafka
+	// sends its client nonce again in front of it.
+	if !strings.HasSuffix(cf.Nonce, s.fullNonce) {
 		return nil, fail("nonce does not match")
 	}
 	if len(cf.Proof) != s.h().Size() {

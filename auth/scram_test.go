@@ -2,8 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -110,6 +112,70 @@ func TestScramRejects(t *testing.T) {
 				t.Fatal("done after a failure")
 			}
 		})
+	}
+}
+
+// clientFinal computes a client-final message for password over the
+// exchange so far, with the nonce given (a client's side, for tests).
+func clientFinal(t *testing.T, mech, password, clientFirstBare, serverFirst, nonce string) string {
+	t.Helper()
+	h, err := scramHash(mech)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var salt []byte
+	iter := 0
+	for _, a := range strings.Split(serverFirst, ",") {
+		switch {
+		case strings.HasPrefix(a, "s="):
+			if salt, err = base64.StdEncoding.DecodeString(a[2:]); err != nil {
+				t.Fatal(err)
+			}
+		case strings.HasPrefix(a, "i="):
+			fmt.Sscan(a[2:], &iter)
+		}
+	}
+	salted, err := SaltPassword(mech, password, salt, iter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientKey := hmacSum(h, salted, []byte("Client Key"))
+	sh := h()
+	sh.Write(clientKey)
+	withoutProof := "c=biws,r=" + nonce
+	sig := hmacSum(h, sh.Sum(nil), []byte(clientFirstBare+","+serverFirst+","+withoutProof))
+	proof := make([]byte, len(sig))
+	subtle.XORBytes(proof, clientKey, sig)
+	return withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)
+}
+
+// TestScramLibrdkafkaNonce: librdkafka's client-final repeats the client
+// nonce in front of the full nonce; Kafka accepts a nonce that ends with
+// the full one, and so does Tusk. A nonce that only starts with it, or
+// misses the server's part, fails.
+func TestScramLibrdkafkaNonce(t *testing.T) {
+	for _, tc := range []struct {
+		nonce func(full string) string
+		ok    bool
+	}{
+		{func(full string) string { return full }, true},
+		{func(full string) string { return "rOprNGfwEbeRWgbNEkqO" + full }, true},
+		{func(full string) string { return full + "x" }, false},
+		{func(full string) string { return "rOprNGfwEbeRWgbNEkqO" }, false},
+	} {
+		s, err := NewScramServer(MechanismScramSHA256, rfcLookup(t), rfcServerNonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf, _, err := s.Step([]byte(rfcClientFirst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonce := tc.nonce("rOprNGfwEbeRWgbNEkqO" + rfcServerNonce)
+		_, done, err := s.Step([]byte(clientFinal(t, MechanismScramSHA256, "pencil", "n=user,r=rOprNGfwEbeRWgbNEkqO", string(sf), nonce)))
+		if (err == nil && done) != tc.ok {
+			t.Errorf("nonce %q: done %v, %v", nonce, done, err)
+		}
 	}
 }
 

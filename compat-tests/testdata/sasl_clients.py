@@ -14,6 +14,7 @@ object:
 """
 
 import json
+import logging
 import sys
 import time
 
@@ -71,9 +72,24 @@ def confluent(bootstrap, protocol, mech, user, password, topic, cafile):
     return {"ok": True, "records": records}
 
 
+class _Collect(logging.Handler):
+    """Keeps kafka-python's log messages: it reports a failed login as
+    NoBrokersAvailable and logs the authentication error."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def kafka_python(bootstrap, protocol, mech, user, password, topic, cafile):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.errors import KafkaError
+
+    logs = _Collect()
+    logging.getLogger("kafka").addHandler(logs)
 
     conf = dict(
         bootstrap_servers=[bootstrap],
@@ -89,7 +105,7 @@ def kafka_python(bootstrap, protocol, mech, user, password, topic, cafile):
     try:
         p = KafkaProducer(**conf)
     except KafkaError as e:
-        return {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+        return {"ok": False, "error": "%s: %s; logged: %s" % (type(e).__name__, e, " | ".join(logs.messages))}
     for i in range(3):
         p.send(topic, value=("kafka-python-%d" % i).encode(), partition=0).get(timeout=TIMEOUT)
     p.close()
