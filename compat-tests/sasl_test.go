@@ -206,7 +206,7 @@ func saslKcat(t *testing.T, proto, addr, ca string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, kcat, args("SCRAM-SHA-512", "wrong", "-L", "-m", "10")...).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "Authentication failed") {
+	if err == nil || !strings.Contains(string(out), "SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512") {
 		t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
 	}
 }
@@ -243,8 +243,15 @@ func saslPython(t *testing.T, client, proto, addr, ca string) {
 		t.Fatalf("%s %s: %v", client, mechs[0], res)
 	}
 	res = run(mechs[1], "wrong", topic+"-bad")
-	if msg, _ := res["error"].(string); res["ok"] != false || !strings.Contains(strings.ToLower(msg), "authentication") {
-		t.Fatalf("%s with a wrong password: %v", client, res)
+	// librdkafka reports the broker's SASL_AUTHENTICATION_FAILED message.
+	// kafka-python 2.0.2 authenticates over SaslHandshake v0 (raw
+	// tokens), after which a broker, Kafka as Tusk, closes a failed
+	// login without an answer: it logs "Error receiving reply from
+	// server" while authenticating and gives up with NoBrokersAvailable.
+	wantErr := map[string]string{"confluent": "Authentication failed during authentication due to invalid credentials with SASL mechanism PLAIN",
+		"kafka-python": "<authenticating> [IPv4 ('127.0.0.1'"}[client]
+	if msg, _ := res["error"].(string); res["ok"] != false || !strings.Contains(msg, wantErr) {
+		t.Fatalf("%s with a wrong password: %v, want an error with %q", client, res, wantErr)
 	}
 }
 
