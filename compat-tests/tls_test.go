@@ -19,6 +19,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -414,7 +415,9 @@ func runToolErr(stdin []byte, name string, args ...string) error {
 // listener. Over each listener Metadata names every node at that
 // listener's address, a consumer group's coordinator is found there, and
 // kgo produces to and consumes from partitions led by every node over SSL
-// alone (exact records, committed offsets).
+// alone (exact records, committed offsets). With produce.forward off, a
+// misdirected Produce's KIP-951 hint names the leader at the address of
+// the listener the client used.
 func TestClusterListeners(t *testing.T) {
 	card(t, "kgo", "3 nodes with PLAINTEXT and SSL listeners: per-listener addresses, produce/consume/group over SSL")
 	pki := newCompatPKI(t)
@@ -428,7 +431,7 @@ func TestClusterListeners(t *testing.T) {
 		certs[id] = f
 	}
 	c := startClusterWith(t, 3, func(id int32) []startOpt {
-		return []startOpt{withListeners("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"),
+		return []startOpt{withListeners("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"), func(o *startOpts) { o.args = append(o.args, "--produce-forward=false") },
 			withFlag("tls-cert-file", certs[id].CertFile), withFlag("tls-key-file", certs[id].KeyFile), withFlag("tls-ca-file", pki.caFile)}
 	})
 	want := map[string]map[int32]string{"PLAINTEXT": {}, "SSL": {}}
@@ -469,6 +472,7 @@ func TestClusterListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaders := map[int32]bool{}
+	leaderOf := map[int32]int32{}
 	waitUntil(t, 20*time.Second, "every partition has a leader", func() bool {
 		md, err := adm.Metadata(ctxTimeout(t, 10*time.Second), topic)
 		if err != nil || len(md.Topics[topic].Partitions) != parts {
@@ -480,9 +484,41 @@ func TestClusterListeners(t *testing.T) {
 				return false
 			}
 			leaders[p.Leader] = true
+			leaderOf[p.Partition] = p.Leader
 		}
 		return true
 	})
+	// With produce.forward off, a Produce (v10+) to a node that does not
+	// lead the partition answers NOT_LEADER_OR_FOLLOWER with the KIP-951
+	// hint: the leader's address on the listener the client used.
+	ldr := leaderOf[0]
+	other := ldr%3 + 1
+	for name, addrs := range want {
+		opts := []kgo.Opt{kgo.SeedBrokers(addrs[other])}
+		if name == "SSL" {
+			opts = sslOpts(other)
+		}
+		cl := newKgo(t, c.node(other), opts...)
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 10000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = 0, buildBatch([][]byte{[]byte("misdirected")}, time.Now().UnixMilli())
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		r, err := cl.SeedBrokers()[0].Request(ctxTimeout(t, 20*time.Second), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := r.(*kmsg.ProduceResponse)
+		sp := pr.Topics[0].Partitions[0]
+		if pr.Version < 10 || sp.ErrorCode != kerr.NotLeaderForPartition.Code || sp.CurrentLeader.LeaderID != ldr || len(pr.Brokers) != 1 ||
+			pr.Brokers[0].NodeID != ldr || net.JoinHostPort(pr.Brokers[0].Host, fmt.Sprint(pr.Brokers[0].Port)) != addrs[ldr] {
+			t.Fatalf("Produce v%d over %s to node %d for a partition node %d leads: error %d, leader %d, brokers %+v; want NOT_LEADER_OR_FOLLOWER and node %d at %s",
+				pr.Version, name, other, ldr, sp.ErrorCode, sp.CurrentLeader.LeaderID, pr.Brokers, ldr, addrs[ldr])
+		}
+	}
 	ctx := ctxTimeout(t, 60*time.Second)
 	for i := 0; i < parts*perPart; i++ {
 		r := &kgo.Record{Topic: topic, Partition: int32(i % parts), Value: []byte(fmt.Sprintf("v-%d-%d", i%parts, i/parts))}
