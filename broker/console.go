@@ -183,7 +183,7 @@ func (b *Broker) consoleClientOpts() ([]kgo.Opt, error) {
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(b.InternalAddr())}
 	if b.nodeTLS() {
-		opts = append(opts, kgo.DialTLSConfig(nodeClientConfig(b.tls, -1)))
+		opts = append(opts, kgo.DialTLSConfig(b.tls.NodeClientConfig(-1)))
 	}
 	return opts, nil
 }

@@ -27,47 +27,6 @@ import (
 // nodeTLS reports whether node-to-node traffic is mutual TLS.
 func (b *Broker) nodeTLS() bool { return b.tls != nil && b.tls.HasCA() }
 
-// nodeServerConfig is the internal listener's TLS configuration: client
-// certificates required and verified against the CA, and naming a node.
-func nodeServerConfig(r *tlsutil.Reloader) *tls.Config {
-	cfg := r.ServerConfig(tls.RequireAndVerifyClientCert)
-	inner := cfg.GetConfigForClient
-	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		c, err := inner(h)
-		if err != nil {
-			return nil, err
-		}
-		c.VerifyConnection = requireNodePeer
-		return c, nil
-	}
-	return cfg
-}
-
-// requireNodePeer refuses a peer whose certificate names no node (a
-// client certificate of the same CA).
-func requireNodePeer(cs tls.ConnectionState) error {
-	if _, ok := tlsutil.PeerNode(cs); !ok {
-		return errors.New("broker: internal listener: the peer certificate names no node (no tusk://node/<id> URI SAN)")
-	}
-	return nil
-}
-
-// nodeClientConfig is the TLS configuration of a call to node want
-// (want < 0: any node, as long as its certificate names one).
-func nodeClientConfig(r *tlsutil.Reloader, want int32) *tls.Config {
-	cfg := r.ClientConfig(want)
-	if want < 0 {
-		verify := cfg.VerifyConnection
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if err := verify(cs); err != nil {
-				return err
-			}
-			return requireNodePeer(cs)
-		}
-	}
-	return cfg
-}
-
 // nodeConn is an internal connection after its TLS handshake, with the
 // first byte of the stream already read (it is handed back by Read
 // first) and the peer's node id from its certificate.
@@ -91,7 +50,7 @@ func (c *nodeConn) Read(p []byte) (int, error) {
 // returns the connection that will hand it back, the byte, and an error
 // for a failed handshake or a peer that is not a node.
 func (b *Broker) handshakeInternal(nc net.Conn, timeout time.Duration) (*nodeConn, byte, error) {
-	tc := tls.Server(nc, nodeServerConfig(b.tls))
+	tc := tls.Server(nc, b.tls.NodeServerConfig())
 	if err := tc.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, 0, fmt.Errorf("broker: internal listener: %w", err)
 	}
@@ -99,7 +58,7 @@ func (b *Broker) handshakeInternal(nc net.Conn, timeout time.Duration) (*nodeCon
 		return nil, 0, fmt.Errorf("broker: internal listener: TLS handshake: %w", err)
 	}
 	id, ok := tlsutil.PeerNode(tc.ConnectionState())
-	if !ok { // refused by requireNodePeer already; kept as a second check
+	if !ok { // refused by tlsutil.RequireNode already; kept as a second check
 		return nil, 0, errors.New("broker: internal listener: the peer certificate names no node")
 	}
 	var first [1]byte
@@ -178,7 +137,7 @@ func (b *Broker) newInternalClient() *rpc.Client {
 		return rpc.NewClient(nil)
 	}
 	return rpc.NewClient(rpc.NewTLSHTTPClient(30*time.Second, func(addr string) *tls.Config {
-		return nodeClientConfig(b.tls, b.nodeOfInternal(addr))
+		return b.tls.NodeClientConfig(b.nodeOfInternal(addr))
 	}))
 }
 
@@ -231,5 +190,5 @@ func (b *Broker) fwdTLS() func(node int32) *tls.Config {
 	if !b.nodeTLS() {
 		return nil
 	}
-	return func(node int32) *tls.Config { return nodeClientConfig(b.tls, node) }
+	return func(node int32) *tls.Config { return b.tls.NodeClientConfig(node) }
 }

@@ -172,7 +172,7 @@ func TestInternalListenerNodeTLS(t *testing.T) {
 		})
 	}
 
-	n2 := nodeClientConfig(node2.r, 1)
+	n2 := node2.r.NodeClientConfig(1)
 	t.Run("node 2 claiming node 3", func(t *testing.T) {
 		hb, _ := json.Marshal(metadata.Heartbeat{ID: 3, Kafka: "127.0.0.1:1", Internal: "127.0.0.1:2", Raft: "127.0.0.1:3"})
 		if status, kind, err := tlsCall(t, addr, n2, rpc.PathHeartbeat, hb); err != nil || status != http.StatusForbidden || kind != rpc.KindForbidden {
@@ -367,7 +367,7 @@ func TestConsoleGroupsUnderAuthorizer(t *testing.T) {
 	b := startTLSBroker(t, ca, func(c *configs.Config) { c.Authorizer = true })
 	node2 := issue(t, ca, t.TempDir(), "node2", 2)
 	// Set up a topic, a record and a group's commit as node traffic.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.InternalAddr()), kgo.DialTLSConfig(nodeClientConfig(node2.r, 1)))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.InternalAddr()), kgo.DialTLSConfig(node2.r.NodeClientConfig(1)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package metadata
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -46,34 +45,12 @@ func newTLSStreamLayer(bind string, r *tlsutil.Reloader, nodeAt func(raft.Server
 	return &tlsStreamLayer{ln: ln, adv: adv, tls: r, nodeAt: nodeAt}, nil
 }
 
-// raftServerConfig requires a client certificate of the CA naming a node.
-func raftServerConfig(r *tlsutil.Reloader) *tls.Config {
-	cfg := r.ServerConfig(tls.RequireAndVerifyClientCert)
-	inner := cfg.GetConfigForClient
-	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		c, err := inner(h)
-		if err != nil {
-			return nil, err
-		}
-		c.VerifyConnection = requireNode
-		return c, nil
-	}
-	return cfg
-}
-
-func requireNode(cs tls.ConnectionState) error {
-	if _, ok := tlsutil.PeerNode(cs); !ok {
-		return errors.New("metadata: raft: the peer certificate names no node (no tusk://node/<id> URI SAN)")
-	}
-	return nil
-}
-
 func (l *tlsStreamLayer) Accept() (net.Conn, error) {
 	nc, err := l.ln.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return tls.Server(nc, raftServerConfig(l.tls)), nil
+	return tls.Server(nc, l.tls.NodeServerConfig()), nil
 }
 
 func (l *tlsStreamLayer) Close() error   { return l.ln.Close() }
@@ -84,16 +61,7 @@ func (l *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	if id, ok := l.nodeAt(address); ok {
 		want = id
 	}
-	cfg := l.tls.ClientConfig(want)
-	if want < 0 {
-		verify := cfg.VerifyConnection
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if err := verify(cs); err != nil {
-				return err
-			}
-			return requireNode(cs)
-		}
-	}
+	cfg := l.tls.NodeClientConfig(want)
 	d := &net.Dialer{Timeout: timeout}
 	nc, err := d.Dial("tcp", string(address))
 	if err != nil {

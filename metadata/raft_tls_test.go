@@ -124,7 +124,7 @@ func TestRaftTLSTransport(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		tc := tls.Server(c, raftServerConfig(impostor))
+		tc := tls.Server(c, impostor.NodeServerConfig())
 		tc.Handshake() //nolint:errcheck // the dialler's verdict is what is tested
 	}()
 	layer := &tlsStreamLayer{tls: n1, nodeAt: func(a raft.ServerAddress) (int32, bool) { return 2, a == raft.ServerAddress(ln.Addr().String()) }}

@@ -249,3 +249,46 @@ func PeerNode(cs tls.ConnectionState) (int32, bool) {
 	}
 	return NodeID(cs.PeerCertificates[0])
 }
+
+// NodeServerConfig is the server configuration of node-to-node
+// listeners (the internal listener, Raft): a client certificate of the CA
+// is required and must name a node (RequireNode).
+func (r *Reloader) NodeServerConfig() *tls.Config {
+	cfg := r.ServerConfig(tls.RequireAndVerifyClientCert)
+	inner := cfg.GetConfigForClient
+	cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, err := inner(h)
+		if err != nil {
+			return nil, err
+		}
+		c.VerifyConnection = RequireNode
+		return c, nil
+	}
+	return cfg
+}
+
+// NodeClientConfig is the client configuration of a call to node want;
+// with want < 0, to any node, as long as the server's certificate names
+// one (RequireNode).
+func (r *Reloader) NodeClientConfig(want int32) *tls.Config {
+	cfg := r.ClientConfig(want)
+	if want < 0 {
+		verify := cfg.VerifyConnection
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return err
+			}
+			return RequireNode(cs)
+		}
+	}
+	return cfg
+}
+
+// RequireNode refuses a peer whose certificate names no node (a client
+// certificate of the same CA).
+func RequireNode(cs tls.ConnectionState) error {
+	if _, ok := PeerNode(cs); !ok {
+		return errors.New("tlsutil: the peer certificate names no node (no tusk://node/<id> URI SAN)")
+	}
+	return nil
+}
