@@ -18,12 +18,8 @@ func apiDescribeACLs() api {
 	return api{key: kmsg.DescribeACLs, min: 0, max: 3, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.DescribeACLsRequest)
 		resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
-		if b.authz == nil {
-			resp.ErrorCode, resp.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr("no authorizer is configured on the broker")
-			return resp, nil
-		}
-		if code := rc.clusterDenied(auth.OpDescribe); code != 0 {
-			resp.ErrorCode = code
+		if code, msg := rc.aclAPIRefusal(auth.OpDescribe); code != 0 {
+			resp.ErrorCode, resp.ErrorMessage = code, msg
 			return resp, nil
 		}
 		f := auth.Filter{

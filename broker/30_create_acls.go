@@ -20,14 +20,7 @@ func apiCreateACLs() api {
 		req := rc.req.(*kmsg.CreateACLsRequest)
 		resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
 		resp.Results = make([]kmsg.CreateACLsResponseResult, len(req.Creations))
-		var code int16
-		var msg *string
-		switch {
-		case b.authz == nil:
-			code, msg = kerr.SecurityDisabled.Code, kmsg.StringPtr("no authorizer is configured on the broker")
-		default:
-			code = rc.clusterDenied(auth.OpAlter)
-		}
+		code, msg := rc.aclAPIRefusal(auth.OpAlter)
 		var cmd metadata.CreateACLs
 		var valid []int // indexes of the creations in cmd
 		for i, c := range req.Creations {

@@ -20,14 +20,7 @@ func apiDeleteACLs() api {
 		req := rc.req.(*kmsg.DeleteACLsRequest)
 		resp := req.ResponseKind().(*kmsg.DeleteACLsResponse)
 		resp.Results = make([]kmsg.DeleteACLsResponseResult, len(req.Filters))
-		var code int16
-		var msg *string
-		switch {
-		case b.authz == nil:
-			code, msg = kerr.SecurityDisabled.Code, kmsg.StringPtr("no authorizer is configured on the broker")
-		default:
-			code = rc.clusterDenied(auth.OpAlter)
-		}
+		code, msg := rc.aclAPIRefusal(auth.OpAlter)
 		var cmd metadata.DeleteACLs
 		var valid []int // indexes of the filters in cmd
 		for i, rf := range req.Filters {

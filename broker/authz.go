@@ -126,3 +126,13 @@ func (rc *request) configDenied(op auth.Operation, typ kmsg.ConfigResourceType, 
 	}
 	return 0
 }
+
+// aclAPIRefusal is the answer of the ACL APIs to a request they refuse
+// whole: SECURITY_DISABLED without the authorizer (as Kafka), or the
+// code of op on the cluster denied; (0, nil) when it may go on.
+func (rc *request) aclAPIRefusal(op auth.Operation) (int16, *string) {
+	if rc.conn.b.authz == nil {
+		return kerr.SecurityDisabled.Code, kmsg.StringPtr("no authorizer is configured on the broker")
+	}
+	return rc.clusterDenied(op), nil
+}
