@@ -627,3 +627,39 @@ func TestCertPrincipalRFC2253(t *testing.T) {
 		}
 	}
 }
+
+// A node restarted with another listener set re-registers: the metadata
+// and Metadata answers follow the new listeners.
+func TestListenersChangeAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir, func(c *configs.Config) { c.Kafka.Listeners = "PLAINTEXT://127.0.0.1:0" })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b = startBroker(t, dir, func(c *configs.Config) {
+		c.Kafka.Listeners = "PLAINTEXT://127.0.0.1:0,EXTERNAL://127.0.0.1:0"
+		c.Kafka.ListenerProtocols = "EXTERNAL:PLAINTEXT"
+	})
+	want := map[string]string{"PLAINTEXT": b.ListenerAddr("PLAINTEXT"), "EXTERNAL": b.ListenerAddr("EXTERNAL")}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reg, _ := b.store.FSM().Broker(b.cfg.NodeID)
+		if maps.Equal(reg.Listeners, want) && reg.Kafka == want["PLAINTEXT"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registration %+v, want listeners %v", reg, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cl := newClient(t, b, kgo.SeedBrokers(want["EXTERNAL"]))
+	mr, err := cl.SeedBrokers()[0].Request(ctx, kmsg.NewPtrMetadataRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mr.(*kmsg.MetadataResponse); len(m.Brokers) != 1 || m.Brokers[0].Port != portOf(t, want["EXTERNAL"]) {
+		t.Fatalf("Metadata over EXTERNAL after the restart: %+v, want %s", m.Brokers, want["EXTERNAL"])
+	}
+}
