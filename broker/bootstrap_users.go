@@ -90,6 +90,7 @@ func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser)
 	for {
 		if b.caughtUp.Load() {
 			if b.store.FSM().UsersBootstrapped() {
+				b.log.Info().Msg("bootstrap users: the cluster applied them before; the file is ignored")
 				return nil
 			}
 			cmd, err := bootstrapCommand(users)
@@ -102,7 +103,8 @@ func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser)
 				b.log.Info().Int("users", len(users)).Msg("bootstrap users applied")
 				return nil
 			case errors.Is(err, metadata.ErrPreconditionFailed):
-				return nil // another node applied them first
+				b.log.Info().Msg("bootstrap users: the cluster applied them before; the file is ignored")
+				return nil
 			case errors.Is(err, metadata.ErrInvalidCommand):
 				return fmt.Errorf("broker: bootstrap users: %w", err)
 			}

@@ -346,3 +346,94 @@ func saslSarama(t *testing.T, proto, addr string, tc *tls.Config) {
 		}
 	}
 }
+
+// TestClusterBootstrapUsers: three nodes started with the same bootstrap
+// users file (admin, alice) create the users once; an admin deletes
+// alice; the whole cluster restarts with a file that also names bob:
+// alice stays deleted and bob is not created, on every node.
+func TestClusterBootstrapUsers(t *testing.T) {
+	skipClusterInKfakeMode(t)
+	done := cardSetup(t, "tusk 3-node cluster, SASL_PLAINTEXT + bootstrap users")
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte("admin:admin-pw\nalice:alice-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startClusterWith(t, 3, func(int32) []startOpt {
+		return []startOpt{withFlag("kafka-listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"),
+			withFlag("sasl-bootstrap-users-file", users), withFlag("sasl-failed-auth-delay", "10ms")}
+	})
+	done()
+	card(t, "franz-go kgo + kadm", "cluster: bootstrap users applied once, a deleted one stays deleted across a full restart")
+	ctx := ctxTimeout(t, 120*time.Second)
+	login := func(n *node, user, pass string) error {
+		addr := readyListeners(t, n)["SASL_PLAINTEXT"]
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return cl.Ping(pctx)
+	}
+	// waitLogins polls every node until each user logs in (ok) or is
+	// refused (!ok).
+	waitLogins := func(what string, want map[[2]string]bool) {
+		t.Helper()
+		waitUntil(t, 60*time.Second, what, func() bool {
+			for _, id := range c.ids() {
+				for up, ok := range want {
+					err := login(c.node(id), up[0], up[1])
+					if ok != (err == nil) || (!ok && !errors.Is(err, kerr.SaslAuthenticationFailed)) {
+						return false
+					}
+				}
+			}
+			return true
+		})
+	}
+	waitLogins("bootstrap users on every node", map[[2]string]bool{{"admin", "admin-pw"}: true, {"alice", "alice-pw"}: true})
+
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(readyListeners(t, c.node(2))["SASL_PLAINTEXT"]), kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := kadm.NewClient(admCl).AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{{User: "alice", Mechanism: kadm.ScramSha256}, {User: "alice", Mechanism: kadm.ScramSha512}}, nil)
+	admCl.Close()
+	if err != nil || res.Error() != nil {
+		t.Fatalf("delete alice: %v %v", err, res.Error())
+	}
+	waitLogins("alice deleted on every node", map[[2]string]bool{{"admin", "admin-pw"}: true, {"alice", "alice-pw"}: false})
+
+	if err := os.WriteFile(users, []byte("admin:admin-pw\nalice:alice-pw\nbob:bob-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.stopAll(t)
+	c.relaunchAll(t, nil)
+	// Each node decides at start, once it caught up: it must find the
+	// flag set and propose nothing.
+	for _, id := range c.ids() {
+		n := c.node(id)
+		waitUntil(t, 60*time.Second, n.label()+" decided on the bootstrap users", func() bool {
+			b, err := os.ReadFile(n.LogPath)
+			return err == nil && strings.Contains(string(b), "bootstrap users")
+		})
+		b, err := os.ReadFile(n.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "bootstrap users: the cluster applied them before; the file is ignored") || strings.Contains(string(b), "bootstrap users applied") {
+			t.Fatalf("%s after the restart did not skip the bootstrap users", n.label())
+		}
+	}
+	waitLogins("after the restart", map[[2]string]bool{{"admin", "admin-pw"}: true, {"alice", "alice-pw"}: false, {"bob", "bob-pw"}: false})
+	admCl, err = kgo.NewClient(kgo.SeedBrokers(readyListeners(t, c.node(1))["SASL_PLAINTEXT"]), kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	desc, err := kadm.NewClient(admCl).DescribeUserSCRAMs(ctx)
+	if err != nil || len(desc) != 1 || len(desc["admin"].CredInfos) != 2 {
+		t.Fatalf("users after the restart: %+v %v", desc, err)
+	}
+}
