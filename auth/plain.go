@@ -54,5 +54,9 @@ func CheckPlain(msg []byte, lookup CredentialLookup) (string, error) {
 		}
 		return m.User, nil
 	}
+	// An unknown user costs the same PBKDF2 as a wrong password, so
+	// that the answer's timing does not tell which users exist.
+	dummy := ScramCredential{Salt: []byte("tusk-unknown-user"), Iterations: MinScramIterations}
+	dummy.VerifyPassword(MechanismScramSHA512, m.Password)
 	return "", fail("invalid credentials")
 }
