@@ -197,6 +197,31 @@ func (c *conn) readRawSASL(br *bufio.Reader) bool {
 	return true
 }
 
+// saslAuthTimeout is how long a SASL_* connection may take to
+// authenticate before it is closed (an unauthenticated connection holds
+// resources for nothing).
+const saslAuthTimeout = 30 * time.Second
+
+// authDeadline closes the connection if it has not authenticated within
+// the broker's SASL authentication timeout; it returns the function that
+// cancels the timer (nil when the listener has no SASL).
+func (c *conn) authDeadline() func() {
+	if !c.listener.sasl() {
+		return nil
+	}
+	d := saslAuthTimeout
+	if v := c.b.saslAuthTimeout.Load(); v > 0 {
+		d = time.Duration(v)
+	}
+	t := time.AfterFunc(d, func() {
+		if !c.authed.Load() {
+			c.log.Info().Dur("timeout", d).Msg("closing connection: not authenticated in time")
+			c.nc.Close()
+		}
+	})
+	return func() { t.Stop() }
+}
+
 // credentialLookup reads SCRAM credentials from the metadata.
 func (b *Broker) credentialLookup() auth.CredentialLookup {
 	fsm := b.store.FSM()

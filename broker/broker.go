@@ -79,6 +79,9 @@ type Broker struct {
 	// (36_sasl_authenticate.go).
 	saslMechs    []string
 	authFailures authFailures
+	// saslAuthTimeout, when set (tests), replaces the time a SASL
+	// connection has to authenticate (36_sasl_authenticate.go).
+	saslAuthTimeout atomic.Int64
 	// bootUsers are the bootstrap users file's entries until Serve
 	// hands them to startBootstrapUsers (bootstrap_users.go).
 	bootUsers []bootstrapUser

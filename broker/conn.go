@@ -145,6 +145,9 @@ func (c *conn) serve() {
 
 func (c *conn) readLoop() {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
+	if stop := c.authDeadline(); stop != nil {
+		defer stop()
+	}
 	for {
 		if c.b.stopped(c) || !c.waitMuted() {
 			return

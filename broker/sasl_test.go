@@ -522,3 +522,23 @@ func TestSASLRawTokens(t *testing.T) {
 		t.Fatal("not closed after a wrong password")
 	}
 }
+
+// TestSASLAuthTimeout: a SASL connection that does not authenticate in
+// time is closed; one that authenticated is not.
+func TestSASLAuthTimeout(t *testing.T) {
+	b := startSASLBroker(t)
+	b.saslAuthTimeout.Store(int64(300 * time.Millisecond))
+	addUser(t, b.Broker, "alice", "pw")
+	idle := dialRaw(t, b.addr)
+	authed := dialRaw(t, b.addr)
+	authed.handshake(auth.MechanismPlain)
+	if resp := authed.authenticate(1, []byte("\x00alice\x00pw")); resp.ErrorCode != 0 {
+		t.Fatalf("authenticate: %d", resp.ErrorCode)
+	}
+	if !idle.closed() {
+		t.Fatal("an unauthenticated connection stayed open")
+	}
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version = 9
+	authed.roundTrip(md, kmsg.NewPtrMetadataResponse())
+}
