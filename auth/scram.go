@@ -73,6 +73,10 @@ type ScramCredential struct {
 	Iterations int
 }
 
+// PBKDF2 (RFC 5802's Hi) comes from the standard library's crypto/pbkdf2
+// (Go 1.24+); golang.org/x/crypto/pbkdf2 is now a frozen wrapper of it,
+// so Tusk needs no module for it.
+
 // SaltPassword is RFC 5802's SaltedPassword, Hi(password, salt, i): what
 // a client sends in AlterUserScramCredentials.
 func SaltPassword(mech, password string, salt []byte, iterations int) ([]byte, error) {
