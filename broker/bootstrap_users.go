@@ -122,24 +122,43 @@ func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser)
 // startBootstrapUsers applies the bootstrap users file, if configured:
 // before serving on a single node (whose clients may authenticate as
 // soon as it is ready), in the background on a cluster node, which may
-// have to wait for the others.
-func (b *Broker) startBootstrapUsers() error {
+// have to wait for the others to form the cluster. The returned wait
+// blocks until that background apply ended, for at most
+// bootstrapReadyWait (Serve calls it before writing the ready file, so a
+// new cluster reports ready once its first users exist).
+func (b *Broker) startBootstrapUsers() (wait func(), err error) {
+	noWait := func() {}
 	users := b.bootUsers
 	b.bootUsers = nil // the passwords need not stay in memory
 	if len(users) == 0 {
-		return nil
+		return noWait, nil
 	}
 	if b.single() {
 		ctx, cancel := context.WithTimeout(b.bgCtx, 30*time.Second)
 		defer cancel()
-		return b.applyBootstrapUsers(ctx, users)
+		return noWait, b.applyBootstrapUsers(ctx, users)
 	}
+	done := make(chan struct{})
 	b.bgWG.Add(1)
 	go func() {
 		defer b.bgWG.Done()
+		defer close(done)
 		if err := b.applyBootstrapUsers(b.bgCtx, users); err != nil && b.bgCtx.Err() == nil {
 			b.log.Error().Err(err).Msg("bootstrap users not applied")
 		}
 	}()
-	return nil
+	return func() {
+		t := time.NewTimer(bootstrapReadyWait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			b.log.Warn().Dur("waited", bootstrapReadyWait).Msg("bootstrap users not applied yet (the cluster has not formed?); reporting ready, still trying")
+		case <-b.shutdown:
+		}
+	}, nil
 }
+
+// bootstrapReadyWait bounds how long a cluster node delays its ready
+// file for the bootstrap users.
+const bootstrapReadyWait = 30 * time.Second

@@ -362,7 +362,8 @@ func (b *Broker) Serve() error {
 			return err
 		}
 	}
-	if err := b.startBootstrapUsers(); err != nil {
+	waitBootstrap, err := b.startBootstrapUsers()
+	if err != nil {
 		return err
 	}
 	b.serveW.Add(1 + len(b.listeners))
@@ -372,6 +373,7 @@ func (b *Broker) Serve() error {
 	go b.acceptLoop(b.internalLn, "internal", b.routeInternal)
 	b.log.Info().Str("kafka", b.KafkaAddr()).Interface("listeners", b.listenerAddrs()).Str("http", b.HTTPAddr()).Str("internal", b.InternalAddr()).
 		Str("raft", b.store.RaftAddr()).Int32("node_id", b.cfg.NodeID).Str("fsync", b.cfg.Storage.Fsync).Msg("serving")
+	waitBootstrap()
 	if b.cfg.ReadyFile != "" {
 		if err := b.writeReadyFile(); err != nil {
 			return err

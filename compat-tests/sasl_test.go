@@ -348,7 +348,8 @@ func saslSarama(t *testing.T, proto, addr string, tc *tls.Config) {
 }
 
 // TestClusterBootstrapUsers: three nodes started with the same bootstrap
-// users file (admin, alice) create the users once; an admin deletes
+// users file (admin, alice) create the users once, and every node reports
+// ready only when they exist there; an admin deletes
 // alice; the whole cluster restarts with a file that also names bob:
 // alice stays deleted and bob is not created, on every node.
 func TestClusterBootstrapUsers(t *testing.T) {
@@ -392,7 +393,14 @@ func TestClusterBootstrapUsers(t *testing.T) {
 			return true
 		})
 	}
-	waitLogins("bootstrap users on every node", map[[2]string]bool{{"admin", "admin-pw"}: true, {"alice", "alice-pw"}: true})
+	// A node with a users file reports ready once the users exist there.
+	for _, id := range c.ids() {
+		for _, up := range [][2]string{{"admin", "admin-pw"}, {"alice", "alice-pw"}} {
+			if err := login(c.node(id), up[0], up[1]); err != nil {
+				t.Fatalf("node %d ready, %s cannot log in: %v", id, up[0], err)
+			}
+		}
+	}
 
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(readyListeners(t, c.node(2))["SASL_PLAINTEXT"]), kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha512Mechanism()))
 	if err != nil {
