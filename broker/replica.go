@@ -40,6 +40,9 @@ func (r replicaMetadata) Broker(id int32) (metadata.Broker, bool) { return r.b.s
 func (r replicaMetadata) Topic(name string) (metadata.Topic, bool) {
 	return r.b.store.FSM().Topic(name)
 }
+func (r replicaMetadata) Partition(topic string, p int32) (metadata.Topic, metadata.Partition, bool) {
+	return r.b.store.FSM().Partition(topic, p)
+}
 func (r replicaMetadata) TopicConfigValue(name, key string) (string, bool, bool, bool) {
 	return r.b.store.FSM().TopicConfigValue(name, key)
 }

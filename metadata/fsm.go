@@ -542,6 +542,24 @@ func (f *FSM) Topic(name string) (Topic, bool) {
 	return *t.clone(), true
 }
 
+// Partition returns a copy of the named topic without its partitions
+// (Parts nil; RF set to its replication factor) and a copy of partition
+// p: what a per-partition pass needs, at the cost of one partition
+// rather than the whole topic (Topic copies every partition's chain).
+func (f *FSM) Partition(name string, p int32) (Topic, Partition, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if !ok || p < 0 || int(p) >= len(t.Parts) {
+		return Topic{}, Partition{}, false
+	}
+	c := *t
+	c.RF = t.ReplicationFactor()
+	c.Configs = maps.Clone(t.Configs)
+	c.Parts = nil
+	return c, t.Parts[p].clone(), true
+}
+
 // TopicConfigValue reads, without copying the topic as Topic does, the
 // named topic's override of config key (set is false when it has none) and
 // whether the topic is internal; ok is false if there is no such topic. It

@@ -106,3 +106,34 @@ func TestElectLeader(t *testing.T) {
 		t.Fatal("electing the leader recorded an election")
 	}
 }
+
+// TestPartitionCopy: FSM.Partition returns the topic without its
+// partitions, with its replication factor, and a copy of one partition
+// that later commands do not change; unknown topics and partitions are
+// not found.
+func TestPartitionCopy(t *testing.T) {
+	f := baseFSM(t)
+	top, part, ok := f.Partition("a", 1)
+	if !ok || top.Parts != nil || top.RF != 2 || top.Partitions != 3 || top.Configs["retention.ms"] != "10" {
+		t.Fatalf("Partition = %+v, %v", top, ok)
+	}
+	if a := part.Active(); !slices.Equal(a.Replicas, []int32{2, 3}) || a.Leader != 2 {
+		t.Fatalf("partition 1's active segment %+v", a)
+	}
+	mustApply(t, f, RollSegment{Topic: "a", ID: top.ID, Partition: 1, ExpectedSegment: part.Active().ID, ExpectedEpoch: part.Active().Epoch,
+		EndOffset: 4, NextLeader: 3, NextReplicas: []int32{2, 3}})
+	if len(part.Segments) != 1 || part.Segments[0].State != SegmentActive {
+		t.Fatalf("the copy changed with the roll: %+v", part.Segments)
+	}
+	if _, part2, _ := f.Partition("a", 1); len(part2.Segments) != 2 {
+		t.Fatalf("after the roll: %d segments", len(part2.Segments))
+	}
+	for _, p := range []int32{-1, 3} {
+		if _, _, ok := f.Partition("a", p); ok {
+			t.Fatalf("partition %d found", p)
+		}
+	}
+	if _, _, ok := f.Partition("nope", 0); ok {
+		t.Fatal("unknown topic found")
+	}
+}

@@ -174,12 +174,11 @@ func (m *Manager) compacts(topic string) bool {
 // whose generation was decided, take part in one in flight, or redo the
 // last committed one. It only starts work; the work runs on its own
 // goroutine.
-func (m *Manager) checkClean(t metadata.Topic, p int32, l *storage.Log) {
-	if !m.cfg.Cleaner.Enable || int(p) >= len(t.Parts) {
+func (m *Manager) checkClean(t metadata.Topic, part metadata.Partition, p int32, l *storage.Log) {
+	if !m.cfg.Cleaner.Enable {
 		return
 	}
 	tp := storage.TopicPartition{Topic: t.Name, Partition: p}
-	part := t.Parts[p]
 	cs := m.clean
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -288,7 +287,7 @@ func (m *Manager) recheck(tp storage.TopicPartition) {
 	if !ok || !lok || int(tp.Partition) >= len(t.Parts) || !slices.Contains(t.Parts[tp.Partition].Active().Replicas, m.cfg.NodeID) {
 		return
 	}
-	m.checkClean(t, tp.Partition, l)
+	m.checkClean(t, t.Parts[tp.Partition], tp.Partition, l)
 }
 
 // acquire takes a cleaner slot, or fails when the Manager closes.

@@ -72,6 +72,9 @@ func (m *testMeta) Broker(id int32) (metadata.Broker, bool) { return m.fsm.Broke
 func (m *testMeta) Topic(name string) (metadata.Topic, bool) {
 	return m.fsm.Topic(name)
 }
+func (m *testMeta) Partition(topic string, p int32) (metadata.Topic, metadata.Partition, bool) {
+	return m.fsm.Partition(topic, p)
+}
 func (m *testMeta) TopicConfigValue(name, key string) (string, bool, bool, bool) {
 	return m.fsm.TopicConfigValue(name, key)
 }

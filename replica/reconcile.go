@@ -45,26 +45,26 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 	mu := m.recLock(tp)
 	mu.Lock()
 	defer mu.Unlock()
-	t, ok := m.md.Topic(topic)
-	if !ok || p < 0 || p >= t.Partitions || int(p) >= len(t.Parts) || len(t.Parts[p].Segments) == 0 {
+	t, part, ok := m.md.Partition(topic, p)
+	if !ok || p >= t.Partitions || len(part.Segments) == 0 {
 		// Deleted meanwhile: no role (the host removes the log).
 		m.Unlead(tp)
 		m.Unfollow(tp)
 		return RoleNone, nil
 	}
 	self := m.cfg.NodeID
-	seg := t.Parts[p].Active()
+	seg := part.Active()
 	wantRF := t.ReplicationFactor()
 	if !slices.Contains(seg.Replicas, self) {
 		// Not (or no longer) a replica of the active segment, e.g. a
 		// leader replaced by failover: neither lead nor follow, but
 		// catch up as a learner if the partition lacks replicas.
 		m.Unlead(tp)
-		if m.learn(t, p, seg, wantRF, caughtUp) {
+		if m.learn(t, part, p, seg, wantRF, caughtUp) {
 			return RoleLearner, nil
 		}
 		m.Unfollow(tp)
-		m.dropUnlisted(t, p, wantRF, caughtUp)
+		m.dropUnlisted(t, part, p, wantRF, caughtUp)
 		return RoleNone, nil
 	}
 	// A compacted partition is led through a Leadership even with one
@@ -72,7 +72,7 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 	// (docs/compaction.md, "Rolls of compacted topics").
 	// So is a partition being reassigned (its learners fetch from the
 	// leader and a roll takes them in), one replica or not.
-	replicated := wantRF > 1 || m.compacts(topic) || t.Parts[p].Target != nil
+	replicated := wantRF > 1 || m.compacts(topic) || part.Target != nil
 	l, err := m.host.EnsureLog(t, p, replicated)
 	if err != nil || l == nil {
 		return RoleNone, err
@@ -100,10 +100,10 @@ func (m *Manager) Reconcile(topic string, p int32, caughtUp bool) (Role, error) 
 		}
 		m.log.Warn().Str("tp", tp.String()).Int64("base", seg.BaseOffset).Msg("truncated records the previous segment's seal left out")
 	}
-	m.checkClean(t, p, l)
+	m.checkClean(t, part, p, l)
 	if seg.Leader == self {
-		m.recordFirstUnstable(t, p, l) // before any append of the segment
-		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t), t.Parts[p].Target, t.Parts[p].Elect)
+		m.recordFirstUnstable(t, part, p, l) // before any append of the segment
+		m.Lead(tp, l, seg, wantRF, m.host.MinInsync(t), part.Target, part.Elect)
 		return RoleLeader, nil
 	}
 	m.Unlead(tp)
@@ -131,9 +131,9 @@ func (m *Manager) recLock(tp storage.TopicPartition) *sync.Mutex {
 // it holds beyond the sealed end of the segment its newest batch belongs
 // to (a deposed leader's unacknowledged tail). It reports whether it is
 // learning.
-func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF int, caughtUp bool) bool {
+func (m *Manager) learn(t metadata.Topic, part metadata.Partition, p int32, seg metadata.Segment, wantRF int, caughtUp bool) bool {
 	// A reassignment's learners join a full replica set.
-	reassigned := slices.Contains(t.Parts[p].Target, m.cfg.NodeID) && slices.Contains(seg.Learners, m.cfg.NodeID)
+	reassigned := slices.Contains(part.Target, m.cfg.NodeID) && slices.Contains(seg.Learners, m.cfg.NodeID)
 	if !caughtUp || (wantRF < 2 && !reassigned) || (len(seg.Replicas) >= wantRF && !reassigned) || seg.State != metadata.SegmentActive || seg.Leader < 0 {
 		return false
 	}
@@ -153,9 +153,9 @@ func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF 
 	}
 	e := l.LatestEpoch()
 	var mine *metadata.Segment
-	for i := range t.Parts[p].Segments {
-		if t.Parts[p].Segments[i].HasEpoch(e) {
-			mine = &t.Parts[p].Segments[i]
+	for i := range part.Segments {
+		if part.Segments[i].HasEpoch(e) {
+			mine = &part.Segments[i]
 		}
 	}
 	if e >= 0 && mine == nil {
@@ -177,8 +177,8 @@ func (m *Manager) learn(t metadata.Topic, p int32, seg metadata.Segment, wantRF 
 // partition lists this node as a replica any more and the active segment
 // has its full replica set: re-replication put the data elsewhere, and
 // nobody will read it here.
-func (m *Manager) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp bool) {
-	seg := t.Parts[p].Active()
+func (m *Manager) dropUnlisted(t metadata.Topic, part metadata.Partition, p int32, wantRF int, caughtUp bool) {
+	seg := part.Active()
 	self := m.cfg.NodeID
 	if !caughtUp || len(seg.Replicas) < wantRF || seg.State != metadata.SegmentActive || slices.Contains(seg.Learners, self) {
 		return
@@ -191,7 +191,7 @@ func (m *Manager) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp b
 			return
 		}
 	}
-	for _, s := range t.Parts[p].Segments {
+	for _, s := range part.Segments {
 		if slices.Contains(s.Replicas, self) {
 			return
 		}
@@ -215,8 +215,8 @@ func (m *Manager) dropUnlisted(t metadata.Topic, p int32, wantRF int, caughtUp b
 // open at the sealed end. It proposes SetFirstUnstable in the background;
 // a failed proposal leaves the value unknown (a later pass retries while
 // nothing is appended).
-func (m *Manager) recordFirstUnstable(t metadata.Topic, p int32, l *storage.Log) {
-	segs := t.Parts[p].Segments
+func (m *Manager) recordFirstUnstable(t metadata.Topic, part metadata.Partition, p int32, l *storage.Log) {
+	segs := part.Segments
 	if len(segs) < 2 {
 		return
 	}

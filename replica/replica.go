@@ -70,6 +70,9 @@ func (systemClock) Now() time.Time { return time.Now() }
 type Metadata interface {
 	Broker(id int32) (metadata.Broker, bool)
 	Topic(name string) (metadata.Topic, bool)
+	// Partition is a topic without its partitions (Parts nil) and a copy
+	// of partition p (metadata.FSM.Partition).
+	Partition(topic string, p int32) (metadata.Topic, metadata.Partition, bool)
 	TopicConfigValue(name, key string) (value string, set, internal, ok bool)
 	Apply(ctx context.Context, c metadata.Command) error
 }

@@ -200,16 +200,16 @@ func (m *Manager) laggards(lp *Leadership) []int32 {
 // returns once the roll committed or was abandoned.
 func (m *Manager) Roll(lp *Leadership) {
 	tp, l := lp.tp, lp.log
-	t, ok := m.md.Topic(tp.Topic)
-	if !ok || tp.Partition >= t.Partitions {
+	t, part, ok := m.md.Partition(tp.Topic, tp.Partition)
+	if !ok || tp.Partition >= t.Partitions || len(part.Segments) == 0 {
 		return
 	}
-	seg := t.Parts[tp.Partition].Active()
+	seg := part.Active()
 	if seg.Leader != m.cfg.NodeID || seg.ID != lp.segment {
 		return
 	}
 	joining := lp.caughtUpLearners(l.LogEndOffset())
-	target := t.Parts[tp.Partition].Target
+	target := part.Target
 	// A segment with one replica rolls only to seal a compacted range
 	// for the cleaner: there is no one to hand leadership or bytes to.
 	if len(seg.Replicas) < 2 && len(joining) == 0 && !m.compacts(tp.Topic) {
@@ -287,7 +287,7 @@ func (m *Manager) Roll(lp *Leadership) {
 	}
 	// A preferred-leader election (docs/replication.md, "Preferred
 	// leader elections") names the next leader, if it holds the segment.
-	if e := t.Parts[tp.Partition].Elect; e != nil && *e != m.cfg.NodeID && slices.Contains(healthy, *e) && slices.Contains(sealedBy, *e) {
+	if e := part.Elect; e != nil && *e != m.cfg.NodeID && slices.Contains(healthy, *e) && slices.Contains(sealedBy, *e) {
 		next = *e
 	}
 	// A reassignment (docs/replication.md, "Reassigning partitions"):
@@ -396,7 +396,7 @@ func (m *Manager) commitRoll(tp storage.TopicPartition, seg metadata.Segment, cm
 			return true
 		}
 		moved := errors.Is(err, metadata.ErrPreconditionFailed)
-		if t, ok := m.md.Topic(tp.Topic); !ok || tp.Partition >= t.Partitions || t.Parts[tp.Partition].Active().ID != seg.ID {
+		if t, part, ok := m.md.Partition(tp.Topic, tp.Partition); !ok || tp.Partition >= t.Partitions || part.Active().ID != seg.ID {
 			moved = true
 		}
 		if moved || m.ctx.Err() != nil {
