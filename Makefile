@@ -65,10 +65,13 @@ lint: vet
 # fetches, SIGTERM with acks pending; exactly-once consume-transform-produce
 # with a member and a segment leader killed, the transaction coordinator
 # killed between EndTxn and the markers), each
-# repeated FAULT_COUNT times, against the race build.
+# repeated FAULT_COUNT times, against the race build. FAULT_NODE_TLS=1
+# runs them with every node-to-node link (internal listeners, Raft) on
+# mutual TLS with node certificates (docs/security.md).
 FAULT_COUNT ?= 3
+FAULT_NODE_TLS ?=
 test-faults: build-race
-	TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
+	TUSK_COMPAT_NODE_TLS=$(FAULT_NODE_TLS) TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
 		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks|TestClusterRollingRestartManyPartitions|TestClusterTxnEOS|TestClusterTxnCoordinatorKillBeforeMarkers' ./compat-tests/
 
 # A randomized no-loss soak (off CI): leader, follower and controller

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // secureCerts are the PEM files `tusk certs` wrote for a test cluster.
@@ -69,7 +70,8 @@ func makeCerts(t *testing.T, args ...string) secureCerts {
 
 // TestClusterSecureNodes: three nodes with mutual TLS between them (the
 // internal listeners and Raft), certificates from `tusk certs`, clients
-// on an SSL listener (a PLAINTEXT one serves the harness's raw checks). Produce through segment rolls, SIGKILL of the controller, more
+// on a SASL_SSL listener logged in with SCRAM-SHA-512 as a bootstrap user
+// (a PLAINTEXT one serves the harness's raw checks). Produce through segment rolls, SIGKILL of the controller, more
 // produce on the survivors: every acknowledged record is read back
 // exactly once, in order. A fourth party with a self-signed node
 // certificate, and one with a client certificate of the cluster CA, can
@@ -90,25 +92,30 @@ func TestClusterSecureNodes(t *testing.T) {
 	setFaultTimings(t)
 	// A PLAINTEXT listener first (the harness's raw checks use the ready
 	// file's "kafka"), and the SSL listener the test's clients use.
+	users := filepath.Join(t.TempDir(), "users.txt")
+	if err := os.WriteFile(users, []byte("app:app-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c := startClusterWith(t, 3, func(id int32) []startOpt {
 		name := fmt.Sprintf("node%d", id)
 		return []startOpt{withFlag("tls-cert-file", certs.cert(name)), withFlag("tls-key-file", certs.key(name)), withFlag("tls-ca-file", certs.ca()),
-			withListeners("PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0")}
+			withListeners("PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0"), withFlag("sasl-bootstrap-users-file", users)}
 	})
 	done()
-	card(t, "franz-go kgo (SSL) + tusk cluster CLI", "secure cluster: node TLS, SSL clients, RF=3 rolls + controller SIGKILL, no loss")
-	sslOpt := kgo.DialTLSConfig(certs.clientTLS(t))
+	card(t, "franz-go kgo (SASL_SSL, SCRAM-SHA-512) + tusk cluster CLI", "secure cluster: node TLS, SASL_SSL clients, RF=3 rolls + controller SIGKILL, no loss")
+	// Clients log in over TLS with SCRAM-SHA-512.
+	sslOpts := []kgo.Opt{kgo.DialTLSConfig(certs.clientTLS(t)), kgo.SASL(scram.Auth{User: "app", Pass: "app-secret"}.AsSha512Mechanism())}
 	ssl := func(ids ...int32) []string {
 		var out []string
 		for _, id := range ids {
-			out = append(out, c.node(id).listener(t, "SSL"))
+			out = append(out, c.node(id).listener(t, "SASL_SSL"))
 		}
 		return out
 	}
 
 	const topic, parts, rounds, perRound = "sec", 3, 12, 200
 	ps := []int32{0, 1, 2}
-	adm := kadm.NewClient(newClusterClient(t, ssl(c.ids()...), sslOpt))
+	adm := kadm.NewClient(newClusterClient(t, ssl(c.ids()...), sslOpts...))
 	resp, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), parts, 3, map[string]*string{"segment.bytes": strp("4096")}, topic)
 	if err == nil {
 		err = resp.Err
@@ -126,7 +133,7 @@ func TestClusterSecureNodes(t *testing.T) {
 	produceRounds := func(seeds []string) {
 		for i := 0; i < rounds/2; i++ {
 			at := int64(round * perRound)
-			for p, recs := range producePartitions(t, seeds, topic, ps, perRound, fmt.Sprintf("r%d", round), map[int32]int64{0: at, 1: at, 2: at}, sslOpt) {
+			for p, recs := range producePartitions(t, seeds, topic, ps, perRound, fmt.Sprintf("r%d", round), map[int32]int64{0: at, 1: at, 2: at}, sslOpts...) {
 				acked[p] = append(acked[p], recs...)
 			}
 			round++
@@ -148,7 +155,7 @@ func TestClusterSecureNodes(t *testing.T) {
 	produceRounds(ssl(survivors...))
 	const n = rounds * perRound
 	got := readPartitions(t, ssl(survivors...), topic, map[int32]int64{0: 0, 1: 0, 2: 0},
-		map[int32]int{0: n, 1: n, 2: n}, 60*time.Second, sslOpt)
+		map[int32]int{0: n, 1: n, 2: n}, 60*time.Second, sslOpts...)
 	for _, p := range ps {
 		sameRecords(t, fmt.Sprintf("%s/%d", topic, p), acked[p], got[p])
 	}
