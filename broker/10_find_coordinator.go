@@ -16,10 +16,82 @@ import (
 // the first lookup of each kind creates its topic, as Kafka does. It is
 // advertised from v0 because librdkafka 2.0.2 enables LZ4 only when it sees
 // FindCoordinator v0 (docs/architecture.md, "Kafka compatibility").
+// A lookup whose coordinator's partition is failing over is answered once
+// the failover is done (waitCoordinatorFailovers), off the connection's
+// read goroutine.
 func apiFindCoordinator() api {
 	return api{key: kmsg.FindCoordinator, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
-		return b.handleFindCoordinator(rc, rc.req.(*kmsg.FindCoordinatorRequest)), nil
+		req := rc.req.(*kmsg.FindCoordinatorRequest)
+		if !b.coordinatorFailingOver(req) {
+			return b.handleFindCoordinator(rc, req), nil
+		}
+		return nil, func() kmsg.Response {
+			b.waitCoordinatorFailovers(rc.ctx(), req)
+			return b.handleFindCoordinator(rc, req)
+		}
 	}}
+}
+
+// coordinatorFailingOver reports whether the partition holding the
+// coordinator of one of req's keys is led by a fenced node and has a live
+// replica, so the controller's failover is about to open its next segment
+// on a live node (docs/architecture.md, "Rotation and failover").
+func (b *Broker) coordinatorFailingOver(req *kmsg.FindCoordinatorRequest) bool {
+	var name string
+	switch req.CoordinatorType {
+	case 0:
+		name = offsetsTopic
+	case 1:
+		name = txnTopic
+	default:
+		return false
+	}
+	fsm := b.store.FSM()
+	t, ok := fsm.Topic(name)
+	if !ok || t.Partitions < 1 || int(t.Partitions) > len(t.Parts) {
+		return false
+	}
+	keys := req.CoordinatorKeys
+	if req.Version < 4 {
+		keys = []string{req.CoordinatorKey}
+	}
+	for _, key := range keys {
+		seg := t.Parts[groupPartition(key, t.Partitions)].Active()
+		if br, ok := fsm.Broker(seg.Leader); !ok || br.State != metadata.BrokerFenced {
+			continue
+		}
+		for _, r := range seg.Replicas {
+			if br, ok := fsm.Broker(r); ok && r != seg.Leader && br.State == metadata.BrokerAlive {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// waitCoordinatorFailovers waits, at most twice lease.timeout (the budget
+// of each failover phase), until no key of req has its coordinator's
+// partition failing over. Kafka moves a partition's leadership in the step
+// that fences its leader, so clients never see COORDINATOR_NOT_AVAILABLE
+// for a partition with a live replica, and not all of them retry it: kgo
+// fails a transaction's produce when the coordinator lookup of its
+// AddPartitionsToTxn gets it (docs/transactions.md, "Coordinator
+// hosting"). A failover normally ends well within the bound; past it the
+// lookup is answered as things stand.
+func (b *Broker) waitCoordinatorFailovers(ctx context.Context, req *kmsg.FindCoordinatorRequest) {
+	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.Lease.Timeout)
+	defer cancel()
+	for {
+		changed := b.store.FSM().Changed()
+		if !b.coordinatorFailingOver(req) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (b *Broker) handleFindCoordinator(rc *request, req *kmsg.FindCoordinatorRequest) kmsg.Response {
