@@ -49,7 +49,7 @@ unit:
 compat: build
 	@rm -f bin/compat-report.txt
 	TUSK_BIN=$(CURDIR)/$(BIN) TUSK_REPORT_CARD=$(CURDIR)/bin/compat-report.txt \
-		$(GO) test -count=1 -timeout 15m ./compat-tests/; rc=$$?; cat bin/compat-report.txt 2>/dev/null; exit $$rc
+		$(GO) test -count=1 -timeout 30m ./compat-tests/; rc=$$?; cat bin/compat-report.txt 2>/dev/null; exit $$rc
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
