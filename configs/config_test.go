@@ -117,3 +117,28 @@ func TestCleanerConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestSuperUsersValidated: super-users entries must be Type:name; a bad
+// one is refused by Validate with its value, good ones pass.
+func TestSuperUsersValidated(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want string // "" valid
+	}{
+		{"", ""},
+		{"User:admin; User:ops ;", ""},
+		{"admin", `super-users: "admin" is not Type:name`},
+		{"User:admin;:bob", `super-users: ":bob" is not Type:name`},
+		{"User:", `super-users: "User:" is not Type:name`},
+	} {
+		c := Default()
+		c.SuperUsers = tc.v
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.v, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: error %v, want %q", tc.v, err, tc.want)
+		}
+	}
+}

@@ -51,5 +51,15 @@ func (c Config) validateSASL() []error {
 	if c.SASL.MaxReauth < 0 {
 		errs = append(errs, fmt.Errorf("sasl.max-reauth %v must not be negative", c.SASL.MaxReauth))
 	}
+	// super-users is "Type:name;Type:name" (package auth parses it at
+	// start; a bad value is refused here, before anything starts).
+	for _, p := range strings.Split(c.SuperUsers, ";") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if t, n, ok := strings.Cut(p, ":"); !ok || t == "" || n == "" {
+			errs = append(errs, fmt.Errorf("super-users: %q is not Type:name (e.g. User:admin)", p))
+		}
+	}
 	return errs
 }
