@@ -734,8 +734,15 @@ func clusterTxnEOS(t *testing.T, total int) {
 	c.node(victim).Kill9(t)
 	killedAt := rounds.committed()
 	t.Logf("killed node %d with SIGKILL, leader of %s/0's active segment %d (of %d); %d committed records so far", victim, out, ss[len(ss)-1].ID, len(ss), killedAt)
-	waitFor(t, 180*time.Second, "10% more of the input committed without the killed node", func() (bool, string) {
-		return rounds.committed() >= killedAt+total/10, progress()
+	// 10% more, or the rest: with the race build's timing the members may
+	// have committed the whole input by the time the kill lands (seen
+	// with the 10k variant), and no more can come.
+	more := min(killedAt+total/10, total)
+	if killedAt >= total {
+		t.Logf("the whole input was committed before the kill landed")
+	}
+	waitFor(t, 180*time.Second, "10% more of the input (or the rest) committed without the killed node", func() (bool, string) {
+		return rounds.committed() >= more, progress()
 	})
 	c.restartNodeSamePorts(t, victim)
 	t.Logf("restarted node %d; %d committed records so far", victim, rounds.committed())
