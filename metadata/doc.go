@@ -51,7 +51,12 @@
 // learners (AssignLearners) for a partition whose active segment has had
 // fewer replicas than its replication factor for ReplicaRestore; a later
 // roll takes them in (RollSegment.Joined), which makes them replicas of
-// the sealed segments they copied too.
+// the sealed segments they copied too. A reassignment (ReassignPartition,
+// Partition.Target) reuses that: the controller names the target's
+// missing nodes learners, and the leader's last roll drops the others
+// (RollSegment.DropSealed); a preferred-leader election (ElectLeader,
+// Partition.Elect) asks the leader to roll to the elected replica
+// (docs/replication.md).
 //
 // # Store
 //
@@ -75,6 +80,7 @@
 // # Concurrency
 //
 // FSM reads (Topic, Topics, Brokers, ...) are safe from any
-// goroutine and return copies; Changed and WaitApplied let readers follow
+// goroutine and return copies (Partition copies one partition of a topic,
+// for per-partition passes); Changed and WaitApplied let readers follow
 // the state. RaftStore methods are safe for concurrent use.
 package metadata
