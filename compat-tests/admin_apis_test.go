@@ -733,17 +733,8 @@ func TestClusterDescribeLogDirs(t *testing.T) {
 // given topic label, by series name (labels dropped).
 func scrape(t *testing.T, n *node, topic string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.HTTP + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", n.label(), err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("scrape %s: %v", n.label(), err)
-	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t, n), "\n") {
 		if !strings.HasPrefix(line, "tusk_") {
 			continue
 		}
@@ -762,6 +753,21 @@ func scrape(t *testing.T, n *node, topic string) map[string]float64 {
 		out[name] = v
 	}
 	return out
+}
+
+// metricsText is node n's /metrics page.
+func metricsText(t *testing.T, n *node) string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.HTTP + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.label(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", n.label(), err)
+	}
+	return string(body)
 }
 
 // TestClusterPartitionMetrics: on a 3-node cluster with one RF=3

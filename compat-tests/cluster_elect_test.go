@@ -3,8 +3,6 @@ package compat
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,16 +111,7 @@ func isElectionNotNeeded(err error) bool { return errors.Is(err, kerr.ElectionNo
 // node n, 0 if absent.
 func metricValue(t *testing.T, n *node, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.HTTP + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape %s: %v", n.label(), err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("scrape %s: %v", n.label(), err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(metricsText(t, n), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {

@@ -440,13 +440,6 @@ func (lp *Leadership) electDue() bool {
 	return lp.elect >= 0 && lp.elect != lp.m.cfg.NodeID
 }
 
-// Target is the reassignment target of the partition (nil: none).
-func (lp *Leadership) Target() []int32 {
-	lp.ackMu.Lock()
-	defer lp.ackMu.Unlock()
-	return slices.Clone(lp.target)
-}
-
 // waitProgress waits until every node among ids (self excepted) has
 // fetched from offset end or beyond, counting followers (acked) or
 // learners. It does not touch the HW: a roll that leaves laggards out
