@@ -507,11 +507,18 @@ func TestClusterListeners(t *testing.T) {
 		rp.Partition, rp.Records = 0, buildBatch([][]byte{[]byte("misdirected")}, time.Now().UnixMilli())
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
-		r, err := cl.SeedBrokers()[0].Request(ctxTimeout(t, 20*time.Second), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pr := r.(*kmsg.ProduceResponse)
+		// Node other learns of the topic when it applies the Raft entry,
+		// which may come after the node that answered Metadata above:
+		// until then it answers UNKNOWN_TOPIC_OR_PARTITION, as Kafka does.
+		var pr *kmsg.ProduceResponse
+		waitUntil(t, 20*time.Second, fmt.Sprintf("node %d knows partition 0 of %s", other, topic), func() bool {
+			r, err := cl.SeedBrokers()[0].Request(ctxTimeout(t, 20*time.Second), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr = r.(*kmsg.ProduceResponse)
+			return pr.Topics[0].Partitions[0].ErrorCode != kerr.UnknownTopicOrPartition.Code
+		})
 		sp := pr.Topics[0].Partitions[0]
 		if pr.Version < 10 || sp.ErrorCode != kerr.NotLeaderForPartition.Code || sp.CurrentLeader.LeaderID != ldr || len(pr.Brokers) != 1 ||
 			pr.Brokers[0].NodeID != ldr || net.JoinHostPort(pr.Brokers[0].Host, fmt.Sprint(pr.Brokers[0].Port)) != addrs[ldr] {
