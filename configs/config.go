@@ -200,6 +200,9 @@ type StorageConfig struct {
 	// RecycleSegments lets a roll overwrite the file of a segment
 	// retention dropped (storage.Options.RecycleSegments).
 	RecycleSegments bool `mapstructure:"recycle-segments"`
+	// DropBehind is the page-cache budget of durable appended bytes
+	// kept behind the logs' ends (storage.Options.DropBehind); 0: off.
+	DropBehind int64 `mapstructure:"drop-behind"`
 }
 
 // TopicDefaults apply to topics that do not override them.
@@ -297,6 +300,7 @@ func Options() []Option {
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
 		{"storage.recycle-segments", true, "when retention drops a log's oldest segment, keep its file for that log's next roll to overwrite instead of deleting it and creating a new one (cheaper writes, no unlink); an unused spare is deleted after a retention interval"},
+		{"storage.drop-behind", int64(256 << 20), "page-cache budget, in bytes across all partitions, of durable produced data kept cached behind the log ends: older durable bytes are dropped from the page cache after each group commit or interval sync (FADV_DONTNEED), so writes reuse freed pages instead of new ones (see docs/io-and-scale.md); consumers further behind read from disk; 0: off"},
 		{"storage.background-io-rate", int64(32 << 20), "bytes per second a learner (a node copying a partition to join its replicas, or catching up to rejoin) may write; 0: unlimited"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
 		{"topic.replication-factor", int32(0), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); 0: min(3, live brokers)"},
@@ -459,6 +463,9 @@ func (c Config) Validate() error {
 	case "auto", "uring", "syscall":
 	default:
 		errs = append(errs, fmt.Errorf("storage.io %q: want auto, uring or syscall", c.Storage.IO))
+	}
+	if c.Storage.DropBehind < 0 {
+		errs = append(errs, fmt.Errorf("storage.drop-behind %d must not be negative", c.Storage.DropBehind))
 	}
 	if c.Storage.DeleteRate < 0 || c.Storage.BackgroundIORate < 0 {
 		errs = append(errs, fmt.Errorf("storage.delete-rate %d and storage.background-io-rate %d must not be negative", c.Storage.DeleteRate, c.Storage.BackgroundIORate))

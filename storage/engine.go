@@ -78,6 +78,11 @@ type Options struct {
 	// writers off the acknowledgement path (learner copies, see
 	// Log.WaitBackgroundIO). <= 0: unlimited.
 	BackgroundIORate int64
+	// DropBehind is the page-cache budget, in bytes across all logs, of
+	// durable appended data kept cached behind the logs' ends; older
+	// durable bytes are dropped from the page cache after each group
+	// commit (dropbehind.go). <= 0: off (the kernel's LRU decides).
+	DropBehind int64
 
 	ioFault    ioFault // tests: rewrites io_uring completion results
 	clock      ioClock // tests: the budgets' time source (nil: wall clock)
@@ -127,6 +132,9 @@ type Engine struct {
 	bgStats  bgStats
 	tombSeq  atomic.Int64 // makes *.deleted names unique
 	bgCancel context.CancelFunc
+
+	// drops shares Options.DropBehind among the logs (syncer only).
+	drops dropActivity
 
 	kick chan struct{} // pokes the syncer (capacity 1)
 	stop chan struct{}
@@ -596,6 +604,15 @@ func (e *Engine) syncLogs(logs []*Log) {
 		t.l.endSync(t, errs[i])
 	}
 	e.stats.commits.Add(1)
+	if budget := e.opts.DropBehind; budget > 0 {
+		// After every waiter of this commit was released.
+		now := time.Now()
+		for i, t := range pending {
+			if errs[i] == nil {
+				t.l.dropBehind(t, e.drops.window(budget, now, t.l))
+			}
+		}
+	}
 }
 
 // SyncStats counts group-commit work since Open.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -141,6 +142,12 @@ type Log struct {
 	// generation.
 	rewrite  *Rewrite
 	cleanGen int32
+
+	// Drop-behind (dropbehind.go): the syncer's activity period in
+	// which it last synced this log (used only by the syncer), and
+	// whether a failed fadvise was logged.
+	dropEpoch     uint64
+	dropErrLogged atomic.Bool
 }
 
 // SetWriterEpoch records the leader epoch at which this node may append
@@ -373,6 +380,7 @@ func (l *Log) rollLocked() error {
 	}
 	seg := newSegment(l.leo, f, l.cfg.indexInterval())
 	seg.stale = stale
+	seg.dropOn = true
 	l.segs = append(l.segs, seg)
 	// Every segment before the new one is synced.
 	l.advanceDurableLocked(l.leo)
@@ -461,6 +469,7 @@ type syncTicket struct {
 	l       *Log
 	seg     *segment
 	target  int64
+	pos     int64  // seg's size when the sync began: the durable end in it
 	batches int64  // appended batches the sync covers (stats)
 	gen     uint64 // l.truncGen when the sync began
 }
@@ -477,7 +486,7 @@ func (l *Log) beginSync() (t syncTicket, ok bool) {
 	seg, batches := l.active(), l.unsynced
 	l.unsynced = 0
 	seg.closeMu.RLock()
-	return syncTicket{l: l, seg: seg, target: l.leo, batches: batches, gen: l.truncGen}, true
+	return syncTicket{l: l, seg: seg, target: l.leo, pos: seg.size, batches: batches, gen: l.truncGen}, true
 }
 
 // endSync unpins the segment and, if the sync succeeded, advances the

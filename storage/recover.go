@@ -280,6 +280,9 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	l.logStart = logStart
 	l.epochs.trimFront(logStart)
 	l.durable, l.hw = l.leo, l.leo
+	// Drop-behind leaves what was on disk before this process to the
+	// kernel and drops only what it appends (dropbehind.go).
+	l.active().dropOn, l.active().dropped = true, l.active().size
 	if cfg.Replicated {
 		// Nothing is known to be replicated until the replication layer
 		// says so (AdvanceHighWatermark), except what a clean close

@@ -70,6 +70,11 @@ type segment struct {
 	// holding its earlier life's bytes past size (recycle.go); 0 when
 	// the file ends at size.
 	stale int64
+	// dropOn marks a file this process writes (drop-behind may drop
+	// its pages, dropbehind.go); dropped is the position below which
+	// they were dropped.
+	dropOn  bool
+	dropped int64
 }
 
 func newSegment(base int64, f File, interval int64) *segment {

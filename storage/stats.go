@@ -23,6 +23,8 @@ type engineStats struct {
 	commits atomic.Int64 // group commits (one backend submission each)
 	// recycled counts new segments that reused a deleted segment's file.
 	recycled atomic.Int64
+	// dropped counts drop-behind fadvise calls (dropbehind.go).
+	dropped atomic.Int64
 }
 
 func (s *engineStats) synced(batches int64) {

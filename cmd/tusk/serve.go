@@ -87,6 +87,7 @@ func serve(cfg configs.Config) error {
 		DeleteRate:             cfg.Storage.DeleteRate,
 		BackgroundIORate:       cfg.Storage.BackgroundIORate,
 		RecycleSegments:        cfg.Storage.RecycleSegments,
+		DropBehind:             cfg.Storage.DropBehind,
 	})
 	if err != nil {
 		return err
