@@ -43,6 +43,14 @@ import (
 // dropBehindStep is the least a log drops at once.
 const dropBehindStep = 2 << 20
 
+// dropAlign aligns the ends of the ranges dropped inside a segment, so
+// that no page straddles two ranges (fadvise keeps a range's partial
+// pages, and would keep such a page forever).
+const dropAlign = 4096
+
+func alignDown(n int64) int64 { return n &^ (dropAlign - 1) }
+func alignUp(n int64) int64   { return alignDown(n + dropAlign - 1) }
+
 // dropActivityPeriod is how long a synced log counts as written for the
 // budget's share.
 const dropActivityPeriod = time.Second
@@ -105,7 +113,7 @@ func (l *Log) dropBehind(t syncTicket, window int64) {
 	for _, r := range ranges {
 		if d, ok := r.seg.f.(cacheDropper); ok {
 			if err := d.dropCache(r.off, r.end-r.off); err != nil && !l.dropErrLogged.Swap(true) {
-				l.logger.Warn().Err(err).Str("tp", l.tp.String()).Int64("segment", r.seg.base).Msg("drop-behind: fadvise failed (advice only; logged once per log)")
+				l.logger.Warn().Err(err).Int64("segment", r.seg.base).Msg("drop-behind: fadvise failed (advice only; logged once per log)")
 			}
 		}
 		r.seg.closeMu.RUnlock()
@@ -135,7 +143,7 @@ func (l *Log) planDropLocked(t syncTicket, window int64) []dropRange {
 	j, cut, left := i, min(t.pos, t.seg.size), window
 	for {
 		if cut >= left {
-			cut -= left
+			cut = alignDown(cut - left)
 			break
 		}
 		left -= cut
@@ -159,7 +167,7 @@ func (l *Log) planDropLocked(t syncTicket, window int64) []dropRange {
 			break
 		}
 		if s.dropped > s.size {
-			s.dropped = s.size // truncated below it (TruncateTo)
+			s.dropped = alignDown(s.size) // truncated below it (TruncateTo)
 		}
 		if s.dropped >= end {
 			if k < j {

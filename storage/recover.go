@@ -282,7 +282,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	l.durable, l.hw = l.leo, l.leo
 	// Drop-behind leaves what was on disk before this process to the
 	// kernel and drops only what it appends (dropbehind.go).
-	l.active().dropOn, l.active().dropped = true, l.active().size
+	l.active().dropOn, l.active().dropped = true, alignUp(l.active().size)
 	if cfg.Replicated {
 		// Nothing is known to be replicated until the replication layer
 		// says so (AdvanceHighWatermark), except what a clean close
