@@ -357,3 +357,31 @@ func TestDropBehindBudgetShared(t *testing.T) {
 		t.Fatalf("window after idle periods %d, want %d", w, 64<<20)
 	}
 }
+
+// TestSegmentFilesDropCache: the files of segments an engine on disk
+// opens (through whatever wrapping the I/O backend or a descriptor pool
+// adds) can drop their pages; a wrapper without dropCache would turn
+// drop-behind off silently.
+func TestSegmentFilesDropCache(t *testing.T) { forEachIO(t, testSegmentFilesDropCache) }
+
+func testSegmentFilesDropCache(t *testing.T, env ioEnv) {
+	if !env.disk {
+		t.Skip("CrashFS has no page cache")
+	}
+	fsys := env.newFS(t)
+	e := openDropEngine(t, fsys, FsyncAlways, 1<<20, zerolog.Nop())
+	defer e.Close()
+	l := openLog(t, e, dropCfg)
+	appendDurable(t, l, appended{}, 16, 1) // a roll: a new segment's file too
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		d, ok := s.f.(cacheDropper)
+		if !ok {
+			t.Fatalf("segment %d: file %T has no dropCache (dropbehind.go)", s.base, s.f)
+		}
+		if err := d.dropCache(0, s.size); err != nil {
+			t.Fatalf("segment %d: dropCache: %v", s.base, err)
+		}
+	}
+}
