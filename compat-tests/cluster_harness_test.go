@@ -331,12 +331,17 @@ func (c *cluster) stopNodes(ids []int32) []error {
 				errs = append(errs, fmt.Errorf("%s exit after SIGTERM: %v (want exit code 0)", n.label(), n.waitErr))
 			}
 		case <-deadline:
+			// SIGQUIT to every node left (goroutine dumps), then
+			// collect each.
+			var stuck []*node
 			for _, m := range ns {
 				if !m.exited() {
-					_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-					<-m.done
-					errs = append(errs, fmt.Errorf("%s did not stop within %v of SIGTERM; killed", m.label(), stopTimeout))
+					m.sendQuit()
+					stuck = append(stuck, m)
 				}
+			}
+			for _, m := range stuck {
+				errs = append(errs, fmt.Errorf("%s did not stop within %v of SIGTERM; %s", m.label(), stopTimeout, m.collectDump()))
 			}
 			return errs
 		}

@@ -2,9 +2,13 @@ package compat
 
 import (
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestRaceReportScan checks the harness's race report scan on a log laid
@@ -48,5 +52,86 @@ func TestRaceReportScan(t *testing.T) {
 	}
 	if _, _, err := raceReports(filepath.Join(t.TempDir(), "missing.log")); err == nil {
 		t.Fatal("raceReports of a missing log: no error")
+	}
+}
+
+// hangHelperEnv makes the test binary, started by TestForcedStopDump,
+// run hangHelper instead of the tests.
+const hangHelperEnv = "TUSK_HARNESS_HANG_HELPER"
+
+// hangHelper stands for a node whose shutdown hangs: it ignores SIGTERM,
+// says it is ready on stdout and blocks in a function the dump names.
+func hangHelper() {
+	signal.Ignore(syscall.SIGTERM)
+	os.Stdout.WriteString("hang helper ready\n")
+	blockedInShutdownForTest(make(chan struct{}))
+}
+
+func blockedInShutdownForTest(never chan struct{}) {
+	<-never
+}
+
+// TestForcedStopDump checks the harness's stop of a process that ignores
+// SIGTERM: after stopTimeout it sends SIGQUIT, and the error holds the Go
+// goroutine dump, naming the blocked function. It needs no tusk binary
+// (the test binary itself is the hanging process).
+func TestForcedStopDump(t *testing.T) {
+	logPath := filepath.Join(t.TempDir(), "tusk.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), hangHelperEnv+"=1")
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	n := &node{Name: "hanger", LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	n.quitAt.Store(-1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		n.waitErr = cmd.Wait()
+		logf.Close()
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		if !n.exited() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-n.done
+		}
+	})
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if strings.Contains(string(b), "hang helper ready") {
+			break
+		}
+		if n.exited() || time.Now().After(deadline) {
+			t.Fatalf("hang helper not ready (exited %v: %v); log:\n%s", n.exited(), n.waitErr, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	err = n.stopQuietly()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("stopQuietly of a process that ignores SIGTERM: no error")
+	}
+	msg := err.Error()
+	for _, want := range []string{"hanger did not stop within 10s of SIGTERM", "SIGQUIT sent;", "goroutine ", "blockedInShutdownForTest", "end of hanger goroutine dump"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("stop error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "hang helper ready") {
+		t.Errorf("the dump includes the log written before SIGQUIT:\n%s", msg)
+	}
+	if !n.exited() {
+		t.Error("the process still runs after the forced stop")
+	}
+	if took > stopTimeout+quitTimeout {
+		t.Errorf("forced stop took %v, want at most %v", took, stopTimeout+quitTimeout)
 	}
 }

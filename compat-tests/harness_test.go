@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"text/tabwriter"
@@ -25,6 +27,13 @@ import (
 const (
 	readyTimeout = 30 * time.Second
 	stopTimeout  = 10 * time.Second
+	// quitTimeout is how long a node that outlived stopTimeout after
+	// SIGTERM has to write its goroutine dump after SIGQUIT before it is
+	// killed (forceStop).
+	quitTimeout = 10 * time.Second
+	// maxDump caps the goroutine dump a forced stop puts in the test's
+	// output.
+	maxDump = 4 << 20
 )
 
 var (
@@ -39,6 +48,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hangHelperEnv) == "1" {
+		hangHelper() // TestForcedStopDump's stand-in for a node that ignores SIGTERM
+	}
 	code := m.Run()
 	printReportCard()
 	if binDir != "" {
@@ -292,6 +304,10 @@ type node struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
+	// quitAt is the log's size when forceStop sent SIGQUIT (-1: never):
+	// the log printed at a failure stops there, as the goroutine dump
+	// after it is in the stop's error.
+	quitAt atomic.Int64
 }
 
 // startTusk launches `tusk serve` and waits until its ready file appears.
@@ -357,6 +373,7 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	// process groups, would live on as orphans.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	n := &node{Name: o.name, DataDir: o.dataDir, listenHost: o.host, LogPath: logPath, readyPath: ready, opts: opts, cmd: cmd, done: make(chan struct{})}
+	n.quitAt.Store(-1)
 	label := o.name
 	if label == "" {
 		label = "tusk"
@@ -364,6 +381,9 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
+			if q := n.quitAt.Load(); q >= 0 && q <= int64(len(b)) {
+				b = append(b[:q:q], "...[goroutine dump after SIGQUIT: in the stop's error]\n"...)
+			}
 			if len(b) > o.logTail {
 				b = append([]byte("...[truncated]...\n"), b[len(b)-o.logTail:]...)
 			}
@@ -448,11 +468,64 @@ func (n *node) stopQuietly() error {
 			return fmt.Errorf("%s exited uncleanly on cleanup SIGTERM: %v", n.label(), n.waitErr)
 		}
 	case <-time.After(stopTimeout):
-		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.done
-		return fmt.Errorf("%s did not stop within %v of SIGTERM; killed", n.label(), stopTimeout)
+		n.sendQuit()
+		return fmt.Errorf("%s did not stop within %v of SIGTERM; %s", n.label(), stopTimeout, n.collectDump())
 	}
 	return nil
+}
+
+// sendQuit is the start of a forced stop of a node that outlived
+// stopTimeout after SIGTERM: SIGQUIT (to its process group, as the
+// command may run behind a prefix) makes the Go runtime write every
+// goroutine's stack to the node's stderr, its log, and exit with code 2.
+// collectDump waits for that and returns it.
+func (n *node) sendQuit() {
+	from := int64(0)
+	if fi, err := os.Stat(n.LogPath); err == nil {
+		from = fi.Size()
+	}
+	n.quitAt.Store(from)
+	_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGQUIT)
+}
+
+// collectDump waits up to quitTimeout for the node to exit after
+// sendQuit (SIGKILL then) and returns what it wrote to its log after
+// SIGQUIT: the goroutine dump that shows what held the shutdown.
+func (n *node) collectDump() string {
+	killed := ""
+	select {
+	case <-n.done:
+	case <-time.After(quitTimeout):
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		<-n.done
+		killed = fmt.Sprintf(" (still running %v after SIGQUIT: killed)", quitTimeout)
+	}
+	b, err := readLogFrom(n.LogPath, n.quitAt.Load())
+	if err != nil {
+		return fmt.Sprintf("SIGQUIT sent%s; its goroutine dump is lost: %v", killed, err)
+	}
+	return fmt.Sprintf("SIGQUIT sent%s; goroutine dump from %s:\n%s\n---- end of %s goroutine dump ----", killed, n.LogPath, b, n.label())
+}
+
+// readLogFrom reads a log from offset from on, at most maxDump bytes
+// (the end is cut off past that).
+func readLogFrom(path string, from int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxDump+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxDump {
+		b = append(b[:maxDump:maxDump], "\n...[dump cut at 4 MiB]..."...)
+	}
+	return b, nil
 }
 
 func (n *node) exited() bool {
@@ -474,9 +547,8 @@ func (n *node) Stop(t *testing.T) {
 	select {
 	case <-n.done:
 	case <-time.After(stopTimeout):
-		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.done
-		t.Fatalf("tusk did not stop within %v of SIGTERM", stopTimeout)
+		n.sendQuit()
+		t.Fatalf("tusk did not stop within %v of SIGTERM; %s", stopTimeout, n.collectDump())
 	}
 	if n.waitErr != nil {
 		t.Fatalf("tusk exit after SIGTERM: %v (want exit code 0)", n.waitErr)
