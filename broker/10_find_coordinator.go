@@ -77,7 +77,9 @@ func (b *Broker) coordinatorFailingOver(req *kmsg.FindCoordinatorRequest) bool {
 // fails a transaction's produce when the coordinator lookup of its
 // AddPartitionsToTxn gets it (docs/transactions.md, "Coordinator
 // hosting"). A failover normally ends well within the bound; past it the
-// lookup is answered as things stand.
+// lookup is answered as things stand. The wait also ends when Close
+// begins: a request in flight holds the shutdown until it is answered,
+// and a failover needs this node's peers, which may be stopping too.
 func (b *Broker) waitCoordinatorFailovers(ctx context.Context, req *kmsg.FindCoordinatorRequest) {
 	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.Lease.Timeout)
 	defer cancel()
@@ -89,6 +91,8 @@ func (b *Broker) waitCoordinatorFailovers(ctx context.Context, req *kmsg.FindCoo
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			return
+		case <-b.shutdown:
 			return
 		}
 	}

@@ -323,10 +323,12 @@ func (c *cluster) stopNodes(ids []int32) []error {
 		}
 	}
 	var errs []error
+	sent := time.Now()
 	deadline := time.After(stopTimeout)
 	for _, n := range ns {
 		select {
 		case <-n.done:
+			c.t.Logf("measure: %s stopped %v after SIGTERM", n.label(), n.exitedAt.Sub(sent).Round(time.Millisecond))
 			if n.waitErr != nil {
 				errs = append(errs, fmt.Errorf("%s exit after SIGTERM: %v (want exit code 0)", n.label(), n.waitErr))
 			}

@@ -304,6 +304,9 @@ type node struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	waitErr error
+	// exitedAt is when the process was seen to exit (set before done
+	// is closed).
+	exitedAt time.Time
 	// quitAt is the log's size when forceStop sent SIGQUIT (-1: never):
 	// the log printed at a failure stops there, as the goroutine dump
 	// after it is in the stop's error.
@@ -397,6 +400,7 @@ func launchTusk(t *testing.T, opts ...startOpt) (*node, error) {
 	}
 	go func() {
 		n.waitErr = cmd.Wait()
+		n.exitedAt = time.Now()
 		logf.Close()
 		close(n.done)
 	}()
