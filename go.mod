@@ -7,6 +7,8 @@ require (
 	// Drives headless Chromium in compat-tests/console_test.go (the web console's browser test).
 	github.com/chromedp/chromedp v0.23.1
 	github.com/hashicorp/go-hclog v1.6.2 // raft's logger interface, bridged to zerolog
+	// raft's wire codec: metadata/raft_peer.go reads each RPC's header with it.
+	github.com/hashicorp/go-msgpack/v2 v2.1.2
 	// Metadata consensus (docs/architecture.md). raft v1.7.3: v1.8.0 breaks raft-boltdb/v2 v2.3.1.
 	github.com/hashicorp/raft v1.7.3
 	github.com/hashicorp/raft-boltdb/v2 v2.3.1 // Raft log and stable store
@@ -42,7 +44,6 @@ require (
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/hashicorp/go-immutable-radix v1.0.0 // indirect
 	github.com/hashicorp/go-metrics v0.5.4 // indirect
-	github.com/hashicorp/go-msgpack/v2 v2.1.2 // indirect
 	github.com/hashicorp/go-uuid v1.0.3 // indirect
 	github.com/hashicorp/golang-lru v0.5.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect

@@ -245,7 +245,7 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 	case opts.Bind == "":
 		_, s.trans = raft.NewInmemTransport(raft.ServerAddress("inmem-" + strconv.Itoa(int(opts.NodeID))))
 	case opts.TLS != nil && opts.TLS.HasCA():
-		stream, err := newTLSStreamLayer(opts.Bind, opts.TLS, nodeAt.lookup)
+		stream, err := newTLSStreamLayer(opts.Bind, opts.TLS, nodeAt.lookup, opts.Logger)
 		if err != nil {
 			s.closeStores()
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/rs/zerolog"
 
 	"github.com/tuskdb/tusk/tlsutil"
 )
@@ -18,9 +19,11 @@ import (
 // An accepted connection must present a certificate that chains to the CA
 // and names a node (URI SAN tusk://node/<id>); a dialled one must be the
 // node the Raft configuration lists at that address (its server ID), or
-// any node for an address the configuration does not list yet. The
-// handshake of an accepted connection runs on raft's connection goroutine
-// (at its first read), so a silent peer holds up no other.
+// any node for an address the configuration does not list yet. Every RPC
+// on an accepted connection must claim the server ID of the node its
+// certificate names (peerConn). The handshake of an accepted connection
+// runs on raft's connection goroutine (at its first read), so a silent
+// peer holds up no other.
 type tlsStreamLayer struct {
 	ln  net.Listener
 	adv net.Addr
@@ -28,11 +31,12 @@ type tlsStreamLayer struct {
 	// nodeAt names the server ID the Raft configuration gives an
 	// address (false: not listed).
 	nodeAt func(raft.ServerAddress) (int32, bool)
+	log    zerolog.Logger
 }
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
 
-func newTLSStreamLayer(bind string, r *tlsutil.Reloader, nodeAt func(raft.ServerAddress) (int32, bool)) (*tlsStreamLayer, error) {
+func newTLSStreamLayer(bind string, r *tlsutil.Reloader, nodeAt func(raft.ServerAddress) (int32, bool), log zerolog.Logger) (*tlsStreamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("metadata: raft listen %s: %w", bind, err)
@@ -42,7 +46,7 @@ func newTLSStreamLayer(bind string, r *tlsutil.Reloader, nodeAt func(raft.Server
 		ln.Close()
 		return nil, fmt.Errorf("metadata: raft listen %s: not an advertisable address", bind)
 	}
-	return &tlsStreamLayer{ln: ln, adv: adv, tls: r, nodeAt: nodeAt}, nil
+	return &tlsStreamLayer{ln: ln, adv: adv, tls: r, nodeAt: nodeAt, log: log}, nil
 }
 
 func (l *tlsStreamLayer) Accept() (net.Conn, error) {
@@ -50,7 +54,7 @@ func (l *tlsStreamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tls.Server(nc, l.tls.NodeServerConfig()), nil
+	return newPeerConn(tls.Server(nc, l.tls.NodeServerConfig()), l.log), nil
 }
 
 func (l *tlsStreamLayer) Close() error   { return l.ln.Close() }
