@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"unicode/utf8"
 )
 
@@ -38,8 +39,10 @@ func ParsePlain(msg []byte) (PlainMessage, error) {
 // CheckPlain authenticates a PLAIN message against the user's SCRAM
 // credentials: the strongest mechanism the user has a credential for
 // decides (no password-equivalent is stored for PLAIN). It returns the
-// user name.
-func CheckPlain(msg []byte, lookup CredentialLookup) (string, error) {
+// user name. The PBKDF2 it costs runs under gate (nil: unbounded),
+// waiting for a turn until ctx ends; that error does not wrap
+// ErrAuthentication.
+func CheckPlain(ctx context.Context, msg []byte, lookup CredentialLookup, gate *HashGate) (string, error) {
 	m, err := ParsePlain(msg)
 	if err != nil {
 		return "", err
@@ -49,7 +52,11 @@ func CheckPlain(msg []byte, lookup CredentialLookup) (string, error) {
 		if !ok {
 			continue
 		}
-		if !cred.VerifyPassword(mech, m.Password) {
+		var match bool
+		if err := gate.Do(ctx, func() { match = cred.VerifyPassword(mech, m.Password) }); err != nil {
+			return "", err
+		}
+		if !match {
 			return "", fail("invalid credentials")
 		}
 		return m.User, nil
@@ -57,6 +64,8 @@ func CheckPlain(msg []byte, lookup CredentialLookup) (string, error) {
 	// An unknown user costs the same PBKDF2 as a wrong password, so
 	// that the answer's timing does not tell which users exist.
 	dummy := ScramCredential{Salt: []byte("tusk-unknown-user"), Iterations: MinScramIterations}
-	dummy.VerifyPassword(MechanismScramSHA512, m.Password)
+	if err := gate.Do(ctx, func() { dummy.VerifyPassword(MechanismScramSHA512, m.Password) }); err != nil {
+		return "", err
+	}
 	return "", fail("invalid credentials")
 }

@@ -275,7 +275,7 @@ func TestScramAgainstFranzGo(t *testing.T) {
 		}
 		pm := plain.Auth{User: tc.user, Pass: tc.pass}.AsMechanism()
 		err := clientExchange(t, pm, func(msg []byte) ([]byte, bool, error) {
-			_, err := CheckPlain(msg, lookup)
+			_, err := CheckPlain(context.Background(), msg, lookup, nil)
 			return nil, true, err
 		})
 		if (err == nil) != tc.ok {
@@ -307,7 +307,7 @@ func TestPlain(t *testing.T) {
 		{"\x00x\x00pw", ""},
 		{"", ""},
 	} {
-		user, err := CheckPlain([]byte(tc.msg), lookup)
+		user, err := CheckPlain(context.Background(), []byte(tc.msg), lookup, nil)
 		if user != tc.user || (err == nil) != (tc.user != "") {
 			t.Errorf("%q: user %q, %v", tc.msg, user, err)
 		}

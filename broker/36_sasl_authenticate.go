@@ -2,9 +2,11 @@ package broker
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -72,6 +74,13 @@ func (b *Broker) handleSASLAuthenticate(rc *request) (kmsg.Response, func() kmsg
 	}
 	mech := c.sasl.mech
 	out, done, user, err := b.saslExchange(c, req.SASLAuthBytes)
+	if errors.Is(err, errHashWait) {
+		c.log.Info().Err(err).Str("mechanism", mech).Str("user", user).Msg("closing connection: no turn to hash the password before the authentication deadline")
+		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+		resp.ErrorMessage = kmsg.StringPtr("Authentication timed out waiting to verify the password")
+		c.closeAfter = true
+		return resp, nil
+	}
 	if err != nil {
 		return b.saslFailed(c, mech, user, err)
 	}
@@ -90,7 +99,15 @@ func (b *Broker) saslExchange(c *conn, msg []byte) (out []byte, done bool, user 
 	mech := c.sasl.mech
 	lookup := b.credentialLookup()
 	if mech == auth.MechanismPlain {
-		user, err = auth.CheckPlain(msg, lookup)
+		ctx, cancel := c.hashContext()
+		user, err = auth.CheckPlain(ctx, msg, lookup, b.hashes)
+		cancel()
+		if err != nil && !errors.Is(err, auth.ErrAuthentication) {
+			// No turn to hash before the deadline: not the client's
+			// failure, so it is not counted against its address.
+			c.sasl.mech, c.sasl.scram, c.sasl.raw = "", nil, false
+			return nil, false, "", fmt.Errorf("%w: %w", errHashWait, err)
+		}
 	} else {
 		if c.sasl.scram == nil {
 			s, err := auth.NewScramServer(mech, lookup, newScramNonce())
@@ -123,6 +140,31 @@ func (b *Broker) saslExchange(c *conn, msg []byte) (out []byte, done bool, user 
 		c.log.Debug().Str("principal", p.String()).Str("mechanism", mech).Msg("authenticated")
 	}
 	return out, true, user, nil
+}
+
+// errHashWait: the login's password hash did not get a turn
+// (sasl.max-concurrent-hashes) before the connection's authentication
+// deadline or the broker's shutdown.
+var errHashWait = errors.New("broker: waiting to hash the password")
+
+// hashContext bounds how long a login of this connection waits for a
+// turn to hash its password: until its authentication deadline (see
+// authDeadline; saslAuthTimeout from now for a re-authentication), or
+// until the broker shuts down. Read goroutine only.
+func (c *conn) hashContext() (context.Context, context.CancelFunc) {
+	deadline := c.authBy
+	if c.authed.Load() || deadline.IsZero() {
+		deadline = time.Now().Add(c.b.authTimeout())
+	}
+	ctx, cancel := context.WithDeadline(c.b.ctx, deadline)
+	go func() {
+		select {
+		case <-c.b.shutdown:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // errReauthChanged: a re-authentication named another user or mechanism.
@@ -180,6 +222,10 @@ func (c *conn) readRawSASL(br *bufio.Reader) bool {
 	start := time.Now()
 	mech := c.sasl.mech
 	out, _, user, err := c.b.saslExchange(c, tok)
+	if errors.Is(err, errHashWait) {
+		c.log.Info().Err(err).Str("mechanism", mech).Str("user", user).Msg("closing connection: no turn to hash the password before the authentication deadline")
+		return false
+	}
 	if err != nil {
 		t := time.NewTimer(c.b.saslFailure(c, mech, user, err))
 		defer t.Stop()
@@ -209,10 +255,8 @@ func (c *conn) authDeadline() func() {
 	if !c.listener.sasl() {
 		return nil
 	}
-	d := saslAuthTimeout
-	if v := c.b.saslAuthTimeout.Load(); v > 0 {
-		d = time.Duration(v)
-	}
+	d := c.b.authTimeout()
+	c.authBy = time.Now().Add(d)
 	t := time.AfterFunc(d, func() {
 		if !c.authed.Load() {
 			c.log.Info().Dur("timeout", d).Msg("closing connection: not authenticated in time")
@@ -220,6 +264,14 @@ func (c *conn) authDeadline() func() {
 		}
 	})
 	return func() { t.Stop() }
+}
+
+// authTimeout is how long a SASL connection has to authenticate.
+func (b *Broker) authTimeout() time.Duration {
+	if v := b.saslAuthTimeout.Load(); v > 0 {
+		return time.Duration(v)
+	}
+	return saslAuthTimeout
 }
 
 // credentialLookup reads SCRAM credentials from the metadata.

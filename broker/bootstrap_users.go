@@ -63,8 +63,9 @@ func readBootstrapUsers(path string) ([]bootstrapUser, error) {
 	return out, nil
 }
 
-// bootstrapCommand computes the users' credentials with fresh salts.
-func bootstrapCommand(users []bootstrapUser) (metadata.BootstrapUsers, error) {
+// bootstrapCommand computes the users' credentials with fresh salts, each
+// PBKDF2 under gate (sasl.max-concurrent-hashes) until ctx ends.
+func bootstrapCommand(ctx context.Context, users []bootstrapUser, gate *auth.HashGate) (metadata.BootstrapUsers, error) {
 	var cmd metadata.BootstrapUsers
 	for _, u := range users {
 		for _, mech := range auth.ScramMechanisms() {
@@ -72,7 +73,13 @@ func bootstrapCommand(users []bootstrapUser) (metadata.BootstrapUsers, error) {
 			if _, err := rand.Read(salt); err != nil {
 				return cmd, fmt.Errorf("broker: bootstrap users: salt: %w", err)
 			}
-			c, err := auth.NewScramCredential(mech, u.password, salt, bootstrapIterations)
+			var (
+				c   auth.ScramCredential
+				err error
+			)
+			if werr := gate.Do(ctx, func() { c, err = auth.NewScramCredential(mech, u.password, salt, bootstrapIterations) }); werr != nil {
+				return cmd, fmt.Errorf("broker: bootstrap users: %w", werr)
+			}
 			if err != nil {
 				return cmd, fmt.Errorf("broker: bootstrap users: %w", err)
 			}
@@ -93,7 +100,7 @@ func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser)
 				b.log.Info().Msg("bootstrap users: the cluster applied them before; the file is ignored")
 				return nil
 			}
-			cmd, err := bootstrapCommand(users)
+			cmd, err := bootstrapCommand(ctx, users, b.hashes)
 			if err != nil {
 				return err
 			}

@@ -79,6 +79,9 @@ type Broker struct {
 	// (36_sasl_authenticate.go).
 	saslMechs    []string
 	authFailures authFailures
+	// hashes bounds the PBKDF2 hashes running at once
+	// (sasl.max-concurrent-hashes): PLAIN logins and bootstrap users.
+	hashes *auth.HashGate
 	// saslAuthTimeout, when set (tests), replaces the time a SASL
 	// connection has to authenticate (36_sasl_authenticate.go).
 	saslAuthTimeout atomic.Int64
@@ -186,6 +189,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.saslMechs = mechs
+	b.hashes = auth.NewHashGate(cfg.SASL.HashConcurrency())
 	if f := cfg.SASL.BootstrapUsersFile; f != "" {
 		if b.bootUsers, err = readBootstrapUsers(f); err != nil {
 			return nil, err

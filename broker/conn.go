@@ -63,6 +63,9 @@ type conn struct {
 	// authed is set once a SASL_* connection authenticated (the other
 	// protocols count as authenticated from the start).
 	authed atomic.Bool
+	// authBy is when a SASL_* connection that has not authenticated is
+	// closed (authDeadline); only the read goroutine touches it.
+	authBy time.Time
 	// closeAfter makes the read loop stop after the request being
 	// dispatched (a failed authentication); only the read goroutine
 	// touches it. Responses already queued are still written.

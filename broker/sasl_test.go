@@ -542,3 +542,119 @@ func TestSASLAuthTimeout(t *testing.T) {
 	md.Version = 9
 	authed.roundTrip(md, kmsg.NewPtrMetadataResponse())
 }
+
+// TestSASLHashCap: with sasl.max-concurrent-hashes 1, concurrent PLAIN
+// logins (right and wrong passwords, an unknown user) against credentials
+// of the maximum iteration count never run more than one PBKDF2 at a
+// time, and each gets its right answer. A login that gets no turn before
+// its connection's authentication deadline ends without authenticating
+// and is not counted as a failure of its address.
+func TestSASLHashCap(t *testing.T) {
+	b := startSASLBroker(t, func(c *configs.Config) { c.SASL.MaxConcurrentHashes = 1 })
+	var ups []metadata.ScramUpsert
+	for _, mech := range auth.ScramMechanisms() {
+		c, err := auth.NewScramCredential(mech, "pw", []byte("salt-alice"), auth.MaxScramIterations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ups = append(ups, metadata.ScramUpsert{User: "alice", Mechanism: mech, Credential: metadata.ScramCredential(c)})
+	}
+	if err := b.store.Apply(context.Background(), metadata.AlterScramCredentials{Upserts: ups}); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 8
+	type result struct {
+		i    int
+		code int16
+		err  error
+	}
+	msg := func(i int) []byte {
+		switch i % 4 {
+		case 1:
+			return []byte("\x00alice\x00wrong")
+		case 3:
+			return []byte("\x00nobody\x00pw")
+		}
+		return []byte("\x00alice\x00pw")
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		r := dialRaw(t, b.addr)
+		go func() {
+			res := result{i: i}
+			defer func() { results <- res }()
+			hs := kmsg.NewPtrSASLHandshakeRequest()
+			hs.Version, hs.Mechanism = 1, auth.MechanismPlain
+			hsResp := kmsg.NewPtrSASLHandshakeResponse()
+			if res.err = r.send(hs); res.err != nil {
+				return
+			}
+			if res.err = r.recv(hs, hsResp); res.err != nil || hsResp.ErrorCode != 0 {
+				res.err = fmt.Errorf("handshake: %v, error %d", res.err, hsResp.ErrorCode)
+				return
+			}
+			req := kmsg.NewPtrSASLAuthenticateRequest()
+			req.Version, req.SASLAuthBytes = 2, msg(i)
+			resp := kmsg.NewPtrSASLAuthenticateResponse()
+			if res.err = r.send(req); res.err != nil {
+				return
+			}
+			res.err = r.recv(req, resp)
+			res.code = resp.ErrorCode
+		}()
+	}
+	for range n {
+		res := <-results
+		want := int16(0)
+		if res.i%2 == 1 {
+			want = kerr.SaslAuthenticationFailed.Code
+		}
+		if res.err != nil || res.code != want {
+			t.Errorf("login %d (%q): error code %d, %v; want %d", res.i, msg(res.i), res.code, res.err, want)
+		}
+	}
+	if got := b.hashes.Peak(); got != 1 {
+		t.Errorf("at most %d password hashes ran at once, want 1", got)
+	}
+
+	// The one turn is taken: a login waits for it only until its
+	// connection's authentication deadline.
+	b.authFailures.mu.Lock()
+	failuresBefore := b.authFailures.hosts["127.0.0.1"].n
+	b.authFailures.mu.Unlock()
+	b.saslAuthTimeout.Store(int64(300 * time.Millisecond))
+	hold, held := make(chan struct{}), make(chan struct{})
+	go b.hashes.Do(context.Background(), func() { close(held); <-hold }) //nolint:errcheck // a background context never ends
+	<-held
+	r := dialRaw(t, b.addr)
+	if hs := r.handshake(auth.MechanismPlain); hs.ErrorCode != 0 {
+		t.Fatalf("handshake: error %d", hs.ErrorCode)
+	}
+	req := kmsg.NewPtrSASLAuthenticateRequest()
+	req.Version, req.SASLAuthBytes = 2, []byte("\x00alice\x00pw")
+	if err := r.send(req); err != nil {
+		t.Fatal(err)
+	}
+	// Either answer is right: the refusal, or the connection closed
+	// by its deadline before the refusal went out.
+	resp := kmsg.NewPtrSASLAuthenticateResponse()
+	if err := r.recv(req, resp); err == nil && resp.ErrorCode != kerr.SaslAuthenticationFailed.Code {
+		t.Fatalf("login without a turn to hash: error %d, want SASL_AUTHENTICATION_FAILED", resp.ErrorCode)
+	} else if err != nil && !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("login without a turn to hash: %v", err)
+	}
+	if !r.closed() {
+		t.Fatal("login without a turn to hash: connection not closed")
+	}
+	close(hold)
+	b.authFailures.mu.Lock()
+	failuresAfter := b.authFailures.hosts["127.0.0.1"].n
+	b.authFailures.mu.Unlock()
+	if failuresAfter != failuresBefore {
+		t.Errorf("failures counted for 127.0.0.1: %d, before the login without a turn %d", failuresAfter, failuresBefore)
+	}
+	if got := b.hashes.Peak(); got != 1 {
+		t.Errorf("at most %d password hashes ran at once, want 1", got)
+	}
+}

@@ -78,6 +78,9 @@ type SASLConfig struct {
 	// MaxReauth is the session lifetime of an authenticated connection
 	// (connections.max.reauth.ms, KIP-368); 0: unlimited.
 	MaxReauth time.Duration `mapstructure:"max-reauth"`
+	// MaxConcurrentHashes bounds the PBKDF2 hashes running at once
+	// (HashConcurrency); 0: GOMAXPROCS.
+	MaxConcurrentHashes int `mapstructure:"max-concurrent-hashes"`
 }
 
 // MetricsConfig shapes /metrics.
@@ -350,6 +353,7 @@ func Options() []Option {
 		{"sasl.bootstrap-users-file", "", "file of name:password lines whose SCRAM credentials are created once, when the cluster has never had them applied"},
 		{"sasl.failed-auth-delay", 100 * time.Millisecond, "delay before answering a failed authentication (connection.failed.authentication.delay.ms); repeated failures from one address wait longer"},
 		{"sasl.max-reauth", time.Duration(0), "session lifetime of a SASL-authenticated connection, after which the client must re-authenticate (connections.max.reauth.ms, KIP-368); 0: unlimited"},
+		{"sasl.max-concurrent-hashes", 0, "PBKDF2 password hashes (PLAIN logins against SCRAM credentials, bootstrap users) this node runs at once; more wait, within the connection's authentication deadline; 0: GOMAXPROCS"},
 		{"authorizer", false, "enforce ACLs on every request (authorizer.class.name); requires TLS unless the internal and Raft listeners bind loopback"},
 		{"super-users", "", "principals allowed everything, e.g. 'User:admin;User:ops' (super.users)"},
 		{"allow-everyone-if-no-acl-found", false, "allow access to a resource no ACL matches (allow.everyone.if.no.acl.found)"},

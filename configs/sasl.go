@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 )
 
@@ -39,6 +40,15 @@ func (c SASLConfig) MechanismList() ([]string, error) {
 	return out, nil
 }
 
+// HashConcurrency is how many PBKDF2 password hashes may run at once
+// (sasl.max-concurrent-hashes; 0: GOMAXPROCS, as each keeps a core busy).
+func (c SASLConfig) HashConcurrency() int {
+	if c.MaxConcurrentHashes > 0 {
+		return c.MaxConcurrentHashes
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
 // validateSASL checks the SASL settings.
 func (c Config) validateSASL() []error {
 	var errs []error
@@ -47,6 +57,9 @@ func (c Config) validateSASL() []error {
 	}
 	if c.SASL.FailedAuthDelay < 0 {
 		errs = append(errs, fmt.Errorf("sasl.failed-auth-delay %v must not be negative", c.SASL.FailedAuthDelay))
+	}
+	if c.SASL.MaxConcurrentHashes < 0 {
+		errs = append(errs, fmt.Errorf("sasl.max-concurrent-hashes %d must not be negative", c.SASL.MaxConcurrentHashes))
 	}
 	if c.SASL.MaxReauth < 0 {
 		errs = append(errs, fmt.Errorf("sasl.max-reauth %v must not be negative", c.SASL.MaxReauth))
