@@ -37,8 +37,10 @@ import (
 // has no syncer and drops nothing (dirty pages cannot be dropped anyway).
 //
 // The advice is advice: an error is logged (once per log) and the log goes
-// on. The fadvise runs on the syncer goroutine after the commit has woken
-// its waiters, never on a connection's append path.
+// on. The fadvise calls run on a goroutine of their own (dropLoop), fed
+// by the syncer after each commit has woken its waiters: never on a
+// connection's append path, and the next group commit does not wait for
+// them.
 
 // dropBehindStep is the least a log drops at once.
 const dropBehindStep = 2 << 20
@@ -68,6 +70,39 @@ func (o osFile) dropCache(off, n int64) error {
 
 func (f *uringFile) dropCache(off, n int64) error {
 	return unix.Fadvise(f.fd(), off, n, unix.FADV_DONTNEED)
+}
+
+// dropQueueLen bounds the syncs waiting for the dropper. When it is full
+// a sync's job is skipped: nothing is lost, the log's next sync plans
+// from its newer durable end and covers the skipped bytes too.
+const dropQueueLen = 1024
+
+// dropJob is one successful sync's drop-behind work.
+type dropJob struct {
+	t      syncTicket
+	window int64
+}
+
+// queueDrop hands j to the dropper without waiting (syncer only).
+func (e *Engine) queueDrop(j dropJob) {
+	select {
+	case e.dropq <- j:
+	default:
+	}
+}
+
+// dropLoop is the dropper: it runs the fadvise calls off the syncer, so
+// that the next group commit does not wait for them.
+func (e *Engine) dropLoop() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case j := <-e.dropq:
+			j.t.l.dropBehind(j.t, j.window)
+		}
+	}
 }
 
 // dropRange is a span of one segment file to drop, its segment pinned

@@ -133,8 +133,10 @@ type Engine struct {
 	tombSeq  atomic.Int64 // makes *.deleted names unique
 	bgCancel context.CancelFunc
 
-	// drops shares Options.DropBehind among the logs (syncer only).
+	// drops shares Options.DropBehind among the logs (syncer only);
+	// dropq feeds the dropper goroutine (nil: drop-behind off).
 	drops dropActivity
+	dropq chan dropJob
 
 	kick chan struct{} // pokes the syncer (capacity 1)
 	stop chan struct{}
@@ -223,6 +225,11 @@ func Open(opts Options) (*Engine, error) {
 	if opts.Fsync != FsyncNever {
 		e.wg.Add(1)
 		go e.syncLoop()
+		if opts.DropBehind > 0 {
+			e.dropq = make(chan dropJob, dropQueueLen)
+			e.wg.Add(1)
+			go e.dropLoop()
+		}
 	}
 	e.wg.Add(1)
 	go e.retentionLoop()
@@ -605,11 +612,12 @@ func (e *Engine) syncLogs(logs []*Log) {
 	}
 	e.stats.commits.Add(1)
 	if budget := e.opts.DropBehind; budget > 0 {
-		// After every waiter of this commit was released.
+		// After every waiter of this commit was released, to the
+		// dropper goroutine (dropbehind.go).
 		now := time.Now()
 		for i, t := range pending {
 			if errs[i] == nil {
-				t.l.dropBehind(t, e.drops.window(budget, now, t.l))
+				e.queueDrop(dropJob{t: t, window: e.drops.window(budget, now, t.l)})
 			}
 		}
 	}
