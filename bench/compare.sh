@@ -21,7 +21,7 @@
 #        SECTIONS=dropbehind   run only the drop-behind section
 #                        (bench/dropbehind.sh: storage.drop-behind on and
 #                        off, interleaved, produce and a lagging consumer;
-#                        about 3 minutes with its REPEAT=3)
+#                        about 4 minutes with its REPEAT=2)
 #        SKIP_DROPBEHIND=1    leave it out of a full run
 #        SECTIONS=compaction   run only the compaction section
 #                        (bench/compaction.sh: cleaner throughput, and

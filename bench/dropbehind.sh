@@ -14,12 +14,13 @@
 # (SECTIONS=dropbehind bench/compare.sh runs only this).
 #
 # Env: TUSK=path        tusk binary (default: built from this tree)
-#      REPEAT=3         runs of each configuration
+#      REPEAT=2         runs of each configuration
 #      RECORDS=500000   records per run (1 KiB each)
 #      BUDGET=          --storage-drop-behind of the "on" runs (default:
 #                       the broker's default)
 #      FSYNCS="interval always"   fsync policies to run (always: acks=all)
-#      SETTLE=5         seconds between runs
+#      SETTLE=20        seconds between runs (1 GiB freed here takes 10-15 s
+#                       to be reported to the host; see docs/io-and-scale.md)
 #      DATA_ROOT=dir    where the data dir goes (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
 # Needs: go, jq.
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=bench/section.sh
 . bench/section.sh
 repo=$(pwd)
-: "${REPEAT:=3}" "${RECORDS:=500000}" "${BUDGET:=}" "${FSYNCS:=interval always}" "${SETTLE:=5}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
+: "${REPEAT:=2}" "${RECORDS:=500000}" "${BUDGET:=}" "${FSYNCS:=interval always}" "${SETTLE:=20}" "${OUT:=bench/RESULTS.md}" "${PRODUCERS:=4}"
 for t in go jq; do command -v "$t" >/dev/null || { echo "dropbehind.sh: $t not found" >&2; exit 1; }; done
 
 work=$(mktemp -d)
