@@ -324,7 +324,7 @@ func (c *cluster) stopNodes(ids []int32) []error {
 	}
 	var errs []error
 	sent := time.Now()
-	deadline := time.After(stopTimeout)
+	deadline := time.After(stopGrace())
 	for _, n := range ns {
 		select {
 		case <-n.done:
@@ -343,7 +343,7 @@ func (c *cluster) stopNodes(ids []int32) []error {
 				}
 			}
 			for _, m := range stuck {
-				errs = append(errs, fmt.Errorf("%s did not stop within %v of SIGTERM; %s", m.label(), stopTimeout, m.collectDump()))
+				errs = append(errs, fmt.Errorf("%s did not stop within %v of SIGTERM; %s", m.label(), stopGrace(), m.collectDump()))
 			}
 			return errs
 		}

@@ -76,6 +76,7 @@ func blockedInShutdownForTest(never chan struct{}) {
 // goroutine dump, naming the blocked function. It needs no tusk binary
 // (the test binary itself is the hanging process).
 func TestForcedStopDump(t *testing.T) {
+	t.Setenv("TUSK_TEST_STOP_TIMEOUT", "")
 	logPath := filepath.Join(t.TempDir(), "tusk.log")
 	logf, err := os.Create(logPath)
 	if err != nil {

@@ -36,6 +36,19 @@ const (
 	maxDump = 4 << 20
 )
 
+// stopGrace is how long a node has to exit after SIGTERM before the
+// harness takes its goroutine dump (SIGQUIT) and fails the test:
+// stopTimeout, or TUSK_TEST_STOP_TIMEOUT (a Go duration) to catch slow
+// shutdowns, e.g. 2s.
+func stopGrace() time.Duration {
+	if v := os.Getenv("TUSK_TEST_STOP_TIMEOUT"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return d
+		}
+	}
+	return stopTimeout
+}
+
 var (
 	binOnce sync.Once
 	binPath string
@@ -471,9 +484,9 @@ func (n *node) stopQuietly() error {
 		if n.waitErr != nil {
 			return fmt.Errorf("%s exited uncleanly on cleanup SIGTERM: %v", n.label(), n.waitErr)
 		}
-	case <-time.After(stopTimeout):
+	case <-time.After(stopGrace()):
 		n.sendQuit()
-		return fmt.Errorf("%s did not stop within %v of SIGTERM; %s", n.label(), stopTimeout, n.collectDump())
+		return fmt.Errorf("%s did not stop within %v of SIGTERM; %s", n.label(), stopGrace(), n.collectDump())
 	}
 	return nil
 }
@@ -550,9 +563,9 @@ func (n *node) Stop(t *testing.T) {
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
-	case <-time.After(stopTimeout):
+	case <-time.After(stopGrace()):
 		n.sendQuit()
-		t.Fatalf("tusk did not stop within %v of SIGTERM; %s", stopTimeout, n.collectDump())
+		t.Fatalf("tusk did not stop within %v of SIGTERM; %s", stopGrace(), n.collectDump())
 	}
 	if n.waitErr != nil {
 		t.Fatalf("tusk exit after SIGTERM: %v (want exit code 0)", n.waitErr)
