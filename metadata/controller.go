@@ -144,7 +144,7 @@ func (c *controller) reassign() {
 		if slices.Equal(want, seg.Learners) {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+		ctx, cancel := context.WithTimeout(c.s.stopCtx, c.s.opts.LeaseTimeout)
 		_, err := c.s.applyCommand(ctx, AssignLearners{Topic: r.Topic, ID: r.ID, Partition: r.Partition,
 			ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: want})
 		cancel()
@@ -184,7 +184,7 @@ func (c *controller) fenceSilent() {
 	}
 	c.mu.Unlock()
 	for _, id := range dead {
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+		ctx, cancel := context.WithTimeout(c.s.stopCtx, c.s.opts.LeaseTimeout)
 		_, err := c.s.applyCommand(ctx, SetBrokerState{ID: id, From: BrokerAlive, To: BrokerFenced})
 		cancel()
 		if err != nil {
@@ -513,7 +513,7 @@ func (c *controller) failovers() {
 func (c *controller) failover(segs []ActiveSegment) {
 	began := time.Now()
 	phase := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), 2*c.s.opts.LeaseTimeout)
+		return context.WithTimeout(c.s.stopCtx, 2*c.s.opts.LeaseTimeout)
 	}
 	name := func(a ActiveSegment) string { return fmt.Sprintf("%s-%d", a.Topic, a.Partition) }
 
@@ -812,7 +812,7 @@ func (c *controller) restoreReplicas() {
 		if slices.Equal(learners, seg.Learners) {
 			continue // no live node to add
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.LeaseTimeout)
+		ctx, cancel := context.WithTimeout(c.s.stopCtx, c.s.opts.LeaseTimeout)
 		_, err := c.s.applyCommand(ctx, AssignLearners{Topic: t.Name, ID: t.ID, Partition: p,
 			ExpectedSegment: seg.ID, ExpectedEpoch: seg.Epoch, Learners: learners})
 		cancel()

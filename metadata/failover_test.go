@@ -326,3 +326,75 @@ func TestControllerRestoresReplicas(t *testing.T) {
 		t.Fatalf("a fully replicated partition got learners: %+v", tp.Parts[0].Segments)
 	}
 }
+
+// blockingProber holds every failover probe until its context ends;
+// entered is closed at the first probe.
+type blockingProber struct {
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (p *blockingProber) ReplicaLEOs(ctx context.Context, _ int32, _ uint64, _ []LEOProbe) ([]LEOAnswer, error) {
+	p.once.Do(func() { close(p.entered) })
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestCloseEndsFailover: Close does not wait for a failover in progress
+// to run out its phases (each bounded by twice lease.timeout, a minute
+// here): the probe of a replica that does not answer ends when Close
+// begins. A node shutting down while its peers stop too (their leases
+// run out, the controller fences them and probes the others) waited so.
+func TestCloseEndsFailover(t *testing.T) {
+	opts := fastOpts(1)
+	opts.LeaseTimeout = 30 * time.Second
+	opts.Voters = []Voter{{ID: 1, Addr: "node1:7000"}}
+	s, err := OpenRaft(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	t.Cleanup(func() {
+		select {
+		case <-closed:
+		default:
+			s.Close()
+		}
+	})
+	prober := &blockingProber{entered: make(chan struct{})}
+	s.SetProber(prober)
+	ctx := ctxT(t, 30*time.Second)
+	eventually(t, 10*time.Second, "controller", func() error {
+		if !s.IsLeader() {
+			return errors.New("not the leader yet")
+		}
+		return nil
+	})
+	for _, id := range []int32{1, 2} {
+		if err := s.Apply(ctx, RegisterBroker{Broker: Broker{ID: id, Kafka: fmt.Sprintf("127.0.0.1:%d", id), Internal: fmt.Sprintf("127.0.0.1:%d", 100+id)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Apply(ctx, CreateTopic{Name: "fo", ID: topicID(31), Partitions: 1, Assignments: [][]int32{{2, 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, SetBrokerState{ID: 2, From: BrokerAlive, To: BrokerFenced}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-prober.entered:
+	case <-ctx.Done():
+		t.Fatal("the controller did not probe node 1 for the failover of node 2's partition")
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		close(closed)
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Close has not returned 20s after it began, with a failover probe held (its phase lasts %v)", 2*opts.LeaseTimeout)
+	}
+}

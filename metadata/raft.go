@@ -161,7 +161,11 @@ type RaftStore struct {
 	forwarder atomic.Pointer[forwarderBox] // opts.Forwarder, replaced by SetForwarder
 
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// stopCtx ends when Close begins: the controller's own commands and
+	// failover probes stop waiting (Close waits for them, wg).
+	stopCtx    context.Context
+	stopCancel context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // OpenRaft starts the Raft node in opts.Dir and, on a node of the initial
@@ -199,6 +203,7 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		return nil, err
 	}
 	s := &RaftStore{opts: opts, log: opts.Logger, fsm: NewFSM(), stop: make(chan struct{})}
+	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	s.SetForwarder(opts.Forwarder)
 	s.ctrl = newController(s)
 
@@ -535,6 +540,7 @@ func (s *RaftStore) Close() error {
 	default:
 	}
 	close(s.stop)
+	s.stopCancel()
 	s.wg.Wait()
 	err := s.raft.Shutdown().Error()
 	s.closeAll()
