@@ -30,16 +30,17 @@ const (
 
 // peerConn is an accepted Raft connection whose peer presented node
 // certificate N (docs/security.md, "Node to node"): every RPC that arrives
-// on it must claim server ID N in its header. NetworkTransport decodes
-// the requests itself from the connection and hands them to raft without
-// saying which connection they came on, so the check sits in the
-// connection: Read parses each request as it arrives (with the same
-// msgpack codec, keeping its bytes) and gives raft those bytes only once
-// the header's ID matched the certificate. A request that claims another
-// ID, or none, closes the connection with a warning; raft reads it as the
-// peer hanging up before a request, so it neither sees the RPC nor logs an
-// error, and the peer's transport redials like after any dropped
-// connection.
+// on it must claim server ID N in its header, and must not give as its
+// address one the Raft configuration lists for another node.
+// NetworkTransport decodes the requests itself from the connection and
+// hands them to raft without saying which connection they came on, so the
+// check sits in the connection: Read parses each request as it arrives
+// (with the same msgpack codec, keeping its bytes) and gives raft those
+// bytes only once the header matched the certificate. A request that
+// claims another ID, or none, or another node's address, closes the
+// connection with a warning; raft reads it as the peer hanging up before
+// a request, so it neither sees the RPC nor logs an error, and the peer's
+// transport redials like after any dropped connection.
 //
 // Cost: the requests on Raft connections are decoded twice (once here,
 // keeping only the header, and once by raft), and their bytes copied once
@@ -47,6 +48,10 @@ const (
 type peerConn struct {
 	*tls.Conn
 	log zerolog.Logger
+	// nodeAt names the server ID the Raft configuration gives an
+	// address: a request whose header gives the address of another node
+	// is refused too.
+	nodeAt func(raft.ServerAddress) (int32, bool)
 
 	// Read goroutine only (raft's handleConn).
 	node    int32 // from the certificate, after the handshake
@@ -65,8 +70,8 @@ type rpcHead struct {
 	Size int64
 }
 
-func newPeerConn(c *tls.Conn, log zerolog.Logger) *peerConn {
-	pc := &peerConn{Conn: c, log: log}
+func newPeerConn(c *tls.Conn, nodeAt func(raft.ServerAddress) (int32, bool), log zerolog.Logger) *peerConn {
+	pc := &peerConn{Conn: c, log: log, nodeAt: nodeAt}
 	pc.in.r = bufio.NewReader(c)
 	pc.dec = codec.NewDecoder(&pc.in, &codec.MsgpackHandle{})
 	return pc
@@ -153,6 +158,9 @@ func (c *peerConn) next() error {
 	}
 	if string(h.ID) != strconv.Itoa(int(c.node)) {
 		return c.refuse(errors.New("the RPC claims another server ID than its certificate's node"), h.ID)
+	}
+	if id, ok := c.nodeAt(raft.ServerAddress(h.Addr)); ok && id != c.node {
+		return c.refuse(fmt.Errorf("the RPC gives the address of node %d, %s", id, h.Addr), h.ID)
 	}
 	if typ == rpcInstallSnapshot {
 		if h.Size < 0 {

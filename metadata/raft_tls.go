@@ -54,7 +54,7 @@ func (l *tlsStreamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newPeerConn(tls.Server(nc, l.tls.NodeServerConfig()), l.log), nil
+	return newPeerConn(tls.Server(nc, l.tls.NodeServerConfig()), l.nodeAt, l.log), nil
 }
 
 func (l *tlsStreamLayer) Close() error   { return l.ln.Close() }

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
 	"github.com/rs/zerolog"
 
@@ -157,8 +160,9 @@ func (b *lockedBuffer) String() string {
 }
 
 // A peer with a valid certificate for node 2 gets no RPC to Raft that
-// claims another server ID (or none): the accepting side drops the
-// connection with a warning before raft sees the request. RPCs that
+// claims another server ID (or none), or the address the configuration
+// gives another node: the accepting side drops the connection with a
+// warning before raft sees the request. RPCs that
 // claim 2 are delivered unchanged: single ones, pipelined AppendEntries on
 // one connection, and an InstallSnapshot with its data.
 func TestRaftTLSClaimedID(t *testing.T) {
@@ -168,12 +172,24 @@ func TestRaftTLSClaimedID(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var logs lockedBuffer
-	acceptor, err := newTLSStreamLayer("127.0.0.1:0", raftTLSNode(t, ca, dir, "node1", 1), func(raft.ServerAddress) (int32, bool) { return 0, false }, zerolog.New(&logs))
+	// The configuration lists node 3 at node3Addr (and node 1 here).
+	const node3Addr = raft.ServerAddress("127.0.0.1:3")
+	var recvAddr atomic.Value
+	acceptor, err := newTLSStreamLayer("127.0.0.1:0", raftTLSNode(t, ca, dir, "node1", 1), func(a raft.ServerAddress) (int32, bool) {
+		switch a {
+		case node3Addr:
+			return 3, true
+		case recvAddr.Load():
+			return 1, true
+		}
+		return 0, false
+	}, zerolog.New(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	recv := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: acceptor, MaxPool: 1, Timeout: 10 * time.Second, Logger: hclog.NewNullLogger()})
 	defer recv.Close()
+	recvAddr.Store(recv.LocalAddr())
 	dialer, err := newTLSStreamLayer("127.0.0.1:0", raftTLSNode(t, ca, dir, "node2", 2), func(a raft.ServerAddress) (int32, bool) { return 1, a == recv.LocalAddr() }, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +229,12 @@ func TestRaftTLSClaimedID(t *testing.T) {
 		}},
 		{"AppendEntries claiming no id", func() error {
 			return send.AppendEntries("1", recv.LocalAddr(), &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte(send.LocalAddr())}, Term: 5}, &raft.AppendEntriesResponse{})
+		}},
+		{"RequestVote claiming 2 at node 3's address", func() error {
+			return send.RequestVote("1", recv.LocalAddr(), &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("2"), Addr: []byte(node3Addr)}, Term: 5, LastLogIndex: 9, LastLogTerm: 4}, &raft.RequestVoteResponse{})
+		}},
+		{"AppendEntries claiming 2 at node 1's address", func() error {
+			return send.AppendEntries("1", recv.LocalAddr(), &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("2"), Addr: []byte(recv.LocalAddr())}, Term: 5}, &raft.AppendEntriesResponse{})
 		}},
 		{"TimeoutNow claiming 3", func() error {
 			return send.TimeoutNow("1", recv.LocalAddr(), &raft.TimeoutNowRequest{RPCHeader: header("3")}, &raft.TimeoutNowResponse{})
@@ -331,5 +353,54 @@ func TestRaftTLSClaimedID(t *testing.T) {
 	}
 	if got, want := strings.Count(logs.String(), "refusing raft RPC"), len(forged); got != want {
 		t.Errorf("%d warnings 'refusing raft RPC' logged, want %d:\n%s", got, want, logs.String())
+	}
+}
+
+// A peer that hangs up in the middle of a request is not refused (no
+// warning): raft's read ends as it would without the check.
+func TestRaftTLSPeerHangsUp(t *testing.T) {
+	ca, err := tlsutil.NewCA("cluster", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var logs lockedBuffer
+	acceptor, err := newTLSStreamLayer("127.0.0.1:0", raftTLSNode(t, ca, dir, "node1", 1), func(raft.ServerAddress) (int32, bool) { return 0, false }, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acceptor.Close()
+	dialer := &tlsStreamLayer{tls: raftTLSNode(t, ca, dir, "node2", 2), nodeAt: func(raft.ServerAddress) (int32, bool) { return 1, true }}
+	var req bytes.Buffer
+	req.WriteByte(rpcRequestVote)
+	if err := codec.NewEncoder(&req, &codec.MsgpackHandle{}).Encode(&raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ID: []byte("2")}, Term: 5}); err != nil {
+		t.Fatal(err)
+	}
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := dialer.Dial(raft.ServerAddress(acceptor.Addr().String()), 5*time.Second)
+		if err == nil {
+			_, err = c.Write(req.Bytes()[:req.Len()/2])
+			c.Close()
+		}
+		dialed <- err
+	}()
+	c, err := acceptor.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Read(make([]byte, 4096))
+	if n != 0 || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		t.Errorf("reading half a request: %d bytes, %v; want none and an EOF", n, err)
+	}
+	if err := <-dialed; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "refusing") {
+		t.Errorf("a peer hanging up was refused:\n%s", logs.String())
 	}
 }
