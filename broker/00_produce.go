@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,29 +28,34 @@ func apiProduce() api {
 		if resp, denied := produceTxnDenied(rc, req); denied {
 			return resp, nil // nil (no answer) for acks=0
 		}
-		resp, deferred := b.handleProduce(rc, req)
-		if rc.conn.node || rc.hdr.ClientID == forwardClientID {
-			// Forwarded by another node, which metered the client
-			// (muting this connection would hold back every client
-			// it forwards for).
+		resp, deferred, fwdBytes := b.handleProduce(rc, req)
+		if rc.conn.node && rc.client == nil {
+			// A node's own traffic (forwarded Produce requests come in
+			// an Envelope, as their client; a client calling itself
+			// forwardClientID is metered like any other).
 			return resp, deferred
 		}
-		// producer_byte_rate (quota.go): the bytes count when received;
-		// the throttle time goes in the answer and holds the next
-		// request back.
-		d := b.quotas.throttle(b.store.FSM(), metadata.QuotaProducerByteRate, rc.conn.principal().Name, rc.hdr.ClientID, float64(produceBytes(req)), time.Now())
+		// producer_byte_rate (quota.go): the bytes count when received,
+		// on the node that appends them (the leaders of the forwarded
+		// partitions meter those, 58_envelope.go); the throttle time
+		// goes in the answer and holds the next request back (the
+		// client's connection on the node that received it: a
+		// forwarded request's throttle time is muted there, forward.go).
+		d := b.quotas.throttle(b.store.FSM(), metadata.QuotaProducerByteRate, rc.principal().Name, rc.hdr.ClientID, float64(produceBytes(req)-fwdBytes), time.Now())
 		if d <= 0 {
 			return resp, deferred
 		}
-		rc.conn.mute(d)
+		if rc.client == nil {
+			rc.conn.mute(d)
+		}
 		if r, ok := resp.(*kmsg.ProduceResponse); ok {
-			r.ThrottleMillis = throttleMillis(d)
+			r.ThrottleMillis = max(r.ThrottleMillis, throttleMillis(d))
 		}
 		if deferred != nil {
 			return resp, func() kmsg.Response {
 				r := deferred()
 				if pr, ok := r.(*kmsg.ProduceResponse); ok {
-					pr.ThrottleMillis = throttleMillis(d)
+					pr.ThrottleMillis = max(pr.ThrottleMillis, throttleMillis(d))
 				}
 				return r
 			}
@@ -124,7 +128,9 @@ func (w pendingAck) wait(ctx context.Context) error {
 	return w.log.WaitDurable(ctx, w.last)
 }
 
-func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response) {
+// handleProduce appends or forwards the request's records; it also
+// returns how many record bytes were forwarded to other leaders.
+func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Response, func() kmsg.Response, int) {
 	resp := kmsg.NewPtrProduceResponse()
 	var waits []pendingAck
 	fwd := produceForward{b: b, req: req, resp: resp, conn: rc.conn}
@@ -174,6 +180,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	fwd.seal(rc) // before the frame is recycled
 	// Forwarded requests of one connection reach the leader in request
 	// order (an idempotent producer's pipelined batches must not pass one
 	// another): each waits until the previous one was answered.
@@ -205,7 +212,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 				sendForwarded(ctx)
 			}()
 		}
-		return nil, nil
+		return nil, nil, fwd.bytes
 	}
 	// Answer at once what is durable already (always so with
 	// fsync=interval or never): a deferred response costs a goroutine and
@@ -219,7 +226,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		}
 	}
 	if len(pending) == 0 && !fwd.pending() {
-		return resp, nil
+		return resp, nil, fwd.bytes
 	}
 	return nil, func() kmsg.Response {
 		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
@@ -237,7 +244,7 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 			}
 		}
 		return resp
-	}
+	}, fwd.bytes
 }
 
 // producePartition appends one partition's records if this node leads it,
@@ -252,14 +259,12 @@ func (b *Broker) producePartition(rc *request, req *kmsg.ProduceRequest, resp *k
 		l, code := b.partitionLog(topic, rp.Partition)
 		if code == kerr.NotLeaderForPartition.Code {
 			t, _ := b.store.FSM().Topic(topic) // rare path: a full copy is fine
-			if b.mayForward(rc) {
-				fp := *rp
-				fp.Records = bytes.Clone(rp.Records) // sent after this handler returns
-				if fwd.add(t, &fp, sp) {
-					return pendingAck{}, false
-				}
+			// A forwarded partition's records are encoded by fwd.seal
+			// before the handler returns (they are the frame's).
+			if b.mayForward(rc) && fwd.add(t, rp, sp) {
+				return pendingAck{}, false
 			}
-			b.notLeader(rc.conn, resp, req.Version, t, rp.Partition, sp)
+			b.notLeader(rc, resp, req.Version, t, rp.Partition, sp)
 			return pendingAck{}, false
 		}
 		if code != 0 {

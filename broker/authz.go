@@ -13,7 +13,8 @@ import (
 // handler asks rc.allowed for the operations Kafka's table of operations
 // per API names, on the node that received the client's request.
 // Connections of the internal listener are node traffic and allowed
-// everything: what a node forwards was authorized where it was received.
+// everything: what a node forwards (in an Envelope, 58_envelope.go) was
+// authorized where it was received.
 
 // newAuthorizer builds the authorizer from the configuration, or nil when
 // it is off (everything is allowed).
@@ -35,7 +36,7 @@ func (rc *request) allowed(op auth.Operation, rt auth.ResourceType, name string)
 	if c.b.authz == nil || c.node {
 		return true
 	}
-	return c.b.authz.Authorize(c.principal(), c.host(), op, rt, name)
+	return c.b.authz.Authorize(rc.principal(), rc.host(), op, rt, name)
 }
 
 // allowedCluster is allowed on the CLUSTER resource.
@@ -50,7 +51,7 @@ func (rc *request) allowedAny(op auth.Operation, rt auth.ResourceType) bool {
 	if c.b.authz == nil || c.node {
 		return true
 	}
-	return c.b.authz.AuthorizeAny(c.principal(), c.host(), op, rt)
+	return c.b.authz.AuthorizeAny(rc.principal(), rc.host(), op, rt)
 }
 
 // supportedOps are the operations Kafka reports in authorized-operations

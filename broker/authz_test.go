@@ -438,8 +438,9 @@ func TestAuthzEveryAPI(t *testing.T) {
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DeleteACLsResponse).Results[0].ErrorCode} }, want: caf},
 	}
 	// ApiVersions and the SASL exchange come before a principal exists:
-	// no ACL applies to them, as in Kafka.
-	covered := map[kmsg.Key]bool{kmsg.ApiVersions: true, kmsg.SASLHandshake: true, kmsg.SASLAuthenticate: true}
+	// no ACL applies to them, as in Kafka. An Envelope closes a client
+	// connection whatever the ACLs (TestEnvelopeNodeConnectionsOnly).
+	covered := map[kmsg.Key]bool{kmsg.ApiVersions: true, kmsg.SASLHandshake: true, kmsg.SASLAuthenticate: true, kmsg.Envelope: true}
 	for _, c := range cases {
 		key := kmsg.Key(c.req.Key())
 		covered[key] = true

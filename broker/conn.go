@@ -27,6 +27,9 @@ type request struct {
 	req      kmsg.Request
 	received time.Time
 	conn     *conn
+	// client is the client a node forwarded the request for, in an
+	// Envelope (58_envelope.go); nil for the connection's own requests.
+	client *clientIdentity
 }
 
 // slot is one response position in a connection's in-order output queue.
@@ -190,10 +193,18 @@ func (c *conn) readLoop() {
 }
 
 // mute holds back reading the connection's next request for d (a quota's
-// throttle time).
+// throttle time), or longer if it is muted longer already (a forwarded
+// Produce's throttle time arrives on another goroutine).
 func (c *conn) mute(d time.Duration) {
-	if d > 0 {
-		c.mutedUntil.Store(time.Now().Add(d).UnixNano())
+	if d <= 0 {
+		return
+	}
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := c.mutedUntil.Load()
+		if cur >= until || c.mutedUntil.CompareAndSwap(cur, until) {
+			return
+		}
 	}
 }
 
@@ -214,11 +225,16 @@ func (c *conn) waitMuted() bool {
 }
 
 // produceFrameBuf returns a pooled buffer for the next frame if it is a
-// Produce request (see framePool), else nil (ReadFrame allocates). It peeks
-// at the frame's size and API key without consuming them.
+// Produce request, or an Envelope on a node connection (whose inner
+// request can only be a Produce, 58_envelope.go), see framePool; else nil
+// (ReadFrame allocates). It peeks at the frame's size and API key without
+// consuming them.
 func (c *conn) produceFrameBuf(br *bufio.Reader) []byte {
 	head, err := br.Peek(6)
-	if err != nil || int16(binary.BigEndian.Uint16(head[4:])) != int16(kmsg.Produce) {
+	if err != nil {
+		return nil
+	}
+	if key := kmsg.Key(binary.BigEndian.Uint16(head[4:])); key != kmsg.Produce && (key != kmsg.Envelope || !c.node) {
 		return nil
 	}
 	n := int32(binary.BigEndian.Uint32(head))
@@ -256,7 +272,7 @@ func (c *conn) dispatch(frame []byte) bool {
 		if a.key == kmsg.ApiVersions {
 			// KIP-511: answer in v0 with UNSUPPORTED_VERSION and our
 			// ranges so the client can pick a version.
-			resp := c.b.apiVersionsResponse(0)
+			resp := c.b.apiVersionsResponse(0, c.node)
 			resp.ErrorCode = kerr.UnsupportedVersion.Code
 			c.enqueue(&request{hdr: hdr, req: req, conn: c}, a.key, resp, nil)
 			return true

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,14 +19,22 @@ import (
 // Produce forwarding (docs/architecture.md, "Write path"): a Produce for a
 // partition another node leads is sent on to that leader and its answer
 // passed back, because most clients do not follow KIP-951 leader hints.
-// The request goes to the leader's internal listener as node traffic
-// (the receiving node authorized it; the leader's client listeners may
-// need TLS and SASL). With produce.forward off, the partition is answered
-// NOT_LEADER_OR_FOLLOWER, with the KIP-951 CurrentLeader and the leader's
-// endpoint on Produce v10+. A forwarded request is never forwarded again
-// (it carries forwardClientID), so stale metadata cannot make a loop.
+// The request goes to the leader's internal listener in an Envelope
+// (58_envelope.go) carrying the client's principal, IP address and
+// listener: the leader meters the client's quotas (the throttle time comes
+// back in its answer, and this node mutes the client's connection for it),
+// logs and answers KIP-951 hints as for that client. Authorization stays
+// here, on the node that received the request (the leader's client
+// listeners may need TLS and SASL; the internal listener is node traffic).
+// The inner request is encoded once, before the handler returns, from the
+// records in the request's frame (no decoding, no other copy). With
+// produce.forward off, the partition is answered NOT_LEADER_OR_FOLLOWER,
+// with the KIP-951 CurrentLeader and the leader's endpoint on Produce
+// v10+. A forwarded request is never forwarded again (it arrives in an
+// Envelope), so stale metadata cannot make a loop.
 
-// forwardClientID marks requests one node forwards to another.
+// forwardClientID is the client id of a node's own requests to another
+// (the Envelope's outer header; the inner one keeps the client's).
 const forwardClientID = "tusk-forwarder"
 
 // forwarders holds one Kafka client per node's internal listener: the
@@ -89,26 +98,49 @@ func (f *forwarders) close() {
 type produceForward struct {
 	b     *Broker
 	req   *kmsg.ProduceRequest
-	resp  *kmsg.ProduceResponse // gets the leaders' KIP-951 endpoints
-	conn  *conn                 // the client's, whose listener the endpoints are of
+	resp  *kmsg.ProduceResponse // gets the leaders' KIP-951 endpoints and throttle times
+	conn  *conn                 // the client's, muted for the leaders' throttle times
 	byLdr map[int32]*forwardedProduce
+	// bytes is the record bytes routed to other leaders (which meter
+	// them against the client's producer_byte_rate, not this node).
+	bytes int
 }
 
 type forwardedProduce struct {
-	addr  string // the leader's internal listener
+	addr string // the leader's internal listener
+	// req collects the partitions until seal encodes it into env; its
+	// records are slices of the client's frame, valid only until the
+	// handler returns.
 	req   *kmsg.ProduceRequest
+	env   *kmsg.EnvelopeRequest
 	parts map[string]map[int32]*kmsg.ProduceResponseTopicPartition
 }
 
-// mayForward reports whether this request may be forwarded at all.
+// mayForward reports whether this request may be forwarded at all: not
+// one forwarded already (in an Envelope, or as a bare Produce by a node of
+// an older version).
 func (b *Broker) mayForward(rc *request) bool {
-	return b.cfg.Produce.Forward && rc.hdr.ClientID != forwardClientID
+	return b.cfg.Produce.Forward && rc.client == nil && !(rc.conn.node && rc.hdr.ClientID == forwardClientID)
+}
+
+// clientEndpoint is endpoint for the client rc comes from: a forwarded
+// request's client gets the addresses of its own listener.
+func (b *Broker) clientEndpoint(br metadata.Broker, rc *request) (host string, port int32, ok bool) {
+	if rc.client == nil {
+		return b.endpoint(br, rc.conn)
+	}
+	addr, ok := br.Endpoint(rc.client.listener)
+	if !ok {
+		return "", -1, false
+	}
+	host, port = hostPort(addr)
+	return host, port, port >= 0
 }
 
 // notLeader fills a NOT_LEADER_OR_FOLLOWER answer for a partition of t,
-// with the KIP-951 hint on v10+ (and the leader's endpoint on c's
-// listener in resp).
-func (b *Broker) notLeader(c *conn, resp *kmsg.ProduceResponse, version int16, t metadata.Topic, p int32, sp *kmsg.ProduceResponseTopicPartition) {
+// with the KIP-951 hint on v10+ (and the leader's endpoint on the
+// client's listener in resp).
+func (b *Broker) notLeader(rc *request, resp *kmsg.ProduceResponse, version int16, t metadata.Topic, p int32, sp *kmsg.ProduceResponseTopicPartition) {
 	sp.ErrorCode = kerr.NotLeaderForPartition.Code
 	if version < 10 {
 		return
@@ -118,7 +150,7 @@ func (b *Broker) notLeader(c *conn, resp *kmsg.ProduceResponse, version int16, t
 	if !ok || br.State != metadata.BrokerAlive {
 		return
 	}
-	host, port, ok := b.endpoint(br, c)
+	host, port, ok := b.clientEndpoint(br, rc)
 	if !ok {
 		return // the client could not reach the leader on its listener
 	}
@@ -173,6 +205,7 @@ func (f *produceForward) add(t metadata.Topic, rp *kmsg.ProduceRequestTopicParti
 		rt = &fp.req.Topics[len(fp.req.Topics)-1]
 	}
 	rt.Partitions = append(rt.Partitions, *rp)
+	f.bytes += len(rp.Records)
 	if fp.parts[t.Name] == nil {
 		fp.parts[t.Name] = map[int32]*kmsg.ProduceResponseTopicPartition{}
 	}
@@ -183,13 +216,38 @@ func (f *produceForward) add(t metadata.Topic, rp *kmsg.ProduceRequestTopicParti
 // pending reports whether any partition was routed elsewhere.
 func (f *produceForward) pending() bool { return len(f.byLdr) > 0 }
 
+// seal encodes each leader's sub-request into an Envelope for the client
+// of rc. It runs before the handler returns: the records are copied once,
+// from the client's frame into the inner request's bytes.
+func (f *produceForward) seal(rc *request) {
+	if len(f.byLdr) == 0 {
+		return
+	}
+	princ := encodeEnvelopePrincipal(rc.principal(), rc.listenerName())
+	host := envelopeHost(rc.host())
+	for _, fp := range f.byLdr {
+		n := 256
+		for _, t := range fp.req.Topics {
+			n += 64 + len(t.Topic)
+			for _, p := range t.Partitions {
+				n += 32 + len(p.Records)
+			}
+		}
+		env := kmsg.NewPtrEnvelopeRequest()
+		env.RequestData = appendRequestData(make([]byte, 0, n), rc.hdr.CorrelationID, rc.hdr.ClientID, fp.req)
+		env.RequestPrincipal, env.ClientHostAddress = princ, host
+		fp.env = env
+		fp.req.Topics = nil // the frame's records are not to be read after this
+	}
+}
+
 // send forwards every sub-request concurrently and copies the leaders'
 // per-partition answers into the response. A leader that cannot be
 // reached leaves its partitions NOT_LEADER_OR_FOLLOWER, which clients
 // retry after refreshing their metadata.
 func (f *produceForward) send(ctx context.Context) {
 	var wg sync.WaitGroup
-	var respMu sync.Mutex // guards f.resp.Brokers
+	var respMu sync.Mutex // guards f.resp.Brokers and f.resp.ThrottleMillis
 	for leader, fp := range f.byLdr {
 		wg.Add(1)
 		go func() {
@@ -213,7 +271,7 @@ func (f *produceForward) send(ctx context.Context) {
 				fail(kerr.NotLeaderForPartition.Code, "no connection to the leader")
 				return
 			}
-			kresp, err := seeds[0].Request(ctx, fp.req)
+			kresp, err := seeds[0].Request(ctx, fp.env)
 			if err != nil {
 				fail(kerr.NotLeaderForPartition.Code, "forwarding to leader "+strconv.Itoa(int(leader))+" failed: "+err.Error())
 				return
@@ -221,22 +279,32 @@ func (f *produceForward) send(ctx context.Context) {
 			if fp.req.Acks == 0 {
 				return
 			}
-			got := kresp.(*kmsg.ProduceResponse)
-			if f.req.Version >= 10 && len(got.Brokers) > 0 {
-				// The leader named endpoints of the listener this node
-				// reached it on; the client gets those of its own.
-				respMu.Lock()
-				for _, e := range got.Brokers {
-					br, ok := f.b.store.FSM().Broker(e.NodeID)
-					if !ok || slices.ContainsFunc(f.resp.Brokers, func(x kmsg.ProduceResponseBroker) bool { return x.NodeID == e.NodeID }) {
-						continue
-					}
-					if e.Host, e.Port, ok = f.b.endpoint(br, f.conn); ok {
-						f.resp.Brokers = append(f.resp.Brokers, e)
-					}
-				}
-				respMu.Unlock()
+			er := kresp.(*kmsg.EnvelopeResponse)
+			if er.ErrorCode != 0 {
+				fail(kerr.NotLeaderForPartition.Code, "leader "+strconv.Itoa(int(leader))+" refused the forwarded request: "+kerr.ErrorForCode(er.ErrorCode).Error())
+				return
 			}
+			got := kmsg.NewPtrProduceResponse()
+			got.SetVersion(f.req.Version)
+			if err := readResponseData(er.ResponseData, int16(kmsg.Produce), f.req.IsFlexible(), got); err != nil {
+				fail(kerr.NotLeaderForPartition.Code, "leader "+strconv.Itoa(int(leader))+": "+err.Error())
+				return
+			}
+			respMu.Lock()
+			// The leader metered the client's quota: its throttle time
+			// holds the client back here.
+			if got.ThrottleMillis > f.resp.ThrottleMillis {
+				f.resp.ThrottleMillis = got.ThrottleMillis
+			}
+			f.conn.mute(time.Duration(got.ThrottleMillis) * time.Millisecond)
+			// KIP-951 endpoints, which the leader gave for the client's
+			// listener.
+			for _, e := range got.Brokers {
+				if !slices.ContainsFunc(f.resp.Brokers, func(x kmsg.ProduceResponseBroker) bool { return x.NodeID == e.NodeID }) {
+					f.resp.Brokers = append(f.resp.Brokers, e)
+				}
+			}
+			respMu.Unlock()
 			for _, rt := range got.Topics {
 				for _, rp := range rt.Partitions {
 					if sp := fp.parts[rt.Topic][rp.Partition]; sp != nil {

@@ -19,15 +19,17 @@ import (
 // the quota: over any span T a client gets at most quota × (T + 1 s)
 // (Kafka's sampled rate lets a little more through: ~10% over 20 s when
 // measured against the same producer). The user is the connection's
-// principal's name (Kafka's ANONYMOUS without authentication).
+// principal's name (Kafka's ANONYMOUS without authentication); a Produce
+// forwarded to a partition's leader is metered there, as the client the
+// Envelope names (58_envelope.go).
 //
 // request_percentage (KIP-124) meters the time a node spends on a
 // client's requests: from reading a request to its handler's answer (a
 // deferred handler's waiting, such as a long-polling Fetch or acks=all,
 // is not counted, as Kafka counts thread time, not purgatory), in
 // percent of one thread: a quota of 50 lets the clients sharing it use
-// half a second of handling per second. ApiVersions and other nodes'
-// requests are exempt.
+// half a second of handling per second. ApiVersions and other nodes' own
+// requests are exempt (the requests they forward for clients are not).
 
 const (
 	// quotaBurst is how much of a quota a client may use at once.
@@ -133,17 +135,22 @@ func fetchBytes(r kmsg.Response) (*kmsg.FetchResponse, int) {
 // requestTime charges the time rc took to handle against the
 // request_percentage quota of its client; throttled, the connection is
 // muted and the response carries the throttle time (the larger of it and
-// a byte-rate throttle already set).
+// a byte-rate throttle already set). A request another node forwarded in
+// an Envelope is charged to its client (rc.client) and only answered with
+// the throttle time: the forwarding node mutes the client's connection
+// (forward.go), not the node connection here.
 func (c *conn) requestTime(rc *request, key kmsg.Key, resp kmsg.Response, later func() kmsg.Response) (kmsg.Response, func() kmsg.Response) {
-	if c.node || key == kmsg.ApiVersions {
+	if c.node && rc.client == nil || key == kmsg.ApiVersions {
 		return resp, later
 	}
 	used := time.Since(rc.received).Seconds() * 100 // percent-seconds of one thread
-	d := c.b.quotas.throttle(c.b.store.FSM(), metadata.QuotaRequestPercentage, c.principal().Name, rc.hdr.ClientID, used, time.Now())
+	d := c.b.quotas.throttle(c.b.store.FSM(), metadata.QuotaRequestPercentage, rc.principal().Name, rc.hdr.ClientID, used, time.Now())
 	if d <= 0 {
 		return resp, later
 	}
-	c.mute(d)
+	if rc.client == nil {
+		c.mute(d)
+	}
 	if resp != nil {
 		setThrottle(resp, d)
 	}

@@ -67,6 +67,7 @@ func registry() []api {
 		apiOffsetDelete(),
 		apiOffsetForLeaderEpoch(),
 		apiDescribeProducers(),
+		apiEnvelope(),
 	}
 }
 
