@@ -23,7 +23,7 @@ require (
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
-	github.com/twmb/franz-go/pkg/kmsg v1.15.0
+	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	// Test-only: sarama's SCRAM client (compat-tests/sasl_test.go); the
 	// broker's own SCRAM uses the standard library (crypto/pbkdf2).
 	github.com/xdg-go/scram v1.1.2

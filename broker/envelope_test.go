@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -289,4 +291,50 @@ func FuzzOpenEnvelope(f *testing.F) {
 			t.Fatalf("accepted identity %+v", id)
 		}
 	})
+}
+
+// TestTagCountBomb: a flexible request whose tagged-field count is 2^32-1
+// with nothing behind it is refused at once. kmsg v1.15.0 looped that
+// many times (minutes of a core per 20-byte request, before SASL
+// authentication on ApiVersions v3); v1.15.1 stops at the end of the
+// bytes. On a client listener the connection closes (a malformed body);
+// in an Envelope the principal and the inner request are refused.
+func TestTagCountBomb(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	envelopeSetup(t, b, "t", "user", "alice", 1e9)
+	bomb := []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
+
+	r := dialRaw(t, b.KafkaAddr())
+	frame := binary.BigEndian.AppendUint16(nil, uint16(kmsg.ApiVersions))
+	frame = binary.BigEndian.AppendUint16(frame, 3)
+	frame = binary.BigEndian.AppendUint32(frame, 1)
+	frame = binary.BigEndian.AppendUint16(frame, 0) // client id ""
+	frame = append(frame, 0)                        // header tags
+	frame = append(frame, 2, 'a', 2, 'b')           // software name and version
+	frame = append(frame, bomb...)
+	start := time.Now()
+	if _, err := r.nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.br.ReadByte(); err == nil || !(errors.Is(err, io.EOF) || isReset(err)) {
+		t.Fatalf("ApiVersions v3 with 2^32-1 tags: %v after %v, want the connection closed", err, time.Since(start))
+	}
+
+	node := dialRaw(t, b.InternalAddr())
+	alice := auth.Principal{Type: "User", Name: "alice"}
+	env := envelopeOf(produceReq("t", 10), "app", alice, "10.1.2.3", "PLAINTEXT")
+	p := kmsg.NewDefaultPrincipalData()
+	p.Type, p.Name = "User", "alice"
+	env.RequestPrincipal = append(p.AppendTo(nil)[:2+1+len("User")+1+len("alice")+1], bomb...)
+	start = time.Now()
+	if _, code := sendEnvelope(t, node, env); code != kerr.PrincipalDeserializationFailure.Code || time.Since(start) > 3*time.Second {
+		t.Fatalf("principal with 2^32-1 tags: code %d after %v", code, time.Since(start))
+	}
+	env = envelopeOf(produceReq("t", 10), "app", alice, "10.1.2.3", "PLAINTEXT")
+	env.RequestData = append(env.RequestData[:len(env.RequestData)-1:len(env.RequestData)-1], bomb...) // the request's own tags
+	start = time.Now()
+	if _, code := sendEnvelope(t, node, env); code != kerr.InvalidRequest.Code || time.Since(start) > 3*time.Second {
+		t.Fatalf("inner Produce with 2^32-1 tags: code %d after %v", code, time.Since(start))
+	}
 }
