@@ -545,8 +545,9 @@ func TestProducerByteRateQuota(t *testing.T) {
 }
 
 // TestClusterForwardedProduceNotMetered: Produce requests a node forwards
-// to the leader are metered by the node the client sent them to, not
-// again by the leader under the forwarder's client id: with a 1 KB/s
+// to the leader are metered once, by the leader as the client that sent
+// them (an Envelope, TestClusterForwardIdentity), never under the
+// forwarder's client id: with a 1 KB/s
 // producer_byte_rate on client id tusk-forwarder (the one forwarding
 // uses), ten 5 KB batches sent through a non-leader by an unlimited
 // client are all acknowledged within seconds (the leader throttling the
