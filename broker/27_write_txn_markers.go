@@ -24,6 +24,12 @@ func apiWriteTxnMarkers() api {
 			return writeTxnMarkersAnswer(req, func(int, string, int32) int16 { return kerr.ClusterAuthorizationFailed.Code }), nil
 		}
 		return nil, func() kmsg.Response {
+			// A marker's wait for the high watermark ends when Close
+			// begins (answered NOT_LEADER_OR_FOLLOWER): the followers it
+			// waits for may be stopping too, and the coordinator retries
+			// a marker not acknowledged.
+			ctx, cancel := b.untilShutdown(rc.ctx())
+			defer cancel()
 			codes := make([]map[string]map[int32]int16, len(req.Markers))
 			var mu sync.Mutex // guards codes
 			var wg sync.WaitGroup
@@ -35,7 +41,7 @@ func apiWriteTxnMarkers() api {
 						wg.Add(1)
 						go func() {
 							defer wg.Done()
-							code, msg := b.appendMarker(rc.ctx(), rt.Topic, p, mk.ProducerID, mk.ProducerEpoch, mk.CoordinatorEpoch, mk.Committed)
+							code, msg := b.appendMarker(ctx, rt.Topic, p, mk.ProducerID, mk.ProducerEpoch, mk.CoordinatorEpoch, mk.Committed)
 							if code != 0 && code != kerr.NotLeaderForPartition.Code {
 								b.log.Warn().Str("topic", rt.Topic).Int32("partition", p).Int64("producer_id", mk.ProducerID).Int16("error", code).Str("msg", msg).Msg("write transaction marker")
 							}

@@ -578,6 +578,21 @@ func (b *Broker) Close(ctx context.Context) error {
 	return err
 }
 
+// untilShutdown returns a child of ctx that also ends when Close begins,
+// for waits on other nodes that a shutdown must not wait out (they may be
+// stopping too).
+func (b *Broker) untilShutdown(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-b.shutdown:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // shuttingDown reports whether Close has begun.
 func (b *Broker) shuttingDown() bool {
 	select {
