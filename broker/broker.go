@@ -65,6 +65,8 @@ type Broker struct {
 	// badConfigs are stored topic config values that did not parse
 	// (topicConfigInt warns once about each).
 	badConfigs badConfigValues
+	// topicDefaults caches the topic config defaults (topicConfigValue).
+	topicDefaults topicDefaults
 	// keys refuses records without a key produced to compacted topics
 	// (00_produce.go).
 	keys keyCheck

@@ -69,11 +69,29 @@ func (b *Broker) topicConfigValue(overrides map[string]string, name string) (str
 	if v, ok := overrides[name]; ok {
 		return v, true
 	}
-	d, ok := findTopicConfig(name)
-	if !ok {
-		return "", false
-	}
-	return d.def(b.cfg), false
+	return b.topicDefaults.get(b.cfg, name), false
+}
+
+// topicDefaults is each topic config's default on this node, computed
+// once from the node's configuration (which does not change while it
+// runs): the reconcile and CreateTopics paths resolve several configs
+// per partition, and looking each up in a fresh copy of the whole table
+// (configs.TopicConfigs) cost about 5% of a node's CPU while thousands
+// of partitions were created (docs/io-and-scale.md, "Scale").
+type topicDefaults struct {
+	once sync.Once
+	m    map[string]string // config name → default ("" for an unknown name)
+}
+
+func (d *topicDefaults) get(cfg configs.Config, name string) string {
+	d.once.Do(func() {
+		all := configs.TopicConfigs()
+		d.m = make(map[string]string, len(all))
+		for _, c := range all {
+			d.m[c.Name] = c.Default(cfg)
+		}
+	})
+	return d.m[name]
 }
 
 // topicConfigInt resolves a numeric topic config. It is total: a stored

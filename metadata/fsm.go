@@ -173,6 +173,20 @@ type FSM struct {
 	floor   uint64
 	maxLog  int // maxChangeEntries unless a test shrinks it
 	maxRefs int // maxChangeRefs unless a test shrinks it
+	// loads caches Loads (active segments led, per broker) and ledBy
+	// the leader each partition's active segment was counted for; each
+	// applied entry updates them for the partitions it changed (nil:
+	// rebuilt by the next Loads). Placement of every new topic and the
+	// next leader of every roll read them, which counting every
+	// partition made O(partitions) per command.
+	loads map[int32]int
+	ledBy map[loadKey]int32
+}
+
+// loadKey names a partition in FSM.ledBy.
+type loadKey struct {
+	topic     string
+	partition int32
 }
 
 // Bounds of the FSM's record of changes: past them, the oldest entries are
@@ -425,17 +439,60 @@ func (f *FSM) ClusterConfigs() map[string]string {
 	return maps.Clone(f.st.Configs)
 }
 
-// Loads counts, per broker, the active segments it leads.
+// Loads counts, per broker, the active segments it leads (a broker that
+// leads none is absent).
 func (f *FSM) Loads() map[int32]int {
 	f.mu.RLock()
-	defer f.mu.RUnlock()
-	out := map[int32]int{}
-	for _, t := range f.st.Topics {
-		for _, p := range t.Parts {
-			out[p.Active().Leader]++
+	if f.loads != nil {
+		out := maps.Clone(f.loads)
+		f.mu.RUnlock()
+		return out
+	}
+	f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.loads == nil {
+		f.loads, f.ledBy = map[int32]int{}, map[loadKey]int32{}
+		for _, t := range f.st.Topics {
+			for p := range t.Parts {
+				f.countLoad(t, int32(p))
+			}
 		}
 	}
-	return out
+	return maps.Clone(f.loads)
+}
+
+// countLoad counts partition p of t in f.loads. f.mu held for writing.
+func (f *FSM) countLoad(t *Topic, p int32) {
+	leader := t.Parts[p].Active().Leader
+	f.loads[leader]++
+	f.ledBy[loadKey{t.Name, p}] = leader
+}
+
+// updateLoads brings f.loads up to date after an entry that changed refs
+// (all: anything). f.mu held for writing.
+func (f *FSM) updateLoads(all bool, refs []PartitionRef) {
+	if f.loads == nil {
+		return
+	}
+	if all {
+		f.loads, f.ledBy = nil, nil
+		return
+	}
+	for _, r := range refs {
+		k := loadKey{r.Topic, r.Partition}
+		if old, ok := f.ledBy[k]; ok {
+			if f.loads[old]--; f.loads[old] <= 0 {
+				delete(f.loads, old)
+			}
+			delete(f.ledBy, k)
+		}
+		// The partition as it is now, whichever topic of that name
+		// holds it.
+		if t := f.st.Topics[r.Topic]; t != nil && r.Partition >= 0 && int(r.Partition) < len(t.Parts) {
+			f.countLoad(t, r.Partition)
+		}
+	}
 }
 
 // ActiveSegment is one partition's active segment, as ActiveSegments
@@ -784,6 +841,7 @@ func (f *FSM) applyLocked(c Command, index uint64) error {
 		if err == nil || errors.As(err, &be) {
 			all, refs := touched(&f.st, c, before, be)
 			f.record(index, all, refs)
+			f.updateLoads(all, refs)
 		}
 	}
 	return err
@@ -840,6 +898,7 @@ func (f *FSM) RestoreAt(b []byte, index uint64) error {
 	f.applied = index
 	f.floor = index
 	f.log, f.logRefs = nil, 0
+	f.loads, f.ledBy = nil, nil
 	f.notify()
 	f.mu.Unlock()
 	return nil

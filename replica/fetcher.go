@@ -81,13 +81,23 @@ func newFetcher(m *Manager, leader int32) *fetcher {
 
 func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 	f.mu.Lock()
-	if cur, ok := f.parts[tp]; ok && *cur == *p {
+	cur, had := f.parts[tp]
+	if had && *cur == *p {
 		f.mu.Unlock()
 		return // unchanged: keep in-flight answers valid
 	}
 	f.parts[tp] = p
-	if f.inflight != nil {
-		f.inflight() // re-fetch at once with the new partition or epoch
+	if had && f.inflight != nil {
+		// A partition the fetch in flight carries changed (a new
+		// epoch): re-fetch at once. A partition new to this fetcher
+		// joins at the next fetch instead: the leader ends its
+		// followers' long polls when it takes a segment's leadership
+		// (Manager.LeadershipStarted), and cancelling closes the
+		// connection, which restarts the fetch session with a full
+		// fetch of every partition; while thousands of partitions are
+		// created that was a full fetch per reconcile pass
+		// (docs/io-and-scale.md, "Scale").
+		f.inflight()
 	}
 	f.mu.Unlock()
 	select {
