@@ -212,7 +212,16 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 	conf.HeartbeatTimeout = opts.HeartbeatTimeout
 	conf.ElectionTimeout = opts.ElectionTimeout
 	conf.LeaderLeaseTimeout = opts.HeartbeatTimeout / 2
-	conf.CommitTimeout = 10 * time.Millisecond
+	// The leader sends each follower an AppendEntries every
+	// CommitTimeout to 2×CommitTimeout even when idle (how followers
+	// learn the commit index of the last entries): at 10 ms that was
+	// about half of an idle controller's CPU (docs/io-and-scale.md,
+	// "Scale"). A tenth of the heartbeat timeout, the period of
+	// hashicorp/raft's heartbeats (50 ms by default, its own default
+	// CommitTimeout), delays a follower's apply of an isolated entry by
+	// at most two of them; entries in a stream carry each other's
+	// commit index.
+	conf.CommitTimeout = max(time.Millisecond, opts.HeartbeatTimeout/10)
 	conf.SnapshotThreshold = opts.SnapshotThreshold
 	conf.SnapshotInterval = opts.SnapshotInterval
 	conf.TrailingLogs = opts.TrailingLogs
@@ -235,7 +244,16 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metadata: open raft log: %w", err)
 		}
-		logs, stable = s.bolt, s.bolt
+		// The leader reads back every entry it replicates, and the
+		// entry before them (setPreviousLog) on each AppendEntries,
+		// one every CommitTimeout per follower even when idle: served
+		// from memory instead of a BoltDB read transaction each.
+		cache, err := raft.NewLogCache(raftLogCache, s.bolt)
+		if err != nil {
+			s.bolt.Close()
+			return nil, fmt.Errorf("metadata: raft log cache: %w", err)
+		}
+		logs, stable = cache, s.bolt
 		snaps, err = raft.NewFileSnapshotStoreWithLogger(opts.Dir, 2, conf.Logger)
 		if err != nil {
 			s.bolt.Close()
@@ -309,6 +327,9 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 	go s.ctrl.run()
 	return s, nil
 }
+
+// raftLogCache is how many recent Raft log entries are kept in memory.
+const raftLogCache = 1024
 
 func serverID(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
 

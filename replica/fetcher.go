@@ -45,10 +45,31 @@ type fetcher struct {
 	// inflight cancels the fetch in flight (a long poll that does not
 	// carry a partition just added or changed); nil between fetches.
 	inflight context.CancelFunc
+	// inflightIdle: the fetch in flight is an idle long poll (see
+	// quiet), which a partition new to the fetcher cancels too.
+	inflightIdle bool
 
 	// sess is the fetch session (KIP-227) with the leader; only the run
 	// goroutine uses it.
 	sess fetchSession
+	// quiet: the last answer was an incremental one naming no partition
+	// (nothing new anywhere), so the next fetch long-polls for
+	// Config.idleFetchWait instead of FetchMaxWait. Run goroutine only.
+	quiet bool
+}
+
+// idleFetchWait is the long poll of a follower's fetch after an answer
+// with nothing new at all (docs/io-and-scale.md, "Scale"): each round of
+// a fetch session costs the leader and the follower work per partition
+// it holds, and an idle cluster's rounds end only at the wait, so a
+// longer one cuts an idle node's CPU about in proportion. Records end
+// any poll at once; what waits longer is only a high watermark or log
+// start that moved without new records (one answer with news brings the
+// wait back to FetchMaxWait). It is 4 fetch waits, at most a quarter of
+// LagTimeMax: every round counts as the follower's fetch of each
+// partition, and a follower silent for LagTimeMax is rolled out.
+func (c Config) idleFetchWait() time.Duration {
+	return max(c.FetchMaxWait, min(4*c.FetchMaxWait, c.LagTimeMax/4))
 }
 
 // fetchSession is a fetcher's incremental fetch session with its leader:
@@ -87,10 +108,11 @@ func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 		return // unchanged: keep in-flight answers valid
 	}
 	f.parts[tp] = p
-	if had && f.inflight != nil {
+	if f.inflight != nil && (had || f.inflightIdle) {
 		// A partition the fetch in flight carries changed (a new
-		// epoch): re-fetch at once. A partition new to this fetcher
-		// joins at the next fetch instead: the leader ends its
+		// epoch), or the fetch is an idle long poll: re-fetch at once.
+		// Otherwise a partition new to this fetcher joins at the next
+		// fetch, at most FetchMaxWait later: the leader ends its
 		// followers' long polls when it takes a segment's leadership
 		// (Manager.LeadershipStarted), and cancelling closes the
 		// connection, which restarts the fetch session with a full
@@ -190,7 +212,12 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	}
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = m.cfg.NodeID
-	req.MaxWaitMillis = int32(m.cfg.FetchMaxWait / time.Millisecond)
+	wait := m.cfg.FetchMaxWait
+	if f.quiet {
+		wait = m.cfg.idleFetchWait()
+	}
+	f.quiet = false // until an answer says so
+	req.MaxWaitMillis = int32(wait / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
 	sess := &f.sess
@@ -244,11 +271,11 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 		f.mu.Unlock()
 		return false, context.Canceled // changed since the snapshot
 	}
-	f.inflight = cancel
+	f.inflight, f.inflightIdle = cancel, wait > m.cfg.FetchMaxWait
 	f.mu.Unlock()
 	resp, err := m.tr.Fetch(ctx, f.leader, req)
 	f.mu.Lock()
-	f.inflight = nil
+	f.inflight, f.inflightIdle = nil, false
 	f.mu.Unlock()
 	if err != nil {
 		// The leader may or may not have taken the session epoch.
@@ -277,6 +304,10 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	case incremental:
 		sess.epoch = nextEpoch(sess.epoch)
 		sess.sent = want
+		f.quiet = true
+		for _, rt := range resp.Topics {
+			f.quiet = f.quiet && len(rt.Partitions) == 0
+		}
 	default:
 		sess.id, sess.epoch, sess.sent = resp.SessionID, 1, want
 	}

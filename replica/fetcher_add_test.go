@@ -2,6 +2,7 @@ package replica
 
 import (
 	"testing"
+	"time"
 
 	"github.com/tuskdb/tusk/storage"
 )
@@ -40,5 +41,34 @@ func TestFetcherAddCancelsOnlyChanges(t *testing.T) {
 	}
 	if n := len(f.snapshot()); n != 2 {
 		t.Fatalf("fetcher holds %d partitions, want 2", n)
+	}
+}
+
+// TestFetcherAddCancelsIdlePoll: an idle long poll (after an answer with
+// nothing new) is cancelled by a partition new to the fetcher too, so the
+// partition is not held back by the longer wait.
+func TestFetcherAddCancelsIdlePoll(t *testing.T) {
+	f := newFetcher(nil, 2)
+	cancels := 0
+	f.inflight, f.inflightIdle = func() { cancels++ }, true
+	f.add(storage.TopicPartition{Topic: "t", Partition: 0}, &followed{epoch: 1})
+	if cancels != 1 {
+		t.Fatalf("a new partition cancelled an idle poll %d times, want 1", cancels)
+	}
+}
+
+// TestIdleFetchWait: four fetch waits, at most a quarter of LagTimeMax,
+// never below the fetch wait.
+func TestIdleFetchWait(t *testing.T) {
+	for _, c := range []struct{ wait, lag, want time.Duration }{
+		{500 * time.Millisecond, 10 * time.Second, 2 * time.Second},
+		{500 * time.Millisecond, 4 * time.Second, time.Second},
+		{500 * time.Millisecond, time.Second, 500 * time.Millisecond},
+		{20 * time.Millisecond, 10 * time.Second, 80 * time.Millisecond},
+	} {
+		cfg := Config{FetchMaxWait: c.wait, LagTimeMax: c.lag}
+		if got := cfg.idleFetchWait(); got != c.want {
+			t.Errorf("fetch wait %v, lag time max %v: idle fetch wait %v, want %v", c.wait, c.lag, got, c.want)
+		}
 	}
 }
