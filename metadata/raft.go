@@ -211,7 +211,17 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 	conf.LocalID = serverID(opts.NodeID)
 	conf.HeartbeatTimeout = opts.HeartbeatTimeout
 	conf.ElectionTimeout = opts.ElectionTimeout
-	conf.LeaderLeaseTimeout = opts.HeartbeatTimeout / 2
+	// The Raft leader steps down once it has heard from no quorum for
+	// LeaderLeaseTimeout. At half the heartbeat timeout (250 ms) a
+	// starved machine lost its leader every few seconds while thousands
+	// of partitions were created or failed over (docs/io-and-scale.md,
+	// "Scale": "failed to contact quorum of nodes, stepping down", then
+	// elections), and every loss stalls all metadata changes for an
+	// election. The controller's safety does not rest on this lease
+	// (brokers hold their own, docs/architecture.md, "Leases"; a leader
+	// cut off commits nothing), so it is the whole heartbeat timeout,
+	// the most hashicorp/raft allows.
+	conf.LeaderLeaseTimeout = opts.HeartbeatTimeout
 	// The leader sends each follower an AppendEntries every
 	// CommitTimeout to 2×CommitTimeout even when idle (how followers
 	// learn the commit index of the last entries): at 10 ms that was

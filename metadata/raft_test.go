@@ -18,7 +18,7 @@ import (
 // Test timings (ValidateRaftOptions must accept them, see
 // TestValidateRaftOptions). 50ms Raft timeouts also work, but on a loaded
 // two-CPU machine under -race the leader then steps down now and then
-// (LeaderLeaseTimeout is half the heartbeat timeout), which only slows the
+// (LeaderLeaseTimeout is the heartbeat timeout), which only slows the
 // tests down.
 const (
 	tHeartbeat    = 100 * time.Millisecond
