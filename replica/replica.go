@@ -141,6 +141,7 @@ type Manager struct {
 	OnRoll func(reason string)
 
 	rollKick chan struct{} // an append crossed segment.bytes
+	rolls    rollBatch     // rolls waiting to commit together (rollbatch.go)
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup

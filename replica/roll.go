@@ -390,7 +390,7 @@ func (m *Manager) commitRoll(tp storage.TopicPartition, seg metadata.Segment, cm
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(m.ctx, 10*time.Second)
-		err := m.md.Apply(actx, cmd)
+		err := m.applyRoll(actx, cmd)
 		acancel()
 		if err == nil {
 			return true
