@@ -100,10 +100,13 @@ func (c *Coordinator) initProducerID(ctx context.Context, req *kmsg.InitProducer
 	next := m.txnState.clone()
 	switch {
 	case m.pid == -1 || (epochExhausted(m.epoch) && (exp == nil || exp.epoch == m.epoch)):
-		pid, err := c.ids.Next(ctx)
+		pid, err := c.nextID(ctx)
 		if err != nil {
-			c.log.Warn().Err(err).Str("transactional_id", id).Msg("txn: allocating a producer id failed")
 			c.dropPlaceholder(m)
+			if c.closed.Load() {
+				return kerr.NotCoordinator.Code, -1, -1
+			}
+			c.log.Warn().Err(err).Str("transactional_id", id).Msg("txn: allocating a producer id failed")
 			return idErrorCode(err), -1, -1
 		}
 		next.pid, next.epoch = pid, 0

@@ -188,7 +188,8 @@ func (c *Coordinator) ticker() {
 }
 
 // Close stops the coordinator (on losing leadership of the partition).
-// Persists and marker writes in flight are cancelled; their callers and
+// Persists, marker writes and producer id allocations in flight are
+// cancelled; their callers and
 // every later call are answered NOT_COORDINATOR. A transaction left in
 // Prepare* is completed by the next coordinator (ReplayDone).
 func (c *Coordinator) Close() {
@@ -365,6 +366,16 @@ func (c *Coordinator) persist(ctx context.Context, recs []Record) int16 {
 	}
 	c.log.Warn().Err(err).Int("records", len(recs)).Msg("txn: persisting __transaction_state records failed")
 	return appendErrorCode(err)
+}
+
+// nextID allocates a producer id with ctx, cut short by Close (it is
+// called with the id's lock held, which Close's completions may wait
+// for).
+func (c *Coordinator) nextID(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.ctx, cancel)()
+	return c.ids.Next(ctx)
 }
 
 // appendErrorCode maps a log append error as Kafka's

@@ -953,3 +953,47 @@ func TestEmptyIDBeforeOwnership(t *testing.T) {
 	c.Close()
 	check("closed")
 }
+
+// blockingIDs holds Next until its ctx ends; entered gets a value when a
+// call starts waiting.
+type blockingIDs struct{ entered chan struct{} }
+
+func (b *blockingIDs) Next(ctx context.Context) (int64, error) {
+	b.entered <- struct{}{}
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+// TestCloseCancelsProducerIDAllocation: an InitProducerID waiting for a
+// producer id (the broker's block comes from Raft, which may be stopping
+// too) is answered NOT_COORDINATOR when the coordinator closes, although
+// its request's context goes on; before, it waited for that context,
+// holding the id's lock. The id is not left behind.
+func TestCloseCancelsProducerIDAllocation(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	ids := &blockingIDs{entered: make(chan struct{}, 1)}
+	c := New(testConfig(clock), 7, &memPersister{}, &fakeMarkers{}, ids)
+	t.Cleanup(c.Close)
+	c.ReplayDone(context.Background())
+	done := make(chan int16, 1)
+	go func() {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version = 4
+		req.TransactionalID = strp("a")
+		req.TransactionTimeoutMillis = 60000
+		done <- c.InitProducerID(context.Background(), req).ErrorCode
+	}()
+	<-ids.entered
+	c.Close()
+	select {
+	case code := <-done:
+		if code != kerr.NotCoordinator.Code {
+			t.Fatalf("InitProducerID cancelled by Close = %v, want NOT_COORDINATOR", kerr.ErrorForCode(code))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("InitProducerID still waiting for a producer id 10s after Close")
+	}
+	if v := c.view("a"); v != nil {
+		t.Fatalf("id a left behind after the failed InitProducerID: %+v", v)
+	}
+}
