@@ -206,6 +206,12 @@ type StorageConfig struct {
 	// DropBehind is the page-cache budget of durable appended bytes
 	// kept behind the logs' ends (storage.Options.DropBehind); 0: off.
 	DropBehind int64 `mapstructure:"drop-behind"`
+	// MaxOpenFiles bounds the segment files holding a descriptor
+	// (storage.Options.MaxOpenFiles); 0: from the open-file limit.
+	MaxOpenFiles int `mapstructure:"max-open-files"`
+	// OpenFileIdle closes a segment file unused this long
+	// (storage.Options.OpenFileIdle); 0: never for idleness.
+	OpenFileIdle time.Duration `mapstructure:"open-file-idle"`
 }
 
 // TopicDefaults apply to topics that do not override them.
@@ -304,6 +310,8 @@ func Options() []Option {
 		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
 		{"storage.recycle-segments", true, "when retention drops a log's oldest segment, keep its file for that log's next roll to overwrite instead of deleting it and creating a new one (cheaper writes, no unlink); an unused spare is deleted after a retention interval"},
 		{"storage.drop-behind", int64(256 << 20), "page-cache budget, in bytes across all partitions, of durable produced data kept cached behind the log ends: older durable bytes are dropped from the page cache after each group commit or interval sync (FADV_DONTNEED), so writes reuse freed pages instead of new ones (see docs/io-and-scale.md); consumers further behind read from disk; 0: off"},
+		{"storage.max-open-files", 0, "segment files holding a descriptor at once; past it the least recently used is closed and reopened when next used; 0: the soft open-file limit less a quarter of it (at least 1,024) for connections, which also caps a larger value"},
+		{"storage.open-file-idle", 60 * time.Second, "close a segment file's descriptor once it has not been appended to, synced or read for this long, so idle partition replicas hold none; 0: only storage.max-open-files closes files"},
 		{"storage.background-io-rate", int64(32 << 20), "bytes per second a learner (a node copying a partition to join its replicas, or catching up to rejoin) may write; 0: unlimited"},
 		{"topic.partitions", int32(1), "partitions of auto-created topics (num.partitions)"},
 		{"topic.replication-factor", int32(0), "replicas of new topics' partitions when a request leaves it to the broker (default.replication.factor); 0: min(3, live brokers)"},
@@ -476,6 +484,9 @@ func (c Config) Validate() error {
 	}
 	if c.Storage.Fsync == "interval" && c.Storage.FsyncInterval <= 0 {
 		errs = append(errs, fmt.Errorf("storage.fsync-interval %v must be positive", c.Storage.FsyncInterval))
+	}
+	if c.Storage.MaxOpenFiles < 0 || c.Storage.OpenFileIdle < 0 {
+		errs = append(errs, fmt.Errorf("storage.max-open-files %d and storage.open-file-idle %v must not be negative", c.Storage.MaxOpenFiles, c.Storage.OpenFileIdle))
 	}
 	switch c.Log.Format {
 	case "console", "json":

@@ -83,6 +83,16 @@ type Options struct {
 	// durable bytes are dropped from the page cache after each group
 	// commit (dropbehind.go). <= 0: off (the kernel's LRU decides).
 	DropBehind int64
+	// MaxOpenFiles bounds the segment files holding a descriptor at once
+	// (fdpool.go); past it the least recently used one is closed, and
+	// reopened when next used. <= 0: the soft RLIMIT_NOFILE less a
+	// quarter of it (at least 1,024) for connections; a larger value is
+	// lowered to that too.
+	MaxOpenFiles int
+	// OpenFileIdle closes a segment file's descriptor once it has not
+	// been used (appended to, synced or read) for this long, so an idle
+	// replica holds none. <= 0: only MaxOpenFiles closes files.
+	OpenFileIdle time.Duration
 
 	ioFault    ioFault // tests: rewrites io_uring completion results
 	clock      ioClock // tests: the budgets' time source (nil: wall clock)
@@ -120,6 +130,8 @@ type Engine struct {
 	dirty   map[*Log]struct{} // logs with appends not yet synced
 
 	stats engineStats
+	// files bounds the open segment-file descriptors (fdpool.go).
+	files *filePool
 
 	// lease returns this node's lease (SetLeaseSource); nil: appends to
 	// replicated logs are not checked against a lease (an engine used
@@ -192,6 +204,16 @@ func Open(opts Options) (*Engine, error) {
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
+	e.files = newFilePool(fileLimit(opts.MaxOpenFiles), func(path string, flag int) (File, error) {
+		f, err := e.fs.OpenFile(path, flag, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		return e.io.wrap(f), nil
+	})
+	if opts.MaxOpenFiles > 0 && e.files.limit < opts.MaxOpenFiles {
+		opts.Logger.Warn().Int("max_open_files", opts.MaxOpenFiles).Int("applied", e.files.limit).Msg("storage.max-open-files lowered below the open-file limit")
+	}
 	clock := opts.clock
 	if clock == nil {
 		clock = wallClock{}
@@ -233,6 +255,10 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.wg.Add(1)
 	go e.retentionLoop()
+	if opts.OpenFileIdle > 0 {
+		e.wg.Add(1)
+		go e.fileSweepLoop(opts.OpenFileIdle)
+	}
 	return e, nil
 }
 
@@ -531,6 +557,9 @@ func (e *Engine) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := e.files.closeAll(); err != nil {
+		errs = append(errs, fmt.Errorf("storage: close segment files: %w", err))
+	}
 	if err := e.io.close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -606,7 +635,7 @@ func (e *Engine) syncLogs(logs []*Log) {
 		return
 	}
 	errs := make([]error, len(files))
-	e.io.syncFiles(files, errs)
+	e.files.syncFiles(e.io, files, errs)
 	for i, t := range pending {
 		t.l.endSync(t, errs[i])
 	}
@@ -622,6 +651,9 @@ func (e *Engine) syncLogs(logs []*Log) {
 		}
 	}
 }
+
+// FileStats returns the segment-file descriptor counters.
+func (e *Engine) FileStats() FileStats { return e.files.stats() }
 
 // SyncStats counts group-commit work since Open.
 type SyncStats struct {

@@ -509,13 +509,10 @@ func (l *Log) endSync(t syncTicket, err error) {
 }
 
 // openSegFile opens the segment file at base through the engine's I/O
-// backend.
+// backend and file pool: its descriptor may be closed while unused and
+// reopened by the next operation (fdpool.go).
 func (l *Log) openSegFile(base int64, flag int) (File, error) {
-	f, err := l.fs.OpenFile(segName(l.dir, base, logSuffix), flag, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	return l.engine.io.wrap(f), nil
+	return l.engine.files.open(segName(l.dir, base, logSuffix), flag, false)
 }
 
 // segmentForLocked returns the segment holding offset (logStart <= offset < leo).

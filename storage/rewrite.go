@@ -218,12 +218,14 @@ func (r *Rewrite) Write(batch []byte) error {
 // createOutput creates the output file <base>.log.cleaned.
 func (r *Rewrite) createOutput(base int64) (File, error) {
 	l := r.l
-	f, err := l.fs.OpenFile(segName(l.dir, base, logSuffix+cleanedSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	// Held open (fixed) until Commit renames it into place: the pool
+	// reopens files by name (fdpool.go).
+	f, err := l.engine.files.open(segName(l.dir, base, logSuffix+cleanedSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, true)
 	if err != nil {
 		r.outFailed = fmt.Errorf("storage: rewrite output of %s: create file %d: %w", l.tp, base, err)
 		return nil, r.outFailed
 	}
-	return l.engine.io.wrap(f), nil
+	return f, nil
 }
 
 // Prepare fsyncs the output files. After it the rewrite can wait
@@ -612,6 +614,11 @@ func (r *Rewrite) Commit(gen int32) error {
 	if err != nil {
 		l.fenceLocked(fmt.Errorf("storage: commit rewrite of %s: %w", l.tp, err))
 		return l.fenceErr
+	}
+	for _, s := range newSegs {
+		if h, ok := s.f.(*segFile); ok {
+			h.settle(segName(l.dir, s.base, logSuffix))
+		}
 	}
 	l.segs = append(newSegs, rest...)
 	l.logStart = start

@@ -88,6 +88,8 @@ func serve(cfg configs.Config) error {
 		BackgroundIORate:       cfg.Storage.BackgroundIORate,
 		RecycleSegments:        cfg.Storage.RecycleSegments,
 		DropBehind:             cfg.Storage.DropBehind,
+		MaxOpenFiles:           cfg.Storage.MaxOpenFiles,
+		OpenFileIdle:           cfg.Storage.OpenFileIdle,
 	})
 	if err != nil {
 		return err
@@ -192,16 +194,16 @@ func newConfigDocCmd() *cobra.Command {
 	}
 }
 
-// logFDLimit logs the open-file limit. Every partition replica keeps its
-// active segment file open, so a node needs about one descriptor per
-// replica plus its connections. The Go runtime raises the soft limit to
-// the hard one at start; the hard limit is the operator's (README,
-// "File descriptors").
+// logFDLimit logs the open-file limit. Segment files hold descriptors
+// only while in use, at most storage.max-open-files of them (by default
+// derived from this limit, docs/io-and-scale.md section 3). The Go runtime
+// raises the soft limit to the hard one at start; the hard limit is the
+// operator's (README, "File descriptors").
 func logFDLimit(log zerolog.Logger) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		log.Warn().Err(err).Msg("read the open-file limit")
 		return
 	}
-	log.Info().Uint64("soft", lim.Cur).Uint64("hard", lim.Max).Msg("open-file limit (one descriptor per partition replica, plus connections; raise the hard limit for many partitions)")
+	log.Info().Uint64("soft", lim.Cur).Uint64("hard", lim.Max).Msg("open-file limit (segment files in use and connections; storage.max-open-files is derived from it)")
 }
