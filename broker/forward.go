@@ -218,7 +218,8 @@ func (f *produceForward) pending() bool { return len(f.byLdr) > 0 }
 
 // seal encodes each leader's sub-request into an Envelope for the client
 // of rc. It runs before the handler returns: the records are copied once,
-// from the client's frame into the inner request's bytes.
+// from the client's frame into the inner request's bytes, a buffer of
+// the frame pool (framepool.go).
 func (f *produceForward) seal(rc *request) {
 	if len(f.byLdr) == 0 {
 		return
@@ -233,8 +234,12 @@ func (f *produceForward) seal(rc *request) {
 				n += 32 + len(p.Records)
 			}
 		}
+		buf := f.b.frames.get(n) // back in the pool once the leader answered (send)
+		if buf == nil {
+			buf = make([]byte, 0, n)
+		}
 		env := kmsg.NewPtrEnvelopeRequest()
-		env.RequestData = appendRequestData(make([]byte, 0, n), rc.hdr.CorrelationID, rc.hdr.ClientID, fp.req)
+		env.RequestData = appendRequestData(buf, rc.hdr.CorrelationID, rc.hdr.ClientID, fp.req)
 		env.RequestPrincipal, env.ClientHostAddress = princ, host
 		fp.env = env
 		fp.req.Topics = nil // the frame's records are not to be read after this
@@ -273,9 +278,14 @@ func (f *produceForward) send(ctx context.Context) {
 			}
 			kresp, err := seeds[0].Request(ctx, fp.env)
 			if err != nil {
+				// The client may still write the request (a canceled
+				// wait): its buffer is left to the garbage collector.
 				fail(kerr.NotLeaderForPartition.Code, "forwarding to leader "+strconv.Itoa(int(leader))+" failed: "+err.Error())
 				return
 			}
+			// Answered: the request was written and its buffer is free.
+			f.b.frames.put(fp.env.RequestData)
+			fp.env.RequestData = nil
 			if fp.req.Acks == 0 {
 				return
 			}
