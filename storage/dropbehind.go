@@ -148,7 +148,7 @@ func (l *Log) dropBehind(t syncTicket, window int64) {
 	for _, r := range ranges {
 		if d, ok := r.seg.f.(cacheDropper); ok {
 			if err := d.dropCache(r.off, r.end-r.off); err != nil && !l.dropErrLogged.Swap(true) {
-				l.logger.Warn().Err(err).Int64("segment", r.seg.base).Msg("drop-behind: fadvise failed (advice only; logged once per log)")
+				l.logger().Warn().Err(err).Int64("segment", r.seg.base).Msg("drop-behind: fadvise failed (advice only; logged once per log)")
 			}
 		}
 		r.seg.closeMu.RUnlock()

@@ -175,7 +175,7 @@ func (l *Log) recoverEpochs(activeBase int64) error {
 	l.epochs.reset()
 	entries, end, found, err := readEpochCheckpoint(l.fs, l.dir)
 	if err != nil {
-		l.logger.Warn().Err(err).Msg("ignoring unreadable leader epoch checkpoint: rescanning sealed segments")
+		l.logger().Warn().Err(err).Msg("ignoring unreadable leader epoch checkpoint: rescanning sealed segments")
 		found = false
 	}
 	from := int64(-1)

@@ -100,7 +100,6 @@ type Log struct {
 	dir    string
 	fs     FS
 	policy FsyncPolicy
-	logger zerolog.Logger
 	now    func() time.Time
 	engine *Engine
 
@@ -206,6 +205,15 @@ func (l *Log) Size() int64 {
 		n += s.size
 	}
 	return n
+}
+
+// logger returns the engine's logger with the log's "tp" field. Built on
+// each call (logging is rare): a logger kept per log holds a 500-byte
+// context buffer, about a fifth of an idle log's heap (docs/io-and-scale.md,
+// section 3).
+func (l *Log) logger() *zerolog.Logger {
+	lg := l.engine.log.With().Str("tp", l.tp.String()).Logger()
+	return &lg
 }
 
 func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
@@ -384,7 +392,7 @@ func (l *Log) rollLocked() error {
 	l.segs = append(l.segs, seg)
 	// Every segment before the new one is synced.
 	l.advanceDurableLocked(l.leo)
-	l.logger.Debug().Str("tp", l.tp.String()).Int64("base", l.leo).Bool("recycled", stale > 0).Msg("rolled segment")
+	l.logger().Debug().Str("tp", l.tp.String()).Int64("base", l.leo).Bool("recycled", stale > 0).Msg("rolled segment")
 	// Retention by size is checked at each roll too, not only by the
 	// periodic pass: the segment it drops becomes the spare file the next
 	// roll recycles. (retention.ms stays with the periodic pass.)
@@ -401,7 +409,7 @@ func (l *Log) fenceLocked(cause error) {
 		return
 	}
 	l.fenceErr = fmt.Errorf("%w: %w", ErrFenced, cause)
-	l.logger.Error().Err(cause).Str("tp", l.tp.String()).Int64("durable", l.durable).Int64("leo", l.leo).Msg("log fenced after I/O error")
+	l.logger().Error().Err(cause).Str("tp", l.tp.String()).Int64("durable", l.durable).Int64("leo", l.leo).Msg("log fenced after I/O error")
 	l.durableWaiters.failAll(l.fenceErr)
 	l.hwWaiters.failAll(l.fenceErr)
 	l.notifyHWLocked()
@@ -940,12 +948,12 @@ func (l *Log) retainLocked(now time.Time, byTime bool) {
 	}
 	if start := l.segs[n].base; start > l.logStart {
 		if err := writeLogStart(l.fs, l.dir, start); err != nil {
-			l.logger.Error().Err(err).Str("tp", l.tp.String()).Msg("retention: persist log start offset")
+			l.logger().Error().Err(err).Str("tp", l.tp.String()).Msg("retention: persist log start offset")
 			return
 		}
 		l.logStart = start
 	}
-	l.logger.Info().Str("tp", l.tp.String()).Int("segments", n).Int64("log_start", l.logStart).Msg("retention deleted segments")
+	l.logger().Info().Str("tp", l.tp.String()).Int("segments", n).Int64("log_start", l.logStart).Msg("retention deleted segments")
 	l.removeFrontLocked(n)
 }
 
@@ -975,7 +983,7 @@ func (l *Log) removeFrontLocked(n int) {
 		if err != nil {
 			// Left under its name below the log start: the next
 			// recovery drops it.
-			l.logger.Warn().Err(err).Str("tp", l.tp.String()).Int64("base", s.base).Msg("delete segment")
+			l.logger().Warn().Err(err).Str("tp", l.tp.String()).Int64("base", s.base).Msg("delete segment")
 			continue
 		}
 		if path != "" {
@@ -986,7 +994,7 @@ func (l *Log) removeFrontLocked(n int) {
 		// The renames may not be durable: shrinking the files now could
 		// leave a half-visible segment after a crash. The next Open
 		// queues the *.deleted files.
-		l.logger.Warn().Err(err).Str("tp", l.tp.String()).Msg("sync dir after segment delete")
+		l.logger().Warn().Err(err).Str("tp", l.tp.String()).Msg("sync dir after segment delete")
 		return
 	}
 	for _, t := range tombs {

@@ -32,7 +32,6 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	dir := e.logDir(tp)
 	l := &Log{
 		tp: tp, dir: dir, fs: e.fs, policy: e.opts.Fsync, now: e.now, engine: e,
-		logger:      e.log.With().Str("tp", tp.String()).Logger(),
 		cfg:         cfg,
 		producers:   fencing.NewProducerStates(),
 		writerEpoch: fencing.NoWriter,
@@ -68,7 +67,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		}
 	}
 	if l.cleanGen, err = readGeneration(e.fs, dir); err != nil {
-		l.logger.Warn().Err(err).Msg("ignoring unreadable clean-generation file")
+		l.logger().Warn().Err(err).Msg("ignoring unreadable clean-generation file")
 	}
 	// Segment files deleted before a crash or restart: the deleter
 	// finishes them; they are never segments.
@@ -83,7 +82,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		case strings.HasSuffix(n, deletedSuffix):
 		case strings.HasSuffix(n, ".tmp"):
 			if err := e.fs.Remove(filepath.Join(dir, n)); err != nil {
-				l.logger.Warn().Err(err).Str("file", n).Msg("remove leftover file")
+				l.logger().Warn().Err(err).Str("file", n).Msg("remove leftover file")
 			}
 		case !ok:
 		case suf == logSuffix:
@@ -106,7 +105,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	}
 	limit := int64(math.MaxInt64)
 	if haveTrunc {
-		l.logger.Warn().Int64("offset", truncTo).Msg("completing an interrupted truncation")
+		l.logger().Warn().Int64("offset", truncTo).Msg("completing an interrupted truncation")
 		limit = truncTo
 		for len(bases) > 1 && bases[len(bases)-1] > truncTo {
 			l.removeSegFiles(bases[len(bases)-1])
@@ -116,7 +115,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 
 	logStart, haveStart, err := readLogStart(e.fs, dir)
 	if err != nil {
-		l.logger.Warn().Err(err).Msg("ignoring unreadable log-start-offset checkpoint")
+		l.logger().Warn().Err(err).Msg("ignoring unreadable log-start-offset checkpoint")
 		haveStart = false
 	}
 	if !haveStart {
@@ -150,7 +149,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		}
 		if s == nil {
 			// Segment i is damaged: it becomes the last; later ones go.
-			l.logger.Warn().Int64("base", bases[i]).Msg("sealed segment damaged: truncating the log there")
+			l.logger().Warn().Int64("base", bases[i]).Msg("sealed segment damaged: truncating the log there")
 			for _, b := range bases[i+1:] {
 				l.removeSegFiles(b)
 			}
@@ -181,7 +180,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	for i := len(snaps) - 1; i >= 0; i-- {
 		if snaps[i] > activeBase {
 			if err := e.fs.Remove(segName(dir, snaps[i], snapshotSuffix)); err != nil && !isNotExist(err) {
-				l.logger.Warn().Err(err).Msg("remove snapshot above log end")
+				l.logger().Warn().Err(err).Msg("remove snapshot above log end")
 			}
 			continue
 		}
@@ -197,7 +196,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 				break
 			}
 		}
-		l.logger.Warn().Err(err).Int64("offset", snaps[i]).Msg("ignoring unreadable producer snapshot")
+		l.logger().Warn().Err(err).Int64("offset", snaps[i]).Msg("ignoring unreadable producer snapshot")
 	}
 	replay := func(s *segment, h *kafkaproto.BatchHeader, pos int64) error {
 		if h.BaseOffset < replayFrom {
@@ -225,9 +224,9 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 			return fail(fmt.Errorf("replay producer state from segment %d: %w", s.base, err))
 		}
 		if rebuild[s] {
-			l.logger.Info().Int64("base", s.base).Int("aborted", len(s.aborted)).Msg("rebuilt transaction index of sealed segment")
+			l.logger().Info().Int64("base", s.base).Int("aborted", len(s.aborted)).Msg("rebuilt transaction index of sealed segment")
 			if err := writeFileSync(e.fs, segName(dir, s.base, txnIndexSuffix), encodeTxnIndex(s.aborted)); err != nil {
-				l.logger.Warn().Err(err).Msg("rewrite transaction index")
+				l.logger().Warn().Err(err).Msg("rewrite transaction index")
 			}
 		}
 	}
@@ -260,7 +259,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		// Records were deleted up to logStart but the log lost its tail
 		// (possible without FsyncAlways): restart empty at logStart rather
 		// than reuse deleted offsets.
-		l.logger.Warn().Int64("log_start", logStart).Int64("leo", l.leo).Msg("log ends below its start offset: starting empty")
+		l.logger().Warn().Int64("log_start", logStart).Int64("leo", l.leo).Msg("log ends below its start offset: starting empty")
 		for _, s := range l.segs {
 			s.closeFile()
 			l.removeSegFiles(s.base)
@@ -290,13 +289,13 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		// a high watermark, so it still is (Kafka's HW checkpoint).
 		hw := logStart
 		if off, found, err := readOffsetFile(e.fs, dir, hwFile, hwMagic); err != nil {
-			l.logger.Warn().Err(err).Msg("ignoring unreadable high-watermark checkpoint")
+			l.logger().Warn().Err(err).Msg("ignoring unreadable high-watermark checkpoint")
 		} else if found {
 			hw = min(max(off, logStart), l.leo)
 		}
 		l.replicated, l.hw, l.replicaHW = true, hw, hw
 	}
-	l.logger.Info().Int64("log_start", l.logStart).Int64("leo", l.leo).Int("segments", len(l.segs)).Int("producers", l.producers.Len()).Msg("opened log")
+	l.logger().Info().Int64("log_start", l.logStart).Int64("leo", l.leo).Int("segments", len(l.segs)).Int("producers", l.producers.Len()).Msg("opened log")
 	return l, nil
 }
 
@@ -326,7 +325,7 @@ func (l *Log) removeSegFiles(base int64) {
 		}
 	}
 	if err != nil {
-		l.logger.Warn().Err(err).Int64("base", base).Msg("remove segment files")
+		l.logger().Warn().Err(err).Int64("base", base).Msg("remove segment files")
 	}
 }
 
@@ -351,23 +350,23 @@ func (l *Log) openSealed(base, next, interval int64) (*segment, error) {
 	if l.loadIndexes(s) {
 		return s, nil
 	}
-	l.logger.Info().Int64("base", base).Msg("rebuilding indexes of sealed segment")
+	l.logger().Info().Int64("base", base).Msg("rebuilding indexes of sealed segment")
 	s = newSegment(base, f, interval)
 	endPos, endOff, err := scanBatches(f, 0, base, size, true, func(h *kafkaproto.BatchHeader, pos int64) error {
 		s.track(h.BaseOffset, h.LastOffset(), h.MaxTimestamp, pos, int64(h.Size()), interval)
 		return nil
 	})
 	if err != nil || endPos != size || endOff != next {
-		l.logger.Warn().Err(err).Int64("base", base).Int64("end_pos", endPos).Int64("end_offset", endOff).Int64("want_offset", next).Msg("sealed segment inconsistent")
+		l.logger().Warn().Err(err).Int64("base", base).Int64("end_pos", endPos).Int64("end_offset", endOff).Int64("want_offset", next).Msg("sealed segment inconsistent")
 		f.Close()
 		return nil, nil
 	}
 	s.seal()
 	if err := writeFileSync(l.fs, segName(l.dir, base, indexSuffix), encodeIndex(s.index)); err != nil {
-		l.logger.Warn().Err(err).Msg("rewrite index")
+		l.logger().Warn().Err(err).Msg("rewrite index")
 	}
 	if err := writeFileSync(l.fs, segName(l.dir, base, timeIndexSuffix), encodeTimeIndex(s.timeIndex)); err != nil {
-		l.logger.Warn().Err(err).Msg("rewrite time index")
+		l.logger().Warn().Err(err).Msg("rewrite time index")
 	}
 	return s, nil
 }
@@ -381,7 +380,7 @@ func (l *Log) loadIndexes(s *segment) bool {
 	}
 	ix, err := decodeIndex(ib, s.size, span)
 	if err != nil {
-		l.logger.Warn().Err(err).Int64("base", s.base).Msg("bad offset index")
+		l.logger().Warn().Err(err).Int64("base", s.base).Msg("bad offset index")
 		return false
 	}
 	tb, err := readWhole(l.fs, segName(l.dir, s.base, timeIndexSuffix))
@@ -390,14 +389,14 @@ func (l *Log) loadIndexes(s *segment) bool {
 	}
 	tix, err := decodeTimeIndex(tb, span)
 	if err != nil {
-		l.logger.Warn().Err(err).Int64("base", s.base).Msg("bad time index")
+		l.logger().Warn().Err(err).Int64("base", s.base).Msg("bad time index")
 		return false
 	}
 	s.index, s.timeIndex = ix, tix
 	pos, at := s.lookupBatch(s.next - 1)
 	endPos, endOff, err := scanBatches(s.f, pos, at, s.size, false, nil)
 	if err != nil || endPos != s.size || endOff != s.next {
-		l.logger.Warn().Err(err).Int64("base", s.base).Msg("index inconsistent with segment")
+		l.logger().Warn().Err(err).Int64("base", s.base).Msg("index inconsistent with segment")
 		s.index, s.timeIndex = nil, nil
 		return false
 	}
@@ -442,7 +441,7 @@ func (l *Log) openActive(base, interval, limit int64, replay func(*segment, *kaf
 		return nil, fmt.Errorf("replay segment %d: %w", base, replayErr)
 	}
 	if endPos < size {
-		l.logger.Warn().Err(scanErr).Int64("base", base).Int64("valid", endPos).Int64("size", size).Msg("truncating torn tail of active segment")
+		l.logger().Warn().Err(scanErr).Int64("base", base).Int64("valid", endPos).Int64("size", size).Msg("truncating torn tail of active segment")
 		if err := f.Truncate(endPos); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("truncate segment %d at %d: %w", base, endPos, err)

@@ -61,12 +61,12 @@ func (l *Log) newActiveFileLocked(base int64) (f File, stale int64, err error) {
 	if sp := l.spare; sp != nil {
 		l.spare = nil
 		if err := l.fs.Rename(sp.path, name); err != nil {
-			l.logger.Warn().Err(err).Str("tp", l.tp.String()).Str("spare", sp.path).Msg("recycle segment file: rename failed; creating a new file")
+			l.logger().Warn().Err(err).Str("tp", l.tp.String()).Str("spare", sp.path).Msg("recycle segment file: rename failed; creating a new file")
 			l.engine.reclaim(sp.path, sp.size, nil)
 		} else if f, err := l.openSegFile(base, os.O_RDWR); err != nil {
 			// The spare now has the segment's name: recovery would
 			// read it as the (empty) active segment. Start it over.
-			l.logger.Warn().Err(err).Str("tp", l.tp.String()).Msg("recycle segment file: open failed; creating a new file")
+			l.logger().Warn().Err(err).Str("tp", l.tp.String()).Msg("recycle segment file: open failed; creating a new file")
 		} else {
 			l.engine.stats.recycled.Add(1)
 			return f, sp.size, nil

@@ -633,7 +633,7 @@ func (r *Rewrite) Commit(gen int32) error {
 		n++
 	}
 	l.removeFrontLocked(n)
-	l.logger.Info().Int32("generation", gen).Int64("from", r.from).Int64("up_to", r.upTo).Int("old_files", len(rec.old)).Int("new_files", len(rec.new)).Int64("log_start", l.logStart).Msg("rewrote range")
+	l.logger().Info().Int32("generation", gen).Int64("from", r.from).Int64("up_to", r.upTo).Int("old_files", len(rec.old)).Int("new_files", len(rec.new)).Int64("log_start", l.logStart).Msg("rewrote range")
 	return nil
 }
 
@@ -721,7 +721,7 @@ func (l *Log) recoverSwap(names []string) (bool, error) {
 			// Written whole (tmp, fsync, rename) or not at all.
 			return false, err
 		}
-		l.logger.Warn().Int32("generation", rec.gen).Msg("completing an interrupted rewrite")
+		l.logger().Warn().Int32("generation", rec.gen).Msg("completing an interrupted rewrite")
 		if _, err := l.applySwap(rec); err != nil {
 			return false, fmt.Errorf("complete rewrite: %w", err)
 		}

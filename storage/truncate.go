@@ -171,7 +171,7 @@ func (l *Log) TruncateTo(off int64) error {
 	l.hwWaiters.fail(l.leo, truncErr)
 	l.durable = min(l.durable, l.leo)
 	l.advanceDurableLocked(l.leo) // everything kept is synced
-	l.logger.Info().Int64("offset", l.leo).Int64("segment", seg.base).Msg("truncated log")
+	l.logger().Info().Int64("offset", l.leo).Int64("segment", seg.base).Msg("truncated log")
 	return nil
 }
 
@@ -199,13 +199,13 @@ func (l *Log) rebuildProducersLocked() error {
 		b, err := readWhole(l.fs, segName(l.dir, l.segs[j].base, snapshotSuffix))
 		if err != nil {
 			if !isNotExist(err) {
-				l.logger.Warn().Err(err).Int64("offset", l.segs[j].base).Msg("ignoring unreadable producer snapshot")
+				l.logger().Warn().Err(err).Int64("offset", l.segs[j].base).Msg("ignoring unreadable producer snapshot")
 			}
 			continue
 		}
 		entries, err := decodeSnapshot(b)
 		if err != nil {
-			l.logger.Warn().Err(err).Int64("offset", l.segs[j].base).Msg("ignoring bad producer snapshot")
+			l.logger().Warn().Err(err).Int64("offset", l.segs[j].base).Msg("ignoring bad producer snapshot")
 			continue
 		}
 		ps.Load(entries)

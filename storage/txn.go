@@ -211,13 +211,13 @@ func (l *Log) loadTxnIndex(s *segment) bool {
 	b, err := readWhole(l.fs, segName(l.dir, s.base, txnIndexSuffix))
 	if err != nil {
 		if !isNotExist(err) {
-			l.logger.Warn().Err(err).Int64("base", s.base).Msg("unreadable transaction index")
+			l.logger().Warn().Err(err).Int64("base", s.base).Msg("unreadable transaction index")
 		}
 		return false
 	}
 	es, err := decodeTxnIndex(b, s.base, s.next)
 	if err != nil {
-		l.logger.Warn().Err(err).Int64("base", s.base).Msg("bad transaction index")
+		l.logger().Warn().Err(err).Int64("base", s.base).Msg("bad transaction index")
 		return false
 	}
 	s.aborted = es
