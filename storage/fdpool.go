@@ -76,6 +76,21 @@ func (p *filePool) stats() FileStats {
 	return FileStats{Open: n, Limit: p.limit, Opens: p.opens.Load(), Evictions: p.evictions.Load(), IdleCloses: p.idleCloses.Load()}
 }
 
+// reopenError is a failure to reopen a closed segment file (out of
+// descriptors, say): nothing was read or written, so appends return it
+// without fencing the log (errors.As).
+type reopenError struct{ err error }
+
+func (e *reopenError) Error() string { return "storage: reopen segment file: " + e.err.Error() }
+func (e *reopenError) Unwrap() error { return e.err }
+
+// notWritten reports whether err is a reopen failure: the write did not
+// happen and the log stays usable.
+func notWritten(err error) bool {
+	var re *reopenError
+	return errors.As(err, &re)
+}
+
 // segFile is a segment file whose descriptor comes and goes (see above).
 type segFile struct {
 	pool  *filePool
@@ -246,7 +261,7 @@ func (h *segFile) pin() (File, error) {
 		f, err := h.pool.opener(h.path, os.O_RDWR)
 		if err != nil {
 			h.mu.Unlock()
-			return nil, fmt.Errorf("storage: reopen segment file: %w", err)
+			return nil, &reopenError{err: err}
 		}
 		h.pool.opens.Add(1)
 		h.f = f

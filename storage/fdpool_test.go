@@ -299,3 +299,70 @@ func mustHeader(t testing.TB, s batchSpec) kafkaproto.BatchHeader {
 	}
 	return h
 }
+
+// failOpenFS fails OpenFile of names ending in suffix while set.
+type failOpenFS struct {
+	FS
+	mu     sync.Mutex
+	suffix string // guarded by mu; "" fails nothing
+}
+
+func (f *failOpenFS) set(suffix string) {
+	f.mu.Lock()
+	f.suffix = suffix
+	f.mu.Unlock()
+}
+
+func (f *failOpenFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f.mu.Lock()
+	fail := f.suffix != "" && strings.HasSuffix(name, f.suffix)
+	f.mu.Unlock()
+	if fail {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EMFILE}
+	}
+	return f.FS.OpenFile(name, flag, perm)
+}
+
+// TestReopenFailureDoesNotFence: an append whose segment file cannot be
+// reopened (out of descriptors) fails without writing and without fencing
+// the log; the next append, once the file opens again, lands right after
+// the last one.
+func TestReopenFailureDoesNotFence(t *testing.T) {
+	fsys := &failOpenFS{FS: NewCrashFS()}
+	e := openEngineFiles(t, fsys, FsyncAlways, 1, 0)
+	defer e.Close()
+	a, err := e.OpenLog(TopicPartition{Topic: "a", Partition: 0}, LogConfig{RetentionBytes: -1, RetentionMs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := appendSpec(t, a, plain(1, 10, 1, 1)); a.WaitDurable(context.Background(), res.LastOffset) != nil {
+		t.Fatal("a not durable")
+	}
+	b, err := e.OpenLog(TopicPartition{Topic: "b", Partition: 0}, LogConfig{RetentionBytes: -1, RetentionMs: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := appendSpec(t, b, plain(1, 10, 1, 2)) // a's file is closed for b's
+	if err := b.WaitDurable(context.Background(), res.LastOffset); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.FileStats(); st.Open != 1 || st.Evictions != 1 {
+		t.Fatalf("file stats %+v, want a's file closed for b's", st)
+	}
+	fsys.set("a-0/00000000000000000000.log")
+	batch := makeBatch(plain(1, 10, 1, 3))
+	if _, err := a.Append(batch, mustHeader(t, plain(1, 10, 1, 3)), 0); !errors.Is(err, syscall.EMFILE) || errors.Is(err, ErrFenced) {
+		t.Fatalf("append with the file unopenable: %v, want EMFILE and not fenced", err)
+	}
+	fsys.set("")
+	res, want := appendSpec(t, a, plain(1, 10, 1, 4))
+	if res.BaseOffset != 1 {
+		t.Fatalf("append after the failed reopen at %d, want 1", res.BaseOffset)
+	}
+	if err := a.WaitDurable(context.Background(), res.LastOffset); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := a.Read(1, 1000, true); err != nil || !bytes.Equal(r.Data, want) {
+		t.Fatalf("read back: %v, %d bytes", err, len(r.Data))
+	}
+}

@@ -299,6 +299,9 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	if err == nil && n != len(b) {
 		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(b), io.ErrShortWrite)
 	}
+	if err != nil && notWritten(err) {
+		return AppendResult{LogStartOffset: l.logStart}, fmt.Errorf("storage: append to %s: segment %d: %w", l.tp, seg.base, err)
+	}
 	if err != nil {
 		l.fenceLocked(fmt.Errorf("storage: append to %s: write segment %d at %d: %w", l.tp, seg.base, pos, err))
 		return AppendResult{}, l.fenceErr

@@ -243,6 +243,9 @@ func (l *Log) writeReplicaRunLocked(run []byte, interval int64) error {
 	if err == nil && n != len(run) {
 		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(run), io.ErrShortWrite)
 	}
+	if err != nil && notWritten(err) {
+		return fmt.Errorf("storage: append replica batches to %s: segment %d: %w", l.tp, seg.base, err)
+	}
 	if err != nil {
 		l.fenceLocked(fmt.Errorf("storage: append replica batches to %s: write segment %d at %d: %w", l.tp, seg.base, pos, err))
 		return l.fenceErr
