@@ -238,8 +238,20 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 		ctx, cancel := context.WithTimeout(rc.ctx(), timeout)
 		defer cancel()
 		sendForwarded(ctx)
+		// A wait for the followers (acks=all) ends when Close begins
+		// (answered NOT_LEADER_OR_FOLLOWER, not acknowledged: the
+		// producer retries with the next leader): in a whole-cluster
+		// stop the followers stop fetching once their own nodes drained,
+		// and every leader waited out its grace period. A wait for the
+		// local disk is left to finish.
+		acksCtx, acksCancel := b.untilShutdown(ctx)
+		defer acksCancel()
 		for _, w := range pending {
-			if err := w.wait(ctx); err != nil {
+			wctx := ctx
+			if w.lead != nil {
+				wctx = acksCtx
+			}
+			if err := w.wait(wctx); err != nil {
 				w.fail(err)
 			}
 		}

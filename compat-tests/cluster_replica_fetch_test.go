@@ -234,11 +234,11 @@ func startFrozenFollowers(t *testing.T, timeoutMillis int32, client, scenario st
 }
 
 // TestClusterShutdownWithPendingAcks: an acks=all Produce waiting for
-// frozen followers does not hold a SIGTERM'd leader beyond its shutdown
-// grace period (2 s here): the wait ends with the grace period, the client
-// gets NOT_LEADER_OR_FOLLOWER (or the connection closes), and the node
-// exits 0. Before, the wait ran on an untracked timer of its own (the
-// Produce's 60 s timeout) and the node hung that long.
+// frozen followers does not hold a SIGTERM'd leader: the wait ends when
+// the shutdown begins (before, with the shutdown grace period, 2 s here),
+// the client gets NOT_LEADER_OR_FOLLOWER (or the connection closes), and
+// the node exits 0. Before that, the wait ran on an untracked timer of its
+// own (the Produce's 60 s timeout) and the node hung that long.
 func TestClusterShutdownWithPendingAcks(t *testing.T) {
 	t.Setenv("TUSK_SHUTDOWN_TIMEOUT", "2s")
 	ff := startFrozenFollowers(t, 60000, "raw kmsg + SIGTERM", "cluster: SIGTERM with an acks=all Produce pending stops within the shutdown grace period")
