@@ -11,10 +11,13 @@
 # lost). Only the processes this script started are killed.
 #
 # Env: TUSK (default: built from this tree), N (3000), PER, RECORDS (N),
-#      DATA_ROOT, PROF=1 (a 14 s CPU profile of the controller from the
-#      kill on, in $DATA_ROOT/ctrl.pprof).
+#      SERVE_ARGS (extra arguments for every node's tusk serve, e.g.
+#      "--raft-heartbeat-timeout 1s --raft-election-timeout 1s"),
+#      DATA_ROOT, PROF=1 (14 s CPU profiles from the kill on: the
+#      controller's in $DATA_ROOT/ctrl.pprof, the other survivor's in
+#      $DATA_ROOT/node<id>.pprof).
 set -eEuo pipefail
-: "${N:=3000}" "${PER:=}" "${RECORDS:=$N}" "${PROF:=}"
+: "${N:=3000}" "${PER:=}" "${RECORDS:=$N}" "${PROF:=}" "${SERVE_ARGS:=}"
 DATA_ROOT=${DATA_ROOT:-$(mktemp -d)}
 if [ -z "${TUSK:-}" ]; then go build -o "$DATA_ROOT/tusk" ./cmd/tusk; TUSK=$DATA_ROOT/tusk; fi
 dir=$DATA_ROOT/failover; rm -rf "$dir"; mkdir -p "$dir"
@@ -32,7 +35,7 @@ for n in 1 2 3; do
 	mkdir -p "$dir/n$n"
 	"$TUSK" serve --node-id $n --data-dir "$dir/n$n/data" --kafka-listen 127.0.0.1:"$(port $n 2)" --http-listen 127.0.0.1:"$(port $n 5)" \
 		--raft-listen 127.0.0.1:"$(port $n 3)" --internal-listen 127.0.0.1:"$(port $n 4)" --voters "$voters" \
-		--ready-file "$dir/n$n/ready.json" --log-level warn > "$dir/n$n/log" 2>&1 &
+		--ready-file "$dir/n$n/ready.json" --log-level warn $SERVE_ARGS > "$dir/n$n/log" 2>&1 &
 	pids[$n]=$!
 done
 for n in 1 2 3; do for i in $(seq 300); do [ -s "$dir/n$n/ready.json" ] && break; sleep 0.1; done; done
@@ -69,14 +72,19 @@ led() {
 echo "node $D leads $(led) active segments"
 if [ -n "$PROF" ]; then
 	curl -s -o "$DATA_ROOT/ctrl.pprof" "http://127.0.0.1:$(port "$ctrl" 5)/debug/pprof/profile?seconds=14" & cp=$!
+	O=$(( 6 - ctrl - D ))
+	curl -s -o "$DATA_ROOT/node$O.pprof" "http://127.0.0.1:$(port "$O" 5)/debug/pprof/profile?seconds=14" & op=$!
 	sleep 0.3
 fi
 kill -9 "${pids[$D]}"; t2=$(date +%s.%N); pids[$D]=
 echo "killed at $(date -u +%H:%M:%S.%N)"
 while [ "$(led)" != 0 ]; do sleep 0.25; done
 echo "all moved after $(echo "$(date +%s.%N) - $t2" | bc) s"
-[ -n "$PROF" ] && wait $cp
+[ -n "$PROF" ] && wait $cp $op
 sed 's/\x1b\[[0-9;]*m//g' "$dir/n$ctrl/log" | grep -h "broker fenced\|failover" | cut -c1-400 | head -5 || true
+for n in 1 2 3; do [ "$n" = "$D" ] && continue
+	echo "node $n: Raft step-downs $(grep -c 'stepping down' "$dir/n$n/log"), elections started $(grep -c 'starting election' "$dir/n$n/log") (whole run)"
+done
 S=1; [ "$D" = 1 ] && S=3
 "$TUSK" bench --brokers 127.0.0.1:"$(port $S 2)" --topic big --consume-only --json --timeout 60s > "$dir/consume.json" 2> "$dir/consume.log" || true
 echo "consumed back $(jq .Consumed "$dir/consume.json" 2>/dev/null) of $RECORDS records"
