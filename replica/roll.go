@@ -25,11 +25,19 @@ import (
 // rollLoop checks the partitions this node leads for due rolls.
 func (m *Manager) rollLoop() {
 	defer m.wg.Done()
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	busy := map[storage.TopicPartition]bool{}
 	done := make(chan storage.TopicPartition, 16)
-	for tick := 0; ; {
+	for {
+		// Every 500 ms a pass looks at everything: full segments
+		// (segment.ms too), lagging or fenced followers and caught-up
+		// learners (LagTimeMax is seconds). An append that fills its
+		// segment (segment.bytes) kicks a pass that looks only for
+		// full segments. An idle node's loop costs work per leadership
+		// twice a second (it looked for full segments ten times a
+		// second: docs/io-and-scale.md, "Scale").
+		thorough := false
 		select {
 		case <-m.ctx.Done():
 			return
@@ -37,14 +45,9 @@ func (m *Manager) rollLoop() {
 			delete(busy, tp)
 			continue
 		case <-t.C:
-			tick++
+			thorough = true
 		case <-m.rollKick:
 		}
-		// A full segment is checked every 100 ms; lagging or fenced
-		// followers and caught-up learners (LagTimeMax is seconds)
-		// every 500 ms, which with thousands of leaderships is most of
-		// the loop's cost.
-		thorough := tick%5 == 0
 		alive := m.aliveBrokers() // looked up once per pass, not per partition
 		now := m.clock.Now()
 		for _, lp := range m.leadingList() {
