@@ -552,11 +552,10 @@ func (e *Engine) Close() error {
 	e.bgCancel() // the deleter stops; what it has not removed waits for the next Open
 	e.wg.Wait()
 	var errs []error
-	for _, l := range logs {
-		if err := l.close(true); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	// Side by side, as CreateLogs: a close that syncs waits for the disk.
+	closeErrs := make([]error, len(logs))
+	forEach(len(logs), createLogsParallel, func(i int) { closeErrs[i] = logs[i].close(true) })
+	errs = append(errs, closeErrs...)
 	if err := e.files.closeAll(); err != nil {
 		errs = append(errs, fmt.Errorf("storage: close segment files: %w", err))
 	}

@@ -366,3 +366,75 @@ func TestReopenFailureDoesNotFence(t *testing.T) {
 		t.Fatalf("read back: %v, %d bytes", err, len(r.Data))
 	}
 }
+
+// ckptCountFS counts OpenFile calls of names ending in suffix.
+type ckptCountFS struct {
+	FS
+	suffix string
+	mu     sync.Mutex
+	n      int // guarded by mu
+}
+
+func (c *ckptCountFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	if strings.HasSuffix(name, c.suffix) {
+		c.mu.Lock()
+		c.n++
+		c.mu.Unlock()
+	}
+	return c.FS.OpenFile(name, flag, perm)
+}
+
+func (c *ckptCountFS) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// TestIdleCloseWritesNoCheckpoint: closing a replicated log writes its
+// high-watermark checkpoint (two fsyncs) only when the next open would
+// otherwise read another value, so shutting down a node of idle replicas
+// costs no I/O per replica; the HW reopens the same either way.
+func TestIdleCloseWritesNoCheckpoint(t *testing.T) {
+	fsys := &ckptCountFS{FS: NewCrashFS(), suffix: hwFile + ".tmp"}
+	tp := TopicPartition{Topic: "ckpt", Partition: 0}
+	cycle := func(fn func(l *Log)) int64 {
+		t.Helper()
+		e := openEngineFiles(t, fsys, FsyncAlways, 0, 0)
+		l, err := e.OpenLog(tp, replicaCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(l)
+		hw := l.HighWatermark()
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return hw
+	}
+	// A new, empty replica: the open without a checkpoint starts at the
+	// log start, as the HW is.
+	if hw := cycle(func(*Log) {}); hw != 0 || fsys.count() != 0 {
+		t.Fatalf("empty replica: hw %d, %d checkpoint writes, want 0 0", hw, fsys.count())
+	}
+	hw := cycle(func(l *Log) {
+		res, _ := appendSpec(t, l, plain(3, 10, 1, 1))
+		if err := l.WaitDurable(context.Background(), res.LastOffset); err != nil {
+			t.Fatal(err)
+		}
+		l.AdvanceHighWatermark(2)
+	})
+	if hw != 2 || fsys.count() != 1 {
+		t.Fatalf("after a HW advance: hw %d, %d checkpoint writes, want 2 1", hw, fsys.count())
+	}
+	for i := 0; i < 2; i++ {
+		if hw := cycle(func(*Log) {}); hw != 2 || fsys.count() != 1 {
+			t.Fatalf("idle reopen %d: hw %d, %d checkpoint writes, want 2 1", i, hw, fsys.count())
+		}
+	}
+	if hw := cycle(func(l *Log) { l.AdvanceHighWatermark(3) }); hw != 3 || fsys.count() != 2 {
+		t.Fatalf("after another advance: hw %d, %d checkpoint writes, want 3 2", hw, fsys.count())
+	}
+	if hw := cycle(func(*Log) {}); hw != 3 || fsys.count() != 2 {
+		t.Fatalf("last reopen: hw %d, %d checkpoint writes, want 3 2", hw, fsys.count())
+	}
+}

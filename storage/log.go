@@ -128,6 +128,7 @@ type Log struct {
 	// Replication (replica.go, epochs.go, truncate.go).
 	replicated  bool
 	replicaHW   int64      // replicated mode: the HW may not pass it
+	hwOnDisk    int64      // the high-watermark checkpoint's value: hwNone, or hwUnknown unless opened replicated
 	writerEpoch int32      // replicated mode: the epoch this node may append at (fencing.NoWriter: none)
 	epochs      epochCache // leader epoch → start offset
 	truncGen    uint64     // bumped by every TruncateTo
@@ -403,6 +404,24 @@ func (l *Log) rollLocked() error {
 		l.retainLocked(l.now(), false)
 	}
 	return nil
+}
+
+// hwOnDisk's values that are not offsets.
+const (
+	hwNone    = -1 // no checkpoint: an open starts the HW at the log start
+	hwUnknown = -2 // not read (the log was not opened replicated)
+)
+
+// hwCheckpointStale reports whether the next open would read another high
+// watermark than l.hw from the checkpoint on disk. l.mu is held.
+func (l *Log) hwCheckpointStale() bool {
+	switch l.hwOnDisk {
+	case hwUnknown:
+		return true
+	case hwNone:
+		return l.hw != l.logStart
+	}
+	return l.hw != l.hwOnDisk
 }
 
 // fenceLocked stops the log after an I/O error: no more appends, no more
@@ -1055,12 +1074,17 @@ func (l *Log) close(sync bool) error {
 			l.advanceDurableLocked(l.leo)
 		}
 	}
-	if sync && l.replicated && l.fenceErr == nil {
+	if sync && l.replicated && l.fenceErr == nil && l.hwCheckpointStale() {
 		// The next open starts from this high watermark, not from the
 		// log start (consumers would see the log shrink until the
-		// followers fetched again).
+		// followers fetched again). Skipped when the next open would
+		// read the same value (an idle replica's close costs no fsync):
+		// the checkpoint already holds it, or there is none and the HW
+		// is the log start, where the open starts without one.
 		if err := writeOffsetFile(l.fs, l.dir, hwFile, hwMagic, l.hw); err != nil {
 			errs = append(errs, fmt.Errorf("storage: close %s: write high-watermark checkpoint: %w", l.tp, err))
+		} else {
+			l.hwOnDisk = l.hw
 		}
 	}
 	l.closed = true

@@ -33,6 +33,7 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 	l := &Log{
 		tp: tp, dir: dir, fs: e.fs, policy: e.opts.Fsync, now: e.now, engine: e,
 		cfg:         cfg,
+		hwOnDisk:    hwUnknown,
 		producers:   fencing.NewProducerStates(),
 		writerEpoch: fencing.NoWriter,
 	}
@@ -288,10 +289,12 @@ func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
 		// recorded: that was committed, and truncation never goes below
 		// a high watermark, so it still is (Kafka's HW checkpoint).
 		hw := logStart
+		l.hwOnDisk = hwNone
 		if off, found, err := readOffsetFile(e.fs, dir, hwFile, hwMagic); err != nil {
 			l.logger().Warn().Err(err).Msg("ignoring unreadable high-watermark checkpoint")
 		} else if found {
 			hw = min(max(off, logStart), l.leo)
+			l.hwOnDisk = off
 		}
 		l.replicated, l.hw, l.replicaHW = true, hw, hw
 	}
