@@ -234,8 +234,10 @@ func (b *Broker) handleProduce(rc *request, req *kmsg.ProduceRequest) (kmsg.Resp
 			timeout = 30 * time.Second
 		}
 		// The connection's writer waits for this answer and Close for the
-		// connection: the wait ends with the shutdown grace period.
-		ctx, cancel := context.WithTimeout(rc.ctx(), timeout)
+		// connection: the wait for the local disk, and for the leaders
+		// the request was forwarded to, ends with the shutdown grace
+		// period (the broker's ctx, not the request's).
+		ctx, cancel := context.WithTimeout(b.ctx, timeout)
 		defer cancel()
 		sendForwarded(ctx)
 		// A wait for the followers (acks=all) ends when Close begins

@@ -130,6 +130,10 @@ type Broker struct {
 	// ctx ends when shutdown gives up waiting for in-flight requests.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// reqCtx ends when Close begins: requests' waits on the cluster
+	// (request.ctx).
+	reqCtx    context.Context
+	reqCancel context.CancelFunc
 
 	shutdown     chan struct{} // closed when Close begins
 	shutdownOnce sync.Once
@@ -203,6 +207,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		Name: "tusk_fetch_sessions", Help: "Incremental fetch sessions (KIP-227) this node holds for clients and followers.",
 	}, func() float64 { return float64(b.fetchSessions.len()) }))
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.reqCtx, b.reqCancel = context.WithCancel(b.ctx)
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.gc = b.newGroupCoordinators()
 	b.txnc = b.newTxnCoordinators()
@@ -509,6 +514,7 @@ func (b *Broker) Close(ctx context.Context) error {
 	var err error
 	b.shutdownOnce.Do(func() {
 		close(b.shutdown)
+		b.reqCancel()
 		for _, l := range b.listeners {
 			l.ln.Close()
 		}

@@ -416,9 +416,13 @@ func (c *conn) writeFailed(err error) {
 	c.nc.Close()
 }
 
-// ctx is the context admin work for this request runs under; it ends when
-// the broker's shutdown grace period runs out.
-func (rc *request) ctx() context.Context { return rc.conn.b.ctx }
+// ctx is the context the request's waits on the cluster run under (Raft
+// commands, other nodes, followers, coordinators): it ends when Close
+// begins, so that a request in flight does not hold the shutdown waiting
+// for peers that may be stopping too; the request is answered with the
+// error its wait ends with. Work on this node's own disk uses the
+// broker's ctx, which ends with the shutdown grace period.
+func (rc *request) ctx() context.Context { return rc.conn.b.reqCtx }
 
 // inGroupOrder defers fn so that it runs after every earlier group request
 // of this connection has been served. Group requests (which may park, like

@@ -2,10 +2,12 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -173,6 +175,67 @@ func TestProduceAcksAllEndsAtClose(t *testing.T) {
 	}
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
 		t.Fatalf("acks=all Produce answered %v at shutdown, want NOT_LEADER_OR_FOLLOWER", kerr.ErrorForCode(code))
+	}
+	closed()
+}
+
+// blockingVerifier holds every KIP-890 check until its context ends (a
+// coordinator node that stopped answering); entered gets a value when a
+// check starts waiting.
+type blockingVerifier struct{ entered chan struct{} }
+
+func (v blockingVerifier) Verify(ctx context.Context, _ string, _ int64, _ int16, _ string, _ int32) error {
+	v.entered <- struct{}{}
+	<-ctx.Done()
+	return fmt.Errorf("%w: %w", kerr.NotCoordinator, ctx.Err())
+}
+
+// TestRequestContextEndsAtClose: a request waiting on another node under
+// its request context (here a transactional Produce's check with the
+// transaction coordinator, which does not answer) ends when Close begins
+// and is answered (NOT_ENOUGH_REPLICAS, retriable), instead of holding
+// the drain of client requests until the shutdown grace period runs out
+// (the request context ended only then; 2 minutes here, and the Produce's
+// 60 s timeout first).
+func TestRequestContextEndsAtClose(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const topic = "txn-close"
+	if _, err := kadm.NewClient(newClient(t, b)).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	v := blockingVerifier{entered: make(chan struct{}, 1)}
+	var tv txnVerifier = v
+	b.txnVerify.Store(&tv)
+	nc, err := net.Dial("tcp", b.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	req := kmsg.NewPtrProduceRequest()
+	req.Version = 9
+	req.Acks, req.TimeoutMillis, req.TransactionID = -1, 60000, kmsg.StringPtr("T")
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = testTxnBatch(500, 0, 0, true, "v0")
+	rt.Partitions = []kmsg.ProduceRequestTopicPartition{rp}
+	req.Topics = []kmsg.ProduceRequestTopic{rt}
+	if _, err := nc.Write(appendRawRequest(nil, req, 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v.entered:
+	case <-ctx.Done():
+		t.Fatal("the transactional Produce never asked the coordinator")
+	}
+	closed := closeWithin(t, b)
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Version = 9
+	readRawResponse(t, nc, 1, resp)
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("transactional Produce answered %v at shutdown, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(code))
 	}
 	closed()
 }
