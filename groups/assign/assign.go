@@ -44,7 +44,8 @@ type Assignment map[string]Partitions
 // to exactly one member subscribed to it.
 type Func func(members []Member, topics map[string]Topic, current Assignment) Assignment
 
-// Uniform is the name of the default server assignor.
+// Assignor names as clients send them (ServerAssignor); uniform is the
+// default.
 const (
 	UniformName = "uniform"
 	RangeName   = "range"
