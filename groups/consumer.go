@@ -50,9 +50,9 @@ const (
 type MemberState int8
 
 const (
-	MemberUnrevokedPartitions  MemberState = 0 // waiting for the member to revoke
-	MemberUnreleasedPartitions MemberState = 1 // waiting for other members to release
-	MemberStable               MemberState = 2
+	MemberStable               MemberState = 0
+	MemberUnrevokedPartitions  MemberState = 1 // waiting for the member to revoke
+	MemberUnreleasedPartitions MemberState = 2 // waiting for other members to release
 )
 
 func (s MemberState) String() string {
@@ -278,7 +278,7 @@ func (g *ConsumerGroup) commit(ctx context.Context) int16 {
 // validateHeartbeat is Kafka's throwIfConsumerGroupHeartbeatRequestIsInvalid.
 func validateHeartbeat(req *kmsg.ConsumerGroupHeartbeatRequest) (int16, string) {
 	bad := func(msg string) (int16, string) { return kerr.InvalidRequest.Code, msg }
-	if (req.Version >= 1 || req.MemberEpoch != joinEpoch) && req.MemberID == "" {
+	if (req.Version >= 1 || req.MemberEpoch > 0 || req.MemberEpoch == leaveEpoch) && req.MemberID == "" {
 		return bad("MemberId can't be empty.")
 	}
 	if req.Group == "" {
@@ -299,7 +299,7 @@ func validateHeartbeat(req *kmsg.ConsumerGroupHeartbeatRequest) (int16, string) 
 			return bad("TopicPartitions must be empty when (re-)joining.")
 		}
 		if req.SubscribedTopicNames == nil && req.SubscribedTopicRegex == nil {
-			return bad("SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
+			return bad("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.")
 		}
 	case req.MemberEpoch == staticLeaveEpoch:
 		if req.InstanceID == nil {
@@ -395,8 +395,7 @@ func newConsumerMemberID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// join handles epoch 0: a new member, a known member rejoining (its
-// assignment is reset: a joining client owns nothing), or a static member
+// join handles epoch 0: a new member, a known member rejoining, or a static member
 // coming back for its instance id after a temporary leave (epoch -2): it
 // takes over the old member's epoch and assignment, without a rebalance
 // unless its subscription changed.
@@ -451,7 +450,15 @@ func (g *ConsumerGroup) join(ctx context.Context, req *kmsg.ConsumerGroupHeartbe
 		s.target[id] = target
 		g.hold(m)
 	case prev != nil:
-		g.release(prev) // a member rejoining under its id owns nothing now
+		// A known member rejoining (after FENCED_MEMBER_EPOCH, or a lost
+		// answer) keeps its epoch and assignment, as in Kafka; what it
+		// was revoking it owns no more. No rebalance unless its
+		// subscription changed.
+		g.release(prev)
+		m.epoch, m.prevEpoch, m.state = prev.epoch, prev.prevEpoch, prev.state
+		m.assigned = prev.assigned.Clone()
+		bump = !sameSubscription(prev, m)
+		g.hold(m)
 		if prev.instanceID != nil && (m.instanceID == nil || *m.instanceID != *prev.instanceID) {
 			delete(s.static, *prev.instanceID)
 		}

@@ -267,6 +267,11 @@ func TestConsumerGroupLifecycle(t *testing.T) {
 	expect(t, h.hb("m2"), 2, T(2, 3))
 	h.expectGroup("Stable", 2, 2)
 
+	// A known member rejoining with epoch 0 (a lost answer, or after
+	// FENCED_MEMBER_EPOCH) keeps its epoch and partitions: no rebalance.
+	expect(t, h.join("m2", "t"), 2, T(2, 3))
+	h.expectGroup("Stable", 2, 2)
+
 	// A third member on two topics while a second topic appears.
 	h.img["u"] = assign.Topic{ID: topicU, Partitions: 2}
 	expect(t, h.join("m3", "t", "u"), 3, assign.Partitions{topicU: {0, 1}})
