@@ -1,6 +1,11 @@
 // Package groups is Tusk's classic (pre-KIP-848) consumer group coordinator,
 // written as a protocol-level state machine with no network and no disk I/O.
 //
+// KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe)
+// are ConsumerGroup (consumer.go, consumer_records.go) with the server-side
+// assignors of package groups/assign; they are not in the Coordinator's
+// group map yet (docs/groups-next.md, part A).
+//
 // # What it owns
 //
 // For the groups of one __consumer_offsets partition (the broker creates one
