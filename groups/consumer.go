@@ -84,6 +84,9 @@ type ConsumerConfig struct {
 	SessionTimeout time.Duration
 	// HeartbeatInterval is group.consumer.heartbeat.interval.ms (5 s).
 	HeartbeatInterval time.Duration
+	// MaxSize is group.consumer.max.size: a join beyond it gets
+	// GROUP_MAX_SIZE_REACHED. Zero means no limit (Kafka's default).
+	MaxSize int
 	// RegexRefresh is how long a resolved regex subscription is reused
 	// before it is matched against TopicImage.Names again (10 s).
 	RegexRefresh time.Duration
@@ -402,6 +405,9 @@ func newConsumerMemberID() string {
 func (g *ConsumerGroup) join(ctx context.Context, req *kmsg.ConsumerGroupHeartbeatRequest, img TopicImage, now time.Time) (*consumerMember, int16) {
 	s := g.s
 	id := req.MemberID
+	if g.cfg.MaxSize > 0 && len(s.members) >= g.cfg.MaxSize && (id == "" || s.members[id] == nil) {
+		return nil, kerr.GroupMaxSizeReached.Code
+	}
 	if id == "" {
 		id = newConsumerMemberID() // v0: the server names the member
 	}
@@ -531,6 +537,16 @@ func (g *ConsumerGroup) staticLeave(req *kmsg.ConsumerGroupHeartbeatRequest) (*c
 // the member missed the answer that moved it: Kafka's
 // throwIfMemberEpochIsInvalid).
 func (g *ConsumerGroup) heartbeat(_ context.Context, req *kmsg.ConsumerGroupHeartbeatRequest, img TopicImage, now time.Time) (*consumerMember, int16) {
+	if req.InstanceID != nil {
+		// Kafka's throwIfStaticMemberIsUnknown / throwIfInstanceIdIsFenced.
+		id, ok := g.s.static[*req.InstanceID]
+		if !ok {
+			return nil, kerr.UnknownMemberID.Code
+		}
+		if id != req.MemberID {
+			return nil, kerr.FencedInstanceID.Code
+		}
+	}
 	m := g.s.members[req.MemberID]
 	if m == nil {
 		return nil, kerr.UnknownMemberID.Code

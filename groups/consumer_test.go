@@ -365,6 +365,18 @@ func TestConsumerGroupStaticMember(t *testing.T) {
 	if len(d.Members) != 2 || d.Members[1].MemberID != "s2" || *d.Members[1].InstanceID != "i1" || d.Members[1].MemberEpoch != 2 {
 		t.Fatalf("members %+v", d.Members)
 	}
+	// A heartbeat naming the instance id under another member id is
+	// fenced; an unknown instance id is an unknown member.
+	hbStatic := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	hbStatic.Version, hbStatic.Group, hbStatic.MemberID, hbStatic.MemberEpoch, hbStatic.RebalanceTimeoutMillis = 1, "g", "m2", 2, -1
+	hbStatic.InstanceID = kmsg.StringPtr("i1")
+	if resp := h.g.Heartbeat(context.Background(), hbStatic, h.img); resp.ErrorCode != kerr.FencedInstanceID.Code {
+		t.Fatalf("heartbeat with another member's instance id: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	hbStatic.InstanceID = kmsg.StringPtr("i9")
+	if resp := h.g.Heartbeat(context.Background(), hbStatic, h.img); resp.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("heartbeat with an unknown instance id: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
 	// The old member id is gone.
 	old := kmsg.NewPtrConsumerGroupHeartbeatRequest()
 	old.Version, old.Group, old.MemberID, old.MemberEpoch, old.RebalanceTimeoutMillis = 1, "g", "s1", 2, -1
@@ -463,6 +475,17 @@ func TestConsumerGroupHeartbeatValidation(t *testing.T) {
 	if resp.ErrorCode != 0 || resp.MemberID == nil || len(*resp.MemberID) != 22 {
 		t.Fatalf("v0 join: %v %v", kerr.ErrorForCode(resp.ErrorCode), resp.MemberID)
 	}
+}
+
+func TestConsumerGroupMaxSize(t *testing.T) {
+	h := newCGHarness(t, fakeImage{"t": {ID: topicT, Partitions: 2}})
+	h.g = NewConsumerGroup("g", ConsumerConfig{Now: h.clock.Now, MaxSize: 2}, h.p)
+	h.join("m1", "t")
+	h.join("m2", "t")
+	if got := h.g.Heartbeat(context.Background(), joinReq("m3", nil, "t"), h.img).ErrorCode; got != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("third member: %v", kerr.ErrorForCode(got))
+	}
+	h.join("m2", "t") // a member already in the group may rejoin
 }
 
 func TestConsumerGroupRevocationDeadline(t *testing.T) {
