@@ -63,46 +63,63 @@ func (p *prepared) uniformHomogeneous() Assignment {
 }
 
 func (p *prepared) uniformHeterogeneous() Assignment {
-	owner := make(map[tpart]string, len(p.all))
-	count := make(map[string]int, len(p.ids))
-	for _, id := range p.ids {
-		for _, tp := range p.kept[id] {
-			owner[tp] = id
-			count[id]++
+	// Members by index (p.ids order), subscribers by topic name, owners
+	// by partition index in p.all: slices, as this runs for every new
+	// group epoch under the group's lock.
+	index := make(map[string]int, len(p.ids))
+	for i, id := range p.ids {
+		index[id] = i
+	}
+	subscribers := make(map[string][]int)
+	for i, id := range p.ids {
+		for name := range p.subs[id] {
+			subscribers[name] = append(subscribers[name], i)
 		}
 	}
-	// least is the subscriber of tp with the fewest partitions (ties:
-	// the lowest id), "" when nobody subscribes.
-	least := func(tp tpart) string {
-		best := ""
-		for _, id := range p.ids {
-			if _, ok := p.subs[id][tp.name]; !ok {
-				continue
-			}
-			if best == "" || count[id] < count[best] {
-				best = id
+	pos := make(map[tpart]int, len(p.all))
+	for i, tp := range p.all {
+		pos[tp] = i
+	}
+	owner := make([]int, len(p.all))
+	for i := range owner {
+		owner[i] = -1
+	}
+	count := make([]int, len(p.ids))
+	for _, id := range p.ids {
+		for _, tp := range p.kept[id] {
+			owner[pos[tp]] = index[id]
+			count[index[id]]++
+		}
+	}
+	// least is the subscriber of topic name with the fewest partitions
+	// (ties: the lowest id), -1 when nobody subscribes. Subscribers are
+	// in id order.
+	least := func(name string) int {
+		best := -1
+		for _, i := range subscribers[name] {
+			if best < 0 || count[i] < count[best] {
+				best = i
 			}
 		}
 		return best
 	}
-	for _, tp := range p.all {
-		if _, ok := owner[tp]; ok {
+	for i, tp := range p.all {
+		if owner[i] >= 0 {
 			continue
 		}
-		if id := least(tp); id != "" {
-			owner[tp] = id
-			count[id]++
+		if m := least(tp.name); m >= 0 {
+			owner[i] = m
+			count[m]++
 		}
 	}
 	// Balance: every move lowers the sum of squared counts, so this ends.
 	for moved := true; moved; {
 		moved = false
 		for i := len(p.all) - 1; i >= 0; i-- {
-			tp := p.all[i]
-			from := owner[tp]
-			to := least(tp)
+			from := owner[i]
+			to := least(p.all[i].name)
 			if count[to] < count[from]-1 {
-				owner[tp] = to
+				owner[i] = to
 				count[from]--
 				count[to]++
 				moved = true
@@ -110,9 +127,9 @@ func (p *prepared) uniformHeterogeneous() Assignment {
 		}
 	}
 	owned := make(map[string][]tpart, len(p.ids))
-	for _, tp := range p.all {
-		if id, ok := owner[tp]; ok {
-			owned[id] = append(owned[id], tp)
+	for i, tp := range p.all {
+		if m := owner[i]; m >= 0 {
+			owned[p.ids[m]] = append(owned[p.ids[m]], tp)
 		}
 	}
 	return build(p.ids, owned)
