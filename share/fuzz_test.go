@@ -188,7 +188,19 @@ func fuzzPartition(t *testing.T, data []byte) {
 			case 3:
 				r.now = r.now.Add(time.Duration(next()%16) * time.Second)
 				r.check("expire", p.Expire(r.now))
-			case 4: // failover
+			case 4: // a roll (handover) or a failover (restore)
+				if next()%2 == 0 {
+					q, err := FromHandover(cfg, p.Handover())
+					if err != nil {
+						t.Fatalf("handover: %v", err)
+					}
+					if !reflect.DeepEqual(q.Handover(), p.Handover()) {
+						t.Fatalf("handover changed state: %+v != %+v", q.Handover(), p.Handover())
+					}
+					r.p = q
+					r.check("handover", Update{StartOffset: -1})
+					break
+				}
 				q, err := Restore(cfg, p.Snapshot())
 				if err != nil {
 					t.Fatalf("restore: %v", err)

@@ -290,3 +290,41 @@ func TestSnapshotApply(t *testing.T) {
 	s = s.Apply(Update{StartOffset: 7})
 	eq(t, "apply start", s, Snapshot{StartOffset: 7, Batches: []StateBatch{{7, 9, Archived, 1}}})
 }
+
+func TestHandoverKeepsLocks(t *testing.T) {
+	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 20)
+	if _, _, err := p.Acquire("m1", 10, 0, []BatchSpan{{0, 4}, {7, 9}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	mustAck(t, p, "m1", []AckBatch{{1, 1, []AckType{AckAccept}}, {3, 3, []AckType{AckRelease}}}, t0)
+	h := p.Handover()
+	eq(t, "handover", h, Handover{StartOffset: 0, Batches: []HandoverBatch{
+		{First: 0, Last: 0, State: Acquired, DeliveryCount: 1, Member: "m1", Deadline: t0.Add(30 * time.Second)},
+		{First: 1, Last: 1, State: Acknowledged, DeliveryCount: 1},
+		{First: 2, Last: 2, State: Acquired, DeliveryCount: 1, Member: "m1", Deadline: t0.Add(30 * time.Second)},
+		{First: 3, Last: 3, State: Available, DeliveryCount: 1},
+		{First: 4, Last: 4, State: Acquired, DeliveryCount: 1, Member: "m1", Deadline: t0.Add(30 * time.Second)},
+		{First: 5, Last: 6, State: Archived, Gap: true},
+		{First: 7, Last: 9, State: Acquired, DeliveryCount: 1, Member: "m1", Deadline: t0.Add(30 * time.Second)},
+	}})
+	q, err := FromHandover(Config{}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "same state", q.Handover(), h)
+	// The holder acknowledges on the new leader; the lock expires when it would have.
+	mustAck(t, q, "m1", []AckBatch{{0, 0, []AckType{AckAccept}}}, t0.Add(time.Second))
+	eq(t, "SPSO", q.SPSO(), int64(2))
+	eq(t, "no early expiry", q.Expire(t0.Add(30*time.Second-1)).Empty(), true)
+	u := q.Expire(t0.Add(30 * time.Second))
+	eq(t, "expiry", u.Batches, []StateBatch{{2, 2, Available, 1}, {4, 4, Available, 1}, {7, 9, Available, 1}})
+
+	bad := Handover{StartOffset: 0, Batches: []HandoverBatch{{First: 1, Last: 2, State: Available}}}
+	if _, err := FromHandover(Config{}, bad); err == nil {
+		t.Fatal("FromHandover accepted a hole")
+	}
+	bad = Handover{StartOffset: 0, Batches: []HandoverBatch{{First: 0, Last: 2, State: Acquired, DeliveryCount: 1}}}
+	if _, err := FromHandover(Config{}, bad); err == nil {
+		t.Fatal("FromHandover accepted an acquisition without a member")
+	}
+}
