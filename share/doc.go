@@ -58,7 +58,9 @@
 // Restore builds a Partition from one (or from a snapshot with updates
 // applied by Snapshot.Apply), for failover: acquired records come back
 // Available with their delivery count kept, nothing acknowledged is
-// redelivered.
+// redelivered. Handover and FromHandover carry the in-memory state,
+// acquisition locks included, to the next leader at a segment roll, so a
+// roll redelivers nothing and extends no lock.
 //
 // # Concurrency contract
 //
