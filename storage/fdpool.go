@@ -125,7 +125,7 @@ func (p *filePool) open(path string, flag int, fixed bool) (*segFile, error) {
 	p.mu.Lock()
 	p.addLocked(h)
 	p.mu.Unlock()
-	p.shrink(nil)
+	p.shrink(h)
 	return h, nil
 }
 
@@ -148,7 +148,7 @@ func (p *filePool) removeLocked(h *segFile) {
 
 // shrink closes unpinned files until the pool is within its limit (or all
 // the others are pinned: the limit is then exceeded until they unpin).
-// self, if not nil, is the caller's own pinned file.
+// self, if not nil, is the file the caller just opened (or pinned): not closed.
 func (p *filePool) shrink(self *segFile) {
 	for tries := 0; ; tries++ {
 		p.mu.Lock()

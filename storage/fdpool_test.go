@@ -106,7 +106,51 @@ func testManyLogsFewFiles(t *testing.T, env ioEnv) {
 			}
 		}()
 	}
+	// Readers meanwhile: every read is whole valid batches from the
+	// offset asked for (the files they pin are not closed under them).
+	stop := make(chan struct{})
+	var rwg sync.WaitGroup
+	for r := 0; r < 2; r++ {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l := ls[(n*37+r*11)%logs]
+				hw := l.HighWatermark()
+				if hw == 0 {
+					continue
+				}
+				off := int64(n) % hw
+				res, err := l.ReadSection(off, 1<<10, true)
+				if err != nil {
+					t.Errorf("concurrent read at %d: %v", off, err)
+					return
+				}
+				data := res.Data
+				if res.Section != nil {
+					data, err = res.Section.Bytes()
+					res.Section.Close()
+					if err != nil {
+						t.Errorf("concurrent section read at %d: %v", off, err)
+						return
+					}
+				}
+				var last int64
+				if err := splitCheck(data, off, &last); err != nil || len(data) == 0 {
+					t.Errorf("concurrent read at %d: %d bytes: %v", off, len(data), err)
+					return
+				}
+			}
+		}()
+	}
 	wg.Wait()
+	close(stop)
+	rwg.Wait()
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -214,8 +258,10 @@ func testIdleFilesClosed(t *testing.T, env ioEnv) {
 			t.Fatalf("%d segment descriptors open after idling", n)
 		}
 	}
-	if st := e.FileStats(); st.IdleCloses != 10 {
-		t.Fatalf("file stats %+v, want 10 idle closes", st)
+	// At least one idle close per file (a slow machine may close one
+	// between its append and its sync too), none for the limit.
+	if st := e.FileStats(); st.IdleCloses < 10 || st.Evictions != 0 || st.IdleCloses != st.Opens {
+		t.Fatalf("file stats %+v, want every open closed for idleness", st)
 	}
 	for i, l := range ls {
 		r, err := l.Read(0, 1000, true)
