@@ -55,7 +55,7 @@ func BenchmarkSharedWindow(b *testing.B) {
 			}
 		}
 		from := p.FetchOffset()
-		got, _, err := p.Acquire(members[m], per, from, []BatchSpan{{from, from + per - 1}}, now)
+		got, _, err := p.Acquire(members[m], per, from, []BatchSpan{{from, from + per - 1, false}}, now)
 		if err != nil {
 			b.Fatal(err)
 		}

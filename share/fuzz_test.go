@@ -7,13 +7,14 @@ import (
 )
 
 // fuzzLog is a log for the fuzz test: batches of 1-5 records with a gap
-// of two offsets after every fourth batch, 80 offsets in all.
+// of two offsets after every fourth batch, every fifth batch one to skip
+// (aborted), 80 offsets in all.
 func fuzzLog() []BatchSpan {
 	var out []BatchSpan
 	sizes := []int64{3, 1, 4, 2, 5}
 	o := int64(0)
 	for i := 0; o < 80; i++ {
-		b := BatchSpan{Base: o, Last: o + sizes[i%len(sizes)] - 1}
+		b := BatchSpan{Base: o, Last: o + sizes[i%len(sizes)] - 1, Skip: i%5 == 2}
 		out = append(out, b)
 		o = b.Last + 1
 		if i%4 == 3 {
@@ -34,10 +35,11 @@ func readLog(log []BatchSpan, from int64, n int) []BatchSpan {
 	return out
 }
 
+// inLog reports whether offset o holds a record to deliver.
 func inLog(log []BatchSpan, o int64) bool {
 	for _, b := range log {
 		if o >= b.Base && o <= b.Last {
-			return true
+			return !b.Skip
 		}
 	}
 	return false

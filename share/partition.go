@@ -89,8 +89,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// BatchSpan is one record batch's offsets as read from the log.
-type BatchSpan struct{ Base, Last int64 }
+// BatchSpan is one record batch's offsets as read from the log. Skip marks
+// a batch with nothing to deliver (a transaction's aborted records under
+// read_committed, as Kafka filters them at acquisition, or a control
+// batch if the caller chooses not to hand markers out): its offsets are
+// archived like gaps.
+type BatchSpan struct {
+	Base, Last int64
+	Skip       bool
+}
 
 // AcquiredRange is a range of offsets handed to a member, as ShareFetch's
 // AcquiredRecords carries it.
@@ -314,6 +321,13 @@ func (p *Partition) Acquire(member string, maxRecords int, from int64, batches [
 		}
 		if b.Base > cursor && !markGaps(cursor, b.Base-1) {
 			break
+		}
+		if b.Skip {
+			if !markGaps(b.Base, b.Last) {
+				break
+			}
+			cursor = max(cursor, b.Last+1)
+			continue
 		}
 		for o := max(b.Base, p.spso); o <= b.Last; o++ {
 			if o >= p.SPEO() && !grow(o, false) {

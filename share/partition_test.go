@@ -37,7 +37,7 @@ func eq(t *testing.T, what string, got, want any) {
 	}
 }
 
-var log15 = []BatchSpan{{0, 4}, {5, 9}, {10, 14}}
+var log15 = []BatchSpan{{0, 4, false}, {5, 9, false}, {10, 14, false}}
 
 func TestNewAutoOffsetReset(t *testing.T) {
 	eq(t, "latest", New(Config{}, 10, 50).SPSO(), int64(50))
@@ -75,7 +75,7 @@ func TestAcquireAckReleaseReject(t *testing.T) {
 	eq(t, "fetch offset", p.FetchOffset(), int64(5))
 
 	// The released records are redelivered with a higher delivery count.
-	got, u = mustAcquire(t, p, "m2", 5, []BatchSpan{{5, 9}, {10, 14}}, t0.Add(2*time.Second))
+	got, u = mustAcquire(t, p, "m2", 5, []BatchSpan{{5, 9, false}, {10, 14, false}}, t0.Add(2*time.Second))
 	eq(t, "redelivery", got, []AcquiredRange{{5, 6, 2}})
 	eq(t, "redelivery update", u, Update{StartOffset: -1, Batches: []StateBatch{{5, 6, Available, 2}}})
 	r, _ := p.Record(5)
@@ -119,7 +119,7 @@ func TestRenewExtendsLock(t *testing.T) {
 
 func TestDeliveryLimitArchives(t *testing.T) {
 	p := New(Config{AutoOffsetReset: ResetEarliest, DeliveryCountLimit: 2}, 0, 10)
-	b := []BatchSpan{{0, 4}, {5, 9}}
+	b := []BatchSpan{{0, 4, false}, {5, 9, false}}
 	got, _ := mustAcquire(t, p, "m1", 1, b, t0)
 	eq(t, "first", got, []AcquiredRange{{0, 4, 1}})
 	mustAck(t, p, "m1", []AckBatch{{0, 4, []AckType{AckRelease}}}, t0)
@@ -186,14 +186,14 @@ func TestMaxRecordLocks(t *testing.T) {
 	got, _ := mustAcquire(t, p, "m1", 100, log15, t0)
 	eq(t, "clipped at the lock limit", got, []AcquiredRange{{0, 7, 1}})
 	eq(t, "SPEO", p.SPEO(), int64(8))
-	got, _ = mustAcquire(t, p, "m2", 100, []BatchSpan{{5, 9}, {10, 14}}, t0)
+	got, _ = mustAcquire(t, p, "m2", 100, []BatchSpan{{5, 9, false}, {10, 14, false}}, t0)
 	eq(t, "full", len(got), 0)
 	// Releasing inside the window makes records acquirable again without growing it.
 	mustAck(t, p, "m1", []AckBatch{{6, 7, []AckType{AckRelease}}}, t0)
-	got, _ = mustAcquire(t, p, "m2", 100, []BatchSpan{{5, 9}, {10, 14}}, t0)
+	got, _ = mustAcquire(t, p, "m2", 100, []BatchSpan{{5, 9, false}, {10, 14, false}}, t0)
 	eq(t, "within window", got, []AcquiredRange{{6, 7, 2}})
 	mustAck(t, p, "m1", []AckBatch{{0, 1, []AckType{AckAccept}}}, t0)
-	got, _ = mustAcquire(t, p, "m2", 100, []BatchSpan{{5, 9}, {10, 14}}, t0)
+	got, _ = mustAcquire(t, p, "m2", 100, []BatchSpan{{5, 9, false}, {10, 14, false}}, t0)
 	eq(t, "two more", got, []AcquiredRange{{8, 9, 1}})
 	eq(t, "window", p.SPEO()-p.SPSO(), int64(8))
 }
@@ -201,7 +201,7 @@ func TestMaxRecordLocks(t *testing.T) {
 func TestGaps(t *testing.T) {
 	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 20)
 	// A gap at the start with nothing in flight moves the SPSO.
-	got, u, err := p.Acquire("m1", 100, 0, []BatchSpan{{3, 4}, {7, 8}}, t0)
+	got, u, err := p.Acquire("m1", 100, 0, []BatchSpan{{3, 4, false}, {7, 8, false}}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,14 +213,14 @@ func TestGaps(t *testing.T) {
 	eq(t, "SPSO over gap", u, Update{StartOffset: 9})
 
 	// A released record the log no longer has (compacted) is archived when read again.
-	got, _, _ = p.Acquire("m1", 100, 9, []BatchSpan{{9, 12}}, t0)
+	got, _, _ = p.Acquire("m1", 100, 9, []BatchSpan{{9, 12, false}}, t0)
 	eq(t, "9-12", got, []AcquiredRange{{9, 12, 1}})
 	mustAck(t, p, "m1", []AckBatch{{9, 12, []AckType{AckRelease}}}, t0)
-	got, u, _ = p.Acquire("m1", 100, 9, []BatchSpan{{11, 12}}, t0)
+	got, u, _ = p.Acquire("m1", 100, 9, []BatchSpan{{11, 12, false}}, t0)
 	eq(t, "after compaction", got, []AcquiredRange{{11, 12, 2}})
 	eq(t, "compaction update", u, Update{StartOffset: 11, Batches: []StateBatch{{11, 12, Available, 2}}})
 
-	if _, _, err := p.Acquire("m1", 1, 0, []BatchSpan{{5, 6}, {6, 7}}, t0); err == nil {
+	if _, _, err := p.Acquire("m1", 1, 0, []BatchSpan{{5, 6, false}, {6, 7, false}}, t0); err == nil {
 		t.Fatal("overlapping batches accepted")
 	}
 }
@@ -293,7 +293,7 @@ func TestSnapshotApply(t *testing.T) {
 
 func TestHandoverKeepsLocks(t *testing.T) {
 	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 20)
-	if _, _, err := p.Acquire("m1", 10, 0, []BatchSpan{{0, 4}, {7, 9}}, t0); err != nil {
+	if _, _, err := p.Acquire("m1", 10, 0, []BatchSpan{{0, 4, false}, {7, 9, false}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	mustAck(t, p, "m1", []AckBatch{{1, 1, []AckType{AckAccept}}, {3, 3, []AckType{AckRelease}}}, t0)
@@ -327,4 +327,20 @@ func TestHandoverKeepsLocks(t *testing.T) {
 	if _, err := FromHandover(Config{}, bad); err == nil {
 		t.Fatal("FromHandover accepted an acquisition without a member")
 	}
+}
+
+func TestSkipBatches(t *testing.T) {
+	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 20)
+	got, u, err := p.Acquire("m1", 100, 0, []BatchSpan{{0, 2, false}, {3, 4, true}, {5, 6, false}, {7, 9, true}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "acquired", got, []AcquiredRange{{0, 2, 1}, {5, 6, 1}})
+	eq(t, "update", u, Update{StartOffset: -1, Batches: []StateBatch{{0, 2, Available, 1}, {3, 4, Archived, 0}, {5, 6, Available, 1}, {7, 9, Archived, 0}}})
+	u = mustAck(t, p, "m1", []AckBatch{{0, 2, []AckType{AckAccept}}, {5, 6, []AckType{AckAccept}}}, t0)
+	eq(t, "SPSO past the skipped batches", u, Update{StartOffset: 10})
+	// A skipped batch first in line with nothing in flight moves the SPSO.
+	got, u, _ = p.Acquire("m1", 100, 10, []BatchSpan{{10, 12, true}, {13, 14, false}}, t0)
+	eq(t, "after skip", got, []AcquiredRange{{13, 14, 1}})
+	eq(t, "after skip update", u, Update{StartOffset: 13, Batches: []StateBatch{{13, 14, Available, 1}}})
 }
