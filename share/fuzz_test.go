@@ -144,9 +144,22 @@ func fuzzPartition(t *testing.T, data []byte) {
 					pre[o], _ = p.Record(o)
 				}
 				from := p.FetchOffset()
-				got, u, err := p.Acquire(m, next()%8+1, from, readLog(r.log, from, next()%4+1), r.now)
+				acq, strict := p.Acquire, false
+				k := next()
+				if k&8 != 0 {
+					acq, strict = p.AcquireStrict, true
+				}
+				maxRecords := k%8 + 1
+				got, u, err := acq(m, maxRecords, from, readLog(r.log, from, next()%4+1), r.now)
 				if err != nil {
 					t.Fatalf("acquire: %v", err)
+				}
+				n := 0
+				for _, ar := range got {
+					n += int(ar.Last - ar.First + 1)
+				}
+				if strict && n > maxRecords {
+					t.Fatalf("strict acquire of %d took %d", maxRecords, n)
 				}
 				for _, ar := range got {
 					for o := ar.First; o <= ar.Last; o++ {

@@ -233,10 +233,22 @@ func (p *Partition) NextDeadline() (time.Time, bool) {
 // (normally FetchOffset): ascending, not overlapping, and covering every
 // record of the log in [from, last batch's Last], so any offset in that
 // span that no batch covers has no record (compaction) and is archived.
-// Batches are taken whole while fewer than maxRecords are acquired, and
+// Batches are taken whole while fewer than maxRecords are acquired (the
+// batch-optimized mode, ShareFetch's default; see AcquireStrict), and
 // offsets beyond the SPEO only while fewer than MaxRecordLocks offsets are
 // in flight. A record at the delivery count limit is archived instead.
 func (p *Partition) Acquire(member string, maxRecords int, from int64, batches []BatchSpan, now time.Time) ([]AcquiredRange, Update, error) {
+	return p.acquire(member, maxRecords, false, from, batches, now)
+}
+
+// AcquireStrict is Acquire in ShareFetch v2's record-limit mode
+// (ShareAcquireMode 1, KIP-1206): never more than maxRecords records, so
+// the last batch may be cut.
+func (p *Partition) AcquireStrict(member string, maxRecords int, from int64, batches []BatchSpan, now time.Time) ([]AcquiredRange, Update, error) {
+	return p.acquire(member, maxRecords, true, from, batches, now)
+}
+
+func (p *Partition) acquire(member string, maxRecords int, strict bool, from int64, batches []BatchSpan, now time.Time) ([]AcquiredRange, Update, error) {
 	if member == "" {
 		return nil, Update{StartOffset: -1}, errors.New("share: acquire: empty member id")
 	}
@@ -330,6 +342,10 @@ func (p *Partition) Acquire(member string, maxRecords int, from int64, batches [
 			continue
 		}
 		for o := max(b.Base, p.spso); o <= b.Last; o++ {
+			if strict && count >= maxRecords {
+				stopped = true
+				break
+			}
 			if o >= p.SPEO() && !grow(o, false) {
 				stopped = true
 				break

@@ -344,3 +344,17 @@ func TestSkipBatches(t *testing.T) {
 	eq(t, "after skip", got, []AcquiredRange{{13, 14, 1}})
 	eq(t, "after skip update", u, Update{StartOffset: 13, Batches: []StateBatch{{13, 14, Available, 1}}})
 }
+
+func TestAcquireStrict(t *testing.T) {
+	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 15)
+	got, u, err := p.AcquireStrict("m1", 7, 0, log15, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "cut batch", got, []AcquiredRange{{0, 6, 1}})
+	eq(t, "update", u, Update{StartOffset: -1, Batches: []StateBatch{{0, 6, Available, 1}}})
+	eq(t, "SPEO", p.SPEO(), int64(7))
+	// The rest of the cut batch goes to the next acquisition.
+	got, _, _ = p.AcquireStrict("m2", 4, p.FetchOffset(), log15[1:], t0)
+	eq(t, "rest", got, []AcquiredRange{{7, 10, 1}})
+}
