@@ -1,0 +1,265 @@
+package groups
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/tuskdb/tusk/groups/assign"
+	"github.com/tuskdb/tusk/kafkaproto"
+)
+
+// Kafka's KIP-848 consumer-group records in __consumer_offsets (issue 17,
+// part A2; docs/groups-next.md). Keys and values are Kafka's
+// group-coordinator JSON schemas (ConsumerGroup*Key.json /
+// ConsumerGroup*Value.json), encoded by kafkaproto's Schema codec: a key is
+// the record type (int16) then its non-flexible fields; a value is version
+// 0 (int16) then its flexible fields and tagged fields. A tombstone is a
+// key with a nil value.
+//
+// Not written by Tusk but decodable as unknown types by RecordVersion:
+// ConsumerGroupPartitionMetadata (4; Kafka 4.1 stopped writing it in favour
+// of ConsumerGroupMetadataValue.MetadataHash) and
+// ConsumerGroupRegularExpression (16; resolution is redone on load).
+// Tagged fields Tusk does not set (MetadataHash, CreationTimeMs, a member's
+// ClassicMemberMetadata) are absent when written and skipped when read.
+
+var (
+	keyGroupOnly = []kafkaproto.Field{{Name: "GroupId", Kind: kafkaproto.String}}
+	keyMember    = []kafkaproto.Field{
+		{Name: "GroupId", Kind: kafkaproto.String},
+		{Name: "MemberId", Kind: kafkaproto.String},
+	}
+	topicPartitions = kafkaproto.Field{Name: "TopicPartitions", Kind: kafkaproto.StructArray, Fields: []kafkaproto.Field{
+		{Name: "TopicId", Kind: kafkaproto.UUID},
+		{Name: "Partitions", Kind: kafkaproto.Int32Array},
+	}}
+
+	consumerKeySchemas = map[ConsumerRecordType]*kafkaproto.Schema{
+		RecordGroupMetadata:     {Name: "ConsumerGroupMetadataKey", Version: 3, Fields: keyGroupOnly},
+		RecordMemberMetadata:    {Name: "ConsumerGroupMemberMetadataKey", Version: 5, Fields: keyMember},
+		RecordTargetMetadata:    {Name: "ConsumerGroupTargetAssignmentMetadataKey", Version: 6, Fields: keyGroupOnly},
+		RecordTargetMember:      {Name: "ConsumerGroupTargetAssignmentMemberKey", Version: 7, Fields: keyMember},
+		RecordCurrentAssignment: {Name: "ConsumerGroupCurrentMemberAssignmentKey", Version: 8, Fields: keyMember},
+	}
+
+	// ConsumerGroupMetadataValue: Epoch; tagged 0 MetadataHash int64 (4.1,
+	// KIP-1101), tagged 1 CreationTimeMs int64 (KIP-1282).
+	consumerGroupMetadataValue = &kafkaproto.Schema{Name: "ConsumerGroupMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "Epoch", Kind: kafkaproto.Int32},
+		{Name: "MetadataHash", Kind: kafkaproto.Int64, Tagged: true, Tag: 0},
+		{Name: "CreationTimeMs", Kind: kafkaproto.Int64, Tagged: true, Tag: 1},
+	}}
+	// ConsumerGroupMemberMetadataValue; tagged 0 ClassicMemberMetadata (a
+	// member of the classic protocol inside a consumer group) is not
+	// declared: Tusk does no online migration, and Decode skips it.
+	consumerMemberMetadataValue = &kafkaproto.Schema{Name: "ConsumerGroupMemberMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "InstanceId", Kind: kafkaproto.NullString},
+		{Name: "RackId", Kind: kafkaproto.NullString},
+		{Name: "ClientId", Kind: kafkaproto.String},
+		{Name: "ClientHost", Kind: kafkaproto.String},
+		{Name: "SubscribedTopicNames", Kind: kafkaproto.StringArray},
+		{Name: "SubscribedTopicRegex", Kind: kafkaproto.NullString},
+		{Name: "RebalanceTimeoutMs", Kind: kafkaproto.Int32},
+		{Name: "ServerAssignor", Kind: kafkaproto.NullString},
+	}}
+	consumerTargetMetadataValue = &kafkaproto.Schema{Name: "ConsumerGroupTargetAssignmentMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "AssignmentEpoch", Kind: kafkaproto.Int32},
+	}}
+	consumerTargetMemberValue = &kafkaproto.Schema{Name: "ConsumerGroupTargetAssignmentMemberValue", Flexible: true, Fields: []kafkaproto.Field{
+		topicPartitions,
+	}}
+	consumerCurrentAssignmentValue = &kafkaproto.Schema{Name: "ConsumerGroupCurrentMemberAssignmentValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "MemberEpoch", Kind: kafkaproto.Int32},
+		{Name: "PreviousMemberEpoch", Kind: kafkaproto.Int32},
+		{Name: "State", Kind: kafkaproto.Int8},
+		withName(topicPartitions, "AssignedPartitions"),
+		withName(topicPartitions, "PartitionsPendingRevocation"),
+	}}
+)
+
+func withName(f kafkaproto.Field, name string) kafkaproto.Field {
+	f.Name = name
+	return f
+}
+
+// encodePartitions is a []TopicPartitions: topics by id, partitions
+// ascending, so that equal assignments encode to equal bytes.
+func encodePartitions(p assign.Partitions) [][]any {
+	ids := make([][16]byte, 0, len(p))
+	for id := range p {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
+	out := make([][]any, 0, len(ids))
+	for _, id := range ids {
+		parts := slices.Clone(p[id])
+		slices.Sort(parts)
+		if parts == nil {
+			parts = []int32{}
+		}
+		out = append(out, []any{id, parts})
+	}
+	return out
+}
+
+func decodePartitions(v any) (assign.Partitions, error) {
+	tps, _ := v.([][]any)
+	out := make(assign.Partitions, len(tps))
+	for _, tp := range tps {
+		id := tp[0].([16]byte)
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("topic %x twice", id)
+		}
+		parts, _ := tp[1].([]int32)
+		out[id] = append([]int32{}, parts...)
+	}
+	return out, nil
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// EncodeConsumerRecord is the key and value of r in Kafka's format; the
+// value is nil for a tombstone.
+func EncodeConsumerRecord(r ConsumerRecord) (key, value []byte, err error) {
+	ks := consumerKeySchemas[r.Type]
+	if ks == nil {
+		return nil, nil, fmt.Errorf("groups: encode consumer record: unknown type %d", r.Type)
+	}
+	kv := []any{r.Group}
+	if len(ks.Fields) == 2 {
+		kv = append(kv, r.MemberID)
+	}
+	key = ks.Append(nil, kv)
+	if r.Tombstone {
+		return key, nil, nil
+	}
+	switch r.Type {
+	case RecordGroupMetadata:
+		value = consumerGroupMetadataValue.Append(nil, []any{r.Epoch, nil, nil})
+	case RecordTargetMetadata:
+		value = consumerTargetMetadataValue.Append(nil, []any{r.Epoch})
+	case RecordTargetMember:
+		value = consumerTargetMemberValue.Append(nil, []any{encodePartitions(r.Partitions)})
+	case RecordMemberMetadata:
+		m := r.Member
+		if m == nil {
+			return nil, nil, fmt.Errorf("groups: encode %s of %q: no member metadata", r.Type, r.MemberID)
+		}
+		topics := m.SubscribedTopicNames
+		if topics == nil {
+			topics = []string{}
+		}
+		value = consumerMemberMetadataValue.Append(nil, []any{
+			m.InstanceID, m.RackID, m.ClientID, m.ClientHost, topics,
+			m.SubscribedTopicRegex, m.RebalanceTimeoutMillis, nullIfEmpty(m.ServerAssignor),
+		})
+	case RecordCurrentAssignment:
+		c := r.Current
+		if c == nil {
+			return nil, nil, fmt.Errorf("groups: encode %s of %q: no assignment", r.Type, r.MemberID)
+		}
+		value = consumerCurrentAssignmentValue.Append(nil, []any{
+			c.MemberEpoch, c.PreviousMemberEpoch, int8(c.State),
+			encodePartitions(c.Assigned), encodePartitions(c.PendingRevocation),
+		})
+	}
+	return key, value, nil
+}
+
+// IsConsumerRecordKey reports whether a __consumer_offsets key is one of
+// the consumer-group record types DecodeConsumerRecord reads.
+func IsConsumerRecordKey(key []byte) bool {
+	t, err := kafkaproto.RecordVersion(key)
+	return err == nil && consumerKeySchemas[ConsumerRecordType(t)] != nil
+}
+
+// DecodeConsumerRecord decodes a consumer-group record read back from
+// __consumer_offsets (a nil value is a tombstone). Malformed bytes give an
+// error wrapping kafkaproto.ErrSchemaDecode, never a panic.
+func DecodeConsumerRecord(key, value []byte) (ConsumerRecord, error) {
+	t, err := kafkaproto.RecordVersion(key)
+	if err != nil {
+		return ConsumerRecord{}, fmt.Errorf("groups: decode consumer record key: %w", err)
+	}
+	typ := ConsumerRecordType(t)
+	ks := consumerKeySchemas[typ]
+	if ks == nil {
+		return ConsumerRecord{}, fmt.Errorf("groups: decode consumer record: unknown key type %d", t)
+	}
+	kv, err := ks.Decode(key)
+	if err != nil {
+		return ConsumerRecord{}, fmt.Errorf("groups: decode consumer record key: %w", err)
+	}
+	r := ConsumerRecord{Type: typ, Group: kv[0].(string)}
+	if len(kv) == 2 {
+		r.MemberID = kv[1].(string)
+	}
+	if value == nil {
+		r.Tombstone = true
+		return r, nil
+	}
+	fail := func(err error) (ConsumerRecord, error) {
+		return ConsumerRecord{}, fmt.Errorf("groups: decode %s value of %q: %w", typ, r.Group, err)
+	}
+	switch typ {
+	case RecordGroupMetadata:
+		v, err := consumerGroupMetadataValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		r.Epoch = v[0].(int32)
+	case RecordTargetMetadata:
+		v, err := consumerTargetMetadataValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		r.Epoch = v[0].(int32)
+	case RecordTargetMember:
+		v, err := consumerTargetMemberValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		if r.Partitions, err = decodePartitions(v[0]); err != nil {
+			return fail(err)
+		}
+	case RecordMemberMetadata:
+		v, err := consumerMemberMetadataValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		m := &ConsumerMemberMetadata{
+			InstanceID: v[0].(*string), RackID: v[1].(*string),
+			ClientID: v[2].(string), ClientHost: v[3].(string),
+			SubscribedTopicRegex:   v[5].(*string),
+			RebalanceTimeoutMillis: v[6].(int32),
+		}
+		m.SubscribedTopicNames, _ = v[4].([]string)
+		if a := v[7].(*string); a != nil {
+			m.ServerAssignor = *a
+		}
+		r.Member = m
+	case RecordCurrentAssignment:
+		v, err := consumerCurrentAssignmentValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		c := &ConsumerMemberAssignment{
+			MemberEpoch: v[0].(int32), PreviousMemberEpoch: v[1].(int32), State: MemberState(v[2].(int8)),
+		}
+		if c.Assigned, err = decodePartitions(v[3]); err != nil {
+			return fail(err)
+		}
+		if c.PendingRevocation, err = decodePartitions(v[4]); err != nil {
+			return fail(err)
+		}
+		r.Current = c
+	}
+	return r, nil
+}
