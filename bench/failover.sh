@@ -41,15 +41,31 @@ done
 for n in 1 2 3; do for i in $(seq 300); do [ -s "$dir/n$n/ready.json" ] && break; sleep 0.1; done; done
 alive() { "$TUSK" cluster status --server 127.0.0.1:"$(port 1 4)" 2>/dev/null | jq '[.brokers[]|select(.state=="alive")]|length'; }
 for i in $(seq 100); do [ "$(alive)" = 3 ] && break; sleep 0.2; done
-create() { "$TUSK" topic create "$@" --replication-factor 3 --brokers 127.0.0.1:"$(port 1 2)" --timeout 120s >> "$dir/create.log" 2>&1 || grep -q TOPIC_ALREADY_EXISTS "$dir/create.log"; }
+# create makes the named topics, retrying (up to 20 times, 1 s apart) a
+# request some of whose topics failed (a Raft election during creation
+# fails them); topics that exist already count as created.
+create() {
+	local out
+	for try in $(seq 20); do
+		out=$("$TUSK" topic create "$@" --replication-factor 3 --brokers 127.0.0.1:"$(port 1 2)" --timeout 120s 2>&1) && { echo "$out" >> "$dir/create.log"; return 0; }
+		echo "$out" >> "$dir/create.log"
+		# Every failure named is TOPIC_ALREADY_EXISTS: done.
+		echo "$out" | grep -q 'failed:' && ! echo "$out" | grep -oE '[A-Z][A-Z_]+: ' | grep -vq 'TOPIC_ALREADY_EXISTS: ' && return 0
+		sleep 1
+	done
+	echo "create failed 20 times: $(echo "$out" | tail -c 300)"; return 1
+}
 t0=$(date +%s.%N)
 if [ -z "$PER" ]; then
 	create big --partitions "$N"
 else
 	create big --partitions "$PER"
+	# Four requests of 200 topics in flight.
 	for ((k = 1; k < N / PER; k += 200)); do
-		create $(seq -f "t%g" $k $(( k + 199 < N / PER - 1 ? k + 199 : N / PER - 1 ))) --partitions "$PER"
+		create $(seq -f "t%g" $k $(( k + 199 < N / PER - 1 ? k + 199 : N / PER - 1 ))) --partitions "$PER" &
+		while [ "$(jobs -rp | wc -l)" -ge 4 ]; do wait -n; done
 	done
+	while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done
 fi
 echo "created $N partitions in $(echo "$(date +%s.%N) - $t0" | bc) s"
 quiet() {
