@@ -263,3 +263,219 @@ func DecodeConsumerRecord(key, value []byte) (ConsumerRecord, error) {
 	}
 	return r, nil
 }
+
+// ConsumerRecordsToRecords encodes the records a ConsumerPersister is
+// handed, in order, as __consumer_offsets key/value pairs (a tombstone has
+// a nil Value).
+func ConsumerRecordsToRecords(rs []ConsumerRecord) ([]Record, error) {
+	out := make([]Record, 0, len(rs))
+	for _, r := range rs {
+		k, v, err := EncodeConsumerRecord(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Record{Key: k, Value: v})
+	}
+	return out, nil
+}
+
+// Kafka's KIP-932 share-group membership records in __consumer_offsets
+// (record types 10-14), for the share-group coordinator (part B). The
+// ShareGroupStatePartitionMetadata record (15: which topic-partitions have
+// initialized share state) and ShareGroupPartitionMetadata (9, no longer
+// written by Kafka 4.1) are not encoded here.
+
+// ShareRecordType names a share-group record type (Kafka's record key
+// type).
+type ShareRecordType int16
+
+const (
+	ShareRecordMemberMetadata    ShareRecordType = 10 // ShareGroupMemberMetadata: key (group, member)
+	ShareRecordGroupMetadata     ShareRecordType = 11 // ShareGroupMetadata: key group; value group epoch
+	ShareRecordTargetMetadata    ShareRecordType = 12 // ShareGroupTargetAssignmentMetadata: key group; value assignment epoch
+	ShareRecordTargetMember      ShareRecordType = 13 // ShareGroupTargetAssignmentMember: key (group, member)
+	ShareRecordCurrentAssignment ShareRecordType = 14 // ShareGroupCurrentMemberAssignment: key (group, member)
+)
+
+// ShareGroupRecord is one share-group record, decoded; a tombstone
+// carries only its key.
+type ShareGroupRecord struct {
+	Type      ShareRecordType
+	Group     string
+	MemberID  string
+	Tombstone bool
+	// Epoch is the group epoch (GroupMetadata) or assignment epoch
+	// (TargetMetadata).
+	Epoch      int32
+	Member     *ShareMemberMetadata   // MemberMetadata
+	Partitions assign.Partitions      // TargetMember
+	Current    *ShareMemberAssignment // CurrentAssignment
+}
+
+// ShareMemberMetadata is ShareGroupMemberMetadataValue.
+type ShareMemberMetadata struct {
+	RackID               *string
+	ClientID, ClientHost string
+	SubscribedTopicNames []string
+}
+
+// ShareMemberAssignment is ShareGroupCurrentMemberAssignmentValue.
+type ShareMemberAssignment struct {
+	MemberEpoch, PreviousMemberEpoch int32
+	State                            MemberState
+	Assigned                         assign.Partitions
+}
+
+var (
+	shareKeySchemas = map[ShareRecordType]*kafkaproto.Schema{
+		ShareRecordMemberMetadata:    {Name: "ShareGroupMemberMetadataKey", Version: 10, Fields: keyMember},
+		ShareRecordGroupMetadata:     {Name: "ShareGroupMetadataKey", Version: 11, Fields: keyGroupOnly},
+		ShareRecordTargetMetadata:    {Name: "ShareGroupTargetAssignmentMetadataKey", Version: 12, Fields: keyGroupOnly},
+		ShareRecordTargetMember:      {Name: "ShareGroupTargetAssignmentMemberKey", Version: 13, Fields: keyMember},
+		ShareRecordCurrentAssignment: {Name: "ShareGroupCurrentMemberAssignmentKey", Version: 14, Fields: keyMember},
+	}
+	shareMemberMetadataValue = &kafkaproto.Schema{Name: "ShareGroupMemberMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "RackId", Kind: kafkaproto.NullString},
+		{Name: "ClientId", Kind: kafkaproto.String},
+		{Name: "ClientHost", Kind: kafkaproto.String},
+		{Name: "SubscribedTopicNames", Kind: kafkaproto.StringArray},
+	}}
+	// ShareGroupMetadataValue: Epoch; tagged 0 MetadataHash (4.1).
+	shareGroupMetadataValue = &kafkaproto.Schema{Name: "ShareGroupMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "Epoch", Kind: kafkaproto.Int32},
+		{Name: "MetadataHash", Kind: kafkaproto.Int64, Tagged: true, Tag: 0},
+	}}
+	shareTargetMetadataValue = &kafkaproto.Schema{Name: "ShareGroupTargetAssignmentMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "AssignmentEpoch", Kind: kafkaproto.Int32},
+	}}
+	shareTargetMemberValue = &kafkaproto.Schema{Name: "ShareGroupTargetAssignmentMemberValue", Flexible: true, Fields: []kafkaproto.Field{
+		topicPartitions,
+	}}
+	shareCurrentAssignmentValue = &kafkaproto.Schema{Name: "ShareGroupCurrentMemberAssignmentValue", Flexible: true, Fields: []kafkaproto.Field{
+		{Name: "MemberEpoch", Kind: kafkaproto.Int32},
+		{Name: "PreviousMemberEpoch", Kind: kafkaproto.Int32},
+		{Name: "State", Kind: kafkaproto.Int8},
+		withName(topicPartitions, "AssignedPartitions"),
+	}}
+)
+
+// EncodeShareGroupRecord is the key and value of r; the value is nil for
+// a tombstone.
+func EncodeShareGroupRecord(r ShareGroupRecord) (key, value []byte, err error) {
+	ks := shareKeySchemas[r.Type]
+	if ks == nil {
+		return nil, nil, fmt.Errorf("groups: encode share group record: unknown type %d", r.Type)
+	}
+	kv := []any{r.Group}
+	if len(ks.Fields) == 2 {
+		kv = append(kv, r.MemberID)
+	}
+	key = ks.Append(nil, kv)
+	if r.Tombstone {
+		return key, nil, nil
+	}
+	switch r.Type {
+	case ShareRecordGroupMetadata:
+		value = shareGroupMetadataValue.Append(nil, []any{r.Epoch, nil})
+	case ShareRecordTargetMetadata:
+		value = shareTargetMetadataValue.Append(nil, []any{r.Epoch})
+	case ShareRecordTargetMember:
+		value = shareTargetMemberValue.Append(nil, []any{encodePartitions(r.Partitions)})
+	case ShareRecordMemberMetadata:
+		m := r.Member
+		if m == nil {
+			return nil, nil, fmt.Errorf("groups: encode share group member %q: no metadata", r.MemberID)
+		}
+		topics := m.SubscribedTopicNames
+		if topics == nil {
+			topics = []string{}
+		}
+		value = shareMemberMetadataValue.Append(nil, []any{m.RackID, m.ClientID, m.ClientHost, topics})
+	case ShareRecordCurrentAssignment:
+		c := r.Current
+		if c == nil {
+			return nil, nil, fmt.Errorf("groups: encode share group member %q: no assignment", r.MemberID)
+		}
+		value = shareCurrentAssignmentValue.Append(nil, []any{
+			c.MemberEpoch, c.PreviousMemberEpoch, int8(c.State), encodePartitions(c.Assigned),
+		})
+	}
+	return key, value, nil
+}
+
+// IsShareGroupRecordKey reports whether a __consumer_offsets key is one of
+// the share-group record types DecodeShareGroupRecord reads.
+func IsShareGroupRecordKey(key []byte) bool {
+	t, err := kafkaproto.RecordVersion(key)
+	return err == nil && shareKeySchemas[ShareRecordType(t)] != nil
+}
+
+// DecodeShareGroupRecord decodes a share-group record (a nil value is a
+// tombstone); malformed bytes are an error, never a panic.
+func DecodeShareGroupRecord(key, value []byte) (ShareGroupRecord, error) {
+	t, err := kafkaproto.RecordVersion(key)
+	if err != nil {
+		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record key: %w", err)
+	}
+	typ := ShareRecordType(t)
+	ks := shareKeySchemas[typ]
+	if ks == nil {
+		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record: unknown key type %d", t)
+	}
+	kv, err := ks.Decode(key)
+	if err != nil {
+		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record key: %w", err)
+	}
+	r := ShareGroupRecord{Type: typ, Group: kv[0].(string)}
+	if len(kv) == 2 {
+		r.MemberID = kv[1].(string)
+	}
+	if value == nil {
+		r.Tombstone = true
+		return r, nil
+	}
+	fail := func(err error) (ShareGroupRecord, error) {
+		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record %d value of %q: %w", typ, r.Group, err)
+	}
+	switch typ {
+	case ShareRecordGroupMetadata:
+		v, err := shareGroupMetadataValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		r.Epoch = v[0].(int32)
+	case ShareRecordTargetMetadata:
+		v, err := shareTargetMetadataValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		r.Epoch = v[0].(int32)
+	case ShareRecordTargetMember:
+		v, err := shareTargetMemberValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		if r.Partitions, err = decodePartitions(v[0]); err != nil {
+			return fail(err)
+		}
+	case ShareRecordMemberMetadata:
+		v, err := shareMemberMetadataValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		m := &ShareMemberMetadata{RackID: v[0].(*string), ClientID: v[1].(string), ClientHost: v[2].(string)}
+		m.SubscribedTopicNames, _ = v[3].([]string)
+		r.Member = m
+	case ShareRecordCurrentAssignment:
+		v, err := shareCurrentAssignmentValue.Decode(value)
+		if err != nil {
+			return fail(err)
+		}
+		c := &ShareMemberAssignment{MemberEpoch: v[0].(int32), PreviousMemberEpoch: v[1].(int32), State: MemberState(v[2].(int8))}
+		if c.Assigned, err = decodePartitions(v[3]); err != nil {
+			return fail(err)
+		}
+		r.Current = c
+	}
+	return r, nil
+}

@@ -2,7 +2,9 @@
 // size-prefixed frames, request and response headers (including flexible
 // versions and their tagged fields), record-batch v2 parsing and validation
 // (CRC-32C), record decoding for off-hot-path look-ups, and compression
-// codecs. Message bodies are encoded and decoded by franz-go's kmsg.
+// codecs. Message bodies are encoded and decoded by franz-go's kmsg; the
+// coordinator records kmsg lacks (KIP-848 and KIP-932) by the small Schema
+// codec in schema.go.
 //
 // Everything here is stateless and safe for concurrent use unless a type
 // says otherwise. Nothing here imports other Tusk packages.
