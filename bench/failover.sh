@@ -60,12 +60,15 @@ if [ -z "$PER" ]; then
 	create big --partitions "$N"
 else
 	create big --partitions "$PER"
-	# Four requests of 200 topics in flight.
+	# Four requests of 200 topics in flight (the nodes are jobs too:
+	# wait for the creates by their pids).
+	creates=()
 	for ((k = 1; k < N / PER; k += 200)); do
 		create $(seq -f "t%g" $k $(( k + 199 < N / PER - 1 ? k + 199 : N / PER - 1 ))) --partitions "$PER" &
-		while [ "$(jobs -rp | wc -l)" -ge 4 ]; do wait -n; done
+		creates+=($!)
+		if [ "${#creates[@]}" -ge 4 ]; then wait "${creates[0]}"; creates=("${creates[@]:1}"); fi
 	done
-	while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done
+	for p in "${creates[@]}"; do wait "$p"; done
 fi
 echo "created $N partitions in $(echo "$(date +%s.%N) - $t0" | bc) s"
 quiet() {
