@@ -306,10 +306,13 @@ type ShareGroupRecord struct {
 	Tombstone bool
 	// Epoch is the group epoch (GroupMetadata) or assignment epoch
 	// (TargetMetadata).
-	Epoch      int32
-	Member     *ShareMemberMetadata   // MemberMetadata
-	Partitions assign.Partitions      // TargetMember
-	Current    *ShareMemberAssignment // CurrentAssignment
+	Epoch int32
+	// MetadataHash is ShareGroupMetadataValue's hash of the subscribed
+	// topics' metadata (GroupMetadata).
+	MetadataHash int64
+	Member       *ShareMemberMetadata   // MemberMetadata
+	Partitions   assign.Partitions      // TargetMember
+	Current      *ShareMemberAssignment // CurrentAssignment
 }
 
 // ShareMemberMetadata is ShareGroupMemberMetadataValue.
@@ -340,10 +343,12 @@ var (
 		{Name: "ClientHost", Kind: kafkaproto.String},
 		{Name: "SubscribedTopicNames", Kind: kafkaproto.StringArray},
 	}}
-	// ShareGroupMetadataValue: Epoch; tagged 0 MetadataHash (4.1).
+	// ShareGroupMetadataValue: Epoch, MetadataHash. Unlike the consumer
+	// group's, MetadataHash is a plain field (KIP-932's schemas were
+	// allowed to break compatibility before 4.1).
 	shareGroupMetadataValue = &kafkaproto.Schema{Name: "ShareGroupMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
 		{Name: "Epoch", Kind: kafkaproto.Int32},
-		{Name: "MetadataHash", Kind: kafkaproto.Int64, Tagged: true, Tag: 0},
+		{Name: "MetadataHash", Kind: kafkaproto.Int64},
 	}}
 	shareTargetMetadataValue = &kafkaproto.Schema{Name: "ShareGroupTargetAssignmentMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
 		{Name: "AssignmentEpoch", Kind: kafkaproto.Int32},
@@ -376,7 +381,7 @@ func EncodeShareGroupRecord(r ShareGroupRecord) (key, value []byte, err error) {
 	}
 	switch r.Type {
 	case ShareRecordGroupMetadata:
-		value = shareGroupMetadataValue.Append(nil, []any{r.Epoch, nil})
+		value = shareGroupMetadataValue.Append(nil, []any{r.Epoch, r.MetadataHash})
 	case ShareRecordTargetMetadata:
 		value = shareTargetMetadataValue.Append(nil, []any{r.Epoch})
 	case ShareRecordTargetMember:
@@ -443,7 +448,7 @@ func DecodeShareGroupRecord(key, value []byte) (ShareGroupRecord, error) {
 		if err != nil {
 			return fail(err)
 		}
-		r.Epoch = v[0].(int32)
+		r.Epoch, r.MetadataHash = v[0].(int32), v[1].(int64)
 	case ShareRecordTargetMetadata:
 		v, err := shareTargetMetadataValue.Decode(value)
 		if err != nil {

@@ -267,8 +267,8 @@ func TestShareGroupRecordGolden(t *testing.T) {
 		rec        ShareGroupRecord
 		key, value string
 	}{
-		{ShareGroupRecord{Type: ShareRecordGroupMetadata, Group: "g", Epoch: 2},
-			"000b 0001 67", "0000 00000002 00"},
+		{ShareGroupRecord{Type: ShareRecordGroupMetadata, Group: "g", Epoch: 2, MetadataHash: 0x0102},
+			"000b 0001 67", "0000 00000002 0000000000000102 00"}, // Epoch, MetadataHash (not tagged), no tags
 		{ShareGroupRecord{Type: ShareRecordMemberMetadata, Group: "g", MemberID: "m", Member: &ShareMemberMetadata{
 			RackID: &rack, ClientID: "c", ClientHost: "h", SubscribedTopicNames: []string{"t"}}},
 			"000a 0001 67 0001 6d",

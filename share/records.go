@@ -16,15 +16,19 @@ import (
 //
 //	ShareSnapshotValue: SnapshotEpoch int32, StateEpoch int32,
 //	  LeaderEpoch int32, StartOffset int64, CreateTimestamp int64,
-//	  WriteTimestamp int64, StateBatches []StateBatch
+//	  WriteTimestamp int64, StateBatches []StateBatch;
+//	  tagged 0: DeliveryCompleteCount int32
 //	ShareUpdateValue: SnapshotEpoch int32, LeaderEpoch int32,
-//	  StartOffset int64, StateBatches []StateBatch
+//	  StartOffset int64, StateBatches []StateBatch;
+//	  tagged 0: DeliveryCompleteCount int32
 //	StateBatch: FirstOffset int64, LastOffset int64, DeliveryState int8,
 //	  DeliveryCount int16
 //
 // (SnapshotEpoch was uint16 before Kafka 4.1; CreateTimestamp and
-// WriteTimestamp came in 4.1.) A tombstone (nil value) for both keys
-// deletes a share-partition's state.
+// WriteTimestamp came in 4.1; DeliveryCompleteCount, Kafka 4.2's
+// KIP-1226 lag count with default -1, is not written and ignored when
+// read.) A tombstone (nil value) for both keys deletes a share-partition's
+// state.
 
 // Record types of __share_group_state keys.
 const (
@@ -68,7 +72,8 @@ var (
 		{Name: "DeliveryState", Kind: kafkaproto.Int8},
 		{Name: "DeliveryCount", Kind: kafkaproto.Int16},
 	}}
-	snapshotValue = &kafkaproto.Schema{Name: "ShareSnapshotValue", Flexible: true, Fields: []kafkaproto.Field{
+	deliveryCompleteCount = kafkaproto.Field{Name: "DeliveryCompleteCount", Kind: kafkaproto.Int32, Tagged: true, Tag: 0}
+	snapshotValue         = &kafkaproto.Schema{Name: "ShareSnapshotValue", Flexible: true, Fields: []kafkaproto.Field{
 		{Name: "SnapshotEpoch", Kind: kafkaproto.Int32},
 		{Name: "StateEpoch", Kind: kafkaproto.Int32},
 		{Name: "LeaderEpoch", Kind: kafkaproto.Int32},
@@ -76,12 +81,14 @@ var (
 		{Name: "CreateTimestamp", Kind: kafkaproto.Int64},
 		{Name: "WriteTimestamp", Kind: kafkaproto.Int64},
 		stateBatches,
+		deliveryCompleteCount,
 	}}
 	updateValue = &kafkaproto.Schema{Name: "ShareUpdateValue", Flexible: true, Fields: []kafkaproto.Field{
 		{Name: "SnapshotEpoch", Kind: kafkaproto.Int32},
 		{Name: "LeaderEpoch", Kind: kafkaproto.Int32},
 		{Name: "StartOffset", Kind: kafkaproto.Int64},
 		stateBatches,
+		deliveryCompleteCount,
 	}}
 )
 
@@ -157,7 +164,7 @@ func decodeBatches(v any) ([]StateBatch, error) {
 func EncodeSnapshotValue(r SnapshotRecord) []byte {
 	return snapshotValue.Append(nil, []any{
 		r.SnapshotEpoch, r.StateEpoch, r.LeaderEpoch, r.StartOffset,
-		r.CreateTimestamp, r.WriteTimestamp, encodeBatches(r.Batches),
+		r.CreateTimestamp, r.WriteTimestamp, encodeBatches(r.Batches), nil,
 	})
 }
 
@@ -181,7 +188,7 @@ func DecodeSnapshotValue(b []byte) (SnapshotRecord, error) {
 
 // EncodeUpdateValue is the ShareUpdateValue of r.
 func EncodeUpdateValue(r UpdateRecord) []byte {
-	return updateValue.Append(nil, []any{r.SnapshotEpoch, r.LeaderEpoch, r.StartOffset, encodeBatches(r.Batches)})
+	return updateValue.Append(nil, []any{r.SnapshotEpoch, r.LeaderEpoch, r.StartOffset, encodeBatches(r.Batches), nil})
 }
 
 // DecodeUpdateValue decodes a ShareUpdateValue.

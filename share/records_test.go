@@ -83,6 +83,14 @@ func TestStateRecordsGolden(t *testing.T) {
 	if got, err := DecodeUpdateValue(wantUpd); err != nil || !reflect.DeepEqual(got, upd) {
 		t.Fatalf("decode update: %+v %v", got, err)
 	}
+	// Kafka 4.2 writes DeliveryCompleteCount as tag 0: read and ignored.
+	withTag := append(append([]byte{}, wantUpd[:len(wantUpd)-1]...), unhex(t, "01 00 04 00000007")...)
+	if got, err := DecodeUpdateValue(withTag); err != nil || !reflect.DeepEqual(got, upd) {
+		t.Fatalf("decode update with DeliveryCompleteCount: %+v %v", got, err)
+	}
+	if _, err := DecodeUpdateValue(append(wantUpd[:len(wantUpd)-1:len(wantUpd)-1], unhex(t, "01 00 02 0007")...)); err == nil {
+		t.Fatal("a 2-byte DeliveryCompleteCount decoded")
+	}
 
 	// Batches the state machine cannot hold are rejected.
 	for _, bad := range []string{
