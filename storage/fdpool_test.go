@@ -484,3 +484,52 @@ func TestIdleCloseWritesNoCheckpoint(t *testing.T) {
 		t.Fatalf("last reopen: hw %d, %d checkpoint writes, want 3 2", hw, fsys.count())
 	}
 }
+
+// TestSyncReopenFailureRetries: group commit cannot reopen a log's closed
+// segment file (out of descriptors). The log is not fenced: its waiter
+// keeps waiting, and once the file opens again a later commit syncs it
+// and the waiter returns.
+func TestSyncReopenFailureRetries(t *testing.T) {
+	fail := &failOpenFS{FS: NewCrashFS()}
+	gate := newGateFS(fail)
+	gate.only = "d-0/00000000000000000000.log"
+	e := openEngineFiles(t, gate, FsyncAlways, 2, 0)
+	defer e.Close()
+	open := func(name string) *Log {
+		l, err := e.OpenLog(TopicPartition{Topic: name, Partition: 0}, LogConfig{RetentionBytes: -1, RetentionMs: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	d, a, b := open("d"), open("a"), open("b")
+	if res, _ := appendSpec(t, b, plain(1, 10, 1, 1)); b.WaitDurable(context.Background(), res.LastOffset) != nil {
+		t.Fatal("b not durable")
+	}
+	gate.setBlocked(true)
+	appendSpec(t, d, plain(1, 10, 1, 2))
+	waitFor(t, "syncer blocked on d", func() bool { _, w := gate.counts(); return w == 1 })
+	res, _ := appendSpec(t, a, plain(1, 10, 1, 3))
+	// Reading b closes a's file (d's is pinned by the syncer).
+	if r, err := b.Read(0, 1000, true); err != nil || len(r.Data) == 0 {
+		t.Fatalf("read b: %v", err)
+	}
+	if st := e.FileStats(); st.Open != 2 {
+		t.Fatalf("file stats %+v, want d's and b's open", st)
+	}
+	fail.set("a-0/00000000000000000000.log")
+	gate.setBlocked(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := a.WaitDurable(ctx, res.LastOffset)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitDurable while a's file cannot be reopened: %v, want it still waiting", err)
+	}
+	fail.set("")
+	if err := a.WaitDurable(context.Background(), res.LastOffset); err != nil {
+		t.Fatalf("WaitDurable once the file opens again: %v", err)
+	}
+	if a.HighWatermark() != 1 {
+		t.Fatalf("hw %d, want 1", a.HighWatermark())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +129,8 @@ type gateFS struct {
 	blocked bool // guarded by mu
 	syncs   int  // guarded by mu
 	waiting int  // guarded by mu: syncs blocked right now
+	// only, if set before use, limits the gate to files named *only.
+	only string
 }
 
 func newGateFS(inner FS) *gateFS {
@@ -151,7 +154,7 @@ func (g *gateFS) counts() (syncs, waiting int) {
 
 func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	f, err := g.FS.OpenFile(name, flag, perm)
-	if err != nil || len(name) < 4 || name[len(name)-4:] != ".log" {
+	if err != nil || len(name) < 4 || name[len(name)-4:] != ".log" || (g.only != "" && !strings.HasSuffix(name, g.only)) {
 		return f, err
 	}
 	return &gateFile{File: f, g: g}, nil

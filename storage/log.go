@@ -525,6 +525,14 @@ func (l *Log) endSync(t syncTicket, err error) {
 	t.seg.closeMu.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil && notWritten(err) {
+		// The closed file could not be reopened (out of descriptors):
+		// nothing was synced and nothing failed. The next group commit
+		// retries, shortly, instead of fencing the log on it.
+		l.unsynced += t.batches
+		time.AfterFunc(reopenRetry, func() { l.engine.markDirty(l, true) })
+		return
+	}
 	if err != nil {
 		l.fenceLocked(fmt.Errorf("storage: sync %s segment %d: %w", l.tp, t.seg.base, err))
 		return
@@ -537,6 +545,10 @@ func (l *Log) endSync(t syncTicket, err error) {
 	}
 	l.advanceDurableLocked(t.target)
 }
+
+// reopenRetry is how soon group commit tries again to sync a log whose
+// closed segment file it could not reopen.
+const reopenRetry = 50 * time.Millisecond
 
 // openSegFile opens the segment file at base through the engine's I/O
 // backend and file pool: its descriptor may be closed while unused and
