@@ -137,6 +137,19 @@ func TestConsumerRecordTaggedFields(t *testing.T) {
 			t.Fatalf("%s: %v does not wrap ErrSchemaDecode", c.value, err)
 		}
 	}
+	// Kafka 4.3's tagged AssignmentEpochs (tag 0 inside each
+	// TopicPartitions struct, KIP-1251) and AssignmentTimestamp (tag 0 of
+	// the target metadata, KIP-1263) are skipped.
+	r, err := DecodeConsumerRecord(unhex(t, "0008 0001 67 0001 6d"), unhex(t, "0000 00000003 00000002 00"+
+		"02"+topicAHex+"02 00000001 01 00 05 02 00000003"+ // AssignedPartitions [{A, [1], tag 0: AssignmentEpochs [3]}]
+		"01 00"))
+	if err != nil || !reflect.DeepEqual(r.Current.Assigned, assign.Partitions{topicA: {1}}) {
+		t.Fatalf("nested tag: %+v %v", r.Current, err)
+	}
+	r, err = DecodeConsumerRecord(unhex(t, "0006 0001 67"), unhex(t, "0000 00000009 01 00 08 0000000000000001"))
+	if err != nil || r.Epoch != 9 {
+		t.Fatalf("AssignmentTimestamp: %+v %v", r, err)
+	}
 	if IsConsumerRecordKey(unhex(t, "0002 0001 67")) || IsConsumerRecordKey(nil) {
 		t.Fatal("a classic group key taken for a consumer-group record")
 	}
@@ -327,6 +340,44 @@ func FuzzDecodeShareGroupRecord(f *testing.F) {
 			t.Fatalf("re-encode %+v: %v", r, err)
 		}
 		if _, err := DecodeShareGroupRecord(k2, v2); err != nil {
+			t.Fatalf("decode re-encoded: %v", err)
+		}
+	})
+}
+
+func TestConsumerRegexRecordGolden(t *testing.T) {
+	r := ConsumerRegexRecord{Group: "g", Regex: "t.*", Topics: []string{"t1"}, Version: 4, Timestamp: 5}
+	key, value := EncodeConsumerRegexRecord(r)
+	wantKey := unhex(t, "0010 0001 67 0003 742e2a")                               // type 16, GroupId "g", RegularExpression "t.*"
+	wantValue := unhex(t, "0000 02 03 7431 0000000000000004 0000000000000005 00") // Topics ["t1"], Version 4, Timestamp 5, no tags
+	if !bytes.Equal(key, wantKey) || !bytes.Equal(value, wantValue) {
+		t.Fatalf("got %x / %x", key, value)
+	}
+	got, err := DecodeConsumerRegexRecord(key, value)
+	if err != nil || !reflect.DeepEqual(got, r) {
+		t.Fatalf("decoded %+v %v", got, err)
+	}
+	if got, err := DecodeConsumerRegexRecord(key, nil); err != nil || !got.Tombstone || got.Regex != "t.*" {
+		t.Fatalf("tombstone %+v %v", got, err)
+	}
+	if IsConsumerRecordKey(key) {
+		t.Fatal("regex key taken for a ConsumerRecord")
+	}
+	if _, err := DecodeConsumerRegexRecord(key, wantValue[:len(wantValue)-1]); err == nil {
+		t.Fatal("truncated value decoded")
+	}
+}
+
+func FuzzDecodeConsumerRegexRecord(f *testing.F) {
+	k, v := EncodeConsumerRegexRecord(ConsumerRegexRecord{Group: "g", Regex: "x", Topics: []string{"a", "b"}})
+	f.Add(k, v)
+	f.Fuzz(func(t *testing.T, key, value []byte) {
+		r, err := DecodeConsumerRegexRecord(key, value)
+		if err != nil {
+			return
+		}
+		k2, v2 := EncodeConsumerRegexRecord(r)
+		if _, err := DecodeConsumerRegexRecord(k2, v2); err != nil {
 			t.Fatalf("decode re-encoded: %v", err)
 		}
 	})
