@@ -100,7 +100,12 @@
 // Segment (.log) files are opened through the FS and then wrapped by the
 // engine's I/O backend (Options.IO, config storage.io), so appends, reads,
 // recovery scans and fdatasyncs go through it; index, snapshot and
-// checkpoint files use the FS directly. There are two backends:
+// checkpoint files use the FS directly. A segment's file is a segFile
+// (fdpool.go): it holds a descriptor only while in use, pinned for each
+// operation, within the Engine's bound (Options.MaxOpenFiles) and closed
+// after Options.OpenFileIdle unused; a write no Sync covered is
+// fdatasync'ed before its descriptor closes, and a sync error is kept for
+// the next Sync (docs/io-and-scale.md, section 3). There are two backends:
 //
 //   - syscall: pwrite, pread and fdatasync; a group commit runs up to 4
 //     fdatasyncs in parallel goroutines.
