@@ -204,6 +204,26 @@ func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) (Lease, error)
 	if !ready || !c.s.IsLeader() {
 		return Lease{}, ErrNotLeader
 	}
+	// Raft's state says Leader until its leader lease runs out, also on a
+	// leader cut off (or frozen) while the others elected a new one; that
+	// leader's FSM lacks the new term's fences and failovers, so a lease
+	// it granted (above all to itself) would let a deposed segment leader
+	// append (docs/architecture.md, "Leases"). A lease is granted only
+	// once a quorum confirmed this leadership after the heartbeat arrived.
+	// raft.VerifyLeader may count a follower's answer to a heartbeat sent
+	// just before the call: after a freeze that answer can be seconds
+	// old. That is too weak for the controller's own lease (the frozen
+	// and woken controller heartbeats itself at once), so that one
+	// commits a barrier entry, which only answers sent after it was
+	// appended can commit. Other nodes reach a deposed controller only
+	// across a partition, where no answer is older than one round trip.
+	confirm := c.s.verifyLeader
+	if hb.ID == c.s.opts.NodeID {
+		confirm = c.s.barrier
+	}
+	if err := confirm(ctx); err != nil {
+		return Lease{}, err
+	}
 	members, err := c.s.Members()
 	if err != nil {
 		return Lease{}, err

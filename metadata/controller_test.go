@@ -406,3 +406,26 @@ func TestControllerPartitioned(t *testing.T) {
 		}
 	}
 }
+
+// TestDeposedControllerGrantsNoLease: a controller cut off from the other
+// nodes believes it leads until Raft's leader lease runs out, and a new
+// controller may already have been elected on the other side. In that
+// window it must grant no lease: a frozen controller that led a segment
+// woke up, renewed its own lease from its stale state and acknowledged a
+// write after the segment had failed over (TestClusterFrozenLeader).
+func TestDeposedControllerGrantsNoLease(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.waitLeader()
+	if _, err := l.store.Heartbeat(ctxT(t, 5*time.Second), hbFor(l.id)); err != nil {
+		t.Fatalf("heartbeat while connected: %v", err)
+	}
+	c.partition(l.id)
+	stillLeader := l.store.IsLeader()
+	lease, err := l.store.Heartbeat(ctxT(t, 5*time.Second), hbFor(l.id))
+	if err == nil {
+		t.Fatalf("a controller cut off from every other node granted a lease %+v (it believed it led: %v)", lease, stillLeader)
+	}
+	if !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("heartbeat on a cut-off controller: %v, want ErrNotLeader", err)
+	}
+}

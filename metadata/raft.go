@@ -365,6 +365,42 @@ func (s *RaftStore) RaftAddr() string { return string(s.addr) }
 // IsLeader reports whether this node is the controller.
 func (s *RaftStore) IsLeader() bool { return s.raft.State() == raft.Leader }
 
+// verifyLeader returns nil once a quorum has confirmed, after the call
+// began, that this node still leads (raft.VerifyLeader), and an error
+// wrapping ErrNotLeader if it does not.
+func (s *RaftStore) verifyLeader(ctx context.Context) error {
+	f := s.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // resolves when verified or when leadership ends
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: leadership not confirmed by a quorum: %v", ErrNotLeader, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("metadata: verify leadership: %w", ctx.Err())
+	}
+}
+
+// barrier commits a barrier entry (raft.Barrier): once it returns nil, a
+// quorum accepted an entry this node appended after the call began, so it
+// led then. An error wraps ErrNotLeader.
+func (s *RaftStore) barrier(ctx context.Context) error {
+	f := s.raft.Barrier(0)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // resolves when committed or when leadership ends
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: barrier not committed: %v", ErrNotLeader, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("metadata: barrier: %w", ctx.Err())
+	}
+}
+
 // Leader returns the controller's node id, or -1 when unknown.
 func (s *RaftStore) Leader() int32 {
 	_, id := s.raft.LeaderWithID()
