@@ -24,6 +24,11 @@ func TestClusterFrozenLeader(t *testing.T) {
 	c, _ := startFaultScenario(t, faultScenario{
 		nodes: 3, client: "raw kmsg + franz-go kgo + SIGSTOP", scenario: "cluster: a cut-off segment leader never acknowledges, its writes never visible",
 		topics: []faultTopic{{name: topic, partitions: 1, configs: map[string]*string{"segment.rotate": strp("false")}}},
+		// Forwarding off: a node that knows it no longer leads answers
+		// NOT_LEADER_OR_FOLLOWER instead of passing the write on to the
+		// new leader (which would acknowledge it, rightly), so a success
+		// from the thawed node can only be a write it took itself.
+		env: map[string]string{"TUSK_PRODUCE_FORWARD": "false"},
 	})
 	lp := startLiveProducer(t, c.kafkaAddrs(c.ids()...), topic, []int32{0})
 	var acked []prodRec
@@ -76,8 +81,8 @@ func TestClusterFrozenLeader(t *testing.T) {
 	lp = startLiveProducer(t, c.kafkaAddrs(others...), topic, []int32{0})
 	waitRounds("producer progress on the new leader", 30)
 	thaw()
-	// Straight to the old leader, marked as forwarded so it cannot pass
-	// the records on: whatever it answers, it must not be success.
+	// Straight to the old leader, which may not pass the records on
+	// (forwarding is off): whatever it answers, it must not be success.
 	marker := []byte("written-to-the-deposed-leader")
 	for i, acks := range []int16{-1, 1, -1} {
 		rc := dialRaw(t, c.node(old).Kafka)
@@ -90,7 +95,7 @@ func TestClusterFrozenLeader(t *testing.T) {
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		rc.corr++
-		payload := appendRequestHeader(nil, req.Key(), req.Version, rc.corr, "tusk-forwarder", req.IsFlexible())
+		payload := appendRequestHeader(nil, req.Key(), req.Version, rc.corr, "frozen-test", req.IsFlexible())
 		if err := rc.write(frame(req.AppendTo(payload))); err != nil {
 			t.Fatalf("produce to the thawed old leader: %v", err)
 		}
