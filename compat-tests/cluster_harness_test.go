@@ -407,7 +407,7 @@ func (c *cluster) restartNode(t *testing.T, id int32) *node {
 func (c *cluster) restartNodeSamePorts(t *testing.T, id int32) *node {
 	t.Helper()
 	old := c.node(id)
-	n, err := old.relaunch(t, sameKafkaPorts(old)...)
+	n, err := old.relaunchSamePorts(t)
 	if err != nil {
 		t.Fatalf("relaunch node %d: %v", id, err)
 	}
@@ -416,6 +416,39 @@ func (c *cluster) restartNodeSamePorts(t *testing.T, id int32) *node {
 		t.Fatalf("restart node %d: %v", id, err)
 	}
 	return n
+}
+
+// relaunchSamePorts relaunches n on the addresses of its previous run
+// (sameKafkaPorts). Meanwhile another process on this machine may have
+// been given one of those ports (for a listener or a connection of its
+// own): a node that exits because an address is in use is launched again
+// until the port is free, for up to 30 s. It returns once the new process
+// wrote its ready file, exited, or ran 10 s (its listeners are bound
+// before it writes the ready file).
+func (n *node) relaunchSamePorts(t *testing.T) (*node, error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nn, err := n.relaunch(t, sameKafkaPorts(n)...)
+		if err != nil {
+			return nil, err
+		}
+		for !nn.exited() && time.Since(nn.started) < 10*time.Second {
+			if _, err := os.Stat(nn.readyPath); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !nn.exited() {
+			return nn, nil
+		}
+		b, _ := os.ReadFile(nn.LogPath)
+		if !bytes.Contains(b, []byte("address already in use")) || time.Now().After(deadline) {
+			return nn, nil // the caller sees the exit
+		}
+		t.Logf("%s: an address of its previous run is in use; launching it again", nn.label())
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func sameKafkaPorts(old *node) []startOpt {

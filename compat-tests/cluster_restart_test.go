@@ -107,7 +107,7 @@ func TestClusterRestartAfterKill(t *testing.T) {
 		})
 		time.Sleep(time.Until(killed.Add(restartDowntime))) // the fault's length, not a synchronization
 
-		n, err := old.relaunch(t, sameKafkaPorts(old)...)
+		n, err := old.relaunchSamePorts(t)
 		if err != nil {
 			t.Fatalf("round %d: relaunch node %d: %v", round, victim, err)
 		}
