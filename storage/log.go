@@ -946,8 +946,8 @@ func (l *Log) retain(now time.Time) {
 	l.retainLocked(now, true)
 }
 
-// retainLocked drops the sealed segments that retention.bytes, and if byTime
-// retention.ms, no longer keep.
+// retainLocked drops the sealed segments below the high watermark that
+// retention.bytes, and if byTime retention.ms, no longer keep.
 func (l *Log) retainLocked(now time.Time, byTime bool) {
 	if l.rewrite != nil {
 		// The oldest files are pinned by a pending rewrite; retention
@@ -955,7 +955,13 @@ func (l *Log) retainLocked(now time.Time, byTime bool) {
 		return
 	}
 	cfg := l.cfg
+	// Only sealed segments the high watermark has passed: above it,
+	// followers may still need the records (a leader that deleted them
+	// would strand its followers below its log start), as in Kafka.
 	sealed := len(l.segs) - 1
+	for sealed > 0 && l.segs[sealed-1].next > l.hw {
+		sealed--
+	}
 	n := 0
 	if byTime && cfg.RetentionMs >= 0 {
 		limit := now.UnixMilli() - cfg.RetentionMs

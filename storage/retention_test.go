@@ -318,3 +318,35 @@ func testConcurrentReadsAppendsRetention(t *testing.T, env ioEnv) {
 		t.Fatalf("retention left %d bytes", l.Size())
 	}
 }
+
+// TestRetentionKeepsAboveHighWatermark: retention never deletes what the
+// high watermark has not passed. A replicated log's followers still copy
+// those records (a leader that deleted them stranded its followers below
+// its log start and its acks=all producers waited forever: a fresh-clone
+// TestCompactionRetentionAndDeleteRecords hung there), and Kafka never
+// deletes above the high watermark either.
+func TestRetentionKeepsAboveHighWatermark(t *testing.T) {
+	clk := &fakeClock{}
+	clk.ms.Store(1_000_000)
+	fsys := NewCrashFS()
+	e := openEngine(t, fsys, FsyncNever, clk.now)
+	defer e.Close()
+	cfg := LogConfig{SegmentBytes: 600, RetentionBytes: -1, RetentionMs: 1000, Replicated: true}
+	l := openLog(t, e, cfg)
+	twentyBatches(t, l) // segments of 3 records, max timestamps 1000*(3k+2)
+	if hw := l.AdvanceHighWatermark(7); hw != 7 {
+		t.Fatalf("high watermark %d, want 7", hw)
+	}
+	clk.ms.Store(1_000_000_000) // every sealed segment is past retention.ms
+	e.runRetention()
+	if got := l.LogStartOffset(); got != 6 {
+		t.Fatalf("log start %d with the high watermark at 7: want 6 (segments [0,3) and [3,6) only)", got)
+	}
+	if hw := l.AdvanceHighWatermark(20); hw != 20 {
+		t.Fatalf("high watermark %d, want 20", hw)
+	}
+	e.runRetention()
+	if got := l.LogStartOffset(); got != 18 {
+		t.Fatalf("log start %d with the high watermark at the end: want 18 (the active segment stays)", got)
+	}
+}
