@@ -143,16 +143,16 @@ func TestSuperUsersValidated(t *testing.T) {
 	}
 }
 
-// TestDropBehindConfig: storage.drop-behind defaults to 256 MiB, 0 turns
-// it off, and a negative budget is refused.
+// TestDropBehindConfig: storage.drop-behind is off (0) by default, a
+// budget turns it on, and a negative budget is refused.
 func TestDropBehindConfig(t *testing.T) {
 	c := Default()
-	if c.Storage.DropBehind != 256<<20 {
-		t.Fatalf("storage.drop-behind default %d, want %d", c.Storage.DropBehind, 256<<20)
+	if c.Storage.DropBehind != 0 {
+		t.Fatalf("storage.drop-behind default %d, want 0 (off)", c.Storage.DropBehind)
 	}
-	c.Storage.DropBehind = 0
+	c.Storage.DropBehind = 256 << 20
 	if err := c.Validate(); err != nil {
-		t.Fatalf("storage.drop-behind 0: %v", err)
+		t.Fatalf("storage.drop-behind 256 MiB: %v", err)
 	}
 	c.Storage.DropBehind = -1
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "storage.drop-behind -1 must not be negative") {
