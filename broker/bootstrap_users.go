@@ -108,10 +108,10 @@ func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser)
 			switch {
 			case err == nil:
 				b.log.Info().Int("users", len(users)).Msg("bootstrap users applied")
-				return nil
+				return b.waitUsersApplied(ctx)
 			case errors.Is(err, metadata.ErrPreconditionFailed):
 				b.log.Info().Msg("bootstrap users: the cluster applied them before; the file is ignored")
-				return nil
+				return b.waitUsersApplied(ctx)
 			case errors.Is(err, metadata.ErrInvalidCommand):
 				return fmt.Errorf("broker: bootstrap users: %w", err)
 			}
@@ -124,6 +124,22 @@ func (b *Broker) applyBootstrapUsers(ctx context.Context, users []bootstrapUser)
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// waitUsersApplied waits until this node's own metadata holds the
+// bootstrap users: a commit (or the compare-and-set that found another
+// node's) can come before this node applies that entry, and until then its
+// SASL logins would fail for users the cluster has (the ready file waits
+// for this).
+func (b *Broker) waitUsersApplied(ctx context.Context) error {
+	for !b.store.FSM().UsersBootstrapped() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: bootstrap users: wait for the local metadata: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // startBootstrapUsers applies the bootstrap users file, if configured:
