@@ -260,11 +260,23 @@ func testControllerKillAdmin(t *testing.T, c *cluster, py string) {
 		return
 	}
 	// The broker's default replication factor: min(3, live brokers) = 2.
+	// The node that answers Metadata may not have applied the new
+	// topics yet (UNKNOWN_TOPIC_OR_PARTITION until it does, as in Kafka).
 	ctx := ctxTimeout(t, 10*time.Second)
-	md, err := adm.Metadata(ctx, pyTopic, kadmTopic)
-	if err != nil {
-		t.Fatalf("kadm Metadata: %v", err)
-	}
+	var md kadm.Metadata
+	waitFor(t, 10*time.Second, "every node knows both topics", func() (bool, string) {
+		var err error
+		md, err = adm.Metadata(ctx, pyTopic, kadmTopic)
+		if err != nil {
+			t.Fatalf("kadm Metadata: %v", err)
+		}
+		for _, topic := range []string{pyTopic, kadmTopic} {
+			if td := md.Topics[topic]; errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+				return false, fmt.Sprintf("topic %s: %v", topic, td.Err)
+			}
+		}
+		return true, ""
+	})
 	for _, topic := range []string{pyTopic, kadmTopic} {
 		td, ok := md.Topics[topic]
 		if !ok || td.Err != nil || len(td.Partitions) != 3 {
