@@ -247,7 +247,7 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 }
 
 // ListGroups handles ListGroups v0–v5 (StatesFilter v4+, TypesFilter v5+,
-// case-insensitive as in Kafka). Every group here is "classic".
+// both case-insensitive as in Kafka). GroupType is the group's (GroupType).
 func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
 	if c.closed.Load() {
@@ -258,36 +258,32 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
 		return resp
 	}
-	if len(req.TypesFilter) > 0 {
-		ok := false
-		for _, t := range req.TypesFilter {
-			ok = ok || strings.EqualFold(t, "classic")
+	matches := func(filter []string, v string) bool {
+		if len(filter) == 0 {
+			return true
 		}
-		if !ok {
-			return resp
+		for _, f := range filter {
+			if strings.EqualFold(f, v) {
+				return true
+			}
 		}
+		return false
 	}
 	for _, g := range c.snapshot() {
 		// Not g.mu: it may be held across a Persist.
 		l := g.listed.Load()
-		state, ptype := l.state, l.protocolType
-		if state == StateDead {
+		if l.state == StateDead {
 			continue
 		}
-		if len(req.StatesFilter) > 0 {
-			ok := false
-			for _, s := range req.StatesFilter {
-				ok = ok || strings.EqualFold(s, state.String())
-			}
-			if !ok {
-				continue
-			}
+		state := l.stateName()
+		if !matches(req.StatesFilter, state) || !matches(req.TypesFilter, l.typ.String()) {
+			continue
 		}
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group = g.name
-		lg.ProtocolType = ptype
-		lg.GroupState = state.String()
-		lg.GroupType = "classic"
+		lg.ProtocolType = l.protocolType
+		lg.GroupState = state
+		lg.GroupType = l.typ.String()
 		resp.Groups = append(resp.Groups, lg)
 	}
 	return resp

@@ -1055,3 +1055,11 @@ func (g *ConsumerGroup) Empty() bool {
 	defer g.mu.Unlock()
 	return len(g.s.members) == 0
 }
+
+// State is the group's state as ListGroups names it (Empty, Assigning,
+// Reconciling, Stable).
+func (g *ConsumerGroup) State() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state()
+}

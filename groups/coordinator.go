@@ -114,6 +114,49 @@ func clientInfo(ctx context.Context) ClientInfo {
 	return ci
 }
 
+// GroupType is the protocol a group id speaks; ListGroups v5 reports it
+// (String) and filters on it. A coordinator's name → group map holds every
+// type: one *group per id, with the type's state beside the offsets every
+// type shares (docs/groups-next.md, "Typed groups").
+type GroupType int8
+
+const (
+	// GroupClassic is a JoinGroup/SyncGroup group (group.go); groups
+	// made by an offset commit alone are classic and Empty.
+	GroupClassic GroupType = iota
+	// GroupConsumer is a KIP-848 group (ConsumerGroupHeartbeat,
+	// consumer.go), in group.consumer.
+	GroupConsumer
+)
+
+func (t GroupType) String() string {
+	switch t {
+	case GroupClassic:
+		return "classic"
+	case GroupConsumer:
+		return "consumer"
+	}
+	return "unknown"
+}
+
+// listing is what ListGroups shows of g as it stands; g.mu held.
+func (g *group) listing() listing {
+	l := listing{state: g.state, protocolType: g.protocolType, typ: g.typ}
+	if g.typ == GroupConsumer && g.consumer != nil {
+		l.protocolType = "consumer"
+		l.typedState = g.consumer.State()
+	}
+	return l
+}
+
+// stateName is the state ListGroups and DescribeGroups show.
+func (l *listing) stateName() string {
+	if l.typ != GroupClassic && l.state != StateDead {
+		return l.typedState
+	}
+	return l.state.String()
+}
+
 // Coordinator is the classic group coordinator for one __consumer_offsets
 // partition (or for any set of groups sharing a Persister). See doc.go.
 type Coordinator struct {
@@ -216,7 +259,7 @@ func (c *Coordinator) Tick() {
 			continue
 		}
 		g.tickDue.Store(false)
-		if g.state != StateDead && c.tickable() {
+		if g.typ == GroupClassic && g.state != StateDead && c.tickable() {
 			g.tick(c.cfg.Now())
 		}
 		if len(g.outbox) > 0 {

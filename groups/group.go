@@ -107,6 +107,16 @@ type group struct {
 	c    *Coordinator
 	name string
 
+	// typ is the protocol the group id speaks (coordinator.go, GroupType);
+	// it changes only under mu, by conversion of an empty group. The
+	// classic fields below are used by GroupClassic only (a group of
+	// another type has no classic members and stays StateEmpty until it
+	// is Dead); offsets, pendingTxn and orders belong to every type.
+	typ GroupType
+	// consumer is the KIP-848 group when typ is GroupConsumer; its lock
+	// is taken only under mu (lock order: group.mu → ConsumerGroup.mu).
+	consumer *ConsumerGroup
+
 	// tickDue is set by a Tick that found mu held; unlock runs the tick.
 	tickDue atomic.Bool
 	// listed is state and protocolType as of the last unlock (ListGroups).
@@ -155,6 +165,10 @@ type group struct {
 type listing struct {
 	state        State
 	protocolType string
+	typ          GroupType
+	// typedState is the state of a group of a type other than classic,
+	// as ListGroups names it ("Empty", "Stable", ...).
+	typedState string
 }
 
 func newGroup(c *Coordinator, name string) *group {
@@ -181,7 +195,7 @@ func (g *group) now() time.Time { return g.c.cfg.Now() }
 // records stay in order), and publishes what ListGroups shows.
 func (g *group) unlock() {
 	for {
-		if g.tickDue.Swap(false) && g.state != StateDead && g.c.tickable() {
+		if g.tickDue.Swap(false) && g.typ == GroupClassic && g.state != StateDead && g.c.tickable() {
 			g.tick(g.now())
 		}
 		if len(g.outbox) == 0 {
@@ -189,8 +203,8 @@ func (g *group) unlock() {
 		}
 		g.flush()
 	}
-	if l := g.listed.Load(); l.state != g.state || l.protocolType != g.protocolType {
-		g.listed.Store(&listing{state: g.state, protocolType: g.protocolType})
+	if next := g.listing(); *g.listed.Load() != next {
+		g.listed.Store(&next)
 	}
 	g.mu.Unlock()
 }
