@@ -134,6 +134,7 @@ func (e *Engine) writeNewLog(tp TopicPartition, id [16]byte) error {
 	if err := e.fs.Rename(tmp, name); err != nil {
 		return fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
 	}
+	e.ids.set(tp, id)
 	return nil
 }
 

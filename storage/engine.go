@@ -129,6 +129,10 @@ type Engine struct {
 	dirtyMu sync.Mutex
 	dirty   map[*Log]struct{} // logs with appends not yet synced
 
+	// ids caches the topic IDs recorded in log directories (topicid.go),
+	// so the reconcile pass's per-partition check reads no file.
+	ids topicIDCache
+
 	stats engineStats
 	// files bounds the open segment-file descriptors (fdpool.go).
 	files *filePool
@@ -523,6 +527,7 @@ func (e *Engine) tombstoneLog(tp TopicPartition, l *Log, open bool) (string, err
 		return "", fmt.Errorf("storage: delete log %s: %w", tp, err)
 	}
 	gone := e.tombstoneName(dir)
+	e.ids.forget(tp) // whatever the rename's outcome: the next read looks
 	if err := e.fs.Rename(dir, gone); err != nil {
 		return "", fmt.Errorf("storage: delete log %s: rename: %w", tp, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // topicIDFile records, in each log directory, the ID of the topic the log
@@ -13,8 +14,54 @@ import (
 // deleted topic is never mistaken for a new topic of the same name.
 const topicIDFile = "partition.metadata"
 
+// topicIDCache holds the topic IDs the engine has read or written, by
+// partition. Every change of a log directory's topic ID goes through the
+// engine (writeNewLog, SetLogTopicID, tombstoneLog), which keeps it
+// current; a partition not in it is read from its file. At 10,000
+// partitions the reconcile pass after a failover asked for each changed
+// partition's ID three times, each an open, read and close
+// (docs/io-and-scale.md, "Failover in bulk").
+type topicIDCache struct {
+	mu  sync.Mutex
+	ids map[TopicPartition][16]byte
+}
+
+func (c *topicIDCache) get(tp TopicPartition) ([16]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.ids[tp]
+	return id, ok
+}
+
+func (c *topicIDCache) set(tp TopicPartition, id [16]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids == nil {
+		c.ids = map[TopicPartition][16]byte{}
+	}
+	c.ids[tp] = id
+}
+
+func (c *topicIDCache) forget(tp TopicPartition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.ids, tp)
+}
+
 // LogTopicID reads the topic ID recorded for tp; ok is false when none is.
 func (e *Engine) LogTopicID(tp TopicPartition) (id [16]byte, ok bool, err error) {
+	if id, ok := e.ids.get(tp); ok {
+		return id, true, nil
+	}
+	id, ok, err = e.readLogTopicID(tp)
+	if ok && err == nil {
+		e.ids.set(tp, id)
+	}
+	return id, ok, err
+}
+
+// readLogTopicID reads tp's topic ID file.
+func (e *Engine) readLogTopicID(tp TopicPartition) (id [16]byte, ok bool, err error) {
 	name := filepath.Join(e.logDir(tp), topicIDFile)
 	f, err := e.fs.OpenFile(name, os.O_RDONLY, 0)
 	if err != nil {
@@ -51,6 +98,7 @@ func topicIDBody(id [16]byte) []byte {
 // SetLogTopicID durably records the topic ID of tp's log, which must be
 // open.
 func (e *Engine) SetLogTopicID(tp TopicPartition, id [16]byte) error {
+	e.ids.forget(tp) // until the new ID is durable, read the file
 	dir := e.logDir(tp)
 	name := filepath.Join(dir, topicIDFile)
 	tmp := name + ".tmp"
@@ -74,7 +122,9 @@ func (e *Engine) SetLogTopicID(tp TopicPartition, id [16]byte) error {
 		return fmt.Errorf("storage: rename topic id of %s: %w", tp, err)
 	}
 	if err := e.fs.SyncDir(dir); err != nil {
+		e.ids.forget(tp) // the file may hold either ID: read it next time
 		return fmt.Errorf("storage: sync dir of %s: %w", tp, err)
 	}
+	e.ids.set(tp, id)
 	return nil
 }
