@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -199,6 +200,63 @@ func TestDescribeLogDirs(t *testing.T) {
 				t.Errorf("partition sizes %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestReadmeAPITable: the README's "Supported Kafka APIs" table has one
+// row per API a client listener advertises in ApiVersions (what Redpanda
+// Console and kafbat UI enable their pages from), named as Kafka names it,
+// with exactly the advertised versions; its only other row is Envelope,
+// which node connections alone use.
+func TestReadmeAPITable(t *testing.T) {
+	card(t, "ApiVersions v0", "README API table: every advertised API with its versions")
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "\n## Supported Kafka APIs\n")
+	if !ok {
+		t.Fatal("README has no Supported Kafka APIs section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	rows := map[int16]string{}
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Split(line, "|")
+		if len(f) < 5 {
+			continue
+		}
+		key, err := strconv.ParseInt(strings.TrimSpace(f[2]), 10, 16)
+		if err != nil {
+			continue // the header and its rule
+		}
+		if _, dup := rows[int16(key)]; dup {
+			t.Errorf("README lists key %d twice", key)
+		}
+		rows[int16(key)] = strings.TrimSpace(f[1]) + " " + strings.TrimSpace(f[3])
+	}
+	av := apiVersions(t, startTusk(t).Kafka)
+	for key, vs := range av {
+		name := kmsg.NameForKey(key)
+		// Kafka's names where kmsg's differ beyond case (InitProducerId,
+		// SaslHandshake, ... differ in case only).
+		if key == kmsg.AlterPartitionAssignments.Int16() {
+			name = "AlterPartitionReassignments"
+		}
+		want := fmt.Sprintf("%s %d–%d", name, vs[0], vs[1])
+		if vs[0] == vs[1] {
+			want = fmt.Sprintf("%s %d", name, vs[0])
+		}
+		if got, ok := rows[key]; !ok || !strings.EqualFold(got, want) {
+			t.Errorf("README row of key %d: %q, ApiVersions: %q", key, got, want)
+		}
+	}
+	for key, row := range rows {
+		if _, ok := av[key]; !ok && key != kmsg.Envelope.Int16() {
+			t.Errorf("README lists %q (key %d), which ApiVersions does not advertise", row, key)
+		}
+	}
+	if len(av) < 40 {
+		t.Errorf("ApiVersions advertises %d APIs: %v", len(av), av)
 	}
 }
 
