@@ -262,10 +262,14 @@ func TestReadmeAPITable(t *testing.T) {
 
 // TestBrokerVersionConfigs: DescribeConfigs on the broker resource reports
 // a Kafka version (what kafbat UI reads), the log dir DescribeLogDirs
-// lists, and the broker default of every topic config as its synonym.
+// lists, and the broker default of every topic config as its synonym:
+// each topic config of a new topic names a broker config with its
+// value, which the broker resource lists with that value (the node's,
+// where a flag changed it), except segment.rotate, Tusk's own, which has
+// no broker config.
 func TestBrokerVersionConfigs(t *testing.T) {
 	card(t, "franz-go kadm + sarama", "DescribeConfigs broker versions")
-	n := startTusk(t)
+	n := startTusk(t, withFlag("topic-retention-ms", "3600000"))
 	adm, _ := newAdm(t, n)
 	wantDir, err := filepath.Abs(filepath.Join(n.DataDir, "logs"))
 	if err != nil {
@@ -286,7 +290,7 @@ func TestBrokerVersionConfigs(t *testing.T) {
 		"inter.broker.protocol.version":   "3.7-IV4",
 		"log.message.format.version":      "3.0-IV1",
 		"log.dirs":                        wantDir,
-		"log.retention.ms":                "604800000",
+		"log.retention.ms":                "3600000",
 		"log.cleanup.policy":              "delete",
 		"log.segment.bytes":               "1073741824",
 		"log.roll.ms":                     "604800000",
@@ -297,6 +301,36 @@ func TestBrokerVersionConfigs(t *testing.T) {
 			t.Errorf("broker config %s = %q, want %q", k, got[k], v)
 		}
 	}
+	createTopic(t, adm, "defaults", 1, nil)
+	tcs, err := adm.DescribeTopicConfigs(ctxTimeout(t, 15*time.Second), "defaults")
+	if err != nil || len(tcs) != 1 || tcs[0].Err != nil {
+		t.Fatalf("DescribeTopicConfigs: %+v %v", tcs, err)
+	}
+	var unsynced []string
+	for _, c := range tcs[0].Configs {
+		var broker []kadm.ConfigSynonym
+		for _, s := range c.Synonyms {
+			if s.Source != kmsg.ConfigSourceDynamicTopicConfig {
+				broker = append(broker, s)
+			}
+		}
+		if len(broker) == 0 {
+			unsynced = append(unsynced, c.Key)
+			continue
+		}
+		s := broker[0]
+		if len(broker) != 1 || s.Value == nil || *s.Value != c.MaybeValue() {
+			t.Errorf("topic config %s = %q: broker synonyms %+v, want one with its value", c.Key, c.MaybeValue(), broker)
+			continue
+		}
+		if v, ok := got[s.Key]; !ok || v != c.MaybeValue() {
+			t.Errorf("topic config %s = %q (synonym %s): the broker resource has %s = %q (listed %v)", c.Key, c.MaybeValue(), s.Key, s.Key, v, ok)
+		}
+	}
+	if len(tcs[0].Configs) < 25 || !slices.Equal(unsynced, []string{"segment.rotate"}) {
+		t.Errorf("%d topic configs; without a broker default: %v, want [segment.rotate]", len(tcs[0].Configs), unsynced)
+	}
+	t.Logf("%d topic configs, each but segment.rotate with its broker default listed", len(tcs[0].Configs))
 
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
