@@ -24,7 +24,10 @@ type Config struct {
 	Groups    GroupsConfig  `mapstructure:"groups"`
 	// Transactions is the transaction coordinator (docs/transactions.md).
 	Transactions TransactionsConfig `mapstructure:"transactions"`
-	Shutdown     time.Duration      `mapstructure:"shutdown-timeout"`
+	// Share is the share-partition state of share groups (KIP-932,
+	// docs/groups-next.md part B) and its __share_group_state topic.
+	Share    ShareConfig   `mapstructure:"share"`
+	Shutdown time.Duration `mapstructure:"shutdown-timeout"`
 	// Voters lists the initial Raft voters as "id=host:port,...";
 	// empty makes this node a cluster of one.
 	Voters   string         `mapstructure:"voters"`
@@ -240,6 +243,31 @@ type GroupsConfig struct {
 	OffsetsSegmentBytes int64 `mapstructure:"offsets-segment-bytes"`
 }
 
+// ShareConfig holds the broker defaults of share groups' share-partition
+// state (KIP-932) and the shape of __share_group_state.
+type ShareConfig struct {
+	// RecordLockDuration is group.share.record.lock.duration.ms: how
+	// long a member holds an acquired record.
+	RecordLockDuration time.Duration `mapstructure:"record-lock-duration"`
+	// DeliveryCountLimit is group.share.delivery.count.limit: a record
+	// delivered this often is archived instead of made available again.
+	DeliveryCountLimit int `mapstructure:"delivery-count-limit"`
+	// PartitionMaxRecordLocks is group.share.partition.max.record.locks.
+	PartitionMaxRecordLocks int `mapstructure:"partition-max-record-locks"`
+	// AutoOffsetReset is share.auto.offset.reset: latest or earliest.
+	AutoOffsetReset string `mapstructure:"auto-offset-reset"`
+	// MaxSessions bounds the share sessions a node keeps
+	// (group.share.max.share.sessions).
+	MaxSessions int `mapstructure:"max-sessions"`
+	// StatePartitions, StateRF and StateSegmentBytes shape
+	// __share_group_state when it is first created
+	// (share.coordinator.state.topic.num.partitions, .replication.factor,
+	// .segment.bytes); RF 0 is min(3, live brokers).
+	StatePartitions   int32 `mapstructure:"state-partitions"`
+	StateRF           int32 `mapstructure:"state-replication-factor"`
+	StateSegmentBytes int64 `mapstructure:"state-segment-bytes"`
+}
+
 // TransactionsConfig is the transaction coordinator and its
 // __transaction_state topic (docs/transactions.md).
 type TransactionsConfig struct {
@@ -334,6 +362,14 @@ func Options() []Option {
 		{"transactions.max-timeout", 15 * time.Minute, "largest transaction.timeout.ms a transactional producer may ask for (transaction.max.timeout.ms)"},
 		{"transactions.id-expiration", 7 * 24 * time.Hour, "a transactional id with no transaction in progress and no update for this long is removed (transactional.id.expiration.ms)"},
 		{"transactions.test-marker-delay", time.Duration(0), "tests only: wait this long before writing a transaction's markers after its prepare record is committed (a window to kill the coordinator between EndTxn and the markers); 0 in production"},
+		{"share.record-lock-duration", 30 * time.Second, "how long a share-group member holds the records a ShareFetch acquired before they are delivered again (group.share.record.lock.duration.ms)"},
+		{"share.delivery-count-limit", 5, "deliveries of a record to share-group members after which it is archived instead of made available again (group.share.delivery.count.limit)"},
+		{"share.partition-max-record-locks", 2000, "records of one share-partition in flight (acquired or awaiting earlier acknowledgements) at most (group.share.partition.max.record.locks)"},
+		{"share.auto-offset-reset", "latest", "where a share group with no state starts reading a partition: latest or earliest (share.auto.offset.reset)"},
+		{"share.max-sessions", 2000, "share sessions (one per share-group member and node) a node keeps; a new one beyond it gets SHARE_SESSION_LIMIT_REACHED (group.share.max.share.sessions)"},
+		{"share.state-partitions", int32(50), "partitions of __share_group_state, fixed when it is first created (share.coordinator.state.topic.num.partitions)"},
+		{"share.state-replication-factor", int32(0), "replicas of __share_group_state partitions, fixed when it is first created (share.coordinator.state.topic.replication.factor); 0: min(3, live brokers)"},
+		{"share.state-segment-bytes", int64(16 << 20), "segment.bytes of the compacted __share_group_state topic when it is created (share.coordinator.state.topic.segment.bytes)"},
 		{"voters", "", "initial Raft voters as id=host:port,... (the same list on every initial node); empty: a cluster of one"},
 		{"rack", "", "rack of this node, for rack-aware placement (broker.rack)"},
 		{"raft.listen", "", "Raft TCP address (must match this node's entry in voters); empty: in-memory, single node"},
@@ -532,6 +568,18 @@ func (c Config) Validate() error {
 	}
 	if c.Groups.OffsetsSegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("groups.offsets-segment-bytes %d is below 1024", c.Groups.OffsetsSegmentBytes))
+	}
+	if c.Share.RecordLockDuration < time.Millisecond || c.Share.DeliveryCountLimit < 2 || c.Share.DeliveryCountLimit > 10 || c.Share.PartitionMaxRecordLocks < 100 || c.Share.PartitionMaxRecordLocks > 10000 {
+		errs = append(errs, fmt.Errorf("share: record-lock-duration %v (at least 1ms), delivery-count-limit %d (in [2, 10]) or partition-max-record-locks %d (in [100, 10000]) out of range", c.Share.RecordLockDuration, c.Share.DeliveryCountLimit, c.Share.PartitionMaxRecordLocks))
+	}
+	if c.Share.AutoOffsetReset != "latest" && c.Share.AutoOffsetReset != "earliest" {
+		errs = append(errs, fmt.Errorf("share.auto-offset-reset %q must be latest or earliest", c.Share.AutoOffsetReset))
+	}
+	if c.Share.MaxSessions < 0 {
+		errs = append(errs, fmt.Errorf("share.max-sessions %d is negative", c.Share.MaxSessions))
+	}
+	if c.Share.StateRF < 0 || c.Share.StateRF > 16 || c.Share.StatePartitions < 1 || c.Share.StatePartitions > 1000 || c.Share.StateSegmentBytes < 1024 {
+		errs = append(errs, fmt.Errorf("share: state-partitions %d (in [1, 1000]), state-replication-factor %d (in [0, 16]) or state-segment-bytes %d (at least 1024) out of range", c.Share.StatePartitions, c.Share.StateRF, c.Share.StateSegmentBytes))
 	}
 	if c.Transactions.RF < 0 || c.Transactions.RF > 16 {
 		errs = append(errs, fmt.Errorf("transactions.replication-factor %d must be in [0, 16] (0: min(3, live brokers))", c.Transactions.RF))

@@ -1,0 +1,56 @@
+package broker
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tuskdb/tusk/share"
+)
+
+// The seams between the share-partition data path (ShareFetch,
+// ShareAcknowledge, __share_group_state) and share-group membership
+// (ShareGroupHeartbeat, the share-group offsets admin APIs 90-92):
+// docs/groups-next.md, "Seams between B2/B3 helpers".
+
+// shareConfig is the share-partition configuration of group: the broker
+// defaults (share.* in configs; Kafka's group.share.* and
+// share.auto.offset.reset).
+func (b *Broker) shareConfig(group string) share.Config {
+	// Per-group overrides (group configs) are not read yet.
+	c := share.Config{
+		LockDuration:       b.cfg.Share.RecordLockDuration,
+		DeliveryCountLimit: int16(b.cfg.Share.DeliveryCountLimit),
+		MaxRecordLocks:     b.cfg.Share.PartitionMaxRecordLocks,
+		AutoOffsetReset:    share.ResetLatest,
+	}
+	if b.cfg.Share.AutoOffsetReset == "earliest" {
+		c.AutoOffsetReset = share.ResetEarliest
+	}
+	return c
+}
+
+// shareStateSummary is the persisted start offset and leader epoch of a
+// share-partition (DescribeShareGroupOffsets, Kafka's
+// ReadShareGroupStateSummary).
+func (b *Broker) shareStateSummary(ctx context.Context, group string, topicID [16]byte, partition int32) (startOffset int64, leaderEpoch int32, errCode int16) {
+	return -1, -1, kerr.CoordinatorNotAvailable.Code
+}
+
+// shareStateInitialize sets a share-partition's start offset
+// (AlterShareGroupOffsets, Kafka's InitializeShareGroupState); the
+// caller checked that the group is empty.
+func (b *Broker) shareStateInitialize(ctx context.Context, group string, topicID [16]byte, partition int32, startOffset int64) int16 {
+	return kerr.CoordinatorNotAvailable.Code
+}
+
+// shareStateDelete deletes a share-partition's state
+// (DeleteShareGroupOffsets, Kafka's DeleteShareGroupState).
+func (b *Broker) shareStateDelete(ctx context.Context, group string, topicID [16]byte, partition int32) int16 {
+	return kerr.CoordinatorNotAvailable.Code
+}
+
+// shareMemberLeft releases every record member holds on this node's
+// share-partitions of group (it left the group).
+func (b *Broker) shareMemberLeft(group, memberID string) {
+}
