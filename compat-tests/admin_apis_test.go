@@ -866,9 +866,11 @@ func metricsText(t *testing.T, n *node) string {
 // TestClusterPartitionMetrics: on a 3-node cluster with one RF=3
 // partition, exactly one node reports it led and none under-replicated
 // or offline; the leader counts the records produced to the topic; once
-// a follower is killed the leader reports it under-replicated (its
-// active segment lacks a live replica, and after the roll that drops the
-// follower, a replica) while no node reports it offline.
+// a follower is killed the leader reports its time since the follower's
+// last fetch growing past a second, then the partition under-replicated
+// (its active segment lacks a live replica, and after the roll that
+// drops the follower, a replica), and one roll for a laggard, while no
+// node reports it offline.
 func TestClusterPartitionMetrics(t *testing.T) {
 	card(t, "/metrics (3-node cluster)", "partitions led, under-replicated, offline, per-topic records")
 	c := startCluster(t, 3)
@@ -919,8 +921,10 @@ func TestClusterPartitionMetrics(t *testing.T) {
 	}
 	c.node(follower).Kill9(t)
 	deadline := time.Now().Add(20 * time.Second)
+	lagSecs := 0.0 // the largest tusk_follower_lag_seconds seen
 	for {
 		m := scrape(t, c.node(leader), topic)
+		lagSecs = max(lagSecs, m["tusk_follower_lag_seconds"])
 		if m["tusk_under_replicated_partitions"] == 1 && m["tusk_leader_partitions"] == 1 {
 			break
 		}
@@ -929,6 +933,18 @@ func TestClusterPartitionMetrics(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The dead follower is fenced (a lease timeout after its last
+	// heartbeat) before the partition counts as under-replicated: its
+	// time since the last fetch grew past a second meanwhile. The leader
+	// then rolls to a segment without it, a roll for a laggard.
+	t.Logf("leader %d: largest tusk_follower_lag_seconds seen while follower %d was dead: %.2f", leader, follower, lagSecs)
+	if lagSecs < 1 {
+		t.Errorf("leader %d: largest tusk_follower_lag_seconds{topic=%q} seen while follower %d was dead: %v, want >= 1", leader, topic, follower, lagSecs)
+	}
+	waitFor(t, 20*time.Second, "the leader rolls the dead follower out", func() (bool, string) {
+		v := metricValue(t, c.node(leader), `tusk_segment_rolls_total{reason="laggard"}`)
+		return v == 1, fmt.Sprintf(`tusk_segment_rolls_total{reason="laggard"} = %v`, v)
+	})
 	for _, id := range c.ids() {
 		if id == follower {
 			continue
@@ -937,4 +953,68 @@ func TestClusterPartitionMetrics(t *testing.T) {
 			t.Errorf("node %d: tusk_offline_partitions %v, want 0", id, m["tusk_offline_partitions"])
 		}
 	}
+}
+
+// TestClusterRollMetrics: on a 3-node cluster, an RF=3 topic with 4 KiB
+// segments written through several rolls, and one with segment.ms 300
+// written a batch at a time, each batch waiting for a roll: summed over
+// the nodes (leadership rotates, each roll is counted by the node that
+// sealed), tusk_segment_rolls_total{reason="size"} is exactly the first
+// topic's sealed segments and {reason="time"} the second's, and no roll
+// has another reason.
+func TestClusterRollMetrics(t *testing.T) {
+	card(t, "/metrics (3-node cluster)", "segment rolls by reason: size, time")
+	c := startCluster(t, 3)
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	ctx := ctxTimeout(t, 60*time.Second)
+	const bySize, byTime = "rolls-size", "rolls-time"
+	for topic, cfg := range map[string]map[string]*string{bySize: {"segment.bytes": strp("4096")}, byTime: {"segment.ms": strp("300")}} {
+		resp, err := adm.CreateTopic(ctx, 1, 3, cfg, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatalf("create %s: %v", topic, err)
+		}
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{bySize: 1, byTime: 1}, 10*time.Second)
+	}
+	all := c.kafkaAddrs(c.ids()...)
+	for r := 0; r < 3; r++ {
+		producePartitions(t, all, bySize, []int32{0}, 200, fmt.Sprintf("size%d", r), map[int32]int64{0: int64(200 * r)}, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	}
+	sealed := func(topic string) int {
+		n := 0
+		for _, s := range c.segmentsVia(t, c.ids()[0], topic, 0) {
+			if s.State == "sealed" {
+				n++
+			}
+		}
+		return n
+	}
+	for r := 0; r < 3; r++ {
+		producePartitions(t, all, byTime, []int32{0}, 1, fmt.Sprintf("time%d", r), map[int32]int64{0: int64(r)})
+		waitFor(t, 20*time.Second, fmt.Sprintf("%s rolls after batch %d", byTime, r), func() (bool, string) {
+			n := sealed(byTime)
+			return n == r+1, fmt.Sprintf("%d sealed segments", n)
+		})
+	}
+	waitFor(t, 20*time.Second, "rolls by reason summed over the nodes = sealed segments", func() (bool, string) {
+		got := map[string]float64{}
+		for _, id := range c.ids() {
+			for _, line := range strings.Split(metricsText(t, c.node(id)), "\n") {
+				if rest, ok := strings.CutPrefix(line, `tusk_segment_rolls_total{reason="`); ok {
+					reason, value, _ := strings.Cut(rest, `"} `)
+					v, err := strconv.ParseFloat(value, 64)
+					if err != nil {
+						t.Fatalf("node %d: %q: %v", id, line, err)
+					}
+					got[reason] += v
+				}
+			}
+		}
+		want := map[string]float64{"size": float64(sealed(bySize)), "time": float64(sealed(byTime))}
+		return fmt.Sprint(got) == fmt.Sprint(want) && want["size"] >= 3, fmt.Sprintf("rolls %v, sealed segments %v", got, want)
+	})
 }

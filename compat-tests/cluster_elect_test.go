@@ -63,12 +63,14 @@ func TestClusterElectPreferredLeader(t *testing.T) {
 		return slices.Contains(a.Replicas, preferred) && a.State == "active", fmt.Sprintf("active segment %+v", a)
 	})
 	all = c.kafkaAddrs(c.ids()...)
-	failedOver := 0.0
+	failedOver, rounds, took := 0.0, 0.0, 0.0
 	for _, id := range others {
 		failedOver += metricValue(t, c.node(id), "tusk_failover_partitions_total")
+		rounds += metricValue(t, c.node(id), "tusk_failover_duration_seconds_count")
+		took += metricValue(t, c.node(id), "tusk_failover_duration_seconds_sum")
 	}
-	if failedOver < 1 {
-		t.Errorf("tusk_failover_partitions_total summed over the survivors = %v, want >= 1", failedOver)
+	if failedOver < 1 || rounds < 1 || rounds > failedOver || took <= 0 {
+		t.Errorf("summed over the survivors: tusk_failover_partitions_total %v, tusk_failover_duration_seconds count %v sum %v; want >= 1 partition in 1 to that many rounds taking > 0 s", failedOver, rounds, took)
 	}
 	segs = c.segmentsVia(t, others[0], topic, 0)
 	interim := segs[len(segs)-1].Leader
