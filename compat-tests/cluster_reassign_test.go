@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestClusterReassignPartition: 4 nodes, an RF=3 topic with one
@@ -100,7 +103,10 @@ func TestClusterReassignPartition(t *testing.T) {
 		t.Fatalf("ListPartitionReassignments right after the request = %+v (found %v), want replicas %v adding [%d] removing [%d]", st, ok, wantReplicas, spare, leader)
 	}
 
-	second := producePartitions(t, all, topic, []int32{0}, 1500, "during", map[int32]int64{0: 1500})
+	// Load: a producer goes on writing through the whole move (acks=all,
+	// idempotent, 100 records at a time) until the old leader deleted its
+	// copy.
+	load := startLoad(t, all, topic, "during")
 
 	waitFor(t, 60*time.Second, "the reassignment completes", func() (bool, string) {
 		lr, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{topic: {0: {}}})
@@ -118,7 +124,8 @@ func TestClusterReassignPartition(t *testing.T) {
 		}
 		return len(segs) > 0, "segments"
 	})
-	t.Logf("reassignment done after %v", time.Since(began).Round(time.Millisecond))
+	atDone := load.acked()
+	t.Logf("reassignment done after %v, %d records acknowledged during it", time.Since(began).Round(time.Millisecond), atDone)
 	waitFor(t, 30*time.Second, fmt.Sprintf("node %d deletes its copy", leader), func() (bool, string) {
 		found, err := holdsPartition(ctx, adm, leader, topic)
 		if err != nil {
@@ -131,6 +138,16 @@ func TestClusterReassignPartition(t *testing.T) {
 			t.Fatalf("node %d of the target does not list %s/0 in DescribeLogDirs (%v)", id, topic, err)
 		}
 	}
+	// The load ran before, through and after the move.
+	waitFor(t, 30*time.Second, "more records acknowledged after the move", func() (bool, string) {
+		n := load.acked()
+		return n > atDone, fmt.Sprintf("%d acknowledged, %d at the move's end", n, atDone)
+	})
+	second := load.stop(t, 1500)
+	if atDone == 0 {
+		t.Fatalf("no record acknowledged while the reassignment ran")
+	}
+	t.Logf("load: %d records acknowledged, %d of them while the partition moved", len(second), atDone)
 
 	if v := metricValue(t, c.node(leader), `tusk_segment_rolls_total{reason="reassign"}`); v != 1 {
 		t.Errorf("node %d: tusk_segment_rolls_total{reason=\"reassign\"} = %v, want 1", leader, v)
@@ -166,7 +183,6 @@ func TestClusterReassignPartition(t *testing.T) {
 		}
 		return len(segs) > 0, "segments"
 	})
-	third := producePartitions(t, all, topic, []int32{0}, 500, "after", map[int32]int64{0: 3000})
 	// A one-replica topic moves too: its only copy goes to another node,
 	// which then leads it, and the first node deletes its log.
 	const single = "reasg-rf1"
@@ -205,7 +221,8 @@ func TestClusterReassignPartition(t *testing.T) {
 	gotSingle := readPartitions(t, all, single, map[int32]int64{0: 0}, map[int32]int{0: 1000}, 60*time.Second)
 	sameRecords(t, single+" after its move", append(slices.Clone(singleRecs[0]), moreSingle[0]...), gotSingle[0])
 
-	want := append(append(slices.Clone(first[0]), second[0]...), third[0]...)
+	third := producePartitions(t, all, topic, []int32{0}, 500, "after", map[int32]int64{0: 1500 + int64(len(second))})
+	want := append(append(slices.Clone(first[0]), second...), third[0]...)
 	got := readPartitions(t, all, topic, map[int32]int64{0: 0}, map[int32]int{0: len(want)}, 60*time.Second)
 	sameRecords(t, "after the reassignment", want, got[0])
 }
@@ -256,3 +273,85 @@ func sameIDs(a, b []int32) bool {
 }
 
 func kadmStr(s string) *string { return &s }
+
+// load is a producer writing to partition 0 of a topic in the
+// background, 100 records at a time (idempotent, acks=all, keys
+// "<tag>-p0-<i>"), until stopped.
+type load struct {
+	tag  string
+	done chan struct{}
+	quit chan struct{}
+	mu   sync.Mutex
+	recs []prodRec
+	errs []string
+}
+
+func startLoad(t *testing.T, seeds []string, topic, tag string) *load {
+	t.Helper()
+	cl := newClusterClient(t, seeds,
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(30*time.Second),
+		kgo.ProducerLinger(time.Millisecond))
+	l := &load{tag: tag, done: make(chan struct{}), quit: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		for i := 0; ; {
+			select {
+			case <-l.quit:
+				return
+			default:
+			}
+			for end := i + 100; i < end; i++ {
+				key := fmt.Sprintf("%s-p0-%d", tag, i)
+				cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte(key), Value: []byte("value-" + key)}, func(r *kgo.Record, err error) {
+					l.mu.Lock()
+					defer l.mu.Unlock()
+					if err != nil {
+						l.errs = append(l.errs, fmt.Sprintf("%s/0 key %s: %v", topic, r.Key, err))
+						return
+					}
+					l.recs = append(l.recs, prodRec{Key: string(r.Key), Value: string(r.Value), Offset: r.Offset})
+				})
+			}
+			if err := cl.Flush(ctx); err != nil {
+				l.mu.Lock()
+				l.errs = append(l.errs, fmt.Sprintf("flush: %v", err))
+				l.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// acked is the number of records acknowledged so far.
+func (l *load) acked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.recs)
+}
+
+// stop ends the load once its current 100 are acknowledged, asserts that
+// every record was acknowledged at contiguous offsets from start in
+// production order, and returns them in offset order.
+func (l *load) stop(t *testing.T, start int64) []prodRec {
+	t.Helper()
+	close(l.quit)
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) > 0 {
+		t.Fatalf("load: %d failed, first: %s", len(l.errs), l.errs[0])
+	}
+	recs := slices.Clone(l.recs)
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Offset < recs[j].Offset })
+	for i, r := range recs {
+		if r.Offset != start+int64(i) || r.Key != fmt.Sprintf("%s-p0-%d", l.tag, i) {
+			t.Fatalf("load: ack #%d is key %s at offset %d, want key #%d at offset %d (contiguous, in order)", i, r.Key, r.Offset, i, start+int64(i))
+		}
+	}
+	return recs
+}
