@@ -130,6 +130,7 @@ func (m *shareMember) current() *ShareMemberAssignment {
 }
 
 type shareState struct {
+	created         bool // a GroupMetadata record was persisted
 	epoch           int32
 	assignmentEpoch int32
 	hash            int64
@@ -141,6 +142,7 @@ type shareState struct {
 
 func (s *shareState) clone() *shareState {
 	c := &shareState{
+		created:         s.created,
 		epoch:           s.epoch,
 		assignmentEpoch: s.assignmentEpoch,
 		hash:            s.hash,
@@ -432,6 +434,7 @@ func (g *ShareGroup) memberIDs() []string {
 // bumpEpoch starts a new group epoch; g.mu held, touched.
 func (g *ShareGroup) bumpEpoch() {
 	g.s.epoch++
+	g.s.created = true
 	g.emit(ShareGroupRecord{Type: ShareRecordGroupMetadata, Epoch: g.s.epoch, MetadataHash: g.s.hash})
 }
 
@@ -653,5 +656,21 @@ func (g *ShareGroup) Delete(ctx context.Context) int16 {
 	g.touch()
 	g.emit(ShareGroupRecord{Type: ShareRecordTargetMetadata, Tombstone: true})
 	g.emit(ShareGroupRecord{Type: ShareRecordGroupMetadata, Tombstone: true})
+	return g.commit(ctx)
+}
+
+// Create persists a group that has no records yet (an
+// AlterShareGroupOffsets creates the group, as Kafka's does): its
+// GroupMetadata at epoch 0. A group that exists is left alone.
+func (g *ShareGroup) Create(ctx context.Context) int16 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.s.created {
+		return 0
+	}
+	g.touch()
+	g.s.created = true
+	g.s.hash = topicsHash(g.s.topics)
+	g.emit(ShareGroupRecord{Type: ShareRecordGroupMetadata, Epoch: g.s.epoch, MetadataHash: g.s.hash})
 	return g.commit(ctx)
 }

@@ -23,10 +23,10 @@ func (g *ShareGroup) Replay(r ShareGroupRecord) {
 	switch r.Type {
 	case ShareRecordGroupMetadata:
 		if r.Tombstone {
-			s.epoch, s.assignmentEpoch, s.hash = 0, 0, 0
+			s.epoch, s.assignmentEpoch, s.hash, s.created = 0, 0, 0, false
 			return
 		}
-		s.epoch, s.hash = r.Epoch, r.MetadataHash
+		s.epoch, s.hash, s.created = r.Epoch, r.MetadataHash, true
 	case ShareRecordTargetMetadata:
 		if !r.Tombstone {
 			s.assignmentEpoch = r.Epoch
@@ -56,11 +56,11 @@ func (g *ShareGroup) Replay(r ShareGroupRecord) {
 }
 
 // Deleted reports whether the replayed records leave nothing of the
-// group (no members, epoch 0: never created or deleted).
+// group (no members and no GroupMetadata: deleted, or never created).
 func (g *ShareGroup) Deleted() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.s.members) == 0 && g.s.epoch == 0
+	return len(g.s.members) == 0 && !g.s.created
 }
 
 // ReplayDone ends a load: every member's session starts now, as in

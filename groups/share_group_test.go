@@ -364,3 +364,39 @@ func TestShareGroupReplay(t *testing.T) {
 		t.Fatal("expired group should be empty, not deleted")
 	}
 }
+
+func replayShare(t *testing.T, recs []ShareGroupRecord) *ShareGroup {
+	t.Helper()
+	g := NewShareGroup("sg", ShareConfig{}, &sharePersister{})
+	for _, r := range recs {
+		g.Replay(r)
+	}
+	g.ReplayDone(fakeImage{})
+	return g
+}
+
+func TestShareGroupCreateAndDelete(t *testing.T) {
+	h := newSGHarness(t, fakeImage{"t": {ID: topicT, Partitions: 1}})
+	if code := h.g.Create(context.Background()); code != 0 {
+		t.Fatal(code)
+	}
+	h.expectRecords("group")
+	if code := h.g.Create(context.Background()); code != 0 {
+		t.Fatal(code)
+	}
+	h.expectRecords()
+	if g := replayShare(t, h.p.all); g.Deleted() || !g.Empty() {
+		t.Fatal("a created group replays as deleted or not empty")
+	}
+	h.expect(h.do("a", 0, "t"), 0, 1, assign.Partitions{topicT: {0}})
+	h.expect(h.do("a", -1), 0, -1, nil)
+	if g := replayShare(t, h.p.all); g.Deleted() {
+		t.Fatal("an emptied group replays as deleted")
+	}
+	if code := h.g.Delete(context.Background()); code != 0 {
+		t.Fatal(code)
+	}
+	if g := replayShare(t, h.p.all); !g.Deleted() {
+		t.Fatal("a deleted group replays as existing")
+	}
+}
