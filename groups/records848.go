@@ -313,6 +313,7 @@ type ShareGroupRecord struct {
 	Member       *ShareMemberMetadata   // MemberMetadata
 	Partitions   assign.Partitions      // TargetMember
 	Current      *ShareMemberAssignment // CurrentAssignment
+	State        *ShareStatePartitions  // StatePartitionMetadata (share_group_records.go)
 }
 
 // ShareMemberMetadata is ShareGroupMemberMetadataValue.
@@ -404,6 +405,10 @@ func EncodeShareGroupRecord(r ShareGroupRecord) (key, value []byte, err error) {
 		value = shareCurrentAssignmentValue.Append(nil, []any{
 			c.MemberEpoch, c.PreviousMemberEpoch, int8(c.State), encodePartitions(c.Assigned),
 		})
+	case ShareRecordStatePartitionMetadata:
+		if value, err = encodeShareStatePartitions(r.State); err != nil {
+			return nil, nil, fmt.Errorf("groups: encode share group %q state partitions: %w", r.Group, err)
+		}
 	}
 	return key, value, nil
 }
@@ -481,6 +486,10 @@ func DecodeShareGroupRecord(key, value []byte) (ShareGroupRecord, error) {
 			return fail(err)
 		}
 		r.Current = c
+	case ShareRecordStatePartitionMetadata:
+		if r.State, err = decodeShareStatePartitions(value); err != nil {
+			return fail(err)
+		}
 	}
 	return r, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -45,8 +46,11 @@ import (
 //   - leave (-1) or session expiry: tombstones CurrentAssignment,
 //     TargetMember, MemberMetadata of each member removed; GroupMetadata;
 //     the target records.
-//   - DeleteGroups (an empty group only): tombstones TargetMetadata and
-//     GroupMetadata.
+//   - a new target covering partitions not yet in
+//     StatePartitionMetadata (type 15, share_group_records.go): that
+//     record, after the target's, with every initialized partition.
+//   - DeleteGroups (an empty group only): tombstones
+//     StatePartitionMetadata, TargetMetadata and GroupMetadata.
 //
 // The metadata hash in GroupMetadata is Tusk's (FNV-64a over the
 // subscribed topics' names, ids and partition counts, sorted), not
@@ -138,6 +142,9 @@ type shareState struct {
 	target          assign.Assignment
 	topics          map[string]assign.Topic // subscribed topics as of the last target
 	recheck         bool                    // loaded: topics not yet compared with the image
+	// initialized is every partition with share state (type 15): put
+	// in a target or set by AlterShareGroupOffsets, by topic id.
+	initialized map[[16]byte]ShareStateTopic
 }
 
 func (s *shareState) clone() *shareState {
@@ -150,6 +157,11 @@ func (s *shareState) clone() *shareState {
 		target:          make(assign.Assignment, len(s.target)),
 		topics:          make(map[string]assign.Topic, len(s.topics)),
 		recheck:         s.recheck,
+		initialized:     make(map[[16]byte]ShareStateTopic, len(s.initialized)),
+	}
+	for k, v := range s.initialized {
+		v.Partitions = append([]int32(nil), v.Partitions...)
+		c.initialized[k] = v
 	}
 	for id, m := range s.members {
 		c.members[id] = m.clone()
@@ -184,6 +196,8 @@ func NewShareGroup(name string, cfg ShareConfig, p SharePersister) *ShareGroup {
 		members: make(map[string]*shareMember),
 		target:  make(assign.Assignment),
 		topics:  make(map[string]assign.Topic),
+
+		initialized: make(map[[16]byte]ShareStateTopic),
 	}}
 }
 
@@ -541,6 +555,90 @@ func (g *ShareGroup) computeTarget() {
 	s.target = next
 	s.assignmentEpoch = s.epoch
 	g.emit(ShareGroupRecord{Type: ShareRecordTargetMetadata, Epoch: s.assignmentEpoch})
+	var add []ShareStateTopic
+	for name, t := range s.topics {
+		all := make([]int32, t.Partitions)
+		for i := range all {
+			all[i] = int32(i)
+		}
+		add = append(add, ShareStateTopic{ID: t.ID, Name: name, Partitions: all})
+	}
+	g.addInitialized(add)
+}
+
+// addInitialized records partitions as having share state, persisting
+// the type 15 record if that is news; g.mu held, touched.
+func (g *ShareGroup) addInitialized(ts []ShareStateTopic) {
+	changed := false
+	for _, t := range ts {
+		cur, ok := g.s.initialized[t.ID]
+		if !ok || cur.Name != t.Name {
+			cur = ShareStateTopic{ID: t.ID, Name: t.Name}
+			changed = true
+		}
+		for _, p := range t.Partitions {
+			if !slices.Contains(cur.Partitions, p) {
+				cur.Partitions = append(cur.Partitions, p)
+				changed = true
+			}
+		}
+		slices.Sort(cur.Partitions)
+		g.s.initialized[t.ID] = cur
+	}
+	if changed {
+		g.emitInitialized()
+	}
+}
+
+func (g *ShareGroup) emitInitialized() {
+	st := &ShareStatePartitions{}
+	for _, t := range g.s.initialized {
+		st.Initialized = append(st.Initialized, ShareStateTopic{ID: t.ID, Name: t.Name, Partitions: slices.Clone(t.Partitions)})
+	}
+	st.Initialized = sortStateTopics(st.Initialized)
+	g.emit(ShareGroupRecord{Type: ShareRecordStatePartitionMetadata, State: st})
+}
+
+// StatePartitions is every partition that may have share state
+// (ShareGroupStatePartitionMetadata's initialized topics), sorted by
+// topic id.
+func (g *ShareGroup) StatePartitions() []ShareStateTopic {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []ShareStateTopic
+	for _, t := range g.s.initialized {
+		out = append(out, ShareStateTopic{ID: t.ID, Name: t.Name, Partitions: slices.Clone(t.Partitions)})
+	}
+	return sortStateTopics(out)
+}
+
+// AddStatePartitions persists that partitions have share state
+// (AlterShareGroupOffsets set their start offsets).
+func (g *ShareGroup) AddStatePartitions(ctx context.Context, ts []ShareStateTopic) int16 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.touch()
+	g.addInitialized(ts)
+	return g.commit(ctx)
+}
+
+// RemoveStateTopics persists that topics no longer have share state
+// (DeleteShareGroupOffsets deleted it).
+func (g *ShareGroup) RemoveStateTopics(ctx context.Context, ids [][16]byte) int16 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.touch()
+	changed := false
+	for _, id := range ids {
+		if _, ok := g.s.initialized[id]; ok {
+			delete(g.s.initialized, id)
+			changed = true
+		}
+	}
+	if changed {
+		g.emitInitialized()
+	}
+	return g.commit(ctx)
 }
 
 // reconcile gives m its target at the assignment epoch (Kafka's
@@ -654,6 +752,9 @@ func (g *ShareGroup) Delete(ctx context.Context) int16 {
 		return kerr.NonEmptyGroup.Code
 	}
 	g.touch()
+	g.s.initialized = make(map[[16]byte]ShareStateTopic)
+	g.s.created = false
+	g.emit(ShareGroupRecord{Type: ShareRecordStatePartitionMetadata, Tombstone: true})
 	g.emit(ShareGroupRecord{Type: ShareRecordTargetMetadata, Tombstone: true})
 	g.emit(ShareGroupRecord{Type: ShareRecordGroupMetadata, Tombstone: true})
 	return g.commit(ctx)

@@ -45,6 +45,14 @@ func (g *ShareGroup) Replay(r ShareGroupRecord) {
 		m, md := member(), r.Member
 		m.rackID, m.clientID, m.clientHost = md.RackID, md.ClientID, md.ClientHost
 		m.topics = sortedCopy(md.SubscribedTopicNames)
+	case ShareRecordStatePartitionMetadata:
+		s.initialized = make(map[[16]byte]ShareStateTopic)
+		if r.Tombstone || r.State == nil {
+			return
+		}
+		for _, t := range r.State.Initialized {
+			s.initialized[t.ID] = t
+		}
 	case ShareRecordCurrentAssignment:
 		if r.Tombstone {
 			return

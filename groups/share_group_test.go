@@ -52,7 +52,7 @@ func shareTypes(recs []ShareGroupRecord) []string {
 		s := map[ShareRecordType]string{
 			ShareRecordMemberMetadata: "member", ShareRecordGroupMetadata: "group",
 			ShareRecordTargetMetadata: "targetmeta", ShareRecordTargetMember: "target",
-			ShareRecordCurrentAssignment: "current",
+			ShareRecordCurrentAssignment: "current", ShareRecordStatePartitionMetadata: "state",
 		}[r.Type]
 		if r.MemberID != "" {
 			s += ":" + r.MemberID
@@ -144,7 +144,7 @@ func TestShareGroupLifecycle(t *testing.T) {
 
 	// A joins: epoch 1, both partitions.
 	h.expect(h.do("a", 0, "t"), 0, 1, assign.Partitions{topicT: {0, 1}})
-	h.expectRecords("member:a", "group", "target:a", "targetmeta", "current:a")
+	h.expectRecords("member:a", "group", "target:a", "targetmeta", "state", "current:a")
 	h.expectGroup("Stable", 1)
 
 	// A steady heartbeat: nothing persisted, no assignment.
@@ -183,7 +183,7 @@ func TestShareGroupLifecycle(t *testing.T) {
 	// The topic gains a partition: the next heartbeat starts epoch 5.
 	h.img["t"] = assign.Topic{ID: topicT, Partitions: 3}
 	h.expect(h.do("a", 3), 0, 5, assign.Partitions{topicT: {0, 2}})
-	h.expectRecords("group", "target:a", "targetmeta", "current:a")
+	h.expectRecords("group", "target:a", "targetmeta", "state", "current:a")
 	h.expect(h.do("c", 4), 0, 5, nil)
 	h.expectRecords("current:c")
 
@@ -211,7 +211,7 @@ func TestShareGroupLifecycle(t *testing.T) {
 	if code := h.g.Delete(context.Background()); code != 0 {
 		t.Fatalf("delete: %d", code)
 	}
-	h.expectRecords("targetmeta:tomb", "group:tomb")
+	h.expectRecords("state:tomb", "targetmeta:tomb", "group:tomb")
 }
 
 func TestShareGroupManyMembersOnePartition(t *testing.T) {
@@ -260,7 +260,7 @@ func TestShareGroupEpochFencing(t *testing.T) {
 	// Rejoining with another subscription starts a new epoch.
 	h.img["u"] = assign.Topic{ID: topicU, Partitions: 1}
 	h.expect(h.do("a", 0, "t", "u"), 0, 4, assign.Partitions{topicT: {0}, topicU: {0}})
-	h.expectRecords("member:a", "group", "target:a", "targetmeta", "current:a")
+	h.expectRecords("member:a", "group", "target:a", "targetmeta", "state", "current:a")
 	// Unsubscribing everything (an empty list) is allowed after the join.
 	req := kmsg.NewPtrShareGroupHeartbeatRequest()
 	req.GroupID, req.MemberID, req.MemberEpoch, req.SubscribedTopicNames = "sg", "a", 4, []string{}
@@ -340,6 +340,9 @@ func TestShareGroupReplay(t *testing.T) {
 	if want, got := h.g.Describe(), g.Describe(); !reflect.DeepEqual(want, got) {
 		t.Fatalf("replayed group differs:\n%+v\n%+v", want, got)
 	}
+	if want, got := h.g.StatePartitions(), g.StatePartitions(); !reflect.DeepEqual(want, got) || len(got) != 2 {
+		t.Fatalf("replayed state partitions differ:\n%+v\n%+v", want, got)
+	}
 	// Same topics: B's next heartbeat moves it to epoch 4, no new epoch.
 	h2 := &sgHarness{t: t, g: g, p: g.p.(*sharePersister), clock: h.clock, img: h.img}
 	h2.expect(h2.do("b", 2), 0, 4, nil)
@@ -350,7 +353,7 @@ func TestShareGroupReplay(t *testing.T) {
 	g = load()
 	h3 := &sgHarness{t: t, g: g, p: g.p.(*sharePersister), clock: h.clock, img: h.img}
 	h3.expect(h3.do("a", 4), 0, 5, nil)
-	h3.expectRecords("group", "target:b", "targetmeta", "current:a")
+	h3.expectRecords("group", "target:b", "targetmeta", "state", "current:a")
 	// Sessions restart at the load: nobody expires until 45 s later.
 	h.clock.Advance(44 * time.Second)
 	if gone, _ := g.Tick(context.Background()); gone != nil {
@@ -399,4 +402,78 @@ func TestShareGroupCreateAndDelete(t *testing.T) {
 	if g := replayShare(t, h.p.all); !g.Deleted() {
 		t.Fatal("a deleted group replays as existing")
 	}
+}
+
+func TestShareStatePartitionRecordGolden(t *testing.T) {
+	id := [16]byte{0xAA, 15: 0x01}
+	r := ShareGroupRecord{Type: ShareRecordStatePartitionMetadata, Group: "g", State: &ShareStatePartitions{
+		Initialized: []ShareStateTopic{{ID: id, Name: "t", Partitions: []int32{1, 0}}},
+	}}
+	k, v, err := EncodeShareGroupRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKey := []byte{0, 15, 0, 1, 'g'}
+	wantValue := []byte{0, 0, // version 0
+		0x01,                                                 // InitializingTopics: empty
+		0x02,                                                 // InitializedTopics: one
+		0xAA, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, // TopicId
+		0x02, 't', // TopicName
+		0x03, 0, 0, 0, 0, 0, 0, 0, 1, // Partitions [0 1]
+		0x00, // element tags
+		0x01, // DeletingTopics: empty
+		0x00, // tags
+	}
+	if !reflect.DeepEqual(k, wantKey) || !reflect.DeepEqual(v, wantValue) {
+		t.Fatalf("key %x value %x\nwant %x %x", k, v, wantKey, wantValue)
+	}
+	if !IsShareGroupRecordKey(k) {
+		t.Fatal("type 15 key not recognized")
+	}
+	d, err := DecodeShareGroupRecord(k, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ShareStatePartitions{Initializing: []ShareStateTopic{}, Initialized: []ShareStateTopic{{ID: id, Name: "t", Partitions: []int32{0, 1}}}, Deleting: []ShareStateTopic{}}
+	if d.Group != "g" || d.Type != ShareRecordStatePartitionMetadata || !reflect.DeepEqual(*d.State, want) {
+		t.Fatalf("decoded %+v %+v", d, d.State)
+	}
+	for i := range v {
+		if _, err := DecodeShareGroupRecord(k, v[:i]); err == nil {
+			t.Fatalf("truncated at %d decoded", i)
+		}
+	}
+	if d, err := DecodeShareGroupRecord(k, nil); err != nil || !d.Tombstone {
+		t.Fatalf("tombstone: %+v %v", d, err)
+	}
+}
+
+func FuzzDecodeShareStatePartitionRecord(f *testing.F) {
+	r := ShareGroupRecord{Type: ShareRecordStatePartitionMetadata, Group: "g", State: &ShareStatePartitions{
+		Initializing: []ShareStateTopic{{ID: topicU, Name: "u", Partitions: []int32{2}}},
+		Initialized:  []ShareStateTopic{{ID: topicT, Name: "t", Partitions: []int32{0, 1}}},
+		Deleting:     []ShareStateTopic{{ID: [16]byte{3}, Name: "x"}},
+	}}
+	k, v, err := EncodeShareGroupRecord(r)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(k, v)
+	f.Fuzz(func(t *testing.T, key, value []byte) {
+		r, err := DecodeShareGroupRecord(key, value)
+		if err != nil {
+			return
+		}
+		k2, v2, err := EncodeShareGroupRecord(r)
+		if err != nil {
+			t.Fatalf("re-encode %+v: %v", r, err)
+		}
+		r2, err := DecodeShareGroupRecord(k2, v2)
+		if err != nil {
+			t.Fatalf("decode re-encoded: %v", err)
+		}
+		if r.State != nil && !reflect.DeepEqual(r.State, r2.State) {
+			t.Fatalf("state changed: %+v / %+v", r.State, r2.State)
+		}
+	})
 }
