@@ -6,11 +6,12 @@ import (
 	"github.com/tuskdb/tusk/auth"
 )
 
-// ListGroups 0-4 (state filter from v4) over every local coordinator.
+// ListGroups 0-5 (state filter from v4, group types and type filter from
+// v5) over every local coordinator.
 // With DESCRIBE on the cluster every group is listed, else only those the
 // principal may describe (Kafka's rule).
 func apiListGroups() api {
-	return api{key: kmsg.ListGroups, min: 0, max: 4, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
+	return api{key: kmsg.ListGroups, min: 0, max: 5, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ListGroupsRequest)
 		resp := kmsg.NewPtrListGroupsResponse()
 		all := rc.allowedCluster(auth.OpDescribe)

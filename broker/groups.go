@@ -167,6 +167,12 @@ func (b *Broker) groupsConfig() groups.Config {
 		OffsetsRetention:      b.cfg.Groups.OffsetsRetention,
 		Logger:                b.log.With().Str("component", "groups").Logger(),
 		OnRebalance:           func(string, int32) { b.m.rebalances.Inc() },
+		Consumer: groups.ConsumerConfig{
+			SessionTimeout:    b.cfg.Groups.ConsumerSessionTimeout,
+			HeartbeatInterval: b.cfg.Groups.ConsumerHeartbeatInterval,
+			MaxSize:           b.cfg.Groups.ConsumerMaxSize,
+		},
+		Topics: b.topicImage(nil),
 	}
 	if cfg.InitialRebalanceDelay == 0 {
 		cfg.InitialRebalanceDelay = -1 // groups: negative disables, zero means Kafka's 3s

@@ -64,6 +64,8 @@ func registry() []api {
 		apiDescribeGroups(),
 		apiListGroups(),
 		apiDeleteGroups(),
+		apiConsumerGroupHeartbeat(),
+		apiConsumerGroupDescribe(),
 		apiOffsetDelete(),
 		apiOffsetForLeaderEpoch(),
 		apiDescribeProducers(),

@@ -241,6 +241,12 @@ type GroupsConfig struct {
 	// offsets.topic.segment.bytes): the compacted topic rolls there, so
 	// the cleaner has sealed ranges to clean (docs/compaction.md).
 	OffsetsSegmentBytes int64 `mapstructure:"offsets-segment-bytes"`
+	// Consumer* configure KIP-848 consumer groups (ConsumerGroupHeartbeat;
+	// docs/groups-next.md): Kafka's group.consumer.session.timeout.ms,
+	// .heartbeat.interval.ms and .max.size (0: no limit).
+	ConsumerSessionTimeout    time.Duration `mapstructure:"consumer-session-timeout"`
+	ConsumerHeartbeatInterval time.Duration `mapstructure:"consumer-heartbeat-interval"`
+	ConsumerMaxSize           int           `mapstructure:"consumer-max-size"`
 }
 
 // ShareConfig holds the broker defaults of share groups' share-partition
@@ -355,6 +361,9 @@ func Options() []Option {
 		{"groups.max-session-timeout", 30 * time.Minute, "largest session timeout a member may ask for (group.max.session.timeout.ms)"},
 		{"groups.offsets-retention", 7 * 24 * time.Hour, "committed offsets of empty groups and deleted topics expire after this (offsets.retention.minutes)"},
 		{"groups.offsets-expire-interval", 10 * time.Minute, "how often offset expiry runs (offsets.retention.check.interval.ms)"},
+		{"groups.consumer-session-timeout", 45 * time.Second, "a KIP-848 consumer group member that sends no heartbeat for this long is removed (group.consumer.session.timeout.ms)"},
+		{"groups.consumer-heartbeat-interval", 5 * time.Second, "how often KIP-848 consumer group members are told to heartbeat (group.consumer.heartbeat.interval.ms)"},
+		{"groups.consumer-max-size", 0, "most members of a KIP-848 consumer group; 0: no limit (group.consumer.max.size)"},
 		{"groups.offsets-segment-bytes", int64(16 << 20), "segment.bytes of the compacted __consumer_offsets topic when it is created (Kafka's offsets.topic.segment.bytes)"},
 		{"transactions.partitions", int32(50), "partitions of __transaction_state, fixed when it is first created (transaction.state.log.num.partitions)"},
 		{"transactions.replication-factor", int32(0), "replicas of __transaction_state partitions, fixed when it is first created (transaction.state.log.replication.factor); 0: min(3, live brokers)"},
@@ -565,6 +574,9 @@ func (c Config) Validate() error {
 	}
 	if c.Groups.MinSessionTimeout <= 0 || c.Groups.MaxSessionTimeout < c.Groups.MinSessionTimeout {
 		errs = append(errs, fmt.Errorf("groups session timeouts [%v, %v] are invalid", c.Groups.MinSessionTimeout, c.Groups.MaxSessionTimeout))
+	}
+	if c.Groups.ConsumerSessionTimeout <= 0 || c.Groups.ConsumerHeartbeatInterval <= 0 || c.Groups.ConsumerHeartbeatInterval >= c.Groups.ConsumerSessionTimeout || c.Groups.ConsumerMaxSize < 0 {
+		errs = append(errs, fmt.Errorf("groups.consumer-heartbeat-interval %v must be positive and below groups.consumer-session-timeout %v, groups.consumer-max-size %d not negative", c.Groups.ConsumerHeartbeatInterval, c.Groups.ConsumerSessionTimeout, c.Groups.ConsumerMaxSize))
 	}
 	if c.Groups.OffsetsSegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("groups.offsets-segment-bytes %d is below 1024", c.Groups.OffsetsSegmentBytes))

@@ -52,6 +52,18 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 		g.unlock()
 		return joinError(v, req.MemberID, kerr.NotCoordinator.Code)
 	}
+	if g.typ == GroupConsumer {
+		// docs/groups-next.md, Conversion: an empty consumer group
+		// becomes classic; no online migration of a non-empty one.
+		code := kerr.InconsistentGroupProtocol.Code
+		if g.consumer.Empty() {
+			code = g.toClassic(ctx)
+		}
+		if code != 0 {
+			g.unlock()
+			return joinError(v, req.MemberID, code)
+		}
+	}
 	resp, w := g.join(ctx, req, clientInfo(ctx))
 	g.unlock()
 	if resp != nil {
@@ -213,6 +225,15 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 			continue
 		}
 		g, _ := c.lockLive(name, false)
+		if g != nil && g.typ != GroupClassic {
+			// As Kafka: DescribeGroups describes classic groups;
+			// consumer groups answer ConsumerGroupDescribe.
+			g.unlock()
+			g = nil
+			if req.Version >= 6 {
+				rg.ErrorMessage = kmsg.StringPtr("Group " + name + " is not a classic group.")
+			}
+		}
 		if g == nil {
 			rg.State = StateDead.String()
 			if req.Version >= 6 {
@@ -312,14 +333,18 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 		return kerr.GroupIDNotFound.Code
 	}
 	defer g.unlock()
-	if g.state != StateEmpty {
+	if g.state != StateEmpty || (g.typ == GroupConsumer && !g.consumer.Empty()) {
 		return kerr.NonEmptyGroup.Code
 	}
-	recs := make([]Record, 0, len(g.offsets)+1)
+	recs := make([]Record, 0, len(g.offsets)+2)
 	for _, k := range g.sortedOffsets() {
 		recs = append(recs, Record{Key: offsetKey(g.name, k.topic, k.partition)})
 	}
-	recs = append(recs, Record{Key: groupKey(g.name)})
+	if g.typ == GroupConsumer {
+		recs = append(recs, consumerTombstones(g.name)...)
+	} else {
+		recs = append(recs, Record{Key: groupKey(g.name)})
+	}
 	if code := g.persist(ctx, recs); code != 0 {
 		return code
 	}

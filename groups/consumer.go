@@ -1063,3 +1063,71 @@ func (g *ConsumerGroup) State() string {
 	defer g.mu.Unlock()
 	return g.state()
 }
+
+// due reports whether Tick has something to do: a member's session or
+// revocation deadline passed.
+func (g *ConsumerGroup) due() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.cfg.Now()
+	for _, m := range g.s.members {
+		if now.After(m.sessionDeadline) || (m.state == MemberUnrevokedPartitions && m.epoch != staticLeaveEpoch && now.After(m.revokeDeadline)) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribedTopic reports whether a member subscribes to topic (regexes
+// as last resolved): OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC and offset
+// expiry.
+func (g *ConsumerGroup) subscribedTopic(topic string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := sort.SearchStrings(g.s.names, topic)
+	return i < len(g.s.names) && g.s.names[i] == topic
+}
+
+// validateOffsetCommit is Kafka's ConsumerGroup.validateOffsetCommit: an
+// admin commit (epoch < 0, no member id) only while the group has no
+// members; else a known member (UNKNOWN_MEMBER_ID) at its epoch
+// (STALE_MEMBER_EPOCH), with OffsetCommit v9+ (UNSUPPORTED_VERSION) unless
+// transactional.
+func (g *ConsumerGroup) validateOffsetCommit(memberID string, epoch int32, version int16, txn bool) int16 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if epoch < 0 && memberID == "" && (txn || len(g.s.members) == 0) {
+		return 0 // txn: a producer that sends no group metadata (v0-v2)
+	}
+	m := g.s.members[memberID]
+	if m == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	if !txn && version < 9 {
+		return kerr.UnsupportedVersion.Code
+	}
+	if epoch != m.epoch {
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
+}
+
+// validateOffsetFetch is Kafka's ConsumerGroup.validateOffsetFetch.
+func (g *ConsumerGroup) validateOffsetFetch(memberID *string, epoch int32) int16 {
+	if epoch < 0 && memberID == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var m *consumerMember
+	if memberID != nil {
+		m = g.s.members[*memberID]
+	}
+	if m == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	if epoch != m.epoch {
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
+}

@@ -38,6 +38,13 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives state transitions at debug level.
 	Logger zerolog.Logger
+	// Consumer configures KIP-848 consumer groups (group.consumer.*);
+	// its Now defaults to Now.
+	Consumer ConsumerConfig
+	// Topics is the cluster's topics (internal ones left out) on which
+	// ReplayDone resolves a loaded consumer group's subscriptions; nil
+	// means none. A heartbeat passes its own image (the principal's).
+	Topics TopicImage
 	// OnRebalance, if set, hears of every completed join phase of a
 	// group (a new generation; metrics). It runs under the group's lock
 	// and must not call the coordinator.
@@ -72,7 +79,18 @@ func (cfg *Config) fill() {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Consumer.Now == nil {
+		cfg.Consumer.Now = cfg.Now
+	}
+	if cfg.Topics == nil {
+		cfg.Topics = noTopics{}
+	}
 }
+
+type noTopics struct{}
+
+func (noTopics) Topic(string) ([16]byte, int32, bool) { return [16]byte{}, 0, false }
+func (noTopics) Names() []string                      { return nil }
 
 // Persister durably stores __consumer_offsets records. The coordinator
 // answers success only after Persist returned nil. Persist is called with
@@ -259,6 +277,16 @@ func (c *Coordinator) Tick() {
 			continue
 		}
 		g.tickDue.Store(false)
+		if g.typ == GroupConsumer && g.state != StateDead && c.tickable() && g.consumer.due() {
+			// Its expiry persists: the lock goes with it (as below).
+			go func() {
+				if err := g.consumer.Tick(c.ctx); err != nil {
+					c.log.Debug().Err(err).Str("group", g.name).Msg("groups: consumer group expiry not persisted")
+				}
+				g.unlock()
+			}()
+			continue
+		}
 		if g.typ == GroupClassic && g.state != StateDead && c.tickable() {
 			g.tick(c.cfg.Now())
 		}

@@ -61,6 +61,9 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		if dead {
 			return fill(kerr.CoordinatorNotAvailable.Code)
 		}
+		if req.Version >= 9 {
+			return fill(kerr.GroupIDNotFound.Code) // as Kafka, for the member epoch of v9+
+		}
 		return fill(kerr.IllegalGeneration.Code)
 	}
 	defer g.unlock()
@@ -69,7 +72,12 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	}
 
 	var m *member
-	if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil {
+	if g.typ == GroupConsumer {
+		// GenerationIdOrMemberEpoch is the member epoch (v9+).
+		if code := g.consumer.validateOffsetCommit(req.MemberID, req.Generation, req.Version, false); code != 0 {
+			return fill(code)
+		}
+	} else if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil {
 		if code := g.validateMember(req.MemberID, req.InstanceID); code != 0 {
 			return fill(code)
 		}
@@ -81,7 +89,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		// Only members may commit for a non-empty group.
 		return fill(kerr.UnknownMemberID.Code)
 	}
-	if g.state == StateCompletingRebalance {
+	if g.typ == GroupClassic && g.state == StateCompletingRebalance {
 		return fill(kerr.RebalanceInProgress.Code)
 	}
 
@@ -144,7 +152,11 @@ type fetchedTopic struct {
 // fetch returns a group's committed offsets; nil topics means all. With
 // requireStable, a partition with a transactional commit pending
 // (TxnOffsetCommit before its marker) answers UNSTABLE_OFFSET_COMMIT.
-func (c *Coordinator) fetch(name string, topics []fetchTopic, all, requireStable bool) (int16, []fetchedTopic) {
+//
+// memberID and memberEpoch are OffsetFetch v9's: checked against a
+// consumer group's members (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH), as
+// Kafka's validateOffsetFetch; nil and -1 skip the check.
+func (c *Coordinator) fetch(name string, topics []fetchTopic, all, requireStable bool, memberID *string, memberEpoch int32) (int16, []fetchedTopic) {
 	if code := c.preCheck(name); code != 0 {
 		return code, nil
 	}
@@ -153,6 +165,11 @@ func (c *Coordinator) fetch(name string, topics []fetchTopic, all, requireStable
 	if g != nil {
 		defer g.unlock()
 		offsets = g.offsets
+		if g.typ == GroupConsumer {
+			if code := g.consumer.validateOffsetFetch(memberID, memberEpoch); code != 0 {
+				return code, nil
+			}
+		}
 	}
 	if all {
 		byTopic := make(map[string][]int32)
@@ -204,7 +221,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 			for _, t := range rg.Topics {
 				topics = append(topics, fetchTopic{t.Topic, t.Partitions})
 			}
-			code, fetched := c.fetch(rg.Group, topics, rg.Topics == nil, req.RequireStable)
+			code, fetched := c.fetch(rg.Group, topics, rg.Topics == nil, req.RequireStable, rg.MemberID, rg.MemberEpoch)
 			sg := kmsg.NewOffsetFetchResponseGroup()
 			sg.Group = rg.Group
 			sg.ErrorCode = code
@@ -222,7 +239,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	for _, t := range req.Topics {
 		topics = append(topics, fetchTopic{t.Topic, t.Partitions})
 	}
-	code, fetched := c.fetch(req.Group, topics, req.Topics == nil && req.Version >= 2, req.Version >= 7 && req.RequireStable)
+	code, fetched := c.fetch(req.Group, topics, req.Topics == nil && req.Version >= 2, req.Version >= 7 && req.RequireStable, nil, -1)
 	if code != 0 {
 		if req.Version >= 2 {
 			resp.ErrorCode = code
@@ -270,10 +287,11 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		return resp
 	}
 	defer g.unlock()
-	if g.state != StateEmpty && g.protocolType != "consumer" {
+	if g.typ == GroupClassic && g.state != StateEmpty && g.protocolType != "consumer" {
 		resp.ErrorCode = kerr.NonEmptyGroup.Code
 		return resp
 	}
+	consumerActive := g.typ == GroupConsumer && !g.consumer.Empty()
 	var (
 		recs []Record
 		del  []tp
@@ -283,6 +301,9 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		rt.Topic = t.Topic
 		_, subscribed := g.subscribed[t.Topic]
 		subscribed = subscribed && g.state != StateEmpty
+		if g.typ == GroupConsumer {
+			subscribed = consumerActive && g.consumer.subscribedTopic(t.Topic)
+		}
 		for _, p := range t.Partitions {
 			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			rp.Partition = p.Partition
@@ -316,11 +337,20 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 // maybeDie removes an Empty group that has nothing left (no offsets, no
 // members, no pending members), writing the group metadata tombstone, as
 // Kafka's cleanupGroupMetadata does. g.mu held.
+//
+// An empty consumer group goes the same way, with its tombstones.
 func (g *group) maybeDie(ctx context.Context) {
 	if g.state != StateEmpty || len(g.offsets) > 0 || len(g.members) > 0 || len(g.pending) > 0 || len(g.pendingTxn) > 0 {
 		return
 	}
-	if g.persist(ctx, []Record{{Key: groupKey(g.name)}}) != 0 {
+	recs := []Record{{Key: groupKey(g.name)}}
+	if g.typ == GroupConsumer {
+		if !g.consumer.Empty() {
+			return
+		}
+		recs = consumerTombstones(g.name)
+	}
+	if g.persist(ctx, recs) != 0 {
 		return
 	}
 	g.kill()
@@ -363,6 +393,17 @@ func (c *Coordinator) ExpireOffsets(topicExists func(string) bool) {
 			expired := topicExists != nil && !topicExists(k.topic)
 			if !expired {
 				switch {
+				case g.typ == GroupConsumer:
+					// Kafka's rule for consumer groups: offsets of
+					// topics no member subscribes to, counted from
+					// their commit.
+					if g.consumer.Empty() || !g.consumer.subscribedTopic(k.topic) {
+						if o.expireTs >= 0 {
+							expired = now >= o.expireTs
+						} else {
+							expired = now-o.commitTs >= retention
+						}
+					}
 				case g.state == StateEmpty:
 					base := g.stateTs.UnixMilli()
 					if o.expireTs >= 0 {

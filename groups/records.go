@@ -87,9 +87,9 @@ var ErrNotLoading = errors.New("groups: Replay called after ReplayDone")
 // Replay applies one __consumer_offsets record, in log order, while the
 // coordinator is loading. Offset commit records set or (tombstone) delete an
 // offset; group metadata records set or (tombstone) clear a group's
-// generation, protocol, leader and members. Records with other key versions
-// (transaction markers are not records here; KIP-848 records use key
-// versions ≥ 3) are ignored.
+// generation, protocol, leader and members. KIP-848 consumer-group records
+// (key types 3, 5-8) rebuild consumer groups (replayConsumer). Records of
+// other key types are ignored.
 func (c *Coordinator) Replay(r Record) error {
 	if !c.loading.Load() {
 		return ErrNotLoading
@@ -143,6 +143,9 @@ func (c *Coordinator) Replay(r Record) error {
 		if err := v.ReadFrom(r.Value); err != nil {
 			return fmt.Errorf("groups: decoding group metadata value of %s: %w", k.Group, err)
 		}
+		// A classic group's metadata after a consumer group's
+		// tombstones: converted back by a JoinGroup.
+		g.typ, g.consumer = GroupClassic, nil
 		g.hasMeta = true
 		g.generation = v.Generation
 		g.protocolType = v.ProtocolType
@@ -181,13 +184,21 @@ func (c *Coordinator) Replay(r Record) error {
 				g.leader = ids[0]
 			}
 		}
+	case int16(RecordGroupMetadata), int16(RecordMemberMetadata), int16(RecordTargetMetadata),
+		int16(RecordTargetMember), int16(RecordCurrentAssignment):
+		return c.replayConsumer(r)
 	default:
-		// Not a classic group record; ignore.
+		// Not written by Tusk's groups, or not needed on load:
+		// ConsumerGroupPartitionMetadata (4, which Kafka 4.1 stopped
+		// writing), ConsumerGroupRegularExpression (16: regexes are
+		// resolved again), share-group records (10-15, until share
+		// groups load here).
 	}
 	return nil
 }
 
-// ReplayDone ends loading. Groups whose last metadata record has members
+// ReplayDone ends loading. Consumer groups rebuild what they derive from
+// their records on Config.Topics (ConsumerGroup.ReplayDone). Groups whose last metadata record has members
 // come back Stable at their generation with their members' assignments
 // (sessions restart now, as in Kafka: members that do not heartbeat within
 // their session timeout are expired and the group rebalances); the others
@@ -196,6 +207,12 @@ func (c *Coordinator) ReplayDone() {
 	now := c.cfg.Now()
 	for _, g := range c.snapshot() {
 		g.mu.Lock()
+		if g.typ == GroupConsumer {
+			g.consumer.ReplayDone(c.cfg.Topics)
+			g.state = StateEmpty
+			g.unlock()
+			continue
+		}
 		if !g.hasMeta && len(g.offsets) == 0 && len(g.pendingTxn) == 0 {
 			g.transition(StateDead)
 			c.remove(g)

@@ -101,16 +101,23 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 	if req.Version >= 3 {
 		memberID, generation, instanceID = req.MemberID, req.Generation, req.InstanceID
 	}
-	if instanceID != nil {
-		if id, ok := g.static[*instanceID]; ok && id != memberID {
-			return fill(kerr.FencedInstanceID.Code)
+	if g.typ == GroupConsumer {
+		// The generation is the member epoch.
+		if code := g.consumer.validateOffsetCommit(memberID, generation, req.Version, true); code != 0 {
+			return fill(code)
 		}
-	}
-	if memberID != "" && g.members[memberID] == nil {
-		return fill(kerr.UnknownMemberID.Code)
-	}
-	if generation >= 0 && generation != g.generation {
-		return fill(kerr.IllegalGeneration.Code)
+	} else {
+		if instanceID != nil {
+			if id, ok := g.static[*instanceID]; ok && id != memberID {
+				return fill(kerr.FencedInstanceID.Code)
+			}
+		}
+		if memberID != "" && g.members[memberID] == nil {
+			return fill(kerr.UnknownMemberID.Code)
+		}
+		if generation >= 0 && generation != g.generation {
+			return fill(kerr.IllegalGeneration.Code)
+		}
 	}
 
 	now := g.now().UnixMilli()

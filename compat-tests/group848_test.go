@@ -1,0 +1,573 @@
+package compat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// KIP-848 consumer groups (ConsumerGroupHeartbeat, issue 17 part A) with
+// kgo's ServerSideBalancer: the broker assigns partitions. Every scenario
+// checks the exact set of records consumed (each at the position it was
+// produced at), that no partition is ever owned by two live members
+// (kgo's assign/revoke/lost callbacks, in one ledger), and that a record
+// is processed again only above the last successful commit of its
+// partition (rebalanceTracker).
+
+// 848 timings: the session is the broker's (groups.consumer-session-timeout).
+const (
+	g848Session   = "6s"
+	g848Heartbeat = "500ms"
+)
+
+func g848Env() map[string]string {
+	return map[string]string{
+		"TUSK_GROUPS_CONSUMER_SESSION_TIMEOUT":    g848Session,
+		"TUSK_GROUPS_CONSUMER_HEARTBEAT_INTERVAL": g848Heartbeat,
+	}
+}
+
+// ownership is the ledger of who owns which partition, from the members'
+// callbacks. A member that is killed (killable dialer) stops counting at
+// the kill: it can no longer fetch or commit.
+type ownership struct {
+	mu         sync.Mutex
+	owner      map[int32]string
+	dead       map[string]bool
+	violations []string
+}
+
+func newOwnership() *ownership {
+	return &ownership{owner: map[int32]string{}, dead: map[string]bool{}}
+}
+
+func (o *ownership) assigned(name string, parts []int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.dead[name] {
+		return
+	}
+	for _, p := range parts {
+		if cur, ok := o.owner[p]; ok && cur != name {
+			o.violations = append(o.violations, fmt.Sprintf("partition %d assigned to %s while %s owns it", p, name, cur))
+		}
+		o.owner[p] = name
+	}
+}
+
+func (o *ownership) revoked(name string, parts []int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, p := range parts {
+		if o.owner[p] == name {
+			delete(o.owner, p)
+		}
+	}
+}
+
+func (o *ownership) kill(name string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dead[name] = true
+	for p, n := range o.owner {
+		if n == name {
+			delete(o.owner, p)
+		}
+	}
+}
+
+func (o *ownership) owned(name string) []int32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []int32
+	for p, n := range o.owner {
+		if n == name {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (o *ownership) check(t *testing.T) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.violations) > 0 {
+		t.Fatalf("%d ownership violations, first: %v", len(o.violations), o.violations[:min(5, len(o.violations))])
+	}
+}
+
+// killableDialer lets a test cut a client off the cluster, as a killed
+// process is: every connection closed, no new one made, no LeaveGroup.
+type killableDialer struct {
+	mu     sync.Mutex
+	dead   bool
+	conns  []net.Conn
+	dialer net.Dialer
+}
+
+func (d *killableDialer) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	d.mu.Lock()
+	if d.dead {
+		d.mu.Unlock()
+		return nil, errors.New("killed")
+	}
+	d.mu.Unlock()
+	c, err := d.dialer.DialContext(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dead {
+		c.Close()
+		return nil, errors.New("killed")
+	}
+	d.conns = append(d.conns, c)
+	return c, nil
+}
+
+func (d *killableDialer) kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dead = true
+	for _, c := range d.conns {
+		c.Close()
+	}
+}
+
+type member848 struct {
+	*trackedConsumer
+	dialer *killableDialer
+}
+
+// start848 starts a KIP-848 member (ServerSideBalancer, uniform assignor)
+// seeded with seeds that, per poll, processes every record, commits
+// exactly the processed offsets synchronously, and only then lets the
+// client reconcile; revocation commits what is still uncommitted.
+func start848(t *testing.T, seeds []string, tr *rebalanceTracker, own *ownership, group, name string) *member848 {
+	t.Helper()
+	m := &member848{trackedConsumer: &trackedConsumer{name: name, done: make(chan struct{})}, dialer: &killableDialer{}}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.ClientID(name),
+		kgo.RetryTimeout(20*time.Second),
+		kgo.Dialer(m.dialer.dial),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(tr.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.ServerSideBalancer(),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.RebalanceTimeout(grpRebalance),
+		kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+			own.assigned(name, a[tr.topic])
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, r map[string][]int32) {
+			tr.commit(ctx, name+"(revoke)", cl, cl.UncommittedOffsets())
+			own.revoked(name, r[tr.topic])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, l map[string][]int32) {
+			own.revoked(name, l[tr.topic])
+		}),
+	)
+	if err != nil {
+		t.Fatalf("kgo.NewClient: %v", err)
+	}
+	m.cl = cl
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	t.Cleanup(cancel)
+	go func() {
+		defer close(m.done)
+		for {
+			fs := cl.PollFetches(ctx)
+			recs := fs.Records()
+			if len(recs) > 0 {
+				tr.process(name, recs)
+				offs := map[string]map[int32]kgo.EpochOffset{}
+				for _, r := range recs {
+					if offs[r.Topic] == nil {
+						offs[r.Topic] = map[int32]kgo.EpochOffset{}
+					}
+					offs[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+				}
+				cctx, ccancel := context.WithTimeout(context.Background(), 15*time.Second)
+				tr.commit(cctx, name, cl, offs)
+				ccancel()
+			}
+			cl.AllowRebalance()
+			if ctx.Err() != nil || fs.IsClientClosed() {
+				return
+			}
+		}
+	}()
+	return m
+}
+
+// kill cuts the member off without a LeaveGroup: its session must expire
+// on the broker before its partitions move.
+func (m *member848) kill(own *ownership) {
+	own.kill(m.name)
+	m.dialer.kill()
+	m.cancel()
+}
+
+// produce848 produces keys (value "v-"+key, acks=all) through seeds and
+// returns key → position.
+func produce848(t *testing.T, seeds []string, topic string, keys []string) map[string]tp {
+	t.Helper()
+	cl := newClusterClient(t, seeds, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(2*time.Millisecond), kgo.RecordDeliveryTimeout(30*time.Second))
+	defer cl.Close()
+	ctx := ctxTimeout(t, 60*time.Second)
+	out := make(map[string]tp, len(keys))
+	var mu sync.Mutex
+	var firstErr error
+	for _, k := range keys {
+		cl.Produce(ctx, &kgo.Record{Key: []byte(k), Value: []byte("v-" + k)}, func(r *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				firstErr = cmp(firstErr, err)
+				return
+			}
+			out[string(r.Key)] = tp{r.Partition, r.Offset}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil || len(out) != len(keys) {
+		t.Fatalf("produce: %d acks for %d keys (%v)", len(out), len(keys), firstErr)
+	}
+	return out
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// waitConsumed waits until every produced key was processed, then checks
+// each at its produced position and no violation.
+func waitConsumed(t *testing.T, tr *rebalanceTracker, own *ownership, produced map[string]tp, timeout time.Duration) {
+	t.Helper()
+	waitUntil(t, timeout, fmt.Sprintf("%d records consumed", len(produced)), func() bool { return tr.unique() >= len(produced) })
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.count) != len(produced) {
+		t.Fatalf("consumed %d distinct keys, produced %d", len(tr.count), len(produced))
+	}
+	for k, at := range produced {
+		if got, ok := tr.pos[k]; !ok || got != at {
+			t.Fatalf("key %s consumed at %v (%v), produced at %v", k, got, ok, at)
+		}
+	}
+	if len(tr.violations) > 0 {
+		t.Fatalf("%d duplicate violations, first: %v", len(tr.violations), tr.violations[:min(5, len(tr.violations))])
+	}
+	own.check(t)
+}
+
+func merge(dst, src map[string]tp) map[string]tp {
+	for k, v := range src {
+		dst[k] = v
+	}
+	return dst
+}
+
+// describe848 is kadm's DescribeConsumerGroups (API 69) of one group.
+func describe848(t *testing.T, adm *kadm.Client, group string) (kadm.DescribedConsumerGroup, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dg, err := adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		return kadm.DescribedConsumerGroup{}, err
+	}
+	g, ok := dg[group]
+	if !ok {
+		return g, errors.New("group missing from ConsumerGroupDescribe")
+	}
+	return g, g.Err
+}
+
+// waitStable848 waits until the consumer group is Stable with exactly
+// the named clients, every partition of topic (parts) assigned once.
+func waitStable848(t *testing.T, adm *kadm.Client, group, topic string, parts int, clients ...string) kadm.DescribedConsumerGroup {
+	t.Helper()
+	var g kadm.DescribedConsumerGroup
+	waitFor(t, 40*time.Second, "consumer group "+group+" stable with "+fmt.Sprint(clients), func() (bool, string) {
+		var err error
+		if g, err = describe848(t, adm, group); err != nil {
+			return false, err.Error()
+		}
+		if g.State != "Stable" {
+			return false, "state " + g.State
+		}
+		var ids []string
+		seen := map[int32]int{}
+		for _, m := range g.Members {
+			ids = append(ids, m.ClientID)
+			for p := range m.Assignment[topic] {
+				seen[p]++
+			}
+		}
+		sort.Strings(ids)
+		want := append([]string(nil), clients...)
+		sort.Strings(want)
+		if fmt.Sprint(ids) != fmt.Sprint(want) {
+			return false, fmt.Sprintf("members %v", ids)
+		}
+		for p := range int32(parts) {
+			if seen[p] != 1 {
+				return false, fmt.Sprintf("partition %d assigned %d times", p, seen[p])
+			}
+		}
+		return true, ""
+	})
+	return g
+}
+
+// TestGroup848 is the issue's group matrix on one node with kgo's
+// ServerSideBalancer: join, cooperative handover, leave, member kill
+// (session expiry hands its partitions on), a topic gaining partitions.
+func TestGroup848(t *testing.T) {
+	card(t, "franz-go kgo ServerSideBalancer", "KIP-848 group: join, handover, leave, kill, partitions added")
+	for k, v := range g848Env() {
+		t.Setenv(k, v)
+	}
+	n := startTusk(t)
+	seeds := []string{n.Kafka}
+	adm, _ := newAdm(t, n)
+	run848Matrix(t, seeds, adm)
+}
+
+func run848Matrix(t *testing.T, seeds []string, adm *kadm.Client) {
+	const topic, group = "g848", "g848-group"
+	ctx := ctxTimeout(t, 3*time.Minute)
+	if _, err := adm.CreateTopic(ctx, 4, -1, nil, topic); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	tr, own := newRebalanceTracker(topic), newOwnership()
+	produced := produce848(t, seeds, topic, seqKeys("a", 400))
+
+	// Join: one member takes every partition.
+	a := start848(t, seeds, tr, own, group, "a")
+	waitStable848(t, adm, group, topic, 4, "a")
+	waitConsumed(t, tr, own, produced, 30*time.Second)
+
+	// Cooperative handover: b joins while records keep coming.
+	b := start848(t, seeds, tr, own, group, "b")
+	merge(produced, produce848(t, seeds, topic, seqKeys("b", 400)))
+	g := waitStable848(t, adm, group, topic, 4, "a", "b")
+	for _, m := range g.Members {
+		if len(m.Assignment[topic]) != 2 {
+			t.Fatalf("member %s holds %v, want 2 partitions each", m.ClientID, m.Assignment[topic])
+		}
+	}
+	waitConsumed(t, tr, own, produced, 30*time.Second)
+
+	// A topic gaining partitions: the group rebalances onto 6.
+	if _, err := adm.CreatePartitions(ctx, 2, topic); err != nil {
+		t.Fatalf("CreatePartitions: %v", err)
+	}
+	waitStable848(t, adm, group, topic, 6, "a", "b")
+	merge(produced, produce848(t, seeds, topic, seqKeys("c", 600)))
+	waitConsumed(t, tr, own, produced, 30*time.Second)
+	parts := map[int32]bool{}
+	for _, at := range produced {
+		parts[at.p] = true
+	}
+	if !parts[4] || !parts[5] {
+		t.Fatalf("records went to partitions %v, want the new 4 and 5 among them", parts)
+	}
+
+	// Member kill: c joins, b is cut off; its session (6 s) expires and
+	// its partitions go to a and c.
+	c := start848(t, seeds, tr, own, group, "c")
+	waitStable848(t, adm, group, topic, 6, "a", "b", "c")
+	killed := time.Now()
+	b.kill(own)
+	waitStable848(t, adm, group, topic, 6, "a", "c")
+	t.Logf("measure: killed member's partitions reassigned %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+	merge(produced, produce848(t, seeds, topic, seqKeys("d", 600)))
+	waitConsumed(t, tr, own, produced, 30*time.Second)
+
+	// Leave: a closes (leave heartbeat, epoch -1); c takes everything.
+	a.stop(t)
+	waitStable848(t, adm, group, topic, 6, "c")
+	merge(produced, produce848(t, seeds, topic, seqKeys("e", 300)))
+	waitConsumed(t, tr, own, produced, 30*time.Second)
+	c.stop(t)
+
+	// Every partition's committed offset is its end.
+	ends := map[int32]int64{}
+	for _, at := range produced {
+		ends[at.p] = max(ends[at.p], at.o+1)
+	}
+	waitFor(t, 10*time.Second, "committed offsets at the ends", func() (bool, string) {
+		have := committedOffsets(t, adm, group, topic)
+		return fmt.Sprint(have) == fmt.Sprint(ends), fmt.Sprintf("committed %v, ends %v", have, ends)
+	})
+	tr.mu.Lock()
+	t.Logf("processed %d records, %d reprocessed (above the last commit), commit errors: %d", len(tr.count), tr.dups, len(tr.commitErrs))
+	tr.mu.Unlock()
+}
+
+// TestGroup848Types: a classic group and a consumer group coexist on one
+// coordinator; ListGroups v5 and kadm DescribeConsumerGroups report the
+// types; an empty group converts from one protocol to the other and back
+// keeping its offsets, a non-empty one refuses the other protocol.
+func TestGroup848Types(t *testing.T) {
+	card(t, "franz-go kgo ServerSideBalancer + kadm", "KIP-848 and classic groups coexist, convert, list and describe")
+	for k, v := range g848Env() {
+		t.Setenv(k, v)
+	}
+	n := startTusk(t)
+	seeds := []string{n.Kafka}
+	adm, acl := newAdm(t, n)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	const topic = "g848t"
+	if _, err := adm.CreateTopic(ctx, 2, -1, nil, topic); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	produced := produce848(t, seeds, topic, seqKeys("t", 100))
+
+	// A classic member (kgo without ServerSideBalancer) and a consumer
+	// group member at once.
+	classic := newKgo(t, n, kgo.ConsumerGroup("classic-g"), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond))
+	trC, own := newRebalanceTracker(topic), newOwnership()
+	m := start848(t, seeds, trC, own, "consumer-g", "m1")
+	got := 0
+	for got < len(produced) {
+		fs := classic.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("classic group read %d of %d", got, len(produced))
+		}
+		got += len(fs.Records())
+	}
+	if err := classic.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("classic commit: %v", err)
+	}
+	waitConsumed(t, trC, own, produced, 30*time.Second)
+
+	types := listGroupTypes(t, acl)
+	if types["classic-g"] != "classic/Stable" || types["consumer-g"] != "consumer/Stable" {
+		t.Fatalf("ListGroups types %v", types)
+	}
+	if l, err := adm.ListGroupsByType(ctx, []string{"consumer"}); err != nil || len(l) != 1 || l["consumer-g"].ProtocolType != "consumer" {
+		t.Fatalf("ListGroups consumer type: %v %v", l, err)
+	}
+	g, err := describe848(t, adm, "consumer-g")
+	if err != nil || g.AssignorName != "uniform" || len(g.Members) != 1 || len(g.Members[0].Assignment[topic]) != 2 {
+		t.Fatalf("ConsumerGroupDescribe: %+v %v", g, err)
+	}
+	// DescribeGroups (classic) does not describe a consumer group; the
+	// other way around neither.
+	if _, err := describe848(t, adm, "classic-g"); !errors.Is(err, kerr.GroupIDNotFound) {
+		t.Fatalf("ConsumerGroupDescribe of a classic group: %v, want GROUP_ID_NOT_FOUND", err)
+	}
+	// A non-empty group refuses the other protocol.
+	hb := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.MemberEpoch, hb.RebalanceTimeoutMillis = "classic-g", "x-member-000000000001", 0, 10000
+	hb.SubscribedTopicNames, hb.Topics = []string{topic}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	if r, err := hb.RequestWith(ctx, acl); err != nil || r.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("heartbeat to a live classic group: %v %v, want GROUP_ID_NOT_FOUND", r, err)
+	}
+
+	// Conversion: the classic group empties and becomes a consumer group
+	// that resumes at its committed offsets; then it empties again and a
+	// classic member takes it back, at the offsets the consumer group
+	// committed.
+	classic.Close()
+	waitFor(t, 20*time.Second, "classic group empty", func() (bool, string) {
+		s := listGroupTypes(t, acl)["classic-g"]
+		return s == "classic/Empty", s
+	})
+	more := produce848(t, seeds, topic, seqKeys("u", 50))
+	tr2, own2 := newRebalanceTracker(topic), newOwnership()
+	m2 := start848(t, seeds, tr2, own2, "classic-g", "m2")
+	waitConsumed(t, tr2, own2, more, 30*time.Second) // only the new records: the classic commits hold
+	if s := listGroupTypes(t, acl)["classic-g"]; s != "consumer/Stable" {
+		t.Fatalf("converted group listed as %s", s)
+	}
+	m2.stop(t)
+	waitFor(t, 20*time.Second, "consumer group empty", func() (bool, string) {
+		s := listGroupTypes(t, acl)["classic-g"]
+		return s == "consumer/Empty", s
+	})
+	last := produce848(t, seeds, topic, seqKeys("w", 30))
+	back := newKgo(t, n, kgo.ConsumerGroup("classic-g"), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond))
+	var keys []string
+	for len(keys) < len(last) {
+		fs := back.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("classic again read %d of %d: %v", len(keys), len(last), keys)
+		}
+		fs.EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	}
+	for _, k := range keys {
+		if _, ok := last[k]; !ok {
+			t.Fatalf("classic member after conversion read %s, not one of the last records", k)
+		}
+	}
+	if s := listGroupTypes(t, acl)["classic-g"]; s != "classic/Stable" {
+		t.Fatalf("group converted back listed as %s", s)
+	}
+	// An empty consumer group can be deleted.
+	m.stop(t)
+	waitFor(t, 20*time.Second, "consumer-g empty", func() (bool, string) {
+		s := listGroupTypes(t, acl)["consumer-g"]
+		return s == "consumer/Empty", s
+	})
+	if r, err := adm.DeleteGroup(ctx, "consumer-g"); err != nil || r.Err != nil {
+		t.Fatalf("DeleteGroups consumer-g: %v %v", err, r.Err)
+	}
+	if s, ok := listGroupTypes(t, acl)["consumer-g"]; ok {
+		t.Fatalf("deleted group still listed: %s", s)
+	}
+}
+
+// listGroupTypes is ListGroups v5: group → "type/state".
+func listGroupTypes(t *testing.T, cl *kgo.Client) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrListGroupsRequest()
+	shards := cl.RequestSharded(ctx, req)
+	out := map[string]string{}
+	for _, s := range shards {
+		if s.Err != nil {
+			t.Fatalf("ListGroups: %v", s.Err)
+		}
+		r := s.Resp.(*kmsg.ListGroupsResponse)
+		if r.ErrorCode != 0 {
+			t.Fatalf("ListGroups: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		for _, g := range r.Groups {
+			out[g.Group] = g.GroupType + "/" + g.GroupState
+		}
+	}
+	return out
+}
