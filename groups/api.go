@@ -52,6 +52,10 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 		g.unlock()
 		return joinError(v, req.MemberID, kerr.NotCoordinator.Code)
 	}
+	if g.typ == GroupShare {
+		g.unlock()
+		return joinError(v, req.MemberID, kerr.InconsistentGroupProtocol.Code)
+	}
 	if g.typ == GroupConsumer {
 		// docs/groups-next.md, Conversion: an empty consumer group
 		// becomes classic; no online migration of a non-empty one.
@@ -333,6 +337,13 @@ func (c *Coordinator) deleteGroup(ctx context.Context, name string) int16 {
 		return kerr.GroupIDNotFound.Code
 	}
 	defer g.unlock()
+	if g.typ == GroupShare {
+		if code := g.deleteShareGroup(ctx); code != 0 {
+			return code
+		}
+		g.kill()
+		return 0
+	}
 	if g.state != StateEmpty || (g.typ == GroupConsumer && !g.consumer.Empty()) {
 		return kerr.NonEmptyGroup.Code
 	}

@@ -41,6 +41,14 @@ type Config struct {
 	// Consumer configures KIP-848 consumer groups (group.consumer.*);
 	// its Now defaults to Now.
 	Consumer ConsumerConfig
+	// Share configures KIP-932 share groups (group.share.*); its Now
+	// defaults to Now.
+	Share ShareConfig
+	// OnShareMemberGone, if set, hears of every member that left a
+	// share group or whose session expired, after that is persisted (the
+	// broker releases the member's records). It runs under the group's
+	// lock and must not call the coordinator.
+	OnShareMemberGone func(group, member string)
 	// Topics is the cluster's topics (internal ones left out) on which
 	// ReplayDone resolves a loaded consumer group's subscriptions; nil
 	// means none. A heartbeat passes its own image (the principal's).
@@ -81,6 +89,9 @@ func (cfg *Config) fill() {
 	}
 	if cfg.Consumer.Now == nil {
 		cfg.Consumer.Now = cfg.Now
+	}
+	if cfg.Share.Now == nil {
+		cfg.Share.Now = cfg.Now
 	}
 	if cfg.Topics == nil {
 		cfg.Topics = noTopics{}
@@ -145,6 +156,9 @@ const (
 	// GroupConsumer is a KIP-848 group (ConsumerGroupHeartbeat,
 	// consumer.go), in group.consumer.
 	GroupConsumer
+	// GroupShare is a KIP-932 share group (ShareGroupHeartbeat,
+	// share_group.go), in group.share.
+	GroupShare
 )
 
 func (t GroupType) String() string {
@@ -153,6 +167,8 @@ func (t GroupType) String() string {
 		return "classic"
 	case GroupConsumer:
 		return "consumer"
+	case GroupShare:
+		return "share"
 	}
 	return "unknown"
 }
@@ -163,6 +179,10 @@ func (g *group) listing() listing {
 	if g.typ == GroupConsumer && g.consumer != nil {
 		l.protocolType = "consumer"
 		l.typedState = g.consumer.State()
+	}
+	if g.typ == GroupShare && g.share != nil {
+		l.protocolType = "share"
+		l.typedState = g.share.State()
 	}
 	return l
 }
@@ -283,6 +303,14 @@ func (c *Coordinator) Tick() {
 				if err := g.consumer.Tick(c.ctx); err != nil {
 					c.log.Debug().Err(err).Str("group", g.name).Msg("groups: consumer group expiry not persisted")
 				}
+				g.unlock()
+			}()
+			continue
+		}
+		if g.typ == GroupShare && g.state != StateDead && c.tickable() && g.share.due() {
+			// As a consumer group's: the lock goes with the persist.
+			go func() {
+				c.shareTick(g)
 				g.unlock()
 			}()
 			continue

@@ -116,6 +116,9 @@ type group struct {
 	// consumer is the KIP-848 group when typ is GroupConsumer; its lock
 	// is taken only under mu (lock order: group.mu → ConsumerGroup.mu).
 	consumer *ConsumerGroup
+	// share is the KIP-932 share group when typ is GroupShare
+	// (share_group_api.go); its lock is taken only under mu.
+	share *ShareGroup
 
 	// tickDue is set by a Tick that found mu held; unlock runs the tick.
 	tickDue atomic.Bool

@@ -72,6 +72,9 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	}
 
 	var m *member
+	if g.typ == GroupShare {
+		return fill(kerr.GroupIDNotFound.Code) // share groups commit no offsets
+	}
 	if g.typ == GroupConsumer {
 		// GenerationIdOrMemberEpoch is the member epoch (v9+).
 		if code := g.consumer.validateOffsetCommit(req.MemberID, req.Generation, req.Version, false); code != 0 {
@@ -340,7 +343,7 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 //
 // An empty consumer group goes the same way, with its tombstones.
 func (g *group) maybeDie(ctx context.Context) {
-	if g.state != StateEmpty || len(g.offsets) > 0 || len(g.members) > 0 || len(g.pending) > 0 || len(g.pendingTxn) > 0 {
+	if g.state != StateEmpty || len(g.offsets) > 0 || len(g.members) > 0 || len(g.pending) > 0 || len(g.pendingTxn) > 0 || g.typ == GroupShare {
 		return
 	}
 	recs := []Record{{Key: groupKey(g.name)}}

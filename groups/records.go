@@ -145,7 +145,7 @@ func (c *Coordinator) Replay(r Record) error {
 		}
 		// A classic group's metadata after a consumer group's
 		// tombstones: converted back by a JoinGroup.
-		g.typ, g.consumer = GroupClassic, nil
+		g.typ, g.consumer, g.share = GroupClassic, nil, nil
 		g.hasMeta = true
 		g.generation = v.Generation
 		g.protocolType = v.ProtocolType
@@ -187,12 +187,14 @@ func (c *Coordinator) Replay(r Record) error {
 	case int16(RecordGroupMetadata), int16(RecordMemberMetadata), int16(RecordTargetMetadata),
 		int16(RecordTargetMember), int16(RecordCurrentAssignment):
 		return c.replayConsumer(r)
+	case int16(ShareRecordMemberMetadata), int16(ShareRecordGroupMetadata), int16(ShareRecordTargetMetadata),
+		int16(ShareRecordTargetMember), int16(ShareRecordCurrentAssignment), int16(ShareRecordStatePartitionMetadata):
+		return c.replayShare(r)
 	default:
 		// Not written by Tusk's groups, or not needed on load:
 		// ConsumerGroupPartitionMetadata (4, which Kafka 4.1 stopped
 		// writing), ConsumerGroupRegularExpression (16: regexes are
-		// resolved again), share-group records (10-15, until share
-		// groups load here).
+		// resolved again).
 	}
 	return nil
 }
@@ -210,6 +212,17 @@ func (c *Coordinator) ReplayDone() {
 		if g.typ == GroupConsumer {
 			g.consumer.ReplayDone(c.cfg.Topics)
 			g.state = StateEmpty
+			g.unlock()
+			continue
+		}
+		if g.typ == GroupShare {
+			if g.share.Deleted() {
+				g.transition(StateDead)
+				c.remove(g)
+			} else {
+				g.share.ReplayDone(c.cfg.Topics)
+				g.state = StateEmpty
+			}
 			g.unlock()
 			continue
 		}

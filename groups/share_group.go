@@ -775,3 +775,16 @@ func (g *ShareGroup) Create(ctx context.Context) int16 {
 	g.emit(ShareGroupRecord{Type: ShareRecordGroupMetadata, Epoch: g.s.epoch, MetadataHash: g.s.hash})
 	return g.commit(ctx)
 }
+
+// due reports whether a member's session has ended (Tick has work).
+func (g *ShareGroup) due() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.cfg.Now()
+	for _, m := range g.s.members {
+		if now.After(m.sessionDeadline) {
+			return true
+		}
+	}
+	return false
+}

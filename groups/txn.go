@@ -101,6 +101,9 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 	if req.Version >= 3 {
 		memberID, generation, instanceID = req.MemberID, req.Generation, req.InstanceID
 	}
+	if g.typ == GroupShare {
+		return fill(kerr.GroupIDNotFound.Code)
+	}
 	if g.typ == GroupConsumer {
 		// The generation is the member epoch.
 		if code := g.consumer.validateOffsetCommit(memberID, generation, req.Version, true); code != 0 {
