@@ -328,6 +328,10 @@ func TestAuthzEveryAPI(t *testing.T) {
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.LeaveGroupResponse).ErrorCode} }, want: gaf},
 		{req: &kmsg.SyncGroupRequest{Group: "g", MemberID: "m"},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.SyncGroupResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.ShareFetchRequest{Version: 1, GroupID: str("g"), MemberID: str("m"), Topics: []kmsg.ShareFetchRequestTopic{{Partitions: []kmsg.ShareFetchRequestTopicPartition{{Partition: 0}}}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareFetchResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.ShareAcknowledgeRequest{Version: 1, GroupID: str("g"), MemberID: str("m"), ShareSessionEpoch: 1},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareAcknowledgeResponse).ErrorCode} }, want: gaf},
 		{req: &kmsg.DescribeGroupsRequest{Groups: []string{"g"}},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeGroupsResponse).Groups[0].ErrorCode} }, want: gaf},
 		{req: kmsg.NewPtrListGroupsRequest(), check: func(r kmsg.Response) error {

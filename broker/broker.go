@@ -156,6 +156,9 @@ type Broker struct {
 	// fetchSessions holds the incremental fetch sessions (KIP-227) of
 	// clients and followers (fetch_session.go).
 	fetchSessions *fetchSessions
+	// share hosts the share-partitions this node leads and the share
+	// sessions of share-group members (share_partitions.go).
+	share *shareHost
 
 	connMu   sync.Mutex
 	conns    map[*conn]struct{}
@@ -185,6 +188,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 		leaseCh:        make(chan struct{}),
 	}
 	b.pids.b = b
+	b.share = newShareHost(b)
 	authz, err := b.newAuthorizer()
 	if err != nil {
 		return nil, err
@@ -537,6 +541,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		// their connections can drain.
 		b.gc.close()
 		b.txnc.close()
+		b.share.close()
 		drain := func(wg *sync.WaitGroup) {
 			done := make(chan struct{})
 			go func() { wg.Wait(); close(done) }()

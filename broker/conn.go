@@ -131,6 +131,7 @@ func (c *conn) stopReading() {
 
 func (c *conn) serve() {
 	defer c.b.dropConn(c)
+	defer c.b.share.connClosed(c) // its share sessions close with it
 	c.b.m.connections.Inc()
 	defer c.b.m.connections.Dec()
 	if tc, ok := c.nc.(*tls.Conn); ok && c.listener.tlsConf != nil { // the internal listener handshakes before (internal_tls.go)

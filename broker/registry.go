@@ -70,6 +70,8 @@ func registry() []api {
 		apiOffsetForLeaderEpoch(),
 		apiDescribeProducers(),
 		apiEnvelope(),
+		apiShareFetch(),
+		apiShareAcknowledge(),
 	}
 }
 

@@ -262,6 +262,9 @@ type ShareConfig struct {
 	PartitionMaxRecordLocks int `mapstructure:"partition-max-record-locks"`
 	// AutoOffsetReset is share.auto.offset.reset: latest or earliest.
 	AutoOffsetReset string `mapstructure:"auto-offset-reset"`
+	// IsolationLevel is share.isolation.level: read_uncommitted or
+	// read_committed (aborted records are archived, never delivered).
+	IsolationLevel string `mapstructure:"isolation-level"`
 	// MaxSessions bounds the share sessions a node keeps
 	// (group.share.max.share.sessions).
 	MaxSessions int `mapstructure:"max-sessions"`
@@ -375,6 +378,7 @@ func Options() []Option {
 		{"share.delivery-count-limit", 5, "deliveries of a record to share-group members after which it is archived instead of made available again (group.share.delivery.count.limit)"},
 		{"share.partition-max-record-locks", 2000, "records of one share-partition in flight (acquired or awaiting earlier acknowledgements) at most (group.share.partition.max.record.locks)"},
 		{"share.auto-offset-reset", "latest", "where a share group with no state starts reading a partition: latest or earliest (share.auto.offset.reset)"},
+		{"share.isolation-level", "read_uncommitted", "what share groups read: read_uncommitted (below the high watermark) or read_committed (below the last stable offset; aborted records are archived, never delivered) (share.isolation.level)"},
 		{"share.max-sessions", 2000, "share sessions (one per share-group member and node) a node keeps; a new one beyond it gets SHARE_SESSION_LIMIT_REACHED (group.share.max.share.sessions)"},
 		{"share.state-partitions", int32(50), "partitions of __share_group_state, fixed when it is first created (share.coordinator.state.topic.num.partitions)"},
 		{"share.state-replication-factor", int32(0), "replicas of __share_group_state partitions, fixed when it is first created (share.coordinator.state.topic.replication.factor); 0: min(3, live brokers)"},
@@ -586,6 +590,9 @@ func (c Config) Validate() error {
 	}
 	if c.Share.AutoOffsetReset != "latest" && c.Share.AutoOffsetReset != "earliest" {
 		errs = append(errs, fmt.Errorf("share.auto-offset-reset %q must be latest or earliest", c.Share.AutoOffsetReset))
+	}
+	if c.Share.IsolationLevel != "read_uncommitted" && c.Share.IsolationLevel != "read_committed" {
+		errs = append(errs, fmt.Errorf("share.isolation-level %q must be read_uncommitted or read_committed", c.Share.IsolationLevel))
 	}
 	if c.Share.MaxSessions < 0 {
 		errs = append(errs, fmt.Errorf("share.max-sessions %d is negative", c.Share.MaxSessions))

@@ -1,0 +1,446 @@
+package broker
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/share"
+	"github.com/tuskdb/tusk/storage"
+)
+
+// Share-partition hosting (docs/groups-next.md, part B): this node keeps
+// one share.Partition per (share group, topic-partition) whose active
+// segment it leads, made on first use from share.auto.offset.reset (or,
+// later, from persisted state), and drives it: reads the log for
+// Acquire, applies acknowledgements, expires acquisition locks on a
+// timer, and releases a member's records when its share session closes.
+
+// sharePartKey names one share-partition.
+type sharePartKey struct {
+	group     string
+	topicID   [16]byte
+	partition int32
+}
+
+// sharePart is one hosted share-partition. mu is held across FetchOffset,
+// the log read and Acquire, and while an Update is persisted, so Updates
+// are made and written in order (share's concurrency contract).
+type sharePart struct {
+	key   sharePartKey
+	topic string
+
+	mu sync.Mutex
+	p  *share.Partition
+	// epoch is the leader epoch (the active segment's) the state is
+	// current for; a later epoch is taken over only when this node led
+	// every segment in between (sharePartsHost.get).
+	epoch int32
+	timer *time.Timer // lock expiry, at p.NextDeadline()
+	gone  bool        // dropped from the host: its timer does nothing
+}
+
+// shareHost holds this node's share-partitions and share sessions.
+type shareHost struct {
+	b *Broker
+
+	mu    sync.Mutex
+	parts map[sharePartKey]*sharePart
+	// wake is closed and replaced whenever records become available
+	// again without a log append (a release, a lock expiry), so that
+	// ShareFetch long polls look again.
+	wake chan struct{}
+
+	sessions shareSessions
+}
+
+func newShareHost(b *Broker) *shareHost {
+	h := &shareHost{b: b, parts: map[sharePartKey]*sharePart{}, wake: make(chan struct{})}
+	h.sessions.init(b.cfg.Share.MaxSessions)
+	return h
+}
+
+// wakeCh returns the channel the next release closes.
+func (h *shareHost) wakeCh() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.wake
+}
+
+// kick wakes every ShareFetch long poll.
+func (h *shareHost) kick() {
+	h.mu.Lock()
+	close(h.wake)
+	h.wake = make(chan struct{})
+	h.mu.Unlock()
+}
+
+// lookup resolves a topic id and partition to this node's log of it and
+// the active segment's epoch, or an error code (UNKNOWN_TOPIC_ID,
+// UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER) with the leader
+// and epoch for the client's hint.
+func (h *shareHost) lookup(topicID [16]byte, partition int32) (topic metadata.Topic, l *storage.Log, leader, epoch int32, code int16) {
+	t, ok := h.b.store.FSM().TopicByID(metadata.TopicID(topicID))
+	if !ok {
+		return t, nil, -1, -1, kerr.UnknownTopicID.Code
+	}
+	if partition < 0 || int(partition) >= len(t.Parts) {
+		return t, nil, -1, -1, kerr.UnknownTopicOrPartition.Code
+	}
+	leader, epoch = t.Leader(partition)
+	l, code, _ = h.b.partitionLogEpoch(t.Name, partition)
+	return t, l, leader, epoch, code
+}
+
+// continuous reports whether this node led every segment of part with an
+// epoch above from: its in-memory state of epoch from is still current.
+func (h *shareHost) continuous(part metadata.Partition, from int32) bool {
+	for _, s := range part.Segments {
+		if s.Epoch > from && s.Leader != h.b.cfg.NodeID {
+			return false
+		}
+		for _, e := range s.Epochs {
+			if e.Epoch > from && s.Leader != h.b.cfg.NodeID {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// get returns the share-partition for key, made if needed, with its mutex
+// held; the caller unlocks it. Called only once lookup found this node
+// leading the partition at epoch with log l.
+func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic, l *storage.Log, epoch int32) (*sharePart, int16) {
+	h.mu.Lock()
+	sp := h.parts[key]
+	if sp == nil {
+		sp = &sharePart{key: key, topic: t.Name, epoch: -1}
+		h.parts[key] = sp
+	}
+	h.mu.Unlock()
+	sp.mu.Lock()
+	if sp.gone {
+		// Dropped meanwhile: start over with the new entry.
+		sp.mu.Unlock()
+		return h.get(ctx, key, t, l, epoch)
+	}
+	if sp.p != nil && sp.epoch != epoch {
+		if sp.epoch < epoch && h.continuous(t.Parts[key.partition], sp.epoch) {
+			sp.epoch = epoch
+		} else {
+			// Another node led the partition meanwhile: what this
+			// node holds is stale.
+			sp.p = nil
+		}
+	}
+	if sp.p == nil {
+		sp.p = share.New(h.b.shareConfig(key.group), l.LogStartOffset(), l.HighWatermark())
+		sp.epoch = epoch
+	}
+	if u := sp.p.AdvanceLogStart(l.LogStartOffset()); !u.Empty() {
+		if code := h.persist(ctx, sp, u); code != 0 {
+			sp.mu.Unlock()
+			return nil, code
+		}
+	}
+	return sp, 0
+}
+
+// persist makes an Update durable before the answer that reports it.
+// The share-partition state is held in memory only for now: a failover
+// or a roll to another leader starts the share-partition afresh
+// (docs/groups-next.md, "Durability and Tusk's moving leaders").
+func (h *shareHost) persist(ctx context.Context, sp *sharePart, u share.Update) int16 {
+	return 0
+}
+
+// schedule arms sp's lock-expiry timer at the next deadline; sp.mu held.
+func (h *shareHost) schedule(sp *sharePart) {
+	d, ok := sp.p.NextDeadline()
+	if !ok {
+		if sp.timer != nil {
+			sp.timer.Stop()
+		}
+		return
+	}
+	wait := time.Until(d)
+	if sp.timer == nil {
+		sp.timer = time.AfterFunc(wait, func() { h.expire(sp) })
+		return
+	}
+	sp.timer.Reset(wait)
+}
+
+// expire releases sp's records whose lock ran out.
+func (h *shareHost) expire(sp *sharePart) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.gone || sp.p == nil {
+		return
+	}
+	u := sp.p.Expire(time.Now())
+	if !u.Empty() {
+		if code := h.persist(h.b.reqCtx, sp, u); code != 0 {
+			h.b.log.Warn().Str("group", sp.key.group).Str("topic", sp.topic).Int32("partition", sp.key.partition).Int16("code", code).Msg("share: lock expiry not persisted; the state is dropped")
+			sp.p = nil
+			return
+		}
+		h.kick()
+	}
+	h.schedule(sp)
+}
+
+// releaseMember releases what member holds on the given share-partitions
+// of group (nil: all of this node's), for a closed share session or a
+// member that left.
+func (h *shareHost) releaseMember(ctx context.Context, group, member string, only map[sharePartKey]bool) {
+	h.mu.Lock()
+	var sps []*sharePart
+	for k, sp := range h.parts {
+		if k.group == group && (only == nil || only[k]) {
+			sps = append(sps, sp)
+		}
+	}
+	h.mu.Unlock()
+	released := false
+	for _, sp := range sps {
+		sp.mu.Lock()
+		if !sp.gone && sp.p != nil {
+			if u := sp.p.ReleaseMember(member); !u.Empty() {
+				if code := h.persist(ctx, sp, u); code != 0 {
+					sp.p = nil // dropped: the next use starts from what is durable
+				}
+				released = true
+			}
+			if sp.p != nil {
+				h.schedule(sp)
+			}
+		}
+		sp.mu.Unlock()
+	}
+	if released {
+		h.kick()
+	}
+}
+
+// close stops every timer (broker shutdown).
+func (h *shareHost) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, sp := range h.parts {
+		sp.mu.Lock()
+		sp.gone = true
+		if sp.timer != nil {
+			sp.timer.Stop()
+		}
+		sp.mu.Unlock()
+		delete(h.parts, k)
+	}
+}
+
+// acquired is one partition's answer to an acquisition.
+type acquired struct {
+	ranges  []share.AcquiredRange
+	records []byte
+}
+
+// acquire reads sp's log from its fetch offset and hands member up to
+// maxRecords records; sp.mu held. committed reads below the last stable
+// offset and archives aborted records and markers.
+func (h *shareHost) acquire(ctx context.Context, sp *sharePart, l *storage.Log, member string, maxRecords, maxBytes int, strict, committed bool) (acquired, int16) {
+	from := sp.p.FetchOffset()
+	var (
+		res storage.ReadResult
+		err error
+	)
+	if committed {
+		res, err = l.ReadCommitted(from, maxBytes, true)
+	} else {
+		res, err = l.Read(from, maxBytes, true)
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, storage.ErrOffsetOutOfRange):
+			// Below the log start (retention moved it since get) or
+			// past the end (truncated after a failover): take the
+			// log's bounds.
+			if u := sp.p.AdvanceLogStart(res.LogStartOffset); !u.Empty() {
+				if code := h.persist(ctx, sp, u); code != 0 {
+					return acquired{}, code
+				}
+			}
+			return acquired{}, 0
+		case errors.Is(err, storage.ErrClosed):
+			return acquired{}, kerr.NotLeaderForPartition.Code
+		default:
+			h.b.log.Error().Err(err).Str("topic", sp.topic).Int32("partition", sp.key.partition).Msg("share fetch read failed")
+			return acquired{}, kerr.KafkaStorageError.Code
+		}
+	}
+	if len(res.Data) == 0 {
+		return acquired{}, 0
+	}
+	spans, err := batchSpans(res.Data)
+	if err != nil {
+		h.b.log.Error().Err(err).Str("topic", sp.topic).Int32("partition", sp.key.partition).Msg("share fetch: log batches")
+		return acquired{}, kerr.CorruptMessage.Code
+	}
+	if committed {
+		aborted, err := l.AbortedTransactions(spans[0].base, res.LastStableOffset)
+		if err != nil {
+			if errors.Is(err, storage.ErrClosed) {
+				return acquired{}, kerr.NotLeaderForPartition.Code
+			}
+			h.b.log.Error().Err(err).Str("topic", sp.topic).Int32("partition", sp.key.partition).Msg("share fetch: aborted transactions")
+			return acquired{}, kerr.KafkaStorageError.Code
+		}
+		skipAborted(spans, aborted)
+	}
+	bs := make([]share.BatchSpan, len(spans))
+	for i, s := range spans {
+		bs[i] = share.BatchSpan{Base: s.base, Last: s.last, Skip: s.skip}
+	}
+	acquire := sp.p.Acquire
+	if strict {
+		acquire = sp.p.AcquireStrict
+	}
+	ranges, u, err := acquire(member, maxRecords, from, bs, time.Now())
+	if err != nil {
+		h.b.log.Error().Err(err).Str("topic", sp.topic).Int32("partition", sp.key.partition).Msg("share fetch: acquire")
+		return acquired{}, kerr.UnknownServerError.Code
+	}
+	if !u.Empty() {
+		if code := h.persist(ctx, sp, u); code != 0 {
+			// Not durable: the acquisition is not answered, and the
+			// in-memory state, which has it, is dropped.
+			sp.p = nil
+			return acquired{}, code
+		}
+	}
+	h.schedule(sp)
+	if len(ranges) == 0 {
+		return acquired{}, 0
+	}
+	// The batches up to the last acquired offset; the client keeps
+	// the acquired records of them.
+	last, end := ranges[len(ranges)-1].Last, 0
+	for _, s := range spans {
+		if s.base > last {
+			break
+		}
+		end = s.end
+	}
+	return acquired{ranges: ranges, records: res.Data[:end]}, 0
+}
+
+// logBatch is one record batch read from the log: its offsets, where it
+// ends in the read bytes, and whether it has nothing to deliver (a
+// control batch, or aborted records under read_committed).
+type logBatch struct {
+	base, last int64
+	end        int
+	pid        int64
+	txn        bool
+	control    bool
+	abort      bool // an ABORT marker
+	skip       bool
+}
+
+// batchSpans parses the headers of the record batches (v2) in data, as
+// storage returns them (whole batches).
+func batchSpans(data []byte) ([]logBatch, error) {
+	var out []logBatch
+	for pos := 0; pos < len(data); {
+		if len(data)-pos < 61 {
+			return nil, fmt.Errorf("share: batch at byte %d: %d bytes left, want a 61-byte header", pos, len(data)-pos)
+		}
+		h := data[pos:]
+		length := int(int32(binary.BigEndian.Uint32(h[8:12])))
+		if length < 49 || 12+length > len(h) {
+			return nil, fmt.Errorf("share: batch at byte %d: length %d of %d bytes left", pos, length, len(h)-12)
+		}
+		attrs := int16(binary.BigEndian.Uint16(h[21:23]))
+		b := logBatch{
+			base:    int64(binary.BigEndian.Uint64(h[0:8])),
+			pid:     int64(binary.BigEndian.Uint64(h[43:51])),
+			txn:     attrs&0x10 != 0,
+			control: attrs&0x20 != 0,
+			end:     pos + 12 + length,
+		}
+		b.last = b.base + int64(int32(binary.BigEndian.Uint32(h[23:27])))
+		if b.last < b.base {
+			return nil, fmt.Errorf("share: batch at %d: last offset delta negative", b.base)
+		}
+		if b.control {
+			b.skip = true
+			b.abort = controlIsAbort(h[61 : 12+length])
+		}
+		out = append(out, b)
+		pos = b.end
+	}
+	return out, nil
+}
+
+// controlIsAbort reports whether a control batch's first record (its
+// records section, uncompressed) is an ABORT marker: key version int16,
+// type int16 (0 ABORT, 1 COMMIT).
+func controlIsAbort(recs []byte) bool {
+	// record: length, attributes int8, timestampDelta, offsetDelta,
+	// keyLength (varints), key.
+	p := recs
+	next := func() (int64, bool) {
+		v, n := binary.Varint(p)
+		if n <= 0 {
+			return 0, false
+		}
+		p = p[n:]
+		return v, true
+	}
+	if _, ok := next(); !ok || len(p) < 1 {
+		return false
+	}
+	p = p[1:]
+	for range 2 {
+		if _, ok := next(); !ok {
+			return false
+		}
+	}
+	kl, ok := next()
+	if !ok || kl < 4 || int64(len(p)) < kl {
+		return false
+	}
+	return binary.BigEndian.Uint16(p[2:4]) == 0
+}
+
+// skipAborted marks the batches of aborted transactions (a read_committed
+// consumer's filter, as Kafka's share-partition leader archives them at
+// acquisition): a producer's transactional batches from an aborted
+// transaction's first offset until its ABORT marker.
+func skipAborted(spans []logBatch, aborted []storage.AbortedTxn) {
+	aborted = slices.Clone(aborted) // in marker order: sort by first offset
+	sort.Slice(aborted, func(i, j int) bool { return aborted[i].FirstOffset < aborted[j].FirstOffset })
+	open := map[int64]bool{}
+	next := 0
+	for i := range spans {
+		s := &spans[i]
+		for next < len(aborted) && aborted[next].FirstOffset <= s.base {
+			open[aborted[next].ProducerID] = true
+			next++
+		}
+		switch {
+		case s.control && s.abort:
+			delete(open, s.pid)
+		case s.txn && !s.control && open[s.pid]:
+			s.skip = true
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package compat
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Share groups' data path (KIP-932, docs/groups-next.md part B): ShareFetch
+// and ShareAcknowledge sent raw, so every acquired range, delivery count
+// and error code is checked exactly.
+
+// shareRange is an acquired range as ShareFetch answers it.
+type shareRange struct {
+	First, Last int64
+	Count       int16
+}
+
+// shareAck is one acknowledgement batch of one type.
+type shareAck struct {
+	First, Last int64
+	Type        int8
+}
+
+// shareClient is one share-group member's raw connection to one node.
+type shareClient struct {
+	t       *testing.T
+	rc      *rawClient
+	group   string
+	member  string
+	topicID [16]byte
+	epoch   int32
+}
+
+func newShareClient(t *testing.T, addr, group, member string, topicID [16]byte) *shareClient {
+	return &shareClient{t: t, rc: newRawClient(t, addr), group: group, member: member, topicID: topicID}
+}
+
+// fetchOpts are a ShareFetch's limits.
+type fetchOpts struct {
+	maxRecords int32
+	strict     bool // ShareAcquireMode 1 (v2)
+	maxWait    time.Duration
+}
+
+// fetch sends a ShareFetch for partition 0 at the session's epoch with
+// acks piggybacked; the epoch moves on when the answer has no top-level
+// error.
+func (c *shareClient) fetch(o fetchOpts, acks ...shareAck) *kmsg.ShareFetchResponse {
+	c.t.Helper()
+	req := kmsg.NewPtrShareFetchRequest()
+	req.GroupID, req.MemberID = kmsg.StringPtr(c.group), kmsg.StringPtr(c.member)
+	req.ShareSessionEpoch = c.epoch
+	req.MaxWaitMillis = int32(o.maxWait / time.Millisecond)
+	req.MinBytes = 1
+	req.MaxBytes = 1 << 20
+	req.MaxRecords = o.maxRecords
+	if o.strict {
+		req.ShareAcquireMode = 1
+	}
+	rt := kmsg.NewShareFetchRequestTopic()
+	rt.TopicID = c.topicID
+	rp := kmsg.NewShareFetchRequestTopicPartition()
+	rp.Partition = 0
+	rp.PartitionMaxBytes = 1 << 20
+	for _, a := range acks {
+		ab := kmsg.NewShareFetchRequestTopicPartitionAcknowledgementBatch()
+		ab.FirstOffset, ab.LastOffset, ab.AcknowledgeTypes = a.First, a.Last, []int8{a.Type}
+		rp.AcknowledgementBatches = append(rp.AcknowledgementBatches, ab)
+	}
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := c.rc.do(req, 2, o.maxWait+10*time.Second)
+	if err != nil {
+		c.t.Fatalf("%s: ShareFetch epoch %d: %v", c.member, c.epoch, err)
+	}
+	r := resp.(*kmsg.ShareFetchResponse)
+	if r.ErrorCode == 0 && c.epoch >= 0 {
+		c.epoch++
+	}
+	return r
+}
+
+// ack sends a ShareAcknowledge for partition 0 and returns the
+// partition's error code (or the top-level one).
+func (c *shareClient) ack(epoch int32, acks ...shareAck) int16 {
+	c.t.Helper()
+	req := kmsg.NewPtrShareAcknowledgeRequest()
+	req.GroupID, req.MemberID = kmsg.StringPtr(c.group), kmsg.StringPtr(c.member)
+	req.ShareSessionEpoch = epoch
+	rt := kmsg.NewShareAcknowledgeRequestTopic()
+	rt.TopicID = c.topicID
+	rp := kmsg.NewShareAcknowledgeRequestTopicPartition()
+	for _, a := range acks {
+		ab := kmsg.NewShareAcknowledgeRequestTopicPartitionAcknowledgementBatch()
+		ab.FirstOffset, ab.LastOffset, ab.AcknowledgeTypes = a.First, a.Last, []int8{a.Type}
+		rp.AcknowledgementBatches = append(rp.AcknowledgementBatches, ab)
+	}
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := c.rc.do(req, 2, 10*time.Second)
+	if err != nil {
+		c.t.Fatalf("%s: ShareAcknowledge epoch %d: %v", c.member, epoch, err)
+	}
+	r := resp.(*kmsg.ShareAcknowledgeResponse)
+	if r.ErrorCode != 0 {
+		return r.ErrorCode
+	}
+	if epoch > 0 {
+		c.epoch = epoch + 1
+	}
+	if len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 {
+		c.t.Fatalf("%s: ShareAcknowledge answered %d topics, want 1 with 1 partition", c.member, len(r.Topics))
+	}
+	return r.Topics[0].Partitions[0].ErrorCode
+}
+
+// sharePartition returns the answer's entry for partition 0 (nil: none).
+func sharePartition(r *kmsg.ShareFetchResponse) *kmsg.ShareFetchResponseTopicPartition {
+	for i := range r.Topics {
+		for j := range r.Topics[i].Partitions {
+			if r.Topics[i].Partitions[j].Partition == 0 {
+				return &r.Topics[i].Partitions[j]
+			}
+		}
+	}
+	return nil
+}
+
+// acquiredOf checks a ShareFetch answer: no errors, and a record with
+// value v<offset> for every acquired offset; it returns the ranges.
+func acquiredOf(t *testing.T, what string, r *kmsg.ShareFetchResponse) []shareRange {
+	t.Helper()
+	if r.ErrorCode != 0 {
+		t.Fatalf("%s: ShareFetch error %s", what, errName(r.ErrorCode))
+	}
+	p := sharePartition(r)
+	if p == nil {
+		return nil
+	}
+	if p.ErrorCode != 0 || p.AcknowledgeErrorCode != 0 {
+		t.Fatalf("%s: partition error %s, acknowledge error %s", what, errName(p.ErrorCode), errName(p.AcknowledgeErrorCode))
+	}
+	fp := kmsg.NewFetchResponseTopicPartition()
+	fp.RecordBatches = p.Records
+	got, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "t"}, &fp, kgo.DefaultDecompressor(), nil)
+	vals := map[int64]string{}
+	for _, rec := range got.Records {
+		vals[rec.Offset] = string(rec.Value)
+	}
+	var out []shareRange
+	for _, a := range p.AcquiredRecords {
+		out = append(out, shareRange{a.FirstOffset, a.LastOffset, a.DeliveryCount})
+		for o := a.FirstOffset; o <= a.LastOffset; o++ {
+			if want := fmt.Sprintf("v%d", o); vals[o] != want {
+				t.Fatalf("%s: acquired offset %d has value %q in the answer, want %q", what, o, vals[o], want)
+			}
+		}
+	}
+	return out
+}
+
+func wantRanges(t *testing.T, what string, got []shareRange, want ...shareRange) {
+	t.Helper()
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s: acquired %v, want %v", what, got, want)
+	}
+}
+
+// produceValues produces v<offset> records one batch each to partition 0
+// and checks they land at offsets from..from+n-1.
+func produceValues(t *testing.T, cl *kgo.Client, topic string, from int64, n int) {
+	t.Helper()
+	ctx := ctxTimeout(t, 30*time.Second)
+	for i := int64(0); i < int64(n); i++ {
+		r := &kgo.Record{Topic: topic, Partition: 0, Value: []byte(fmt.Sprintf("v%d", from+i))}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce v%d: %v", from+i, err)
+		}
+		if r.Offset != from+i {
+			t.Fatalf("v%d landed at offset %d", from+i, r.Offset)
+		}
+	}
+}
+
+func topicIDOf(t *testing.T, adm *kadm.Client, topic string) [16]byte {
+	t.Helper()
+	td, err := adm.ListTopics(ctxTimeout(t, 10*time.Second), topic)
+	if err != nil || td[topic].Err != nil {
+		t.Fatalf("list %s: %v %v", topic, err, td[topic].Err)
+	}
+	return td[topic].ID
+}
+
+// TestShareFetchAcknowledge: one node, one partition of ten records (one
+// batch each), share.auto-offset-reset earliest, a 3 s lock and a
+// delivery limit of 3. Members acquire disjoint records; ACCEPT, RELEASE
+// and REJECT; a released record comes back with a higher delivery count
+// and is archived when released at the limit; a member's late acknowledgement of
+// records whose lock expired is INVALID_RECORD_STATE and they go to
+// another member with a higher count; session epochs are checked; a
+// closed session releases what it held.
+func TestShareFetchAcknowledge(t *testing.T) {
+	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"), withFlag("share-record-lock-duration", "3s"), withFlag("share-delivery-count-limit", "3"))
+	adm, cl := newAdm(t, n)
+	const topic, group = "share-acks", "sg"
+	createTopic(t, adm, topic, 1, nil)
+	produceValues(t, cl, topic, 0, 10)
+	id := topicIDOf(t, adm, topic)
+	a := newShareClient(t, n.Kafka, group, "member-a", id)
+	b := newShareClient(t, n.Kafka, group, "member-b", id)
+	strict3 := fetchOpts{maxRecords: 3, strict: true}
+
+	wantRanges(t, "a opens", acquiredOf(t, "a opens", a.fetch(strict3)), shareRange{0, 2, 1})
+	lockedB := time.Now()
+	wantRanges(t, "b opens", acquiredOf(t, "b opens", b.fetch(strict3)), shareRange{3, 5, 1})
+	// ACCEPT 0, RELEASE 1, REJECT 2: 1 comes back (count 2), 2 never.
+	r := a.fetch(strict3, shareAck{0, 0, 1}, shareAck{1, 1, 2}, shareAck{2, 2, 3})
+	wantRanges(t, "a acks and fetches", acquiredOf(t, "a acks and fetches", r), shareRange{1, 1, 2}, shareRange{6, 7, 1})
+
+	// Epochs: a replayed epoch, an unknown session, epoch 0 on
+	// ShareAcknowledge.
+	a.epoch--
+	if r := a.fetch(strict3); r.ErrorCode != kerr.InvalidShareSessionEpoch.Code {
+		t.Fatalf("replayed epoch: %s, want INVALID_SHARE_SESSION_EPOCH", errName(r.ErrorCode))
+	}
+	a.epoch++
+	stranger := newShareClient(t, n.Kafka, group, "member-x", id)
+	stranger.epoch = 4
+	if r := stranger.fetch(strict3); r.ErrorCode != kerr.ShareSessionNotFound.Code {
+		t.Fatalf("no session: %s, want SHARE_SESSION_NOT_FOUND", errName(r.ErrorCode))
+	}
+	if code := a.ack(0, shareAck{6, 6, 1}); code != kerr.InvalidShareSessionEpoch.Code {
+		t.Fatalf("ShareAcknowledge epoch 0: %s, want INVALID_SHARE_SESSION_EPOCH", errName(code))
+	}
+	// A record another member holds.
+	if code := a.ack(a.epoch, shareAck{3, 3, 1}); code != kerr.InvalidRecordState.Code {
+		t.Fatalf("a acks b's offset 3: %s, want INVALID_RECORD_STATE", errName(code))
+	}
+	if code := a.ack(a.epoch, shareAck{1, 1, 2}, shareAck{6, 7, 1}); code != 0 {
+		t.Fatalf("a releases 1, accepts 6-7: %s", errName(code))
+	}
+	c := newShareClient(t, n.Kafka, group, "member-c", id)
+	wantRanges(t, "c opens", acquiredOf(t, "c opens", c.fetch(fetchOpts{maxRecords: 100})), shareRange{1, 1, 3}, shareRange{8, 9, 1})
+	// c releases 1 at the delivery limit (3): archived. c's session
+	// closes with it and releases 9.
+	c.epoch = -1
+	r = c.fetch(fetchOpts{}, shareAck{1, 1, 2}, shareAck{8, 8, 1})
+	if r.ErrorCode != 0 || sharePartition(r) == nil || sharePartition(r).AcknowledgeErrorCode != 0 {
+		t.Fatalf("c closes with acks: error %s, partition %+v", errName(r.ErrorCode), sharePartition(r))
+	}
+	d := newShareClient(t, n.Kafka, group, "member-d", id)
+	wantRanges(t, "d opens", acquiredOf(t, "d opens", d.fetch(fetchOpts{maxRecords: 100})), shareRange{9, 9, 2})
+	// Nothing is available until b's lock on 3-5 runs out.
+	r = d.fetch(fetchOpts{maxRecords: 100, maxWait: 15 * time.Second}, shareAck{9, 9, 1})
+	expired := time.Now()
+	wantRanges(t, "d waits for b's lock", acquiredOf(t, "d waits for b's lock", r), shareRange{3, 5, 2})
+	if held := expired.Sub(lockedB); held < 3*time.Second {
+		t.Fatalf("b's records were handed to d %v after b acquired them, before the 3 s lock ran out", held)
+	}
+	if code := b.ack(b.epoch, shareAck{3, 5, 1}); code != kerr.InvalidRecordState.Code {
+		t.Fatalf("b acks after its lock expired: %s, want INVALID_RECORD_STATE", errName(code))
+	}
+	// d accepts 3 and closes its session: 4-5 (count 2) come back.
+	if code := d.ack(-1, shareAck{3, 3, 1}); code != 0 {
+		t.Fatalf("d closes with an ack: %s", errName(code))
+	}
+	e := newShareClient(t, n.Kafka, group, "member-e", id)
+	wantRanges(t, "e opens", acquiredOf(t, "e opens", e.fetch(fetchOpts{maxRecords: 100, maxWait: 5 * time.Second})), shareRange{4, 5, 3})
+	// Everything is finished or e's: a short poll acquires nothing.
+	wantRanges(t, "e acks all", acquiredOf(t, "e acks all", e.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond}, shareAck{4, 4, 3}, shareAck{5, 5, 1})))
+	// New records go to whoever asks.
+	produceValues(t, cl, topic, 10, 2)
+	wantRanges(t, "e after produce", acquiredOf(t, "e after produce", e.fetch(fetchOpts{maxRecords: 100, maxWait: 5 * time.Second})), shareRange{10, 11, 1})
+}
