@@ -355,3 +355,88 @@ func (l *load) stop(t *testing.T, start int64) []prodRec {
 	}
 	return recs
 }
+
+// TestClusterReassignCompacted: 4 nodes, an RF=3 compacted topic written
+// through many rolls and cleaned at least once. AlterPartitionAssignments
+// moves it off its leader onto the spare node while a record a roll check
+// goes on being produced: the move completes (ListPartitionReassignments
+// empty, every segment held by the target), the target nodes commit a
+// cleaning past the workload's tombstones, the old leader deletes its
+// copy, the target nodes end byte-identical over the cleaned range, and
+// a fresh consumer reads exactly the last value of every live key.
+func TestClusterReassignCompacted(t *testing.T) {
+	const topic = "reasg-compact"
+	c, adm := startCompactCluster(t, 4, topic, "cluster: reassign a cleaned compacted partition off its leader", nil, nil)
+	seeds := c.kafkaAddrs(c.ids()...)
+	ctx := ctxTimeout(t, 4*time.Minute)
+	want, sentinel, _ := writeCompactWorkload(t, seeds, topic, func() int64 { return sealedEndVia(t, c, c.ids()[0], topic) },
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	var d dumpClean
+	waitFor(t, compactWait, "a committed cleaning", func() (bool, string) {
+		var ok bool
+		d, ok = c.cleanVia(t, c.ids()[0], topic)
+		return ok && d.committedUpTo() > 0, fmt.Sprintf("cleaned %+v, in flight %v", d.Cleaned, d.Clean != nil)
+	})
+	a := d.active()
+	var spare int32 = -1
+	for _, id := range c.ids() {
+		if !slices.Contains(a.Replicas, id) {
+			spare = id
+		}
+	}
+	leader := a.Leader
+	var target []int32
+	for _, id := range a.Replicas {
+		if id != leader {
+			target = append(target, id)
+		}
+	}
+	target = append(target, spare)
+	if spare < 0 || len(target) != 3 {
+		t.Fatalf("active segment %+v: want 3 replicas of 4 nodes", a)
+	}
+	t.Logf("moving %s/0 from %v (leader %d, cleaned up to %d) to %v", topic, a.Replicas, leader, d.committedUpTo(), target)
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign(topic, 0, target)
+	if resp, err := adm.AlterPartitionAssignments(ctx, req); err != nil || resp[topic][0].Err != nil {
+		t.Fatalf("reassign: %v %+v", err, resp)
+	}
+	began := time.Now()
+	tombstones := sentinel
+	var moved time.Duration
+	sentinel = produceUntil(t, seeds, topic, "during", want, 90*time.Second, "the reassignment completes and the target cleans past the tombstones", func() (bool, string) {
+		if moved > 0 {
+			d, ok := c.cleanVia(t, target[0], topic)
+			return ok && d.committedUpTo() > tombstones, fmt.Sprintf("moved; cleaned %+v", d.Cleaned)
+		}
+		lr, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{topic: {0: {}}})
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(lr[topic]) != 0 {
+			return false, fmt.Sprintf("in progress: %+v", lr[topic][0])
+		}
+		segs := c.segmentsVia(t, target[0], topic, 0)
+		for _, s := range segs {
+			if !holdsAs(s, target) {
+				return false, fmt.Sprintf("segment %d [%d, %d) replicas %v", s.ID, s.Base, s.End, s.Replicas)
+			}
+		}
+		if len(segs) > 0 {
+			moved = time.Since(began)
+		}
+		return false, "moved"
+	})
+	t.Logf("measure: reassignment done after %v, a cleaning past the tombstones after %v", moved.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	waitFor(t, 30*time.Second, fmt.Sprintf("node %d deletes its copy", leader), func() (bool, string) {
+		found, err := holdsPartition(ctx, adm, leader, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		return !found, "still listed"
+	})
+	d, _ = c.cleanVia(t, target[0], topic)
+	upTo, sum := waitIdentical(t, c, target, target[0], topic, d.committedUpTo(), compactWait)
+	t.Logf("measure: nodes %v byte-identical below %d (%s)", target, upTo, sum)
+	waitCompacted(t, c.kafkaAddrs(target...), topic, want, sentinel)
+}
