@@ -440,3 +440,116 @@ func TestClusterReassignCompacted(t *testing.T) {
 	t.Logf("measure: nodes %v byte-identical below %d (%s)", target, upTo, sum)
 	waitCompacted(t, c.kafkaAddrs(target...), topic, want, sentinel)
 }
+
+// TestClusterReassignOffsetsTopic: 4 nodes, __consumer_offsets with one
+// RF=3 partition (an internal, compacted topic that never rotates, led by
+// the group coordinator). AlterPartitionAssignments moves it off its
+// leader onto the spare node while a group commits an offset after
+// another: every commit is acknowledged, the move completes (no
+// reassignment listed, every segment held by the target, a target node
+// leads), the old leader deletes its copy, and OffsetFetch returns the
+// last commit of every partition, before and after one more commit.
+func TestClusterReassignOffsetsTopic(t *testing.T) {
+	const offsets, topic, group = "__consumer_offsets", "reasg-data", "reasg-group"
+	c := startClusterWith(t, 4, func(int32) []startOpt {
+		return []startOpt{withFlag("groups-offsets-partitions", "1"), withFlag("replica-restore", "0s")}
+	})
+	card(t, "franz-go kadm AlterPartitionAssignments", "cluster: reassign __consumer_offsets while a group commits")
+	all := c.kafkaAddrs(c.ids()...)
+	adm := kadm.NewClient(newClusterClient(t, all))
+	ctx := ctxTimeout(t, 3*time.Minute)
+	if r, err := adm.CreateTopic(ctx, 2, 3, nil, topic); err != nil || r.Err != nil {
+		t.Fatalf("create %s: %v %v", topic, err, r.Err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 2}, 10*time.Second)
+	}
+	commit := func(at int64) error {
+		var offs kadm.Offsets
+		offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: at, LeaderEpoch: -1})
+		offs.Add(kadm.Offset{Topic: topic, Partition: 1, At: 2 * at, LeaderEpoch: -1})
+		resp, err := adm.CommitOffsets(ctx, group, offs)
+		if err == nil {
+			err = resp.Error()
+		}
+		return err
+	}
+	fetched := func() (string, error) {
+		resp, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			err = resp.Error()
+		}
+		var out []string
+		resp.Each(func(o kadm.OffsetResponse) { out = append(out, fmt.Sprintf("%s/%d=%d", o.Topic, o.Partition, o.At)) })
+		slices.Sort(out)
+		return fmt.Sprint(out), err
+	}
+	want := func(at int64) string { return fmt.Sprintf("[%s/0=%d %s/1=%d]", topic, at, topic, 2*at) }
+	if err := commit(1); err != nil { // creates __consumer_offsets
+		t.Fatalf("first commit: %v", err)
+	}
+	var segs []dumpSegment
+	waitFor(t, 20*time.Second, offsets+" in the metadata", func() (bool, string) {
+		segs = c.segmentsVia(t, c.ids()[0], offsets, 0)
+		return len(segs) > 0 && len(segs[len(segs)-1].Replicas) == 3, fmt.Sprintf("%+v", segs)
+	})
+	active := segs[len(segs)-1]
+	leader := active.Leader
+	var spare int32 = -1
+	var target []int32
+	for _, id := range c.ids() {
+		if !slices.Contains(active.Replicas, id) {
+			spare = id
+		} else if id != leader {
+			target = append(target, id)
+		}
+	}
+	target = append(target, spare)
+	t.Logf("moving %s/0 from %v (leader %d) to %v", offsets, active.Replicas, leader, target)
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign(offsets, 0, target)
+	if resp, err := adm.AlterPartitionAssignments(ctx, req); err != nil || resp[offsets][0].Err != nil {
+		t.Fatalf("reassign: %v %+v", err, resp)
+	}
+	began := time.Now()
+	at := int64(1)
+	waitFor(t, 90*time.Second, "the reassignment completes while the group commits", func() (bool, string) {
+		at++
+		if err := commit(at); err != nil {
+			t.Fatalf("commit %d while moving: %v", at, err)
+		}
+		lr, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{offsets: {0: {}}})
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(lr[offsets]) != 0 {
+			return false, fmt.Sprintf("in progress: %+v", lr[offsets][0])
+		}
+		segs := c.segmentsVia(t, target[0], offsets, 0)
+		for _, s := range segs {
+			if !holdsAs(s, target) {
+				return false, fmt.Sprintf("segment %d [%d, %d) replicas %v", s.ID, s.Base, s.End, s.Replicas)
+			}
+		}
+		return len(segs) > 0 && slices.Contains(target, segs[len(segs)-1].Leader), fmt.Sprintf("segments %+v", segs)
+	})
+	t.Logf("measure: reassignment done after %v, %d commits", time.Since(began).Round(time.Millisecond), at)
+	waitFor(t, 30*time.Second, fmt.Sprintf("node %d deletes its copy", leader), func() (bool, string) {
+		found, err := holdsPartition(ctx, adm, leader, offsets)
+		if err != nil {
+			return false, err.Error()
+		}
+		return !found, "still listed"
+	})
+	waitFor(t, 30*time.Second, "the last commit fetched back", func() (bool, string) {
+		got, err := fetched()
+		return err == nil && got == want(at), fmt.Sprintf("%s (err %v), want %s", got, err, want(at))
+	})
+	at++
+	if err := commit(at); err != nil {
+		t.Fatalf("commit after the move: %v", err)
+	}
+	if got, err := fetched(); err != nil || got != want(at) {
+		t.Fatalf("after one more commit: %s (err %v), want %s", got, err, want(at))
+	}
+}
