@@ -358,15 +358,27 @@ func TestGroup848(t *testing.T) {
 	n := startTusk(t)
 	seeds := []string{n.Kafka}
 	adm, _ := newAdm(t, n)
+	if _, err := adm.CreateTopic(ctxTimeout(t, 10*time.Second), 4, -1, nil, "g848"); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
 	run848Matrix(t, seeds, adm)
 }
 
+// TestClusterGroup848 is TestGroup848's matrix on 3 nodes, the topic and
+// __consumer_offsets with 3 replicas.
+func TestClusterGroup848(t *testing.T) {
+	c, adm := startFaultScenario(t, faultScenario{
+		nodes: 3, env: g848Env(), client: "franz-go kgo ServerSideBalancer",
+		scenario: "cluster: KIP-848 group join, handover, leave, kill, partitions added",
+		topics:   []faultTopic{{name: "g848", partitions: 4}},
+	})
+	run848Matrix(t, c.kafkaAddrs(c.ids()...), adm)
+}
+
+// run848Matrix runs the group matrix on topic g848 (4 partitions).
 func run848Matrix(t *testing.T, seeds []string, adm *kadm.Client) {
 	const topic, group = "g848", "g848-group"
 	ctx := ctxTimeout(t, 3*time.Minute)
-	if _, err := adm.CreateTopic(ctx, 4, -1, nil, topic); err != nil {
-		t.Fatalf("create topic: %v", err)
-	}
 	tr, own := newRebalanceTracker(topic), newOwnership()
 	produced := produce848(t, seeds, topic, seqKeys("a", 400))
 
@@ -570,4 +582,79 @@ func listGroupTypes(t *testing.T, cl *kgo.Client) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestClusterGroup848CoordinatorKill: two KIP-848 members consume a
+// 4-partition topic on 3 nodes (RF 3); the group's coordinator is killed
+// with SIGKILL while records keep coming. The new coordinator replays the
+// group from __consumer_offsets (the same members, its epoch continuing
+// from the old one's), no record is lost, and a record is
+// processed again only above its partition's last commit.
+func TestClusterGroup848CoordinatorKill(t *testing.T) {
+	const topic, group = "g848k", "g848k-group"
+	c, adm := startFaultScenario(t, faultScenario{
+		nodes: 3, env: g848Env(), client: "franz-go kgo ServerSideBalancer + kill -9",
+		scenario: "cluster: KIP-848 group coordinator killed, the group replayed by the new one",
+		topics:   []faultTopic{{name: topic, partitions: 4}},
+	})
+	all := c.kafkaAddrs(c.ids()...)
+	tr, own := newRebalanceTracker(topic), newOwnership()
+	produced := produce848(t, all, topic, seqKeys("a", 400))
+	a := start848(t, all, tr, own, group, "a")
+	b := start848(t, all, tr, own, group, "b")
+	before := waitStable848(t, adm, group, topic, 4, "a", "b")
+	waitConsumed(t, tr, own, produced, 30*time.Second)
+
+	ctx := ctxTimeout(t, 2*time.Minute)
+	var coord int32 = -1
+	adm.FindGroupCoordinators(ctx, group).Each(func(d kadm.FindCoordinatorResponse) {
+		if d.Err != nil {
+			t.Fatalf("FindCoordinator: %v", d.Err)
+		}
+		coord = d.NodeID
+	})
+	if coord < 0 {
+		t.Fatalf("no coordinator for %s", group)
+	}
+	c.node(coord).Kill9(t)
+	killed := time.Now()
+	var live []int32
+	for _, id := range c.ids() {
+		if id != coord {
+			live = append(live, id)
+		}
+	}
+	t.Logf("killed the coordinator, node %d (group epoch %d)", coord, before.Epoch)
+	liveAddrs := c.kafkaAddrs(live...)
+	ladm := kadm.NewClient(newClusterClient(t, liveAddrs))
+	merge(produced, produce848(t, liveAddrs, topic, seqKeys("b", 400)))
+	after := waitStable848(t, ladm, group, topic, 4, "a", "b")
+	t.Logf("measure: group stable on the new coordinator %v after the kill, epoch %d", time.Since(killed).Round(100*time.Millisecond), after.Epoch)
+	// Replayed, not made anew: the same member ids (kgo takes a new one
+	// after UNKNOWN_MEMBER_ID) and no earlier epoch.
+	ids := func(g kadm.DescribedConsumerGroup) string {
+		var out []string
+		for _, m := range g.Members {
+			out = append(out, m.ClientID+"="+m.MemberID)
+		}
+		sort.Strings(out)
+		return fmt.Sprint(out)
+	}
+	if after.Epoch < before.Epoch || ids(after) != ids(before) {
+		t.Fatalf("after the failover: epoch %d, members %s; before: epoch %d, members %s", after.Epoch, ids(after), before.Epoch, ids(before))
+	}
+	waitConsumed(t, tr, own, produced, 60*time.Second)
+	a.stop(t)
+	b.stop(t)
+	ends := map[int32]int64{}
+	for _, at := range produced {
+		ends[at.p] = max(ends[at.p], at.o+1)
+	}
+	waitFor(t, 10*time.Second, "committed offsets at the ends", func() (bool, string) {
+		have := committedOffsets(t, ladm, group, topic)
+		return fmt.Sprint(have) == fmt.Sprint(ends), fmt.Sprintf("committed %v, ends %v", have, ends)
+	})
+	tr.mu.Lock()
+	t.Logf("processed %d records, %d reprocessed (above the last commit), commit errors: %v", len(tr.count), tr.dups, tr.commitErrs)
+	tr.mu.Unlock()
 }
