@@ -159,6 +159,9 @@ type Broker struct {
 	// share hosts the share-partitions this node leads and the share
 	// sessions of share-group members (share_partitions.go).
 	share *shareHost
+	// shareCoords are the share coordinators of the __share_group_state
+	// partitions this node leads (share_coordinator.go).
+	shareCoords shareCoords
 
 	connMu   sync.Mutex
 	conns    map[*conn]struct{}

@@ -504,6 +504,7 @@ func (b *Broker) reconcilePartition(t metadata.Topic, p int32, caughtUp bool) {
 		b.log.Error().Err(err).Str("topic", t.Name).Int32("partition", p).Msg("reconcile partition")
 		b.retryReconcile(b.tp(t.Name, p))
 	}
+	b.share.reconciled(t, p, role) // share-partitions and coordinators follow leadership
 	if t.Name == txnTopic {
 		b.reconcileTxnPartition(t, p, role)
 		return

@@ -13,14 +13,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/share"
 	"github.com/tuskdb/tusk/storage"
 )
 
 // Share-partition hosting (docs/groups-next.md, part B): this node keeps
 // one share.Partition per (share group, topic-partition) whose active
-// segment it leads, made on first use from share.auto.offset.reset (or,
-// later, from persisted state), and drives it: reads the log for
+// segment it leads, made on first use from share.auto.offset.reset (or
+// from the state the share coordinator holds, share_coordinator.go),
+// and drives it: reads the log for
 // Acquire, applies acknowledgements, expires acquisition locks on a
 // timer, and releases a member's records when its share session closes.
 
@@ -44,8 +46,11 @@ type sharePart struct {
 	// current for; a later epoch is taken over only when this node led
 	// every segment in between (sharePartsHost.get).
 	epoch int32
-	timer *time.Timer // lock expiry, at p.NextDeadline()
-	gone  bool        // dropped from the host: its timer does nothing
+	// stateEpoch is the share coordinator's state epoch the state was
+	// read or created at (it moves when the offsets are reset).
+	stateEpoch int32
+	timer      *time.Timer // lock expiry, at p.NextDeadline()
+	gone       bool        // dropped from the host: its timer does nothing
 }
 
 // shareHost holds this node's share-partitions and share sessions.
@@ -143,8 +148,10 @@ func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic,
 		}
 	}
 	if sp.p == nil {
-		sp.p = share.New(h.b.shareConfig(key.group), l.LogStartOffset(), l.HighWatermark())
-		sp.epoch = epoch
+		if code := h.restore(ctx, sp, l, epoch); code != 0 {
+			sp.mu.Unlock()
+			return nil, code
+		}
 	}
 	if u := sp.p.AdvanceLogStart(l.LogStartOffset()); !u.Empty() {
 		if code := h.persist(ctx, sp, u); code != 0 {
@@ -155,12 +162,90 @@ func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic,
 	return sp, 0
 }
 
-// persist makes an Update durable before the answer that reports it.
-// The share-partition state is held in memory only for now: a failover
-// or a roll to another leader starts the share-partition afresh
-// (docs/groups-next.md, "Durability and Tusk's moving leaders").
-func (h *shareHost) persist(ctx context.Context, sp *sharePart, u share.Update) int16 {
+// restore loads sp's state at leader epoch epoch: from the share
+// coordinator (acquired records there come back available, their
+// delivery counts kept), or, with none, a new share-partition at
+// share.auto-offset-reset whose start is written first. sp.mu held.
+func (h *shareHost) restore(ctx context.Context, sp *sharePart, l *storage.Log, epoch int32) int16 {
+	cfg := h.b.shareConfig(sp.key.group)
+	resp := h.b.shareState(ctx, shareStateRequest{Op: shareOpRead, Group: sp.key.group, TopicID: sp.key.topicID, Partition: sp.key.partition, LeaderEpoch: epoch})
+	if resp.Code != 0 {
+		return shareClientCode(resp.Code)
+	}
+	sp.epoch = epoch
+	if resp.Found {
+		p, err := share.Restore(cfg, share.Snapshot{StartOffset: resp.StartOffset, Batches: resp.Batches})
+		if err != nil {
+			h.b.log.Error().Err(err).Str("group", sp.key.group).Str("topic", sp.topic).Int32("partition", sp.key.partition).Msg("share: persisted state does not restore")
+			return kerr.UnknownServerError.Code
+		}
+		sp.p, sp.stateEpoch = p, resp.StateEpoch
+		return 0
+	}
+	p := share.New(cfg, l.LogStartOffset(), l.HighWatermark())
+	sp.p, sp.stateEpoch = p, 0
+	if code := h.persist(ctx, sp, share.Update{StartOffset: p.SPSO()}); code != 0 {
+		sp.p = nil
+		return code
+	}
 	return 0
+}
+
+// persist makes an Update durable (the share coordinator's write,
+// answered once replicated) before the answer that reports it; sp.mu
+// held. On an error the caller drops sp's state: the next use reads it
+// back.
+func (h *shareHost) persist(ctx context.Context, sp *sharePart, u share.Update) int16 {
+	resp := h.b.shareState(ctx, shareStateRequest{Op: shareOpWrite, Group: sp.key.group, TopicID: sp.key.topicID, Partition: sp.key.partition,
+		LeaderEpoch: sp.epoch, StateEpoch: sp.stateEpoch, StartOffset: u.StartOffset, Batches: u.Batches})
+	if resp.Code != 0 {
+		h.b.log.Info().Str("group", sp.key.group).Str("topic", sp.topic).Int32("partition", sp.key.partition).Str("error", kerr.ErrorForCode(resp.Code).Error()).Msg("share: state write refused")
+		return shareClientCode(resp.Code)
+	}
+	return 0
+}
+
+// shareClientCode is what a client is told when the share coordinator
+// refused or could not take a read or write: a fenced leader epoch means
+// another node leads the partition now, anything else is retriable.
+func shareClientCode(code int16) int16 {
+	switch code {
+	case kerr.FencedLeaderEpoch.Code:
+		return kerr.NotLeaderForPartition.Code
+	case kerr.FencedStateEpoch.Code, kerr.NotCoordinator.Code, kerr.CoordinatorLoadInProgress.Code, kerr.RequestTimedOut.Code:
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	return code
+}
+
+// reconciled follows a partition's leadership after a metadata change:
+// share-partitions of a partition this node no longer leads are dropped
+// (the next leader restores them), and so is the share coordinator of a
+// __share_group_state partition it no longer leads.
+func (h *shareHost) reconciled(t metadata.Topic, p int32, role replica.Role) {
+	if role == replica.RoleLeader && t.Parts[p].Active().State == metadata.SegmentActive {
+		return
+	}
+	if t.Name == shareStateTopic {
+		h.b.shareCoords.unload(p)
+		return
+	}
+	h.mu.Lock()
+	var sps []*sharePart
+	for k, sp := range h.parts {
+		if k.topicID == [16]byte(t.ID) && k.partition == p {
+			sps = append(sps, sp)
+		}
+	}
+	h.mu.Unlock()
+	for _, sp := range sps {
+		sp.mu.Lock()
+		sp.p = nil
+		if sp.timer != nil {
+			sp.timer.Stop()
+		}
+		sp.mu.Unlock()
+	}
 }
 
 // schedule arms sp's lock-expiry timer at the next deadline; sp.mu held.
@@ -230,6 +315,23 @@ func (h *shareHost) releaseMember(ctx context.Context, group, member string, onl
 	if released {
 		h.kick()
 	}
+}
+
+// forget drops this node's in-memory state of key (its offsets were
+// reset or deleted); the next use reads it from the share coordinator.
+func (h *shareHost) forget(key sharePartKey) {
+	h.mu.Lock()
+	sp := h.parts[key]
+	h.mu.Unlock()
+	if sp == nil {
+		return
+	}
+	sp.mu.Lock()
+	sp.p = nil
+	if sp.timer != nil {
+		sp.timer.Stop()
+	}
+	sp.mu.Unlock()
 }
 
 // close stops every timer (broker shutdown).

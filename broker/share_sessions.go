@@ -148,13 +148,6 @@ func (s *shareSessions) removeConn(c *conn) []*shareSession {
 	return out
 }
 
-// len is the number of sessions (metrics, tests).
-func (s *shareSessions) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
 func clonePartSet(m map[shareTP]bool) map[shareTP]bool {
 	out := make(map[shareTP]bool, len(m))
 	for k, v := range m {

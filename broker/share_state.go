@@ -3,8 +3,6 @@ package broker
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
-
 	"github.com/tuskdb/tusk/share"
 )
 
@@ -32,25 +30,37 @@ func (b *Broker) shareConfig(group string) share.Config {
 
 // shareStateSummary is the persisted start offset and leader epoch of a
 // share-partition (DescribeShareGroupOffsets, Kafka's
-// ReadShareGroupStateSummary).
+// ReadShareGroupStateSummary): -1 and -1 with no error when the group
+// has no state for it.
 func (b *Broker) shareStateSummary(ctx context.Context, group string, topicID [16]byte, partition int32) (startOffset int64, leaderEpoch int32, errCode int16) {
-	return -1, -1, kerr.CoordinatorNotAvailable.Code
+	resp := b.shareState(ctx, shareStateRequest{Op: shareOpSummary, Group: group, TopicID: topicID, Partition: partition})
+	if resp.Code != 0 {
+		return -1, -1, resp.Code
+	}
+	return resp.StartOffset, resp.LeaderEpoch, 0
 }
 
 // shareStateInitialize sets a share-partition's start offset
 // (AlterShareGroupOffsets, Kafka's InitializeShareGroupState); the
-// caller checked that the group is empty.
+// caller checked that the group is empty. The state epoch moves, so a
+// share-partition leader holding the old state is refused its next write
+// and reads the new one.
 func (b *Broker) shareStateInitialize(ctx context.Context, group string, topicID [16]byte, partition int32, startOffset int64) int16 {
-	return kerr.CoordinatorNotAvailable.Code
+	resp := b.shareState(ctx, shareStateRequest{Op: shareOpInitialize, Group: group, TopicID: topicID, Partition: partition, StartOffset: startOffset})
+	b.share.forget(sharePartKey{group, topicID, partition})
+	return resp.Code
 }
 
 // shareStateDelete deletes a share-partition's state
 // (DeleteShareGroupOffsets, Kafka's DeleteShareGroupState).
 func (b *Broker) shareStateDelete(ctx context.Context, group string, topicID [16]byte, partition int32) int16 {
-	return kerr.CoordinatorNotAvailable.Code
+	resp := b.shareState(ctx, shareStateRequest{Op: shareOpDelete, Group: group, TopicID: topicID, Partition: partition})
+	b.share.forget(sharePartKey{group, topicID, partition})
+	return resp.Code
 }
 
 // shareMemberLeft releases every record member holds on this node's
 // share-partitions of group (it left the group).
 func (b *Broker) shareMemberLeft(group, memberID string) {
+	b.share.releaseMember(b.reqCtx, group, memberID, nil)
 }

@@ -282,3 +282,42 @@ func TestShareFetchAcknowledge(t *testing.T) {
 	produceValues(t, cl, topic, 10, 2)
 	wantRanges(t, "e after produce", acquiredOf(t, "e after produce", e.fetch(fetchOpts{maxRecords: 100, maxWait: 5 * time.Second})), shareRange{10, 11, 1})
 }
+
+// TestShareStateSurvivesRestart: the share-partition state is in
+// __share_group_state before an answer reports it. One node: a member
+// acquires 0-5 and accepts 0-2, rejects 3; the node is killed (SIGKILL)
+// and restarted; another member gets exactly 4-5, with delivery count 2
+// (acquired when the node died: available again, the count kept), and
+// nothing acknowledged or rejected comes back.
+func TestShareStateSurvivesRestart(t *testing.T) {
+	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"))
+	adm, cl := newAdm(t, n)
+	const topic, group = "share-restart", "sg"
+	createTopic(t, adm, topic, 1, nil)
+	produceValues(t, cl, topic, 0, 6)
+	id := topicIDOf(t, adm, topic)
+	a := newShareClient(t, n.Kafka, group, "member-a", id)
+	wantRanges(t, "a opens", acquiredOf(t, "a opens", a.fetch(fetchOpts{maxRecords: 100})), shareRange{0, 5, 1})
+	if code := a.ack(a.epoch, shareAck{0, 2, 1}, shareAck{3, 3, 3}); code != 0 {
+		t.Fatalf("a acks: %s", errName(code))
+	}
+	cl.Close()
+	n.Kill9(t)
+	n = n.Restart(t)
+	b := newShareClient(t, n.Kafka, group, "member-b", id)
+	// The first fetches may find the partition's log or coordinator
+	// still loading (a retriable error): poll.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := b.fetch(fetchOpts{maxRecords: 100, maxWait: time.Second})
+		p := sharePartition(r)
+		if r.ErrorCode == 0 && p != nil && p.ErrorCode != 0 && kerr.IsRetriable(kerr.ErrorForCode(p.ErrorCode)) && time.Now().Before(deadline) {
+			continue
+		}
+		if got := acquiredOf(t, "b after the restart", r); len(got) > 0 || time.Now().After(deadline) {
+			wantRanges(t, "b after the restart", got, shareRange{4, 5, 2})
+			break
+		}
+	}
+	wantRanges(t, "b again", acquiredOf(t, "b again", b.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond})))
+}
