@@ -1,0 +1,74 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/auth"
+)
+
+// TestAuthzConsumerGroupHeartbeat: ConsumerGroupHeartbeat needs READ on
+// the group and DESCRIBE on every subscribed topic name; a regex resolves
+// only to the topics the principal may DESCRIBE, internal topics left out.
+func TestAuthzConsumerGroupHeartbeat(t *testing.T) {
+	b := startAuthzBroker(t)
+	acls := []auth.ACL{
+		allowAnon(auth.ResourceGroup, "g", auth.OpRead),
+		allowAnon(auth.ResourceTopic, "ra-1", auth.OpDescribe),
+		allowAnon(auth.ResourceTopic, "__consumer_offsets", auth.OpDescribe),
+	}
+	createTopicsAs(t, b, acls, 2, "ra-1", "ra-2")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := newClient(t, b)
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.CoordinatorKey = "g"
+	if r, err := fc.RequestWith(ctx, cl); err != nil || r.ErrorCode != 0 {
+		t.Fatalf("FindCoordinator: %v %v", r, err)
+	}
+	ra1, _ := b.store.FSM().Topic("ra-1")
+
+	hb := func(group string, names []string, regex *string) *kmsg.ConsumerGroupHeartbeatResponse {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.RebalanceTimeoutMillis = group, "member-1", 30000
+		req.SubscribedTopicNames, req.SubscribedTopicRegex = names, regex
+		req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		var resp *kmsg.ConsumerGroupHeartbeatResponse
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := req.RequestWith(ctx, cl)
+			var ke *kerr.Error
+			if errors.As(err, &ke) { // kgo's FindCoordinator for the group
+				r, err = req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse), nil
+				r.ErrorCode = ke.Code
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp = r
+			if r.ErrorCode != kerr.CoordinatorLoadInProgress.Code && r.ErrorCode != kerr.NotCoordinator.Code || time.Now().After(deadline) {
+				return resp
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if r := hb("other", []string{"ra-1"}, nil); r.ErrorCode != kerr.GroupAuthorizationFailed.Code {
+		t.Fatalf("no READ on the group: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := hb("g", []string{"ra-1", "ra-2"}, nil); r.ErrorCode != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("subscribing to a topic it may not describe: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	r := hb("g", nil, kmsg.StringPtr(".*"))
+	if r.ErrorCode != 0 || r.Assignment == nil {
+		t.Fatalf("regex join: %v %+v", kerr.ErrorForCode(r.ErrorCode), r)
+	}
+	if len(r.Assignment.Topics) != 1 || r.Assignment.Topics[0].TopicID != ra1.ID || len(r.Assignment.Topics[0].Partitions) != 2 {
+		t.Fatalf("regex .* assigned %+v, want both partitions of ra-1 only", r.Assignment.Topics)
+	}
+}
