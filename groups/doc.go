@@ -3,8 +3,10 @@
 //
 // KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe)
 // are ConsumerGroup (consumer.go, consumer_records.go) with the server-side
-// assignors of package groups/assign; they are not in the Coordinator's
-// group map yet (docs/groups-next.md, part A).
+// assignors of package groups/assign, held by the Coordinator beside
+// classic groups in one name → group map (a group has a GroupType;
+// consumer_api.go; docs/groups-next.md, part A), with share groups the
+// third type.
 //
 // # What it owns
 //
@@ -100,5 +102,7 @@
 // ReplayDone. Replay rebuilds committed offsets and each group's generation,
 // protocol, leader and members; groups with members come back Stable (their
 // sessions restart at ReplayDone, so members that are gone expire and the
-// group rebalances), the rest Empty.
+// group rebalances), the rest Empty. KIP-848 consumer-group records (key
+// types 3, 5-8, Kafka's formats, consumer_records.go) rebuild consumer
+// groups; types 4 and 16 are skipped (docs/groups-next.md, part A).
 package groups
