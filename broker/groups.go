@@ -172,7 +172,13 @@ func (b *Broker) groupsConfig() groups.Config {
 			HeartbeatInterval: b.cfg.Groups.ConsumerHeartbeatInterval,
 			MaxSize:           b.cfg.Groups.ConsumerMaxSize,
 		},
-		Topics: b.topicImage(nil),
+		Share: groups.ShareConfig{
+			SessionTimeout:    b.cfg.Groups.ShareSessionTimeout,
+			HeartbeatInterval: b.cfg.Groups.ShareHeartbeatInterval,
+			MaxSize:           b.cfg.Groups.ShareMaxSize,
+		},
+		OnShareMemberGone: b.shareMemberLeft,
+		Topics:            b.topicImage(nil),
 	}
 	if cfg.InitialRebalanceDelay == 0 {
 		cfg.InitialRebalanceDelay = -1 // groups: negative disables, zero means Kafka's 3s

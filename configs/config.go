@@ -247,6 +247,13 @@ type GroupsConfig struct {
 	ConsumerSessionTimeout    time.Duration `mapstructure:"consumer-session-timeout"`
 	ConsumerHeartbeatInterval time.Duration `mapstructure:"consumer-heartbeat-interval"`
 	ConsumerMaxSize           int           `mapstructure:"consumer-max-size"`
+	// Share* configure KIP-932 share-group membership
+	// (ShareGroupHeartbeat; docs/groups-next.md part B): Kafka's
+	// group.share.session.timeout.ms, .heartbeat.interval.ms and
+	// .max.size.
+	ShareSessionTimeout    time.Duration `mapstructure:"share-session-timeout"`
+	ShareHeartbeatInterval time.Duration `mapstructure:"share-heartbeat-interval"`
+	ShareMaxSize           int           `mapstructure:"share-max-size"`
 }
 
 // ShareConfig holds the broker defaults of share groups' share-partition
@@ -367,6 +374,9 @@ func Options() []Option {
 		{"groups.consumer-session-timeout", 45 * time.Second, "a KIP-848 consumer group member that sends no heartbeat for this long is removed (group.consumer.session.timeout.ms)"},
 		{"groups.consumer-heartbeat-interval", 5 * time.Second, "how often KIP-848 consumer group members are told to heartbeat (group.consumer.heartbeat.interval.ms)"},
 		{"groups.consumer-max-size", 0, "most members of a KIP-848 consumer group; 0: no limit (group.consumer.max.size)"},
+		{"groups.share-session-timeout", 45 * time.Second, "a share group member that sends no heartbeat for this long is removed and its records released (group.share.session.timeout.ms)"},
+		{"groups.share-heartbeat-interval", 5 * time.Second, "how often share group members are told to heartbeat (group.share.heartbeat.interval.ms)"},
+		{"groups.share-max-size", 200, "most members of a share group (group.share.max.size)"},
 		{"groups.offsets-segment-bytes", int64(16 << 20), "segment.bytes of the compacted __consumer_offsets topic when it is created (Kafka's offsets.topic.segment.bytes)"},
 		{"transactions.partitions", int32(50), "partitions of __transaction_state, fixed when it is first created (transaction.state.log.num.partitions)"},
 		{"transactions.replication-factor", int32(0), "replicas of __transaction_state partitions, fixed when it is first created (transaction.state.log.replication.factor); 0: min(3, live brokers)"},
@@ -581,6 +591,9 @@ func (c Config) Validate() error {
 	}
 	if c.Groups.ConsumerSessionTimeout <= 0 || c.Groups.ConsumerHeartbeatInterval <= 0 || c.Groups.ConsumerHeartbeatInterval >= c.Groups.ConsumerSessionTimeout || c.Groups.ConsumerMaxSize < 0 {
 		errs = append(errs, fmt.Errorf("groups.consumer-heartbeat-interval %v must be positive and below groups.consumer-session-timeout %v, groups.consumer-max-size %d not negative", c.Groups.ConsumerHeartbeatInterval, c.Groups.ConsumerSessionTimeout, c.Groups.ConsumerMaxSize))
+	}
+	if c.Groups.ShareSessionTimeout <= 0 || c.Groups.ShareHeartbeatInterval <= 0 || c.Groups.ShareHeartbeatInterval >= c.Groups.ShareSessionTimeout || c.Groups.ShareMaxSize < 1 {
+		errs = append(errs, fmt.Errorf("groups.share-heartbeat-interval %v must be positive and below groups.share-session-timeout %v, groups.share-max-size %d positive", c.Groups.ShareHeartbeatInterval, c.Groups.ShareSessionTimeout, c.Groups.ShareMaxSize))
 	}
 	if c.Groups.OffsetsSegmentBytes < 1024 {
 		errs = append(errs, fmt.Errorf("groups.offsets-segment-bytes %d is below 1024", c.Groups.OffsetsSegmentBytes))

@@ -1,0 +1,314 @@
+package compat
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// KIP-932 share-group membership (ShareGroupHeartbeat, ShareGroupDescribe,
+// share groups in ListGroups and DeleteGroups; issue 17 part B) with raw
+// kmsg requests routed by kgo and kadm's describe: exact member epochs
+// and assignments at every step (the simple assignor), type conflicts
+// with classic and consumer groups, session expiry, and the group
+// replayed by a restarted node and by a new coordinator after a kill -9.
+
+func shareFlags() []startOpt {
+	return []startOpt{
+		withFlag("groups-share-session-timeout", "3s"),
+		withFlag("groups-share-heartbeat-interval", "500ms"),
+	}
+}
+
+type shareHBClient struct {
+	t  *testing.T
+	cl *kgo.Client
+}
+
+func (s shareHBClient) hb(group, member string, epoch int32, topics ...string) *kmsg.ShareGroupHeartbeatResponse {
+	s.t.Helper()
+	req := kmsg.NewPtrShareGroupHeartbeatRequest()
+	req.GroupID, req.MemberID, req.MemberEpoch = group, member, epoch
+	if topics != nil {
+		req.SubscribedTopicNames = topics
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, s.cl)
+	if err != nil {
+		s.t.Fatalf("ShareGroupHeartbeat %s/%s epoch %d: %v", group, member, epoch, err)
+	}
+	return resp
+}
+
+// expect checks an answer: error code, epoch, and the assignment (nil:
+// none sent) as topic id → partitions.
+func (s shareHBClient) expect(what string, resp *kmsg.ShareGroupHeartbeatResponse, code int16, epoch int32, want map[[16]byte][]int32) {
+	s.t.Helper()
+	if resp.ErrorCode != code {
+		s.t.Fatalf("%s: error %v, want %v (%v)", what, kerr.ErrorForCode(resp.ErrorCode), kerr.ErrorForCode(code), resp.ErrorMessage)
+	}
+	if code != 0 {
+		return
+	}
+	if resp.MemberEpoch != epoch {
+		s.t.Fatalf("%s: epoch %d, want %d", what, resp.MemberEpoch, epoch)
+	}
+	var got map[[16]byte][]int32
+	if resp.Assignment != nil {
+		got = map[[16]byte][]int32{}
+		for _, tp := range resp.Assignment.TopicPartitions {
+			got[tp.TopicID] = tp.Partitions
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		s.t.Fatalf("%s: assignment %v, want %v", what, got, want)
+	}
+}
+
+func topicID(t *testing.T, adm *kadm.Client, topic string) [16]byte {
+	t.Helper()
+	td, err := adm.ListTopics(ctxTimeout(t, 10*time.Second), topic)
+	if err != nil || td[topic].Err != nil {
+		t.Fatalf("list %s: %v %v", topic, err, td[topic].Err)
+	}
+	return td[topic].ID
+}
+
+// describeShare describes one share group with kadm.
+func describeShare(t *testing.T, adm *kadm.Client, group string) kadm.DescribedShareGroup {
+	t.Helper()
+	ds, err := adm.DescribeShareGroups(ctxTimeout(t, 15*time.Second), group)
+	if err != nil {
+		t.Fatalf("DescribeShareGroups: %v", err)
+	}
+	return ds[group]
+}
+
+// shareSummary is a described group as one comparable string: state,
+// epochs, assignor, and each member's id, epoch, subscription and
+// assignment.
+func shareSummary(d kadm.DescribedShareGroup) string {
+	s := fmt.Sprintf("%s epoch %d/%d %s", d.GroupState, d.GroupEpoch, d.AssignmentEpoch, d.Assignor)
+	for _, m := range d.Members {
+		var parts []string
+		for topic, ps := range m.Assignment {
+			for p := range ps {
+				parts = append(parts, fmt.Sprintf("%s/%d", topic, p))
+			}
+		}
+		sort.Strings(parts)
+		s += fmt.Sprintf("; %s@%d %v %v", m.MemberID, m.MemberEpoch, m.SubscribedTopicNames, parts)
+	}
+	return s
+}
+
+// TestShareGroupMembership drives share-group membership on one node.
+func TestShareGroupMembership(t *testing.T) {
+	card(t, "franz-go kmsg + kadm", "KIP-932 share groups: heartbeat epochs, describe, list, delete, expiry, restart")
+	n := startTusk(t, shareFlags()...)
+	adm, cl := newAdm(t, n)
+	sc := shareHBClient{t, cl}
+	const topic, group = "sgm", "sgm-group"
+	createTopic(t, adm, topic, 2, nil)
+	waitTopicReady(t, adm, topic, 2)
+	id := topicID(t, adm, topic)
+
+	sc.expect("missing group", sc.hb(group, "a", 1), kerr.GroupIDNotFound.Code, 0, nil)
+	sc.expect("join without topics", sc.hb(group, "a", 0), kerr.InvalidRequest.Code, 0, nil)
+	sc.expect("a joins", sc.hb(group, "a", 0, topic), 0, 1, map[[16]byte][]int32{id: {0, 1}})
+	sc.expect("b joins", sc.hb(group, "b", 0, topic), 0, 2, map[[16]byte][]int32{id: {1}})
+	sc.expect("a steady at 1: moves to 2", sc.hb(group, "a", 1), 0, 2, map[[16]byte][]int32{id: {0}})
+	sc.expect("a steady", sc.hb(group, "a", 2), 0, 2, nil)
+	sc.expect("a ahead", sc.hb(group, "a", 3), kerr.FencedMemberEpoch.Code, 0, nil)
+	sc.expect("c joins: shares partition 0", sc.hb(group, "c", 0, topic), 0, 3, map[[16]byte][]int32{id: {0}})
+	sc.expect("unknown member", sc.hb(group, "zz", 3), kerr.UnknownMemberID.Code, 0, nil)
+
+	want := fmt.Sprintf("Stable epoch 3/3 simple; a@2 [%[1]s] [%[1]s/0]; b@2 [%[1]s] [%[1]s/1]; c@3 [%[1]s] [%[1]s/0]", topic)
+	d := describeShare(t, adm, group)
+	if d.Err != nil || shareSummary(d) != want {
+		t.Fatalf("describe: %v\n got %s\nwant %s", d.Err, shareSummary(d), want)
+	}
+	for _, m := range d.Members {
+		if m.ClientID != "tusk-compat" || m.ClientHost != "/127.0.0.1" {
+			t.Fatalf("member %s client %q host %q", m.MemberID, m.ClientID, m.ClientHost)
+		}
+	}
+
+	// Type conflicts and listing.
+	ctx := ctxTimeout(t, 30*time.Second)
+	jreq := kmsg.NewPtrJoinGroupRequest()
+	jreq.Group, jreq.ProtocolType, jreq.SessionTimeoutMillis, jreq.RebalanceTimeoutMillis = group, "consumer", 10000, 10000
+	jreq.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{0, 0, 0, 0, 0, 0, 0, 0}}}
+	if r, err := jreq.RequestWith(ctx, cl); err != nil || r.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+		t.Fatalf("JoinGroup on a share group: %v %v", err, r)
+	}
+	creq := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	creq.Group, creq.MemberID, creq.RebalanceTimeoutMillis, creq.SubscribedTopicNames = group, "x", 1000, []string{topic}
+	creq.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	if r, err := creq.RequestWith(ctx, cl); err != nil || r.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("ConsumerGroupHeartbeat on a share group: %v %+v", err, r)
+	}
+	listed, err := adm.ListGroupsByType(ctx, []string{"share"})
+	if err != nil {
+		t.Fatalf("list share groups: %v", err)
+	}
+	if g, ok := listed[group]; len(listed) != 1 || !ok || g.State != "Stable" || g.ProtocolType != "share" {
+		t.Fatalf("listed share groups: %+v", listed)
+	}
+	if listed, _ := adm.ListGroupsByType(ctx, []string{"classic", "consumer"}); len(listed) != 0 {
+		t.Fatalf("listed other types: %+v", listed)
+	}
+	dr, err := adm.DeleteGroups(ctx, group)
+	if err != nil || !errorIs(dr[group].Err, kerr.NonEmptyGroup) {
+		t.Fatalf("delete non-empty: %v %+v", err, dr)
+	}
+
+	// B leaves; C's session expires (no heartbeats); A keeps beating.
+	sc.expect("b leaves", sc.hb(group, "b", -1), 0, -1, nil)
+	sc.expect("b leaves again", sc.hb(group, "b", -1), kerr.UnknownMemberID.Code, 0, nil)
+	epochA := int32(2)
+	waitFor(t, 20*time.Second, "c's session to expire", func() (bool, string) {
+		r := sc.hb(group, "a", epochA)
+		sc.expect("a beats", r, 0, r.MemberEpoch, assignmentOrNil(r))
+		epochA = r.MemberEpoch
+		d := describeShare(t, adm, group)
+		return len(d.Members) == 1, shareSummary(d)
+	})
+	// b's leave made epoch 4, c's expiry 5; a heartbeats to 5.
+	sc.expect("a after the expiry", sc.hb(group, "a", epochA, topic), 0, 5, map[[16]byte][]int32{id: {0, 1}})
+	want = fmt.Sprintf("Stable epoch 5/5 simple; a@5 [%[1]s] [%[1]s/0 %[1]s/1]", topic)
+	if got := shareSummary(describeShare(t, adm, group)); got != want {
+		t.Fatalf("after expiry:\n got %s\nwant %s", got, want)
+	}
+
+	// A restarted node replays the group from __consumer_offsets.
+	n.Stop(t)
+	n = n.Restart(t)
+	adm, cl = newAdm(t, n)
+	sc = shareHBClient{t, cl}
+	waitFor(t, 20*time.Second, "the replayed group", func() (bool, string) {
+		d := describeShare(t, adm, group)
+		return d.Err == nil && shareSummary(d) == want, fmt.Sprint(d.Err, " ", shareSummary(d))
+	})
+	sc.expect("a after the restart", sc.hb(group, "a", 5), 0, 5, nil)
+	sc.expect("a leaves", sc.hb(group, "a", -1), 0, -1, nil)
+	if got := shareSummary(describeShare(t, adm, group)); got != "Empty epoch 6/6 simple" {
+		t.Fatalf("empty group: %s", got)
+	}
+
+	// A group whose topic does not exist has no share state: deleted at once.
+	const other = "sgm-none"
+	sc.expect("join a missing topic", sc.hb(other, "m", 0, "sgm-missing"), 0, 1, map[[16]byte][]int32{})
+	sc.expect("leave", sc.hb(other, "m", -1), 0, -1, nil)
+	dr, err = adm.DeleteGroups(ctx, other)
+	if err != nil || dr[other].Err != nil {
+		t.Fatalf("delete: %v %+v", err, dr)
+	}
+	if d := describeShare(t, adm, other); !errorIs(d.Err, kerr.GroupIDNotFound) {
+		t.Fatalf("deleted group described: %v %s", d.Err, shareSummary(d))
+	}
+	// Deleted for good: a restart does not bring it back.
+	n.Stop(t)
+	n = n.Restart(t)
+	adm, _ = newAdm(t, n)
+	if d := describeShare(t, adm, other); !errorIs(d.Err, kerr.GroupIDNotFound) {
+		t.Fatalf("deleted group after a restart: %v %s", d.Err, shareSummary(d))
+	}
+}
+
+func assignmentOrNil(r *kmsg.ShareGroupHeartbeatResponse) map[[16]byte][]int32 {
+	if r.Assignment == nil {
+		return nil
+	}
+	out := map[[16]byte][]int32{}
+	for _, tp := range r.Assignment.TopicPartitions {
+		out[tp.TopicID] = tp.Partitions
+	}
+	return out
+}
+
+func errorIs(err error, want *kerr.Error) bool {
+	ke, ok := err.(*kerr.Error)
+	return ok && ke == want
+}
+
+// TestClusterShareGroupCoordinatorKill: on 3 nodes a share group survives
+// a kill -9 of its coordinator: the new coordinator describes the same
+// members, epochs and assignments, and the members carry on at their
+// epochs.
+func TestClusterShareGroupCoordinatorKill(t *testing.T) {
+	card(t, "franz-go kmsg + kadm, kill -9", "cluster: share group coordinator killed, membership survives")
+	c := startClusterWith(t, 3, func(int32) []startOpt {
+		return []startOpt{withFlag("groups-share-session-timeout", "20s"), withFlag("groups-share-heartbeat-interval", "500ms")}
+	})
+	all := c.kafkaAddrs(c.ids()...)
+	adm := kadm.NewClient(newClusterClient(t, all))
+	const topic, group = "sgk", "sgk-group"
+	createTopic(t, adm, topic, 3, nil)
+	waitTopicReady(t, adm, topic, 3)
+	id := topicID(t, adm, topic)
+	sc := shareHBClient{t, newClusterClient(t, all)}
+	sc.expect("a joins", sc.hb(group, "a", 0, topic), 0, 1, map[[16]byte][]int32{id: {0, 1, 2}})
+	sc.expect("b joins", sc.hb(group, "b", 0, topic), 0, 2, map[[16]byte][]int32{id: {2}})
+	sc.expect("a moves", sc.hb(group, "a", 1), 0, 2, map[[16]byte][]int32{id: {0, 1}})
+	want := fmt.Sprintf("Stable epoch 2/2 simple; a@2 [%[1]s] [%[1]s/0 %[1]s/1]; b@2 [%[1]s] [%[1]s/2]", topic)
+	if got := shareSummary(describeShare(t, adm, group)); got != want {
+		t.Fatalf("before:\n got %s\nwant %s", got, want)
+	}
+
+	var coord int32 = -1
+	adm.FindGroupCoordinators(ctxTimeout(t, 10*time.Second), group).Each(func(d kadm.FindCoordinatorResponse) {
+		if d.Err != nil {
+			t.Fatalf("FindCoordinator: %v", d.Err)
+		}
+		coord = d.NodeID
+	})
+	c.node(coord).Kill9(t)
+	killed := time.Now()
+	var live []int32
+	for _, nid := range c.ids() {
+		if nid != coord {
+			live = append(live, nid)
+		}
+	}
+	waitFor(t, 30*time.Second, "a new coordinator with the group", func() (bool, string) {
+		// A fresh client each time: kgo keeps a coordinator it cannot
+		// dial cached.
+		lcl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs(live...)...), kgo.ClientID("tusk-compat"))
+		if err != nil {
+			t.Fatalf("client: %v", err)
+		}
+		defer lcl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		ds, err := kadm.NewClient(lcl).DescribeShareGroups(ctx, group)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := ds[group]
+		if d.Err != nil {
+			return false, d.Err.Error()
+		}
+		if d.Coordinator.NodeID == coord {
+			return false, "old coordinator"
+		}
+		if got := shareSummary(d); got != want {
+			t.Fatalf("new coordinator %d describes\n %s\nwant %s", d.Coordinator.NodeID, got, want)
+		}
+		return true, ""
+	})
+	t.Logf("measure: share group described by a new coordinator %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	sc = shareHBClient{t, newClusterClient(t, c.kafkaAddrs(live...))}
+	sc.expect("a after the kill", sc.hb(group, "a", 2), 0, 2, nil)
+	sc.expect("b leaves", sc.hb(group, "b", -1), 0, -1, nil)
+	sc.expect("a takes all", sc.hb(group, "a", 2, topic), 0, 3, map[[16]byte][]int32{id: {0, 1, 2}})
+}
