@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -311,4 +312,177 @@ func TestClusterShareGroupCoordinatorKill(t *testing.T) {
 	sc.expect("a after the kill", sc.hb(group, "a", 2), 0, 2, nil)
 	sc.expect("b leaves", sc.hb(group, "b", -1), 0, -1, nil)
 	sc.expect("a takes all", sc.hb(group, "a", 2, topic), 0, 3, map[[16]byte][]int32{id: {0, 1, 2}})
+}
+
+// shareOffsets describes one share group's offsets with kadm (nil topics:
+// every partition with state): topic/partition → start offset, and the
+// group's error.
+func shareOffsets(t *testing.T, adm *kadm.Client, group string) (map[string]int64, error) {
+	t.Helper()
+	ds, err := adm.DescribeShareGroupOffsets(ctxTimeout(t, 15*time.Second), group)
+	if err != nil {
+		t.Fatalf("DescribeShareGroupOffsets: %v", err)
+	}
+	d := ds[group]
+	out := map[string]int64{}
+	for topic, ps := range d.Offsets {
+		for p, o := range ps {
+			if o.Err != nil {
+				t.Fatalf("%s/%d: %v", topic, p, o.Err)
+			}
+			out[fmt.Sprintf("%s/%d", topic, p)] = o.StartOffset
+		}
+	}
+	return out, d.Err
+}
+
+// TestShareGroupKgo: four kgo share consumers (kgo.ShareGroup) read one
+// partition together; every record is delivered and acknowledged exactly
+// once, to members that all hold the partition. Around it the offsets
+// APIs: AlterShareGroupOffsets creates the group at offset 0 (so records
+// produced before the consumers are read) and is refused while members
+// are in; DescribeShareGroupOffsets follows the start offset to the end;
+// DeleteShareGroupOffsets and DeleteGroups remove the state and the group.
+func TestShareGroupKgo(t *testing.T) {
+	card(t, "franz-go kgo ShareGroup + kadm", "KIP-932 share group: 4 consumers on one partition, offsets APIs")
+	n := startTusk(t, shareFlags()...)
+	adm, cl := newAdm(t, n)
+	const topic, group, total = "sgk1", "sgk1-group", 400
+	createTopic(t, adm, topic, 1, nil)
+	waitTopicReady(t, adm, topic, 1)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	for i := 0; i < total; i++ {
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("v%03d", i))}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("produce: %v", err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+
+	if _, err := shareOffsets(t, adm, group); !errorIs(err, kerr.GroupIDNotFound) {
+		t.Fatalf("offsets of a missing group: %v", err)
+	}
+	var at kadm.Offsets
+	at.AddOffset(topic, 0, 0, -1)
+	if r, err := adm.AlterShareGroupOffsets(ctx, group, at); err != nil || !r.Ok() {
+		t.Fatalf("alter: %v %v", err, r.Error())
+	}
+	if got, err := shareOffsets(t, adm, group); err != nil || !reflect.DeepEqual(got, map[string]int64{topic + "/0": 0}) {
+		t.Fatalf("offsets after alter: %v %v", got, err)
+	}
+	if d := describeShare(t, adm, group); d.Err != nil || shareSummary(d) != "Empty epoch 0/0 simple" {
+		t.Fatalf("created group: %v %s", d.Err, shareSummary(d))
+	}
+
+	var (
+		mu     sync.Mutex
+		seen   = map[int64]int{}
+		values = map[int64]string{}
+		ackErr []string
+	)
+	var members []*kgo.Client
+	var wg sync.WaitGroup
+	pollCtx, stopPolling := context.WithCancel(context.Background())
+	defer stopPolling()
+	for i := 0; i < 4; i++ {
+		m := newKgo(t, n, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
+			kgo.FetchMaxWait(200*time.Millisecond),
+			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
+				for _, r := range rs {
+					if r.Err != nil {
+						mu.Lock()
+						ackErr = append(ackErr, fmt.Sprintf("%s/%d: %v", r.Topic, r.Partition, r.Err))
+						mu.Unlock()
+					}
+				}
+			}))
+		members = append(members, m)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pollCtx.Err() == nil {
+				fs := m.PollFetches(pollCtx)
+				fs.EachError(func(tp string, p int32, err error) {
+					if pollCtx.Err() == nil {
+						t.Errorf("member %d fetch %s/%d: %v", i, tp, p, err)
+					}
+				})
+				fs.EachRecord(func(r *kgo.Record) {
+					mu.Lock()
+					seen[r.Offset]++
+					values[r.Offset] = string(r.Value)
+					mu.Unlock()
+					r.Ack(kgo.AckAccept)
+				})
+			}
+		}()
+	}
+	waitFor(t, 60*time.Second, "every record delivered", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == total, fmt.Sprintf("%d of %d offsets", len(seen), total)
+	})
+	// Every member holds the partition, at the group's epoch 4.
+	waitFor(t, 20*time.Second, "four members at epoch 4", func() (bool, string) {
+		d := describeShare(t, adm, group)
+		ok := len(d.Members) == 4 && d.GroupEpoch == 4
+		for _, m := range d.Members {
+			ok = ok && m.MemberEpoch == 4 && len(m.Assignment[topic]) == 1
+		}
+		return ok, shareSummary(d)
+	})
+	if r, err := adm.AlterShareGroupOffsets(ctx, group, at); !errorIs(err, kerr.NonEmptyGroup) {
+		t.Fatalf("alter with members: %v %v", err, r)
+	}
+	// The acknowledgements move the start offset to the end.
+	for _, m := range members {
+		if err := m.FlushAcks(ctx); err != nil {
+			t.Fatalf("flush acks: %v", err)
+		}
+	}
+	waitFor(t, 20*time.Second, "the start offset at the end", func() (bool, string) {
+		got, err := shareOffsets(t, adm, group)
+		return err == nil && got[topic+"/0"] == total, fmt.Sprint(got, err)
+	})
+	stopPolling()
+	wg.Wait()
+	for _, m := range members {
+		m.Close()
+	}
+	mu.Lock()
+	for off := int64(0); off < total; off++ {
+		if seen[off] != 1 || values[off] != fmt.Sprintf("v%03d", off) {
+			t.Errorf("offset %d delivered %d times, value %q", off, seen[off], values[off])
+		}
+	}
+	if len(ackErr) > 0 {
+		t.Errorf("acknowledgement errors: %v", ackErr)
+	}
+	mu.Unlock()
+	waitFor(t, 20*time.Second, "the members gone", func() (bool, string) {
+		d := describeShare(t, adm, group)
+		return len(d.Members) == 0 && d.GroupState == "Empty", shareSummary(d)
+	})
+
+	// Delete the topic's share state, then the group.
+	dr, err := adm.DeleteShareGroupOffsets(ctx, group, topic)
+	if err != nil || dr[topic] != nil {
+		t.Fatalf("delete offsets: %v %v", err, dr)
+	}
+	if got, err := shareOffsets(t, adm, group); err != nil || len(got) != 0 {
+		t.Fatalf("offsets after delete: %v %v", got, err)
+	}
+	if r, err := adm.AlterShareGroupOffsets(ctx, group, at); err != nil || !r.Ok() {
+		t.Fatalf("alter again: %v %v", err, r.Error())
+	}
+	gr, err := adm.DeleteGroups(ctx, group)
+	if err != nil || gr[group].Err != nil {
+		t.Fatalf("delete group: %v %+v", err, gr)
+	}
+	if d := describeShare(t, adm, group); !errorIs(d.Err, kerr.GroupIDNotFound) {
+		t.Fatalf("deleted group: %v %s", d.Err, shareSummary(d))
+	}
 }
