@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -293,6 +295,16 @@ func TestConsoleCluster(t *testing.T) {
 		if g.Group != consoleGroup || g.State != "Stable" || len(g.Members) != 1 || len(g.Members[0].Assignments) != 1 ||
 			fmt.Sprint(g.Members[0].Assignments[0].Partitions) != "[0 1]" {
 			t.Fatalf("group %+v", g)
+		}
+		// A topic cannot be called <script> (Kafka's topic name rule), so
+		// markup reaches the console only in group ids and the paths asked
+		// for (the browser test renders both).
+		r, err := cc.adm.CreateTopic(ctxTimeout(t, 10*time.Second), 1, 1, nil, "<script>")
+		if err == nil {
+			err = r.Err
+		}
+		if !errors.Is(err, kerr.InvalidTopicException) {
+			t.Errorf("create topic <script>: %v, want INVALID_TOPIC_EXCEPTION", err)
 		}
 		// Bad input: JSON errors with 404.
 		for path, msg := range map[string]string{
@@ -574,5 +586,35 @@ func testConsoleBrowser(t *testing.T, cc *consoleCluster) {
 		t.Fatalf("the partition page refreshed by navigating or reloading: %+v", after)
 	}
 	t.Logf("live view: %d segments ending at %s, then %d ending at %s without a reload", before.Segs, before.End, after.Segs, after.End)
+
+	// Throughput: the topic page's produce rate per partition, from the
+	// log ends of two refreshes: 0/s while nothing is written, then above
+	// 0 for partition 1 once 200 records arrive (and its log end 1200).
+	page("#/topics/rot", `#partitions tbody tr[data-partition="1"]`)
+	const rateJS = `Object.fromEntries([...document.querySelectorAll('#partitions tbody tr')].map(r => [r.getAttribute('data-partition'), [...r.querySelectorAll('td')].slice(8, 10).map(td => td.textContent)]))`
+	rates := map[string][]string{}
+	poll := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			eval(rateJS, &rates)
+			if ok() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("topic page: %s not shown within 20 s: log end and rate per partition %v", what, rates)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	poll("a produce rate of 0/s", func() bool { return fmt.Sprint(rates["1"]) == "[1000 0/s]" })
+	producePartitions(t, cc.c.kafkaAddrs(cc.c.ids()...), "rot", []int32{1}, 200, "rate", map[int32]int64{1: 1000})
+	poll("partition 1's new log end with a produce rate above 0", func() bool {
+		r := rates["1"]
+		var n int
+		_, err := fmt.Sscanf(strings.TrimSuffix(fmt.Sprint(r), "]"), "[1200 %d/s", &n)
+		return err == nil && n > 0
+	})
+	t.Logf("topic page: log end and produce rate per partition %v", rates)
 	t.Logf("screenshots in %s", shots)
 }
