@@ -658,3 +658,174 @@ func TestClusterGroup848CoordinatorKill(t *testing.T) {
 	t.Logf("processed %d records, %d reprocessed (above the last commit), commit errors: %v", len(tr.count), tr.dups, tr.commitErrs)
 	tr.mu.Unlock()
 }
+
+// TestGroup848StaticRegexRange: two static members (kgo InstanceID)
+// subscribe by regex (v1 SubscribedTopicRegex) with the range assignor.
+// The regex resolves on the broker to the matching topics only; range
+// gives each member one partition of each 2-partition topic; a static
+// member that closes (leave with epoch -2) keeps its partitions, which
+// nobody else gets, and has them back when it returns under its instance
+// id; a new matching topic joins the assignment within the regex refresh
+// (10 s) and its records are consumed.
+//
+// kgo v1.22.2's own static leave sends epoch -2 without the instance id,
+// which Kafka (and Tusk) refuse with INVALID_REQUEST ("InstanceId can't be
+// null."), so the member would stay until its session ends. The test cuts
+// s1 off (as a crashed process) and sends the static leave a conforming
+// client sends, then restarts s1 under its instance id with kgo.
+func TestGroup848StaticRegexRange(t *testing.T) {
+	card(t, "franz-go kgo ServerSideBalancer", "KIP-848 static members, regex subscription, range assignor")
+	for k, v := range g848Env() {
+		t.Setenv(k, v)
+	}
+	n := startTusk(t)
+	seeds := []string{n.Kafka}
+	adm, acl := newAdm(t, n)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	const group = "g848s"
+	for _, tt := range []string{"r848-a", "r848-b", "x848"} {
+		if _, err := adm.CreateTopic(ctx, 2, -1, nil, tt); err != nil {
+			t.Fatalf("create %s: %v", tt, err)
+		}
+	}
+	want := map[string]string{} // key → topic
+	for _, tt := range []string{"r848-a", "r848-b", "x848"} {
+		for k := range produce848(t, seeds, tt, seqKeys(tt, 20)) {
+			if tt != "x848" {
+				want[k] = tt
+			}
+		}
+	}
+	var mu sync.Mutex
+	got := map[string]string{}
+	start := func(name, instance string, d *killableDialer) (context.CancelFunc, chan struct{}) {
+		cl := newKgo(t, n, kgo.Dialer(d.dial), kgo.ClientID(name), kgo.ConsumerGroup(group), kgo.ConsumeRegex(), kgo.ConsumeTopics("r848-.*"),
+			kgo.InstanceID(instance), kgo.Balancers(kgo.RangeBalancer()), kgo.ServerSideBalancer(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+		done := make(chan struct{})
+		pctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		go func() {
+			defer close(done)
+			for {
+				fs := cl.PollFetches(pctx)
+				if fs.IsClientClosed() || pctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				fs.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = r.Topic })
+				mu.Unlock()
+			}
+		}()
+		return cancel, done
+	}
+	consumedAll := func(what string) {
+		t.Helper()
+		waitUntil(t, 30*time.Second, what, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) >= len(want)
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		for k, tt := range got {
+			if want[k] != tt {
+				t.Fatalf("consumed %s from %s, want only the regex's topics (%s)", k, tt, want[k])
+			}
+		}
+	}
+	s1dialer := &killableDialer{}
+	s1stop, s1done := start("s1", "i1", s1dialer)
+	_, _ = start("s2", "i2", &killableDialer{})
+	consumedAll("the regex topics consumed")
+
+	assignments := func(g kadm.DescribedConsumerGroup) map[string]string {
+		out := map[string]string{}
+		for _, m := range g.Members {
+			if m.InstanceID != nil {
+				out[*m.InstanceID] = fmt.Sprint(m.Assignment.Sorted())
+			}
+		}
+		return out
+	}
+	var before map[string]string
+	var s1member string
+	waitFor(t, 30*time.Second, "range over the regex's topics", func() (bool, string) {
+		g, err := describe848(t, adm, group)
+		if err != nil {
+			return false, err.Error()
+		}
+		if g.State != "Stable" || g.AssignorName != "range" || len(g.Members) != 2 {
+			return false, fmt.Sprintf("state %s assignor %s members %d", g.State, g.AssignorName, len(g.Members))
+		}
+		for _, m := range g.Members {
+			if m.SubscribedTopicRegex == nil || len(m.Assignment["r848-a"]) != 1 || len(m.Assignment["r848-b"]) != 1 || len(m.Assignment) != 2 {
+				return false, fmt.Sprintf("member %s: regex %v, assignment %v", m.ClientID, m.SubscribedTopicRegex, m.Assignment.Sorted())
+			}
+		}
+		before = assignments(g)
+		for _, m := range g.Members {
+			if m.ClientID == "s1" {
+				s1member = m.MemberID
+			}
+		}
+		return true, ""
+	})
+
+	// s1 is cut off and leaves for a while (epoch -2, its instance id).
+	// Its partitions stay its own.
+	s1dialer.kill()
+	s1stop()
+	<-s1done
+	leave := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	leave.Group, leave.MemberID, leave.MemberEpoch, leave.InstanceID = group, s1member, -2, kmsg.StringPtr("i1")
+	if r, err := leave.RequestWith(ctx, acl); err != nil || r.ErrorCode != 0 {
+		t.Fatalf("static leave: %v %v", r, err)
+	}
+	leave.InstanceID = nil // kgo's
+	if r, err := leave.RequestWith(ctx, acl); err != nil || r.ErrorCode != kerr.InvalidRequest.Code {
+		t.Fatalf("static leave without the instance id: %v %v, want INVALID_REQUEST", r, err)
+	}
+	waitFor(t, 10*time.Second, "s1 left with epoch -2", func() (bool, string) {
+		g, err := describe848(t, adm, group)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range g.Members {
+			if m.ClientID == "s1" {
+				return m.MemberEpoch == -2, fmt.Sprintf("s1 at epoch %d", m.MemberEpoch)
+			}
+		}
+		return false, "s1 gone from the group"
+	})
+	if g, err := describe848(t, adm, group); err != nil || fmt.Sprint(assignments(g)) != fmt.Sprint(before) {
+		t.Fatalf("after s1's static leave: %v (%v), before %v", assignments(g), err, before)
+	}
+	_, _ = start("s1b", "i1", &killableDialer{})
+	waitFor(t, 20*time.Second, "i1 back with its partitions", func() (bool, string) {
+		g, err := describe848(t, adm, group)
+		if err != nil {
+			return false, err.Error()
+		}
+		ids := map[string]bool{}
+		for _, m := range g.Members {
+			ids[m.ClientID] = true
+		}
+		if g.State != "Stable" || len(g.Members) != 2 || !ids["s1b"] {
+			return false, fmt.Sprintf("state %s members %v", g.State, ids)
+		}
+		now := assignments(g)
+		return fmt.Sprint(now) == fmt.Sprint(before), fmt.Sprintf("assignments %v, before %v", now, before)
+	})
+
+	// A new topic the regex matches joins the assignment.
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, "r848-c"); err != nil {
+		t.Fatalf("create r848-c: %v", err)
+	}
+	for k := range produce848(t, seeds, "r848-c", seqKeys("r848-c", 15)) {
+		want[k] = "r848-c"
+	}
+	added := time.Now()
+	consumedAll("the new topic's records consumed")
+	t.Logf("measure: a new topic matching the regex consumed %v after its creation", time.Since(added).Round(100*time.Millisecond))
+}
