@@ -71,4 +71,24 @@ func TestAuthzConsumerGroupHeartbeat(t *testing.T) {
 	if len(r.Assignment.Topics) != 1 || r.Assignment.Topics[0].TopicID != ra1.ID || len(r.Assignment.Topics[0].Partitions) != 2 {
 		t.Fatalf("regex .* assigned %+v, want both partitions of ra-1 only", r.Assignment.Topics)
 	}
+
+	// ConsumerGroupDescribe: the group with its member while ra-1 may be
+	// described; TOPIC_AUTHORIZATION_FAILED without members once not.
+	describe := func() kmsg.ConsumerGroupDescribeResponseGroup {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupDescribeRequest()
+		req.Groups = []string{"g"}
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || len(resp.Groups) != 1 {
+			t.Fatalf("ConsumerGroupDescribe: %v %v", resp, err)
+		}
+		return resp.Groups[0]
+	}
+	if d := describe(); d.ErrorCode != 0 || len(d.Members) != 1 || d.Members[0].Assignment.TopicPartitions[0].Topic != "ra-1" {
+		t.Fatalf("describe: %v %+v", kerr.ErrorForCode(d.ErrorCode), d)
+	}
+	setACLs(t, b, acls[0], acls[2])
+	if d := describe(); d.ErrorCode != kerr.TopicAuthorizationFailed.Code || len(d.Members) != 0 {
+		t.Fatalf("describe without DESCRIBE on ra-1: %v, %d members", kerr.ErrorForCode(d.ErrorCode), len(d.Members))
+	}
 }

@@ -86,19 +86,6 @@ func (o *ownership) kill(name string) {
 	}
 }
 
-func (o *ownership) owned(name string) []int32 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var out []int32
-	for p, n := range o.owner {
-		if n == name {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
 func (o *ownership) check(t *testing.T) {
 	t.Helper()
 	o.mu.Lock()
