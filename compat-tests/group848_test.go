@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -815,4 +816,136 @@ func TestGroup848StaticRegexRange(t *testing.T) {
 	added := time.Now()
 	consumedAll("the new topic's records consumed")
 	t.Logf("measure: a new topic matching the regex consumed %v after its creation", time.Since(added).Round(100*time.Millisecond))
+}
+
+// TestGroup848EOS: kgo's GroupTransactSession in a KIP-848 group copies an
+// input topic to an output topic, committing each round's offsets in its
+// transaction (TxnOffsetCommit with the member epoch); a second member
+// joins half way, so partitions move between transactional members.
+// read_committed sees every input record exactly once, and the group's
+// committed offsets are the input's ends.
+func TestGroup848EOS(t *testing.T) {
+	card(t, "franz-go kgo GroupTransactSession + ServerSideBalancer", "KIP-848 group, exactly-once copy while a member joins")
+	for k, v := range g848Env() {
+		t.Setenv(k, v)
+	}
+	n := startTusk(t)
+	seeds := []string{n.Kafka}
+	adm, _ := newAdm(t, n)
+	ctx := ctxTimeout(t, 3*time.Minute)
+	const in, out, group = "e848-in", "e848-out", "e848-group"
+	for _, tt := range []string{in, out} {
+		if _, err := adm.CreateTopic(ctx, 2, -1, nil, tt); err != nil {
+			t.Fatalf("create %s: %v", tt, err)
+		}
+	}
+	var committed atomic.Int64
+	perMember := map[string]*atomic.Int64{"a": {}, "b": {}}
+	var stop atomic.Bool
+	errs := make(chan error, 2)
+	member := func(name string) chan struct{} {
+		done := make(chan struct{})
+		sess, err := kgo.NewGroupTransactSession(
+			kgo.SeedBrokers(seeds...), kgo.ClientID(name), kgo.TransactionalID(name), kgo.RetryTimeout(30*time.Second),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer(),
+			kgo.FetchMaxPartitionBytes(2000), kgo.FetchMaxWait(200*time.Millisecond),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DefaultProduceTopic(out))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		go func() {
+			defer close(done)
+			defer sess.Close()
+			for !stop.Load() {
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				fs := sess.PollFetches(pctx)
+				cancel()
+				if ctx.Err() != nil {
+					errs <- fmt.Errorf("%s: %w", name, ctx.Err())
+					return
+				}
+				if fs.NumRecords() == 0 {
+					continue
+				}
+				if err := sess.Begin(); err != nil {
+					errs <- fmt.Errorf("%s: begin: %w", name, err)
+					return
+				}
+				fs.EachRecord(func(r *kgo.Record) {
+					sess.Produce(ctx, &kgo.Record{Partition: r.Partition, Key: r.Key, Value: r.Value}, nil)
+				})
+				ok, err := sess.End(ctx, kgo.TryCommit)
+				if err != nil {
+					t.Logf("%s: end: %v (the session rewinds)", name, err)
+					continue
+				}
+				if ok {
+					committed.Add(int64(fs.NumRecords()))
+					perMember[name].Add(int64(fs.NumRecords()))
+				}
+			}
+		}()
+		return done
+	}
+	produced := produce848(t, seeds, in, seqKeys("e", 300))
+	aDone := member("a")
+	waitUntil(t, 60*time.Second, "a copied the first 300", func() bool { return committed.Load() >= 300 })
+	bDone := member("b")
+	waitStable848(t, adm, group, in, 2, "a", "b")
+	merge(produced, produce848(t, seeds, in, seqKeys("f", 300)))
+	waitUntil(t, 60*time.Second, "600 records copied", func() bool { return committed.Load() >= 600 })
+	stop.Store(true)
+	<-aDone
+	<-bDone
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	if c := committed.Load(); c != 600 || perMember["b"].Load() == 0 {
+		t.Fatalf("committed rounds hold %d records (a %d, b %d), want 600 (exactly once), some of them b's", c, perMember["a"].Load(), perMember["b"].Load())
+	}
+	t.Logf("committed: a %d, b %d records", perMember["a"].Load(), perMember["b"].Load())
+	// read_committed: every input record once.
+	rcl := newKgo(t, n, kgo.ConsumeTopics(out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
+	seen := map[string]int{}
+	for len(seen) < len(produced) {
+		fs := rcl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of 600 from %s", len(seen), out)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[string(r.Key)]++
+			if string(r.Value) != "v-"+string(r.Key) {
+				t.Fatalf("output record %s has value %s", r.Key, r.Value)
+			}
+			if at := produced[string(r.Key)]; at.p != r.Partition {
+				t.Fatalf("output record %s in partition %d, input %d", r.Key, r.Partition, at.p)
+			}
+		})
+	}
+	// Nothing more below the ends the members left.
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := rcl.PollFetches(pctx)
+		cancel()
+		if fs.NumRecords() == 0 {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("output has %s %d times", k, c)
+		}
+	}
+	inEnds := map[int32]int64{}
+	for _, at := range produced {
+		inEnds[at.p] = max(inEnds[at.p], at.o+1)
+	}
+	if have := committedOffsets(t, adm, group, in); fmt.Sprint(have) != fmt.Sprint(inEnds) {
+		t.Fatalf("committed %v, input ends %v", have, inEnds)
+	}
 }
