@@ -263,6 +263,8 @@ func decodeEnvelope(b []byte) (Command, envelope, error) {
 		c = &SealSegments{}
 	case "alter_client_quotas":
 		c = &AlterClientQuotas{}
+	case "set_group_configs":
+		c = &SetGroupConfigs{}
 	case "create_acls":
 		c = &CreateACLs{}
 	case "delete_acls":
@@ -329,6 +331,8 @@ func deref(c Command) Command {
 	case *SealSegments:
 		return *v
 	case *AlterClientQuotas:
+		return *v
+	case *SetGroupConfigs:
 		return *v
 	case *CreateACLs:
 		return *v

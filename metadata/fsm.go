@@ -89,6 +89,9 @@ type state struct {
 	Configs        map[string]string `json:"configs,omitempty"`
 	// Quotas are the client quotas by entity key (quotas.go).
 	Quotas map[string]ClientQuota `json:"quotas,omitempty"`
+	// GroupConfigs are per-group config overrides by group id
+	// (groupconfigs.go).
+	GroupConfigs map[string]map[string]string `json:"group_configs,omitempty"`
 	// ACLs are the access control lists, sorted and deduplicated
 	// (acls.go); aclSet indexes them (not serialized; setACLs and
 	// RestoreAt keep it current).
@@ -353,7 +356,7 @@ func touched(st *state, c Command, before *Topic, be *BatchError) (all bool, ref
 		return true, nil
 	case AlterScramCredentials, BootstrapUsers:
 		return false, nil
-	case AllocateProducerIDs, InitCluster, AlterClientQuotas, CreateACLs, DeleteACLs:
+	case AllocateProducerIDs, InitCluster, AlterClientQuotas, CreateACLs, DeleteACLs, SetGroupConfigs:
 		return false, nil
 	}
 	return true, nil // a command this list does not know: assume anything changed

@@ -53,7 +53,7 @@ func normalize(c Command) (Command, error) {
 		AlterScramCredentials, BootstrapUsers,
 		RegisterBroker, SetBrokerState, UnregisterBroker, SetClusterConfigs, RollSegment, FenceSegment, AssignLearners,
 		CleanPartition, CleanReport, AbandonCleaning, SetSegmentChecksum, SetFirstUnstable, MergeSegments, FenceSegments, SealSegments, AlterClientQuotas, ReassignPartition, ElectLeader,
-		CreateACLs, DeleteACLs:
+		CreateACLs, DeleteACLs, SetGroupConfigs:
 		return c, nil
 	case *CreateTopic:
 		if v != nil {
@@ -148,6 +148,10 @@ func normalize(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *AlterClientQuotas:
+		if v != nil {
+			return *v, nil
+		}
+	case *SetGroupConfigs:
 		if v != nil {
 			return *v, nil
 		}
