@@ -49,6 +49,9 @@ func (b *Broker) handleDescribeConfigs(rc *request, req *kmsg.DescribeConfigsReq
 				break
 			}
 			rr.Configs = b.describeBrokerConfigs(r.ConfigNames)
+		case r.ResourceType == kmsg.ConfigResourceTypeGroupConfig:
+			// groupconfig.go: share-group configs.
+			rr.Configs = b.describeGroupConfigs(r.ResourceName, r.ConfigNames, req.IncludeSynonyms, req.IncludeDocumentation)
 		default:
 			rr.ErrorCode = kerr.InvalidRequest.Code
 			rr.ErrorMessage = kmsg.StringPtr("unsupported resource type")

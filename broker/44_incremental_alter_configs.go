@@ -29,6 +29,16 @@ func (b *Broker) handleIncrementalAlterConfigs(rc *request, req *kmsg.Incrementa
 			resp.Resources = append(resp.Resources, rr)
 			continue
 		}
+		if r.ResourceType == kmsg.ConfigResourceTypeGroupConfig {
+			// groupconfig.go: share-group configs.
+			code, msg := b.alterGroupConfigs(rc.ctx(), r.ResourceName, r.Configs, req.ValidateOnly)
+			rr.ErrorCode = code
+			if msg != "" {
+				rr.ErrorMessage = kmsg.StringPtr(msg)
+			}
+			resp.Resources = append(resp.Resources, rr)
+			continue
+		}
 		code, msg := b.alterTopicConfigs(rc.ctx(), r.ResourceType, r.ResourceName, req.ValidateOnly, func(cur map[string]string) (map[string]string, int16, string) {
 			if cur == nil {
 				cur = map[string]string{}

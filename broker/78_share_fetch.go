@@ -425,5 +425,5 @@ func (f *shareFetch) finish() {
 // shareIsolationCommitted reports whether group reads read_committed
 // (share.isolation.level); the broker default is read_uncommitted.
 func (b *Broker) shareIsolationCommitted(group string) bool {
-	return b.cfg.Share.IsolationLevel == "read_committed"
+	return b.groupConfig(group, "share.isolation.level") == "read_committed" // groupconfig.go
 }

@@ -332,6 +332,20 @@ func TestAuthzEveryAPI(t *testing.T) {
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareFetchResponse).ErrorCode} }, want: gaf},
 		{req: &kmsg.ShareAcknowledgeRequest{Version: 1, GroupID: str("g"), MemberID: str("m"), ShareSessionEpoch: 1},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareAcknowledgeResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.ShareGroupHeartbeatRequest{GroupID: "g", MemberID: "m", SubscribedTopicNames: []string{"t"}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareGroupHeartbeatResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.ShareGroupDescribeRequest{GroupIDs: []string{"g"}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.ShareGroupDescribeResponse).Groups[0].ErrorCode}
+			}, want: gaf},
+		{req: &kmsg.DescribeShareGroupOffsetsRequest{Groups: []kmsg.DescribeShareGroupOffsetsRequestGroup{{GroupID: "g", Topics: []kmsg.DescribeShareGroupOffsetsRequestGroupTopic{{Topic: "t", Partitions: []int32{0}}}}}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.DescribeShareGroupOffsetsResponse).Groups[0].ErrorCode}
+			}, want: gaf},
+		{req: &kmsg.AlterShareGroupOffsetsRequest{GroupID: "g", Topics: []kmsg.AlterShareGroupOffsetsRequestTopic{{Topic: "t", Partitions: []kmsg.AlterShareGroupOffsetsRequestTopicPartition{{Partition: 0}}}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.AlterShareGroupOffsetsResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.DeleteShareGroupOffsetsRequest{GroupID: "g", Topics: []kmsg.DeleteShareGroupOffsetsRequestTopic{{Topic: "t"}}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DeleteShareGroupOffsetsResponse).ErrorCode} }, want: gaf},
 		{req: &kmsg.DescribeGroupsRequest{Groups: []string{"g"}},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.DescribeGroupsResponse).Groups[0].ErrorCode} }, want: gaf},
 		{req: kmsg.NewPtrListGroupsRequest(), check: func(r kmsg.Response) error {

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"strconv"
+	"time"
 
 	"github.com/tuskdb/tusk/share"
 )
@@ -15,14 +17,21 @@ import (
 // defaults (share.* in configs; Kafka's group.share.* and
 // share.auto.offset.reset).
 func (b *Broker) shareConfig(group string) share.Config {
-	// Per-group overrides (group configs) are not read yet.
+	// Per-group overrides (GROUP config resources, groupconfig.go) over
+	// the broker defaults; values were checked when set.
 	c := share.Config{
 		LockDuration:       b.cfg.Share.RecordLockDuration,
 		DeliveryCountLimit: int16(b.cfg.Share.DeliveryCountLimit),
 		MaxRecordLocks:     b.cfg.Share.PartitionMaxRecordLocks,
 		AutoOffsetReset:    share.ResetLatest,
 	}
-	if b.cfg.Share.AutoOffsetReset == "earliest" {
+	if ms, err := strconv.ParseInt(b.groupConfig(group, "share.record.lock.duration.ms"), 10, 64); err == nil {
+		c.LockDuration = time.Duration(ms) * time.Millisecond
+	}
+	if n, err := strconv.Atoi(b.groupConfig(group, "share.delivery.count.limit")); err == nil {
+		c.DeliveryCountLimit = int16(n)
+	}
+	if b.groupConfig(group, "share.auto.offset.reset") == "earliest" {
 		c.AutoOffsetReset = share.ResetEarliest
 	}
 	return c

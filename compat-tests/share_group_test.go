@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"sync"
@@ -484,5 +485,119 @@ func TestShareGroupKgo(t *testing.T) {
 	}
 	if d := describeShare(t, adm, group); !errorIs(d.Err, kerr.GroupIDNotFound) {
 		t.Fatalf("deleted group: %v %s", d.Err, shareSummary(d))
+	}
+}
+
+// groupConfigs describes a GROUP config resource: name → value/source.
+func groupConfigs(t *testing.T, cl *kgo.Client, group string) map[string]string {
+	t.Helper()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	r := kmsg.NewDescribeConfigsRequestResource()
+	r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	req.Resources = append(req.Resources, r)
+	resp, err := req.RequestWith(ctxTimeout(t, 10*time.Second), cl)
+	if err != nil || len(resp.Resources) != 1 || resp.Resources[0].ErrorCode != 0 {
+		t.Fatalf("DescribeConfigs GROUP %s: %v %+v", group, err, resp)
+	}
+	out := map[string]string{}
+	for _, c := range resp.Resources[0].Configs {
+		out[c.Name] = fmt.Sprintf("%s/%d", *c.Value, c.Source)
+	}
+	return out
+}
+
+func alterGroupConfig(t *testing.T, cl *kgo.Client, group string, op kmsg.IncrementalAlterConfigOp, name, value string) int16 {
+	t.Helper()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	r := kmsg.NewIncrementalAlterConfigsRequestResource()
+	r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name, c.Op, c.Value = name, op, kmsg.StringPtr(value)
+	r.Configs = append(r.Configs, c)
+	req.Resources = append(req.Resources, r)
+	resp, err := req.RequestWith(ctxTimeout(t, 10*time.Second), cl)
+	if err != nil || len(resp.Resources) != 1 {
+		t.Fatalf("IncrementalAlterConfigs GROUP %s: %v %+v", group, err, resp)
+	}
+	return resp.Resources[0].ErrorCode
+}
+
+// TestShareGroupConfigs: GROUP config resources for share groups:
+// DescribeConfigs shows the broker defaults, IncrementalAlterConfigs sets
+// and deletes overrides (checked values), and a group set to
+// share.auto.offset.reset=earliest reads records produced before it
+// started (kgo's documented way), while another group at the default
+// (latest) does not.
+func TestShareGroupConfigs(t *testing.T) {
+	card(t, "franz-go kgo ShareGroup + kmsg", "KIP-932 share group configs: describe, alter, auto.offset.reset earliest")
+	n := startTusk(t, shareFlags()...)
+	adm, cl := newAdm(t, n)
+	const topic, group = "sgc", "sgc-group"
+	defaults := map[string]string{
+		"share.auto.offset.reset":       "latest/5",
+		"share.isolation.level":         "read_uncommitted/5",
+		"share.record.lock.duration.ms": "30000/5",
+		"share.delivery.count.limit":    "5/5",
+	}
+	if got := groupConfigs(t, cl, group); !reflect.DeepEqual(got, defaults) {
+		t.Fatalf("defaults: %v", got)
+	}
+	for _, bad := range [][2]string{{"share.auto.offset.reset", "sometime"}, {"share.delivery.count.limit", "1"}, {"share.record.lock.duration.ms", "x"}, {"no.such.config", "1"}} {
+		if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpSet, bad[0], bad[1]); code != kerr.InvalidConfig.Code {
+			t.Fatalf("set %s=%s: %v", bad[0], bad[1], kerr.ErrorForCode(code))
+		}
+	}
+	if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpSet, "share.auto.offset.reset", "earliest"); code != 0 {
+		t.Fatalf("set earliest: %v", kerr.ErrorForCode(code))
+	}
+	if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpSet, "share.delivery.count.limit", "3"); code != 0 {
+		t.Fatalf("set limit: %v", kerr.ErrorForCode(code))
+	}
+	want := maps.Clone(defaults)
+	want["share.auto.offset.reset"], want["share.delivery.count.limit"] = "earliest/8", "3/8"
+	if got := groupConfigs(t, cl, group); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after set: %v", got)
+	}
+	if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpDelete, "share.delivery.count.limit", ""); code != 0 {
+		t.Fatalf("delete limit: %v", kerr.ErrorForCode(code))
+	}
+	want["share.delivery.count.limit"] = "5/5"
+	if got := groupConfigs(t, cl, group); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after delete: %v", got)
+	}
+
+	createTopic(t, adm, topic, 1, nil)
+	waitTopicReady(t, adm, topic, 1)
+	ctx := ctxTimeout(t, time.Minute)
+	for i := 0; i < 5; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("early%d", i))}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	read := func(group string, want int, wait time.Duration) []string {
+		m := newKgo(t, n, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.FetchMaxWait(200*time.Millisecond))
+		defer m.Close()
+		var got []string
+		deadline := time.Now().Add(wait)
+		for len(got) < want && time.Now().Before(deadline) {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			fs := m.PollFetches(pctx)
+			cancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				got = append(got, string(r.Value))
+				r.Ack(kgo.AckAccept)
+			})
+		}
+		if err := m.FlushAcks(ctx); err != nil {
+			t.Fatalf("flush acks: %v", err)
+		}
+		return got
+	}
+	if got := read(group, 5, 15*time.Second); !reflect.DeepEqual(got, []string{"early0", "early1", "early2", "early3", "early4"}) {
+		t.Fatalf("earliest group read %v", got)
+	}
+	// The default group (latest) starts at the end: nothing old.
+	if got := read("sgc-latest", 1, 3*time.Second); len(got) != 0 {
+		t.Fatalf("latest group read %v", got)
 	}
 }
