@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tuskdb/tusk/auth"
+	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -56,6 +57,9 @@ type fetchPart struct {
 	// sec holds the partition's records instead of resp.RecordBatches
 	// when they are served from the segment file (sendfile).
 	sec *storage.Section
+	// next is the offset after the last batch returned (0: none), for
+	// the records-out metrics.
+	next int64
 	// committed: a read_committed consumer's fetch (isolation_level 1):
 	// records end below the last stable offset and the answer lists the
 	// aborted transactions of the range.
@@ -341,9 +345,11 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		}
 		if res.Section != nil {
 			p.sec = res.Section
+			p.next = res.NextOffset
 			total += int(res.Section.Len())
 		} else if len(res.Data) > 0 {
 			sp.RecordBatches = res.Data
+			p.next = nextOffset(res.Data) // sealed reads trim Data
 			total += len(res.Data)
 		}
 	}
@@ -395,7 +401,7 @@ func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart, sess *fe
 		}
 		n += pn
 		if !p.replica {
-			b.m.fetchedBy(p.tp, pn)
+			b.m.fetchedBy(p.tp, pn, max(p.next-p.offset, 0))
 		}
 	}
 	b.m.fetchedBytes.Add(float64(n))
@@ -403,6 +409,17 @@ func (b *Broker) fetchDone(resp *kmsg.FetchResponse, parts []fetchPart, sess *fe
 		return &splicedFetch{FetchResponse: resp, secs: secs}
 	}
 	return resp
+}
+
+// nextOffset is the offset after the last of the whole batches in data
+// (0 if none).
+func nextOffset(data []byte) int64 {
+	next := int64(0)
+	_ = kafkaproto.SplitBatches(data, func(_ []byte, h kafkaproto.BatchHeader) error {
+		next = h.LastOffset() + 1
+		return nil
+	})
+	return next
 }
 
 // noRecords is an empty, non-nil record set.

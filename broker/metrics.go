@@ -38,8 +38,8 @@ type metrics struct {
 	// Per topic, and per partition with metrics.per-partition (nil
 	// otherwise): what Kafka calls BytesInPerSec, MessagesInPerSec and
 	// BytesOutPerSec (consumers' fetches only, not followers').
-	topicInBytes, topicInRecs, topicOutBytes *prometheus.CounterVec
-	partInBytes, partInRecs, partOutBytes    *prometheus.CounterVec
+	topicInBytes, topicInRecs, topicOutBytes, topicOutRecs *prometheus.CounterVec
+	partInBytes, partInRecs, partOutBytes, partOutRecs     *prometheus.CounterVec
 	// counted holds the topics those series have values for (keys only),
 	// so that a scrape drops the series of deleted topics.
 	counted sync.Map
@@ -55,6 +55,9 @@ func newMetrics(perPartition bool) *metrics {
 		}, []string{"topic"}),
 		topicOutBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tusk_topic_fetched_bytes_total", Help: "Record batch bytes returned to consumers' Fetch requests (not followers'), by topic.",
+		}, []string{"topic"}),
+		topicOutRecs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_topic_fetched_records_total", Help: "Records returned to consumers' Fetch requests (not followers'), by topic: the offsets from each fetch offset to the end of the batches returned.",
 		}, []string{"topic"}),
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -103,7 +106,7 @@ func newMetrics(perPartition bool) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.badRequests, m.connections, m.producedBytes, m.producedRecs, m.fetchedBytes, m.sendfileBytes, m.rolls, m.rebalances, m.failovers, m.failoverTime,
-		m.topicInBytes, m.topicInRecs, m.topicOutBytes,
+		m.topicInBytes, m.topicInRecs, m.topicOutBytes, m.topicOutRecs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.authFailures)
 	m.reg.MustRegister(m.tlsHandshakeFailures)
@@ -118,7 +121,10 @@ func newMetrics(perPartition bool) *metrics {
 		m.partOutBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tusk_partition_fetched_bytes_total", Help: "Record batch bytes returned to consumers' Fetch requests, by partition (metrics.per-partition).",
 		}, tp)
-		m.reg.MustRegister(m.partInBytes, m.partInRecs, m.partOutBytes)
+		m.partOutRecs = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tusk_partition_fetched_records_total", Help: "Records returned to consumers' Fetch requests, by partition (metrics.per-partition).",
+		}, tp)
+		m.reg.MustRegister(m.partInBytes, m.partInRecs, m.partOutBytes, m.partOutRecs)
 	}
 	return m
 }
@@ -137,15 +143,23 @@ func (m *metrics) produced(tp storage.TopicPartition, bytes, records int) {
 	}
 }
 
-// fetchedBy counts record bytes a consumer's Fetch returned from tp.
-func (m *metrics) fetchedBy(tp storage.TopicPartition, bytes int) {
+// fetchedBy counts the record bytes a consumer's Fetch returned from tp,
+// and the records: the offsets from the fetch offset to the end of the
+// batches returned (a first batch's records below the fetch offset, which
+// the consumer skips, are not counted; offsets a compaction removed, or
+// an aborted transaction's records that a read_committed consumer drops,
+// are). Counting them from the offsets keeps sendfile's batches unparsed.
+func (m *metrics) fetchedBy(tp storage.TopicPartition, bytes int, records int64) {
 	if bytes == 0 {
 		return
 	}
 	m.countTopic(tp.Topic)
 	m.topicOutBytes.WithLabelValues(tp.Topic).Add(float64(bytes))
+	m.topicOutRecs.WithLabelValues(tp.Topic).Add(float64(records))
 	if m.partOutBytes != nil {
-		m.partOutBytes.WithLabelValues(tp.Topic, strconv.Itoa(int(tp.Partition))).Add(float64(bytes))
+		p := strconv.Itoa(int(tp.Partition))
+		m.partOutBytes.WithLabelValues(tp.Topic, p).Add(float64(bytes))
+		m.partOutRecs.WithLabelValues(tp.Topic, p).Add(float64(records))
 	}
 }
 
@@ -169,7 +183,7 @@ func (m *metrics) forgetDeleted(exists func(topic string) bool) {
 
 // forgetTopic drops a topic's per-topic and per-partition series.
 func (m *metrics) forgetTopic(topic string) {
-	for _, v := range []*prometheus.CounterVec{m.topicInBytes, m.topicInRecs, m.topicOutBytes, m.partInBytes, m.partInRecs, m.partOutBytes} {
+	for _, v := range []*prometheus.CounterVec{m.topicInBytes, m.topicInRecs, m.topicOutBytes, m.topicOutRecs, m.partInBytes, m.partInRecs, m.partOutBytes, m.partOutRecs} {
 		if v != nil {
 			v.DeletePartialMatch(prometheus.Labels{"topic": topic})
 		}

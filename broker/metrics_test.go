@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/kafkaproto"
 )
 
 // gathered returns every sample of the broker's registry as
@@ -60,7 +61,7 @@ func sampleValue(m *dto.Metric) float64 {
 }
 
 // TestMetricsPerTopicAndPartition: with metrics.per-partition on, a topic's
-// produced records and bytes, consumers' fetched bytes, each partition's
+// produced records and bytes, consumers' fetched records and bytes, each partition's
 // high watermark, log end offset and size, partitions led, under-
 // replicated and offline partitions, the lease and a group's lag per
 // partition and per topic have exact values; per-topic series go away
@@ -116,6 +117,11 @@ func TestMetricsPerTopicAndPartition(t *testing.T) {
 		`tusk_partition_produced_bytes_total{partition="0",topic="m"}`:         size0,
 		`tusk_partition_produced_bytes_total{partition="1",topic="m"}`:         size1,
 		`tusk_topic_fetched_bytes_total{topic="m"}`:                            size0 + size1,
+		`tusk_topic_fetched_records_total{topic="m"}`:                          14,
+		`tusk_partition_fetched_bytes_total{partition="0",topic="m"}`:          size0,
+		`tusk_partition_fetched_bytes_total{partition="1",topic="m"}`:          size1,
+		`tusk_partition_fetched_records_total{partition="0",topic="m"}`:        10,
+		`tusk_partition_fetched_records_total{partition="1",topic="m"}`:        4,
 		`tusk_partition_high_watermark{partition="0",topic="m"}`:               10,
 		`tusk_partition_high_watermark{partition="1",topic="m"}`:               4,
 		`tusk_partition_log_end_offset{partition="0",topic="m"}`:               10,
@@ -305,5 +311,26 @@ func TestMetricsGroupRebalances(t *testing.T) {
 	}
 	if m := gathered(t, b); m["tusk_group_rebalances_total"] != 1 {
 		t.Fatalf("tusk_group_rebalances_total = %v, want 1", m["tusk_group_rebalances_total"])
+	}
+}
+
+// TestNextOffset: the offset after the last whole batch of copied fetch
+// data (the records-out count of reads that are not sendfile sections,
+// e.g. sealed reads trimmed at a segment's end), 0 for none.
+func TestNextOffset(t *testing.T) {
+	batch := func(base int64, n int) []byte {
+		recs := make([]kafkaproto.KV, n)
+		b := kafkaproto.AppendBatch(nil, 1, recs)
+		kafkaproto.SetBaseOffset(b, base)
+		return b
+	}
+	two := append(batch(10, 3), batch(13, 5)...)
+	for _, c := range []struct {
+		data []byte
+		want int64
+	}{{nil, 0}, {batch(0, 1), 1}, {two, 18}, {two[:len(two)-1], 13}} {
+		if got := nextOffset(c.data); got != c.want {
+			t.Errorf("nextOffset of %d bytes = %d, want %d", len(c.data), got, c.want)
+		}
 	}
 }

@@ -410,7 +410,7 @@ func Options() []Option {
 		{"cleaner.io-rate", int64(32 << 20), "bytes per second the log cleaner may read plus write, so cleaning does not harm produce latency (log.cleaner.io.max.bytes.per.second); 0: unlimited"},
 		{"cleaner.map-bytes", int64(64 << 20), "key map memory of one cleaning before it spills to disk (log.cleaner.dedupe.buffer.size)"},
 		{"cleaner.backoff", 15 * time.Second, "pause between the log cleaner's checks for cleanable partitions (log.cleaner.backoff.ms)"},
-		{"metrics.per-partition", false, "add per-partition series to /metrics (bytes and records in, bytes out, high watermark, log end offset, size, consumer-group lag); off: per topic and per group only, so the series count does not grow with partitions"},
+		{"metrics.per-partition", false, "add per-partition series to /metrics (bytes and records in and out, high watermark, log end offset, size, consumer-group lag); off: per topic and per group only, so the series count does not grow with partitions"},
 		{"tls.cert-file", "", "PEM certificate of this node for SSL/SASL_SSL listeners and, with tls.ca-file, node-to-node mutual TLS (reloaded on SIGHUP and when the file changes)"},
 		{"tls.key-file", "", "PEM private key of tls.cert-file"},
 		{"tls.ca-file", "", "PEM CA that client certificates and other nodes' certificates are checked against; set, the internal and Raft listeners use mutual TLS"},

@@ -79,6 +79,9 @@ type ReadResult struct {
 	HighWatermark, LogStartOffset int64
 	// LastStableOffset is the log's LSO when read (txn.go).
 	LastStableOffset int64
+	// NextOffset is the offset after the last batch returned (0 when
+	// none is): what a consumer fetches next.
+	NextOffset int64
 }
 
 // readBound is where a read's batches must end: below the high
@@ -605,10 +608,11 @@ func (l *Log) read(offset int64, maxBytes int, minOneBatch bool, bound readBound
 }
 
 // readLoc is where the batches a read returns lie: n > 0 bytes at pos of
-// seg, whose closeMu the reader holds shared.
+// seg, whose closeMu the reader holds shared; next is the offset after
+// the last of them.
 type readLoc struct {
-	seg    *segment
-	pos, n int64
+	seg          *segment
+	pos, n, next int64
 }
 
 // locate finds the bytes Read would return. When it returns a segment, its
@@ -660,6 +664,7 @@ func (l *Log) locate(offset int64, maxBytes int, minOneBatch bool, bound readBou
 		}
 		return readLoc{}, res, err
 	}
+	res.NextOffset = loc.next
 	return loc, res, nil
 }
 
@@ -699,17 +704,17 @@ func (s *segment) span(index []indexEntry, offset, pos, at, size, hw, want int64
 	if i >= 0 && int64(index[i].pos) > pos {
 		from, next = int64(index[i].pos), s.base+int64(index[i].rel)
 	}
-	end := from
+	end, after := from, next // after: the offset after the batches below end
 	if _, _, err := scanBatches(s.f, from, next, size, false, func(h *kafkaproto.BatchHeader, p int64) error {
 		if h.BaseOffset >= hw || p+int64(h.Size()) > limit {
 			return errStop
 		}
-		end = p + int64(h.Size())
+		end, after = p+int64(h.Size()), h.LastOffset()+1
 		return nil
 	}); err != nil {
 		return readLoc{}, err
 	}
-	return readLoc{seg: s, pos: pos, n: end - pos}, nil
+	return readLoc{seg: s, pos: pos, n: end - pos, next: after}, nil
 }
 
 // segView is a consistent copy of a segment's bounds taken under l.mu.

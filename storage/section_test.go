@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tuskdb/tusk/kafkaproto"
 )
 
 // sectionModel is what was appended: each batch with its segment.
@@ -93,12 +95,22 @@ func TestReadSectionMatchesRead(t *testing.T) {
 		for _, maxBytes := range []int{0, 1, 100, 500, 1000, 3000, 9000, 1 << 20} {
 			for _, minOne := range []bool{false, true} {
 				want := m.want(off, maxBytes, minOne)
+				wantNext := int64(0) // the offset after the last batch
+				if err := kafkaproto.SplitBatches(want, func(_ []byte, h kafkaproto.BatchHeader) error {
+					wantNext = h.LastOffset() + 1
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
 				r, err := l.Read(off, maxBytes, minOne)
 				if err != nil {
 					t.Fatalf("read(%d,%d,%v): %v", off, maxBytes, minOne, err)
 				}
 				if !bytes.Equal(r.Data, want) {
 					t.Fatalf("read(%d,%d,%v): %d bytes, model says %d", off, maxBytes, minOne, len(r.Data), len(want))
+				}
+				if len(want) > 0 && r.NextOffset != wantNext {
+					t.Fatalf("read(%d,%d,%v): next offset %d, want %d", off, maxBytes, minOne, r.NextOffset, wantNext)
 				}
 				s, err := l.ReadSection(off, maxBytes, minOne)
 				if err != nil {
@@ -118,7 +130,7 @@ func TestReadSectionMatchesRead(t *testing.T) {
 					}
 					got = buf.Bytes()
 				}
-				if !bytes.Equal(got, want) || s.HighWatermark != r.HighWatermark || s.LogStartOffset != r.LogStartOffset {
+				if !bytes.Equal(got, want) || s.HighWatermark != r.HighWatermark || s.LogStartOffset != r.LogStartOffset || (len(want) > 0 && s.NextOffset != wantNext) {
 					t.Fatalf("read section(%d,%d,%v): %d bytes, model says %d", off, maxBytes, minOne, len(got), len(want))
 				}
 			}
