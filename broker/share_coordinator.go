@@ -461,4 +461,5 @@ func (b *Broker) handleShareState(ctx context.Context, body []byte) (any, error)
 // internal listener.
 func (b *Broker) shareStateRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+pathShareState, rpc.Handler(b.handleShareState))
+	b.shareHandoverRoutes(mux)
 }

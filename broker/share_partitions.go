@@ -65,10 +65,19 @@ type shareHost struct {
 	wake chan struct{}
 
 	sessions shareSessions
+
+	// Roll handovers (share_handover.go): received and not used yet, by
+	// partition and epoch; when this node began waiting for one; which
+	// it sent; handoverCh is closed and replaced at each arrival.
+	handovers     map[shareHandoverKey]*handoverSet
+	handoverSince map[shareHandoverKey]time.Time
+	handedOver    map[shareHandoverKey]bool
+	handoverCh    chan struct{}
 }
 
 func newShareHost(b *Broker) *shareHost {
-	h := &shareHost{b: b, parts: map[sharePartKey]*sharePart{}, wake: make(chan struct{})}
+	h := &shareHost{b: b, parts: map[sharePartKey]*sharePart{}, wake: make(chan struct{}),
+		handovers: map[shareHandoverKey]*handoverSet{}, handoverSince: map[shareHandoverKey]time.Time{}, handedOver: map[shareHandoverKey]bool{}, handoverCh: make(chan struct{})}
 	h.sessions.init(b.cfg.Share.MaxSessions)
 	return h
 }
@@ -148,7 +157,7 @@ func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic,
 		}
 	}
 	if sp.p == nil {
-		if code := h.restore(ctx, sp, l, epoch); code != 0 {
+		if code := h.takeOver(ctx, sp, t, l, epoch); code != 0 {
 			sp.mu.Unlock()
 			return nil, code
 		}
@@ -219,8 +228,9 @@ func shareClientCode(code int16) int16 {
 }
 
 // reconciled follows a partition's leadership after a metadata change:
-// share-partitions of a partition this node no longer leads are dropped
-// (the next leader restores them), and so is the share coordinator of a
+// share-partitions of a partition this node no longer leads are dropped,
+// and handed over to the next leader after a planned roll
+// (share_handover.go), and so is the share coordinator of a
 // __share_group_state partition it no longer leads.
 func (h *shareHost) reconciled(t metadata.Topic, p int32, role replica.Role) {
 	if role == replica.RoleLeader && t.Parts[p].Active().State == metadata.SegmentActive {
@@ -230,22 +240,7 @@ func (h *shareHost) reconciled(t metadata.Topic, p int32, role replica.Role) {
 		h.b.shareCoords.unload(p)
 		return
 	}
-	h.mu.Lock()
-	var sps []*sharePart
-	for k, sp := range h.parts {
-		if k.topicID == [16]byte(t.ID) && k.partition == p {
-			sps = append(sps, sp)
-		}
-	}
-	h.mu.Unlock()
-	for _, sp := range sps {
-		sp.mu.Lock()
-		sp.p = nil
-		if sp.timer != nil {
-			sp.timer.Stop()
-		}
-		sp.mu.Unlock()
-	}
+	h.handOver(t, p)
 }
 
 // schedule arms sp's lock-expiry timer at the next deadline; sp.mu held.

@@ -3,6 +3,8 @@ package compat
 import (
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +89,24 @@ func (c *shareClient) fetch(o fetchOpts, acks ...shareAck) *kmsg.ShareFetchRespo
 	return r
 }
 
+// open opens a share session naming no partitions (so that the member
+// can acknowledge on this node without acquiring anything).
+func (c *shareClient) open() int16 {
+	c.t.Helper()
+	req := kmsg.NewPtrShareFetchRequest()
+	req.GroupID, req.MemberID = kmsg.StringPtr(c.group), kmsg.StringPtr(c.member)
+	req.MaxBytes = 1 << 20
+	resp, err := c.rc.do(req, 2, 10*time.Second)
+	if err != nil {
+		c.t.Fatalf("%s: ShareFetch open: %v", c.member, err)
+	}
+	r := resp.(*kmsg.ShareFetchResponse)
+	if r.ErrorCode == 0 {
+		c.epoch = 1
+	}
+	return r.ErrorCode
+}
+
 // ack sends a ShareAcknowledge for partition 0 and returns the
 // partition's error code (or the top-level one).
 func (c *shareClient) ack(epoch int32, acks ...shareAck) int16 {
@@ -152,7 +172,7 @@ func acquiredOf(t *testing.T, what string, r *kmsg.ShareFetchResponse) []shareRa
 	got, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Topic: "t"}, &fp, kgo.DefaultDecompressor(), nil)
 	vals := map[int64]string{}
 	for _, rec := range got.Records {
-		vals[rec.Offset] = string(rec.Value)
+		vals[rec.Offset] = strings.TrimRight(string(rec.Value), ".") // padded values
 	}
 	var out []shareRange
 	for _, a := range p.AcquiredRecords {
@@ -320,4 +340,174 @@ func TestShareStateSurvivesRestart(t *testing.T) {
 		}
 	}
 	wantRanges(t, "b again", acquiredOf(t, "b again", b.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond})))
+}
+
+// produceShareValues produces n records from offset from to partition 0
+// of topic, each "v<offset>" padded with dots to 1 KiB, acks=all.
+func produceShareValues(t *testing.T, cl *kgo.Client, topic string, from int64, n int) {
+	t.Helper()
+	ctx := ctxTimeout(t, 60*time.Second)
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		v := fmt.Sprintf("v%d", from+int64(i))
+		recs[i] = &kgo.Record{Topic: topic, Partition: 0, Value: []byte(v + strings.Repeat(".", 1024-len(v)))}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce from %d: %v", from, err)
+	}
+	for i, r := range recs {
+		if r.Offset != from+int64(i) {
+			t.Fatalf("v%d landed at offset %d", from+int64(i), r.Offset)
+		}
+	}
+}
+
+// activeLeader is the leader of topic's partition 0's active segment as
+// node via sees it, once that segment is active and not led by a node in
+// not (-1 until then).
+func (c *cluster) activeShareLeader(t *testing.T, via int32, topic string, not ...int32) (leader int32, segments int) {
+	segs := c.segmentsVia(t, via, topic, 0)
+	if len(segs) == 0 {
+		return -1, 0
+	}
+	a := segs[len(segs)-1]
+	if a.State != "active" || slices.Contains(not, a.Leader) {
+		return -1, len(segs)
+	}
+	return a.Leader, len(segs)
+}
+
+// TestClusterShareRollAndFailover: 3 nodes, a partition of RF 3 with
+// 256 KiB segments, share.auto-offset-reset earliest and 60 s locks.
+// Member a acquires 0-4 on the segment leader; records are produced until
+// a roll moves the leadership; a, on the new leader, accepts 0-4 (the
+// handover kept its locks: without it they would be available there and
+// the acknowledgement INVALID_RECORD_STATE), and b gets 5-9 with delivery
+// count 1 (nothing redelivered). b accepts 5-7, keeps 8-9, and the
+// segment leader is killed (SIGKILL): on the leader the failover picks, c
+// gets exactly 8-9 with count 2, then every later record once with count
+// 1; no acknowledged record comes back.
+func TestClusterShareRollAndFailover(t *testing.T) {
+	skipClusterInKfakeMode(t)
+	t.Setenv("TUSK_LEASE_TIMEOUT", scaled(t, time.Second).String())
+	t.Setenv("TUSK_LEASE_RENEW", scaled(t, 200*time.Millisecond).String())
+	c := startClusterWith(t, 3, func(int32) []startOpt {
+		return []startOpt{withFlag("share-auto-offset-reset", "earliest"), withFlag("share-record-lock-duration", "60s")}
+	})
+	const topic, group = "share-roll", "sg"
+	seeds := c.kafkaAddrs(c.ids()...)
+	adm := kadm.NewClient(newClusterClient(t, seeds))
+	ctx := ctxTimeout(t, 30*time.Second)
+	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	}
+	id := topicIDOf(t, adm, topic)
+	prod := newClusterClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	produceShareValues(t, prod, topic, 0, 10)
+	first, segs := c.activeShareLeader(t, c.ids()[0], topic)
+	if first < 0 {
+		t.Fatalf("no active leader of %s", topic)
+	}
+	a := newShareClient(t, c.node(first).Kafka, group, "member-a", id)
+	wantRanges(t, "a on the first leader", acquiredOf(t, "a on the first leader", a.fetch(fetchOpts{maxRecords: 5, strict: true})), shareRange{0, 4, 1})
+
+	// Roll: produce until the leadership moves (a rotation goes to
+	// another replica).
+	next := int64(10)
+	second := int32(-1)
+	for deadline := time.Now().Add(60 * time.Second); second < 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no roll moved the leadership off node %d after %d records: %+v", first, next, c.segmentsVia(t, first, topic, 0))
+		}
+		produceShareValues(t, prod, topic, next, 64)
+		next += 64
+		l, n := c.activeShareLeader(t, first, topic, first)
+		if l >= 0 && n > segs {
+			second = l
+		}
+	}
+	t.Logf("rolled from node %d to node %d after %d records: %+v", first, second, next, c.segmentsVia(t, second, topic, 0))
+	a2 := newShareClient(t, c.node(second).Kafka, group, "member-a", id)
+	ackDeadline := time.Now().Add(20 * time.Second)
+	for {
+		code := a2.open()
+		if code == 0 {
+			code = a2.ack(a2.epoch, shareAck{0, 4, 1})
+		}
+		if code == 0 {
+			break
+		}
+		if !kerr.IsRetriable(kerr.ErrorForCode(code)) || time.Now().After(ackDeadline) {
+			t.Fatalf("a accepts 0-4 on the new leader %d: %s", second, errName(code))
+		}
+		time.Sleep(50 * time.Millisecond) // a retriable answer: the new leader is taking over
+	}
+	b := newShareClient(t, c.node(second).Kafka, group, "member-b", id)
+	wantRanges(t, "b on the new leader", acquiredOf(t, "b on the new leader", b.fetch(fetchOpts{maxRecords: 5, strict: true})), shareRange{5, 9, 1})
+	if code := b.ack(b.epoch, shareAck{5, 7, 1}); code != 0 {
+		t.Fatalf("b accepts 5-7: %s", errName(code))
+	}
+
+	c.node(second).Kill9(t)
+	survivor := c.ids()[0]
+	if survivor == second {
+		survivor = c.ids()[1]
+	}
+	third := int32(-1)
+	for deadline := time.Now().Add(60 * time.Second); third < 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failover of %s after node %d was killed", topic, second)
+		}
+		third, _ = c.activeShareLeader(t, survivor, topic, second)
+	}
+	t.Logf("killed node %d; node %d leads now", second, third)
+	cc := newShareClient(t, c.node(third).Kafka, group, "member-c", id)
+	var got []shareRange
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if cc.epoch > 0 {
+			cc.epoch = -1
+			cc.fetch(fetchOpts{}) // close: the next try opens again
+			cc.epoch = 0
+		}
+		r := cc.fetch(fetchOpts{maxRecords: 2, strict: true, maxWait: time.Second})
+		if p := sharePartition(r); r.ErrorCode == 0 && p != nil && p.ErrorCode != 0 && kerr.IsRetriable(kerr.ErrorForCode(p.ErrorCode)) && time.Now().Before(deadline) {
+			continue
+		}
+		if got = acquiredOf(t, "c after the failover", r); len(got) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	wantRanges(t, "c after the failover", got, shareRange{8, 9, 2})
+	// The rest, each once with count 1.
+	seen := map[int64]bool{}
+	acks := []shareAck{{8, 9, 1}}
+	for o := int64(10); o < next; {
+		r := cc.fetch(fetchOpts{maxRecords: 500, maxWait: 5 * time.Second}, acks...)
+		acks = nil
+		rs := acquiredOf(t, "c reads on", r)
+		if len(rs) == 0 {
+			t.Fatalf("c got nothing at offset %d of %d", o, next)
+		}
+		for _, x := range rs {
+			if x.First != o || x.Count != 1 {
+				t.Fatalf("c acquired %+v, want from %d with count 1", x, o)
+			}
+			for k := x.First; k <= x.Last; k++ {
+				seen[k] = true
+			}
+			o = x.Last + 1
+			acks = append(acks, shareAck{x.First, x.Last, 1})
+		}
+	}
+	if len(seen) != int(next-10) {
+		t.Fatalf("c acquired %d distinct records of %d", len(seen), next-10)
+	}
+	wantRanges(t, "c at the end", acquiredOf(t, "c at the end", cc.fetch(fetchOpts{maxRecords: 500, maxWait: 300 * time.Millisecond}, acks...)))
 }
