@@ -312,3 +312,43 @@ func TestConsumerGroupConversion(t *testing.T) {
 		t.Fatal("a failed first heartbeat left a group")
 	}
 }
+
+// A loaded group resolves its regexes on the coordinator's image (every
+// topic); a member's first heartbeat resolves them again on its own image
+// (the broker's ACL filter), so a topic its principal may not describe is
+// not assigned after a failover either.
+func TestConsumerGroupRegexAfterLoad(t *testing.T) {
+	mine := fakeImage{"orders": {ID: topicT, Partitions: 2}}
+	h := newCGHarness(t, mine)
+	r := joinReq("m1", nil)
+	r.SubscribedTopicNames, r.SubscribedTopicRegex = nil, kmsg.StringPtr("ord.*")
+	expect(t, h.do(r), 1, assign.Partitions{topicT: {0, 1}})
+	recs := h.p.take()
+
+	all := fakeImage{"orders": {ID: topicT, Partitions: 2}, "ordersecret": {ID: topicU, Partitions: 1}}
+	g2 := NewConsumerGroup("g", ConsumerConfig{Now: h.clock.Now}, &consumerPersister{})
+	for _, rec := range recs {
+		g2.Replay(rec)
+	}
+	g2.ReplayDone(all)
+	hb := joinReq("m1", nil)
+	hb.MemberEpoch, hb.RebalanceTimeoutMillis, hb.SubscribedTopicNames = 1, -1, nil
+	hb.Topics = ownedTopics(assign.Partitions{topicT: {0, 1}})
+	// As the broker's: any topic by name, only the principal's listed.
+	resp := g2.Heartbeat(context.Background(), hb, filteredImage{all: all, names: mine})
+	if resp.ErrorCode != 0 || resp.MemberEpoch != 2 {
+		t.Fatalf("first heartbeat after the load: %v epoch %d", kerr.ErrorForCode(resp.ErrorCode), resp.MemberEpoch)
+	}
+	for _, m := range g2.Describe().Members {
+		for _, tp := range m.TargetAssignment.TopicPartitions {
+			if tp.TopicID == topicU {
+				t.Fatalf("target holds a topic the member's image does not show: %+v", m.TargetAssignment)
+			}
+		}
+	}
+}
+
+type filteredImage struct{ all, names fakeImage }
+
+func (im filteredImage) Topic(name string) ([16]byte, int32, bool) { return im.all.Topic(name) }
+func (im filteredImage) Names() []string                           { return im.names.Names() }

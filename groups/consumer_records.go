@@ -193,6 +193,13 @@ func (g *ConsumerGroup) ReplayDone(img TopicImage) {
 		g.hold(m)
 	}
 	g.recomputeNames(now, img)
+	// img is the coordinator's (every non-internal topic), not a
+	// member's principal's: the first heartbeat resolves each regex
+	// again on its own image (the broker's ACL filter).
+	for re, r := range s.regexes {
+		r.at = time.Time{}
+		s.regexes[re] = r
+	}
 	s.topics = make(map[string]assign.Topic, len(s.names))
 	for _, name := range s.names {
 		if id, n, ok := img.Topic(name); ok {
