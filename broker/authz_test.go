@@ -332,6 +332,12 @@ func TestAuthzEveryAPI(t *testing.T) {
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareFetchResponse).ErrorCode} }, want: gaf},
 		{req: &kmsg.ShareAcknowledgeRequest{Version: 1, GroupID: str("g"), MemberID: str("m"), ShareSessionEpoch: 1},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareAcknowledgeResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.ConsumerGroupHeartbeatRequest{Group: "g", MemberID: "m", RebalanceTimeoutMillis: 1000, SubscribedTopicNames: []string{"t"}, Topics: []kmsg.ConsumerGroupHeartbeatRequestTopic{}},
+			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode} }, want: gaf},
+		{req: &kmsg.ConsumerGroupDescribeRequest{Groups: []string{"g"}},
+			codes: func(r kmsg.Response) []int16 {
+				return []int16{r.(*kmsg.ConsumerGroupDescribeResponse).Groups[0].ErrorCode}
+			}, want: gaf},
 		{req: &kmsg.ShareGroupHeartbeatRequest{GroupID: "g", MemberID: "m", SubscribedTopicNames: []string{"t"}},
 			codes: func(r kmsg.Response) []int16 { return []int16{r.(*kmsg.ShareGroupHeartbeatResponse).ErrorCode} }, want: gaf},
 		{req: &kmsg.ShareGroupDescribeRequest{GroupIDs: []string{"g"}},
