@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -331,6 +332,50 @@ func TestNextOffset(t *testing.T) {
 	}{{nil, 0}, {batch(0, 1), 1}, {two, 18}, {two[:len(two)-1], 13}} {
 		if got := nextOffset(c.data); got != c.want {
 			t.Errorf("nextOffset of %d bytes = %d, want %d", len(c.data), got, c.want)
+		}
+	}
+}
+
+// TestDashboardUsesAlertSeries: the Grafana dashboard (docs/grafana/
+// tusk.json) is valid JSON whose panels query every series issue 15's
+// operators alert on: bytes and records in and out per topic, under-
+// replicated and offline partitions, partitions led, lease state and
+// age, rolls by reason, failovers and their duration, follower lag in
+// records and time, high watermark and log end per partition, group lag
+// per group and partition, group rebalances, cleaner and transaction
+// figures.
+func TestDashboardUsesAlertSeries(t *testing.T) {
+	raw, err := os.ReadFile("../docs/grafana/tusk.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("docs/grafana/tusk.json: %v", err)
+	}
+	var exprs strings.Builder
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			exprs.WriteString(tg.Expr + "\n")
+		}
+	}
+	for _, series := range []string{
+		"tusk_topic_produced_bytes_total", "tusk_topic_produced_records_total", "tusk_topic_fetched_bytes_total", "tusk_topic_fetched_records_total",
+		"tusk_under_replicated_partitions", "tusk_offline_partitions", "tusk_leader_partitions", "tusk_lease_valid", "tusk_lease_remaining_seconds",
+		"tusk_segment_rolls_total", "tusk_failover_partitions_total", "tusk_failover_duration_seconds_bucket",
+		"tusk_follower_lag_records", "tusk_follower_lag_seconds", "tusk_partition_high_watermark", "tusk_partition_log_end_offset",
+		"tusk_consumer_group_lag", "tusk_consumer_group_partition_lag", "tusk_group_rebalances_total",
+		"tusk_cleaner_max_lag_seconds", "tusk_topic_open_transactions", "tusk_topic_lso_lag", "tusk_transactions",
+	} {
+		if !regexp.MustCompile(`\b` + series + `\b`).MatchString(exprs.String()) {
+			t.Errorf("no panel of docs/grafana/tusk.json queries %s", series)
 		}
 	}
 }
