@@ -9,6 +9,7 @@ import (
 
 	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/configs"
+	"github.com/tuskdb/tusk/metadata"
 )
 
 // Config sources as reported by DescribeConfigs v1+.
@@ -166,7 +167,7 @@ func (b *Broker) describeBrokerConfigs(names []string) []kmsg.DescribeConfigsRes
 	add("inter.broker.protocol.version", interBrokerProtocolVersion, ctString)
 	add("log.message.format.version", logMessageFormatVersion, ctString)
 	add("tusk.storage.fsync", c.Storage.Fsync, ctString)
-	add("default.replication.factor", "1", ctInt)
+	add("default.replication.factor", strconv.Itoa(b.reportedDefaultRF()), ctInt)
 	ioRate := strconv.FormatInt(c.Cleaner.IORate, 10)
 	if c.Cleaner.IORate == 0 {
 		ioRate = "1.7976931348623157E308" // Kafka's unlimited (Double.MAX_VALUE)
@@ -188,4 +189,21 @@ func (b *Broker) describeBrokerConfigs(names []string) []kmsg.DescribeConfigsRes
 		}
 	}
 	return out
+}
+
+// reportedDefaultRF is default.replication.factor as DescribeConfigs
+// reports it: topic.replication-factor, or with 0 there min(3, live
+// brokers), what the controller gives a topic created with -1 (defaultRF,
+// metadata.AutoReplicationFactor).
+func (b *Broker) reportedDefaultRF() int {
+	if rf := b.cfg.Topic.ReplicationFactor; rf > 0 {
+		return int(rf)
+	}
+	live := 0
+	for _, br := range b.store.FSM().Brokers() {
+		if br.State == metadata.BrokerAlive {
+			live++
+		}
+	}
+	return max(1, min(3, live))
 }

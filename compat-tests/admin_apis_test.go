@@ -775,10 +775,24 @@ func TestConsumerByteRateQuota(t *testing.T) {
 // TestClusterDescribeLogDirs: on a 3-node cluster kadm's
 // DescribeAllLogDirs lists each partition of a replication-factor-3 topic
 // on every node (leaders' and followers' logs), each with the exact size
-// of the batches written (acks=all: every replica holds them).
+// of the batches written (acks=all: every replica holds them). Each
+// node's DescribeConfigs reports default.replication.factor 3, the
+// replication factor a topic created with -1 gets here (min(3, live
+// brokers)).
 func TestClusterDescribeLogDirs(t *testing.T) {
 	card(t, "franz-go kadm", "cluster: DescribeLogDirs lists every replica")
 	c := startCluster(t, 3)
+	for _, id := range c.ids() {
+		rcs, err := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(id))).DescribeBrokerConfigs(ctxTimeout(t, 10*time.Second), id)
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			t.Fatalf("node %d: DescribeBrokerConfigs: %+v %v", id, rcs, err)
+		}
+		for _, cfg := range rcs[0].Configs {
+			if cfg.Key == "default.replication.factor" && cfg.MaybeValue() != "3" {
+				t.Errorf("node %d: default.replication.factor %q, want 3 (min(3, live brokers))", id, cfg.MaybeValue())
+			}
+		}
+	}
 	const topic = "logdirs-rf3"
 	if codes, msgs, err := c.raw(t, 1).createTopics([]string{topic}, 2, nil, 10*time.Second); err != nil || codes[topic] != 0 {
 		t.Fatalf("create %s: %v %v %v", topic, err, codes, msgs)
