@@ -42,13 +42,24 @@ func (s shareHBClient) hb(group, member string, epoch int32, topics ...string) *
 	if topics != nil {
 		req.SubscribedTopicNames = topics
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := req.RequestWith(ctx, s.cl)
-	if err != nil {
-		s.t.Fatalf("ShareGroupHeartbeat %s/%s epoch %d: %v", group, member, epoch, err)
+	for {
+		resp, err := req.RequestWith(ctx, s.cl)
+		if err != nil {
+			s.t.Fatalf("ShareGroupHeartbeat %s/%s epoch %d: %v", group, member, epoch, err)
+		}
+		// A client retries these (the coordinator moved or is
+		// loading); nothing was changed.
+		switch resp.ErrorCode {
+		case kerr.NotCoordinator.Code, kerr.CoordinatorLoadInProgress.Code, kerr.CoordinatorNotAvailable.Code:
+			if ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+		}
+		return resp
 	}
-	return resp
 }
 
 // expect checks an answer: error code, epoch, and the assignment (nil:
@@ -348,8 +359,27 @@ func TestShareGroupKgo(t *testing.T) {
 	card(t, "franz-go kgo ShareGroup + kadm", "KIP-932 share group: 4 consumers on one partition, offsets APIs")
 	n := startTusk(t, shareFlags()...)
 	adm, cl := newAdm(t, n)
-	const topic, group, total = "sgk1", "sgk1-group", 400
-	createTopic(t, adm, topic, 1, nil)
+	newClient := func(opts ...kgo.Opt) *kgo.Client { return newKgo(t, n, opts...) }
+	runShareKgo(t, adm, cl, newClient, "sgk1", 400)
+}
+
+// TestClusterShareGroupKgo is TestShareGroupKgo on 3 nodes, the
+// partition replicated 3 times, the clients seeded with every node.
+func TestClusterShareGroupKgo(t *testing.T) {
+	card(t, "franz-go kgo ShareGroup + kadm", "cluster: KIP-932 share group: 4 consumers on one RF=3 partition, offsets APIs")
+	c := startClusterWith(t, 3, func(int32) []startOpt { return shareFlags() })
+	all := c.kafkaAddrs(c.ids()...)
+	cl := newClusterClient(t, all)
+	adm := kadm.NewClient(cl)
+	newClient := func(opts ...kgo.Opt) *kgo.Client { return newClusterClient(t, all, opts...) }
+	runShareKgo(t, adm, cl, newClient, "sgk3", 400)
+}
+
+func runShareKgo(t *testing.T, adm *kadm.Client, cl *kgo.Client, newClient func(...kgo.Opt) *kgo.Client, topic string, total int) {
+	group := topic + "-group"
+	if _, err := adm.CreateTopic(ctxTimeout(t, 20*time.Second), 1, -1, nil, topic); err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
 	waitTopicReady(t, adm, topic, 1)
 	ctx := ctxTimeout(t, 2*time.Minute)
 	for i := 0; i < total; i++ {
@@ -389,7 +419,7 @@ func TestShareGroupKgo(t *testing.T) {
 	pollCtx, stopPolling := context.WithCancel(context.Background())
 	defer stopPolling()
 	for i := 0; i < 4; i++ {
-		m := newKgo(t, n, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
+		m := newClient(kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
 			kgo.FetchMaxWait(200*time.Millisecond),
 			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
 				for _, r := range rs {
@@ -446,7 +476,7 @@ func TestShareGroupKgo(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the start offset at the end", func() (bool, string) {
 		got, err := shareOffsets(t, adm, group)
-		return err == nil && got[topic+"/0"] == total, fmt.Sprint(got, err)
+		return err == nil && got[topic+"/0"] == int64(total), fmt.Sprint(got, err)
 	})
 	stopPolling()
 	wg.Wait()
@@ -454,7 +484,7 @@ func TestShareGroupKgo(t *testing.T) {
 		m.Close()
 	}
 	mu.Lock()
-	for off := int64(0); off < total; off++ {
+	for off := int64(0); off < int64(total); off++ {
 		if seen[off] != 1 || values[off] != fmt.Sprintf("v%03d", off) {
 			t.Errorf("offset %d delivered %d times, value %q", off, seen[off], values[off])
 		}
