@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -22,7 +23,8 @@ import (
 // apply where a group sets none. shareConfig reads them when a
 // share-partition is loaded (first use, a new leader), so a change applies
 // to share-partitions loaded after it; share.isolation.level applies at
-// the next ShareFetch.
+// the next ShareFetch, share.session.timeout.ms and
+// share.heartbeat.interval.ms at the group's next heartbeat.
 
 type groupConfigDef struct {
 	name    string
@@ -66,6 +68,18 @@ func groupConfigDefs() []groupConfigDef {
 			def:   func(c configs.Config) string { return strconv.FormatInt(c.Share.RecordLockDuration.Milliseconds(), 10) },
 			check: intIn(1000, 3600000),
 			doc:   "how long a member holds acquired records before they are delivered again"},
+		{name: "share.session.timeout.ms", typ: ctInt, synonym: "group.share.session.timeout.ms",
+			def: func(c configs.Config) string {
+				return strconv.FormatInt(c.Groups.ShareSessionTimeout.Milliseconds(), 10)
+			},
+			check: intIn(1000, 3600000),
+			doc:   "a member that sends no heartbeat for this long is removed and its records released"},
+		{name: "share.heartbeat.interval.ms", typ: ctInt, synonym: "group.share.heartbeat.interval.ms",
+			def: func(c configs.Config) string {
+				return strconv.FormatInt(c.Groups.ShareHeartbeatInterval.Milliseconds(), 10)
+			},
+			check: intIn(100, 3600000),
+			doc:   "how often members are told to heartbeat; below the session timeout"},
 		{name: "share.delivery.count.limit", typ: ctInt, synonym: "group.share.delivery.count.limit",
 			def:   func(c configs.Config) string { return strconv.Itoa(c.Share.DeliveryCountLimit) },
 			check: intIn(2, 10),
@@ -90,6 +104,20 @@ func (b *Broker) groupConfig(group, name string) string {
 	}
 	d, _ := findGroupConfig(name)
 	return d.def(b.cfg)
+}
+
+// shareGroupTimeouts are a share group's session timeout and heartbeat
+// interval overrides (zero: none), for groups.ShareConfig.Overrides.
+func (b *Broker) shareGroupTimeouts(group string) (session, heartbeat time.Duration) {
+	o := b.store.FSM().GroupConfigs(group)
+	get := func(name string) time.Duration {
+		n, err := strconv.ParseInt(o[name], 10, 64)
+		if err != nil {
+			return 0
+		}
+		return time.Duration(n) * time.Millisecond
+	}
+	return get("share.session.timeout.ms"), get("share.heartbeat.interval.ms")
 }
 
 // describeGroupConfigs lists a group's configs for DescribeConfigs:
@@ -165,6 +193,18 @@ func (b *Broker) alterGroupConfigs(ctx context.Context, group string, ops []kmsg
 			default:
 				return kerr.InvalidConfig.Code, fmt.Sprintf("%s is not a list config", op.Name)
 			}
+		}
+		ms := func(name string) int64 {
+			v, ok := next[name]
+			if !ok {
+				d, _ := findGroupConfig(name)
+				v = d.def(b.cfg)
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+		if hb, st := ms("share.heartbeat.interval.ms"), ms("share.session.timeout.ms"); hb >= st {
+			return kerr.InvalidConfig.Code, fmt.Sprintf("share.heartbeat.interval.ms %d must be below share.session.timeout.ms %d", hb, st)
 		}
 		if validateOnly {
 			return 0, ""

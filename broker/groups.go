@@ -176,6 +176,7 @@ func (b *Broker) groupsConfig() groups.Config {
 			SessionTimeout:    b.cfg.Groups.ShareSessionTimeout,
 			HeartbeatInterval: b.cfg.Groups.ShareHeartbeatInterval,
 			MaxSize:           b.cfg.Groups.ShareMaxSize,
+			Overrides:         b.shareGroupTimeouts, // groupconfig.go
 		},
 		OnShareMemberGone: b.shareMemberLeft,
 		Topics:            b.topicImage(nil),

@@ -568,6 +568,8 @@ func TestShareGroupConfigs(t *testing.T) {
 		"share.isolation.level":         "read_uncommitted/5",
 		"share.record.lock.duration.ms": "30000/5",
 		"share.delivery.count.limit":    "5/5",
+		"share.session.timeout.ms":      "3000/5",
+		"share.heartbeat.interval.ms":   "500/5",
 	}
 	if got := groupConfigs(t, cl, group); !reflect.DeepEqual(got, defaults) {
 		t.Fatalf("defaults: %v", got)
@@ -594,6 +596,28 @@ func TestShareGroupConfigs(t *testing.T) {
 	want["share.delivery.count.limit"] = "5/5"
 	if got := groupConfigs(t, cl, group); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after delete: %v", got)
+	}
+	// Membership timeouts: the heartbeat interval stays below the
+	// session timeout; an override reaches the members' answers.
+	if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpSet, "share.heartbeat.interval.ms", "3000"); code != kerr.InvalidConfig.Code {
+		t.Fatalf("heartbeat interval at the session timeout: %v", kerr.ErrorForCode(code))
+	}
+	if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpSet, "share.heartbeat.interval.ms", "1200"); code != 0 {
+		t.Fatalf("set heartbeat interval: %v", kerr.ErrorForCode(code))
+	}
+	sc := shareHBClient{t, cl}
+	if r := sc.hb(group, "m", 0, "sgc-none"); r.ErrorCode != 0 || r.HeartbeatIntervalMillis != 1200 {
+		t.Fatalf("heartbeat interval answered: %+v", r)
+	}
+	if r := sc.hb(group, "m", -1); r.ErrorCode != 0 {
+		t.Fatalf("leave: %+v", r)
+	}
+	if r := sc.hb("sgc-other", "m", 0, "sgc-none"); r.ErrorCode != 0 || r.HeartbeatIntervalMillis != 500 {
+		t.Fatalf("another group's heartbeat interval: %+v", r)
+	}
+	want["share.heartbeat.interval.ms"] = "1200/8"
+	if got := groupConfigs(t, cl, group); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the heartbeat override: %v", got)
 	}
 
 	createTopic(t, adm, topic, 1, nil)

@@ -69,6 +69,11 @@ type ShareConfig struct {
 	MaxSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Overrides, if set, returns a group's own session timeout and
+	// heartbeat interval (GROUP configs share.session.timeout.ms and
+	// share.heartbeat.interval.ms); zero keeps the value above. It is
+	// asked at every heartbeat and must not call the group.
+	Overrides func(group string) (session, heartbeat time.Duration)
 }
 
 func (cfg *ShareConfig) fill() {
@@ -274,7 +279,8 @@ func ValidateShareHeartbeat(req *kmsg.ShareGroupHeartbeatRequest) (int16, string
 // left (the broker then releases its records).
 func (g *ShareGroup) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbeatRequest, img TopicImage) *kmsg.ShareGroupHeartbeatResponse {
 	resp := req.ResponseKind().(*kmsg.ShareGroupHeartbeatResponse)
-	resp.HeartbeatIntervalMillis = int32(g.cfg.HeartbeatInterval.Milliseconds())
+	_, heartbeat := g.timeouts()
+	resp.HeartbeatIntervalMillis = int32(heartbeat.Milliseconds())
 	if code, msg := ValidateShareHeartbeat(req); code != 0 {
 		resp.ErrorCode, resp.ErrorMessage = code, kmsg.StringPtr(msg)
 		return resp
@@ -328,6 +334,7 @@ func (g *ShareGroup) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbea
 // keeps its epoch and assignment; a new epoch only if its subscription
 // changed).
 func (g *ShareGroup) join(ctx context.Context, req *kmsg.ShareGroupHeartbeatRequest, img TopicImage, now time.Time) (*shareMember, bool, int16) {
+	session, _ := g.timeouts()
 	s := g.s
 	prev := s.members[req.MemberID]
 	if prev == nil && g.cfg.MaxSize > 0 && len(s.members) >= g.cfg.MaxSize {
@@ -351,7 +358,7 @@ func (g *ShareGroup) join(ctx context.Context, req *kmsg.ShareGroupHeartbeatRequ
 		}
 		bump = !equalStrings(prev.topics, m.topics)
 	}
-	m.sessionDeadline = now.Add(g.cfg.SessionTimeout)
+	m.sessionDeadline = now.Add(session)
 	s.members[m.id] = m
 	if prev == nil || bump || !equalStrPtr(prev.rackID, m.rackID) || prev.clientID != m.clientID || prev.clientHost != m.clientHost {
 		g.emit(ShareGroupRecord{Type: ShareRecordMemberMetadata, MemberID: m.id, Member: m.metadata()})
@@ -379,6 +386,7 @@ func (g *ShareGroup) leave(req *kmsg.ShareGroupHeartbeatRequest) (*shareMember, 
 // it missed the answer that moved it (Kafka's
 // throwIfShareGroupMemberEpochIsInvalid).
 func (g *ShareGroup) heartbeat(_ context.Context, req *kmsg.ShareGroupHeartbeatRequest, img TopicImage, now time.Time) (*shareMember, bool, int16) {
+	session, _ := g.timeouts()
 	m := g.s.members[req.MemberID]
 	if m == nil {
 		return nil, false, kerr.UnknownMemberID.Code
@@ -387,7 +395,7 @@ func (g *ShareGroup) heartbeat(_ context.Context, req *kmsg.ShareGroupHeartbeatR
 		return nil, false, kerr.FencedMemberEpoch.Code
 	}
 	// The session deadline is not persisted: no touch needed for it.
-	m.sessionDeadline = now.Add(g.cfg.SessionTimeout)
+	m.sessionDeadline = now.Add(session)
 	subChanged := req.SubscribedTopicNames != nil && !equalStrings(sortedCopy(req.SubscribedTopicNames), m.topics)
 	rackChanged := req.RackID != nil && !equalStrPtr(req.RackID, m.rackID)
 	if subChanged || rackChanged {
@@ -404,6 +412,22 @@ func (g *ShareGroup) heartbeat(_ context.Context, req *kmsg.ShareGroupHeartbeatR
 	g.refresh(img, subChanged)
 	m = g.s.members[req.MemberID]
 	return m, g.reconcile(m, false), 0
+}
+
+// timeouts are the group's session timeout and heartbeat interval: its
+// overrides, else the configured ones.
+func (g *ShareGroup) timeouts() (session, heartbeat time.Duration) {
+	session, heartbeat = g.cfg.SessionTimeout, g.cfg.HeartbeatInterval
+	if g.cfg.Overrides != nil {
+		s, h := g.cfg.Overrides(g.name)
+		if s > 0 {
+			session = s
+		}
+		if h > 0 {
+			heartbeat = h
+		}
+	}
+	return session, heartbeat
 }
 
 // Tick removes members whose session ended (no heartbeat for the session

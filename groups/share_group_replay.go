@@ -80,8 +80,9 @@ func (g *ShareGroup) ReplayDone(img TopicImage) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s, now := g.s, g.cfg.Now()
+	session, _ := g.timeouts()
 	for _, m := range s.members {
-		m.sessionDeadline = now.Add(g.cfg.SessionTimeout)
+		m.sessionDeadline = now.Add(session)
 	}
 	topics := g.imageTopics(img)
 	if topicsHash(topics) == s.hash {

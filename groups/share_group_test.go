@@ -477,3 +477,31 @@ func FuzzDecodeShareStatePartitionRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestShareGroupTimeoutOverrides(t *testing.T) {
+	h := newSGHarness(t, fakeImage{"t": {ID: topicT, Partitions: 1}})
+	var session, heartbeat time.Duration
+	h.g.cfg.Overrides = func(group string) (time.Duration, time.Duration) {
+		if group != "sg" {
+			t.Errorf("overrides asked for %q", group)
+		}
+		return session, heartbeat
+	}
+	// No overrides: the configured 45 s / 5 s.
+	r := h.do("a", 0, "t")
+	if r.ErrorCode != 0 || r.HeartbeatIntervalMillis != 5000 {
+		t.Fatalf("join: %+v", r)
+	}
+	session, heartbeat = 10*time.Second, 2*time.Second
+	if r := h.do("a", 1); r.HeartbeatIntervalMillis != 2000 {
+		t.Fatalf("overridden heartbeat interval %d", r.HeartbeatIntervalMillis)
+	}
+	h.clock.Advance(9 * time.Second)
+	if gone, _ := h.g.Tick(context.Background()); gone != nil {
+		t.Fatalf("expired before its 10 s session: %v", gone)
+	}
+	h.clock.Advance(2 * time.Second)
+	if gone, _ := h.g.Tick(context.Background()); !reflect.DeepEqual(gone, []string{"a"}) {
+		t.Fatalf("not expired after its 10 s session: %v", gone)
+	}
+}
