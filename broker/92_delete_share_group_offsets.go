@@ -91,8 +91,11 @@ func (b *Broker) deleteShareGroupState(ctx context.Context, c *groups.Coordinato
 		state := g.StatePartitions()
 		var ids [][16]byte
 		for _, st := range state {
-			if code := b.deleteShareTopicState(ctx, group, st.ID, state); code != 0 {
-				return code
+			// A deleted topic's share state went with it.
+			if _, ok := b.store.FSM().TopicByID(st.ID); ok {
+				if code := b.deleteShareTopicState(ctx, group, st.ID, state); code != 0 {
+					return code
+				}
 			}
 			ids = append(ids, st.ID)
 		}

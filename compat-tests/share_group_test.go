@@ -229,6 +229,21 @@ func TestShareGroupMembership(t *testing.T) {
 	if d := describeShare(t, adm, other); !errorIs(d.Err, kerr.GroupIDNotFound) {
 		t.Fatalf("deleted group described: %v %s", d.Err, shareSummary(d))
 	}
+	// A group whose topic was deleted is deleted (the topic's share
+	// state went with it).
+	const gone = "sgm-gone"
+	createTopic(t, adm, gone, 1, nil)
+	waitTopicReady(t, adm, gone, 1)
+	sc.expect("join a topic about to go", sc.hb(gone, "m", 0, gone), 0, 1, map[[16]byte][]int32{topicID(t, adm, gone): {0}})
+	sc.expect("leave it", sc.hb(gone, "m", -1), 0, -1, nil)
+	if r, err := adm.DeleteTopics(ctx, gone); err != nil || r[gone].Err != nil {
+		t.Fatalf("delete topic: %v %v", err, r[gone].Err)
+	}
+	dr, err = adm.DeleteGroups(ctx, gone)
+	if err != nil || dr[gone].Err != nil {
+		t.Fatalf("delete a group of a deleted topic: %v %+v", err, dr)
+	}
+
 	// Deleted for good: a restart does not bring it back.
 	n.Stop(t)
 	n = n.Restart(t)
