@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -957,7 +958,7 @@ func sortedCopy(s []string) []string {
 	}
 	out := append([]string{}, s...)
 	sort.Strings(out)
-	return out
+	return slices.Compact(out) // a name sent twice is one subscription
 }
 
 func equalStrings(a, b []string) bool {

@@ -409,3 +409,21 @@ func BenchmarkConsumerGroupHeartbeatSteady(b *testing.B) {
 		}
 	}
 }
+
+// A name subscribed twice is one subscription (described once, no new
+// epoch when the member sends it once).
+func TestConsumerGroupDuplicateTopicNames(t *testing.T) {
+	h, img := newCoordHarness(t)
+	r := h.c.ConsumerGroupHeartbeat(context.Background(), joinReq("m1", nil, "t", "t"), img)
+	if r.ErrorCode != 0 || r.MemberEpoch != 1 {
+		t.Fatalf("join: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	full := joinReq("m1", nil, "t")
+	full.MemberEpoch, full.Topics = 1, ownedTopics(assigned(r, nil))
+	if r := h.c.ConsumerGroupHeartbeat(context.Background(), full, img); r.ErrorCode != 0 || r.MemberEpoch != 1 {
+		t.Fatalf("same subscription sent once: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	if d := describeConsumer(h.c, "g"); !reflect.DeepEqual(d.Members[0].SubscribedTopics, []string{"t"}) {
+		t.Fatalf("subscribed %v", d.Members[0].SubscribedTopics)
+	}
+}
