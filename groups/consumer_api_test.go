@@ -427,3 +427,36 @@ func TestConsumerGroupDuplicateTopicNames(t *testing.T) {
 		t.Fatalf("subscribed %v", d.Members[0].SubscribedTopics)
 	}
 }
+
+// blockingPersister holds every Persist until its ctx is done.
+type blockingPersister struct{ entered chan struct{} }
+
+func (p blockingPersister) Persist(ctx context.Context, _ []Record) error {
+	p.entered <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Close cuts short a consumer group heartbeat waiting in Persist: it is
+// answered NOT_COORDINATOR, and later heartbeats too.
+func TestConsumerGroupHeartbeatClose(t *testing.T) {
+	img := fakeImage{"t": {ID: coordTopic, Partitions: 4}}
+	p := blockingPersister{entered: make(chan struct{}, 1)}
+	c := New(Config{TickInterval: -1, Logger: zerolog.Nop(), Topics: img}, p)
+	c.ReplayDone()
+	got := make(chan *kmsg.ConsumerGroupHeartbeatResponse, 1)
+	go func() { got <- c.ConsumerGroupHeartbeat(context.Background(), joinReq("m1", nil, "t"), img) }()
+	<-p.entered
+	c.Close()
+	select {
+	case r := <-got:
+		if r.ErrorCode != kerr.NotCoordinator.Code {
+			t.Fatalf("heartbeat in Persist at Close: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("heartbeat still waiting 5 s after Close")
+	}
+	if r := c.ConsumerGroupHeartbeat(context.Background(), joinReq("m2", nil, "t"), img); r.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("heartbeat after Close: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+}
