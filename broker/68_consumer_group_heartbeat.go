@@ -17,7 +17,8 @@ import (
 // Authorization (Kafka's): READ on the group, else
 // GROUP_AUTHORIZATION_FAILED; DESCRIBE on every subscribed topic name,
 // else TOPIC_AUTHORIZATION_FAILED; a regex resolves only to the topics
-// the principal may DESCRIBE, internal topics left out (topicImage).
+// the principal may DESCRIBE, internal ones included as in Kafka
+// (topicImage).
 // Group requests run in connection order (conn.go: inGroupOrder).
 func apiConsumerGroupHeartbeat() api {
 	return api{key: kmsg.ConsumerGroupHeartbeat, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
@@ -52,8 +53,11 @@ func apiConsumerGroupHeartbeat() api {
 
 // topicImage is groups.TopicImage over the metadata FSM: Topic answers
 // any topic; Names (what regex subscriptions resolve on) lists the
-// non-internal topics the principal of rc may DESCRIBE (every
-// non-internal topic when rc is nil: a coordinator loading its groups).
+// topics the principal of rc may DESCRIBE (every topic when rc is nil: a
+// coordinator loading its groups). Internal topics are among them, as
+// Kafka resolves regexes against every topic and filters by DESCRIBE
+// alone (franz-go's Test848RegexBrokerResolves expects an internal topic
+// a regex names to be assigned).
 type topicImage struct {
 	b  *Broker
 	rc *request
@@ -77,9 +81,6 @@ func (im topicImage) Topic(name string) ([16]byte, int32, bool) {
 func (im topicImage) Names() []string {
 	var out []string
 	for _, t := range im.fsm().Topics() {
-		if t.Internal {
-			continue
-		}
 		if im.rc != nil && !im.rc.allowed(auth.OpDescribe, auth.ResourceTopic, t.Name) {
 			continue
 		}

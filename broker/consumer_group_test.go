@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -68,8 +69,15 @@ func TestAuthzConsumerGroupHeartbeat(t *testing.T) {
 	if r.ErrorCode != 0 || r.Assignment == nil {
 		t.Fatalf("regex join: %v %+v", kerr.ErrorForCode(r.ErrorCode), r)
 	}
-	if len(r.Assignment.Topics) != 1 || r.Assignment.Topics[0].TopicID != ra1.ID || len(r.Assignment.Topics[0].Partitions) != 2 {
-		t.Fatalf("regex .* assigned %+v, want both partitions of ra-1 only", r.Assignment.Topics)
+	// Kafka's rule: every topic the principal may DESCRIBE, internal ones
+	// included (here __consumer_offsets), never ra-2.
+	co, _ := b.store.FSM().Topic("__consumer_offsets")
+	got := map[[16]byte]int{}
+	for _, at := range r.Assignment.Topics {
+		got[at.TopicID] = len(at.Partitions)
+	}
+	if len(got) != 2 || got[ra1.ID] != 2 || got[co.ID] != int(co.Partitions) {
+		t.Fatalf("regex .* assigned %+v, want both partitions of ra-1 and the %d of __consumer_offsets", r.Assignment.Topics, co.Partitions)
 	}
 
 	// ConsumerGroupDescribe: the group with its member while ra-1 may be
@@ -84,7 +92,9 @@ func TestAuthzConsumerGroupHeartbeat(t *testing.T) {
 		}
 		return resp.Groups[0]
 	}
-	if d := describe(); d.ErrorCode != 0 || len(d.Members) != 1 || d.Members[0].Assignment.TopicPartitions[0].Topic != "ra-1" {
+	if d := describe(); d.ErrorCode != 0 || len(d.Members) != 1 || !slices.ContainsFunc(d.Members[0].Assignment.TopicPartitions, func(tp kmsg.AssignmentTopicPartition) bool {
+		return tp.Topic == "ra-1" && len(tp.Partitions) == 2
+	}) {
 		t.Fatalf("describe: %v %+v", kerr.ErrorForCode(d.ErrorCode), d)
 	}
 	setACLs(t, b, acls[0], acls[2])

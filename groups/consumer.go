@@ -734,7 +734,7 @@ func (g *ConsumerGroup) recomputeNames(now time.Time, img TopicImage) {
 
 // resolveRegex matches re (validated by validateHeartbeat; Go's RE2 syntax,
 // as Kafka's RE2/J) against every topic name, whole names only. The
-// broker's TopicImage leaves out internal topics and those the requesting
+// broker's TopicImage leaves out the topics the requesting
 // principal may not DESCRIBE (broker/68_consumer_group_heartbeat.go). A
 // group's resolutions are shared by its members: one resolved on a
 // heartbeat of one principal is reused for another's within RegexRefresh.

@@ -193,7 +193,7 @@ func (g *ConsumerGroup) ReplayDone(img TopicImage) {
 		g.hold(m)
 	}
 	g.recomputeNames(now, img)
-	// img is the coordinator's (every non-internal topic), not a
+	// img is the coordinator's (every topic), not a
 	// member's principal's: the first heartbeat resolves each regex
 	// again on its own image (the broker's ACL filter).
 	for re, r := range s.regexes {
