@@ -85,6 +85,14 @@ for i in 1 2 3; do
 done
 bootstrap=$(IFS=,; echo "${addrs[*]}")
 echo "bootstrap servers: $bootstrap"
+http=$(sed -nE 's/.*"http":"([^"]+)".*/\1/p' "$DIR/node1.ready.json")
+if [ -n "$http" ]; then
+  if [ "${SECURE:-0}" = 1 ]; then
+    echo "web console: http://$http/ui/?token=<http.admin-token of configs/${CONF}1.yaml>"
+  else
+    echo "web console: http://$http/ui"
+  fi
+fi
 echo "status: $BIN cluster status --server $STATUS_SERVER$STATUS_FLAGS    (Ctrl-C stops the cluster)"
 if [ "${SECURE:-0}" = 1 ]; then
   echo "clients: SASL_SSL with the CA $DIR/certs/ca.crt, user admin (a super user), password in $DIR/users.txt, e.g."
