@@ -41,11 +41,11 @@ func validShareMember(m *string) (string, bool) {
 
 func (b *Broker) handleShareFetch(rc *request, req *kmsg.ShareFetchRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := req.ResponseKind().(*kmsg.ShareFetchResponse)
-	resp.AcquisitionLockTimeoutMillis = int32(b.cfg.Share.RecordLockDuration / time.Millisecond)
 	group := ""
 	if req.GroupID != nil {
 		group = *req.GroupID
 	}
+	resp.AcquisitionLockTimeoutMillis = int32(b.shareConfig(group).LockDuration / time.Millisecond)
 	if code := rc.groupDenied(auth.OpRead, group); code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

@@ -24,11 +24,11 @@ func apiShareAcknowledge() api {
 
 func (b *Broker) handleShareAcknowledge(rc *request, req *kmsg.ShareAcknowledgeRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := req.ResponseKind().(*kmsg.ShareAcknowledgeResponse)
-	resp.AcquisitionLockTimeoutMillis = int32(b.cfg.Share.RecordLockDuration / time.Millisecond)
 	group := ""
 	if req.GroupID != nil {
 		group = *req.GroupID
 	}
+	resp.AcquisitionLockTimeoutMillis = int32(b.shareConfig(group).LockDuration / time.Millisecond)
 	if code := rc.groupDenied(auth.OpRead, group); code != 0 {
 		resp.ErrorCode = code
 		return resp, nil

@@ -127,7 +127,10 @@ func (b *Broker) ensureShareStateTopic(ctx context.Context) (metadata.Topic, err
 	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
 		return metadata.Topic{}, fmt.Errorf("share: create %s: %w", shareStateTopic, err)
 	}
-	b.reconcile()
+	// Not b.reconcile(): the caller may hold a share-partition's mutex,
+	// which reconcile's handover takes (the caller retries while the
+	// coordinator loads).
+	b.kickReconcile()
 	t, ok := b.store.FSM().Topic(shareStateTopic)
 	if !ok {
 		return metadata.Topic{}, fmt.Errorf("share: %s vanished after creation", shareStateTopic)

@@ -135,8 +135,10 @@ func (h *shareHost) takeOver(ctx context.Context, sp *sharePart, t metadata.Topi
 // handOver drops this node's share-partitions of partition p of t, which
 // it no longer leads, and when a planned roll from this node's segment
 // gave it to another node, sends them (and handovers this node received
-// for that segment and never used) to it. It runs on reconcile and sends
-// in the background; a partition is handed over once per epoch.
+// for that segment and never used) to it. Called by reconcile, which must
+// not wait for a share-partition's mutex (held across calls to the share
+// coordinator, which may wait for reconcile): the work runs in the
+// background, once per partition and epoch.
 func (h *shareHost) handOver(t metadata.Topic, p int32) {
 	segs := t.Parts[p].Segments
 	if len(segs) == 0 {
@@ -152,16 +154,25 @@ func (h *shareHost) handOver(t metadata.Topic, p int32) {
 	}
 	prevKey := shareHandoverKey{[16]byte(t.ID), p, cur.Epoch - 1}
 	pending := h.handovers[prevKey]
+	curKey := shareHandoverKey{[16]byte(t.ID), p, cur.Epoch}
+	if (len(sps) == 0 && pending == nil) || h.handedOver[curKey] {
+		h.mu.Unlock()
+		return
+	}
+	h.handedOver[curKey] = true
 	delete(h.handovers, prevKey)
 	delete(h.handoverSince, prevKey)
 	h.mu.Unlock()
-	if len(sps) == 0 && pending == nil {
-		return
-	}
+	go h.handOverNow(t, p, sps, pending)
+}
+
+// handOverNow is handOver's work for the chain segs of partition p.
+func (h *shareHost) handOverNow(t metadata.Topic, p int32, sps []*sharePart, pending *handoverSet) {
+	segs := t.Parts[p].Segments
+	cur := segs[len(segs)-1]
 	send := len(segs) >= 2 && cur.State == metadata.SegmentActive && cur.Leader != h.b.cfg.NodeID &&
 		segs[len(segs)-2].Leader == h.b.cfg.NodeID && segs[len(segs)-2].Epoch == cur.Epoch-1
 	msg := shareHandoverMsg{TopicID: [16]byte(t.ID), Partition: p, Epoch: cur.Epoch}
-	held := map[string]bool{}
 	// current: the state of epoch from is still current at the end of
 	// the previous segment (this node led every segment in between).
 	current := func(from int32) bool {
@@ -172,9 +183,13 @@ func (h *shareHost) handOver(t metadata.Topic, p int32) {
 		}
 		return true
 	}
+	held := map[string]bool{}
 	for _, sp := range sps {
 		sp.mu.Lock()
-		if sp.p != nil {
+		sp.minEpoch = max(sp.minEpoch, cur.Epoch)
+		// A state made at cur's epoch or later is this node's again
+		// (it leads once more): not this handover's.
+		if sp.p != nil && sp.epoch < cur.Epoch {
 			if send && current(sp.epoch) {
 				msg.Parts = append(msg.Parts, shareHandoverPart{Group: sp.key.group, StateEpoch: sp.stateEpoch, State: sp.p.Handover()})
 				held[sp.key.group] = true
@@ -196,14 +211,7 @@ func (h *shareHost) handOver(t metadata.Topic, p int32) {
 			}
 		}
 	}
-	h.mu.Lock()
-	if h.handedOver[prevKey] {
-		h.mu.Unlock()
-		return
-	}
-	h.handedOver[prevKey] = true
-	h.mu.Unlock()
-	go h.sendHandover(cur.Leader, msg)
+	h.sendHandover(cur.Leader, msg)
 }
 
 // sendHandover delivers msg to node to, retrying for shareHandoverWait

@@ -49,8 +49,13 @@ type sharePart struct {
 	// stateEpoch is the share coordinator's state epoch the state was
 	// read or created at (it moves when the offsets are reset).
 	stateEpoch int32
-	timer      *time.Timer // lock expiry, at p.NextDeadline()
-	gone       bool        // dropped from the host: its timer does nothing
+	// minEpoch: the state was handed over or dropped when leadership
+	// moved to this epoch; a request that looked the partition up at an
+	// older epoch (before this node's metadata showed the move) must not
+	// restore it, or it would hand out what the next leader also holds.
+	minEpoch int32
+	timer    *time.Timer // lock expiry, at p.NextDeadline()
+	gone     bool        // dropped from the host: its timer does nothing
 }
 
 // shareHost holds this node's share-partitions and share sessions.
@@ -146,6 +151,10 @@ func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic,
 		// Dropped meanwhile: start over with the new entry.
 		sp.mu.Unlock()
 		return h.get(ctx, key, t, l, epoch)
+	}
+	if epoch < sp.minEpoch {
+		sp.mu.Unlock()
+		return nil, kerr.NotLeaderForPartition.Code
 	}
 	if sp.p != nil && sp.epoch != epoch {
 		if sp.epoch < epoch && h.continuous(t.Parts[key.partition], sp.epoch) {

@@ -1,10 +1,13 @@
 package compat
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -510,4 +513,162 @@ func TestClusterShareRollAndFailover(t *testing.T) {
 		t.Fatalf("c acquired %d distinct records of %d", len(seen), next-10)
 	}
 	wantRanges(t, "c at the end", acquiredOf(t, "c at the end", cc.fetch(fetchOpts{maxRecords: 500, maxWait: 300 * time.Millisecond}, acks...)))
+}
+
+// TestClusterShareKgoFailover: four kgo share consumers (kgo.ShareGroup)
+// read one partition of RF 3 with 256 KiB segments on 3 nodes while 3,000
+// records (1 KiB, uncompressed) are produced, so the leadership rotates
+// about a dozen times; half way the partition's segment leader is killed
+// (SIGKILL). Each consumer accepts what it polls and flushes; a flush with
+// no acknowledgement error confirms those records. Every record is
+// delivered; none is delivered again after a confirmed acknowledgement; a
+// redelivery carries a higher delivery count; and the share-partition's
+// start offset reaches the end (every record acknowledged or archived).
+func TestClusterShareKgoFailover(t *testing.T) {
+	skipClusterInKfakeMode(t)
+	t.Setenv("TUSK_LEASE_TIMEOUT", scaled(t, time.Second).String())
+	t.Setenv("TUSK_LEASE_RENEW", scaled(t, 200*time.Millisecond).String())
+	c := startClusterWith(t, 3, func(int32) []startOpt {
+		return []startOpt{withFlag("share-auto-offset-reset", "earliest"), withFlag("share-record-lock-duration", "5s")}
+	})
+	const topic, group, total = "share-kgo", "sg-kgo", 3000
+	seeds := c.kafkaAddrs(c.ids()...)
+	adm := kadm.NewClient(newClusterClient(t, seeds))
+	ctx := ctxTimeout(t, 30*time.Second)
+	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	}
+
+	type delivery struct {
+		count     int32
+		confirmed bool
+	}
+	var (
+		mu         sync.Mutex
+		deliveries = map[int64][]delivery{}
+		confirmed  = map[int64]bool{}
+		problems   []string
+		ackErrLog  []string
+	)
+	pollCtx, stopPolling := context.WithCancel(context.Background())
+	defer stopPolling()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		var ackErrs atomic.Int64
+		m := newClusterClient(t, seeds, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
+			kgo.FetchMaxWait(200*time.Millisecond),
+			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
+				for _, r := range rs {
+					if r.Err != nil {
+						ackErrs.Add(1)
+						mu.Lock()
+						ackErrLog = append(ackErrLog, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), r.Err))
+						mu.Unlock()
+					}
+				}
+			}))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for pollCtx.Err() == nil {
+				fs := m.PollFetches(pollCtx)
+				var offs []int64
+				fs.EachRecord(func(r *kgo.Record) {
+					mu.Lock()
+					if confirmed[r.Offset] {
+						problems = append(problems, fmt.Sprintf("offset %d delivered again (count %d) after a confirmed acknowledgement", r.Offset, r.DeliveryCount()))
+					}
+					if ds := deliveries[r.Offset]; len(ds) > 0 && ds[len(ds)-1].count >= r.DeliveryCount() {
+						problems = append(problems, fmt.Sprintf("offset %d redelivered with count %d after count %d", r.Offset, r.DeliveryCount(), ds[len(ds)-1].count))
+					}
+					if want := fmt.Sprintf("v%d", r.Offset); strings.TrimRight(string(r.Value), ".") != want {
+						problems = append(problems, fmt.Sprintf("offset %d value %.10q, want %s", r.Offset, r.Value, want))
+					}
+					deliveries[r.Offset] = append(deliveries[r.Offset], delivery{count: r.DeliveryCount()})
+					mu.Unlock()
+					offs = append(offs, r.Offset)
+					r.Ack(kgo.AckAccept)
+				})
+				if len(offs) == 0 {
+					continue
+				}
+				before := ackErrs.Load()
+				fctx, cancel := context.WithTimeout(pollCtx, 20*time.Second)
+				err := m.FlushAcks(fctx)
+				cancel()
+				if err != nil {
+					mu.Lock()
+					ackErrLog = append(ackErrLog, fmt.Sprintf("%s flush: %v", time.Now().Format("15:04:05.000"), err))
+					mu.Unlock()
+				}
+				if err == nil && ackErrs.Load() == before {
+					mu.Lock()
+					for _, o := range offs {
+						confirmed[o] = true
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+
+	prod := newClusterClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	killed := int32(-1)
+	for next := int64(0); next < total; next += 100 {
+		produceShareValues(t, prod, topic, next, 100)
+		if next+100 == total/2 {
+			waitFor(t, 60*time.Second, "half the records delivered", func() (bool, string) {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(deliveries) >= total/2-100, fmt.Sprintf("%d delivered", len(deliveries))
+			})
+			segs := c.segmentsVia(t, c.ids()[0], topic, 0)
+			killed = segs[len(segs)-1].Leader
+			c.node(killed).Kill9(t)
+			t.Logf("killed node %d, the segment leader, after %d records (%d segments)", killed, next+100, len(segs))
+		}
+	}
+	waitFor(t, 60*time.Second, "every record delivered", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		var missing []int64
+		for o := int64(0); o < total && len(missing) < 20; o++ {
+			if len(deliveries[o]) == 0 {
+				missing = append(missing, o)
+			}
+		}
+		return len(deliveries) == total, fmt.Sprintf("%d of %d delivered; missing %v; %d acknowledgement errors", len(deliveries), total, missing, len(ackErrLog))
+	})
+	var survivor int32
+	for _, id := range c.ids() {
+		if id != killed {
+			survivor = id
+		}
+	}
+	sadm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(survivor)))
+	waitFor(t, 30*time.Second, "the start offset at the end", func() (bool, string) {
+		got, err := shareOffsets(t, sadm, group)
+		return err == nil && got[topic+"/0"] == total, fmt.Sprint(got, err)
+	})
+	stopPolling()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	redelivered := 0
+	for o := int64(0); o < total; o++ {
+		if len(deliveries[o]) > 1 {
+			redelivered++
+		}
+	}
+	t.Logf("%d records, %d delivered more than once, %d segments", total, redelivered, len(c.segmentsVia(t, survivor, topic, 0)))
+	for _, p := range problems {
+		t.Error(p)
+	}
 }
