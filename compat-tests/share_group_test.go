@@ -339,6 +339,25 @@ func TestClusterShareGroupCoordinatorKill(t *testing.T) {
 	sc.expect("a after the kill", sc.hb(group, "a", 2), 0, 2, nil)
 	sc.expect("b leaves", sc.hb(group, "b", -1), 0, -1, nil)
 	sc.expect("a takes all", sc.hb(group, "a", 2, topic), 0, 3, map[[16]byte][]int32{id: {0, 1, 2}})
+	sc.expect("a leaves", sc.hb(group, "a", -1), 0, -1, nil)
+
+	// Listed (kadm asks every live node) and deleted on the new coordinator.
+	ladm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(live...)))
+	ctx := ctxTimeout(t, 30*time.Second)
+	listed, err := ladm.ListGroupsByType(ctx, []string{"share"})
+	if err != nil {
+		t.Fatalf("list: %v", err)
+	}
+	if g, ok := listed[group]; len(listed) != 1 || !ok || g.State != "Empty" || g.ProtocolType != "share" {
+		t.Fatalf("listed share groups: %+v", listed)
+	}
+	dr, err := ladm.DeleteGroups(ctx, group)
+	if err != nil || dr[group].Err != nil {
+		t.Fatalf("delete: %v %+v", err, dr)
+	}
+	if d := describeShare(t, ladm, group); !errorIs(d.Err, kerr.GroupIDNotFound) {
+		t.Fatalf("deleted group described: %v %s", d.Err, shareSummary(d))
+	}
 }
 
 // shareOffsets describes one share group's offsets with kadm (nil topics:

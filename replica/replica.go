@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -205,8 +206,10 @@ func (m *Manager) Close() {
 	fs := m.fetchers
 	m.fetchers = map[int32]*fetcher{}
 	m.fetchMu.Unlock()
+	// A copy: the broker's reconcile loop may still call Lead (which
+	// writes m.leading) while Close deposes these.
 	m.leadMu.Lock()
-	ls := m.leading
+	ls := maps.Clone(m.leading)
 	m.leadMu.Unlock()
 	m.cancel()
 	for _, f := range fs {
