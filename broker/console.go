@@ -8,17 +8,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tuskdb/tusk/broker/rpc"
 	"github.com/tuskdb/tusk/console"
+	"github.com/tuskdb/tusk/console/groupinfo"
 	"github.com/tuskdb/tusk/metadata"
 )
 
@@ -188,74 +187,33 @@ func (b *Broker) consoleClientOpts() ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// Groups implements console.Broker (ListGroups on every node).
+// Groups implements console.Broker: every group with its type
+// (groupinfo.List: ListGroups on every node).
 func (s *ConsoleSource) Groups(ctx context.Context) ([]console.GroupSummary, error) {
 	adm, err := s.admin()
 	if err != nil {
 		return nil, err
 	}
-	listed, err := adm.ListGroups(ctx)
-	if err != nil && len(listed) == 0 {
+	gs, err := groupinfo.List(ctx, adm)
+	if err != nil {
 		return nil, fmt.Errorf("broker: console list groups: %w", err)
 	}
-	out := make([]console.GroupSummary, 0, len(listed))
-	for _, g := range listed.Sorted() {
-		out = append(out, console.GroupSummary{Group: g.Group, State: g.State, ProtocolType: g.ProtocolType, Coordinator: g.Coordinator})
-	}
-	return out, nil
+	return gs, nil
 }
 
-// Group implements console.Broker: kadm's Lag (DescribeGroups,
-// OffsetFetch, ListOffsets) for one group.
+// Group implements console.Broker: one group of any type with its lag
+// (groupinfo.Describe: DescribeGroups, ConsumerGroupDescribe or
+// ShareGroupDescribe, then the offsets).
 func (s *ConsoleSource) Group(ctx context.Context, id string) (console.Group, error) {
 	adm, err := s.admin()
 	if err != nil {
 		return console.Group{}, err
 	}
-	lags, err := adm.Lag(ctx, id)
-	if err != nil {
-		return console.Group{}, fmt.Errorf("broker: console group lag: %w", err)
+	g, err := groupinfo.Describe(ctx, adm, id)
+	if err != nil && !errors.Is(err, console.ErrNotFound) {
+		return console.Group{}, fmt.Errorf("broker: console group: %w", err)
 	}
-	l, ok := lags[id]
-	if !ok || errors.Is(l.DescribeErr, kerr.GroupIDNotFound) || (l.State == "Dead" && len(l.Members) == 0 && len(l.Lag) == 0) {
-		return console.Group{}, console.ErrNotFound
-	}
-	if l.DescribeErr != nil {
-		return console.Group{}, fmt.Errorf("broker: console describe group: %w", l.DescribeErr)
-	}
-	g := console.Group{Group: id, State: l.State, ProtocolType: l.ProtocolType, Protocol: l.Protocol, Coordinator: l.Coordinator.NodeID,
-		Members: []console.GroupMember{}, Lag: []console.PartitionLag{}}
-	if l.FetchErr != nil {
-		g.Error = "fetch offsets: " + l.FetchErr.Error()
-	}
-	for _, m := range l.Members {
-		gm := console.GroupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assignments: []console.Assignment{}}
-		if m.InstanceID != nil {
-			gm.InstanceID = *m.InstanceID
-		}
-		if c, ok := m.Assigned.AsConsumer(); ok {
-			for _, t := range c.Topics {
-				ps := append([]int32(nil), t.Partitions...)
-				sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-				gm.Assignments = append(gm.Assignments, console.Assignment{Topic: t.Topic, Partitions: ps})
-			}
-		}
-		g.Members = append(g.Members, gm)
-	}
-	for _, ml := range l.Lag.Sorted() {
-		pl := console.PartitionLag{Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, End: ml.End.Offset, Lag: ml.Lag}
-		if ml.Member != nil {
-			pl.MemberID = ml.Member.MemberID
-		}
-		if ml.Err != nil {
-			pl.Error = ml.Err.Error()
-		}
-		if pl.Lag >= 0 {
-			g.TotalLag += pl.Lag
-		}
-		g.Lag = append(g.Lag, pl)
-	}
-	return g, nil
+	return g, err
 }
 
 // adminTokenCookie is the cookie the console sets from /ui/?token=T

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestCLI: `tusk topic|group|config` against a real node, table-driven:
@@ -205,7 +207,7 @@ func TestCLI(t *testing.T) {
 		{name: "seed the group", args: args("group", "reset-offsets", group, "--topic", topic+":0,1", "--to-earliest"), code: 0,
 			stdout: []string{"TOPIC", "cli-a  0          -        0"}, check: wantCommits(map[string]int64{"cli-a/0": 0, "cli-a/1": 0})},
 		{name: "group list", args: args("group", "list", "--format", "json"), code: 0,
-			json: []any{map[string]any{"group": group, "state": "Empty", "protocol_type": "", "coordinator": 1}}},
+			json: []any{map[string]any{"group": group, "type": "classic", "state": "Empty", "protocol_type": "", "coordinator": 1}}},
 		{name: "reset dry run", args: args("group", "reset-offsets", group, "--all-topics", "--to-latest", "--dry-run", "--format", "json"), code: 0,
 			json: map[string]any{"group": group, "dry_run": true, "offsets": []any{
 				map[string]any{"topic": topic, "partition": 0, "current": 0, "new": 5},
@@ -218,7 +220,7 @@ func TestCLI(t *testing.T) {
 		{name: "shift beyond the start clamps", args: args("group", "reset-offsets", group, "--topic", topic+":1", "--shift-by", "-100"), code: 0,
 			check: wantCommits(map[string]int64{"cli-a/0": 2, "cli-a/1": 0})},
 		{name: "describe lag", args: args("group", "describe", group, "--format", "json"), code: 0,
-			json: []any{map[string]any{"group": group, "state": "Empty", "protocol_type": "", "protocol": "", "coordinator": 1, "members": []any{},
+			json: []any{map[string]any{"group": group, "type": "classic", "state": "Empty", "protocol_type": "", "protocol": "", "coordinator": 1, "members": []any{},
 				// kadm lists every partition of a topic with a commit (-1: none).
 				"lag": []any{lag(0, 2, 5, 3), lag(1, 0, 3, 3), lag(2, -1, 0, 0), lag(3, -1, 0, 0), lag(4, -1, 0, 0)}, "total_lag": 6}}},
 		{name: "to datetime in the past", args: args("group", "reset-offsets", group, "--topic", topic, "--to-datetime", "2001-01-01T00:00:00Z"), code: 0,
@@ -276,4 +278,166 @@ func runCLISteps(t *testing.T, steps []cliStep) {
 			break // later steps depend on this one
 		}
 	}
+}
+
+// groupTypes is the fixture of TestCLIGroupTypes and
+// TestConsoleGroupTypes: on topic gtTopic (2 partitions, 9 records on
+// partition 0 and 4 on 1) a classic group with commits only, a KIP-848
+// consumer group (kgo ServerSideBalancer) with one live member that read
+// everything and committed 4 and 1, and a KIP-932 share group with one
+// live kgo member that acknowledged the first 10 records (share-partition
+// start offsets 6 and 4).
+type groupTypes struct {
+	consumer, share *kgo.Client
+}
+
+const (
+	gtTopic    = "gt-topic"
+	gtClassic  = "gt-classic"
+	gtConsumer = "gt-848"
+	gtShare    = "gt-share"
+)
+
+// gtLag is one expected lag row.
+func gtLag(p, committed, end, lagv int) map[string]any {
+	return map[string]any{"topic": gtTopic, "partition": p, "committed": committed, "end": end, "lag": lagv}
+}
+
+func startGroupTypes(t *testing.T, n *node) *groupTypes {
+	t.Helper()
+	adm, cl := newAdm(t, n)
+	createTopic(t, adm, gtTopic, 2, nil)
+	waitTopicReady(t, adm, gtTopic, 2)
+	ctx := ctxTimeout(t, time.Minute)
+	prod := newKgo(t, n, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produce := func(p int32, count int) {
+		for i := 0; i < count; i++ {
+			if err := prod.ProduceSync(ctx, &kgo.Record{Topic: gtTopic, Partition: p, Value: []byte(fmt.Sprintf("p%d-%d", p, i))}).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
+	produce(0, 6)
+	produce(1, 4)
+	commit := kadm.Offsets{}
+	commit.Add(kadm.Offset{Topic: gtTopic, Partition: 0, At: 2, LeaderEpoch: -1})
+	if err := adm.CommitAllOffsets(ctx, gtClassic, commit); err != nil {
+		t.Fatalf("classic commit: %v", err)
+	}
+	// readAll polls until every one of the first 10 records was read.
+	readAll := func(name string, cl *kgo.Client, each func(*kgo.Record)) {
+		read := 0
+		deadline := time.Now().Add(30 * time.Second)
+		for read < 10 && time.Now().Before(deadline) {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			fs := cl.PollFetches(pctx)
+			cancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				read++
+				each(r)
+			})
+		}
+		if read != 10 {
+			t.Fatalf("%s read %d records in 30 s, want 10", name, read)
+		}
+	}
+	gt := &groupTypes{}
+	gt.consumer = newKgo(t, n, kgo.ClientID("gt-848-client"), kgo.ConsumerGroup(gtConsumer), kgo.ConsumeTopics(gtTopic),
+		kgo.ServerSideBalancer(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	readAll("the consumer group", gt.consumer, func(*kgo.Record) {})
+	var commitErr error
+	gt.consumer.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{gtTopic: {0: {Epoch: -1, Offset: 4}, 1: {Epoch: -1, Offset: 1}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			commitErr = err
+			if err == nil {
+				for _, rt := range resp.Topics {
+					for _, rp := range rt.Partitions {
+						if rp.ErrorCode != 0 && commitErr == nil {
+							commitErr = kerr.ErrorForCode(rp.ErrorCode)
+						}
+					}
+				}
+			}
+		})
+	if commitErr != nil {
+		t.Fatalf("consumer group commit: %v", commitErr)
+	}
+	if code := alterGroupConfig(t, cl, gtShare, kmsg.IncrementalAlterConfigOpSet, "share.auto.offset.reset", "earliest"); code != 0 {
+		t.Fatalf("share.auto.offset.reset: %v", kerr.ErrorForCode(code))
+	}
+	gt.share = newKgo(t, n, kgo.ClientID("gt-share-client"), kgo.ShareGroup(gtShare), kgo.ConsumeTopics(gtTopic),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	readAll("the share group", gt.share, func(r *kgo.Record) { r.Ack(kgo.AckAccept) })
+	if err := gt.share.FlushAcks(ctx); err != nil {
+		t.Fatalf("flush acks: %v", err)
+	}
+	produce(0, 3)
+	return gt
+}
+
+// close makes both groups empty (their members leave).
+func (gt *groupTypes) close() {
+	gt.consumer.Close()
+	gt.share.Close()
+}
+
+// TestCLIGroupTypes: `tusk group list|describe|delete` on a classic, a
+// KIP-848 consumer and a KIP-932 share group: types, members, member
+// epochs, assignments and lag exactly; delete of a live group refused,
+// of each emptied group done.
+func TestCLIGroupTypes(t *testing.T) {
+	if kfakeMode() {
+		t.Skip("TUSK_COMPAT_KFAKE=1: the kfake stand-in has no admin CLI")
+	}
+	n := startTusk(t, shareFlags()...)
+	card(t, "tusk group (kadm)", "CLI: classic, KIP-848 and share groups listed, described with lag, deleted")
+	gt := startGroupTypes(t, n)
+	args := func(a ...string) []string { return append(a, "--brokers", n.Kafka) }
+	member := func(client string, epoch int, subscribed bool) map[string]any {
+		m := map[string]any{"client_id": client, "assigned": map[string]any{gtTopic: []any{0, 1}}, "member_epoch": epoch}
+		if subscribed {
+			m["subscribed_topics"] = []any{gtTopic}
+		}
+		return m
+	}
+	ignore := []string{"member_id", "host"}
+	steps := []cliStep{
+		{name: "list", args: args("group", "list", "--format", "json"), code: 0, json: []any{
+			map[string]any{"group": gtConsumer, "type": "consumer", "state": "Stable", "protocol_type": "consumer", "coordinator": 1},
+			map[string]any{"group": gtClassic, "type": "classic", "state": "Empty", "protocol_type": "", "coordinator": 1},
+			map[string]any{"group": gtShare, "type": "share", "state": "Stable", "protocol_type": "share", "coordinator": 1},
+		}},
+		{name: "list table", args: args("group", "list"), code: 0, stdout: []string{"GROUP", "TYPE", "consumer", "share", "classic"}},
+		{name: "describe consumer", args: args("group", "describe", gtConsumer, "--format", "json"), code: 0, ignore: ignore, json: []any{
+			map[string]any{"group": gtConsumer, "type": "consumer", "state": "Stable", "protocol_type": "", "protocol": "",
+				"group_epoch": 1, "assignment_epoch": 1, "assignor": "uniform", "coordinator": 1,
+				"members":   []any{member("gt-848-client", 1, true)},
+				"lag":       []any{gtLag(0, 4, 9, 5), gtLag(1, 1, 4, 3)},
+				"total_lag": 8}}},
+		{name: "describe share", args: args("group", "describe", gtShare, "--format", "json"), code: 0, ignore: ignore, json: []any{
+			map[string]any{"group": gtShare, "type": "share", "state": "Stable", "protocol_type": "", "protocol": "",
+				"group_epoch": 1, "assignment_epoch": 1, "assignor": "simple", "coordinator": 1,
+				"members":   []any{member("gt-share-client", 1, true)},
+				"lag":       []any{gtLag(0, 6, 9, 3), gtLag(1, 4, 4, 0)},
+				"total_lag": 3}}},
+		{name: "describe classic", args: args("group", "describe", gtClassic, "--format", "json"), code: 0, json: []any{
+			map[string]any{"group": gtClassic, "type": "classic", "state": "Empty", "protocol_type": "", "protocol": "", "coordinator": 1,
+				"members": []any{}, "lag": []any{gtLag(0, 2, 9, 7), gtLag(1, -1, 4, 4)}, "total_lag": 11}}},
+		{name: "describe table", args: args("group", "describe", gtConsumer, gtShare), code: 0, stdout: []string{
+			"group gt-848  type consumer  state Stable  epoch 1  assignor uniform  coordinator 1  members 1  total lag 8",
+			"group gt-share  type share  state Stable  epoch 1  assignor simple  coordinator 1  members 1  total lag 3",
+			"SHARE-START", "client gt-share-client", "epoch 1  assigned gt-topic:0,1"}},
+		{name: "describe unknown", args: args("group", "describe", "gt-nope"), code: 1, stderr: []string{"gt-nope: GROUP_ID_NOT_FOUND"}},
+		{name: "delete live groups", args: args("group", "delete", gtConsumer, gtShare), code: 1, stderr: []string{"NON_EMPTY_GROUP"},
+			check: func(*testing.T) { gt.close() }},
+		{name: "delete", args: args("group", "delete", gtConsumer, gtShare, gtClassic, "--format", "json"), code: 0, json: []any{
+			map[string]any{"group": gtConsumer, "result": "deleted"},
+			map[string]any{"group": gtClassic, "result": "deleted"},
+			map[string]any{"group": gtShare, "result": "deleted"},
+		}},
+		{name: "list after delete", args: args("group", "list", "--format", "json"), code: 0, json: []any{}},
+		{name: "describe deleted", args: args("group", "describe", gtShare), code: 1, stderr: []string{"gt-share: GROUP_ID_NOT_FOUND"}},
+	}
+	runCLISteps(t, steps)
 }

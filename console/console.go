@@ -71,23 +71,37 @@ type LogStatus struct {
 	Bytes         int64  `json:"bytes"`
 }
 
-// GroupSummary is one consumer group in the list.
+// Group types, as ListGroups (v5) names them.
+const (
+	GroupClassic  = "classic"
+	GroupConsumer = "consumer" // KIP-848
+	GroupShare    = "share"    // KIP-932
+)
+
+// GroupSummary is one group in the list.
 type GroupSummary struct {
 	Group        string `json:"group"`
+	Type         string `json:"type"` // classic, consumer, share
 	State        string `json:"state"`
 	ProtocolType string `json:"protocol_type"`
 	Coordinator  int32  `json:"coordinator"`
 }
 
-// Group is one consumer group with its members and lag.
+// Group is one group of any type with its members and lag.
 type Group struct {
-	Group        string         `json:"group"`
-	State        string         `json:"state"`
-	ProtocolType string         `json:"protocol_type"`
-	Protocol     string         `json:"protocol"`
-	Coordinator  int32          `json:"coordinator"`
-	Members      []GroupMember  `json:"members"`
-	Lag          []PartitionLag `json:"lag"`
+	Group        string `json:"group"`
+	Type         string `json:"type"` // classic, consumer, share
+	State        string `json:"state"`
+	ProtocolType string `json:"protocol_type"` // classic groups
+	Protocol     string `json:"protocol"`      // classic groups
+	// GroupEpoch, AssignmentEpoch and Assignor are those of a consumer
+	// or share group (zero and empty for a classic one).
+	GroupEpoch      int32          `json:"group_epoch,omitempty"`
+	AssignmentEpoch int32          `json:"assignment_epoch,omitempty"`
+	Assignor        string         `json:"assignor,omitempty"`
+	Coordinator     int32          `json:"coordinator"`
+	Members         []GroupMember  `json:"members"`
+	Lag             []PartitionLag `json:"lag"`
 	// TotalLag sums the partitions' lag (those with a known lag).
 	TotalLag int64  `json:"total_lag"`
 	Error    string `json:"error,omitempty"`
@@ -100,6 +114,14 @@ type GroupMember struct {
 	ClientID    string       `json:"client_id"`
 	Host        string       `json:"host"`
 	Assignments []Assignment `json:"assignments"`
+	// For consumer and share groups: the member's epoch, rack and
+	// subscription; TargetAssignments (consumer groups) is what the
+	// member is being moved to while it reconciles.
+	MemberEpoch       int32        `json:"member_epoch,omitempty"`
+	Rack              string       `json:"rack,omitempty"`
+	SubscribedTopics  []string     `json:"subscribed_topics,omitempty"`
+	SubscribedRegex   string       `json:"subscribed_regex,omitempty"`
+	TargetAssignments []Assignment `json:"target_assignments,omitempty"`
 }
 
 // Assignment is a member's partitions of one topic.
@@ -108,8 +130,11 @@ type Assignment struct {
 	Partitions []int32 `json:"partitions"`
 }
 
-// PartitionLag is a group's position on one partition: Lag is End minus
-// Committed (End when nothing is committed), -1 when unknown.
+// PartitionLag is a group's position on one partition: Lag is End (the
+// high watermark) minus Committed (minus the log start when nothing is
+// committed), -1 when unknown. For a share group Committed is the
+// share-partition start offset (-1: the group has no state there yet, lag
+// unknown).
 type PartitionLag struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/tuskdb/tusk/console"
+	"github.com/tuskdb/tusk/console/groupinfo"
 )
 
 // newGroupCmd is `tusk group list|describe|delete|reset-offsets` (kadm).
@@ -22,6 +26,7 @@ func newGroupCmd() *cobra.Command {
 
 type groupListed struct {
 	Group        string `json:"group"`
+	Type         string `json:"type"` // classic, consumer (KIP-848), share (KIP-932)
 	State        string `json:"state"`
 	ProtocolType string `json:"protocol_type"`
 	Coordinator  int32  `json:"coordinator"`
@@ -30,41 +35,49 @@ type groupListed struct {
 func groupListCmd(o *adminOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List consumer groups",
+		Short: "List groups of every type (classic, consumer, share) with their state",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			return o.run(c, func(ctx context.Context, adm *kadm.Client) error {
-				gs, err := adm.ListGroups(ctx)
+				gs, err := groupinfo.List(ctx, adm)
 				if err != nil {
 					return fmt.Errorf("list groups: %w", err)
 				}
 				out := []groupListed{}
-				for _, g := range gs.Sorted() {
-					out = append(out, groupListed{Group: g.Group, State: g.State, ProtocolType: g.ProtocolType, Coordinator: g.Coordinator})
+				for _, g := range gs {
+					out = append(out, groupListed{Group: g.Group, Type: g.Type, State: g.State, ProtocolType: g.ProtocolType, Coordinator: g.Coordinator})
 				}
 				if o.json() {
 					return printJSON(c.OutOrStdout(), out)
 				}
 				var rows [][]string
 				for _, g := range out {
-					rows = append(rows, []string{g.Group, g.State, g.ProtocolType, fmt.Sprint(g.Coordinator)})
+					rows = append(rows, []string{g.Group, g.Type, g.State, g.ProtocolType, fmt.Sprint(g.Coordinator)})
 				}
-				return printTable(c.OutOrStdout(), []string{"GROUP", "STATE", "PROTOCOL-TYPE", "COORDINATOR"}, rows)
+				return printTable(c.OutOrStdout(), []string{"GROUP", "TYPE", "STATE", "PROTOCOL-TYPE", "COORDINATOR"}, rows)
 			})
 		},
 	}
 }
 
+// groupDescribed is one group of `tusk group describe`. Type, the
+// epochs and the assignor are those of ConsumerGroupDescribe and
+// ShareGroupDescribe (epochs and assignor are left out for a classic
+// group, protocol type and protocol are empty for the others).
 type groupDescribed struct {
-	Group        string         `json:"group"`
-	State        string         `json:"state"`
-	ProtocolType string         `json:"protocol_type"`
-	Protocol     string         `json:"protocol"`
-	Coordinator  int32          `json:"coordinator"`
-	Members      []groupMember  `json:"members"`
-	Lag          []partitionLag `json:"lag"`
-	TotalLag     int64          `json:"total_lag"`
-	Error        string         `json:"error,omitempty"`
+	Group           string         `json:"group"`
+	Type            string         `json:"type,omitempty"` // classic, consumer, share
+	State           string         `json:"state"`
+	ProtocolType    string         `json:"protocol_type"`
+	Protocol        string         `json:"protocol"`
+	GroupEpoch      int32          `json:"group_epoch,omitempty"`
+	AssignmentEpoch int32          `json:"assignment_epoch,omitempty"`
+	Assignor        string         `json:"assignor,omitempty"`
+	Coordinator     int32          `json:"coordinator"`
+	Members         []groupMember  `json:"members"`
+	Lag             []partitionLag `json:"lag"`
+	TotalLag        int64          `json:"total_lag"`
+	Error           string         `json:"error,omitempty"`
 }
 
 type groupMember struct {
@@ -73,12 +86,19 @@ type groupMember struct {
 	ClientID   string             `json:"client_id"`
 	Host       string             `json:"host"`
 	Assigned   map[string][]int32 `json:"assigned"`
+	// Consumer and share groups: the member's epoch, rack, subscription,
+	// and (consumer groups, while it reconciles) its target assignment.
+	MemberEpoch      int32              `json:"member_epoch,omitempty"`
+	Rack             string             `json:"rack,omitempty"`
+	SubscribedTopics []string           `json:"subscribed_topics,omitempty"`
+	SubscribedRegex  string             `json:"subscribed_regex,omitempty"`
+	Target           map[string][]int32 `json:"target,omitempty"`
 }
 
 type partitionLag struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
-	Committed int64  `json:"committed"` // -1: none
+	Committed int64  `json:"committed"` // -1: none; a share group's share-partition start offset
 	End       int64  `json:"end"`
 	Lag       int64  `json:"lag"` // -1: unknown
 	MemberID  string `json:"member_id,omitempty"`
@@ -88,56 +108,25 @@ type partitionLag struct {
 func groupDescribeCmd(o *adminOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe GROUP...",
-		Short: "Describe groups: state, members and their assignments, committed offset, end offset and lag per partition",
+		Short: "Describe groups of every type: state, members and their assignments, committed (share groups: share-partition start) offset, end offset and lag per partition",
 		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(c *cobra.Command, groups []string) error {
 			return o.run(c, func(ctx context.Context, adm *kadm.Client) error {
-				lags, err := adm.Lag(ctx, groups...)
-				if err != nil {
-					return fmt.Errorf("describe groups: %w", err)
-				}
 				var out []groupDescribed
 				var failed []string
 				for _, id := range groups {
-					l, ok := lags[id]
 					d := groupDescribed{Group: id, Members: []groupMember{}, Lag: []partitionLag{}}
+					g, err := groupinfo.Describe(ctx, adm, id)
 					switch {
-					case !ok:
-						d.Error = "no answer for the group"
-					case l.Error() != nil:
-						d.Error = l.Error().Error()
-					case l.State == "Dead" && len(l.Members) == 0 && len(l.Lag) == 0:
+					case errors.Is(err, console.ErrNotFound):
 						d.Error = "GROUP_ID_NOT_FOUND: no such group"
+					case err != nil:
+						d.Error = err.Error()
+					default:
+						d = describedFrom(g)
 					}
 					if d.Error != "" {
 						failed = append(failed, id+": "+d.Error)
-						out = append(out, d)
-						continue
-					}
-					d.State, d.ProtocolType, d.Protocol, d.Coordinator = l.State, l.ProtocolType, l.Protocol, l.Coordinator.NodeID
-					for _, m := range l.Members {
-						gm := groupMember{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assigned: map[string][]int32{}}
-						if m.InstanceID != nil {
-							gm.InstanceID = *m.InstanceID
-						}
-						if ca, ok := m.Assigned.AsConsumer(); ok {
-							for _, t := range ca.Topics {
-								ps := append([]int32(nil), t.Partitions...)
-								sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-								gm.Assigned[t.Topic] = ps
-							}
-						}
-						d.Members = append(d.Members, gm)
-					}
-					for _, ml := range l.Lag.Sorted() {
-						pl := partitionLag{Topic: ml.Topic, Partition: ml.Partition, Committed: ml.Commit.At, End: ml.End.Offset, Lag: ml.Lag, Error: errString(ml.Err)}
-						if ml.Member != nil {
-							pl.MemberID = ml.Member.MemberID
-						}
-						if pl.Lag >= 0 {
-							d.TotalLag += pl.Lag
-						}
-						d.Lag = append(d.Lag, pl)
 					}
 					out = append(out, d)
 				}
@@ -156,28 +145,82 @@ func groupDescribeCmd(o *adminOpts) *cobra.Command {
 						fmt.Fprintf(w, "group %s: %s\n", d.Group, d.Error)
 						continue
 					}
-					fmt.Fprintf(w, "group %s  state %s  protocol %s/%s  coordinator %d  members %d  total lag %d\n",
-						d.Group, d.State, d.ProtocolType, d.Protocol, d.Coordinator, len(d.Members), d.TotalLag)
+					if d.Type == console.GroupClassic {
+						fmt.Fprintf(w, "group %s  type %s  state %s  protocol %s/%s  coordinator %d  members %d  total lag %d\n",
+							d.Group, d.Type, d.State, d.ProtocolType, d.Protocol, d.Coordinator, len(d.Members), d.TotalLag)
+					} else {
+						fmt.Fprintf(w, "group %s  type %s  state %s  epoch %d  assignor %s  coordinator %d  members %d  total lag %d\n",
+							d.Group, d.Type, d.State, d.GroupEpoch, d.Assignor, d.Coordinator, len(d.Members), d.TotalLag)
+					}
+					if d.Error != "" {
+						fmt.Fprintf(w, "error: %s\n", d.Error)
+					}
 					var rows [][]string
 					for _, p := range d.Lag {
 						rows = append(rows, []string{p.Topic, fmt.Sprint(p.Partition), offsetString(p.Committed), fmt.Sprint(p.End), offsetString(p.Lag), p.MemberID, p.Error})
 					}
-					if err := printTable(w, []string{"TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER", "ERROR"}, rows); err != nil {
+					committed := "COMMITTED"
+					if d.Type == console.GroupShare {
+						committed = "SHARE-START"
+					}
+					if err := printTable(w, []string{"TOPIC", "PARTITION", committed, "END", "LAG", "MEMBER", "ERROR"}, rows); err != nil {
 						return err
 					}
 					for _, m := range d.Members {
-						var as []string
-						for t, ps := range m.Assigned {
-							as = append(as, t+":"+ints32(ps))
+						line := fmt.Sprintf("member %s  client %s  host %s", m.MemberID, m.ClientID, m.Host)
+						if d.Type != console.GroupClassic {
+							line += fmt.Sprintf("  epoch %d", m.MemberEpoch)
 						}
-						sort.Strings(as)
-						fmt.Fprintf(w, "member %s  client %s  host %s  assigned %s\n", m.MemberID, m.ClientID, m.Host, strings.Join(as, " "))
+						line += "  assigned " + topicParts(m.Assigned)
+						if m.Target != nil {
+							line += "  target " + topicParts(m.Target)
+						}
+						fmt.Fprintln(w, line)
 					}
 				}
 				return itemErrors(failed)
 			})
 		},
 	}
+}
+
+// describedFrom is the CLI's shape of a described group.
+func describedFrom(g console.Group) groupDescribed {
+	d := groupDescribed{Group: g.Group, Type: g.Type, State: g.State, ProtocolType: g.ProtocolType, Protocol: g.Protocol,
+		GroupEpoch: g.GroupEpoch, AssignmentEpoch: g.AssignmentEpoch, Assignor: g.Assignor, Coordinator: g.Coordinator,
+		Members: []groupMember{}, Lag: []partitionLag{}, TotalLag: g.TotalLag, Error: g.Error}
+	for _, m := range g.Members {
+		gm := groupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, Host: m.Host,
+			Assigned: topicMap(m.Assignments), MemberEpoch: m.MemberEpoch, Rack: m.Rack, SubscribedTopics: m.SubscribedTopics,
+			SubscribedRegex: m.SubscribedRegex}
+		if m.TargetAssignments != nil {
+			gm.Target = topicMap(m.TargetAssignments)
+		}
+		d.Members = append(d.Members, gm)
+	}
+	for _, l := range g.Lag {
+		d.Lag = append(d.Lag, partitionLag{Topic: l.Topic, Partition: l.Partition, Committed: l.Committed, End: l.End, Lag: l.Lag,
+			MemberID: l.MemberID, Error: l.Error})
+	}
+	return d
+}
+
+func topicMap(as []console.Assignment) map[string][]int32 {
+	out := map[string][]int32{}
+	for _, a := range as {
+		out[a.Topic] = a.Partitions
+	}
+	return out
+}
+
+// topicParts prints topic:p,p ... sorted by topic.
+func topicParts(m map[string][]int32) string {
+	var as []string
+	for t, ps := range m {
+		as = append(as, t+":"+ints32(ps))
+	}
+	sort.Strings(as)
+	return strings.Join(as, " ")
 }
 
 func offsetString(n int64) string {
