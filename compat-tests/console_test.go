@@ -618,3 +618,141 @@ func testConsoleBrowser(t *testing.T, cc *consoleCluster) {
 	t.Logf("topic page: log end and produce rate per partition %v", rates)
 	t.Logf("screenshots in %s", shots)
 }
+
+// TestConsoleGroupTypes: /api/v1/groups lists a classic, a KIP-848
+// consumer and a KIP-932 share group with their types, and
+// /api/v1/groups/{group} describes each with members, member epochs,
+// assignments and lag per partition exactly (the startGroupTypes fixture
+// of TestCLIGroupTypes); an unknown group is 404 JSON.
+func TestConsoleGroupTypes(t *testing.T) {
+	if kfakeMode() {
+		t.Skip("TUSK_COMPAT_KFAKE=1: the kfake stand-in has no console")
+	}
+	n := startTusk(t, shareFlags()...)
+	card(t, "console API", "console: classic, KIP-848 and share groups with members, epochs, lag")
+	startGroupTypes(t, n)
+	get := func(path string, ignore []string) string {
+		t.Helper()
+		var got any
+		if code := consoleGet(t, n.HTTP, path, &got); code != 200 {
+			t.Fatalf("GET %s: status %d: %v", path, code, got)
+		}
+		return canonJSON(t, dropKeys(got, ignore))
+	}
+	want := func(v any) string { return canonJSON(t, v) }
+	if g, w := get("/api/v1/groups", nil), want([]any{
+		map[string]any{"group": gtConsumer, "type": "consumer", "state": "Stable", "protocol_type": "consumer", "coordinator": 1},
+		map[string]any{"group": gtClassic, "type": "classic", "state": "Empty", "protocol_type": "", "coordinator": 1},
+		map[string]any{"group": gtShare, "type": "share", "state": "Stable", "protocol_type": "share", "coordinator": 1},
+	}); g != w {
+		t.Fatalf("groups\n got %s\nwant %s", g, w)
+	}
+	member := func(client string) map[string]any {
+		return map[string]any{"client_id": client, "member_epoch": 1, "subscribed_topics": []any{gtTopic},
+			"assignments": []any{map[string]any{"topic": gtTopic, "partitions": []any{0, 1}}}}
+	}
+	ignore := []string{"member_id", "host"}
+	for _, c := range []struct {
+		group string
+		want  map[string]any
+	}{
+		{gtConsumer, map[string]any{"group": gtConsumer, "type": "consumer", "state": "Stable", "protocol_type": "", "protocol": "",
+			"group_epoch": 1, "assignment_epoch": 1, "assignor": "uniform", "coordinator": 1, "members": []any{member("gt-848-client")},
+			"lag": []any{gtLag(0, 4, 9, 5), gtLag(1, 1, 4, 3)}, "total_lag": 8}},
+		{gtShare, map[string]any{"group": gtShare, "type": "share", "state": "Stable", "protocol_type": "", "protocol": "",
+			"group_epoch": 1, "assignment_epoch": 1, "assignor": "simple", "coordinator": 1, "members": []any{member("gt-share-client")},
+			"lag": []any{gtLag(0, 6, 9, 3), gtLag(1, 4, 4, 0)}, "total_lag": 3}},
+		{gtClassic, map[string]any{"group": gtClassic, "type": "classic", "state": "Empty", "protocol_type": "", "protocol": "",
+			"coordinator": 1, "members": []any{}, "lag": []any{gtLag(0, 2, 9, 7), gtLag(1, -1, 4, 4)}, "total_lag": 11}},
+	} {
+		if g, w := get("/api/v1/groups/"+url.PathEscape(c.group), ignore), want(c.want); g != w {
+			t.Errorf("group %s\n got %s\nwant %s", c.group, g, w)
+		}
+	}
+	// Each lag row names the member assigned the partition.
+	var g struct {
+		Members []struct {
+			MemberID string `json:"member_id"`
+		} `json:"members"`
+		Lag []struct {
+			MemberID string `json:"member_id"`
+		} `json:"lag"`
+	}
+	for _, id := range []string{gtConsumer, gtShare} {
+		if code := consoleGet(t, n.HTTP, "/api/v1/groups/"+id, &g); code != 200 || len(g.Members) != 1 || g.Members[0].MemberID == "" ||
+			len(g.Lag) != 2 || g.Lag[0].MemberID != g.Members[0].MemberID || g.Lag[1].MemberID != g.Members[0].MemberID {
+			t.Errorf("group %s: status %d, members and lag rows %+v", id, code, g)
+		}
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if code := consoleGet(t, n.HTTP, "/api/v1/groups/"+url.PathEscape("gt-<b>nope"), &e); code != 404 || e.Error != `unknown group "gt-<b>nope"` {
+		t.Errorf("unknown group: %d %q", code, e.Error)
+	}
+	t.Run("browser", func(t *testing.T) { testConsoleGroupTypesBrowser(t, n.HTTP) })
+}
+
+// testConsoleGroupTypesBrowser renders the groups page and the consumer
+// and share group pages in headless Chromium and reads the DOM: each
+// group's type, the member's epoch and assignment, the lag per partition.
+func testConsoleGroupTypesBrowser(t *testing.T, httpAddr string) {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromiumPath(t)), chromedp.NoSandbox,
+		chromedp.WindowSize(1400, 1000), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer bcancel()
+	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+httpAddr+"/ui/")); err != nil {
+		t.Fatalf("open the console: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+	defer cancel()
+	// read moves to hash, waits for sel in that route's content and
+	// evaluates js into out.
+	read := func(hash, sel, js string, out any) {
+		t.Helper()
+		q, err := json.Marshal(hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setHash := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[json.RawMessage]("location.hash = "+string(q))(ctx, tg)
+			return err
+		})
+		if err := chromedp.Do(ctx, setHash, chromedp.WaitVisible(chromedp.CSS(`main[data-route="`+hash+`"] `+sel))); err != nil {
+			t.Fatalf("page %s: waiting for %s: %v", hash, sel, err)
+		}
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](js))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", js, err)
+		}
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("evaluate %s: %v in %s", js, err, raw)
+		}
+	}
+	var listed [][]string
+	read("#/groups", "#groups tbody tr", `[...document.querySelectorAll('#groups tbody tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent])`, &listed)
+	if got, want := fmt.Sprint(listed), fmt.Sprint([][]string{{gtConsumer, "consumer", "Stable"}, {gtClassic, "classic", "Empty"}, {gtShare, "share", "Stable"}}); got != want {
+		t.Fatalf("groups page %s, want %s", got, want)
+	}
+	for _, c := range []struct{ group, typ, lag string }{
+		{gtConsumer, "consumer", "[[gt-topic 0 4 9 5] [gt-topic 1 1 4 3]] 8"},
+		{gtShare, "share", "[[gt-topic 0 6 9 3] [gt-topic 1 4 4 0]] 3"},
+	} {
+		var gp struct {
+			Type    string     `json:"type"`
+			Members [][]string `json:"members"`
+			Lag     [][]string `json:"lag"`
+			Total   string     `json:"total"`
+		}
+		read("#/groups/"+c.group, "#lag tbody tr", `({
+			type: document.getElementById('group-type').textContent,
+			members: [...document.querySelectorAll('#members tbody tr')].map(r => [r.querySelector('.epoch').textContent, r.querySelector('.assigned').textContent]),
+			lag: [...document.querySelectorAll('#lag tbody tr')].map(r => [...r.cells].slice(0, 5).map(c => c.textContent)),
+			total: document.getElementById('total-lag').textContent})`, &gp)
+		if gp.Type != c.typ || fmt.Sprint(gp.Members) != "[[1 gt-topic: 0, 1]]" || fmt.Sprint(gp.Lag)+" "+gp.Total != c.lag {
+			t.Errorf("group page %s: %+v, want type %s, member [1 gt-topic: 0, 1], lag %s", c.group, gp, c.typ, c.lag)
+		}
+	}
+}

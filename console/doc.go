@@ -14,7 +14,9 @@
 //     each segment coloured by its leader node, with epoch, replica set,
 //     state and size, so rotation and failovers are visible
 //     (docs/architecture.md, "Segment chains");
-//   - consumer groups: members, assignments and lag per partition.
+//   - groups of every type (classic, KIP-848 consumer, KIP-932 share):
+//     members, member epochs, assignments and lag per partition
+//     (package groupinfo).
 //
 // Every page refreshes itself. Names (topics, groups, members, hosts) are
 // only ever put into the page as text nodes, never as markup, so a name
@@ -26,8 +28,9 @@
 // replica of the Raft metadata (metadata.FSM). Everything only the broker
 // knows goes through the Broker interface, which package broker implements
 // (broker/console.go): the controller's id, each node's lease, version and
-// local logs (asked over the internal listener), and consumer groups with
-// their lag (asked over the Kafka protocol, as any admin tool would).
+// local logs (asked over the internal listener), and groups with their lag
+// (asked over the Kafka protocol through package groupinfo, as any admin
+// tool would).
 //
 // # Access
 //

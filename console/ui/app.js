@@ -211,18 +211,25 @@ async function partitionPage(name, p) {
 async function groupsPage() {
   const gs = await api('groups');
   const rows = gs.map(g => el('tr', { 'data-group': g.group },
-    el('td', {}, link(groupHash(g.group), g.group)),
+    el('td', {}, link(groupHash(g.group), g.group)), el('td', { class: 'type' }, g.type || '–'),
     el('td', {}, g.state), el('td', {}, g.protocol_type || '–'), el('td', {}, nodeBadge(g.coordinator))));
   return el('section', { id: 'page-groups' },
-    el('h1', {}, 'Consumer groups'),
-    gs.length ? table(['group', 'state', 'protocol type', 'coordinator'], rows, { id: 'groups' }) : el('p', { class: 'muted' }, 'No groups.'));
+    el('h1', {}, 'Groups'),
+    gs.length ? table(['group', 'type', 'state', 'protocol type', 'coordinator'], rows, { id: 'groups' }) : el('p', { class: 'muted' }, 'No groups.'));
 }
 
 async function groupPage(id) {
   const g = await api('groups/' + encodeURIComponent(id));
+  const parts = as => (as || []).map(a => el('div', {}, a.topic + ': ' + a.partitions.join(', ')));
+  const classic = g.type === 'classic';
   const members = g.members.map(m => el('tr', { 'data-member': m.member_id },
     el('td', {}, m.member_id), el('td', {}, m.instance_id || '–'), el('td', {}, m.client_id), el('td', {}, m.host),
-    el('td', {}, m.assignments.map(a => el('div', {}, a.topic + ': ' + a.partitions.join(', '))))));
+    classic ? null : el('td', { class: 'num epoch' }, String(m.member_epoch)),
+    el('td', { class: 'assigned' }, parts(m.assignments)),
+    classic ? null : el('td', { class: 'target' }, m.target_assignments ? parts(m.target_assignments) : '–')));
+  const info = [['type', el('span', { id: 'group-type' }, g.type || '–')], ['state', g.state]];
+  if (classic) info.push(['protocol', (g.protocol_type || '–') + (g.protocol ? ' / ' + g.protocol : '')]);
+  else info.push(['group epoch', String(g.group_epoch || 0)], ['assignor', g.assignor || '–']);
   const lag = g.lag.map(l => el('tr', { 'data-topic': l.topic, 'data-partition': l.partition },
     el('td', {}, link(topicHash(l.topic), l.topic)), el('td', { class: 'num' }, l.partition),
     el('td', { class: 'num committed' }, off(l.committed)), el('td', { class: 'num end' }, off(l.end)),
@@ -231,13 +238,13 @@ async function groupPage(id) {
   return el('section', { id: 'page-group' },
     el('h1', {}, 'Group ', el('span', { id: 'group-name' }, g.group)),
     g.error ? el('p', { class: 'error' }, g.error) : null,
-    kv([['state', g.state], ['protocol', (g.protocol_type || '–') + (g.protocol ? ' / ' + g.protocol : '')],
-      ['coordinator', nodeBadge(g.coordinator)], ['total lag', el('span', { id: 'total-lag' }, String(g.total_lag))]]),
+    kv(info.concat([['coordinator', nodeBadge(g.coordinator)], ['total lag', el('span', { id: 'total-lag' }, String(g.total_lag))]])),
     el('h2', {}, 'Members'),
-    members.length ? table(['member', 'instance', 'client', 'host', 'assignment'], members, { id: 'members' })
+    members.length ? table(classic ? ['member', 'instance', 'client', 'host', 'assignment']
+      : ['member', 'instance', 'client', 'host', ['epoch', { class: 'num' }], 'assignment', 'reconciling to'], members, { id: 'members' })
       : el('p', { class: 'muted' }, 'No members.'),
     el('h2', {}, 'Lag per partition'),
-    lag.length ? table(['topic', ['partition', { class: 'num' }], ['committed', { class: 'num' }], ['end', { class: 'num' }],
+    lag.length ? table(['topic', ['partition', { class: 'num' }], [g.type === 'share' ? 'share start' : 'committed', { class: 'num' }], ['end', { class: 'num' }],
       ['lag', { class: 'num' }], 'member', ''], lag, { id: 'lag' }) : el('p', { class: 'muted' }, 'No committed offsets.'));
 }
 
