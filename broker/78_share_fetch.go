@@ -162,8 +162,22 @@ func (b *Broker) shareAcknowledge(ctx context.Context, rc *request, group, membe
 	}
 	h := b.share
 	t, l, leader, epoch, code := h.lookup(topicID, partition)
-	if code == 0 {
-		code = rc.topicDenied(auth.OpRead, t.Name)
+	if rc != nil && t.Name != "" && (code == 0 || code == kerr.NotLeaderForPartition.Code) {
+		if denied := rc.topicDenied(auth.OpRead, t.Name); denied != 0 {
+			return denied, -1, -1
+		}
+	}
+	if code == kerr.NotLeaderForPartition.Code && rc != nil && leader >= 0 && leader != b.cfg.NodeID {
+		// A client acknowledging on the node it fetched from after a
+		// roll moved the partition: forward to the leader, which holds
+		// the member's locks (share_handover.go), rather than fail the
+		// acknowledgement and have the records delivered again.
+		if fwd, ok := b.forwardShareAck(ctx, leader, shareAckForward{Group: group, Member: member, TopicID: topicID, Partition: partition, Batches: batches, Renew: renew}); ok {
+			if fwd == kerr.NotLeaderForPartition.Code {
+				return fwd, leader, epoch
+			}
+			return fwd, -1, -1
+		}
 	}
 	if code != 0 {
 		if code == kerr.NotLeaderForPartition.Code {

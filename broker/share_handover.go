@@ -262,7 +262,74 @@ func (h *shareHost) handleShareHandover(ctx context.Context, body []byte) (any, 
 	return struct{}{}, nil
 }
 
-// shareHandoverRoutes mounts POST /v1/share-handover.
+// shareHandoverRoutes mounts POST /v1/share-handover and
+// /v1/share-ack.
 func (b *Broker) shareHandoverRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+pathShareHandover, rpc.Handler(b.share.handleShareHandover))
+	mux.HandleFunc("POST "+pathShareAck, rpc.Handler(b.handleShareAckForward))
+}
+
+// pathShareAck takes acknowledgements a client sent to the partition's
+// previous leader (forwardShareAck).
+const pathShareAck = "/v1/share-ack"
+
+// shareAckForward is the body of POST /v1/share-ack: one partition's
+// acknowledgements, checked (ACLs) by the node that forwards them.
+type shareAckForward struct {
+	Group     string           `json:"group"`
+	Member    string           `json:"member"`
+	TopicID   [16]byte         `json:"topic_id"`
+	Partition int32            `json:"partition"`
+	Batches   []share.AckBatch `json:"batches"`
+	Renew     bool             `json:"renew"`
+}
+
+// shareAckAnswer is its answer: the partition's acknowledge error code.
+type shareAckAnswer struct {
+	Code int16 `json:"code"`
+}
+
+// forwardShareAck applies acknowledgements on node leader, which leads
+// the partition now; false when it cannot be reached in time.
+func (b *Broker) forwardShareAck(ctx context.Context, leader int32, req shareAckForward) (int16, bool) {
+	br, ok := b.store.FSM().Broker(leader)
+	if !ok || br.Internal == "" {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var ans shareAckAnswer
+	if err := b.internalClient.Call(ctx, br.Internal, http.MethodPost, pathShareAck, req, &ans); err != nil {
+		b.log.Debug().Err(err).Int32("leader", leader).Msg("share: forward acknowledgements")
+		return 0, false
+	}
+	return ans.Code, true
+}
+
+// handleShareAckForward is POST /v1/share-ack: it applies the
+// acknowledgements here, never forwarding them again, once this node's
+// metadata shows it leading (up to shareHandoverWait).
+func (b *Broker) handleShareAckForward(ctx context.Context, body []byte) (any, error) {
+	var req shareAckForward
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: share-ack: %v", metadata.ErrInvalidCommand, err)
+	}
+	// The forwarding node saw the roll first: wait (a little) for this
+	// node's metadata to show it leading.
+	deadline := time.NewTimer(shareHandoverWait)
+	defer deadline.Stop()
+	for {
+		changed := b.store.FSM().Changed()
+		code, _, _ := b.shareAcknowledge(ctx, nil, req.Group, req.Member, req.TopicID, req.Partition, req.Batches, req.Renew)
+		if code != kerr.NotLeaderForPartition.Code {
+			return shareAckAnswer{Code: code}, nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return shareAckAnswer{Code: code}, nil
+		case <-ctx.Done():
+			return shareAckAnswer{Code: code}, nil
+		}
+	}
 }

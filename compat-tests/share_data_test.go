@@ -383,10 +383,11 @@ func (c *cluster) activeShareLeader(t *testing.T, via int32, topic string, not .
 // TestClusterShareRollAndFailover: 3 nodes, a partition of RF 3 with
 // 256 KiB segments, share.auto-offset-reset earliest and 60 s locks.
 // Member a acquires 0-4 on the segment leader; records are produced until
-// a roll moves the leadership; a, on the new leader, accepts 0-4 (the
-// handover kept its locks: without it they would be available there and
-// the acknowledgement INVALID_RECORD_STATE), and b gets 5-9 with delivery
-// count 1 (nothing redelivered). b accepts 5-7, keeps 8-9, and the
+// a roll moves the leadership; a accepts 0-2 on the previous leader (which
+// forwards them) and 3-4 on the new leader (the handover kept its locks:
+// without it they would be available there and the acknowledgement
+// INVALID_RECORD_STATE), and b gets 5-9 with delivery count 1 (nothing
+// redelivered). b accepts 5-7, keeps 8-9, and the
 // segment leader is killed (SIGKILL): on the leader the failover picks, c
 // gets exactly 8-9 with count 2, then every later record once with count
 // 1; no acknowledged record comes back.
@@ -437,18 +438,29 @@ func TestClusterShareRollAndFailover(t *testing.T) {
 		}
 	}
 	t.Logf("rolled from node %d to node %d after %d records: %+v", first, second, next, c.segmentsVia(t, second, topic, 0))
+	// a acknowledges 0-2 on the node it fetched from, which forwards
+	// them to the new leader, and 3-4 on the new leader.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		code := a.ack(a.epoch, shareAck{0, 2, 1})
+		if code == 0 {
+			break
+		}
+		if !kerr.IsRetriable(kerr.ErrorForCode(code)) || time.Now().After(deadline) {
+			t.Fatalf("a accepts 0-2 on the previous leader %d: %s", first, errName(code))
+		}
+	}
 	a2 := newShareClient(t, c.node(second).Kafka, group, "member-a", id)
 	ackDeadline := time.Now().Add(20 * time.Second)
 	for {
 		code := a2.open()
 		if code == 0 {
-			code = a2.ack(a2.epoch, shareAck{0, 4, 1})
+			code = a2.ack(a2.epoch, shareAck{3, 4, 1})
 		}
 		if code == 0 {
 			break
 		}
 		if !kerr.IsRetriable(kerr.ErrorForCode(code)) || time.Now().After(ackDeadline) {
-			t.Fatalf("a accepts 0-4 on the new leader %d: %s", second, errName(code))
+			t.Fatalf("a accepts 3-4 on the new leader %d: %s", second, errName(code))
 		}
 		time.Sleep(50 * time.Millisecond) // a retriable answer: the new leader is taking over
 	}
@@ -667,7 +679,13 @@ func TestClusterShareKgoFailover(t *testing.T) {
 			redelivered++
 		}
 	}
-	t.Logf("%d records, %d delivered more than once, %d segments", total, redelivered, len(c.segmentsVia(t, survivor, topic, 0)))
+	kinds := map[string]int{}
+	for _, e := range ackErrLog {
+		_, k, _ := strings.Cut(e, " ")
+		k, _, _ = strings.Cut(k, ":")
+		kinds[k]++
+	}
+	t.Logf("%d records, %d delivered more than once, %d segments; acknowledgement errors %v", total, redelivered, len(c.segmentsVia(t, survivor, topic, 0)), kinds)
 	for _, p := range problems {
 		t.Error(p)
 	}
