@@ -38,13 +38,26 @@ func List(ctx context.Context, adm *kadm.Client) ([]console.GroupSummary, error)
 // Describe describes one group of any type with its lag per partition;
 // console.ErrNotFound if no group of any type has that id.
 func Describe(ctx context.Context, adm *kadm.Client, id string) (console.Group, error) {
-	lags, err := adm.Lag(ctx, id)
-	if err != nil {
+	// DescribeGroups alone first: kadm's Lag would also fetch and list
+	// offsets for a group that turns out not to be classic.
+	dgs, err := adm.DescribeGroups(ctx, id)
+	dg, ok := dgs[id]
+	switch {
+	case !ok && err != nil:
 		return console.Group{}, fmt.Errorf("groupinfo: describe classic group: %w", err)
-	}
-	if l, ok := lags[id]; ok && !errors.Is(l.DescribeErr, kerr.GroupIDNotFound) && l.State != "Dead" {
+	case ok && dg.Err != nil && !errors.Is(dg.Err, kerr.GroupIDNotFound):
+		return console.Group{}, fmt.Errorf("groupinfo: describe classic group: %w", dg.Err)
+	case ok && dg.Err == nil && dg.State != "Dead":
+		lags, err := adm.Lag(ctx, id)
+		if err != nil {
+			return console.Group{}, fmt.Errorf("groupinfo: classic group lag: %w", err)
+		}
+		l, ok := lags[id]
+		if !ok || errors.Is(l.DescribeErr, kerr.GroupIDNotFound) || l.State == "Dead" {
+			return console.Group{}, console.ErrNotFound // deleted in between
+		}
 		if l.DescribeErr != nil {
-			return console.Group{}, fmt.Errorf("groupinfo: describe group: %w", l.DescribeErr)
+			return console.Group{}, fmt.Errorf("groupinfo: describe classic group: %w", l.DescribeErr)
 		}
 		return classic(id, l), nil
 	}
