@@ -690,3 +690,57 @@ func TestClusterShareKgoFailover(t *testing.T) {
 		t.Error(p)
 	}
 }
+
+// TestShareReadCommitted: share.isolation-level read_committed on one
+// node. A transactional producer aborts v0-v2 (offsets 0-2, ABORT marker
+// at 3), commits v4-v5 (4-5, COMMIT at 6) and leaves v7 open (7): a share
+// consumer is handed exactly 4-5; the aborted records and the markers are
+// archived, never delivered; nothing at or past the open transaction is
+// acquired until it commits, and then 7 (marker at 8) is.
+func TestShareReadCommitted(t *testing.T) {
+	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"), withFlag("share-isolation-level", "read_committed"))
+	adm, _ := newAdm(t, n)
+	const topic, group = "share-rc", "sg"
+	createTopic(t, adm, topic, 1, nil)
+	id := topicIDOf(t, adm, topic)
+	prod := newKgo(t, n, kgo.TransactionalID("share-rc-producer"), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	ctx := ctxTimeout(t, 30*time.Second)
+	txn := func(from, n int, end kgo.TransactionEndTry) {
+		t.Helper()
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < from+n; i++ {
+			r := &kgo.Record{Partition: 0, Value: []byte(fmt.Sprintf("v%d", i))}
+			if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatalf("produce v%d: %v", i, err)
+			}
+			if r.Offset != int64(i) {
+				t.Fatalf("v%d landed at %d", i, r.Offset)
+			}
+		}
+		if err := prod.EndTransaction(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(0, 3, kgo.TryAbort)
+	txn(4, 2, kgo.TryCommit)
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte("v7")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c := newShareClient(t, n.Kafka, group, "member-c", id)
+	wantRanges(t, "c below the open transaction", acquiredOf(t, "c below the open transaction", c.fetch(fetchOpts{maxRecords: 100, maxWait: time.Second})), shareRange{4, 5, 1})
+	wantRanges(t, "c while it is open", acquiredOf(t, "c while it is open", c.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond}, shareAck{4, 5, 1})))
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	wantRanges(t, "c after the commit", acquiredOf(t, "c after the commit", c.fetch(fetchOpts{maxRecords: 100, maxWait: 5 * time.Second})), shareRange{7, 7, 1})
+	wantRanges(t, "c at the end", acquiredOf(t, "c at the end", c.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond}, shareAck{7, 7, 1})))
+	// A new member finds nothing either: 0-3 and 6 were archived, 8 too.
+	d := newShareClient(t, n.Kafka, group, "member-d", id)
+	wantRanges(t, "d at the end", acquiredOf(t, "d at the end", d.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond})))
+}
