@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The web console (/ui) and its JSON API (/api/v1/) against a real
@@ -691,6 +692,73 @@ func TestConsoleGroupTypes(t *testing.T) {
 		t.Errorf("unknown group: %d %q", code, e.Error)
 	}
 	t.Run("browser", func(t *testing.T) { testConsoleGroupTypesBrowser(t, n.HTTP) })
+
+	// A consumer group in the middle of a rebalance, by raw heartbeats:
+	// a joins and is given both partitions, b joins and a does not
+	// heartbeat again, so one partition is b's target but still a's (or
+	// pending its revocation): the console shows the target beside the
+	// assignment.
+	cl := newKgo(t, n)
+	hb := func(member string, epoch int32) *kmsg.ConsumerGroupHeartbeatResponse {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.MemberEpoch, req.RebalanceTimeoutMillis = "gt-recon", member, epoch, 60000
+		req.SubscribedTopicNames, req.Topics = []string{gtTopic}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		resp, err := req.RequestWith(ctxTimeout(t, 10*time.Second), cl)
+		if err != nil || resp.ErrorCode != 0 {
+			t.Fatalf("ConsumerGroupHeartbeat %s: %v %+v", member, err, resp)
+		}
+		return resp
+	}
+	hb("gt-recon-member-a-0001", 0)
+	hb("gt-recon-member-b-0001", 0)
+	var recon struct {
+		GroupEpoch int32 `json:"group_epoch"`
+		Members    []struct {
+			MemberID    string `json:"member_id"`
+			MemberEpoch int32  `json:"member_epoch"`
+			Assignments []struct {
+				Partitions []int32 `json:"partitions"`
+			} `json:"assignments"`
+			Target []struct {
+				Partitions []int32 `json:"partitions"`
+			} `json:"target_assignments"`
+		} `json:"members"`
+	}
+	if code := consoleGet(t, n.HTTP, "/api/v1/groups/gt-recon", &recon); code != 200 || len(recon.Members) != 2 {
+		t.Fatalf("gt-recon: status %d %+v", code, recon)
+	}
+	targets, reconciling := map[int32]string{}, 0
+	for _, m := range recon.Members {
+		ps := m.Assignments
+		if m.Target != nil {
+			ps = m.Target
+			reconciling++
+		}
+		for _, a := range ps {
+			for _, p := range a.Partitions {
+				if other, dup := targets[p]; dup {
+					t.Fatalf("partition %d is the target of %s and %s: %+v", p, other, m.MemberID, recon)
+				}
+				targets[p] = m.MemberID
+			}
+		}
+	}
+	if len(targets) != 2 || reconciling == 0 || recon.GroupEpoch != 2 {
+		t.Fatalf("gt-recon: targets %v, %d members reconciling, group epoch %d, want both partitions targeted, one reconciling, epoch 2: %+v",
+			targets, reconciling, recon.GroupEpoch, recon)
+	}
+
+	// A share group member that never fetched: the group has no state on
+	// its partitions, so their lag is unknown.
+	shareHBClient{t, cl}.hb("gt-share-idle", "gt-share-idle-member-01", 0, gtTopic)
+	if g, w := get("/api/v1/groups/gt-share-idle", ignore), want(map[string]any{"group": "gt-share-idle", "type": "share", "state": "Stable",
+		"protocol_type": "", "protocol": "", "group_epoch": 1, "assignment_epoch": 1, "assignor": "simple", "coordinator": 1,
+		"members": []any{map[string]any{"client_id": "tusk-compat", "member_epoch": 1, "subscribed_topics": []any{gtTopic},
+			"assignments": []any{map[string]any{"topic": gtTopic, "partitions": []any{0, 1}}}}},
+		"lag": []any{gtLag(0, -1, 9, -1), gtLag(1, -1, 4, -1)}, "total_lag": 0}); g != w {
+		t.Errorf("gt-share-idle\n got %s\nwant %s", g, w)
+	}
 }
 
 // testConsoleGroupTypesBrowser renders the groups page and the consumer
