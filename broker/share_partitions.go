@@ -338,18 +338,24 @@ func (h *shareHost) forget(key sharePartKey) {
 	sp.mu.Unlock()
 }
 
-// close stops every timer (broker shutdown).
+// close stops every timer (broker shutdown). It takes each
+// share-partition's mutex only after releasing h.mu, as expire and
+// releases do (they kick under a share-partition's mutex).
 func (h *shareHost) close() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	sps := make([]*sharePart, 0, len(h.parts))
 	for k, sp := range h.parts {
+		sps = append(sps, sp)
+		delete(h.parts, k)
+	}
+	h.mu.Unlock()
+	for _, sp := range sps {
 		sp.mu.Lock()
 		sp.gone = true
 		if sp.timer != nil {
 			sp.timer.Stop()
 		}
 		sp.mu.Unlock()
-		delete(h.parts, k)
 	}
 }
 
