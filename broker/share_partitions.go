@@ -56,6 +56,46 @@ type sharePart struct {
 	minEpoch int32
 	timer    *time.Timer // lock expiry, at p.NextDeadline()
 	gone     bool        // dropped from the host: its timer does nothing
+	// recordBytes estimates the log bytes per record of the partition
+	// from its acquisitions (0: none yet); readSize bounds each read by
+	// it.
+	recordBytes float64
+}
+
+// Bounds of a share-partition's log read (shareReadSize).
+const (
+	shareReadMin     = 64 << 10
+	shareReadInitial = 1 << 20
+)
+
+// readSize is how many bytes acquire reads for maxRecords records: the
+// request's maxBytes at most, but no more than the records can take at
+// the partition's bytes per record so far (with a quarter to spare), and
+// 1 MiB before any estimate. A ShareFetch asks for up to 50 MB (kgo) but
+// acquires at most its MaxRecords; reading all of it for each fetch put
+// 58% of a node's CPU in the read and the buffer's clearing with 16
+// consumers on one partition (bench/RESULTS.md, "Share groups"). The
+// read returns at least one whole batch whatever the size.
+func (sp *sharePart) readSize(maxRecords, maxBytes int) int {
+	want := shareReadInitial
+	if sp.recordBytes > 0 {
+		want = max(shareReadMin, int(sp.recordBytes*float64(maxRecords)*1.25))
+	}
+	return min(want, maxBytes)
+}
+
+// learnRecordBytes updates recordBytes from a read of n bytes holding
+// records offsets.
+func (sp *sharePart) learnRecordBytes(n int, records int64) {
+	if n <= 0 || records <= 0 {
+		return
+	}
+	x := float64(n) / float64(records)
+	if sp.recordBytes == 0 {
+		sp.recordBytes = x
+		return
+	}
+	sp.recordBytes = 0.75*sp.recordBytes + 0.25*x
 }
 
 // shareHost holds this node's share-partitions and share sessions.
@@ -374,10 +414,11 @@ func (h *shareHost) acquire(ctx context.Context, sp *sharePart, l *storage.Log, 
 		res storage.ReadResult
 		err error
 	)
+	size := sp.readSize(maxRecords, maxBytes)
 	if committed {
-		res, err = l.ReadCommitted(from, maxBytes, true)
+		res, err = l.ReadCommitted(from, size, true)
 	} else {
-		res, err = l.Read(from, maxBytes, true)
+		res, err = l.Read(from, size, true)
 	}
 	if err != nil {
 		switch {
@@ -417,6 +458,7 @@ func (h *shareHost) acquire(ctx context.Context, sp *sharePart, l *storage.Log, 
 		}
 		skipAborted(spans, aborted)
 	}
+	sp.learnRecordBytes(spans[len(spans)-1].end, spans[len(spans)-1].last-spans[0].base+1)
 	bs := make([]share.BatchSpan, len(spans))
 	for i, s := range spans {
 		bs[i] = share.BatchSpan{Base: s.base, Last: s.last, Skip: s.skip}

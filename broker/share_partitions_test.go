@@ -117,3 +117,33 @@ func FuzzShareBatchSpans(f *testing.F) {
 		skipAborted(spans, []storage.AbortedTxn{{ProducerID: 7, FirstOffset: 0}})
 	})
 }
+
+// TestShareReadSize: a share-partition reads 1 MiB before it knows its
+// records' size, then what MaxRecords take at the learned bytes per
+// record with a quarter to spare (at least 64 KiB), never more than the
+// request's MaxBytes: a 50 MB MaxBytes with 500 records of 1 KiB reads
+// about 640 KB, not 50 MB.
+func TestShareReadSize(t *testing.T) {
+	var sp sharePart
+	if got := sp.readSize(500, 50<<20); got != 1<<20 {
+		t.Fatalf("no estimate: %d, want 1 MiB", got)
+	}
+	if got := sp.readSize(500, 4096); got != 4096 {
+		t.Fatalf("no estimate, small MaxBytes: %d, want 4096", got)
+	}
+	sp.learnRecordBytes(1024*100, 100)
+	if got := sp.readSize(500, 50<<20); got != 640000 {
+		t.Fatalf("1 KiB records: %d, want 640000", got)
+	}
+	if got := sp.readSize(10, 50<<20); got != 64<<10 {
+		t.Fatalf("10 records: %d, want the 64 KiB floor", got)
+	}
+	sp.learnRecordBytes(3072*10, 10) // 0.75*1024 + 0.25*3072 = 1536
+	if sp.recordBytes != 1536 {
+		t.Fatalf("estimate %v, want 1536", sp.recordBytes)
+	}
+	sp.learnRecordBytes(0, 0) // nothing read: unchanged
+	if sp.recordBytes != 1536 {
+		t.Fatalf("empty read changed the estimate: %v", sp.recordBytes)
+	}
+}
