@@ -303,7 +303,12 @@ func gtLag(p, committed, end, lagv int) map[string]any {
 	return map[string]any{"topic": gtTopic, "partition": p, "committed": committed, "end": end, "lag": lagv}
 }
 
-func startGroupTypes(t *testing.T, n *node) *groupTypes {
+// startGroupTypes builds the groupTypes fixture through n. On a cluster,
+// all lists every node: the share group's
+// share.auto.offset.reset=earliest is waited for on each (a partition
+// leader whose metadata has not applied it yet would start the group at
+// the partition's end).
+func startGroupTypes(t *testing.T, n *node, all ...*node) *groupTypes {
 	t.Helper()
 	adm, cl := newAdm(t, n)
 	createTopic(t, adm, gtTopic, 2, nil)
@@ -327,18 +332,25 @@ func startGroupTypes(t *testing.T, n *node) *groupTypes {
 	// readAll polls until every one of the first 10 records was read.
 	readAll := func(name string, cl *kgo.Client, each func(*kgo.Record)) {
 		read := 0
+		var got []string // partition/offset, and fetch errors
 		deadline := time.Now().Add(30 * time.Second)
 		for read < 10 && time.Now().Before(deadline) {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			fs := cl.PollFetches(pctx)
 			cancel()
+			fs.EachError(func(topic string, p int32, err error) {
+				if !errors.Is(err, context.DeadlineExceeded) {
+					got = append(got, fmt.Sprintf("%s/%d: %v", topic, p, err))
+				}
+			})
 			fs.EachRecord(func(r *kgo.Record) {
 				read++
+				got = append(got, fmt.Sprintf("%d/%d", r.Partition, r.Offset))
 				each(r)
 			})
 		}
 		if read != 10 {
-			t.Fatalf("%s read %d records in 30 s, want 10", name, read)
+			t.Fatalf("%s read %d records in 30 s, want 10: %v", name, read, got)
 		}
 	}
 	gt := &groupTypes{}
@@ -365,6 +377,29 @@ func startGroupTypes(t *testing.T, n *node) *groupTypes {
 	}
 	if code := alterGroupConfig(t, cl, gtShare, kmsg.IncrementalAlterConfigOpSet, "share.auto.offset.reset", "earliest"); code != 0 {
 		t.Fatalf("share.auto.offset.reset: %v", kerr.ErrorForCode(code))
+	}
+	for _, o := range all {
+		rc := newRawClient(t, o.Kafka)
+		deadline := time.Now().Add(20 * time.Second)
+		for last := ""; ; {
+			req := kmsg.NewPtrDescribeConfigsRequest()
+			r := kmsg.NewDescribeConfigsRequestResource()
+			r.ResourceType, r.ResourceName, r.ConfigNames = kmsg.ConfigResourceTypeGroupConfig, gtShare, []string{"share.auto.offset.reset"}
+			req.Resources = append(req.Resources, r)
+			resp, err := rc.do(req, 4, 5*time.Second)
+			if err != nil {
+				last = err.Error()
+			} else if rs := resp.(*kmsg.DescribeConfigsResponse).Resources; len(rs) == 1 && len(rs[0].Configs) == 1 {
+				if v := rs[0].Configs[0].Value; v != nil && *v == "earliest" {
+					break
+				}
+				last = fmt.Sprintf("%+v", rs[0].Configs[0])
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: share.auto.offset.reset not earliest in 20 s: %s", o.label(), last)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	gt.share = newKgo(t, n, kgo.ClientID("gt-share-client"), kgo.ShareGroup(gtShare), kgo.ConsumeTopics(gtTopic),
 		kgo.FetchMaxWait(200*time.Millisecond))

@@ -620,6 +620,70 @@ func testConsoleBrowser(t *testing.T, cc *consoleCluster) {
 	t.Logf("screenshots in %s", shots)
 }
 
+// gtConsoleWant is the console's answer for a group of the
+// startGroupTypes fixture without member_id, host and coordinator.
+func gtConsoleWant(group string) map[string]any {
+	member := func(client string) map[string]any {
+		return map[string]any{"client_id": client, "member_epoch": 1, "subscribed_topics": []any{gtTopic},
+			"assignments": []any{map[string]any{"topic": gtTopic, "partitions": []any{0, 1}}}}
+	}
+	return map[string]map[string]any{
+		gtConsumer: {"group": gtConsumer, "type": "consumer", "state": "Stable", "protocol_type": "", "protocol": "",
+			"group_epoch": 1, "assignment_epoch": 1, "assignor": "uniform", "members": []any{member("gt-848-client")},
+			"lag": []any{gtLag(0, 4, 9, 5), gtLag(1, 1, 4, 3)}, "total_lag": 8},
+		gtShare: {"group": gtShare, "type": "share", "state": "Stable", "protocol_type": "", "protocol": "",
+			"group_epoch": 1, "assignment_epoch": 1, "assignor": "simple", "members": []any{member("gt-share-client")},
+			"lag": []any{gtLag(0, 6, 9, 3), gtLag(1, 4, 4, 0)}, "total_lag": 3},
+		gtClassic: {"group": gtClassic, "type": "classic", "state": "Empty", "protocol_type": "", "protocol": "",
+			"members": []any{}, "lag": []any{gtLag(0, 2, 9, 7), gtLag(1, -1, 4, 4)}, "total_lag": 11},
+	}[group]
+}
+
+// TestClusterConsoleGroupTypes: the startGroupTypes fixture on 3 nodes
+// (the topic at RF 3): every node's console describes the classic,
+// KIP-848 and share groups the same, exactly, with the coordinator kadm
+// finds, wherever the groups are coordinated.
+func TestClusterConsoleGroupTypes(t *testing.T) {
+	skipClusterInKfakeMode(t)
+	c := startClusterWith(t, 3, func(int32) []startOpt { return shareFlags() })
+	card(t, "console API", "console on 3 nodes: classic, KIP-848 and share groups alike from every node")
+	var all []*node
+	for _, id := range c.ids() {
+		all = append(all, c.node(id))
+	}
+	startGroupTypes(t, c.node(1), all...)
+	adm, _ := newAdm(t, c.node(2))
+	coords := map[string]int32{}
+	cgs, err := adm.DescribeConsumerGroups(ctxTimeout(t, 10*time.Second), gtConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sgs, err := adm.DescribeShareGroups(ctxTimeout(t, 10*time.Second), gtShare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dgs, err := adm.DescribeGroups(ctxTimeout(t, 10*time.Second), gtClassic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coords[gtConsumer], coords[gtShare], coords[gtClassic] = cgs[gtConsumer].Coordinator.NodeID, sgs[gtShare].Coordinator.NodeID,
+		dgs[gtClassic].Coordinator.NodeID
+	for _, id := range c.ids() {
+		for _, group := range []string{gtConsumer, gtShare, gtClassic} {
+			var got any
+			if code := consoleGet(t, c.node(id).HTTP, "/api/v1/groups/"+url.PathEscape(group), &got); code != 200 {
+				t.Fatalf("node %d: GET group %s: %d %v", id, group, code, got)
+			}
+			w := gtConsoleWant(group)
+			w["coordinator"] = coords[group]
+			if g, w := canonJSON(t, dropKeys(got, []string{"member_id", "host"})), canonJSON(t, w); g != w {
+				t.Errorf("node %d: group %s\n got %s\nwant %s", id, group, g, w)
+			}
+		}
+	}
+	t.Logf("coordinators %v", coords)
+}
+
 // TestConsoleGroupTypes: /api/v1/groups lists a classic, a KIP-848
 // consumer and a KIP-932 share group with their types, and
 // /api/v1/groups/{group} describes each with members, member epochs,
@@ -648,26 +712,12 @@ func TestConsoleGroupTypes(t *testing.T) {
 	}); g != w {
 		t.Fatalf("groups\n got %s\nwant %s", g, w)
 	}
-	member := func(client string) map[string]any {
-		return map[string]any{"client_id": client, "member_epoch": 1, "subscribed_topics": []any{gtTopic},
-			"assignments": []any{map[string]any{"topic": gtTopic, "partitions": []any{0, 1}}}}
-	}
 	ignore := []string{"member_id", "host"}
-	for _, c := range []struct {
-		group string
-		want  map[string]any
-	}{
-		{gtConsumer, map[string]any{"group": gtConsumer, "type": "consumer", "state": "Stable", "protocol_type": "", "protocol": "",
-			"group_epoch": 1, "assignment_epoch": 1, "assignor": "uniform", "coordinator": 1, "members": []any{member("gt-848-client")},
-			"lag": []any{gtLag(0, 4, 9, 5), gtLag(1, 1, 4, 3)}, "total_lag": 8}},
-		{gtShare, map[string]any{"group": gtShare, "type": "share", "state": "Stable", "protocol_type": "", "protocol": "",
-			"group_epoch": 1, "assignment_epoch": 1, "assignor": "simple", "coordinator": 1, "members": []any{member("gt-share-client")},
-			"lag": []any{gtLag(0, 6, 9, 3), gtLag(1, 4, 4, 0)}, "total_lag": 3}},
-		{gtClassic, map[string]any{"group": gtClassic, "type": "classic", "state": "Empty", "protocol_type": "", "protocol": "",
-			"coordinator": 1, "members": []any{}, "lag": []any{gtLag(0, 2, 9, 7), gtLag(1, -1, 4, 4)}, "total_lag": 11}},
-	} {
-		if g, w := get("/api/v1/groups/"+url.PathEscape(c.group), ignore), want(c.want); g != w {
-			t.Errorf("group %s\n got %s\nwant %s", c.group, g, w)
+	for _, group := range []string{gtConsumer, gtShare, gtClassic} {
+		w := gtConsoleWant(group)
+		w["coordinator"] = 1
+		if g, w := get("/api/v1/groups/"+url.PathEscape(group), ignore), want(w); g != w {
+			t.Errorf("group %s\n got %s\nwant %s", group, g, w)
 		}
 	}
 	// Each lag row names the member assigned the partition.
