@@ -302,12 +302,7 @@ func (b *Broker) reconcileChanged(refs []metadata.PartitionRef) {
 			continue
 		}
 		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
-		if tp.Topic == offsetsTopic {
-			b.gc.unload(tp.Partition)
-		}
-		if tp.Topic == txnTopic {
-			b.txnc.unload(tp.Partition)
-		}
+		b.unloadDeleted(tp, have, known)
 		if err := b.engine.DeleteLog(tp); err != nil {
 			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
 			b.retryReconcile(tp)
@@ -366,15 +361,30 @@ func (b *Broker) removeUnwanted(dirs []storage.TopicPartition, want map[storage.
 			}
 		}
 		b.log.Warn().Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("removing log of a deleted topic")
-		if tp.Topic == offsetsTopic {
-			b.gc.unload(tp.Partition)
-		}
-		if tp.Topic == txnTopic {
-			b.txnc.unload(tp.Partition)
-		}
+		have, known, _ := b.engine.LogTopicID(tp)
+		b.unloadDeleted(tp, have, known)
 		if err := b.engine.DeleteLog(tp); err != nil {
 			b.log.Error().Err(err).Str("topic", tp.Topic).Int32("partition", tp.Partition).Msg("delete log")
 		}
+	}
+}
+
+// unloadDeleted stops what this node hosts on the log of tp before the
+// log is deleted: the group or transaction coordinator of an internal
+// partition, the share coordinator of a __share_group_state partition,
+// and the share-partitions of the topic the log belonged to (id, when
+// known), which nothing looks up again once their topic is gone.
+func (b *Broker) unloadDeleted(tp storage.TopicPartition, id metadata.TopicID, known bool) {
+	switch tp.Topic {
+	case offsetsTopic:
+		b.gc.unload(tp.Partition)
+	case txnTopic:
+		b.txnc.unload(tp.Partition)
+	case shareStateTopic:
+		b.shareCoords.unload(tp.Partition)
+	}
+	if known {
+		b.share.dropPartition(id, tp.Partition)
 	}
 }
 

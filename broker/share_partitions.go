@@ -382,11 +382,26 @@ func (h *shareHost) forget(key sharePartKey) {
 // share-partition's mutex only after releasing h.mu, as expire and
 // releases do (they kick under a share-partition's mutex).
 func (h *shareHost) close() {
+	h.drop(func(sharePartKey) bool { return true })
+}
+
+// dropPartition drops every share-partition of partition p of the topic
+// with id topicID: its log is being deleted (a deleted topic, or an
+// earlier topic of the same name), so nothing will look it up again.
+func (h *shareHost) dropPartition(topicID [16]byte, p int32) {
+	h.drop(func(k sharePartKey) bool { return k.topicID == topicID && k.partition == p })
+}
+
+// drop removes the share-partitions whose keys match from the host and
+// stops their timers, taking each one's mutex only after releasing h.mu.
+func (h *shareHost) drop(match func(sharePartKey) bool) {
 	h.mu.Lock()
-	sps := make([]*sharePart, 0, len(h.parts))
+	var sps []*sharePart
 	for k, sp := range h.parts {
-		sps = append(sps, sp)
-		delete(h.parts, k)
+		if match(k) {
+			sps = append(sps, sp)
+			delete(h.parts, k)
+		}
 	}
 	h.mu.Unlock()
 	for _, sp := range sps {

@@ -5,6 +5,7 @@ import (
 	"hash/crc32"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -145,5 +146,31 @@ func TestShareReadSize(t *testing.T) {
 	sp.learnRecordBytes(0, 0) // nothing read: unchanged
 	if sp.recordBytes != 1536 {
 		t.Fatalf("empty read changed the estimate: %v", sp.recordBytes)
+	}
+}
+
+// TestShareDropPartition: dropping a deleted topic's partition removes
+// its share-partitions of every group, marks them gone and stops their
+// timers; other partitions and topics stay.
+func TestShareDropPartition(t *testing.T) {
+	a, b := [16]byte{1}, [16]byte{2}
+	h := &shareHost{parts: map[sharePartKey]*sharePart{}}
+	keys := []sharePartKey{{"g1", a, 0}, {"g2", a, 0}, {"g1", a, 1}, {"g1", b, 0}}
+	for _, k := range keys {
+		h.parts[k] = &sharePart{key: k, timer: time.NewTimer(time.Hour)}
+	}
+	dropped := []*sharePart{h.parts[keys[0]], h.parts[keys[1]]}
+	h.dropPartition(a, 0)
+	if len(h.parts) != 2 || h.parts[keys[2]] == nil || h.parts[keys[3]] == nil {
+		t.Fatalf("left %v, want a/1 and b/0", h.parts)
+	}
+	for _, sp := range dropped {
+		if !sp.gone || sp.timer.Stop() {
+			t.Fatalf("%v: gone %v, timer still armed", sp.key, sp.gone)
+		}
+	}
+	h.close()
+	if len(h.parts) != 0 {
+		t.Fatalf("close left %d", len(h.parts))
 	}
 }
