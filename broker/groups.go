@@ -335,15 +335,7 @@ func (b *Broker) ensureOffsetsTopic(ctx context.Context) (metadata.Topic, error)
 	}
 	cmd := metadata.CreateTopic{Name: offsetsTopic, ID: id, Partitions: b.cfg.Groups.OffsetsPartitions, Internal: true, ReplicationFactor: rf,
 		Configs: offsetsTopicConfigs(b.cfg.Groups.OffsetsSegmentBytes)}
-	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
-		return metadata.Topic{}, fmt.Errorf("broker: create %s: %w", offsetsTopic, err)
-	}
-	b.reconcile()
-	t, ok := b.store.FSM().Topic(offsetsTopic)
-	if !ok {
-		return metadata.Topic{}, fmt.Errorf("broker: %s vanished after creation", offsetsTopic)
-	}
-	return t, nil
+	return b.createInternalTopic(ctx, cmd, b.reconcile)
 }
 
 // offsetsTopicConfigs are __consumer_offsets' configs: compacted

@@ -202,6 +202,27 @@ func (b *Broker) syncWithController(ctx context.Context) error {
 	return b.store.FSM().WaitApplied(ctx, out.Index)
 }
 
+// createInternalTopic creates an internal topic (cmd) unless it exists
+// and returns it as this node's metadata holds it, after reconcile (the
+// caller's way of opening its logs here) has run. When another node
+// created it first, Apply answers ErrTopicExists without this node having
+// applied that creation (the controller refused the command before it
+// reached the Raft log), so the topic is then looked up after
+// syncWithController: a lookup at once could miss it, which
+// __share_group_state's first users saw on 3 nodes ("vanished after
+// creation").
+func (b *Broker) createInternalTopic(ctx context.Context, cmd metadata.CreateTopic, reconcile func()) (metadata.Topic, error) {
+	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
+		return metadata.Topic{}, fmt.Errorf("broker: create %s: %w", cmd.Name, err)
+	}
+	reconcile()
+	t, ok := b.topicSynced(ctx, cmd.Name)
+	if !ok {
+		return metadata.Topic{}, fmt.Errorf("broker: %s not in this node's metadata after its creation", cmd.Name)
+	}
+	return t, nil
+}
+
 // topicSynced looks a topic up locally and, if it is missing, once more
 // after syncWithController.
 func (b *Broker) topicSynced(ctx context.Context, name string) (metadata.Topic, bool) {

@@ -124,18 +124,10 @@ func (b *Broker) ensureShareStateTopic(ctx context.Context) (metadata.Topic, err
 	}
 	cmd := metadata.CreateTopic{Name: shareStateTopic, ID: id, Partitions: b.cfg.Share.StatePartitions, Internal: true, ReplicationFactor: rf,
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.FormatInt(b.cfg.Share.StateSegmentBytes, 10)}}
-	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
-		return metadata.Topic{}, fmt.Errorf("share: create %s: %w", shareStateTopic, err)
-	}
 	// Not b.reconcile(): the caller may hold a share-partition's mutex,
 	// which reconcile's handover takes (the caller retries while the
 	// coordinator loads).
-	b.kickReconcile()
-	t, ok := b.store.FSM().Topic(shareStateTopic)
-	if !ok {
-		return metadata.Topic{}, fmt.Errorf("share: %s vanished after creation", shareStateTopic)
-	}
-	return t, nil
+	return b.createInternalTopic(ctx, cmd, b.kickReconcile)
 }
 
 // shareState sends req to the coordinator of its key and returns the

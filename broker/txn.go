@@ -335,15 +335,7 @@ func (b *Broker) ensureTxnTopic(ctx context.Context) (metadata.Topic, error) {
 	}
 	cmd := metadata.CreateTopic{Name: txnTopic, ID: id, Partitions: b.cfg.Transactions.Partitions, Internal: true, ReplicationFactor: rf,
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.FormatInt(b.cfg.Transactions.SegmentBytes, 10)}}
-	if err := b.store.Apply(ctx, cmd); err != nil && !errors.Is(err, metadata.ErrTopicExists) {
-		return metadata.Topic{}, fmt.Errorf("broker: create %s: %w", txnTopic, err)
-	}
-	b.reconcileTopic(txnTopic)
-	t, ok := b.store.FSM().Topic(txnTopic)
-	if !ok {
-		return metadata.Topic{}, fmt.Errorf("broker: %s vanished after creation", txnTopic)
-	}
-	return t, nil
+	return b.createInternalTopic(ctx, cmd, func() { b.reconcileTopic(txnTopic) })
 }
 
 // reconcileTxnPartition starts or stops the coordinator of
