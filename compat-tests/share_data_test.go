@@ -559,8 +559,7 @@ func TestClusterShareKgoFailover(t *testing.T) {
 	}
 
 	type delivery struct {
-		count     int32
-		confirmed bool
+		count int32
 	}
 	var (
 		mu         sync.Mutex
