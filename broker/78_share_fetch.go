@@ -167,16 +167,27 @@ func (b *Broker) shareAcknowledge(ctx context.Context, rc *request, group, membe
 			return denied, -1, -1
 		}
 	}
-	if code == kerr.NotLeaderForPartition.Code && rc != nil && leader >= 0 && leader != b.cfg.NodeID {
-		// A client acknowledging on the node it fetched from after a
-		// roll moved the partition: forward to the leader, which holds
-		// the member's locks (share_handover.go), rather than fail the
-		// acknowledgement and have the records delivered again.
-		if fwd, ok := b.forwardShareAck(ctx, leader, shareAckForward{Group: group, Member: member, TopicID: topicID, Partition: partition, Batches: batches, Renew: renew}); ok {
-			if fwd == kerr.NotLeaderForPartition.Code {
-				return fwd, leader, epoch
-			}
-			return fwd, -1, -1
+	// A client acknowledging on the node it fetched from after a roll
+	// moved the partition: forward to the leader, which holds the
+	// member's locks (share_handover.go), rather than fail the
+	// acknowledgement and have the records delivered again. get finds the
+	// move too when this node's log has not yet left the leader role.
+	forward := func() (int16, int32, int32, bool) {
+		if rc == nil || leader < 0 || leader == b.cfg.NodeID {
+			return 0, 0, 0, false
+		}
+		fwd, ok := b.forwardShareAck(ctx, leader, shareAckForward{Group: group, Member: member, TopicID: topicID, Partition: partition, Batches: batches, Renew: renew})
+		if !ok {
+			return 0, 0, 0, false
+		}
+		if fwd == kerr.NotLeaderForPartition.Code {
+			return fwd, leader, epoch, true
+		}
+		return fwd, -1, -1, true
+	}
+	if code == kerr.NotLeaderForPartition.Code {
+		if c, l, e, ok := forward(); ok {
+			return c, l, e
 		}
 	}
 	if code != 0 {
@@ -186,6 +197,13 @@ func (b *Broker) shareAcknowledge(ctx context.Context, rc *request, group, membe
 		return code, -1, -1
 	}
 	sp, code := h.get(ctx, sharePartKey{group, topicID, partition}, t, l, epoch)
+	if code == kerr.NotLeaderForPartition.Code {
+		_, _, leader, epoch, _ = h.lookup(topicID, partition)
+		if c, l, e, ok := forward(); ok {
+			return c, l, e
+		}
+		return code, leader, epoch
+	}
 	if code != 0 {
 		return code, -1, -1
 	}

@@ -196,6 +196,17 @@ func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic,
 		sp.mu.Unlock()
 		return nil, kerr.NotLeaderForPartition.Code
 	}
+	// The caller's lookup may be stale: a ShareFetch looks the partition
+	// up, then long-polls before it acquires. Once a roll has moved the
+	// partition, this node must acquire and acknowledge nothing more
+	// (what it answers after its handover is lost to the next leader, and
+	// past the sealed end it would hand out the next leader's records),
+	// so leadership at epoch is checked again under sp.mu, which the
+	// handover also takes: whatever passes this check is in the handover.
+	if _, part, ok := h.b.store.FSM().Partition(t.Name, key.partition); !ok || part.Active().Leader != h.b.cfg.NodeID || part.Active().Epoch != epoch {
+		sp.mu.Unlock()
+		return nil, kerr.NotLeaderForPartition.Code
+	}
 	if sp.p != nil && sp.epoch != epoch {
 		if sp.epoch < epoch && h.continuous(t.Parts[key.partition], sp.epoch) {
 			sp.epoch = epoch
