@@ -26,13 +26,11 @@ import (
 // once and never again. No acknowledgement fails, and the share-partition
 // start offset reaches the end (every record acknowledged or archived).
 //
-// It fails today (an open defect of issue 17, docs/groups-next.md "Open
-// defects"): in 3 of 3 runs one or two acknowledgements of a batch
-// acquired on the leader before a roll were answered INVALID_RECORD_STATE
-// some 100 ms after the roll, once the old leader had handed the state
-// over, and those 20-25 records came again with count 2 when their
-// 30 s locks expired; in one run a batch's first delivery (count 1)
-// never reached the client at all. It runs with TUSK_KNOWN_DEFECTS=1.
+// It fails in about half its runs today (an open defect of issue 17,
+// docs/groups-next.md "Open defects"): an acknowledgement of a batch
+// acquired around a roll is answered INVALID_RECORD_STATE and its records
+// come again with count 2 when their locks expire (or, once, a released
+// record was not delivered again). It runs with TUSK_KNOWN_DEFECTS=1.
 func TestClusterShareKgoAckTypes(t *testing.T) {
 	if os.Getenv("TUSK_KNOWN_DEFECTS") == "" {
 		t.Skip("known defect (issue 17): acknowledgements across a roll can fail with INVALID_RECORD_STATE; set TUSK_KNOWN_DEFECTS=1 to run")
