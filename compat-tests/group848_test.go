@@ -150,6 +150,7 @@ func start848(t *testing.T, seeds []string, tr *rebalanceTracker, own *ownership
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(seeds...),
 		kgo.ClientID(name),
+		kgo.WithLogger(newFailLogger(t, name)),
 		kgo.RetryTimeout(20*time.Second),
 		kgo.Dialer(m.dialer.dial),
 		kgo.ConsumerGroup(group),

@@ -250,3 +250,39 @@ func committedOffsets(t *testing.T, adm *kadm.Client, group, topic string) map[i
 	})
 	return out
 }
+
+// failLogger keeps a client's kgo log at info level and prints it only
+// when the test fails, so a rare failure in CI shows what the client saw.
+type failLogger struct {
+	name  string
+	start time.Time
+	mu    sync.Mutex
+	lines []string
+}
+
+// newFailLogger returns a logger for the client called name that dumps
+// its lines (the last 400) through t.Log if t has failed at cleanup.
+func newFailLogger(t *testing.T, name string) *failLogger {
+	l := &failLogger{name: name, start: time.Now()}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		t.Logf("---- kgo log of %s (last %d lines) ----\n%s", l.name, len(l.lines), strings.Join(l.lines, "\n"))
+	})
+	return l
+}
+
+func (l *failLogger) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (l *failLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
+	line := fmt.Sprintf("%8.3fs %s %s %v", time.Since(l.start).Seconds(), level, msg, kv)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 400 {
+		l.lines = l.lines[1:]
+	}
+	l.lines = append(l.lines, line)
+}
