@@ -78,7 +78,7 @@ func TestClusterShareKgoAckTypes(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		var failedAcks atomic.Int64
 		m := newClusterClient(t, seeds, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
-			kgo.FetchMaxWait(200*time.Millisecond),
+			kgo.FetchMaxWait(200*time.Millisecond), kgo.WithLogger(newFailLogger(t, fmt.Sprintf("share consumer %d", i))),
 			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
 				for _, r := range rs {
 					if r.Err != nil {
