@@ -17,22 +17,24 @@ import (
 // leaving out topics the principal may not DESCRIBE. A group that does
 // not exist, or is not a share group, answers GROUP_ID_NOT_FOUND; a topic
 // that does not exist answers start offset -1, as Kafka. Lag (v1) is
-// answered -1 (unknown): the coordinator does not know the partition's
-// high watermark.
+// KIP-1226's: the partition's high watermark (asked of its leader,
+// share_lag.go) less the start offset and the offsets above it already
+// acknowledged or archived; -1 when the partition has no state or its
+// leader cannot tell.
 func apiDescribeShareGroupOffsets() api {
 	return api{key: kmsg.DescribeShareGroupOffsets, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.DescribeShareGroupOffsetsRequest)
 		return nil, rc.inGroupOrder(func() kmsg.Response {
 			resp := req.ResponseKind().(*kmsg.DescribeShareGroupOffsetsResponse)
 			for _, rg := range req.Groups {
-				resp.Groups = append(resp.Groups, b.describeShareGroupOffsets(rc, rg))
+				resp.Groups = append(resp.Groups, b.describeShareGroupOffsets(rc, rg, req.Version >= 1))
 			}
 			return resp
 		})
 	}}
 }
 
-func (b *Broker) describeShareGroupOffsets(rc *request, rg kmsg.DescribeShareGroupOffsetsRequestGroup) kmsg.DescribeShareGroupOffsetsResponseGroup {
+func (b *Broker) describeShareGroupOffsets(rc *request, rg kmsg.DescribeShareGroupOffsetsRequestGroup, withLag bool) kmsg.DescribeShareGroupOffsetsResponseGroup {
 	out := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
 	out.GroupID = rg.GroupID
 	if code := rc.groupDenied(auth.OpDescribe, rg.GroupID); code != 0 {
@@ -66,6 +68,14 @@ func (b *Broker) describeShareGroupOffsets(rc *request, rg kmsg.DescribeShareGro
 			topics = append(topics, t)
 		}
 	}
+	type lagAt struct {
+		topic, part int // indexes into out.Topics and its Partitions
+		complete    int64
+	}
+	var (
+		lags []lagAt
+		hwms []hwmPartition
+	)
 	for _, rt := range topics {
 		ot := kmsg.NewDescribeShareGroupOffsetsResponseGroupTopic()
 		ot.Topic = rt.Topic
@@ -83,14 +93,27 @@ func (b *Broker) describeShareGroupOffsets(rc *request, rg kmsg.DescribeShareGro
 			case !exists || p < 0 || p >= t.Partitions:
 				// Absence of data, not an error (Kafka's answer).
 			default:
-				op.StartOffset, op.LeaderEpoch, op.ErrorCode = b.shareStateSummary(ctx, rg.GroupID, t.ID, p)
+				var complete int64
+				op.StartOffset, op.LeaderEpoch, complete, op.ErrorCode = b.shareStateSummary(ctx, rg.GroupID, t.ID, p)
 				if op.ErrorCode != 0 {
 					op.StartOffset, op.LeaderEpoch = -1, -1
+				} else if op.StartOffset >= 0 && withLag {
+					lags = append(lags, lagAt{len(out.Topics), len(ot.Partitions), complete})
+					hwms = append(hwms, hwmPartition{Topic: rt.Topic, Partition: p})
 				}
 			}
 			ot.Partitions = append(ot.Partitions, op)
 		}
 		out.Topics = append(out.Topics, ot)
+	}
+	if len(lags) > 0 {
+		for i, hwm := range b.highWatermarks(ctx, hwms) {
+			la := lags[i]
+			op := &out.Topics[la.topic].Partitions[la.part]
+			if hwm >= 0 {
+				op.Lag = max(0, hwm-op.StartOffset-la.complete)
+			}
+		}
 	}
 	return out
 }

@@ -38,6 +38,7 @@ func (b *Broker) internalMux() *http.ServeMux {
 		return b.store.Heartbeat(ctx, hb)
 	}))
 	b.shareStateRoutes(mux) // share_coordinator.go
+	b.shareLagRoutes(mux)   // share_lag.go
 	mux.HandleFunc("POST "+rpc.PathApplied, rpc.Handler(func(ctx context.Context, _ []byte) (any, error) {
 		if !b.store.IsLeader() {
 			return nil, metadata.ErrNotLeader

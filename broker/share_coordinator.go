@@ -76,6 +76,10 @@ type shareStateResponse struct {
 	LeaderEpoch int32              `json:"leader_epoch"`
 	StateEpoch  int32              `json:"state_epoch"`
 	Batches     []share.StateBatch `json:"batches,omitempty"`
+	// DeliveryComplete (summary) counts the offsets at or above the
+	// start offset that are acknowledged or archived: the lag leaves
+	// them out (KIP-1226's deliveryCompleteCount).
+	DeliveryComplete int64 `json:"delivery_complete,omitempty"`
 }
 
 // coordState is one key's state as the coordinator holds it.
@@ -335,6 +339,9 @@ func (c *shareCoord) serve(ctx context.Context, req shareStateRequest) shareStat
 	now := time.Now().UnixMilli()
 	switch req.Op {
 	case shareOpSummary:
+		if st != nil {
+			resp.DeliveryComplete = deliveryComplete(st.snap.StartOffset, st.snap.Batches)
+		}
 		return resp
 	case shareOpRead:
 		if st == nil {
@@ -457,4 +464,19 @@ func (b *Broker) handleShareState(ctx context.Context, body []byte) (any, error)
 func (b *Broker) shareStateRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+pathShareState, rpc.Handler(b.handleShareState))
 	b.shareHandoverRoutes(mux)
+}
+
+// deliveryComplete counts the offsets at or above start that batches
+// show acknowledged or archived.
+func deliveryComplete(start int64, batches []share.StateBatch) int64 {
+	var n int64
+	for _, sb := range batches {
+		if sb.State != share.Acknowledged && sb.State != share.Archived {
+			continue
+		}
+		if first := max(sb.First, start); sb.Last >= first {
+			n += sb.Last - first + 1
+		}
+	}
+	return n
 }

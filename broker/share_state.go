@@ -38,15 +38,16 @@ func (b *Broker) shareConfig(group string) share.Config {
 }
 
 // shareStateSummary is the persisted start offset and leader epoch of a
-// share-partition (DescribeShareGroupOffsets, Kafka's
-// ReadShareGroupStateSummary): -1 and -1 with no error when the group
+// share-partition and how many offsets at or above the start are
+// acknowledged or archived (DescribeShareGroupOffsets, Kafka's
+// ReadShareGroupStateSummary): -1, -1 and 0 with no error when the group
 // has no state for it.
-func (b *Broker) shareStateSummary(ctx context.Context, group string, topicID [16]byte, partition int32) (startOffset int64, leaderEpoch int32, errCode int16) {
+func (b *Broker) shareStateSummary(ctx context.Context, group string, topicID [16]byte, partition int32) (startOffset int64, leaderEpoch int32, complete int64, errCode int16) {
 	resp := b.shareState(ctx, shareStateRequest{Op: shareOpSummary, Group: group, TopicID: topicID, Partition: partition})
 	if resp.Code != 0 {
-		return -1, -1, resp.Code
+		return -1, -1, 0, resp.Code
 	}
-	return resp.StartOffset, resp.LeaderEpoch, 0
+	return resp.StartOffset, resp.LeaderEpoch, resp.DeliveryComplete, 0
 }
 
 // shareStateInitialize sets a share-partition's start offset

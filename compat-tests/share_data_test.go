@@ -239,6 +239,12 @@ func TestShareFetchAcknowledge(t *testing.T) {
 	createTopic(t, adm, topic, 1, nil)
 	produceValues(t, cl, topic, 0, 10)
 	id := topicIDOf(t, adm, topic)
+	// The group, for DescribeShareGroupOffsets: made empty at offset 0.
+	var at kadm.Offsets
+	at.AddOffset(topic, 0, 0, -1)
+	if r, err := adm.AlterShareGroupOffsets(ctxTimeout(t, 15*time.Second), group, at); err != nil || !r.Ok() {
+		t.Fatalf("alter: %v %v", err, r.Error())
+	}
 	a := newShareClient(t, n.Kafka, group, "member-a", id)
 	b := newShareClient(t, n.Kafka, group, "member-b", id)
 	strict3 := fetchOpts{maxRecords: 3, strict: true}
@@ -271,6 +277,12 @@ func TestShareFetchAcknowledge(t *testing.T) {
 	}
 	if code := a.ack(a.epoch, shareAck{1, 1, 2}, shareAck{6, 7, 1}); code != 0 {
 		t.Fatalf("a releases 1, accepts 6-7: %s", errName(code))
+	}
+	// 0 accepted moved the start offset to 1; above it 2 (rejected) and
+	// 6-7 (accepted) are done; 1 (released), 3-5 (b's) and 8-9 are not:
+	// a lag of 10 - 1 - 3.
+	if got := shareLags(t, adm, group); !reflect.DeepEqual(got, map[string]int64{topic + "/0": 6}) {
+		t.Fatalf("lag: %v, want 6", got)
 	}
 	c := newShareClient(t, n.Kafka, group, "member-c", id)
 	wantRanges(t, "c opens", acquiredOf(t, "c opens", c.fetch(fetchOpts{maxRecords: 100})), shareRange{1, 1, 3}, shareRange{8, 9, 1})

@@ -382,6 +382,22 @@ func shareOffsets(t *testing.T, adm *kadm.Client, group string) (map[string]int6
 	return out, d.Err
 }
 
+// shareLags is shareOffsets' lag: topic/partition → lag.
+func shareLags(t *testing.T, adm *kadm.Client, group string) map[string]int64 {
+	t.Helper()
+	ds, err := adm.DescribeShareGroupOffsets(ctxTimeout(t, 15*time.Second), group)
+	if err != nil || ds[group].Err != nil {
+		t.Fatalf("DescribeShareGroupOffsets: %v %v", err, ds[group].Err)
+	}
+	out := map[string]int64{}
+	for topic, ps := range ds[group].Offsets {
+		for p, o := range ps {
+			out[fmt.Sprintf("%s/%d", topic, p)] = o.Lag
+		}
+	}
+	return out
+}
+
 // TestShareGroupKgo: four kgo share consumers (kgo.ShareGroup) read one
 // partition together; every record is delivered and acknowledged exactly
 // once, to members that all hold the partition. Around it the offsets
@@ -437,6 +453,11 @@ func runShareKgo(t *testing.T, adm *kadm.Client, cl *kgo.Client, newClient func(
 	}
 	if got, err := shareOffsets(t, adm, group); err != nil || !reflect.DeepEqual(got, map[string]int64{topic + "/0": 0}) {
 		t.Fatalf("offsets after alter: %v %v", got, err)
+	}
+	// The lag (v1) is every record: the high watermark, asked of the
+	// partition's leader, less the start offset.
+	if got := shareLags(t, adm, group); !reflect.DeepEqual(got, map[string]int64{topic + "/0": int64(total)}) {
+		t.Fatalf("lag after alter: %v, want %d", got, total)
 	}
 	if d := describeShare(t, adm, group); d.Err != nil || shareSummary(d) != "Empty epoch 0/0 simple" {
 		t.Fatalf("created group: %v %s", d.Err, shareSummary(d))
@@ -512,6 +533,9 @@ func runShareKgo(t *testing.T, adm *kadm.Client, cl *kgo.Client, newClient func(
 		got, err := shareOffsets(t, adm, group)
 		return err == nil && got[topic+"/0"] == int64(total), fmt.Sprint(got, err)
 	})
+	if got := shareLags(t, adm, group); !reflect.DeepEqual(got, map[string]int64{topic + "/0": 0}) {
+		t.Fatalf("lag at the end: %v, want 0", got)
+	}
 	stopPolling()
 	wg.Wait()
 	for _, m := range members {

@@ -14,8 +14,10 @@
 //   - consumer: the same, from the committed offsets (OffsetFetch) of the
 //     partitions assigned or committed to, with the log start standing in
 //     for a missing commit;
-//   - share: from the share-partition start offset
-//     (DescribeShareGroupOffsets, API 90) to the high watermark; the
+//   - share: DescribeShareGroupOffsets' (API 90 v1) lag, the high
+//     watermark less the share-partition start offset and the records
+//     above it already acknowledged or archived; from a broker that
+//     answers none, from the start offset to the high watermark. The
 //     start offset is reported as the partition's "committed" offset.
 //
 // Functions hold no state; they are safe for concurrent use as far as the

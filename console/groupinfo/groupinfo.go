@@ -147,6 +147,7 @@ type topicPartition struct {
 type position struct {
 	at     int64
 	member string
+	lag    int64 // share groups: the broker's lag (-1 unknown)
 }
 
 func consumer(ctx context.Context, adm *kadm.Client, cg kadm.DescribedConsumerGroup) (console.Group, error) {
@@ -170,7 +171,7 @@ func consumer(ctx context.Context, adm *kadm.Client, cg kadm.DescribedConsumerGr
 		}
 		for _, a := range gm.Assignments {
 			for _, p := range a.Partitions {
-				pos[topicPartition{a.Topic, p}] = position{at: -1, member: m.MemberID}
+				pos[topicPartition{a.Topic, p}] = position{at: -1, member: m.MemberID, lag: -1}
 			}
 		}
 		g.Members = append(g.Members, gm)
@@ -206,7 +207,7 @@ func share(ctx context.Context, adm *kadm.Client, sg kadm.DescribedShareGroup) (
 		for _, a := range gm.Assignments {
 			for _, p := range a.Partitions {
 				if _, ok := pos[topicPartition{a.Topic, p}]; !ok {
-					pos[topicPartition{a.Topic, p}] = position{at: -1, member: m.MemberID}
+					pos[topicPartition{a.Topic, p}] = position{at: -1, member: m.MemberID, lag: -1}
 				}
 			}
 		}
@@ -226,8 +227,11 @@ func share(ctx context.Context, adm *kadm.Client, sg kadm.DescribedShareGroup) (
 				continue
 			}
 			k := topicPartition{o.Topic, o.Partition}
-			p := pos[k]
-			p.at = o.StartOffset
+			p, ok := pos[k]
+			if !ok {
+				p.lag = -1
+			}
+			p.at, p.lag = o.StartOffset, o.Lag
 			pos[k] = p
 		}
 	}
@@ -293,7 +297,11 @@ func fillLag(ctx context.Context, adm *kadm.Client, g *console.Group, pos map[to
 					from = s.Offset
 				}
 			}
-			if from >= 0 {
+			switch {
+			case isShare && p.lag >= 0:
+				pl.Lag = p.lag
+				g.TotalLag += pl.Lag
+			case from >= 0:
 				pl.Lag = max(0, pl.End-from)
 				g.TotalLag += pl.Lag
 			}
