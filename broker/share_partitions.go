@@ -221,6 +221,9 @@ func (h *shareHost) get(ctx context.Context, key sharePartKey, t metadata.Topic,
 			sp.mu.Unlock()
 			return nil, code
 		}
+	} else {
+		// Group configs altered since the state was made apply now.
+		sp.p.SetConfig(h.b.shareConfig(key.group))
 	}
 	if u := sp.p.AdvanceLogStart(l.LogStartOffset()); !u.Empty() {
 		if code := h.persist(ctx, sp, u); code != 0 {

@@ -318,6 +318,54 @@ func TestShareFetchAcknowledge(t *testing.T) {
 	wantRanges(t, "e after produce", acquiredOf(t, "e after produce", e.fetch(fetchOpts{maxRecords: 100, maxWait: 5 * time.Second})), shareRange{10, 11, 1})
 }
 
+// TestShareGroupConfigInUse: group configs altered while a share-partition
+// is in use apply to it at once. One node, share.auto-offset-reset
+// earliest, ten records. a acquires 0-4 under the default 30 s lock; the
+// group's lock duration is set to 1 s and its delivery limit to 2: b's
+// acquisition of 5-9 is answered with the 1 s lock and expires after it
+// (c gets 5-9 with count 2, a's 0-4 stay a's), and c's release at count
+// 2 archives them: nothing is left to acquire.
+func TestShareGroupConfigInUse(t *testing.T) {
+	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"))
+	adm, cl := newAdm(t, n)
+	const topic, group = "share-cfg", "sg-cfg"
+	createTopic(t, adm, topic, 1, nil)
+	produceValues(t, cl, topic, 0, 10)
+	id := topicIDOf(t, adm, topic)
+	a := newShareClient(t, n.Kafka, group, "member-a", id)
+	b := newShareClient(t, n.Kafka, group, "member-b", id)
+	c := newShareClient(t, n.Kafka, group, "member-c", id)
+	five := fetchOpts{maxRecords: 5, strict: true}
+	r := a.fetch(five)
+	wantRanges(t, "a opens", acquiredOf(t, "a opens", r), shareRange{0, 4, 1})
+	if r.AcquisitionLockTimeoutMillis != 30000 {
+		t.Fatalf("a's lock: %d ms, want 30000", r.AcquisitionLockTimeoutMillis)
+	}
+	for _, kv := range [][2]string{{"share.record.lock.duration.ms", "1000"}, {"share.delivery.count.limit", "2"}} {
+		if code := alterGroupConfig(t, cl, group, kmsg.IncrementalAlterConfigOpSet, kv[0], kv[1]); code != 0 {
+			t.Fatalf("set %s=%s: %v", kv[0], kv[1], kerr.ErrorForCode(code))
+		}
+	}
+	r = b.fetch(five)
+	locked := time.Now()
+	wantRanges(t, "b opens", acquiredOf(t, "b opens", r), shareRange{5, 9, 1})
+	if r.AcquisitionLockTimeoutMillis != 1000 {
+		t.Fatalf("b's lock: %d ms, want 1000", r.AcquisitionLockTimeoutMillis)
+	}
+	r = c.fetch(fetchOpts{maxRecords: 100, maxWait: 10 * time.Second})
+	wantRanges(t, "c after b's lock", acquiredOf(t, "c after b's lock", r), shareRange{5, 9, 2})
+	if held := time.Since(locked); held > 9*time.Second {
+		t.Fatalf("b's 1 s lock held %v", held)
+	}
+	// Released at the new limit (2): archived. a's 0-4 are still a's.
+	r = c.fetch(fetchOpts{maxRecords: 100, maxWait: 500 * time.Millisecond}, shareAck{5, 9, 2})
+	wantRanges(t, "c releases at the limit", acquiredOf(t, "c releases at the limit", r))
+	if code := a.ack(a.epoch, shareAck{0, 4, 1}); code != 0 {
+		t.Fatalf("a accepts 0-4 under its 30 s lock: %s", errName(code))
+	}
+	wantRanges(t, "nothing left", acquiredOf(t, "nothing left", c.fetch(fetchOpts{maxRecords: 100, maxWait: 300 * time.Millisecond})))
+}
+
 // TestShareStateSurvivesRestart: the share-partition state is in
 // __share_group_state before an answer reports it. One node: a member
 // acquires 0-5 and accepts 0-2, rejects 3; the node is killed (SIGKILL)

@@ -188,6 +188,17 @@ func New(cfg Config, logStart, logEnd int64) *Partition {
 // Config returns the partition's settings with defaults filled in.
 func (p *Partition) Config() Config { return p.cfg }
 
+// SetConfig applies settings changed while the partition is in use (a
+// group config altered): the lock duration and the record-lock limit
+// from the next acquisition on, the delivery count limit from the next
+// acquisition or release (a record at or over a lowered limit is archived
+// then). AutoOffsetReset is kept: it only ever placed the start.
+func (p *Partition) SetConfig(cfg Config) {
+	reset := p.cfg.AutoOffsetReset
+	p.cfg = cfg.withDefaults()
+	p.cfg.AutoOffsetReset = reset
+}
+
 // SPSO returns the share-partition start offset.
 func (p *Partition) SPSO() int64 { return p.spso }
 

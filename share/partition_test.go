@@ -358,3 +358,21 @@ func TestAcquireStrict(t *testing.T) {
 	got, _, _ = p.AcquireStrict("m2", 4, p.FetchOffset(), log15[1:], t0)
 	eq(t, "rest", got, []AcquiredRange{{7, 10, 1}})
 }
+
+// TestSetConfig: a lock duration changed in use applies to the next
+// acquisition (locks held keep their deadline); a lowered delivery limit
+// archives a record released at or over it; the start stays.
+func TestSetConfig(t *testing.T) {
+	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 10)
+	b := []BatchSpan{{0, 4, false}, {5, 9, false}}
+	mustAcquire(t, p, "m1", 1, b, t0)
+	p.SetConfig(Config{LockDuration: 5 * time.Second, DeliveryCountLimit: 1})
+	eq(t, "config", p.Config(), Config{AutoOffsetReset: ResetEarliest, LockDuration: 5 * time.Second, DeliveryCountLimit: 1, MaxRecordLocks: 2000})
+	mustAcquire(t, p, "m2", 1, b, t0)
+	// m2's lock (5 s) expires first; m1's (30 s) stays.
+	u := p.Expire(t0.Add(5 * time.Second))
+	eq(t, "expire at the new duration", u, Update{StartOffset: -1, Batches: []StateBatch{{5, 9, Archived, 1}}})
+	// m1 releases at count 1, the new limit: archived.
+	u = mustAck(t, p, "m1", []AckBatch{{0, 4, []AckType{AckRelease}}}, t0.Add(6*time.Second))
+	eq(t, "release at the new limit", u, Update{StartOffset: 10})
+}
