@@ -25,6 +25,11 @@ import (
 // up to MaxWaitMillis for appends or released records. Like Kafka's
 // partition leader it does not ask the group coordinator whether the
 // member is assigned the partition.
+// shareFetchSlack is how long past its MaxWait a ShareFetch may take
+// loading share-partitions and persisting acquisitions (kgo waits
+// MaxWait + 5 s for the answer).
+const shareFetchSlack = 2 * time.Second
+
 func apiShareFetch() api {
 	return api{key: kmsg.ShareFetch, min: 0, max: 2, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		return b.handleShareFetch(rc, rc.req.(*kmsg.ShareFetchRequest))
@@ -108,7 +113,13 @@ func (b *Broker) handleShareFetch(rc *request, req *kmsg.ShareFetchRequest) (kms
 		return resp, nil
 	}
 	return nil, func() kmsg.Response {
-		ctx := rc.ctx()
+		// Answer while the client still waits: kgo gives up MaxWait + 5 s
+		// after sending (and an acquisition answered after that is lost
+		// to it), so loading a share-partition (a handover wait, share
+		// coordinator calls) and persisting stop at MaxWait +
+		// shareFetchSlack; the client asks again.
+		ctx, cancel := context.WithTimeout(rc.ctx(), time.Duration(max(req.MaxWaitMillis, 0))*time.Millisecond+shareFetchSlack)
+		defer cancel()
 		b.shareAckFetchTopics(ctx, rc, resp, group, member, req.Topics, renew)
 		if renew {
 			return resp
@@ -341,8 +352,25 @@ func (f *shareFetch) run(ctx context.Context) int {
 		sp, code := h.get(ctx, sharePartKey{f.group, tg.tp.topicID, tg.tp.partition}, tg.topic, tg.log, tg.epoch)
 		var a acquired
 		if code == 0 {
-			a, code = h.acquire(ctx, sp, tg.log, f.member, maxRecords-f.acquired, budget, strict, committed)
+			live := h.sessions.live(shareSessionKey{f.group, f.member}, f.rc.conn)
+			if live {
+				a, code = h.acquire(ctx, sp, tg.log, f.member, maxRecords-f.acquired, budget, strict, committed)
+			}
+			// A session closed before this answer could be made (its
+			// connection dropped: the client gave up on the request)
+			// gets nothing; what was acquired for it meanwhile is
+			// taken back, delivery counts included, since nobody
+			// will see it. A close after this check releases it
+			// (connClosed takes sp.mu after removing the session).
+			if live && code == 0 && len(a.ranges) > 0 && !h.sessions.live(shareSessionKey{f.group, f.member}, f.rc.conn) {
+				h.unacquire(ctx, sp, f.member, a.ranges)
+				a = acquired{}
+				live = false
+			}
 			sp.mu.Unlock()
+			if !live {
+				return f.acquired
+			}
 		}
 		if code == 0 && len(a.ranges) == 0 {
 			continue

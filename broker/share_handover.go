@@ -77,10 +77,19 @@ func (h *shareHost) expectHandover(t metadata.Topic, p int32, epoch int32) bool 
 	return cur.Epoch == epoch && prev.Epoch == epoch-1 && prev.Leader != h.b.cfg.NodeID && (prev.Checksum != 0 || prev.Bytes != 0)
 }
 
+// hasState reports whether the share coordinator has state for sp's key
+// (or cannot tell): with none, no node ever served it, and no handover
+// can come. sp.mu held.
+func (h *shareHost) hasState(ctx context.Context, sp *sharePart) bool {
+	resp := h.b.shareState(ctx, shareStateRequest{Op: shareOpSummary, Group: sp.key.group, TopicID: sp.key.topicID, Partition: sp.key.partition})
+	return resp.Code != 0 || resp.Found
+}
+
 // takeOver starts sp at leader epoch epoch from its predecessor's
 // handover when one is due, else from the share coordinator; sp.mu held.
 func (h *shareHost) takeOver(ctx context.Context, sp *sharePart, t metadata.Topic, l *storage.Log, epoch int32) int16 {
 	hk := shareHandoverKey{sp.key.topicID, sp.key.partition, epoch}
+	stateChecked := false
 	for {
 		h.mu.Lock()
 		set := h.handovers[hk]
@@ -108,6 +117,14 @@ func (h *shareHost) takeOver(ctx context.Context, sp *sharePart, t metadata.Topi
 		}
 		if set != nil || !h.expectHandover(t, sp.key.partition, epoch) {
 			break
+		}
+		if !stateChecked {
+			// A key the coordinator has no state for was never served:
+			// no handover will come for it.
+			if !h.hasState(ctx, sp) {
+				break
+			}
+			stateChecked = true
 		}
 		left := shareHandoverWait - time.Since(first)
 		if left <= 0 {

@@ -375,6 +375,22 @@ func (h *shareHost) releaseMember(ctx context.Context, group, member string, onl
 	}
 }
 
+// unacquire takes back ranges acquired for member whose answer will not
+// be sent (share.Partition.Unacquire); sp.mu held.
+func (h *shareHost) unacquire(ctx context.Context, sp *sharePart, member string, ranges []share.AcquiredRange) {
+	if sp.p == nil {
+		return
+	}
+	if u := sp.p.Unacquire(member, ranges); !u.Empty() {
+		if code := h.persist(ctx, sp, u); code != 0 {
+			sp.p = nil // the next use starts from what is durable
+			return
+		}
+		h.kick()
+	}
+	h.schedule(sp)
+}
+
 // forget drops this node's in-memory state of key (its offsets were
 // reset or deleted); the next use reads it from the share coordinator.
 func (h *shareHost) forget(key sharePartKey) {

@@ -134,6 +134,15 @@ func (s *shareSessions) remove(key shareSessionKey) (map[shareTP]bool, bool) {
 	return ss.parts, true
 }
 
+// live reports whether key's session is open and was last used on c: an
+// answer being made for c can still reach its client.
+func (s *shareSessions) live(key shareSessionKey, c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.m[key]
+	return ss != nil && ss.conn == c
+}
+
 // removeConn closes the sessions last used on c and returns them.
 func (s *shareSessions) removeConn(c *conn) []*shareSession {
 	s.mu.Lock()

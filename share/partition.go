@@ -483,6 +483,29 @@ func (p *Partition) ReleaseMember(member string) Update {
 	return p.finish(oldStart)
 }
 
+// Unacquire takes back an acquisition whose answer was never sent (the
+// client's connection or session went away first): each record of ranges
+// that member still holds at the range's delivery count becomes available
+// again with its count before that acquisition, as if it had not been
+// acquired. Records in other states or held at another count are left
+// alone.
+func (p *Partition) Unacquire(member string, ranges []AcquiredRange) Update {
+	p.changed = p.changed[:0]
+	oldStart := p.spso
+	for _, ar := range ranges {
+		for o := max(ar.First, p.spso); o <= ar.Last && o < p.SPEO(); o++ {
+			r := &p.recs[o-p.spso]
+			if r.state != Acquired || r.member != member || r.count != ar.DeliveryCount {
+				continue
+			}
+			r.state, r.member, r.deadline = Available, "", time.Time{}
+			r.count--
+			p.changed = append(p.changed, o)
+		}
+	}
+	return p.finish(oldStart)
+}
+
 // Expire releases every record whose acquisition lock deadline is at or
 // before now.
 func (p *Partition) Expire(now time.Time) Update {

@@ -376,3 +376,22 @@ func TestSetConfig(t *testing.T) {
 	u = mustAck(t, p, "m1", []AckBatch{{0, 4, []AckType{AckRelease}}}, t0.Add(6*time.Second))
 	eq(t, "release at the new limit", u, Update{StartOffset: 10})
 }
+
+// TestUnacquire: an acquisition whose answer was never sent is taken
+// back with its delivery count; what the member no longer holds at that
+// count is left alone.
+func TestUnacquire(t *testing.T) {
+	p := New(Config{AutoOffsetReset: ResetEarliest}, 0, 15)
+	got, _ := mustAcquire(t, p, "m1", 10, log15[:2], t0)
+	eq(t, "acquired", got, []AcquiredRange{{0, 9, 1}})
+	// m1 accepted 0 meanwhile (another request); 1-9 go back.
+	mustAck(t, p, "m1", []AckBatch{{0, 0, []AckType{AckAccept}}}, t0)
+	u := p.Unacquire("m1", got)
+	eq(t, "update", u, Update{StartOffset: -1, Batches: []StateBatch{{1, 9, Available, 0}}})
+	eq(t, "in flight", p.InFlight(), []StateBatch{{1, 9, Available, 0}})
+	got, _ = mustAcquire(t, p, "m2", 10, log15, t0)
+	eq(t, "again at count 1", got, []AcquiredRange{{1, 14, 1}})
+	// Another member's records, or m2's at another count: untouched.
+	eq(t, "other member", p.Unacquire("m1", got).Empty(), true)
+	eq(t, "other count", p.Unacquire("m2", []AcquiredRange{{1, 14, 2}}).Empty(), true)
+}
