@@ -64,7 +64,9 @@ lint: vet
 # after kill -9, admin clients across a controller kill, spoofed replica
 # fetches, SIGTERM with acks pending; exactly-once consume-transform-produce
 # with a member and a segment leader killed, the transaction coordinator
-# killed between EndTxn and the markers), each
+# killed between EndTxn and the markers; KIP-848 and share groups with
+# their coordinator, a consumer or a segment leader killed, and share
+# acknowledgements across rolls), each
 # repeated FAULT_COUNT times, against the race build. FAULT_NODE_TLS=1
 # runs them with every node-to-node link (internal listeners, Raft) on
 # mutual TLS with node certificates (docs/security.md).
@@ -72,7 +74,7 @@ FAULT_COUNT ?= 3
 FAULT_NODE_TLS ?=
 test-faults: build-race
 	TUSK_COMPAT_NODE_TLS=$(FAULT_NODE_TLS) TUSK_RACE=1 TUSK_LONG_FAULTS=1 TUSK_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -count=$(FAULT_COUNT) -timeout 60m -v \
-		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks|TestClusterRollingRestartManyPartitions|TestClusterTxnEOS|TestClusterTxnCoordinatorKillBeforeMarkers' ./compat-tests/
+		-run 'TestClusterFailover|TestClusterSegmentFailover|TestClusterFollowerLossAndRejoin|TestClusterRotation|TestClusterFrozenLeader|TestClusterRepeatedLeaderLoss|TestClusterPartitionedLeader|TestClusterReReplication|TestClusterSealedReads|TestClusterCoordinatorFailover|TestClusterRestartAfterKill|TestClusterControllerKillAdmin|TestClusterReplicaFetchOnClientListener|TestClusterShutdownWithPendingAcks|TestClusterRollingRestartManyPartitions|TestClusterTxnEOS|TestClusterTxnCoordinatorKillBeforeMarkers|TestClusterGroup848CoordinatorKill|TestClusterShareKgoFailover|TestClusterShareRollAndFailover|TestClusterShareConsumerKilled|TestClusterShareGroupCoordinatorKill|TestClusterShareKgoAckTypes' ./compat-tests/
 
 # A randomized no-loss soak (off CI): leader, follower and controller
 # kills, frozen leaders and rolls under two producers and a consumer group
