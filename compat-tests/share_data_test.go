@@ -224,6 +224,18 @@ func topicIDOf(t *testing.T, adm *kadm.Client, topic string) [16]byte {
 	return td[topic].ID
 }
 
+// startShareNode starts one node with share.auto-offset-reset earliest
+// (and opts), creates topic with one partition holding records values
+// (produceValues) and returns the node, its clients and the topic's ID.
+func startShareNode(t *testing.T, topic string, records int, opts ...startOpt) (*node, *kadm.Client, *kgo.Client, [16]byte) {
+	t.Helper()
+	n := startTusk(t, append([]startOpt{withFlag("share-auto-offset-reset", "earliest")}, opts...)...)
+	adm, cl := newAdm(t, n)
+	createTopic(t, adm, topic, 1, nil)
+	produceValues(t, cl, topic, 0, records)
+	return n, adm, cl, topicIDOf(t, adm, topic)
+}
+
 // TestShareFetchAcknowledge: one node, one partition of ten records (one
 // batch each), share.auto-offset-reset earliest, a 3 s lock and a
 // delivery limit of 3. Members acquire disjoint records; ACCEPT, RELEASE
@@ -233,12 +245,8 @@ func topicIDOf(t *testing.T, adm *kadm.Client, topic string) [16]byte {
 // another member with a higher count; session epochs are checked; a
 // closed session releases what it held.
 func TestShareFetchAcknowledge(t *testing.T) {
-	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"), withFlag("share-record-lock-duration", "3s"), withFlag("share-delivery-count-limit", "3"))
-	adm, cl := newAdm(t, n)
 	const topic, group = "share-acks", "sg"
-	createTopic(t, adm, topic, 1, nil)
-	produceValues(t, cl, topic, 0, 10)
-	id := topicIDOf(t, adm, topic)
+	n, adm, cl, id := startShareNode(t, topic, 10, withFlag("share-record-lock-duration", "3s"), withFlag("share-delivery-count-limit", "3"))
 	// The group, for DescribeShareGroupOffsets: made empty at offset 0.
 	var at kadm.Offsets
 	at.AddOffset(topic, 0, 0, -1)
@@ -326,12 +334,8 @@ func TestShareFetchAcknowledge(t *testing.T) {
 // (c gets 5-9 with count 2, a's 0-4 stay a's), and c's release at count
 // 2 archives them: nothing is left to acquire.
 func TestShareGroupConfigInUse(t *testing.T) {
-	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"))
-	adm, cl := newAdm(t, n)
 	const topic, group = "share-cfg", "sg-cfg"
-	createTopic(t, adm, topic, 1, nil)
-	produceValues(t, cl, topic, 0, 10)
-	id := topicIDOf(t, adm, topic)
+	n, _, cl, id := startShareNode(t, topic, 10)
 	a := newShareClient(t, n.Kafka, group, "member-a", id)
 	b := newShareClient(t, n.Kafka, group, "member-b", id)
 	c := newShareClient(t, n.Kafka, group, "member-c", id)
@@ -373,12 +377,8 @@ func TestShareGroupConfigInUse(t *testing.T) {
 // (acquired when the node died: available again, the count kept), and
 // nothing acknowledged or rejected comes back.
 func TestShareStateSurvivesRestart(t *testing.T) {
-	n := startTusk(t, withFlag("share-auto-offset-reset", "earliest"))
-	adm, cl := newAdm(t, n)
 	const topic, group = "share-restart", "sg"
-	createTopic(t, adm, topic, 1, nil)
-	produceValues(t, cl, topic, 0, 6)
-	id := topicIDOf(t, adm, topic)
+	n, _, cl, id := startShareNode(t, topic, 6)
 	a := newShareClient(t, n.Kafka, group, "member-a", id)
 	wantRanges(t, "a opens", acquiredOf(t, "a opens", a.fetch(fetchOpts{maxRecords: 100})), shareRange{0, 5, 1})
 	if code := a.ack(a.epoch, shareAck{0, 2, 1}, shareAck{3, 3, 3}); code != 0 {
