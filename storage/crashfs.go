@@ -270,6 +270,27 @@ func (c *CrashFS) SyncDir(name string) error {
 	return nil
 }
 
+// SyncAll makes everything durable: every file's content and every
+// directory's entries (syncfs(2) on the whole file system).
+func (c *CrashFS) SyncAll(string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var walk func(n *memNode)
+	walk = func(n *memNode) {
+		if !n.dir {
+			n.synced = append(n.synced[:0], n.data...)
+			return
+		}
+		n.durable = make(map[string]*memNode, len(n.kids))
+		for k, v := range n.kids {
+			n.durable[k] = v
+			walk(v)
+		}
+	}
+	walk(c.root)
+	return nil
+}
+
 // Stat implements FS.
 func (c *CrashFS) Stat(name string) (os.FileInfo, error) {
 	c.mu.Lock()

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/tuskdb/tusk/fencing"
 )
 
 // ErrLogExists is CreateLogs' answer for a log that is open or has a
@@ -23,21 +25,37 @@ type NewLog struct {
 // fsyncs in flight share the file system's journal commits.
 const createLogsParallel = 16
 
+// syncAllMin is the smallest batch of new logs CreateLogs makes durable
+// with one sync of the whole file system (allSyncer, syncfs(2)) instead
+// of an fsync of each log's topic ID record and directory: syncfs also
+// flushes whatever else is dirty on the file system (unsynced appends of
+// other logs with storage.fsync=interval), which a handful of logs is not
+// worth.
+const syncAllMin = 32
+
 // CreateLogs creates and opens many new logs at once (a reconcile pass
 // after topics were created; docs/io-and-scale.md, "Scale"). Each log's
-// directory, empty first segment and topic ID record are written with
-// concurrent fsyncs of the record and the new directory, then one fsync
-// of the logs directory covers all the new directories, where OpenLog
-// and SetLogTopicID take five fsyncs in a row per log. An entry whose log
-// is open, being opened or deleted, or has a directory gets ErrLogExists
-// and is left alone; one named twice is created once (the other gets
-// ErrLogExists). It returns one log or error per entry; a created log is
-// durable, with its topic ID, when it is returned.
+// directory, empty first segment and topic ID record are written, 16 at a
+// time; then a batch of at least syncAllMin logs is made durable with one
+// syncfs(2) of the file system when the FS can (allSyncer), a smaller one
+// with an fsync of each record and each new directory and one of the logs
+// directory for all of them. The new logs open without recovery: they are
+// known to be empty. An entry whose log is open, being opened or deleted,
+// or has a directory gets ErrLogExists and is left alone; one named twice
+// is created once (the other gets ErrLogExists). It returns one log or
+// error per entry; a created log is durable, with its topic ID, when it is
+// returned.
+//
+// A crash before the sync can leave a new directory whose topic ID
+// record is empty or torn; such a record reads as none
+// (readLogTopicID), and the log, which was never returned and so never
+// written, is adopted by the next topic of its name like any log without
+// a record.
 func (e *Engine) CreateLogs(specs []NewLog) ([]*Log, []error) {
 	logs := make([]*Log, len(specs))
 	errs := make([]error, len(specs))
 	var fresh []int
-	var dones []func()
+	dones := map[int]func(){}
 	e.mu.Lock()
 	taken := make(map[TopicPartition]bool, len(specs))
 	for i, sp := range specs {
@@ -51,91 +69,132 @@ func (e *Engine) CreateLogs(specs []NewLog) ([]*Log, []error) {
 		default:
 			taken[sp.TP] = true
 			fresh = append(fresh, i)
-			dones = append(dones, e.markBusyLocked(sp.TP))
+			dones[i] = e.markBusyLocked(sp.TP)
 		}
 	}
 	e.mu.Unlock()
 	if len(fresh) == 0 {
 		return logs, errs
 	}
-	release := func() {
-		e.mu.Lock()
-		for _, done := range dones {
-			done()
-		}
-		e.mu.Unlock()
-	}
-	// Write each log's files and sync its topic ID record, then sync
-	// each new directory.
+	syncer, bulk := e.fs.(allSyncer)
+	bulk = bulk && len(fresh) >= syncAllMin
+	segs := make([]*segFile, len(specs))
 	forEach(len(fresh), createLogsParallel, func(k int) {
 		i := fresh[k]
-		errs[i] = e.writeNewLog(specs[i].TP, specs[i].TopicID)
+		segs[i], errs[i] = e.writeNewLog(specs[i].TP, specs[i].TopicID, !bulk)
 	})
-	forEach(len(fresh), createLogsParallel, func(k int) {
-		if i := fresh[k]; errs[i] == nil {
-			if err := e.fs.SyncDir(e.logDir(specs[i].TP)); err != nil {
-				errs[i] = fmt.Errorf("storage: create log %s: sync dir: %w", specs[i].TP, err)
+	if bulk {
+		// One syncfs covers every new file's content and every new
+		// directory entry, the logs directory's included.
+		if err := syncer.SyncAll(e.opts.Dir); err != nil {
+			for _, i := range fresh {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("storage: create log %s: sync file system: %w", specs[i].TP, err)
+				}
 			}
 		}
-	})
-	if err := e.fs.SyncDir(e.opts.Dir); err != nil {
-		for _, i := range fresh {
-			if errs[i] == nil {
-				errs[i] = fmt.Errorf("storage: create log %s: sync %s: %w", specs[i].TP, e.opts.Dir, err)
+	} else {
+		forEach(len(fresh), createLogsParallel, func(k int) {
+			if i := fresh[k]; errs[i] == nil {
+				if err := e.fs.SyncDir(e.logDir(specs[i].TP)); err != nil {
+					errs[i] = fmt.Errorf("storage: create log %s: sync dir: %w", specs[i].TP, err)
+				}
+			}
+		})
+		if err := e.fs.SyncDir(e.opts.Dir); err != nil {
+			for _, i := range fresh {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("storage: create log %s: sync %s: %w", specs[i].TP, e.opts.Dir, err)
+				}
 			}
 		}
 	}
-	release()
-	// Opening a directory made durable above syncs nothing new.
-	forEach(len(fresh), 8, func(k int) {
-		if i := fresh[k]; errs[i] == nil {
-			logs[i], errs[i] = e.OpenLog(specs[i].TP, specs[i].Config)
+	e.mu.Lock()
+	for _, i := range fresh {
+		if errs[i] == nil && e.closed {
+			errs[i] = fmt.Errorf("storage: create log %s: %w", specs[i].TP, ErrClosed)
 		}
-	})
+		if errs[i] != nil {
+			if segs[i] != nil {
+				if err := segs[i].Close(); err != nil {
+					e.log.Warn().Err(err).Str("tp", specs[i].TP.String()).Msg("close segment of a log not created")
+				}
+			}
+		} else {
+			logs[i] = e.newEmptyLog(specs[i].TP, specs[i].Config, segs[i])
+			e.logs[specs[i].TP] = logs[i]
+		}
+		dones[i]()
+	}
+	e.mu.Unlock()
 	return logs, errs
 }
 
-// writeNewLog writes a new log's directory, empty first segment and topic
-// ID record (synced, renamed into place); the directory entries are not
-// synced yet. It fails with ErrLogExists if the directory exists.
-func (e *Engine) writeNewLog(tp TopicPartition, id [16]byte) error {
+// newLogStruct returns a Log of tp with nothing loaded: recoverLog fills
+// it from disk, newEmptyLog as a new log.
+func (e *Engine) newLogStruct(tp TopicPartition, cfg LogConfig) *Log {
+	return &Log{
+		tp: tp, dir: e.logDir(tp), fs: e.fs, policy: e.opts.Fsync, now: e.now, engine: e,
+		cfg:         cfg,
+		hwOnDisk:    hwUnknown,
+		producers:   fencing.NewProducerStates(),
+		writerEpoch: fencing.NoWriter,
+	}
+}
+
+// newEmptyLog is what recoverLog makes of a new log's directory (an empty
+// segment at 0, no checkpoint of any kind) without reading it: f is the
+// open first segment.
+func (e *Engine) newEmptyLog(tp TopicPartition, cfg LogConfig, f *segFile) *Log {
+	l := e.newLogStruct(tp, cfg)
+	l.segs = []*segment{newSegment(0, f, cfg.indexInterval())}
+	l.active().dropOn = true
+	if cfg.Replicated {
+		l.hwOnDisk = hwNone
+		l.replicated = true
+	}
+	return l
+}
+
+// writeNewLog writes a new log's directory, empty first segment (returned
+// open) and topic ID record, which it syncs if syncID; no directory entry
+// is synced yet. It fails with ErrLogExists if the directory exists.
+func (e *Engine) writeNewLog(tp TopicPartition, id [16]byte, syncID bool) (*segFile, error) {
 	dir := e.logDir(tp)
 	if _, err := e.fs.Stat(dir); err == nil {
-		return fmt.Errorf("storage: create log %s: %w", tp, ErrLogExists)
+		return nil, fmt.Errorf("storage: create log %s: %w", tp, ErrLogExists)
 	} else if !isNotExist(err) {
-		return fmt.Errorf("storage: create log %s: %w", tp, err)
+		return nil, fmt.Errorf("storage: create log %s: %w", tp, err)
 	}
 	if err := e.fs.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("storage: create log %s: %w", tp, err)
+		return nil, fmt.Errorf("storage: create log %s: %w", tp, err)
 	}
-	f, err := e.fs.OpenFile(segName(dir, 0, logSuffix), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	// The record is written in place, not renamed into it: the directory
+	// is new and reaches the disk only with the sync that follows (see
+	// CreateLogs on a crash before it).
+	f, err := e.fs.OpenFile(filepath.Join(dir, topicIDFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("storage: create log %s: first segment: %w", tp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("storage: create log %s: first segment: %w", tp, err)
-	}
-	name := filepath.Join(dir, topicIDFile)
-	tmp := name + ".tmp"
-	if f, err = e.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-		return fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
+		return nil, fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
 	}
 	if _, err := f.WriteAt(topicIDBody(id), 0); err != nil {
 		f.Close()
-		return fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
+		return nil, fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("storage: create log %s: sync topic id: %w", tp, err)
+	if syncID {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("storage: create log %s: sync topic id: %w", tp, err)
+		}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
+		return nil, fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
 	}
-	if err := e.fs.Rename(tmp, name); err != nil {
-		return fmt.Errorf("storage: create log %s: topic id: %w", tp, err)
+	seg, err := e.files.open(segName(dir, 0, logSuffix), os.O_RDWR|os.O_CREATE|os.O_EXCL, false)
+	if err != nil {
+		return nil, fmt.Errorf("storage: create log %s: first segment: %w", tp, err)
 	}
 	e.ids.set(tp, id)
-	return nil
+	return seg, nil
 }
 
 // forEach runs f(0..n-1), at most limit at a time.

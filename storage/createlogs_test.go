@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 )
@@ -102,5 +103,155 @@ func TestCreateLogsClosed(t *testing.T) {
 	_, errs := e.CreateLogs([]NewLog{{TP: tp0}})
 	if !errors.Is(errs[0], ErrClosed) {
 		t.Fatalf("CreateLogs after Close: %v", errs[0])
+	}
+}
+
+// syncAllFS is a CrashFS that counts SyncAll and SyncDir calls and can
+// take a crash image just before the SyncAll.
+type syncAllFS struct {
+	*CrashFS
+	mu       sync.Mutex
+	syncAlls int
+	syncDirs int
+	before   *CrashFS // the durable state just before the last SyncAll
+}
+
+func (c *syncAllFS) SyncAll(dir string) error {
+	c.mu.Lock()
+	c.syncAlls++
+	c.before = c.CrashFS.CrashTorn(int64(c.syncAlls))
+	c.mu.Unlock()
+	return c.CrashFS.SyncAll(dir)
+}
+
+func (c *syncAllFS) SyncDir(name string) error {
+	c.mu.Lock()
+	c.syncDirs++
+	c.mu.Unlock()
+	return c.CrashFS.SyncDir(name)
+}
+
+// TestCreateLogsSyncAll: a batch of at least syncAllMin new logs is made
+// durable by one SyncAll (syncfs) and no other directory sync; after a
+// crash right after CreateLogs returns every log is there, empty, with its
+// topic ID, and takes appends; the logs open without recovery behave as
+// recovered ones (replicated: high watermark 0 until advanced).
+func TestCreateLogsSyncAll(t *testing.T) {
+	fsys := &syncAllFS{CrashFS: NewCrashFS()}
+	e := openEngine(t, fsys, FsyncAlways, nil)
+	n := syncAllMin + 8
+	var specs []NewLog
+	for i := range n {
+		specs = append(specs, NewLog{TP: TopicPartition{Topic: fmt.Sprintf("t%d", i/4), Partition: int32(i % 4)}, TopicID: [16]byte{byte(i), 2},
+			Config: LogConfig{Replicated: i%2 == 0}})
+	}
+	fsys.mu.Lock()
+	fsys.syncAlls, fsys.syncDirs = 0, 0
+	fsys.mu.Unlock()
+	logs, errs := e.CreateLogs(specs)
+	for i := range n {
+		if errs[i] != nil || logs[i] == nil {
+			t.Fatalf("log %d (%s): %v", i, specs[i].TP, errs[i])
+		}
+		if got, ok := e.Log(specs[i].TP); !ok || got != logs[i] || logs[i].LogEndOffset() != 0 || logs[i].HighWatermark() != 0 || logs[i].LogStartOffset() != 0 {
+			t.Fatalf("log %s not open and empty", specs[i].TP)
+		}
+	}
+	fsys.mu.Lock()
+	alls, dirs, before := fsys.syncAlls, fsys.syncDirs, fsys.before
+	fsys.mu.Unlock()
+	if alls != 1 || dirs != 0 {
+		t.Fatalf("%d new logs: %d SyncAll and %d SyncDir calls, want 1 and 0", n, alls, dirs)
+	}
+	// A crash just before the sync: whatever of the new logs reached the
+	// disk opens, and reads as having no topic ID or the right one.
+	eb := openEngine(t, before, FsyncAlways, nil)
+	for i := range n {
+		id, known, err := eb.LogTopicID(specs[i].TP)
+		if err != nil || (known && id != specs[i].TopicID) {
+			t.Fatalf("crash before the sync: topic id of %s: %x %v %v", specs[i].TP, id, known, err)
+		}
+	}
+	eb.Close()
+
+	// Appends work on the new logs: unreplicated ones are durable at
+	// once, replicated ones once their high watermark moves.
+	res, _ := appendSpec(t, logs[1], plain(3, 10, 1, 1))
+	if err := logs[1].WaitDurable(context.Background(), res.LastOffset); err != nil || logs[1].HighWatermark() != 3 {
+		t.Fatalf("append to a new log: hw %d, %v", logs[1].HighWatermark(), err)
+	}
+	res, _ = appendSpec(t, logs[0], plain(2, 10, 1, 1))
+	if err := logs[0].WaitDurable(context.Background(), res.LastOffset); err != nil || logs[0].HighWatermark() != 0 {
+		t.Fatalf("append to a new replicated log: hw %d, %v", logs[0].HighWatermark(), err)
+	}
+	c := fsys.Crash()
+	e2 := openEngine(t, c, FsyncAlways, nil)
+	defer e2.Close()
+	for i := range n {
+		id, known, err := e2.LogTopicID(specs[i].TP)
+		if err != nil || !known || id != specs[i].TopicID {
+			t.Fatalf("after a crash: topic id of %s: %x %v %v", specs[i].TP, id, known, err)
+		}
+		l, err := e2.OpenLog(specs[i].TP, specs[i].Config)
+		want := int64(0)
+		switch i {
+		case 0:
+			want = 2
+		case 1:
+			want = 3
+		}
+		if err != nil || l.LogEndOffset() != want {
+			t.Fatalf("after a crash: %s: %v, want leo %d", specs[i].TP, err, want)
+		}
+		if l.LogEndOffset() != 0 {
+			continue
+		}
+		appendSpec(t, l, plain(1, 10, 1, 1))
+	}
+	e.Close()
+}
+
+// TestTornTopicIDReadsAsNone: a topic ID record cut short anywhere (a crash
+// before CreateLogs' sync; the record is written in place) reads as no
+// record; a whole one reads as its ID; anything else is an error.
+func TestTornTopicIDReadsAsNone(t *testing.T) {
+	fsys := NewCrashFS()
+	e := openEngine(t, fsys, FsyncAlways, nil)
+	defer e.Close()
+	id := [16]byte{0xab, 0xcd, 7}
+	body := topicIDBody(id)
+	tp := TopicPartition{Topic: "torn", Partition: 0}
+	name := e.logDir(tp) + "/" + topicIDFile
+	if err := fsys.MkdirAll(e.logDir(tp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(b []byte) {
+		t.Helper()
+		f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 0; n < len(body); n++ {
+		write(body[:n])
+		if got, known, err := e.readLogTopicID(tp); err != nil || known {
+			t.Fatalf("record cut at %d of %d bytes: %x %v %v, want no record", n, len(body), got, known, err)
+		}
+	}
+	write(body)
+	if got, known, err := e.readLogTopicID(tp); err != nil || !known || got != id {
+		t.Fatalf("whole record: %x %v %v", got, known, err)
+	}
+	for _, bad := range []string{"garbage", "version: 0\ntopic_id: zz\n", "version: 1\n"} {
+		write([]byte(bad))
+		if _, _, err := e.readLogTopicID(tp); err == nil {
+			t.Fatalf("record %q read without an error", bad)
+		}
 	}
 }

@@ -29,14 +29,8 @@ func parseSegFile(name string) (base int64, suffix string, ok bool) {
 // recoverLog opens the partition directory, creating it if needed, and
 // rebuilds the log's state (see doc.go, "Recovery"). e.mu is held.
 func (e *Engine) recoverLog(tp TopicPartition, cfg LogConfig) (*Log, error) {
-	dir := e.logDir(tp)
-	l := &Log{
-		tp: tp, dir: dir, fs: e.fs, policy: e.opts.Fsync, now: e.now, engine: e,
-		cfg:         cfg,
-		hwOnDisk:    hwUnknown,
-		producers:   fencing.NewProducerStates(),
-		writerEpoch: fencing.NoWriter,
-	}
+	l := e.newLogStruct(tp, cfg)
+	dir := l.dir
 	fail := func(err error) (*Log, error) {
 		for _, s := range l.segs {
 			s.closeFile()

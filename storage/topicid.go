@@ -1,8 +1,11 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,8 +76,14 @@ func (e *Engine) readLogTopicID(tp TopicPartition) (id [16]byte, ok bool, err er
 	defer f.Close()
 	buf := make([]byte, 128)
 	n, err := f.ReadAt(buf, 0)
-	if n == 0 && err != nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return id, false, fmt.Errorf("storage: read topic id of %s: %w", tp, err)
+	}
+	if tornTopicID(buf[:n]) {
+		// A crash before CreateLogs' sync of a new log (its record is
+		// written in place), which was never returned or written to:
+		// no record.
+		return id, false, nil
 	}
 	var hexID string
 	for _, line := range strings.Split(string(buf[:n]), "\n") {
@@ -90,9 +99,20 @@ func (e *Engine) readLogTopicID(tp TopicPartition) (id [16]byte, ok bool, err er
 	return id, true, nil
 }
 
+// tornTopicID reports whether b is an empty or cut-short topic ID record:
+// shorter than a whole one, its fixed beginning as far as that goes, and
+// no newline after it (the record's last byte).
+func tornTopicID(b []byte) bool {
+	p := min(len(b), len(topicIDPrefix))
+	return len(b) < len(topicIDPrefix)+32+1 && string(b[:p]) == topicIDPrefix[:p] && !bytes.Contains(b[p:], []byte("\n"))
+}
+
+// topicIDPrefix is what every topic ID record begins with.
+const topicIDPrefix = "version: 0\ntopic_id: "
+
 // topicIDBody is the content of a topic ID record.
 func topicIDBody(id [16]byte) []byte {
-	return []byte("version: 0\ntopic_id: " + hex.EncodeToString(id[:]) + "\n")
+	return []byte(topicIDPrefix + hex.EncodeToString(id[:]) + "\n")
 }
 
 // SetLogTopicID durably records the topic ID of tp's log, which must be
