@@ -51,7 +51,66 @@ const syncAllMin = 32
 // (readLogTopicID), and the log, which was never returned and so never
 // written, is adopted by the next topic of its name like any log without
 // a record.
+//
+// Concurrent calls are combined: while one batch is written and synced,
+// the calls that come in queue, and the next batch holds all of them
+// (as group commit; CreateTopics creates each topic's logs in its own
+// call, 64 topics at a time).
 func (e *Engine) CreateLogs(specs []NewLog) ([]*Log, []error) {
+	return e.creates.do(e, specs)
+}
+
+// createQueue combines concurrent CreateLogs calls: the first call that
+// finds no batch running runs batches until the queue is empty, each of
+// every call queued so far.
+type createQueue struct {
+	mu      sync.Mutex
+	queue   []*createCall
+	running bool
+}
+
+// createCall is one CreateLogs call waiting for its batch.
+type createCall struct {
+	specs []NewLog
+	logs  []*Log
+	errs  []error
+	done  chan struct{}
+}
+
+func (q *createQueue) do(e *Engine, specs []NewLog) ([]*Log, []error) {
+	c := &createCall{specs: specs, done: make(chan struct{})}
+	q.mu.Lock()
+	q.queue = append(q.queue, c)
+	if q.running {
+		q.mu.Unlock()
+		<-c.done
+		return c.logs, c.errs
+	}
+	q.running = true
+	for len(q.queue) > 0 {
+		calls := q.queue
+		q.queue = nil
+		q.mu.Unlock()
+		var all []NewLog
+		for _, c := range calls {
+			all = append(all, c.specs...)
+		}
+		logs, errs := e.createLogs(all)
+		for _, c := range calls {
+			n := len(c.specs)
+			c.logs, c.errs = logs[:n:n], errs[:n:n]
+			logs, errs = logs[n:], errs[n:]
+			close(c.done)
+		}
+		q.mu.Lock()
+	}
+	q.running = false
+	q.mu.Unlock()
+	return c.logs, c.errs
+}
+
+// createLogs is one CreateLogs batch.
+func (e *Engine) createLogs(specs []NewLog) ([]*Log, []error) {
 	logs := make([]*Log, len(specs))
 	errs := make([]error, len(specs))
 	var fresh []int

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // countFS counts SyncDir calls per directory.
@@ -253,5 +255,87 @@ func TestTornTopicIDReadsAsNone(t *testing.T) {
 		if _, _, err := e.readLogTopicID(tp); err == nil {
 			t.Fatalf("record %q read without an error", bad)
 		}
+	}
+}
+
+// gatedSyncFS holds the first SyncDir until gate returns.
+type gatedSyncFS struct {
+	*syncAllFS
+	once  sync.Once
+	armed atomic.Bool
+	gate  func()
+}
+
+func (g *gatedSyncFS) SyncDir(name string) error {
+	if g.armed.Load() {
+		g.once.Do(g.gate)
+	}
+	return g.syncAllFS.SyncDir(name)
+}
+
+// TestCreateLogsCombinesCalls: CreateLogs calls made while a batch is
+// being written queue and go together in the next batch (one SyncAll for
+// 63 calls of 3 logs each), and each call gets its own logs back.
+func TestCreateLogsCombinesCalls(t *testing.T) {
+	inner := &syncAllFS{CrashFS: NewCrashFS()}
+	g := &gatedSyncFS{syncAllFS: inner}
+	e := openEngine(t, g, FsyncAlways, nil)
+	defer e.Close()
+	const calls = 64
+	g.gate = func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			e.creates.mu.Lock()
+			n := len(e.creates.queue)
+			e.creates.mu.Unlock()
+			if n == calls-1 || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	inner.mu.Lock()
+	inner.syncAlls = 0
+	inner.mu.Unlock()
+	g.armed.Store(true)
+	var wg sync.WaitGroup
+	errc := make(chan error, calls)
+	for c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var specs []NewLog
+			for p := range 3 {
+				specs = append(specs, NewLog{TP: TopicPartition{Topic: fmt.Sprintf("c%d", c), Partition: int32(p)}, TopicID: [16]byte{byte(c), 3}})
+			}
+			logs, errs := e.CreateLogs(specs)
+			for i := range specs {
+				if errs[i] != nil {
+					errc <- errs[i]
+					return
+				}
+				if got, ok := e.Log(specs[i].TP); !ok || got != logs[i] {
+					errc <- fmt.Errorf("call %d got the wrong log for %s", c, specs[i].TP)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	inner.mu.Lock()
+	alls := inner.syncAlls
+	inner.mu.Unlock()
+	if alls != 1 {
+		t.Fatalf("%d SyncAll calls, want 1 (the first call alone, then the other 63 together)", alls)
+	}
+	e2 := openEngine(t, inner.Crash(), FsyncAlways, nil)
+	defer e2.Close()
+	dirs, err := e2.ListLogDirs()
+	if err != nil || len(dirs) != 3*calls {
+		t.Fatalf("after a crash: %d log dirs (%v), want %d", len(dirs), err, 3*calls)
 	}
 }

@@ -132,6 +132,9 @@ type Engine struct {
 	// ids caches the topic IDs recorded in log directories (topicid.go),
 	// so the reconcile pass's per-partition check reads no file.
 	ids topicIDCache
+	// creates combines concurrent CreateLogs calls into one batch
+	// (createlogs.go).
+	creates createQueue
 
 	stats engineStats
 	// files bounds the open segment-file descriptors (fdpool.go).
