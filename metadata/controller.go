@@ -52,7 +52,15 @@ type controller struct {
 	removing    map[int32]bool          // nodes being removed: heartbeats refused
 	failing     map[string]bool         // partitions with a failover in progress
 	scans       int                     // failover scans (ticks), for pacing
-	under       map[string]time.Time    // under-replicated partition → since when (this term)
+	// quietScan is the applied index of the last failover scan that
+	// started nothing (0: none since one did), and failoverEnded is set
+	// when a failover ends (what it left is retried at the next scan):
+	// while a fenced broker stays fenced, a scan with neither a new
+	// entry nor an ended failover would find the same, and is skipped
+	// (it scanned every partition every tick).
+	quietScan     uint64
+	failoverEnded bool
+	under         map[string]time.Time // under-replicated partition → since when (this term)
 }
 
 func newController(s *RaftStore) *controller {
@@ -476,11 +484,14 @@ func (c *controller) failovers() {
 			fenced[b.ID] = true
 		}
 	}
+	applied := c.s.fsm.AppliedIndex()
 	c.mu.Lock()
 	c.scans++
 	// Without fenced brokers only leftover fenced segments need a look;
-	// scan for those every 16 ticks.
-	skip := len(fenced) == 0 && c.scans%16 != 0
+	// scan for those every 16 ticks. With them, a scan finds something
+	// new only after a new entry or an ended failover.
+	skip := c.scans%16 != 0 && (len(fenced) == 0 || (applied == c.quietScan && !c.failoverEnded))
+	c.failoverEnded = false
 	c.mu.Unlock()
 	if skip {
 		return
@@ -501,6 +512,10 @@ func (c *controller) failovers() {
 		todo = append(todo, a)
 		keys = append(keys, key)
 	}
+	c.quietScan = 0
+	if len(todo) == 0 {
+		c.quietScan = applied
+	}
 	c.mu.Unlock()
 	if len(todo) == 0 {
 		return
@@ -513,6 +528,7 @@ func (c *controller) failovers() {
 			for _, k := range keys {
 				delete(c.failing, k)
 			}
+			c.failoverEnded = true
 			c.mu.Unlock()
 		}()
 		c.failover(todo)
@@ -571,6 +587,7 @@ func (c *controller) failover(segs []ActiveSegment) {
 		fenceIndex = max(fenceIndex, r.index)
 	}
 	cancel()
+	fenced := time.Since(began)
 	if notFenced > 0 {
 		c.s.log.Warn().Err(fenceErr).Int("partitions", notFenced).Msg("failover: segments not fenced; retrying")
 	}
@@ -641,6 +658,7 @@ func (c *controller) failover(segs []ActiveSegment) {
 		}
 	}
 	cancel()
+	probedAt := time.Since(began)
 
 	// 3. Seal at the smallest answer and open the next segments, each on
 	// the least loaded replica that answered (counting the leaderships
@@ -712,7 +730,7 @@ func (c *controller) failover(segs []ActiveSegment) {
 			}
 		}
 		c.s.log.Warn().Int("partitions", sealed).Interface("dead_leaders", dead).Interface("new_leaders", leaders).
-			Dur("took", time.Since(began)).Msg("failover: segments sealed, next segments opened")
+			Dur("fenced_after", fenced).Dur("probed_after", probedAt).Dur("took", time.Since(began)).Msg("failover: segments sealed, next segments opened")
 	}
 }
 

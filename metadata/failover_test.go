@@ -398,3 +398,49 @@ func TestCloseEndsFailover(t *testing.T) {
 		t.Fatalf("Close has not returned 20s after it began, with a failover probe held (its phase lasts %v)", 2*opts.LeaseTimeout)
 	}
 }
+
+// TestControllerFailoverRetriesAfterQuietScans: while a fenced broker
+// stays fenced the controller skips scans that could find nothing new
+// (no new entry, no failover ended), but a failover that found no replica
+// answering is retried, and succeeds once one answers, with no new entry
+// in between.
+func TestControllerFailoverRetriesAfterQuietScans(t *testing.T) {
+	c := newCluster(t, 3)
+	leader := c.waitLeader()
+	c.startHeartbeats(1, 2, 3)
+	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
+	victim := c.followers(leader.id)[0].id
+	var survivors []int32
+	for _, n := range c.all() {
+		if n.id != victim {
+			survivors = append(survivors, n.id)
+		}
+	}
+	prober := &fakeProber{leos: map[int32]int64{survivors[0]: 0, survivors[1]: 0}, down: map[int32]bool{survivors[0]: true, survivors[1]: true}}
+	for _, n := range c.all() {
+		n.store.SetProber(prober)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	if err := leader.store.Apply(ctx, CreateTopic{Name: "fo3", ID: topicID(12), Partitions: 1, Assignments: [][]int32{append([]int32{victim}, survivors...)}}); err != nil {
+		t.Fatal(err)
+	}
+	c.pause(victim, true)
+	eventually(t, 10*time.Second, "survivors probed twice (a retry)", func() error {
+		prober.mu.Lock()
+		defer prober.mu.Unlock()
+		if len(prober.probed) < 4 {
+			return fmt.Errorf("%d probes", len(prober.probed))
+		}
+		return nil
+	})
+	prober.mu.Lock()
+	prober.down = nil
+	prober.mu.Unlock()
+	eventually(t, 10*time.Second, "failed over", func() error {
+		tp, _ := c.waitLeader().store.FSM().Topic("fo3")
+		if s := tp.Parts[0].Active(); s.State != SegmentActive || s.Leader == victim {
+			return fmt.Errorf("active segment %s led by %d", s.State, s.Leader)
+		}
+		return nil
+	})
+}
