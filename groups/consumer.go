@@ -165,6 +165,9 @@ type consumerState struct {
 	names           []string                // names subscribed by some member (regexes resolved), sorted
 	recheck         bool                    // loaded: topics not yet compared with the target's
 	regexes         map[string]resolvedRegex
+	// loadedHash is the MetadataHash of the last GroupMetadata replayed
+	// (0: none): ReplayDone compares it with the topics now.
+	loadedHash int64
 }
 
 type resolvedRegex struct {
@@ -265,6 +268,14 @@ func (g *ConsumerGroup) commit(ctx context.Context) int16 {
 	g.out, g.undo = nil, nil
 	if len(recs) == 0 {
 		return 0
+	}
+	// GroupMetadata carries the hash of the topics the target is now
+	// computed on (Kafka 4.1's MetadataHash), so a coordinator that loads
+	// the group knows whether they changed meanwhile.
+	for i := range recs {
+		if recs[i].Type == RecordGroupMetadata && !recs[i].Tombstone {
+			recs[i].MetadataHash = topicsHash(g.s.topics)
+		}
 	}
 	if err := g.p.PersistConsumer(ctx, recs); err != nil {
 		if undo != nil {

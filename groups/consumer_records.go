@@ -73,10 +73,13 @@ type ConsumerRecord struct {
 	Tombstone bool
 	// Epoch is the group epoch (GroupMetadata) or the assignment epoch
 	// (TargetMetadata).
-	Epoch      int32
-	Member     *ConsumerMemberMetadata   // MemberMetadata
-	Partitions assign.Partitions         // TargetMember
-	Current    *ConsumerMemberAssignment // CurrentAssignment
+	Epoch int32
+	// MetadataHash (GroupMetadata, 0: none) is the hash of the subscribed
+	// topics the target was computed on (topicsHash: Tusk's, not Kafka's).
+	MetadataHash int64
+	Member       *ConsumerMemberMetadata   // MemberMetadata
+	Partitions   assign.Partitions         // TargetMember
+	Current      *ConsumerMemberAssignment // CurrentAssignment
 }
 
 // ConsumerMemberMetadata is ConsumerGroupMemberMetadataValue.
@@ -135,7 +138,7 @@ func (g *ConsumerGroup) Replay(r ConsumerRecord) {
 			s.epoch, s.assignmentEpoch = 0, 0
 			return
 		}
-		s.epoch = r.Epoch
+		s.epoch, s.loadedHash = r.Epoch, r.MetadataHash
 	case RecordTargetMetadata:
 		if !r.Tombstone {
 			s.assignmentEpoch = r.Epoch
@@ -171,11 +174,12 @@ func (g *ConsumerGroup) Replay(r ConsumerRecord) {
 // ReplayDone ends a load: it rebuilds what is derived from the records
 // (static members, who holds which partition, regexes resolved on img)
 // and starts every member's session and every pending revocation's
-// deadline at now, as Kafka does. The subscribed topics' metadata the
-// target was computed on is not persisted (Kafka 4.1 keeps a hash of it in
-// ConsumerGroupMetadata; A2 may add it), so the first heartbeat after a
-// load starts a new group epoch and recomputes the target on the image
-// then (sticky: unchanged unless the topics changed meanwhile).
+// deadline at now, as Kafka does. GroupMetadata's MetadataHash is the
+// hash of the subscribed topics the target was computed on (as in Kafka
+// 4.1): when the topics now hash the same, the group goes on at its
+// epoch; when they differ (or no hash was written), the first heartbeat
+// starts a new group epoch and recomputes the target (sticky: unchanged
+// unless the topics changed meanwhile).
 func (g *ConsumerGroup) ReplayDone(img TopicImage) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -206,5 +210,5 @@ func (g *ConsumerGroup) ReplayDone(img TopicImage) {
 			s.topics[name] = assign.Topic{ID: id, Partitions: n}
 		}
 	}
-	s.recheck = len(s.members) > 0
+	s.recheck = len(s.members) > 0 && (s.loadedHash == 0 || s.loadedHash != topicsHash(s.topics))
 }

@@ -624,3 +624,44 @@ func TestConsumerGroupRandomHandover(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerGroupLoadHash: GroupMetadata carries the hash of the topics
+// the target was computed on. A coordinator that loads the group goes on
+// at its epoch when the topics hash the same, and starts a new epoch when
+// they changed meanwhile or the record has no hash (written before it).
+func TestConsumerGroupLoadHash(t *testing.T) {
+	h := newCGHarness(t, fakeImage{"t": {ID: topicT, Partitions: 2}})
+	expect(t, h.do(joinReq("m1", nil, "t")), 1, assign.Partitions{topicT: {0, 1}})
+	recs := h.p.take()
+	var hashed int
+	for _, r := range recs {
+		if r.Type == RecordGroupMetadata && r.MetadataHash != 0 {
+			hashed++
+		}
+	}
+	if hashed != 1 {
+		t.Fatalf("%d GroupMetadata records with a hash in %+v, want 1", hashed, recs)
+	}
+	load := func(img fakeImage, strip bool) *ConsumerGroup {
+		g := NewConsumerGroup("g", ConsumerConfig{Now: h.clock.Now}, &consumerPersister{})
+		for _, r := range recs {
+			if strip {
+				r.MetadataHash = 0
+			}
+			g.Replay(r)
+		}
+		g.ReplayDone(img)
+		return g
+	}
+	hb := func(g *ConsumerGroup, img fakeImage) *kmsg.ConsumerGroupHeartbeatResponse {
+		req := joinReq("m1", nil)
+		req.MemberEpoch, req.RebalanceTimeoutMillis, req.SubscribedTopicNames = 1, -1, nil
+		req.Topics = ownedTopics(assign.Partitions{topicT: {0, 1}})
+		return g.Heartbeat(context.Background(), req, img)
+	}
+	same := fakeImage{"t": {ID: topicT, Partitions: 2}}
+	expect(t, hb(load(same, false), same), 1, nil)
+	expect(t, hb(load(same, true), same), 2, nil)
+	grown := fakeImage{"t": {ID: topicT, Partitions: 3}}
+	expect(t, hb(load(grown, false), grown), 2, assign.Partitions{topicT: {0, 1, 2}})
+}

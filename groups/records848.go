@@ -22,8 +22,10 @@ import (
 // ConsumerGroupPartitionMetadata (4; Kafka 4.1 stopped writing it in favour
 // of ConsumerGroupMetadataValue.MetadataHash) and
 // ConsumerGroupRegularExpression (16; resolution is redone on load).
-// Tagged fields Tusk does not set (MetadataHash, CreationTimeMs, a member's
-// ClassicMemberMetadata) are absent when written and skipped when read.
+// ConsumerGroupMetadataValue's MetadataHash is written with Tusk's hash of
+// the subscribed topics (topicsHash, FNV-64a: not Kafka's). Tagged fields
+// Tusk does not set (CreationTimeMs, a member's ClassicMemberMetadata) are
+// absent when written and skipped when read.
 
 var (
 	keyGroupOnly = []kafkaproto.Field{{Name: "GroupId", Kind: kafkaproto.String}}
@@ -142,7 +144,11 @@ func EncodeConsumerRecord(r ConsumerRecord) (key, value []byte, err error) {
 	}
 	switch r.Type {
 	case RecordGroupMetadata:
-		value = consumerGroupMetadataValue.Append(nil, []any{r.Epoch, nil, nil})
+		var hash any // tagged: absent when none
+		if r.MetadataHash != 0 {
+			hash = r.MetadataHash
+		}
+		value = consumerGroupMetadataValue.Append(nil, []any{r.Epoch, hash, nil})
 	case RecordTargetMetadata:
 		value = consumerTargetMetadataValue.Append(nil, []any{r.Epoch})
 	case RecordTargetMember:
@@ -215,6 +221,9 @@ func DecodeConsumerRecord(key, value []byte) (ConsumerRecord, error) {
 			return fail(err)
 		}
 		r.Epoch = v[0].(int32)
+		if h, ok := v[1].(int64); ok {
+			r.MetadataHash = h
+		}
 	case RecordTargetMetadata:
 		v, err := consumerTargetMetadataValue.Decode(value)
 		if err != nil {

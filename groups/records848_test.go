@@ -165,6 +165,7 @@ func TestConsumerRecordsRoundTripFromGroup(t *testing.T) {
 		{Type: RecordMemberMetadata, Group: "grp", MemberID: "m2", Member: &ConsumerMemberMetadata{
 			ClientID: "", ClientHost: "", SubscribedTopicNames: []string{}, SubscribedTopicRegex: &inst}},
 		{Type: RecordGroupMetadata, Group: "grp", Epoch: 1 << 30},
+		{Type: RecordGroupMetadata, Group: "grp", Epoch: 7, MetadataHash: -1234567890123},
 		{Type: RecordTargetMember, Group: "grp", MemberID: "m1", Partitions: assign.Partitions{topicA: {0, 1}, {1}: {3}}},
 		{Type: RecordTargetMember, Group: "grp", MemberID: "m2", Partitions: assign.Partitions{}},
 		{Type: RecordTargetMetadata, Group: "grp", Epoch: -1},
