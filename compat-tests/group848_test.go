@@ -581,8 +581,15 @@ func listGroupTypes(t *testing.T, cl *kgo.Client) map[string]string {
 // processed again only above its partition's last commit.
 func TestClusterGroup848CoordinatorKill(t *testing.T) {
 	const topic, group = "g848k", "g848k-group"
+	// The session is 30 s here, not 6: after the kill kgo retries its
+	// heartbeat against the dead coordinator with a growing backoff
+	// (0.25 s doubling, seen reaching the new one 10.1 s after the kill),
+	// and a member whose session ends meanwhile is rightly forgotten,
+	// which would hide whether the group was replayed.
+	env := g848Env()
+	env["TUSK_GROUPS_CONSUMER_SESSION_TIMEOUT"] = "30s"
 	c, adm := startFaultScenario(t, faultScenario{
-		nodes: 3, env: g848Env(), client: "franz-go kgo ServerSideBalancer + kill -9",
+		nodes: 3, env: env, client: "franz-go kgo ServerSideBalancer + kill -9",
 		scenario: "cluster: KIP-848 group coordinator killed, the group replayed by the new one",
 		topics:   []faultTopic{{name: topic, partitions: 4}},
 	})
