@@ -60,7 +60,10 @@ type controller struct {
 	// (it scanned every partition every tick).
 	quietScan     uint64
 	failoverEnded bool
-	under         map[string]time.Time // under-replicated partition → since when (this term)
+	// quietRestore is the applied index of the last re-replication scan
+	// that found no under-replicated segment (0: none since one did).
+	quietRestore uint64
+	under        map[string]time.Time // under-replicated partition → since when (this term)
 }
 
 func newController(s *RaftStore) *controller {
@@ -488,9 +491,10 @@ func (c *controller) failovers() {
 	c.mu.Lock()
 	c.scans++
 	// Without fenced brokers only leftover fenced segments need a look;
-	// scan for those every 16 ticks. With them, a scan finds something
-	// new only after a new entry or an ended failover.
-	skip := c.scans%16 != 0 && (len(fenced) == 0 || (applied == c.quietScan && !c.failoverEnded))
+	// scan for those every 16 ticks. Either way a scan finds something
+	// new only after a new entry or an ended failover (every 128 ticks
+	// regardless).
+	skip := (len(fenced) == 0 && c.scans%16 != 0) || (applied == c.quietScan && !c.failoverEnded && c.scans%128 != 0)
 	c.failoverEnded = false
 	c.mu.Unlock()
 	if skip {
@@ -765,8 +769,12 @@ func (c *controller) applyAll(ctx context.Context, cmds []Command) []applied {
 // every 8 ticks (about 1 s with the default renewal).
 func (c *controller) restoreReplicas() {
 	wait := c.s.opts.ReplicaRestore
+	applied := c.s.fsm.AppliedIndex()
 	c.mu.Lock()
-	skip := wait <= 0 || c.leaderSince.IsZero() || c.scans%8 != 0
+	// Which segments are under-replicated follows from the metadata
+	// alone: with none at the last scan and no entry since, there are
+	// none now.
+	skip := wait <= 0 || c.leaderSince.IsZero() || c.scans%8 != 0 || applied == c.quietRestore
 	c.mu.Unlock()
 	if skip {
 		return
@@ -785,7 +793,6 @@ func (c *controller) restoreReplicas() {
 	}
 	c.mu.Unlock()
 	slices.SortFunc(live, func(a, b Broker) int { return int(a.ID - b.ID) })
-	replicasOf := c.s.fsm.ActiveReplicaCounts()
 	liveLearners := func(seg *Segment) []int32 {
 		var learners []int32
 		for _, id := range seg.Learners {
@@ -803,6 +810,16 @@ func (c *controller) restoreReplicas() {
 		learners := liveLearners(seg)
 		return len(seg.Replicas)+len(learners) < rf || len(learners) != len(seg.Learners)
 	})
+	c.mu.Lock()
+	c.quietRestore = 0
+	if len(under) == 0 {
+		c.quietRestore = applied
+	}
+	c.mu.Unlock()
+	var replicasOf map[int32]int
+	if len(under) > 0 {
+		replicasOf = c.s.fsm.ActiveReplicaCounts()
+	}
 	slices.SortFunc(under, func(a, b ActiveSegment) int { // as by Topics: placement order is by name
 		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
 			return c
