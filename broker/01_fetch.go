@@ -88,6 +88,15 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 	// read_committed (v4+): a consumer's fetch reads below the last
 	// stable offset (docs/transactions.md).
 	committed := !replica && req.IsolationLevel == 1
+	// Sized up front: a follower's session of thousands of partitions
+	// grew these by doubling every round (most of an idle node's
+	// allocation; docs/io-and-scale.md, "Scale").
+	n := 0
+	for _, rt := range req.Topics {
+		n += len(rt.Partitions)
+	}
+	parts = make([]fetchPart, 0, n)
+	resp.Topics = make([]kmsg.FetchResponseTopic, 0, len(req.Topics))
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic

@@ -54,6 +54,7 @@ type fetchSession struct {
 	epoch    int32 // the next request's SessionEpoch
 	parts    map[sessionKey]*sessionPart
 	order    []sessionKey // insertion order, for stable requests
+	topics   int          // topics the last requestTopics returned (a size hint)
 	lastUsed time.Time
 }
 
@@ -221,8 +222,8 @@ func (s *fetchSession) requestTopics() []kmsg.FetchRequestTopic {
 		topic string
 		id    [16]byte
 	}
-	var out []kmsg.FetchRequestTopic
-	at := map[topicKey]int{}
+	out := make([]kmsg.FetchRequestTopic, 0, s.topics)
+	at := make(map[topicKey]int, s.topics)
 	for _, k := range s.order {
 		p := s.parts[k]
 		tk := topicKey{k.topic, k.id}
@@ -240,6 +241,7 @@ func (s *fetchSession) requestTopics() []kmsg.FetchRequestTopic {
 		rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LastFetchedEpoch = p.maxBytes, p.leaderEpoch, p.lastFetchedEpoch
 		out[i].Partitions = append(out[i].Partitions, rp)
 	}
+	s.topics = len(out)
 	return out
 }
 
