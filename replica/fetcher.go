@@ -48,6 +48,9 @@ type fetcher struct {
 	// inflightIdle: the fetch in flight is an idle long poll (see
 	// quiet), which a partition new to the fetcher cancels too.
 	inflightIdle bool
+	// added is when a partition new to the fetcher was last added: no
+	// idle long poll starts within idleFetchWait of it (see fetchOnce).
+	added time.Time
 
 	// sess is the fetch session (KIP-227) with the leader; only the run
 	// goroutine uses it.
@@ -108,6 +111,9 @@ func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 		return // unchanged: keep in-flight answers valid
 	}
 	f.parts[tp] = p
+	if !had {
+		f.added = time.Now()
+	}
 	if f.inflight != nil && (had || f.inflightIdle) {
 		// A partition the fetch in flight carries changed (a new
 		// epoch), or the fetch is an idle long poll: re-fetch at once.
@@ -126,6 +132,18 @@ func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 	case f.kick <- struct{}{}:
 	default:
 	}
+}
+
+// addedWithin reports whether a partition new to the fetcher was added
+// within d before now. While partitions keep coming (thousands of topics
+// being created) the fetcher does not go to idle long polls: a new
+// partition cancels an idle poll, and cancelling closes the connection,
+// so each one restarted the fetch session with a full fetch of every
+// partition (docs/io-and-scale.md, "Scale").
+func (f *fetcher) addedWithin(now time.Time, d time.Duration) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.added.IsZero() && now.Sub(f.added) < d
 }
 
 func (f *fetcher) drop(tp storage.TopicPartition) {
@@ -213,7 +231,7 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = m.cfg.NodeID
 	wait := m.cfg.FetchMaxWait
-	if f.quiet {
+	if f.quiet && !f.addedWithin(time.Now(), m.cfg.idleFetchWait()) {
 		wait = m.cfg.idleFetchWait()
 	}
 	f.quiet = false // until an answer says so

@@ -72,3 +72,31 @@ func TestIdleFetchWait(t *testing.T) {
 		}
 	}
 }
+
+// TestFetcherNoIdlePollRightAfterAdd: within the idle fetch wait after a
+// partition new to the fetcher was added, the fetcher does not go to an
+// idle long poll (which the next new partition would cancel, closing the
+// connection); a partition that was only changed does not count.
+func TestFetcherNoIdlePollRightAfterAdd(t *testing.T) {
+	f := newFetcher(nil, 2)
+	idle := 2 * time.Second
+	now := time.Now()
+	if f.addedWithin(now, idle) {
+		t.Fatal("a fetcher that was never added to reports a recent add")
+	}
+	tp := storage.TopicPartition{Topic: "t", Partition: 0}
+	f.add(tp, &followed{epoch: 1})
+	if !f.addedWithin(time.Now(), idle) {
+		t.Fatal("no recent add right after adding a partition")
+	}
+	if f.addedWithin(time.Now().Add(idle), idle) {
+		t.Fatal("a recent add reported an idle fetch wait after it")
+	}
+	f.mu.Lock()
+	f.added = time.Time{}
+	f.mu.Unlock()
+	f.add(tp, &followed{epoch: 2}) // a new epoch, not a new partition
+	if f.addedWithin(time.Now(), idle) {
+		t.Fatal("a changed partition counted as an added one")
+	}
+}
