@@ -38,12 +38,22 @@ var (
 		{Name: "Partitions", Kind: kafkaproto.Int32Array},
 	}}
 
-	consumerKeySchemas = map[ConsumerRecordType]*kafkaproto.Schema{
-		RecordGroupMetadata:     {Name: "ConsumerGroupMetadataKey", Version: 3, Fields: keyGroupOnly},
-		RecordMemberMetadata:    {Name: "ConsumerGroupMemberMetadataKey", Version: 5, Fields: keyMember},
-		RecordTargetMetadata:    {Name: "ConsumerGroupTargetAssignmentMetadataKey", Version: 6, Fields: keyGroupOnly},
-		RecordTargetMember:      {Name: "ConsumerGroupTargetAssignmentMemberKey", Version: 7, Fields: keyMember},
-		RecordCurrentAssignment: {Name: "ConsumerGroupCurrentMemberAssignmentKey", Version: 8, Fields: keyMember},
+	consumerRecords = recordFamily[ConsumerRecordType]{
+		what: "consumer record",
+		keys: map[ConsumerRecordType]*kafkaproto.Schema{
+			RecordGroupMetadata:     {Name: "ConsumerGroupMetadataKey", Version: 3, Fields: keyGroupOnly},
+			RecordMemberMetadata:    {Name: "ConsumerGroupMemberMetadataKey", Version: 5, Fields: keyMember},
+			RecordTargetMetadata:    {Name: "ConsumerGroupTargetAssignmentMetadataKey", Version: 6, Fields: keyGroupOnly},
+			RecordTargetMember:      {Name: "ConsumerGroupTargetAssignmentMemberKey", Version: 7, Fields: keyMember},
+			RecordCurrentAssignment: {Name: "ConsumerGroupCurrentMemberAssignmentKey", Version: 8, Fields: keyMember},
+		},
+		values: map[ConsumerRecordType]*kafkaproto.Schema{
+			RecordGroupMetadata:     consumerGroupMetadataValue,
+			RecordMemberMetadata:    consumerMemberMetadataValue,
+			RecordTargetMetadata:    consumerTargetMetadataValue,
+			RecordTargetMember:      consumerTargetMemberValue,
+			RecordCurrentAssignment: consumerCurrentAssignmentValue,
+		},
 	}
 
 	// ConsumerGroupMetadataValue: Epoch; tagged 0 MetadataHash int64 (4.1,
@@ -80,6 +90,76 @@ var (
 		withName(topicPartitions, "PartitionsPendingRevocation"),
 	}}
 )
+
+// recordFamily is one family of group records in __consumer_offsets (the
+// consumer group's, the share group's): the key and value schema of each
+// record type. A key is the type, the group and, for a member's record,
+// the member id; the callers map a value's fields to their record.
+type recordFamily[T ~int16] struct {
+	what string // in errors: "consumer record"
+	// valuePrefix is written before a value's type (%v) in errors.
+	valuePrefix string
+	keys        map[T]*kafkaproto.Schema
+	values      map[T]*kafkaproto.Schema
+}
+
+// encodeKey is the key of a record of type typ.
+func (f recordFamily[T]) encodeKey(typ T, group, member string) ([]byte, error) {
+	ks := f.keys[typ]
+	if ks == nil {
+		return nil, fmt.Errorf("groups: encode %s: unknown type %d", f.what, typ)
+	}
+	kv := []any{group}
+	if len(ks.Fields) == 2 {
+		kv = append(kv, member)
+	}
+	return ks.Append(nil, kv), nil
+}
+
+// encodeValue is the value of a record of type typ with these fields.
+func (f recordFamily[T]) encodeValue(typ T, fields []any) []byte {
+	return f.values[typ].Append(nil, fields)
+}
+
+// is reports whether key is one of the family's record types.
+func (f recordFamily[T]) is(key []byte) bool {
+	t, err := kafkaproto.RecordVersion(key)
+	return err == nil && f.keys[T(t)] != nil
+}
+
+// decode is a record's type, group, member id (empty for a group's
+// record) and value fields (nil for a tombstone).
+func (f recordFamily[T]) decode(key, value []byte) (typ T, group, member string, v []any, err error) {
+	t, err := kafkaproto.RecordVersion(key)
+	if err != nil {
+		return 0, "", "", nil, fmt.Errorf("groups: decode %s key: %w", f.what, err)
+	}
+	typ = T(t)
+	ks := f.keys[typ]
+	if ks == nil {
+		return 0, "", "", nil, fmt.Errorf("groups: decode %s: unknown key type %d", f.what, t)
+	}
+	kv, err := ks.Decode(key)
+	if err != nil {
+		return 0, "", "", nil, fmt.Errorf("groups: decode %s key: %w", f.what, err)
+	}
+	group = kv[0].(string)
+	if len(kv) == 2 {
+		member = kv[1].(string)
+	}
+	if value == nil {
+		return typ, group, member, nil, nil
+	}
+	if v, err = f.values[typ].Decode(value); err != nil {
+		return 0, "", "", nil, f.valueErr(typ, group, err)
+	}
+	return typ, group, member, v, nil
+}
+
+// valueErr is err decoding the value of group's record of type typ.
+func (f recordFamily[T]) valueErr(typ T, group string, err error) error {
+	return fmt.Errorf("groups: decode %s%v value of %q: %w", f.valuePrefix, typ, group, err)
+}
 
 func withName(f kafkaproto.Field, name string) kafkaproto.Field {
 	f.Name = name
@@ -130,29 +210,21 @@ func nullIfEmpty(s string) *string {
 // EncodeConsumerRecord is the key and value of r in Kafka's format; the
 // value is nil for a tombstone.
 func EncodeConsumerRecord(r ConsumerRecord) (key, value []byte, err error) {
-	ks := consumerKeySchemas[r.Type]
-	if ks == nil {
-		return nil, nil, fmt.Errorf("groups: encode consumer record: unknown type %d", r.Type)
+	if key, err = consumerRecords.encodeKey(r.Type, r.Group, r.MemberID); err != nil || r.Tombstone {
+		return key, nil, err
 	}
-	kv := []any{r.Group}
-	if len(ks.Fields) == 2 {
-		kv = append(kv, r.MemberID)
-	}
-	key = ks.Append(nil, kv)
-	if r.Tombstone {
-		return key, nil, nil
-	}
+	var fields []any
 	switch r.Type {
 	case RecordGroupMetadata:
 		var hash any // tagged: absent when none
 		if r.MetadataHash != 0 {
 			hash = r.MetadataHash
 		}
-		value = consumerGroupMetadataValue.Append(nil, []any{r.Epoch, hash, nil})
+		fields = []any{r.Epoch, hash, nil}
 	case RecordTargetMetadata:
-		value = consumerTargetMetadataValue.Append(nil, []any{r.Epoch})
+		fields = []any{r.Epoch}
 	case RecordTargetMember:
-		value = consumerTargetMemberValue.Append(nil, []any{encodePartitions(r.Partitions)})
+		fields = []any{encodePartitions(r.Partitions)}
 	case RecordMemberMetadata:
 		m := r.Member
 		if m == nil {
@@ -162,87 +234,57 @@ func EncodeConsumerRecord(r ConsumerRecord) (key, value []byte, err error) {
 		if topics == nil {
 			topics = []string{}
 		}
-		value = consumerMemberMetadataValue.Append(nil, []any{
+		fields = []any{
 			m.InstanceID, m.RackID, m.ClientID, m.ClientHost, topics,
 			m.SubscribedTopicRegex, m.RebalanceTimeoutMillis, nullIfEmpty(m.ServerAssignor),
-		})
+		}
 	case RecordCurrentAssignment:
 		c := r.Current
 		if c == nil {
 			return nil, nil, fmt.Errorf("groups: encode %s of %q: no assignment", r.Type, r.MemberID)
 		}
-		value = consumerCurrentAssignmentValue.Append(nil, []any{
+		fields = []any{
 			c.MemberEpoch, c.PreviousMemberEpoch, int8(c.State),
 			encodePartitions(c.Assigned), encodePartitions(c.PendingRevocation),
-		})
+		}
 	}
-	return key, value, nil
+	return key, consumerRecords.encodeValue(r.Type, fields), nil
 }
 
 // IsConsumerRecordKey reports whether a __consumer_offsets key is one of
 // the consumer-group record types DecodeConsumerRecord reads.
 func IsConsumerRecordKey(key []byte) bool {
-	t, err := kafkaproto.RecordVersion(key)
-	return err == nil && consumerKeySchemas[ConsumerRecordType(t)] != nil
+	return consumerRecords.is(key)
 }
 
 // DecodeConsumerRecord decodes a consumer-group record read back from
 // __consumer_offsets (a nil value is a tombstone). Malformed bytes give an
 // error wrapping kafkaproto.ErrSchemaDecode, never a panic.
 func DecodeConsumerRecord(key, value []byte) (ConsumerRecord, error) {
-	t, err := kafkaproto.RecordVersion(key)
+	typ, group, member, v, err := consumerRecords.decode(key, value)
 	if err != nil {
-		return ConsumerRecord{}, fmt.Errorf("groups: decode consumer record key: %w", err)
+		return ConsumerRecord{}, err
 	}
-	typ := ConsumerRecordType(t)
-	ks := consumerKeySchemas[typ]
-	if ks == nil {
-		return ConsumerRecord{}, fmt.Errorf("groups: decode consumer record: unknown key type %d", t)
-	}
-	kv, err := ks.Decode(key)
-	if err != nil {
-		return ConsumerRecord{}, fmt.Errorf("groups: decode consumer record key: %w", err)
-	}
-	r := ConsumerRecord{Type: typ, Group: kv[0].(string)}
-	if len(kv) == 2 {
-		r.MemberID = kv[1].(string)
-	}
-	if value == nil {
-		r.Tombstone = true
+	r := ConsumerRecord{Type: typ, Group: group, MemberID: member, Tombstone: value == nil}
+	if r.Tombstone {
 		return r, nil
 	}
 	fail := func(err error) (ConsumerRecord, error) {
-		return ConsumerRecord{}, fmt.Errorf("groups: decode %s value of %q: %w", typ, r.Group, err)
+		return ConsumerRecord{}, consumerRecords.valueErr(typ, group, err)
 	}
 	switch typ {
 	case RecordGroupMetadata:
-		v, err := consumerGroupMetadataValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		r.Epoch = v[0].(int32)
 		if h, ok := v[1].(int64); ok {
 			r.MetadataHash = h
 		}
 	case RecordTargetMetadata:
-		v, err := consumerTargetMetadataValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		r.Epoch = v[0].(int32)
 	case RecordTargetMember:
-		v, err := consumerTargetMemberValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		if r.Partitions, err = decodePartitions(v[0]); err != nil {
 			return fail(err)
 		}
 	case RecordMemberMetadata:
-		v, err := consumerMemberMetadataValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		m := &ConsumerMemberMetadata{
 			InstanceID: v[0].(*string), RackID: v[1].(*string),
 			ClientID: v[2].(string), ClientHost: v[3].(string),
@@ -255,10 +297,6 @@ func DecodeConsumerRecord(key, value []byte) (ConsumerRecord, error) {
 		}
 		r.Member = m
 	case RecordCurrentAssignment:
-		v, err := consumerCurrentAssignmentValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		c := &ConsumerMemberAssignment{
 			MemberEpoch: v[0].(int32), PreviousMemberEpoch: v[1].(int32), State: MemberState(v[2].(int8)),
 		}
@@ -340,12 +378,25 @@ type ShareMemberAssignment struct {
 }
 
 var (
-	shareKeySchemas = map[ShareRecordType]*kafkaproto.Schema{
-		ShareRecordMemberMetadata:    {Name: "ShareGroupMemberMetadataKey", Version: 10, Fields: keyMember},
-		ShareRecordGroupMetadata:     {Name: "ShareGroupMetadataKey", Version: 11, Fields: keyGroupOnly},
-		ShareRecordTargetMetadata:    {Name: "ShareGroupTargetAssignmentMetadataKey", Version: 12, Fields: keyGroupOnly},
-		ShareRecordTargetMember:      {Name: "ShareGroupTargetAssignmentMemberKey", Version: 13, Fields: keyMember},
-		ShareRecordCurrentAssignment: {Name: "ShareGroupCurrentMemberAssignmentKey", Version: 14, Fields: keyMember},
+	shareRecords = recordFamily[ShareRecordType]{
+		what:        "share group record",
+		valuePrefix: "share group record ",
+		keys: map[ShareRecordType]*kafkaproto.Schema{
+			ShareRecordMemberMetadata:         {Name: "ShareGroupMemberMetadataKey", Version: 10, Fields: keyMember},
+			ShareRecordGroupMetadata:          {Name: "ShareGroupMetadataKey", Version: 11, Fields: keyGroupOnly},
+			ShareRecordTargetMetadata:         {Name: "ShareGroupTargetAssignmentMetadataKey", Version: 12, Fields: keyGroupOnly},
+			ShareRecordTargetMember:           {Name: "ShareGroupTargetAssignmentMemberKey", Version: 13, Fields: keyMember},
+			ShareRecordCurrentAssignment:      {Name: "ShareGroupCurrentMemberAssignmentKey", Version: 14, Fields: keyMember},
+			ShareRecordStatePartitionMetadata: {Name: "ShareGroupStatePartitionMetadataKey", Version: 15, Fields: keyGroupOnly},
+		},
+		values: map[ShareRecordType]*kafkaproto.Schema{
+			ShareRecordMemberMetadata:         shareMemberMetadataValue,
+			ShareRecordGroupMetadata:          shareGroupMetadataValue,
+			ShareRecordTargetMetadata:         shareTargetMetadataValue,
+			ShareRecordTargetMember:           shareTargetMemberValue,
+			ShareRecordCurrentAssignment:      shareCurrentAssignmentValue,
+			ShareRecordStatePartitionMetadata: shareStatePartitionValue, // share_group_records.go
+		},
 	}
 	shareMemberMetadataValue = &kafkaproto.Schema{Name: "ShareGroupMemberMetadataValue", Flexible: true, Fields: []kafkaproto.Field{
 		{Name: "RackId", Kind: kafkaproto.NullString},
@@ -377,25 +428,17 @@ var (
 // EncodeShareGroupRecord is the key and value of r; the value is nil for
 // a tombstone.
 func EncodeShareGroupRecord(r ShareGroupRecord) (key, value []byte, err error) {
-	ks := shareKeySchemas[r.Type]
-	if ks == nil {
-		return nil, nil, fmt.Errorf("groups: encode share group record: unknown type %d", r.Type)
+	if key, err = shareRecords.encodeKey(r.Type, r.Group, r.MemberID); err != nil || r.Tombstone {
+		return key, nil, err
 	}
-	kv := []any{r.Group}
-	if len(ks.Fields) == 2 {
-		kv = append(kv, r.MemberID)
-	}
-	key = ks.Append(nil, kv)
-	if r.Tombstone {
-		return key, nil, nil
-	}
+	var fields []any
 	switch r.Type {
 	case ShareRecordGroupMetadata:
-		value = shareGroupMetadataValue.Append(nil, []any{r.Epoch, r.MetadataHash})
+		fields = []any{r.Epoch, r.MetadataHash}
 	case ShareRecordTargetMetadata:
-		value = shareTargetMetadataValue.Append(nil, []any{r.Epoch})
+		fields = []any{r.Epoch}
 	case ShareRecordTargetMember:
-		value = shareTargetMemberValue.Append(nil, []any{encodePartitions(r.Partitions)})
+		fields = []any{encodePartitions(r.Partitions)}
 	case ShareRecordMemberMetadata:
 		m := r.Member
 		if m == nil {
@@ -405,98 +448,62 @@ func EncodeShareGroupRecord(r ShareGroupRecord) (key, value []byte, err error) {
 		if topics == nil {
 			topics = []string{}
 		}
-		value = shareMemberMetadataValue.Append(nil, []any{m.RackID, m.ClientID, m.ClientHost, topics})
+		fields = []any{m.RackID, m.ClientID, m.ClientHost, topics}
 	case ShareRecordCurrentAssignment:
 		c := r.Current
 		if c == nil {
 			return nil, nil, fmt.Errorf("groups: encode share group member %q: no assignment", r.MemberID)
 		}
-		value = shareCurrentAssignmentValue.Append(nil, []any{
-			c.MemberEpoch, c.PreviousMemberEpoch, int8(c.State), encodePartitions(c.Assigned),
-		})
+		fields = []any{c.MemberEpoch, c.PreviousMemberEpoch, int8(c.State), encodePartitions(c.Assigned)}
 	case ShareRecordStatePartitionMetadata:
-		if value, err = encodeShareStatePartitions(r.State); err != nil {
+		if fields, err = shareStatePartitionFields(r.State); err != nil {
 			return nil, nil, fmt.Errorf("groups: encode share group %q state partitions: %w", r.Group, err)
 		}
 	}
-	return key, value, nil
+	return key, shareRecords.encodeValue(r.Type, fields), nil
 }
 
 // IsShareGroupRecordKey reports whether a __consumer_offsets key is one of
 // the share-group record types DecodeShareGroupRecord reads.
 func IsShareGroupRecordKey(key []byte) bool {
-	t, err := kafkaproto.RecordVersion(key)
-	return err == nil && shareKeySchemas[ShareRecordType(t)] != nil
+	return shareRecords.is(key)
 }
 
 // DecodeShareGroupRecord decodes a share-group record (a nil value is a
 // tombstone); malformed bytes are an error, never a panic.
 func DecodeShareGroupRecord(key, value []byte) (ShareGroupRecord, error) {
-	t, err := kafkaproto.RecordVersion(key)
+	typ, group, member, v, err := shareRecords.decode(key, value)
 	if err != nil {
-		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record key: %w", err)
+		return ShareGroupRecord{}, err
 	}
-	typ := ShareRecordType(t)
-	ks := shareKeySchemas[typ]
-	if ks == nil {
-		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record: unknown key type %d", t)
-	}
-	kv, err := ks.Decode(key)
-	if err != nil {
-		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record key: %w", err)
-	}
-	r := ShareGroupRecord{Type: typ, Group: kv[0].(string)}
-	if len(kv) == 2 {
-		r.MemberID = kv[1].(string)
-	}
-	if value == nil {
-		r.Tombstone = true
+	r := ShareGroupRecord{Type: typ, Group: group, MemberID: member, Tombstone: value == nil}
+	if r.Tombstone {
 		return r, nil
 	}
 	fail := func(err error) (ShareGroupRecord, error) {
-		return ShareGroupRecord{}, fmt.Errorf("groups: decode share group record %d value of %q: %w", typ, r.Group, err)
+		return ShareGroupRecord{}, shareRecords.valueErr(typ, group, err)
 	}
 	switch typ {
 	case ShareRecordGroupMetadata:
-		v, err := shareGroupMetadataValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		r.Epoch, r.MetadataHash = v[0].(int32), v[1].(int64)
 	case ShareRecordTargetMetadata:
-		v, err := shareTargetMetadataValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		r.Epoch = v[0].(int32)
 	case ShareRecordTargetMember:
-		v, err := shareTargetMemberValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		if r.Partitions, err = decodePartitions(v[0]); err != nil {
 			return fail(err)
 		}
 	case ShareRecordMemberMetadata:
-		v, err := shareMemberMetadataValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		m := &ShareMemberMetadata{RackID: v[0].(*string), ClientID: v[1].(string), ClientHost: v[2].(string)}
 		m.SubscribedTopicNames, _ = v[3].([]string)
 		r.Member = m
 	case ShareRecordCurrentAssignment:
-		v, err := shareCurrentAssignmentValue.Decode(value)
-		if err != nil {
-			return fail(err)
-		}
 		c := &ShareMemberAssignment{MemberEpoch: v[0].(int32), PreviousMemberEpoch: v[1].(int32), State: MemberState(v[2].(int8))}
 		if c.Assigned, err = decodePartitions(v[3]); err != nil {
 			return fail(err)
 		}
 		r.Current = c
 	case ShareRecordStatePartitionMetadata:
-		if r.State, err = decodeShareStatePartitions(value); err != nil {
+		if r.State, err = shareStatePartitionsOf(v); err != nil {
 			return fail(err)
 		}
 	}

@@ -51,10 +51,6 @@ var (
 	}}
 )
 
-func init() {
-	shareKeySchemas[ShareRecordStatePartitionMetadata] = &kafkaproto.Schema{Name: "ShareGroupStatePartitionMetadataKey", Version: 15, Fields: keyGroupOnly}
-}
-
 func sortStateTopics(ts []ShareStateTopic) []ShareStateTopic {
 	out := slices.Clone(ts)
 	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].ID[:], out[j].ID[:]) < 0 })
@@ -98,24 +94,23 @@ func decodeStateTopics(v any) ([]ShareStateTopic, error) {
 	return out, nil
 }
 
-func encodeShareStatePartitions(p *ShareStatePartitions) ([]byte, error) {
+// shareStatePartitionFields is p as shareStatePartitionValue's fields.
+func shareStatePartitionFields(p *ShareStatePartitions) ([]any, error) {
 	if p == nil {
 		return nil, fmt.Errorf("no state partitions")
 	}
-	return shareStatePartitionValue.Append(nil, []any{
+	return []any{
 		encodeStateTopics(p.Initializing, true),
 		encodeStateTopics(p.Initialized, true),
 		encodeStateTopics(p.Deleting, false),
-	}), nil
+	}, nil
 }
 
-func decodeShareStatePartitions(value []byte) (*ShareStatePartitions, error) {
-	v, err := shareStatePartitionValue.Decode(value)
-	if err != nil {
-		return nil, err
-	}
+// shareStatePartitionsOf is shareStatePartitionValue's decoded fields v.
+func shareStatePartitionsOf(v []any) (*ShareStatePartitions, error) {
 	p := &ShareStatePartitions{}
 	for i, dst := range []*[]ShareStateTopic{&p.Initializing, &p.Initialized, &p.Deleting} {
+		var err error
 		if *dst, err = decodeStateTopics(v[i]); err != nil {
 			return nil, err
 		}
