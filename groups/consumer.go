@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"regexp"
 	"slices"
 	"sort"
@@ -218,11 +217,8 @@ type ConsumerGroup struct {
 
 	// mu guards the fields below it; it is held across PersistConsumer.
 	mu sync.Mutex
-	s  *consumerState
-	// undo is the state before the current request's first change (nil
-	// while nothing changed); out is that request's records.
-	undo *consumerState
-	out  []ConsumerRecord
+	// staged is the state and the current request's changes and records.
+	staged[*consumerState, ConsumerRecord]
 	// moved is set when the request changed the member's assigned
 	// partitions (the answer then carries the assignment).
 	moved bool
@@ -231,21 +227,19 @@ type ConsumerGroup struct {
 // NewConsumerGroup returns an empty consumer group.
 func NewConsumerGroup(name string, cfg ConsumerConfig, p ConsumerPersister) *ConsumerGroup {
 	cfg.fill()
-	return &ConsumerGroup{name: name, cfg: cfg, p: p, s: &consumerState{
-		members: make(map[string]*consumerMember),
-		static:  make(map[string]string),
-		target:  make(assign.Assignment),
-		owners:  make(map[topicPart]string),
-		topics:  make(map[string]assign.Topic),
-		regexes: make(map[string]resolvedRegex),
+	g := &ConsumerGroup{name: name, cfg: cfg, p: p, staged: staged[*consumerState, ConsumerRecord]{
+		clone: (*consumerState).clone,
+		s: &consumerState{
+			members: make(map[string]*consumerMember),
+			static:  make(map[string]string),
+			target:  make(assign.Assignment),
+			owners:  make(map[topicPart]string),
+			topics:  make(map[string]assign.Topic),
+			regexes: make(map[string]resolvedRegex),
+		},
 	}}
-}
-
-// touch is called before every change of g.s within a request; g.mu held.
-func (g *ConsumerGroup) touch() {
-	if g.undo == nil {
-		g.undo = g.s.clone()
-	}
+	g.staged.persist = g.persistRecords
+	return g
 }
 
 func (g *ConsumerGroup) emit(r ConsumerRecord) {
@@ -253,41 +247,17 @@ func (g *ConsumerGroup) emit(r ConsumerRecord) {
 	g.out = append(g.out, r)
 }
 
-// abort drops a failed request's changes; g.mu held.
-func (g *ConsumerGroup) abort() {
-	if g.undo != nil {
-		g.s = g.undo
-	}
-	g.out, g.undo = nil, nil
-}
-
-// commit persists the request's records; on failure it restores the state
-// from before the request. It returns the error code to answer; g.mu held.
-func (g *ConsumerGroup) commit(ctx context.Context) int16 {
-	recs, undo := g.out, g.undo
-	g.out, g.undo = nil, nil
-	if len(recs) == 0 {
-		return 0
-	}
-	// GroupMetadata carries the hash of the topics the target is now
-	// computed on (Kafka 4.1's MetadataHash), so a coordinator that loads
-	// the group knows whether they changed meanwhile.
+// persistRecords stamps the request's GroupMetadata with the hash of the
+// topics the target is now computed on (Kafka 4.1's MetadataHash), so a
+// coordinator that loads the group knows whether they changed meanwhile,
+// and persists recs (staged.commit); g.mu held.
+func (g *ConsumerGroup) persistRecords(ctx context.Context, recs []ConsumerRecord) error {
 	for i := range recs {
 		if recs[i].Type == RecordGroupMetadata && !recs[i].Tombstone {
 			recs[i].MetadataHash = topicsHash(g.s.topics)
 		}
 	}
-	if err := g.p.PersistConsumer(ctx, recs); err != nil {
-		if undo != nil {
-			g.s = undo
-		}
-		var ke *kerr.Error
-		if errors.As(err, &ke) {
-			return ke.Code
-		}
-		return kerr.CoordinatorNotAvailable.Code
-	}
-	return 0
+	return g.p.PersistConsumer(ctx, recs)
 }
 
 // validateHeartbeat is Kafka's throwIfConsumerGroupHeartbeatRequestIsInvalid.
@@ -363,12 +333,7 @@ func (g *ConsumerGroup) Heartbeat(ctx context.Context, req *kmsg.ConsumerGroupHe
 	default:
 		m, code = g.heartbeat(ctx, req, img, now)
 	}
-	if code == 0 {
-		code = g.commit(ctx)
-	} else {
-		g.abort()
-	}
-	if code != 0 {
+	if code = g.finish(ctx, code); code != 0 {
 		resp.ErrorCode = code
 		return resp
 	}
@@ -509,8 +474,9 @@ func (g *ConsumerGroup) leave(req *kmsg.ConsumerGroupHeartbeatRequest, img Topic
 	return m, 0
 }
 
-// staticMember finds the member a leave names: by member id, and for a
-// static member its instance id must be that member's (FENCED_INSTANCE_ID).
+// staticMember finds the member a leave or heartbeat names: by member id,
+// and for a static member its instance id must be that member's (Kafka's
+// throwIfStaticMemberIsUnknown / throwIfInstanceIdIsFenced).
 func (g *ConsumerGroup) staticMember(req *kmsg.ConsumerGroupHeartbeatRequest) (*consumerMember, int16) {
 	if req.InstanceID != nil {
 		id, ok := g.s.static[*req.InstanceID]
@@ -549,19 +515,9 @@ func (g *ConsumerGroup) staticLeave(req *kmsg.ConsumerGroupHeartbeatRequest) (*c
 // the member missed the answer that moved it: Kafka's
 // throwIfMemberEpochIsInvalid).
 func (g *ConsumerGroup) heartbeat(_ context.Context, req *kmsg.ConsumerGroupHeartbeatRequest, img TopicImage, now time.Time) (*consumerMember, int16) {
-	if req.InstanceID != nil {
-		// Kafka's throwIfStaticMemberIsUnknown / throwIfInstanceIdIsFenced.
-		id, ok := g.s.static[*req.InstanceID]
-		if !ok {
-			return nil, kerr.UnknownMemberID.Code
-		}
-		if id != req.MemberID {
-			return nil, kerr.FencedInstanceID.Code
-		}
-	}
-	m := g.s.members[req.MemberID]
-	if m == nil {
-		return nil, kerr.UnknownMemberID.Code
+	m, code := g.staticMember(req)
+	if code != 0 {
+		return nil, code
 	}
 	if req.MemberEpoch > m.epoch {
 		return nil, kerr.FencedMemberEpoch.Code
@@ -646,12 +602,7 @@ func (g *ConsumerGroup) Tick(ctx context.Context) error {
 }
 
 func (g *ConsumerGroup) memberIDs() []string {
-	ids := make([]string, 0, len(g.s.members))
-	for id := range g.s.members {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return sortedKeys(g.s.members)
 }
 
 // bumpEpoch starts a new group epoch; g.mu held, touched.

@@ -144,11 +144,7 @@ func (g *ConsumerGroup) Replay(r ConsumerRecord) {
 			s.assignmentEpoch = r.Epoch
 		}
 	case RecordTargetMember:
-		if r.Tombstone {
-			delete(s.target, r.MemberID)
-			return
-		}
-		s.target[r.MemberID] = r.Partitions.Clone()
+		replayTarget(s.target, r.MemberID, r.Partitions, r.Tombstone)
 	case RecordMemberMetadata:
 		if r.Tombstone {
 			delete(s.members, r.MemberID)
@@ -211,4 +207,14 @@ func (g *ConsumerGroup) ReplayDone(img TopicImage) {
 		}
 	}
 	s.recheck = len(s.members) > 0 && (s.loadedHash == 0 || s.loadedHash != topicsHash(s.topics))
+}
+
+// replayTarget applies a member's TargetMember record (a consumer or a
+// share group's) to target.
+func replayTarget(target assign.Assignment, member string, p assign.Partitions, tombstone bool) {
+	if tombstone {
+		delete(target, member)
+		return
+	}
+	target[member] = p.Clone()
 }

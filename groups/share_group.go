@@ -3,7 +3,6 @@ package groups
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"hash/fnv"
 	"slices"
 	"sort"
@@ -188,64 +187,32 @@ type ShareGroup struct {
 	p    SharePersister
 
 	// mu guards the fields below it; it is held across PersistShare.
-	mu   sync.Mutex
-	s    *shareState
-	undo *shareState // the state before the request's first change
-	out  []ShareGroupRecord
+	mu sync.Mutex
+	// staged is the state and the current request's changes and records.
+	staged[*shareState, ShareGroupRecord]
 }
 
 // NewShareGroup returns an empty share group.
 func NewShareGroup(name string, cfg ShareConfig, p SharePersister) *ShareGroup {
 	cfg.fill()
-	return &ShareGroup{name: name, cfg: cfg, p: p, s: &shareState{
-		members: make(map[string]*shareMember),
-		target:  make(assign.Assignment),
-		topics:  make(map[string]assign.Topic),
-
-		initialized: make(map[[16]byte]ShareStateTopic),
+	return &ShareGroup{name: name, cfg: cfg, p: p, staged: staged[*shareState, ShareGroupRecord]{
+		clone:   (*shareState).clone,
+		persist: p.PersistShare,
+		s: &shareState{
+			members:     make(map[string]*shareMember),
+			target:      make(assign.Assignment),
+			topics:      make(map[string]assign.Topic),
+			initialized: make(map[[16]byte]ShareStateTopic),
+		},
 	}}
 }
 
 // Name is the group id.
 func (g *ShareGroup) Name() string { return g.name }
 
-func (g *ShareGroup) touch() {
-	if g.undo == nil {
-		g.undo = g.s.clone()
-	}
-}
-
 func (g *ShareGroup) emit(r ShareGroupRecord) {
 	r.Group = g.name
 	g.out = append(g.out, r)
-}
-
-func (g *ShareGroup) abort() {
-	if g.undo != nil {
-		g.s = g.undo
-	}
-	g.out, g.undo = nil, nil
-}
-
-// commit persists the request's records, or puts the state back; it
-// returns the code to answer. g.mu held.
-func (g *ShareGroup) commit(ctx context.Context) int16 {
-	recs, undo := g.out, g.undo
-	g.out, g.undo = nil, nil
-	if len(recs) == 0 {
-		return 0
-	}
-	if err := g.p.PersistShare(ctx, recs); err != nil {
-		if undo != nil {
-			g.s = undo
-		}
-		var ke *kerr.Error
-		if errors.As(err, &ke) {
-			return ke.Code
-		}
-		return kerr.CoordinatorNotAvailable.Code
-	}
-	return 0
 }
 
 // ValidateShareHeartbeat is Kafka's
@@ -301,12 +268,7 @@ func (g *ShareGroup) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbea
 	default:
 		m, moved, code = g.heartbeat(ctx, req, img, now)
 	}
-	if code == 0 {
-		code = g.commit(ctx)
-	} else {
-		g.abort()
-	}
-	if code != 0 {
+	if code = g.finish(ctx, code); code != 0 {
 		resp.ErrorCode = code
 		return resp
 	}
@@ -461,12 +423,7 @@ func (g *ShareGroup) Tick(ctx context.Context) ([]string, error) {
 }
 
 func (g *ShareGroup) memberIDs() []string {
-	ids := make([]string, 0, len(g.s.members))
-	for id := range g.s.members {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return sortedKeys(g.s.members)
 }
 
 // bumpEpoch starts a new group epoch; g.mu held, touched.

@@ -32,11 +32,7 @@ func (g *ShareGroup) Replay(r ShareGroupRecord) {
 			s.assignmentEpoch = r.Epoch
 		}
 	case ShareRecordTargetMember:
-		if r.Tombstone {
-			delete(s.target, r.MemberID)
-			return
-		}
-		s.target[r.MemberID] = r.Partitions.Clone()
+		replayTarget(s.target, r.MemberID, r.Partitions, r.Tombstone)
 	case ShareRecordMemberMetadata:
 		if r.Tombstone {
 			delete(s.members, r.MemberID)
