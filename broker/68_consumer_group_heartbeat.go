@@ -18,37 +18,43 @@ import (
 // GROUP_AUTHORIZATION_FAILED; DESCRIBE on every subscribed topic name,
 // else TOPIC_AUTHORIZATION_FAILED; a regex resolves only to the topics
 // the principal may DESCRIBE, internal ones included as in Kafka
-// (topicImage).
+// (topicImage). heartbeatDenied checks both.
 // Group requests run in connection order (conn.go: inGroupOrder).
 func apiConsumerGroupHeartbeat() api {
 	return api{key: kmsg.ConsumerGroupHeartbeat, min: 0, max: 1, handle: func(b *Broker, rc *request) (kmsg.Response, func() kmsg.Response) {
 		req := rc.req.(*kmsg.ConsumerGroupHeartbeatRequest)
-		fail := func(code int16, msg string) kmsg.Response {
+		if code, msg := rc.heartbeatDenied(req.Group, req.SubscribedTopicNames); code != 0 {
 			r := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
-			r.ErrorCode = code
-			if msg != "" {
-				r.ErrorMessage = kmsg.StringPtr(msg)
-			}
-			return r
-		}
-		if code := rc.groupDenied(auth.OpRead, req.Group); code != 0 {
-			return fail(code, ""), nil
-		}
-		var denied []string
-		for _, t := range req.SubscribedTopicNames {
-			if rc.topicDenied(auth.OpDescribe, t) != 0 {
-				denied = append(denied, t)
-			}
-		}
-		if len(denied) > 0 {
-			sort.Strings(denied)
-			return fail(kerr.TopicAuthorizationFailed.Code, "The following topics are not authorized: "+strings.Join(denied, ", ")), nil
+			r.ErrorCode, r.ErrorMessage = code, msg
+			return r, nil
 		}
 		img := b.topicImage(rc)
 		return nil, rc.inGroupOrder(func() kmsg.Response {
 			return b.coordinatorFor(req.Group).ConsumerGroupHeartbeat(rc.groupCtx(), req, img)
 		})
 	}}
+}
+
+// heartbeatDenied is the authorization of a ConsumerGroupHeartbeat or a
+// ShareGroupHeartbeat (Kafka's): READ on the group, else
+// GROUP_AUTHORIZATION_FAILED; DESCRIBE on every subscribed topic name,
+// else TOPIC_AUTHORIZATION_FAILED and a message naming them (sorted). It
+// is 0 and nil when the heartbeat is allowed.
+func (rc *request) heartbeatDenied(group string, topics []string) (int16, *string) {
+	if code := rc.groupDenied(auth.OpRead, group); code != 0 {
+		return code, nil
+	}
+	var denied []string
+	for _, t := range topics {
+		if rc.topicDenied(auth.OpDescribe, t) != 0 {
+			denied = append(denied, t)
+		}
+	}
+	if len(denied) == 0 {
+		return 0, nil
+	}
+	sort.Strings(denied)
+	return kerr.TopicAuthorizationFailed.Code, kmsg.StringPtr("The following topics are not authorized: " + strings.Join(denied, ", "))
 }
 
 // topicImage is groups.TopicImage over the metadata FSM: Topic answers
