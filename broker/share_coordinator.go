@@ -15,7 +15,6 @@ import (
 
 	"github.com/tuskdb/tusk/broker/rpc"
 	"github.com/tuskdb/tusk/groups"
-	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/share"
 	"github.com/tuskdb/tusk/storage"
@@ -249,49 +248,12 @@ func (sc *shareCoords) unload(p int32) {
 	sc.mu.Unlock()
 }
 
-// replay folds every record of l into c.states and returns how many.
+// replay folds every record of l into c.states (replayLog) and returns
+// how many.
 func (c *shareCoord) replay(l *storage.Log) (int, error) {
-	var d kafkaproto.Decompressor
-	defer d.Close()
-	n := 0
-	// A new leader's own high watermark may lag its predecessor's;
-	// everything in its log is committed (replayOffsets).
-	end, read := l.HighWatermark(), l.Read
-	if l.Replicated() {
-		end, read = l.LogEndOffset(), l.ReadUncommitted
-	}
-	for off := l.LogStartOffset(); off < end; {
-		res, err := read(off, 1<<20, true)
-		if err != nil {
-			return n, err
-		}
-		if len(res.Data) == 0 {
-			break
-		}
-		err = kafkaproto.SplitBatches(res.Data, func(batch []byte, h kafkaproto.BatchHeader) error {
-			if h.IsControl() {
-				off = h.LastOffset() + 1
-				return nil
-			}
-			recs, err := d.Records(batch)
-			if err != nil {
-				return fmt.Errorf("share: %s batch at %d: %w", shareStateTopic, h.BaseOffset, err)
-			}
-			for _, r := range recs {
-				if r.Offset < off {
-					continue
-				}
-				if err := c.apply(r.Key, r.Value); err != nil {
-					return fmt.Errorf("share: %s record %d: %w", shareStateTopic, r.Offset, err)
-				}
-				n++
-			}
-			off = h.LastOffset() + 1
-			return nil
-		})
-		if err != nil {
-			return n, err
-		}
+	n, err := replayLog(l, c.apply)
+	if err != nil {
+		return n, fmt.Errorf("share: replay %s: %w", shareStateTopic, err)
 	}
 	return n, nil
 }

@@ -272,50 +272,11 @@ type txnProducerIDs struct{ b *Broker }
 
 func (p txnProducerIDs) Next(ctx context.Context) (int64, error) { return p.b.pids.next(ctx) }
 
-// replayTxnLog feeds every record of l, in order, to c; like
-// replayOffsets, a replicated log is replayed to its end (everything in a
-// new leader's log is committed).
+// replayTxnLog feeds every record of l, in order, to c (replayLog).
 func replayTxnLog(l *storage.Log, c *txn.Coordinator) (int, error) {
-	var d kafkaproto.Decompressor
-	defer d.Close()
-	n := 0
-	end, read := l.HighWatermark(), l.Read
-	if l.Replicated() {
-		end, read = l.LogEndOffset(), l.ReadUncommitted
-	}
-	for off := l.LogStartOffset(); off < end; {
-		res, err := read(off, 1<<20, true)
-		if err != nil {
-			return n, err
-		}
-		if len(res.Data) == 0 {
-			break
-		}
-		err = kafkaproto.SplitBatches(res.Data, func(batch []byte, h kafkaproto.BatchHeader) error {
-			defer func() { off = h.LastOffset() + 1 }()
-			if h.IsControl() {
-				return nil
-			}
-			recs, err := d.Records(batch)
-			if err != nil {
-				return fmt.Errorf("batch at %d: %w", h.BaseOffset, err)
-			}
-			for _, r := range recs {
-				if r.Offset < off {
-					continue
-				}
-				if err := c.Replay(txn.Record{Key: r.Key, Value: r.Value}); err != nil {
-					return fmt.Errorf("record %d: %w", r.Offset, err)
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
+	return replayLog(l, func(key, value []byte) error {
+		return c.Replay(txn.Record{Key: key, Value: value})
+	})
 }
 
 // ensureTxnTopic creates __transaction_state when missing (the first
