@@ -34,30 +34,45 @@ func (im fakeImage) Names() []string {
 	return out
 }
 
-// consumerPersister keeps every record persisted; fail makes the next
-// persists fail.
-type consumerPersister struct {
-	mu   sync.Mutex
-	recs []ConsumerRecord
-	fail error
+// recorder keeps the records a group persisted: recs since the last
+// take, all of them; fail makes the next persists fail.
+type recorder[R any] struct {
+	mu        sync.Mutex
+	recs, all []R
+	fail      error
 }
 
-func (p *consumerPersister) PersistConsumer(_ context.Context, recs []ConsumerRecord) error {
+// persist records recs unless fail is set or check (if not nil) fails
+// one of them.
+func (p *recorder[R]) persist(recs []R, check func(R) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
 		return p.fail
 	}
+	for i := 0; check != nil && i < len(recs); i++ {
+		if err := check(recs[i]); err != nil {
+			return err
+		}
+	}
 	p.recs = append(p.recs, recs...)
+	p.all = append(p.all, recs...)
 	return nil
 }
 
-func (p *consumerPersister) take() []ConsumerRecord {
+func (p *recorder[R]) take() []R {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.recs
 	p.recs = nil
 	return r
+}
+
+// consumerPersister is a consumer group's recorder.
+type consumerPersister struct{ recorder[ConsumerRecord] }
+
+func (p *consumerPersister) PersistConsumer(_ context.Context, recs []ConsumerRecord) error {
+	return p.persist(recs, nil)
 }
 
 var (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,36 +13,15 @@ import (
 	"github.com/tuskdb/tusk/groups/assign"
 )
 
-type sharePersister struct {
-	mu   sync.Mutex
-	recs []ShareGroupRecord
-	all  []ShareGroupRecord
-	fail error
-}
+// sharePersister is a share group's recorder.
+type sharePersister struct{ recorder[ShareGroupRecord] }
 
 func (p *sharePersister) PersistShare(_ context.Context, recs []ShareGroupRecord) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fail != nil {
-		return p.fail
-	}
 	// Every record must encode (the coordinator writes these bytes).
-	for _, r := range recs {
-		if _, _, err := EncodeShareGroupRecord(r); err != nil {
-			return err
-		}
-	}
-	p.recs = append(p.recs, recs...)
-	p.all = append(p.all, recs...)
-	return nil
-}
-
-func (p *sharePersister) take() []ShareGroupRecord {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := p.recs
-	p.recs = nil
-	return r
+	return p.persist(recs, func(r ShareGroupRecord) error {
+		_, _, err := EncodeShareGroupRecord(r)
+		return err
+	})
 }
 
 func shareTypes(recs []ShareGroupRecord) []string {
@@ -454,27 +432,9 @@ func FuzzDecodeShareStatePartitionRecord(f *testing.F) {
 		Initialized:  []ShareStateTopic{{ID: topicT, Name: "t", Partitions: []int32{0, 1}}},
 		Deleting:     []ShareStateTopic{{ID: [16]byte{3}, Name: "x"}},
 	}}
-	k, v, err := EncodeShareGroupRecord(r)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(k, v)
-	f.Fuzz(func(t *testing.T, key, value []byte) {
-		r, err := DecodeShareGroupRecord(key, value)
-		if err != nil {
-			return
-		}
-		k2, v2, err := EncodeShareGroupRecord(r)
-		if err != nil {
-			t.Fatalf("re-encode %+v: %v", r, err)
-		}
-		r2, err := DecodeShareGroupRecord(k2, v2)
-		if err != nil {
-			t.Fatalf("decode re-encoded: %v", err)
-		}
-		if r.State != nil && !reflect.DeepEqual(r.State, r2.State) {
-			t.Fatalf("state changed: %+v / %+v", r.State, r2.State)
-		}
+	addSeed(f, EncodeShareGroupRecord, r)
+	fuzzRoundTrip(f, DecodeShareGroupRecord, EncodeShareGroupRecord, func(a, b ShareGroupRecord) bool {
+		return a.State == nil || reflect.DeepEqual(a.State, b.State)
 	})
 }
 
