@@ -49,18 +49,7 @@ func TestClusterShareKgoAckTypes(t *testing.T) {
 	})
 	const topic, group, total = "share-acks", "sg-acks", 1500
 	seeds := c.kafkaAddrs(c.ids()...)
-	adm := kadm.NewClient(newClusterClient(t, seeds))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	adm := createRollingTopic(t, c, topic)
 
 	var (
 		mu         sync.Mutex
@@ -72,57 +61,35 @@ func TestClusterShareKgoAckTypes(t *testing.T) {
 	pollCtx, stopPolling := context.WithCancel(context.Background())
 	defer stopPolling()
 	var wg sync.WaitGroup
+	newClient := func(opts ...kgo.Opt) *kgo.Client { return newClusterClient(t, seeds, opts...) }
 	for i := 0; i < 4; i++ {
-		var failedAcks atomic.Int64
-		m := newClusterClient(t, seeds, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
-			kgo.FetchMaxWait(200*time.Millisecond), kgo.WithLogger(newFailLogger(t, fmt.Sprintf("share consumer %d", i))),
-			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
-				for _, r := range rs {
-					if r.Err != nil {
-						failedAcks.Add(1)
-						mu.Lock()
-						ackErrs = append(ackErrs, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), r.Err))
-						mu.Unlock()
-					}
+		pollShare(pollCtx, &wg, newClient, group, topic, sharePoll{
+			record: func(r *kgo.Record) kgo.AckStatus {
+				mu.Lock()
+				defer mu.Unlock()
+				if want := fmt.Sprintf("v%d", r.Offset); strings.TrimRight(string(r.Value), ".") != want {
+					problems = append(problems, fmt.Sprintf("offset %d value %.10q, want %s", r.Offset, r.Value, want))
 				}
-			}))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pollCtx.Err() == nil {
-				fs := m.PollFetches(pollCtx)
-				var polled []int64
-				fs.EachRecord(func(r *kgo.Record) {
-					polled = append(polled, r.Offset)
-					mu.Lock()
-					if want := fmt.Sprintf("v%d", r.Offset); strings.TrimRight(string(r.Value), ".") != want {
-						problems = append(problems, fmt.Sprintf("offset %d value %.10q, want %s", r.Offset, r.Value, want))
+				deliveries[r.Offset] = append(deliveries[r.Offset], r.DeliveryCount())
+				switch r.Offset % 10 {
+				case 3:
+					if r.DeliveryCount() == 1 {
+						return kgo.AckRelease
 					}
-					deliveries[r.Offset] = append(deliveries[r.Offset], r.DeliveryCount())
-					mu.Unlock()
-					switch r.Offset % 10 {
-					case 3:
-						if r.DeliveryCount() == 1 {
-							r.Ack(kgo.AckRelease)
-						} else {
-							r.Ack(kgo.AckAccept)
-						}
-					case 5:
-						r.Ack(kgo.AckRelease)
-					case 7:
-						r.Ack(kgo.AckReject)
-					default:
-						r.Ack(kgo.AckAccept)
-					}
-				})
-				if len(polled) == 0 {
-					continue
+					return kgo.AckAccept
+				case 5:
+					return kgo.AckRelease
+				case 7:
+					return kgo.AckReject
 				}
-				before := failedAcks.Load()
-				fctx, cancel := context.WithTimeout(pollCtx, 20*time.Second)
-				err := m.FlushAcks(fctx)
-				cancel()
-				ok := err == nil && failedAcks.Load() == before
+				return kgo.AckAccept
+			},
+			ackErr: func(r kgo.ShareAckResult) {
+				mu.Lock()
+				ackErrs = append(ackErrs, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), r.Err))
+				mu.Unlock()
+			},
+			flushed: func(polled []int64, err error, ok bool) {
 				mu.Lock()
 				if err != nil && pollCtx.Err() == nil {
 					ackErrs = append(ackErrs, fmt.Sprintf("%s flush: %v", time.Now().Format("15:04:05.000"), err))
@@ -131,8 +98,8 @@ func TestClusterShareKgoAckTypes(t *testing.T) {
 					confirmed[o] = append(confirmed[o], ok)
 				}
 				mu.Unlock()
-			}
-		}()
+			},
+		}, kgo.WithLogger(newFailLogger(t, fmt.Sprintf("share consumer %d", i))))
 	}
 
 	prod := newClusterClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
@@ -211,4 +178,87 @@ func TestClusterShareKgoAckTypes(t *testing.T) {
 		}
 	}
 	t.Logf("%d records over %d segments led by %d nodes; %d first seen with a count above 1: %v", total, len(segs), len(leaders), len(firstLate), firstLate[:min(len(firstLate), 40)])
+}
+
+// createRollingTopic creates topic on c with one partition of RF 3 and
+// 256 KiB segments, so that producing to it rolls segments and moves
+// their leadership, and waits until every node has it; it returns an
+// admin client seeded with every node.
+func createRollingTopic(t *testing.T, c *cluster, topic string) *kadm.Client {
+	t.Helper()
+	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
+	resp, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for _, id := range c.ids() {
+		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
+	}
+	return adm
+}
+
+// sharePoll is how a kgo share consumer started by pollShare handles
+// what it polls. Its functions are called from the consumer's goroutine
+// (record, fetchErr, flushed) or kgo's (ackErr).
+type sharePoll struct {
+	// record is called with each record polled, in order, and says how
+	// it is acknowledged.
+	record func(r *kgo.Record) kgo.AckStatus
+	// fetchErr, when set, is called with each error a poll returns.
+	fetchErr func(topic string, partition int32, err error)
+	// ackErr, when set, is called with each failed acknowledgement kgo
+	// reports (ShareAckCallback).
+	ackErr func(r kgo.ShareAckResult)
+	// flushed, when set, makes the consumer flush its acknowledgements
+	// (20 s at most) after each poll that returned records; it is then
+	// called with their offsets, the flush's error and whether they are
+	// confirmed: the flush and every acknowledgement kgo reported meanwhile
+	// without error.
+	flushed func(offsets []int64, err error, confirmed bool)
+}
+
+// pollShare starts a kgo share consumer of group reading topic, made by
+// newClient with kgo.ShareGroup, 25 records a fetch, a 200 ms fetch wait
+// and opts, which polls from a goroutine counted in wg until ctx ends.
+func pollShare(ctx context.Context, wg *sync.WaitGroup, newClient func(...kgo.Opt) *kgo.Client, group, topic string, p sharePoll, opts ...kgo.Opt) *kgo.Client {
+	var failedAcks atomic.Int64
+	m := newClient(append([]kgo.Opt{kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
+		kgo.FetchMaxWait(200 * time.Millisecond),
+		kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
+			for _, r := range rs {
+				if r.Err != nil {
+					failedAcks.Add(1)
+					if p.ackErr != nil {
+						p.ackErr(r)
+					}
+				}
+			}
+		})}, opts...)...)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			fs := m.PollFetches(ctx)
+			if p.fetchErr != nil {
+				fs.EachError(p.fetchErr)
+			}
+			var polled []int64
+			fs.EachRecord(func(r *kgo.Record) {
+				polled = append(polled, r.Offset)
+				r.Ack(p.record(r))
+			})
+			if len(polled) == 0 || p.flushed == nil {
+				continue
+			}
+			before := failedAcks.Load()
+			fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			err := m.FlushAcks(fctx)
+			cancel()
+			p.flushed(polled, err, err == nil && failedAcks.Load() == before)
+		}
+	}()
+	return m
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -605,18 +604,7 @@ func TestClusterShareKgoFailover(t *testing.T) {
 	})
 	const topic, group, total = "share-kgo", "sg-kgo", 3000
 	seeds := c.kafkaAddrs(c.ids()...)
-	adm := kadm.NewClient(newClusterClient(t, seeds))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	createRollingTopic(t, c, topic)
 
 	type delivery struct {
 		count int32
@@ -631,63 +619,42 @@ func TestClusterShareKgoFailover(t *testing.T) {
 	pollCtx, stopPolling := context.WithCancel(context.Background())
 	defer stopPolling()
 	var wg sync.WaitGroup
+	newClient := func(opts ...kgo.Opt) *kgo.Client { return newClusterClient(t, seeds, opts...) }
 	for i := 0; i < 4; i++ {
-		var ackErrs atomic.Int64
-		m := newClusterClient(t, seeds, kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
-			kgo.FetchMaxWait(200*time.Millisecond),
-			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
-				for _, r := range rs {
-					if r.Err != nil {
-						ackErrs.Add(1)
-						mu.Lock()
-						ackErrLog = append(ackErrLog, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), r.Err))
-						mu.Unlock()
-					}
+		pollShare(pollCtx, &wg, newClient, group, topic, sharePoll{
+			record: func(r *kgo.Record) kgo.AckStatus {
+				mu.Lock()
+				defer mu.Unlock()
+				if confirmed[r.Offset] {
+					problems = append(problems, fmt.Sprintf("offset %d delivered again (count %d) after a confirmed acknowledgement", r.Offset, r.DeliveryCount()))
 				}
-			}))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pollCtx.Err() == nil {
-				fs := m.PollFetches(pollCtx)
-				var offs []int64
-				fs.EachRecord(func(r *kgo.Record) {
-					mu.Lock()
-					if confirmed[r.Offset] {
-						problems = append(problems, fmt.Sprintf("offset %d delivered again (count %d) after a confirmed acknowledgement", r.Offset, r.DeliveryCount()))
-					}
-					if ds := deliveries[r.Offset]; len(ds) > 0 && ds[len(ds)-1].count >= r.DeliveryCount() {
-						problems = append(problems, fmt.Sprintf("offset %d redelivered with count %d after count %d", r.Offset, r.DeliveryCount(), ds[len(ds)-1].count))
-					}
-					if want := fmt.Sprintf("v%d", r.Offset); strings.TrimRight(string(r.Value), ".") != want {
-						problems = append(problems, fmt.Sprintf("offset %d value %.10q, want %s", r.Offset, r.Value, want))
-					}
-					deliveries[r.Offset] = append(deliveries[r.Offset], delivery{count: r.DeliveryCount()})
-					mu.Unlock()
-					offs = append(offs, r.Offset)
-					r.Ack(kgo.AckAccept)
-				})
-				if len(offs) == 0 {
-					continue
+				if ds := deliveries[r.Offset]; len(ds) > 0 && ds[len(ds)-1].count >= r.DeliveryCount() {
+					problems = append(problems, fmt.Sprintf("offset %d redelivered with count %d after count %d", r.Offset, r.DeliveryCount(), ds[len(ds)-1].count))
 				}
-				before := ackErrs.Load()
-				fctx, cancel := context.WithTimeout(pollCtx, 20*time.Second)
-				err := m.FlushAcks(fctx)
-				cancel()
+				if want := fmt.Sprintf("v%d", r.Offset); strings.TrimRight(string(r.Value), ".") != want {
+					problems = append(problems, fmt.Sprintf("offset %d value %.10q, want %s", r.Offset, r.Value, want))
+				}
+				deliveries[r.Offset] = append(deliveries[r.Offset], delivery{count: r.DeliveryCount()})
+				return kgo.AckAccept
+			},
+			ackErr: func(r kgo.ShareAckResult) {
+				mu.Lock()
+				ackErrLog = append(ackErrLog, fmt.Sprintf("%s %v", time.Now().Format("15:04:05.000"), r.Err))
+				mu.Unlock()
+			},
+			flushed: func(offs []int64, err error, ok bool) {
+				mu.Lock()
+				defer mu.Unlock()
 				if err != nil {
-					mu.Lock()
 					ackErrLog = append(ackErrLog, fmt.Sprintf("%s flush: %v", time.Now().Format("15:04:05.000"), err))
-					mu.Unlock()
 				}
-				if err == nil && ackErrs.Load() == before {
-					mu.Lock()
-					for _, o := range offs {
+				for _, o := range offs {
+					if ok {
 						confirmed[o] = true
 					}
-					mu.Unlock()
 				}
-			}
-		}()
+			},
+		})
 	}
 
 	prod := newClusterClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))

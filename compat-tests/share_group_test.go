@@ -474,37 +474,25 @@ func runShareKgo(t *testing.T, adm *kadm.Client, cl *kgo.Client, newClient func(
 	pollCtx, stopPolling := context.WithCancel(context.Background())
 	defer stopPolling()
 	for i := 0; i < 4; i++ {
-		m := newClient(kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.ShareMaxRecords(25),
-			kgo.FetchMaxWait(200*time.Millisecond),
-			kgo.ShareAckCallback(func(_ *kgo.Client, rs kgo.ShareAckResults) {
-				for _, r := range rs {
-					if r.Err != nil {
-						mu.Lock()
-						ackErr = append(ackErr, fmt.Sprintf("%s/%d: %v", r.Topic, r.Partition, r.Err))
-						mu.Unlock()
-					}
+		members = append(members, pollShare(pollCtx, &wg, newClient, group, topic, sharePoll{
+			record: func(r *kgo.Record) kgo.AckStatus {
+				mu.Lock()
+				seen[r.Offset]++
+				values[r.Offset] = string(r.Value)
+				mu.Unlock()
+				return kgo.AckAccept
+			},
+			fetchErr: func(tp string, p int32, err error) {
+				if pollCtx.Err() == nil {
+					t.Errorf("member %d fetch %s/%d: %v", i, tp, p, err)
 				}
-			}))
-		members = append(members, m)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for pollCtx.Err() == nil {
-				fs := m.PollFetches(pollCtx)
-				fs.EachError(func(tp string, p int32, err error) {
-					if pollCtx.Err() == nil {
-						t.Errorf("member %d fetch %s/%d: %v", i, tp, p, err)
-					}
-				})
-				fs.EachRecord(func(r *kgo.Record) {
-					mu.Lock()
-					seen[r.Offset]++
-					values[r.Offset] = string(r.Value)
-					mu.Unlock()
-					r.Ack(kgo.AckAccept)
-				})
-			}
-		}()
+			},
+			ackErr: func(r kgo.ShareAckResult) {
+				mu.Lock()
+				ackErr = append(ackErr, fmt.Sprintf("%s/%d: %v", r.Topic, r.Partition, r.Err))
+				mu.Unlock()
+			},
+		}))
 	}
 	waitFor(t, 60*time.Second, "every record delivered", func() (bool, string) {
 		mu.Lock()
