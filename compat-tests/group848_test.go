@@ -341,11 +341,7 @@ func waitStable848(t *testing.T, adm *kadm.Client, group, topic string, parts in
 // (session expiry hands its partitions on), a topic gaining partitions.
 func TestGroup848(t *testing.T) {
 	card(t, "franz-go kgo ServerSideBalancer", "KIP-848 group: join, handover, leave, kill, partitions added")
-	for k, v := range g848Env() {
-		t.Setenv(k, v)
-	}
-	n := startTusk(t)
-	seeds := []string{n.Kafka}
+	n, seeds := start848Node(t)
 	adm, _ := newAdm(t, n)
 	if _, err := adm.CreateTopic(ctxTimeout(t, 10*time.Second), 4, -1, nil, "g848"); err != nil {
 		t.Fatalf("create topic: %v", err)
@@ -421,6 +417,24 @@ func run848Matrix(t *testing.T, seeds []string, adm *kadm.Client) {
 	c.stop(t)
 
 	// Every partition's committed offset is its end.
+	waitCommittedAtEnds(t, adm, tr, group, topic, produced)
+}
+
+// start848Node starts one node with g848Env and returns it and its seeds.
+func start848Node(t *testing.T) (*node, []string) {
+	t.Helper()
+	for k, v := range g848Env() {
+		t.Setenv(k, v)
+	}
+	n := startTusk(t)
+	return n, []string{n.Kafka}
+}
+
+// waitCommittedAtEnds waits until group's committed offset of every
+// partition of topic the records were produced to is its end, and logs
+// what tr saw.
+func waitCommittedAtEnds(t *testing.T, adm *kadm.Client, tr *rebalanceTracker, group, topic string, produced map[string]tp) {
+	t.Helper()
 	ends := map[int32]int64{}
 	for _, at := range produced {
 		ends[at.p] = max(ends[at.p], at.o+1)
@@ -430,7 +444,7 @@ func run848Matrix(t *testing.T, seeds []string, adm *kadm.Client) {
 		return fmt.Sprint(have) == fmt.Sprint(ends), fmt.Sprintf("committed %v, ends %v", have, ends)
 	})
 	tr.mu.Lock()
-	t.Logf("processed %d records, %d reprocessed (above the last commit), commit errors: %d", len(tr.count), tr.dups, len(tr.commitErrs))
+	t.Logf("processed %d records, %d reprocessed (above the last commit), commit errors: %v", len(tr.count), tr.dups, tr.commitErrs)
 	tr.mu.Unlock()
 }
 
@@ -440,11 +454,7 @@ func run848Matrix(t *testing.T, seeds []string, adm *kadm.Client) {
 // keeping its offsets, a non-empty one refuses the other protocol.
 func TestGroup848Types(t *testing.T) {
 	card(t, "franz-go kgo ServerSideBalancer + kadm", "KIP-848 and classic groups coexist, convert, list and describe")
-	for k, v := range g848Env() {
-		t.Setenv(k, v)
-	}
-	n := startTusk(t)
-	seeds := []string{n.Kafka}
+	n, seeds := start848Node(t)
 	adm, acl := newAdm(t, n)
 	ctx := ctxTimeout(t, 2*time.Minute)
 	const topic = "g848t"
@@ -501,10 +511,7 @@ func TestGroup848Types(t *testing.T) {
 	// classic member takes it back, at the offsets the consumer group
 	// committed.
 	classic.Close()
-	waitFor(t, 20*time.Second, "classic group empty", func() (bool, string) {
-		s := listGroupTypes(t, acl)["classic-g"]
-		return s == "classic/Empty", s
-	})
+	waitGroupType(t, acl, "classic-g", "classic/Empty")
 	more := produce848(t, seeds, topic, seqKeys("u", 50))
 	tr2, own2 := newRebalanceTracker(topic), newOwnership()
 	m2 := start848(t, seeds, tr2, own2, "classic-g", "m2")
@@ -513,10 +520,7 @@ func TestGroup848Types(t *testing.T) {
 		t.Fatalf("converted group listed as %s", s)
 	}
 	m2.stop(t)
-	waitFor(t, 20*time.Second, "consumer group empty", func() (bool, string) {
-		s := listGroupTypes(t, acl)["classic-g"]
-		return s == "consumer/Empty", s
-	})
+	waitGroupType(t, acl, "classic-g", "consumer/Empty")
 	last := produce848(t, seeds, topic, seqKeys("w", 30))
 	back := newKgo(t, n, kgo.ConsumerGroup("classic-g"), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond))
@@ -538,10 +542,7 @@ func TestGroup848Types(t *testing.T) {
 	}
 	// An empty consumer group can be deleted.
 	m.stop(t)
-	waitFor(t, 20*time.Second, "consumer-g empty", func() (bool, string) {
-		s := listGroupTypes(t, acl)["consumer-g"]
-		return s == "consumer/Empty", s
-	})
+	waitGroupType(t, acl, "consumer-g", "consumer/Empty")
 	if r, err := adm.DeleteGroup(ctx, "consumer-g"); err != nil || r.Err != nil {
 		t.Fatalf("DeleteGroups consumer-g: %v %v", err, r.Err)
 	}
@@ -571,6 +572,16 @@ func listGroupTypes(t *testing.T, cl *kgo.Client) map[string]string {
 		}
 	}
 	return out
+}
+
+// waitGroupType waits until ListGroups lists group as want (type/state,
+// as listGroupTypes: "consumer/Empty").
+func waitGroupType(t *testing.T, cl *kgo.Client, group, want string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, group+" "+want, func() (bool, string) {
+		s := listGroupTypes(t, cl)[group]
+		return s == want, s
+	})
 }
 
 // TestClusterGroup848CoordinatorKill: two KIP-848 members consume a
@@ -642,17 +653,7 @@ func TestClusterGroup848CoordinatorKill(t *testing.T) {
 	waitConsumed(t, tr, own, produced, 60*time.Second)
 	a.stop(t)
 	b.stop(t)
-	ends := map[int32]int64{}
-	for _, at := range produced {
-		ends[at.p] = max(ends[at.p], at.o+1)
-	}
-	waitFor(t, 10*time.Second, "committed offsets at the ends", func() (bool, string) {
-		have := committedOffsets(t, ladm, group, topic)
-		return fmt.Sprint(have) == fmt.Sprint(ends), fmt.Sprintf("committed %v, ends %v", have, ends)
-	})
-	tr.mu.Lock()
-	t.Logf("processed %d records, %d reprocessed (above the last commit), commit errors: %v", len(tr.count), tr.dups, tr.commitErrs)
-	tr.mu.Unlock()
+	waitCommittedAtEnds(t, ladm, tr, group, topic, produced)
 }
 
 // TestGroup848StaticRegexRange: two static members (kgo InstanceID)
@@ -671,11 +672,7 @@ func TestClusterGroup848CoordinatorKill(t *testing.T) {
 // client sends, then restarts s1 under its instance id with kgo.
 func TestGroup848StaticRegexRange(t *testing.T) {
 	card(t, "franz-go kgo ServerSideBalancer", "KIP-848 static members, regex subscription, range assignor")
-	for k, v := range g848Env() {
-		t.Setenv(k, v)
-	}
-	n := startTusk(t)
-	seeds := []string{n.Kafka}
+	n, seeds := start848Node(t)
 	adm, acl := newAdm(t, n)
 	ctx := ctxTimeout(t, 2*time.Minute)
 	const group = "g848s"
@@ -834,11 +831,7 @@ func TestGroup848StaticRegexRange(t *testing.T) {
 // committed offsets are the input's ends.
 func TestGroup848EOS(t *testing.T) {
 	card(t, "franz-go kgo GroupTransactSession + ServerSideBalancer", "KIP-848 group, exactly-once copy while a member joins")
-	for k, v := range g848Env() {
-		t.Setenv(k, v)
-	}
-	n := startTusk(t)
-	seeds := []string{n.Kafka}
+	n, seeds := start848Node(t)
 	adm, _ := newAdm(t, n)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	const in, out, group = "e848-in", "e848-out", "e848-group"
