@@ -114,23 +114,11 @@ func shareStatePartition(k share.StateKey, n int32) int32 {
 // ensureShareStateTopic creates __share_group_state when missing, placed
 // by the controller over the live brokers.
 func (b *Broker) ensureShareStateTopic(ctx context.Context) (metadata.Topic, error) {
-	if t, ok := b.store.FSM().Topic(shareStateTopic); ok {
-		return t, nil
-	}
-	id, err := newTopicID()
-	if err != nil {
-		return metadata.Topic{}, err
-	}
-	rf := int16(b.cfg.Share.StateRF)
-	if rf == 0 {
-		rf = metadata.AutoReplicationFactor
-	}
-	cmd := metadata.CreateTopic{Name: shareStateTopic, ID: id, Partitions: b.cfg.Share.StatePartitions, Internal: true, ReplicationFactor: rf,
-		Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.FormatInt(b.cfg.Share.StateSegmentBytes, 10)}}
+	sc := b.cfg.Share
 	// Not b.reconcile(): the caller may hold a share-partition's mutex,
 	// which reconcile's handover takes (the caller retries while the
 	// coordinator loads).
-	return b.createInternalTopic(ctx, cmd, b.kickReconcile)
+	return b.ensureCoordinatorTopic(ctx, shareStateTopic, sc.StatePartitions, sc.StateRF, sc.StateSegmentBytes, b.kickReconcile)
 }
 
 // shareState sends req to the coordinator of its key and returns the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -283,20 +282,8 @@ func replayTxnLog(l *storage.Log, c *txn.Coordinator) (int, error) {
 // FindCoordinator for a transactional id does, as in Kafka): compacted,
 // internal, placed by the controller over the live brokers.
 func (b *Broker) ensureTxnTopic(ctx context.Context) (metadata.Topic, error) {
-	if t, ok := b.store.FSM().Topic(txnTopic); ok {
-		return t, nil
-	}
-	id, err := newTopicID()
-	if err != nil {
-		return metadata.Topic{}, err
-	}
-	rf := int16(b.cfg.Transactions.RF)
-	if rf == 0 {
-		rf = metadata.AutoReplicationFactor
-	}
-	cmd := metadata.CreateTopic{Name: txnTopic, ID: id, Partitions: b.cfg.Transactions.Partitions, Internal: true, ReplicationFactor: rf,
-		Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.FormatInt(b.cfg.Transactions.SegmentBytes, 10)}}
-	return b.createInternalTopic(ctx, cmd, func() { b.reconcileTopic(txnTopic) })
+	tc := b.cfg.Transactions
+	return b.ensureCoordinatorTopic(ctx, txnTopic, tc.Partitions, tc.RF, tc.SegmentBytes, func() { b.reconcileTopic(txnTopic) })
 }
 
 // reconcileTxnPartition starts or stops the coordinator of
