@@ -200,6 +200,14 @@ func decodePartitions(v any) (assign.Partitions, error) {
 	return out, nil
 }
 
+// nonNil is ss, or an empty array for nil (a non-nullable array field).
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
 func nullIfEmpty(s string) *string {
 	if s == "" {
 		return nil
@@ -230,12 +238,8 @@ func EncodeConsumerRecord(r ConsumerRecord) (key, value []byte, err error) {
 		if m == nil {
 			return nil, nil, fmt.Errorf("groups: encode %s of %q: no member metadata", r.Type, r.MemberID)
 		}
-		topics := m.SubscribedTopicNames
-		if topics == nil {
-			topics = []string{}
-		}
 		fields = []any{
-			m.InstanceID, m.RackID, m.ClientID, m.ClientHost, topics,
+			m.InstanceID, m.RackID, m.ClientID, m.ClientHost, nonNil(m.SubscribedTopicNames),
 			m.SubscribedTopicRegex, m.RebalanceTimeoutMillis, nullIfEmpty(m.ServerAssignor),
 		}
 	case RecordCurrentAssignment:
@@ -444,11 +448,7 @@ func EncodeShareGroupRecord(r ShareGroupRecord) (key, value []byte, err error) {
 		if m == nil {
 			return nil, nil, fmt.Errorf("groups: encode share group member %q: no metadata", r.MemberID)
 		}
-		topics := m.SubscribedTopicNames
-		if topics == nil {
-			topics = []string{}
-		}
-		fields = []any{m.RackID, m.ClientID, m.ClientHost, topics}
+		fields = []any{m.RackID, m.ClientID, m.ClientHost, nonNil(m.SubscribedTopicNames)}
 	case ShareRecordCurrentAssignment:
 		c := r.Current
 		if c == nil {
@@ -547,11 +547,7 @@ func EncodeConsumerRegexRecord(r ConsumerRegexRecord) (key, value []byte) {
 	if r.Tombstone {
 		return key, nil
 	}
-	topics := r.Topics
-	if topics == nil {
-		topics = []string{}
-	}
-	return key, consumerRegexValue.Append(nil, []any{topics, r.Version, r.Timestamp})
+	return key, consumerRegexValue.Append(nil, []any{nonNil(r.Topics), r.Version, r.Timestamp})
 }
 
 // DecodeConsumerRegexRecord decodes a ConsumerGroupRegularExpression
