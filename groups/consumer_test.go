@@ -114,11 +114,16 @@ func ownedTopics(p assign.Partitions) []kmsg.ConsumerGroupHeartbeatRequestTopic 
 	return out
 }
 
-func joinReq(member string, instance *string, topics ...string) *kmsg.ConsumerGroupHeartbeatRequest {
+// hbReq is a v1 heartbeat of member of group g at epoch, with nothing
+// else set (no rebalance timeout, subscription or owned partitions).
+func hbReq(member string, epoch int32) *kmsg.ConsumerGroupHeartbeatRequest {
 	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-	req.Version = 1
-	req.Group = "g"
-	req.MemberID = member
+	req.Version, req.Group, req.MemberID, req.MemberEpoch = 1, "g", member, epoch
+	return req
+}
+
+func joinReq(member string, instance *string, topics ...string) *kmsg.ConsumerGroupHeartbeatRequest {
+	req := hbReq(member, 0)
 	req.InstanceID = instance
 	req.RebalanceTimeoutMillis = 30000
 	req.SubscribedTopicNames = topics
@@ -165,12 +170,7 @@ func (h *cgHarness) join(member string, topics ...string) *kmsg.ConsumerGroupHea
 // client owns.
 func (h *cgHarness) hb(member string) *kmsg.ConsumerGroupHeartbeatResponse {
 	h.t.Helper()
-	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-	req.Version = 1
-	req.Group = "g"
-	req.MemberID = member
-	req.MemberEpoch = h.epoch[member]
-	req.RebalanceTimeoutMillis = -1
+	req := hbReq(member, h.epoch[member])
 	req.Topics = ownedTopics(h.owned[member])
 	resp := h.do(req)
 	if resp.ErrorCode != 0 {
@@ -297,11 +297,7 @@ func TestConsumerGroupLifecycle(t *testing.T) {
 
 	// m1 leaves: nobody holds 0 and 1, so they move at once; uniform
 	// balances 3/3 (m3 takes t1 next to u).
-	resp := h.do(func() *kmsg.ConsumerGroupHeartbeatRequest {
-		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-		r.Version, r.Group, r.MemberID, r.MemberEpoch = 1, "g", "m1", -1
-		return r
-	}())
+	resp := h.do(hbReq("m1", -1))
 	expect(t, resp, -1, nil)
 	h.p.take()
 	expect(t, h.hb("m2"), 4, T(0, 2, 3))
@@ -327,11 +323,7 @@ func TestConsumerGroupLifecycle(t *testing.T) {
 	h.expectGroup("Reconciling", 5, 5)
 	expect(t, h.hb("m2"), 5, T(0, 1, 2, 3)) // m2 does not subscribe to u
 	h.expectGroup("Stable", 5, 5)
-	if resp := h.do(func() *kmsg.ConsumerGroupHeartbeatRequest {
-		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-		r.Version, r.Group, r.MemberID, r.MemberEpoch, r.RebalanceTimeoutMillis = 1, "g", "m3", 4, -1
-		return r
-	}()); resp.ErrorCode != kerr.UnknownMemberID.Code {
+	if resp := h.do(hbReq("m3", 4)); resp.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("expired member's heartbeat: %v", kerr.ErrorForCode(resp.ErrorCode))
 	}
 
@@ -358,8 +350,8 @@ func TestConsumerGroupStaticMember(t *testing.T) {
 		t.Fatalf("second member for i1: %v", kerr.ErrorForCode(resp.ErrorCode))
 	}
 	// s1 leaves for a restart (-2): it keeps 0 and 1, nobody rebalances.
-	leave := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-	leave.Version, leave.Group, leave.MemberID, leave.MemberEpoch, leave.InstanceID = 1, "g", "s1", -2, kmsg.StringPtr("i1")
+	leave := hbReq("s1", -2)
+	leave.InstanceID = kmsg.StringPtr("i1")
 	expect(t, h.do(leave), -2, nil)
 	h.p.take()
 	h.expectGroup("Stable", 2, 2)
@@ -382,8 +374,7 @@ func TestConsumerGroupStaticMember(t *testing.T) {
 	}
 	// A heartbeat naming the instance id under another member id is
 	// fenced; an unknown instance id is an unknown member.
-	hbStatic := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-	hbStatic.Version, hbStatic.Group, hbStatic.MemberID, hbStatic.MemberEpoch, hbStatic.RebalanceTimeoutMillis = 1, "g", "m2", 2, -1
+	hbStatic := hbReq("m2", 2)
 	hbStatic.InstanceID = kmsg.StringPtr("i1")
 	if resp := h.g.Heartbeat(context.Background(), hbStatic, h.img); resp.ErrorCode != kerr.FencedInstanceID.Code {
 		t.Fatalf("heartbeat with another member's instance id: %v", kerr.ErrorForCode(resp.ErrorCode))
@@ -393,8 +384,7 @@ func TestConsumerGroupStaticMember(t *testing.T) {
 		t.Fatalf("heartbeat with an unknown instance id: %v", kerr.ErrorForCode(resp.ErrorCode))
 	}
 	// The old member id is gone.
-	old := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-	old.Version, old.Group, old.MemberID, old.MemberEpoch, old.RebalanceTimeoutMillis = 1, "g", "s1", 2, -1
+	old := hbReq("s1", 2)
 	if resp := h.g.Heartbeat(context.Background(), old, h.img); resp.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("old static member id: %v", kerr.ErrorForCode(resp.ErrorCode))
 	}
@@ -424,8 +414,7 @@ func TestConsumerGroupEpochFencing(t *testing.T) {
 	expect(t, h.hb("m1"), 1, assign.Partitions{topicT: {0}})
 	expect(t, h.hb("m1"), 2, nil)
 	send := func(member string, epoch int32, owned assign.Partitions) int16 {
-		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-		r.Version, r.Group, r.MemberID, r.MemberEpoch, r.RebalanceTimeoutMillis = 1, "g", member, epoch, -1
+		r := hbReq(member, epoch)
 		if owned != nil {
 			r.Topics = ownedTopics(owned)
 		}
@@ -517,8 +506,7 @@ func TestConsumerGroupRevocationDeadline(t *testing.T) {
 	h.clock.Advance(11 * time.Second)
 	h.hb("m2")
 	// m1 kept heartbeating without revoking: it is fenced.
-	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-	r.Version, r.Group, r.MemberID, r.MemberEpoch, r.RebalanceTimeoutMillis = 1, "g", "m1", 1, -1
+	r := hbReq("m1", 1)
 	r.Topics = ownedTopics(assign.Partitions{topicT: {0, 1}})
 	h.g.Heartbeat(context.Background(), r, h.img)
 	if err := h.g.Tick(context.Background()); err != nil {
@@ -614,9 +602,7 @@ func TestConsumerGroupRandomHandover(t *testing.T) {
 				h.join(id, "t")
 				live[id] = true
 			case r.Intn(15) == 0:
-				req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-				req.Version, req.Group, req.MemberID, req.MemberEpoch = 1, "g", id, -1
-				expect(t, h.do(req), -1, nil)
+				expect(t, h.do(hbReq(id, -1)), -1, nil)
 				live[id] = false
 			default:
 				h.hb(id)
