@@ -185,20 +185,7 @@ func start848(t *testing.T, seeds []string, tr *rebalanceTracker, own *ownership
 		defer close(m.done)
 		for {
 			fs := cl.PollFetches(ctx)
-			recs := fs.Records()
-			if len(recs) > 0 {
-				tr.process(name, recs)
-				offs := map[string]map[int32]kgo.EpochOffset{}
-				for _, r := range recs {
-					if offs[r.Topic] == nil {
-						offs[r.Topic] = map[int32]kgo.EpochOffset{}
-					}
-					offs[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
-				}
-				cctx, ccancel := context.WithTimeout(context.Background(), 15*time.Second)
-				tr.commit(cctx, name, cl, offs)
-				ccancel()
-			}
+			tr.processAndCommit(name, cl, fs.Records())
 			cl.AllowRebalance()
 			if ctx.Err() != nil || fs.IsClientClosed() {
 				return

@@ -106,6 +106,26 @@ type trackedConsumer struct {
 	errs   []string
 }
 
+// processAndCommit processes recs for member and commits exactly their
+// offsets synchronously (15 s at most), as a member that commits what it
+// processed before it polls again.
+func (tr *rebalanceTracker) processAndCommit(member string, cl *kgo.Client, recs []*kgo.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	tr.process(member, recs)
+	offs := map[string]map[int32]kgo.EpochOffset{}
+	for _, r := range recs {
+		if offs[r.Topic] == nil {
+			offs[r.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		offs[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tr.commit(ctx, member, cl, offs)
+}
+
 // startTrackedConsumer starts a group consumer that, per poll, processes
 // every record, commits exactly the processed offsets synchronously and
 // only then allows a rebalance. OnPartitionsRevoked commits what is still
@@ -166,20 +186,7 @@ func startTrackedConsumer(t *testing.T, n *node, tr *rebalanceTracker, group, na
 				}
 				tc.errs = append(tc.errs, fmt.Sprintf("%s/%d: %v", topic, p, err))
 			})
-			recs := fs.Records()
-			if len(recs) > 0 {
-				tr.process(name, recs)
-				offs := map[string]map[int32]kgo.EpochOffset{}
-				for _, r := range recs {
-					if offs[r.Topic] == nil {
-						offs[r.Topic] = map[int32]kgo.EpochOffset{}
-					}
-					offs[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
-				}
-				cctx, ccancel := context.WithTimeout(context.Background(), 15*time.Second)
-				tr.commit(cctx, name, cl, offs)
-				ccancel()
-			}
+			tr.processAndCommit(name, cl, fs.Records())
 			cl.AllowRebalance()
 			if ctx.Err() != nil || fs.IsClientClosed() {
 				return
