@@ -60,13 +60,16 @@ func (e *Engine) CreateLogs(specs []NewLog) ([]*Log, []error) {
 	return e.creates.do(e, specs)
 }
 
-// createQueue combines concurrent CreateLogs calls: the first call that
-// finds no batch running runs batches until the queue is empty, each of
-// every call queued so far.
+// createQueue combines concurrent CreateLogs calls: a call queues, and
+// the first call that finds no batch running starts a goroutine that
+// runs batches until the queue is empty, each of every call queued so
+// far. (Run by a caller instead, a steady stream of calls would keep it
+// running batches for others long after its own was done.)
 type createQueue struct {
 	mu      sync.Mutex
 	queue   []*createCall
 	running bool
+	calls   int // calls ever queued (tests wait on it)
 }
 
 // createCall is one CreateLogs call waiting for its batch.
@@ -81,12 +84,19 @@ func (q *createQueue) do(e *Engine, specs []NewLog) ([]*Log, []error) {
 	c := &createCall{specs: specs, done: make(chan struct{})}
 	q.mu.Lock()
 	q.queue = append(q.queue, c)
-	if q.running {
-		q.mu.Unlock()
-		<-c.done
-		return c.logs, c.errs
+	q.calls++
+	if !q.running {
+		q.running = true
+		go q.run(e)
 	}
-	q.running = true
+	q.mu.Unlock()
+	<-c.done
+	return c.logs, c.errs
+}
+
+// run runs batches until the queue is empty.
+func (q *createQueue) run(e *Engine) {
+	q.mu.Lock()
 	for len(q.queue) > 0 {
 		calls := q.queue
 		q.queue = nil
@@ -106,7 +116,6 @@ func (q *createQueue) do(e *Engine, specs []NewLog) ([]*Log, []error) {
 	}
 	q.running = false
 	q.mu.Unlock()
-	return c.logs, c.errs
 }
 
 // createLogs is one CreateLogs batch.

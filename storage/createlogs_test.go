@@ -258,24 +258,36 @@ func TestTornTopicIDReadsAsNone(t *testing.T) {
 	}
 }
 
-// gatedSyncFS holds the first SyncDir until gate returns.
+// gatedSyncFS holds the first sync (SyncDir or SyncAll) until gate
+// returns, and counts the syncs of the logs directory.
 type gatedSyncFS struct {
 	*syncAllFS
-	once  sync.Once
-	armed atomic.Bool
-	gate  func()
+	once    sync.Once
+	armed   atomic.Bool
+	gate    func()
+	parents atomic.Int32
 }
 
 func (g *gatedSyncFS) SyncDir(name string) error {
 	if g.armed.Load() {
 		g.once.Do(g.gate)
+		if name == testDir {
+			g.parents.Add(1)
+		}
 	}
 	return g.syncAllFS.SyncDir(name)
 }
 
+func (g *gatedSyncFS) SyncAll(dir string) error {
+	if g.armed.Load() {
+		g.once.Do(g.gate)
+	}
+	return g.syncAllFS.SyncAll(dir)
+}
+
 // TestCreateLogsCombinesCalls: CreateLogs calls made while a batch is
-// being written queue and go together in the next batch (one SyncAll for
-// 63 calls of 3 logs each), and each call gets its own logs back.
+// being written queue and go together in the next batch (64 calls of 3
+// logs each: two batches), and each call gets its own logs back.
 func TestCreateLogsCombinesCalls(t *testing.T) {
 	inner := &syncAllFS{CrashFS: NewCrashFS()}
 	g := &gatedSyncFS{syncAllFS: inner}
@@ -286,9 +298,9 @@ func TestCreateLogsCombinesCalls(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			e.creates.mu.Lock()
-			n := len(e.creates.queue)
+			n := e.creates.calls
 			e.creates.mu.Unlock()
-			if n == calls-1 || time.Now().After(deadline) {
+			if n == calls || time.Now().After(deadline) {
 				return
 			}
 			time.Sleep(time.Millisecond)
@@ -329,8 +341,11 @@ func TestCreateLogsCombinesCalls(t *testing.T) {
 	inner.mu.Lock()
 	alls := inner.syncAlls
 	inner.mu.Unlock()
-	if alls != 1 {
-		t.Fatalf("%d SyncAll calls, want 1 (the first call alone, then the other 63 together)", alls)
+	if batches := alls + int(g.parents.Load()); batches != 2 {
+		t.Fatalf("%d batches (%d SyncAll, %d syncs of the logs directory), want 2: the first, then every call queued meanwhile", batches, alls, g.parents.Load())
+	}
+	if alls < 1 {
+		t.Fatal("no SyncAll: the calls queued during the first batch did not go together")
 	}
 	e2 := openEngine(t, inner.Crash(), FsyncAlways, nil)
 	defer e2.Close()
