@@ -287,7 +287,7 @@ func (g *gatedSyncFS) SyncAll(dir string) error {
 
 // TestCreateLogsCombinesCalls: CreateLogs calls made while a batch is
 // being written queue and go together in the next batch (64 calls of 3
-// logs each: two batches), and each call gets its own logs back.
+// logs each: at most two batches), and each call gets its own logs back.
 func TestCreateLogsCombinesCalls(t *testing.T) {
 	inner := &syncAllFS{CrashFS: NewCrashFS()}
 	g := &gatedSyncFS{syncAllFS: inner}
@@ -341,8 +341,10 @@ func TestCreateLogsCombinesCalls(t *testing.T) {
 	inner.mu.Lock()
 	alls := inner.syncAlls
 	inner.mu.Unlock()
-	if batches := alls + int(g.parents.Load()); batches != 2 {
-		t.Fatalf("%d batches (%d SyncAll, %d syncs of the logs directory), want 2: the first, then every call queued meanwhile", batches, alls, g.parents.Load())
+	// Two batches (the first, then every call queued meanwhile), or one
+	// if every call queued before the first batch began.
+	if batches := alls + int(g.parents.Load()); batches < 1 || batches > 2 {
+		t.Fatalf("%d batches (%d SyncAll, %d syncs of the logs directory), want 1 or 2", batches, alls, g.parents.Load())
 	}
 	if alls < 1 {
 		t.Fatal("no SyncAll: the calls queued during the first batch did not go together")
