@@ -204,7 +204,7 @@ func (s *consumerState) clone() *consumerState {
 		c.regexes[k] = v
 	}
 	c.names = append([]string(nil), s.names...)
-	c.recheck = s.recheck
+	c.recheck, c.loadedHash = s.recheck, s.loadedHash
 	return c
 }
 
