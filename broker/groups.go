@@ -365,62 +365,32 @@ func (b *Broker) compactOffsetsTopic(ctx context.Context, t metadata.Topic) erro
 // replayOffsets feeds every record of l, in order, to c and ol; it returns
 // how many and the offset it read to.
 func replayOffsets(l *storage.Log, c *groups.Coordinator, ol *offsetsLog) (int, int64, error) {
-	var d kafkaproto.Decompressor
-	defer d.Close()
 	n := 0
-	// A new leader's own high watermark may lag the one its predecessor
-	// acknowledged commits under; everything in its log is committed
-	// (sealed, or truncated on taking over), so it replays to the end.
-	end, read := l.HighWatermark(), l.Read
-	if l.Replicated() {
-		end, read = l.LogEndOffset(), l.ReadUncommitted
-	}
-	for off := l.LogStartOffset(); off < end; {
-		res, err := read(off, 1<<20, true)
-		if err != nil {
-			return n, end, err
-		}
-		if len(res.Data) == 0 {
-			break
-		}
-		err = kafkaproto.SplitBatches(res.Data, func(batch []byte, h kafkaproto.BatchHeader) error {
-			recs, err := d.Records(batch)
-			if err != nil {
-				return fmt.Errorf("batch at %d: %w", h.BaseOffset, err)
-			}
-			if h.IsControl() {
-				// A transaction's marker (28_txn_offset_commit.go).
-				if h.BaseOffset >= off {
-					if err := replayControl(c, h, recs); err != nil {
-						return err
-					}
-				}
-				off = h.LastOffset() + 1
+	end, err := walkLog(l, func(h kafkaproto.BatchHeader, recs []kafkaproto.Record) error {
+		if h.IsControl() {
+			// A transaction's marker (28_txn_offset_commit.go), unless
+			// an earlier read handed it over already.
+			if len(recs) == 0 {
 				return nil
 			}
-			for _, r := range recs {
-				if r.Offset < off {
-					continue
-				}
-				rec := groups.Record{Key: r.Key, Value: r.Value}
-				if h.IsTransactional() {
-					err = c.ReplayTxn(h.ProducerID, rec)
-				} else {
-					err = c.Replay(rec)
-				}
-				if err != nil {
-					return fmt.Errorf("record %d: %w", r.Offset, err)
-				}
-				n++
-			}
-			off = h.LastOffset() + 1
-			return nil
-		})
-		if err != nil {
-			return n, end, err
+			return replayControl(c, h, recs)
 		}
-	}
-	return n, end, nil
+		for _, r := range recs {
+			rec := groups.Record{Key: r.Key, Value: r.Value}
+			var err error
+			if h.IsTransactional() {
+				err = c.ReplayTxn(h.ProducerID, rec)
+			} else {
+				err = c.Replay(rec)
+			}
+			if err != nil {
+				return fmt.Errorf("record %d: %w", r.Offset, err)
+			}
+			n++
+		}
+		return nil
+	})
+	return n, end, err
 }
 
 func (gc *groupCoordinators) close() {
