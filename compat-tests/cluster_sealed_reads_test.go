@@ -87,17 +87,8 @@ func TestClusterSealedReads(t *testing.T) {
 	card(t, "franz-go kgo + raw Fetch", "cluster: sealed segments served by any replica, KIP-392 preferred read replica")
 	const topic = "sealed"
 	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("1024")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	createClusterTopic(t, c, adm, topic, map[string]*string{"segment.bytes": strp("1024")})
+	var err error
 	// Rounds of 50 records (about 700 bytes compressed): every other one
 	// makes the leader roll.
 	const rounds, per, n = 12, 50, 12 * 50

@@ -226,16 +226,7 @@ func startCompactCluster(t *testing.T, size int, topic, scenario string, flags m
 	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
 	cfgs := compactTopicConfigs()
 	maps.Copy(cfgs, configs)
-	resp, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), 1, 3, cfgs, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	createClusterTopic(t, c, adm, topic, cfgs)
 	return c, adm
 }
 

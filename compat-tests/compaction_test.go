@@ -317,17 +317,7 @@ func TestCompactionCluster(t *testing.T) {
 	const topic = "compacted3"
 	seeds := c.kafkaAddrs(c.ids()...)
 	adm := kadm.NewClient(newClusterClient(t, seeds))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, compactTopicConfigs(), topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	createClusterTopic(t, c, adm, topic, compactTopicConfigs())
 	want, sentinel, _ := writeCompactWorkload(t, seeds, topic, func() int64 {
 		end := int64(-1)
 		for _, s := range c.segmentsVia(t, c.ids()[0], topic, 0) {

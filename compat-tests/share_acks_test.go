@@ -181,13 +181,21 @@ func TestClusterShareKgoAckTypes(t *testing.T) {
 }
 
 // createRollingTopic creates topic on c with one partition of RF 3 and
-// 256 KiB segments, so that producing to it rolls segments and moves
-// their leadership, and waits until every node has it; it returns an
+// 256 KiB segments, so that producing a few hundred KiB rolls it and moves
+// its leadership, and waits until every node has it; it returns an
 // admin client seeded with every node.
 func createRollingTopic(t *testing.T, c *cluster, topic string) *kadm.Client {
 	t.Helper()
 	adm := kadm.NewClient(newClusterClient(t, c.kafkaAddrs(c.ids()...)))
-	resp, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
+	createClusterTopic(t, c, adm, topic, map[string]*string{"segment.bytes": strp("262144")})
+	return adm
+}
+
+// createClusterTopic creates topic with one partition of RF 3 and configs
+// through adm and waits until every node of c has it.
+func createClusterTopic(t *testing.T, c *cluster, adm *kadm.Client, topic string, configs map[string]*string) {
+	t.Helper()
+	resp, err := adm.CreateTopic(ctxTimeout(t, 30*time.Second), 1, 3, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}
@@ -197,7 +205,6 @@ func createRollingTopic(t *testing.T, c *cluster, topic string) *kadm.Client {
 	for _, id := range c.ids() {
 		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
 	}
-	return adm
 }
 
 // sharePoll is how a kgo share consumer started by pollShare handles

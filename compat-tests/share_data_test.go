@@ -459,18 +459,7 @@ func TestClusterShareRollAndFailover(t *testing.T) {
 	})
 	const topic, group = "share-roll", "sg"
 	seeds := c.kafkaAddrs(c.ids()...)
-	adm := kadm.NewClient(newClusterClient(t, seeds))
-	ctx := ctxTimeout(t, 30*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	adm := createRollingTopic(t, c, topic)
 	id := topicIDOf(t, adm, topic)
 	prod := newClusterClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	produceShareValues(t, prod, topic, 0, 10)

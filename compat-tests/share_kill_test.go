@@ -39,17 +39,7 @@ func startShareKill(t *testing.T, topic string, lock time.Duration) *shareKill {
 		return []startOpt{withFlag("share-auto-offset-reset", "earliest"), withFlag("share-record-lock-duration", lock.String())}
 	})
 	k := &shareKill{c: c, seeds: c.kafkaAddrs(c.ids()...), topic: topic, group: topic + "-group", lock: lock}
-	k.adm = kadm.NewClient(newClusterClient(t, k.seeds))
-	resp, err := k.adm.CreateTopic(ctxTimeout(t, 30*time.Second), 1, 3, map[string]*string{"segment.bytes": strp("262144")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	k.adm = createRollingTopic(t, c, topic)
 	k.prod = newClusterClient(t, k.seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	return k
 }
