@@ -109,16 +109,7 @@ func TestClusterTxnSealedReads(t *testing.T) {
 	seeds := c.kafkaAddrs(c.ids()...)
 	adm := kadm.NewClient(newClusterClient(t, seeds))
 	ctx := ctxTimeout(t, 90*time.Second)
-	resp, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"segment.bytes": strp("1024")}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create %s: %v", topic, err)
-	}
-	for _, id := range c.ids() {
-		c.waitTopicsOn(t, id, map[string]int{topic: 1}, 10*time.Second)
-	}
+	createClusterTopic(t, c, adm, topic, map[string]*string{"segment.bytes": strp("1024")})
 	plain := newClusterClient(t, seeds, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()))
 	var want []string

@@ -52,18 +52,7 @@ func (p *fakeProber) ReplicaLEOs(_ context.Context, node int32, _ uint64, probes
 // survivor with the survivors as replicas. The dead leader is never
 // probed, and a partition led by a live broker is left alone.
 func TestControllerFailover(t *testing.T) {
-	c := newCluster(t, 3)
-	leader := c.waitLeader()
-	c.startHeartbeats(1, 2, 3)
-	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
-	victim := c.followers(leader.id)[0].id
-	var survivors []int32
-	for _, n := range c.all() {
-		if n.id != victim {
-			survivors = append(survivors, n.id)
-		}
-	}
-	slices.Sort(survivors)
+	c, leader, victim, survivors := failoverCluster(t)
 	prober := &fakeProber{leos: map[int32]int64{survivors[0]: 120, survivors[1]: 95}}
 	for _, n := range c.all() {
 		n.store.SetProber(prober)
@@ -113,18 +102,7 @@ func TestControllerFailover(t *testing.T) {
 // of a partition does not count, nor join its next segment), and the next
 // leaders are spread over the survivors by load.
 func TestControllerFailoverInBulk(t *testing.T) {
-	c := newCluster(t, 3)
-	leader := c.waitLeader()
-	c.startHeartbeats(1, 2, 3)
-	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
-	victim := c.followers(leader.id)[0].id
-	var survivors []int32
-	for _, n := range c.all() {
-		if n.id != victim {
-			survivors = append(survivors, n.id)
-		}
-	}
-	slices.Sort(survivors)
+	c, leader, victim, survivors := failoverCluster(t)
 	s0, s1 := survivors[0], survivors[1]
 	const n = 6
 	prober := &fakeProber{
@@ -215,17 +193,7 @@ func TestControllerFailoverInBulk(t *testing.T) {
 // TestControllerFailoverNoReplicaAnswers: with no survivor answering, the
 // segment stays fenced (unavailable) instead of being sealed at a guess.
 func TestControllerFailoverNoReplicaAnswers(t *testing.T) {
-	c := newCluster(t, 3)
-	leader := c.waitLeader()
-	c.startHeartbeats(1, 2, 3)
-	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
-	victim := c.followers(leader.id)[0].id
-	var survivors []int32
-	for _, n := range c.all() {
-		if n.id != victim {
-			survivors = append(survivors, n.id)
-		}
-	}
+	c, leader, victim, survivors := failoverCluster(t)
 	prober := &fakeProber{down: map[int32]bool{survivors[0]: true, survivors[1]: true}}
 	for _, n := range c.all() {
 		n.store.SetProber(prober)
@@ -405,17 +373,7 @@ func TestCloseEndsFailover(t *testing.T) {
 // answering is retried, and succeeds once one answers, with no new entry
 // in between.
 func TestControllerFailoverRetriesAfterQuietScans(t *testing.T) {
-	c := newCluster(t, 3)
-	leader := c.waitLeader()
-	c.startHeartbeats(1, 2, 3)
-	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
-	victim := c.followers(leader.id)[0].id
-	var survivors []int32
-	for _, n := range c.all() {
-		if n.id != victim {
-			survivors = append(survivors, n.id)
-		}
-	}
+	c, leader, victim, survivors := failoverCluster(t)
 	prober := &fakeProber{leos: map[int32]int64{survivors[0]: 0, survivors[1]: 0}, down: map[int32]bool{survivors[0]: true, survivors[1]: true}}
 	for _, n := range c.all() {
 		n.store.SetProber(prober)
@@ -443,4 +401,23 @@ func TestControllerFailoverRetriesAfterQuietScans(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// failoverCluster starts three heartbeating nodes, all alive, and picks a
+// follower of the controller as the victim; survivors are the other two,
+// sorted.
+func failoverCluster(t *testing.T) (c *testCluster, leader *testNode, victim int32, survivors []int32) {
+	t.Helper()
+	c = newCluster(t, 3)
+	leader = c.waitLeader()
+	c.startHeartbeats(1, 2, 3)
+	waitBrokers(t, leader, BrokerAlive, 1, 2, 3)
+	victim = c.followers(leader.id)[0].id
+	for _, n := range c.all() {
+		if n.id != victim {
+			survivors = append(survivors, n.id)
+		}
+	}
+	slices.Sort(survivors)
+	return c, leader, victim, survivors
 }
