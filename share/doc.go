@@ -24,8 +24,10 @@
 // in-flight offsets), Acknowledge (ACCEPT, RELEASE, REJECT, GAP and the v2
 // RENEW, all or nothing per request, with Kafka's INVALID_REQUEST and
 // INVALID_RECORD_STATE), ReleaseMember (a member left or its share session
-// closed), Expire (acquisition locks past their deadline), AdvanceLogStart
-// (retention moved the log start past the SPSO). A record released or
+// closed), Unacquire (an acquisition whose answer was never sent, taken
+// back with its delivery count), Expire (acquisition locks past their
+// deadline), AdvanceLogStart (retention moved the log start past the
+// SPSO), SetConfig (group configs altered while in use). A record released or
 // expired at the delivery count limit is archived instead of made
 // available, and a record is never acquired again once archived or
 // acknowledged. The SPSO moves forward over the finished prefix after every
