@@ -23,6 +23,13 @@
 #                        off, interleaved, produce and a lagging consumer;
 #                        about 4 minutes with its REPEAT=2)
 #        SKIP_DROPBEHIND=1    leave it out of a full run
+#        SECTIONS=scale   run only the cluster-scale rows: `tusk bench scale
+#                        --results` at 3,000 and 30,000 partitions (SCALE="3000
+#                        30000"), then bench/faults.sh (failover of a node's
+#                        ~10,000 leaderships, rolling restart under a
+#                        producer to 1,000 partitions); about 12 minutes
+#        SECTIONS=faults  run only bench/faults.sh
+#        SKIP_SCALE=1    leave the cluster-scale rows out of a full run
 #        SECTIONS=compaction   run only the compaction section
 #                        (bench/compaction.sh: cleaner throughput, and
 #                        acks=all p99 on another topic while it cleans;
@@ -35,6 +42,21 @@ if [ "${SECTIONS:-}" = bgio ]; then exec bench/bgio.sh; fi
 if [ "${SECTIONS:-}" = replication ]; then exec bench/replication.sh; fi
 if [ "${SECTIONS:-}" = compaction ]; then exec bench/compaction.sh; fi
 if [ "${SECTIONS:-}" = dropbehind ]; then exec bench/dropbehind.sh; fi
+if [ "${SECTIONS:-}" = faults ]; then exec bench/faults.sh; fi
+# scale_rows TUSK OUT: the cluster-scale rows (SECTIONS=scale).
+scale_rows() {
+  local p
+  for p in ${SCALE:-3000 30000}; do
+    echo "compare: tusk bench scale --partitions $p" >&2
+    "$1" bench scale --partitions "$p" --timeout 900s --results "$2" >&2
+  done
+  TUSK=$1 OUT=$2 bench/faults.sh >/dev/null
+}
+if [ "${SECTIONS:-}" = scale ]; then
+  go build -o "${TMPDIR:-/tmp}/tusk-compare-scale" ./cmd/tusk
+  scale_rows "${TMPDIR:-/tmp}/tusk-compare-scale" "${OUT:-bench/RESULTS.md}"
+  exit 0
+fi
 repo=$(pwd)
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -70,6 +92,10 @@ go build -o "$work/probe" ./bench/cmd/probe
 # kfake comes from the module cache (github.com/twmb/franz-go/pkg/kfake, the
 # version in go.mod) behind the same `serve` command line as tusk.
 go build -o "$work/kfake" ./compat-tests/internal/kfaketusk
+# The null broker (bench/cmd/nullbroker): answers Produce without storing,
+# reading requests into reused buffers, so it costs what a broker must at
+# least (read the bytes, answer) and nothing more.
+go build -o "$work/nullbroker" ./bench/cmd/nullbroker
 TUSK=$work/tusk
 
 rows=()   # table rows
@@ -161,9 +187,9 @@ metric() { curl -fsS "http://$http/metrics" | awk -v m="$1" '$1 == m { print $2 
 j() { echo "$1" | jq -r "$2"; }
 
 log "null broker: produce acks=1"
-# kfake behind tusk's serve flags, answering Produce without storing: what
-# the client and loopback cost alone, the ceiling for every broker here.
-start null "$work/kfake" never --topic-partitions 6 --null-produce
+# What the client and loopback cost with a broker that only reads the
+# requests and acks them: the ceiling for every broker here.
+start null "$work/nullbroker" never --topic-partitions 6
 c0=$(cpu_ticks)
 r=$(bench --topic t1 --records "$RECORDS" --acks 1 --consume=false)
 c1=$(cpu_ticks)
@@ -315,9 +341,9 @@ log "done in ${total}s; writing $OUT"
 # markers; keep them.
 kept=""
 if [ -f "$OUT" ]; then
-  kept=$(awk '/<!-- (bgio|replication|compaction|tls|dropbehind) begin -->|<!-- bench scale: begin/ { on = 1 }
+  kept=$(awk '/^<!-- [a-z ]+:? begin/ { on = 1 }
     on { print }
-    /<!-- (bgio|replication|compaction|tls|dropbehind) end -->|<!-- bench scale: end -->/ { on = 0 }' "$OUT")
+    /^<!-- [a-z ]+:? end/ { on = 0; print "" }' "$OUT")
 fi
 {
   echo "# Tusk benchmark results"
@@ -347,7 +373,7 @@ fi
   echo
   echo "## Commands"
   echo
-  echo "ADDR is the server's Kafka address from its ready file; \`probe\` is \`go build ./bench/cmd/probe\`; kfake is \`go build ./compat-tests/internal/kfaketusk\` (kfake from the module cache behind tusk's \`serve\` flags)."
+  echo "ADDR is the server's Kafka address from its ready file; \`probe\` is \`go build ./bench/cmd/probe\`; kfake is \`go build ./compat-tests/internal/kfaketusk\` (kfake from the module cache behind tusk's \`serve\` flags); nullbroker is \`go build ./bench/cmd/nullbroker\`."
   echo
   echo '```'
   cat "$work/cmds.txt"
@@ -365,5 +391,9 @@ fi
 if [ "${SKIP_REPLICATION:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
   log "replication (bench/replication.sh)"
   TUSK=$TUSK OUT=$OUT bench/replication.sh >/dev/null
+fi
+if [ "${SKIP_SCALE:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
+  log "cluster scale (tusk bench scale, bench/faults.sh)"
+  scale_rows "$TUSK" "$OUT"
 fi
 cat "$OUT"
