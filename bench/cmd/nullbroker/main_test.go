@@ -28,7 +28,7 @@ func TestProduceOffsets(t *testing.T) {
 	for _, acks := range []kgo.Acks{kgo.AllISRAcks(), kgo.LeaderAck()} {
 		topic := fmt.Sprintf("t-%d", len(b.topics))
 		opts := []kgo.Opt{kgo.SeedBrokers(kl.Addr().String()), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(acks),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(5*time.Second),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(5 * time.Second),
 			kgo.WithLogger(kgo.BasicLogger(testWriter{t}, kgo.LogLevelWarn, nil))}
 		if acks != kgo.AllISRAcks() {
 			opts = append(opts, kgo.DisableIdempotentWrite())
