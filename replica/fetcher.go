@@ -329,26 +329,52 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	default:
 		sess.id, sess.epoch, sess.sent = resp.SessionID, 1, want
 	}
+	// Every partition's batches are appended first, then made durable
+	// and followed: one group commit covers the whole answer, where
+	// waiting after each partition's append cost one commit per
+	// partition in turn.
 	var firstErr error
-	for _, rt := range resp.Topics {
+	var applied []appliedPart
+	for ti := range resp.Topics {
+		rt := &resp.Topics[ti]
 		topic := rt.Topic
 		if n, ok := byID[rt.TopicID]; ok && topic == "" {
 			topic = n // v13+ names topics by ID
 		}
-		for _, rp := range rt.Partitions {
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
 			tp := storage.TopicPartition{Topic: topic, Partition: rp.Partition}
 			p := parts[tp]
 			if p == nil {
 				continue
 			}
-			ok, err := f.apply(ctx, tp, p, &rp)
-			progressed = progressed || ok
+			a, err := f.apply(ctx, tp, p, rp)
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
+			if a.ok {
+				applied = append(applied, a)
+			}
+		}
+	}
+	for _, a := range applied {
+		ok, err := f.follow(ctx, a)
+		progressed = progressed || ok
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	return progressed, firstErr
+}
+
+// appliedPart is a partition whose answer apply took: what follow
+// still has to do for it.
+type appliedPart struct {
+	ok   bool
+	tp   storage.TopicPartition
+	p    *followed
+	rp   *kmsg.FetchResponseTopicPartition
+	last int64 // the last offset appended, -1 if none
 }
 
 func nextEpoch(e int32) int32 {
@@ -358,11 +384,12 @@ func nextEpoch(e int32) int32 {
 	return e + 1
 }
 
-// apply takes one partition's answer: appends its batches, then follows
-// the leader's high watermark and log start. It reports whether the
-// partition is healthy.
-func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *followed, rp *kmsg.FetchResponseTopicPartition) (bool, error) {
+// apply takes one partition's answer: appends its batches. follow then
+// makes them durable and follows the leader's high watermark and log
+// start; a partition apply refused (ok false) is not healthy.
+func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *followed, rp *kmsg.FetchResponseTopicPartition) (appliedPart, error) {
 	m := f.m
+	a := appliedPart{tp: tp, p: p, rp: rp, last: -1}
 	if rp.ErrorCode == kerr.OffsetOutOfRange.Code && rp.LogStartOffset > p.log.LogEndOffset() {
 		// The leader no longer has what this node lacks: a learner
 		// restarts its copy at the leader's log start (the host leaves a
@@ -372,14 +399,14 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 		m.goTracked(func() { m.restartLearner(tp, p.id, leader, start) })
 	}
 	if rp.ErrorCode != 0 {
-		return false, kerr.ErrorForCode(rp.ErrorCode)
+		return a, kerr.ErrorForCode(rp.ErrorCode)
 	}
 	if len(rp.RecordBatches) > 0 {
 		if p.learner {
 			// A learner's copy must not crowd out the acks of the
 			// partitions this node serves (storage.background-io-rate).
 			if err := p.log.WaitBackgroundIO(ctx, len(rp.RecordBatches)); err != nil {
-				return false, err
+				return a, err
 			}
 		}
 		// Append only while this fetcher still follows the partition: a
@@ -388,7 +415,7 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 		f.mu.Lock()
 		if f.parts[tp] != p {
 			f.mu.Unlock()
-			return false, nil
+			return a, nil
 		}
 		append := p.log.AppendReplica
 		if p.learner {
@@ -400,15 +427,24 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 		f.mu.Unlock()
 		if err != nil {
 			m.log.Warn().Err(err).Str("tp", tp.String()).Msg("replica append failed")
-			return false, err
+			return a, err
 		}
-		// The next fetch tells the leader this node holds everything
-		// below its log end offset: under fsync=always that must be
-		// durable.
-		if m.cfg.FsyncAlways {
-			if err := p.log.WaitDurable(ctx, res.LastOffset); err != nil {
-				return true, err
-			}
+		a.last = res.LastOffset
+	}
+	a.ok = true
+	return a, nil
+}
+
+// follow finishes a partition apply took: under fsync=always it waits
+// until the appended batches are durable (the next fetch tells the leader
+// this node holds everything below its log end offset), then takes the
+// leader's high watermark and log start. It reports whether the
+// partition is healthy.
+func (f *fetcher) follow(ctx context.Context, a appliedPart) (bool, error) {
+	m, tp, p, rp := f.m, a.tp, a.p, a.rp
+	if a.last >= 0 && m.cfg.FsyncAlways {
+		if err := p.log.WaitDurable(ctx, a.last); err != nil {
+			return true, err
 		}
 	}
 	p.log.AdvanceHighWatermark(rp.HighWatermark)
