@@ -212,6 +212,10 @@ type uringFile struct {
 
 func (f *uringFile) fd() int { return int(f.os.Fd()) }
 
+// osHandle makes a ring-wrapped file an osFiler too (Sections read
+// through it with sendfile).
+func (f *uringFile) osHandle() *os.File { return f.os }
+
 // inject consults the test fault hook for an op of size bytes.
 func (f *uringFile) inject(op string, size int) (submit int, errno syscall.Errno) {
 	if f.b.fault == nil {

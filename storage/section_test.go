@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -202,5 +203,70 @@ func TestSectionToTCP(t *testing.T) {
 	c.Close()
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("received %d bytes, want %d", len(b), len(want))
+	}
+}
+
+// A Section reads through the segment's pooled descriptor (no descriptor
+// opened per read), and sendfile to a socket the reader drains slowly (so
+// the socket buffer fills and the send waits) delivers every byte.
+func TestSectionPinnedSendfile(t *testing.T) {
+	e, l := openOSLog(t, LogConfig{SegmentBytes: 256 << 10, IndexIntervalBytes: 4096, RetentionBytes: -1, RetentionMs: -1})
+	m := fillModel(t, l, 3000)
+	opens := e.FileStats().Opens
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		var b []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			b = append(b, buf[:n]...)
+			if err != nil {
+				break
+			}
+			if len(b) < 64<<10 {
+				time.Sleep(time.Millisecond) // slow at first: the sender meets EAGAIN
+			}
+		}
+		got <- b
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).SetWriteBuffer(8 << 10)
+	var want []byte
+	for _, off := range []int64{0, 1500, 2999} {
+		r, err := l.ReadSection(off, 8<<20, true)
+		if err != nil || r.Section == nil {
+			t.Fatalf("read section at %d: %v", off, err)
+		}
+		if r.Section.h == nil {
+			t.Fatalf("section at %d has a descriptor of its own, want the segment's pinned one", off)
+		}
+		if n, err := r.Section.WriteTo(c.(*net.TCPConn)); err != nil || n != r.Section.Len() {
+			t.Fatalf("write section at %d: %d of %d bytes: %v", off, n, r.Section.Len(), err)
+		}
+		if err := r.Section.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, m.want(off, 8<<20, true)...)
+	}
+	c.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("received %d bytes, want %d", len(b), len(want))
+	}
+	if d := e.FileStats().Opens - opens; d != 0 {
+		t.Fatalf("%d descriptors opened for three sections, want 0", d)
 	}
 }
