@@ -11,8 +11,9 @@
 //     random payload (uppercase letters, like kafka-producer-perf-test, so
 //     compression has something to do); the only per-record allocation is
 //     kgo's Record. With KeySpace (--key-space) records carry keys cycling
-//     over that many precomputed fixed-width keys, for compacted topics. A record's Timestamp is its send time. Produce latency
-//     is promise callback time minus send time. Rate (MB/s, MB = 2^20
+//     over that many precomputed fixed-width keys, for compacted topics. A record's context carries its send time (its
+//     Timestamp is the same instant, but kgo truncates that to the
+//     millisecond). Produce latency is promise callback time minus send time. Rate (MB/s, MB = 2^20
 //     bytes) is split evenly over the producers, each pacing itself.
 //   - if Consume is set, runs one consumer concurrently from the end offsets
 //     noted before producing, so data already in the topic is skipped. It
