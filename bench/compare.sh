@@ -195,6 +195,10 @@ r=$(bench --topic t1 --records "$RECORDS" --acks 1 --consume=false)
 c1=$(cpu_ticks)
 null_mbps=$(j "$r" '.ProduceMBps | . * 10 | round / 10')
 row "null broker produce acks=1 (acks without storing)" "$null_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" "ceiling" "-" "$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")"
+# The client's and loopback's own share of a round trip: the floor under
+# the broker's one-record acks=all round trip below.
+r=$(PRODUCERS=1 bench --topic t4 --partitions 1 --records "$RTT_RECORDS" --acks all --sequential --consume=false)
+row "null broker one producer acks=all round trip (one record at a time)" "p50 $(ms "$(j "$r" .P50)"), p99 $(ms "$(j "$r" .P99)")" "floor (client and loopback)" "-"
 stop
 
 log "kfake: produce acks=1"
