@@ -64,7 +64,7 @@ if [ "$QUICK" = 1 ]; then
   : "${BIG_PARTITIONS:=10000}" "${DD_MB:=256}" "${FSYNC_OPS:=200}" "${TCP_SECS:=1}" "${PAGECACHE_MB:=1024}" "${RTT_RECORDS:=2000}" "${RETAIN_RECORDS:=300000}" "${RETAIN_SEG_MB:=4}"
 else
   : "${RECORDS:=500000}" "${RATE_RECORDS:=200000}" "${RECOVERY_MB:=1024}" "${RECOVERY_PARTITIONS:=1000}"
-  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=1024}" "${FSYNC_OPS:=500}" "${TCP_SECS:=3}" "${PAGECACHE_MB:=2048}" "${RTT_RECORDS:=5000}" "${RETAIN_RECORDS:=1000000}" "${RETAIN_SEG_MB:=32}"
+  : "${BIG_PARTITIONS:=10000}" "${DD_MB:=1024}" "${FSYNC_OPS:=2000}" "${TCP_SECS:=3}" "${PAGECACHE_MB:=2048}" "${RTT_RECORDS:=5000}" "${RETAIN_RECORDS:=1000000}" "${RETAIN_SEG_MB:=32}"
 fi
 : "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
 for t in go dd curl jq; do command -v "$t" >/dev/null || { echo "compare.sh: $t not found" >&2; exit 1; }; done
