@@ -18,6 +18,9 @@
 #      SECS=10          seconds each run lasts
 #      RUNS=3           runs per setup (the median is reported)
 #      PRODUCERS=4      producer clients
+#      LINGER=0s        the producers' linger (kgo's own default is 10ms;
+#                       0 sends each record as soon as no request is in
+#                       flight, so batches are small and requests many)
 #      BASE_PORT=       first of the cluster's loopback ports (default random)
 #      DATA_ROOT=dir    where the data dirs go (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=bench/section.sh
 . bench/section.sh
 repo=$(pwd)
-: "${RATE:=100}" "${SECS:=10}" "${RUNS:=3}" "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
+: "${RATE:=100}" "${SECS:=10}" "${RUNS:=3}" "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}" "${LINGER:=0s}"
 : "${BASE_PORT:=$(( 20000 + RANDOM % 20000 ))}"
 for t in go jq; do command -v "$t" >/dev/null || { echo "replication.sh: $t not found" >&2; exit 1; }; done
 work=$(mktemp -d)
@@ -66,7 +69,7 @@ run() {
   local addr=$1 topic=$2 c0 c1 r
   c0=$(cpu_ticks "${pids[@]}")
   r=$("$TUSK" bench --brokers "$addr" --json --topic "$topic" --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
-    --records "$records" --acks all --rate "$RATE" --consume=false 2>>"$dir/bench.log")
+    --records "$records" --acks all --rate "$RATE" --linger "$LINGER" --consume=false 2>>"$dir/bench.log")
   c1=$(cpu_ticks "${pids[@]}")
   echo "$(echo "$r" | jq -r .P50) $(echo "$r" | jq -r .P99) $(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="$(echo "$r" | jq -r .Produced)" 'BEGIN { printf "%.3f", (b-a)/hz/(n*1024/1073741824) }') $(echo "$r" | jq -r '.ProduceMBps | . * 10 | round / 10')"
 }
@@ -76,8 +79,8 @@ ms() { awk -v ns="$1" 'BEGIN { printf "%.2f ms", ns/1e6 }'; }
 measure() { # ADDR LABEL: warm-up, then RUNS runs on fresh topics
   local addr=$1 label=$2 out=() i
   "$TUSK" bench --brokers "$addr" --json --topic warm --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
-    --records $(( RATE * 1024 * 2 )) --acks all --rate "$RATE" --consume=false >/dev/null 2>>"$dir/bench.log"
-  note "$label: tusk bench --brokers ADDR --json --topic rN --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --consume=false   (× $RUNS after a 2 s warm-up)"
+    --records $(( RATE * 1024 * 2 )) --acks all --rate "$RATE" --linger "$LINGER" --consume=false >/dev/null 2>>"$dir/bench.log"
+  note "$label: tusk bench --brokers ADDR --json --topic rN --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --linger $LINGER --consume=false   (× $RUNS after a 2 s warm-up)"
   for i in $(seq 1 "$RUNS"); do
     out+=("$(run "$addr" "r$i")")
     log "$label run $i: ${out[-1]}"
@@ -130,7 +133,7 @@ section=$(
   echo "<!-- replication begin -->"
   echo "## Replication at a fixed offered load"
   echo
-  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers, 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
+  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers (linger $LINGER), 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
   echo
   echo "| setup | produced | p50 / p99 | CPU-s/GB (all nodes) | target | verdict |"
   echo "|---|---|---|---|---|---|"
