@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,10 @@ type ScaleConfig struct {
 	Timeout    time.Duration // bound on each phase (start, creation, readiness)
 	// ExtraArgs are passed to every node's `tusk serve`.
 	ExtraArgs []string
+	// ProfileDir, when set, gets a CPU profile of each node over the idle
+	// window (node-N-idle.pprof, from the node's /debug/pprof/profile on
+	// loopback). Profiling costs a node some CPU of its own.
+	ProfileDir string
 }
 
 // DefaultScaleConfig returns the defaults of `tusk bench scale`.
@@ -93,6 +98,7 @@ type scaleNode struct {
 	done    chan struct{}
 	err     error // Wait's result, set before done closes
 	kafka   string
+	http    string
 	logPath string
 }
 
@@ -187,12 +193,33 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 		}
 	}
 	t0 := time.Now()
+	var profiles sync.WaitGroup
+	profileErrs := make([]error, len(nodes))
+	if cfg.ProfileDir != "" {
+		secs := int(cfg.Idle / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		for i, n := range nodes {
+			profiles.Add(1)
+			go func() {
+				defer profiles.Done()
+				profileErrs[i] = fetchProfile(ctx, n, secs, filepath.Join(cfg.ProfileDir, fmt.Sprintf("node-%d-idle.pprof", n.id)))
+			}()
+		}
+	}
 	select {
 	case <-time.After(cfg.Idle):
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
 	secs := time.Since(t0).Seconds()
+	profiles.Wait()
+	for _, err := range profileErrs {
+		if err != nil {
+			logf("%v", err)
+		}
+	}
 	for i, n := range nodes {
 		after, err := cpuTicks(n.cmd.Process.Pid)
 		if err != nil {
@@ -217,6 +244,34 @@ func RunScale(ctx context.Context, cfg ScaleConfig, w io.Writer) (ScaleResult, e
 		res.Nodes = append(res.Nodes, ScaleNode{ID: n.id, Logs: logs, CreateCPU: createCPU[i], IdleCPU: float64(after-before[i]) / clockTicks / secs, RSSBytes: rss, FDs: len(fds), SegmentFDs: segFDs})
 	}
 	return res, nil
+}
+
+// fetchProfile writes a CPU profile of n over secs seconds to path.
+func fetchProfile(ctx context.Context, n *scaleNode, secs int, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("bench scale: profile of node %d: %w", n.id, err)
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.http, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("bench scale: profile of node %d: %w", n.id, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("bench scale: profile of node %d: %w", n.id, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("bench scale: profile of node %d: %s", n.id, resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("bench scale: profile of node %d: %w", n.id, err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return fmt.Errorf("bench scale: profile of node %d: %w", n.id, err)
+	}
+	return nil
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times (100 on
@@ -276,11 +331,12 @@ func startScaleCluster(ctx context.Context, cfg ScaleConfig, logf func(string, .
 			if err == nil && len(b) > 0 {
 				var rf struct {
 					Kafka string `json:"kafka"`
+					HTTP  string `json:"http"`
 				}
 				if err := json.Unmarshal(b, &rf); err != nil {
 					return nodes, fmt.Errorf("bench scale: node %d ready file: %w", n.id, err)
 				}
-				n.kafka = rf.Kafka
+				n.kafka, n.http = rf.Kafka, rf.HTTP
 				break
 			}
 			select {

@@ -37,6 +37,10 @@ type Leadership struct {
 	replicas []int32             // the active segment's replicas that count for the HW
 	acked    map[int32]int64     // follower → the offset it fetched from last
 	fetchAt  map[int32]time.Time // follower → when it last fetched
+	// rounds: follower → the fetch session whose rounds count as its
+	// fetches of this partition (FetchedIn): an idle partition is not
+	// visited each round, so its fetchAt does not move.
+	rounds map[int32]*FetchRounds
 	// logStarts are the log start offsets the followers reported in
 	// their fetches (DeleteRecords waits for them, as Kafka's
 	// DelayedDeleteRecords waits for the replicas' low watermarks).
@@ -59,12 +63,16 @@ type Leadership struct {
 	next      *Leadership   // this node's leadership of the next segment, once installed
 	// segBytes, segMs: the topic's segment.bytes and segment.ms.
 	segBytes, segMs int64
+
+	// schedAt is when the roll loop is to look at this leadership next
+	// (zero: not scheduled). Guarded by Manager.sched.mu.
+	schedAt time.Time
 }
 
 func newLeadership(m *Manager, tp storage.TopicPartition, l *storage.Log, seg metadata.Segment) *Leadership {
 	return &Leadership{m: m, tp: tp, log: l, segment: seg.ID, epoch: seg.Epoch, base: seg.BaseOffset, since: m.clock.Now(),
 		start: max(seg.BaseOffset, l.LogEndOffset()),
-		acked: map[int32]int64{}, fetchAt: map[int32]time.Time{}, learners: map[int32]int64{}, logStarts: map[int32]int64{},
+		acked: map[int32]int64{}, fetchAt: map[int32]time.Time{}, rounds: map[int32]*FetchRounds{}, learners: map[int32]int64{}, logStarts: map[int32]int64{},
 		progress: make(chan struct{}), deposedCh: make(chan struct{})}
 }
 
@@ -122,17 +130,17 @@ func (lp *Leadership) Begin(ctx context.Context) (epoch int32, release func(appe
 
 // release ends an append begun by Begin.
 func (lp *Leadership) release(appended int64) {
-	due := false
+	check := false
 	if appended > 0 {
 		n := lp.bytes.Add(appended)
-		due = lp.segBytes > 0 && n >= lp.segBytes // segBytes changes under rollMu, held shared here
+		// The segment is full (segBytes changes under rollMu, held shared
+		// here), or this is its first append: segment.ms counts from
+		// now on (the roll loop schedules it).
+		check = (lp.segBytes > 0 && n >= lp.segBytes && n-appended < lp.segBytes) || (n == appended && lp.segMs > 0)
 	}
 	lp.rollMu.RUnlock()
-	if due {
-		select {
-		case lp.m.rollKick <- struct{}{}:
-		default:
-		}
+	if check {
+		lp.m.checkRoll(lp)
 	}
 }
 
@@ -255,28 +263,42 @@ func (lp *Leadership) advance(bound int64) {
 }
 
 // fetched records a follower's fetch from offset, with its log start
-// (-1: not reported; see Manager.Fetched).
-func (lp *Leadership) fetched(replica int32, offset, logStart int64) bool {
+// (-1: not reported; see Manager.Fetched), made in the rounds of session r
+// (nil: none). frozen reports that the high watermark stayed below what
+// the followers acknowledged because this node holds no live lease: the
+// fetch must be looked at again after a renewal (advance).
+func (lp *Leadership) fetched(replica int32, offset, logStart int64, r *FetchRounds) (ok, frozen bool) {
 	self := lp.m.cfg.NodeID
 	lp.ackMu.Lock()
 	if replica == self {
 		lp.ackMu.Unlock()
-		return false
+		return false, false
 	}
 	if !slices.Contains(lp.replicas, replica) {
 		// A node catching up to join: served, not counted.
 		if len(lp.replicas) >= lp.wantRF && !slices.Contains(lp.target, replica) {
 			lp.ackMu.Unlock()
-			return false
+			return false, false
 		}
+		prev, seen := lp.learners[replica]
 		lp.learners[replica] = offset
 		lp.notifyLocked()
 		lp.ackMu.Unlock()
-		return true
+		if !seen || prev != offset {
+			// A roll takes a caught-up learner in (caughtUpLearners).
+			lp.m.checkRoll(lp)
+		}
+		return true, false
 	}
 	prev, seen := lp.acked[replica]
 	lp.acked[replica] = offset
-	lp.fetchAt[replica] = lp.m.clock.Now()
+	now := lp.m.clock.Now()
+	lp.fetchAt[replica] = now
+	if r != nil {
+		lp.rounds[replica] = r
+	} else {
+		delete(lp.rounds, replica)
+	}
 	prevStart, startSeen := lp.logStarts[replica]
 	if logStart >= 0 {
 		lp.logStarts[replica] = logStart
@@ -288,8 +310,37 @@ func (lp *Leadership) fetched(replica int32, offset, logStart int64) bool {
 	lp.ackMu.Unlock()
 	if bound >= 0 {
 		lp.advance(bound)
+		frozen = bound > lp.log.HighWatermark() && !lp.m.lease.Valid()
 	}
-	return true
+	return true, frozen
+}
+
+// forgot detaches follower replica's fetches of this partition from
+// session r (the session dropped the partition, or ended): its last round
+// counts as its last fetch.
+func (lp *Leadership) forgot(replica int32, r *FetchRounds) {
+	lp.ackMu.Lock()
+	defer lp.ackMu.Unlock()
+	if lp.rounds[replica] != r {
+		return
+	}
+	delete(lp.rounds, replica)
+	if at := r.last(); at.After(lp.fetchAt[replica]) {
+		lp.fetchAt[replica] = at
+	}
+}
+
+// lastFetchLocked is when follower id last fetched this partition: its
+// own fetch, or the latest round of the session it fetches it in. ok is
+// false if it never did. ackMu held.
+func (lp *Leadership) lastFetchLocked(id int32) (time.Time, bool) {
+	last, ok := lp.fetchAt[id]
+	if r := lp.rounds[id]; r != nil {
+		if at := r.last(); !ok || at.After(last) {
+			last, ok = at, true
+		}
+	}
+	return last, ok
 }
 
 // notifyLocked wakes those waiting for followers' progress. ackMu held.
@@ -338,7 +389,7 @@ func (lp *Leadership) laggards() []int32 {
 		if id == lp.m.cfg.NodeID {
 			continue
 		}
-		last, ok := lp.fetchAt[id]
+		last, ok := lp.lastFetchLocked(id)
 		if !ok {
 			last = lp.since
 		}
@@ -371,7 +422,7 @@ func (m *Manager) FollowerLags() []FollowerLag {
 			if id == m.cfg.NodeID {
 				continue
 			}
-			last, ok := lp.fetchAt[id]
+			last, ok := lp.lastFetchLocked(id)
 			if !ok {
 				last = lp.since
 			}
@@ -391,7 +442,7 @@ func (m *Manager) FollowerLags() []FollowerLag {
 func (lp *Leadership) FetchingNow(id int32) bool {
 	lp.ackMu.Lock()
 	defer lp.ackMu.Unlock()
-	last, ok := lp.fetchAt[id]
+	last, ok := lp.lastFetchLocked(id)
 	return ok && slices.Contains(lp.replicas, id) && lp.m.clock.Now().Sub(last) <= lp.m.cfg.LagTimeMax
 }
 

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -141,7 +142,8 @@ type Manager struct {
 	// time, laggard, rejoin, reassign or elect.
 	OnRoll func(reason string)
 
-	rollKick chan struct{} // an append crossed segment.bytes
+	rollKick chan struct{} // checkRoll queued a leadership for the roll loop
+	sched    rollSched     // what the roll loop is to look at (roll.go)
 	rolls    rollBatch     // rolls waiting to commit together (rollbatch.go)
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -288,6 +290,8 @@ func (m *Manager) Lead(tp storage.TopicPartition, l *storage.Log, seg metadata.S
 		// would wait for a fetch that never comes.
 		lp.advance(bound)
 	}
+	m.watchFollowers(seg.Replicas)
+	m.checkRoll(lp) // the roll loop schedules its looks from here on
 }
 
 // LeadershipStarted returns a channel closed when this node next takes the
@@ -322,11 +326,51 @@ func (m *Manager) Unlead(tp storage.TopicPartition) {
 // counted followers. It reports false when this node does not lead tp or
 // replica is neither a replica nor an admissible learner.
 func (m *Manager) Fetched(tp storage.TopicPartition, replica int32, offset, logStart int64) bool {
+	ok, _ := m.FetchedIn(tp, replica, offset, logStart, nil)
+	return ok
+}
+
+// FetchRounds times one follower's fetch session with this node
+// (docs/io-and-scale.md, "Scale"): the leader visits a session partition
+// only when it or the follower's position changed, so each round of the
+// session (FetchRound) counts as the follower's fetch of every partition
+// the session holds, and a follower that stops fetching still lags after
+// LagTimeMax.
+type FetchRounds struct {
+	at atomic.Int64 // Unix nanoseconds of the latest round
+}
+
+func (r *FetchRounds) last() time.Time { return time.Unix(0, r.at.Load()) }
+
+// NewFetchRounds starts timing a fetch session, its first round now.
+func (m *Manager) NewFetchRounds() *FetchRounds {
+	r := &FetchRounds{}
+	m.FetchRound(r)
+	return r
+}
+
+// FetchRound records a round of session r now.
+func (m *Manager) FetchRound(r *FetchRounds) { r.at.Store(m.clock.Now().UnixNano()) }
+
+// FetchedIn is Fetched for a fetch in the rounds of session r (nil:
+// none): until Forgot, each round of r counts as a fetch of tp by replica
+// at the same offset. frozen reports that the high watermark could not
+// move to what the followers hold for want of a lease: the caller fetches
+// it again later rather than waiting for news.
+func (m *Manager) FetchedIn(tp storage.TopicPartition, replica int32, offset, logStart int64, r *FetchRounds) (ok, frozen bool) {
 	lp := m.Leader(tp)
 	if lp == nil {
-		return false
+		return false, false
 	}
-	return lp.fetched(replica, offset, logStart)
+	return lp.fetched(replica, offset, logStart, r)
+}
+
+// Forgot ends FetchedIn's attachment of tp to session r: the session
+// dropped the partition or ended.
+func (m *Manager) Forgot(tp storage.TopicPartition, replica int32, r *FetchRounds) {
+	if lp := m.Leader(tp); lp != nil {
+		lp.forgot(replica, r)
+	}
 }
 
 // Follow makes this node fetch tp from leader at epoch into l.

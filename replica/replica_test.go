@@ -436,7 +436,7 @@ func TestConcurrentAppendsAndRollCheck(t *testing.T) {
 				return
 			default:
 				_ = lp.full()
-				_ = c.nodes[1].m.rollDue(lp, c.nodes[1].m.clock.Now(), c.nodes[1].m.aliveBrokers(), true)
+				_, _ = c.nodes[1].m.rollDue(lp, c.nodes[1].m.clock.Now(), c.nodes[1].m.aliveBrokers())
 			}
 		}
 	}()

@@ -1,10 +1,12 @@
 package replica
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tuskdb/tusk/metadata"
@@ -22,49 +24,182 @@ import (
 // that only drops laggards or takes learners in keeps the leader. Every
 // node's reconcile pass then swaps roles.
 
-// rollLoop checks the partitions this node leads for due rolls.
+// rollLoop rolls the partitions this node leads when a roll is due. It
+// looks at a leadership only when something may have made one due
+// (docs/io-and-scale.md, "Scale"), never at every leadership per tick:
+//   - checkRoll queues a leadership to be looked at on the next pass: Lead
+//     (a new segment, a changed replica set, reassignment or election), an
+//     append that fills the segment (segment.bytes) or is the segment's
+//     first (segment.ms counts only for a segment with records), and a
+//     learner's fetch that moved on (it may have caught up);
+//   - each look schedules the next one (a deadline heap, read against
+//     Config.Clock every 500 ms): when a follower's last fetch would pass
+//     LagTimeMax, or the segment reaches segment.ms. A follower fetching
+//     in a session (FetchRounds) keeps moving that deadline, so an idle,
+//     healthy leadership is looked at about once per LagTimeMax;
+//   - a follower's broker that stops being alive (fenced) makes every
+//     leadership due at once (a rare, whole-node event), and a roll that
+//     ended without committing is looked at again 500 ms later.
 func (m *Manager) rollLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
-	busy := map[storage.TopicPartition]bool{}
-	done := make(chan storage.TopicPartition, 16)
+	busy := map[*Leadership]bool{}
+	done := make(chan *Leadership, 16)
+	down := map[int32]bool{} // followers' brokers not alive at the last tick
 	for {
-		// Every 500 ms a pass looks at everything: full segments
-		// (segment.ms too), lagging or fenced followers and caught-up
-		// learners (LagTimeMax is seconds). An append that fills its
-		// segment (segment.bytes) kicks a pass that looks only for
-		// full segments. An idle node's loop costs work per leadership
-		// twice a second (it looked for full segments ten times a
-		// second: docs/io-and-scale.md, "Scale").
-		thorough := false
 		select {
 		case <-m.ctx.Done():
 			return
-		case tp := <-done:
-			delete(busy, tp)
+		case lp := <-done:
+			delete(busy, lp)
+			m.scheduleRoll(lp, m.clock.Now().Add(500*time.Millisecond))
 			continue
 		case <-t.C:
-			thorough = true
+			if m.followersWentDown(down) {
+				for _, lp := range m.leadingList() {
+					m.checkRoll(lp)
+				}
+			}
 		case <-m.rollKick:
 		}
 		alive := m.aliveBrokers() // looked up once per pass, not per partition
 		now := m.clock.Now()
-		for _, lp := range m.leadingList() {
-			tp := lp.tp
-			if (len(busy) > 0 && busy[tp]) || !m.rollDue(lp, now, alive, thorough) {
+		for _, lp := range m.takeRollChecks(now) {
+			if busy[lp] || m.Leader(lp.tp) != lp {
+				continue // rolling (looked at again when it ends), or superseded
+			}
+			due, next := m.rollDue(lp, now, alive)
+			if !due {
+				if !next.IsZero() {
+					m.scheduleRoll(lp, next)
+				}
 				continue
 			}
-			busy[tp] = true
+			busy[lp] = true
 			m.goTracked(func() {
 				m.Roll(lp)
 				select {
-				case done <- tp:
+				case done <- lp:
 				case <-m.ctx.Done():
 				}
 			})
 		}
 	}
+}
+
+// rollSched is what the roll loop is to look at (rollLoop).
+type rollSched struct {
+	mu     sync.Mutex
+	due    map[*Leadership]struct{} // look at on the next pass
+	heap   rollHeap                 // look at when the time comes
+	nodes  map[int32]struct{}       // every follower of a leadership Lead saw
+	queued []*Leadership            // takeRollChecks' buffer
+}
+
+// rollAt is a scheduled look at a leadership.
+type rollAt struct {
+	at time.Time
+	lp *Leadership
+}
+
+// rollHeap is a min-heap of rollAt by time. An entry whose time is not
+// its leadership's schedAt is stale and skipped.
+type rollHeap []rollAt
+
+func (h rollHeap) Len() int           { return len(h) }
+func (h rollHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h rollHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *rollHeap) Push(x any)        { *h = append(*h, x.(rollAt)) }
+func (h *rollHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = rollAt{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// checkRoll has the roll loop look at lp on its next pass.
+func (m *Manager) checkRoll(lp *Leadership) {
+	m.sched.mu.Lock()
+	if m.sched.due == nil {
+		m.sched.due = map[*Leadership]struct{}{}
+	}
+	m.sched.due[lp] = struct{}{}
+	m.sched.mu.Unlock()
+	select {
+	case m.rollKick <- struct{}{}:
+	default:
+	}
+}
+
+// scheduleRoll has the roll loop look at lp at (Config.Clock's) time at,
+// replacing the look scheduled before.
+func (m *Manager) scheduleRoll(lp *Leadership, at time.Time) {
+	m.sched.mu.Lock()
+	lp.schedAt = at
+	heap.Push(&m.sched.heap, rollAt{at: at, lp: lp})
+	m.sched.mu.Unlock()
+}
+
+// takeRollChecks returns the leaderships to look at now: those queued and
+// those whose scheduled time passed. The slice is reused by the next call.
+func (m *Manager) takeRollChecks(now time.Time) []*Leadership {
+	s := &m.sched
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.queued[:0]
+	for lp := range s.due {
+		out = append(out, lp)
+	}
+	clear(s.due)
+	for len(s.heap) > 0 && !s.heap[0].at.After(now) {
+		e := heap.Pop(&s.heap).(rollAt)
+		if !e.at.Equal(e.lp.schedAt) {
+			continue // replaced by a later schedule
+		}
+		e.lp.schedAt = time.Time{}
+		if _, queued := s.due[e.lp]; !queued {
+			out = append(out, e.lp)
+		}
+	}
+	s.queued = out
+	return out
+}
+
+// watchFollowers adds ids to the brokers followersWentDown watches.
+func (m *Manager) watchFollowers(ids []int32) {
+	m.sched.mu.Lock()
+	defer m.sched.mu.Unlock()
+	if m.sched.nodes == nil {
+		m.sched.nodes = map[int32]struct{}{}
+	}
+	for _, id := range ids {
+		if id != m.cfg.NodeID {
+			m.sched.nodes[id] = struct{}{}
+		}
+	}
+}
+
+// followersWentDown reports whether a follower's broker stopped being
+// alive since the last call (down holds those that were not then).
+func (m *Manager) followersWentDown(down map[int32]bool) bool {
+	m.sched.mu.Lock()
+	ids := make([]int32, 0, len(m.sched.nodes))
+	for id := range m.sched.nodes {
+		ids = append(ids, id)
+	}
+	m.sched.mu.Unlock()
+	went := false
+	for _, id := range ids {
+		br, ok := m.md.Broker(id)
+		isDown := !ok || br.State != metadata.BrokerAlive
+		if isDown && !down[id] {
+			went = true
+		}
+		down[id] = isDown
+	}
+	return went
 }
 
 // rotates reports whether tp's topic hands leadership on at a full
@@ -81,23 +216,21 @@ func (m *Manager) rollsWhenFull(topic string) bool {
 	return m.rotates(topic) || m.compacts(topic)
 }
 
-// rollDue reports whether lp's segment should roll now: a follower lags,
-// a learner caught up, or (rotating topics) the segment is full; without
-// thorough only the last is checked. alive
-// holds the brokers the metadata lists as alive. The cheap checks come
-// first and the topic's metadata is read only when one says yes: the roll loop
-// asks this of every leadership ten times a second.
-func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bool, thorough bool) bool {
+// rollDue reports whether lp's segment should roll now: a follower lags
+// or is not alive, a learner caught up, a reassignment or election asks
+// for it, or (rotating and compacted topics) the segment is full. alive
+// holds the brokers the metadata lists as alive. If not due, next is when
+// it may become due without news (a follower's lag limit, segment.ms; zero:
+// only news makes it due). The cheap checks come first and the topic's
+// metadata is read only when one says yes.
+func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bool) (due bool, next time.Time) {
 	lp.rollMu.RLock()
-	rolling := lp.rolling
+	rolling, segMs := lp.rolling, lp.segMs
 	lp.rollMu.RUnlock()
 	if rolling {
-		return false
+		return false, now.Add(500 * time.Millisecond)
 	}
-	if !thorough {
-		return lp.full() && m.rollsWhenFull(lp.tp.Topic)
-	}
-	due, learning := lp.lagging(now, alive)
+	due, learning, lagAt := lp.lagging(now, alive)
 	if !due && learning {
 		due = len(lp.caughtUpLearners(lp.log.LogEndOffset())) > 0 // take a caught-up node in
 	}
@@ -105,32 +238,47 @@ func (m *Manager) rollDue(lp *Leadership, now time.Time, alive func(id int32) bo
 		due = lp.reassignDone() || lp.electDue() // drop the nodes a reassignment moves away from; hand on to an elected node
 	}
 	if !due {
-		return lp.full() && m.rollsWhenFull(lp.tp.Topic)
+		full := lp.full()
+		if full && m.rollsWhenFull(lp.tp.Topic) {
+			return true, time.Time{}
+		}
+		next = lagAt
+		if !full && segMs > 0 && lp.bytes.Load() > 0 {
+			if at := lp.since.Add(time.Duration(segMs) * time.Millisecond); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+		return false, next
 	}
 	_, _, _, ok := m.md.TopicConfigValue(lp.tp.Topic, "segment.rotate") // the topic still exists
-	return ok
+	return ok, time.Time{}
 }
 
 // lagging reports, under one lock, whether a counted follower lags (has
 // not fetched for LagTimeMax at now, see laggards) or is not alive (its
-// broker is fenced: no need to wait for the lag limit), and whether any
-// learner is catching up.
-func (lp *Leadership) lagging(now time.Time, alive func(id int32) bool) (lags, learning bool) {
+// broker is fenced: no need to wait for the lag limit), whether any
+// learner is catching up, and (if none lags) when the first follower
+// would lag without fetching again.
+func (lp *Leadership) lagging(now time.Time, alive func(id int32) bool) (lags, learning bool, lagAt time.Time) {
 	lp.ackMu.Lock()
 	defer lp.ackMu.Unlock()
 	for _, id := range lp.replicas {
 		if id == lp.m.cfg.NodeID {
 			continue
 		}
-		last, ok := lp.fetchAt[id]
+		last, ok := lp.lastFetchLocked(id)
 		if !ok {
 			last = lp.since
 		}
 		if now.Sub(last) > lp.m.cfg.LagTimeMax || !alive(id) {
-			return true, len(lp.learners) > 0
+			return true, len(lp.learners) > 0, time.Time{}
+		}
+		// Lagging is "more than LagTimeMax": a millisecond past it.
+		if at := last.Add(lp.m.cfg.LagTimeMax + time.Millisecond); lagAt.IsZero() || at.Before(lagAt) {
+			lagAt = at
 		}
 	}
-	return false, len(lp.learners) > 0
+	return false, len(lp.learners) > 0, lagAt
 }
 
 // leadingList lists the leaderships (the roll loop's snapshot).

@@ -919,6 +919,7 @@ func (l *Log) DeleteRecordsBefore(offset int64) (int64, error) {
 		return l.logStart, fmt.Errorf("storage: persist log start %d of %s: %w", offset, l.tp, err)
 	}
 	l.logStart = offset
+	l.notifyHWLocked() // a follower's fetch carries the new log start
 	n := 0
 	for n < len(l.segs)-1 && l.segs[n].next <= offset {
 		n++
@@ -997,6 +998,7 @@ func (l *Log) retainLocked(now time.Time, byTime bool) {
 			return
 		}
 		l.logStart = start
+		l.notifyHWLocked() // a follower's fetch carries the new log start
 	}
 	l.logger().Info().Str("tp", l.tp.String()).Int("segments", n).Int64("log_start", l.logStart).Msg("retention deleted segments")
 	l.removeFrontLocked(n)

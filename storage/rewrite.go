@@ -621,7 +621,10 @@ func (r *Rewrite) Commit(gen int32) error {
 		}
 	}
 	l.segs = append(newSegs, rest...)
-	l.logStart = start
+	if start != l.logStart {
+		l.logStart = start
+		l.notifyHWLocked() // a follower's fetch carries the new log start
+	}
 	l.epochs.trimFront(start)
 	l.cleanGen = gen
 	l.rewrite = nil

@@ -13,10 +13,11 @@ import (
 //     waitOffset registers, blocks and unregisters on cancellation;
 //     release, fail and failAll answer them.
 //   - notifications (notifySet): AddWaiter channels, signalled once when
-//     the high watermark moves (or the log end offset, in replicated
-//     mode) or the log stops. The returned cancel unregisters a channel
-//     that was never signalled, so a poll that times out leaves nothing
-//     behind.
+//     the high watermark or log start moves (or the log end offset, in
+//     replicated mode) or the log stops. The returned cancel unregisters a
+//     channel that was never signalled, so a poll that times out leaves
+//     nothing behind. Watch functions are called on the same events until
+//     cancelled (a leader's fetch sessions: docs/io-and-scale.md, "Scale").
 
 // offsetWaiter is one blocked caller: it waits until the watched offset
 // passes off, and ch (capacity 1) receives its answer exactly once.
@@ -111,8 +112,9 @@ func (l *Log) waitOffset(ctx context.Context, q *offsetWaiters, off int64, ready
 // one channel may be registered on many logs (or twice on one) and each
 // registration is removed on its own.
 type notifySet struct {
-	next uint64
-	m    map[uint64]chan struct{}
+	next  uint64
+	m     map[uint64]chan struct{}
+	watch map[uint64]func() // Watch: called on every notification
 }
 
 func (s *notifySet) add(ch chan struct{}) uint64 {
@@ -127,8 +129,11 @@ func (s *notifySet) add(ch chan struct{}) uint64 {
 func (s *notifySet) remove(id uint64) { delete(s.m, id) }
 
 // notifyAll signals every registered channel (without blocking) and
-// drops the registrations.
+// drops the registrations, and calls every watch function.
 func (s *notifySet) notifyAll() {
+	for _, fn := range s.watch {
+		fn()
+	}
 	for _, ch := range s.m {
 		select {
 		case ch <- struct{}{}:
@@ -138,7 +143,7 @@ func (s *notifySet) notifyAll() {
 	clear(s.m)
 }
 
-func (s *notifySet) len() int { return len(s.m) }
+func (s *notifySet) len() int { return len(s.m) + len(s.watch) }
 
 // AddWaiter registers ch for one non-blocking send when the high watermark
 // next advances (in replicated mode also when the log end offset grows)
@@ -161,6 +166,33 @@ func (l *Log) AddWaiter(ch chan struct{}) (cancel func()) {
 	return func() {
 		l.mu.Lock()
 		l.hwNotify.remove(id)
+		l.mu.Unlock()
+	}
+}
+
+// Watch registers fn to be called whenever an AddWaiter channel would be
+// signalled (the high watermark or log start moved, in replicated mode the
+// log end offset grew, the log was fenced, closed or deleted) until cancel
+// is called; on a log already fenced or closed it is called once at once
+// and not registered. fn runs under the log's lock: it must not block or
+// call into the log. cancel is idempotent.
+func (l *Log) Watch(fn func()) (cancel func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.fenceErr != nil {
+		fn()
+		return func() {}
+	}
+	s := &l.hwNotify
+	if s.watch == nil {
+		s.watch = map[uint64]func(){}
+	}
+	s.next++
+	id := s.next
+	s.watch[id] = fn
+	return func() {
+		l.mu.Lock()
+		delete(l.hwNotify.watch, id)
 		l.mu.Unlock()
 	}
 }

@@ -78,6 +78,7 @@ per run, keeping the rest of the file.`,
 	f.DurationVar(&cfg.Idle, "idle", cfg.Idle, "idle window over which CPU is measured")
 	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on each phase (start, creation, readiness)")
 	f.StringSliceVar(&cfg.ExtraArgs, "serve-arg", nil, "extra argument for every node's `tusk serve` (repeatable)")
+	f.StringVar(&cfg.ProfileDir, "profile", "", "directory for a CPU profile of each node over the idle window (node-N-idle.pprof)")
 	f.StringVar(&results, "results", "", "Markdown file whose \"Cluster scale\" section gets this run's row (e.g. bench/RESULTS.md)")
 	return cmd
 }
