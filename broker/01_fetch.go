@@ -85,6 +85,9 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		resp.ErrorCode = code
 		return resp, nil
 	}
+	if sess != nil && sess.rs != nil {
+		return b.handleReplicaSession(rc, req, sess, full) // fetch_replica.go
+	}
 	// read_committed (v4+): a consumer's fetch reads below the last
 	// stable offset (docs/transactions.md).
 	committed := !replica && req.IsolationLevel == 1

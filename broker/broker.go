@@ -221,6 +221,7 @@ func New(cfg configs.Config, log zerolog.Logger, store metadata.Store, engine *s
 	var verifier txnVerifier = b.txnc
 	b.txnVerify.Store(&verifier)
 	b.repl = b.newReplicaManager()
+	b.fetchSessions.repl = b.repl // followers' sessions (fetch_replica.go)
 	b.m.reg.MustRegister(newCleanerCollector(b.repl))
 	b.m.reg.MustRegister(newStateCollector(b))
 	store.SetForwarder(b)

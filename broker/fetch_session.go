@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/storage"
 )
 
 // Incremental fetch sessions (KIP-227). A client (or a follower's replica
@@ -17,8 +19,10 @@ import (
 // that have something new: records, a moved high watermark or log start
 // offset, or an error. A consumer or follower of thousands of quiet
 // partitions then sends and receives a few bytes per fetch instead of an
-// entry per partition. The broker still reads every session partition on
-// each fetch (and long-polls on all of them), as Kafka does.
+// entry per partition. For a consumer's session the broker still reads
+// every session partition on each fetch (and long-polls on all of them),
+// as Kafka does; a follower's session (fetch_replica.go) is visited only
+// where something changed.
 //
 // Sessions live in memory on the node that created them; a client whose
 // session is gone (restart, eviction) gets FETCH_SESSION_ID_NOT_FOUND and
@@ -44,6 +48,17 @@ type sessionPart struct {
 	lastFetchedEpoch            int32
 	sent                        bool // a response has carried it
 	hw, lso, logStart           int64
+
+	// A follower's session only (fetch_replica.go), under the session's
+	// mu unless noted.
+	key      sessionKey
+	tp       storage.TopicPartition // resolved by the last visit
+	log      *storage.Log           // the log watched (nil: none)
+	unwatch  func()                 // ends the watch of log
+	attached bool                   // FetchedIn took it: Forgot when it leaves
+	inRound  bool                   // visited in the round in progress
+	dirty    bool                   // queued in replicaState.dirty (under its dmu)
+	gone     bool                   // forgotten (under replicaState.dmu)
 }
 
 // fetchSession is one client's session.
@@ -56,11 +71,17 @@ type fetchSession struct {
 	order    []sessionKey // insertion order, for stable requests
 	topics   int          // topics the last requestTopics returned (a size hint)
 	lastUsed time.Time
+	// rs is the leader's state of a follower's session (nil for a
+	// consumer's; fetch_replica.go).
+	rs *replicaState
 }
 
 // fetchSessions is the node's session cache.
 type fetchSessions struct {
 	slots int
+	// repl, if set, gives followers' sessions their rounds' timing
+	// (fetch_replica.go); without it they are served like consumers'.
+	repl sessionReplication
 
 	mu   sync.Mutex
 	byID map[int32]*fetchSession
@@ -96,6 +117,9 @@ func (c *fetchSessions) begin(req *kmsg.FetchRequest, now time.Time) (sess *fetc
 			return nil, true, 0 // no room: a sessionless answer
 		}
 		s.mu.Lock()
+		if req.ReplicaID >= 0 && c.repl != nil {
+			s.rs = newReplicaState(c.repl, req.ReplicaID)
+		}
 		s.merge(req)
 		s.epoch = 1
 		s.mu.Unlock()
@@ -106,7 +130,7 @@ func (c *fetchSessions) begin(req *kmsg.FetchRequest, now time.Time) (sess *fetc
 	c.mu.Lock()
 	s := c.byID[id]
 	c.mu.Unlock()
-	if s == nil {
+	if s == nil || (s.rs != nil) != (req.ReplicaID >= 0 && c.repl != nil) || (s.rs != nil && s.rs.replica != req.ReplicaID) {
 		return nil, false, kerr.FetchSessionIDNotFound.Code
 	}
 	s.mu.Lock()
@@ -122,7 +146,9 @@ func (c *fetchSessions) begin(req *kmsg.FetchRequest, now time.Time) (sess *fetc
 			s.forget(sessionKey{topic: ft.Topic, id: ft.TopicID, partition: p})
 		}
 	}
-	req.Topics = s.requestTopics()
+	if s.rs == nil {
+		req.Topics = s.requestTopics()
+	}
 	return s, false, 0
 }
 
@@ -139,6 +165,12 @@ func (c *fetchSessions) create(now time.Time) *fetchSession {
 	if c.slots <= 0 {
 		return nil
 	}
+	var ended []*fetchSession
+	defer func() {
+		for _, s := range ended {
+			s.close()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.byID) >= c.slots {
@@ -153,6 +185,7 @@ func (c *fetchSessions) create(now time.Time) *fetchSession {
 			}
 		}
 		delete(c.byID, lru.id)
+		ended = append(ended, lru)
 	}
 	for id, s := range c.byID {
 		s.mu.Lock()
@@ -160,6 +193,7 @@ func (c *fetchSessions) create(now time.Time) *fetchSession {
 		s.mu.Unlock()
 		if idle {
 			delete(c.byID, id)
+			ended = append(ended, s)
 		}
 	}
 	id := rand.Int32()
@@ -173,8 +207,12 @@ func (c *fetchSessions) create(now time.Time) *fetchSession {
 
 func (c *fetchSessions) remove(id int32) {
 	c.mu.Lock()
+	s := c.byID[id]
 	delete(c.byID, id)
 	c.mu.Unlock()
+	if s != nil {
+		s.close()
+	}
 }
 
 // len is the number of cached sessions.
@@ -191,20 +229,27 @@ func (s *fetchSession) merge(req *kmsg.FetchRequest) {
 			k := sessionKey{topic: rt.Topic, id: rt.TopicID, partition: rp.Partition}
 			p := s.parts[k]
 			if p == nil {
-				p = &sessionPart{}
+				p = &sessionPart{key: k}
 				s.parts[k] = p
 				s.order = append(s.order, k)
 			}
 			p.fetchOffset, p.logStartOffset = rp.FetchOffset, rp.LogStartOffset
 			p.maxBytes, p.leaderEpoch, p.lastFetchedEpoch = rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LastFetchedEpoch
+			if s.rs != nil {
+				s.rs.mark(p, false) // its position changed: visit it this round
+			}
 		}
 	}
 }
 
 // forget drops a partition. s.mu held.
 func (s *fetchSession) forget(k sessionKey) {
-	if _, ok := s.parts[k]; !ok {
+	p, ok := s.parts[k]
+	if !ok {
 		return
+	}
+	if s.rs != nil {
+		s.rs.release(p)
 	}
 	delete(s.parts, k)
 	for i, o := range s.order {
