@@ -3,7 +3,6 @@ package replica
 import (
 	"context"
 	"errors"
-	"maps"
 	"math"
 	"sync"
 	"time"
@@ -42,6 +41,13 @@ type fetcher struct {
 	// durability wait or the network.
 	mu    sync.Mutex
 	parts map[storage.TopicPartition]*followed
+	// gen counts changes of parts: a fetch built before one is not sent.
+	gen uint64
+	// names maps the followed topics' IDs to their names (v13 answers
+	// name topics by ID).
+	names map[metadata.TopicID]string
+	// watches end the watch of each followed log (see dirty).
+	watches map[storage.TopicPartition]func()
 	// inflight cancels the fetch in flight (a long poll that does not
 	// carry a partition just added or changed); nil between fetches.
 	inflight context.CancelFunc
@@ -55,6 +61,15 @@ type fetcher struct {
 	// sess is the fetch session (KIP-227) with the leader; only the run
 	// goroutine uses it.
 	sess fetchSession
+	// dmu guards dirty: the partitions whose fetch position may differ
+	// from what the leader's session holds (docs/io-and-scale.md,
+	// "Scale"): added, changed or dropped, or their log moved (a watch on
+	// it: log end, log start, high watermark). Only these are looked at
+	// to build an incremental fetch. Watches take it under the log's
+	// lock; nothing holding it calls into a log or takes mu.
+	dmu   sync.Mutex
+	dirty map[storage.TopicPartition]struct{}
+
 	// quiet: the last answer was an incremental one naming no partition
 	// (nothing new anywhere), so the next fetch long-polls for
 	// Config.idleFetchWait instead of FetchMaxWait. Run goroutine only.
@@ -100,7 +115,41 @@ func (s *fetchSession) reset() {
 }
 
 func newFetcher(m *Manager, leader int32) *fetcher {
-	return &fetcher{m: m, leader: leader, parts: map[storage.TopicPartition]*followed{}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &fetcher{m: m, leader: leader, parts: map[storage.TopicPartition]*followed{}, names: map[metadata.TopicID]string{},
+		watches: map[storage.TopicPartition]func(){}, dirty: map[storage.TopicPartition]struct{}{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+// markDirty queues tp to be looked at by the next fetch.
+func (f *fetcher) markDirty(tp storage.TopicPartition) {
+	f.dmu.Lock()
+	f.dirty[tp] = struct{}{}
+	f.dmu.Unlock()
+}
+
+// takeDirty returns the queued partitions and empties the queue.
+func (f *fetcher) takeDirty() map[storage.TopicPartition]struct{} {
+	f.dmu.Lock()
+	defer f.dmu.Unlock()
+	out := f.dirty
+	f.dirty = make(map[storage.TopicPartition]struct{}, len(out))
+	return out
+}
+
+// watchLocked watches tp's log l (replacing an earlier watch). mu held.
+func (f *fetcher) watchLocked(tp storage.TopicPartition, l *storage.Log) {
+	if unwatch := f.watches[tp]; unwatch != nil {
+		unwatch()
+	}
+	f.watches[tp] = l.Watch(func() { f.markDirty(tp) })
+}
+
+// unwatchLocked ends tp's watch. mu held.
+func (f *fetcher) unwatchLocked(tp storage.TopicPartition) {
+	if unwatch := f.watches[tp]; unwatch != nil {
+		unwatch()
+		delete(f.watches, tp)
+	}
 }
 
 func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
@@ -111,6 +160,12 @@ func (f *fetcher) add(tp storage.TopicPartition, p *followed) {
 		return // unchanged: keep in-flight answers valid
 	}
 	f.parts[tp] = p
+	f.gen++
+	f.names[p.id] = tp.Topic
+	if (!had || cur.log != p.log) && p.log != nil {
+		f.watchLocked(tp, p.log)
+	}
+	f.markDirty(tp)
 	if !had {
 		f.added = time.Now()
 	}
@@ -148,7 +203,12 @@ func (f *fetcher) addedWithin(now time.Time, d time.Duration) bool {
 
 func (f *fetcher) drop(tp storage.TopicPartition) {
 	f.mu.Lock()
-	delete(f.parts, tp)
+	if _, ok := f.parts[tp]; ok {
+		delete(f.parts, tp)
+		f.gen++
+		f.unwatchLocked(tp)
+		f.markDirty(tp)
+	}
 	f.mu.Unlock()
 }
 
@@ -164,14 +224,18 @@ func (f *fetcher) close() {
 	if f.inflight != nil {
 		f.inflight()
 	}
+	for tp := range f.watches {
+		f.unwatchLocked(tp)
+	}
 	f.mu.Unlock()
 	close(f.stop)
 }
 
-func (f *fetcher) snapshot() map[storage.TopicPartition]*followed {
+// count is the number of partitions followed.
+func (f *fetcher) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.parts)
+	return len(f.parts)
 }
 
 func (f *fetcher) run() {
@@ -184,8 +248,7 @@ func (f *fetcher) run() {
 			return
 		default:
 		}
-		parts := f.snapshot()
-		if len(parts) == 0 {
+		if f.count() == 0 {
 			select {
 			case <-f.kick:
 			case <-f.stop:
@@ -195,7 +258,7 @@ func (f *fetcher) run() {
 			}
 			continue
 		}
-		progressed, err := f.fetchOnce(parts)
+		progressed, err := f.fetchOnce()
 		if err == nil || progressed || errors.Is(err, context.Canceled) {
 			// Some partitions moved on, or the set changed: go on at
 			// once (a partition that failed is retried next round).
@@ -219,11 +282,13 @@ func (f *fetcher) run() {
 	}
 }
 
-// fetchOnce sends one Fetch to the leader for every followed partition and
-// appends what comes back. It reports whether any partition was answered
-// without an error (then the fetcher goes on without backing off), and
-// the first error.
-func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progressed bool, err error) {
+// fetchOnce sends one Fetch to the leader for the followed partitions and
+// appends what comes back. An incremental fetch looks only at the
+// partitions queued in dirty and names those whose position differs from
+// what the leader's session holds (a full one names every partition). It
+// reports whether any partition was answered without an error (then the
+// fetcher goes on without backing off), and the first error.
+func (f *fetcher) fetchOnce() (progressed bool, err error) {
 	m := f.m
 	if br, ok := m.md.Broker(f.leader); !ok || br.State != metadata.BrokerAlive {
 		return false, errors.New("replica: leader not alive")
@@ -239,18 +304,72 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
 	sess := &f.sess
-	incremental := sess.id != 0 && sess.epoch > 0
+	incremental := sess.id != 0 && sess.epoch > 0 && sess.sent != nil
 	req.SessionID, req.SessionEpoch = sess.id, sess.epoch
-	byTopic := map[string]int{}
-	byID := map[[16]byte]string{}
-	want := make(map[storage.TopicPartition]sentPart, len(parts))
-	for tp, p := range parts {
-		byID[p.id] = tp.Topic
-		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch, logStart: p.log.LogStartOffset()}
-		want[tp] = sp
-		if incremental && sess.sent[tp] == sp {
-			continue // the leader's session has it
+	// look: the partitions to look at; changes: what the leader's session
+	// will hold for them once it answered (del: forgotten).
+	type change struct {
+		tp  storage.TopicPartition
+		sp  sentPart
+		del bool
+	}
+	dirty := f.takeDirty()
+	requeue := func() {
+		for tp := range dirty {
+			f.markDirty(tp)
 		}
+	}
+	f.mu.Lock()
+	gen := f.gen
+	var look []storage.TopicPartition
+	if incremental {
+		look = make([]storage.TopicPartition, 0, len(dirty))
+		for tp := range dirty {
+			look = append(look, tp)
+		}
+	} else {
+		look = make([]storage.TopicPartition, 0, len(f.parts))
+		for tp := range f.parts {
+			look = append(look, tp)
+		}
+	}
+	parts := make(map[storage.TopicPartition]*followed, len(look))
+	for _, tp := range look {
+		if p := f.parts[tp]; p != nil {
+			parts[tp] = p
+		}
+	}
+	f.mu.Unlock()
+	changes := make([]change, 0, len(look))
+	byTopic := map[string]int{}
+	for _, tp := range look {
+		p := parts[tp]
+		if p == nil {
+			if sp, ok := sess.sent[tp]; ok && incremental {
+				ft := kmsg.NewFetchRequestForgottenTopic()
+				ft.Topic, ft.TopicID = tp.Topic, sp.id
+				ft.Partitions = []int32{tp.Partition}
+				req.ForgottenTopics = append(req.ForgottenTopics, ft)
+				changes = append(changes, change{tp: tp, del: true})
+			}
+			continue
+		}
+		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch, logStart: p.log.LogStartOffset()}
+		if incremental {
+			cur, ok := sess.sent[tp]
+			if ok && cur == sp {
+				continue // the leader's session has it
+			}
+			if ok && cur.id != sp.id {
+				// Another topic of the same name: the leader's session
+				// forgets the old one's partition.
+				ft := kmsg.NewFetchRequestForgottenTopic()
+				ft.Topic, ft.TopicID = tp.Topic, cur.id
+				ft.Partitions = []int32{tp.Partition}
+				req.ForgottenTopics = append(req.ForgottenTopics, ft)
+			}
+		}
+		changes = append(changes, change{tp: tp, sp: sp})
 		i, ok := byTopic[tp.Topic]
 		if !ok {
 			rt := kmsg.NewFetchRequestTopic()
@@ -267,27 +386,13 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 		rp.PartitionMaxBytes = 4 << 20
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
-	if incremental {
-		for tp, sp := range sess.sent {
-			if w, ok := want[tp]; ok && w.id == sp.id {
-				continue
-			}
-			ft := kmsg.NewFetchRequestForgottenTopic()
-			ft.Topic, ft.TopicID = tp.Topic, sp.id
-			ft.Partitions = []int32{tp.Partition}
-			req.ForgottenTopics = append(req.ForgottenTopics, ft)
-		}
-	}
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 	defer cancel()
 	f.mu.Lock()
-	same := len(f.parts) == len(parts)
-	for tp, p := range parts {
-		same = same && f.parts[tp] == p
-	}
-	if !same {
+	if f.gen != gen {
 		f.mu.Unlock()
-		return false, context.Canceled // changed since the snapshot
+		requeue()
+		return false, context.Canceled // changed since the look
 	}
 	f.inflight, f.inflightIdle = cancel, wait > m.cfg.FetchMaxWait
 	f.mu.Unlock()
@@ -321,13 +426,21 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 		sess.id, sess.epoch, sess.sent = 0, 0, nil // the leader keeps none
 	case incremental:
 		sess.epoch = nextEpoch(sess.epoch)
-		sess.sent = want
 		f.quiet = true
 		for _, rt := range resp.Topics {
 			f.quiet = f.quiet && len(rt.Partitions) == 0
 		}
 	default:
-		sess.id, sess.epoch, sess.sent = resp.SessionID, 1, want
+		sess.id, sess.epoch, sess.sent = resp.SessionID, 1, make(map[storage.TopicPartition]sentPart, len(changes))
+	}
+	if sess.sent != nil {
+		for _, c := range changes {
+			if c.del {
+				delete(sess.sent, c.tp)
+			} else {
+				sess.sent[c.tp] = c.sp
+			}
+		}
 	}
 	// Every partition's batches are appended first, then made durable
 	// and followed: one group commit covers the whole answer, where
@@ -338,14 +451,19 @@ func (f *fetcher) fetchOnce(parts map[storage.TopicPartition]*followed) (progres
 	for ti := range resp.Topics {
 		rt := &resp.Topics[ti]
 		topic := rt.Topic
-		if n, ok := byID[rt.TopicID]; ok && topic == "" {
+		var p *followed
+		f.mu.Lock()
+		if n, ok := f.names[rt.TopicID]; ok && topic == "" {
 			topic = n // v13+ names topics by ID
 		}
+		f.mu.Unlock()
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]
 			tp := storage.TopicPartition{Topic: topic, Partition: rp.Partition}
-			p := parts[tp]
-			if p == nil {
+			f.mu.Lock()
+			p = f.parts[tp]
+			f.mu.Unlock()
+			if p == nil || (rt.TopicID != [16]byte{} && [16]byte(p.id) != rt.TopicID) {
 				continue
 			}
 			a, err := f.apply(ctx, tp, p, rp)

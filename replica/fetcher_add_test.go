@@ -39,7 +39,7 @@ func TestFetcherAddCancelsOnlyChanges(t *testing.T) {
 			t.Fatalf("%s: fetcher does not have %s", s.name, s.tp)
 		}
 	}
-	if n := len(f.snapshot()); n != 2 {
+	if n := f.count(); n != 2 {
 		t.Fatalf("fetcher holds %d partitions, want 2", n)
 	}
 }

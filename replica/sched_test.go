@@ -4,6 +4,11 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/storage"
 )
 
 // Each round of a follower's fetch session counts as its fetch of every
@@ -137,4 +142,55 @@ func TestRollChecksOnlyWhenDue(t *testing.T) {
 	if got := m.takeRollChecks(now); !slices.Equal(got, []*Leadership{lp}) {
 		t.Fatalf("looks after a filling append: %v; want the leadership", got)
 	}
+}
+
+// A follower's fetcher looks at a partition only when it changed: added,
+// or its log moved (the log's watch: here a moved log start and an
+// append), or dropped; an idle one is not queued.
+func TestFetcherLooksOnlyAtChanges(t *testing.T) {
+	eng, err := storage.Open(storage.Options{Dir: t.TempDir(), Fsync: storage.FsyncNever, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	l, err := eng.OpenLog(tp0, storage.LogConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFetcher(nil, 1)
+	look := func(what string, want ...storage.TopicPartition) {
+		t.Helper()
+		got := f.takeDirty()
+		if len(got) != len(want) {
+			t.Fatalf("%s: queued %v, want %v", what, got, want)
+		}
+		for _, tp := range want {
+			if _, ok := got[tp]; !ok {
+				t.Fatalf("%s: queued %v, want %v", what, got, want)
+			}
+		}
+	}
+	f.add(tp0, &followed{epoch: 1, log: l})
+	look("added", tp0)
+	look("idle")
+	batch := kafkaproto.AppendBatch(nil, 1, []kafkaproto.KV{{Key: []byte("k"), Value: []byte("v")}})
+	h, err := kafkaproto.ValidateBatch(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(batch, h, 0); err != nil {
+		t.Fatal(err)
+	}
+	look("appended", tp0)
+	look("idle after the append")
+	if _, err := l.DeleteRecordsBefore(1); err != nil {
+		t.Fatal(err)
+	}
+	look("log start moved", tp0)
+	f.drop(tp0)
+	look("dropped", tp0)
+	if _, err := l.Append(batch, h, 0); err != nil {
+		t.Fatal(err)
+	}
+	look("appended after the drop (no watch left)")
 }
