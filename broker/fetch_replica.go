@@ -47,6 +47,9 @@ type replicaState struct {
 	replica int32
 	rounds  *replica.FetchRounds
 	wake    chan struct{} // capacity 1: something was queued
+	// closed: the session ended (close); a round still in progress
+	// visits nothing more. Under the session's mu.
+	closed bool
 
 	// dmu guards dirty and every part's dirty and gone. Log watches take
 	// it under the log's lock: nothing holding it calls into a log.
@@ -113,6 +116,7 @@ func (s *fetchSession) close() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.rs.closed = true
 	for _, p := range s.parts {
 		s.rs.release(p)
 	}
@@ -141,6 +145,9 @@ func (r *replicaRound) visit(ps []*sessionPart) {
 	b, s, rs := r.b, r.sess, r.sess.rs
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if rs.closed {
+		return // nothing is watched or attached for a session that ended
+	}
 	n := 0
 	for _, p := range ps {
 		if !p.inRound && s.parts[p.key] == p {

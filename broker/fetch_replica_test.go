@@ -146,7 +146,7 @@ func TestReplicaSessionQueuesOnlyNews(t *testing.T) {
 	// The session ends (a sessionless fetch naming it): its partitions
 	// are released; none was attached any more.
 	c.begin(replicaFetchReq(sess.id, -1, topic), now)
-	if c.len() != 0 || len(repl.forgot) != 1 {
-		t.Fatalf("after the end: %d sessions, Forgot calls %v", c.len(), repl.forgot)
+	if c.len() != 0 || len(repl.forgot) != 1 || !sess.rs.closed {
+		t.Fatalf("after the end: %d sessions, Forgot calls %v, closed %v", c.len(), repl.forgot, sess.rs.closed)
 	}
 }
