@@ -86,6 +86,15 @@ func TestClusterReassignPartition(t *testing.T) {
 	if found, err := holdsPartition(ctx, adm, leader, topic); err != nil || !found {
 		t.Fatalf("node %d does not list %s/0 in DescribeLogDirs before the move (%v)", leader, topic, err)
 	}
+	// Load: a producer goes on writing through the whole move (acks=all,
+	// idempotent, 100 records at a time) until the old leader deleted its
+	// copy. It starts before the move, which can take less time than the
+	// producer's first acknowledgement (the leader rolls as soon as the
+	// new replica caught up).
+	load := startLoad(t, all, topic, "during")
+	waitFor(t, 30*time.Second, "the load's first acknowledgement", func() (bool, string) {
+		return load.acked() > 0, "none yet"
+	})
 	began := time.Now()
 	var req kadm.AlterPartitionAssignmentsReq
 	req.Assign(topic, 0, target)
@@ -102,11 +111,6 @@ func TestClusterReassignPartition(t *testing.T) {
 	if !ok || !slices.Equal(st.Replicas, wantReplicas) || !slices.Equal(st.AddingReplicas, []int32{spare}) || !slices.Equal(st.RemovingReplicas, []int32{leader}) {
 		t.Fatalf("ListPartitionReassignments right after the request = %+v (found %v), want replicas %v adding [%d] removing [%d]", st, ok, wantReplicas, spare, leader)
 	}
-
-	// Load: a producer goes on writing through the whole move (acks=all,
-	// idempotent, 100 records at a time) until the old leader deleted its
-	// copy.
-	load := startLoad(t, all, topic, "during")
 
 	waitFor(t, 60*time.Second, "the reassignment completes", func() (bool, string) {
 		lr, err := adm.ListPartitionReassignments(ctx, kadm.TopicsSet{topic: {0: {}}})
@@ -125,7 +129,7 @@ func TestClusterReassignPartition(t *testing.T) {
 		return len(segs) > 0, "segments"
 	})
 	atDone := load.acked()
-	t.Logf("reassignment done after %v, %d records acknowledged during it", time.Since(began).Round(time.Millisecond), atDone)
+	t.Logf("reassignment done after %v, %d records acknowledged by then", time.Since(began).Round(time.Millisecond), atDone)
 	waitFor(t, 30*time.Second, fmt.Sprintf("node %d deletes its copy", leader), func() (bool, string) {
 		found, err := holdsPartition(ctx, adm, leader, topic)
 		if err != nil {
@@ -145,9 +149,9 @@ func TestClusterReassignPartition(t *testing.T) {
 	})
 	second := load.stop(t, 1500)
 	if atDone == 0 {
-		t.Fatalf("no record acknowledged while the reassignment ran")
+		t.Fatalf("no record acknowledged by the reassignment's end")
 	}
-	t.Logf("load: %d records acknowledged, %d of them while the partition moved", len(second), atDone)
+	t.Logf("load: %d records acknowledged, %d of them by the move's end", len(second), atDone)
 
 	if v := metricValue(t, c.node(leader), `tusk_segment_rolls_total{reason="reassign"}`); v != 1 {
 		t.Errorf("node %d: tusk_segment_rolls_total{reason=\"reassign\"} = %v, want 1", leader, v)
