@@ -25,7 +25,8 @@ import (
 //     what was queued (one wake-up per session, no waiter per partition);
 //   - a partition the round answered with an error, whose follower is
 //     still behind the log end after the answer, or whose high watermark
-//     could not move for want of a lease, stays queued for the next round;
+//     stayed below what the followers hold (no live lease, or the leader's
+//     own durable offset behind), stays queued for the next round;
 //   - each round counts as the follower's fetch of every partition the
 //     session holds (replica.FetchRounds), so an idle, caught-up partition
 //     does not lag, and a follower that stops fetching still does.

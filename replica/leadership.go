@@ -265,8 +265,8 @@ func (lp *Leadership) advance(bound int64) {
 // fetched records a follower's fetch from offset, with its log start
 // (-1: not reported; see Manager.Fetched), made in the rounds of session r
 // (nil: none). frozen reports that the high watermark stayed below what
-// the followers acknowledged because this node holds no live lease: the
-// fetch must be looked at again after a renewal (advance).
+// the followers acknowledged (no live lease, see advance; or the leader's
+// own durable offset behind): the fetch must be looked at again.
 func (lp *Leadership) fetched(replica int32, offset, logStart int64, r *FetchRounds) (ok, frozen bool) {
 	self := lp.m.cfg.NodeID
 	lp.ackMu.Lock()
@@ -310,7 +310,11 @@ func (lp *Leadership) fetched(replica int32, offset, logStart int64, r *FetchRou
 	lp.ackMu.Unlock()
 	if bound >= 0 {
 		lp.advance(bound)
-		frozen = bound > lp.log.HighWatermark() && !lp.m.lease.Valid()
+		// Below the bound: no live lease (advance), or the leader's own
+		// durable offset is behind (storage moves the HW on by itself
+		// then). Either way the caller looks again; a lease renewed
+		// right after advance is not missed.
+		frozen = bound > lp.log.HighWatermark()
 	}
 	return true, frozen
 }

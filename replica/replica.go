@@ -354,9 +354,10 @@ func (m *Manager) FetchRound(r *FetchRounds) { r.at.Store(m.clock.Now().UnixNano
 
 // FetchedIn is Fetched for a fetch in the rounds of session r (nil:
 // none): until Forgot, each round of r counts as a fetch of tp by replica
-// at the same offset. frozen reports that the high watermark could not
-// move to what the followers hold for want of a lease: the caller fetches
-// it again later rather than waiting for news.
+// at the same offset. frozen reports that the high watermark stayed below
+// what the followers hold (no live lease, or the leader's own durable
+// offset behind): the caller looks at the partition again next round
+// rather than waiting for news.
 func (m *Manager) FetchedIn(tp storage.TopicPartition, replica int32, offset, logStart int64, r *FetchRounds) (ok, frozen bool) {
 	lp := m.Leader(tp)
 	if lp == nil {
