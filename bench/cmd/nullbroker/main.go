@@ -17,7 +17,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,6 +27,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/tuskdb/tusk/kafkaproto"
 )
 
 // served are the APIs answered, each at every version kmsg knows.
@@ -157,32 +158,28 @@ func (b *broker) serve(c net.Conn) {
 	}
 }
 
-// handle decodes one request frame and appends its size-prefixed response
-// to out (nothing for acks=0 Produce).
+// handle decodes one request frame (kafkaproto, as the broker does) and
+// appends its size-prefixed response to out (nothing for acks=0 Produce).
 func (b *broker) handle(frame, out []byte) ([]byte, error) {
-	key := int16(binary.BigEndian.Uint16(frame[0:2]))
-	version := int16(binary.BigEndian.Uint16(frame[2:4]))
-	corr := int32(binary.BigEndian.Uint32(frame[4:8]))
-	req := kmsg.RequestForKey(key)
-	if req == nil || !isServed(key) {
-		return nil, fmt.Errorf("api key %d not served", key)
-	}
-	body, err := skipHeader(frame[8:], key, version, req)
+	hdr, req, body, err := kafkaproto.ParseRequest(frame)
 	if err != nil {
 		return nil, err
 	}
-	if version > req.MaxVersion() {
+	key := hdr.APIKey
+	if !isServed(key) {
+		return nil, fmt.Errorf("api key %d not served", key)
+	}
+	if hdr.APIVersion > req.MaxVersion() {
 		if key != int16(kmsg.ApiVersions) {
-			return nil, fmt.Errorf("api %d version %d not served", key, version)
+			return nil, fmt.Errorf("api %d version %d not served", key, hdr.APIVersion)
 		}
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 		b.apiVersions(resp)
-		return frameResponse(out, corr, false, resp), nil
+		return kafkaproto.AppendResponse(out, hdr.CorrelationID, false, resp), nil
 	}
-	req.SetVersion(version)
 	if err := req.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(key), version, err)
+		return nil, fmt.Errorf("decode %s v%d: %w", kmsg.NameForKey(key), hdr.APIVersion, err)
 	}
 	var resp kmsg.Response
 	switch r := req.(type) {
@@ -210,9 +207,7 @@ func (b *broker) handle(frame, out []byte) ([]byte, error) {
 		}
 		resp = rr
 	}
-	// The ApiVersions response header is never flexible (KIP-511).
-	flexHeader := resp.IsFlexible() && key != int16(kmsg.ApiVersions)
-	return frameResponse(out, corr, flexHeader, resp), nil
+	return kafkaproto.AppendResponse(out, hdr.CorrelationID, kafkaproto.ResponseHeaderFlexible(key, hdr.Flexible), resp), nil
 }
 
 func isServed(key int16) bool {
@@ -222,58 +217,6 @@ func isServed(key int16) bool {
 		}
 	}
 	return false
-}
-
-// skipHeader returns the request body after the client id and, for
-// flexible versions, the header's tagged fields.
-func skipHeader(rest []byte, key, version int16, req kmsg.Request) ([]byte, error) {
-	if len(rest) < 2 {
-		return nil, errors.New("short request header")
-	}
-	idLen := int(int16(binary.BigEndian.Uint16(rest)))
-	rest = rest[2:]
-	if idLen > 0 {
-		if len(rest) < idLen {
-			return nil, errors.New("short client id")
-		}
-		rest = rest[idLen:]
-	}
-	req.SetVersion(version)
-	if !req.IsFlexible() {
-		return rest, nil
-	}
-	n, k := binary.Uvarint(rest)
-	if k <= 0 {
-		return nil, errors.New("bad header tagged fields")
-	}
-	rest = rest[k:]
-	for i := uint64(0); i < n; i++ {
-		_, k := binary.Uvarint(rest) // tag
-		if k <= 0 {
-			return nil, errors.New("bad header tag")
-		}
-		rest = rest[k:]
-		size, k := binary.Uvarint(rest)
-		if k <= 0 || uint64(len(rest)-k) < size {
-			return nil, errors.New("bad header tag size")
-		}
-		rest = rest[k+int(size):]
-	}
-	return rest, nil
-}
-
-// frameResponse appends size, correlation id, optional empty header tags
-// and the encoded response.
-func frameResponse(out []byte, corr int32, flexHeader bool, resp kmsg.Response) []byte {
-	start := len(out)
-	out = append(out, 0, 0, 0, 0)
-	out = binary.BigEndian.AppendUint32(out, uint32(corr))
-	if flexHeader {
-		out = append(out, 0)
-	}
-	out = resp.AppendTo(out)
-	binary.BigEndian.PutUint32(out[start:], uint32(len(out)-start-4))
-	return out
 }
 
 func (b *broker) apiVersions(resp *kmsg.ApiVersionsResponse) {
