@@ -31,12 +31,14 @@ type retryTransport struct {
 	interval time.Duration
 	stop     <-chan struct{}
 	node     atomic.Pointer[raft.Raft] // set once raft.NewRaft returned; nil: no retries
+	// pipes guards the replication pipelines (raft_pipeline.go).
+	pipes pipelines
 }
 
 // newRetryTransport wraps t. Raft probes its transport for pre-vote
 // support, so a transport without it is wrapped by a type without it.
-func newRetryTransport(t raft.Transport, interval time.Duration, stop <-chan struct{}) (raft.Transport, *retryTransport) {
-	rt := &retryTransport{Transport: t, interval: interval, stop: stop}
+func newRetryTransport(t raft.Transport, interval, rpcTimeout time.Duration, stop <-chan struct{}) (raft.Transport, *retryTransport) {
+	rt := &retryTransport{Transport: t, interval: interval, stop: stop, pipes: pipelines{timeout: rpcTimeout}}
 	if pv, ok := t.(raft.WithPreVote); ok {
 		return preVoteRetryTransport{rt, pv}, rt
 	}
@@ -60,6 +62,16 @@ func (t *retryTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 		err = t.Transport.AppendEntries(id, target, args, resp)
 	}
 	return err
+}
+
+// AppendEntriesPipeline opens a pipeline that closes itself when a send
+// stays stuck (raft_pipeline.go).
+func (t *retryTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.Transport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return t.pipes.wrap(p)
 }
 
 // mayRetry reports whether this node still leads term and id is still in

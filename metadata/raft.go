@@ -153,8 +153,12 @@ type RaftStore struct {
 	fsm   *FSM
 	raft  *raft.Raft
 	trans raft.Transport
-	bolt  *raftboltdb.BoltStore // nil in memory
-	addr  raft.ServerAddress
+	// stream tracks the network transport's connections, severed by
+	// Close (raft_stream.go); nil on an in-memory or given transport.
+	stream *trackedStream
+	retry  *retryTransport       // wraps the transport (peerretry.go)
+	bolt   *raftboltdb.BoltStore // nil in memory
+	addr   raft.ServerAddress
 
 	ctrl      *controller
 	prober    atomic.Pointer[proberBox]    // set by SetProber
@@ -283,23 +287,20 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 			s.closeStores()
 			return nil, err
 		}
-		s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: conf.Logger})
+		s.stream = newTrackedStream(stream)
+		s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: s.stream, MaxPool: 3, Timeout: raftRPCTimeout, Logger: conf.Logger})
 	default:
-		adv, err := net.ResolveTCPAddr("tcp", opts.Bind)
+		stream, err := newTCPStreamLayer(opts.Bind)
 		if err != nil {
 			s.closeStores()
-			return nil, fmt.Errorf("metadata: raft address %s: %w", opts.Bind, err)
+			return nil, err
 		}
-		s.trans, err = raft.NewTCPTransportWithLogger(opts.Bind, adv, 3, 5*time.Second, conf.Logger)
-		if err != nil {
-			s.closeStores()
-			return nil, fmt.Errorf("metadata: raft listen %s: %w", opts.Bind, err)
-		}
+		s.stream = newTrackedStream(stream)
+		s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: s.stream, MaxPool: 3, Timeout: raftRPCTimeout, Logger: conf.Logger})
 	}
 	// Retry AppendEntries to an unreachable peer instead of letting raft
 	// back off for up to 10 s (see retryTransport).
-	var retry *retryTransport
-	s.trans, retry = newRetryTransport(s.trans, opts.HeartbeatTimeout/10, s.stop)
+	s.trans, s.retry = newRetryTransport(s.trans, opts.HeartbeatTimeout/10, raftRPCTimeout, s.stop)
 	s.addr = s.trans.LocalAddr()
 
 	has, err := raft.HasExistingState(logs, stable, snaps)
@@ -331,12 +332,15 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 		s.closeAll()
 		return nil, fmt.Errorf("metadata: start raft: %w", err)
 	}
-	retry.node.Store(s.raft)
+	s.retry.node.Store(s.raft)
 	nodeAt.node.Store(s.raft)
 	s.wg.Add(1)
 	go s.ctrl.run()
 	return s, nil
 }
+
+// raftRPCTimeout bounds a Raft RPC (and a dial) to a peer.
+const raftRPCTimeout = 5 * time.Second
 
 // raftLogCache is how many recent Raft log entries are kept in memory.
 const raftLogCache = 1024
@@ -609,7 +613,14 @@ func (s *RaftStore) Close() error {
 	close(s.stop)
 	s.stopCancel()
 	s.wg.Wait()
-	err := s.raft.Shutdown().Error()
+	f := s.raft.Shutdown()
+	// Nothing in flight to a peer holds the shutdown up: no pipeline
+	// (raft_pipeline.go), no RPC (raft_stream.go).
+	s.retry.pipes.closeAll()
+	if s.stream != nil {
+		s.stream.sever()
+	}
+	err := f.Error()
 	s.closeAll()
 	if err != nil {
 		return fmt.Errorf("metadata: raft shutdown: %w", err)
