@@ -212,6 +212,10 @@ type uringFile struct {
 
 func (f *uringFile) fd() int { return int(f.os.Fd()) }
 
+// Allocate reserves blocks with a plain fallocate(2) (rare: once per
+// preallocation chunk).
+func (f *uringFile) Allocate(off, n int64) error { return allocate(f.File, off, n) }
+
 // osHandle makes a ring-wrapped file an osFiler too (Sections read
 // through it with sendfile).
 func (f *uringFile) osHandle() *os.File { return f.os }

@@ -383,6 +383,23 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// Allocate grows the file with zeros to off+n, as fallocate(2) does; like
+// a write, the growth survives a crash only once synced.
+func (f *memFile) Allocate(off, n int64) error {
+	if err := f.check("fallocate"); err != nil {
+		return err
+	}
+	if f.readOnly {
+		return &os.PathError{Op: "fallocate", Path: f.name, Err: fs.ErrPermission}
+	}
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if end := off + n; end > int64(len(f.n.data)) {
+		f.n.data = append(f.n.data, make([]byte, end-int64(len(f.n.data)))...)
+	}
+	return nil
+}
+
 func (f *memFile) Sync() error {
 	if err := f.check("sync"); err != nil {
 		return err

@@ -137,6 +137,8 @@ type Engine struct {
 	creates createQueue
 
 	stats engineStats
+	// noPrealloc: the file system cannot preallocate (prealloc.go).
+	noPrealloc atomic.Bool
 	// files bounds the open segment-file descriptors (fdpool.go).
 	files *filePool
 

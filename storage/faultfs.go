@@ -109,6 +109,8 @@ type faultFile struct {
 	name string
 }
 
+func (f *faultFile) Allocate(off, n int64) error { return allocate(f.File, off, n) }
+
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	if x := f.fs.take(&f.fs.writeErr, f.name); x != nil {
 		return 0, &os.PathError{Op: "write", Path: f.name, Err: x.err}

@@ -359,6 +359,24 @@ func (h *segFile) Truncate(size int64) error {
 	return err
 }
 
+// Allocate reserves blocks (allocator); it counts as a write, as Truncate.
+func (h *segFile) Allocate(off, n int64) error {
+	if err := h.stickyErr(); err != nil {
+		return err
+	}
+	f, err := h.pin()
+	if err != nil {
+		return err
+	}
+	err = allocate(f, off, n)
+	h.mu.Lock()
+	h.writes++
+	h.dirty.Store(true)
+	h.unpinLocked()
+	h.mu.Unlock()
+	return err
+}
+
 // Size implements File.
 func (h *segFile) Size() (int64, error) {
 	f, err := h.pin()

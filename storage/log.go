@@ -299,6 +299,7 @@ func (l *Log) Append(b []byte, h kafkaproto.BatchHeader, leaderEpoch int32) (App
 	kafkaproto.SetBaseOffset(b, base)
 	kafkaproto.SetPartitionLeaderEpoch(b, leaderEpoch)
 	pos := seg.size
+	l.preallocLocked(seg, pos+int64(len(b)))
 	n, err := seg.f.WriteAt(b, pos)
 	if err == nil && n != len(b) {
 		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(b), io.ErrShortWrite)
@@ -356,10 +357,11 @@ func (l *Log) rollLocked() error {
 		return l.fenceErr
 	}
 	if old.stale > old.size {
-		// A recycled file: cut its earlier life's bytes off before the
-		// segment is sealed (a sealed segment ends at its file's end).
+		// A recycled or preallocated file: cut what lies past the data
+		// off before the segment is sealed (a sealed segment ends at its
+		// file's end).
 		if err := old.f.Truncate(old.size); err != nil {
-			return fail(fmt.Sprintf("truncate recycled segment %d at %d", old.base, old.size), err)
+			return fail(fmt.Sprintf("truncate segment %d at %d", old.base, old.size), err)
 		}
 	}
 	old.stale = 0
@@ -1075,10 +1077,10 @@ func (l *Log) close(sync bool) error {
 	}
 	var errs []error
 	if act := l.active(); sync && l.fenceErr == nil && act.stale > act.size {
-		// Recovery would cut the recycled file's old bytes off too, but
-		// as a torn tail, with a warning.
+		// Recovery would cut a recycled file's old bytes (or the
+		// preallocated zeros) off too, as a torn tail.
 		if err := act.f.Truncate(act.size); err != nil {
-			l.fenceLocked(fmt.Errorf("storage: close %s: truncate recycled segment %d at %d: %w", l.tp, act.base, act.size, err))
+			l.fenceLocked(fmt.Errorf("storage: close %s: truncate segment %d at %d: %w", l.tp, act.base, act.size, err))
 			errs = append(errs, l.fenceErr)
 		} else {
 			act.stale = 0

@@ -438,7 +438,11 @@ func (l *Log) openActive(base, interval, limit int64, replay func(*segment, *kaf
 		return nil, fmt.Errorf("replay segment %d: %w", base, replayErr)
 	}
 	if endPos < size {
-		l.logger().Warn().Err(scanErr).Int64("base", base).Int64("valid", endPos).Int64("size", size).Msg("truncating torn tail of active segment")
+		ev := l.logger().Warn()
+		if zeroTail(f, endPos, size) {
+			ev = l.logger().Info() // blocks reserved ahead of the writes (prealloc.go)
+		}
+		ev.Err(scanErr).Int64("base", base).Int64("valid", endPos).Int64("size", size).Msg("truncating torn tail of active segment")
 		if err := f.Truncate(endPos); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("truncate segment %d at %d: %w", base, endPos, err)

@@ -181,11 +181,14 @@ func TestRecycleCrash(t *testing.T) {
 				l.mu.Lock()
 			}
 			l.mu.Unlock()
+			// (stale > size alone also holds for a preallocated file,
+			// prealloc.go: wait for the roll onto the spare itself.)
+			before := e.Stats().SegmentsRecycled
 			for {
 				last = appendBig(t, l, st, 1, 60)
 				l.mu.Lock()
 				act := l.active()
-				recycled := act.stale > act.size && act.size > 0
+				recycled := e.Stats().SegmentsRecycled > before && act.stale > act.size && act.size > 0
 				l.mu.Unlock()
 				if recycled {
 					break

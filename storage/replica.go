@@ -239,6 +239,7 @@ func (l *Log) appendReplica(b []byte, gaps bool) (AppendResult, error) {
 func (l *Log) writeReplicaRunLocked(run []byte, interval int64) error {
 	seg := l.active()
 	pos := seg.size
+	l.preallocLocked(seg, pos+int64(len(run)))
 	n, err := seg.f.WriteAt(run, pos)
 	if err == nil && n != len(run) {
 		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(run), io.ErrShortWrite)

@@ -66,9 +66,10 @@ type segment struct {
 	// aborted is the file's aborted-transaction index (txn.go), in
 	// marker order; written to .txnindex when the file is sealed.
 	aborted []abortedEntry
-	// stale is the file's length when it is a recycled file still
-	// holding its earlier life's bytes past size (recycle.go); 0 when
-	// the file ends at size.
+	// stale is the file's length when it is longer than size: a
+	// recycled file still holding its earlier life's bytes past size
+	// (recycle.go), or blocks reserved ahead of the writes
+	// (prealloc.go); 0 (or at most size) when the file ends at size.
 	stale int64
 	// dropOn marks a file this process writes (drop-behind may drop
 	// its pages, dropbehind.go); dropped is the position below which
