@@ -598,16 +598,18 @@ func (b *Broker) Close(ctx context.Context) error {
 // untilShutdown returns a child of ctx that also ends when Close begins,
 // for waits on other nodes that a shutdown must not wait out (they may be
 // stopping too).
+//
+// It starts no goroutine: reqCtx, cancelled as Close begins, calls
+// cancel (context.AfterFunc registers with a cancelCtx parent), so a
+// produce request waiting for its followers costs no goroutine start and
+// wake-up.
 func (b *Broker) untilShutdown(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-b.shutdown:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+	stop := context.AfterFunc(b.reqCtx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // shuttingDown reports whether Close has begun.
