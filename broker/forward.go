@@ -45,6 +45,10 @@ type forwarders struct {
 	// a node (internal_tls.go); nil: plaintext.
 	tls func(node int32) *tls.Config
 
+	// replica carries replica fetches on connections of their own
+	// (replica_conn.go).
+	replica replicaConns
+
 	mu      sync.Mutex
 	clients map[fwdKey]*kgo.Client
 	closed  bool
@@ -84,6 +88,7 @@ func (f *forwarders) client(node int32, addr string) (*kgo.Client, error) {
 }
 
 func (f *forwarders) close() {
+	f.replica.close()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.closed = true

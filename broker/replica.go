@@ -61,27 +61,16 @@ func (r replicaLease) Wait(ctx context.Context, d time.Duration) bool {
 // replicaTransport sends a follower's Fetch to the leader's internal
 // listener, which serves Kafka requests from nodes beside the internal
 // HTTP calls (internal_kafka.go): replica fetches are node traffic, never
-// client traffic.
+// client traffic. They go on connections of their own that read answers
+// into recycled buffers (replica_conn.go).
 type replicaTransport struct{ b *Broker }
 
-func (r replicaTransport) Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+func (r replicaTransport) Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, func(), error) {
 	br, ok := r.b.store.FSM().Broker(leader)
 	if !ok || br.Internal == "" {
-		return nil, fmt.Errorf("broker: replica fetch: node %d has no internal address", leader)
+		return nil, nil, fmt.Errorf("broker: replica fetch: node %d has no internal address", leader)
 	}
-	cl, err := r.b.fwd.client(leader, br.Internal)
-	if err != nil {
-		return nil, err
-	}
-	seeds := cl.SeedBrokers()
-	if len(seeds) == 0 {
-		return nil, errors.New("broker: replica fetch: no connection to the leader")
-	}
-	resp, err := seeds[0].Request(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("broker: replica fetch from node %d: %w", leader, err)
-	}
-	return resp.(*kmsg.FetchResponse), nil
+	return r.b.fwd.replica.Fetch(ctx, r.b.fwd.tls, leader, br.Internal, req)
 }
 
 // OpenTransactions asks the leader for tp's producers with an open

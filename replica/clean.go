@@ -464,7 +464,7 @@ func (m *Manager) recopy(tp storage.TopicPartition, t metadata.Topic, cmd metada
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
-		resp, err := m.tr.Fetch(ctx, leader, req)
+		resp, release, err := m.tr.Fetch(ctx, leader, req)
 		cancel()
 		if err != nil {
 			return fail(err)
@@ -476,6 +476,7 @@ func (m *Manager) recopy(tp storage.TopicPartition, t metadata.Topic, cmd metada
 					continue
 				}
 				if rp.ErrorCode != 0 {
+					release()
 					return fail(kerr.ErrorForCode(rp.ErrorCode))
 				}
 				data = rp.RecordBatches
@@ -503,6 +504,7 @@ func (m *Manager) recopy(tp storage.TopicPartition, t metadata.Topic, cmd metada
 			next, progressed = h.LastOffset()+1, true
 			return nil
 		})
+		release() // written: data is not used any more
 		if err != nil && !errors.Is(err, errStop) {
 			return fail(err)
 		}

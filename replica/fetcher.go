@@ -396,7 +396,7 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 	}
 	f.inflight, f.inflightIdle = cancel, wait > m.cfg.FetchMaxWait
 	f.mu.Unlock()
-	resp, err := m.tr.Fetch(ctx, f.leader, req)
+	resp, release, err := m.tr.Fetch(ctx, f.leader, req)
 	f.mu.Lock()
 	f.inflight, f.inflightIdle = nil, false
 	f.mu.Unlock()
@@ -408,6 +408,9 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 		}
 		return false, err
 	}
+	// The answer's batches may live in the transport's recycled buffer:
+	// everything below is done with them when fetchOnce returns.
+	defer release()
 	if resp.ErrorCode == kerr.FetchSessionIDNotFound.Code || resp.ErrorCode == kerr.InvalidFetchSessionEpoch.Code {
 		// The leader restarted or evicted the session: start over with
 		// a full fetch, at once.

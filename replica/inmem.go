@@ -75,12 +75,12 @@ func (t *InmemTransport) Reconnect(node int32) {
 var errUnreachable = errors.New("replica: in-memory transport: node unreachable")
 
 // Fetch implements Transport.
-func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, func(), error) {
 	t.mu.Lock()
 	m, ok := t.nodes[leader]
 	if !ok || t.cut[leader] || t.cut[req.ReplicaID] {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
+		return nil, nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -95,9 +95,12 @@ func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fetc
 	}()
 	resp, err := m.ServeFetch(ctx, req)
 	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
+		return nil, nil, fmt.Errorf("%w: %d → %d", errUnreachable, req.ReplicaID, leader)
 	}
-	return resp, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, func() {}, nil
 }
 
 // OpenTransactions implements Transport: leader's producers with an

@@ -88,7 +88,10 @@ type Lease interface {
 
 // Transport carries a follower's Fetch to the leader node.
 type Transport interface {
-	Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error)
+	// Fetch sends req to leader. The answer's record batches may live in
+	// a buffer the transport reuses once release is called (it is never
+	// nil when err is nil): nothing may refer to them after that.
+	Fetch(ctx context.Context, leader int32, req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, release func(), err error)
 	// OpenTransactions asks leader, which leads tp, for its producers with
 	// an open transaction (id, epoch, coordinator epoch, the
 	// transaction's first offset): a learner that restarts its copy at
