@@ -21,24 +21,34 @@
 #      LINGER=0s        the producers' linger (kgo's own default is 10ms;
 #                       0 sends each record as soon as no request is in
 #                       flight, so batches are small and requests many)
+#      DROP_BEHIND=0    storage.drop-behind of every node (bytes; 0: off, the
+#                       default): with it the nodes' appends reuse page-cache
+#                       pages freed a moment ago instead of new ones, which on
+#                       a VM with free page reporting the host faults in
+#                       (docs/io-and-scale.md, "Produce write path")
 #      BASE_PORT=       first of the cluster's loopback ports (default random)
 #      DATA_ROOT=dir    where the data dirs go (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
+#      PROFILE=dir      during each setup's first run, save every node's CPU
+#                       profile (/debug/pprof/profile) and its /metrics before
+#                       and after into dir (single-*, nN-*), and the server logs
 # Needs: go, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/section.sh
 . bench/section.sh
 repo=$(pwd)
-: "${RATE:=100}" "${SECS:=10}" "${RUNS:=3}" "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}" "${LINGER:=0s}"
+: "${RATE:=100}" "${SECS:=10}" "${RUNS:=3}" "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}" "${LINGER:=0s}" "${DROP_BEHIND:=0}"
 : "${BASE_PORT:=$(( 20000 + RANDOM % 20000 ))}"
 for t in go jq; do command -v "$t" >/dev/null || { echo "replication.sh: $t not found" >&2; exit 1; }; done
 work=$(mktemp -d)
 DATA_ROOT=${DATA_ROOT:-$(mktemp -d)}
 dir=$DATA_ROOT/replication
 declare -A pids
+declare -A https # node -> HTTP address (PROFILE)
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if [ -n "${PROFILE:-}" ]; then for n in 0 1 2 3; do cp "$dir/n$n/server.log" "$PROFILE/n$n-server.log" 2>/dev/null || true; done; fi
   rm -rf "$work" "$dir"
 }
 trap cleanup EXIT
@@ -53,6 +63,7 @@ if [ -z "${TUSK:-}" ]; then go build -o "$work/tusk" ./cmd/tusk; TUSK=$work/tusk
 hz=$(getconf CLK_TCK)
 records=$(( RATE * 1024 * SECS ))
 flags=(--storage-fsync always --log-level warn)
+[ "$DROP_BEHIND" = 0 ] || flags+=(--storage-drop-behind "$DROP_BEHIND")
 
 # cpu_ticks PID...: summed user+system CPU ticks of the processes.
 cpu_ticks() {
@@ -63,6 +74,26 @@ cpu_ticks() {
 wait_ready() {
   for _ in $(seq 1 3000); do [ -s "$1" ] && return 0; kill -0 "$2" 2>/dev/null || break; sleep 0.01; done
   echo "replication: a node did not start" >&2; tail -20 "$(dirname "$1")/server.log" >&2; exit 1
+}
+# profile_start LABEL: with PROFILE set, start fetching every node's CPU
+# profile for the run (SECS) and save its metrics.
+profpids=()
+profile_start() {
+  [ -n "${PROFILE:-}" ] || return 0
+  mkdir -p "$PROFILE"
+  local n
+  for n in "${!https[@]}"; do
+    curl -sf "http://${https[$n]}/metrics" >"$PROFILE/$1-n$n-metrics.before" || true
+    curl -sf -o "$PROFILE/$1-n$n.pprof" "http://${https[$n]}/debug/pprof/profile?seconds=$SECS" &
+    profpids+=($!)
+  done
+}
+profile_end() {
+  [ -n "${PROFILE:-}" ] || return 0
+  local n p
+  for n in "${!https[@]}"; do curl -sf "http://${https[$n]}/metrics" >"$PROFILE/$1-n$n-metrics.after" || true; done
+  for p in "${profpids[@]}"; do wait "$p" || true; done
+  profpids=()
 }
 # run ADDR TOPIC: one measured run; prints "p50_ns p99_ns cpu_s_per_gib mbps".
 run() {
@@ -82,7 +113,9 @@ measure() { # ADDR LABEL: warm-up, then RUNS runs on fresh topics
     --records $(( RATE * 1024 * 2 )) --acks all --rate "$RATE" --linger "$LINGER" --consume=false >/dev/null 2>>"$dir/bench.log"
   note "$label: tusk bench --brokers ADDR --json --topic rN --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --linger $LINGER --consume=false   (× $RUNS after a 2 s warm-up)"
   for i in $(seq 1 "$RUNS"); do
+    [ "$i" = 1 ] && profile_start "${label// /}"
     out+=("$(run "$addr" "r$i")")
+    [ "$i" = 1 ] && profile_end "${label// /}"
     log "$label run $i: ${out[-1]}"
   done
   printf '%s\n' "${out[@]}" | median_of
@@ -95,6 +128,7 @@ note "single: tusk serve --data-dir DIR --kafka-listen 127.0.0.1:0 --http-listen
   "${flags[@]}" >"$dir/n0/server.log" 2>&1 &
 pids[0]=$!
 wait_ready "$dir/n0/ready.json" "${pids[0]}"
+https[0]=$(jq -r .http "$dir/n0/ready.json")
 single=$(measure "$(jq -r .kafka "$dir/n0/ready.json")" single)
 kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; unset 'pids[0]'
 
@@ -110,7 +144,8 @@ for n in 1 2 3; do
     "${flags[@]}" >"$dir/n$n/server.log" 2>&1 &
   pids[$n]=$!
 done
-for n in 1 2 3; do wait_ready "$dir/n$n/ready.json" "${pids[$n]}"; done
+unset 'https[0]'
+for n in 1 2 3; do wait_ready "$dir/n$n/ready.json" "${pids[$n]}"; https[$n]=127.0.0.1:$(port "$n" 5); done
 # The default replication factor is min(3, live brokers): wait for three.
 alive=0
 for _ in $(seq 1 300); do
