@@ -35,6 +35,9 @@ import (
 // at most 16 MiB of records).
 const replicaAnswerMax = 256 << 20
 
+// replicaMinBuf is the least an answer buffer holds.
+const replicaMinBuf = 64 << 10
+
 // replicaFreeBufs is how many answer buffers are kept for reuse.
 const replicaFreeBufs = 4
 
@@ -272,27 +275,36 @@ func (c *replicaConn) read(req kmsg.Request, buf []byte) (full, body []byte, err
 	if _, err := c.nc.Write(c.wbuf); err != nil {
 		return buf, nil, fmt.Errorf("write: %w", err)
 	}
-	var size [4]byte
-	if _, err := io.ReadFull(c.nc, size[:]); err != nil {
-		return buf, nil, fmt.Errorf("read: %w", err)
+	// One read takes the size and as much of the answer as has come (a
+	// small answer whole): nothing follows the answer on the connection,
+	// one request being in flight at a time.
+	buf = buf[:cap(buf)]
+	if len(buf) < replicaMinBuf {
+		buf = make([]byte, replicaMinBuf)
 	}
-	n := int(int32(binary.BigEndian.Uint32(size[:])))
-	if n < 4 || n > replicaAnswerMax {
-		return buf, nil, fmt.Errorf("answer of %d bytes", n)
+	got, err := io.ReadAtLeast(c.nc, buf, 4)
+	if err != nil {
+		return buf[:0], nil, fmt.Errorf("read: %w", err)
 	}
-	if cap(buf) < n {
+	n := int(int32(binary.BigEndian.Uint32(buf)))
+	if n < 4 || n > replicaAnswerMax || got > 4+n {
+		return buf[:0], nil, fmt.Errorf("answer of %d bytes (%d read)", n, got)
+	}
+	if cap(buf) < 4+n {
 		// Grow by at least half again, so that answers growing by a
 		// little each time do not reallocate each time.
-		buf = make([]byte, n, max(n, cap(buf)+cap(buf)/2))
+		grown := make([]byte, 4+n, max(4+n, cap(buf)+cap(buf)/2))
+		copy(grown, buf[:got])
+		buf = grown
 	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(c.nc, buf); err != nil {
+	buf = buf[:4+n]
+	if _, err := io.ReadFull(c.nc, buf[got:]); err != nil {
 		return buf, nil, fmt.Errorf("read: %w", err)
 	}
-	if corr := int32(binary.BigEndian.Uint32(buf)); corr != c.corr {
+	if corr := int32(binary.BigEndian.Uint32(buf[4:])); corr != c.corr {
 		return buf, nil, fmt.Errorf("answer to request %d, want %d", corr, c.corr)
 	}
-	body = buf[4:]
+	body = buf[8:]
 	// A flexible answer's header (v1) carries tagged fields after the
 	// correlation ID; ApiVersions answers always with a v0 header.
 	if req.IsFlexible() && req.Key() != kmsg.ApiVersions.Int16() {
