@@ -343,24 +343,17 @@ func (h *segFile) WriteAt(p []byte, off int64) (int, error) {
 // Truncate implements File; it counts as a write (fdatasync'ed before an
 // eviction closes the descriptor).
 func (h *segFile) Truncate(size int64) error {
-	if err := h.stickyErr(); err != nil {
-		return err
-	}
-	f, err := h.pin()
-	if err != nil {
-		return err
-	}
-	err = f.Truncate(size)
-	h.mu.Lock()
-	h.writes++
-	h.dirty.Store(true)
-	h.unpinLocked()
-	h.mu.Unlock()
-	return err
+	return h.change(func(f File) error { return f.Truncate(size) })
 }
 
 // Allocate reserves blocks (allocator); it counts as a write, as Truncate.
 func (h *segFile) Allocate(off, n int64) error {
+	return h.change(func(f File) error { return allocate(f, off, n) })
+}
+
+// change runs op, a change to the file other than a write, on the pinned
+// descriptor and counts it as a write.
+func (h *segFile) change(op func(File) error) error {
 	if err := h.stickyErr(); err != nil {
 		return err
 	}
@@ -368,7 +361,7 @@ func (h *segFile) Allocate(off, n int64) error {
 	if err != nil {
 		return err
 	}
-	err = allocate(f, off, n)
+	err = op(f)
 	h.mu.Lock()
 	h.writes++
 	h.dirty.Store(true)
