@@ -618,6 +618,7 @@ func (s *RaftStore) Close() error {
 	// (raft_pipeline.go), no RPC (raft_stream.go).
 	s.retry.pipes.closeAll()
 	if s.stream != nil {
+		_ = s.retry.Close() // stop accepting; closed again after the shutdown, as before
 		s.stream.sever()
 	}
 	err := f.Error()

@@ -11,22 +11,24 @@ import (
 )
 
 // Closing a node's Raft severs its connections (docs/architecture.md,
-// "Internal RPC"). hashicorp/raft's Shutdown waits for every replication and
-// heartbeat goroutine, and only then closes the transport; a goroutine in
-// the middle of an RPC to a peer waits for that RPC's deadline (the
-// transport's 5 s, plus up to 5 s more to dial). After a network
-// partition heals, TCP's retransmission backoff can hold a write for
-// seconds, and a stopping node then hung in Close for longer than its
-// stop deadline. Every connection the transport accepts or dials is
-// tracked here, and Close closes them all right after it asks raft to
-// shut down, so a blocked RPC fails at once and its goroutine sees the
-// shutdown.
+// "Internal RPC"). hashicorp/raft's Shutdown waits for every replication
+// and heartbeat goroutine, and only then closes the transport; a
+// goroutine in the middle of an RPC to a peer waits for that RPC's
+// deadline (the transport's 5 s, plus up to 5 s more to dial). After a
+// network partition heals, TCP's retransmission backoff can hold a write
+// for seconds, and a stopping node then hung in Close for longer than its
+// stop deadline. Every connection the transport dials is tracked here,
+// and Close closes them all right after it asks raft to shut down, so a
+// blocked RPC fails at once and its goroutine sees the shutdown.
+// Connections peers dialled to this node are left to the transport: they
+// serve the peers' RPCs, which raft's shutdown does not wait for, and
+// closing them under raft's reader only logs errors.
 
 // errSevered is returned by Dial once the stream was severed.
 var errSevered = errors.New("metadata: raft stream closed")
 
-// trackedStream wraps a stream layer and tracks the connections it hands
-// out until they are closed.
+// trackedStream wraps a stream layer and tracks the connections it dials
+// until they are closed.
 type trackedStream struct {
 	raft.StreamLayer
 	mu      sync.Mutex
@@ -36,14 +38,6 @@ type trackedStream struct {
 
 func newTrackedStream(s raft.StreamLayer) *trackedStream {
 	return &trackedStream{StreamLayer: s, conns: map[*trackedConn]struct{}{}}
-}
-
-func (t *trackedStream) Accept() (net.Conn, error) {
-	nc, err := t.StreamLayer.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return t.track(nc)
 }
 
 func (t *trackedStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
@@ -67,15 +61,15 @@ func (t *trackedStream) track(nc net.Conn) (net.Conn, error) {
 	return c, nil
 }
 
-// sever closes the listener and every tracked connection; connections
-// accepted or dialled from now on are closed at once.
+// sever closes every dialled connection; a dial from now on fails. The
+// listener is the transport's to close (its Close marks it shut down
+// first, so its accept loop ends without an error).
 func (t *trackedStream) sever() {
 	t.mu.Lock()
 	t.severed = true
 	conns := t.conns
 	t.conns = map[*trackedConn]struct{}{}
 	t.mu.Unlock()
-	t.StreamLayer.Close()
 	for c := range conns {
 		c.Conn.Close()
 	}
