@@ -23,6 +23,11 @@ type InmemTransport struct {
 	nodes    map[int32]*Manager
 	cut      map[int32]bool
 	inflight map[*inmemCall]struct{}
+	// recycle: answers' batches live in buffers from free, overwritten
+	// when released (Recycle); released counts the releases.
+	recycle  bool
+	free     [][]byte
+	released int
 }
 
 // inmemCall is a fetch in flight.
@@ -64,6 +69,69 @@ func (t *InmemTransport) Disconnect(node int32) {
 	}
 }
 
+// Recycle makes Fetch hand out answers whose record batches live in a
+// buffer of the transport's, reused by later answers once released, as
+// the broker's replica connections recycle theirs; on release the buffer
+// is overwritten (0xFF), so a caller still using the batches reads
+// garbage.
+func (t *InmemTransport) Recycle(on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.recycle = on
+}
+
+// Released is how many recycled answers were released.
+func (t *InmemTransport) Released() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.released
+}
+
+// recycled moves resp's record batches into a buffer of the transport's
+// and returns the release func that overwrites and frees it.
+func (t *InmemTransport) recycled(resp *kmsg.FetchResponse) func() {
+	n := 0
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			n += len(rp.RecordBatches)
+		}
+	}
+	t.mu.Lock()
+	var buf []byte
+	if k := len(t.free); k > 0 {
+		buf, t.free = t.free[k-1], t.free[:k-1]
+	}
+	t.mu.Unlock()
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	off := 0
+	for ti := range resp.Topics {
+		for pi := range resp.Topics[ti].Partitions {
+			rb := &resp.Topics[ti].Partitions[pi].RecordBatches
+			if *rb == nil {
+				continue
+			}
+			end := off + copy(buf[off:], *rb)
+			*rb = buf[off:end:end]
+			off = end
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for i := range buf {
+				buf[i] = 0xFF
+			}
+			t.mu.Lock()
+			t.free = append(t.free, buf)
+			t.released++
+			t.mu.Unlock()
+		})
+	}
+}
+
 // Reconnect undoes Disconnect.
 func (t *InmemTransport) Reconnect(node int32) {
 	t.mu.Lock()
@@ -99,6 +167,12 @@ func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fetc
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	t.mu.Lock()
+	recycle := t.recycle
+	t.mu.Unlock()
+	if recycle {
+		return resp, t.recycled(resp), nil
 	}
 	return resp, func() {}, nil
 }

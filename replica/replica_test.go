@@ -52,6 +52,46 @@ func TestFollowerCatchUpAndHighWatermark(t *testing.T) {
 	}
 }
 
+// Followers apply answers whose batches live in a recycled buffer that
+// is overwritten once released (the broker's replica connections reuse
+// theirs): nothing of an answer is used after its release, so the
+// followers hold the leader's bytes exactly, answer after answer.
+func TestFollowersApplyRecycledAnswers(t *testing.T) {
+	c := newCluster(t, 3, []int32{1, 2, 3})
+	c.tr.Recycle(true)
+	for round, end := range []int64{5, 12} {
+		for i := int(c.log(1).LogEndOffset()); i < int(end); i++ {
+			c.produce(1, i)
+		}
+		c.eventually("the HW everywhere", func() bool {
+			return c.log(1).HighWatermark() == end && c.log(2).HighWatermark() == end && c.log(3).HighWatermark() == end
+		})
+		for _, id := range []int32{2, 3} {
+			if c.log(id).LogEndOffset() != end || !c.sameBytes(1, id) {
+				t.Fatalf("round %d, node %d: LEO %d (want %d), bytes equal to the leader's: %v", round, id, c.log(id).LogEndOffset(), end, c.sameBytes(1, id))
+			}
+		}
+	}
+	// The leader's log holds batches 0..11, one record each, v0..v11.
+	var offsets []int64
+	err := kafkaproto.SplitBatches(c.bytesOf(1), func(b []byte, h kafkaproto.BatchHeader) error {
+		if _, err := kafkaproto.ValidateBatch(b); err != nil {
+			return err
+		}
+		offsets = append(offsets, h.BaseOffset)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}; !slices.Equal(offsets, want) {
+		t.Fatalf("leader's batches at %v, want %v", offsets, want)
+	}
+	if n := c.tr.Released(); n < 2 {
+		t.Fatalf("%d recycled answers released, want at least 2", n)
+	}
+}
+
 // acks=all: a wait is released once every replica holds the record, and
 // not before.
 func TestAcksAllRelease(t *testing.T) {
