@@ -349,7 +349,7 @@ func Options() []Option {
 		{"log.format", "console", "log format: console or json"},
 		{"storage.fsync", "always", "fsync policy: always (group commit before ack), interval, never"},
 		{"storage.fsync-interval", 100 * time.Millisecond, "sync period for storage.fsync=interval"},
-		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group-commit fdatasyncs if available, syscalls for writes and reads), uring, syscall"},
+		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group commits of several files if available; syscalls for one-file commits, writes and reads), uring, syscall"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
 		{"storage.recycle-segments", true, "when retention drops a log's oldest segment, keep its file for that log's next roll to overwrite instead of deleting it and creating a new one (cheaper writes, no unlink); an unused spare is deleted after a retention interval"},
