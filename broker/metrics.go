@@ -214,7 +214,32 @@ func (m *metrics) addStorage(e *storage.Engine) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tusk_storage_background_io_bytes_total", Help: "Bytes learner copies wrote under the background I/O budget (storage.background-io-rate).",
 		}, func() float64 { return float64(e.BackgroundStats().BackgroundIOBytes) }),
+		commitCollector{e: e, desc: prometheus.NewDesc("tusk_storage_group_commit_seconds",
+			"Time of each group commit's fdatasync batch (storage.fsync=always) or interval sync, from submission to the last completion.", nil, nil)},
 	)
+}
+
+// commitCollector exports the storage engine's group-commit latency
+// histogram (kept by storage without prometheus).
+type commitCollector struct {
+	e    *storage.Engine
+	desc *prometheus.Desc
+}
+
+func (c commitCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c commitCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.e.CommitLatency()
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var cum, total uint64
+	for i, n := range h.Counts {
+		total += uint64(n)
+		if i < len(h.Bounds) {
+			cum += uint64(n)
+			buckets[h.Bounds[i].Seconds()] = cum
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, total, h.Sum.Seconds(), buckets)
 }
 
 func (m *metrics) observe(key kmsg.Key, start time.Time) {

@@ -57,6 +57,8 @@ func sampleValue(m *dto.Metric) float64 {
 		return m.Gauge.GetValue()
 	case m.Untyped != nil:
 		return m.Untyped.GetValue()
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount())
 	}
 	return 0
 }
@@ -139,6 +141,11 @@ func TestMetricsPerTopicAndPartition(t *testing.T) {
 		if got, ok := m[k]; !ok || got != v {
 			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
 		}
+	}
+	// Every acks=all produce above waited for a group commit (one commit
+	// syncs one or more segment files).
+	if c, f := m["tusk_storage_group_commit_seconds"], m["tusk_storage_fsyncs_total"]; c < 1 || c > f {
+		t.Errorf("tusk_storage_group_commit_seconds counts %v commits, want between 1 and the %v fsyncs", c, f)
 	}
 	if r := m["tusk_lease_remaining_seconds"]; r <= 0 || r > b.cfg.Lease.Timeout.Seconds() {
 		t.Errorf("tusk_lease_remaining_seconds = %v, want in (0, %v]", r, b.cfg.Lease.Timeout.Seconds())

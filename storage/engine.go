@@ -644,7 +644,9 @@ func (e *Engine) syncLogs(logs []*Log) {
 		return
 	}
 	errs := make([]error, len(files))
+	began := time.Now()
 	e.files.syncFiles(e.io, files, errs)
+	e.stats.commitTime.observe(time.Since(began))
 	for i, t := range pending {
 		t.l.endSync(t, errs[i])
 	}

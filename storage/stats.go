@@ -1,6 +1,9 @@
 package storage
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats are an Engine's cumulative counters since Open.
 type Stats struct {
@@ -25,7 +28,57 @@ type engineStats struct {
 	recycled atomic.Int64
 	// dropped counts drop-behind fadvise calls (dropbehind.go).
 	dropped atomic.Int64
+	// commitTime is the time of each group commit's fdatasync batch.
+	commitTime latencyHist
 }
+
+// commitBuckets are the upper bounds of the group-commit latency
+// histogram: 100 µs doubling to about 3.3 s.
+var commitBuckets = func() []time.Duration {
+	b := make([]time.Duration, 16)
+	for i := range b {
+		b[i] = 100 * time.Microsecond << i
+	}
+	return b
+}()
+
+// latencyHist counts durations into commitBuckets (the last count is
+// everything above the last bound), without locks.
+type latencyHist struct {
+	counts [17]atomic.Int64
+	sum    atomic.Int64 // nanoseconds
+}
+
+func (h *latencyHist) observe(d time.Duration) {
+	i := 0
+	for i < len(commitBuckets) && d > commitBuckets[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// LatencyHistogram is a snapshot of a latency histogram: Counts[i] is how
+// many took at most Bounds[i] (and more than Bounds[i-1]); the last count
+// is those above every bound.
+type LatencyHistogram struct {
+	Bounds []time.Duration
+	Counts []int64
+	Sum    time.Duration
+}
+
+func (h *latencyHist) snapshot() LatencyHistogram {
+	out := LatencyHistogram{Bounds: commitBuckets, Counts: make([]int64, len(h.counts)), Sum: time.Duration(h.sum.Load())}
+	for i := range h.counts {
+		out.Counts[i] = h.counts[i].Load()
+	}
+	return out
+}
+
+// CommitLatency returns the histogram of group-commit times: each
+// fdatasync batch of a group commit (fsync=always) or interval sync,
+// from its submission to its last completion.
+func (e *Engine) CommitLatency() LatencyHistogram { return e.stats.commitTime.snapshot() }
 
 func (s *engineStats) synced(batches int64) {
 	s.fsyncs.Add(1)
