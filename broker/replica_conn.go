@@ -35,6 +35,11 @@ import (
 // at most 16 MiB of records).
 const replicaAnswerMax = 256 << 20
 
+// replicaGrowMax bounds a buffer's growth ahead of need: a follower asks
+// for at most 16 MiB of records (replica.fetcher), plus the answer's
+// framing.
+const replicaGrowMax = 16<<20 + 64<<10
+
 // replicaMinBuf is the least an answer buffer holds.
 const replicaMinBuf = 64 << 10
 
@@ -292,8 +297,10 @@ func (c *replicaConn) read(req kmsg.Request, buf []byte) (full, body []byte, err
 	}
 	if cap(buf) < 4+n {
 		// Grow by at least half again, so that answers growing by a
-		// little each time do not reallocate each time.
-		grown := make([]byte, 4+n, max(4+n, cap(buf)+cap(buf)/2))
+		// little each time do not reallocate each time, but not past
+		// the largest answer a follower asks for unless one is larger
+		// (the free buffers stay bounded: replicaFreeBufs of them).
+		grown := make([]byte, 4+n, max(4+n, min(cap(buf)+cap(buf)/2, replicaGrowMax)))
 		copy(grown, buf[:got])
 		buf = grown
 	}
