@@ -32,7 +32,7 @@
 #      PROFILE=dir      during each setup's first run, save every node's CPU
 #                       profile (/debug/pprof/profile) and its /metrics before
 #                       and after into dir (single-*, nN-*), and the server logs
-# Needs: go, jq.
+# Needs: go, jq (and curl with PROFILE).
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/section.sh
