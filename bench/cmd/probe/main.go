@@ -1,8 +1,10 @@
 // Command probe measures this machine's limits for bench/compare.sh:
 //
-//	probe fsync -dir DIR [-n 500] [-size 4096]
+//	probe fsync -dir DIR [-n 500] [-size 4096] [-ahead BYTES]
 //	    appends size-byte writes to a file in DIR, each followed by
-//	    fdatasync, and prints p50/p99/max latency and syncs/s;
+//	    fdatasync, and prints p50/p99/max latency, syncs/s and CPU per
+//	    operation; -ahead reserves blocks that far ahead with fallocate,
+//	    as a segment under fsync=always does (storage/prealloc.go);
 //	probe tcp [-secs 3] [-size 1048576]
 //	    streams size-byte writes over one loopback TCP connection and
 //	    prints MB/s (2^20 bytes);
