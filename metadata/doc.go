@@ -19,7 +19,13 @@
 // cluster is started with the same voter list and bootstraps with exactly
 // that list when it has no Raft state, so no node is special; a node not in
 // the list waits to be added (AddNode). With no voters a node is a cluster
-// of one; without a Raft listener it uses an in-memory transport.
+// of one; without a Raft listener it uses an in-memory transport. Three
+// wrappers sit around raft's network transport (docs/architecture.md,
+// "Internal RPC"): peerretry.go retries AppendEntries to an unreachable
+// peer, raft_pipeline.go closes a replication pipeline whose send is
+// stuck, and raft_stream.go tracks the connections this node dials, so
+// that Close, right after asking raft to shut down, closes every
+// pipeline and dialled connection and no RPC in flight holds it up.
 //
 // Apply commits a command through the controller: on the leader directly,
 // on a follower through the Forwarder (the broker's internal listener). It

@@ -118,9 +118,11 @@
 // storage.io=auto (the default) probes io_uring at Open (a ring and a NOP;
 // it fails on old kernels, under seccomp and with kernel.io_uring_disabled)
 // and logs a warning and uses syscall if it is unavailable. If it is
-// available, auto uses the ring for group-commit fdatasyncs only and plain
-// pwrite/pread for writes and reads, because that measured fastest on the
-// 2-core ext4 development machine (kernel 6.18):
+// available, auto uses the ring for group commits of several files only
+// (a commit of one file calls fdatasync itself: the ring would batch
+// nothing and add its reaper's wake-up) and plain pwrite/pread for writes
+// and reads, because that measured fastest on the 2-core ext4 development
+// machine (kernel 6.18):
 //
 //	4 KiB buffered write:  io_uring 68 µs (ext4 punts buffered writes to
 //	                       io-wq), pwrite 5 µs
@@ -235,6 +237,12 @@
 // All integers are big-endian.
 //
 // # Durability of files
+//
+// Under fsync=always the active segment's blocks are reserved ahead of
+// its writes with fallocate (prealloc.go), so the file may be longer than
+// its data; the segment records that length (stale, as for a recycled
+// file), a roll and a clean close truncate the file to its data, and
+// recovery cuts the zeros as a torn tail.
 //
 // Rolling a segment fdatasyncs the old .log, writes and fsyncs its .index,
 // .timeindex, .txnindex and the .snapshot named after the new base, creates the new
