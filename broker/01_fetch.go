@@ -78,6 +78,9 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		refuseReplicaFetch(req, resp)
 		return resp, nil
 	}
+	if replica {
+		markDurableAware(resp) // Fetched below takes the durable offsets
+	}
 	// An incremental fetch becomes a full one over the session's
 	// partitions here; fetchDone drops what has not changed.
 	sess, full, code := b.fetchSessions.begin(req, time.Now())
@@ -189,7 +192,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				}
 			}
 			tp := b.tp(topic.Name, rp.Partition)
-			if code == 0 && replica && !b.repl.Fetched(tp, req.ReplicaID, rp.FetchOffset, rp.LogStartOffset) {
+			if code == 0 && replica && !b.repl.Fetched(tp, req.ReplicaID, replicaAck(&rp), rp.LogStartOffset) {
 				code = kerr.NotLeaderForPartition.Code // not a replica of this partition
 			}
 			sp.ErrorCode = code

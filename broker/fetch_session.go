@@ -44,10 +44,13 @@ type sessionKey struct {
 // fetch position and what the last response told it.
 type sessionPart struct {
 	fetchOffset, logStartOffset int64
-	maxBytes, leaderEpoch       int32
-	lastFetchedEpoch            int32
-	sent                        bool // a response has carried it
-	hw, lso, logStart           int64
+	// ackOffset: what a follower's fetch acknowledges, its fetch offset
+	// or the lower durable offset it reported (replica.AckOffset).
+	ackOffset             int64
+	maxBytes, leaderEpoch int32
+	lastFetchedEpoch      int32
+	sent                  bool // a response has carried it
+	hw, lso, logStart     int64
 
 	// A follower's session only (fetch_replica.go), under the session's
 	// mu unless noted.
@@ -233,7 +236,7 @@ func (s *fetchSession) merge(req *kmsg.FetchRequest) {
 				s.parts[k] = p
 				s.order = append(s.order, k)
 			}
-			p.fetchOffset, p.logStartOffset = rp.FetchOffset, rp.LogStartOffset
+			p.fetchOffset, p.logStartOffset, p.ackOffset = rp.FetchOffset, rp.LogStartOffset, replicaAck(&rp)
 			p.maxBytes, p.leaderEpoch, p.lastFetchedEpoch = rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LastFetchedEpoch
 			if s.rs != nil {
 				s.rs.mark(p, false) // its position changed: visit it this round

@@ -74,6 +74,17 @@ type fetcher struct {
 	// (nothing new anywhere), so the next fetch long-polls for
 	// Config.idleFetchWait instead of FetchMaxWait. Run goroutine only.
 	quiet bool
+	// pending: under fsync=always with a leader that counts durable
+	// offsets (durable.go), the partitions appended to whose appends
+	// were not yet durable when last reported, with the last offset
+	// appended. While any is pending the fetcher does not long-poll: the
+	// leader must hear of the sync soon. Run goroutine only.
+	pending map[storage.TopicPartition]int64
+	// awareSession is the fetch session (its ID) whose leader said it
+	// counts durable offsets; 0: none. Only an incremental fetch of that
+	// session may carry a log end past what is durable: it reaches the
+	// same leader process or is refused. Run goroutine only.
+	awareSession int32
 }
 
 // idleFetchWait is the long poll of a follower's fetch after an answer
@@ -106,6 +117,7 @@ type sentPart struct {
 	offset   int64
 	epoch    int32
 	logStart int64 // reported so that DeleteRecords can wait for it
+	durable  int64 // fsync=always: the offset below which the copy is durable
 }
 
 // reset makes the next fetch a full one that replaces the session.
@@ -117,7 +129,8 @@ func (s *fetchSession) reset() {
 func newFetcher(m *Manager, leader int32) *fetcher {
 	return &fetcher{m: m, leader: leader, parts: map[storage.TopicPartition]*followed{}, names: map[metadata.TopicID]string{},
 		watches: map[storage.TopicPartition]func(){}, dirty: map[storage.TopicPartition]struct{}{},
-		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		pending: map[storage.TopicPartition]int64{},
+		kick:    make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // markDirty queues tp to be looked at by the next fetch.
@@ -300,11 +313,25 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 		wait = m.cfg.idleFetchWait()
 	}
 	f.quiet = false // until an answer says so
+	sess := &f.sess
+	incremental := sess.id != 0 && sess.epoch > 0 && sess.sent != nil
+	if len(f.pending) > 0 && (!incremental || sess.id != f.awareSession) {
+		// Appends not yet durable, and this fetch may reach another
+		// leader process than the one that counts durable offsets (a
+		// new session: that leader may be an older one, counting the
+		// fetch offset): they are made durable first.
+		if err := f.waitPending(m.ctx, false); err != nil {
+			return false, err
+		}
+	}
+	if f.checkPending() {
+		// Appends not yet durable: answer at once, so that the fetch
+		// after their sync tells the leader (durable.go).
+		wait = 0
+	}
 	req.MaxWaitMillis = int32(wait / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = 16 << 20
-	sess := &f.sess
-	incremental := sess.id != 0 && sess.epoch > 0 && sess.sent != nil
 	req.SessionID, req.SessionEpoch = sess.id, sess.epoch
 	// look: the partitions to look at; changes: what the leader's session
 	// will hold for them once it answered (del: forgotten).
@@ -354,7 +381,10 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 			}
 			continue
 		}
-		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch, logStart: p.log.LogStartOffset()}
+		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch, logStart: p.log.LogStartOffset(), durable: -1}
+		if m.cfg.FsyncAlways {
+			sp.durable = p.log.DurableOffset()
+		}
 		if incremental {
 			cur, ok := sess.sent[tp]
 			if ok && cur == sp {
@@ -384,6 +414,9 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 		rp.CurrentLeaderEpoch = p.epoch
 		rp.LogStartOffset = sp.logStart
 		rp.PartitionMaxBytes = 4 << 20
+		if sp.durable >= 0 {
+			SetDurableOffset(&rp, sp.durable)
+		}
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
@@ -448,7 +481,16 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 	// Every partition's batches are appended first, then made durable
 	// and followed: one group commit covers the whole answer, where
 	// waiting after each partition's append cost one commit per
-	// partition in turn.
+	// partition in turn. A leader that counts durable offsets
+	// (durable.go) is told of the sync by a later fetch instead: the
+	// follower fetches on while it runs.
+	aware := m.cfg.FsyncAlways && durableAware(resp)
+	switch {
+	case aware && resp.SessionID != 0 && resp.SessionID == sess.id:
+		f.awareSession = sess.id
+	case sess.id != f.awareSession:
+		f.awareSession = 0
+	}
 	var firstErr error
 	var applied []appliedPart
 	for ti := range resp.Topics {
@@ -478,14 +520,90 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 			}
 		}
 	}
+	appended := false
 	for _, a := range applied {
-		ok, err := f.follow(ctx, a)
+		if aware && a.last >= 0 {
+			f.pending[a.tp] = a.last
+			appended = true
+		}
+		ok, err := f.follow(ctx, a, !aware)
 		progressed = progressed || ok
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
+	if aware && !appended {
+		// Nothing new came: rather than ask again at once, wait for the
+		// pending syncs, which the next fetch reports.
+		if err := f.waitPending(ctx, true); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	return progressed, firstErr
+}
+
+// checkPending queues the pending partitions to be looked at (their
+// durable offset may have moved), forgets those now durable, no longer
+// followed, or whose log failed, and reports whether any is still
+// pending. Run goroutine only.
+func (f *fetcher) checkPending() bool {
+	if len(f.pending) == 0 {
+		return false
+	}
+	for tp, last := range f.pending {
+		f.markDirty(tp)
+		f.mu.Lock()
+		p := f.parts[tp]
+		f.mu.Unlock()
+		if p == nil {
+			delete(f.pending, tp)
+			continue
+		}
+		done, err := p.log.Durable(last)
+		if err != nil {
+			// A fenced or closed log syncs nothing more: its follower
+			// claims no more and falls behind (the leader rolls it out).
+			f.m.log.Warn().Err(err).Str("tp", tp.String()).Msg("replica append not durable")
+		}
+		if done {
+			delete(f.pending, tp)
+		}
+	}
+	return len(f.pending) > 0
+}
+
+// pendingPoll bounds waitPending: a follower whose sync takes longer
+// asks its leader again meanwhile (an answer at once), so records
+// produced during a slow sync are copied without waiting for its end.
+const pendingPoll = time.Millisecond
+
+// waitPending waits until every pending partition's appends are durable
+// (or its log failed), or, with poll, pendingPoll has passed. Run
+// goroutine only.
+func (f *fetcher) waitPending(ctx context.Context, poll bool) error {
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if poll {
+		wctx, cancel = context.WithTimeout(ctx, pendingPoll)
+	}
+	defer cancel()
+	for tp, last := range f.pending {
+		f.mu.Lock()
+		p := f.parts[tp]
+		f.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		if err := p.log.WaitDurable(wctx, last); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			if wctx.Err() != nil {
+				return nil // the next fetch asks the leader, at once
+			}
+			// A failed log: checkPending forgets it.
+		}
+	}
+	return nil
 }
 
 // appliedPart is a partition whose answer apply took: what follow
@@ -556,15 +674,20 @@ func (f *fetcher) apply(ctx context.Context, tp storage.TopicPartition, p *follo
 	return a, nil
 }
 
-// follow finishes a partition apply took: under fsync=always it waits
-// until the appended batches are durable (the next fetch tells the leader
-// this node holds everything below its log end offset), then takes the
-// leader's high watermark and log start. It reports whether the
-// partition is healthy.
-func (f *fetcher) follow(ctx context.Context, a appliedPart) (bool, error) {
+// follow finishes a partition apply took: under fsync=always with sync
+// set it waits until the appended batches are durable (the next fetch
+// tells the leader this node holds everything below its log end offset;
+// see durable.go for the leaders that need not wait), then takes the
+// leader's high watermark and log start (the high watermark stays within
+// what is durable here: storage.Log.AdvanceHighWatermark). It reports
+// whether the partition is healthy.
+func (f *fetcher) follow(ctx context.Context, a appliedPart, sync bool) (bool, error) {
 	m, tp, p, rp := f.m, a.tp, a.p, a.rp
-	if a.last >= 0 && m.cfg.FsyncAlways {
-		if err := p.log.WaitDurable(ctx, a.last); err != nil {
+	if a.last >= 0 && m.cfg.FsyncAlways && sync {
+		// Not bounded by the fetch's timeout: past it the next fetch
+		// would claim what is not durable. A sync that never ends stops
+		// this fetcher, and the leader rolls the follower out.
+		if err := p.log.WaitDurable(m.ctx, a.last); err != nil {
 			return true, err
 		}
 	}

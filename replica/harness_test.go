@@ -201,6 +201,18 @@ func testConfig(id int32, clock Clock) Config {
 // partition on replicas.
 func newCluster(t *testing.T, n int, replicas []int32) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, replicas, clusterOpts{})
+}
+
+// clusterOpts varies newClusterWith's nodes.
+type clusterOpts struct {
+	fsyncAlways bool                   // storage.fsync=always on every node
+	fs          func(int32) storage.FS // each node's file system (nil: the OS's)
+}
+
+// newClusterWith is newCluster with opts.
+func newClusterWith(t *testing.T, n int, replicas []int32, opts clusterOpts) *cluster {
+	t.Helper()
 	c := &cluster{t: t, meta: &testMeta{fsm: metadata.NewFSM()}, tr: NewInmemTransport(),
 		clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}, nodes: map[int32]*testNode{}}
 	for id := int32(1); id <= int32(n); id++ {
@@ -208,13 +220,22 @@ func newCluster(t *testing.T, n int, replicas []int32) *cluster {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		eng, err := storage.Open(storage.Options{Dir: dir, Fsync: storage.FsyncNever, Logger: zerolog.Nop()})
+		sopts := storage.Options{Dir: dir, Fsync: storage.FsyncNever, Logger: zerolog.Nop()}
+		if opts.fsyncAlways {
+			sopts.Fsync = storage.FsyncAlways
+		}
+		if opts.fs != nil {
+			sopts.FS = opts.fs(id)
+		}
+		eng, err := storage.Open(sopts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		node := &testNode{id: id, dir: dir, eng: eng, lease: &fakeLease{}, c: c}
 		node.lease.valid.Store(true)
-		node.m = New(testConfig(id, c.clock), c.meta, node.lease, c.tr, node, zerolog.Nop())
+		cfg := testConfig(id, c.clock)
+		cfg.FsyncAlways = opts.fsyncAlways
+		node.m = New(cfg, c.meta, node.lease, c.tr, node, zerolog.Nop())
 		c.tr.Connect(id, node.m)
 		c.nodes[id] = node
 	}

@@ -28,6 +28,138 @@ type InmemTransport struct {
 	recycle  bool
 	free     [][]byte
 	released int
+	// oldLeaders: leaders behave as before durable offsets (durable.go):
+	// the requests' durable offsets are removed before they are served
+	// and the answers do not say they were counted (OldLeaders).
+	oldLeaders bool
+	// onFetch, if set, sees every fetch request before it is served.
+	onFetch func(req *kmsg.FetchRequest)
+	// sessions are the leaders' fetch sessions (KIP-227) with their
+	// followers, by follower and leader; lastSession numbers them.
+	sessions    map[[2]int32]*inmemSession
+	lastSession int32
+	refused     int // incremental fetches of sessions not known
+}
+
+// SessionRefusals counts the incremental fetches refused because the
+// leader did not know their session.
+func (t *InmemTransport) SessionRefusals() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refused
+}
+
+// inmemSession is a leader's fetch session with one follower, as the
+// broker keeps it: an incremental fetch names only the partitions whose
+// position changed and is served for every partition of the session.
+type inmemSession struct {
+	id    int32
+	epoch int32 // the next incremental fetch's
+	parts map[inmemPart]kmsg.FetchRequestTopicPartition
+	order []inmemPart
+}
+
+type inmemPart struct {
+	topic     string
+	id        [16]byte
+	partition int32
+}
+
+// session applies req to the fetch session of its follower with leader
+// (under t.mu): it returns the request to serve (every partition of the
+// session) and the session ID to answer with, or an error code.
+func (t *InmemTransport) session(leader int32, req *kmsg.FetchRequest) (*kmsg.FetchRequest, int32, int16) {
+	key := [2]int32{req.ReplicaID, leader}
+	switch {
+	case req.SessionEpoch < 0: // no session wanted
+		delete(t.sessions, key)
+		return req, 0, 0
+	case req.SessionEpoch == 0: // a full fetch opens a new session
+		t.lastSession++
+		s := &inmemSession{id: t.lastSession, epoch: 1, parts: map[inmemPart]kmsg.FetchRequestTopicPartition{}}
+		s.merge(req)
+		t.sessions[key] = s
+		return req, s.id, 0
+	}
+	s := t.sessions[key]
+	switch {
+	case s == nil || s.id != req.SessionID:
+		t.refused++
+		return nil, 0, kerr.FetchSessionIDNotFound.Code
+	case s.epoch != req.SessionEpoch:
+		return nil, 0, kerr.InvalidFetchSessionEpoch.Code
+	}
+	s.epoch = nextEpoch(s.epoch)
+	for _, ft := range req.ForgottenTopics {
+		for _, p := range ft.Partitions {
+			delete(s.parts, inmemPart{ft.Topic, ft.TopicID, p})
+		}
+	}
+	s.merge(req)
+	full := *req
+	full.Topics, full.ForgottenTopics = nil, nil
+	at := map[inmemPart]int{}
+	kept := s.order[:0]
+	for _, k := range s.order {
+		rp, ok := s.parts[k]
+		if !ok {
+			continue
+		}
+		kept = append(kept, k)
+		tk := inmemPart{topic: k.topic, id: k.id}
+		i, ok := at[tk]
+		if !ok {
+			rt := kmsg.NewFetchRequestTopic()
+			rt.Topic, rt.TopicID = k.topic, k.id
+			full.Topics = append(full.Topics, rt)
+			i = len(full.Topics) - 1
+			at[tk] = i
+		}
+		full.Topics[i].Partitions = append(full.Topics[i].Partitions, rp)
+	}
+	s.order = kept
+	return &full, s.id, 0
+}
+
+// merge adds or updates the partitions req names.
+func (s *inmemSession) merge(req *kmsg.FetchRequest) {
+	for _, rt := range req.Topics {
+		for _, rp := range rt.Partitions {
+			k := inmemPart{rt.Topic, rt.TopicID, rp.Partition}
+			if _, ok := s.parts[k]; !ok {
+				s.order = append(s.order, k)
+			}
+			s.parts[k] = rp
+		}
+	}
+}
+
+// dropSessions forgets the fetch sessions with leader (all: -1), as a
+// restart of the leader does. t.mu held.
+func (t *InmemTransport) dropSessionsLocked(leader int32) {
+	for k := range t.sessions {
+		if leader < 0 || k[1] == leader {
+			delete(t.sessions, k)
+		}
+	}
+}
+
+// OldLeaders makes every leader behave as one that does not know durable
+// offsets (replica/durable.go): followers must then wait for their syncs
+// before fetching on.
+func (t *InmemTransport) OldLeaders(on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.oldLeaders = on
+	t.dropSessionsLocked(-1) // the leaders "restarted" as other versions
+}
+
+// OnFetch sets a function that sees every fetch request before it is
+// served (nil: none).
+func (t *InmemTransport) OnFetch(fn func(req *kmsg.FetchRequest)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.onFetch = fn
 }
 
 // inmemCall is a fetch in flight.
@@ -39,7 +171,8 @@ type inmemCall struct {
 
 // NewInmemTransport returns a transport with no nodes.
 func NewInmemTransport() *InmemTransport {
-	return &InmemTransport{nodes: map[int32]*Manager{}, cut: map[int32]bool{}, inflight: map[*inmemCall]struct{}{}}
+	return &InmemTransport{nodes: map[int32]*Manager{}, cut: map[int32]bool{}, inflight: map[*inmemCall]struct{}{},
+		sessions: map[[2]int32]*inmemSession{}}
 }
 
 // Connect makes node reachable, served by m.
@@ -48,6 +181,7 @@ func (t *InmemTransport) Connect(node int32, m *Manager) {
 	defer t.mu.Unlock()
 	t.nodes[node] = m
 	delete(t.cut, node)
+	t.dropSessionsLocked(node)
 }
 
 // Disconnect cuts node off: its fetches and fetches to it fail. Fetches
@@ -153,8 +287,27 @@ func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fetc
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	call := &inmemCall{from: req.ReplicaID, to: leader, cancel: cancel, done: make(chan struct{})}
+	old, onFetch := t.oldLeaders, t.onFetch
+	served, sessionID, code := t.session(leader, req)
+	if code != 0 {
+		t.mu.Unlock()
+		resp := kmsg.NewPtrFetchResponse()
+		resp.ErrorCode = code
+		return resp, func() {}, nil
+	}
 	t.inflight[call] = struct{}{}
 	t.mu.Unlock()
+	if onFetch != nil {
+		onFetch(req)
+	}
+	req = served
+	if old {
+		for i := range req.Topics {
+			for j := range req.Topics[i].Partitions {
+				req.Topics[i].Partitions[j].UnknownTags = kmsg.Tags{}
+			}
+		}
+	}
 	defer func() {
 		t.mu.Lock()
 		delete(t.inflight, call)
@@ -168,6 +321,10 @@ func (t *InmemTransport) Fetch(ctx context.Context, leader int32, req *kmsg.Fetc
 	if err != nil {
 		return nil, nil, err
 	}
+	if old {
+		resp.UnknownTags = kmsg.Tags{}
+	}
+	resp.SessionID = sessionID
 	t.mu.Lock()
 	recycle := t.recycle
 	t.mu.Unlock()
@@ -253,6 +410,7 @@ func (m *Manager) pollOnce(ctx context.Context, req *kmsg.FetchRequest, wake cha
 // record bytes and the logs read.
 func (m *Manager) readReplicaFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []*storage.Log) {
 	resp := kmsg.NewPtrFetchResponse()
+	MarkDurableAware(resp) // Fetched below takes the durable offsets
 	total := 0
 	var logs []*storage.Log
 	for _, rt := range req.Topics {
@@ -271,7 +429,7 @@ func (m *Manager) readReplicaFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse,
 				sp.ErrorCode = kerr.FencedLeaderEpoch.Code
 			case rp.CurrentLeaderEpoch > lp.epoch:
 				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-			case !m.Fetched(tp, req.ReplicaID, rp.FetchOffset, rp.LogStartOffset):
+			case !m.Fetched(tp, req.ReplicaID, AckOffset(&rp), rp.LogStartOffset):
 				sp.ErrorCode = kerr.NotLeaderForPartition.Code
 			default:
 				res, err := lp.log.ReadUncommitted(rp.FetchOffset, int(rp.PartitionMaxBytes), true)
