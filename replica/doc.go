@@ -9,7 +9,11 @@
 //   - follower and learner fetchers, one per leader node, that pull the
 //     leader's batches through a [Transport] (the Kafka Fetch path on the
 //     internal listener in production, [InmemTransport] in tests) and
-//     append them unchanged; each fetcher keeps an incremental fetch
+//     append them unchanged; under fsync=always each fetch reports the
+//     follower's durable offset beside its fetch offset, so a follower
+//     fetches on while its sync runs and the leader counts only what is
+//     durable (durable.go; docs/replication.md, "Durable offsets");
+//     each fetcher keeps an incremental fetch
 //     session (KIP-227) with its leader when the leader offers one, and a
 //     leader ends its followers' long polls when it starts leading a new
 //     segment ([Manager.LeadershipStarted]);

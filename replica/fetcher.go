@@ -520,11 +520,9 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 			}
 		}
 	}
-	appended := false
 	for _, a := range applied {
 		if aware && a.last >= 0 {
 			f.pending[a.tp] = a.last
-			appended = true
 		}
 		ok, err := f.follow(ctx, a, !aware)
 		progressed = progressed || ok
@@ -532,9 +530,12 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 			firstErr = err
 		}
 	}
-	if aware && !appended {
-		// Nothing new came: rather than ask again at once, wait for the
-		// pending syncs, which the next fetch reports.
+	if aware && len(f.pending) > 0 {
+		// Wait for the pending syncs, which the next fetch reports, but
+		// only up to pendingPoll: an idle follower's sync ends well
+		// within it (one fetch per answer, as when it waited for each
+		// sync), and past it the follower fetches on while the sync
+		// runs, copying what was produced meanwhile.
 		if err := f.waitPending(ctx, true); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -575,6 +576,8 @@ func (f *fetcher) checkPending() bool {
 // pendingPoll bounds waitPending: a follower whose sync takes longer
 // asks its leader again meanwhile (an answer at once), so records
 // produced during a slow sync are copied without waiting for its end.
+// An fdatasync takes 0.3-0.5 ms on an idle machine here (README,
+// Performance), 1-2 ms under load.
 const pendingPoll = time.Millisecond
 
 // waitPending waits until every pending partition's appends are durable
