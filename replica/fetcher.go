@@ -315,15 +315,12 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 	f.quiet = false // until an answer says so
 	sess := &f.sess
 	incremental := sess.id != 0 && sess.epoch > 0 && sess.sent != nil
-	if len(f.pending) > 0 && (!incremental || sess.id != f.awareSession) {
-		// Appends not yet durable, and this fetch may reach another
-		// leader process than the one that counts durable offsets (a
-		// new session: that leader may be an older one, counting the
-		// fetch offset): they are made durable first.
-		if err := f.waitPending(m.ctx, false); err != nil {
-			return false, err
-		}
-	}
+	// counted: this fetch reaches the leader process that said it counts
+	// durable offsets, or is refused (an incremental fetch of its
+	// session). Any other may reach one that counts the fetch offset (an
+	// older version, after a restart): it names a partition only once
+	// the partition's log end is durable (claimOnlyDurable).
+	counted := incremental && sess.id == f.awareSession
 	if f.checkPending() {
 		// Appends not yet durable: answer at once, so that the fetch
 		// after their sync tells the leader (durable.go).
@@ -380,6 +377,15 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 				changes = append(changes, change{tp: tp, del: true})
 			}
 			continue
+		}
+		if m.cfg.FsyncAlways && !counted {
+			if err := f.claimOnlyDurable(tp, p); err != nil {
+				if m.ctx.Err() != nil {
+					requeue()
+					return false, err
+				}
+				continue // a failed log: not named, the leader rolls this node out
+			}
 		}
 		sp := sentPart{id: p.id, offset: p.log.LogEndOffset(), epoch: p.epoch, logStart: p.log.LogStartOffset(), durable: -1}
 		if m.cfg.FsyncAlways {
@@ -536,11 +542,27 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 		// within it (one fetch per answer, as when it waited for each
 		// sync), and past it the follower fetches on while the sync
 		// runs, copying what was produced meanwhile.
-		if err := f.waitPending(ctx, true); err != nil && firstErr == nil {
+		if err := f.waitPending(ctx); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return progressed, firstErr
+}
+
+// claimOnlyDurable waits until everything p's log holds is durable, for
+// a fetch that may reach a leader counting the fetch offset (fetchOnce).
+// Only this fetcher appends to the log, so its end stays put meanwhile.
+// It fails if the log failed (nothing more becomes durable) or the
+// manager closes.
+func (f *fetcher) claimOnlyDurable(tp storage.TopicPartition, p *followed) error {
+	leo := p.log.LogEndOffset()
+	if done, err := p.log.Durable(leo - 1); done {
+		if err != nil {
+			f.m.log.Debug().Err(err).Str("tp", tp.String()).Msg("replica fetch: log not durable")
+		}
+		return err
+	}
+	return p.log.WaitDurable(f.m.ctx, leo-1)
 }
 
 // checkPending queues the pending partitions to be looked at (their
@@ -581,13 +603,9 @@ func (f *fetcher) checkPending() bool {
 const pendingPoll = time.Millisecond
 
 // waitPending waits until every pending partition's appends are durable
-// (or its log failed), or, with poll, pendingPoll has passed. Run
-// goroutine only.
-func (f *fetcher) waitPending(ctx context.Context, poll bool) error {
-	wctx, cancel := ctx, context.CancelFunc(func() {})
-	if poll {
-		wctx, cancel = context.WithTimeout(ctx, pendingPoll)
-	}
+// (or its log failed), or pendingPoll has passed. Run goroutine only.
+func (f *fetcher) waitPending(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, pendingPoll)
 	defer cancel()
 	for tp, last := range f.pending {
 		f.mu.Lock()
