@@ -194,8 +194,11 @@ func (m *metrics) forgetTopic(topic string) {
 func (m *metrics) addStorage(e *storage.Engine) {
 	m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tusk_storage_fsyncs_total", Help: "fdatasyncs of segment files that made appended batches durable (group commits, interval syncs, rolls).",
+			Name: "tusk_storage_fsyncs_total", Help: "Syncs of segment files that made appended batches durable (group commits, interval syncs, rolls): each file's fdatasync, or its share of a syncfs.",
 		}, func() float64 { return float64(e.Stats().Fsyncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tusk_storage_syncfs_total", Help: "Group commits of several segment files made durable by one syncfs of the data directory's file system (storage.commit-sync=auto).",
+		}, func() float64 { return float64(e.Stats().Syncfs) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tusk_storage_fsync_batches_total", Help: "Appended batches made durable by those fsyncs; divide by tusk_storage_fsyncs_total for batches per fsync.",
 		}, func() float64 { return float64(e.Stats().FsyncBatches) }),

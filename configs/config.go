@@ -195,9 +195,12 @@ type LogConfig struct {
 
 // StorageConfig is the storage engine.
 type StorageConfig struct {
-	Fsync                  string        `mapstructure:"fsync"`
-	FsyncInterval          time.Duration `mapstructure:"fsync-interval"`
-	IO                     string        `mapstructure:"io"`
+	Fsync         string        `mapstructure:"fsync"`
+	FsyncInterval time.Duration `mapstructure:"fsync-interval"`
+	IO            string        `mapstructure:"io"`
+	// CommitSync is how a group commit of several segment files is made
+	// durable (storage.Options.SyncMethod).
+	CommitSync             string        `mapstructure:"commit-sync"`
 	RetentionCheckInterval time.Duration `mapstructure:"retention-check-interval"`
 	// DeleteRate paces the deletion of segment data (bytes/s freed).
 	DeleteRate int64 `mapstructure:"delete-rate"`
@@ -350,6 +353,7 @@ func Options() []Option {
 		{"storage.fsync", "always", "fsync policy: always (group commit before ack), interval, never"},
 		{"storage.fsync-interval", 100 * time.Millisecond, "sync period for storage.fsync=interval"},
 		{"storage.io", "auto", "segment I/O backend: auto (io_uring for group commits of several files if available; syscalls for one-file commits, writes and reads), uring, syscall"},
+		{"storage.commit-sync", "auto", "how a group commit of several segment files is made durable: auto (one syncfs of the data directory's file system: one journal commit and one device flush for them all; fdatasync for a commit of one file, and on kernels before 5.8, whose syncfs does not report write errors) or fdatasync (one per file). syncfs also writes back other dirty files of that file system: give the data directory its own file system"},
 		{"storage.retention-check-interval", 30 * time.Second, "how often retention runs"},
 		{"storage.delete-rate", int64(128 << 20), "bytes per second at which deleted segment data (retention, DeleteRecords, DeleteTopics, truncation) is freed, in 16 MiB ftruncate steps, so the unlinks do not stall group-commit fsyncs; 0: unpaced"},
 		{"storage.recycle-segments", true, "when retention drops a log's oldest segment, keep its file for that log's next roll to overwrite instead of deleting it and creating a new one (cheaper writes, no unlink); an unused spare is deleted after a retention interval"},
@@ -534,6 +538,11 @@ func (c Config) Validate() error {
 	case "auto", "uring", "syscall":
 	default:
 		errs = append(errs, fmt.Errorf("storage.io %q: want auto, uring or syscall", c.Storage.IO))
+	}
+	switch c.Storage.CommitSync {
+	case "auto", "fdatasync":
+	default:
+		errs = append(errs, fmt.Errorf("storage.commit-sync %q: want auto or fdatasync", c.Storage.CommitSync))
 	}
 	if c.Storage.DropBehind < 0 {
 		errs = append(errs, fmt.Errorf("storage.drop-behind %d must not be negative", c.Storage.DropBehind))

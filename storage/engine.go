@@ -65,6 +65,9 @@ type Options struct {
 	Now                    func() time.Time // nil → time.Now
 	// IO selects the segment-file I/O backend (IOAuto by default).
 	IO IOMode
+	// SyncMethod selects how a group commit of several segment files
+	// makes them durable (SyncAuto by default: one syncfs; syncfs.go).
+	SyncMethod SyncMethod
 	// RecycleSegments lets a log overwrite the file of a segment that
 	// retention dropped when it next rolls, instead of creating a new
 	// file and deleting the old one (recycle.go).
@@ -201,7 +204,6 @@ func Open(opts Options) (*Engine, error) {
 	if note != "" {
 		opts.Logger.Warn().Str("io", opts.IO.String()).Msg(note)
 	}
-	opts.Logger.Info().Str("io", opts.IO.String()).Str("backend", be.describe()).Msg("storage I/O backend")
 	e := &Engine{
 		opts:  opts,
 		fs:    opts.FS,
@@ -213,6 +215,13 @@ func Open(opts Options) (*Engine, error) {
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
+	e.io, note = withSyncfs(be, opts.SyncMethod, opts.FS, opts.Dir, &e.stats.syncfs)
+	if note != "" {
+		opts.Logger.Warn().Str("commit_sync", opts.SyncMethod.String()).Msg(note)
+	}
+	be = e.io
+	_, syncfs := be.(*syncfsBackend)
+	opts.Logger.Info().Str("io", opts.IO.String()).Str("backend", be.describe()).Bool("syncfs", syncfs).Msg("storage I/O backend")
 	e.files = newFilePool(fileLimit(opts.MaxOpenFiles), func(path string, flag int) (File, error) {
 		f, err := e.fs.OpenFile(path, flag, 0o644)
 		if err != nil {

@@ -7,8 +7,9 @@ import (
 
 // Stats are an Engine's cumulative counters since Open.
 type Stats struct {
-	// Fsyncs counts fdatasyncs of segment files that covered appended
-	// batches (group commits, interval syncs and segment rolls).
+	// Fsyncs counts syncs of segment files that covered appended
+	// batches (group commits, interval syncs and segment rolls): each
+	// file's fdatasync, or its share of a syncfs covering several.
 	Fsyncs int64
 	// FsyncBatches counts the appended batches those fsyncs made durable;
 	// FsyncBatches/Fsyncs is how many batches share one fsync.
@@ -16,6 +17,9 @@ type Stats struct {
 	// SegmentsRecycled counts new segments that overwrote a deleted
 	// segment's file instead of creating one (recycle.go).
 	SegmentsRecycled int64
+	// Syncfs counts group commits of several files made durable by one
+	// syncfs of the data directory's file system (syncfs.go).
+	Syncfs int64
 }
 
 // engineStats holds the counters; they are atomics, updated by every log.
@@ -28,6 +32,8 @@ type engineStats struct {
 	recycled atomic.Int64
 	// dropped counts drop-behind fadvise calls (dropbehind.go).
 	dropped atomic.Int64
+	// syncfs counts group commits made durable by one syncfs (syncfs.go).
+	syncfs atomic.Int64
 	// commitTime is the time of each group commit's fdatasync batch.
 	commitTime latencyHist
 }
@@ -87,5 +93,5 @@ func (s *engineStats) synced(batches int64) {
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	return Stats{Fsyncs: e.stats.fsyncs.Load(), FsyncBatches: e.stats.batches.Load(), SegmentsRecycled: e.stats.recycled.Load()}
+	return Stats{Fsyncs: e.stats.fsyncs.Load(), FsyncBatches: e.stats.batches.Load(), SegmentsRecycled: e.stats.recycled.Load(), Syncfs: e.stats.syncfs.Load()}
 }

@@ -76,12 +76,17 @@ func serve(cfg configs.Config) error {
 	if err != nil {
 		return err
 	}
+	syncMethod, err := storage.ParseSyncMethod(cfg.Storage.CommitSync)
+	if err != nil {
+		return err
+	}
 	started := time.Now()
 	engine, err := storage.Open(storage.Options{
 		Dir:                    filepath.Join(cfg.DataDir, "logs"),
 		Fsync:                  policy,
 		FsyncInterval:          cfg.Storage.FsyncInterval,
 		IO:                     ioMode,
+		SyncMethod:             syncMethod,
 		Logger:                 log.With().Str("component", "storage").Logger(),
 		RetentionCheckInterval: cfg.Storage.RetentionCheckInterval,
 		DeleteRate:             cfg.Storage.DeleteRate,

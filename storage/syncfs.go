@@ -1,0 +1,211 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// SyncMethod selects how a group commit of several segment files makes
+// them durable (config storage.commit-sync; docs/io-and-scale.md, "One
+// flush per group commit").
+type SyncMethod int
+
+const (
+	// SyncAuto makes a group commit of two or more segment files durable
+	// with one syncfs(2) of the data directory's file system: one
+	// journal commit and one device cache flush, where an fdatasync per
+	// file costs a flush each. A commit of one file, files on another
+	// file system, and kernels whose syncfs does not report writeback
+	// errors (before Linux 5.8) use fdatasync per file.
+	SyncAuto SyncMethod = iota
+	// SyncFdatasync always fdatasyncs each file.
+	SyncFdatasync
+)
+
+// ParseSyncMethod parses "auto" or "fdatasync".
+func ParseSyncMethod(s string) (SyncMethod, error) {
+	switch s {
+	case "auto":
+		return SyncAuto, nil
+	case "fdatasync":
+		return SyncFdatasync, nil
+	}
+	return 0, fmt.Errorf("storage: commit sync %q: want auto or fdatasync", s)
+}
+
+func (m SyncMethod) String() string {
+	switch m {
+	case SyncAuto:
+		return "auto"
+	case SyncFdatasync:
+		return "fdatasync"
+	}
+	return "SyncMethod(" + strconv.Itoa(int(m)) + ")"
+}
+
+// syncfsBackend is an ioBackend whose group commits of several OS files
+// on the data directory's file system are one syncfs of that file system.
+//
+// Durability: syncfs writes back every dirty page and inode of the file
+// system, waits for them, commits the journal and flushes the device's
+// cache, as fdatasync does for one file; what it covers is a superset.
+// Errors: since Linux 5.8 syncfs reports a writeback error that hit any
+// file of the file system since the last syncfs on the same descriptor.
+// It cannot say which file: on an error every file of the commit is
+// fdatasynced on its own (each reports its own error), and if none does,
+// every file of the commit fails with the syncfs error. An error
+// elsewhere on the file system thus fences the commit's logs: nothing
+// proves their bytes durable.
+type syncfsBackend struct {
+	ioBackend
+	dir *os.File // the data directory: syncfs's descriptor
+	dev uint64   // its file system
+	// syncfs is unix.Syncfs (tests replace it to inject errors).
+	syncfs func(fd int) error
+	calls  *atomic.Int64 // syncfs calls (engine stats)
+}
+
+// withSyncfs wraps be for method on the file system of dir, or returns be
+// and the reason syncfs is not used.
+func withSyncfs(be ioBackend, method SyncMethod, fs FS, dir string, calls *atomic.Int64) (ioBackend, string) {
+	if method != SyncAuto {
+		return be, ""
+	}
+	if _, ok := fs.(osFS); !ok {
+		return be, "" // a test file system: its files sync themselves
+	}
+	if !syncfsReportsErrors() {
+		return be, "the kernel's syncfs does not report writeback errors (before Linux 5.8): fdatasync per file"
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return be, fmt.Sprintf("open %s for syncfs: %v: fdatasync per file", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		_ = d.Close()
+		return be, fmt.Sprintf("stat %s for syncfs: %v: fdatasync per file", dir, err)
+	}
+	return &syncfsBackend{ioBackend: be, dir: d, dev: st.Dev, syncfs: unix.Syncfs, calls: calls}, ""
+}
+
+// syncfsReportsErrors reports whether this kernel's syncfs returns
+// writeback errors (Linux 5.8, errseq on the superblock).
+func syncfsReportsErrors() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 8)
+}
+
+// releaseAtLeast reports whether a kernel release string ("6.18.44-fc")
+// is at least major.minor.
+func releaseAtLeast(rel string, wantMajor, wantMinor int) bool {
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1][:digits(parts[1])])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return major > wantMajor || major == wantMajor && minor >= wantMinor
+}
+
+// digits is the length of s's leading run of decimal digits.
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
+}
+
+func (b *syncfsBackend) close() error {
+	err := b.ioBackend.close()
+	if cerr := b.dir.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("storage: close data directory: %w", cerr)
+	}
+	return err
+}
+
+// onDev reports whether f is an OS file on the data directory's file
+// system.
+func (b *syncfsBackend) onDev(f File) bool {
+	of, ok := f.(osFiler)
+	if !ok {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(of.osHandle().Fd()), &st); err != nil {
+		return false
+	}
+	return st.Dev == b.dev
+}
+
+func (b *syncfsBackend) syncFiles(files []File, errs []error) {
+	if len(files) < 2 {
+		b.ioBackend.syncFiles(files, errs)
+		return
+	}
+	var on, other []int
+	for i, f := range files {
+		if b.onDev(f) {
+			on = append(on, i)
+		} else {
+			other = append(other, i)
+		}
+	}
+	if len(on) < 2 {
+		b.ioBackend.syncFiles(files, errs)
+		return
+	}
+	if len(other) > 0 {
+		sub := make([]File, len(other))
+		out := make([]error, len(other))
+		for k, i := range other {
+			sub[k] = files[i]
+		}
+		b.ioBackend.syncFiles(sub, out)
+		for k, i := range other {
+			errs[i] = out[k]
+		}
+	}
+	b.calls.Add(1)
+	err := b.syncfs(int(b.dir.Fd()))
+	if err == nil {
+		for _, i := range on {
+			errs[i] = nil
+		}
+		return
+	}
+	err = fmt.Errorf("storage: syncfs %s: %w", b.dir.Name(), err)
+	// Which file? Each one's own fdatasync reports its error.
+	sub := make([]File, len(on))
+	out := make([]error, len(on))
+	for k, i := range on {
+		sub[k] = files[i]
+	}
+	b.ioBackend.syncFiles(sub, out)
+	found := false
+	for k, i := range on {
+		errs[i] = out[k]
+		found = found || out[k] != nil
+	}
+	if !found {
+		for _, i := range on {
+			errs[i] = errors.Join(err, errNoFileReported)
+		}
+	}
+}
+
+// errNoFileReported: a syncfs failed and no file's own fdatasync said why.
+var errNoFileReported = errors.New("no segment file's fdatasync reported the error, so none is known durable")
