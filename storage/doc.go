@@ -136,6 +136,15 @@
 // Appends are written synchronously by Append, so one submission carries
 // the fdatasyncs of many partitions but not their writes.
 //
+// Above either backend, storage.commit-sync=auto (Options.SyncMethod,
+// syncfs.go) makes a group commit of two or more segment files on the data
+// directory's file system one syncfs(2) of it: one journal commit and one
+// device cache flush instead of one per file (6 files of 4 KiB: p50 0.37
+// ms against 0.65-0.70 ms for parallel fdatasyncs, 1 flush against 5.5).
+// It needs Linux 5.8+ (syncfs reports writeback errors since then) and
+// OSFS. On a syncfs error each file is fdatasynced on its own to learn
+// which failed; if none says, all of the commit's files fail.
+//
 // Fault handling is identical: a negative completion result becomes the
 // same *os.PathError (with the errno) that the syscall returns, and a short
 // write is io.ErrShortWrite; either fails the append or the waiters and
