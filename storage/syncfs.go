@@ -69,7 +69,22 @@ type syncfsBackend struct {
 	// syncfs is unix.Syncfs (tests replace it to inject errors).
 	syncfs func(fd int) error
 	calls  *atomic.Int64 // syncfs calls (engine stats)
+	// dirty reports the machine's dirty page-cache bytes (/proc/meminfo
+	// Dirty; ok false: unknown). Above syncfsMaxDirty a commit is
+	// fdatasync per file: syncfs would also write back that much of
+	// other files (another writer on the same file system, or on any:
+	// Dirty is machine-wide). Syncer goroutine only.
+	dirty   func() (int64, bool)
+	meminfo *os.File   // /proc/meminfo, for readDirty
+	buf     [4096]byte // readDirty's buffer (Dirty is in the first lines)
 }
+
+// syncfsMaxDirty bounds the dirty page cache under which a group commit
+// uses syncfs (see syncfsBackend.dirty): under fsync=always this node's
+// own unsynced appends are what arrived during one commit (well under a
+// MiB at 100 MB/s here), so more dirty data belongs to someone else or
+// to an interval sync, whose commit is not on an acknowledgement's path.
+const syncfsMaxDirty = 32 << 20
 
 // withSyncfs wraps be for method on the file system of dir, or returns be
 // and the reason syncfs is not used.
@@ -92,7 +107,37 @@ func withSyncfs(be ioBackend, method SyncMethod, fs FS, dir string, calls *atomi
 		_ = d.Close()
 		return be, fmt.Sprintf("stat %s for syncfs: %v: fdatasync per file", dir, err)
 	}
-	return &syncfsBackend{ioBackend: be, dir: d, dev: st.Dev, syncfs: unix.Syncfs, calls: calls}, ""
+	b := &syncfsBackend{ioBackend: be, dir: d, dev: st.Dev, syncfs: unix.Syncfs, calls: calls, dirty: func() (int64, bool) { return 0, true }}
+	if mi, err := os.Open("/proc/meminfo"); err == nil {
+		b.meminfo = mi
+		b.dirty = b.readDirty
+	}
+	return b, ""
+}
+
+// readDirty reads Dirty from /proc/meminfo (kept open, read from offset
+// 0 each time).
+func (b *syncfsBackend) readDirty() (int64, bool) {
+	n, err := b.meminfo.ReadAt(b.buf[:], 0)
+	if n == 0 && err != nil {
+		return 0, false
+	}
+	return parseDirty(b.buf[:n])
+}
+
+// parseDirty finds "Dirty: N kB" in meminfo text.
+func parseDirty(mi []byte) (int64, bool) {
+	const key = "\nDirty:"
+	i := strings.Index(string(mi), key)
+	if i < 0 {
+		return 0, false
+	}
+	rest := strings.TrimLeft(string(mi[i+len(key):]), " ")
+	kb, err := strconv.ParseInt(rest[:digits(rest)], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return kb << 10, true
 }
 
 // syncfsReportsErrors reports whether this kernel's syncfs returns
@@ -134,6 +179,9 @@ func (b *syncfsBackend) close() error {
 	if cerr := b.dir.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("storage: close data directory: %w", cerr)
 	}
+	if b.meminfo != nil {
+		_ = b.meminfo.Close() // read-only
+	}
 	return err
 }
 
@@ -164,7 +212,7 @@ func (b *syncfsBackend) syncFiles(files []File, errs []error) {
 			other = append(other, i)
 		}
 	}
-	if len(on) < 2 {
+	if dirty, ok := b.dirty(); len(on) < 2 || !ok || dirty > syncfsMaxDirty {
 		b.ioBackend.syncFiles(files, errs)
 		return
 	}

@@ -34,6 +34,7 @@ func syncfsFixture(t *testing.T) (*syncfsBackend, string, *int, *error) {
 	n := 0
 	var fail error
 	b.syncfs = func(fd int) error { n++; return fail }
+	b.dirty = func() (int64, bool) { return 0, true }
 	return b, dir, &n, &fail
 }
 
@@ -72,6 +73,45 @@ func TestSyncfsForSeveralFiles(t *testing.T) {
 	b.syncFiles([]File{a, other, c}, errs)
 	if *calls != 2 || other.n != 1 || errs[0] != nil || errs[1] != nil || errs[2] != nil {
 		t.Fatalf("two OS files and another: %d syncfs calls, %d own syncs, errors %v", *calls, other.n, errs)
+	}
+}
+
+// With more dirty page cache than syncfsMaxDirty (someone else's writes
+// that a syncfs would wait for), or none known, a commit is fdatasync per
+// file.
+func TestSyncfsNotWithMuchDirty(t *testing.T) {
+	b, dir, calls, _ := syncfsFixture(t)
+	a, c := openOSFile(t, dir, "a"), openOSFile(t, dir, "c")
+	for _, d := range []struct {
+		bytes int64
+		ok    bool
+	}{{syncfsMaxDirty + 1, true}, {0, false}} {
+		b.dirty = func() (int64, bool) { return d.bytes, d.ok }
+		errs := make([]error, 2)
+		b.syncFiles([]File{a, failSync{c, syscall.EIO}}, errs)
+		if *calls != 0 || errs[0] != nil || !errors.Is(errs[1], syscall.EIO) {
+			t.Fatalf("dirty %d (known %v): %d syncfs calls, errors %v; want none and c's own EIO", d.bytes, d.ok, *calls, errs)
+		}
+	}
+}
+
+func TestParseDirty(t *testing.T) {
+	mi := []byte("MemTotal:       24576000 kB\nMemFree:         1000 kB\nDirty:             60 kB\nWriteback:         0 kB\n")
+	if got, ok := parseDirty(mi); !ok || got != 60<<10 {
+		t.Fatalf("parseDirty: %d, %v; want %d", got, ok, 60<<10)
+	}
+	if _, ok := parseDirty([]byte("MemTotal: 1 kB\n")); ok {
+		t.Fatal("parseDirty without Dirty: ok")
+	}
+	b := &syncfsBackend{}
+	mf, err := os.Open("/proc/meminfo")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer mf.Close()
+	b.meminfo = mf
+	if _, ok := b.readDirty(); !ok {
+		t.Fatal("readDirty of /proc/meminfo: not found")
 	}
 }
 
