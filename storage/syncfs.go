@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -79,6 +80,8 @@ type syncfsBackend struct {
 	buf     [4096]byte // readDirty's buffer (Dirty is in the first lines)
 }
 
+var dirtyKey = []byte("\nDirty:")
+
 // syncfsMaxDirty bounds the dirty page cache under which a group commit
 // uses syncfs (see syncfsBackend.dirty): under fsync=always this node's
 // own unsynced appends are what arrived during one commit (well under a
@@ -107,6 +110,8 @@ func withSyncfs(be ioBackend, method SyncMethod, fs FS, dir string, calls *atomi
 		_ = d.Close()
 		return be, fmt.Sprintf("stat %s for syncfs: %v: fdatasync per file", dir, err)
 	}
+	// Without /proc/meminfo the guard is off: syncfs for every commit of
+	// several files.
 	b := &syncfsBackend{ioBackend: be, dir: d, dev: st.Dev, syncfs: unix.Syncfs, calls: calls, dirty: func() (int64, bool) { return 0, true }}
 	if mi, err := os.Open("/proc/meminfo"); err == nil {
 		b.meminfo = mi
@@ -125,16 +130,20 @@ func (b *syncfsBackend) readDirty() (int64, bool) {
 	return parseDirty(b.buf[:n])
 }
 
-// parseDirty finds "Dirty: N kB" in meminfo text.
+// parseDirty finds "Dirty: N kB" in meminfo text (without allocating:
+// it runs on every group commit of several files).
 func parseDirty(mi []byte) (int64, bool) {
-	const key = "\nDirty:"
-	i := strings.Index(string(mi), key)
+	i := bytes.Index(mi, dirtyKey)
 	if i < 0 {
 		return 0, false
 	}
-	rest := strings.TrimLeft(string(mi[i+len(key):]), " ")
-	kb, err := strconv.ParseInt(rest[:digits(rest)], 10, 64)
-	if err != nil {
+	rest := bytes.TrimLeft(mi[i+len(dirtyKey):], " ")
+	n := 0
+	var kb int64
+	for ; n < len(rest) && rest[n] >= '0' && rest[n] <= '9' && n < 18; n++ {
+		kb = kb*10 + int64(rest[n]-'0')
+	}
+	if n == 0 {
 		return 0, false
 	}
 	return kb << 10, true
