@@ -154,19 +154,18 @@ func TestFollowerFetchesOnDuringItsSync(t *testing.T) {
 	c.eventually("HW 4 on both nodes", func() bool { return c.log(1).HighWatermark() == 4 && c.log(2).HighWatermark() == 4 })
 }
 
-// A follower whose appends are not yet durable opens a new fetch session
-// (the leader restarted, and may now be an older one) only once they are.
-func TestFollowerNewSessionOnlyDurable(t *testing.T) {
-	c, gate := gatedCluster(t)
-	checkAcks(t, c, false)
+// heldSync runs the scenario the tests below share: record 0 replicated,
+// then node 2's syncs held while records 1 and 2 are produced (between
+// them, meanwhile runs); the leader's HW must stay at 1 until the syncs
+// are let go, and then both nodes hold records 0-2 alike.
+func heldSync(t *testing.T, c *cluster, gate *syncGate, meanwhile func()) {
+	t.Helper()
 	c.produce(1, 0)
 	c.eventually("HW 1", func() bool { return c.log(1).HighWatermark() == 1 && c.log(2).HighWatermark() == 1 })
 	gate.hold()
 	c.produce(1, 1)
 	c.eventually("node 2 to copy record 1", func() bool { return c.log(2).LogEndOffset() == 2 })
-	refused := c.tr.SessionRefusals()
-	c.tr.Connect(1, c.nodes[1].m) // node 1 "restarts": its fetch sessions are gone
-	c.eventually("node 2's session to be refused", func() bool { return c.tr.SessionRefusals() > refused })
+	meanwhile()
 	c.produce(1, 2)
 	if hw := c.log(1).HighWatermark(); hw != 1 {
 		t.Fatalf("leader HW %d with node 2's sync held, want 1", hw)
@@ -178,6 +177,18 @@ func TestFollowerNewSessionOnlyDurable(t *testing.T) {
 	}
 }
 
+// A follower whose appends are not yet durable opens a new fetch session
+// (the leader restarted, and may now be an older one) only once they are.
+func TestFollowerNewSessionOnlyDurable(t *testing.T) {
+	c, gate := gatedCluster(t)
+	checkAcks(t, c, false)
+	heldSync(t, c, gate, func() {
+		refused := c.tr.SessionRefusals()
+		c.tr.Connect(1, c.nodes[1].m) // node 1 "restarts": its fetch sessions are gone
+		c.eventually("node 2's session to be refused", func() bool { return c.tr.SessionRefusals() > refused })
+	})
+}
+
 // A leader that does not count durable offsets (an older node): the
 // follower waits for its sync before fetching on, since its fetch offset
 // is all that leader counts.
@@ -185,20 +196,7 @@ func TestFollowerWaitsForSyncWithOldLeader(t *testing.T) {
 	c, gate := gatedCluster(t)
 	c.tr.OldLeaders(true)
 	checkAcks(t, c, true)
-	c.produce(1, 0)
-	c.eventually("HW 1", func() bool { return c.log(1).HighWatermark() == 1 && c.log(2).HighWatermark() == 1 })
-	gate.hold()
-	c.produce(1, 1)
-	c.eventually("node 2 to copy record 1", func() bool { return c.log(2).LogEndOffset() == 2 })
-	c.produce(1, 2)
-	if hw := c.log(1).HighWatermark(); hw != 1 {
-		t.Fatalf("leader HW %d with node 2's sync held, want 1", hw)
-	}
-	gate.open()
-	c.eventually("HW 3 on both nodes", func() bool { return c.log(1).HighWatermark() == 3 && c.log(2).HighWatermark() == 3 })
-	if !c.sameBytes(1, 2) {
-		t.Fatal("node 2's bytes differ from the leader's")
-	}
+	heldSync(t, c, gate, func() {})
 }
 
 // AckOffset takes the lower of the fetch offset and a reported durable

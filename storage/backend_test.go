@@ -2,8 +2,6 @@ package storage
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 )
@@ -23,17 +21,7 @@ func TestAutoOneFileSyncSkipsRing(t *testing.T) {
 	}
 	b := be.(*uringBackend)
 	dir := t.TempDir()
-	open := func(name string) File {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		if _, err := f.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		return b.wrap(osFile{f})
-	}
+	open := func(name string) File { return b.wrap(openOSFile(t, dir, name)) }
 	a, c := open("a"), open("c")
 	if err := b.close(); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,7 @@ func syncfsFixture(t *testing.T) (*syncfsBackend, string, *int, *error) {
 	return b, dir, &n, &fail
 }
 
+// openOSFile creates dir/name holding one byte, closed at the test's end.
 func openOSFile(t *testing.T, dir, name string) osFile {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
