@@ -169,7 +169,12 @@ wait_ready() {
   addr=$(jq -r .kafka "$1")
   http=$(jq -r '.http // empty' "$1")
 }
-stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; }
+# stop ends the server, then writes back what it left dirty: kfake never
+# syncs, and the kernel wrote its ~500 MiB back 30 s later
+# (dirty_expire_centisecs), in the middle of a later row (a 0.3 s stall
+# of every fsync, which read as p99 257-398 ms in the io=syscall 20 MB/s
+# row of four runs; see docs/io-and-scale.md, "Measuring it").
+stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; sync; }
 # bench ARGS...: runs tusk bench against $addr; prints its JSON result.
 bench() {
   note "tusk bench --brokers ADDR --json --partitions 6 --record-size 1024 --producers $PRODUCERS $*"
