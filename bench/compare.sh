@@ -3,7 +3,8 @@
 # side in one run, and write bench/RESULTS.md (a Markdown table with each
 # figure beside its target, the machine and the exact commands).
 #
-# Usage: bench/compare.sh            full run (about 2-3 minutes here)
+# Usage: bench/compare.sh            full run (about 4 minutes here, and the
+#                                    sections below; see SKIP_*)
 #        QUICK=1 bench/compare.sh    smoke run (about 1.5 minutes), small sizes
 # Env:   DATA_ROOT=dir   where data dirs go (default: a temp dir under
 #                        $TMPDIR); the disk figures are for its file system
@@ -63,7 +64,12 @@ if [ "$QUICK" = 1 ]; then
   : "${RECORDS:=100000}" "${RATE_RECORDS:=40000}" "${RECOVERY_MB:=100}" "${RECOVERY_PARTITIONS:=1000}"
   : "${BIG_PARTITIONS:=10000}" "${DD_MB:=256}" "${FSYNC_OPS:=200}" "${TCP_SECS:=1}" "${PAGECACHE_MB:=1024}" "${RTT_RECORDS:=2000}" "${RETAIN_RECORDS:=300000}" "${RETAIN_SEG_MB:=4}"
 else
-  : "${RECORDS:=500000}" "${RATE_RECORDS:=200000}" "${RECOVERY_MB:=1024}" "${RECOVERY_PARTITIONS:=1000}"
+  # 2,000,000 records (1.9 GiB) per throughput row: with 500,000 each row
+  # lasted about a second and a new process's first-touch costs (the
+  # client's and server's buffers growing, new heap pages faulted in by this
+  # VM) dominated it. The null broker then measured 0.88-0.99 CPU-s/GB,
+  # against 0.40 over 2,000,000 (docs/io-and-scale.md, "Measuring it").
+  : "${RECORDS:=2000000}" "${RATE_RECORDS:=200000}" "${RECOVERY_MB:=1024}" "${RECOVERY_PARTITIONS:=1000}"
   : "${BIG_PARTITIONS:=10000}" "${DD_MB:=1024}" "${FSYNC_OPS:=2000}" "${TCP_SECS:=3}" "${PAGECACHE_MB:=2048}" "${RTT_RECORDS:=5000}" "${RETAIN_RECORDS:=1000000}" "${RETAIN_SEG_MB:=32}"
 fi
 : "${PRODUCERS:=4}" "${OUT:=bench/RESULTS.md}"
@@ -174,7 +180,14 @@ wait_ready() {
 # (dirty_expire_centisecs), in the middle of a later row (a 0.3 s stall
 # of every fsync, which read as p99 257-398 ms in the io=syscall 20 MB/s
 # row of four runs; see docs/io-and-scale.md, "Measuring it").
-stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; sync; }
+#
+# It then deletes the server's data: on this VM a page-cache page costs
+# several times more CPU once the guest touches memory beyond what the
+# host has recently backed (the first ~8 GB here), so data kept from
+# earlier rows made later rows slower for reasons outside the broker: a
+# Tusk row measured 0.75 CPU-s/GB with 2 GB cached and 2.8 with 8 GB
+# (docs/io-and-scale.md, "Measuring it").
+stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; sync; rm -rf "$dir/data"; }
 # bench ARGS...: runs tusk bench against $addr; prints its JSON result.
 bench() {
   note "tusk bench --brokers ADDR --json --partitions 6 --record-size 1024 --producers $PRODUCERS $*"
@@ -238,7 +251,11 @@ for mode in "${modes[@]}"; do
   int_cpu=$(cpu_per_gb "$c0" "$c1" "$(j "$r" .Produced)")
   row "$label produce acks=1 fsync=interval" "$int_mbps MB/s, p99 $(ms "$(j "$r" .P99)")" \
     "≥ 1.5× kfake ($(ratio "$int_mbps" "$kfake_mbps") of kfake); ≥ 60% of null ($(ratio "$int_mbps" "$null_mbps")); ≤ 1.0 CPU-s/GB" \
-    "$(if ge "$int_mbps" "$(awk -v k="$kfake_mbps" 'BEGIN{print 1.5*k}')" && ge "$int_mbps" "$(awk -v d="$null_mbps" 'BEGIN{print 0.6*d}')" && ge 1.0 "$int_cpu"; then echo met; else echo '**missed**'; fi)" \
+    "$(missed=()
+       ge "$int_mbps" "$(awk -v k="$kfake_mbps" 'BEGIN{print 1.5*k}')" || missed+=("1.5× kfake")
+       ge "$int_mbps" "$(awk -v d="$null_mbps" 'BEGIN{print 0.6*d}')" || missed+=("60% of null")
+       ge 1.0 "$int_cpu" || missed+=("1.0 CPU-s/GB")
+       if [ ${#missed[@]} = 0 ]; then echo met; else echo "**missed**: $(IFS=,; echo "${missed[*]}" | sed 's/,/, /g')"; fi)" \
     "$int_cpu"
   sf0=$(metric tusk_fetch_sendfile_bytes_total)
   c1=$(cpu_ticks)

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"net/http"
 	"os"
@@ -133,7 +134,10 @@ func (b *broker) serve(c net.Conn) {
 			return
 		}
 		if cap(buf) < n {
-			buf = make([]byte, n)
+			// Grow to a power of two, as tusk's frame pool does, so
+			// that a connection's requests, which grow as the
+			// client's batches fill, reallocate only a few times.
+			buf = make([]byte, 1<<bits.Len(uint(n-1)))
 		}
 		buf = buf[:n]
 		if _, err := io.ReadFull(r, buf); err != nil {
