@@ -26,6 +26,8 @@
 #                       pages freed a moment ago instead of new ones, which on
 #                       a VM with free page reporting the host faults in
 #                       (docs/io-and-scale.md, "Produce write path")
+#      EXTRA_FLAGS=     more tusk serve flags for every node, e.g.
+#                       "--storage-commit-sync fdatasync"
 #      BASE_PORT=       first of the cluster's loopback ports (default random)
 #      DATA_ROOT=dir    where the data dirs go (default: a temp dir)
 #      OUT=bench/RESULTS.md ("-": print the section only)
@@ -64,6 +66,8 @@ hz=$(getconf CLK_TCK)
 records=$(( RATE * 1024 * SECS ))
 flags=(--storage-fsync always --log-level warn)
 [ "$DROP_BEHIND" = 0 ] || flags+=(--storage-drop-behind "$DROP_BEHIND")
+# shellcheck disable=SC2206 # EXTRA_FLAGS is split on purpose
+[ -z "${EXTRA_FLAGS:-}" ] || flags+=($EXTRA_FLAGS)
 
 # cpu_ticks PID...: summed user+system CPU ticks of the processes.
 cpu_ticks() {
@@ -107,16 +111,33 @@ run() {
 # median_of LINES: the line whose p99 (field 2) is the median.
 median_of() { sort -n -k2 | awk '{ l[NR] = $0 } END { print l[int((NR+1)/2)] }'; }
 ms() { awk -v ns="$1" 'BEGIN { printf "%.2f ms", ns/1e6 }'; }
+# drained BASE_MB: waits (at most 90 s) until the data under $dir is back
+# within 64 MiB of BASE_MB, i.e. the deleter (storage.delete-rate) has freed
+# a deleted run's segments. Runs kept on disk would fill the page cache, and
+# on this VM pages beyond the ~8 GB its host keeps backed cost several times
+# more CPU, which made a setup's later runs slower for reasons outside the
+# broker (docs/io-and-scale.md, "Measuring it").
+drained() {
+  for _ in $(seq 1 450); do
+    [ "$(du -sm "$dir" | cut -f1)" -le $(( $1 + 64 )) ] && return 0
+    sleep 0.2
+  done
+  log "a deleted run's data was not freed within 90 s"
+}
 measure() { # ADDR LABEL: warm-up, then RUNS runs on fresh topics
   local addr=$1 label=$2 out=() i
   "$TUSK" bench --brokers "$addr" --json --topic warm --partitions 6 --record-size 1024 --producers "$PRODUCERS" \
     --records $(( RATE * 1024 * 2 )) --acks all --rate "$RATE" --linger "$LINGER" --consume=false >/dev/null 2>>"$dir/bench.log"
   note "$label: tusk bench --brokers ADDR --json --topic rN --partitions 6 --record-size 1024 --producers $PRODUCERS --records $records --acks all --rate $RATE --linger $LINGER --consume=false   (× $RUNS after a 2 s warm-up)"
   for i in $(seq 1 "$RUNS"); do
+    base=$(du -sm "$dir" | cut -f1)
     [ "$i" = 1 ] && profile_start "${label// /}"
     out+=("$(run "$addr" "r$i")")
     [ "$i" = 1 ] && profile_end "${label// /}"
     log "$label run $i: ${out[-1]}"
+    # Each run's data is deleted before the next run (see drained).
+    "$TUSK" topic delete --brokers "$addr" "r$i" >/dev/null 2>>"$dir/bench.log"
+    drained "$base"
   done
   printf '%s\n' "${out[@]}" | median_of
 }
@@ -131,6 +152,7 @@ wait_ready "$dir/n0/ready.json" "${pids[0]}"
 https[0]=$(jq -r .http "$dir/n0/ready.json")
 single=$(measure "$(jq -r .kafka "$dir/n0/ready.json")" single)
 kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; unset 'pids[0]'
+sync; rm -rf "$dir/n0/data"
 
 log "three nodes, replication factor 3"
 port() { echo $(( BASE_PORT + 10 * $1 + $2 )); }
@@ -168,7 +190,7 @@ section=$(
   echo "<!-- replication begin -->"
   echo "## Replication at a fixed offered load"
   echo
-  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers (linger $LINGER), 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
+  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers (linger $LINGER), 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs, each on a new topic, deleted and its data freed before the next run. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
   echo
   echo "| setup | produced | p50 / p99 | CPU-s/GB (all nodes) | target | verdict |"
   echo "|---|---|---|---|---|---|"
