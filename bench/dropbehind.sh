@@ -20,7 +20,7 @@
 #      RECORDS=1000000  records per run (1 KiB each; well past the budget,
 #                       whose first bytes go into new pages either way)
 #      BUDGET=          --storage-drop-behind of the "on" runs (default:
-#                       the broker's default)
+#                       the broker's default, or 268435456 while it is off)
 #      FSYNCS="interval always"   fsync policies to run (always: acks=all)
 #      SETTLE=20        seconds between runs (1 GiB freed here takes 10-15 s
 #                       to be reported to the host; see docs/io-and-scale.md)
@@ -54,6 +54,8 @@ if [ -z "${TUSK:-}" ]; then go build -o "$work/tusk" ./cmd/tusk; TUSK=$work/tusk
 go build -o "$work/probe" ./bench/cmd/probe
 if [ -z "$BUDGET" ]; then
   BUDGET=$("$TUSK" serve --help 2>&1 | sed -nE 's/.*--storage-drop-behind .*\(default ([0-9]+)\).*/\1/p')
+  # Off by default (no default in the help): 256 MiB, the documented example.
+  : "${BUDGET:=268435456}"
 fi
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 cmds=()
