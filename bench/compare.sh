@@ -387,7 +387,7 @@ fi
   echo "| data dir | $fsline, rotational=$rot |"
   echo "| go | $(go version | cut -d' ' -f3-) |"
   echo "| load average at start | $load |"
-  echo "| commit | $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet || echo ' (dirty)') |"
+  echo "| commit | $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet -- . ':(exclude)bench/RESULTS.md' || echo ' (dirty)') |"
   echo
   echo "## Results"
   echo
