@@ -3,7 +3,7 @@
 # side in one run, and write bench/RESULTS.md (a Markdown table with each
 # figure beside its target, the machine and the exact commands).
 #
-# Usage: bench/compare.sh            full run (about 4 minutes here, and the
+# Usage: bench/compare.sh            full run (about 3 minutes here, and the
 #                                    sections below; see SKIP_*)
 #        QUICK=1 bench/compare.sh    smoke run (about 1.5 minutes), small sizes
 # Env:   DATA_ROOT=dir   where data dirs go (default: a temp dir under
