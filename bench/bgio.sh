@@ -206,7 +206,7 @@ section=$(
   echo "<!-- bgio begin -->"
   echo "## Background I/O"
   echo
-  echo "Written by \`bench/bgio.sh\` (REPEAT=$REPEAT) on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet -- . ':(exclude)bench/RESULTS.md' || echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate.$([ -n "$BASELINE_TUSK" ] && echo " Rows (a') and (b') ran a baseline build ($BASELINE_DESC), alternating run by run with (a) and (b).") Issue 18's target: p99 of (b) within 2× of (a), and of (c) within 2× of (c0), the same cluster quiet."
+  echo "Written by \`bench/bgio.sh\` (REPEAT=$REPEAT) on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(tree_dirty "$repo" && echo ', dirty'); load average at the end $load). One node, \`storage.fsync=always\`, 6 partitions, $PRODUCERS producers, 1 KiB records, acks=all at $RATE MB/s offered for ${SECS} s per row; delete rate $drate.$([ -n "$BASELINE_TUSK" ] && echo " Rows (a') and (b') ran a baseline build ($BASELINE_DESC), alternating run by run with (a) and (b).") Issue 18's target: p99 of (b) within 2× of (a), and of (c) within 2× of (c0), the same cluster quiet."
   echo
   echo "| row | produce latency | target | verdict |"
   echo "|---|---|---|---|"

@@ -39,6 +39,8 @@
 # Needs: go, dd, curl, jq.
 set -eEuo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/section.sh
+. bench/section.sh
 if [ "${SECTIONS:-}" = bgio ]; then exec bench/bgio.sh; fi
 if [ "${SECTIONS:-}" = replication ]; then exec bench/replication.sh; fi
 if [ "${SECTIONS:-}" = compaction ]; then exec bench/compaction.sh; fi
@@ -387,7 +389,7 @@ fi
   echo "| data dir | $fsline, rotational=$rot |"
   echo "| go | $(go version | cut -d' ' -f3-) |"
   echo "| load average at start | $load |"
-  echo "| commit | $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet -- . ':(exclude)bench/RESULTS.md' || echo ' (dirty)') |"
+  echo "| commit | $(git -C "$repo" rev-parse --short HEAD)$(tree_dirty "$repo" && echo ' (dirty)') |"
   echo
   echo "## Results"
   echo

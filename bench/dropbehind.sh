@@ -138,7 +138,7 @@ section=$(
   echo "<!-- dropbehind begin -->"
   echo "## Drop-behind"
   echo
-  echo "Written by \`bench/dropbehind.sh\` (REPEAT=$REPEAT, RECORDS=$RECORDS) on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet -- . ':(exclude)bench/RESULTS.md' || echo ', dirty'); load average $load0 at the start, $load1 at the end). One node, 6 partitions, $PRODUCERS producers, 1 KiB records; each run a fresh server, on and off interleaved, ${SETTLE} s apart. Page-cache probe before the runs: $fresh CPU-s/GB writing into new pages, $cached over cached ones. Medians, then every run."
+  echo "Written by \`bench/dropbehind.sh\` (REPEAT=$REPEAT, RECORDS=$RECORDS) on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(tree_dirty "$repo" && echo ', dirty'); load average $load0 at the start, $load1 at the end). One node, 6 partitions, $PRODUCERS producers, 1 KiB records; each run a fresh server, on and off interleaved, ${SETTLE} s apart. Page-cache probe before the runs: $fresh CPU-s/GB writing into new pages, $cached over cached ones. Medians, then every run."
   echo
   echo "| row | MB/s | broker CPU-s/GB | target |"
   echo "|---|---|---|---|"

@@ -78,7 +78,7 @@ section=$(
 	echo "<!-- faults begin -->"
 	echo "## Failover and rolling restart at scale"
 	echo
-	echo "Written by \`bench/faults.sh\` (N=$N, FAILOVERS=$FAILOVERS, ROLLING=$ROLLING) on $(date -u +%Y-%m-%dT%H:%MZ) in $(( $(date +%s) - began )) s (commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ':(exclude)bench/RESULTS.md' || echo ', dirty'); load average $load0 at the start, $load1 at the end; three nodes sharing this machine's two cores). Failover time is from the kill -9 until the controller's log has sealed every segment the node led (its \"failover: segments sealed\" lines add up), then a consumer reads the topic back; the Raft step-downs show whether the machine starved the controller."
+	echo "Written by \`bench/faults.sh\` (N=$N, FAILOVERS=$FAILOVERS, ROLLING=$ROLLING) on $(date -u +%Y-%m-%dT%H:%MZ) in $(( $(date +%s) - began )) s (commit $(git rev-parse --short HEAD)$(tree_dirty . && echo ', dirty'); load average $load0 at the start, $load1 at the end; three nodes sharing this machine's two cores). Failover time is from the kill -9 until the controller's log has sealed every segment the node led (its \"failover: segments sealed\" lines add up), then a consumer reads the topic back; the Raft step-downs show whether the machine starved the controller."
 	echo
 	echo "| row | result | target | verdict |"
 	echo "|---|---|---|---|"

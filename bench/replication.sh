@@ -190,7 +190,7 @@ section=$(
   echo "<!-- replication begin -->"
   echo "## Replication at a fixed offered load"
   echo
-  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet -- . ':(exclude)bench/RESULTS.md' || echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers (linger $LINGER), 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs, each on a new topic, deleted and its data freed before the next run. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
+  echo "Written by \`bench/replication.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${total} s (commit $(git -C "$repo" rev-parse --short HEAD)$(tree_dirty "$repo" && echo ', dirty'); load average at the end $load). acks=all at $RATE MB/s offered for ${SECS} s, 6 partitions, $PRODUCERS producers (linger $LINGER), 1 KiB records, \`storage.fsync=always\`; the median (by p99) of $RUNS runs, each on a new topic, deleted and its data freed before the next run. All nodes share this machine's cores, so CPU-s/GB is summed over the nodes."
   echo
   echo "| setup | produced | p50 / p99 | CPU-s/GB (all nodes) | target | verdict |"
   echo "|---|---|---|---|---|---|"

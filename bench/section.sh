@@ -24,3 +24,7 @@ write_section() {
   fi
   rm -rf "$tmp"
 }
+
+# tree_dirty REPO: whether REPO's tree differs from its HEAD, apart from
+# bench/RESULTS.md (which the scripts themselves are writing).
+tree_dirty() { ! git -C "$1" diff --quiet -- . ':(exclude)bench/RESULTS.md'; }
