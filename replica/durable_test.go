@@ -1,12 +1,15 @@
 package replica
 
 import (
+	"context"
 	"os"
 	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -251,5 +254,109 @@ func TestAckOffset(t *testing.T) {
 		if got := durableAware(rback); got != (v >= 12) {
 			t.Fatalf("v%d: durable-aware answer after a round trip: %v", v, got)
 		}
+	}
+}
+
+// A partition that moves to another leader's fetcher with appends not
+// yet durable (the previous leader's fetcher copied them just before the
+// move) is named there with its durable offset below its log end; once
+// the sync ends, that fetcher names it again. The new fetcher's session
+// is an incremental one the new leader counts durable offsets in (node 3
+// already copies topic u from node 2), so nothing else makes it name the
+// partition again: the new leader's high watermark used to stay at the
+// old durable offset, and acks=all and the next roll with it
+// (compat-tests TestCompactionRetentionAndDeleteRecords, 1 run in 14).
+func TestFollowerNamesAgainWhatAnotherFetcherAppended(t *testing.T) {
+	gate := newSyncGate()
+	c := newClusterWith(t, 3, []int32{1, 2, 3}, clusterOpts{fsyncAlways: true,
+		fs: func(id int32) storage.FS {
+			if id == 3 {
+				return gateFS{FS: storage.OSFS(), g: gate}
+			}
+			return storage.OSFS()
+		},
+		// An idle fetcher's long poll is FetchMaxWait, which a partition
+		// new to it does not cancel: its next fetch stays incremental.
+		cfg: func(cfg *Config) { cfg.LagTimeMax = 4 * cfg.FetchMaxWait }})
+	t.Cleanup(gate.open)
+	if err := c.meta.fsm.Apply(metadata.CreateTopic{Name: "u", ID: metadata.TopicID{2}, Partitions: 1,
+		ReplicationFactor: 2, Assignments: [][]int32{{2, 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		n.reconcile("u")
+	}
+	tpU := storage.TopicPartition{Topic: "u", Partition: 0}
+	logU := func(id int32) *storage.Log {
+		l, ok := c.nodes[id].eng.Log(tpU)
+		if !ok {
+			t.Fatalf("node %d has no log of u", id)
+		}
+		return l
+	}
+	// Node 3's session with node 2 is counted: u's high watermark
+	// passes a record only once node 3 reported it durable.
+	lpU := c.nodes[2].m.Leader(tpU)
+	if lpU == nil {
+		t.Fatal("node 2 does not lead u")
+	}
+	batch := kafkaproto.AppendBatch(nil, 1000, []kafkaproto.KV{{Key: []byte("k"), Value: []byte("u0")}})
+	h, err := kafkaproto.ValidateBatch(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch, release, err := lpU.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logU(2).Append(batch, h, epoch); err != nil {
+		release(0)
+		t.Fatal(err)
+	}
+	release(int64(len(batch)))
+	c.eventually("u's HW 1", func() bool { return logU(2).HighWatermark() == 1 && logU(3).HighWatermark() == 1 })
+
+	c.produce(1, 0)
+	c.eventually("t's HW 1", func() bool {
+		return c.log(1).HighWatermark() == 1 && c.log(2).HighWatermark() == 1 && c.log(3).HighWatermark() == 1
+	})
+	gate.hold()
+	c.produce(1, 1)
+	c.eventually("record 1 on nodes 2 and 3", func() bool { return c.log(2).LogEndOffset() == 2 && c.log(3).LogEndOffset() == 2 })
+	if d := c.log(3).DurableOffset(); d != 1 {
+		t.Fatalf("node 3 durable offset %d with its sync held, want 1", d)
+	}
+	// Node 2 leads the next segment from offset 2; node 3's copy of
+	// record 1 is not durable yet.
+	a := c.active()
+	if err := c.meta.fsm.Apply(metadata.RollSegment{Topic: "t", ID: metadata.TopicID{1}, Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch,
+		EndOffset: 2, NextLeader: 2, NextReplicas: []int32{2, 3, 1}, SealedAtMs: c.clock.Now().UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	if roles := c.reconcileAll(); roles[2] != RoleLeader || roles[1] != RoleFollower || roles[3] != RoleFollower {
+		t.Fatalf("roles after the roll %v", roles)
+	}
+	lp := c.nodes[2].m.Leader(tp0)
+	if lp == nil {
+		t.Fatal("node 2 does not lead t")
+	}
+	// Node 3 names the partition to node 2 with durable offset 1.
+	c.eventually("node 2 to count node 3 at 1", func() bool {
+		lp.ackMu.Lock()
+		defer lp.ackMu.Unlock()
+		off, ok := lp.acked[3]
+		return ok && off == 1
+	})
+	if hw := c.log(2).HighWatermark(); hw > 1 {
+		t.Fatalf("node 2's HW %d with node 3's sync of record 1 held, want at most 1", hw)
+	}
+	gate.open()
+	c.eventually("node 2's HW 2 once node 3's sync ended", func() bool { return c.log(2).HighWatermark() == 2 })
+	c.produce(2, 2)
+	c.eventually("HW 3 on every node", func() bool {
+		return c.log(1).HighWatermark() == 3 && c.log(2).HighWatermark() == 3 && c.log(3).HighWatermark() == 3
+	})
+	if !c.sameBytes(2, 3) || !c.sameBytes(2, 1) {
+		t.Fatal("the followers' bytes differ from the new leader's")
 	}
 }

@@ -75,10 +75,12 @@ type fetcher struct {
 	// Config.idleFetchWait instead of FetchMaxWait. Run goroutine only.
 	quiet bool
 	// pending: under fsync=always with a leader that counts durable
-	// offsets (durable.go), the partitions appended to whose appends
-	// were not yet durable when last reported, with the last offset
-	// appended. While any is pending the fetcher does not long-poll: the
-	// leader must hear of the sync soon. Run goroutine only.
+	// offsets (durable.go), the partitions whose appends were not yet
+	// durable when last reported (appended by this fetcher, or named
+	// with a durable offset below their log end), with the last offset
+	// to report durable. While any is pending the fetcher does not
+	// long-poll: the leader must hear of the sync soon. Run goroutine
+	// only.
 	pending map[storage.TopicPartition]int64
 	// awareSession is the fetch session (its ID) whose leader said it
 	// counts durable offsets; 0: none. Only an incremental fetch of that
@@ -404,6 +406,17 @@ func (f *fetcher) fetchOnce() (progressed bool, err error) {
 				ft.Partitions = []int32{tp.Partition}
 				req.ForgottenTopics = append(req.ForgottenTopics, ft)
 			}
+		}
+		if sp.durable >= 0 && sp.durable < sp.offset {
+			// Named with less durable than it holds: this fetcher names
+			// it again once the rest is synced, whoever appended it. A
+			// durable offset's advance moves no watch, and the appends
+			// may be another fetcher's: one that copied them from the
+			// segment's previous leader just before the partition moved
+			// here. Its pending entry went with it; without this one the
+			// leader counted this node at the old durable offset, and
+			// acks=all and the next roll waited for good.
+			f.pending[tp] = max(f.pending[tp], sp.offset-1)
 		}
 		changes = append(changes, change{tp: tp, sp: sp})
 		i, ok := byTopic[tp.Topic]

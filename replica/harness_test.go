@@ -208,6 +208,7 @@ func newCluster(t *testing.T, n int, replicas []int32) *cluster {
 type clusterOpts struct {
 	fsyncAlways bool                   // storage.fsync=always on every node
 	fs          func(int32) storage.FS // each node's file system (nil: the OS's)
+	cfg         func(*Config)          // changes every node's replica config (nil: none)
 }
 
 // newClusterWith is newCluster with opts.
@@ -235,6 +236,9 @@ func newClusterWith(t *testing.T, n int, replicas []int32, opts clusterOpts) *cl
 		node.lease.valid.Store(true)
 		cfg := testConfig(id, c.clock)
 		cfg.FsyncAlways = opts.fsyncAlways
+		if opts.cfg != nil {
+			opts.cfg(&cfg)
+		}
 		node.m = New(cfg, c.meta, node.lease, c.tr, node, zerolog.Nop())
 		c.tr.Connect(id, node.m)
 		c.nodes[id] = node
