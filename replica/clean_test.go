@@ -15,6 +15,7 @@ import (
 
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/storage"
 )
 
 // compactTopic makes topic "t" compacted and reinstalls the roles.
@@ -30,9 +31,15 @@ func (c *cluster) compactTopic() {
 // a tombstone) under node id's leadership.
 func (c *cluster) produceKV(id int32, key string, value []byte) int64 {
 	c.t.Helper()
-	lp := c.nodes[id].m.Leader(tp0)
+	return c.produceKVTo(id, tp0, key, value)
+}
+
+// produceKVTo is produceKV to partition tp.
+func (c *cluster) produceKVTo(id int32, tp storage.TopicPartition, key string, value []byte) int64 {
+	c.t.Helper()
+	lp := c.nodes[id].m.Leader(tp)
 	if lp == nil {
-		c.t.Fatalf("node %d does not lead", id)
+		c.t.Fatalf("node %d does not lead %s", id, tp)
 	}
 	batch := kafkaproto.AppendBatch(nil, 1000, []kafkaproto.KV{{Key: []byte(key), Value: value}})
 	h, err := kafkaproto.ValidateBatch(batch)

@@ -1,14 +1,12 @@
 package replica
 
 import (
-	"context"
 	"os"
 	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -296,24 +294,7 @@ func TestFollowerNamesAgainWhatAnotherFetcherAppended(t *testing.T) {
 	}
 	// Node 3's session with node 2 is counted: u's high watermark
 	// passes a record only once node 3 reported it durable.
-	lpU := c.nodes[2].m.Leader(tpU)
-	if lpU == nil {
-		t.Fatal("node 2 does not lead u")
-	}
-	batch := kafkaproto.AppendBatch(nil, 1000, []kafkaproto.KV{{Key: []byte("k"), Value: []byte("u0")}})
-	h, err := kafkaproto.ValidateBatch(batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	epoch, release, err := lpU.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := logU(2).Append(batch, h, epoch); err != nil {
-		release(0)
-		t.Fatal(err)
-	}
-	release(int64(len(batch)))
+	c.produceKVTo(2, tpU, "k", []byte("u0"))
 	c.eventually("u's HW 1", func() bool { return logU(2).HighWatermark() == 1 && logU(3).HighWatermark() == 1 })
 
 	c.produce(1, 0)
