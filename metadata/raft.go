@@ -170,6 +170,9 @@ type RaftStore struct {
 	stopCtx    context.Context
 	stopCancel context.CancelFunc
 	wg         sync.WaitGroup
+	// pushed (capacity 1) wakes pushCommits: an entry committed here, on
+	// the leader, that the followers have not heard is committed.
+	pushed chan struct{}
 }
 
 // OpenRaft starts the Raft node in opts.Dir and, on a node of the initial
@@ -206,7 +209,7 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 	if err := ValidateRaftOptions(opts); err != nil {
 		return nil, err
 	}
-	s := &RaftStore{opts: opts, log: opts.Logger, fsm: NewFSM(), stop: make(chan struct{})}
+	s := &RaftStore{opts: opts, log: opts.Logger, fsm: NewFSM(), stop: make(chan struct{}), pushed: make(chan struct{}, 1)}
 	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	s.SetForwarder(opts.Forwarder)
 	s.ctrl = newController(s)
@@ -334,9 +337,56 @@ func OpenRaft(opts RaftOptions) (*RaftStore, error) {
 	}
 	s.retry.node.Store(s.raft)
 	nodeAt.node.Store(s.raft)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.ctrl.run()
+	go s.pushCommits()
 	return s, nil
+}
+
+// pushCommits tells the followers of the entries committed here as soon
+// as they are (docs/io-and-scale.md, "Scale"). hashicorp/raft's
+// leader sends a follower the commit index only with its next
+// AppendEntries: the next entry, or the CommitTimeout tick (50-100 ms at
+// the default heartbeat timeout; lower, it costs an idle controller its
+// CPU). So an isolated command, a roll above all, reached every other
+// node 50-100 ms after it committed, and an Apply forwarded from a
+// follower (which returns once the follower applied it) took that long:
+// p50 68 ms against 0.6 ms on the leader. After each commit this appends
+// a barrier entry, whose AppendEntries carries the new commit index at
+// once; one barrier at a time, so a burst of commands costs one or a
+// few, and the entries of a stream carry each other's commit index
+// anyway.
+func (s *RaftStore) pushCommits() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.pushed:
+		}
+		if !s.IsLeader() {
+			continue
+		}
+		if cf := s.raft.GetConfiguration(); cf.Error() != nil || len(cf.Configuration().Servers) < 2 {
+			continue // no one to tell (a single node)
+		}
+		f := s.raft.Barrier(raftRPCTimeout)
+		done := make(chan struct{})
+		go func() { _ = f.Error(); close(done) }() // resolves when applied, or at shutdown
+		select {
+		case <-done:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// pushCommit wakes pushCommits.
+func (s *RaftStore) pushCommit() {
+	select {
+	case s.pushed <- struct{}{}:
+	default:
+	}
 }
 
 // raftRPCTimeout bounds a Raft RPC (and a dial) to a peer.
@@ -504,6 +554,7 @@ func (s *RaftStore) ApplyLocal(ctx context.Context, data []byte) (uint64, error)
 	if err := f.Error(); err != nil {
 		return 0, fmt.Errorf("metadata: commit %s: %w", c.kind(), leaderErr(err))
 	}
+	s.pushCommit() // the followers apply it now, not at the next tick
 	if err, _ := f.Response().(error); err != nil {
 		return f.Index(), err
 	}
