@@ -50,7 +50,7 @@ func fastOpts(id int32) RaftOptions {
 }
 
 // eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -65,7 +65,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -107,7 +107,7 @@ func controllerReady(s *RaftStore) error {
 // the broker's (one per node, every LeaseRenew, to the leader the node
 // sees). Links are cut per node (partition) and heartbeats paused per node.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	mu     sync.Mutex
 	nodes  map[int32]*testNode
 	voters []Voter
@@ -348,7 +348,7 @@ func (c *testCluster) startHeartbeats(ids ...int32) {
 
 // waitBrokers waits until node n's FSM lists exactly these brokers, all in
 // the given state.
-func waitBrokers(t *testing.T, n *testNode, state BrokerState, ids ...int32) {
+func waitBrokers(t testing.TB, n *testNode, state BrokerState, ids ...int32) {
 	t.Helper()
 	eventually(t, 5*time.Second, fmt.Sprintf("brokers %v %s on node %d", ids, state, n.id), func() error {
 		bs := n.store.FSM().Brokers()
