@@ -169,13 +169,7 @@ done
 unset 'https[0]'
 for n in 1 2 3; do wait_ready "$dir/n$n/ready.json" "${pids[$n]}"; https[$n]=127.0.0.1:$(port "$n" 5); done
 # The default replication factor is min(3, live brokers): wait for three.
-alive=0
-for _ in $(seq 1 300); do
-  alive=$("$TUSK" cluster status --server "127.0.0.1:$(port 1 4)" --timeout 2s 2>/dev/null | jq '[.brokers[]? | select(.state == "alive")] | length' 2>/dev/null || echo 0)
-  [ "$alive" = 3 ] && break
-  sleep 0.2
-done
-[ "$alive" = 3 ] || { echo "replication: the cluster did not reach three live brokers" >&2; "$TUSK" cluster status --server "127.0.0.1:$(port 1 4)" >&2 || true; exit 1; }
+wait_alive "$TUSK" "127.0.0.1:$(port 1 4)" 3 || { echo "replication: no three live brokers" >&2; exit 1; }
 cluster=$(measure "127.0.0.1:$(port 1 2)" "3 nodes")
 
 read -r s50 s99 scpu smb <<<"$single"

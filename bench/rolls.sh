@@ -19,6 +19,8 @@ set -euo pipefail
 : "${RATE:=5}" "${SEG:=1048576}" "${SECS:=10}" "${RUNS:=3}"
 for t in go jq curl; do command -v "$t" >/dev/null || { echo "rolls.sh: $t not found" >&2; exit 1; }; done
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/section.sh
+. "$repo/bench/section.sh"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -54,13 +56,7 @@ for run in $(seq 1 "$RUNS"); do
     for _ in $(seq 1 3000); do [ -s "$dir/n$n/ready.json" ] && break; sleep 0.01; done
     [ -s "$dir/n$n/ready.json" ] || { echo "rolls.sh: node $n did not start" >&2; tail -20 "$dir/n$n/server.log" >&2; exit 1; }
   done
-  alive=0
-  for _ in $(seq 1 300); do
-    alive=$("$TUSK" cluster status --server "127.0.0.1:$(port 1 4)" --timeout 2s 2>/dev/null | jq '[.brokers[]? | select(.state == "alive")] | length' 2>/dev/null || echo 0)
-    [ "$alive" = 3 ] && break
-    sleep 0.2
-  done
-  [ "$alive" = 3 ] || { echo "rolls.sh: the cluster did not reach three live brokers" >&2; exit 1; }
+  wait_alive "$TUSK" "127.0.0.1:$(port 1 4)" 3 || { echo "rolls.sh: no three live brokers" >&2; exit 1; }
   "$TUSK" topic create --brokers "127.0.0.1:$(port 1 2)" -p 1 -r 3 -c "segment.bytes=$SEG" rolls >/dev/null
   r=$("$TUSK" bench --brokers "127.0.0.1:$(port 1 2)" --json --topic rolls --producers 1 --record-size 1024 --acks all \
     --rate "$RATE" --records $(( RATE * 1024 * SECS )) --consume=false 2>>"$dir/bench.log")

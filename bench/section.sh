@@ -28,3 +28,18 @@ write_section() {
 # tree_dirty REPO: whether REPO's tree differs from its HEAD, apart from
 # bench/RESULTS.md (which the scripts themselves are writing).
 tree_dirty() { ! git -C "$1" diff --quiet -- . ':(exclude)bench/RESULTS.md'; }
+
+# wait_alive TUSK INTERNAL_ADDR N: waits up to about a minute until the
+# cluster status from INTERNAL_ADDR lists N live brokers; fails (status
+# printed) if it does not.
+wait_alive() {
+  local alive=0
+  for _ in $(seq 1 300); do
+    alive=$("$1" cluster status --server "$2" --timeout 2s 2>/dev/null | jq '[.brokers[]? | select(.state == "alive")] | length' 2>/dev/null || echo 0)
+    [ "$alive" = "$3" ] && return 0
+    sleep 0.2
+  done
+  echo "the cluster did not reach $3 live brokers" >&2
+  "$1" cluster status --server "$2" >&2 || true
+  return 1
+}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // commitCluster starts 3 in-memory Raft nodes with heartbeat and
@@ -15,31 +13,10 @@ import (
 // it returns. No heartbeats run afterwards: the leases (10 s) outlive
 // the caller.
 func commitCluster(t testing.TB, hb, renew time.Duration) (*testCluster, *testNode) {
-	c := &testCluster{t: t, nodes: map[int32]*testNode{}, cut: map[int32]bool{}, paused: map[int32]bool{}, stop: make(chan struct{})}
-	for id := int32(1); id <= 3; id++ {
-		c.voters = append(c.voters, Voter{ID: id, Addr: string(nodeAddr(id))})
-	}
-	t.Cleanup(c.close)
-	for id := int32(1); id <= 3; id++ {
-		addr, trans := raft.NewInmemTransport(nodeAddr(id))
-		nd := &testNode{id: id, addr: addr, trans: trans}
-		for _, o := range c.nodes {
-			o.trans.Connect(addr, trans)
-			trans.Connect(o.addr, o.trans)
-		}
-		opts := fastOpts(id)
-		opts.HeartbeatTimeout, opts.ElectionTimeout = hb, hb
-		opts.LeaseRenew, opts.LeaseTimeout = renew, 10*time.Second
-		opts.Transport, opts.Voters, opts.Forwarder = trans, c.voters, testForwarder{c: c, from: id}
-		s, err := OpenRaft(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd.store = s
-		c.mu.Lock()
-		c.nodes[id] = nd
-		c.mu.Unlock()
-	}
+	c := newTunedCluster(t, 3, func(o *RaftOptions) {
+		o.HeartbeatTimeout, o.ElectionTimeout = hb, hb
+		o.LeaseRenew, o.LeaseTimeout = renew, 10*time.Second
+	})
 	leader := c.waitLeader()
 	ctx := ctxT(t, 30*time.Second)
 	for _, id := range []int32{1, 2, 3} {

@@ -29,7 +29,10 @@
 //
 // Apply commits a command through the controller: on the leader directly,
 // on a follower through the Forwarder (the broker's internal listener). It
-// returns once the local FSM has applied the command. It retries while
+// returns once the local FSM has applied the command; the leader pushes
+// each commit to the followers at once with a barrier entry
+// (pushCommits; docs/io-and-scale.md, "Scale"), so a follower's Apply
+// does not wait for raft's next CommitTimeout tick. It retries while
 // there is no reachable leader; since a leader lost mid-commit leaves the
 // attempt's fate unknown, every attempt of one call carries the same
 // random request ID, and the FSM applies an ID once (it remembers the

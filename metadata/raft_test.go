@@ -115,6 +115,8 @@ type testCluster struct {
 	paused map[int32]bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	// tune, if set, changes each node's options (fastOpts) before it opens.
+	tune func(*RaftOptions)
 }
 
 type testNode struct {
@@ -142,8 +144,11 @@ func (f testForwarder) ForwardApply(ctx context.Context, leader int32, cmd []byt
 
 func nodeAddr(id int32) raft.ServerAddress { return raft.ServerAddress(fmt.Sprintf("node%d:7000", id)) }
 
-func newCluster(t *testing.T, n int) *testCluster {
-	c := &testCluster{t: t, nodes: map[int32]*testNode{}, cut: map[int32]bool{}, paused: map[int32]bool{}, stop: make(chan struct{})}
+func newCluster(t *testing.T, n int) *testCluster { return newTunedCluster(t, n, nil) }
+
+// newTunedCluster is newCluster with tune applied to every node's options.
+func newTunedCluster(t testing.TB, n int, tune func(*RaftOptions)) *testCluster {
+	c := &testCluster{t: t, nodes: map[int32]*testNode{}, cut: map[int32]bool{}, paused: map[int32]bool{}, stop: make(chan struct{}), tune: tune}
 	for id := int32(1); id <= int32(n); id++ {
 		c.voters = append(c.voters, Voter{ID: id, Addr: string(nodeAddr(id))})
 	}
@@ -167,6 +172,9 @@ func (c *testCluster) addNode(id int32) *testNode {
 	}
 	c.mu.Unlock()
 	opts := fastOpts(id)
+	if c.tune != nil {
+		c.tune(&opts)
+	}
 	opts.Transport = trans
 	opts.Voters = c.voters
 	opts.Forwarder = testForwarder{c: c, from: id}
