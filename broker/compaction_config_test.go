@@ -348,8 +348,19 @@ func TestProduceKeylessToCompactedTopic(t *testing.T) {
 		}
 		return errs
 	}
+	// Each topic's first produce also loads the producer's metadata for it.
+	// Records given to kgo before that load are partitioned by a goroutine
+	// of their own once it lands, so a later Flush may send them in two
+	// batches, or reordered; the batches under test below go only to
+	// topics the producer already knows, so each is one batch in order.
 	if errs := produceBatch("kv", "a", "b"); errs[0] != nil || errs[1] != nil {
 		t.Fatalf("keyed records to kv: %v", errs)
+	}
+	if errs := produceBatch("kv-both", ""); !errors.Is(errs[0], kerr.InvalidRecord) {
+		t.Fatalf("a keyless record alone to kv-both: %v, want INVALID_RECORD", errs[0])
+	}
+	if errs := produceBatch("log", "w"); errs[0] != nil {
+		t.Fatalf("a keyed record to log: %v", errs[0])
 	}
 	for _, topic := range []string{"kv", "kv-both"} {
 		errs := produceBatch(topic, "k1", "", "k3")
@@ -398,8 +409,8 @@ func TestProduceKeylessToCompactedTopic(t *testing.T) {
 	if errs := produceBatch("kv", "c"); errs[0] != nil {
 		t.Fatalf("keyed record after the refusals: %v", errs[0])
 	}
-	// kv holds exactly a, b, c at offsets 0-2; log holds all three.
-	want := map[string][]string{"kv": {"0:a=v0", "1:b=v1", "2:c=v0"}, "log": {"0:k1=v0", "1:=v1", "2:k3=v2"}, "kv-both": nil}
+	// kv holds exactly a, b, c at offsets 0-2; log holds w and all three.
+	want := map[string][]string{"kv": {"0:a=v0", "1:b=v1", "2:c=v0"}, "log": {"0:w=v0", "1:k1=v0", "2:=v1", "3:k3=v2"}, "kv-both": nil}
 	for topic, w := range want {
 		if got := readAll(t, b, topic); !reflect.DeepEqual(got, w) {
 			t.Errorf("%s holds %q, want %q", topic, got, w)
