@@ -10,6 +10,7 @@ import (
 	"github.com/tuskdb/tusk/auth"
 	"github.com/tuskdb/tusk/kafkaproto"
 	"github.com/tuskdb/tusk/metadata"
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -69,8 +70,8 @@ type fetchPart struct {
 func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response, func() kmsg.Response) {
 	resp := kmsg.NewPtrFetchResponse()
 	var parts []fetchPart
-	replica := req.ReplicaID >= 0
-	if replica && (!rc.conn.node || !b.replicaPeerOK(rc.conn, req.ReplicaID)) {
+	fromFollower := req.ReplicaID >= 0
+	if fromFollower && (!rc.conn.node || !b.replicaPeerOK(rc.conn, req.ReplicaID)) {
 		// Replica fetches are node traffic (internal_kafka.go): one on a
 		// client listener, or with node TLS from another node than its
 		// ReplicaID (internal_tls.go), moves no high watermark and
@@ -78,8 +79,8 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		refuseReplicaFetch(req, resp)
 		return resp, nil
 	}
-	if replica {
-		markDurableAware(resp) // Fetched below takes the durable offsets
+	if fromFollower {
+		replica.MarkDurableAware(resp) // Fetched below takes the durable offsets
 	}
 	// An incremental fetch becomes a full one over the session's
 	// partitions here; fetchDone drops what has not changed.
@@ -93,7 +94,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 	}
 	// read_committed (v4+): a consumer's fetch reads below the last
 	// stable offset (docs/transactions.md).
-	committed := !replica && req.IsolationLevel == 1
+	committed := !fromFollower && req.IsolationLevel == 1
 	// Sized up front: a follower's session of thousands of partitions
 	// grew these by doubling every round (most of an idle node's
 	// allocation; docs/io-and-scale.md, "Scale").
@@ -110,7 +111,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		var topic metadata.Topic
 		var ok bool
 		switch {
-		case replica:
+		case fromFollower:
 			// A replica fetch needs only the name and each partition's
 			// leader epoch (read below): no copy of the topic, which a
 			// fetcher's request carrying thousands of partitions would
@@ -128,7 +129,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		// A consumer needs READ on the topic (checked before whether it
 		// exists, when named; an unknown topic ID is answered as such).
 		var denied int16
-		if !replica {
+		if !fromFollower {
 			switch {
 			case ok:
 				denied = rc.topicDenied(auth.OpRead, topic.Name)
@@ -160,11 +161,11 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			l, code, epoch := b.partitionLogEpoch(topic.Name, rp.Partition)
 			leader := int32(-1) // used by client fetches only
-			if !replica {
+			if !fromFollower {
 				leader, epoch = topic.Leader(rp.Partition)
 			}
 			sealedEnd, sealedStable := int64(-1), int64(-1)
-			if code == kerr.NotLeaderForPartition.Code && !replica {
+			if code == kerr.NotLeaderForPartition.Code && !fromFollower {
 				// Not the leader: serve a sealed range held here, or
 				// point the consumer at the leader (sealed_reads.go).
 				if sr, ok := b.sealedSource(topic, rp.Partition, rp.FetchOffset); ok && (!committed || sealedCommittedEnd(sr.log, sr.seg) > rp.FetchOffset) {
@@ -181,7 +182,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			if code == 0 {
 				code = checkLeaderEpoch(rp.CurrentLeaderEpoch, epoch)
 			}
-			if code == 0 && !replica && sealedEnd < 0 && req.Version >= 11 {
+			if code == 0 && !fromFollower && sealedEnd < 0 && req.Version >= 11 {
 				if pr := b.preferredReplica(rc.conn, topic, rp.Partition, rp.FetchOffset, req.Rack, committed); pr >= 0 {
 					sp.PreferredReadReplica = pr
 					sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = l.HighWatermark(), l.HighWatermark(), l.LogStartOffset()
@@ -192,12 +193,12 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 				}
 			}
 			tp := b.tp(topic.Name, rp.Partition)
-			if code == 0 && replica && !b.repl.Fetched(tp, req.ReplicaID, replicaAck(&rp), rp.LogStartOffset) {
+			if code == 0 && fromFollower && !b.repl.Fetched(tp, req.ReplicaID, replica.AckOffset(&rp), rp.LogStartOffset) {
 				code = kerr.NotLeaderForPartition.Code // not a replica of this partition
 			}
 			sp.ErrorCode = code
 			if code == 0 {
-				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: replica, sealedEnd: sealedEnd, sealedStable: sealedStable, committed: committed})
+				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: fromFollower, sealedEnd: sealedEnd, sealedStable: sealedStable, committed: committed})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -235,7 +236,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			// A follower's poll also ends when this node starts leading
 			// a segment (replica.Manager.LeadershipStarted).
 			var newLeader <-chan struct{}
-			if replica {
+			if fromFollower {
 				newLeader = b.repl.LeadershipStarted()
 			}
 			for _, p := range parts {

@@ -33,14 +33,6 @@ import (
 // A partition not visited would have been dropped from the incremental
 // answer anyway: nothing the answer carries for it changed.
 
-// replicaAck is what a follower's fetch of rp acknowledges: its fetch
-// offset, or the lower durable offset it reported (replica/durable.go,
-// docs/replication.md "Durable offsets").
-func replicaAck(rp *kmsg.FetchRequestTopicPartition) int64 { return replica.AckOffset(rp) }
-
-// markDurableAware tells the follower its durable offsets were counted.
-func markDurableAware(resp *kmsg.FetchResponse) { replica.MarkDurableAware(resp) }
-
 // sessionReplication is what followers' sessions need of the replica
 // manager.
 type sessionReplication interface {
@@ -279,7 +271,7 @@ func (b *Broker) handleReplicaSession(rc *request, req *kmsg.FetchRequest, sess 
 // queues for the next round those that must be looked at again.
 func (r *replicaRound) done(full bool) kmsg.Response {
 	resp := kmsg.NewPtrFetchResponse()
-	markDurableAware(resp) // FetchedIn took the durable offsets
+	replica.MarkDurableAware(resp) // FetchedIn took the durable offsets
 	type topicKey struct {
 		topic string
 		id    [16]byte

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
 
@@ -236,7 +237,7 @@ func (s *fetchSession) merge(req *kmsg.FetchRequest) {
 				s.parts[k] = p
 				s.order = append(s.order, k)
 			}
-			p.fetchOffset, p.logStartOffset, p.ackOffset = rp.FetchOffset, rp.LogStartOffset, replicaAck(&rp)
+			p.fetchOffset, p.logStartOffset, p.ackOffset = rp.FetchOffset, rp.LogStartOffset, replica.AckOffset(&rp)
 			p.maxBytes, p.leaderEpoch, p.lastFetchedEpoch = rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LastFetchedEpoch
 			if s.rs != nil {
 				s.rs.mark(p, false) // its position changed: visit it this round
