@@ -49,6 +49,13 @@ type fetchPart struct {
 	offset  int64
 	max     int
 	replica bool // a follower's fetch: reads up to the log end offset
+	// epoch: for a follower's fetch, the epoch of the active segment
+	// this node led when the partition was looked up. Each read first
+	// checks that it still leads it (stillLeads), as Kafka re-checks
+	// leadership when a delayed fetch completes: a long poll that
+	// outlives a roll must not hand the follower what this node has
+	// since copied from the next segment's leader.
+	epoch int32
 	// sealedEnd >= 0: a consumer fetch this node serves as a replica of a
 	// sealed segment ending there (sealed_reads.go); reads stop at it.
 	sealedEnd int64
@@ -198,7 +205,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			sp.ErrorCode = code
 			if code == 0 {
-				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: fromFollower, sealedEnd: sealedEnd, sealedStable: sealedStable, committed: committed})
+				parts = append(parts, fetchPart{resp: sp, log: l, tp: tp, offset: rp.FetchOffset, max: int(rp.PartitionMaxBytes), replica: fromFollower, epoch: epoch, sealedEnd: sealedEnd, sealedStable: sealedStable, committed: committed})
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -290,6 +297,13 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 		// ("invalid MessageSetSize -1").
 		sp.RecordBatches = noRecords
 		p.closeSection(b)
+		if p.replica {
+			if code := b.stillLeads(p.tp, p.epoch); code != 0 {
+				sp.ErrorCode = code
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+				continue
+			}
+		}
 		limit := min(p.max, budget-total)
 		var res storage.ReadResult
 		var err error
@@ -454,6 +468,23 @@ func checkLeaderEpoch(requested, current int32) int16 {
 	default:
 		return kerr.UnknownLeaderEpoch.Code
 	}
+}
+
+// stillLeads reports, as a Kafka error code, whether this node still
+// leads tp's active segment at epoch: 0 if it does, FENCED_LEADER_EPOCH
+// if it leads a later one, NOT_LEADER_OR_FOLLOWER if another node leads
+// (or none, failing over), UNKNOWN_TOPIC_OR_PARTITION if tp is gone.
+func (b *Broker) stillLeads(tp storage.TopicPartition, epoch int32) int16 {
+	leader, current, ok := b.store.FSM().PartitionLeader(tp.Topic, tp.Partition)
+	switch {
+	case !ok:
+		return kerr.UnknownTopicOrPartition.Code
+	case leader != b.cfg.NodeID:
+		return kerr.NotLeaderForPartition.Code
+	case current != epoch:
+		return kerr.FencedLeaderEpoch.Code
+	}
+	return 0
 }
 
 // refuseReplicaFetch answers a Fetch with a ReplicaID from a client

@@ -218,7 +218,7 @@ func (r *replicaRound) visit(ps []*sessionPart) {
 				p.unwatch = l.Watch(func() { rs.mark(p, true) })
 			}
 			v.part = len(r.parts)
-			r.parts = append(r.parts, fetchPart{resp: sp, log: l, tp: tp, offset: p.fetchOffset, max: int(p.maxBytes), replica: true, sealedEnd: -1, sealedStable: -1})
+			r.parts = append(r.parts, fetchPart{resp: sp, log: l, tp: tp, offset: p.fetchOffset, max: int(p.maxBytes), replica: true, epoch: epoch, sealedEnd: -1, sealedStable: -1})
 		}
 		r.visited = append(r.visited, v)
 	}

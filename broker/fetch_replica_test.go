@@ -1,15 +1,19 @@
 package broker
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tuskdb/tusk/kafkaproto"
+	"github.com/tuskdb/tusk/metadata"
 	"github.com/tuskdb/tusk/replica"
 	"github.com/tuskdb/tusk/storage"
 )
@@ -148,5 +152,70 @@ func TestReplicaSessionQueuesOnlyNews(t *testing.T) {
 	c.begin(replicaFetchReq(sess.id, -1, topic), now)
 	if c.len() != 0 || len(repl.forgot) != 1 || !sess.rs.closed {
 		t.Fatalf("after the end: %d sessions, Forgot calls %v, closed %v", c.len(), repl.forgot, sess.rs.closed)
+	}
+}
+
+// A follower's read checks, each time, that this node still leads the
+// partition's segment at the epoch it was looked up with (fetchPart.epoch):
+// a long poll that outlives a roll answers FENCED_LEADER_EPOCH, not what
+// the log holds since, as Kafka re-checks leadership when a delayed fetch
+// completes. A read at the new epoch goes on.
+func TestFollowerReadChecksLeadership(t *testing.T) {
+	b := startBroker(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := newClient(t, b)
+	if code, msg := createTopicWith(t, cl, "t", nil); code != 0 {
+		t.Fatalf("create t: %v %s", kerr.ErrorForCode(code), msg)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v0")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	l, code, epoch := b.partitionLogEpoch("t", 0)
+	if code != 0 {
+		t.Fatalf("partitionLogEpoch: code %d", code)
+	}
+	read := func(epoch int32) (kmsg.FetchResponseTopicPartition, []int64) {
+		t.Helper()
+		sp := kmsg.NewFetchResponseTopicPartition()
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxBytes = 1 << 20
+		parts := []fetchPart{{resp: &sp, log: l, tp: b.tp("t", 0), offset: 0, max: 1 << 20, replica: true, epoch: epoch, sealedEnd: -1, sealedStable: -1}}
+		b.readFetch(req, parts, false)
+		var lasts []int64
+		if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
+			lasts = append(lasts, h.LastOffset())
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return sp, lasts
+	}
+	if sp, lasts := read(epoch); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
+		t.Fatalf("read at epoch %d: code %d HW %d batches ending %v; want 0, HW 1, [0]", epoch, sp.ErrorCode, sp.HighWatermark, lasts)
+	}
+	// Roll the segment to this node again: a new epoch.
+	topic, ok := b.store.FSM().Topic("t")
+	if !ok {
+		t.Fatal("topic t not in the metadata")
+	}
+	a := topic.Parts[0].Active()
+	if err := b.store.Apply(ctx, metadata.RollSegment{Topic: "t", ID: topic.ID, Partition: 0, ExpectedSegment: a.ID, ExpectedEpoch: a.Epoch,
+		EndOffset: 1, NextLeader: b.cfg.NodeID, NextReplicas: []int32{b.cfg.NodeID}, SealedAtMs: time.Now().UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, next := b.partitionLogEpoch("t", 0)
+	if next == epoch {
+		t.Fatalf("epoch %d after the roll, want a new one", next)
+	}
+	if sp, lasts := read(epoch); sp.ErrorCode != kerr.FencedLeaderEpoch.Code || sp.HighWatermark != -1 || len(lasts) != 0 {
+		t.Fatalf("read at the old epoch %d: code %d HW %d batches ending %v; want FENCED_LEADER_EPOCH, HW -1, none", epoch, sp.ErrorCode, sp.HighWatermark, lasts)
+	}
+	if sp, lasts := read(next); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
+		t.Fatalf("read at the new epoch %d: code %d HW %d batches ending %v; want 0, HW 1, [0]", next, sp.ErrorCode, sp.HighWatermark, lasts)
+	}
+	// A partition that is gone.
+	if code := b.stillLeads(b.tp("t", 1), next); code != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("stillLeads of a partition t does not have: %d", code)
 	}
 }
