@@ -211,8 +211,14 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 		resp.Topics = append(resp.Topics, st)
 	}
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
-	rf := func() int { return b.readFetch(req, parts, rc.conn.sendfile && !b.sendfileOff.Load()) }
-	got := rf()
+	// ready: enough bytes to answer, or a follower's partition whose
+	// leadership moved (answered at once, as Kafka completes a delayed
+	// fetch then).
+	rf := func() bool {
+		n, moved := b.readFetch(req, parts, rc.conn.sendfile && !b.sendfileOff.Load())
+		return moved || n >= int(req.MinBytes)
+	}
+	ready := rf()
 	done := func() kmsg.Response { return b.fetchDone(resp, parts, sess, full) }
 	// A long poll ends at shutdown: a client's when Close begins, a
 	// follower's once the clients drained (its fetches still move the
@@ -221,7 +227,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 	if rc.conn.node {
 		stop = b.nodesStop
 	}
-	if got >= int(req.MinBytes) || maxWait <= 0 || len(parts) == 0 || closed(stop) {
+	if ready || maxWait <= 0 || len(parts) == 0 || closed(stop) {
 		return done(), nil
 	}
 	return nil, func() kmsg.Response {
@@ -253,7 +259,7 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 			}
 			// Re-check after registering so an append racing with the
 			// first read is not missed.
-			if rf() >= int(req.MinBytes) {
+			if rf() {
 				return done()
 			}
 			select {
@@ -280,15 +286,16 @@ func (b *Broker) handleFetch(rc *request, req *kmsg.FetchRequest) (kmsg.Response
 }
 
 // readFetch fills every partition's records and offsets from its log and
-// returns the total bytes, honouring the request and partition limits.
+// returns the total bytes, honouring the request and partition limits;
+// moved: a follower's partition that this node no longer leads at the
+// fetch's epoch (stillLeads), answered with an error and no records.
 // With sections, records come back as file sections to be sent with
 // sendfile (storage.Log.ReadSection) rather than copied into memory.
-func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections bool) int {
+func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections bool) (total int, moved bool) {
 	budget := int(req.MaxBytes)
 	if budget <= 0 {
 		budget = 50 << 20
 	}
-	total := 0
 	for i := range parts {
 		p := &parts[i]
 		sp := p.resp
@@ -301,6 +308,7 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 			if code := b.stillLeads(p.tp, p.epoch); code != 0 {
 				sp.ErrorCode = code
 				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+				moved = true
 				continue
 			}
 		}
@@ -383,7 +391,7 @@ func (b *Broker) readFetch(req *kmsg.FetchRequest, parts []fetchPart, sections b
 			total += len(res.Data)
 		}
 	}
-	return total
+	return total, moved
 }
 
 // closeSection drops the partition's section from an earlier read.

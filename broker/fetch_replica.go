@@ -233,14 +233,19 @@ func (b *Broker) handleReplicaSession(rc *request, req *kmsg.FetchRequest, sess 
 	r.visit(rs.take())
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	sections := rc.conn.sendfile && !b.sendfileOff.Load()
-	rf := func() int { return b.readFetch(req, r.parts, sections) }
-	got := rf()
+	// ready: enough bytes to answer, or a partition whose leadership
+	// moved (answered at once, as Kafka completes a delayed fetch then).
+	rf := func() bool {
+		n, moved := b.readFetch(req, r.parts, sections)
+		return moved || n >= int(req.MinBytes)
+	}
+	ready := rf()
 	stop := b.nodesStop // a follower's poll ends once the clients drained
 	sess.mu.Lock()
 	everything := len(r.visited) == len(sess.parts)
 	sess.mu.Unlock()
 	// Nothing healthy to wait on: answer the errors at once.
-	if got >= int(req.MinBytes) || maxWait <= 0 || closed(stop) || (len(r.parts) == 0 && everything) {
+	if ready || maxWait <= 0 || closed(stop) || (len(r.parts) == 0 && everything) {
 		return r.done(full), nil
 	}
 	return nil, func() kmsg.Response {
@@ -253,7 +258,7 @@ func (b *Broker) handleReplicaSession(rc *request, req *kmsg.FetchRequest, sess 
 			select {
 			case <-rs.wake:
 				r.visit(rs.take())
-				if rf() >= int(req.MinBytes) {
+				if rf() {
 					return r.done(full)
 				}
 				continue

@@ -175,13 +175,15 @@ func TestFollowerReadChecksLeadership(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("partitionLogEpoch: code %d", code)
 	}
-	read := func(epoch int32) (kmsg.FetchResponseTopicPartition, []int64) {
+	read := func(epoch int32, wantMoved bool) (kmsg.FetchResponseTopicPartition, []int64) {
 		t.Helper()
 		sp := kmsg.NewFetchResponseTopicPartition()
 		req := kmsg.NewPtrFetchRequest()
 		req.MaxBytes = 1 << 20
 		parts := []fetchPart{{resp: &sp, log: l, tp: b.tp("t", 0), offset: 0, max: 1 << 20, replica: true, epoch: epoch, sealedEnd: -1, sealedStable: -1}}
-		b.readFetch(req, parts, false)
+		if _, moved := b.readFetch(req, parts, false); moved != wantMoved {
+			t.Fatalf("read at epoch %d: moved %v, want %v (the poll answers at once only when leadership moved)", epoch, moved, wantMoved)
+		}
 		var lasts []int64
 		if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
 			lasts = append(lasts, h.LastOffset())
@@ -191,7 +193,7 @@ func TestFollowerReadChecksLeadership(t *testing.T) {
 		}
 		return sp, lasts
 	}
-	if sp, lasts := read(epoch); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
+	if sp, lasts := read(epoch, false); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
 		t.Fatalf("read at epoch %d: code %d HW %d batches ending %v; want 0, HW 1, [0]", epoch, sp.ErrorCode, sp.HighWatermark, lasts)
 	}
 	// Roll the segment to this node again: a new epoch.
@@ -208,10 +210,10 @@ func TestFollowerReadChecksLeadership(t *testing.T) {
 	if next == epoch {
 		t.Fatalf("epoch %d after the roll, want a new one", next)
 	}
-	if sp, lasts := read(epoch); sp.ErrorCode != kerr.FencedLeaderEpoch.Code || sp.HighWatermark != -1 || len(lasts) != 0 {
+	if sp, lasts := read(epoch, true); sp.ErrorCode != kerr.FencedLeaderEpoch.Code || sp.HighWatermark != -1 || len(lasts) != 0 {
 		t.Fatalf("read at the old epoch %d: code %d HW %d batches ending %v; want FENCED_LEADER_EPOCH, HW -1, none", epoch, sp.ErrorCode, sp.HighWatermark, lasts)
 	}
-	if sp, lasts := read(next); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
+	if sp, lasts := read(next, false); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
 		t.Fatalf("read at the new epoch %d: code %d HW %d batches ending %v; want 0, HW 1, [0]", next, sp.ErrorCode, sp.HighWatermark, lasts)
 	}
 	// A partition that is gone.
