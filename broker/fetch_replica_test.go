@@ -184,14 +184,7 @@ func TestFollowerReadChecksLeadership(t *testing.T) {
 		if _, moved := b.readFetch(req, parts, false); moved != wantMoved {
 			t.Fatalf("read at epoch %d: moved %v, want %v (the poll answers at once only when leadership moved)", epoch, moved, wantMoved)
 		}
-		var lasts []int64
-		if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
-			lasts = append(lasts, h.LastOffset())
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return sp, lasts
+		return sp, batchLasts(t, sp.RecordBatches)
 	}
 	if sp, lasts := read(epoch, false); sp.ErrorCode != 0 || sp.HighWatermark != 1 || !slices.Equal(lasts, []int64{0}) {
 		t.Fatalf("read at epoch %d: code %d HW %d batches ending %v; want 0, HW 1, [0]", epoch, sp.ErrorCode, sp.HighWatermark, lasts)

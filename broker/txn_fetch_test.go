@@ -106,6 +106,19 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 }
 
+// batchLasts is the last offset of each batch in data.
+func batchLasts(t *testing.T, data []byte) []int64 {
+	t.Helper()
+	var lasts []int64
+	if err := kafkaproto.SplitBatches(data, func(_ []byte, h kafkaproto.BatchHeader) error {
+		lasts = append(lasts, h.LastOffset())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return lasts
+}
+
 type offVal struct {
 	Offset int64
 	Value  string
@@ -200,13 +213,7 @@ func TestFetchReadCommitted(t *testing.T) {
 			if sp.ErrorCode != 0 {
 				t.Fatalf("isolation %d: error %d", iso, sp.ErrorCode)
 			}
-			var lasts []int64
-			if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
-				lasts = append(lasts, h.LastOffset())
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			lasts := batchLasts(t, sp.RecordBatches)
 			var aborted []storage.AbortedTxn
 			for _, a := range sp.AbortedTransactions {
 				aborted = append(aborted, storage.AbortedTxn{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
@@ -248,13 +255,7 @@ func TestFetchReadCommitted(t *testing.T) {
 		req.MaxBytes = 1 << 20
 		parts := []fetchPart{{resp: &sp, log: l, tp: b.tp(topic, 0), offset: 0, max: 1 << 20, sealedEnd: 11, sealedStable: c.stable, committed: committed}}
 		b.readFetch(req, parts, false)
-		var lasts []int64
-		if err := kafkaproto.SplitBatches(sp.RecordBatches, func(_ []byte, h kafkaproto.BatchHeader) error {
-			lasts = append(lasts, h.LastOffset())
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		lasts := batchLasts(t, sp.RecordBatches)
 		wantLasts, wantLSO, wantAborted := []int64{1, 3, 5, 6, 7, 8, 9, 10}, int64(11), 0
 		if committed {
 			wantLasts, wantLSO, wantAborted = []int64{1, 3, 5, 6, 7, 8}, 9, 1
